@@ -1,0 +1,110 @@
+"""The classifier registry: one pure function per action kind.
+
+A classifier takes an action's payload and a `ClassifyContext` (what the policy says about the
+target: SQL dialect, HTTP method overrides, trusted MCP tool risks) and returns a
+`Classification`. It must never raise: `classify()` turns any exception into `unknown`
+(invariant 3: what cannot be understood is treated as destructive).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import Field
+
+from interlock.model import Classification, Kind, Risk, Strict
+
+
+class ClassifyContext(Strict):
+    """Facts about the target that change how an action is judged. Comes from the policy."""
+
+    sql_dialect: str = "postgres"
+    #: http: method (upper case) → risk, per target; overrides the default by-method judgement.
+    http_methods: dict[str, Risk] = Field(default_factory=dict)
+    #: mcp: tool name → risk declared by the policy (trusted, unlike server annotations).
+    mcp_tools: dict[str, Risk] = Field(default_factory=dict)
+
+
+Classifier = Callable[[dict[str, Any], ClassifyContext], Classification]
+
+_CLASSIFIERS: dict[Kind, Classifier] = {}
+
+#: Modules that register a classifier when imported, one per kind.
+_MODULES = {
+    Kind.shell: "interlock.classify.shell",
+    Kind.sql: "interlock.classify.sql",
+    Kind.kubectl: "interlock.classify.kubectl",
+    Kind.terraform: "interlock.classify.terraform",
+    Kind.aws: "interlock.classify.aws",
+    Kind.http: "interlock.classify.http",
+    Kind.mcp: "interlock.classify.mcp",
+    Kind.file: "interlock.classify.file",
+}
+
+
+def register(kind: Kind) -> Callable[[Classifier], Classifier]:
+    def decorate(func: Classifier) -> Classifier:
+        _CLASSIFIERS[kind] = func
+        return func
+
+    return decorate
+
+
+def classifier_for(kind: Kind) -> Classifier | None:
+    if kind not in _CLASSIFIERS and kind in _MODULES:
+        try:
+            importlib.import_module(_MODULES[kind])
+        except ModuleNotFoundError as exc:
+            if exc.name != _MODULES[kind]:
+                raise
+    return _CLASSIFIERS.get(kind)
+
+
+def unknown(summary: str, **details: Any) -> Classification:
+    return Classification(risk=Risk.unknown, summary=summary, details=details)
+
+
+def classify(kind: Kind, payload: dict[str, Any], context: ClassifyContext | None = None) -> Classification:
+    """Classify a payload; never raises. No classifier or a crash → `unknown`."""
+    func = classifier_for(kind)
+    if func is None:
+        return unknown(f"no classifier for {kind.value} actions")
+    try:
+        return func(payload, context or ClassifyContext())
+    except Exception as exc:  # noqa: BLE001 - a classifier bug must fail closed, not crash the gate
+        return unknown(f"{kind.value} classifier could not judge this: {type(exc).__name__}", error=str(exc)[:200])
+
+
+#: The payload field that carries the text form of each kind's input (CLI `INPUT`, corpus `input`).
+TEXT_FIELD = {
+    Kind.shell: "command",
+    Kind.sql: "sql",
+    Kind.kubectl: "command",
+    Kind.aws: "command",
+}
+
+
+def payload_from_input(kind: Kind, text: str) -> dict[str, Any]:
+    """Turn the text a human types (`interlock classify --kind sql "DELETE …"`) into a payload.
+
+    Kinds whose input is structured (terraform plan JSON, http and mcp calls) take JSON text.
+    """
+    field = TEXT_FIELD.get(kind)
+    if field is not None:
+        return {field: text}
+    if kind is Kind.terraform:
+        try:
+            plan = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"terraform input must be the JSON of `terraform show -json PLANFILE`: {exc}") from exc
+        return {"plan": plan}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{kind.value} input must be a JSON object: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ValueError(f"{kind.value} input must be a JSON object, got {type(value).__name__}")
+    return value

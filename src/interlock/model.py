@@ -1,0 +1,175 @@
+"""The words of DESIGN.md §2 as strict data types.
+
+Every model forbids unknown fields: a typo in a request or a policy is an error that names the
+field, never a silently ignored key (fail closed).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: Default limit on the canonical JSON size of an action's payload (configurable in the policy).
+DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$"
+
+
+class Strict(BaseModel):
+    """Base for every Interlock model: unknown fields are rejected, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+class Kind(enum.StrEnum):
+    """What sort of action this is; each kind has a classifier and (later) an executor."""
+
+    shell = "shell"
+    sql = "sql"
+    kubectl = "kubectl"
+    terraform = "terraform"
+    aws = "aws"
+    http = "http"
+    mcp = "mcp"
+    file = "file"
+
+
+class Risk(enum.StrEnum):
+    """How much harm an action can do. `unknown` is ranked with `destructive` (invariant 3)."""
+
+    read = "read"
+    write = "write"
+    destructive = "destructive"
+    unknown = "unknown"
+
+    @property
+    def rank(self) -> int:
+        return _RISK_RANK[self]
+
+    def at_most(self, ceiling: Risk) -> bool:
+        return self.rank <= ceiling.rank
+
+    @property
+    def effective(self) -> Risk:
+        """The risk the policy judges by: `unknown` is judged as `destructive`."""
+        return Risk.destructive if self is Risk.unknown else self
+
+    @staticmethod
+    def highest(risks: list[Risk]) -> Risk:
+        """The most dangerous of several risks; `unknown` wins a tie with `destructive`."""
+        if not risks:
+            return Risk.read
+        return max(risks, key=lambda r: (r.rank, r is Risk.unknown))
+
+
+_RISK_RANK = {Risk.read: 0, Risk.write: 1, Risk.destructive: 2, Risk.unknown: 2}
+
+#: Tags a classifier may report. Free-form tags are allowed too (policies may match on them),
+#: these are the ones Interlock itself emits and documents.
+KNOWN_TAGS = (
+    "replace",
+    "privilege",
+    "mass",
+    "irreversible",
+    "protected-target",
+    "network",
+    "interpreter",
+    "obfuscated",
+    "exfiltration",
+    "cascade",
+    "schema",
+    "secrets",
+)
+
+
+class Rationale(Strict):
+    """The agent's structured reason for an action, shown to approvers and kept in the audit log."""
+
+    intent: str = Field(max_length=4000)
+    expected_effect: str = Field(default="", max_length=4000)
+    rollback: str = Field(default="", max_length=4000)
+
+
+class Action(Strict):
+    """What an agent proposes. The agent's identity is not part of it: it comes from the token."""
+
+    kind: Kind
+    environment: str = Field(pattern=NAME_PATTERN)
+    target: str | None = Field(default=None, pattern=NAME_PATTERN)
+    payload: dict[str, Any]
+    rationale: Rationale | None = None
+
+    @field_validator("payload")
+    @classmethod
+    def _payload_not_empty(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not value:
+            raise ValueError("payload is empty: say what the action does (e.g. {\"command\": \"ls\"})")
+        return value
+
+
+class Classification(Strict):
+    """What a classifier found an action would do."""
+
+    risk: Risk
+    tags: tuple[str, ...] = ()
+    summary: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("tags")
+    @classmethod
+    def _sorted_unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(sorted(set(value)))
+
+
+class Outcome(enum.StrEnum):
+    allow = "allow"
+    deny = "deny"
+    approval_required = "approval_required"
+    sandbox_required = "sandbox_required"
+
+    @property
+    def exit_code(self) -> int:
+        """The `interlock check` exit code (DESIGN.md §5)."""
+        return {"allow": 0, "deny": 1}.get(self.value, 3)
+
+
+class ApprovalRequirement(Strict):
+    """`count` distinct eligible humans must approve; eligible = members of `from_groups`
+    (anyone when empty), never the agent itself nor its owner. `at_least` adds per-group minimums
+    ("at least one from dba")."""
+
+    count: int = Field(ge=1, le=100)
+    from_groups: tuple[str, ...] = ()
+    at_least: tuple[tuple[str, int], ...] = ()
+    source: str = Field(description="the rule id or role grant that demanded it")
+
+    def describe(self) -> str:
+        who = "anyone" if not self.from_groups else " or ".join(self.from_groups)
+        text = f"{self.count} approval{'s' if self.count != 1 else ''} from {who}"
+        for group, n in self.at_least:
+            text += f", at least {n} from {group}"
+        return text
+
+
+class Decision(Strict):
+    """The policy's answer, with everything needed to explain it."""
+
+    outcome: Outcome
+    risk: Risk
+    tags: tuple[str, ...] = ()
+    summary: str = ""
+    rules: tuple[str, ...] = Field(default=(), description="ids of the rules and grants that produced it")
+    reasons: tuple[str, ...] = ()
+    remedy: tuple[str, ...] = Field(default=(), description="what would allow it, when not allowed")
+    approvals: tuple[ApprovalRequirement, ...] = ()
+    sandbox: str | None = Field(default=None, description="environment to run in first")
+    policy_version: str = ""
+
+    @property
+    def allowed(self) -> bool:
+        return self.outcome is Outcome.allow
+
+
+DecisionName = Literal["allow", "deny", "approval_required", "sandbox_required"]
