@@ -1,0 +1,780 @@
+"""The SQL classifier: what would these statements do to the database?
+
+Every statement of the input is judged on its own and the action is as risky as its riskiest
+statement. Statements are split on sqlglot's tokens (so `;` inside strings, comments and
+`$$ … $$` bodies is not a separator), then judged by their leading keywords where sqlglot has
+no full grammar (COPY, SET ROLE, EXPLAIN ANALYZE, VACUUM, DO, roles …) and otherwise by walking
+the whole syntax tree, so a DELETE hidden in a CTE or a subquery is found.
+
+Decisions (documented in docs/classifiers.md):
+
+- DELETE is destructive; without WHERE or with an always-true WHERE it is also `mass`.
+- UPDATE with a real WHERE is write; without one (or always true) it is destructive + `mass`.
+- REVOKE is destructive + `privilege`: it breaks whoever relied on the access, and the
+  previous grants are not recorded anywhere to put back. GRANT is write + `privilege`.
+- `SELECT … FOR UPDATE/SHARE` is write: its row locks block production writers.
+- `pg_terminate_backend`, `pg_cancel_backend`, `lo_unlink` are destructive; functions that run
+  SQL given as text or touch server files (`dblink_exec`, `dblink`, `query_to_xml`,
+  `pg_read_file`, `lo_export` …) are unknown: what they do is in a string we do not parse.
+- DO blocks, CALL, EXECUTE, CREATE FUNCTION/PROCEDURE/RULE bodies are unknown.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.errors import SqlglotError
+from sqlglot.tokenizer_core import Token, TokenType
+
+from interlock.classify.registry import ClassifyContext, register, unknown
+from interlock.model import Classification, Kind, Risk
+
+# sqlglot logs a warning for every statement it falls back to an opaque `Command` for; we
+# judge those ourselves (as unknown when not recognised), so the warning is noise.
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
+
+#: Functions whose call changes the server's state, by how bad it is.
+DESTRUCTIVE_FUNCTIONS = frozenset(
+    {"pg_terminate_backend", "pg_cancel_backend", "lo_unlink", "pg_drop_replication_slot", "pg_promote"}
+)
+WRITE_FUNCTIONS = frozenset(
+    {
+        "nextval",
+        "setval",
+        "pg_reload_conf",
+        "pg_rotate_logfile",
+        "pg_switch_wal",
+        "pg_create_restore_point",
+        "pg_advisory_lock",
+        "pg_advisory_xact_lock",
+        "lo_create",
+        "lo_creat",
+        "lo_from_bytea",
+        "lo_put",
+        "pg_create_physical_replication_slot",
+        "pg_create_logical_replication_slot",
+        "pg_replication_origin_create",
+    }
+)
+#: Functions that run SQL given as text, or read/write server files: their effect is not in the tree.
+OPAQUE_FUNCTIONS = frozenset(
+    {
+        "dblink_exec",
+        "dblink",
+        "dblink_send_query",
+        "query_to_xml",
+        "query_to_xml_and_xmlschema",
+        "table_to_xml",
+        "pg_read_file",
+        "pg_read_binary_file",
+        "pg_ls_dir",
+        "pg_stat_file",
+        "lo_import",
+        "lo_export",
+        "pg_file_write",
+        "pg_file_unlink",
+        "pg_file_rename",
+        "xpath_table",
+        "sys_exec",
+        "sys_eval",
+        "load_extension",
+    }
+)
+
+TRANSACTION_WORDS = frozenset(
+    {"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE", "PREPARE TRANSACTION"}
+)
+READ_WORDS = frozenset(
+    {
+        "SHOW",
+        "DISCARD",
+        "LISTEN",
+        "UNLISTEN",
+        "DEALLOCATE",
+        "FETCH",
+        "MOVE",
+        "CLOSE",
+        "DESCRIBE",
+        "DESC",
+        "USE",
+    }
+)
+MAINTENANCE_WORDS = frozenset(
+    {
+        "VACUUM",
+        "REINDEX",
+        "CLUSTER",
+        "REFRESH",
+        "LOCK",
+        "ANALYZE",
+        "ANALYSE",
+        "CHECKPOINT",
+        "NOTIFY",
+        "COMMENT",
+        "SECURITY",
+        "IMPORT",
+        "OPTIMIZE",
+    }
+)
+OPAQUE_WORDS = frozenset({"DO", "CALL", "EXECUTE", "EXEC", "LOAD", "SOURCE", "HANDLER"})
+PRIVILEGE_OBJECTS = frozenset({"ROLE", "USER", "GROUP"})
+#: Words between CREATE and the object kind that do not change what is created.
+CREATE_MODIFIERS = frozenset(
+    {
+        "OR",
+        "REPLACE",
+        "TEMP",
+        "TEMPORARY",
+        "UNLOGGED",
+        "GLOBAL",
+        "LOCAL",
+        "UNIQUE",
+        "MATERIALIZED",
+        "RECURSIVE",
+        "TRUSTED",
+        "PROCEDURAL",
+        "CONSTRAINT",
+        "DEFAULT",
+        "EXTERNAL",
+        "TRANSIENT",
+        "VOLATILE",
+        "IF",
+        "NOT",
+        "EXISTS",
+    }
+)
+OPAQUE_CREATES = frozenset({"FUNCTION", "PROCEDURE", "RULE", "LANGUAGE", "AGGREGATE", "OPERATOR", "CAST"})
+
+
+@dataclass
+class Verdict:
+    """What one statement would do."""
+
+    type: str
+    risk: Risk
+    tags: set[str] = field(default_factory=set)
+    tables: list[str] = field(default_factory=list)
+    note: str = ""
+    #: (object kind, name) created or dropped: a DROP and a CREATE of the same object is a `replace`.
+    drops: list[tuple[str, str]] = field(default_factory=list)
+    creates: list[tuple[str, str]] = field(default_factory=list)
+
+    def raise_to(self, risk: Risk, *tags: str, note: str = "") -> None:
+        self.risk = Risk.highest([self.risk, risk])
+        self.tags.update(tags)
+        if note and not self.note:
+            self.note = note
+
+
+@register(Kind.sql)
+def classify_sql(payload: dict[str, Any], context: ClassifyContext) -> Classification:
+    sql = payload.get("sql")
+    if not isinstance(sql, str):
+        return unknown("sql action without a `sql` text")
+    try:
+        dialect = Dialect.get_or_raise(context.sql_dialect)
+    except (ValueError, SqlglotError):
+        return unknown(f"unknown SQL dialect {context.sql_dialect!r}: cannot judge the statements")
+    try:
+        tokens = dialect.tokenize(sql)
+    except Exception as exc:
+        return unknown("SQL could not be tokenized: cannot judge it", error=str(exc)[:200])
+    statements = split_statements(tokens)
+    if not statements:
+        return unknown("no SQL statement found")
+    verdicts = [judge_statement(group, sql, dialect) for group in statements]
+    return combine(verdicts)
+
+
+def split_statements(tokens: list[Token]) -> list[list[Token]]:
+    groups: list[list[Token]] = [[]]
+    for token in tokens:
+        if token.token_type == TokenType.SEMICOLON:
+            groups.append([])
+        else:
+            groups[-1].append(token)
+    return [group for group in groups if group]
+
+
+def words_of(tokens: list[Token]) -> list[str]:
+    return [t.text.upper() for t in tokens if t.token_type != TokenType.STRING]
+
+
+def judge_statement(tokens: list[Token], sql: str, dialect: Dialect) -> Verdict:
+    words = words_of(tokens[:8])
+    first = words[0] if words else ""
+    if (
+        tokens[0].token_type == TokenType.COMMAND
+        and len(tokens) > 1
+        and tokens[1].token_type == TokenType.STRING
+    ):
+        # sqlglot keeps the rest of statements it has no grammar for (EXPLAIN, DO, VACUUM …) as one
+        # string: read that string's own tokens to see what the statement does.
+        rest = tokens[1].text
+        try:
+            rest_tokens = dialect.tokenize(rest)
+        except Exception:
+            return Verdict(first.lower(), Risk.unknown, note=f"{first} with text we cannot read")
+        if first == "EXPLAIN":
+            return judge_explain(rest_tokens, rest, dialect)
+        if first in ("PREPARE", "DECLARE"):
+            return judge_wrapped(rest_tokens, rest, dialect, first)
+        words = [first, *words_of(rest_tokens[:7])]
+    second = words[1] if len(words) > 1 else ""
+    text = sql[tokens[0].start : tokens[-1].end + 1]
+
+    if first in TRANSACTION_WORDS:
+        if first in ("PREPARE", "COMMIT", "ROLLBACK") and second == "PREPARED":
+            return Verdict("transaction", Risk.write, note=f"{first} PREPARED")
+        return Verdict("transaction", Risk.read, note=first)
+    if first in READ_WORDS:
+        return Verdict(first.lower(), Risk.read, note=first)
+    if first in ("SET", "RESET"):
+        return judge_set(words)
+    if first == "EXPLAIN":
+        return judge_explain(tokens[1:], sql, dialect)
+    if first in OPAQUE_WORDS:
+        return Verdict(first.lower(), Risk.unknown, note=f"{first} runs code we cannot see into")
+    if first in ("PREPARE", "DECLARE"):
+        return judge_wrapped(tokens[1:], sql, dialect, first)
+    if first in MAINTENANCE_WORDS:
+        tags = {"schema"} if first in ("COMMENT", "SECURITY", "IMPORT") else set()
+        return Verdict(first.lower(), Risk.write, tags, note=" ".join(words[:2]))
+    if first == "COPY":
+        return judge_copy(tokens, sql, dialect)
+    if first == "GRANT":
+        return Verdict("grant", Risk.write, {"privilege"}, note=f"GRANT {' '.join(words[1:4])}")
+    if first == "REVOKE":
+        return Verdict(
+            "revoke", Risk.destructive, {"privilege"}, note="REVOKE removes access someone relies on"
+        )
+    if first in ("CREATE", "ALTER", "DROP"):
+        kind = object_kind(words[1:])
+        if kind in PRIVILEGE_OBJECTS or (first == "ALTER" and kind == "DEFAULT"):
+            risk = Risk.destructive if first == "DROP" else Risk.write
+            return Verdict(f"{first.lower()} {kind.lower()}", risk, {"privilege"}, note=f"{first} {kind}")
+        if first == "CREATE" and kind in OPAQUE_CREATES:
+            return Verdict(
+                f"create {kind.lower()}", Risk.unknown, {"schema"}, note=f"CREATE {kind} body is code"
+            )
+        if first == "ALTER" and kind == "SYSTEM":
+            return Verdict(
+                "alter system", Risk.write, {"schema"}, note="ALTER SYSTEM changes server settings"
+            )
+        if first == "DROP" and kind == "OWNED":
+            return Verdict(
+                "drop owned", Risk.destructive, {"mass", "privilege"}, note="DROP OWNED drops every object"
+            )
+    if first == "REPLACE":
+        return Verdict("replace", Risk.write, {"replace"}, note="REPLACE INTO deletes and re-inserts rows")
+    if first == "REASSIGN":
+        return Verdict("reassign owned", Risk.write, {"privilege"}, note="REASSIGN OWNED")
+    if first == "TRUNCATE":
+        verdict = Verdict(
+            "truncate", Risk.destructive, {"mass", "irreversible"}, note="TRUNCATE empties tables"
+        )
+        if "CASCADE" in words_of(tokens):
+            verdict.tags.add("cascade")
+        verdict.tables = [
+            t.text for t in tokens[1:] if t.token_type in (TokenType.VAR, TokenType.IDENTIFIER)
+        ][:1]
+        parsed = parse(tokens, sql, dialect)
+        if parsed is not None:
+            verdict.tables = tables_in(parsed)
+        return verdict
+    parsed = parse(tokens, sql, dialect)
+    if parsed is None:
+        return Verdict("unparsable", Risk.unknown, note=f"could not parse `{shorten(text, 40)}`")
+    verdict = judge_tree(parsed)
+    if is_locking_read(tokens) and verdict.risk is Risk.read:
+        verdict.raise_to(Risk.write, note="SELECT … FOR UPDATE/SHARE locks rows")
+    return verdict
+
+
+def parse(tokens: list[Token], sql: str, dialect: Dialect) -> exp.Expr | None:
+    try:
+        trees = dialect.parser().parse(tokens, sql)
+    except Exception:
+        return None
+    trees = [t for t in trees if t is not None]
+    return trees[0] if len(trees) == 1 else None
+
+
+def object_kind(words: list[str]) -> str:
+    for word in words:
+        if word not in CREATE_MODIFIERS:
+            return word
+    return ""
+
+
+def judge_set(words: list[str]) -> Verdict:
+    rest = [w for w in words[1:] if w not in ("SESSION", "LOCAL")]
+    if rest[:1] == ["ROLE"] or rest[:1] == ["AUTHORIZATION"]:
+        return Verdict("set role", Risk.write, {"privilege"}, note="SET ROLE changes whose rights apply")
+    if rest[:1] == ["SESSION_REPLICATION_ROLE"]:
+        return Verdict("set", Risk.write, note="session_replication_role disables triggers and foreign keys")
+    return Verdict("set", Risk.read, note=" ".join(words[:2]))
+
+
+def judge_explain(tokens: list[Token], sql: str, dialect: Dialect) -> Verdict:
+    """EXPLAIN only plans; EXPLAIN ANALYZE *runs* the statement, so it is as risky as it."""
+    statement_starts = {
+        "SELECT",
+        "WITH",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "MERGE",
+        "CREATE",
+        "EXECUTE",
+        "VALUES",
+        "TABLE",
+        "DECLARE",
+    }
+    analyze = False
+    depth = 0
+    for index, token in enumerate(tokens):
+        word = token.text.upper()
+        if token.token_type == TokenType.L_PAREN:
+            depth += 1
+        elif token.token_type == TokenType.R_PAREN:
+            depth -= 1
+        elif word in ("ANALYZE", "ANALYSE"):
+            next_word = tokens[index + 1].text.upper() if index + 1 < len(tokens) else ""
+            analyze = analyze or next_word not in ("FALSE", "OFF", "0")
+        elif depth == 0 and word in statement_starts:
+            inner = judge_statement(tokens[index:], sql, dialect)
+            if not analyze:
+                return Verdict("explain", Risk.read, tables=inner.tables, note="EXPLAIN (plans only)")
+            inner.note = f"EXPLAIN ANALYZE executes it: {inner.note or inner.type}"
+            return inner
+    return Verdict("explain", Risk.unknown, note="EXPLAIN of something we cannot read")
+
+
+def judge_wrapped(tokens: list[Token], sql: str, dialect: Dialect, word: str) -> Verdict:
+    """PREPARE x AS stmt / DECLARE c CURSOR FOR stmt: judge the statement inside."""
+    marker = "AS" if word == "PREPARE" else "FOR"
+    for index, token in enumerate(tokens):
+        if token.text.upper() == marker and index + 1 < len(tokens):
+            return judge_statement(tokens[index + 1 :], sql, dialect)
+    return Verdict(word.lower(), Risk.unknown, note=f"{word} without a statement we can read")
+
+
+def judge_copy(tokens: list[Token], sql: str, dialect: Dialect) -> Verdict:
+    """COPY … TO/FROM PROGRAM runs a shell command on the database server; `COPY (query) TO` runs
+    the query, which may be a `DELETE … RETURNING`."""
+    depth = 0
+    direction = ""
+    target: Token | None = None
+    inner = Verdict("copy", Risk.read)
+    for index, token in enumerate(tokens[1:], start=1):
+        if token.token_type == TokenType.L_PAREN and depth == 0 and index == 1:
+            closing = matching_paren(tokens, index)
+            if closing is None:
+                return Verdict("copy", Risk.unknown, note="COPY with an unclosed query")
+            inner = (
+                judge_statement(tokens[index + 1 : closing], sql, dialect) if closing > index + 1 else inner
+            )
+        if token.token_type == TokenType.L_PAREN:
+            depth += 1
+        elif token.token_type == TokenType.R_PAREN:
+            depth -= 1
+        elif depth == 0 and token.text.upper() in ("TO", "FROM"):
+            direction = token.text.upper()
+            target = tokens[index + 1] if index + 1 < len(tokens) else None
+            break
+    table = tokens[1].text if len(tokens) > 1 and tokens[1].token_type != TokenType.L_PAREN else ""
+    tables = [table] if table else []
+    if target is None:
+        return Verdict("copy", Risk.unknown, tables=tables, note="COPY without TO/FROM")
+    where = target.text.upper() if target.token_type != TokenType.STRING else "FILE"
+    if where == "PROGRAM":
+        return Verdict(
+            "copy", Risk.destructive, {"interpreter"}, tables, note="COPY … PROGRAM runs a server command"
+        )
+    if direction == "FROM":
+        return Verdict(
+            "copy", Risk.write, set(), tables, note=f"COPY {table} FROM {where.lower()} loads rows"
+        )
+    if where == "STDOUT":
+        inner.raise_to(Risk.read, note="COPY … TO STDOUT exports rows")
+        return inner
+    inner.raise_to(Risk.write, "exfiltration", note="COPY … TO writes a file on the server")
+    return inner
+
+
+def matching_paren(tokens: list[Token], start: int) -> int | None:
+    depth = 0
+    for index in range(start, len(tokens)):
+        if tokens[index].token_type == TokenType.L_PAREN:
+            depth += 1
+        elif tokens[index].token_type == TokenType.R_PAREN:
+            depth -= 1
+            if depth == 0:
+                return index
+    return None
+
+
+def is_locking_read(tokens: list[Token]) -> bool:
+    for index, token in enumerate(tokens[:-1]):
+        if token.token_type == TokenType.FOR and tokens[index + 1].text.upper() in (
+            "UPDATE",
+            "SHARE",
+            "NO",
+            "KEY",
+        ):
+            return True
+    return False
+
+
+def table_name(node: exp.Expr | None) -> str:
+    if isinstance(node, exp.Table):
+        return ".".join(part for part in (node.catalog, node.db, node.name) if part)
+    if isinstance(node, exp.Expr):
+        inner = node.find(exp.Table)
+        return table_name(inner) if inner is not None else ""
+    return ""
+
+
+def tables_in(tree: exp.Expr) -> list[str]:
+    names: list[str] = []
+    for table in tree.find_all(exp.Table):
+        name = table_name(table)
+        if name and name not in names:
+            names.append(name)
+    return names
+
+
+def function_name(node: exp.Func) -> str:
+    if isinstance(node, exp.Anonymous):
+        return str(node.name).lower()
+    return node.sql_name().lower()
+
+
+#: Top-level trees whose own type says nothing dangerous; what matters is what they contain.
+READ_TREES: tuple[type[exp.Expr], ...] = (
+    exp.Select,
+    exp.SetOperation,
+    exp.Subquery,
+    exp.Values,
+    exp.Describe,
+    exp.Use,
+    exp.Transaction,
+    exp.Commit,
+    exp.Rollback,
+    exp.Show,
+    exp.Table,
+)
+
+
+JUDGED_TREES: tuple[type[exp.Expr], ...] = (
+    *READ_TREES,
+    exp.Insert,
+    exp.Update,
+    exp.Delete,
+    exp.Merge,
+    exp.Create,
+    exp.Drop,
+    exp.Alter,
+    exp.TruncateTable,
+    exp.Analyze,
+    exp.Grant,
+    exp.Revoke,
+)
+
+
+def judge_tree(tree: exp.Expr) -> Verdict:
+    """Walk every node: the riskiest thing anywhere in the statement decides."""
+    if not isinstance(tree, JUDGED_TREES):
+        return Verdict(type(tree).__name__.lower(), Risk.unknown, note="a statement we do not understand")
+    verdict = Verdict(statement_type(tree), Risk.read, tables=tables_in(tree))
+    for node in tree.walk():
+        judge_node(node, verdict)
+    return verdict
+
+
+def statement_type(tree: exp.Expr) -> str:
+    if isinstance(tree, exp.Select) and isinstance(tree.args.get("with"), exp.With):
+        return "with select"
+    return type(tree).__name__.lower()
+
+
+def judge_node(node: exp.Expr, verdict: Verdict) -> None:
+    if isinstance(node, exp.Delete):
+        target = table_name(node.this)
+        where = node.args.get("where")
+        if where is None or always_true(where.this):
+            why = (
+                "without WHERE"
+                if where is None
+                else f"with always-true WHERE {shorten(where.this.sql(), 30)}"
+            )
+            verdict.raise_to(Risk.destructive, "mass", note=f"DELETE FROM {target} {why}: every row")
+        else:
+            verdict.raise_to(
+                Risk.destructive, note=f"DELETE FROM {target} WHERE {shorten(where.this.sql(), 40)}"
+            )
+    elif isinstance(node, exp.Update):
+        target = table_name(node.this)
+        where = node.args.get("where")
+        if where is None or always_true(where.this):
+            why = (
+                "without WHERE"
+                if where is None
+                else f"with always-true WHERE {shorten(where.this.sql(), 30)}"
+            )
+            verdict.raise_to(Risk.destructive, "mass", note=f"UPDATE {target} {why}: every row")
+        else:
+            verdict.raise_to(Risk.write, note=f"UPDATE {target} WHERE {shorten(where.this.sql(), 40)}")
+    elif isinstance(node, exp.Insert):
+        target = table_name(node.this)
+        if node.args.get("overwrite"):
+            verdict.raise_to(Risk.destructive, "replace", note=f"INSERT OVERWRITE {target} replaces all rows")
+        else:
+            verdict.raise_to(Risk.write, note=f"INSERT INTO {target}")
+    elif isinstance(node, exp.Merge):
+        target = table_name(node.this)
+        deletes = any(
+            isinstance(w.args.get("then"), exp.Var) and str(w.args["then"].this).upper() == "DELETE"
+            for w in node.find_all(exp.When)
+        )
+        if deletes:
+            verdict.raise_to(Risk.destructive, note=f"MERGE INTO {target} deletes matched rows")
+        else:
+            verdict.raise_to(Risk.write, note=f"MERGE INTO {target}")
+    elif isinstance(node, exp.Create):
+        judge_create(node, verdict)
+    elif isinstance(node, exp.Drop):
+        if isinstance(node.parent, exp.Alter):
+            kind = str(node.args.get("kind") or "part").upper()
+            verdict.raise_to(Risk.destructive, "schema", note=f"ALTER … DROP {kind}")
+        else:
+            judge_drop(node, verdict)
+    elif isinstance(node, exp.Alter):
+        verdict.raise_to(
+            Risk.write, "schema", note=f"ALTER {node.args.get('kind') or ''} {table_name(node.this)}"
+        )
+        if any("Drop" in type(action).__name__ for action in node.args.get("actions") or []):
+            verdict.raise_to(Risk.destructive, "schema")
+    elif isinstance(node, exp.TruncateTable):
+        verdict.raise_to(Risk.destructive, "mass", "irreversible", note="TRUNCATE empties tables")
+    elif isinstance(node, exp.Grant):
+        verdict.raise_to(Risk.write, "privilege", note="GRANT")
+    elif isinstance(node, exp.Revoke):
+        verdict.raise_to(Risk.destructive, "privilege", note="REVOKE")
+    elif isinstance(node, exp.Analyze):
+        verdict.raise_to(Risk.write, note="ANALYZE")
+    elif isinstance(node, exp.Command):
+        verdict.raise_to(Risk.unknown, note=f"{node.this} … we cannot read")
+    elif isinstance(node, exp.Select) and node.args.get("into") is not None:
+        verdict.raise_to(
+            Risk.write, "schema", note=f"SELECT INTO {table_name(node.args['into'])} creates a table"
+        )
+    elif isinstance(node, exp.Func):
+        name = function_name(node)
+        if name in DESTRUCTIVE_FUNCTIONS:
+            verdict.raise_to(Risk.destructive, note=f"{name}(…)")
+        elif name in OPAQUE_FUNCTIONS:
+            verdict.raise_to(Risk.unknown, note=f"{name}(…) runs SQL or touches files we cannot see")
+        elif name in WRITE_FUNCTIONS:
+            verdict.raise_to(Risk.write, note=f"{name}(…) changes server state")
+
+
+def judge_create(node: exp.Create, verdict: Verdict) -> None:
+    kind = str(node.args.get("kind") or "").upper()
+    name = table_name(node.this)
+    if kind in OPAQUE_CREATES:
+        verdict.raise_to(Risk.unknown, "schema", note=f"CREATE {kind} body is code we do not judge")
+        return
+    verdict.creates.append((kind, name.lower()))
+    if node.args.get("replace") and kind == "TABLE":
+        # CREATE OR REPLACE TABLE (Snowflake, BigQuery, Databricks) drops the old table's rows.
+        verdict.raise_to(
+            Risk.destructive, "replace", "schema", note=f"CREATE OR REPLACE TABLE {name} drops its rows"
+        )
+    else:
+        verdict.raise_to(Risk.write, "schema", note=f"CREATE {kind} {name}")
+
+
+def judge_drop(node: exp.Drop, verdict: Verdict) -> None:
+    kind = str(node.args.get("kind") or "").upper()
+    names = [table_name(t) for t in node.args.get("tables") or []] or [table_name(node.this)]
+    names = [n for n in names if n]
+    tags = {"irreversible"}
+    if node.args.get("cascade"):
+        tags.add("cascade")
+    if kind in ("DATABASE", "SCHEMA"):
+        tags.add("mass")
+    if kind in PRIVILEGE_OBJECTS:
+        tags.add("privilege")
+    verdict.drops.extend((kind, n.lower()) for n in names)
+    verdict.raise_to(Risk.destructive, *tags, note=f"DROP {kind} {', '.join(names)}".rstrip())
+
+
+# --- always-true WHERE ------------------------------------------------------------------------------
+
+
+def always_true(condition: exp.Expr) -> bool:
+    return truth(condition) is True
+
+
+def truth(node: exp.Expr) -> bool | None:
+    """The constant truth of a condition when it does not depend on the row, else None."""
+    if isinstance(node, exp.Paren):
+        return truth(node.this)
+    if isinstance(node, exp.Boolean):
+        return bool(node.this)
+    if isinstance(node, exp.Not):
+        inner = truth(node.this)
+        return None if inner is None else not inner
+    if isinstance(node, exp.And):
+        left, right = truth(node.left), truth(node.right)
+        if left is False or right is False:
+            return False
+        return True if left is True and right is True else None
+    if isinstance(node, exp.Or):
+        left, right = truth(node.left), truth(node.right)
+        if left is True or right is True or complementary(node.left, node.right):
+            return True
+        return False if left is False and right is False else None
+    if isinstance(node, exp.Is) and isinstance(node.expression, exp.Null):
+        value = constant(node.this)
+        return None if value is None else False
+    if isinstance(node, exp.Like):
+        pattern = constant(node.expression)
+        return True if isinstance(pattern, str) and pattern and set(pattern) == {"%"} else None
+    if isinstance(node, (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ)):
+        return compare(node)
+    if isinstance(node, exp.In):
+        value = constant(node.this)
+        options = [constant(e) for e in node.expressions]
+        if value is not None and options and value in options:
+            return True
+        return None
+    if isinstance(node, exp.Between):
+        value, low, high = (
+            constant(node.this),
+            constant(node.args.get("low")),
+            constant(node.args.get("high")),
+        )
+        if isinstance(value, float) and isinstance(low, float) and isinstance(high, float):
+            return low <= value <= high
+        return None
+    if isinstance(node, exp.Exists):
+        inner = node.this
+        if (
+            isinstance(inner, exp.Select)
+            and inner.args.get("from") is None
+            and inner.args.get("where") is None
+        ):
+            return True
+        return None
+    value = constant(node)
+    if isinstance(value, float):
+        return value != 0
+    if isinstance(value, str):
+        return value.strip().lower() in ("t", "true", "1", "y", "yes", "on")
+    return None
+
+
+def complementary(left: exp.Expr, right: exp.Expr) -> bool:
+    """`p OR NOT p`, `x IS NULL OR x IS NOT NULL`: true for every row."""
+
+    def strip(e: exp.Expr) -> exp.Expr:
+        return strip(e.this) if isinstance(e, exp.Paren) else e
+
+    left, right = strip(left), strip(right)
+    if isinstance(left, exp.Is) and isinstance(right, exp.Is) and left.this == right.this:
+        return bool(left.args.get("negate")) != bool(right.args.get("negate"))
+    if isinstance(right, exp.Not) and strip(right.this) == left:
+        return True
+    return isinstance(left, exp.Not) and strip(left.this) == right
+
+
+def compare(node: exp.Expr) -> bool | None:
+    left, right = node.this, node.expression
+    a, b = constant(left), constant(right)
+    if a is None or b is None:
+        same = left == right and not left.find(exp.Func, exp.Subquery, exp.Select)
+        if same and isinstance(node, (exp.EQ, exp.GTE, exp.LTE, exp.NullSafeEQ)):
+            return True  # x = x: every row where x is not null
+        if same and isinstance(node, (exp.NEQ, exp.GT, exp.LT)):
+            return False
+        return None
+    if type(a) is not type(b):
+        return None
+    if isinstance(node, (exp.EQ, exp.NullSafeEQ)):
+        return a == b
+    if isinstance(node, exp.NEQ):
+        return a != b
+    if isinstance(node, exp.GT):
+        return a > b  # type: ignore[operator]
+    if isinstance(node, exp.GTE):
+        return a >= b  # type: ignore[operator]
+    if isinstance(node, exp.LT):
+        return a < b  # type: ignore[operator]
+    return a <= b  # type: ignore[operator]
+
+
+def constant(node: exp.Expr | None) -> float | str | None:
+    """A literal's value (numbers as float), looking through casts and parentheses."""
+    if isinstance(node, (exp.Paren, exp.Cast, exp.TryCast)):
+        return constant(node.this)
+    if isinstance(node, exp.Neg):
+        inner = constant(node.this)
+        return -inner if isinstance(inner, float) else None
+    if isinstance(node, exp.Boolean):
+        return 1.0 if node.this else 0.0
+    if isinstance(node, exp.Literal):
+        if node.is_string:
+            return str(node.this)
+        try:
+            return float(node.this)
+        except ValueError:
+            return None
+    return None
+
+
+# --- the answer ---------------------------------------------------------------------------------------
+
+
+def combine(verdicts: list[Verdict]) -> Classification:
+    risk = Risk.highest([v.risk for v in verdicts])
+    tags: set[str] = set()
+    for v in verdicts:
+        tags |= v.tags
+    dropped: set[tuple[str, str]] = set()
+    for v in verdicts:
+        if dropped & set(v.creates):
+            tags.add("replace")
+        dropped.update(v.drops)
+    tables: list[str] = []
+    for v in verdicts:
+        tables.extend(t for t in v.tables if t not in tables)
+    details = {
+        "statements": [{"type": v.type, "tables": v.tables, "risk": v.risk.value} for v in verdicts],
+        "tables": tables,
+    }
+    return Classification(risk=risk, tags=tuple(tags), summary=summarize(verdicts, risk), details=details)
+
+
+def summarize(verdicts: list[Verdict], risk: Risk) -> str:
+    def describe(v: Verdict) -> str:
+        return v.note or f"{v.type.upper()} {', '.join(v.tables)}".strip()
+
+    if len(verdicts) == 1:
+        return shorten(describe(verdicts[0]), 200)
+    worst = [v for v in verdicts if v.risk is risk]
+    text = f"{len(verdicts)} statements, riskiest: " + "; ".join(describe(v) for v in worst[:3])
+    if len(worst) > 3:
+        text += f"; and {len(worst) - 3} more"
+    return shorten(text, 200)
+
+
+def shorten(text: str, limit: int) -> str:
+    one_line = " ".join(text.split())
+    return one_line if len(one_line) <= limit else one_line[: limit - 1] + "…"
