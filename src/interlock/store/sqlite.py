@@ -1,0 +1,172 @@
+"""SQLite backend: one file in WAL mode, fsync on every commit, writers serialised.
+
+Each thread gets its own connection (sqlite3 connections must not be shared mid-transaction);
+`:memory:` databases exist per connection, so there all threads share one connection and
+transactions take turns under a lock.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext, suppress
+from pathlib import Path
+from typing import Any
+
+from interlock.store.base import Params, Row, Store, Transaction
+from interlock.store.errors import StoreConflict, StoreError, StoreUnavailable
+from interlock.store.sql import split_script
+
+BUSY_TIMEOUT_S = 30.0
+
+
+def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> Row:
+    return {column[0]: value for column, value in zip(cursor.description, row, strict=True)}
+
+
+def wrap_sqlite_error(exc: sqlite3.Error, where: str) -> StoreError:
+    message = f"{where}: {exc}"
+    if isinstance(exc, sqlite3.IntegrityError):
+        return StoreConflict(message)
+    text = str(exc)
+    if "unable to open" in text or "disk I/O" in text:
+        return StoreUnavailable(message)
+    if "locked" in text or "busy" in text:
+        held = f"another writer held the database for over {BUSY_TIMEOUT_S:.0f} s"
+        return StoreUnavailable(f"{message} ({held})")
+    return StoreError(message)
+
+
+class SQLiteTransaction(Transaction):
+    dialect = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection, where: str) -> None:
+        self._conn = conn
+        self._where = where
+
+    def execute(self, sql: str, params: Params = ()) -> int:
+        try:
+            return self._conn.execute(sql, tuple(params)).rowcount
+        except sqlite3.Error as exc:
+            raise wrap_sqlite_error(exc, self._where) from exc
+
+    def executemany(self, sql: str, rows: Iterable[Params]) -> int:
+        try:
+            return self._conn.executemany(sql, (tuple(r) for r in rows)).rowcount
+        except sqlite3.Error as exc:
+            raise wrap_sqlite_error(exc, self._where) from exc
+
+    def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        try:
+            row: Row | None = self._conn.execute(sql, tuple(params)).fetchone()
+            return row
+        except sqlite3.Error as exc:
+            raise wrap_sqlite_error(exc, self._where) from exc
+
+    def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        try:
+            rows: list[Row] = self._conn.execute(sql, tuple(params)).fetchall()
+            return rows
+        except sqlite3.Error as exc:
+            raise wrap_sqlite_error(exc, self._where) from exc
+
+    def executescript(self, script: str) -> None:
+        for statement in split_script(script):
+            self.execute(statement)
+
+    def lock(self, name: str) -> None:
+        # BEGIN IMMEDIATE already holds SQLite's single write lock for the whole transaction.
+        return None
+
+
+class SQLiteStore(Store):
+    dialect = "sqlite"
+
+    def __init__(self, path: str, url: str) -> None:
+        super().__init__()
+        self.url = url
+        self.path = path
+        self._memory = path == ":memory:"
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._guard = threading.Lock()
+        self._shared_turn = threading.RLock()
+        self._closed = False
+        if not self._memory:
+            parent = Path(path).expanduser().parent
+            try:
+                parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot create the folder {parent} for {url}: {exc}") from exc
+        self._shared = self._connect() if self._memory else None
+        if self._shared is None:
+            self._connection()  # open now so a bad path fails here, not on first use
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+            conn.row_factory = _dict_row
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            if not self._memory:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+                if mode is None or mode["journal_mode"].lower() != "wal":
+                    raise StoreError(f"{self.url}: could not switch to WAL mode (got {mode}); is it on NFS?")
+            # FULL: a commit is on disk (fsync'd) before it returns — appends are durable.
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise wrap_sqlite_error(exc, f"opening {self.url}") from exc
+        with self._guard:
+            self._connections.append(conn)
+        return conn
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError(f"{self.url}: the store is closed")
+        if self._shared is not None:
+            return self._shared
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        self._enter_transaction()
+        try:
+            conn = self._connection()
+            with self._shared_turn if self._memory else nullcontext():
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.Error as exc:
+                    raise wrap_sqlite_error(exc, f"starting a transaction on {self.url}") from exc
+                try:
+                    yield SQLiteTransaction(conn, self.url)
+                except BaseException:
+                    _rollback(conn)
+                    raise
+                try:
+                    conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    _rollback(conn)
+                    raise wrap_sqlite_error(exc, f"committing to {self.url}") from exc
+        finally:
+            self._leave_transaction()
+
+    def close(self) -> None:
+        self._closed = True
+        with self._guard:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        # If even ROLLBACK fails the connection is unusable anyway; the original error matters.
+        with suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")

@@ -1,0 +1,95 @@
+"""Shared fixtures. `store` runs a test on SQLite and on the real PostgreSQL at 127.0.0.1:5432.
+
+- `store`      a migrated Store, parametrised over sqlite and postgresql (ids: [sqlite], [postgresql])
+- `store_url`  the URL of a fresh, migrated database in both flavours (for tests that spawn processes)
+- `pg_admin`   creates / drops uniquely named PostgreSQL databases (PgAdmin below)
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from interlock.store import Store, open_store
+
+PG_HOST = os.environ.get("INTERLOCK_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("INTERLOCK_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("INTERLOCK_TEST_PG_USER", "postgres")
+
+DIALECTS = ["sqlite", "postgresql"]
+
+
+class PgAdmin:
+    """Creates and drops throwaway databases on the test PostgreSQL server (trust auth)."""
+
+    def __init__(self, host: str = PG_HOST, port: int = PG_PORT, user: str = PG_USER) -> None:
+        self.host, self.port, self.user = host, port, user
+
+    def url(self, dbname: str) -> str:
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{dbname}"
+
+    def execute(self, sql: str) -> None:
+        """Run one statement on the `postgres` database outside any transaction."""
+        with psycopg.connect(self.url("postgres"), autocommit=True, connect_timeout=5) as conn:
+            conn.execute(sql.encode())
+
+    def create_database(self, prefix: str = "interlock_test") -> str:
+        """Create a uniquely named database; returns its name."""
+        name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:12]}"
+        self.execute(f'CREATE DATABASE "{name}"')
+        return name
+
+    def drop_database(self, name: str) -> None:
+        self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_admin() -> PgAdmin:
+    return PgAdmin()
+
+
+@pytest.fixture
+def pg_database(pg_admin: PgAdmin) -> Iterator[str]:
+    """The URL of a fresh, empty PostgreSQL database, dropped after the test."""
+    name = pg_admin.create_database()
+    try:
+        yield pg_admin.url(name)
+    finally:
+        pg_admin.drop_database(name)
+
+
+def _fresh_url(dialect: str, tmp_path: Path, pg_admin: PgAdmin) -> Iterator[str]:
+    if dialect == "sqlite":
+        yield f"sqlite:///{tmp_path / 'interlock.db'}"
+        return
+    name = pg_admin.create_database()
+    try:
+        yield pg_admin.url(name)
+    finally:
+        pg_admin.drop_database(name)
+
+
+@pytest.fixture(params=DIALECTS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path, pg_admin: PgAdmin) -> Iterator[str]:
+    """URL of a fresh database with all migrations applied, in both flavours."""
+    for url in _fresh_url(request.param, tmp_path, pg_admin):
+        with open_store(url) as store:
+            store.migrate()
+        yield url
+
+
+@pytest.fixture(params=DIALECTS)
+def store(request: pytest.FixtureRequest, tmp_path: Path, pg_admin: PgAdmin) -> Iterator[Store]:
+    """A migrated Store on a fresh database, in both flavours; closed (and dropped) afterwards."""
+    for url in _fresh_url(request.param, tmp_path, pg_admin):
+        opened = open_store(url)
+        try:
+            opened.migrate()
+            yield opened
+        finally:
+            opened.close()

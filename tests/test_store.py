@@ -1,0 +1,286 @@
+"""The store on both backends: migrations, transactions, compare-and-set, concurrency, errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from interlock.store import Migration, Store, StoreConflict, StoreError, StoreUnavailable, open_store
+from interlock.store.errors import redact_url
+from interlock.store.migrations import parse_filenames
+from interlock.store.sql import qmark_to_format, split_script
+
+TABLE = [Migration(9001, "things", "CREATE TABLE things (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
+                   "consumed_at TEXT);")]
+
+
+def _things(store: Store) -> None:
+    store.migrate(TABLE)
+
+
+# --- pure helpers -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("SELECT ?", "SELECT %s"),
+        ("a = ? AND b = ?", "a = %s AND b = %s"),
+        ("note = 'why?' AND x = ?", "note = 'why?' AND x = %s"),
+        ("note = 'it''s ?' AND x = ?", "note = 'it''s ?' AND x = %s"),
+        ('"odd?col" = ?', '"odd?col" = %s'),
+        ("name LIKE 'x%' AND y = ?", "name LIKE 'x%%' AND y = %s"),
+        ("a % 2 = ?", "a %% 2 = %s"),
+        ("x = ? -- really?\n AND y = ?", "x = %s -- really?\n AND y = %s"),
+    ],
+)
+def test_qmark_translation(sql: str, expected: str) -> None:
+    assert qmark_to_format(sql) == expected
+
+
+@pytest.mark.parametrize(
+    ("script", "count"),
+    [
+        ("CREATE TABLE a(x INTEGER);", 1),
+        ("CREATE TABLE a(x INTEGER);\nCREATE TABLE b(y TEXT);\n", 2),
+        ("-- only a comment\n", 0),
+        ("CREATE TABLE a(x INT);\nCREATE TRIGGER t AFTER INSERT ON a BEGIN\n SELECT 1;\n SELECT 2;\nEND;", 2),
+    ],
+)
+def test_split_script(script: str, count: int) -> None:
+    assert len(split_script(script)) == count
+
+
+@pytest.mark.parametrize(
+    ("files", "dialect", "expected"),
+    [
+        ({"0001_core.sql": "a"}, "sqlite", [(1, "core", "a")]),
+        ({"0002_log.sqlite.sql": "s", "0002_log.postgresql.sql": "p"}, "postgresql", [(2, "log", "p")]),
+        ({"0002_log.sqlite.sql": "s", "0002_log.postgresql.sql": "p"}, "sqlite", [(2, "log", "s")]),
+        ({"0003_x.sql": "common", "0003_x.sqlite.sql": "special"}, "sqlite", [(3, "x", "special")]),
+        ({"0010_b.sql": "b", "0001_a.sql": "a"}, "sqlite", [(1, "a", "a"), (10, "b", "b")]),
+    ],
+)
+def test_migration_files(files: dict[str, str], dialect: str, expected: list[tuple[int, str, str]]) -> None:
+    assert [(m.version, m.name, m.sql) for m in parse_filenames(files, dialect)] == expected
+
+
+@pytest.mark.parametrize(
+    "files",
+    [{"1_core.sql": ""}, {"0001_core.txt.sql": ""}, {"0001_a.sql": "", "0001_b.sql": ""}],
+)
+def test_bad_migration_files(files: dict[str, str]) -> None:
+    with pytest.raises(StoreError, match="migration"):
+        parse_filenames(files, "sqlite")
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://bob:s3cret@db:5432/x", "postgresql://bob:***@db:5432/x"),
+        ("postgresql://bob@db/x", "postgresql://bob@db/x"),
+        ("sqlite:///a.db", "sqlite:///a.db"),
+    ],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+# --- both backends ------------------------------------------------------------------------------
+
+
+def test_migrate_is_idempotent(store: Store) -> None:
+    assert store.migrate() == []
+    versions = [row["version"] for row in store.applied_migrations()]
+    assert versions[0] == 1 and versions == sorted(versions)
+    assert store.migrate(TABLE) == [9001]
+    assert store.migrate(TABLE) == []
+
+
+def test_failed_migration_leaves_nothing(store: Store) -> None:
+    broken = [Migration(9002, "broken", "CREATE TABLE half (x INTEGER);\nTHIS IS NOT SQL;")]
+    with pytest.raises(StoreError, match="9002_broken"):
+        store.migrate(broken)
+    assert 9002 not in {r["version"] for r in store.applied_migrations()}
+    with store.transaction() as tx:
+        tx.execute("CREATE TABLE half (x INTEGER)")  # would fail if the first statement had stuck
+
+
+def test_commit_and_rollback(store: Store) -> None:
+    _things(store)
+    with store.transaction() as tx:
+        tx.execute("INSERT INTO things(id, name) VALUES (?, ?)", (1, "kept"))
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        tx.execute("INSERT INTO things(id, name) VALUES (?, ?)", (2, "lost"))
+        raise RuntimeError("boom")
+    with store.transaction() as tx:
+        assert tx.fetchall("SELECT id, name FROM things ORDER BY id") == [{"id": 1, "name": "kept"}]
+        assert tx.fetchone("SELECT name FROM things WHERE id = ?", (2,)) is None
+
+
+def test_compare_and_set_rowcount(store: Store) -> None:
+    _things(store)
+    with store.transaction() as tx:
+        tx.executemany("INSERT INTO things(id, name) VALUES (?, ?)", [(1, "a"), (2, "b")])
+    consume = "UPDATE things SET consumed_at = ? WHERE id = ? AND consumed_at IS NULL"
+    outcomes = []
+    for _ in range(3):
+        with store.transaction() as tx:
+            outcomes.append(tx.execute(consume, ("2026-01-01T00:00:00Z", 1)))
+    assert outcomes == [1, 0, 0]
+
+
+def test_constraint_violation_is_conflict(store: Store) -> None:
+    _things(store)
+    with store.transaction() as tx:
+        tx.execute("INSERT INTO things(id, name) VALUES (?, ?)", (1, "a"))
+    with pytest.raises(StoreConflict), store.transaction() as tx:
+        tx.execute("INSERT INTO things(id, name) VALUES (?, ?)", (2, "a"))
+
+
+def test_bad_sql_is_store_error(store: Store) -> None:
+    with pytest.raises(StoreError, match="no_such_table"), store.transaction() as tx:
+        tx.fetchall("SELECT * FROM no_such_table")
+
+
+def test_transactions_do_not_nest(store: Store) -> None:
+    with store.transaction(), pytest.raises(StoreError, match="do not nest"), store.transaction():
+        pass
+    with store.transaction() as tx:  # the store is still usable
+        assert tx.fetchone("SELECT 1 AS one") == {"one": 1}
+
+
+def test_threads_lose_no_update(store: Store) -> None:
+    """Read-modify-write under tx.lock from 8 threads: every increment survives."""
+    with store.transaction() as tx:
+        tx.execute("INSERT INTO meta(key, value) VALUES ('counter', '0')")
+
+    def bump() -> None:
+        for _ in range(25):
+            with store.transaction() as tx:
+                tx.lock("counter")
+                row = tx.fetchone("SELECT value FROM meta WHERE key = 'counter'")
+                assert row is not None
+                tx.execute("UPDATE meta SET value = ? WHERE key = 'counter'", (str(int(row["value"]) + 1),))
+
+    threads = [threading.Thread(target=bump) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with store.transaction() as tx:
+        assert tx.fetchone("SELECT value FROM meta WHERE key = 'counter'") == {"value": "200"}
+
+
+# --- several processes --------------------------------------------------------------------------
+
+_WORKER = textwrap.dedent(
+    """
+    import sys
+    from interlock.store import open_store
+    url, who, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    store = open_store(url)
+    store.migrate()
+    for i in range(n):
+        with store.transaction() as tx:
+            tx.lock("counter")
+            row = tx.fetchone("SELECT value FROM meta WHERE key = 'counter'")
+            tx.execute("UPDATE meta SET value = ? WHERE key = 'counter'", (str(int(row["value"]) + 1),))
+            tx.execute("INSERT INTO meta(key, value) VALUES (?, ?)", (f"{who}-{i}", who))
+    store.close()
+    """
+)
+
+
+def _spawn(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", _WORKER, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def test_concurrent_migrations_from_processes(store_url: str) -> None:
+    with open_store(store_url) as store, store.transaction() as tx:
+        tx.execute("DELETE FROM schema_migrations")  # pretend nothing is applied; tables exist
+        tx.execute("DROP TABLE meta")
+    workers = [_spawn(store_url, f"m{k}", "0") for k in range(4)]
+    for w in workers:
+        _, err = w.communicate(timeout=60)
+        assert w.returncode == 0, err
+    with open_store(store_url) as store:
+        versions = [r["version"] for r in store.applied_migrations()]
+        assert versions == sorted(set(versions)) and versions[0] == 1
+
+
+def test_concurrent_writers_from_processes_lose_nothing(store_url: str) -> None:
+    with open_store(store_url) as store, store.transaction() as tx:
+        tx.execute("INSERT INTO meta(key, value) VALUES ('counter', '0')")
+    processes, per_process = 4, 50
+    workers = [_spawn(store_url, f"w{k}", str(per_process)) for k in range(processes)]
+    for w in workers:
+        _, err = w.communicate(timeout=120)
+        assert w.returncode == 0, err
+    with open_store(store_url) as store, store.transaction() as tx:
+        counter = tx.fetchone("SELECT value FROM meta WHERE key = 'counter'")
+        rows = tx.fetchone("SELECT COUNT(*) AS n FROM meta WHERE key <> 'counter'")
+    assert counter == {"value": str(processes * per_process)}
+    assert rows is not None and rows["n"] == processes * per_process
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "error", "mentions"),
+    [
+        ("mysql://root:hunter2@db/x", StoreError, "unsupported store URL"),
+        ("sqlite:///", StoreError, "has no path"),
+        ("postgresql://postgres:hunter2@127.0.0.1:1/x", StoreUnavailable, "cannot connect"),
+        ("postgresql://postgres:hunter2@127.0.0.1:5432/no_such_db", StoreUnavailable, "does not exist"),
+        ("postgresql://postgres:hunter2@127.0.0.1:5432/x?sslmode=bogus", StoreError, "invalid"),
+    ],
+)
+def test_bad_url_errors_never_show_the_password(url: str, error: type[StoreError], mentions: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(error) as caught:
+        open_store(url)
+    assert time.monotonic() - started < 10
+    assert mentions in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_sqlite_unopenable_path_is_unavailable(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StoreUnavailable):
+        open_store(f"sqlite:///{blocker / 'sub' / 'x.db'}")
+
+
+def test_sqlite_file_settings(tmp_path: Path) -> None:
+    with open_store(f"sqlite:///{tmp_path / 'x.db'}") as store, store.transaction() as tx:
+        assert tx.fetchone("PRAGMA journal_mode") == {"journal_mode": "wal"}
+        assert tx.fetchone("PRAGMA synchronous") == {"synchronous": 2}  # FULL
+        assert tx.fetchone("PRAGMA foreign_keys") == {"foreign_keys": 1}
+
+
+def test_sqlite_memory_is_shared_by_threads() -> None:
+    with open_store("sqlite:///:memory:") as store:
+        store.migrate()
+
+        def write() -> None:
+            with store.transaction() as tx:
+                name = threading.current_thread().name
+                tx.execute("INSERT INTO meta(key, value) VALUES (?, ?)", (name, "x"))
+
+        threads = [threading.Thread(target=write) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with store.transaction() as tx:
+            assert tx.fetchone("SELECT COUNT(*) AS n FROM meta") == {"n": 4}
