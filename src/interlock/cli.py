@@ -1,0 +1,283 @@
+"""The `interlock` command line (DESIGN.md §5). Thin: parsing and printing; the work is elsewhere.
+
+Exit codes everywhere: 0 ok/allow, 1 deny or failure found, 2 usage or policy error, 3 approval or
+sandbox required (`check`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from interlock.classify.registry import classify as run_classifier
+from interlock.classify.registry import payload_from_input
+from interlock.fingerprint import PayloadError, fingerprint, payload_size
+from interlock.model import Action, Classification, Decision, Kind, Risk
+from interlock.policy import Policy, PolicyError, context_for, decide, load_policy, run_tests
+from interlock.policy.lint import lint_file
+
+app = typer.Typer(
+    name="interlock",
+    help="A safety gateway between AI agents and production systems.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+policy_app = typer.Typer(help="Lint, test, export and replay policies.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+
+# Not a terminal (CI, pipes): a wide fixed width so tables do not wrap into unreadable columns.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Format(StrEnum):
+    text = "text"
+    json = "json"
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}", markup=True)
+    raise typer.Exit(code)
+
+
+def _load(path: Path) -> Policy:
+    try:
+        return load_policy(path)
+    except PolicyError as exc:
+        for problem in exc.problems:
+            err.print(str(problem), markup=False)
+        err.print(f"policy {path} refused: {len(exc.problems)} problem(s); see docs/policy.md", markup=False)
+        raise typer.Exit(2) from exc
+
+
+def _read_input(value: str | None) -> str:
+    if value is None or value == "-":
+        if sys.stdin.isatty():
+            fail("give the action's input as an argument, or on standard input")
+        return sys.stdin.read()
+    return value
+
+
+def _payload(kind: Kind, text: str) -> dict[str, Any]:
+    try:
+        return payload_from_input(kind, text)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def decision_json(decision: Decision, fp: str | None = None) -> dict[str, Any]:
+    """The JSON shape of a decision, shared with the HTTP API (`POST /v1/actions`)."""
+    body: dict[str, Any] = {
+        "decision": decision.outcome.value,
+        "risk": decision.risk.value,
+        "tags": list(decision.tags),
+        "summary": decision.summary,
+        "reasons": list(decision.reasons),
+        "rules": list(decision.rules),
+        "remedy": list(decision.remedy),
+        "approvals": [
+            {"count": r.count, "from": list(r.from_groups), "at_least": dict(r.at_least), "source": r.source}
+            for r in decision.approvals
+        ],
+        "sandbox": decision.sandbox,
+        "policy_version": decision.policy_version,
+    }
+    if fp is not None:
+        body["fingerprint"] = fp
+    return body
+
+
+_OUTCOME_STYLE = {"allow": "green", "deny": "red", "approval_required": "yellow", "sandbox_required": "yellow"}
+
+
+def print_decision(decision: Decision) -> None:
+    style = _OUTCOME_STYLE[decision.outcome.value]
+    out.print(f"[bold {style}]{decision.outcome.value}[/]  risk {decision.risk.value}"
+              + (f"  tags {', '.join(decision.tags)}" if decision.tags else ""))
+    if decision.summary:
+        out.print(f"  what:   {decision.summary}", markup=False)
+    for reason in decision.reasons:
+        out.print(f"  why:    {reason}", markup=False)
+    out.print(f"  rules:  {', '.join(decision.rules) or '-'}", markup=False)
+    for remedy in decision.remedy:
+        out.print(f"  to run: {remedy}", markup=False)
+
+
+@app.command()
+def check(
+    policy: Annotated[Path, typer.Option(help="the policy file")],
+    agent: Annotated[str, typer.Option(help="the proposing agent")],
+    env: Annotated[str, typer.Option(help="the environment")],
+    kind: Annotated[Kind, typer.Option(help="the action kind")],
+    input: Annotated[str | None, typer.Argument(help="the action's input (command, SQL, JSON); - for stdin")] = None,
+    target: Annotated[str | None, typer.Option(help="the target, from the policy's targets")] = None,
+    risk: Annotated[Risk | None, typer.Option(help="override the classified risk")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="override the classified tags (repeatable)")] = None,
+    format: Annotated[Format, typer.Option(help="text or json")] = Format.text,
+) -> None:
+    """Decide one action under a policy. Exit 0 allow, 1 deny, 3 approval or sandbox required, 2 error."""
+    loaded = _load(policy)
+    text = _read_input(input)
+    try:
+        action = Action(kind=kind, environment=env, target=target, payload=_payload(kind, text))
+        size = payload_size(action)
+    except (ValidationError, PayloadError) as exc:
+        fail(f"invalid action: {exc}")
+    limit = loaded.doc.defaults.max_payload_bytes
+    if size > limit:
+        fail(f"payload is {size} bytes, over the policy's max_payload_bytes of {limit}")
+    found = run_classifier(kind, action.payload, context_for(loaded, target))
+    if risk is not None or tag:
+        found = Classification(risk=risk or found.risk, tags=tuple(tag) if tag else found.tags,
+                               summary=found.summary, details=found.details)
+    decision = decide(loaded, agent, action, found)
+    if format is Format.json:
+        out.print_json(data=decision_json(decision, fingerprint(agent, action, loaded.version)))
+    else:
+        print_decision(decision)
+    raise typer.Exit(decision.outcome.exit_code)
+
+
+@app.command()
+def classify(
+    kind: Annotated[Kind | None, typer.Option(help="the action kind")] = None,
+    input: Annotated[str | None, typer.Argument(help="the action's input; - for stdin")] = None,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help='stdin: one {"kind","input"} per line')] = False,
+    format: Annotated[Format, typer.Option(help="text or json")] = Format.text,
+) -> None:
+    """Say what an action would do: risk, tags and a one-line summary."""
+    if jsonl:
+        _classify_jsonl()
+        return
+    if kind is None:
+        fail("--kind is required (or use --jsonl)")
+    found = run_classifier(kind, _payload(kind, _read_input(input)))
+    if format is Format.json:
+        out.print_json(data={"kind": kind.value, "risk": found.risk.value, "tags": list(found.tags),
+                             "summary": found.summary, "details": found.details})
+    else:
+        out.print(f"{found.risk.value}  {found.summary}" + (f"  [{', '.join(found.tags)}]" if found.tags else ""),
+                  markup=False)
+
+
+def _classify_jsonl() -> None:
+    """One answer per input line, same order; a bad line answers `unknown` with the error, never stops."""
+    for number, line in enumerate(sys.stdin, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            if not isinstance(item, dict) or set(item) - {"kind", "input"}:
+                raise ValueError('each line must be {"kind": …, "input": …}')
+            kind = Kind(item["kind"])
+            raw = item["input"]
+            text = raw if isinstance(raw, str) else json.dumps(raw)
+            found = run_classifier(kind, payload_from_input(kind, text))
+            answer = {"kind": kind.value, "risk": found.risk.value, "tags": list(found.tags),
+                      "summary": found.summary}
+        except (ValueError, KeyError, TypeError) as exc:
+            answer = {"kind": str(item.get("kind")) if isinstance(item, dict) else None, "risk": "unknown",
+                      "tags": [], "summary": f"line {number}: {exc}"}
+        sys.stdout.write(json.dumps(answer) + "\n")
+    sys.stdout.flush()
+
+
+@policy_app.command("lint")
+def policy_lint(
+    file: Annotated[Path, typer.Argument(help="the policy file")],
+    strict: Annotated[bool, typer.Option(help="fail on warnings too")] = False,
+) -> None:
+    """Check a policy: problems as file:line:col: message. Exit 1 when there are errors."""
+    problems = lint_file(file)
+    for problem in problems:
+        (err if problem.severity == "error" else out).print(str(problem), markup=False)
+    errors = [p for p in problems if p.severity == "error" or strict]
+    if errors:
+        raise typer.Exit(1)
+    out.print(f"{file}: ok" + (f" ({len(problems)} warning(s))" if problems else ""), markup=False)
+
+
+@policy_app.command("test")
+def policy_test(
+    file: Annotated[Path, typer.Argument(help="the policy file")],
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show every case's decision")] = False,
+) -> None:
+    """Run the policy's inline tests: each failure as expected vs got, with the deciding rules."""
+    loaded = _load(file)
+    results = run_tests(loaded)
+    if verbose:
+        table = Table("test", "agent", "env", "input", "risk", "decision", "rules", box=None, overflow="fold")
+        for r in results:
+            d = r.decision
+            got = d.outcome.value if d else "error"
+            style = "green" if r.passed else "red"
+            table.add_row(r.test.name or str(r.index), r.test.agent, r.test.env, r.test.input[:60],
+                          d.risk.value if d else "-", f"[{style}]{got}[/]", ", ".join(d.rules) if d else "")
+        out.print(table)
+    failed = [r for r in results if not r.passed]
+    for r in failed:
+        err.print(str(r.location(loaded)), markup=False)
+    if not results:
+        out.print(f"{file}: no tests (add a `tests:` list)", markup=False)
+    out.print(f"{len(results) - len(failed)} passed, {len(failed)} failed", markup=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+@policy_app.command("schema")
+def policy_schema() -> None:
+    """Print the policy's JSON Schema (for editors: yaml-language-server, VS Code)."""
+    from interlock.policy.schema import PolicyDocument
+
+    schema = PolicyDocument.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Interlock policy"
+    sys.stdout.write(json.dumps(schema, indent=2) + "\n")
+
+
+@app.command()
+def version() -> None:
+    """Print Interlock's version."""
+    from interlock import __version__
+
+    out.print(__version__)
+
+
+def _mount_optional(module: str, attr: str, name: str, parent: typer.Typer = app) -> None:
+    """Sub-commands live beside their feature (audit/, gate/, server/); mount those present."""
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and module.startswith(exc.name):
+            return
+        raise
+    obj = getattr(mod, attr, None)
+    if isinstance(obj, typer.Typer):
+        parent.add_typer(obj, name=name)
+    elif callable(obj):
+        parent.command(name)(obj)
+
+
+_mount_optional("interlock.audit.cli", "app", "audit")
+_mount_optional("interlock.audit.cli", "replay_command", "replay", policy_app)
+_mount_optional("interlock.gate.cli", "app", "approvals")
+_mount_optional("interlock.identity_cli", "app", "token")
+_mount_optional("interlock.server.cli", "serve", "serve")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+"""The policy file's schema (documented in docs/policy.md, exported by `interlock policy schema`).
+
+Pydantic models with `extra="forbid"`: a misspelled key is an error with its line, never ignored.
+Cross-references (groups, agents, environments, targets, roles) and the hard floor are checked in
+`load.py`, where the source locations are known.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from interlock.model import DEFAULT_MAX_PAYLOAD_BYTES, Kind, Outcome, Risk
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+Name = Annotated[str, Field(pattern=NAME)]
+#: Where a credential comes from: an environment variable or a file. Never the secret itself.
+SecretRef = Annotated[str, Field(pattern=r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$")]
+
+_DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> int:
+    """'90s', '15m', '1h', '2d' (or a number of seconds) → seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like '15m', '1h'")
+    if isinstance(value, int):
+        seconds = value
+    else:
+        match = _DURATION.match(str(value).strip())
+        if not match:
+            raise ValueError(f"{value!r} is not a duration: write e.g. '90s', '15m', '1h' or '2d'")
+        seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+Duration = Annotated[int, BeforeValidator(parse_duration)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _as_list(value: Any) -> Any:
+    """`when` conditions accept one value or a list of values (any of them matches)."""
+    return [value] if isinstance(value, str) else value
+
+
+OneOrMany = Annotated[tuple[str, ...], BeforeValidator(_as_list)]
+
+
+class Human(Model):
+    groups: tuple[Name, ...] = ()
+    description: str = ""
+
+
+class Agent(Model):
+    owner: Name = Field(description="the human who runs this agent; never counts as its approver")
+    roles: tuple[Name, ...] = ()
+    description: str = ""
+
+
+class Environment(Model):
+    protected: bool = Field(default=False, description="production-like: destructive actions always need humans")
+    promotes_to: Name | None = Field(default=None, description="the next environment in the promotion chain")
+    description: str = ""
+
+
+class AwsTarget(Model):
+    region: str | None = None
+    endpoint_url: str | None = None
+    access_key_id: SecretRef | None = None
+    secret_access_key: SecretRef | None = None
+    session_token: SecretRef | None = None
+
+
+class Target(Model):
+    """Something an executor acts on. Its credentials are references, resolved only by executors."""
+
+    environment: Name
+    kind: Kind
+    description: str = ""
+    dsn: SecretRef | None = Field(default=None, description="sql: connection string reference")
+    dialect: str = Field(default="postgres", description="sql: sqlglot dialect used to classify")
+    url: str | None = Field(default=None, description="http: base URL")
+    headers: dict[str, SecretRef] = Field(default_factory=dict, description="http: header → secret reference")
+    http_methods: dict[str, Risk] = Field(default_factory=dict, description="http: method → risk override")
+    mcp_tools: dict[str, Risk] = Field(default_factory=dict, description="mcp: tool → trusted risk")
+    kubeconfig: SecretRef | None = None
+    context: str | None = Field(default=None, description="kubectl: kubeconfig context")
+    workdir: str | None = Field(default=None, description="shell/terraform: working directory")
+    env: dict[str, SecretRef] = Field(default_factory=dict, description="environment variables for the executor")
+    aws: AwsTarget | None = None
+    timeout: Duration = Field(default=30, description="executor timeout")
+    max_output_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    @field_validator("http_methods")
+    @classmethod
+    def _upper_methods(cls, value: dict[str, Risk]) -> dict[str, Risk]:
+        return {k.upper(): v for k, v in value.items()}
+
+
+AutonomyLevel = Literal["ask", "read", "write", "destructive"]
+ApprovableRisk = Literal["read", "write", "destructive"]
+
+
+class Approvals(Model):
+    """`count` distinct humans from `from` groups (anyone, when omitted); the agent's owner never counts."""
+
+    count: int = Field(ge=1, le=20)
+    from_groups: tuple[Name, ...] = Field(default=(), alias="from")
+    at_least: dict[Name, Annotated[int, Field(ge=1, le=20)]] = Field(
+        default_factory=dict, description="per-group minimums, e.g. {dba: 1}"
+    )
+
+    @model_validator(mode="after")
+    def _at_least_fits(self) -> Approvals:
+        if sum(self.at_least.values()) > self.count:
+            raise ValueError(f"at_least asks for {sum(self.at_least.values())} approvals but count is {self.count}")
+        return self
+
+
+def _approvals_shorthand(value: Any) -> Any:
+    """`approve: {write: 1}` is shorthand for `{write: {count: 1}}`."""
+    if isinstance(value, dict):
+        return {k: ({"count": v} if isinstance(v, int) and not isinstance(v, bool) else v) for k, v in value.items()}
+    return value
+
+
+class Grant(Model):
+    """What a role may do in one environment.
+
+    `autonomous`: the highest risk the agent may take alone (`ask`: nothing alone, the default).
+    `approve`: for risks above that, the approvals that let it run; a risk above `autonomous` with no entry
+    is denied. Default `{read: 1}`: read-only, and even reads ask, unless the policy opts in.
+    """
+
+    autonomous: AutonomyLevel = "ask"
+    approve: Annotated[dict[ApprovableRisk, Approvals], BeforeValidator(_approvals_shorthand)] = Field(
+        default_factory=lambda: {"read": Approvals(count=1)}
+    )
+
+
+class When(Model):
+    """Conditions of a rule; every condition given must hold. A list means any of its values."""
+
+    agent: OneOrMany = ()
+    role: OneOrMany = ()
+    environment: OneOrMany = ()
+    kind: Annotated[tuple[Kind, ...], BeforeValidator(_as_list)] = ()
+    target: OneOrMany = ()
+    risk: Annotated[tuple[Risk, ...], BeforeValidator(_as_list)] = Field(
+        default=(), description="matches the classified risk; `destructive` also matches `unknown`"
+    )
+    tags: OneOrMany = Field(default=(), description="all of these tags must be present")
+    input: OneOrMany = Field(default=(), description="regular expressions; any match over the action's input")
+
+
+Effect = Literal["allow", "deny", "approve", "sandbox"]
+
+
+class Rule(Model):
+    id: Annotated[str, Field(pattern=NAME)]
+    description: str = ""
+    when: When = Field(default_factory=When)
+    effect: Effect
+    reason: str = ""
+    approvals: Approvals | None = None
+    sandbox: Name | None = Field(default=None, description="for effect sandbox: where to run first")
+
+    @model_validator(mode="after")
+    def _effect_fields(self) -> Rule:
+        if self.effect == "approve" and self.approvals is None:
+            raise ValueError("effect approve needs `approvals: {count: N, from: [group]}`")
+        if self.effect != "approve" and self.approvals is not None:
+            raise ValueError(f"`approvals` only applies to effect approve, not {self.effect}")
+        if self.effect != "sandbox" and self.sandbox is not None:
+            raise ValueError(f"`sandbox` only applies to effect sandbox, not {self.effect}")
+        return self
+
+
+class PolicyTest(Model):
+    """An inline test: this agent proposing this input here must get `expect`."""
+
+    name: str = ""
+    agent: Name
+    env: Name
+    kind: Kind
+    target: Name | None = None
+    input: str
+    risk: Risk | None = Field(default=None, description="override the classifier (tests the policy alone)")
+    tags: tuple[str, ...] | None = None
+    expect: Outcome
+    approvals: int | None = Field(default=None, description="expected total number of approvals required")
+    rule: str | None = Field(default=None, description="a rule id expected among the deciding rules")
+
+
+class Webhook(Model):
+    url: str = Field(pattern=r"^https?://")
+    secret: SecretRef | None = Field(default=None, description="HMAC-SHA256 signing key reference")
+    format: Literal["json", "slack"] = "json"
+    events: tuple[str, ...] = ()
+
+
+class Defaults(Model):
+    approval_ttl: Duration = Field(default=3600, description="how long an approval request stays open")
+    grant_ttl: Duration = Field(default=900, description="how long a satisfied request's grant stays usable")
+    max_payload_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD_BYTES, ge=1024, le=64 * 1024 * 1024)
+
+
+class PolicyDocument(Model):
+    """The whole policy file."""
+
+    version: Literal[1]
+    description: str = ""
+    defaults: Defaults = Field(default_factory=Defaults)
+    humans: dict[Name, Human] = Field(default_factory=dict)
+    agents: dict[Name, Agent] = Field(default_factory=dict)
+    environments: dict[Name, Environment]
+    targets: dict[Name, Target] = Field(default_factory=dict)
+    roles: dict[Name, dict[str, Grant]] = Field(
+        default_factory=dict, description="role → environment (or '*' for any other) → grant"
+    )
+    rules: tuple[Rule, ...] = ()
+    notify: tuple[Webhook, ...] = ()
+    tests: tuple[PolicyTest, ...] = ()
