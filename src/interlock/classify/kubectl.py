@@ -1,0 +1,503 @@
+"""The kubectl classifier: what would this kubectl command do to the cluster?
+
+The command line is split like a POSIX shell would (`shlex`), global flags are accepted anywhere
+(`kubectl -n prod delete pod x` = `kubectl delete pod x -n prod`), and the verb, resources,
+namespace and scope (`--all`, `-A`, selectors) are read from it.
+
+Decisions (documented in docs/classifiers.md):
+
+- `delete` is destructive; deleting a namespace, node, PV/PVC or CRD takes everything in or on
+  it with it, so it is also `mass`. `drain` (evicts every pod of a node) is destructive + `mass`.
+- `scale --replicas=0` is destructive; `replace --force` and `apply --force` delete and
+  recreate (destructive + `replace`); `apply --prune` deletes what is not in the files.
+- `exec` runs a command in a production container: at least write, and as risky as the command
+  (judged by the shell classifier); interactive (`-it`) or without a command it is unknown.
+  `attach` and `debug` are unknown for the same reason.
+- Any `--dry-run` other than `none` changes nothing: read.
+- A verb or plugin we do not know is unknown.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from interlock.classify import registry
+from interlock.classify.registry import ClassifyContext, register, unknown
+from interlock.model import Classification, Kind, Risk
+
+#: Flags that take a value in the next word when not written `--flag=value`.
+VALUE_FLAGS = frozenset(
+    {
+        "-n",
+        "--namespace",
+        "--context",
+        "--cluster",
+        "--kubeconfig",
+        "--user",
+        "-s",
+        "--server",
+        "--token",
+        "--as",
+        "--as-group",
+        "--as-uid",
+        "--request-timeout",
+        "--certificate-authority",
+        "--client-certificate",
+        "--client-key",
+        "--tls-server-name",
+        "-v",
+        "--v",
+        "--cache-dir",
+        "--profile",
+        "--profile-output",
+        "--password",
+        "--username",
+        "-l",
+        "--selector",
+        "--field-selector",
+        "-o",
+        "--output",
+        "-f",
+        "--filename",
+        "-c",
+        "--container",
+        "--replicas",
+        "--current-replicas",
+        "--type",
+        "--image",
+        "--port",
+        "-p",
+        "--patch",
+        "--patch-file",
+        "--grace-period",
+        "--timeout",
+        "--to-revision",
+        "--for",
+        "--sort-by",
+        "--template",
+        "-k",
+        "--kustomize",
+        "--from-literal",
+        "--from-file",
+        "--from-env-file",
+        "--from",
+        "--field-manager",
+        "--since",
+        "--since-time",
+        "--tail",
+        "--max",
+        "--min",
+        "--cpu-percent",
+        "--name",
+        "--target-port",
+        "--protocol",
+        "--env",
+        "-e",
+        "--limits",
+        "--requests",
+        "--serviceaccount",
+        "--role",
+        "--clusterrole",
+        "--group",
+        "--verb",
+        "--resource",
+        "--resource-name",
+        "--subresource",
+        "--chunk-size",
+        "--pod-running-timeout",
+        "--prune-allowlist",
+        "--overrides",
+        "--labels",
+        "--target",
+        "--copy-to",
+        "--address",
+        "--duration",
+        "--audience",
+        "--restart",
+        "--docker-server",
+        "--docker-username",
+        "--docker-password",
+        "--docker-email",
+        "--cert",
+        "--key",
+        "--columns",
+        "--level",
+        "--api-group",
+        "--namespace-selector",
+    }
+)
+
+READ_VERBS = frozenset(
+    {
+        "get",
+        "describe",
+        "logs",
+        "top",
+        "explain",
+        "api-resources",
+        "api-versions",
+        "version",
+        "cluster-info",
+        "diff",
+        "events",
+        "wait",
+        "completion",
+        "options",
+        "help",
+        "kustomize",
+    }
+)
+WRITE_VERBS = frozenset(
+    {
+        "apply",
+        "create",
+        "patch",
+        "label",
+        "annotate",
+        "set",
+        "expose",
+        "autoscale",
+        "edit",
+        "cp",
+        "port-forward",
+        "taint",
+        "cordon",
+        "uncordon",
+        "run",
+        "scale",
+        "replace",
+        "proxy",
+        "certificate",
+    }
+)
+#: Verbs that hand a person or a program an open session in a container: cannot be judged.
+INTERACTIVE_VERBS = frozenset({"attach", "debug"})
+READ_SUBVERBS = {
+    "rollout": frozenset({"status", "history"}),
+    "config": frozenset({"view", "get-contexts", "current-context", "get-clusters", "get-users"}),
+    "auth": frozenset({"can-i", "whoami"}),
+}
+RBAC_RESOURCES = frozenset(
+    {"clusterrolebindings", "rolebindings", "clusterroles", "roles", "serviceaccounts"}
+)
+#: Deleting one of these deletes everything in or on it.
+CONTAINER_RESOURCES = frozenset(
+    {"namespaces", "nodes", "persistentvolumes", "persistentvolumeclaims", "customresourcedefinitions"}
+)
+SHORT_NAMES = {
+    "po": "pods",
+    "svc": "services",
+    "deploy": "deployments",
+    "ns": "namespaces",
+    "no": "nodes",
+    "pv": "persistentvolumes",
+    "pvc": "persistentvolumeclaims",
+    "crd": "customresourcedefinitions",
+    "crds": "customresourcedefinitions",
+    "cm": "configmaps",
+    "sa": "serviceaccounts",
+    "rs": "replicasets",
+    "sts": "statefulsets",
+    "ds": "daemonsets",
+    "ing": "ingresses",
+    "netpol": "networkpolicies",
+    "hpa": "horizontalpodautoscalers",
+    "cj": "cronjobs",
+    "ep": "endpoints",
+    "ev": "events",
+    "pdb": "poddisruptionbudgets",
+    "sc": "storageclasses",
+    "rc": "replicationcontrollers",
+    "limits": "limitranges",
+    "quota": "resourcequotas",
+    "csr": "certificatesigningrequests",
+    "ingress": "ingresses",
+    "policy": "podsecuritypolicies",
+    "priorityclass": "priorityclasses",
+    "pc": "priorityclasses",
+    "endpoints": "endpoints",
+}
+SHELLS = frozenset(
+    {"sh", "bash", "zsh", "ash", "dash", "ksh", "fish", "python", "python3", "perl", "ruby", "node"}
+)
+
+
+@dataclass
+class Invocation:
+    """A kubectl command line, read."""
+
+    words: list[str]
+    flags: dict[str, str] = field(default_factory=dict)
+    after_dashes: list[str] = field(default_factory=list)
+
+    @property
+    def verb(self) -> str:
+        return self.words[0] if self.words else ""
+
+    def has(self, *names: str) -> bool:
+        return any(name in self.flags for name in names)
+
+    def value(self, *names: str) -> str | None:
+        for name in names:
+            if name in self.flags:
+                return self.flags[name]
+        return None
+
+
+@register(Kind.kubectl)
+def classify_kubectl(payload: dict[str, Any], context: ClassifyContext) -> Classification:
+    args = command_words(payload)
+    if args is None:
+        return unknown("kubectl action without a readable `command` or `args`")
+    if not args or args[0].rsplit("/", 1)[-1] not in ("kubectl", "oc", "kubectl.exe"):
+        return unknown("not a kubectl command line", command=args[:1])
+    invocation = read_invocation(args[1:])
+    if invocation is None:
+        return unknown("kubectl command line we cannot read (a flag is missing its value)")
+    return judge(invocation)
+
+
+def command_words(payload: dict[str, Any]) -> list[str] | None:
+    args = payload.get("args")
+    if isinstance(args, list) and all(isinstance(a, str) for a in args):
+        return args if not args or args[0].endswith(("kubectl", "oc", "kubectl.exe")) else ["kubectl", *args]
+    command = payload.get("command")
+    if not isinstance(command, str):
+        return None
+    try:
+        return shlex.split(command)
+    except ValueError:
+        return None
+
+
+def read_invocation(args: list[str]) -> Invocation | None:
+    invocation = Invocation(words=[])
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            invocation.after_dashes = args[index + 1 :]
+            break
+        if arg.startswith("--") and "=" in arg:
+            name, _, value = arg.partition("=")
+            invocation.flags[name] = value
+        elif arg in VALUE_FLAGS:
+            if index + 1 >= len(args):
+                return None
+            invocation.flags[arg] = args[index + 1]
+            index += 1
+        elif arg.startswith("-") and len(arg) > 2 and not arg.startswith("--") and arg[:2] in VALUE_FLAGS:
+            invocation.flags[arg[:2]] = arg[2:]  # -nprod, -lapp=x
+        elif arg.startswith("-") and len(arg) > 1:
+            if not arg.startswith("--") and len(arg) > 2:
+                for letter in arg[1:]:  # -it = -i -t
+                    invocation.flags[f"-{letter}"] = ""
+            else:
+                invocation.flags[arg] = ""
+        else:
+            invocation.words.append(arg)
+        index += 1
+    return invocation
+
+
+def normalize_resource(name: str) -> str:
+    kind = name.lower().split(".", 1)[0]
+    kind = SHORT_NAMES.get(kind, kind)
+    if kind.endswith("y") and not kind.endswith(("ey", "ay")):
+        return kind[:-1] + "ies"  # networkpolicy → networkpolicies
+    if kind.endswith(("ss", "sh", "x")):
+        return kind + "es"  # ingress → ingresses
+    return kind if kind.endswith("s") else kind + "s"
+
+
+def resources_of(words: list[str]) -> list[dict[str, str]]:
+    """`pod/x svc/y`, `pods x y`, `pods,svc` → [{type, name}]."""
+    if not words:
+        return []
+    if any("/" in word for word in words):
+        found = []
+        for word in words:
+            kind, _, name = word.partition("/")
+            found.append({"type": normalize_resource(kind), "name": name})
+        return found
+    kinds = [normalize_resource(k) for k in words[0].split(",") if k]
+    names = words[1:]
+    if not names:
+        return [{"type": kind, "name": "*"} for kind in kinds]
+    return [{"type": kind, "name": name} for kind in kinds for name in names]
+
+
+#: Verbs whose first word is a pod (or `type/name`), not a resource type.
+POD_VERBS = frozenset({"exec", "logs", "attach", "port-forward", "debug", "cp"})
+
+
+def pod_of(word: str) -> dict[str, str]:
+    if "/" in word:
+        kind, _, name = word.partition("/")
+        return {"type": normalize_resource(kind), "name": name}
+    return {"type": "pods", "name": word}
+
+
+@dataclass
+class Judgement:
+    risk: Risk
+    tags: set[str] = field(default_factory=set)
+    why: str = ""
+
+
+def judge(inv: Invocation) -> Classification:
+    verb = inv.verb
+    subverb = inv.words[1] if len(inv.words) > 1 else ""
+    resource_words = inv.words[1:]
+    if verb in ("rollout", "create", "set", "config", "auth", "top", "certificate") and subverb:
+        resource_words = inv.words[2:]
+    if verb == "create" and subverb in ("secret", "configmap", "service") and len(inv.words) > 2:
+        resource_words = [f"{subverb}s", *inv.words[3:4]]
+    elif verb == "create" and subverb:
+        resource_words = [subverb, *inv.words[2:3]]
+    resources = resources_of(resource_words)
+    if verb in ("drain", "cordon", "uncordon"):
+        resources = [{"type": "nodes", "name": name} for name in inv.words[1:]]
+    elif verb in POD_VERBS:
+        resources = [pod_of(word) for word in inv.words[1:2] if ":" not in word]
+    elif verb == "taint":
+        resources = resources_of(inv.words[1:3])
+    elif verb in (
+        "config",
+        "auth",
+        "certificate",
+        "version",
+        "api-resources",
+        "api-versions",
+        "cluster-info",
+    ):
+        resources = []
+    judgement = judge_verb(inv, verb, subverb, resources)
+    scope = scope_of(inv)
+    if judgement.risk is not Risk.read and verb not in ("exec", "logs") and scope:
+        judgement.tags.add("mass")
+    dry_run = inv.value("--dry-run")
+    if dry_run is not None and dry_run.lower() != "none" and verb not in ("exec", "attach", "debug", "cp"):
+        judgement = Judgement(Risk.read, set(), f"dry run of {verb}: changes nothing")
+    kinds = {r["type"] for r in resources}
+    if kinds & RBAC_RESOURCES and judgement.risk is not Risk.read:
+        judgement.tags.add("privilege")
+    if "secrets" in kinds or (verb == "config" and inv.has("--raw")):
+        judgement.tags.add("secrets")
+    namespace = inv.value("-n", "--namespace")
+    details: dict[str, Any] = {
+        "verb": " ".join(inv.words[:2]) if verb in READ_SUBVERBS or verb == "rollout" else verb,
+        "resources": resources,
+        "namespace": "*" if inv.has("-A", "--all-namespaces") else namespace,
+        "all": inv.has("--all"),
+        "selector": inv.value("-l", "--selector"),
+        "field_selector": inv.value("--field-selector"),
+    }
+    if inv.value("--context"):
+        details["context"] = inv.value("--context")
+    summary = summarize(inv, judgement, resources, namespace, scope)
+    return Classification(risk=judgement.risk, tags=tuple(judgement.tags), summary=summary, details=details)
+
+
+def scope_of(inv: Invocation) -> str:
+    if inv.has("--all"):
+        return "--all"
+    if inv.has("-A", "--all-namespaces"):
+        return "all namespaces"
+    selector = inv.value("-l", "--selector") or inv.value("--field-selector")
+    return f"selector {selector}" if selector is not None else ""
+
+
+def judge_verb(inv: Invocation, verb: str, subverb: str, resources: list[dict[str, str]]) -> Judgement:
+    kinds = {r["type"] for r in resources}
+    if verb in READ_SUBVERBS:
+        if subverb in READ_SUBVERBS[verb]:
+            return Judgement(Risk.read)
+        if verb == "auth" and subverb == "reconcile":
+            return Judgement(Risk.write, {"privilege"}, "reconciles RBAC roles and bindings")
+        if verb == "rollout" and subverb in ("restart", "pause", "resume", "undo"):
+            return Judgement(Risk.write)
+        if verb == "config" and subverb:
+            return Judgement(Risk.write, set(), "changes the local kubeconfig")
+        return Judgement(Risk.unknown, set(), f"unknown `{verb} {subverb}`")
+    if verb in READ_VERBS:
+        return Judgement(Risk.read)
+    if verb == "delete":
+        tags = {"mass"} if kinds & CONTAINER_RESOURCES else set()
+        if inv.has("--force") or inv.value("--grace-period") == "0":
+            tags.add("irreversible")
+        why = "everything in it goes too" if "namespaces" in kinds else ""
+        return Judgement(Risk.destructive, tags, why)
+    if verb == "drain":
+        return Judgement(Risk.destructive, {"mass"}, "evicts every pod on the node")
+    if verb == "exec":
+        return judge_exec(inv)
+    if verb in INTERACTIVE_VERBS:
+        return Judgement(Risk.unknown, {"interpreter"}, f"`{verb}` opens a session in a container")
+    if verb == "scale":
+        if inv.value("--replicas") == "0":
+            return Judgement(Risk.destructive, set(), "scales to zero replicas: the service stops")
+        return Judgement(Risk.write)
+    if verb in ("replace", "apply") and inv.has("--force"):
+        return Judgement(Risk.destructive, {"replace"}, f"{verb} --force deletes and recreates")
+    if verb == "apply" and inv.has("--prune"):
+        return Judgement(Risk.destructive, {"mass"}, "apply --prune deletes what is not in the files")
+    if verb == "taint" and any(word.endswith(":NoExecute") for word in inv.words):
+        return Judgement(Risk.destructive, {"mass"}, "a NoExecute taint evicts running pods")
+    if verb == "create" and subverb == "token":
+        return Judgement(Risk.write, {"privilege", "secrets"}, "issues a service account token")
+    if verb == "certificate":
+        return Judgement(Risk.write, {"privilege"}, f"certificate {subverb}")
+    if verb == "proxy":
+        return Judgement(Risk.write, {"network"}, "exposes the API server locally")
+    if verb in WRITE_VERBS:
+        return Judgement(Risk.write)
+    if not verb:
+        return Judgement(Risk.unknown, set(), "no kubectl verb")
+    return Judgement(Risk.unknown, set(), f"unknown kubectl verb or plugin `{verb}`")
+
+
+def judge_exec(inv: Invocation) -> Judgement:
+    command = inv.after_dashes
+    interactive = inv.has("-i", "-t", "--stdin", "--tty")
+    if not command:
+        return Judgement(Risk.unknown, {"interpreter"}, "exec without a command")
+    program = command[0].rsplit("/", 1)[-1]
+    if interactive or (program in SHELLS and len(command) == 1):
+        return Judgement(Risk.unknown, {"interpreter"}, "an interactive session in a container")
+    inner = registry.classify(Kind.shell, {"command": shlex.join(command)})
+    risk = Risk.highest([Risk.write, inner.risk])
+    return Judgement(risk, set(inner.tags), f"runs `{shorten(shlex.join(command), 60)}` in the container")
+
+
+def summarize(
+    inv: Invocation, judgement: Judgement, resources: list[dict[str, str]], namespace: str | None, scope: str
+) -> str:
+    verb = " ".join(inv.words[:2]) if inv.verb in READ_SUBVERBS or inv.verb == "rollout" else inv.verb
+    things = ", ".join(f"{r['type']}/{r['name']}" for r in resources[:4])
+    if not things:
+        things = (
+            "resources from files"
+            if inv.has("-f", "--filename", "-k", "--kustomize")
+            else " ".join(inv.words[1:3])
+        )
+    if len(resources) > 4:
+        things += f" and {len(resources) - 4} more"
+    where = (
+        "in all namespaces"
+        if inv.has("-A", "--all-namespaces")
+        else f"in namespace {namespace or '(current)'}"
+    )
+    text = f"kubectl {verb} {things} {where}"
+    if scope and scope != "all namespaces":
+        text += f" ({scope})"
+    if judgement.why:
+        text += f": {judgement.why}"
+    return shorten(text, 200)
+
+
+def shorten(text: str, limit: int) -> str:
+    one_line = " ".join(text.split())
+    return one_line if len(one_line) <= limit else one_line[: limit - 1] + "…"
