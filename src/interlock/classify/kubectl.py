@@ -283,6 +283,8 @@ def read_invocation(args: list[str]) -> Invocation | None:
         if arg.startswith("--") and "=" in arg:
             name, _, value = arg.partition("=")
             invocation.flags[name] = value
+        elif arg in ("-f", "-p") and invocation.words[:1] == ["logs"]:
+            invocation.flags[arg] = ""  # logs -f is --follow, -p is --previous
         elif arg in VALUE_FLAGS:
             if index + 1 >= len(args):
                 return None
@@ -478,11 +480,9 @@ def summarize(
     verb = " ".join(inv.words[:2]) if inv.verb in READ_SUBVERBS or inv.verb == "rollout" else inv.verb
     things = ", ".join(f"{r['type']}/{r['name']}" for r in resources[:4])
     if not things:
-        things = (
-            "resources from files"
-            if inv.has("-f", "--filename", "-k", "--kustomize")
-            else " ".join(inv.words[1:3])
-        )
+        words = inv.words[2:4] if inv.verb in READ_SUBVERBS else inv.words[1:3]
+        from_files = inv.verb != "logs" and inv.has("-f", "--filename", "-k", "--kustomize")
+        things = "resources from files" if from_files else " ".join(words)
     if len(resources) > 4:
         things += f" and {len(resources) - 4} more"
     where = (
