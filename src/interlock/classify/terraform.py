@@ -1,0 +1,123 @@
+"""The terraform classifier: what would applying this plan do?
+
+The payload is `{"plan": <the JSON of terraform show -json PLANFILE>}`. Each entry of
+`resource_changes` carries `change.actions`; we count creates, updates, deletes, replaces
+(`["delete","create"]` or `["create","delete"]`), reads, no-ops and forgets (removed from
+state, not destroyed). Any delete or replace is destructive (+ `replace` when replaced); only
+creates/updates is write; nothing but reads and no-ops is read. Anything malformed is unknown.
+`resource_drift` (changes made outside terraform) is reported, never judged: it already happened.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from interlock.classify.registry import ClassifyContext, register, unknown
+from interlock.model import Classification, Kind, Risk
+
+#: actions list (as a tuple) → the name we count it under.
+ACTIONS = {
+    ("create",): "create",
+    ("update",): "update",
+    ("delete",): "delete",
+    ("delete", "create"): "replace",
+    ("create", "delete"): "replace",
+    ("read",): "read",
+    ("no-op",): "no-op",
+    ("forget",): "forget",
+}
+COUNT_ORDER = ("create", "update", "delete", "replace", "read", "no-op", "forget")
+
+
+@register(Kind.terraform)
+def classify_terraform(payload: dict[str, Any], context: ClassifyContext) -> Classification:
+    plan = payload.get("plan")
+    if not isinstance(plan, dict):
+        return unknown(
+            "terraform action without a `plan` object (the JSON of `terraform show -json PLANFILE`)"
+        )
+    changes = plan.get("resource_changes", [])
+    if not isinstance(changes, list):
+        return unknown("terraform plan whose `resource_changes` is not a list")
+    if "resource_changes" not in plan and "planned_values" not in plan and "format_version" not in plan:
+        return unknown("this does not look like a terraform plan (no resource_changes, planned_values)")
+    counts = dict.fromkeys(COUNT_ORDER, 0)
+    destroyed: list[str] = []
+    replaced: list[dict[str, str]] = []
+    for change in changes:
+        read = read_change(change)
+        if read is None:
+            return unknown("terraform plan with a resource change we cannot read", counts=counts)
+        address, action, reason = read
+        counts[action] += 1
+        if action == "delete":
+            destroyed.append(address)
+        elif action == "replace":
+            replaced.append({"address": address, "action_reason": reason})
+    risk, tags = judge(counts)
+    drift = plan.get("resource_drift")
+    details: dict[str, Any] = {
+        "counts": counts,
+        "total": len(changes),
+        "destroyed": destroyed,
+        "replaced": replaced,
+        "drift": len(drift) if isinstance(drift, list) else 0,
+    }
+    if plan.get("errored") is True:
+        return unknown("terraform plan is marked errored: it is incomplete", **details)
+    return Classification(
+        risk=risk,
+        tags=tuple(tags),
+        summary=summarize(counts, len(changes), destroyed, replaced),
+        details=details,
+    )
+
+
+def read_change(change: Any) -> tuple[str, str, str] | None:
+    """(address, counted action, action_reason) or None when the entry is malformed."""
+    if not isinstance(change, dict):
+        return None
+    address = change.get("address")
+    body = change.get("change")
+    if not isinstance(address, str) or not isinstance(body, dict):
+        return None
+    actions = body.get("actions")
+    if not isinstance(actions, list) or not all(isinstance(a, str) for a in actions):
+        return None
+    action = ACTIONS.get(tuple(actions))
+    if action is None:
+        return None
+    reason = change.get("action_reason")
+    return address, action, reason if isinstance(reason, str) else ""
+
+
+def judge(counts: dict[str, int]) -> tuple[Risk, set[str]]:
+    if counts["replace"]:
+        return Risk.destructive, {"replace"}
+    if counts["delete"]:
+        return Risk.destructive, set()
+    if counts["create"] or counts["update"] or counts["forget"]:
+        return Risk.write, set()
+    return Risk.read, set()
+
+
+def summarize(
+    counts: dict[str, int], total: int, destroyed: list[str], replaced: list[dict[str, str]]
+) -> str:
+    if counts["delete"] or counts["replace"]:
+        verbs = []
+        if counts["delete"]:
+            verbs.append(f"destroys {counts['delete']}")
+        if counts["replace"]:
+            verbs.append(f"replaces {counts['replace']}")
+        named = [f"{r['address']} (replace)" for r in replaced] + [f"{a} (delete)" for a in destroyed]
+        shown = ", ".join(named[:3]) + (f" and {len(named) - 3} more" if len(named) > 3 else "")
+        return shorten(f"{' and '.join(verbs)} of {total}: {shown}", 200)
+    parts = [f"{counts[name]} to {name}" for name in ("create", "update", "forget") if counts[name]]
+    if not parts:
+        return f"no changes to {total} resource{'s' if total != 1 else ''}"
+    return f"{', '.join(parts)} of {total}"
+
+
+def shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
