@@ -127,9 +127,17 @@ class Approvals(Model):
 
 def _approvals_shorthand(value: Any) -> Any:
     """`approve: {write: 1}` is shorthand for `{write: {count: 1}}`."""
-    if isinstance(value, dict):
-        return {k: ({"count": v} if isinstance(v, int) and not isinstance(v, bool) else v) for k, v in value.items()}
-    return value
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for risk, spec in value.items():
+        if isinstance(spec, int) and not isinstance(spec, bool):
+            spec = {"count": spec}
+        elif not isinstance(spec, dict):
+            raise ValueError(f"approve.{risk}: give a number of approvals (e.g. 2) or {{count: 2, from: [dba]}}, "
+                             f"not {spec!r}")
+        out[risk] = spec
+    return out
 
 
 class Grant(Model):
