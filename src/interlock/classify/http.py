@@ -1,0 +1,72 @@
+"""The HTTP classifier: what would this request do to the service it is sent to?
+
+By method: GET/HEAD/OPTIONS read, POST/PUT/PATCH write, DELETE destructive, anything else
+unknown. The policy may override the judgement per target and method
+(`ClassifyContext.http_methods`, e.g. a search API where POST only reads). A path segment that
+names a destructive verb (`/users/5/delete`, `/purgeCache`) raises the risk to destructive
+whatever the method: unsafe GETs exist. Header values and the query string never reach the
+summary or details: they carry tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from interlock.classify.registry import ClassifyContext, register, unknown
+from interlock.model import Classification, Kind, Risk
+
+METHOD_RISK = {
+    "GET": Risk.read,
+    "HEAD": Risk.read,
+    "OPTIONS": Risk.read,
+    "POST": Risk.write,
+    "PUT": Risk.write,
+    "PATCH": Risk.write,
+    "DELETE": Risk.destructive,
+}
+#: A path segment that starts with one of these verbs (then ends, or goes on with -, _ or a capital).
+DESTRUCTIVE_SEGMENT = re.compile(
+    r"^(?i:delete|destroy|drop|purge|terminate|remove|wipe|truncate|erase|kill|nuke)(?:$|[-_.]|[A-Z])"
+)
+
+
+@register(Kind.http)
+def classify_http(payload: dict[str, Any], context: ClassifyContext) -> Classification:
+    method = payload.get("method", "GET")
+    url = payload.get("url")
+    if not isinstance(method, str) or not isinstance(url, str):
+        return unknown("http action needs a `method` and a `url` text")
+    method = method.strip().upper()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return unknown("http action with a url we cannot read")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return unknown("http action whose url is not http(s)://host/…")
+    headers = payload.get("headers", {})
+    if not isinstance(headers, dict):
+        return unknown("http action whose `headers` is not an object")
+    # Never show the query string or user:password@: either may hold a credential.
+    shown = f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path or '/'}"
+    if parts.query:
+        shown += "?…"
+    risk = context.http_methods.get(method, METHOD_RISK.get(method, Risk.unknown))
+    why = "" if method in METHOD_RISK or method in context.http_methods else f": unknown method {method[:20]}"
+    tags: set[str] = set()
+    segment = next((s for s in parts.path.split("/") if DESTRUCTIVE_SEGMENT.match(s)), None)
+    if segment is not None:
+        risk = Risk.highest([risk, Risk.destructive])
+        why = f": path names a destructive verb ({segment[:40]})"
+    if "authorization" in (str(k).lower() for k in headers) or parts.username or parts.password:
+        tags.add("secrets")
+    details = {
+        "method": method,
+        "host": parts.hostname,
+        "path": parts.path or "/",
+        "header_names": sorted(str(k) for k in headers)[:50],
+    }
+    return Classification(
+        risk=risk, tags=tuple(tags), summary=f"{method[:20]} {shown[:160]}{why}", details=details
+    )

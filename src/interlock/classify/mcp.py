@@ -1,0 +1,203 @@
+"""The MCP classifier: what would this tool call do?
+
+A risk the policy declares for the tool (`ClassifyContext.mcp_tools`) is trusted and final.
+Otherwise the call is as risky as the riskiest of these signals:
+
+- the tool name's verb: read_/get_/list_/search_/describe_ … read; write_/create_/update_ …
+  write; delete_/remove_/drop_ … destructive (anywhere in the name); any other name unknown;
+- its arguments: `sql`/`query` text is judged by the SQL classifier, `command`/`cmd`/`script`
+  by the shell classifier;
+- the server's annotations, which come from the (untrusted) server and so may only raise the
+  risk: `destructiveHint: true` → destructive, `readOnlyHint: false` → at least write. A
+  `readOnlyHint: true` lowers nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Any
+
+from interlock.classify import registry
+from interlock.classify.registry import ClassifyContext, register, unknown
+from interlock.model import Classification, Kind, Risk
+
+READ_VERBS = frozenset(
+    {
+        "read",
+        "get",
+        "list",
+        "search",
+        "describe",
+        "fetch",
+        "find",
+        "view",
+        "show",
+        "lookup",
+        "query",
+        "count",
+        "inspect",
+        "browse",
+        "stat",
+        "tree",
+        "head",
+        "tail",
+        "diff",
+        "explain",
+        "download",
+        "check",
+        "validate",
+    }
+)
+WRITE_VERBS = frozenset(
+    {
+        "write",
+        "create",
+        "update",
+        "edit",
+        "move",
+        "set",
+        "add",
+        "insert",
+        "put",
+        "post",
+        "send",
+        "upload",
+        "rename",
+        "append",
+        "patch",
+        "push",
+        "commit",
+        "merge",
+        "comment",
+        "label",
+        "assign",
+        "open",
+        "close",
+        "start",
+        "restart",
+        "deploy",
+        "publish",
+        "copy",
+        "mkdir",
+        "make",
+        "save",
+        "upsert",
+        "enable",
+        "tag",
+    }
+)
+DESTRUCTIVE_VERBS = frozenset(
+    {
+        "delete",
+        "remove",
+        "drop",
+        "destroy",
+        "kill",
+        "purge",
+        "truncate",
+        "wipe",
+        "erase",
+        "terminate",
+        "uninstall",
+        "reset",
+        "revoke",
+        "unlink",
+        "rm",
+        "del",
+        "rmdir",
+        "force",
+        "overwrite",
+        "disable",
+        "stop",
+    }
+)
+INTERPRETER_VERBS = frozenset({"run", "exec", "execute", "eval", "shell", "bash", "python", "invoke", "call"})
+SQL_ARGUMENTS = frozenset({"sql", "query"})
+SHELL_ARGUMENTS = frozenset({"command", "cmd", "script"})
+SQL_STARTS = re.compile(
+    r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(?i:select|with|insert|update|delete|drop|truncate|alter|create|grant|"
+    r"revoke|copy|merge|call|do|execute|explain|vacuum|set|begin|commit|replace|upsert|show|table|values)\b",
+    re.DOTALL,
+)
+
+
+@register(Kind.mcp)
+def classify_mcp(payload: dict[str, Any], context: ClassifyContext) -> Classification:
+    tool = payload.get("tool")
+    server = payload.get("server", "")
+    arguments = payload.get("arguments", {})
+    annotations = payload.get("annotations", {})
+    if not isinstance(tool, str) or not tool or not isinstance(server, str):
+        return unknown("mcp action needs a `tool` name (and `server` as text)")
+    if not isinstance(arguments, dict) or not isinstance(annotations, dict):
+        return unknown(f"mcp call {tool[:60]} whose arguments or annotations are not objects")
+    where = f"{server[:60]}/{tool[:60]}" if server else tool[:60]
+    declared = context.mcp_tools.get(tool)
+    if declared is not None:
+        return Classification(
+            risk=declared,
+            summary=f"mcp {where}: {declared.value} as the policy declares",
+            details={"tool": tool},
+        )
+    signals: list[tuple[Risk, str]] = [name_risk(tool)]
+    tags: set[str] = set()
+    for key, value in arguments.items():
+        inner = argument_classification(str(key), value, context)
+        if inner is not None:
+            signals.append((inner.risk, f"{key}: {inner.summary}"))
+            tags.update(inner.tags)
+    if annotations.get("destructiveHint") is True:
+        signals.append((Risk.destructive, "the server marks it destructive"))
+    if annotations.get("readOnlyHint") is False:
+        signals.append((Risk.write, "the server says it is not read-only"))
+    if annotations.get("openWorldHint") is True:
+        tags.add("network")
+    risk = Risk.highest([risk for risk, _ in signals])
+    why = next(reason for r, reason in signals if r is risk)
+    details = {"server": server, "tool": tool, "argument_names": sorted(str(k) for k in arguments)[:50]}
+    return Classification(
+        risk=risk, tags=tuple(tags), summary=shorten(f"mcp {where}: {why}", 200), details=details
+    )
+
+
+def name_words(tool: str) -> list[str]:
+    """`delete_file`, `deleteFile`, `files.delete`, `github-delete-repo` → lower-case words."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", tool)
+    return [w for w in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if w]
+
+
+def name_risk(tool: str) -> tuple[Risk, str]:
+    words = name_words(tool)
+    if any(w in DESTRUCTIVE_VERBS for w in words):
+        return Risk.destructive, f"the tool name says it destroys ({tool[:60]})"
+    if any(w in INTERPRETER_VERBS for w in words):
+        return Risk.unknown, f"the tool runs code ({tool[:60]})"
+    # The verb is usually first (read_file) but may follow a namespace (github_create_issue).
+    for word in words:
+        if word in WRITE_VERBS:
+            return Risk.write, f"the tool name says it writes ({tool[:60]})"
+        if word in READ_VERBS:
+            return Risk.read, f"the tool name says it reads ({tool[:60]})"
+    return Risk.unknown, f"a tool whose name says nothing we know ({tool[:60]})"
+
+
+def argument_classification(key: str, value: Any, context: ClassifyContext) -> Classification | None:
+    name = key.lower()
+    if name in SQL_ARGUMENTS and isinstance(value, str):
+        # A `query` argument is also what search tools take; judge it as SQL only when it reads as SQL.
+        if name == "sql" or SQL_STARTS.match(value):
+            return registry.classify(Kind.sql, {"sql": value}, context)
+        return None
+    if name in SHELL_ARGUMENTS:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            value = shlex.join(value)
+        if isinstance(value, str):
+            return registry.classify(Kind.shell, {"command": value}, context)
+        return Classification(risk=Risk.unknown, summary=f"a {key} argument that is not text")
+    return None
+
+
+def shorten(text: str, limit: int) -> str:
+    one_line = " ".join(text.split())
+    return one_line if len(one_line) <= limit else one_line[: limit - 1] + "…"
