@@ -1,0 +1,113 @@
+"""Signed checkpoints (tree heads) and the Ed25519 key that signs them.
+
+The key is created on first start in `key_dir` (folder 0700, private key 0600, written with
+O_EXCL via a temporary file and a hard link, so two processes starting at once agree on one key).
+A private key file that others can read is refused: a leaked signing key lets anyone forge
+checkpoints. Replicas that append to one PostgreSQL log share the same key_dir (secret mount).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from interlock.audit.verify import CHECKPOINT_FORMAT, Checkpoint, key_id
+from interlock.fingerprint import canonical_json
+
+PRIVATE_KEY_FILE = "audit-ed25519.pem"
+PUBLIC_KEY_FILE = "audit-ed25519.pub.pem"
+
+
+class SigningKeyError(Exception):
+    """The signing key cannot be created or loaded (permissions, corrupt file, …)."""
+
+
+class Signer:
+    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+        self._private = private_key
+        self.public_key: Ed25519PublicKey = private_key.public_key()
+        self.key_id = key_id(self.public_key)
+
+    @classmethod
+    def load_or_create(cls, key_dir: Path) -> Signer:
+        key_dir = Path(key_dir)
+        path = key_dir / PRIVATE_KEY_FILE
+        if not path.exists():
+            _create(key_dir)
+        return cls(_load(path))
+
+    def public_pem(self) -> bytes:
+        return self.public_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    def sign(self, tree_size: int, root: bytes, time: str | None = None) -> Checkpoint:
+        body = canonical_json(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "key_id": self.key_id,
+                "root": root.hex(),
+                "time": time or now(),
+                "tree_size": tree_size,
+            }
+        ).decode("utf-8")
+        return Checkpoint(body=body, signature=self._private.sign(body.encode("utf-8")).hex())
+
+
+def now() -> str:
+    """RFC 3339 UTC with microseconds and 'Z': fixed width, so text order is time order."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def public_key_pem(key_dir: Path) -> bytes:
+    """The exportable public key (creating the key pair if this is the first start)."""
+    return Signer.load_or_create(key_dir).public_pem()
+
+
+def _create(key_dir: Path) -> None:
+    try:
+        key_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private = Ed25519PrivateKey.generate()
+        pem = private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        fd, tmp = tempfile.mkstemp(dir=key_dir, prefix=".audit-key-")  # mkstemp creates it 0600
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(pem)
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(tmp, key_dir / PRIVATE_KEY_FILE)
+            except FileExistsError:
+                return  # another process won the race; use its key
+        finally:
+            os.unlink(tmp)
+        public = Signer(private).public_pem()
+        (key_dir / PUBLIC_KEY_FILE).write_bytes(public)
+    except OSError as exc:
+        raise SigningKeyError(f"cannot create the audit signing key in {key_dir}: {exc}") from exc
+
+
+def _load(path: Path) -> Ed25519PrivateKey:
+    try:
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise SigningKeyError(
+                f"the audit signing key {path} is accessible to other users (mode {stat.S_IMODE(mode):o}); "
+                f"run: chmod 600 {path}"
+            )
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except OSError as exc:
+        raise SigningKeyError(f"cannot read the audit signing key {path}: {exc}") from exc
+    except ValueError as exc:
+        raise SigningKeyError(f"the audit signing key {path} is not a valid PEM key: {exc}") from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise SigningKeyError(f"the audit signing key {path} is not an Ed25519 key")
+    return key

@@ -1,0 +1,552 @@
+"""The audit log: redacted canonical JSON entries in an RFC 6962 Merkle tree, group-committed.
+
+    log = AuditLog(store, key_dir=Path(".interlock/keys"))
+    receipt = log.append("approval.approved", {"request": "r1", "human": "bob"})  # durable on return
+
+Many threads call `append`; one writer thread per AuditLog drains their entries into a single
+transaction (one fsync) and answers each caller once that batch has committed. Every batch runs
+under `tx.lock("audit")`, reading the tree size and its right edge inside the lock, so several
+processes (or replicas on one PostgreSQL) interleave into one valid tree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import hashlib
+import queue
+import re
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from pydantic import BaseModel
+
+from interlock.audit import merkle
+from interlock.audit.checkpoint import Signer, now
+from interlock.audit.redact import Redactor
+from interlock.audit.verify import EXPORT_FORMAT, Checkpoint, Problem, Report, verify_log
+from interlock.fingerprint import canonical_json
+from interlock.store import Store, StoreError, Transaction
+
+DEFAULT_KEY_DIR = Path(".interlock/keys")
+
+#: The events Interlock writes (docs/audit.md describes their data).
+EVENTS = (
+    "policy.loaded",
+    "action.proposed",
+    "action.classified",
+    "action.decided",
+    "approval.requested",
+    "approval.approved",
+    "approval.denied",
+    "approval.refused",
+    "approval.expired",
+    "grant.issued",
+    "grant.consumed",
+    "grant.refused",
+    "execution.started",
+    "execution.finished",
+    "error",
+    "token.created",
+    "token.revoked",
+    "webhook.failed",
+)
+_EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+
+_INSERT_ENTRY = (
+    "INSERT INTO audit_entries(idx, event, time, agent, environment, risk, outcome, action_id, entry, "
+    "leaf_hash) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_NODE = "INSERT INTO audit_nodes(id, hash) VALUES (?, ?)"
+_INSERT_CHECKPOINT = (
+    "INSERT INTO audit_checkpoints(tree_size, root, time, key_id, body, signature) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (tree_size) DO NOTHING"
+)
+
+
+class AuditError(Exception):
+    """An entry cannot be written (bad event name, data that is not JSON, log closed, …)."""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """Proof of a durable append: the entry's position and leaf hash."""
+
+    index: int
+    leaf_hash: str
+    event: str
+    time: str
+
+
+@dataclass(frozen=True)
+class InclusionProof:
+    index: int
+    tree_size: int
+    leaf_hash: str
+    root: str
+    path: list[str]
+    entry: str
+    checkpoint: Checkpoint | None
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["checkpoint"] = self.checkpoint.to_json() if self.checkpoint else None
+        return data
+
+
+@dataclass
+class _Pending:
+    event: str
+    time: str
+    text: str
+    columns: tuple[str | None, ...]
+    future: Future[Receipt]
+
+
+_STOP = object()
+
+
+class AuditLog:
+    """The transparency log over a Store (migrated: the tables come from migration 0002)."""
+
+    def __init__(
+        self,
+        store: Store,
+        key_dir: Path | None = None,
+        redact_patterns: Iterable[str] = (),
+        *,
+        checkpoint_every: int = 10_000,
+        checkpoint_interval_s: float = 60.0,
+        max_batch: int = 5_000,
+    ) -> None:
+        self.store = store
+        self.redactor = Redactor(redact_patterns)
+        self.signer = Signer.load_or_create(key_dir or DEFAULT_KEY_DIR)
+        self.checkpoint_every = checkpoint_every
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._start_lock = threading.Lock()
+        self._writer: threading.Thread | None = None
+        self._closed = False
+        self._cache: tuple[int, dict[tuple[int, int], bytes]] | None = None  # writer thread only
+        self._last_checkpoint: tuple[int, float] | None = None  # (tree size, monotonic time)
+        with store.transaction() as tx:
+            if tx.fetchone("SELECT 1 AS x FROM schema_migrations WHERE version = 2") is None:
+                raise AuditError(f"the store {store.url} has no audit tables: call store.migrate() first")
+
+    # --- writing -----------------------------------------------------------------------------
+
+    def append(self, event: str, data: Mapping[str, Any]) -> Receipt:
+        """Append one entry; returns once it is durably committed. Raises AuditError for bad
+        input and StoreError when the store fails (callers fail closed)."""
+        return self._wait(self._submit(event, data))
+
+    def append_many(self, items: Iterable[tuple[str, Mapping[str, Any]]]) -> list[Receipt]:
+        """Append several entries (kept in order, committed together when they fit one batch)."""
+        futures = [self._submit(event, data) for event, data in items]
+        return [self._wait(f) for f in futures]
+
+    def entry_bytes(self, event: str, data: Mapping[str, Any], time: str) -> bytes:
+        """The exact bytes an entry is hashed as: canonical JSON of {event, time, data (redacted)}."""
+        return canonical_json({"event": event, "time": time, "data": self.redactor(jsonable(dict(data)))})
+
+    def _submit(self, event: str, data: Mapping[str, Any]) -> Future[Receipt]:
+        if self._closed:
+            raise AuditError("the audit log is closed")
+        if not isinstance(event, str) or not _EVENT_NAME.match(event):
+            raise AuditError(
+                f"audit event name {event!r} is not dotted lowercase words (e.g. 'action.decided')"
+            )
+        if not isinstance(data, Mapping):
+            raise AuditError(f"audit data for {event!r} must be a JSON object, not {type(data).__name__}")
+        stamp = now()
+        try:
+            clean = self.redactor(jsonable(dict(data)))
+            text = canonical_json({"event": event, "time": stamp, "data": clean}).decode("utf-8")
+        except (ValueError, TypeError) as exc:
+            raise AuditError(f"audit data for {event!r} is not JSON: {exc}") from exc
+        future: Future[Receipt] = Future()
+        self._queue.put(_Pending(event, stamp, text, _columns(clean), future))
+        self._ensure_writer()
+        return future
+
+    def _wait(self, future: Future[Receipt]) -> Receipt:
+        return future.result()
+
+    def _ensure_writer(self) -> None:
+        if self._writer is not None and self._writer.is_alive():
+            return
+        with self._start_lock:
+            if self._writer is None or not self._writer.is_alive():
+                self._writer = threading.Thread(target=self._run, name="interlock-audit-writer", daemon=True)
+                self._writer.start()
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            try:
+                first = self._queue.get(timeout=max(0.05, self.checkpoint_interval_s))
+            except queue.Empty:
+                self._timed_checkpoint()
+                continue
+            if first is _STOP:
+                break
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                batch.append(item)
+            self._commit([p for p in batch if isinstance(p, _Pending)])
+        self._timed_checkpoint()
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            receipts = self._write(batch)
+        except Exception as exc:  # every waiting caller must hear about it, whatever it was
+            self._cache = None
+            error = (
+                exc if isinstance(exc, StoreError | AuditError) else StoreError(f"audit append failed: {exc}")
+            )
+            for pending in batch:
+                pending.future.set_exception(error)
+            return
+        for pending, receipt in zip(batch, receipts, strict=True):
+            pending.future.set_result(receipt)
+
+    def _write(self, batch: list[_Pending]) -> list[Receipt]:
+        with self.store.transaction() as tx:
+            tx.lock("audit")
+            size = _size(tx)
+            nodes = self._frontier_nodes(tx, size)
+            entries: list[tuple[Any, ...]] = []
+            new_nodes: list[tuple[int, str]] = []
+            receipts: list[Receipt] = []
+
+            def get(level: int, index: int) -> bytes:
+                return nodes[(level, index)]
+
+            for pending in batch:
+                leaf = merkle.leaf_hash(pending.text.encode("utf-8"))
+                for level, index, digest in merkle.appended_nodes(size, leaf, get):
+                    nodes[(level, index)] = digest
+                    new_nodes.append((merkle.node_id(level, index), digest.hex()))
+                entries.append(
+                    (size, pending.event, pending.time, *pending.columns, pending.text, leaf.hex())
+                )
+                receipts.append(Receipt(size, leaf.hex(), pending.event, pending.time))
+                size += 1
+            tx.executemany(_INSERT_ENTRY, entries)
+            tx.executemany(_INSERT_NODE, new_nodes)
+            if self._checkpoint_due(tx, size):
+                self._insert_checkpoint(tx, self.signer.sign(size, merkle.root(size, get)))
+        self._cache = (size, {key: nodes[key] for key in merkle.frontier(size)})
+        return receipts
+
+    def _frontier_nodes(self, tx: Transaction, size: int) -> dict[tuple[int, int], bytes]:
+        if self._cache is not None and self._cache[0] == size:
+            return dict(self._cache[1])  # nobody else appended since our last batch
+        return _fetch_nodes(tx, set(merkle.frontier(size)))
+
+    def _checkpoint_due(self, tx: Transaction, size: int) -> bool:
+        if self._last_checkpoint is None:
+            row = tx.fetchone("SELECT MAX(tree_size) AS n FROM audit_checkpoints")
+            self._last_checkpoint = (int(row["n"]) if row and row["n"] is not None else 0, time.monotonic())
+        last_size, last_time = self._last_checkpoint
+        return size - last_size >= self.checkpoint_every or (
+            size > last_size and time.monotonic() - last_time >= self.checkpoint_interval_s
+        )
+
+    def _insert_checkpoint(self, tx: Transaction, checkpoint: Checkpoint) -> None:
+        fields = checkpoint.fields
+        tx.execute(
+            _INSERT_CHECKPOINT,
+            (
+                fields["tree_size"],
+                fields["root"],
+                fields["time"],
+                fields["key_id"],
+                checkpoint.body,
+                checkpoint.signature,
+            ),
+        )
+        self._last_checkpoint = (checkpoint.tree_size, time.monotonic())
+
+    def _timed_checkpoint(self) -> None:
+        try:
+            if (
+                self._last_checkpoint is not None
+                and self._cache is not None
+                and self._cache[0] > self._last_checkpoint[0]
+            ):
+                self.checkpoint()
+        except Exception:
+            self._last_checkpoint = None
+
+    def checkpoint(self) -> Checkpoint:
+        """Sign a checkpoint of the tree as committed now (or return the one at this size)."""
+        with self.store.transaction() as tx:
+            tx.lock("audit")
+            size = _size(tx)
+            existing = tx.fetchone(
+                "SELECT body, signature FROM audit_checkpoints WHERE tree_size = ?", (size,)
+            )
+            if existing is not None:
+                return Checkpoint(body=existing["body"], signature=existing["signature"])
+            nodes = _fetch_nodes(tx, merkle.needed_nodes(lambda g: merkle.root(size, g)))
+            checkpoint = self.signer.sign(size, merkle.root(size, lambda lv, i: nodes[(lv, i)]))
+            self._insert_checkpoint(tx, checkpoint)
+        return checkpoint
+
+    def close(self) -> None:
+        """Finish pending appends and stop the writer thread."""
+        self._closed = True
+        writer = self._writer
+        if writer is not None and writer.is_alive():
+            self._queue.put(_STOP)
+            writer.join()
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def size(self) -> int:
+        with self.store.transaction() as tx:
+            return _size(tx)
+
+    def checkpoints(self) -> list[Checkpoint]:
+        with self.store.transaction() as tx:
+            rows = tx.fetchall("SELECT body, signature FROM audit_checkpoints ORDER BY tree_size")
+        return [Checkpoint(body=r["body"], signature=r["signature"]) for r in rows]
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        with self.store.transaction() as tx:
+            row = tx.fetchone("SELECT body, signature FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1")
+        return None if row is None else Checkpoint(body=row["body"], signature=row["signature"])
+
+    def root(self, size: int) -> bytes:
+        with self.store.transaction() as tx:
+            nodes = _fetch_nodes(tx, merkle.needed_nodes(lambda g: merkle.root(size, g)))
+        return merkle.root(size, lambda lv, i: nodes[(lv, i)])
+
+    def inclusion_proof(self, index: int, tree_size: int | None = None) -> InclusionProof:
+        """Proof that entry `index` is in the tree of `tree_size` entries (default: the latest
+        checkpoint that covers it, signing a new checkpoint when none does)."""
+        checkpoint: Checkpoint | None = None
+        if tree_size is None:
+            checkpoint = self.latest_checkpoint()
+            if checkpoint is None or checkpoint.tree_size <= index:
+                checkpoint = self.checkpoint()
+            tree_size = checkpoint.tree_size
+        if not 0 <= index < tree_size:
+            raise AuditError(f"entry {index} is not in a tree of {tree_size} entries")
+        size = tree_size
+        with self.store.transaction() as tx:
+            row = tx.fetchone("SELECT entry, leaf_hash FROM audit_entries WHERE idx = ?", (index,))
+            wanted = merkle.needed_nodes(
+                lambda g: (merkle.inclusion_proof(index, size, g), merkle.root(size, g))
+            )
+            nodes = _fetch_nodes(tx, wanted)
+        if row is None:
+            raise AuditError(f"entry {index} does not exist")
+
+        def get(level: int, i: int) -> bytes:
+            return nodes[(level, i)]
+
+        return InclusionProof(
+            index=index,
+            tree_size=size,
+            leaf_hash=row["leaf_hash"],
+            root=merkle.root(size, get).hex(),
+            path=[p.hex() for p in merkle.inclusion_proof(index, size, get)],
+            entry=row["entry"],
+            checkpoint=checkpoint,
+        )
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[str]:
+        with self.store.transaction() as tx:
+            nodes = _fetch_nodes(
+                tx, merkle.needed_nodes(lambda g: merkle.consistency_proof(old_size, new_size, g))
+            )
+        return [p.hex() for p in merkle.consistency_proof(old_size, new_size, lambda lv, i: nodes[(lv, i)])]
+
+    def iter_entries(
+        self, start: int = 0, end: int | None = None, chunk: int = 20_000
+    ) -> Iterator[dict[str, Any]]:
+        """Rows of audit_entries in index order, read in chunks (each chunk one transaction)."""
+        position = start
+        while end is None or position < end:
+            stop = position + chunk if end is None else min(end, position + chunk)
+            with self.store.transaction() as tx:
+                rows = tx.fetchall(
+                    "SELECT idx, entry, leaf_hash FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+                    (position, stop),
+                )
+            yield from rows
+            position = stop
+            if end is None and len(rows) < chunk:
+                return
+
+    def verify(self, public_key: Any = None) -> Report:
+        """Recompute the whole tree, check every checkpoint (signature and root) and the stored
+        tree nodes. `public_key` defaults to this log's own key."""
+        with self.store.transaction() as tx:
+            size = _size(tx)
+            rows = tx.fetchall("SELECT body, signature FROM audit_checkpoints ORDER BY tree_size")
+        checkpoints = [Checkpoint(body=r["body"], signature=r["signature"]) for r in rows]
+        entries = (
+            (int(r["idx"]), r["entry"].encode("utf-8"), r["leaf_hash"]) for r in self.iter_entries(0, size)
+        )
+        report = verify_log(entries, checkpoints, public_key or self.signer.public_key)
+        if report.entries == size and size > 0:
+            try:
+                stored = self.root(size).hex()
+            except KeyError:
+                stored = "missing nodes"
+            if stored != report.root:
+                report.problems.append(
+                    Problem(
+                        "stored tree nodes",
+                        f"the stored Merkle nodes give root {stored}, the entries give "
+                        f"{report.root}: proofs from this store would not verify (audit_nodes was altered)",
+                    )
+                )
+        return report
+
+    def export(self, out: TextIO) -> int:
+        """Write the JSONL export (header, entries, checkpoints); returns the number of entries."""
+        with self.store.transaction() as tx:
+            size = _size(tx)
+            rows = tx.fetchall(
+                "SELECT body, signature FROM audit_checkpoints WHERE tree_size <= ? ORDER BY tree_size",
+                (size,),
+            )
+        out.write(
+            _line(
+                {"type": "header", "format": EXPORT_FORMAT, "tree_size": size, "key_id": self.signer.key_id}
+            )
+        )
+        for row in self.iter_entries(0, size):
+            out.write(
+                _line(
+                    {
+                        "type": "entry",
+                        "index": int(row["idx"]),
+                        "entry": row["entry"],
+                        "leaf_hash": row["leaf_hash"],
+                    }
+                )
+            )
+        for row in rows:
+            out.write(_line({"type": "checkpoint", "body": row["body"], "signature": row["signature"]}))
+        return size
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def _line(record: dict[str, Any]) -> str:
+    return canonical_json(record).decode("utf-8") + "\n"
+
+
+def _size(tx: Transaction) -> int:
+    row = tx.fetchone("SELECT idx FROM audit_entries ORDER BY idx DESC LIMIT 1")
+    return 0 if row is None else int(row["idx"]) + 1
+
+
+def _fetch_nodes(tx: Transaction, wanted: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    if not wanted:
+        return {}
+    keys = {merkle.node_id(level, index): (level, index) for level, index in wanted}
+    found: dict[tuple[int, int], bytes] = {}
+    ids = sorted(keys)
+    for start in range(0, len(ids), 500):
+        part = ids[start : start + 500]
+        marks = ", ".join("?" * len(part))
+        for row in tx.fetchall(f"SELECT id, hash FROM audit_nodes WHERE id IN ({marks})", part):
+            found[keys[int(row["id"])]] = bytes.fromhex(row["hash"])
+    if len(found) != len(keys):
+        missing = sorted(set(keys.values()) - set(found))[:3]
+        raise StoreError(
+            f"audit tree nodes {missing} are missing: the audit tables were altered; run audit verify"
+        )
+    return found
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _columns(data: Mapping[str, Any]) -> tuple[str | None, ...]:
+    """The indexed columns (agent, environment, risk, outcome, action_id) from an entry's data."""
+    action = _mapping(data.get("action"))
+    decision = _mapping(data.get("decision"))
+    classification = _mapping(data.get("classification"))
+    return (
+        _text(data.get("agent")),
+        _text(data.get("environment")) or _text(action.get("environment")),
+        _text(data.get("risk")) or _text(classification.get("risk")) or _text(decision.get("risk")),
+        _text(data.get("outcome")) or _text(decision.get("outcome")),
+        _text(data.get("action_id")),
+    )
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON values from what callers naturally pass (pydantic models, enums, datetimes,
+    tuples, sets, paths, bytes)."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, enum.Enum):
+        return jsonable(value.value)
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, set | frozenset):
+        return sorted((jsonable(v) for v in value), key=repr)
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: give a timezone (UTC)")
+        return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value
+
+
+def summarize_output(
+    output: bytes | str, limit: int = 2_000, redactor: Redactor | None = None
+) -> dict[str, Any]:
+    """What `execution.finished` records about an output: its size, SHA-256 of the full bytes
+    and a bounded, redacted excerpt (the head; the full output is never stored)."""
+    raw = output.encode("utf-8", errors="replace") if isinstance(output, str) else output
+    excerpt = raw[:limit].decode("utf-8", errors="replace")
+    return {
+        "bytes": len(raw),
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "excerpt": (redactor or Redactor()).text(excerpt),
+        "truncated": len(raw) > limit,
+    }

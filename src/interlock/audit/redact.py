@@ -1,0 +1,108 @@
+"""Secret redaction: applied to every audit entry before it is written, usable by any log writer.
+
+`redact(value)` walks dicts, lists and strings and replaces secrets with "[REDACTED]":
+values under secret-sounding keys (password, token, secret, api_key, authorization, …) and,
+inside any string, common credential formats: passwords in connection strings, `password=`
+style assignments, bearer/basic authorization, AWS access keys and secret keys, PEM private
+keys, GitHub/Slack/OpenAI-style tokens and JWTs. A `Redactor` adds configured patterns.
+
+Redaction errs on the side of hiding: a false positive costs a less readable log entry, a
+false negative leaks a credential into an append-only log that can never be cleaned.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import regex
+
+MASK = "[REDACTED]"
+
+#: Keys whose whole value is secret, wherever they appear in a structure (case-insensitive).
+SECRET_KEYS = re.compile(
+    r"(?i)^(.*[_-])?(password|passwd|pwd|passphrase|secret|token|api[_-]?key|apikey|access[_-]?key|"
+    r"secret[_-]?key|private[_-]?key|client[_-]?secret|auth|authorization|cookie|set-cookie|credentials?|"
+    r"session[_-]?id|dsn|connection[_-]?string)$"
+)
+
+# (pattern, replacement) pairs; group 1, when present, is kept (the label before the secret).
+_BUILTIN: list[tuple[str, str]] = [
+    # PEM private keys (RSA, EC, OPENSSH, ENCRYPTED, …), whole block.
+    (r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)", MASK),
+    # scheme://user:password@host → keep user and host.
+    (r"([a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@'\"]*:)[^\s@'\"]+(@)", r"\1" + MASK + r"\2"),
+    # Authorization headers and bearer tokens.
+    (r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]{8,}", r"\1" + MASK),
+    (r"(?i)(\bbasic\s+)[A-Za-z0-9+/=]{8,}", r"\1" + MASK),
+    # key=value / key: value / --key value assignments of secret-sounding names
+    # (conninfo, env vars, CLI flags, YAML/JSON fragments).
+    (
+        r"(?i)((?:[A-Za-z0-9_.-]*?)(?:password|passwd|pwd|passphrase|secret|token|api[_-]?key|access[_-]?key|"
+        r"secret[_-]?access[_-]?key|client[_-]?secret|private[_-]?key|auth[_-]?token)[\"']?"
+        r"(?:\s*[=:]\s*|\s+(?=[\"']))[\"']?)([^\s\"'&;,]+)",
+        r"\1" + MASK,
+    ),
+    (r"(?i)(--(?:password|passwd|token|secret|api-key|client-secret)[= ])(\S+)", r"\1" + MASK),
+    # AWS access key ids and (after a telling label) 40-character secret keys.
+    (r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA|ABIA|ACCA)[A-Z0-9]{16}\b", MASK),
+    (r"(?i)(aws.{0,30}?(?:secret|key).{0,10}?[\s=:\"']+)[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])", r"\1" + MASK),
+    # Well-known token formats.
+    (r"\bgh[pousr]_[A-Za-z0-9]{30,}\b", MASK),
+    (r"\bgithub_pat_[A-Za-z0-9_]{30,}\b", MASK),
+    (r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b", MASK),
+    (r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}\b", MASK),
+    (r"\bglpat-[A-Za-z0-9_-]{20,}\b", MASK),
+    (r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\b", MASK),
+]
+
+
+class Redactor:
+    """Built-in credential patterns plus `patterns` (regular expressions; each whole match is
+    replaced). An invalid configured pattern is an error at construction, not a silent skip."""
+
+    def __init__(self, patterns: Iterable[str] = ()) -> None:
+        self._rules: list[tuple[regex.Pattern[str], str]] = [(regex.compile(p), r) for p, r in _BUILTIN]
+        for pattern in patterns:
+            try:
+                self._rules.append((regex.compile(pattern), MASK))
+            except regex.error as exc:
+                raise ValueError(
+                    f"redaction pattern {pattern!r} is not a valid regular expression: {exc}"
+                ) from exc
+
+    def text(self, value: str) -> str:
+        for pattern, replacement in self._rules:
+            value = pattern.sub(replacement, value, timeout=1.0)
+        return value
+
+    def __call__(self, value: Any) -> Any:
+        return self._walk(value)
+
+    def _walk(self, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return self.text(value)
+            except TimeoutError:
+                return MASK  # a pathological string: hide it rather than risk a leak
+        if isinstance(value, Mapping):
+            return {
+                k: (
+                    MASK
+                    if isinstance(k, str) and SECRET_KEYS.match(k) and v not in (None, "")
+                    else self._walk(v)
+                )
+                for k, v in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return [self._walk(v) for v in value]
+        return value
+
+
+_DEFAULT = Redactor()
+
+
+def redact(value: Any, patterns: Iterable[str] = ()) -> Any:
+    """A copy of `value` (str, dict, list, scalars) with secrets replaced by "[REDACTED]"."""
+    return (Redactor(patterns) if patterns else _DEFAULT)(value)

@@ -1,0 +1,441 @@
+"""Standalone verifier for an Interlock audit export. Needs only the Python standard library and
+`cryptography`; imports nothing from Interlock, so a third party can read and run this one file:
+
+    python verify.py export.jsonl audit-ed25519.pub.pem
+
+It recomputes the RFC 6962 Merkle tree over every entry, checks each checkpoint's Ed25519
+signature and that its root equals the recomputed root at its tree size, and reports the first
+place where the log is wrong. Exit status 0 = the export verifies, 1 = it does not, 2 = usage.
+
+Export format (JSON Lines): a header line {"type": "header", "format": "interlock-audit-export/1"},
+then {"type": "entry", "index": i, "entry": "<canonical JSON text>", "leaf_hash": "<hex>"} in index
+order, then {"type": "checkpoint", "body": "<canonical JSON text>", "signature": "<hex>"} lines.
+The leaf is SHA-256(0x00 ‖ UTF-8 bytes of "entry"); the signature covers the UTF-8 bytes of
+"body", whose fields are format, key_id, root (hex), time and tree_size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+EXPORT_FORMAT = "interlock-audit-export/1"
+CHECKPOINT_FORMAT = "interlock-checkpoint/1"
+
+
+def _leaf(entry: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + entry).digest()
+
+
+def _node(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+# --- RFC 9162 §2.1.3.2 and §2.1.4.2 -------------------------------------------------------------
+
+
+def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes], root: bytes) -> bool:
+    """True when `proof` shows leaf number `index` is in the tree of `size` leaves with `root`."""
+    if not 0 <= index < size:
+        return False
+    fn, sn, r = index, size - 1, leaf
+    for p in proof:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            r = _node(p, r)
+            if not fn & 1:
+                while True:
+                    fn >>= 1
+                    sn >>= 1
+                    if fn & 1 or fn == 0:
+                        break
+        else:
+            r = _node(r, p)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and r == root
+
+
+def verify_consistency(
+    old_size: int, new_size: int, proof: Sequence[bytes], old_root: bytes, new_root: bytes
+) -> bool:
+    """True when `proof` shows the tree (old_size, old_root) is a prefix of (new_size, new_root)."""
+    if old_size == new_size:
+        return not proof and old_root == new_root
+    if not 0 < old_size < new_size or not proof:
+        return False
+    path = list(proof)
+    if old_size & (old_size - 1) == 0:
+        path.insert(0, old_root)
+    fn, sn = old_size - 1, new_size - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr = _node(c, fr)
+            sr = _node(c, sr)
+            if not fn & 1:
+                while True:
+                    fn >>= 1
+                    sn >>= 1
+                    if fn & 1 or fn == 0:
+                        break
+        else:
+            sr = _node(sr, c)
+        fn >>= 1
+        sn >>= 1
+    return fr == old_root and sr == new_root and sn == 0
+
+
+class Frontier:
+    """The right edge of a growing tree: the root after each append in O(log n) memory."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._stack: list[tuple[int, bytes]] = []  # (subtree size, hash), sizes strictly decreasing
+
+    def push(self, leaf: bytes) -> None:
+        stack, size, current = self._stack, 1, leaf
+        while stack and stack[-1][0] == size:
+            left = stack.pop()[1]
+            current = hashlib.sha256(b"\x01" + left + current).digest()
+            size <<= 1
+        stack.append((size, current))
+        self.size += 1
+
+    def root(self) -> bytes:
+        if not self._stack:
+            return hashlib.sha256(b"").digest()
+        current = self._stack[-1][1]
+        for _, left in reversed(self._stack[:-1]):
+            current = _node(left, current)
+        return current
+
+
+# --- checkpoints --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A signed tree head: `body` is canonical JSON text, `signature` the hex Ed25519 signature."""
+
+    body: str
+    signature: str
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        value = json.loads(self.body)
+        if not isinstance(value, dict):
+            raise ValueError("checkpoint body is not a JSON object")
+        return value
+
+    @property
+    def tree_size(self) -> int:
+        size = self.fields.get("tree_size")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ValueError(f"checkpoint tree_size is not a non-negative integer: {size!r}")
+        return size
+
+    @property
+    def root(self) -> bytes:
+        value = self.fields.get("root")
+        if not isinstance(value, str) or len(value) != 64:
+            raise ValueError(f"checkpoint root is not 64 hex digits: {value!r}")
+        return bytes.fromhex(value)
+
+    def to_json(self) -> dict[str, str]:
+        return {"body": self.body, "signature": self.signature}
+
+
+def key_id(public_key: Ed25519PublicKey) -> str:
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def load_public_key(data: bytes) -> Ed25519PublicKey:
+    """An Ed25519 public key from PEM, or from 64 hex digits of the raw key."""
+    text = data.strip()
+    if text.startswith(b"-----BEGIN"):
+        key = serialization.load_pem_public_key(text)
+    else:
+        key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(text.decode()))
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError("the public key is not an Ed25519 key")
+    return key
+
+
+def checkpoint_problem(checkpoint: Checkpoint, public_key: Ed25519PublicKey) -> str | None:
+    """What is wrong with a checkpoint on its own (format, key, signature), or None."""
+    try:
+        fields = checkpoint.fields
+        _ = checkpoint.tree_size, checkpoint.root
+        signature = bytes.fromhex(checkpoint.signature)
+    except ValueError as exc:
+        return f"malformed: {exc}"
+    if fields.get("format") != CHECKPOINT_FORMAT:
+        return f"unknown format {fields.get('format')!r}"
+    if fields.get("key_id") != key_id(public_key):
+        return f"signed by key {fields.get('key_id')!r}, not by the given public key {key_id(public_key)!r}"
+    try:
+        public_key.verify(signature, checkpoint.body.encode("utf-8"))
+    except InvalidSignature:
+        return "signature does not verify (forged or altered)"
+    return None
+
+
+# --- verification of a whole log ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong. `index`..`until` (exclusive) is the range of entries it implicates."""
+
+    where: str
+    what: str
+    index: int | None = None
+    until: int | None = None
+
+
+@dataclass
+class Report:
+    entries: int = 0
+    checkpoints: int = 0
+    verified_checkpoints: int = 0
+    root: str = ""
+    covered: int = 0  # entries covered by the largest valid checkpoint
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def first_bad_index(self) -> int | None:
+        indexes = [p.index for p in self.problems if p.index is not None]
+        return min(indexes) if indexes else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "entries": self.entries,
+            "checkpoints": self.checkpoints,
+            "verified_checkpoints": self.verified_checkpoints,
+            "covered_by_checkpoint": self.covered,
+            "root": self.root,
+            "first_bad_index": self.first_bad_index,
+            "problems": [p.__dict__ for p in self.problems],
+        }
+
+    def describe(self) -> str:
+        lines = [
+            f"{'OK' if self.ok else 'FAILED'}: {self.entries} entries, "
+            f"{self.verified_checkpoints}/{self.checkpoints} checkpoints verified, root {self.root}",
+        ]
+        if self.ok and self.covered < self.entries:
+            lines.append(
+                f"note: entries {self.covered}..{self.entries - 1} are not yet covered by a checkpoint"
+            )
+        if self.first_bad_index is not None:
+            lines.append(f"first bad index: {self.first_bad_index}")
+        lines.extend(f"- {p.where}: {p.what}" for p in self.problems)
+        return "\n".join(lines)
+
+
+def verify_log(
+    entries: Iterable[tuple[int, bytes, str | None]],
+    checkpoints: Iterable[Checkpoint],
+    public_key: Ed25519PublicKey,
+    max_problems: int = 50,
+) -> Report:
+    """Recompute the tree over `entries` ((index, entry bytes, recorded leaf hash hex or None), in
+    index order) and check every checkpoint against it."""
+    report = Report()
+    valid: dict[int, Checkpoint] = {}
+    for n, checkpoint in enumerate(checkpoints):
+        report.checkpoints += 1
+        problem = checkpoint_problem(checkpoint, public_key)
+        where = _checkpoint_where(n, checkpoint)
+        if problem is not None:
+            report.problems.append(Problem(where, problem))
+            continue
+        size = checkpoint.tree_size
+        if size in valid and valid[size].root != checkpoint.root:
+            report.problems.append(
+                Problem(
+                    where,
+                    "two validly signed checkpoints disagree on this tree size (the log was forked)",
+                    index=0,
+                    until=size,
+                )
+            )
+            continue
+        valid[size] = checkpoint
+    sizes = sorted(valid)
+    pending = iter(sizes)
+    next_size = next(pending, None)
+    last_good = 0
+    frontier = Frontier()
+    if next_size == 0:
+        last_good = _check_root(report, valid[0], frontier, last_good)
+        next_size = next(pending, None)
+    expected = 0
+    for index, entry, recorded in entries:
+        if len(report.problems) >= max_problems:
+            break
+        if index != expected:
+            what = (
+                f"entries {expected}..{index - 1} are missing"
+                if index > expected
+                else f"entry {index} appears again or out of order after entry {expected - 1}"
+            )
+            report.problems.append(
+                Problem(
+                    f"entry {min(index, expected)}",
+                    what,
+                    index=min(index, expected),
+                    until=max(index, expected) + 1,
+                )
+            )
+            expected = max(expected, index)
+            if index < frontier.size:
+                continue
+        leaf = _leaf(entry)
+        if recorded is not None and recorded != leaf.hex():
+            report.problems.append(
+                Problem(
+                    f"entry {index}",
+                    "content does not match its recorded leaf hash (the entry was changed)",
+                    index=index,
+                    until=index + 1,
+                )
+            )
+        frontier.push(leaf)
+        expected = index + 1
+        while next_size is not None and frontier.size == next_size:
+            last_good = _check_root(report, valid[next_size], frontier, last_good)
+            next_size = next(pending, None)
+    report.entries = frontier.size
+    report.root = frontier.root().hex()
+    for size in sizes:
+        if size > frontier.size:
+            report.problems.append(
+                Problem(
+                    f"checkpoint at tree size {size}",
+                    f"the log has only {frontier.size} entries but this signed checkpoint covers {size} "
+                    "(entries were deleted from the end)",
+                    index=frontier.size,
+                    until=size,
+                )
+            )
+    report.covered = max((s for s in sizes if s <= frontier.size), default=0)
+    return report
+
+
+def _check_root(report: Report, checkpoint: Checkpoint, frontier: Frontier, last_good: int) -> int:
+    size = checkpoint.tree_size
+    if frontier.root() == checkpoint.root:
+        report.verified_checkpoints += 1
+        return size
+    report.problems.append(
+        Problem(
+            f"checkpoint at tree size {size}",
+            f"root mismatch: an entry between {last_good} and {size - 1} was changed, inserted, "
+            "removed or reordered",
+            index=last_good,
+            until=size,
+        )
+    )
+    return last_good
+
+
+def _checkpoint_where(n: int, checkpoint: Checkpoint) -> str:
+    try:
+        return f"checkpoint #{n} (tree size {checkpoint.tree_size})"
+    except ValueError:
+        return f"checkpoint #{n}"
+
+
+# --- the export file ----------------------------------------------------------------------------
+
+
+class ExportError(ValueError):
+    pass
+
+
+def read_export(lines: Iterable[str]) -> tuple[list[tuple[int, bytes, str | None]], list[Checkpoint]]:
+    """Parse an export's JSON lines into entries and checkpoints; raises ExportError naming the line."""
+    entries: list[tuple[int, bytes, str | None]] = []
+    checkpoints: list[Checkpoint] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            kind = record["type"]
+            if kind == "header":
+                if record.get("format") != EXPORT_FORMAT:
+                    raise ExportError(f"line {number}: unknown export format {record.get('format')!r}")
+            elif kind == "entry":
+                index, entry = record["index"], record["entry"]
+                if not isinstance(index, int) or not isinstance(entry, str):
+                    raise ExportError(f"line {number}: entry needs an integer index and a string entry")
+                entries.append((index, entry.encode("utf-8"), record.get("leaf_hash")))
+            elif kind == "checkpoint":
+                checkpoints.append(Checkpoint(body=str(record["body"]), signature=str(record["signature"])))
+            else:
+                raise ExportError(f"line {number}: unknown record type {kind!r}")
+        except (json.JSONDecodeError, KeyError, TypeError, UnicodeError) as exc:
+            raise ExportError(f"line {number}: not a valid export record ({exc})") from exc
+    return entries, checkpoints
+
+
+def verify_export(lines: Iterable[str], public_key: Ed25519PublicKey) -> Report:
+    try:
+        entries, checkpoints = read_export(lines)
+    except ExportError as exc:
+        return Report(problems=[Problem("export", str(exc))])
+    return verify_log(entries, checkpoints, public_key)
+
+
+def _lines(path: str) -> Iterator[str]:
+    with open(path, encoding="utf-8") as handle:
+        yield from handle
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in args
+    args = [a for a in args if a != "--json"]
+    if len(args) != 2:
+        print("usage: python verify.py [--json] EXPORT.jsonl PUBLIC_KEY.pem", file=sys.stderr)
+        return 2
+    try:
+        public_key = load_public_key(Path(args[1]).read_bytes())
+    except (OSError, ValueError) as exc:
+        print(f"cannot read the public key {args[1]}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        report = verify_export(_lines(args[0]), public_key)
+    except (OSError, UnicodeError) as exc:
+        print(f"cannot read the export {args[0]}: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report.to_json(), indent=2) if as_json else report.describe())
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
