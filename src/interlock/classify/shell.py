@@ -1,0 +1,528 @@
+"""The shell classifier: what would running this command line do?
+
+The line is parsed with tree-sitter-bash and every command in it is judged: pipelines, lists,
+subshells, `$(…)`, backticks, `<(…)`, loops, functions, here-docs. Text handed to another shell
+(`bash -c`, `eval`, `xargs`, `find -exec`, `ssh host CMD`, `watch`) is parsed in turn, up to
+`MAX_DEPTH` levels. The overall risk is the highest risk of any command; tags are the union.
+
+Each command's words are resolved the way bash would before running it (quotes removed,
+`\\rm`, `"r"m`, `$'\\x72m'` all become `rm`); a word produced by an expansion (`$X`, `$(…)`) has
+no value, and a program name without a value is `unknown`. Per-program judges live in
+`shell_programs.py`, interpreter snippets in `snippets.py`.
+
+A line tree-sitter cannot parse is `unknown`, unless a command we did understand in it is
+already `destructive` (the verdict can only get worse).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import tree_sitter
+import tree_sitter_bash
+
+from interlock.classify.registry import ClassifyContext, classify, register
+from interlock.classify.shell_programs import (
+    HIJACK_VARIABLES,
+    TTY,
+    Stdin,
+    Verdict,
+    Word,
+    judge_argv,
+    program_name,
+    worst,
+    write_to,
+)
+from interlock.model import Classification, Kind, Risk
+
+#: How many times text may be handed to another shell (`bash -c "eval '…'"`) before we give up.
+MAX_DEPTH = 6
+#: Longer input is not something an agent should send as one shell command; we do not judge it.
+MAX_CHARS = 100_000
+#: Commands judged per classification, nested ones included (bounds the work on hostile input).
+MAX_COMMANDS = 2_000
+
+_LANGUAGE = tree_sitter.Language(tree_sitter_bash.language())
+_PARSER = tree_sitter.Parser(_LANGUAGE)
+
+Node = tree_sitter.Node
+
+_DYNAMIC = frozenset(
+    {"simple_expansion", "expansion", "command_substitution", "process_substitution", "arithmetic_expansion",
+     "brace_expression"}
+)
+_SUBSTITUTIONS = frozenset({"command_substitution", "process_substitution"})
+_REDIRECTS = frozenset({"file_redirect", "heredoc_redirect", "herestring_redirect"})
+#: Statements whose standard input is the enclosing one (`echo x | (read a; rm $a)`).
+_PASS_STDIN = frozenset({"subshell", "compound_statement", "list", "negated_command", "do_group"})
+
+
+class TooMuch(Exception):
+    """The input asks for more work than we do for one classification."""
+
+
+# --------------------------------------------------------------------------- words
+
+_ANSI_C = re.compile(r"\\(x[0-9A-Fa-f]{1,2}|u[0-9A-Fa-f]{1,4}|U[0-9A-Fa-f]{1,8}|[0-7]{1,3}|c.|.)", re.S)
+_ANSI_SIMPLE = {"a": "\a", "b": "\b", "e": "\x1b", "E": "\x1b", "f": "\f", "n": "\n", "r": "\r", "t": "\t",
+                "v": "\v", "\\": "\\", "'": "'", '"': '"', "?": "?"}
+
+
+def decode_ansi_c(body: str) -> str:
+    """The value of `$'…'` (bash ANSI-C quoting)."""
+
+    def one(match: re.Match[str]) -> str:
+        esc = match.group(1)
+        if esc[0] in "xuU":
+            return chr(min(int(esc[1:], 16), 0x10FFFF))
+        if esc[0] in "01234567":
+            return chr(int(esc, 8) & 0xFF)
+        if esc[0] == "c" and len(esc) == 2:
+            return chr(ord(esc[1]) & 0x1F)
+        return _ANSI_SIMPLE.get(esc, "\\" + esc)
+
+    return _ANSI_C.sub(one, body)
+
+
+def _unescape_word(text: str) -> str:
+    text = text.replace("\\\n", "")
+    return re.sub(r"\\(.)", r"\1", text, flags=re.S)
+
+
+def _unescape_double(text: str) -> str:
+    text = text.replace("\\\n", "")
+    return re.sub(r"\\([$`\"\\])", r"\1", text)
+
+
+def _text(node: Node) -> str:
+    return (node.text or b"").decode("utf-8", errors="replace")
+
+
+def _is_dynamic(node: Node) -> bool:
+    if node.type in _DYNAMIC:
+        return True
+    return any(_is_dynamic(child) for child in node.children)
+
+
+def value_of(node: Node) -> str | None:
+    """The word's value after quote removal, or None when an expansion produces (part of) it."""
+    kind = node.type
+    if kind in ("word", "number", "variable_name", "extglob_pattern", "test_operator"):
+        return None if node.child_count and _is_dynamic(node) else _unescape_word(_text(node))
+    if kind == "raw_string":
+        return _text(node)[1:-1]
+    if kind in ("string", "translated_string"):
+        if _is_dynamic(node):
+            return None
+        text = _text(node)
+        return _unescape_double(text[2:-1] if kind == "translated_string" else text[1:-1])
+    if kind == "ansi_c_string":
+        return decode_ansi_c(_text(node)[2:-1])
+    if kind == "concatenation":
+        parts = [value_of(child) for child in node.children]
+        return None if any(p is None for p in parts) else "".join(p for p in parts if p is not None)
+    if kind == "command_name":
+        return value_of(node.children[0]) if node.child_count == 1 else None
+    return None
+
+
+def word_of(node: Node) -> Word:
+    return Word(value_of(node), _text(node))
+
+
+# --------------------------------------------------------------------------- judging
+
+
+@dataclass
+class Outcome:
+    risk: Risk
+    tags: frozenset[str]
+    summary: str
+    commands: list[dict[str, Any]]
+    paths: tuple[str, ...]
+    parse_error: bool
+
+
+def _one_line(text: str, limit: int = 120) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+@dataclass
+class Judging:
+    """One classification's walk over a parse tree; implements `shell_programs.Runner`."""
+
+    context: ClassifyContext
+    depth: int = 0
+    functions: set[str] = field(default_factory=set)
+    budget: list[int] = field(default_factory=lambda: [MAX_COMMANDS])
+    commands: list[dict[str, Any]] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    text: str = ""
+
+    # --- Runner
+
+    def shell(self, text: str, stdin: Stdin = TTY) -> Verdict:
+        if self.depth + 1 > MAX_DEPTH:
+            return Verdict(Risk.unknown, f"commands nested more than {MAX_DEPTH} levels deep")
+        inner = Judging(self.context, self.depth + 1, self.functions, self.budget)
+        outcome = inner.run(text, stdin)
+        return Verdict(outcome.risk, outcome.summary, outcome.tags, outcome.paths, tuple(outcome.commands))
+
+    def argv(self, words: list[Word], stdin: Stdin) -> Verdict:
+        self._spend()
+        return judge_argv(words, stdin, self)[1]
+
+    def delegate(self, kind: Kind, payload: dict[str, Any], dialect: str | None = None) -> Verdict:
+        context = self.context if dialect is None else self.context.model_copy(update={"sql_dialect": dialect})
+        result = classify(kind, payload, context)
+        paths = result.details.get("paths", ())
+        return Verdict(
+            result.risk, result.summary, frozenset(result.tags),
+            tuple(str(p) for p in paths) if isinstance(paths, list | tuple) else (),
+        )
+
+    def is_function(self, name: str) -> bool:
+        return name in self.functions
+
+    # --- the walk
+
+    def run(self, text: str, stdin: Stdin = TTY) -> Outcome:
+        self.text = text
+        tree = _PARSER.parse(text.encode("utf-8", errors="surrogatepass"))
+        root = tree.root_node
+        self.walk(root, stdin)
+        return self.outcome(root.has_error)
+
+    def outcome(self, parse_error: bool) -> Outcome:
+        overall = worst(self.verdicts)
+        risk = overall.risk
+        summary = self._summary()
+        if parse_error and risk is not Risk.destructive:
+            risk = Risk.unknown
+            summary = f"could not parse the command line: {summary}" if self.commands else "could not parse the command line"
+        return Outcome(risk, overall.tags, summary, self.commands, overall.paths, parse_error)
+
+    def _summary(self) -> str:
+        if not self.commands:
+            return "no command to run"
+        ranked = max(
+            range(len(self.commands)),
+            key=lambda i: (Risk(self.commands[i]["risk"]).rank, self.commands[i]["risk"] == "unknown", -i),
+        )
+        top = self.commands[ranked]
+        line = _one_line(self.text)
+        if len(line) <= 100 and "\n" not in self.text.strip():
+            return f"{line} ({top['reason']})"
+        more = len(self.commands) - 1
+        suffix = f" + {more} more command{'s' if more != 1 else ''}" if more else ""
+        return f"{_one_line(top['command'], 100)} ({top['reason']}){suffix}"
+
+    def _spend(self) -> None:
+        self.budget[0] -= 1
+        if self.budget[0] < 0:
+            raise TooMuch(f"more than {MAX_COMMANDS} commands")
+
+    def record(self, display: str, program: str, verdict: Verdict) -> None:
+        self._spend()
+        entry: dict[str, Any] = {
+            "command": _one_line(display),
+            "program": program,
+            "risk": verdict.risk.value,
+            "tags": sorted(verdict.tags),
+            "reason": verdict.reason,
+        }
+        if verdict.paths:
+            entry["paths"] = list(verdict.paths)
+        if verdict.nested:
+            entry["nested"] = list(verdict.nested)
+        self.commands.append(entry)
+        self.verdicts.append(verdict)
+
+    def walk(self, node: Node, stdin: Stdin = TTY) -> None:
+        kind = node.type
+        if kind == "command":
+            self.command(node, node, [], stdin)
+        elif kind == "redirected_statement":
+            self.redirected(node, stdin)
+        elif kind == "pipeline":
+            self.pipeline(node.named_children, stdin)
+        elif kind == "function_definition":
+            name = node.child_by_field_name("name")
+            if name is not None:
+                self.functions.add(_text(name))
+            for child in node.named_children:
+                self.walk(child)
+        elif kind == "variable_assignment":
+            self.assignment(node)
+        elif kind == "comment" or kind == "heredoc_start" or kind == "heredoc_end":
+            return
+        else:
+            passed = stdin if kind in _PASS_STDIN or kind == "program" else TTY
+            for child in node.children:
+                self.walk(child, passed)
+
+    def assignment(self, node: Node) -> None:
+        name = node.child_by_field_name("name")
+        variable = _text(name) if name is not None else ""
+        if variable in HIJACK_VARIABLES:
+            self.record(_text(node), "", Verdict(Risk.unknown, f"sets {variable}, which changes what programs run"))
+        for child in node.children:
+            self.walk(child)
+
+    def pipeline(self, stages: list[Node], stdin: Stdin, first_feed: Node | None = None) -> None:
+        previous = first_feed
+        for stage in stages:
+            if stage.type == "comment":
+                continue
+            feed = stdin if previous is None else feed_from(previous)
+            self.walk(stage, feed)
+            previous = stage
+
+    def redirected(self, node: Node, stdin: Stdin) -> None:
+        body = node.child_by_field_name("body")
+        redirects: list[Node] = []
+        later: list[Node] = []
+        continuation: list[Node] = []
+        for child in node.named_children:
+            if child.type in _REDIRECTS and child is not body:
+                redirects.append(child)
+                if child.type == "heredoc_redirect":
+                    # tree-sitter hangs what follows `<<EOF` on the same line under the here-doc.
+                    for part in child.named_children:
+                        if part.type == "file_redirect":
+                            redirects.append(part)
+                        elif part.type == "pipeline":
+                            continuation.append(part)
+                        elif part.type not in ("heredoc_start", "heredoc_body", "heredoc_end"):
+                            later.append(part)
+        if body is None:
+            self.record(_text(node), "", self.redirect_verdict(redirects))
+            return
+        own_stdin = stdin_from(redirects, stdin)
+        if body.type == "command":
+            self.command(body, node, redirects, own_stdin)
+        else:
+            self.walk(body, own_stdin)
+            verdict = self.redirect_verdict(redirects)
+            self.record(_text(node).split("\n", 1)[0], "", verdict)
+        for part in continuation:
+            self.pipeline(part.named_children, TTY, first_feed=node)
+        for part in later:
+            self.walk(part)
+
+    def redirect_verdict(self, redirects: list[Node]) -> Verdict:
+        verdicts = [Verdict(Risk.read, "redirects")]
+        for redirect in redirects:
+            for child in redirect.children:
+                if child.type in _SUBSTITUTIONS or _is_dynamic(child):
+                    self.walk(child)
+            if redirect.type == "heredoc_redirect":
+                body = next((c for c in redirect.named_children if c.type == "heredoc_body"), None)
+                if body is not None:
+                    for child in body.named_children:
+                        self.walk(child)
+            if redirect.type != "file_redirect":
+                continue
+            verdicts.append(file_redirect_verdict(redirect))
+        return worst(verdicts)
+
+    def command(self, node: Node, display: Node, redirects: list[Node], stdin: Stdin) -> None:
+        words: list[Word] = []
+        hijack: str | None = None
+        inline: list[Node] = []
+        for child in node.named_children:
+            kind = child.type
+            if kind == "variable_assignment":
+                name = child.child_by_field_name("name")
+                if name is not None and _text(name) in HIJACK_VARIABLES:
+                    hijack = _text(name)
+                for part in child.children:
+                    self.walk(part)
+            elif kind in _REDIRECTS:
+                inline.append(child)
+            elif kind == "comment":
+                continue
+            else:
+                words.append(word_of(child))
+                if child.type in _SUBSTITUTIONS:
+                    self.walk(child)
+                elif child.child_count:
+                    self.walk_substitutions(child)
+        all_redirects = redirects + inline
+        stdin = stdin_from(inline, stdin) if inline else stdin
+        redirect = self.redirect_verdict(all_redirects)
+        if hijack is not None:
+            program, verdict = (words[0].show if words else ""), Verdict(
+                Risk.unknown, f"sets {hijack}, which changes what programs run"
+            )
+        elif words:
+            program, verdict = judge_argv(words, stdin, self)
+        else:
+            program, verdict = "", Verdict(Risk.read, "sets variables")
+        if redirect.risk.rank > verdict.risk.rank or (redirect.risk is Risk.unknown and verdict.risk is not Risk.unknown):
+            verdict = Verdict(redirect.risk, redirect.reason, verdict.tags | redirect.tags,
+                              verdict.paths + redirect.paths, verdict.nested)
+        elif redirect.tags or redirect.paths:
+            verdict = Verdict(verdict.risk, verdict.reason, verdict.tags | redirect.tags,
+                              verdict.paths + redirect.paths, verdict.nested)
+        text = _text(display)
+        if display.type == "redirected_statement" and "<<" in text:
+            text = text.split("\n", 1)[0]
+        self.record(text, program, verdict)
+
+    def walk_substitutions(self, node: Node) -> None:
+        for child in node.children:
+            if child.type in _SUBSTITUTIONS:
+                self.walk(child)
+            elif child.child_count:
+                self.walk_substitutions(child)
+
+
+# --------------------------------------------------------------------------- redirections and feeds
+
+_DUP_TARGET = re.compile(r"^([0-9]+|-)$")
+
+
+def file_redirect_verdict(redirect: Node) -> Verdict:
+    operator = ""
+    target: Node | None = None
+    for child in redirect.children:
+        if child.type == "file_descriptor":
+            continue
+        if not child.is_named:
+            operator = child.type
+        elif target is None:
+            target = child
+    if target is None:
+        return Verdict(Risk.unknown, f"redirection {operator} without a target")
+    word = word_of(target)
+    if operator in ("<", "<<-"):
+        return Verdict(Risk.read, f"reads {word.show}")
+    if operator in (">&", "<&", ">&-", "<&-") and word.value is not None and _DUP_TARGET.match(word.value):
+        return Verdict(Risk.read, "duplicates a file descriptor")
+    action = "appends to" if operator in (">>", "&>>") else "overwrites"
+    return write_to(word, action)
+
+
+def stdin_from(redirects: list[Node], default: Stdin) -> Stdin:
+    """What a command reads: its here-doc, here-string or `<` file, else what it inherits."""
+    result = default
+    for redirect in redirects:
+        if redirect.type == "heredoc_redirect":
+            body = next((c for c in redirect.named_children if c.type == "heredoc_body"), None)
+            result = Stdin("heredoc", _text(body) if body is not None else "", source="here-doc")
+        elif redirect.type == "herestring_redirect":
+            target = next((c for c in redirect.named_children), None)
+            value = value_of(target) if target is not None else None
+            result = Stdin("herestring", value, source="here-string")
+        elif redirect.type == "file_redirect":
+            operator = next((c.type for c in redirect.children if not c.is_named), "")
+            target = next((c for c in redirect.named_children if c.type != "file_descriptor"), None)
+            has_fd = any(c.type == "file_descriptor" and _text(c) != "0" for c in redirect.children)
+            if operator == "<" and not has_fd and target is not None:
+                result = Stdin("file", None, source=_text(target))
+    return result
+
+
+_DECODERS = {"base64", "base32", "basenc", "xxd", "openssl", "gpg", "gunzip", "zcat", "xz", "unxz", "bzip2",
+             "bunzip2", "zstd", "rev", "tr", "uudecode", "od", "perl", "python", "python3", "iconv"}
+_DOWNLOADERS = {"curl", "wget", "fetch", "nc", "ncat", "netcat", "socat", "aria2c", "http", "lynx", "ftp", "tftp"}
+
+
+def feed_from(node: Node) -> Stdin:
+    """What a pipeline stage sends to the next one: known text, or who produced it."""
+    statement = node
+    inner = node
+    if node.type == "redirected_statement":
+        body = node.child_by_field_name("body")
+        inner = body if body is not None else node
+    source = _one_line(_text(inner).split("\n", 1)[0], 80)
+    if inner.type != "command":
+        return Stdin("pipe", None, source=source)
+    words = [word_of(c) for c in inner.named_children if c.type not in _REDIRECTS and c.type not in ("variable_assignment", "comment")]
+    while words and words[0].value in ("sudo", "env", "nice", "nohup", "command", "stdbuf", "time", "exec", "doas"):
+        words = words[1:]
+        while words and (words[0].value or "").startswith("-"):
+            words = words[1:]
+    if not words:
+        return Stdin("pipe", None, source=source)
+    name, _ = program_name(words[0])
+    args = words[1:]
+    if name in ("echo", "printf"):
+        values = [w.value for w in args]
+        if any(v is None for v in values):
+            return Stdin("pipe", None, source=source)
+        literal = [v for v in values if v is not None]
+        if name == "echo":
+            while literal and re.fullmatch(r"-[neE]+", literal[0]):
+                literal = literal[1:]
+            return Stdin("pipe", " ".join(literal), source=source)
+        if len(literal) == 1:
+            return Stdin("pipe", decode_ansi_c(literal[0].replace("%%", "%")), source=source)
+        return Stdin("pipe", None, source=source)
+    if name == "cat" and not args and statement.type == "redirected_statement":
+        redirects = [c for c in statement.named_children if c.type in _REDIRECTS]
+        fed = stdin_from(redirects, TTY)
+        if fed.text is not None:
+            return Stdin("pipe", fed.text, source=source)
+    if name in _DOWNLOADERS:
+        return Stdin("pipe", None, frozenset({"network"}), source)
+    if name in _DECODERS:
+        return Stdin("pipe", None, frozenset({"obfuscated"}), source)
+    return Stdin("pipe", None, source=source)
+
+
+# --------------------------------------------------------------------------- the classifier
+
+
+def judge_text(command: str, context: ClassifyContext) -> Outcome:
+    """Judge a whole command line; never raises."""
+    if len(command) > MAX_CHARS:
+        return Outcome(Risk.unknown, frozenset(), f"command longer than {MAX_CHARS} characters is not judged", [], (), False)
+    judging = Judging(context)
+    try:
+        return judging.run(command)
+    except TooMuch as exc:
+        return Outcome(Risk.unknown, frozenset(), f"too much to judge: {exc}", judging.commands[:50], (), False)
+    except RecursionError:
+        return Outcome(Risk.unknown, frozenset(), "command nested too deeply to judge", [], (), False)
+    except Exception as exc:  # noqa: BLE001 - a bug here must end in unknown, never in a crash or "read"
+        return Outcome(Risk.unknown, frozenset(), f"shell classifier failed: {type(exc).__name__}", [], (), False)
+
+
+def _classification(outcome: Outcome, command: str) -> Classification:
+    details: dict[str, Any] = {"commands": outcome.commands}
+    if outcome.paths:
+        details["paths"] = list(outcome.paths)
+    if "mass" in outcome.tags:
+        details["blast_radius"] = "mass"
+    if outcome.parse_error:
+        details["parse_error"] = True
+    return Classification(risk=outcome.risk, tags=tuple(outcome.tags), summary=_one_line(outcome.summary, 200), details=details)
+
+
+@functools.lru_cache(maxsize=4096)
+def _classify_default(command: str) -> Classification:
+    return _classification(judge_text(command, ClassifyContext()), command)
+
+
+_DEFAULT_CONTEXT = ClassifyContext()
+
+
+@register(Kind.shell)
+def classify_shell(payload: dict[str, Any], context: ClassifyContext) -> Classification:
+    """Payload `{"command": "<shell text>"}`; anything else is `unknown`."""
+    command = payload.get("command") if isinstance(payload, dict) else None
+    if not isinstance(payload, dict) or set(payload) != {"command"} or not isinstance(command, str):
+        return Classification(
+            risk=Risk.unknown,
+            summary='shell payload must be exactly {"command": "<text>"}',
+            details={"commands": []},
+        )
+    if context == _DEFAULT_CONTEXT:
+        return _classify_default(command)
+    return _classification(judge_text(command, context), command)
