@@ -1,0 +1,182 @@
+"""sql: the whole payload in ONE PostgreSQL transaction; all of it commits or none of it does.
+
+Target fields: `dsn` (credential reference to a libpq connection string), `timeout`,
+`max_output_bytes`, `dialect` (used to read statement boundaries). The payload may not control the
+transaction itself (BEGIN/COMMIT/ROLLBACK/SAVEPOINT…): it would break the all-or-nothing promise the
+approval was given under. The deadline is enforced twice: `SET statement_timeout` on the server and
+a client-side cancel (the payload could `SET statement_timeout = 0`).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import psycopg
+import sqlglot
+from psycopg import conninfo, pq
+from sqlglot.tokenizer_core import TokenType
+
+from interlock.execute.result import (
+    Clock,
+    ExecutionError,
+    ExecutionResult,
+    OutputCapture,
+    Redactor,
+    Status,
+    make_result,
+)
+from interlock.model import Action
+from interlock.policy.schema import Target
+
+#: Statement starts that control the transaction; refused so the payload stays one transaction.
+TRANSACTION_CONTROL = {
+    TokenType.BEGIN,
+    TokenType.COMMIT,
+    TokenType.ROLLBACK,
+    TokenType.END,
+}
+TRANSACTION_WORDS = {"BEGIN", "COMMIT", "ROLLBACK", "START", "END", "ABORT", "SAVEPOINT", "RELEASE"}
+#: Commands whose row count is rows written (a SELECT's count is rows read).
+WRITE_COMMANDS = {"INSERT", "UPDATE", "DELETE", "MERGE", "COPY"}
+FETCH_BATCH = 1000
+#: Extra time the client waits beyond the server's statement_timeout before cancelling itself.
+CANCEL_SLACK = 0.5
+
+
+def sql_of(action: Action) -> str:
+    sql = action.payload.get("sql")
+    if not isinstance(sql, str) or not sql.strip():
+        raise ExecutionError('sql payload needs a non-empty string `sql`, e.g. {"sql": "UPDATE …"}')
+    return sql
+
+
+def refuse_transaction_control(sql: str, dialect: str) -> None:
+    try:
+        tokens = sqlglot.tokenize(sql, read=dialect)
+    except Exception as exc:
+        raise ExecutionError(f"cannot read the SQL to find its statements: {type(exc).__name__}") from None
+    starts_statement = True
+    for token in tokens:
+        if token.token_type is TokenType.SEMICOLON:
+            starts_statement = True
+            continue
+        if starts_statement and (
+            token.token_type in TRANSACTION_CONTROL or token.text.upper() in TRANSACTION_WORDS
+        ):
+            raise ExecutionError(
+                f"the sql payload controls the transaction itself ({token.text.upper()}); Interlock runs the "
+                "whole payload as one transaction: remove BEGIN/COMMIT/ROLLBACK/SAVEPOINT"
+            )
+        starts_statement = False
+
+
+def _write_rows(cursor: psycopg.Cursor[Any], output: OutputCapture) -> None:
+    assert cursor.description is not None
+    output.feed(("\t".join(col.name for col in cursor.description) + "\n").encode())
+    while rows := cursor.fetchmany(FETCH_BATCH):
+        text = "".join("\t".join("NULL" if v is None else str(v) for v in row) + "\n" for row in rows)
+        output.feed(text.encode("utf-8", errors="replace"))
+
+
+def _run_statements(conn: psycopg.Connection[Any], sql: str, output: OutputCapture) -> int:
+    """Execute the payload (simple query protocol: several statements in one go); returns rows written."""
+    rows_written = 0
+    with conn.cursor() as cursor:
+        cursor.execute(sql.encode())
+        while True:
+            status = cursor.statusmessage or ""
+            output.feed((status + "\n").encode())
+            if status.split(" ", 1)[0].upper() in WRITE_COMMANDS and cursor.rowcount > 0:
+                rows_written += cursor.rowcount
+            if cursor.description is not None:
+                _write_rows(cursor, output)
+            if not cursor.nextset():
+                break
+    return rows_written
+
+
+def connect(target: Target, redactor: Redactor, timeout: float) -> psycopg.Connection[Any]:
+    if target.dsn is None:
+        raise ExecutionError(
+            "sql target has no `dsn`: add `dsn: env:NAME` (a libpq connection string reference)"
+        )
+    dsn = redactor.resolve(target.dsn, "target dsn")
+    try:
+        password = conninfo.conninfo_to_dict(dsn).get("password")
+    except psycopg.ProgrammingError:
+        raise ExecutionError(f"target dsn ({target.dsn}) is not a valid connection string") from None
+    redactor.add(str(password) if password else None)
+    try:
+        return psycopg.connect(
+            dsn, connect_timeout=max(1, min(int(timeout), 10)), autocommit=False, application_name="interlock"
+        )
+    except psycopg.Error as exc:
+        raise ExecutionError(f"cannot connect to the target database ({target.dsn}): {exc}") from None
+
+
+def run(
+    action: Action, target: Target | None, timeout: float, redactor: Redactor, clock: Clock
+) -> ExecutionResult:
+    assert target is not None
+    sql = sql_of(action)
+    refuse_transaction_control(sql, target.dialect)
+    output = OutputCapture(target.max_output_bytes)
+    conn = connect(target, redactor, timeout)
+    cancelled = threading.Event()
+
+    def cancel() -> None:
+        cancelled.set()
+        conn.cancel_safe(timeout=5)
+
+    remaining = max(0.001, timeout - clock.elapsed())
+    watchdog = threading.Timer(remaining + CANCEL_SLACK, cancel)
+    try:
+        with conn:
+            conn.execute(f"SET statement_timeout = {max(1, int(remaining * 1000))}".encode())
+            watchdog.start()
+            try:
+                rows = _run_statements(conn, sql, output)
+                if conn.info.transaction_status is not pq.TransactionStatus.INTRANS:
+                    conn.rollback()
+                    return make_result(
+                        Status.error,
+                        redactor,
+                        clock,
+                        output,
+                        error="the payload ended the transaction itself",
+                    )
+                conn.commit()
+            except psycopg.errors.QueryCanceled:
+                conn.rollback()
+                return make_result(
+                    Status.timeout,
+                    redactor,
+                    clock,
+                    output,
+                    error=f"cancelled after {timeout:g}s; the transaction was rolled back",
+                )
+            except psycopg.Error as exc:
+                if cancelled.is_set():
+                    return make_result(
+                        Status.timeout,
+                        redactor,
+                        clock,
+                        output,
+                        error=f"cancelled after {timeout:g}s; rolled back",
+                    )
+                if not conn.closed:
+                    conn.rollback()
+                sqlstate = getattr(exc, "sqlstate", None)
+                return make_result(
+                    Status.failed,
+                    redactor,
+                    clock,
+                    output,
+                    error=f"{exc} (SQLSTATE {sqlstate}); the whole transaction was rolled back".replace(
+                        "\n", " "
+                    ),
+                )
+    finally:
+        watchdog.cancel()
+    return make_result(Status.succeeded, redactor, clock, output, rows_affected=rows)
