@@ -1,0 +1,75 @@
+"""The gate's records: approval requests, the humans' votes, grants, and a request's status."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from pydantic import Field
+
+from interlock.model import Action, ApprovalRequirement, Classification, Rationale, Strict
+
+
+class RequestState(enum.StrEnum):
+    pending = "pending"
+    approved = "approved"  # quorum met; a grant was issued
+    denied = "denied"  # one eligible human said no (with a reason)
+    expired = "expired"  # nobody decided in time: denied (fail closed)
+    invalidated = "invalidated"  # the policy changed under it; the agent must propose again
+    consumed = "consumed"  # its grant was used, once
+
+
+class ApprovalRequest(Strict):
+    """Pending review of one fingerprint: exactly this agent, action and policy version."""
+
+    id: str
+    agent: str
+    owner: str = Field(description="the agent's owner, who never counts as its approver")
+    action: Action
+    fingerprint: str
+    policy_version: str
+    classification: Classification
+    rules: tuple[str, ...]
+    requirements: tuple[ApprovalRequirement, ...]
+    eligible: tuple[str, ...] = Field(description="humans whose approval counts toward a requirement")
+    state: RequestState
+    state_reason: str = ""
+    created_at: datetime
+    expires_at: datetime
+    decided_at: datetime | None = None
+
+    @property
+    def rationale(self) -> Rationale | None:
+        return self.action.rationale
+
+
+class Vote(Strict):
+    human: str
+    verdict: str  # approve | deny
+    reason: str = ""
+    at: datetime
+
+
+class Grant(Strict):
+    """What a satisfied request yields: one use, for one fingerprint, before it expires."""
+
+    id: str
+    request_id: str
+    agent: str
+    fingerprint: str
+    policy_version: str
+    created_at: datetime
+    expires_at: datetime
+    consumed_at: datetime | None = None
+
+
+class RequestStatus(Strict):
+    """A request as an approver or the waiting agent sees it."""
+
+    request: ApprovalRequest
+    votes: tuple[Vote, ...]
+    approved_by: tuple[str, ...] = Field(description="humans whose approvals count")
+    satisfied: bool
+    still_needs: str
+    seconds_left: int
+    grant: Grant | None = None

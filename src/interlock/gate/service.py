@@ -1,0 +1,615 @@
+"""The gate: opens approval requests, takes humans' votes, issues and consumes single-use grants.
+
+Every decision here is made from authenticated principals (interlock.identity) and the current
+policy, never from names in a request body. State changes are compare-and-set inside one store
+transaction under a named lock, so concurrent approvers and consumers on several processes or
+replicas see one outcome. Audit entries are appended after the transaction commits (the audit log
+opens its own transaction); a refusal raises `GateError` with a specific `code`, audited first.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, NoReturn
+
+from interlock.classify.registry import classify as run_classifier
+from interlock.fingerprint import fingerprint
+from interlock.gate import repo
+from interlock.gate.clock import Clock, stamp, system_clock
+from interlock.gate.events import (
+    APPROVAL_APPROVED,
+    APPROVAL_DENIED,
+    APPROVAL_EXPIRED,
+    APPROVAL_INVALIDATED,
+    APPROVAL_REFUSED,
+    APPROVAL_REQUESTED,
+    GRANT_CONSUMED,
+    GRANT_ISSUED,
+    GRANT_REFUSED,
+    AuditSink,
+)
+from interlock.gate.quorum import Quorum, eligible_humans, evaluate, humans_of, ineligible_reason, possible
+from interlock.gate.requests import ApprovalRequest, Grant, RequestState, RequestStatus, Vote
+from interlock.gate.webhook import Notifier
+from interlock.identity import AuthError, Principal, require_human
+from interlock.model import Action, Classification, Decision, Outcome
+from interlock.policy import Policy, context_for, decide
+from interlock.store import Store, Transaction
+
+ClassifyFn = Callable[[Policy, Action], Classification]
+
+
+class GateError(Exception):
+    """A refused gate operation. `code` names the case (unknown_request, expired, denied, consumed,
+    invalidated, approved, reason_required, not_eligible, already_voted, agent_token, stale_policy,
+    not_approval_required, unsatisfiable, unknown_agent, no_grant, grant_consumed, grant_expired,
+    request_pending); the message says what to do."""
+
+    def __init__(self, code: str, message: str, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.request_id = request_id
+
+
+def default_classify(policy: Policy, action: Action) -> Classification:
+    return run_classifier(action.kind, action.payload, context_for(policy, action.target))
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What a transaction decided; events are audited and errors raised after it commits."""
+
+    events: tuple[tuple[str, dict[str, Any]], ...] = ()
+    notify: tuple[tuple[str, ApprovalRequest, str], ...] = ()
+    error: GateError | None = None
+
+
+_ENDED = {
+    RequestState.denied: "was denied",
+    RequestState.expired: "expired without enough approvals",
+    RequestState.invalidated: "was invalidated by a policy change",
+    RequestState.consumed: "was approved and its grant already used",
+    RequestState.approved: "is already approved",
+}
+
+
+class Gate:
+    def __init__(
+        self,
+        store: Store,
+        policy: Policy,
+        audit: AuditSink,
+        *,
+        clock: Clock = system_clock,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.audit = audit
+        self.clock = clock
+        self.notifier = notifier
+
+    # --- the agent's side -------------------------------------------------------------------------
+
+    def open_request(
+        self, agent: str, action: Action, decision: Decision, classification: Classification
+    ) -> ApprovalRequest:
+        """Store a pending request for this exact action, or return the pending one for the same
+        fingerprint (an agent retrying gets the same request, not a new one)."""
+        policy = self.policy
+        problem = self._open_problem(agent, decision)
+        if problem is not None:
+            self._fail(
+                _Outcome(
+                    events=(
+                        (APPROVAL_REFUSED, {"agent": agent, "code": problem.code, "error": str(problem)}),
+                    ),
+                    error=problem,
+                )
+            )
+        owner = policy.doc.agents[agent].owner
+        humans = humans_of(policy.doc.humans)
+        reqs = decision.approvals
+        fp = fingerprint(agent, action, policy.version)
+        now = self.clock()
+        with self.store.transaction() as tx:
+            tx.lock(f"gate:fingerprint:{fp}")
+            existing = repo.pending_for(tx, fp)
+            events: list[tuple[str, dict[str, Any]]] = []
+            notes: list[tuple[str, ApprovalRequest, str]] = []
+            if existing is not None and existing.expires_at > now:
+                return existing
+            if existing is not None:
+                repo.set_state(
+                    tx, existing.id, RequestState.expired, "expired before anyone decided", stamp(now)
+                )
+                events.append((APPROVAL_EXPIRED, {"request_id": existing.id, "fingerprint": fp}))
+            request = ApprovalRequest(
+                id="apr_" + secrets.token_hex(10),
+                agent=agent,
+                owner=owner,
+                action=action,
+                fingerprint=fp,
+                policy_version=policy.version,
+                classification=classification,
+                rules=decision.rules,
+                requirements=reqs,
+                eligible=eligible_humans(reqs, humans, agent, owner),
+                state=RequestState.pending,
+                created_at=now,
+                expires_at=now + timedelta(seconds=policy.doc.defaults.approval_ttl),
+            )
+            repo.insert_request(tx, request)
+        events.append(
+            (
+                APPROVAL_REQUESTED,
+                {
+                    "request_id": request.id,
+                    "agent": agent,
+                    "fingerprint": fp,
+                    "policy_version": policy.version,
+                    "action": action.model_dump(mode="json"),
+                    "risk": classification.risk.value,
+                    "summary": classification.summary,
+                    "rules": list(decision.rules),
+                    "requirements": [r.describe() for r in reqs],
+                    "eligible": list(request.eligible),
+                    "expires_at": stamp(request.expires_at),
+                },
+            )
+        )
+        notes.append((APPROVAL_REQUESTED, request, ""))
+        self._finish(_Outcome(events=tuple(events), notify=tuple(notes)))
+        return request
+
+    def _open_problem(self, agent: str, decision: Decision) -> GateError | None:
+        policy = self.policy
+        if decision.outcome is not Outcome.approval_required or not decision.approvals:
+            return GateError(
+                "not_approval_required",
+                f"decision is {decision.outcome.value}, not approval_required: nothing to approve",
+            )
+        if decision.policy_version != policy.version:
+            return GateError(
+                "stale_policy",
+                f"decision was made under policy {decision.policy_version[:12]}, the "
+                f"gate runs {policy.version[:12]}: decide again",
+            )
+        if agent not in policy.doc.agents:
+            return GateError("unknown_agent", f"agent {agent!r} is not in the policy")
+        owner = policy.doc.agents[agent].owner
+        best = possible(decision.approvals, humans_of(policy.doc.humans), agent, owner)
+        if not best.satisfied:
+            return GateError(
+                "unsatisfiable",
+                f"no set of eligible humans can approve this ({best.describe()} even "
+                f"if all approved; the owner {owner} never counts): fix the policy's humans or groups",
+            )
+        return None
+
+    def consume_grant(self, agent: str, action: Action, *, consumer: str = "") -> Grant:
+        """Use the grant for exactly this action, once. The fingerprint is recomputed from the action
+        PRESENTED now and the CURRENT policy version, so any change needs a new approval. Exactly one
+        of any number of concurrent callers (threads, processes, replicas) gets the grant."""
+        fp = fingerprint(agent, action, self.policy.version)
+        now = self.clock()
+        at = stamp(now)
+        by = consumer or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        with self.store.transaction() as tx:
+            won: Grant | None = None
+            grants = repo.grants_for(tx, agent, fp)
+            for grant in grants:
+                if (
+                    grant.consumed_at is None
+                    and grant.expires_at > now
+                    and repo.consume(tx, grant.id, at, by)
+                ):
+                    repo.set_state(
+                        tx,
+                        grant.request_id,
+                        RequestState.consumed,
+                        f"consumed by {by}",
+                        at,
+                        expected=RequestState.approved,
+                    )
+                    won = grant
+                    break
+            error = None if won else self._no_grant(tx, agent, fp, grants, now)
+        if won is not None:
+            self._finish(
+                _Outcome(
+                    events=(
+                        (
+                            GRANT_CONSUMED,
+                            {
+                                "grant_id": won.id,
+                                "request_id": won.request_id,
+                                "agent": agent,
+                                "fingerprint": fp,
+                                "by": by,
+                            },
+                        ),
+                    )
+                )
+            )
+            return won
+        assert error is not None
+        self._fail(
+            _Outcome(
+                events=(
+                    (
+                        GRANT_REFUSED,
+                        {
+                            "agent": agent,
+                            "fingerprint": fp,
+                            "code": error.code,
+                            "error": str(error),
+                            "request_id": error.request_id,
+                        },
+                    ),
+                ),
+                error=error,
+            )
+        )
+
+    def _no_grant(
+        self, tx: Transaction, agent: str, fp: str, grants: list[Grant], now: datetime
+    ) -> GateError:
+        used = next((g for g in grants if g.consumed_at is not None), None)
+        if used is not None and used.consumed_at is not None:
+            return GateError(
+                "grant_consumed",
+                f"grant {used.id} was already used at {stamp(used.consumed_at)}"
+                " (a grant runs once): propose the action again for a new approval",
+                used.request_id,
+            )
+        if grants:
+            return GateError(
+                "grant_expired",
+                f"grant {grants[-1].id} expired at {stamp(grants[-1].expires_at)}: propose the action again",
+                grants[-1].request_id,
+            )
+        request = repo.latest_for(tx, agent, fp)
+        if request is not None and request.state is RequestState.pending and request.expires_at > now:
+            quorum = self._quorum(request, repo.votes(tx, request.id))
+            return GateError(
+                "request_pending",
+                f"approval request {request.id} is still pending: {quorum.describe()}",
+                request.id,
+            )
+        if request is not None:
+            state = RequestState.expired if request.state is RequestState.pending else request.state
+            return GateError(
+                state.value,
+                f"approval request {request.id} {_ENDED.get(state, state.value)}"
+                f"{': ' + request.state_reason if request.state_reason else ''}; "
+                "propose the action again",
+                request.id,
+            )
+        return GateError(
+            "no_grant",
+            "no approval exists for this exact action: a change to the payload, target, "
+            "environment or policy version is a different fingerprint; propose it and get it approved",
+        )
+
+    # --- the humans' side -------------------------------------------------------------------------
+
+    def approve(self, request_id: str, principal: Principal) -> RequestStatus:
+        return self._vote(request_id, principal, "approve", "")
+
+    def deny(self, request_id: str, principal: Principal, reason: str) -> RequestStatus:
+        return self._vote(request_id, principal, "deny", reason)
+
+    def _vote(self, request_id: str, principal: Principal, verdict: str, reason: str) -> RequestStatus:
+        who = {
+            "request_id": request_id,
+            "principal": principal.name,
+            "kind": principal.kind,
+            "token_id": principal.token_id,
+            "verdict": verdict,
+        }
+        try:
+            require_human(principal)
+        except AuthError as exc:
+            self._refuse(GateError("agent_token", str(exc), request_id), who)
+        reason = reason.strip()
+        if verdict == "deny" and not reason:
+            self._refuse(
+                GateError(
+                    "reason_required",
+                    "a denial needs a reason (--reason …): the agent and the audit log are told why",
+                    request_id,
+                ),
+                who,
+            )
+        now = self.clock()
+        at = stamp(now)
+        with self.store.transaction() as tx:
+            tx.lock(f"gate:request:{request_id}")
+            outcome = self._vote_in(tx, request_id, principal, verdict, reason, now, at, who)
+        self._finish(outcome)
+        return self.status(request_id)
+
+    def _vote_in(
+        self,
+        tx: Transaction,
+        request_id: str,
+        principal: Principal,
+        verdict: str,
+        reason: str,
+        now: datetime,
+        at: str,
+        who: dict[str, Any],
+    ) -> _Outcome:
+        def refused(code: str, message: str, *extra: tuple[str, dict[str, Any]]) -> _Outcome:
+            error = GateError(code, message, request_id)
+            return _Outcome(
+                events=(*extra, (APPROVAL_REFUSED, {**who, "code": code, "error": message})), error=error
+            )
+
+        request = repo.get_request(tx, request_id)
+        if request is None:
+            return refused(
+                "unknown_request", f"no approval request {request_id!r}: see `interlock approvals list`"
+            )
+        if request.state is RequestState.pending and request.expires_at <= now:
+            repo.set_state(tx, request_id, RequestState.expired, "expired before enough approvals", at)
+            expired = request.model_copy(update={"state": RequestState.expired})
+            out = refused(
+                "expired",
+                f"approval request {request_id} expired at {stamp(request.expires_at)}; "
+                "the agent must propose the action again",
+                (APPROVAL_EXPIRED, {"request_id": request_id, "fingerprint": request.fingerprint}),
+            )
+            return _Outcome(events=out.events, notify=((APPROVAL_EXPIRED, expired, ""),), error=out.error)
+        if request.state is not RequestState.pending:
+            return refused(
+                request.state.value,
+                f"approval request {request_id} {_ENDED[request.state]}"
+                f"{': ' + request.state_reason if request.state_reason else ''}; nothing to decide",
+            )
+        if request.policy_version != self.policy.version:
+            return refused(
+                "stale_policy",
+                f"request {request_id} was made under policy "
+                f"{request.policy_version[:12]} and this gate runs {self.policy.version[:12]}: "
+                "re-decide pending requests (on_policy_change) before voting",
+            )
+        humans = humans_of(self.policy.doc.humans)
+        why = ineligible_reason(principal.name, request.requirements, humans, request.agent, request.owner)
+        owner_denying = verdict == "deny" and principal.name == request.owner and principal.name in humans
+        if why is not None and not owner_denying:
+            return refused("not_eligible", f"{why}: this vote does not count")
+        previous = repo.votes(tx, request_id)
+        if any(v.human == principal.name for v in previous):
+            return refused(
+                "already_voted",
+                f"{principal.name} already voted on {request_id}; one human counts "
+                "once — another eligible human must approve",
+            )
+        repo.insert_vote(tx, request_id, principal.name, principal.token_id, verdict, reason, at)
+        if verdict == "deny":
+            repo.set_state(tx, request_id, RequestState.denied, f"denied by {principal.name}: {reason}", at)
+            denied = request.model_copy(update={"state": RequestState.denied})
+            return _Outcome(
+                events=((APPROVAL_DENIED, {**who, "reason": reason}),),
+                notify=((APPROVAL_DENIED, denied, f"{principal.name}: {reason}"),),
+            )
+        votes = [*previous, Vote(human=principal.name, verdict="approve", at=now)]
+        quorum = self._quorum(request, votes)
+        events: list[tuple[str, dict[str, Any]]] = [
+            (
+                APPROVAL_APPROVED,
+                {
+                    **who,
+                    "satisfied": quorum.satisfied,
+                    "counted": list(quorum.counted),
+                    "still_needs": quorum.describe(),
+                },
+            )
+        ]
+        if not quorum.satisfied:
+            return _Outcome(events=tuple(events))
+        repo.set_state(tx, request_id, RequestState.approved, f"approved by {', '.join(quorum.counted)}", at)
+        grant = Grant(
+            id="gnt_" + secrets.token_hex(10),
+            request_id=request_id,
+            agent=request.agent,
+            fingerprint=request.fingerprint,
+            policy_version=request.policy_version,
+            created_at=now,
+            expires_at=now + timedelta(seconds=self.policy.doc.defaults.grant_ttl),
+        )
+        repo.insert_grant(tx, grant)
+        events.append(
+            (
+                GRANT_ISSUED,
+                {
+                    "grant_id": grant.id,
+                    "request_id": request_id,
+                    "agent": request.agent,
+                    "fingerprint": grant.fingerprint,
+                    "expires_at": stamp(grant.expires_at),
+                    "approved_by": list(quorum.counted),
+                },
+            )
+        )
+        approved = request.model_copy(update={"state": RequestState.approved})
+        return _Outcome(
+            events=tuple(events), notify=((APPROVAL_APPROVED, approved, ", ".join(quorum.counted)),)
+        )
+
+    # --- reading, expiry, policy change -----------------------------------------------------------
+
+    def status(self, request_id: str) -> RequestStatus:
+        """The request, its votes, who counts so far and what is missing; a pending request past its
+        expiry is expired here (and the agent sees `expired`): a request never outlives its time."""
+        now = self.clock()
+        with self.store.transaction() as tx:
+            request = repo.get_request(tx, request_id)
+            if request is None:
+                raise GateError("unknown_request", f"no approval request {request_id!r}", request_id)
+            votes = repo.votes(tx, request_id)
+            grant = repo.grant_of(tx, request_id)
+        if request.state is RequestState.pending and request.expires_at <= now:
+            self.expire_due()
+            return self.status(request_id)
+        quorum = self._quorum(request, votes)
+        left = (
+            max(0, int((request.expires_at - now).total_seconds()))
+            if request.state is RequestState.pending
+            else 0
+        )
+        return RequestStatus(
+            request=request,
+            votes=tuple(votes),
+            approved_by=quorum.counted,
+            satisfied=quorum.satisfied,
+            still_needs=quorum.describe(),
+            seconds_left=left,
+            grant=grant,
+        )
+
+    def list_requests(self, state: RequestState | None = RequestState.pending) -> list[ApprovalRequest]:
+        if state is RequestState.pending:
+            self.expire_due()
+        with self.store.transaction() as tx:
+            return repo.list_requests(tx, state)
+
+    def expire_due(self) -> list[str]:
+        """Expire every pending request past its time (fail closed: expired = denied)."""
+        at = stamp(self.clock())
+        expired: list[ApprovalRequest] = []
+        with self.store.transaction() as tx:
+            for request_id in repo.due_ids(tx, at):
+                if repo.set_state(
+                    tx, request_id, RequestState.expired, "expired before enough approvals", at
+                ):
+                    request = repo.get_request(tx, request_id)
+                    if request is not None:
+                        expired.append(request)
+        self._finish(
+            _Outcome(
+                events=tuple(
+                    (APPROVAL_EXPIRED, {"request_id": r.id, "fingerprint": r.fingerprint}) for r in expired
+                ),
+                notify=tuple((APPROVAL_EXPIRED, r, "") for r in expired),
+            )
+        )
+        return [r.id for r in expired]
+
+    def on_policy_change(self, new_policy: Policy, classify: ClassifyFn = default_classify) -> dict[str, str]:
+        """Re-decide every pending request under `new_policy`, then switch to it.
+
+        The rule: a request stays pending (re-pinned to the new version and fingerprint, its votes
+        kept and re-counted under the new groups) only when the new policy still says
+        approval_required with exactly the same requirements for the same owner. Anything else —
+        now allowed, denied, sandbox first, different approvals, a classifier error — invalidates
+        it and the agent must propose again. Approved but unused grants are voided too (their
+        fingerprint names the old version). Returns {request_id: "repinned" | "invalidated: why"}."""
+        at = stamp(self.clock())
+        result: dict[str, str] = {}
+        events: list[tuple[str, dict[str, Any]]] = []
+        notes: list[tuple[str, ApprovalRequest, str]] = []
+        with self.store.transaction() as tx:
+            tx.lock("gate:policy-change")
+            for request in repo.list_requests(tx, RequestState.pending, limit=1_000_000):
+                why = self._still_valid(new_policy, request, classify)
+                if why is None:
+                    humans = humans_of(new_policy.doc.humans)
+                    fp = fingerprint(request.agent, request.action, new_policy.version)
+                    repo.repin(
+                        tx,
+                        request.id,
+                        fp,
+                        new_policy.version,
+                        request.requirements,
+                        eligible_humans(request.requirements, humans, request.agent, request.owner),
+                    )
+                    result[request.id] = "repinned"
+                    continue
+                repo.set_state(tx, request.id, RequestState.invalidated, why, at)
+                result[request.id] = f"invalidated: {why}"
+                events.append(
+                    (
+                        APPROVAL_INVALIDATED,
+                        {"request_id": request.id, "reason": why, "policy_version": new_policy.version},
+                    )
+                )
+                notes.append(
+                    (
+                        APPROVAL_INVALIDATED,
+                        request.model_copy(update={"state": RequestState.invalidated}),
+                        why,
+                    )
+                )
+            for request in repo.list_requests(tx, RequestState.approved, limit=1_000_000):
+                if request.policy_version != new_policy.version:
+                    why = "the policy changed before its grant was used"
+                    repo.set_state(
+                        tx, request.id, RequestState.invalidated, why, at, expected=RequestState.approved
+                    )
+                    result[request.id] = f"invalidated: {why}"
+                    events.append(
+                        (
+                            APPROVAL_INVALIDATED,
+                            {"request_id": request.id, "reason": why, "policy_version": new_policy.version},
+                        )
+                    )
+        self.policy = new_policy
+        self._finish(_Outcome(events=tuple(events), notify=tuple(notes)))
+        return result
+
+    def _still_valid(self, policy: Policy, request: ApprovalRequest, classify: ClassifyFn) -> str | None:
+        agent = policy.doc.agents.get(request.agent)
+        if agent is None:
+            return f"agent {request.agent} is no longer in the policy"
+        if agent.owner != request.owner:
+            return f"agent {request.agent}'s owner changed from {request.owner} to {agent.owner}"
+        try:
+            decision = decide(policy, request.agent, request.action, classify(policy, request.action))
+        except Exception as exc:
+            return f"re-deciding failed ({type(exc).__name__}); propose again"
+        if decision.outcome is not Outcome.approval_required:
+            return f"the new policy says {decision.outcome.value} ({', '.join(decision.rules)})"
+        if set(decision.approvals) != set(request.requirements):
+            wanted = "; ".join(r.describe() for r in decision.approvals)
+            return f"the new policy requires different approvals ({wanted})"
+        best = possible(decision.approvals, humans_of(policy.doc.humans), request.agent, request.owner)
+        if not best.satisfied:
+            return f"no set of eligible humans can approve it under the new policy ({best.describe()})"
+        return None
+
+    # --- helpers ----------------------------------------------------------------------------------
+
+    def _quorum(self, request: ApprovalRequest, votes: list[Vote]) -> Quorum:
+        approvers = [v.human for v in votes if v.verdict == "approve"]
+        return evaluate(
+            request.requirements, humans_of(self.policy.doc.humans), request.agent, request.owner, approvers
+        )
+
+    def _refuse(self, error: GateError, who: dict[str, Any]) -> NoReturn:
+        self._fail(
+            _Outcome(
+                events=((APPROVAL_REFUSED, {**who, "code": error.code, "error": str(error)}),), error=error
+            )
+        )
+
+    def _finish(self, outcome: _Outcome) -> None:
+        """Audit (durably) what the transaction decided, notify, then raise its error if any."""
+        for event, data in outcome.events:
+            self.audit.append(event, data)
+        if self.notifier is not None:
+            for event, request, detail in outcome.notify:
+                self.notifier.notify(event, request, detail)
+        if outcome.error is not None:
+            raise outcome.error
+
+    def _fail(self, outcome: _Outcome) -> NoReturn:
+        self._finish(outcome)
+        raise AssertionError("an outcome passed to _fail carries its error")
