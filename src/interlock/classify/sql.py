@@ -254,7 +254,7 @@ def judge_statement(tokens: list[Token], sql: str, dialect: Dialect) -> Verdict:
         )
     if first in ("CREATE", "ALTER", "DROP"):
         kind = object_kind(words[1:])
-        if kind in PRIVILEGE_OBJECTS or (first == "ALTER" and kind == "DEFAULT"):
+        if kind in PRIVILEGE_OBJECTS or (first == "ALTER" and second == "DEFAULT"):
             risk = Risk.destructive if first == "DROP" else Risk.write
             return Verdict(f"{first.lower()} {kind.lower()}", risk, {"privilege"}, note=f"{first} {kind}")
         if first == "CREATE" and kind in OPAQUE_CREATES:
@@ -518,7 +518,7 @@ def judge_node(node: exp.Expr, verdict: Verdict) -> None:
             verdict.raise_to(
                 Risk.destructive, note=f"DELETE FROM {target} WHERE {shorten(where.this.sql(), 40)}"
             )
-    elif isinstance(node, exp.Update):
+    elif isinstance(node, exp.Update) and node.find_ancestor(exp.Merge) is None:
         target = table_name(node.this)
         where = node.args.get("where")
         if where is None or always_true(where.this):
