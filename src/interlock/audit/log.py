@@ -15,6 +15,7 @@ import dataclasses
 import datetime as dt
 import enum
 import hashlib
+import json
 import queue
 import re
 import threading
@@ -25,12 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel
 
 from interlock.audit import merkle
-from interlock.audit.checkpoint import Signer, now
+from interlock.audit.checkpoint import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, Signer, now
 from interlock.audit.redact import Redactor
-from interlock.audit.verify import EXPORT_FORMAT, Checkpoint, Problem, Report, verify_log
+from interlock.audit.verify import EXPORT_FORMAT, Checkpoint, Problem, Report, load_public_key, verify_log
 from interlock.fingerprint import canonical_json
 from interlock.store import Store, StoreError, Transaction
 
@@ -125,10 +127,15 @@ class AuditLog:
         checkpoint_every: int = 10_000,
         checkpoint_interval_s: float = 60.0,
         max_batch: int = 5_000,
+        create_key: bool = True,
     ) -> None:
         self.store = store
         self.redactor = Redactor(redact_patterns)
-        self.signer = Signer.load_or_create(key_dir or DEFAULT_KEY_DIR)
+        self.key_dir = Path(key_dir or DEFAULT_KEY_DIR)
+        # Readers (audit verify/show/export) need no private key: create_key=False leaves it alone.
+        self._signer: Signer | None = None
+        if create_key or (self.key_dir / PRIVATE_KEY_FILE).exists():
+            self._signer = Signer.load_or_create(self.key_dir)
         self.checkpoint_every = checkpoint_every
         self.checkpoint_interval_s = checkpoint_interval_s
         self.max_batch = max_batch
@@ -141,6 +148,22 @@ class AuditLog:
         with store.transaction() as tx:
             if tx.fetchone("SELECT 1 AS x FROM schema_migrations WHERE version = 2") is None:
                 raise AuditError(f"the store {store.url} has no audit tables: call store.migrate() first")
+
+    @property
+    def signer(self) -> Signer:
+        if self._signer is None:
+            raise AuditError(f"no audit signing key in {self.key_dir}: this command needs the private key")
+        return self._signer
+
+    def public_key(self) -> Ed25519PublicKey:
+        """This log's public key: from the signing key, or the exported public key file."""
+        if self._signer is not None:
+            return self._signer.public_key
+        path = self.key_dir / PUBLIC_KEY_FILE
+        try:
+            return load_public_key(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise AuditError(f"cannot read the audit public key {path}: {exc}; pass --public-key") from exc
 
     # --- writing -----------------------------------------------------------------------------
 
@@ -403,7 +426,7 @@ class AuditLog:
             if end is None and len(rows) < chunk:
                 return
 
-    def verify(self, public_key: Any = None) -> Report:
+    def verify(self, public_key: Ed25519PublicKey | None = None) -> Report:
         """Recompute the whole tree, check every checkpoint (signature and root) and the stored
         tree nodes. `public_key` defaults to this log's own key."""
         with self.store.transaction() as tx:
@@ -413,7 +436,7 @@ class AuditLog:
         entries = (
             (int(r["idx"]), r["entry"].encode("utf-8"), r["leaf_hash"]) for r in self.iter_entries(0, size)
         )
-        report = verify_log(entries, checkpoints, public_key or self.signer.public_key)
+        report = verify_log(entries, checkpoints, public_key or self.public_key())
         if report.entries == size and size > 0:
             try:
                 stored = self.root(size).hex()
@@ -428,6 +451,53 @@ class AuditLog:
                     )
                 )
         return report
+
+    def search(
+        self,
+        *,
+        agent: str | None = None,
+        environment: str | None = None,
+        risk: str | None = None,
+        outcome: str | None = None,
+        event: str | None = None,
+        action_id: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        text: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Entries matching every given filter (times are RFC 3339 UTC text), the newest `limit`,
+        returned oldest first as {index, event, time, data, leaf_hash}."""
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("agent", agent), ("environment", environment), ("risk", risk),
+                              ("outcome", outcome), ("event", event), ("action_id", action_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            where.append("time >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("time < ?")
+            params.append(until)
+        if text:
+            escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append("LOWER(entry) LIKE ? ESCAPE '\\'")
+            params.append(f"%{escaped}%")
+        sql = "SELECT idx, entry, leaf_hash FROM audit_entries"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY idx DESC LIMIT ?"
+        params.append(max(0, limit))
+        with self.store.transaction() as tx:
+            rows = tx.fetchall(sql, params)
+        found = []
+        for row in reversed(rows):
+            entry = json.loads(row["entry"])
+            found.append({"index": int(row["idx"]), "event": entry.get("event"), "time": entry.get("time"),
+                          "data": entry.get("data", {}), "leaf_hash": row["leaf_hash"]})
+        return found
 
     def export(self, out: TextIO) -> int:
         """Write the JSONL export (header, entries, checkpoints); returns the number of entries."""
@@ -543,10 +613,11 @@ def summarize_output(
     """What `execution.finished` records about an output: its size, SHA-256 of the full bytes
     and a bounded, redacted excerpt (the head; the full output is never stored)."""
     raw = output.encode("utf-8", errors="replace") if isinstance(output, str) else output
-    excerpt = raw[:limit].decode("utf-8", errors="replace")
+    # Redact a wider window, then cut: a secret straddling the limit is still recognised whole.
+    window = raw[: limit * 2].decode("utf-8", errors="replace")
     return {
         "bytes": len(raw),
         "sha256": hashlib.sha256(raw).hexdigest(),
-        "excerpt": (redactor or Redactor()).text(excerpt),
+        "excerpt": (redactor or Redactor()).text(window)[:limit],
         "truncated": len(raw) > limit,
     }
