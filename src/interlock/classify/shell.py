@@ -87,6 +87,34 @@ def decode_ansi_c(body: str) -> str:
     return _ANSI_C.sub(one, body)
 
 
+def join_continuations(text: str) -> str:
+    """Remove backslash-newline outside single quotes, as bash does before splitting words.
+
+    tree-sitter treats `r\\<newline>m` as two words; bash runs `rm`.
+    """
+    if "\\\n" not in text:
+        return text
+    out: list[str] = []
+    quoted = False
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "'" and not quoted and (i == 0 or text[i - 1] != "\\"):
+            quoted = True
+        elif ch == "'" and quoted:
+            quoted = False
+        elif ch == "\\" and not quoted and i + 1 < len(text):
+            if text[i + 1] == "\n":
+                i += 2
+                continue
+            out.append(text[i : i + 2])
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
 def _unescape_word(text: str) -> str:
     text = text.replace("\\\n", "")
     return re.sub(r"\\(.)", r"\1", text, flags=re.S)
@@ -192,7 +220,7 @@ class Judging:
 
     def run(self, text: str, stdin: Stdin = TTY) -> Outcome:
         self.text = text
-        tree = _PARSER.parse(text.encode("utf-8", errors="surrogatepass"))
+        tree = _PARSER.parse(join_continuations(text).encode("utf-8", errors="surrogatepass"))
         root = tree.root_node
         self.walk(root, stdin)
         return self.outcome(root.has_error)

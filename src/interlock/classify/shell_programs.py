@@ -392,22 +392,28 @@ def judge_find(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdic
 
 
 def judge_mv(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    """mv and ln. mv also takes its sources away, so a source on a system path counts too."""
     opts = parse_opts(args, "tS", ["target-directory", "suffix", "backup"])
-    operands = opts.operands + (
-        [Word(opts.values["t"] or opts.values.get("target-directory"), "-t")]
-        if "t" in opts.values or "target-directory" in opts.values
-        else []
-    )
-    verdicts = [write_to(w, f"{prog} moves to") for w in operands]
-    base = worst(verdicts) if verdicts else Verdict(W, f"{prog} moves files")
-    if prog == "mv" and base.risk is R:
-        base = Verdict(D, f"mv moves files to {operands[-1].show}", base.tags, base.paths)
-    replacing = bool(opts.flags & {"f", "force"}) and prog in ("mv", "ln", "cp")
-    if prog == "ln" and not (opts.flags & {"f", "force"}):
-        replacing = False
-    if replacing and base.risk is W:
-        return Verdict(D, f"{prog} -f replaces existing files", base.tags | {"replace"}, base.paths)
-    return Verdict(base.risk, base.reason, base.tags, _paths(operands) or base.paths)
+    dest_value = opts.values.get("t") or opts.values.get("target-directory")
+    if dest_value is not None:
+        dest: Word | None = Word(dest_value, dest_value)
+        sources = opts.operands
+    else:
+        dest = opts.operands[-1] if len(opts.operands) >= 2 else None
+        sources = opts.operands[:-1] if dest is not None else opts.operands
+    if dest is None:
+        return Verdict(W, f"{prog} without a destination", frozenset(), _paths(sources))
+    verdict = write_to(dest, f"{prog} {'moves to' if prog == 'mv' else 'links'}")
+    if prog == "mv" and dest.value is not None and harmless_sink(dest.value):
+        verdict = Verdict(D, f"mv into {dest.value} destroys the files", frozenset({"irreversible"}))
+    verdicts = [verdict]
+    if prog == "mv":
+        verdicts += [write_to(w, "mv moves away").with_tags() for w in sources if w.value is None or is_system_path(w.value)]
+    top = worst(verdicts)
+    paths = _paths([*sources, dest])
+    if opts.flags & {"f", "force"} and top.risk is W:
+        return Verdict(D, f"{prog} -f replaces {dest.show}", top.tags | {"replace"}, paths)
+    return Verdict(top.risk, top.reason, top.tags, paths)
 
 
 def judge_cp(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
@@ -483,7 +489,7 @@ def judge_sed(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict
     for script in scripts:
         assert script is not None
         # `e` executes the pattern space as a command; `s///e` runs the replacement.
-        if re.search(r"(^|[;\n{}]\s*)e\b|s(.).*\2.*\2[gpiImM0-9w]*e", script):
+        if re.search(r"(^|[;\n{}])\s*(\d+|\$|/[^/]*/)?(,\s*(\d+|\$|/[^/]*/))?\s*!?\s*e(\s|;|$)|s(.).*\6.*\6[gpiImM0-9w]*e", script):
             return Verdict(D, "sed runs a shell command (e)", frozenset({"interpreter"}))
         target = re.search(r"(^|[;\n}]\s*|s(.).*\2.*\2[gpiImM0-9e]*)w\s*(\S+)", script)
         if target:
@@ -1718,6 +1724,13 @@ def judge_archive(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Ver
     return Verdict(W, f"{prog} writes files")
 
 
+def judge_xxd(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    opts = parse_opts(args, "cglosn", ["cols", "len", "seek", "name"])
+    if len(opts.operands) >= 2:
+        return write_to(opts.operands[1], f"{prog} writes to")
+    return Verdict(R, f"{prog} prints a hex dump")
+
+
 def judge_date(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
     values = [w.value for w in args]
     if prog == "date" and any(
@@ -1930,6 +1943,7 @@ _add(
     "zgrep",
 )
 _add(judge_date, "date", "hostname")
+_add(judge_xxd, "xxd")
 _add(judge_builtin_text, "trap", "alias", "source", ".")
 
 

@@ -317,6 +317,9 @@ def _opens_for_writing(call: ast.Call) -> bool:
 
 _PROGRAM_MODULES = frozenset({"child_process", "subprocess"})
 _STRING = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"", re.S)
+_SINGLE_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'", re.S)
+#: `s/a/b/g`, `tr/a-z/A-Z/`: text substitution; the `e` flag (evaluate) is deliberately not allowed.
+_PERL_SUBSTITUTION = re.compile(r"\s*(?:s|y|tr)([^\w\s])(?:(?!\1).)*\1(?:(?!\1).)*\1[gimsxr]*\s*;?\s*")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: Backticks and `%x(...)` run shell commands in perl, ruby and php; `#{…}` and `${…}` run code in strings.
 _HIDDEN_EXEC = re.compile(r"`|%x[({\[]|#\{|\$\{|\bqx\b|\bopen\s*\(?[^;]*['\"][|>]")
@@ -451,7 +454,10 @@ def judge_code(language: str, code: str) -> SnippetVerdict:
 
 
 def _judge_by_words(code: str, language: str, safe: frozenset[str]) -> SnippetVerdict:
-    bare = _STRING.sub(" ", code)
+    # Perl, Ruby and PHP run code inside double-quoted strings ("@{[ … ]}", "#{…}", "{$…}"), and
+    # Python only gets here when `ast` could not parse it: only JavaScript strings are plain data.
+    strings = _STRING if language == "node" else _SINGLE_QUOTED if language in ("perl", "ruby", "php") else None
+    bare = strings.sub(" ", code) if strings is not None else code
     words = set(_WORD.findall(bare))
     # A module that runs programs counts even inside a string: `require("child_process")`.
     danger = sorted((words & _DANGER_NAMES) | (set(_WORD.findall(code)) & _PROGRAM_MODULES))
@@ -459,6 +465,8 @@ def _judge_by_words(code: str, language: str, safe: frozenset[str]) -> SnippetVe
         return SnippetVerdict(Risk.destructive, f"{language} snippet uses {', '.join(danger)}")
     if _HIDDEN_EXEC.search(code):
         return SnippetVerdict(Risk.destructive, f"{language} snippet runs a shell command or hidden code")
+    if language == "perl" and _PERL_SUBSTITUTION.fullmatch(code):
+        return SnippetVerdict(Risk.read, "perl snippet only substitutes text")
     if safe and words <= safe and "$" not in bare.replace("$_", ""):
         return SnippetVerdict(Risk.read, f"{language} snippet only prints")
     return SnippetVerdict(Risk.unknown, f"{language} snippet not understood")
