@@ -1,0 +1,137 @@
+"""`interlock token create|revoke|list` (mounted by interlock.cli as `interlock token`).
+
+The secret is printed once, on stdout, at creation; only its sha256 is stored. Exit codes: 0 done,
+1 refused, 2 usage, policy or store error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from interlock.gate.clock import stamp, system_clock
+from interlock.identity import AuthError, PrincipalKind, create_token, list_tokens, revoke
+from interlock.policy import PolicyError, load_policy
+from interlock.policy.schema import parse_duration
+from interlock.store import DEFAULT_URL, Store, StoreError, open_store
+
+app = typer.Typer(
+    help="Create, revoke and list agent and human tokens.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+Db = Annotated[str, typer.Option("--db", envvar="INTERLOCK_DB", help="store URL")]
+Keys = Annotated[Path, typer.Option("--keys", envvar="INTERLOCK_KEYS", help="audit signing key directory")]
+Json = Annotated[bool, typer.Option("--json", help="JSON on stdout")]
+
+
+def fail(message: str, code: int) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _opened(db: str, keys: Path) -> Iterator[tuple[Store, Any]]:
+    from interlock.audit import AuditLog
+
+    try:
+        store = open_store(db)
+    except StoreError as exc:
+        fail(str(exc), 2)
+    try:
+        store.migrate()
+        audit = AuditLog(store, key_dir=keys)
+        try:
+            yield store, audit
+        except AuthError as exc:
+            fail(str(exc), 1)
+        finally:
+            audit.close()
+    except StoreError as exc:
+        fail(f"store error: {exc}", 2)
+    finally:
+        store.close()
+
+
+@app.command("create")
+def create_command(
+    agent: Annotated[str | None, typer.Option("--agent", help="an agent's name")] = None,
+    human: Annotated[str | None, typer.Option("--human", help="a human's name")] = None,
+    expires: Annotated[
+        str | None, typer.Option("--expires", help="lifetime, e.g. 12h, 30d (default: never)")
+    ] = None,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", envvar="INTERLOCK_POLICY", help="check the name against it")
+    ] = None,
+    db: Db = DEFAULT_URL,
+    keys: Keys = Path(".interlock/keys"),
+    as_json: Json = False,
+) -> None:
+    """Create a token for one agent or one human; the secret is shown once."""
+    if (agent is None) == (human is None):
+        fail("give exactly one of --agent NAME or --human NAME", 2)
+    kind: PrincipalKind = "agent" if agent is not None else "human"
+    name = agent if agent is not None else human
+    assert name is not None
+    try:
+        seconds = parse_duration(expires) if expires is not None else None
+    except ValueError as exc:
+        fail(f"--expires: {exc}", 2)
+    loaded = None
+    if policy is not None:
+        try:
+            loaded = load_policy(policy)
+        except PolicyError as exc:
+            fail(f"policy {policy} does not load:\n{exc}", 2)
+    with _opened(db, keys) as (store, audit):
+        try:
+            token_id, secret = create_token(store, kind, name, seconds, audit, policy=loaded)
+        except ValueError as exc:
+            fail(str(exc), 2)
+    if as_json:
+        sys.stdout.write(json.dumps({"id": token_id, "kind": kind, "name": name, "secret": secret}) + "\n")
+        return
+    err.print(
+        f"created {kind} token {token_id} for {name}; the secret below is shown only once:", markup=False
+    )
+    sys.stdout.write(secret + "\n")
+
+
+@app.command("revoke")
+def revoke_command(
+    token_id: Annotated[str, typer.Argument(help="the token id (tok_…), see `list`")],
+    db: Db = DEFAULT_URL,
+    keys: Keys = Path(".interlock/keys"),
+) -> None:
+    """Revoke a token at once."""
+    with _opened(db, keys) as (store, audit):
+        info = revoke(store, token_id, audit)
+    out.print(f"revoked {info.kind} token {info.id} ({info.name})", markup=False)
+
+
+@app.command("list")
+def list_command(db: Db = DEFAULT_URL, keys: Keys = Path(".interlock/keys"), as_json: Json = False) -> None:
+    """Every token: id, kind, name, state (never the secret)."""
+    with _opened(db, keys) as (store, _audit):
+        tokens = list_tokens(store)
+    now = stamp(system_clock())
+    if as_json:
+        rows = [{**t.__dict__, "state": t.state(now)} for t in tokens]
+        sys.stdout.write(json.dumps(rows) + "\n")
+        return
+    table = Table("id", "kind", "name", "state", "created", "expires", box=None)
+    for t in tokens:
+        table.add_row(t.id, t.kind, t.name, t.state(now), t.created_at, t.expires_at or "never")
+    out.print(table)
