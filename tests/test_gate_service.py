@@ -8,20 +8,11 @@ import pytest
 from interlock.gate.requests import RequestState
 from interlock.gate.service import Gate, GateError
 from interlock.store import Store
-from tests.test_gate_support import (  # noqa: F401 - fixtures
-    DELETE,
-    POLICY,
-    ManualClock,
-    Recorded,
-    audit,
-    clock,
-    gate,
-    login,
-    policy,
-    policy_from,
-    propose,
-    sql,
-)
+from tests import test_gate_support as support
+from tests.test_gate_support import DELETE, POLICY, ManualClock, Recorded, login, policy_from, propose, sql
+
+# The shared fixtures, registered in this module.
+audit, clock, gate, policy = support.audit, support.clock, support.gate, support.policy
 
 
 def approve_as(gate: Gate, store: Store, audit: Recorded, request_id: str, *names: str) -> None:
