@@ -34,7 +34,7 @@ from interlock.audit.checkpoint import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, Signer
 from interlock.audit.redact import Redactor
 from interlock.audit.verify import EXPORT_FORMAT, Checkpoint, Problem, Report, load_public_key, verify_log
 from interlock.fingerprint import canonical_json
-from interlock.store import Store, StoreError, Transaction
+from interlock.store import Store, StoreError, StoreUnavailable, Transaction
 
 DEFAULT_KEY_DIR = Path(".interlock/keys")
 
@@ -145,9 +145,15 @@ class AuditLog:
         self._closed = False
         self._cache: tuple[int, dict[tuple[int, int], bytes]] | None = None  # writer thread only
         self._last_checkpoint: tuple[int, float] | None = None  # (tree size, monotonic time)
-        with store.transaction() as tx:
-            if tx.fetchone("SELECT 1 AS x FROM schema_migrations WHERE version = 2") is None:
-                raise AuditError(f"the store {store.url} has no audit tables: call store.migrate() first")
+        try:
+            with store.transaction() as tx:
+                migrated = tx.fetchone("SELECT 1 AS x FROM schema_migrations WHERE version = 2") is not None
+        except StoreUnavailable:
+            raise
+        except StoreError:
+            migrated = False
+        if not migrated:
+            raise AuditError(f"the store {store.url} has no audit tables: call store.migrate() first")
 
     @property
     def signer(self) -> Signer:
