@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from interlock.audit import AuditError, AuditLog, verify
-from interlock.audit.checkpoint import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, SigningKeyError, Signer
+from interlock.audit.checkpoint import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, Signer, SigningKeyError
 from interlock.audit.cli import app
 from interlock.fingerprint import canonical_json
 from interlock.model import Action, Kind, Rationale
@@ -35,15 +35,20 @@ def test_append_returns_a_durable_receipt(log: AuditLog, store: Store) -> None:
     with store.transaction() as tx:
         row = tx.fetchone("SELECT entry, leaf_hash FROM audit_entries WHERE idx = 0")
     assert row is not None
-    expected = canonical_json({"event": "approval.approved", "time": receipt.time,
-                               "data": {"human": "bob", "request": "r1"}})
+    expected = canonical_json(
+        {"event": "approval.approved", "time": receipt.time, "data": {"human": "bob", "request": "r1"}}
+    )
     assert row["entry"].encode() == expected
     assert row["leaf_hash"] == receipt.leaf_hash == verify._leaf(expected).hex()
 
 
 def test_models_enums_and_tuples_are_recorded_as_json(log: AuditLog) -> None:
-    action = Action(kind=Kind.shell, environment="production", payload={"command": "ls"},
-                    rationale=Rationale(intent="look"))
+    action = Action(
+        kind=Kind.shell,
+        environment="production",
+        payload={"command": "ls"},
+        rationale=Rationale(intent="look"),
+    )
     log.append("action.proposed", {"agent": "kiro", "action": action, "action_id": "a1", "tags": ("x", "y")})
     [row] = log.search(action_id="a1")
     assert row["data"]["action"]["kind"] == "shell" and row["data"]["tags"] == ["x", "y"]
@@ -125,8 +130,14 @@ _APPENDER = textwrap.dedent(
 def test_several_processes_append_to_one_valid_tree(store_url: str, tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     Signer.load_or_create(keys)  # replicas share one key
-    workers = [subprocess.Popen([sys.executable, "-c", _APPENDER, store_url, str(keys), f"p{k}"],
-                                stderr=subprocess.PIPE, text=True) for k in range(3)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _APPENDER, store_url, str(keys), f"p{k}"],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(3)
+    ]
     for w in workers:
         _, err = w.communicate(timeout=120)
         assert w.returncode == 0, err
@@ -189,8 +200,9 @@ def test_proofs_verify_with_the_standalone_verifier(log: AuditLog) -> None:
     for index in (0, 7, 12, 13, 39):
         p = log.inclusion_proof(index)
         assert p.tree_size == 40 and p.checkpoint == new
-        assert verify.verify_inclusion(index, 40, bytes.fromhex(p.leaf_hash), [bytes.fromhex(h) for h in p.path],
-                                       new.root)
+        assert verify.verify_inclusion(
+            index, 40, bytes.fromhex(p.leaf_hash), [bytes.fromhex(h) for h in p.path], new.root
+        )
         assert verify._leaf(p.entry.encode()).hex() == p.leaf_hash
     path = [bytes.fromhex(h) for h in log.consistency_proof(13, 40)]
     assert verify.verify_consistency(13, 40, path, old.root, new.root)
@@ -211,12 +223,16 @@ def test_export_verifies_standalone(log: AuditLog, tmp_path: Path) -> None:
     pub = tmp_path / "pub.pem"
     pub.write_bytes(log.signer.public_pem())
     script = Path(verify.__file__)
-    run = subprocess.run([sys.executable, "-I", str(script), str(export), str(pub)], capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-I", str(script), str(export), str(pub)], capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.startswith("OK: 30 entries")
     other = tmp_path / "other.pem"
     other.write_bytes(Signer.load_or_create(tmp_path / "other").public_pem())
-    run = subprocess.run([sys.executable, "-I", str(script), str(export), str(other)], capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-I", str(script), str(export), str(other)], capture_output=True, text=True
+    )
     assert run.returncode == 1 and "not by the given public key" in run.stdout
 
 
@@ -236,12 +252,26 @@ def _cli(*args: str) -> tuple[int, str]:
 def test_cli_round_trip(store_url: str, tmp_path: Path) -> None:
     keys = str(tmp_path / "keys")
     with open_store(store_url) as store, AuditLog(store, key_dir=Path(keys)) as log:
-        log.append("action.proposed", {"action_id": "a1", "agent": "kiro", "action": {
-            "kind": "sql", "environment": "production", "payload": {"sql": "DELETE FROM t"}}})
-        log.append("action.decided", {"action_id": "a1", "agent": "kiro",
-                                      "decision": {"outcome": "deny", "risk": "destructive"}})
-        log.append("action.proposed", {"action_id": "a2", "agent": "ada", "action": {
-            "kind": "shell", "environment": "staging", "payload": {"command": "ls"}}})
+        log.append(
+            "action.proposed",
+            {
+                "action_id": "a1",
+                "agent": "kiro",
+                "action": {"kind": "sql", "environment": "production", "payload": {"sql": "DELETE FROM t"}},
+            },
+        )
+        log.append(
+            "action.decided",
+            {"action_id": "a1", "agent": "kiro", "decision": {"outcome": "deny", "risk": "destructive"}},
+        )
+        log.append(
+            "action.proposed",
+            {
+                "action_id": "a2",
+                "agent": "ada",
+                "action": {"kind": "shell", "environment": "staging", "payload": {"command": "ls"}},
+            },
+        )
     common = ["--db", store_url, "--key-dir", keys]
     code, saved = _cli("checkpoint", *common)
     assert code == 0 and json.loads(saved)["signature"]

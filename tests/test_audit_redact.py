@@ -17,16 +17,33 @@ SECRETS_IN_TEXT = [
     ("host=db user=app password=hunter2 dbname=x", "hunter2", "dbname=x"),
     ("PGPASSWORD=hunter2 psql -h db", "hunter2", "psql -h db"),
     ('{"password": "hunter2", "user": "bob"}', "hunter2", "bob"),
-    ("curl -H 'Authorization: Bearer eyAbc123.def456ghi789' https://api", "eyAbc123.def456ghi789", "https://api"),
+    (
+        "curl -H 'Authorization: Bearer eyAbc123.def456ghi789' https://api",
+        "eyAbc123.def456ghi789",
+        "https://api",
+    ),
     ("Authorization: Basic YWxhZGRpbjpvcGVuc2VzYW1l", "YWxhZGRpbjpvcGVuc2VzYW1l", "Authorization"),
     ("export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE", "AKIAIOSFODNN7EXAMPLE", "export"),
-    ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-     "aws_secret_access_key"),
-    ("-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA7\nabc\n-----END RSA PRIVATE KEY-----", "MIIEpAIBAAKCAQEA7",
-     "[REDACTED]"),
-    ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAA\n", "b3BlbnNzaC1rZXktdjEAAAA", "[REDACTED]"),
-    ("git clone https://ghp_abcdefghijklmnopqrstuvwxyz0123456789@github.com/x",
-     "ghp_abcdefghijklmnopqrstuvwxyz0123456789", "github.com"),
+    (
+        "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "aws_secret_access_key",
+    ),
+    (
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA7\nabc\n-----END RSA PRIVATE KEY-----",
+        "MIIEpAIBAAKCAQEA7",
+        "[REDACTED]",
+    ),
+    (
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAA\n",
+        "b3BlbnNzaC1rZXktdjEAAAA",
+        "[REDACTED]",
+    ),
+    (
+        "git clone https://ghp_abcdefghijklmnopqrstuvwxyz0123456789@github.com/x",
+        "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+        "github.com",
+    ),
     ("token: xoxb-123456789012-abcdefghijkl", "xoxb-123456789012-abcdefghijkl", "token"),
     ("OPENAI_API_KEY=sk-proj-abcdefghijklmnopqrstuvwx", "sk-proj-abcdefghijklmnopqrstuvwx", "OPENAI_API_KEY"),
     ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.dozjgNryP4J3jVmNHl0w5N", "dozjgNryP4J3jVmNHl0w5N", "jwt"),
@@ -46,9 +63,14 @@ def test_credential_formats_are_redacted(text: str, secret: str, kept: str) -> N
     ("value", "expected"),
     [
         ({"password": "x", "user": "bob"}, {"password": "[REDACTED]", "user": "bob"}),
-        ({"db": {"DB_PASSWORD": "x", "api_key": "y", "Authorization": "z"}},
-         {"db": {"DB_PASSWORD": "[REDACTED]", "api_key": "[REDACTED]", "Authorization": "[REDACTED]"}}),
-        ({"token_id": "t1", "tokens": 5, "max_tokens": 10}, {"token_id": "t1", "tokens": 5, "max_tokens": 10}),
+        (
+            {"db": {"DB_PASSWORD": "x", "api_key": "y", "Authorization": "z"}},
+            {"db": {"DB_PASSWORD": "[REDACTED]", "api_key": "[REDACTED]", "Authorization": "[REDACTED]"}},
+        ),
+        (
+            {"token_id": "t1", "tokens": 5, "max_tokens": 10},
+            {"token_id": "t1", "tokens": 5, "max_tokens": 10},
+        ),
         ({"password": None, "secret": ""}, {"password": None, "secret": ""}),
         ([1, "plain", {"k": "v"}], [1, "plain", {"k": "v"}]),
         ("kubectl get pods -n billing", "kubectl get pods -n billing"),
@@ -84,8 +106,17 @@ PLANTED = "Pl4ntedS3cretValue"
 def test_a_planted_secret_never_reaches_the_store(store: Store, tmp_path: Path) -> None:
     log = AuditLog(store, key_dir=tmp_path / "keys", redact_patterns=[r"Pl4nted\w+"])
     with log:
-        log.append("action.proposed", {"agent": "kiro", "action": {"kind": "shell", "environment": "prod",
-                   "payload": {"command": f"PGPASSWORD={PLANTED} psql -h db"}}})
+        log.append(
+            "action.proposed",
+            {
+                "agent": "kiro",
+                "action": {
+                    "kind": "shell",
+                    "environment": "prod",
+                    "payload": {"command": f"PGPASSWORD={PLANTED} psql -h db"},
+                },
+            },
+        )
         log.append("execution.finished", {"output": summarize_output(f"dsn=postgresql://u:{PLANTED}@h/d")})
         log.append("error", {"message": f"login failed for {PLANTED}"})  # only the configured pattern knows
         log.append("token.created", {"name": "ci", "token": PLANTED})
