@@ -40,7 +40,9 @@ def test_shell_runs_in_a_controlled_environment(
 
 def test_shell_runs_in_the_target_workdir(tmp_path: Path) -> None:
     (tmp_path / "marker.txt").write_text("here")
-    result = execute(action("shell", {"command": "pwd; cat marker.txt"}), target("shell", workdir=str(tmp_path)))
+    result = execute(
+        action("shell", {"command": "pwd; cat marker.txt"}), target("shell", workdir=str(tmp_path))
+    )
     assert result.output == f"{tmp_path}\nhere"
 
 
@@ -65,7 +67,9 @@ def test_shell_without_workdir_runs_in_a_fresh_directory_removed_afterwards() ->
 def test_target_secrets_never_reach_the_result(command: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INTERLOCK_TEST_TOKEN", SECRET)
     result = execute(
-        action("shell", {"command": command}), target("shell", env={"TOKEN": "env:INTERLOCK_TEST_TOKEN"}), timeout=2
+        action("shell", {"command": command}),
+        target("shell", env={"TOKEN": "env:INTERLOCK_TEST_TOKEN"}),
+        timeout=2,
     )
     assert "[REDACTED]" in result.output
     assert_no_secret(result, SECRET)
@@ -85,7 +89,8 @@ def test_a_secret_cut_by_the_output_limit_is_trimmed(monkeypatch: pytest.MonkeyP
 def test_output_is_digested_whole_and_kept_up_to_the_limit() -> None:
     size = 5_000_000
     result = execute(
-        action("shell", {"command": f"head -c {size} /dev/zero | tr '\\0' a"}), target("shell", max_output_bytes=4096)
+        action("shell", {"command": f"head -c {size} /dev/zero | tr '\\0' a"}),
+        target("shell", max_output_bytes=4096),
     )
     assert (result.status, result.output_bytes, result.truncated) == (Status.succeeded, size, True)
     assert result.output_sha256 == hashlib.sha256(b"a" * size).hexdigest()
@@ -134,14 +139,20 @@ def test_leftovers_in_the_process_group_die_with_the_command(template: str) -> N
 @pytest.mark.parametrize(
     ("payload", "fields", "message"),
     [
-        ({"command": "ls"}, {"workdir": "/nonexistent/interlock"}, "target workdir '/nonexistent/interlock' does not"),
+        (
+            {"command": "ls"},
+            {"workdir": "/nonexistent/interlock"},
+            "workdir '/nonexistent/interlock' does not",
+        ),
         ({"command": "ls"}, {"env": {"TOKEN": "env:INTERLOCK_TEST_UNSET"}}, "'env:INTERLOCK_TEST_UNSET'"),
         ({"command": "ls"}, {"env": {"TOKEN": "file:/nonexistent/token"}}, "'file:/nonexistent/token'"),
         ({"command": ""}, {}, "non-empty string `command`"),
         ({"cmd": "ls"}, {}, "non-empty string `command`"),
     ],
 )
-def test_cannot_run_becomes_a_clear_error(payload: dict[str, str], fields: dict[str, object], message: str) -> None:
+def test_cannot_run_becomes_a_clear_error(
+    payload: dict[str, str], fields: dict[str, object], message: str
+) -> None:
     result = execute(action("shell", payload), target("shell", **fields))
     assert result.status is Status.error and result.exit_code is None
     assert result.error is not None and message in result.error
