@@ -24,6 +24,7 @@ from interlock.fingerprint import PayloadError, fingerprint, payload_size
 from interlock.model import Action, Classification, Decision, Kind, Risk
 from interlock.policy import Policy, PolicyError, context_for, decide, load_policy, run_tests
 from interlock.policy.lint import lint_file
+from interlock.wire import decision_json
 
 app = typer.Typer(
     name="interlock",
@@ -73,28 +74,6 @@ def _payload(kind: Kind, text: str) -> dict[str, Any]:
         return payload_from_input(kind, text)
     except ValueError as exc:
         fail(str(exc))
-
-
-def decision_json(decision: Decision, fp: str | None = None) -> dict[str, Any]:
-    """The JSON shape of a decision, shared with the HTTP API (`POST /v1/actions`)."""
-    body: dict[str, Any] = {
-        "decision": decision.outcome.value,
-        "risk": decision.risk.value,
-        "tags": list(decision.tags),
-        "summary": decision.summary,
-        "reasons": list(decision.reasons),
-        "rules": list(decision.rules),
-        "remedy": list(decision.remedy),
-        "approvals": [
-            {"count": r.count, "from": list(r.from_groups), "at_least": dict(r.at_least), "source": r.source}
-            for r in decision.approvals
-        ],
-        "sandbox": decision.sandbox,
-        "policy_version": decision.policy_version,
-    }
-    if fp is not None:
-        body["fingerprint"] = fp
-    return body
 
 
 _OUTCOME_STYLE = {"allow": "green", "deny": "red", "approval_required": "yellow", "sandbox_required": "yellow"}

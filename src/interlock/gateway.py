@@ -1,0 +1,349 @@
+"""The Gateway: the one sequence guard → classify → decide → gate → execute → audit (DESIGN.md §1).
+
+Every front door (HTTP API, MCP proxy, hooks, SDK, CLI) calls `Gateway.propose`; none re-implements
+a step. Ordering is what keeps the invariants:
+
+- the proposal, its classification and its decision are durably in the audit log **before** anything
+  else happens; if that write fails, the answer is a denial (`GatewayUnavailable`), never a run;
+- `execution.started` is durable before an executor runs, so a crash mid-way leaves a record of a
+  started action with no outcome, never an unrecorded execution;
+- an action that needed approval runs only by atomically consuming the single-use grant for its
+  fingerprint (exactly once across processes and replicas).
+
+An action's state is folded from its own audit entries (indexed by `action_id`), so the log is the
+single source of truth and nothing is written twice on the hot path.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from interlock.classify.registry import classify as run_classifier
+from interlock.fingerprint import PayloadError, fingerprint, payload_size
+from interlock.gate import repo as gate_repo
+from interlock.gate.requests import RequestState
+from interlock.gate.service import Gate, GateError
+from interlock.model import Action, Classification, Decision, Kind, Outcome, Risk
+from interlock.policy import Policy, context_for, decide
+from interlock.store import Store, StoreError
+from interlock.wire import decision_json
+
+
+class Mode(StrEnum):
+    brokered = "brokered"  # Interlock runs the action with the target's credentials
+    advisory = "advisory"  # the client runs it itself (agent hooks) and may report the outcome
+
+
+class State(StrEnum):
+    denied = "denied"
+    sandbox_required = "sandbox_required"
+    pending_approval = "pending_approval"
+    approved = "approved"  # advisory: allowed after approval, the client may run it now
+    allowed = "allowed"  # advisory: allowed alone
+    executing = "executing"
+    succeeded = "succeeded"
+    failed = "failed"
+    rejected = "rejected"  # a human denied the approval request
+    expired = "expired"
+    invalidated = "invalidated"
+
+
+TERMINAL = {State.denied, State.sandbox_required, State.approved, State.allowed, State.succeeded, State.failed,
+            State.rejected, State.expired, State.invalidated}
+
+
+class GatewayError(Exception):
+    """Bad input from a client: nothing was run. `field` names what was wrong."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.field = field
+
+
+class GatewayUnavailable(Exception):
+    """The store or audit log failed: the action is denied (fail closed), nothing ran."""
+
+
+class AuditSink(Protocol):
+    def append(self, event: str, data: dict[str, Any]) -> Any: ...
+
+
+class Executor(Protocol):
+    def __call__(self, action: Action, target: Any, *, timeout: float | None = None) -> Any: ...
+
+
+@dataclass
+class Proposal:
+    """What the agent gets back, and what `GET /v1/actions/{id}` shows."""
+
+    id: str
+    agent: str
+    mode: Mode
+    action: Action
+    fingerprint: str
+    decision: Decision
+    state: State
+    approval: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    reported: dict[str, Any] | None = None
+    events: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        body = {"id": self.id, "state": self.state.value, "mode": self.mode.value,
+                **decision_json(self.decision, self.fingerprint)}
+        body["autonomous"] = self.decision.outcome is Outcome.allow
+        if self.approval is not None:
+            body["approval"] = self.approval
+        if self.result is not None:
+            body["result"] = self.result
+        if self.reported is not None:
+            body["reported"] = self.reported
+        return body
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Gateway:
+    def __init__(self, store: Store, policy: Policy, audit: AuditSink, gate: Gate,
+                 *, executor: Executor | None = None) -> None:
+        self.store = store
+        self.policy = policy
+        self.audit = audit
+        self.gate = gate
+        if executor is None:
+            from interlock.execute import execute
+
+            executor = execute
+        self.executor = executor
+
+    # --- the sequence -------------------------------------------------------------------------
+
+    def classify(self, action: Action) -> Classification:
+        """What the action would do. A terraform action is judged by the plan file Interlock will
+        apply (its hash is checked), never by a plan JSON the agent sent alongside."""
+        if action.kind is Kind.terraform and "plan_file" in action.payload:
+            return self._classify_plan_file(action)
+        return run_classifier(action.kind, action.payload, context_for(self.policy, action.target))
+
+    def _classify_plan_file(self, action: Action) -> Classification:
+        target = self.policy.doc.targets.get(action.target or "")
+        if target is None:
+            return Classification(risk=Risk.unknown, summary="terraform plan file without a known target")
+        try:
+            from interlock.execute.terraform import load_plan
+
+            plan = load_plan(target, action.payload)
+        except Exception as exc:  # noqa: BLE001 - any failure to read the plan must end in unknown
+            return Classification(risk=Risk.unknown, summary=f"cannot read the plan file: {exc}"[:300])
+        return run_classifier(Kind.terraform, {"plan": plan}, context_for(self.policy, action.target))
+
+    def propose(self, agent: str, action: Action, *, mode: Mode = Mode.brokered) -> Proposal:
+        """Decide, record, gate and (brokered, allowed) run one action."""
+        policy = self.policy
+        self._check_input(action)
+        classification = self.classify(action)
+        decision = decide(policy, agent, action, classification)
+        fp = fingerprint(agent, action, policy.version)
+        proposal = Proposal(id="act_" + secrets.token_hex(10), agent=agent, mode=mode, action=action,
+                            fingerprint=fp, decision=decision, state=State.denied)
+        self._record("action.proposed", {
+            "action_id": proposal.id, "agent": agent, "mode": mode.value, "fingerprint": fp,
+            "action": action.model_dump(mode="json"),
+            "classification": classification.model_dump(mode="json"),
+            "decision": decision_json(decision),
+            "policy_version": policy.version,
+        })
+        if decision.outcome is Outcome.deny:
+            proposal.state = State.denied
+            return proposal
+        if decision.outcome is Outcome.sandbox_required:
+            proposal.state = State.sandbox_required
+            return proposal
+        if decision.outcome is Outcome.approval_required:
+            return self._gate(proposal, classification)
+        return self._go(proposal, grant_id=None)
+
+    def _check_input(self, action: Action) -> None:
+        limit = self.policy.doc.defaults.max_payload_bytes
+        try:
+            size = payload_size(action)
+        except PayloadError as exc:
+            raise GatewayError("invalid_payload", str(exc), "payload") from exc
+        if size > limit:
+            raise GatewayError("payload_too_large",
+                               f"payload is {size} bytes, over the policy's max_payload_bytes of {limit}", "payload")
+
+    def _gate(self, proposal: Proposal, classification: Classification) -> Proposal:
+        """Approval required: use an approved grant for this exact fingerprint, else open (or join)
+        the request for it."""
+        if self._grant_ready(proposal.agent, proposal.fingerprint):
+            try:
+                grant = self.gate.consume_grant(proposal.agent, proposal.action, consumer=proposal.id)
+            except GateError:
+                pass  # another caller won the grant this instant: fall through to a new request
+            else:
+                self._record("action.approved", {"action_id": proposal.id, "agent": proposal.agent,
+                                                 "grant_id": grant.id, "request_id": grant.request_id})
+                return self._go(proposal, grant_id=grant.id)
+        try:
+            request = self.gate.open_request(proposal.agent, proposal.action, proposal.decision, classification)
+        except GateError as exc:
+            proposal.state = State.denied
+            proposal.approval = {"error": exc.code, "message": str(exc)}
+            return proposal
+        self._record("action.pending", {"action_id": proposal.id, "agent": proposal.agent,
+                                        "request_id": request.id})
+        proposal.state = State.pending_approval
+        proposal.approval = self._approval_json(request.id)
+        return proposal
+
+    def _grant_ready(self, agent: str, fp: str) -> bool:
+        now = _now()
+        with self.store.transaction() as tx:
+            grants = gate_repo.grants_for(tx, agent, fp)
+        return any(g.consumed_at is None and g.expires_at > now for g in grants)
+
+    def _go(self, proposal: Proposal, grant_id: str | None) -> Proposal:
+        if proposal.mode is Mode.advisory:
+            proposal.state = State.approved if grant_id else State.allowed
+            return proposal
+        return self._execute(proposal)
+
+    def _execute(self, proposal: Proposal) -> Proposal:
+        action = proposal.action
+        target = self.policy.doc.targets.get(action.target) if action.target else None
+        self._record("execution.started", {"action_id": proposal.id, "agent": proposal.agent,
+                                           "kind": action.kind.value, "target": action.target})
+        result = self.executor(action, target)
+        body = result.model_dump(mode="json") if hasattr(result, "model_dump") else dict(result)
+        proposal.result = body
+        proposal.state = State.succeeded if body.get("status") == "succeeded" else State.failed
+        try:
+            self._record("execution.finished", {"action_id": proposal.id, "agent": proposal.agent,
+                                                "outcome": proposal.state.value, "result": body})
+        except GatewayUnavailable:
+            pass  # it ran: `execution.started` is on record; the missing outcome is visible in the timeline
+        return proposal
+
+    # --- after approval -----------------------------------------------------------------------
+
+    def advance(self, action_id: str, agent: str | None = None) -> Proposal:
+        """Move an action forward: once its request is approved, consume the grant and run it
+        (brokered) or clear it (advisory). Safe to call from any number of waiters."""
+        proposal = self.status(action_id, agent=agent)
+        if proposal.state is not State.pending_approval or proposal.approval is None:
+            return proposal
+        status = self.gate.status(proposal.approval["id"])
+        state = status.request.state
+        if state is RequestState.approved:
+            try:
+                grant = self.gate.consume_grant(proposal.agent, proposal.action, consumer=action_id)
+            except GateError:
+                return self.status(action_id, agent=agent)  # another waiter won; it runs the action
+            self._record("action.approved", {"action_id": action_id, "agent": proposal.agent,
+                                             "grant_id": grant.id, "request_id": grant.request_id})
+            proposal.approval = self._approval_json(proposal.approval["id"])
+            return self._go(proposal, grant_id=grant.id)
+        return self.status(action_id, agent=agent)
+
+    def report(self, action_id: str, agent: str, outcome: dict[str, Any]) -> Proposal:
+        """Advisory mode: the client says what happened when it ran the action itself."""
+        proposal = self.status(action_id, agent=agent)
+        if proposal.mode is not Mode.advisory:
+            raise GatewayError("not_advisory", "only advisory actions take reported outcomes; Interlock ran this one")
+        if proposal.state not in (State.allowed, State.approved):
+            raise GatewayError("not_allowed", f"action {action_id} is {proposal.state.value}: it was not allowed to run")
+        self._record("execution.reported", {"action_id": action_id, "agent": agent, "outcome": outcome})
+        return self.status(action_id, agent=agent)
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def status(self, action_id: str, *, agent: str | None = None) -> Proposal:
+        """Fold the action's audit entries into its current state. `agent` restricts to its own."""
+        with self.store.transaction() as tx:
+            rows = tx.fetchall("SELECT event, entry FROM audit_entries WHERE action_id = ? ORDER BY idx",
+                               (action_id,))
+        entries = [(r["event"], json.loads(r["entry"])["data"]) for r in rows]
+        if not entries or entries[0][0] != "action.proposed" or (agent is not None and entries[0][1]["agent"] != agent):
+            raise GatewayError("unknown_action", f"no action {action_id!r} for this agent", "id")
+        first = entries[0][1]
+        decision = _decision_from_json(first["decision"], first.get("policy_version", ""))
+        proposal = Proposal(id=action_id, agent=first["agent"], mode=Mode(first["mode"]),
+                            action=Action.model_validate(first["action"]), fingerprint=first["fingerprint"],
+                            decision=decision, state=_initial_state(decision))
+        request_id = None
+        for event, data in entries[1:]:
+            proposal.events.append(event)
+            if event == "action.pending":
+                request_id = data["request_id"]
+                proposal.state = State.pending_approval
+            elif event == "action.approved":
+                proposal.state = State.approved if proposal.mode is Mode.advisory else State.executing
+            elif event == "execution.started":
+                proposal.state = State.executing
+            elif event == "execution.finished":
+                proposal.result = data["result"]
+                proposal.state = State(data["outcome"])
+            elif event == "execution.reported":
+                proposal.reported = data["outcome"]
+        if proposal.state is State.executing and proposal.decision.outcome is Outcome.allow and \
+                proposal.mode is Mode.advisory:
+            proposal.state = State.allowed
+        if request_id is not None:
+            proposal.approval = self._approval_json(request_id)
+            if proposal.state is State.pending_approval:
+                req_state = proposal.approval["state"]
+                proposal.state = {"denied": State.rejected, "expired": State.expired,
+                                  "invalidated": State.invalidated}.get(req_state, State.pending_approval)
+        return proposal
+
+    def _approval_json(self, request_id: str) -> dict[str, Any]:
+        status = self.gate.status(request_id)
+        req = status.request
+        return {
+            "id": req.id,
+            "state": req.state.value,
+            "required": [r.describe() for r in req.requirements],
+            "from": sorted({g for r in req.requirements for g in r.from_groups}),
+            "eligible": list(req.eligible),
+            "approved_by": list(status.approved_by),
+            "still_needs": status.still_needs,
+            "expires_at": req.expires_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "seconds_left": status.seconds_left,
+            "reason": req.state_reason,
+        }
+
+    def _record(self, event: str, data: dict[str, Any]) -> None:
+        try:
+            self.audit.append(event, data)
+        except (StoreError, OSError) as exc:
+            raise GatewayUnavailable(f"the audit log could not record {event}: {type(exc).__name__}") from exc
+        except Exception as exc:  # noqa: BLE001 - whatever the log's failure, nothing runs unrecorded
+            raise GatewayUnavailable(f"the audit log could not record {event}: {exc}") from exc
+
+
+def _initial_state(decision: Decision) -> State:
+    return {Outcome.deny: State.denied, Outcome.sandbox_required: State.sandbox_required,
+            Outcome.approval_required: State.pending_approval}.get(decision.outcome, State.allowed)
+
+
+def _decision_from_json(body: dict[str, Any], policy_version: str) -> Decision:
+    from interlock.model import ApprovalRequirement
+
+    return Decision(
+        outcome=Outcome(body["decision"]), risk=Risk(body["risk"]), tags=tuple(body["tags"]),
+        summary=body.get("summary", ""), rules=tuple(body["rules"]), reasons=tuple(body["reasons"]),
+        remedy=tuple(body.get("remedy", ())),
+        approvals=tuple(ApprovalRequirement(count=a["count"], from_groups=tuple(a["from"]),
+                                            at_least=tuple(sorted(a["at_least"].items())), source=a["source"])
+                        for a in body.get("approvals", ())),
+        sandbox=body.get("sandbox"), policy_version=body.get("policy_version") or policy_version,
+    )
