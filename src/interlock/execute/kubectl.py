@@ -124,7 +124,7 @@ def write_kubeconfig(target: Target, redactor: Redactor, directory: str) -> str 
     path = Path(directory) / "kubeconfig"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(content)
+        handle.write(content if content.endswith("\n") else content + "\n")
     return str(path)
 
 
