@@ -2,6 +2,7 @@
 
 - `store`      a migrated Store, parametrised over sqlite and postgresql (ids: [sqlite], [postgresql])
 - `store_url`  the URL of a fresh, migrated database in both flavours (for tests that spawn processes)
+- `empty_store_url` the same, not migrated
 - `pg_admin`   creates / drops uniquely named PostgreSQL databases (PgAdmin below)
 """
 
@@ -72,6 +73,12 @@ def _fresh_url(dialect: str, tmp_path: Path, pg_admin: PgAdmin) -> Iterator[str]
         yield pg_admin.url(name)
     finally:
         pg_admin.drop_database(name)
+
+
+@pytest.fixture(params=DIALECTS)
+def empty_store_url(request: pytest.FixtureRequest, tmp_path: Path, pg_admin: PgAdmin) -> Iterator[str]:
+    """URL of a fresh database with nothing in it (not migrated), in both flavours."""
+    yield from _fresh_url(request.param, tmp_path, pg_admin)
 
 
 @pytest.fixture(params=DIALECTS)

@@ -140,6 +140,7 @@ def _since_problems(log: AuditLog, path: Path, key: Any) -> list[Problem]:
                 "(the log was truncated or replaced)",
                 index=size,
                 until=saved.tree_size,
+                exact=False,
             )
         ]
     if saved.tree_size == 0:
@@ -153,6 +154,7 @@ def _since_problems(log: AuditLog, path: Path, key: Any) -> list[Problem]:
                 f"(size {saved.tree_size}): history was rewritten",
                 index=0,
                 until=saved.tree_size,
+                exact=False,
             )
         ]
     return []

@@ -208,6 +208,7 @@ class Problem:
     what: str
     index: int | None = None
     until: int | None = None
+    exact: bool = True  # False: something in index..until is bad, not necessarily `index` itself
 
 
 @dataclass
@@ -225,8 +226,10 @@ class Report:
 
     @property
     def first_bad_index(self) -> int | None:
-        indexes = [p.index for p in self.problems if p.index is not None]
-        return min(indexes) if indexes else None
+        """The first entry known to be bad; failing that, the start of the first bad range."""
+        exact = [p.index for p in self.problems if p.index is not None and p.exact]
+        ranges = [p.index for p in self.problems if p.index is not None and not p.exact]
+        return min(exact) if exact else min(ranges) if ranges else None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -280,6 +283,7 @@ def verify_log(
                     "two validly signed checkpoints disagree on this tree size (the log was forked)",
                     index=0,
                     until=size,
+                    exact=False,
                 )
             )
             continue
@@ -357,6 +361,7 @@ def _check_root(report: Report, checkpoint: Checkpoint, frontier: Frontier, last
             "removed or reordered",
             index=last_good,
             until=size,
+            exact=False,
         )
     )
     return last_good
