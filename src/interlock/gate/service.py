@@ -219,7 +219,8 @@ class Gate:
                     )
                     won = grant
                     break
-            error = None if won else self._no_grant(tx, agent, fp, grants, now)
+            # A loser re-reads: under READ COMMITTED its first read may predate the winner's commit.
+            error = None if won else self._no_grant(tx, agent, fp, repo.grants_for(tx, agent, fp), now)
         if won is not None:
             self._finish(
                 _Outcome(
@@ -268,7 +269,7 @@ class Gate:
                 " (a grant runs once): propose the action again for a new approval",
                 used.request_id,
             )
-        if grants:
+        if grants and all(g.expires_at <= now for g in grants):
             return GateError(
                 "grant_expired",
                 f"grant {grants[-1].id} expired at {stamp(grants[-1].expires_at)}: propose the action again",
