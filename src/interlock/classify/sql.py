@@ -164,9 +164,11 @@ class Verdict:
     creates: list[tuple[str, str]] = field(default_factory=list)
 
     def raise_to(self, risk: Risk, *tags: str, note: str = "") -> None:
+        # The summary names the riskiest thing found: a riskier finding replaces the note.
+        riskier = risk.rank > self.risk.rank or (risk is Risk.unknown and self.risk is not Risk.unknown)
         self.risk = Risk.highest([self.risk, risk])
         self.tags.update(tags)
-        if note and not self.note:
+        if note and (riskier or not self.note):
             self.note = note
 
 
@@ -247,10 +249,13 @@ def judge_statement(tokens: list[Token], sql: str, dialect: Dialect) -> Verdict:
     if first == "COPY":
         return judge_copy(tokens, sql, dialect)
     if first == "GRANT":
-        return Verdict("grant", Risk.write, {"privilege"}, note=f"GRANT {' '.join(words[1:4])}")
+        return Verdict("grant", Risk.write, {"privilege"}, note=f"GRANT: {shorten(text, 100)}")
     if first == "REVOKE":
         return Verdict(
-            "revoke", Risk.destructive, {"privilege"}, note="REVOKE removes access someone relies on"
+            "revoke",
+            Risk.destructive,
+            {"privilege"},
+            note=f"REVOKE removes access someone relies on: {shorten(text, 80)}",
         )
     if first in ("CREATE", "ALTER", "DROP"):
         kind = object_kind(words[1:])
@@ -551,15 +556,20 @@ def judge_node(node: exp.Expr, verdict: Verdict) -> None:
     elif isinstance(node, exp.Drop):
         if isinstance(node.parent, exp.Alter):
             kind = str(node.args.get("kind") or "part").upper()
-            verdict.raise_to(Risk.destructive, "schema", note=f"ALTER … DROP {kind}")
+            dropped = ", ".join(table_name(t) for t in node.args.get("tables") or []) or (
+                node.this.sql() if isinstance(node.this, exp.Expr) else ""
+            )
+            target = table_name(node.parent.this)
+            verdict.raise_to(Risk.destructive, "schema", note=f"ALTER {target} DROP {kind} {dropped}".strip())
         else:
             judge_drop(node, verdict)
     elif isinstance(node, exp.Alter):
         verdict.raise_to(
             Risk.write, "schema", note=f"ALTER {node.args.get('kind') or ''} {table_name(node.this)}"
         )
-        if any("Drop" in type(action).__name__ for action in node.args.get("actions") or []):
-            verdict.raise_to(Risk.destructive, "schema")
+        drops = [a for a in node.args.get("actions") or [] if "Drop" in type(a).__name__]
+        if drops and not isinstance(drops[0], exp.Drop):  # exp.Drop children say it themselves
+            verdict.raise_to(Risk.destructive, "schema", note=f"ALTER {table_name(node.this)} drops a part")
     elif isinstance(node, exp.TruncateTable):
         verdict.raise_to(Risk.destructive, "mass", "irreversible", note="TRUNCATE empties tables")
     elif isinstance(node, exp.Grant):
@@ -748,9 +758,11 @@ def combine(verdicts: list[Verdict]) -> Classification:
     for v in verdicts:
         tags |= v.tags
     dropped: set[tuple[str, str]] = set()
+    replaced: list[str] = []
     for v in verdicts:
         if dropped & set(v.creates):
             tags.add("replace")
+            replaced.extend(name for _, name in dropped & set(v.creates))
         dropped.update(v.drops)
     tables: list[str] = []
     for v in verdicts:
@@ -759,12 +771,17 @@ def combine(verdicts: list[Verdict]) -> Classification:
         "statements": [{"type": v.type, "tables": v.tables, "risk": v.risk.value} for v in verdicts],
         "tables": tables,
     }
-    return Classification(risk=risk, tags=tuple(tags), summary=summarize(verdicts, risk), details=details)
+    summary = summarize(verdicts, risk)
+    if replaced:
+        summary = shorten(f"drops and recreates {', '.join(replaced)}: {summary}", 200)
+    return Classification(risk=risk, tags=tuple(tags), summary=summary, details=details)
 
 
 def summarize(verdicts: list[Verdict], risk: Risk) -> str:
     def describe(v: Verdict) -> str:
-        return v.note or f"{v.type.upper()} {', '.join(v.tables)}".strip()
+        if v.note:
+            return v.note
+        return f"{v.type.upper()} from {', '.join(v.tables)}" if v.tables else v.type.upper()
 
     if len(verdicts) == 1:
         return shorten(describe(verdicts[0]), 200)
