@@ -556,9 +556,8 @@ def judge_node(node: exp.Expr, verdict: Verdict) -> None:
     elif isinstance(node, exp.Drop):
         if isinstance(node.parent, exp.Alter):
             kind = str(node.args.get("kind") or "part").upper()
-            dropped = ", ".join(table_name(t) for t in node.args.get("tables") or []) or (
-                node.this.sql() if isinstance(node.this, exp.Expr) else ""
-            )
+            parts = node.args.get("tables") or []
+            dropped = ", ".join(table_name(t) if isinstance(t, exp.Table) else t.sql() for t in parts)
             target = table_name(node.parent.this)
             verdict.raise_to(Risk.destructive, "schema", note=f"ALTER {target} DROP {kind} {dropped}".strip())
         else:
