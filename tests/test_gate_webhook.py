@@ -1,0 +1,160 @@
+"""Webhooks against a real HTTP receiver on 127.0.0.1: signed bodies it can verify, Slack format,
+retries with backoff, and a failing webhook that is audited and approves nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from interlock.gate.service import Gate
+from interlock.gate.webhook import Notifier, verify
+from interlock.store import Store
+from tests import test_gate_support as support
+from tests.test_gate_support import POLICY, ManualClock, Recorded, login, policy_from, propose, sql
+
+audit, clock = support.audit, support.clock
+SECRET = "whsec-test-0123456789"
+
+
+class Receiver:
+    """A real webhook receiver: checks the HMAC itself, answers `status` (200 unless told otherwise)."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.status = 200
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+                receiver.received.append(
+                    {
+                        "body": body,
+                        "path": self.path,
+                        "headers": dict(self.headers),
+                        "valid": hmac.compare_digest(expected, self.headers.get("X-Interlock-Signature", "")),
+                    }
+                )
+                self.send_response(receiver.status)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/interlock"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self) -> list[str]:
+        return [json.loads(r["body"]).get("event", "slack") for r in self.received]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+    r.server.server_close()
+
+
+def _gate(store: Store, audit: Recorded, clock: ManualClock, notify: str, **options: Any) -> Gate:
+    policy = policy_from(POLICY + "notify:\n" + notify)
+    notifier = Notifier(policy.doc.notify, audit, public_url="https://interlock.example", **options)
+    return Gate(store, policy, audit, clock=clock, notifier=notifier)
+
+
+def test_signed_json_on_request_and_outcome(
+    store: Store, audit: Recorded, clock: ManualClock, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IL_HOOK_SECRET", SECRET)
+    gate = _gate(store, audit, clock, f"  - {{url: '{receiver.url}', secret: env:IL_HOOK_SECRET}}\n")
+    request = propose(gate, sql())
+    for name in ("bob", "dave"):
+        gate.approve(request.id, login(store, audit, name))
+    assert gate.notifier is not None and gate.notifier.flush(10)
+    assert receiver.events() == ["approval.requested", "approval.approved"]
+    for got in receiver.received:
+        assert got["valid"], "the receiver's own HMAC check failed"
+        assert got["path"] == "/hooks/interlock"
+        body, headers = got["body"], got["headers"]
+        assert verify(SECRET, body, headers["X-Interlock-Signature"], headers["X-Interlock-Timestamp"])
+        doc = json.loads(body)
+        assert doc["request"]["link"] == f"https://interlock.example/v1/approvals/{request.id}"
+        assert not {"payload", "action", "rationale"} & set(doc["request"])  # the summary, not the payload
+    first = receiver.received[0]
+    sig, ts = first["headers"]["X-Interlock-Signature"], first["headers"]["X-Interlock-Timestamp"]
+    tampered = first["body"].replace(b"kiro", b"kirk")
+    assert not verify(SECRET, tampered, sig, ts)
+    assert not verify("another-secret", first["body"], sig, ts)
+    assert not verify(SECRET, first["body"], sig, ts, now=time.time() + 3600)  # a replay an hour later
+    assert not verify(SECRET, first["body"], sig, str(int(ts) + 1))  # header timestamp moved
+    gate.notifier.close()
+
+
+def test_slack_body(
+    store: Store, audit: Recorded, clock: ManualClock, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IL_HOOK_SECRET", SECRET)
+    gate = _gate(
+        store,
+        audit,
+        clock,
+        f"  - {{url: '{receiver.url}', secret: env:IL_HOOK_SECRET, format: slack, "
+        "events: [approval.requested]}\n",
+    )
+    request = propose(gate, sql())
+    gate.deny(request.id, login(store, audit, "carol"), "no")  # not in events: not sent
+    assert gate.notifier is not None and gate.notifier.flush(10)
+    assert len(receiver.received) == 1 and receiver.received[0]["valid"]
+    text = json.loads(receiver.received[0]["body"])["text"]
+    assert text.startswith("[Interlock] approval.requested: agent kiro") and request.id in text
+    gate.notifier.close()
+
+
+@pytest.mark.parametrize("failure", ["http-500", "unreachable", "secret-missing"])
+def test_failing_webhook_is_audited_and_approves_nothing(
+    store: Store,
+    audit: Recorded,
+    clock: ManualClock,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: str,
+) -> None:
+    url = receiver.url
+    if failure == "http-500":
+        receiver.status = 500
+    if failure == "unreachable":
+        receiver.server.shutdown()
+        receiver.server.server_close()
+    if failure != "secret-missing":
+        monkeypatch.setenv("IL_HOOK_SECRET", SECRET)
+    gate = _gate(
+        store,
+        audit,
+        clock,
+        f"  - {{url: '{url}', secret: env:IL_HOOK_SECRET}}\n",
+        attempts=3,
+        backoff=0.01,
+        timeout=2.0,
+    )
+    request = propose(gate, sql())
+    assert gate.notifier is not None and gate.notifier.flush(20)
+    failed = audit.last("webhook.failed")
+    assert failed["request_id"] == request.id and failed["event"] == "approval.requested"
+    assert failed["webhook"].startswith("http://127.0.0.1:") and "/hooks" not in failed["webhook"]
+    assert SECRET not in json.dumps(audit.events)
+    expected_attempts = {"http-500": 3, "unreachable": 3, "secret-missing": 1}[failure]
+    assert failed["attempts"] == expected_attempts
+    if failure == "http-500":
+        assert len(receiver.received) == 3  # retried with backoff
+    assert gate.status(request.id).request.state.value == "pending"
+    gate.notifier.close()
