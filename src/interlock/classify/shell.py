@@ -60,6 +60,9 @@ _REDIRECTS = frozenset({"file_redirect", "heredoc_redirect", "herestring_redirec
 _PASS_STDIN = frozenset({"subshell", "compound_statement", "list", "negated_command", "do_group"})
 
 
+_NO_REDIRECT = Verdict(Risk.read, "no redirection")
+
+
 class TooMuch(Exception):
     """The input asks for more work than we do for one classification."""
 
@@ -85,6 +88,19 @@ def decode_ansi_c(body: str) -> str:
         return _ANSI_SIMPLE.get(esc, "\\" + esc)
 
     return _ANSI_C.sub(one, body)
+
+
+#: tree-sitter-bash 0.25 crashes the process (SIGSEGV) on `{` followed by some characters outside
+#: the Basic Multilingual Plane (tree-sitter/tree-sitter-bash#337). No judge looks at such
+#: characters, so they (and lone surrogates) are parsed as U+FFFD, an ordinary word character.
+_PARSER_UNSAFE = re.compile("[\U00010000-\U0010FFFF\ud800-\udfff]")
+
+
+def parser_bytes(text: str) -> bytes:
+    """The UTF-8 bytes tree-sitter parses: `text` with characters that crash it replaced."""
+    if not text.isascii():
+        text = _PARSER_UNSAFE.sub("\ufffd", text)
+    return text.encode("utf-8")
 
 
 def join_continuations(text: str) -> str:
@@ -115,14 +131,20 @@ def join_continuations(text: str) -> str:
     return "".join(out)
 
 
+_BACKSLASH_ANY = re.compile(r"\\(.)", re.S)
+_BACKSLASH_DOUBLE = re.compile(r"\\([$`\"\\])")
+
+
 def _unescape_word(text: str) -> str:
-    text = text.replace("\\\n", "")
-    return re.sub(r"\\(.)", r"\1", text, flags=re.S)
+    if "\\" not in text:
+        return text
+    return _BACKSLASH_ANY.sub(r"\1", text.replace("\\\n", ""))
 
 
 def _unescape_double(text: str) -> str:
-    text = text.replace("\\\n", "")
-    return re.sub(r"\\([$`\"\\])", r"\1", text)
+    if "\\" not in text:
+        return text
+    return _BACKSLASH_DOUBLE.sub(r"\1", text.replace("\\\n", ""))
 
 
 def _text(node: Node) -> str:
@@ -220,10 +242,14 @@ class Judging:
 
     def run(self, text: str, stdin: Stdin = TTY) -> Outcome:
         self.text = text
-        tree = _PARSER.parse(join_continuations(text).encode("utf-8", errors="surrogatepass"))
-        root = tree.root_node
+        joined = join_continuations(text)
+        root = _PARSER.parse(parser_bytes(joined)).root_node
+        parse_error = root.has_error
+        if joined != text:
+            # Both readings must parse: we judge bash's, but never call "read" what tree-sitter rejects.
+            parse_error = parse_error or _PARSER.parse(parser_bytes(text)).root_node.has_error
         self.walk(root, stdin)
-        return self.outcome(root.has_error)
+        return self.outcome(parse_error)
 
     def outcome(self, parse_error: bool) -> Outcome:
         overall = worst(self.verdicts)
@@ -343,6 +369,8 @@ class Judging:
             self.walk(part)
 
     def redirect_verdict(self, redirects: list[Node]) -> Verdict:
+        if not redirects:
+            return _NO_REDIRECT
         verdicts = [Verdict(Risk.read, "redirects")]
         for redirect in redirects:
             for child in redirect.children:

@@ -83,6 +83,8 @@ def worst(verdicts: Iterable[Verdict], reason: str | None = None) -> Verdict:
     items = list(verdicts)
     if not items:
         return Verdict(R, reason or "nothing to run")
+    if len(items) == 1 and reason is None:
+        return items[0]
     top = max(items, key=lambda v: (v.risk.rank, v.risk is U))
     tags = frozenset().union(*(v.tags for v in items))
     paths = tuple(dict.fromkeys(p for v in items for p in v.paths))

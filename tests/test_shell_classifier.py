@@ -1,0 +1,270 @@
+"""The shell classifier's structure: details, summaries, wrappers, limits, and hostile input.
+
+The judgements themselves (input → risk, tags) are in tests/corpus/shell.jsonl.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import tree_sitter
+import tree_sitter_bash
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from interlock.classify import classify
+from interlock.classify.registry import ClassifyContext
+from interlock.classify.shell import MAX_DEPTH, classify_shell, decode_ansi_c, join_continuations, parser_bytes
+from interlock.model import Classification, Kind, Risk
+
+_PARSER = tree_sitter.Parser(tree_sitter.Language(tree_sitter_bash.language()))
+
+
+def shell(command: str) -> Classification:
+    return classify(Kind.shell, {"command": command})
+
+
+def programs(result: Classification) -> list[str]:
+    return [entry["program"] for entry in result.details["commands"]]
+
+
+@pytest.mark.parametrize(
+    ("payload", "why"),
+    [
+        ({"command": 42}, "not a string"),
+        ({"command": None}, "null"),
+        ({"command": ["rm", "-rf", "/"]}, "an argv list"),
+        ({"cmd": "ls"}, "wrong field"),
+        ({"command": "ls", "cwd": "/"}, "extra field"),
+        ({}, "empty"),
+    ],
+)
+def test_a_payload_that_is_not_exactly_one_command_string_is_unknown(payload: dict[str, Any], why: str) -> None:
+    result = classify_shell(payload, ClassifyContext())
+    assert result.risk is Risk.unknown, why
+    assert result.details["commands"] == []
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("ls -la", ["ls"]),
+        ("ls | grep x | wc -l", ["ls", "grep", "wc"]),
+        ("ls; cat x && echo y || true", ["ls", "cat", "echo", "true"]),
+        ("echo $(date) `id` <(uname)", ["echo", "date", "id", "uname"]),
+        ("(cd /tmp && ls)", ["cd", "ls"]),
+        ("sudo -u app timeout 5 env A=1 rm x", ["rm"]),
+        ("for f in *; do cat $f; done", ["cat"]),
+        ("# only a comment", []),
+    ],
+)
+def test_every_command_in_the_line_is_listed(command: str, expected: list[str]) -> None:
+    assert sorted(programs(shell(command))) == sorted(expected)
+
+
+@pytest.mark.parametrize(
+    ("command", "risks"),
+    [
+        ("ls; rm x", {"ls": "read", "rm": "destructive"}),
+        ("echo hi > out.txt; git status", {"echo": "write", "git": "read"}),
+        ("cat a | $CMD", {"cat": "read", "$CMD": "unknown"}),
+    ],
+)
+def test_each_command_carries_its_own_risk(command: str, risks: dict[str, str]) -> None:
+    entries = shell(command).details["commands"]
+    assert {entry["program"]: entry["risk"] for entry in entries} == risks
+    for entry in entries:
+        assert set(entry) >= {"command", "program", "risk", "tags", "reason"}
+
+
+@pytest.mark.parametrize(
+    ("command", "summary"),
+    [
+        ("rm -rf /var/lib/postgres", "rm -rf /var/lib/postgres (recursive delete)"),
+        ("sudo rm -rf /srv", "sudo rm -rf /srv (recursive delete)"),
+        ("ls; rm -rf /srv", "ls; rm -rf /srv (recursive delete)"),
+        ("echo hi > /etc/motd", "echo hi > /etc/motd (overwrites system path /etc/motd)"),
+        ("git push --force", "git push --force (git push --force rewrites remote history)"),
+        ("", "no command to run"),
+    ],
+)
+def test_summary_is_the_line_and_the_worst_reason(command: str, summary: str) -> None:
+    assert shell(command).summary == summary
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "psql <<EOF\nDROP TABLE users;\nEOF",
+        "ls\n" * 40 + "rm -rf /srv",
+        "bash -c 'rm -rf /srv\nls'",
+        "x" * 5000,
+    ],
+)
+def test_summary_is_one_short_line(command: str) -> None:
+    summary = shell(command).summary
+    assert "\n" not in summary
+    assert len(summary) <= 200
+
+
+@pytest.mark.parametrize(
+    ("command", "paths", "mass"),
+    [
+        ("rm -rf /var/lib/postgres /srv/data", ["/var/lib/postgres", "/srv/data"], True),
+        ("rm notes.txt", ["notes.txt"], False),
+        ("chmod -R 755 /srv/app", ["/srv/app"], True),
+        ("echo x >> app.log", ["app.log"], False),
+        ("find /tmp -name '*.tmp' -delete", ["/tmp"], True),
+    ],
+)
+def test_blast_radius_names_paths_and_mass(command: str, paths: list[str], mass: bool) -> None:
+    result = shell(command)
+    assert result.details["paths"] == paths
+    assert ("mass" in result.tags) is mass
+    assert (result.details.get("blast_radius") == "mass") is mass
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "sudo rm x",
+        "sudo -u postgres -g postgres rm x",
+        "doas rm x",
+        "env -i A=1 B=2 rm x",
+        "nice -n 5 ionice -c 3 rm x",
+        "timeout --signal=KILL 30s rm x",
+        "nohup rm x",
+        "command rm x",
+        "exec rm x",
+        "time rm x",
+        "stdbuf -o0 rm x",
+        "watch -n 1 rm x",
+        "/usr/bin/rm x",
+        "\\rm x",
+        "'rm' x",
+        '"r"m x',
+        "$'\\x72\\x6d' x",
+        "sudo nice env timeout 1 /bin/rm x",
+    ],
+)
+def test_wrappers_and_spellings_resolve_to_the_program(command: str) -> None:
+    result = shell(command)
+    assert result.risk is Risk.destructive
+    assert "rm" in programs(result) or "watch" in programs(result)
+
+
+def test_sudo_adds_privilege() -> None:
+    assert "privilege" in shell("sudo ls").tags
+    assert shell("sudo ls").risk is Risk.read
+
+
+def _nest(command: str, levels: int) -> str:
+    for _ in range(levels):
+        command = "bash -c " + "'" + command.replace("'", "'\"'\"'") + "'"
+    return command
+
+
+@pytest.mark.parametrize(
+    ("levels", "risk"),
+    [(1, Risk.read), (MAX_DEPTH - 1, Risk.read), (MAX_DEPTH + 1, Risk.unknown), (MAX_DEPTH + 5, Risk.unknown)],
+)
+def test_nested_shells_are_followed_up_to_the_recursion_limit(levels: int, risk: Risk) -> None:
+    assert shell(_nest("ls -la", levels)).risk is risk
+
+
+def test_beyond_the_recursion_limit_a_delete_is_not_read() -> None:
+    assert shell(_nest("rm -rf /srv", MAX_DEPTH + 3)).risk is Risk.unknown
+
+
+@pytest.mark.parametrize(
+    ("command", "risk"),
+    [
+        ("x" * (1024 * 1024), Risk.unknown),
+        ("ls; " * 250_000, Risk.unknown),
+        ("ls; " * 20_000, Risk.unknown),
+        ("$(" * 20_000 + "ls" + ")" * 20_000, Risk.unknown),
+        ("echo " + "a" * 90_000, Risk.read),
+    ],
+)
+def test_huge_input_is_judged_within_a_second(command: str, risk: Risk) -> None:
+    started = time.perf_counter()
+    result = shell(command)
+    assert time.perf_counter() - started < 1.0
+    assert result.risk is risk
+
+
+@pytest.mark.parametrize(
+    ("command", "parse_error"),
+    [("ls (", True), ("rm -rf / (", True), ("ls", False), ("if true; then", True)],
+)
+def test_parse_errors_are_reported_and_never_read(command: str, parse_error: bool) -> None:
+    result = shell(command)
+    assert bool(result.details.get("parse_error")) is parse_error
+    if parse_error:
+        assert result.risk is not Risk.read
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["{\U000c2bae\x87", "echo {\U000c2bae}", "{\U00031860", "rm -rf {\U00031860} /srv", "echo \ud800 {"],
+)
+def test_input_that_crashes_tree_sitter_bash_is_judged_without_crashing(command: str) -> None:
+    # tree-sitter/tree-sitter-bash#337: `{` then some non-BMP characters is a SIGSEGV on Linux.
+    result = shell(command)
+    assert result.risk is not Risk.read or "{" not in command or not _has_parse_error(command)
+
+
+def test_a_parse_error_keeps_a_sure_destructive_verdict() -> None:
+    assert shell("rm -rf / (").risk is Risk.destructive
+
+
+@pytest.mark.parametrize(
+    ("body", "value"),
+    [("\\x72m", "rm"), ("\\162\\155", "rm"), ("a\\nb", "a\nb"), ("\\u0041", "A"), ("it\\'s", "it's"), ("\\cA", "\x01")],
+)
+def test_ansi_c_strings_decode_like_bash(body: str, value: str) -> None:
+    assert decode_ansi_c(body) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "joined"),
+    [("r\\\nm -rf /", "rm -rf /"), ("echo 'a\\\nb'", "echo 'a\\\nb'"), ("ls", "ls"), ("a \\\\\nb", "a \\\\\nb")],
+)
+def test_line_continuations_are_joined_outside_single_quotes(text: str, joined: str) -> None:
+    assert join_continuations(text) == joined
+
+
+def test_sql_goes_to_the_sql_classifier_with_the_client_dialect() -> None:
+    entry = shell("psql -c 'DROP TABLE users'").details["commands"][0]
+    assert entry["program"] == "psql"
+    assert entry["risk"] == "destructive"
+
+
+def test_the_same_command_gives_the_same_answer_cached_or_not() -> None:
+    command = "git reset --hard HEAD~1"
+    cached = classify_shell({"command": command}, ClassifyContext())
+    fresh = classify_shell({"command": command}, ClassifyContext(sql_dialect="mysql"))
+    assert (cached.risk, cached.tags, cached.summary) == (fresh.risk, fresh.tags, fresh.summary)
+
+
+_SHELLISH = st.from_regex(
+    r"(sudo |env A=1 |\\|'|\"|\$\(|`|\$'\\x7[0-9]|<<EOF\n|<\(|\)|;|&&|\|\||\||>|>>|2>&1| |rm|-rf|/|\*|ls|"
+    r"bash -c |eval |xargs |find \. -exec |python3 -c |\{|\}|if |then |fi|\n|#|\$X|EOF)*",
+    fullmatch=True,
+)
+
+
+def _has_parse_error(text: str) -> bool:
+    return _PARSER.parse(parser_bytes(text)).root_node.has_error
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.text(max_size=300), _SHELLISH))
+def test_arbitrary_text_never_raises_and_a_parse_error_is_never_read(text: str) -> None:
+    result = classify_shell({"command": text}, ClassifyContext())
+    assert isinstance(result, Classification)
+    assert "\n" not in result.summary
+    if _has_parse_error(text):
+        assert result.risk is not Risk.read
