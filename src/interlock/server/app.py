@@ -150,44 +150,48 @@ class BodyLimit:
             await _reject(scope, send, 415, "unsupported_media_type",
                           "send the body as JSON with Content-Type: application/json")
             return
+        # Read the whole (bounded) body here, against a deadline, and replay it to the app: FastAPI turns any
+        # error raised while it reads a body into a generic 400, which would hide the real reason.
         deadline = time.monotonic() + BODY_DEADLINE_SECONDS
+        chunks: list[bytes] = []
         seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            remaining = deadline - time.monotonic()
+        more = True
+        while more:
             try:
-                message = await asyncio.wait_for(receive(), timeout=max(remaining, 0.001))
+                message = await asyncio.wait_for(receive(), timeout=max(deadline - time.monotonic(), 0.001))
             except TimeoutError:
-                raise _SlowClient from None
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
-            return message
+                await _reject(scope, send, 408, "request_timeout",
+                              f"body not received within {BODY_DEADLINE_SECONDS:g} s")
+                return
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_bytes:
+                await _reject(scope, send, 413, "body_too_large", f"request body over {self.max_bytes} bytes")
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        replayed = False
 
-        try:
-            await self.app(scope, limited, send)
-        except _SlowClient:
-            await _reject(scope, send, 408, "request_timeout", f"body not received within {BODY_DEADLINE_SECONDS:g} s")
-        except _TooLarge:
-            await _reject(scope, send, 413, "body_too_large", f"request body over {self.max_bytes} bytes")
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: disconnect notifications
 
-
-class _SlowClient(Exception):
-    pass
-
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 async def _reject(scope: Scope, send: Send, status: int, code: str, message: str) -> None:
-    response = ORJSONResponse(_error_body(code, message), status_code=status)
-    await response(scope, _empty_receive, send)
+    """Answer a request refused before routing; audited before the answer leaves (nothing unrecorded)."""
     server: Server | None = getattr(getattr(scope.get("app"), "state", None), "server", None)
     if server is not None:
         await server.audit_rejection(scope.get("method", ""), scope.get("path", ""), status, code, None)
+    response = JSON(_error_body(code, message), status_code=status)
+    await response(scope, _empty_receive, send)
 
 
 async def _empty_receive() -> Message:
@@ -444,7 +448,7 @@ def create_app(settings: Settings, policy: Policy | None = None) -> FastAPI:
     @app.get("/v1/audit/checkpoint", tags=["audit"])
     async def audit_checkpoint(who: Principal = Depends(human)) -> Response:
         checkpoint = await anyio.to_thread.run_sync(server.audit.checkpoint)
-        return ORJSONResponse(checkpoint.to_json())
+        return ORJSONResponse({**checkpoint.fields, **checkpoint.to_json()})
 
     @app.get("/v1/audit/proof/{index}", tags=["audit"])
     async def audit_proof(index: int, tree_size: int | None = None, who: Principal = Depends(human)) -> Response:

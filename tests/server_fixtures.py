@@ -1,0 +1,86 @@
+"""A real `interlock serve` process on a free loopback port, for the HTTP tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from interlock.audit import AuditLog
+from interlock.identity import create_token
+from interlock.policy import load_policy
+from interlock.store import open_store
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveServer:
+    def __init__(self, url: str, policy: Path, store_url: str, key_dir: Path, process: subprocess.Popen[bytes],
+                 log: Path) -> None:
+        self.url, self.policy, self.store_url, self.key_dir = url, policy, store_url, key_dir
+        self.process, self.log = process, log
+
+    def token(self, kind: str, name: str) -> str:
+        store = open_store(self.store_url)
+        try:
+            with AuditLog(store, key_dir=self.key_dir) as audit:
+                _, secret = create_token(store, kind, name, None, audit, policy=load_policy(self.policy))  # type: ignore[arg-type]
+        finally:
+            store.close()
+        return secret
+
+    def client(self, token: str | None = None, timeout: float = 30.0) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextmanager
+def live_server(policy: Path, store_url: str, tmp_path: Path, env: dict[str, str] | None = None,
+                workers: int = 1) -> Iterator[LiveServer]:
+    port = free_port()
+    key_dir = tmp_path / "keys"
+    log = tmp_path / f"serve-{port}.log"
+    store = open_store(store_url)
+    store.migrate()  # so tokens can be created before the server starts
+    store.close()
+    cmd = [sys.executable, "-m", "interlock.cli", "serve", "--policy", str(policy), "--db", store_url,
+           "--port", str(port), "--key-dir", str(key_dir), "--workers", str(workers)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
+                                   env={**os.environ, **(env or {})})
+    server = LiveServer(f"http://127.0.0.1:{port}", policy, store_url, key_dir, process, log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"interlock serve exited with {process.returncode}:\n{server.logs()}")
+            try:
+                if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"interlock serve did not become ready:\n{server.logs()}")
+            time.sleep(0.1)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
