@@ -1,0 +1,131 @@
+"""`interlock approvals list|show|approve|deny` on both stores: the approver's view, agent tokens
+refused, every refusal a non-zero exit with the specific error."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from interlock.gate.cli import app
+from interlock.gate.service import Gate
+from interlock.identity import create_token
+from interlock.policy import Policy
+from interlock.store import Store
+from tests import test_gate_support as support
+from tests.test_gate_support import Recorded, propose, sql
+
+audit, policy = support.audit, support.policy
+
+
+@pytest.fixture
+def gate(store: Store, policy: Policy, audit: Recorded) -> Gate:
+    return Gate(store, policy, audit)  # the system clock: the CLI runs on real time
+
+
+@pytest.fixture
+def cli(store: Store, tmp_path: Path, audit: Recorded):  # type: ignore[no-untyped-def]
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(support.POLICY)
+    runner = CliRunner()
+
+    def run(name: str, *args: str, kind: str = "human") -> tuple[int, str, str]:
+        _, secret = create_token(store, kind, name, None, audit)  # type: ignore[arg-type]
+        env = {
+            "INTERLOCK_TOKEN": secret,
+            "INTERLOCK_POLICY": str(policy_file),
+            "INTERLOCK_DB": store.url,
+            "INTERLOCK_KEYS": str(tmp_path / "keys"),
+        }
+        result = runner.invoke(app, list(args), env=env)
+        return result.exit_code, result.stdout, result.stderr
+
+    return run
+
+
+def test_show_gives_the_approver_everything(gate: Gate, cli) -> None:  # type: ignore[no-untyped-def]
+    request = propose(gate, sql())
+    code, out, _ = cli("bob", "show", request.id)
+    assert code == 0
+    for expected in (
+        request.id,
+        "state: pending",
+        "owner alice",
+        "sql in production/billing-db",
+        '"sql": "DELETE FROM invoices WHERE id = 42"',
+        "intent:    remove a duplicate invoice",
+        "rollback:  re-insert from backup",
+        "so far:    no votes yet",
+        "still needs 2 more from dba or sre",
+        "time left:",
+    ):
+        assert expected in out, expected
+
+
+def test_approve_deny_list_json(gate: Gate, cli) -> None:  # type: ignore[no-untyped-def]
+    first = propose(gate, sql())
+    second = propose(gate, sql("DELETE FROM invoices WHERE id = 43"))
+    code, out, _ = cli("carol", "list", "--format", "json")
+    assert code == 0 and {s["request"]["id"] for s in json.loads(out)} == {first.id, second.id}
+    assert cli("bob", "approve", first.id)[0] == 0
+    code, out, _ = cli("dave", "approve", first.id, "--format", "json")
+    status = json.loads(out)
+    assert code == 0 and status["request"]["state"] == "approved" and status["approved_by"] == ["bob", "dave"]
+    code, _, err = cli("carol", "deny", second.id)
+    assert code == 1 and "reason_required" in err
+    code, out, _ = cli("carol", "deny", second.id, "--reason", "wrong invoice")
+    assert code == 0 and "state: denied" in out
+    code, out, _ = cli("carol", "list")
+    assert code == 0 and "no pending approval requests" in out
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "args", "code", "message"),
+    [
+        ("kiro", "agent", ["list"], 1, "only a human's own token"),
+        ("kiro", "agent", ["approve", "{id}"], 1, "only a human's own token"),
+        ("alice", "human", ["approve", "{id}"], 1, "[not_eligible] alice owns agent kiro"),
+        ("erin", "human", ["approve", "{id}"], 1, "[not_eligible] erin (groups: finance)"),
+        ("bob", "human", ["approve", "apr_unknown"], 1, "[unknown_request]"),
+    ],
+)
+def test_refusals(
+    gate: Gate,
+    cli,
+    audit: Recorded,
+    name: str,
+    kind: str,
+    args: list[str],
+    code: int,  # type: ignore[no-untyped-def]
+    message: str,
+) -> None:
+    request = propose(gate, sql())
+    exit_code, _, err = cli(name, *[a.format(id=request.id) for a in args], kind=kind)
+    assert exit_code == code
+    assert message in err
+
+
+def test_bad_token_and_missing_policy(gate: Gate, store: Store, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["list", "--token", "ilk_h_forged", "--policy", str(tmp_path / "none.yaml"), "--db", store.url]
+    )
+    assert result.exit_code == 2 and "does not load" in result.stderr
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(support.POLICY)
+    result = CliRunner().invoke(
+        app,
+        [
+            "list",
+            "--token",
+            "ilk_h_forged",
+            "--policy",
+            str(policy_file),
+            "--db",
+            store.url,
+            "--keys",
+            str(tmp_path / "keys"),
+        ],
+    )
+    assert result.exit_code == 1 and "malformed token" in result.stderr and "forged" not in result.stderr
