@@ -27,6 +27,7 @@ SECRET = "s3cr3t p@ss/w+rd!tok3n"
         ('echo "$PATH"', Status.succeeded, 0, "/usr/local/bin:/usr/bin:/bin\n"),
         ("env | cut -d= -f1 | sort | tr '\\n' ' '", Status.succeeded, 0, "HOME LANG PATH PWD SHLVL _ "),
         ("kill -9 $$", Status.failed, -9, ""),
+        ("yes | head -c 3", Status.succeeded, 0, "y\ny"),  # SIGPIPE is not inherited as ignored
     ],
 )
 def test_shell_runs_in_a_controlled_environment(
@@ -104,6 +105,7 @@ def test_output_is_digested_whole_and_kept_up_to_the_limit() -> None:
         "sleep {n}",
         "sleep {n} & sleep {n} & wait",
         "setsid sleep {n} & wait",  # its own session: found through /proc, not the process group
+        "(setsid sleep {n} &); sleep {n}",  # orphaned at once: re-parented to the supervisor
         "bash -c 'trap \"\" TERM; sleep {n}'",
         "while true; do sleep {n} & done",  # forks as fast as it can: frozen before the kill
     ],
@@ -124,6 +126,7 @@ def test_timeout_kills_the_whole_process_tree(template: str) -> None:
     [
         "sleep {n} & echo started",  # holds the output pipe
         "nohup sleep {n} >/dev/null 2>&1 & echo started",  # detached from the pipe
+        "(setsid sleep {n} >/dev/null 2>&1 &); echo started",  # new session, orphaned, detached
     ],
 )
 def test_leftovers_in_the_process_group_die_with_the_command(template: str) -> None:

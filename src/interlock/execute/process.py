@@ -5,11 +5,11 @@ process group can be signalled), stdin closed, and only the environment the exec
 the gateway's own (which may hold the gateway's credentials). Output is read as it comes, digested
 whole and kept up to a limit, so a program that prints forever costs time, not memory.
 
-At the deadline the process tree is frozen (SIGSTOP, so it cannot fork its way out while we look),
-walked through /proc (catching children that started their own session) and killed. When the program
-ends on its own, whatever it left running in its process group is killed too: an action ends when its
-command ends. A process that both escaped the group and was orphaned before the deadline can outlive
-the action; run inside the sandbox (bubblewrap, own PID namespace) when that matters.
+Every program starts under `supervisor.py`, a child subreaper: descendants that double-fork or
+setsid to escape are re-parented to it, not to init, so they stay findable; when the program ends,
+the supervisor kills what is left. At the deadline the whole tree is frozen (SIGSTOP, so it cannot
+fork its way out while we look), walked through /proc and killed. A process can still escape by
+asking another daemon to start it (systemd-run, at, ssh); run inside the sandbox when that matters.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from __future__ import annotations
 import contextlib
 import os
 import selectors
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +29,8 @@ from pathlib import Path
 from interlock.execute.result import ExecutionError, OutputCapture
 
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+#: Started first, it re-parents escaping descendants to itself and kills leftovers (see its docstring).
+SUPERVISOR = Path(__file__).with_name("supervisor.py")
 #: After the program exits, how long we keep reading output that its leftovers may still hold open.
 DRAIN_GRACE = 0.5
 _CHUNK = 64 * 1024
@@ -113,9 +117,14 @@ def run_process(
     kill_grace: float = 0.0,
 ) -> ProcessOutcome:
     """Run `argv`; stderr goes into `output` too unless a separate `stderr` capture is given."""
+    program = argv[0] if os.path.isabs(argv[0]) else shutil.which(argv[0], path=env.get("PATH", BASE_PATH))
+    if program is None:
+        raise ExecutionError(
+            f"program {argv[0]!r} is not on the executor's PATH ({env.get('PATH', BASE_PATH)})"
+        )
     try:
         proc = subprocess.Popen(
-            list(argv),
+            [sys.executable, "-I", "-S", str(SUPERVISOR), os.path.abspath(program), *argv[1:]],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE if stderr is not None else subprocess.STDOUT,
