@@ -16,7 +16,13 @@ from hypothesis import strategies as st
 
 from interlock.classify import classify
 from interlock.classify.registry import ClassifyContext
-from interlock.classify.shell import MAX_DEPTH, classify_shell, decode_ansi_c, join_continuations, parser_bytes
+from interlock.classify.shell import (
+    MAX_DEPTH,
+    classify_shell,
+    decode_ansi_c,
+    join_continuations,
+    parser_bytes,
+)
 from interlock.model import Classification, Kind, Risk
 
 _PARSER = tree_sitter.Parser(tree_sitter.Language(tree_sitter_bash.language()))
@@ -41,7 +47,9 @@ def programs(result: Classification) -> list[str]:
         ({}, "empty"),
     ],
 )
-def test_a_payload_that_is_not_exactly_one_command_string_is_unknown(payload: dict[str, Any], why: str) -> None:
+def test_a_payload_that_is_not_exactly_one_command_string_is_unknown(
+    payload: dict[str, Any], why: str
+) -> None:
     result = classify_shell(payload, ClassifyContext())
     assert result.risk is Risk.unknown, why
     assert result.details["commands"] == []
@@ -168,7 +176,12 @@ def _nest(command: str, levels: int) -> str:
 
 @pytest.mark.parametrize(
     ("levels", "risk"),
-    [(1, Risk.read), (MAX_DEPTH - 1, Risk.read), (MAX_DEPTH + 1, Risk.unknown), (MAX_DEPTH + 5, Risk.unknown)],
+    [
+        (1, Risk.read),
+        (MAX_DEPTH - 1, Risk.read),
+        (MAX_DEPTH + 1, Risk.unknown),
+        (MAX_DEPTH + 5, Risk.unknown),
+    ],
 )
 def test_nested_shells_are_followed_up_to_the_recursion_limit(levels: int, risk: Risk) -> None:
     assert shell(_nest("ls -la", levels)).risk is risk
@@ -222,7 +235,14 @@ def test_a_parse_error_keeps_a_sure_destructive_verdict() -> None:
 
 @pytest.mark.parametrize(
     ("body", "value"),
-    [("\\x72m", "rm"), ("\\162\\155", "rm"), ("a\\nb", "a\nb"), ("\\u0041", "A"), ("it\\'s", "it's"), ("\\cA", "\x01")],
+    [
+        ("\\x72m", "rm"),
+        ("\\162\\155", "rm"),
+        ("a\\nb", "a\nb"),
+        ("\\u0041", "A"),
+        ("it\\'s", "it's"),
+        ("\\cA", "\x01"),
+    ],
 )
 def test_ansi_c_strings_decode_like_bash(body: str, value: str) -> None:
     assert decode_ansi_c(body) == value
@@ -230,7 +250,12 @@ def test_ansi_c_strings_decode_like_bash(body: str, value: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "joined"),
-    [("r\\\nm -rf /", "rm -rf /"), ("echo 'a\\\nb'", "echo 'a\\\nb'"), ("ls", "ls"), ("a \\\\\nb", "a \\\\\nb")],
+    [
+        ("r\\\nm -rf /", "rm -rf /"),
+        ("echo 'a\\\nb'", "echo 'a\\\nb'"),
+        ("ls", "ls"),
+        ("a \\\\\nb", "a \\\\\nb"),
+    ],
 )
 def test_line_continuations_are_joined_outside_single_quotes(text: str, joined: str) -> None:
     assert join_continuations(text) == joined

@@ -51,8 +51,14 @@ _PARSER = tree_sitter.Parser(_LANGUAGE)
 Node = tree_sitter.Node
 
 _DYNAMIC = frozenset(
-    {"simple_expansion", "expansion", "command_substitution", "process_substitution", "arithmetic_expansion",
-     "brace_expression"}
+    {
+        "simple_expansion",
+        "expansion",
+        "command_substitution",
+        "process_substitution",
+        "arithmetic_expansion",
+        "brace_expression",
+    }
 )
 _SUBSTITUTIONS = frozenset({"command_substitution", "process_substitution"})
 _REDIRECTS = frozenset({"file_redirect", "heredoc_redirect", "herestring_redirect"})
@@ -70,8 +76,21 @@ class TooMuch(Exception):
 # --------------------------------------------------------------------------- words
 
 _ANSI_C = re.compile(r"\\(x[0-9A-Fa-f]{1,2}|u[0-9A-Fa-f]{1,4}|U[0-9A-Fa-f]{1,8}|[0-7]{1,3}|c.|.)", re.S)
-_ANSI_SIMPLE = {"a": "\a", "b": "\b", "e": "\x1b", "E": "\x1b", "f": "\f", "n": "\n", "r": "\r", "t": "\t",
-                "v": "\v", "\\": "\\", "'": "'", '"': '"', "?": "?"}
+_ANSI_SIMPLE = {
+    "a": "\a",
+    "b": "\b",
+    "e": "\x1b",
+    "E": "\x1b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "v": "\v",
+    "\\": "\\",
+    "'": "'",
+    '"': '"',
+    "?": "?",
+}
 
 
 def decode_ansi_c(body: str) -> str:
@@ -93,7 +112,7 @@ def decode_ansi_c(body: str) -> str:
 #: tree-sitter-bash 0.25 crashes the process (SIGSEGV) on `{` followed by some characters outside
 #: the Basic Multilingual Plane (tree-sitter/tree-sitter-bash#337). No judge looks at such
 #: characters, so they (and lone surrogates) are parsed as U+FFFD, an ordinary word character.
-_PARSER_UNSAFE = re.compile("[\U00010000-\U0010FFFF\ud800-\udfff]")
+_PARSER_UNSAFE = re.compile("[\U00010000-\U0010ffff\ud800-\udfff]")
 
 
 def parser_bytes(text: str) -> bytes:
@@ -227,11 +246,15 @@ class Judging:
         return judge_argv(words, stdin, self)[1]
 
     def delegate(self, kind: Kind, payload: dict[str, Any], dialect: str | None = None) -> Verdict:
-        context = self.context if dialect is None else self.context.model_copy(update={"sql_dialect": dialect})
+        context = (
+            self.context if dialect is None else self.context.model_copy(update={"sql_dialect": dialect})
+        )
         result = classify(kind, payload, context)
         paths = result.details.get("paths", ())
         return Verdict(
-            result.risk, result.summary, frozenset(result.tags),
+            result.risk,
+            result.summary,
+            frozenset(result.tags),
             tuple(str(p) for p in paths) if isinstance(paths, list | tuple) else (),
         )
 
@@ -257,7 +280,11 @@ class Judging:
         summary = self._summary()
         if parse_error and risk is not Risk.destructive:
             risk = Risk.unknown
-            summary = f"could not parse the command line: {summary}" if self.commands else "could not parse the command line"
+            summary = (
+                f"could not parse the command line: {summary}"
+                if self.commands
+                else "could not parse the command line"
+            )
         return Outcome(risk, overall.tags, summary, self.commands, overall.paths, parse_error)
 
     def _summary(self) -> str:
@@ -323,7 +350,9 @@ class Judging:
         name = node.child_by_field_name("name")
         variable = _text(name) if name is not None else ""
         if variable in HIJACK_VARIABLES:
-            self.record(_text(node), "", Verdict(Risk.unknown, f"sets {variable}, which changes what programs run"))
+            self.record(
+                _text(node), "", Verdict(Risk.unknown, f"sets {variable}, which changes what programs run")
+            )
         for child in node.children:
             self.walk(child)
 
@@ -412,19 +441,32 @@ class Judging:
         stdin = stdin_from(inline, stdin) if inline else stdin
         redirect = self.redirect_verdict(all_redirects)
         if hijack is not None:
-            program, verdict = (words[0].show if words else ""), Verdict(
-                Risk.unknown, f"sets {hijack}, which changes what programs run"
+            program, verdict = (
+                (words[0].show if words else ""),
+                Verdict(Risk.unknown, f"sets {hijack}, which changes what programs run"),
             )
         elif words:
             program, verdict = judge_argv(words, stdin, self)
         else:
             program, verdict = "", Verdict(Risk.read, "sets variables")
-        if redirect.risk.rank > verdict.risk.rank or (redirect.risk is Risk.unknown and verdict.risk is not Risk.unknown):
-            verdict = Verdict(redirect.risk, redirect.reason, verdict.tags | redirect.tags,
-                              verdict.paths + redirect.paths, verdict.nested)
+        if redirect.risk.rank > verdict.risk.rank or (
+            redirect.risk is Risk.unknown and verdict.risk is not Risk.unknown
+        ):
+            verdict = Verdict(
+                redirect.risk,
+                redirect.reason,
+                verdict.tags | redirect.tags,
+                verdict.paths + redirect.paths,
+                verdict.nested,
+            )
         elif redirect.tags or redirect.paths:
-            verdict = Verdict(verdict.risk, verdict.reason, verdict.tags | redirect.tags,
-                              verdict.paths + redirect.paths, verdict.nested)
+            verdict = Verdict(
+                verdict.risk,
+                verdict.reason,
+                verdict.tags | redirect.tags,
+                verdict.paths + redirect.paths,
+                verdict.nested,
+            )
         text = _text(display)
         if display.type == "redirected_statement" and "<<" in text:
             text = text.split("\n", 1)[0]
@@ -484,9 +526,43 @@ def stdin_from(redirects: list[Node], default: Stdin) -> Stdin:
     return result
 
 
-_DECODERS = {"base64", "base32", "basenc", "xxd", "openssl", "gpg", "gunzip", "zcat", "xz", "unxz", "bzip2",
-             "bunzip2", "zstd", "rev", "tr", "uudecode", "od", "perl", "python", "python3", "iconv"}
-_DOWNLOADERS = {"curl", "wget", "fetch", "nc", "ncat", "netcat", "socat", "aria2c", "http", "lynx", "ftp", "tftp"}
+_DECODERS = {
+    "base64",
+    "base32",
+    "basenc",
+    "xxd",
+    "openssl",
+    "gpg",
+    "gunzip",
+    "zcat",
+    "xz",
+    "unxz",
+    "bzip2",
+    "bunzip2",
+    "zstd",
+    "rev",
+    "tr",
+    "uudecode",
+    "od",
+    "perl",
+    "python",
+    "python3",
+    "iconv",
+}
+_DOWNLOADERS = {
+    "curl",
+    "wget",
+    "fetch",
+    "nc",
+    "ncat",
+    "netcat",
+    "socat",
+    "aria2c",
+    "http",
+    "lynx",
+    "ftp",
+    "tftp",
+}
 
 
 def feed_from(node: Node) -> Stdin:
@@ -499,8 +575,22 @@ def feed_from(node: Node) -> Stdin:
     source = _one_line(_text(inner).split("\n", 1)[0], 80)
     if inner.type != "command":
         return Stdin("pipe", None, source=source)
-    words = [word_of(c) for c in inner.named_children if c.type not in _REDIRECTS and c.type not in ("variable_assignment", "comment")]
-    while words and words[0].value in ("sudo", "env", "nice", "nohup", "command", "stdbuf", "time", "exec", "doas"):
+    words = [
+        word_of(c)
+        for c in inner.named_children
+        if c.type not in _REDIRECTS and c.type not in ("variable_assignment", "comment")
+    ]
+    while words and words[0].value in (
+        "sudo",
+        "env",
+        "nice",
+        "nohup",
+        "command",
+        "stdbuf",
+        "time",
+        "exec",
+        "doas",
+    ):
         words = words[1:]
         while words and (words[0].value or "").startswith("-"):
             words = words[1:]
@@ -538,16 +628,27 @@ def feed_from(node: Node) -> Stdin:
 def judge_text(command: str, context: ClassifyContext) -> Outcome:
     """Judge a whole command line; never raises."""
     if len(command) > MAX_CHARS:
-        return Outcome(Risk.unknown, frozenset(), f"command longer than {MAX_CHARS} characters is not judged", [], (), False)
+        return Outcome(
+            Risk.unknown,
+            frozenset(),
+            f"command longer than {MAX_CHARS} characters is not judged",
+            [],
+            (),
+            False,
+        )
     judging = Judging(context)
     try:
         return judging.run(command)
     except TooMuch as exc:
-        return Outcome(Risk.unknown, frozenset(), f"too much to judge: {exc}", judging.commands[:50], (), False)
+        return Outcome(
+            Risk.unknown, frozenset(), f"too much to judge: {exc}", judging.commands[:50], (), False
+        )
     except RecursionError:
         return Outcome(Risk.unknown, frozenset(), "command nested too deeply to judge", [], (), False)
-    except Exception as exc:  # noqa: BLE001 - a bug here must end in unknown, never in a crash or "read"
-        return Outcome(Risk.unknown, frozenset(), f"shell classifier failed: {type(exc).__name__}", [], (), False)
+    except Exception as exc:
+        return Outcome(
+            Risk.unknown, frozenset(), f"shell classifier failed: {type(exc).__name__}", [], (), False
+        )
 
 
 def _classification(outcome: Outcome, command: str) -> Classification:
@@ -558,7 +659,9 @@ def _classification(outcome: Outcome, command: str) -> Classification:
         details["blast_radius"] = "mass"
     if outcome.parse_error:
         details["parse_error"] = True
-    return Classification(risk=outcome.risk, tags=tuple(outcome.tags), summary=_one_line(outcome.summary, 200), details=details)
+    return Classification(
+        risk=outcome.risk, tags=tuple(outcome.tags), summary=_one_line(outcome.summary, 200), details=details
+    )
 
 
 @functools.lru_cache(maxsize=4096)

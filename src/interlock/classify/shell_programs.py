@@ -29,6 +29,11 @@ from interlock.model import Kind, Risk
 R, W, D, U = Risk.read, Risk.write, Risk.destructive, Risk.unknown
 
 
+def name_set(text: str) -> frozenset[str]:
+    """A set of names from whitespace-separated text: long name lists stay readable."""
+    return frozenset(text.split())
+
+
 @dataclass(frozen=True)
 class Word:
     """One shell word: `value` after quote removal, or None when an expansion produces it."""
@@ -177,69 +182,24 @@ def first_operand(
 # --------------------------------------------------------------------------- paths
 
 _HARMLESS_DEVICES = frozenset(
-    {
-        "/dev/null",
-        "/dev/stdout",
-        "/dev/stderr",
-        "/dev/tty",
-        "/dev/zero",
-        "/dev/full",
-        "/dev/random",
-        "/dev/urandom",
-    }
+    name_set("/dev/null /dev/stdout /dev/stderr /dev/tty /dev/zero /dev/full /dev/random /dev/urandom")
 )
-_SYSTEM_DIRS = (
-    "/etc",
-    "/boot",
-    "/bin",
-    "/sbin",
-    "/usr",
-    "/lib",
-    "/lib32",
-    "/lib64",
-    "/var/lib",
-    "/root",
-    "/sys",
-    "/proc",
-    "/dev",
-    "/var/spool/cron",
-    "/var/backups",
-    "/opt",
-    "/srv",
-    "/var/log",
-    "/var/www",
+_SYSTEM_DIRS = name_set(
+    """
+    /etc /boot /bin /sbin /usr /lib /lib32 /lib64 /var/lib /root /sys /proc /dev /var/spool/cron
+    /var/backups /opt /srv /var/log /var/www
+    """
 )
 _SENSITIVE_HOME = re.compile(
     r"^(~|\$HOME|/home/[^/]+)/\.(ssh|bashrc|bash_profile|profile|zshrc|gnupg|aws|kube|config/systemd)"
 )
 _MASS_PATHS = frozenset(
-    {
-        "/",
-        "/*",
-        "~",
-        "~/",
-        "~/*",
-        "*",
-        ".*",
-        ".",
-        "./",
-        "./*",
-        "..",
-        "../",
-        "../*",
-        "$HOME",
-        "${HOME}",
-        "/home",
-        "/home/*",
-        "/var",
-        "/usr",
-        "/etc",
-        "/srv",
-        "/opt",
-        "/root",
-        "/boot",
-        "/var/lib",
-    }
+    name_set(
+        """
+        / /* ~ ~/ ~/* * .* . ./ ./* .. ../ ../* $HOME ${HOME} /home /home/* /var /usr /etc /srv /opt
+        /root /boot /var/lib
+        """
+    )
 )
 
 
@@ -252,8 +212,7 @@ def is_mass_path(path: str) -> bool:
     return (
         path in _MASS_PATHS
         or _normal(path) in _MASS_PATHS
-        or _normal(path).endswith("/*")
-        and _normal(path).count("/") <= 2
+        or (_normal(path).endswith("/*") and _normal(path).count("/") <= 2)
     )
 
 
@@ -317,13 +276,23 @@ def judge_shred(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdi
     return Verdict(D, "overwrites files beyond recovery", frozenset({"irreversible"}), _paths(opts.operands))
 
 
+#: Per disk tool: the options that only print (anything else may rewrite the disk).
+_DISK_LISTING = {
+    "fdisk": name_set("-l --list"),
+    "sfdisk": name_set("-l --list -d --dump -s --show-size -J --json -V --verify"),
+    "parted": name_set("-l --list print"),
+    "sgdisk": name_set("-p --print -v --verify -i --info -P --pretend"),
+    "blkid": name_set("-p -o -s -t -L -U"),
+}
+
+
 def judge_disk(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
-    listing = {"-l", "--list", "-L", "print", "--print", "-n", "--no-act", "--dump", "-d", "-s"}
-    if prog in ("fdisk", "sfdisk", "parted", "wipefs", "blkid", "sgdisk") and any(
-        w.value in listing for w in args
-    ):
-        if prog != "parted" or any(w.value == "print" for w in args):
-            return Verdict(R, f"{prog} lists partitions")
+    values = {w.value for w in args}
+    if prog == "wipefs" and not values & name_set("-a --all -o --offset -f --force"):
+        return Verdict(R, "wipefs lists signatures")
+    listing = _DISK_LISTING.get(prog)
+    if listing is not None and values & listing:
+        return Verdict(R, f"{prog} lists partitions")
     opts = parse_opts(args)
     return Verdict(
         D, f"{prog} rewrites a disk or filesystem", frozenset({"irreversible", "mass"}), _paths(opts.operands)
@@ -410,7 +379,11 @@ def judge_mv(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
         verdict = Verdict(D, f"mv into {dest.value} destroys the files", frozenset({"irreversible"}))
     verdicts = [verdict]
     if prog == "mv":
-        verdicts += [write_to(w, "mv moves away").with_tags() for w in sources if w.value is None or is_system_path(w.value)]
+        verdicts += [
+            write_to(w, "mv moves away").with_tags()
+            for w in sources
+            if w.value is None or is_system_path(w.value)
+        ]
     top = worst(verdicts)
     paths = _paths([*sources, dest])
     if opts.flags & {"f", "force"} and top.risk is W:
@@ -491,7 +464,10 @@ def judge_sed(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict
     for script in scripts:
         assert script is not None
         # `e` executes the pattern space as a command; `s///e` runs the replacement.
-        if re.search(r"(^|[;\n{}])\s*(\d+|\$|/[^/]*/)?(,\s*(\d+|\$|/[^/]*/))?\s*!?\s*e(\s|;|$)|s(.).*\6.*\6[gpiImM0-9w]*e", script):
+        if re.search(
+            r"(^|[;\n{}])\s*(\d+|\$|/[^/]*/)?(,\s*(\d+|\$|/[^/]*/))?\s*!?\s*e(\s|;|$)|s(.).*\6.*\6[gpiImM0-9w]*e",
+            script,
+        ):
             return Verdict(D, "sed runs a shell command (e)", frozenset({"interpreter"}))
         target = re.search(r"(^|[;\n}]\s*|s(.).*\2.*\2[gpiImM0-9e]*)w\s*(\S+)", script)
         if target:
@@ -577,7 +553,7 @@ def judge_shell(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdi
         if v in ("-o", "+o", "-O", "+O", "--rcfile", "--init-file"):
             i += 2
             continue
-        if v.startswith("-") and len(v) > 1 and not v.startswith("--") or v.startswith("+"):
+        if (v.startswith("-") and len(v) > 1 and not v.startswith("--")) or v.startswith("+"):
             if "c" in v[1:]:
                 has_command = True
                 command = args[i + 1].value if i + 1 < len(args) else None
@@ -630,7 +606,7 @@ def judge_interpreter(prog: str, args: list[Word], stdin: Stdin, run: Runner) ->
         if language == "python" and v == "-m":
             module = args[i + 1].value if i + 1 < len(args) else None
             return judge_python_module(module, args[i + 2 :], stdin, run)
-        if v == flag or v in ("--eval", "-E", "-p", "--print") and language in ("node", "perl"):
+        if v == flag or (v in ("--eval", "-E", "-p", "--print") and language in ("node", "perl")):
             code = args[i + 1].value if i + 1 < len(args) else None
             if code is None:
                 return Verdict(U, f"{prog} {v} with code produced by an expansion")
@@ -722,18 +698,7 @@ def judge_sql_client(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> 
         opts = parse_opts(
             args,
             "cdfhpUvoLTP",
-            [
-                "command",
-                "dbname",
-                "file",
-                "host",
-                "port",
-                "username",
-                "set",
-                "variable",
-                "output",
-                "log-file",
-            ],
+            name_set("command dbname file host port username set variable output log-file"),
         )
         if opts.flags & {"l", "list", "version", "V", "help"}:
             return Verdict(R, "psql lists databases")
@@ -762,7 +727,7 @@ def judge_sql_client(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> 
         if any(w.value is None for w in opts.operands[1:]):
             return Verdict(U, "sqlite3 SQL produced by an expansion")
         sql = [w.value for w in opts.operands[1:] if w.value is not None]
-        if "cmd" in opts.values and opts.values["cmd"]:
+        if opts.values.get("cmd"):
             sql.insert(0, opts.values["cmd"] or "")
     if sql:
         nested = run.delegate(Kind.sql, {"sql": "\n".join(sql)}, dialect)
@@ -794,20 +759,26 @@ def _collect_repeated(args: list[Word], names: tuple[str, ...], into: list[str])
         into[:] = found
 
 
-_REDIS_READ = frozenset(
-    "GET MGET KEYS SCAN INFO PING TTL PTTL TYPE EXISTS HGET HGETALL HKEYS HVALS HLEN HEXISTS HMGET LRANGE LLEN "
-    "LINDEX SMEMBERS SCARD SISMEMBER ZRANGE ZCARD ZSCORE ZRANK ZREVRANGE DBSIZE STRLEN GETRANGE ECHO TIME "
-    "LASTSAVE ROLE MEMORY XLEN XRANGE XINFO SLOWLOG SSCAN HSCAN ZSCAN OBJECT PUBSUB COMMAND LOLWUT".split()
+_REDIS_READ = name_set(
+    """
+    GET MGET KEYS SCAN INFO PING TTL PTTL TYPE EXISTS HGET HGETALL HKEYS HVALS HLEN HEXISTS HMGET LRANGE
+    LLEN LINDEX SMEMBERS SCARD SISMEMBER ZRANGE ZCARD ZSCORE ZRANK ZREVRANGE DBSIZE STRLEN GETRANGE ECHO
+    TIME LASTSAVE ROLE MEMORY XLEN XRANGE XINFO SLOWLOG SSCAN HSCAN ZSCAN OBJECT PUBSUB COMMAND LOLWUT
+    """
 )
-_REDIS_WRITE = frozenset(
-    "SET SETEX SETNX PSETEX MSET HSET HMSET HSETNX LPUSH RPUSH LINSERT LSET SADD ZADD INCR INCRBY DECR "
-    "DECRBY INCRBYFLOAT APPEND EXPIRE PEXPIRE EXPIREAT PERSIST PUBLISH XADD GETSET SETRANGE HINCRBY "
-    "ZINCRBY PFADD BGSAVE SAVE BGREWRITEAOF".split()
+_REDIS_WRITE = name_set(
+    """
+    SET SETEX SETNX PSETEX MSET HSET HMSET HSETNX LPUSH RPUSH LINSERT LSET SADD ZADD INCR INCRBY DECR
+    DECRBY INCRBYFLOAT APPEND EXPIRE PEXPIRE EXPIREAT PERSIST PUBLISH XADD GETSET SETRANGE HINCRBY
+    ZINCRBY PFADD BGSAVE SAVE BGREWRITEAOF
+    """
 )
-_REDIS_DESTRUCTIVE = frozenset(
-    "FLUSHALL FLUSHDB DEL UNLINK SHUTDOWN DEBUG RENAME RENAMENX HDEL SREM ZREM LREM LPOP RPOP SPOP LTRIM "
-    "ZREMRANGEBYSCORE ZREMRANGEBYRANK GETDEL XDEL XTRIM MIGRATE MOVE SWAPDB SLAVEOF REPLICAOF FAILOVER "
-    "RESTORE".split()
+_REDIS_DESTRUCTIVE = name_set(
+    """
+    FLUSHALL FLUSHDB DEL UNLINK SHUTDOWN DEBUG RENAME RENAMENX HDEL SREM ZREM LREM LPOP RPOP SPOP LTRIM
+    ZREMRANGEBYSCORE ZREMRANGEBYRANK GETDEL XDEL XTRIM MIGRATE MOVE SWAPDB SLAVEOF REPLICAOF FAILOVER
+    RESTORE
+    """
 )
 
 
@@ -846,19 +817,7 @@ def _redis_command(words: list[Word]) -> Verdict:
     if name == "CONFIG":
         return Verdict(R if sub == "GET" else D, f"redis CONFIG {sub}")
     if name in ("CLIENT", "CLUSTER", "SCRIPT", "FUNCTION", "ACL", "MODULE"):
-        read = sub in (
-            "LIST",
-            "INFO",
-            "GETNAME",
-            "ID",
-            "NODES",
-            "SLOTS",
-            "SHARDS",
-            "EXISTS",
-            "WHOAMI",
-            "USERS",
-            "CAT",
-        )
+        read = sub in name_set("LIST INFO GETNAME ID NODES SLOTS SHARDS EXISTS WHOAMI USERS CAT")
         return Verdict(R if read else D, f"redis {name} {sub}")
     if name in _REDIS_READ:
         return Verdict(R, f"redis {name} reads")
@@ -899,15 +858,19 @@ def judge_pg_tools(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Ve
 
 # --------------------------------------------------------------------------- version control, infrastructure
 
-_GIT_READ = frozenset(
-    "status log diff show blame grep ls-files ls-tree rev-parse describe shortlog cat-file ls-remote "
-    "whatchanged help version rev-list show-ref show-branch name-rev count-objects fsck verify-commit "
-    "verify-tag for-each-ref merge-base diff-tree diff-files diff-index check-ignore check-attr var "
-    "range-diff cherry annotate".split()
+_GIT_READ = name_set(
+    """
+    status log diff show blame grep ls-files ls-tree rev-parse describe shortlog cat-file ls-remote
+    whatchanged help version rev-list show-ref show-branch name-rev count-objects fsck verify-commit
+    verify-tag for-each-ref merge-base diff-tree diff-files diff-index check-ignore check-attr var
+    range-diff cherry annotate
+    """
 )
-_GIT_WRITE = frozenset(
-    "add commit merge rebase cherry-pick pull fetch init clone mv revert am apply notes bisect switch "
-    "format-patch archive bundle submodule sparse-checkout maintenance".split()
+_GIT_WRITE = name_set(
+    """
+    add commit merge rebase cherry-pick pull fetch init clone mv revert am apply notes bisect switch
+    format-patch archive bundle submodule sparse-checkout maintenance
+    """
 )
 
 
@@ -973,19 +936,7 @@ def judge_git(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict
         ):
             return Verdict(W, "git branch changes branches")
         operands = [v for v in values if v is not None and not v.startswith("-")]
-        listing = {
-            "--list",
-            "-l",
-            "-a",
-            "-r",
-            "-v",
-            "-vv",
-            "--all",
-            "--remotes",
-            "--show-current",
-            "--contains",
-            "--merged",
-        }
+        listing = name_set("--list -l -a -r -v -vv --all --remotes --show-current --contains --merged")
         if operands and not (flags & listing):
             return Verdict(W, "git branch creates a branch")
         return Verdict(R, "git branch lists branches")
@@ -1105,39 +1056,14 @@ def judge_helm(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdic
     )
     if sub is None:
         return Verdict(U, "helm subcommand produced by an expansion")
-    if sub in (
-        "list",
-        "ls",
-        "status",
-        "get",
-        "history",
-        "show",
-        "inspect",
-        "search",
-        "template",
-        "lint",
-        "version",
-        "env",
-        "verify",
-        "help",
-        "diff",
+    if sub in name_set(
+        "list ls status get history show inspect search template lint version env verify help diff"
     ):
         return Verdict(R, f"helm {sub} reads")
     if sub == "repo":
         action = rest[0].value if rest else ""
         return Verdict(R if action == "list" else D if action == "remove" else W, f"helm repo {action}")
-    if sub in (
-        "install",
-        "upgrade",
-        "package",
-        "pull",
-        "fetch",
-        "dependency",
-        "dep",
-        "plugin",
-        "push",
-        "create",
-    ):
+    if sub in name_set("install upgrade package pull fetch dependency dep plugin push create"):
         if sub == "upgrade" and any(w.value == "--force" for w in rest):
             return Verdict(D, "helm upgrade --force replaces resources", frozenset({"replace"}))
         return Verdict(W, f"helm {sub} changes releases or files")
@@ -1169,7 +1095,7 @@ def judge_cloud(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdi
         if _CLOUD_READ.match(word):
             return Verdict(R, f"{prog} {' '.join(words[: words.index(word) + 1])}")
         if _CLOUD_WRITE.match(word):
-            if prog == "gcloud" and word == "config" or word == "configure":
+            if (prog == "gcloud" and word == "config") or word == "configure":
                 continue
             return Verdict(W, f"{prog} {' '.join(words[: words.index(word) + 1])}")
     if any(f in ("--version", "--help", "-h") for f in values):
@@ -1185,21 +1111,11 @@ def judge_docker(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verd
     if sub is None:
         return Verdict(U, f"{prog} subcommand produced by an expansion")
     values = [w.value or "" for w in rest]
-    if sub in (
-        "compose",
-        "container",
-        "image",
-        "volume",
-        "network",
-        "system",
-        "builder",
-        "buildx",
-        "context",
-        "node",
-        "service",
-        "stack",
-        "secret",
-        "config",
+    if sub in name_set(
+        """
+        compose container image volume network system builder buildx context node service stack secret
+        config
+        """
     ):
         obj = sub
         sub2, rest2 = first_operand(rest, "fp", ["file", "project-name", "profile", "env-file"])
@@ -1220,21 +1136,7 @@ def judge_docker(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verd
                     return Verdict(U, f"{prog} compose {sub2} runs a command inside a container")
                 return Verdict(W, f"{prog} compose {sub2}")
             return Verdict(U, f"{prog} compose {sub2} not understood")
-        if sub2 in (
-            "ls",
-            "list",
-            "inspect",
-            "df",
-            "info",
-            "history",
-            "events",
-            "logs",
-            "top",
-            "stats",
-            "port",
-            "diff",
-            "ps",
-        ):
+        if sub2 in name_set("ls list inspect df info history events logs top stats port diff ps"):
             return Verdict(R, f"{prog} {obj} {sub2}")
         if sub2 in ("rm", "remove", "prune", "kill", "stop", "restart", "leave"):
             tags = frozenset({"mass"}) if sub2 == "prune" else frozenset()
@@ -1243,21 +1145,8 @@ def judge_docker(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verd
                 f"{prog} {obj} {sub2} removes or stops",
                 tags | {"irreversible"} if obj == "volume" else tags,
             )
-        if sub2 in (
-            "create",
-            "build",
-            "pull",
-            "push",
-            "tag",
-            "load",
-            "import",
-            "save",
-            "connect",
-            "disconnect",
-            "start",
-            "update",
-            "use",
-            "rename",
+        if sub2 in name_set(
+            "create build pull push tag load import save connect disconnect start update use rename"
         ):
             return Verdict(W, f"{prog} {obj} {sub2}")
         if sub2 in ("run", "exec"):
@@ -1296,23 +1185,8 @@ def judge_docker(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verd
         ):
             return Verdict(D, f"{prog} run with host privileges", frozenset({"privilege"}))
         return Verdict(W, f"{prog} run starts a container")
-    if sub in (
-        "build",
-        "pull",
-        "push",
-        "tag",
-        "create",
-        "start",
-        "login",
-        "logout",
-        "load",
-        "import",
-        "commit",
-        "cp",
-        "save",
-        "unpause",
-        "rename",
-        "update",
+    if sub in name_set(
+        "build pull push tag create start login logout load import commit cp save unpause rename update"
     ):
         return Verdict(W, f"{prog} {sub}")
     if sub == "exec":
@@ -1320,12 +1194,16 @@ def judge_docker(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verd
     return Verdict(U, f"{prog} {sub} not understood")
 
 
-_SYSTEMCTL_READ = frozenset(
-    "status show cat list-units list-unit-files list-timers list-sockets list-dependencies list-jobs "
-    "list-machines is-active is-enabled is-failed is-system-running get-default help show-environment".split()
+_SYSTEMCTL_READ = name_set(
+    """
+    status show cat list-units list-unit-files list-timers list-sockets list-dependencies list-jobs
+    list-machines is-active is-enabled is-failed is-system-running get-default help show-environment
+    """
 )
-_SYSTEMCTL_WRITE = frozenset(
-    "start enable reload daemon-reload daemon-reexec reenable preset link set-property edit revert unmask".split()
+_SYSTEMCTL_WRITE = name_set(
+    """
+    start enable reload daemon-reload daemon-reexec reenable preset link set-property edit revert unmask
+    """
 )
 
 
@@ -1339,21 +1217,11 @@ def judge_systemctl(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> V
         return Verdict(R, f"systemctl {sub or 'list-units'} reads")
     if sub in _SYSTEMCTL_WRITE:
         return Verdict(W, f"systemctl {sub} {' '.join(w.show for w in rest)}".rstrip())
-    if sub in (
-        "stop",
-        "restart",
-        "try-restart",
-        "reload-or-restart",
-        "disable",
-        "mask",
-        "kill",
-        "isolate",
-        "reset-failed",
-        "clean",
-        "freeze",
-        "default",
-        "rescue",
-        "emergency",
+    if sub in name_set(
+        """
+        stop restart try-restart reload-or-restart disable mask kill isolate reset-failed clean freeze
+        default rescue emergency
+        """
     ):
         return Verdict(
             D, f"systemctl {sub} {' '.join(w.show for w in rest)} interrupts a service".replace("  ", " ")
@@ -1466,9 +1334,8 @@ def judge_users(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdi
 def judge_mount(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
     if prog in ("umount", "swapoff"):
         return Verdict(D, f"{prog} detaches a filesystem")
-    if (
-        not args
-        or all(w.value in ("-l", "-t", "--list") or (w.value or "").startswith("-t") for w in args)
+    if not args or (
+        all(w.value in ("-l", "-t", "--list") or (w.value or "").startswith("-t") for w in args)
         and len(args) <= 2
         and not any((w.value or "").startswith("/") for w in args)
     ):
@@ -1476,12 +1343,16 @@ def judge_mount(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdi
     return Verdict(W, f"{prog} attaches a filesystem", frozenset({"privilege"}))
 
 
-_PACKAGE_READ = frozenset(
-    "list show search info freeze check policy madison depends rdepends outdated view ls audit help version "
-    "query files provides whatprovides history doctor config inspect download why".split()
+_PACKAGE_READ = name_set(
+    """
+    list show search info freeze check policy madison depends rdepends outdated view ls audit help
+    version query files provides whatprovides history doctor config inspect download why
+    """
 )
-_PACKAGE_DESTRUCTIVE = frozenset(
-    "remove purge uninstall autoremove erase prune unlink clean autoclean rm r un".split()
+_PACKAGE_DESTRUCTIVE = name_set(
+    """
+    remove purge uninstall autoremove erase prune unlink clean autoclean rm r un
+    """
 )
 
 
@@ -1491,21 +1362,7 @@ def judge_packages(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Ve
         return Verdict(U, f"{prog} argument produced by an expansion")
     if prog in ("dpkg", "rpm"):
         flags = {v for v in values if v.startswith("-")}
-        if flags & {
-            "-l",
-            "-L",
-            "-s",
-            "-S",
-            "--list",
-            "--status",
-            "--search",
-            "-q",
-            "-qa",
-            "-ql",
-            "-qi",
-            "--get-selections",
-            "--version",
-        }:
+        if flags & name_set("-l -L -s -S --list --status --search -q -qa -ql -qi --get-selections --version"):
             return Verdict(R, f"{prog} queries packages")
         if flags & {"-r", "-P", "--remove", "--purge", "-e", "--erase"}:
             return Verdict(D, f"{prog} removes packages")
@@ -1522,26 +1379,11 @@ def judge_packages(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Ve
         return Verdict(R, f"{prog} {verb} reads")
     if verb in _PACKAGE_DESTRUCTIVE:
         return Verdict(D, f"{prog} {verb} removes packages")
-    if verb in (
-        "install",
-        "add",
-        "i",
-        "update",
-        "upgrade",
-        "full-upgrade",
-        "dist-upgrade",
-        "reinstall",
-        "ci",
-        "build",
-        "wheel",
-        "download",
-        "makecache",
-        "link",
-        "publish",
-        "sync",
-        "lock",
-        "init",
-        "refresh",
+    if verb in name_set(
+        """
+        install add i update upgrade full-upgrade dist-upgrade reinstall ci build wheel download
+        makecache link publish sync lock init refresh
+        """
     ):
         return Verdict(W, f"{prog} {verb} changes installed software", frozenset({"network"}))
     if verb in ("run", "exec", "x", "test", "start"):
@@ -1556,34 +1398,13 @@ def judge_curl(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdic
     opts = parse_opts(
         args,
         "XdoHuAeEFTKbcrwmxyzYQt",
-        [
-            "request",
-            "data",
-            "data-raw",
-            "data-binary",
-            "data-urlencode",
-            "output",
-            "header",
-            "user",
-            "form",
-            "upload-file",
-            "config",
-            "cookie",
-            "cookie-jar",
-            "json",
-            "url",
-            "proxy",
-            "write-out",
-            "max-time",
-            "connect-timeout",
-            "retry",
-            "output-dir",
-            "cacert",
-            "cert",
-            "key",
-            "form-string",
-            "referer",
-        ],
+        name_set(
+            """
+            request data data-raw data-binary data-urlencode output header user form upload-file config
+            cookie cookie-jar json url proxy write-out max-time connect-timeout retry output-dir cacert
+            cert key form-string referer
+            """
+        ),
     )
     tags = {"network"}
     if "K" in opts.values or "config" in opts.values:
@@ -1591,19 +1412,7 @@ def judge_curl(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdic
     method = (opts.values.get("X") or opts.values.get("request") or "").upper()
     if ("X" in opts.values or "request" in opts.values) and not method:
         return Verdict(U, "curl method produced by an expansion", frozenset(tags))
-    data_keys = {
-        "d",
-        "data",
-        "data-raw",
-        "data-binary",
-        "data-urlencode",
-        "F",
-        "form",
-        "json",
-        "T",
-        "upload-file",
-        "form-string",
-    }
+    data_keys = name_set("d data data-raw data-binary data-urlencode F form json T upload-file form-string")
     sent = [opts.values[k] for k in data_keys if k in opts.values]
     if (
         any(v is not None and (v.startswith("@") or "=@" in v or "=<" in v) for v in sent)
@@ -1630,18 +1439,12 @@ def judge_wget(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdic
     opts = parse_opts(
         args,
         "OoPaAeTtUi",
-        [
-            "output-document",
-            "post-data",
-            "post-file",
-            "method",
-            "directory-prefix",
-            "body-data",
-            "execute",
-            "input-file",
-            "header",
-            "user-agent",
-        ],
+        name_set(
+            """
+            output-document post-data post-file method directory-prefix body-data execute input-file
+            header user-agent
+            """
+        ),
     )
     tags = frozenset({"network"})
     method = (opts.values.get("method") or "").upper()
@@ -1765,27 +1568,30 @@ def judge_builtin_text(prog: str, args: list[Word], stdin: Stdin, run: Runner) -
 
 # --------------------------------------------------------------------------- catalog
 
-READ_ONLY = frozenset(
-    """ls ll la dir vdir cat tac less more head tail grep egrep fgrep zgrep rg ag ack wc du df ps pstree top
-    htop which whereis type echo printf pwd whoami id groups uname cut tr jq yq diff cmp comm md5sum sha1sum
-    sha224sum sha256sum sha384sum sha512sum b2sum cksum sum shasum tree realpath readlink dirname basename
-    test [ true false sleep ping ping6 dig nslookup host traceroute tracepath getent nproc free uptime w who
-    last lastlog lsblk lscpu lsmem lsof lsusb lspci lsattr findmnt vmstat iostat mpstat stat file
-    nl fold fmt column expand unexpand paste join rev seq od hexdump strings base64 base32 printenv locale
-    tput tty arch getconf man info help whatis apropos jobs cd pushd popd dirs set shopt unset export
-    declare typeset local readonly read shift wait exit return break continue : umask ulimit times
-    getopts ss netstat numfmt factor expr bc cal ncal zdump tokei cloc
-    """.split()
+READ_ONLY = name_set(
+    """
+    ls ll la dir vdir cat tac less more head tail grep egrep fgrep zgrep rg ag ack wc du df ps pstree
+    top htop which whereis type echo printf pwd whoami id groups uname cut tr jq yq diff cmp comm md5sum
+    sha1sum sha224sum sha256sum sha384sum sha512sum b2sum cksum sum shasum tree realpath readlink
+    dirname basename test [ true false sleep ping ping6 dig nslookup host traceroute tracepath getent
+    nproc free uptime w who last lastlog lsblk lscpu lsmem lsof lsusb lspci lsattr findmnt vmstat iostat
+    mpstat stat file nl fold fmt column expand unexpand paste join rev seq od hexdump strings base64
+    base32 printenv locale tput tty arch getconf man info help whatis apropos jobs cd pushd popd dirs
+    set shopt unset export declare typeset local readonly read shift wait exit return break continue :
+    umask ulimit times getopts ss netstat numfmt factor expr bc cal ncal zdump tokei cloc
+    """
 )
 
 #: Environment variables that change which program runs or what it loads: setting one makes
 #: every later command in the line something we cannot judge.
-HIJACK_VARIABLES = frozenset(
-    """PATH LD_PRELOAD LD_LIBRARY_PATH LD_AUDIT BASH_ENV ENV PROMPT_COMMAND IFS PYTHONPATH PYTHONSTARTUP
+HIJACK_VARIABLES = name_set(
+    """
+    PATH LD_PRELOAD LD_LIBRARY_PATH LD_AUDIT BASH_ENV ENV PROMPT_COMMAND IFS PYTHONPATH PYTHONSTARTUP
     PYTHONHOME PERL5OPT PERL5LIB PERLLIB RUBYOPT RUBYLIB NODE_OPTIONS NODE_PATH GIT_SSH GIT_SSH_COMMAND
-    GIT_EXEC_PATH GIT_CONFIG GIT_CONFIG_GLOBAL GIT_CONFIG_PARAMETERS GIT_CONFIG_COUNT GIT_PAGER PAGER EDITOR
-    VISUAL SHELLOPTS BASHOPTS PS4 DYLD_INSERT_LIBRARIES DYLD_LIBRARY_PATH SUDO_ASKPASS SSH_ASKPASS
-    GIT_ASKPASS LESSOPEN LESSCLOSE MANPAGER KUBECTL_EXTERNAL_DIFF GIT_EXTERNAL_DIFF""".split()
+    GIT_EXEC_PATH GIT_CONFIG GIT_CONFIG_GLOBAL GIT_CONFIG_PARAMETERS GIT_CONFIG_COUNT GIT_PAGER PAGER
+    EDITOR VISUAL SHELLOPTS BASHOPTS PS4 DYLD_INSERT_LIBRARIES DYLD_LIBRARY_PATH SUDO_ASKPASS
+    SSH_ASKPASS GIT_ASKPASS LESSOPEN LESSCLOSE MANPAGER KUBECTL_EXTERNAL_DIFF GIT_EXTERNAL_DIFF
+    """
 )
 
 
@@ -1804,24 +1610,12 @@ _add(judge_rmdir, "rmdir")
 _add(judge_shred, "shred", "srm", "wipe")
 _add(
     judge_disk,
-    "mkfs",
-    "mke2fs",
-    "mkswap",
-    "wipefs",
-    "fdisk",
-    "sfdisk",
-    "parted",
-    "sgdisk",
-    "gdisk",
-    "blkdiscard",
-    "cryptsetup",
-    "lvremove",
-    "vgremove",
-    "pvremove",
-    "zpool",
-    "zfs",
-    "mdadm",
-    "badblocks",
+    *name_set(
+        """
+    mkfs mke2fs mkswap wipefs fdisk sfdisk parted sgdisk gdisk blkdiscard cryptsetup lvremove vgremove
+    pvremove zpool zfs mdadm badblocks
+    """
+    ),
 )
 _add(judge_truncate, "truncate", "fallocate")
 _add(judge_dd, "dd")
@@ -1843,14 +1637,7 @@ _add(judge_sql_client, *_SQL_DIALECT)
 _add(judge_redis, "redis-cli", "valkey-cli")
 _add(
     judge_pg_tools,
-    "dropdb",
-    "dropuser",
-    "createdb",
-    "createuser",
-    "pg_dump",
-    "pg_dumpall",
-    "mysqldump",
-    "pg_restore",
+    *name_set("dropdb dropuser createdb createuser pg_dump pg_dumpall mysqldump pg_restore"),
 )
 _add(judge_git, "git")
 _add(judge_delegate, "kubectl", "oc", "aws")
@@ -1865,84 +1652,38 @@ _add(judge_power, "shutdown", "reboot", "halt", "poweroff", "init", "telinit")
 _add(judge_crontab, "crontab")
 _add(
     judge_firewall,
-    "iptables",
-    "ip6tables",
-    "iptables-legacy",
-    "iptables-nft",
-    "iptables-save",
-    "ip6tables-save",
-    "iptables-restore",
-    "ip6tables-restore",
-    "nft",
-    "ufw",
+    *name_set(
+        """
+    iptables ip6tables iptables-legacy iptables-nft iptables-save ip6tables-save iptables-restore
+    ip6tables-restore nft ufw
+    """
+    ),
 )
 _add(
     judge_users,
-    "userdel",
-    "deluser",
-    "groupdel",
-    "delgroup",
-    "useradd",
-    "adduser",
-    "groupadd",
-    "addgroup",
-    "passwd",
-    "chpasswd",
-    "usermod",
-    "gpasswd",
-    "visudo",
-    "chage",
+    *name_set(
+        """
+    userdel deluser groupdel delgroup useradd adduser groupadd addgroup passwd chpasswd usermod gpasswd
+    visudo chage
+    """
+    ),
 )
 _add(judge_mount, "mount", "umount", "swapon", "swapoff")
 _add(
     judge_packages,
-    "apt",
-    "apt-get",
-    "yum",
-    "dnf",
-    "zypper",
-    "apk",
-    "pacman",
-    "pip",
-    "pip3",
-    "npm",
-    "pnpm",
-    "yarn",
-    "gem",
-    "cargo",
-    "go",
-    "brew",
-    "snap",
-    "dpkg",
-    "rpm",
-    "npx",
-    "pipx",
-    "uv",
-    "conda",
-    "poetry",
-    "bundle",
+    *name_set(
+        """
+    apt apt-get yum dnf zypper apk pacman pip pip3 npm pnpm yarn gem cargo go brew snap dpkg rpm npx
+    pipx uv conda poetry bundle
+    """
+    ),
 )
 _add(judge_curl, "curl")
 _add(judge_wget, "wget")
 _add(judge_ssh, "ssh", "scp", "rsync", "sftp")
 _add(
     judge_archive,
-    "tar",
-    "zip",
-    "unzip",
-    "gzip",
-    "gunzip",
-    "xz",
-    "unxz",
-    "bzip2",
-    "bunzip2",
-    "zstd",
-    "7z",
-    "zcat",
-    "bzcat",
-    "xzcat",
-    "zless",
-    "zgrep",
+    *name_set("tar zip unzip gzip gunzip xz unxz bzip2 bunzip2 zstd 7z zcat bzcat xzcat zless zgrep"),
 )
 _add(judge_date, "date", "hostname")
 _add(judge_xxd, "xxd")
@@ -1996,36 +1737,11 @@ def wrap_sudo(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Wrapper
     i, seen = _skip_options(
         args,
         takes,
-        [
-            "user",
-            "group",
-            "prompt",
-            "host",
-            "chdir",
-            "role",
-            "type",
-            "command-timeout",
-            "other-user",
-            "chroot",
-            "close-from",
-        ],
+        name_set("user group prompt host chdir role type command-timeout other-user chroot close-from"),
     )
     priv = frozenset({"privilege"})
     if i >= len(args):
-        if seen & {
-            "l",
-            "list",
-            "v",
-            "validate",
-            "k",
-            "K",
-            "reset-timestamp",
-            "remove-timestamp",
-            "V",
-            "version",
-            "h",
-            "help",
-        }:
+        if seen & name_set("l list v validate k K reset-timestamp remove-timestamp V version h help"):
             return Verdict(R, f"{prog} lists privileges", priv)
         if seen & {"e", "edit"}:
             return Verdict(W, f"{prog} -e edits a file as root", priv)
@@ -2194,17 +1910,12 @@ WRAPPERS.update({name: wrap_simple for name in _SIMPLE_WRAPPERS})
 
 #: Directories whose programs are the system's own: `/usr/bin/rm` is rm, `./rm` or `/tmp/rm` is not.
 TRUSTED_DIRS = frozenset(
-    {
-        "/bin",
-        "/sbin",
-        "/usr/bin",
-        "/usr/sbin",
-        "/usr/local/bin",
-        "/usr/local/sbin",
-        "/opt/homebrew/bin",
-        "/snap/bin",
-        "/usr/lib/postgresql/bin",
-    }
+    name_set(
+        """
+        /bin /sbin /usr/bin /usr/sbin /usr/local/bin /usr/local/sbin /opt/homebrew/bin /snap/bin
+        /usr/lib/postgresql/bin
+        """
+    )
 )
 _VERSIONED = re.compile(r"^(python|pip|ruby|php|perl|node|psql|pg_dump)[0-9.]*$")
 

@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from interlock.model import Risk
 
 
+def _names(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 @dataclass(frozen=True)
 class SnippetVerdict:
     risk: Risk
@@ -23,215 +27,31 @@ class SnippetVerdict:
 
 
 #: Names (calls, methods, modules) whose presence means the snippet can destroy or run anything.
-_DANGER_NAMES = frozenset(
-    {
-        # deleting
-        "remove",
-        "unlink",
-        "rmdir",
-        "removedirs",
-        "rmtree",
-        "rm",
-        "rm_rf",
-        "rm_r",
-        "rmSync",
-        "rmdirSync",
-        "unlinkSync",
-        "delete",
-        "truncate",
-        "truncateSync",
-        "drop",
-        # running other programs
-        "system",
-        "popen",
-        "Popen",
-        "subprocess",
-        "call",
-        "check_call",
-        "check_output",
-        "run",
-        "spawn",
-        "spawnSync",
-        "exec",
-        "execSync",
-        "execFile",
-        "execFileSync",
-        "execv",
-        "execve",
-        "execvp",
-        "execl",
-        "execlp",
-        "child_process",
-        "shell_exec",
-        "passthru",
-        "proc_open",
-        "pcntl_exec",
-        "qx",
-        "fork",
-        "spawnv",
-        "spawnl",
-        "startfile",
-        # running other code
-        "eval",
-        "compile",
-        "__import__",
-        "Function",
-        "import_module",
-        "load",
-        "loads_unsafe",
-        "pickle",
-        "marshal",
-        "ctypes",
-        "vm",
-        "create_function",
-        "assert",
-        # killing
-        "kill",
-        "killpg",
-        "terminate",
-        "abort",
-    }
+_DANGER_NAMES = _names(
+    """
+    Function Popen __import__ abort assert call check_call check_output child_process compile
+    create_function ctypes delete drop eval exec execFile execFileSync execSync execl execlp execv
+    execve execvp fork import_module kill killpg loads_unsafe marshal passthru pcntl_exec pickle popen
+    proc_open qx remove removedirs rm rmSync rm_r rm_rf rmdir rmdirSync rmtree run shell_exec spawn
+    spawnSync spawnl spawnv startfile subprocess system terminate truncate truncateSync unlink
+    unlinkSync vm
+    """
 )
 
 #: Names a read-only Python snippet may use (calls, attributes, modules).
-_PY_SAFE = frozenset(
-    {
-        "print",
-        "len",
-        "str",
-        "int",
-        "float",
-        "repr",
-        "sorted",
-        "sum",
-        "min",
-        "max",
-        "abs",
-        "range",
-        "list",
-        "dict",
-        "set",
-        "tuple",
-        "enumerate",
-        "zip",
-        "format",
-        "round",
-        "bool",
-        "any",
-        "all",
-        "reversed",
-        "hex",
-        "oct",
-        "bin",
-        "ord",
-        "chr",
-        "type",
-        "isinstance",
-        "map",
-        "filter",
-        "json",
-        "dumps",
-        "loads",
-        "sys",
-        "version",
-        "version_info",
-        "platform",
-        "executable",
-        "argv",
-        "path",
-        "stdin",
-        "read",
-        "readlines",
-        "stdout",
-        "math",
-        "sqrt",
-        "pi",
-        "datetime",
-        "date",
-        "now",
-        "today",
-        "utcnow",
-        "isoformat",
-        "strftime",
-        "time",
-        "os",
-        "getcwd",
-        "getpid",
-        "environ",
-        "get",
-        "getenv",
-        "listdir",
-        "exists",
-        "isfile",
-        "isdir",
-        "join",
-        "basename",
-        "dirname",
-        "abspath",
-        "realpath",
-        "getsize",
-        "socket",
-        "gethostname",
-        "python_version",
-        "system_info",
-        "machine",
-        "node",
-        "release",
-        "uname",
-        "cpu_count",
-        "hashlib",
-        "sha256",
-        "md5",
-        "hexdigest",
-        "encode",
-        "decode",
-        "upper",
-        "lower",
-        "strip",
-        "split",
-        "splitlines",
-        "replace",
-        "startswith",
-        "endswith",
-        "items",
-        "keys",
-        "values",
-        "x",
-        "i",
-        "k",
-        "v",
-        "line",
-        "data",
-        "d",
-        "s",
-        "e",
-        "sep",
-        "end",
-        "indent",
-        "sort_keys",
-        "ensure_ascii",
-        "__version__",
-        "re",
-        "match",
-        "search",
-        "findall",
-        "group",
-        "open",
-        "uuid",
-        "uuid4",
-        "base64",
-        "b64decode",
-        "b64encode",
-        "string",
-        "ascii_letters",
-        "locale",
-        "getpreferredencoding",
-        "struct",
-        "calcsize",
-        "maxsize",
-        "timezone",
-        "utc",
-    }
+_PY_SAFE = _names(
+    """
+    __version__ abs abspath all any argv ascii_letters b64decode b64encode base64 basename bin bool
+    calcsize chr cpu_count d data date datetime decode dict dirname dumps e encode end endswith
+    ensure_ascii enumerate environ executable exists filter findall float format get getcwd getenv
+    gethostname getpid getpreferredencoding getsize group hashlib hex hexdigest i indent int isdir
+    isfile isinstance isoformat items join json k keys len line list listdir loads locale lower machine
+    map match math max maxsize md5 min node now oct open ord os path pi platform print python_version
+    range re read readlines realpath release replace repr reversed round s search sep set sha256 socket
+    sort_keys sorted split splitlines sqrt startswith stdin stdout str strftime string strip struct sum
+    sys system_info time timezone today tuple type uname upper utc utcnow uuid uuid4 v values version
+    version_info x zip
+    """
 )
 
 _PY_SAFE_NODES = (
@@ -325,123 +145,29 @@ _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HIDDEN_EXEC = re.compile(r"`|%x[({\[]|#\{|\$\{|\bqx\b|\bopen\s*\(?[^;]*['\"][|>]")
 
 _SAFE_WORDS = {
-    "node": frozenset(
-        {
-            "console",
-            "log",
-            "JSON",
-            "stringify",
-            "parse",
-            "Math",
-            "max",
-            "min",
-            "floor",
-            "ceil",
-            "round",
-            "process",
-            "version",
-            "versions",
-            "platform",
-            "arch",
-            "argv",
-            "env",
-            "cwd",
-            "length",
-            "toString",
-            "Date",
-            "now",
-            "new",
-            "toISOString",
-            "let",
-            "const",
-            "var",
-            "true",
-            "false",
-            "null",
-            "x",
-            "i",
-        }
+    "node": _names(
+        """
+        Date JSON Math arch argv ceil console const cwd env false floor i length let log max min new now
+        null parse platform process round stringify toISOString toString true var version versions x
+        """
     ),
-    "perl": frozenset(
-        {
-            "print",
-            "say",
-            "join",
-            "map",
-            "length",
-            "scalar",
-            "uc",
-            "lc",
-            "sprintf",
-            "printf",
-            "localtime",
-            "time",
-            "ENV",
-            "ARGV",
-            "n",
-            "split",
-            "my",
-            "use",
-            "strict",
-            "warnings",
-            "_",
-            "x",
-            "i",
-            "q",
-            "qw",
-        }
+    "perl": _names(
+        """
+        ARGV ENV _ i join lc length localtime map my n print printf q qw say scalar split sprintf strict
+        time uc use warnings x
+        """
     ),
-    "ruby": frozenset(
-        {
-            "puts",
-            "print",
-            "p",
-            "pp",
-            "to_s",
-            "to_i",
-            "length",
-            "size",
-            "join",
-            "map",
-            "each",
-            "require",
-            "json",
-            "JSON",
-            "generate",
-            "pretty_generate",
-            "parse",
-            "RUBY_VERSION",
-            "Time",
-            "now",
-            "ENV",
-            "ARGV",
-            "x",
-            "i",
-            "do",
-            "end",
-        }
+    "ruby": _names(
+        """
+        ARGV ENV JSON RUBY_VERSION Time do each end generate i join json length map now p parse pp
+        pretty_generate print puts require size to_i to_s x
+        """
     ),
-    "php": frozenset(
-        {
-            "echo",
-            "print",
-            "phpversion",
-            "PHP_VERSION",
-            "json_encode",
-            "json_decode",
-            "var_dump",
-            "print_r",
-            "date",
-            "time",
-            "strlen",
-            "implode",
-            "explode",
-            "strtoupper",
-            "strtolower",
-            "PHP_EOL",
-            "x",
-            "i",
-        }
+    "php": _names(
+        """
+        PHP_EOL PHP_VERSION date echo explode i implode json_decode json_encode phpversion print print_r
+        strlen strtolower strtoupper time var_dump x
+        """
     ),
 }
 
@@ -456,7 +182,9 @@ def judge_code(language: str, code: str) -> SnippetVerdict:
 def _judge_by_words(code: str, language: str, safe: frozenset[str]) -> SnippetVerdict:
     # Perl, Ruby and PHP run code inside double-quoted strings ("@{[ … ]}", "#{…}", "{$…}"), and
     # Python only gets here when `ast` could not parse it: only JavaScript strings are plain data.
-    strings = _STRING if language == "node" else _SINGLE_QUOTED if language in ("perl", "ruby", "php") else None
+    strings = (
+        _STRING if language == "node" else _SINGLE_QUOTED if language in ("perl", "ruby", "php") else None
+    )
     bare = strings.sub(" ", code) if strings is not None else code
     words = set(_WORD.findall(bare))
     # A module that runs programs counts even inside a string: `require("child_process")`.
