@@ -94,6 +94,8 @@ DESTRUCTIVE_VERBS = (
     "Abort",
     "Unassign",
     "Deactivate",
+    "Close",
+    "Leave",
 )
 #: Operations that hand out credentials or widen access although the catalog says Write.
 PRIVILEGE_OPERATIONS = frozenset(

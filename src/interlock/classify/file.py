@@ -103,7 +103,9 @@ def classify_file(payload: dict[str, Any], context: ClassifyContext) -> Classifi
         return unknown("file action without a usable `path`")
     operation = operation.lower()
     normal = normalise(path)
-    lower = normal.lower()  # case-insensitive file systems (macOS, Windows) make .GIT the same as .git
+    # Case-insensitive file systems (macOS, Windows) make .GIT the same as .git, and Windows drops
+    # trailing dots and spaces from names (`.git./config`).
+    lower = "/".join(part.rstrip(". ") or part for part in normal.lower().split("/"))
     risk = OPERATIONS[operation]
     tags: set[str] = set()
     why = ""

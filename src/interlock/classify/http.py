@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from interlock.classify.registry import ClassifyContext, register, unknown
 from interlock.model import Classification, Kind, Risk
@@ -30,6 +30,19 @@ METHOD_RISK = {
 DESTRUCTIVE_SEGMENT = re.compile(
     r"^(?i:delete|destroy|drop|purge|terminate|remove|wipe|truncate|erase|kill|nuke)(?:$|[-_.]|[A-Z])"
 )
+
+
+OVERRIDE_HEADERS = frozenset({"x-http-method-override", "x-http-method", "x-method-override"})
+
+
+def method_risk(method: str, context: ClassifyContext) -> Risk:
+    return context.http_methods.get(method, METHOD_RISK.get(method, Risk.unknown))
+
+
+def overrides(headers: dict[Any, Any], query: str) -> list[str]:
+    found = [str(v).strip().upper() for k, v in headers.items() if str(k).lower() in OVERRIDE_HEADERS]
+    found += [v.strip().upper() for k, v in parse_qsl(query) if k.lower() == "_method"]
+    return found
 
 
 @register(Kind.http)
@@ -52,10 +65,15 @@ def classify_http(payload: dict[str, Any], context: ClassifyContext) -> Classifi
     shown = f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path or '/'}"
     if parts.query:
         shown += "?…"
-    risk = context.http_methods.get(method, METHOD_RISK.get(method, Risk.unknown))
+    risk = method_risk(method, context)
     why = "" if method in METHOD_RISK or method in context.http_methods else f": unknown method {method[:20]}"
+    # Frameworks honour a method override (header or `_method=`): judge the method that will run.
+    for override in overrides(headers, parts.query):
+        if method_risk(override, context).rank > risk.rank or method_risk(override, context) is Risk.unknown:
+            risk = Risk.highest([risk, method_risk(override, context)])
+            why = f": overridden to {override[:20]}"
     tags: set[str] = set()
-    segment = next((s for s in parts.path.split("/") if DESTRUCTIVE_SEGMENT.match(s)), None)
+    segment = next((s for s in unquote(parts.path).split("/") if DESTRUCTIVE_SEGMENT.match(s)), None)
     if segment is not None:
         risk = Risk.highest([risk, Risk.destructive])
         why = f": path names a destructive verb ({segment[:40]})"

@@ -342,6 +342,19 @@ def pod_of(word: str) -> dict[str, str]:
     return {"type": "pods", "name": word}
 
 
+DRY_RUN_VALUES = frozenset({"", "client", "server", "true"})
+
+
+def is_zero(value: str | None) -> bool:
+    """`--replicas=0`, `=00`, `=+0`: kubectl parses an integer."""
+    if value is None:
+        return False
+    try:
+        return int(value) == 0
+    except ValueError:
+        return False
+
+
 @dataclass
 class Judgement:
     risk: Risk
@@ -380,8 +393,13 @@ def judge(inv: Invocation) -> Classification:
     scope = scope_of(inv)
     if judgement.risk is not Risk.read and verb not in ("exec", "logs") and scope:
         judgement.tags.add("mass")
+    # Only the values kubectl treats as a dry run count: `--dry-run=false` (old boolean form) runs it.
     dry_run = inv.value("--dry-run")
-    if dry_run is not None and dry_run.lower() != "none" and verb not in ("exec", "attach", "debug", "cp"):
+    if (
+        dry_run is not None
+        and dry_run.lower() in DRY_RUN_VALUES
+        and verb not in ("exec", "attach", "debug", "cp")
+    ):
         judgement = Judgement(Risk.read, set(), f"dry run of {verb}: changes nothing")
     kinds = {r["type"] for r in resources}
     if kinds & RBAC_RESOURCES and judgement.risk is not Risk.read:
@@ -439,7 +457,7 @@ def judge_verb(inv: Invocation, verb: str, subverb: str, resources: list[dict[st
     if verb in INTERACTIVE_VERBS:
         return Judgement(Risk.unknown, {"interpreter"}, f"`{verb}` opens a session in a container")
     if verb == "scale":
-        if inv.value("--replicas") == "0":
+        if is_zero(inv.value("--replicas")):
             return Judgement(Risk.destructive, set(), "scales to zero replicas: the service stops")
         return Judgement(Risk.write)
     if verb in ("replace", "apply") and inv.has("--force"):

@@ -113,7 +113,9 @@ DESTRUCTIVE_VERBS = frozenset(
     }
 )
 INTERPRETER_VERBS = frozenset({"run", "exec", "execute", "eval", "shell", "bash", "python", "invoke", "call"})
-SQL_ARGUMENTS = frozenset({"sql", "query"})
+SQL_ARGUMENTS = frozenset({"sql", "query", "statement"})
+#: How deep into nested argument objects and lists to look for sql/command fields.
+MAX_DEPTH = 6
 SHELL_ARGUMENTS = frozenset({"command", "cmd", "script"})
 SQL_STARTS = re.compile(
     r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(?i:select|with|insert|update|delete|drop|truncate|alter|create|grant|"
@@ -142,16 +144,17 @@ def classify_mcp(payload: dict[str, Any], context: ClassifyContext) -> Classific
         )
     signals: list[tuple[Risk, str]] = [name_risk(tool)]
     tags: set[str] = set()
-    for key, value in arguments.items():
-        inner = argument_classification(str(key), value, context)
+    for key, value in nested_fields(arguments):
+        inner = argument_classification(key, value, context)
         if inner is not None:
             signals.append((inner.risk, f"{key}: {inner.summary}"))
             tags.update(inner.tags)
-    if annotations.get("destructiveHint") is True:
+    # Hints only raise, so a truthy-looking value ("true", 1) counts as true here.
+    if annotations.get("destructiveHint") in (True, "true", 1):
         signals.append((Risk.destructive, "the server marks it destructive"))
-    if annotations.get("readOnlyHint") is False:
+    if annotations.get("readOnlyHint") in (False, "false", 0):
         signals.append((Risk.write, "the server says it is not read-only"))
-    if annotations.get("openWorldHint") is True:
+    if annotations.get("openWorldHint") in (True, "true", 1):
         tags.add("network")
     risk = Risk.highest([risk for risk, _ in signals])
     why = next(reason for r, reason in signals if r is risk)
@@ -159,6 +162,21 @@ def classify_mcp(payload: dict[str, Any], context: ClassifyContext) -> Classific
     return Classification(
         risk=risk, tags=tuple(tags), summary=shorten(f"mcp {where}: {why}", 200), details=details
     )
+
+
+def nested_fields(value: Any, depth: int = 0) -> list[tuple[str, Any]]:
+    """Every (key, value) in nested objects and lists: `{"params": {"sql": …}}` is found too."""
+    found: list[tuple[str, Any]] = []
+    if depth > MAX_DEPTH:
+        return found
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            found.append((str(key), inner))
+            found.extend(nested_fields(inner, depth + 1))
+    elif isinstance(value, list):
+        for inner in value:
+            found.extend(nested_fields(inner, depth + 1))
+    return found
 
 
 def name_words(tool: str) -> list[str]:

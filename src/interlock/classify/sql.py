@@ -350,7 +350,7 @@ def judge_explain(tokens: list[Token], sql: str, dialect: Dialect) -> Verdict:
             depth -= 1
         elif word in ("ANALYZE", "ANALYSE"):
             next_word = tokens[index + 1].text.upper() if index + 1 < len(tokens) else ""
-            analyze = analyze or next_word not in ("FALSE", "OFF", "0")
+            analyze = analyze or next_word not in FALSE_WORDS
         elif depth == 0 and word in statement_starts:
             inner = judge_statement(tokens[index:], sql, dialect)
             if not analyze:
@@ -358,6 +358,10 @@ def judge_explain(tokens: list[Token], sql: str, dialect: Dialect) -> Verdict:
             inner.note = f"EXPLAIN ANALYZE executes it: {inner.note or inner.type}"
             return inner
     return Verdict("explain", Risk.unknown, note="EXPLAIN of something we cannot read")
+
+
+#: What PostgreSQL's parse_bool reads as false (it accepts unique prefixes).
+FALSE_WORDS = frozenset({"F", "FA", "FAL", "FALS", "FALSE", "N", "NO", "OF", "OFF", "0"})
 
 
 def judge_wrapped(tokens: list[Token], sql: str, dialect: Dialect, word: str) -> Verdict:
@@ -589,6 +593,14 @@ def judge_node(node: exp.Expr, verdict: Verdict) -> None:
             verdict.raise_to(Risk.destructive, note=f"{name}(…)")
         elif name in OPAQUE_FUNCTIONS:
             verdict.raise_to(Risk.unknown, note=f"{name}(…) runs SQL or touches files we cannot see")
+        elif name == "set_config":
+            setting = constant(node.expressions[0]) if node.expressions else None
+            if not isinstance(setting, str) or setting.lower() in ("role", "session_authorization"):
+                verdict.raise_to(
+                    Risk.write, "privilege", note="set_config(role …) changes whose rights apply"
+                )
+            else:
+                verdict.raise_to(Risk.write, note=f"set_config({setting[:30]}) changes a setting")
         elif name in WRITE_FUNCTIONS:
             verdict.raise_to(Risk.write, note=f"{name}(…) changes server state")
 
@@ -651,8 +663,11 @@ def truth(node: exp.Expr) -> bool | None:
             return True
         return False if left is False and right is False else None
     if isinstance(node, exp.Is) and isinstance(node.expression, exp.Null):
+        negate = bool(node.args.get("negate"))
+        if isinstance(node.this, exp.Null):
+            return not negate  # NULL IS NULL
         value = constant(node.this)
-        return None if value is None else False
+        return None if value is None else negate  # 1 IS NULL is false, 1 IS NOT NULL true
     if isinstance(node, exp.Like):
         pattern = constant(node.expression)
         return True if isinstance(pattern, str) and pattern and set(pattern) == {"%"} else None
