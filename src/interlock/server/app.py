@@ -237,7 +237,7 @@ class Server:
         try:
             await anyio.to_thread.run_sync(self.audit.append, "request.rejected", data)
         except Exception as exc:  # noqa: BLE001 - the rejection stands; the failure to audit it is logged
-            log_event("audit_failed", event="request.rejected", error=type(exc).__name__)
+            log_event("audit_failed", audit_event="request.rejected", error=type(exc).__name__)
 
     def ready(self) -> tuple[bool, str]:
         try:
