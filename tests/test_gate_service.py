@@ -141,6 +141,7 @@ def test_grant_runs_once_for_exactly_that_action(gate: Gate, store: Store, audit
     assert grant.request_id == request.id
     assert gate.status(request.id).request.state is RequestState.consumed
     refused("grant_consumed", gate.consume_grant, "kiro", sql())  # replay
+    refused("consumed", gate.approve, request.id, login(store, audit, "carol"))  # nothing left to decide
     assert audit.names().count("grant.consumed") == 1
     assert audit.last("grant.refused")["code"] == "grant_consumed"
 
