@@ -280,11 +280,7 @@ class Judging:
         summary = self._summary()
         if parse_error and risk is not Risk.destructive:
             risk = Risk.unknown
-            summary = (
-                f"could not parse the command line: {summary}"
-                if self.commands
-                else "could not parse the command line"
-            )
+            summary = f"could not parse the command line: {_one_line(self.text, 100)}"
         return Outcome(risk, overall.tags, summary, self.commands, overall.paths, parse_error)
 
     def _summary(self) -> str:
@@ -496,6 +492,8 @@ def file_redirect_verdict(redirect: Node) -> Verdict:
         elif target is None:
             target = child
     if target is None:
+        if operator in (">&-", "<&-"):
+            return Verdict(Risk.read, "closes a file descriptor")
         return Verdict(Risk.unknown, f"redirection {operator} without a target")
     word = word_of(target)
     if operator in ("<", "<<-"):

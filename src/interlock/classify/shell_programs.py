@@ -240,6 +240,10 @@ def write_to(word: Word, action: str = "writes to") -> Verdict:
         return Verdict(U, f"{action} a path produced by an expansion ({word.text})")
     if harmless_sink(path):
         return Verdict(R, f"{action} {path}")
+    if _normal(path).startswith(("/dev/tcp/", "/dev/udp/")):
+        return Verdict(
+            U, f"{action} a network socket {path}", frozenset({"network", "exfiltration"}), (path,)
+        )
     if is_device(path):
         return Verdict(D, f"{action} device {path}", frozenset({"irreversible"}), (path,))
     if is_system_path(path):
@@ -1190,8 +1194,23 @@ def judge_docker(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verd
     ):
         return Verdict(W, f"{prog} {sub}")
     if sub == "exec":
-        return Verdict(U, f"{prog} exec runs a command inside a container")
+        return judge_container_exec(prog, rest, run)
     return Verdict(U, f"{prog} {sub} not understood")
+
+
+def judge_container_exec(prog: str, args: list[Word], run: Runner) -> Verdict:
+    """`docker exec [options] CONTAINER CMD…`: the command is judged as if it ran here."""
+    takes = name_set("-u --user -w --workdir -e --env --env-file --detach-keys")
+    i = 0
+    while i < len(args) and (args[i].value or "").startswith("-"):
+        i += 2 if args[i].value in takes else 1
+    if i >= len(args) or args[i].value is None:
+        return Verdict(U, f"{prog} exec: container not understood")
+    inner = args[i + 1 :]
+    if not inner:
+        return Verdict(U, f"{prog} exec without a command")
+    nested = run.argv(inner, TTY)
+    return Verdict(nested.risk, f"{prog} exec {args[i].show}: {nested.reason}", nested.tags, nested.paths)
 
 
 _SYSTEMCTL_READ = name_set(
@@ -1536,6 +1555,17 @@ def judge_xxd(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict
     return Verdict(R, f"{prog} prints a hex dump")
 
 
+def judge_pager(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    """less/more `+cmd` and man `-P`/`--pager` run commands of the caller's choosing."""
+    for word in args:
+        value = word.value
+        if value is None or value.startswith("+") or value in ("-P", "--pager", "-H", "--html"):
+            return Verdict(U, f"{prog} {word.show} may run a command")
+        if value.startswith(("--pager=", "--html=", "-P")):
+            return Verdict(U, f"{prog} {word.show} may run a command")
+    return Verdict(R, f"{prog} only reads")
+
+
 def judge_date(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
     values = [w.value for w in args]
     if prog == "date" and any(
@@ -1570,13 +1600,13 @@ def judge_builtin_text(prog: str, args: list[Word], stdin: Stdin, run: Runner) -
 
 READ_ONLY = name_set(
     """
-    ls ll la dir vdir cat tac less more head tail grep egrep fgrep zgrep rg ag ack wc du df ps pstree
+    ls ll la dir vdir cat tac head tail grep egrep fgrep zgrep rg ag ack wc du df ps pstree
     top htop which whereis type echo printf pwd whoami id groups uname cut tr jq yq diff cmp comm md5sum
     sha1sum sha224sum sha256sum sha384sum sha512sum b2sum cksum sum shasum tree realpath readlink
     dirname basename test [ true false sleep ping ping6 dig nslookup host traceroute tracepath getent
     nproc free uptime w who last lastlog lsblk lscpu lsmem lsof lsusb lspci lsattr findmnt vmstat iostat
-    mpstat stat file nl fold fmt column expand unexpand paste join rev seq od hexdump strings base64
-    base32 printenv locale tput tty arch getconf man info help whatis apropos jobs cd pushd popd dirs
+    mpstat stat file yes history nl fold fmt column expand unexpand paste join rev seq od hexdump strings base64
+    base32 printenv locale tput tty arch getconf info help whatis apropos jobs cd pushd popd dirs
     set shopt unset export declare typeset local readonly read shift wait exit return break continue :
     umask ulimit times getopts ss netstat numfmt factor expr bc cal ncal zdump tokei cloc
     """
@@ -1686,6 +1716,7 @@ _add(
     *name_set("tar zip unzip gzip gunzip xz unxz bzip2 bunzip2 zstd 7z zcat bzcat xzcat zless zgrep"),
 )
 _add(judge_date, "date", "hostname")
+_add(judge_pager, "less", "more", "most", "man")
 _add(judge_xxd, "xxd")
 _add(judge_builtin_text, "trap", "alias", "source", ".")
 
