@@ -1606,9 +1606,9 @@ READ_ONLY = name_set(
     dirname basename test [ true false sleep ping ping6 dig nslookup host traceroute tracepath getent
     nproc free uptime w who last lastlog lsblk lscpu lsmem lsof lsusb lspci lsattr findmnt vmstat iostat
     mpstat stat file yes history nl fold fmt column expand unexpand paste join rev seq od hexdump
-    strings base64 base32 printenv locale tput tty arch getconf info help whatis apropos jobs cd pushd popd dirs
-    set shopt unset export declare typeset local readonly read shift wait exit return break continue :
-    umask ulimit times getopts ss netstat numfmt factor expr bc cal ncal zdump tokei cloc
+    strings base64 base32 printenv locale tput tty arch getconf info help whatis apropos jobs cd
+    pushd popd dirs set shopt unset export declare typeset local readonly read shift wait exit return
+    break continue : umask ulimit times getopts ss netstat numfmt factor expr bc cal ncal zdump tokei cloc
     """
 )
 
