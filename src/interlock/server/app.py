@@ -17,24 +17,23 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import orjson
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-import orjson
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from interlock.audit import AuditLog
-from interlock.gate.service import Gate, GateError
-from interlock.gate.webhook import Notifier
-from interlock.gateway import TERMINAL, Gateway, GatewayError, GatewayUnavailable, Mode, State
+from interlock.gate.service import GateError
+from interlock.gateway import TERMINAL, GatewayError, GatewayUnavailable, Mode, State
 from interlock.identity import AuthError, Principal, authenticate
 from interlock.model import Action, Kind, Rationale, Strict
 from interlock.policy import Policy, load_policy, run_tests
 from interlock.policy.lint import lint_file
+from interlock.runtime import Runtime
 from interlock.server.logs import configure_logging, log_event
-from interlock.store import Store, StoreError, open_store
+from interlock.store import StoreError
 
 #: Bodies larger than this are refused before they are read (a payload limit applies after parsing).
 DEFAULT_MAX_BODY = 2 * 1024 * 1024
@@ -206,14 +205,10 @@ class Server:
 
     def __init__(self, settings: Settings, policy: Policy | None = None) -> None:
         self.settings = settings
-        self.policy = policy or check_policy_for_serving(settings.policy)
-        self.store: Store = open_store(settings.db)
-        self.store.migrate()
-        self.audit = AuditLog(self.store, key_dir=settings.key_dir)
-        notifier = Notifier(self.policy.doc.notify, self.audit, public_url=settings.public_url) \
-            if self.policy.doc.notify else None
-        self.gate = Gate(self.store, self.policy, self.audit, notifier=notifier)
-        self.gateway = Gateway(self.store, self.policy, self.audit, self.gate)
+        self.runtime = Runtime(policy or check_policy_for_serving(settings.policy), settings.db, settings.key_dir,
+                               public_url=settings.public_url)
+        self.policy, self.store, self.audit = self.runtime.policy, self.runtime.store, self.runtime.audit
+        self.gate, self.gateway = self.runtime.gate, self.runtime.gateway
         self.changed = asyncio.Event()
         self.registry = CollectorRegistry()
         self.requests = Counter("interlock_http_requests", "HTTP requests", ["route", "status"],
@@ -226,8 +221,7 @@ class Server:
                                             "rules": len(self.policy.doc.rules)})
 
     def close(self) -> None:
-        self.audit.close()
-        self.store.close()
+        self.runtime.close()
 
     async def audit_rejection(self, method: str, path: str, status: int, code: str, who: Principal | None) -> None:
         data = {"method": method, "path": path[:200], "status": status, "code": code,
@@ -236,7 +230,7 @@ class Server:
             data["agent"] = who.name
         try:
             await anyio.to_thread.run_sync(self.audit.append, "request.rejected", data)
-        except Exception as exc:  # noqa: BLE001 - the rejection stands; the failure to audit it is logged
+        except Exception as exc:
             log_event("audit_failed", audit_event="request.rejected", error=type(exc).__name__)
 
     def ready(self) -> tuple[bool, str]:
@@ -357,7 +351,7 @@ def create_app(settings: Settings, policy: Policy | None = None) -> FastAPI:
         deadline = time.monotonic() + timeout
         while True:
             proposal = await guarded(server.gateway.advance, action_id, who.name)
-            if proposal.state in TERMINAL or proposal.state is State.executing and proposal.result is not None:
+            if proposal.state in TERMINAL or (proposal.state is State.executing and proposal.result is not None):
                 break
             remaining = deadline - time.monotonic()
             if remaining <= 0:

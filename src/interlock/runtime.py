@@ -1,0 +1,47 @@
+"""Everything a Gateway runs on, assembled once: store → audit log → gate → gateway.
+
+Used by the HTTP server and by in-process front doors (the MCP proxy's `--policy`, the SDK's
+LocalClient), so each of them gets the same sequence and the same audit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from interlock.audit import AuditLog
+from interlock.gate.service import Gate
+from interlock.gate.webhook import Notifier
+from interlock.gateway import Gateway
+from interlock.policy import Policy, load_policy
+from interlock.store import DEFAULT_URL, Store, open_store
+
+DEFAULT_KEY_DIR = Path(".interlock/keys")
+
+
+class Runtime:
+    def __init__(self, policy: Policy | str | Path, db: str = DEFAULT_URL, key_dir: Path = DEFAULT_KEY_DIR,
+                 *, public_url: str = "http://127.0.0.1:8700") -> None:
+        self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
+        if db.startswith("sqlite:///") and ":memory:" not in db:
+            Path(db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.store: Store = open_store(db)
+        try:
+            self.store.migrate()
+            self.audit = AuditLog(self.store, key_dir=key_dir)
+        except BaseException:
+            self.store.close()
+            raise
+        notifier = Notifier(self.policy.doc.notify, self.audit, public_url=public_url) \
+            if self.policy.doc.notify else None
+        self.gate = Gate(self.store, self.policy, self.audit, notifier=notifier)
+        self.gateway = Gateway(self.store, self.policy, self.audit, self.gate)
+
+    def close(self) -> None:
+        self.audit.close()
+        self.store.close()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
