@@ -145,6 +145,8 @@ class AuditLog:
         self._closed = False
         self._cache: tuple[int, dict[tuple[int, int], bytes]] | None = None  # writer thread only
         self._last_checkpoint: tuple[int, float] | None = None  # (tree size, monotonic time)
+        self.batches = 0  # committed batches and entries, for metrics and benchmarks
+        self.committed = 0
         try:
             with store.transaction() as tx:
                 migrated = tx.fetchone("SELECT 1 AS x FROM schema_migrations WHERE version = 2") is not None
@@ -185,7 +187,7 @@ class AuditLog:
 
     def entry_bytes(self, event: str, data: Mapping[str, Any], time: str) -> bytes:
         """The exact bytes an entry is hashed as: canonical JSON of {event, time, data (redacted)}."""
-        return canonical_json({"event": event, "time": time, "data": self.redactor(jsonable(dict(data)))})
+        return entry_json({"event": event, "time": time, "data": self.redactor(jsonable(dict(data)))})
 
     def _submit(self, event: str, data: Mapping[str, Any]) -> Future[Receipt]:
         if self._closed:
@@ -199,7 +201,7 @@ class AuditLog:
         stamp = now()
         try:
             clean = self.redactor(jsonable(dict(data)))
-            text = canonical_json({"event": event, "time": stamp, "data": clean}).decode("utf-8")
+            text = entry_json({"event": event, "time": stamp, "data": clean}).decode("utf-8")
         except (ValueError, TypeError) as exc:
             raise AuditError(f"audit data for {event!r} is not JSON: {exc}") from exc
         future: Future[Receipt] = Future()
@@ -252,6 +254,8 @@ class AuditLog:
             for pending in batch:
                 pending.future.set_exception(error)
             return
+        self.batches += 1
+        self.committed += len(batch)
         for pending, receipt in zip(batch, receipts, strict=True):
             pending.future.set_result(receipt)
 
@@ -579,6 +583,40 @@ def _columns(data: Mapping[str, Any]) -> tuple[str | None, ...]:
         _text(data.get("outcome")) or _text(decision.get("outcome")),
         _text(data.get("action_id")),
     )
+
+
+_MAX_SAFE_INT = 2**53 - 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_OR_ASTRAL = re.compile("[\ud800-\udfff\U00010000-\U0010ffff]")
+
+
+def entry_json(value: Any) -> bytes:
+    """RFC 8785 canonical JSON. For values without floats, unsafe integers, lone surrogates or
+    astral-plane keys, json.dumps with sorted keys produces the identical bytes (tested against
+    the rfc8785 implementation) at a fraction of the cost; anything else goes through
+    `interlock.fingerprint.canonical_json`."""
+    if _simple(value):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return canonical_json(value)
+
+
+def _simple(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.isascii() or _SURROGATE.search(value) is None
+    if value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or not (key.isascii() or _SURROGATE_OR_ASTRAL.search(key) is None):
+                return False
+            if not _simple(item):
+                return False
+        return True
+    if isinstance(value, list):
+        return all(_simple(item) for item in value)
+    return False
 
 
 def jsonable(value: Any) -> Any:

@@ -27,34 +27,63 @@ SECRET_KEYS = re.compile(
     r"session[_-]?id|dsn|connection[_-]?string)$"
 )
 
-# (pattern, replacement) pairs; group 1, when present, is kept (the label before the secret).
-_BUILTIN: list[tuple[str, str]] = [
+_SECRET_WORDS = (
+    "password",
+    "passwd",
+    "pwd",
+    "passphrase",
+    "secret",
+    "token",
+    "api_key",
+    "api-key",
+    "apikey",
+    "access_key",
+    "access-key",
+    "private_key",
+    "private-key",
+    "auth",
+)
+_AWS_PREFIXES = ("akia", "asia", "agpa", "aida", "aroa", "anpa", "anva", "aipa", "abia", "acca")
+
+# (keywords, pattern, replacement): a pattern runs only on strings containing one of its keywords
+# (lower-cased), which keeps redaction cheap for the common, secret-free string. Group 1, when
+# present, is kept (the label before the secret).
+_BUILTIN: list[tuple[tuple[str, ...], str, str]] = [
     # PEM private keys (RSA, EC, OPENSSH, ENCRYPTED, …), whole block.
-    (r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)", MASK),
-    # scheme://user:password@host → keep user and host.
-    (r"([a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@'\"]*:)[^\s@'\"]+(@)", r"\1" + MASK + r"\2"),
-    # Authorization headers and bearer tokens.
-    (r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]{8,}", r"\1" + MASK),
-    (r"(?i)(\bbasic\s+)[A-Za-z0-9+/=]{8,}", r"\1" + MASK),
-    # key=value / key: value / --key value assignments of secret-sounding names
-    # (conninfo, env vars, CLI flags, YAML/JSON fragments).
     (
+        ("private key",),
+        r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
+        MASK,
+    ),
+    # scheme://user:password@host → keep user and host.
+    (("://",), r"([a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@'\"]*:)[^\s@'\"]+(@)", r"\1" + MASK + r"\2"),
+    # Authorization headers and bearer tokens.
+    (("bearer",), r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]{8,}", r"\1" + MASK),
+    (("basic",), r"(?i)(\bbasic\s+)[A-Za-z0-9+/=]{8,}", r"\1" + MASK),
+    # key=value / key: value assignments of secret-sounding names (conninfo, env vars, YAML/JSON).
+    (
+        _SECRET_WORDS,
         r"(?i)((?:[A-Za-z0-9_.-]*?)(?:password|passwd|pwd|passphrase|secret|token|api[_-]?key|access[_-]?key|"
         r"secret[_-]?access[_-]?key|client[_-]?secret|private[_-]?key|auth[_-]?token)[\"']?"
         r"(?:\s*[=:]\s*|\s+(?=[\"']))[\"']?)([^\s\"'&;,]+)",
         r"\1" + MASK,
     ),
-    (r"(?i)(--(?:password|passwd|token|secret|api-key|client-secret)[= ])(\S+)", r"\1" + MASK),
+    # --password VALUE style flags.
+    (_SECRET_WORDS, r"(?i)(--(?:password|passwd|token|secret|api-key|client-secret)[= ])(\S+)", r"\1" + MASK),
     # AWS access key ids and (after a telling label) 40-character secret keys.
-    (r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA|ABIA|ACCA)[A-Z0-9]{16}\b", MASK),
-    (r"(?i)(aws.{0,30}?(?:secret|key).{0,10}?[\s=:\"']+)[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])", r"\1" + MASK),
+    (_AWS_PREFIXES, r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA|ABIA|ACCA)[A-Z0-9]{16}\b", MASK),
+    (
+        ("aws",),
+        r"(?i)(aws.{0,30}?(?:secret|key).{0,10}?[\s=:\"']+)[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])",
+        r"\1" + MASK,
+    ),
     # Well-known token formats.
-    (r"\bgh[pousr]_[A-Za-z0-9]{30,}\b", MASK),
-    (r"\bgithub_pat_[A-Za-z0-9_]{30,}\b", MASK),
-    (r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b", MASK),
-    (r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}\b", MASK),
-    (r"\bglpat-[A-Za-z0-9_-]{20,}\b", MASK),
-    (r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\b", MASK),
+    (("gh",), r"\bgh[pousr]_[A-Za-z0-9]{30,}\b", MASK),
+    (("github_pat_",), r"\bgithub_pat_[A-Za-z0-9_]{30,}\b", MASK),
+    (("xox",), r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b", MASK),
+    (("sk-",), r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}\b", MASK),
+    (("glpat-",), r"\bglpat-[A-Za-z0-9_-]{20,}\b", MASK),
+    (("eyj",), r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\b", MASK),
 ]
 
 
@@ -63,18 +92,25 @@ class Redactor:
     replaced). An invalid configured pattern is an error at construction, not a silent skip."""
 
     def __init__(self, patterns: Iterable[str] = ()) -> None:
-        self._rules: list[tuple[regex.Pattern[str], str]] = [(regex.compile(p), r) for p, r in _BUILTIN]
+        self._builtin = [(words, regex.compile(p), r) for words, p, r in _BUILTIN]
+        self._any_word = re.compile("|".join(re.escape(w) for words, _, _ in _BUILTIN for w in words))
+        self._configured: list[regex.Pattern[str]] = []
         for pattern in patterns:
             try:
-                self._rules.append((regex.compile(pattern), MASK))
+                self._configured.append(regex.compile(pattern))
             except regex.error as exc:
                 raise ValueError(
                     f"redaction pattern {pattern!r} is not a valid regular expression: {exc}"
                 ) from exc
 
     def text(self, value: str) -> str:
-        for pattern, replacement in self._rules:
-            value = pattern.sub(replacement, value, timeout=1.0)
+        lowered = value.lower()
+        if self._any_word.search(lowered) is not None:
+            for words, pattern, replacement in self._builtin:
+                if any(word in lowered for word in words):
+                    value = pattern.sub(replacement, value, timeout=1.0)
+        for configured in self._configured:
+            value = configured.sub(MASK, value, timeout=1.0)
         return value
 
     def __call__(self, value: Any) -> Any:

@@ -117,6 +117,8 @@ class SQLiteStore(Store):
             # FULL: a commit is on disk (fsync'd) before it returns — appends are durable.
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
+            # 64 MiB page cache (default 2 MiB): index inserts into a large log stay in memory.
+            conn.execute("PRAGMA cache_size = -65536")
         except sqlite3.Error as exc:
             raise wrap_sqlite_error(exc, f"opening {self.url}") from exc
         with self._guard:
