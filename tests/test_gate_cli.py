@@ -129,3 +129,40 @@ def test_bad_token_and_missing_policy(gate: Gate, store: Store, tmp_path: Path) 
         ],
     )
     assert result.exit_code == 1 and "malformed token" in result.stderr and "forged" not in result.stderr
+
+
+def test_cli_outcomes_reach_the_webhook(
+    store: Store, tmp_path: Path, audit: Recorded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_gate_webhook import SECRET, Receiver
+
+    receiver = Receiver()
+    try:
+        monkeypatch.setenv("IL_HOOK_SECRET", SECRET)
+        text = support.POLICY + f"notify:\n  - {{url: '{receiver.url}', secret: env:IL_HOOK_SECRET}}\n"
+        policy_file = tmp_path / "notify.yaml"
+        policy_file.write_text(text)
+        request = propose(Gate(store, support.policy_from(text), audit), sql())  # no notifier here
+        for name in ("bob", "carol"):
+            _, secret = create_token(store, "human", name, None, audit)
+            result = CliRunner().invoke(
+                app,
+                [
+                    "approve",
+                    request.id,
+                    "--token",
+                    secret,
+                    "--policy",
+                    str(policy_file),
+                    "--db",
+                    store.url,
+                    "--keys",
+                    str(tmp_path / "keys"),
+                ],
+            )
+            assert result.exit_code == 0, result.output
+        assert receiver.events() == ["approval.approved"]
+        assert receiver.received[0]["valid"]
+    finally:
+        receiver.server.shutdown()
+        receiver.server.server_close()

@@ -26,6 +26,7 @@ from interlock.gate.clock import stamp
 from interlock.gate.events import APPROVAL_REFUSED
 from interlock.gate.requests import RequestState, RequestStatus
 from interlock.gate.service import Gate, GateError
+from interlock.gate.webhook import Notifier
 from interlock.identity import AuthError, Principal, authenticate, require_human
 from interlock.policy import PolicyError, load_policy
 from interlock.store import DEFAULT_URL, StoreError, open_store
@@ -92,11 +93,15 @@ def session(db: str, policy_path: Path, token: str, keys: Path) -> Iterator[Sess
                     APPROVAL_REFUSED, {"code": "agent_token", "token_id": exc.token_id, "error": str(exc)}
                 )
             fail(str(exc), 1)
+        # The policy's webhooks hear about outcomes decided here too; the CLI waits for deliveries
+        # (retries included) before it exits, and failures are audited as webhook.failed.
+        notifier = Notifier(policy.doc.notify, audit)
         try:
-            yield Session(Gate(store, policy, audit), principal)
+            yield Session(Gate(store, policy, audit, notifier=notifier), principal)
         except GateError as exc:
             fail(f"[{exc.code}] {exc}", 1)
         finally:
+            notifier.close(timeout=20)
             audit.close()
     except StoreError as exc:
         fail(f"store error: {exc}", 2)
