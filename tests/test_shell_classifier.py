@@ -47,9 +47,7 @@ def programs(result: Classification) -> list[str]:
         ({}, "empty"),
     ],
 )
-def test_a_payload_that_is_not_exactly_one_command_string_is_unknown(
-    payload: dict[str, Any], why: str
-) -> None:
+def test_a_payload_that_is_not_exactly_one_command_string_is_unknown(payload: dict[str, Any], why: str) -> None:
     result = classify_shell(payload, ClassifyContext())
     assert result.risk is Risk.unknown, why
     assert result.details["commands"] == []

@@ -246,9 +246,7 @@ class Judging:
         return judge_argv(words, stdin, self)[1]
 
     def delegate(self, kind: Kind, payload: dict[str, Any], dialect: str | None = None) -> Verdict:
-        context = (
-            self.context if dialect is None else self.context.model_copy(update={"sql_dialect": dialect})
-        )
+        context = self.context if dialect is None else self.context.model_copy(update={"sql_dialect": dialect})
         result = classify(kind, payload, context)
         paths = result.details.get("paths", ())
         return Verdict(
@@ -346,9 +344,7 @@ class Judging:
         name = node.child_by_field_name("name")
         variable = _text(name) if name is not None else ""
         if variable in HIJACK_VARIABLES:
-            self.record(
-                _text(node), "", Verdict(Risk.unknown, f"sets {variable}, which changes what programs run")
-            )
+            self.record(_text(node), "", Verdict(Risk.unknown, f"sets {variable}, which changes what programs run"))
         for child in node.children:
             self.walk(child)
 
@@ -638,15 +634,11 @@ def judge_text(command: str, context: ClassifyContext) -> Outcome:
     try:
         return judging.run(command)
     except TooMuch as exc:
-        return Outcome(
-            Risk.unknown, frozenset(), f"too much to judge: {exc}", judging.commands[:50], (), False
-        )
+        return Outcome(Risk.unknown, frozenset(), f"too much to judge: {exc}", judging.commands[:50], (), False)
     except RecursionError:
         return Outcome(Risk.unknown, frozenset(), "command nested too deeply to judge", [], (), False)
     except Exception as exc:
-        return Outcome(
-            Risk.unknown, frozenset(), f"shell classifier failed: {type(exc).__name__}", [], (), False
-        )
+        return Outcome(Risk.unknown, frozenset(), f"shell classifier failed: {type(exc).__name__}", [], (), False)
 
 
 def _classification(outcome: Outcome, command: str) -> Classification:

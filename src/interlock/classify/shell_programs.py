@@ -153,9 +153,7 @@ def parse_opts(args: list[Word], takes: str = "", long_takes: Iterable[str] = ()
     return Opts(flags, values, operands)
 
 
-def first_operand(
-    args: list[Word], takes: str = "", long_takes: Iterable[str] = ()
-) -> tuple[str | None, list[Word]]:
+def first_operand(args: list[Word], takes: str = "", long_takes: Iterable[str] = ()) -> tuple[str | None, list[Word]]:
     """The subcommand (first operand) and the words after it."""
     long_set = set(long_takes)
     i = 0
@@ -241,9 +239,7 @@ def write_to(word: Word, action: str = "writes to") -> Verdict:
     if harmless_sink(path):
         return Verdict(R, f"{action} {path}")
     if _normal(path).startswith(("/dev/tcp/", "/dev/udp/")):
-        return Verdict(
-            U, f"{action} a network socket {path}", frozenset({"network", "exfiltration"}), (path,)
-        )
+        return Verdict(U, f"{action} a network socket {path}", frozenset({"network", "exfiltration"}), (path,))
     if is_device(path):
         return Verdict(D, f"{action} device {path}", frozenset({"irreversible"}), (path,))
     if is_system_path(path):
@@ -330,9 +326,7 @@ def judge_find(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdic
         v = args[i].value
         i += 1
         if v in ("-delete",):
-            verdicts.append(
-                Verdict(D, "find deletes the files it matches", frozenset({"mass", "irreversible"}), paths)
-            )
+            verdicts.append(Verdict(D, "find deletes the files it matches", frozenset({"mass", "irreversible"}), paths))
         elif v in ("-exec", "-execdir", "-ok", "-okdir"):
             inner: list[Word] = []
             while i < len(args) and args[i].value not in (";", "+"):
@@ -384,9 +378,7 @@ def judge_mv(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
     verdicts = [verdict]
     if prog == "mv":
         verdicts += [
-            write_to(w, "mv moves away").with_tags()
-            for w in sources
-            if w.value is None or is_system_path(w.value)
+            write_to(w, "mv moves away").with_tags() for w in sources if w.value is None or is_system_path(w.value)
         ]
     top = worst(verdicts)
     paths = _paths([*sources, dest])
@@ -445,9 +437,7 @@ def judge_chmod(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdi
         tags.add("privilege")
     if any(w.value is None for w in files):
         return Verdict(U, f"{prog} on a path produced by an expansion", frozenset(tags), _paths(files))
-    system = [
-        w.value for w in files if w.value is not None and (is_system_path(w.value) or is_mass_path(w.value))
-    ]
+    system = [w.value for w in files if w.value is not None and (is_system_path(w.value) or is_mass_path(w.value))]
     if system:
         return Verdict(D, f"{prog} changes {', '.join(system)}", frozenset(tags), _paths(files))
     what = "recursively changes" if recursive else "changes"
@@ -534,9 +524,7 @@ def judge_piped_code(stdin: Stdin, what: str, run: Runner, language: str | None 
         risk = nested.risk
         if "obfuscated" in stdin.tags and risk is not U:
             risk = D
-        return Verdict(
-            risk, f"{what} runs {stdin.origin} input: {nested.reason}", tags, nested.paths, nested.nested
-        )
+        return Verdict(risk, f"{what} runs {stdin.origin} input: {nested.reason}", tags, nested.paths, nested.nested)
     if "network" in stdin.tags:
         return Verdict(D, f"{what} runs code downloaded by {stdin.source}", stdin.tags | {"interpreter"})
     if "obfuscated" in stdin.tags:
@@ -667,11 +655,7 @@ def judge_xargs(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdi
             break
         if v.startswith("--"):
             name = v[2:].partition("=")[0]
-            i += (
-                2
-                if "=" not in v and name in ("arg-file", "delimiter", "max-args", "max-procs", "max-lines")
-                else 1
-            )
+            i += 2 if "=" not in v and name in ("arg-file", "delimiter", "max-args", "max-procs", "max-lines") else 1
             continue
         if v.startswith("-") and len(v) > 1:
             i += 2 if v[-1] in takes and len(v) == 2 else 1
@@ -735,14 +719,10 @@ def judge_sql_client(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> 
             sql.insert(0, opts.values["cmd"] or "")
     if sql:
         nested = run.delegate(Kind.sql, {"sql": "\n".join(sql)}, dialect)
-        return Verdict(
-            nested.risk, f"{prog} runs SQL: {nested.reason}", nested.tags, nested.paths, nested.nested
-        )
+        return Verdict(nested.risk, f"{prog} runs SQL: {nested.reason}", nested.tags, nested.paths, nested.nested)
     if stdin.text is not None:
         nested = run.delegate(Kind.sql, {"sql": stdin.text}, dialect)
-        return Verdict(
-            nested.risk, f"{prog} runs SQL from {stdin.origin}: {nested.reason}", nested.tags | stdin.tags
-        )
+        return Verdict(nested.risk, f"{prog} runs SQL from {stdin.origin}: {nested.reason}", nested.tags | stdin.tags)
     if stdin.origin == "tty":
         return Verdict(U, f"{prog} opens an interactive session")
     return Verdict(U, f"{prog} runs SQL from {stdin.source or stdin.origin}")
@@ -834,19 +814,12 @@ def _redis_command(words: list[Word]) -> Verdict:
 
 def judge_pg_tools(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
     if prog in ("dropdb", "dropuser"):
-        return Verdict(
-            D, f"{prog} drops a {'database' if prog == 'dropdb' else 'role'}", frozenset({"irreversible"})
-        )
+        return Verdict(D, f"{prog} drops a {'database' if prog == 'dropdb' else 'role'}", frozenset({"irreversible"}))
     if prog in ("createdb", "createuser"):
         return Verdict(W, f"{prog} creates a {'database' if prog == 'createdb' else 'role'}")
     if prog in ("pg_dump", "pg_dumpall", "mysqldump"):
         opts = parse_opts(args, "fdhpUnNtTrF" if prog != "mysqldump" else "hupPrS", ["file", "result-file"])
-        out = (
-            opts.values.get("f")
-            or opts.values.get("file")
-            or opts.values.get("r")
-            or opts.values.get("result-file")
-        )
+        out = opts.values.get("f") or opts.values.get("file") or opts.values.get("r") or opts.values.get("result-file")
         if out:
             return write_to(Word(out, out), f"{prog} writes a dump to")
         return Verdict(R, f"{prog} dumps to standard output")
@@ -878,6 +851,13 @@ _GIT_WRITE = name_set(
 )
 
 
+#: git settings that name a program git runs: setting one makes `git` an arbitrary command.
+_GIT_EXEC_SETTING = re.compile(
+    r"(alias\.|core\.(pager|sshcommand|editor|fsmonitor|hookspath|gitproxy)|.*\.(command|cmd|helper|textconv"
+    r"|program|tool)\b|diff\.external|sequence\.editor|credential|include\.path|includeif)"
+)
+
+
 def judge_git(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
     i = 0
     while i < len(args):
@@ -887,10 +867,7 @@ def judge_git(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict
         if v == "-c" and i + 1 < len(args):
             setting = (args[i + 1].value or "").lower()
             # Settings that name a program git will run turn `git` into an arbitrary command.
-            if args[i + 1].value is None or re.match(
-                r"(alias\.|core\.(pager|sshcommand|editor|fsmonitor|hookspath|gitproxy)|.*\.(command|cmd|helper|textconv|program|tool)|diff\.external|sequence\.editor|credential)",
-                setting,
-            ):
+            if args[i + 1].value is None or _GIT_EXEC_SETTING.match(setting):
                 return Verdict(U, f"git -c {setting} makes git run another program")
             i += 2
             continue
@@ -910,17 +887,14 @@ def judge_git(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict
 
     def has(*names: str) -> bool:
         return any(x in flags or any(f.startswith(x + "=") for f in flags) for x in names) or any(
-            f[1:2] != "-" and f.startswith("-") and any(len(n) == 2 and n[1] in f[1:] for n in names)
-            for f in flags
+            f[1:2] != "-" and f.startswith("-") and any(len(n) == 2 and n[1] in f[1:] for n in names) for f in flags
         )
 
     if sub == "push":
         if has("--force", "-f", "--force-with-lease", "--force-if-includes", "--mirror", "--prune") or any(
             v is not None and v.startswith("+") for v in values
         ):
-            return Verdict(
-                D, "git push --force rewrites remote history", frozenset({"irreversible", "replace"})
-            )
+            return Verdict(D, "git push --force rewrites remote history", frozenset({"irreversible", "replace"}))
         if has("--delete", "-d") or any(v is not None and v.startswith(":") and len(v) > 1 for v in values):
             return Verdict(D, "git push --delete deletes a remote branch", frozenset({"irreversible"}))
         return Verdict(W, "git push publishes commits")
@@ -935,9 +909,7 @@ def judge_git(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict
     if sub == "branch":
         if has("-D") or (has("-d", "--delete") and has("-f", "--force")):
             return Verdict(D, "git branch -D deletes a branch", frozenset({"irreversible"}))
-        if has(
-            "-d", "--delete", "-m", "-M", "--move", "-c", "-C", "--set-upstream-to", "-u", "--unset-upstream"
-        ):
+        if has("-d", "--delete", "-m", "-M", "--move", "-c", "-C", "--set-upstream-to", "-u", "--unset-upstream"):
             return Verdict(W, "git branch changes branches")
         operands = [v for v in values if v is not None and not v.startswith("-")]
         listing = name_set("--list -l -a -r -v -vv --all --remotes --show-current --contains --merged")
@@ -978,20 +950,22 @@ def judge_git(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict
         return Verdict(D if has("-d") else W, "git update-ref")
     if sub == "worktree":
         action = values[0] if values else ""
-        return Verdict(
-            R if action == "list" else D if action in ("remove", "prune") else W, f"git worktree {action}"
-        )
+        return Verdict(R if action == "list" else D if action in ("remove", "prune") else W, f"git worktree {action}")
     if sub == "remote":
         action = values[0] if values else ""
         if action in ("", "-v", "show", "get-url", "--verbose"):
             return Verdict(R, "git remote lists remotes")
         return Verdict(D if action in ("remove", "rm", "prune") else W, f"git remote {action}")
     if sub == "config":
+        if has("--unset", "--unset-all", "--remove-section", "--rename-section", "--edit", "-e"):
+            return Verdict(W, "git config changes a setting")
         if (
             has("--get", "--list", "-l", "--get-all", "--get-regexp", "--show-origin")
             or len([v for v in values if v is not None and not v.startswith("-")]) == 1
         ):
             return Verdict(R, "git config reads a setting")
+        if any(v is None or _GIT_EXEC_SETTING.match(v.lower()) for v in values):
+            return Verdict(U, "git config sets a program git will run")
         return Verdict(W, "git config changes a setting")
     if sub in _GIT_READ:
         return Verdict(R, f"git {sub} reads the repository")
@@ -1055,14 +1029,10 @@ def judge_terraform(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> V
 
 
 def judge_helm(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
-    sub, rest = first_operand(
-        args, "nf", ["namespace", "kube-context", "kubeconfig", "values", "set", "version"]
-    )
+    sub, rest = first_operand(args, "nf", ["namespace", "kube-context", "kubeconfig", "values", "set", "version"])
     if sub is None:
         return Verdict(U, "helm subcommand produced by an expansion")
-    if sub in name_set(
-        "list ls status get history show inspect search template lint version env verify help diff"
-    ):
+    if sub in name_set("list ls status get history show inspect search template lint version env verify help diff"):
         return Verdict(R, f"helm {sub} reads")
     if sub == "repo":
         action = rest[0].value if rest else ""
@@ -1130,9 +1100,7 @@ def judge_docker(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verd
                 return Verdict(R, f"{prog} compose {sub2}")
             if sub2 in ("down", "rm", "kill", "stop", "restart", "pause"):
                 tags = (
-                    frozenset({"mass"})
-                    if any(w.value in ("-v", "--volumes", "--rmi") for w in rest2)
-                    else frozenset()
+                    frozenset({"mass"}) if any(w.value in ("-v", "--volumes", "--rmi") for w in rest2) else frozenset()
                 )
                 return Verdict(D, f"{prog} compose {sub2} stops or removes services", tags)
             if sub2 in ("up", "build", "pull", "push", "create", "start", "run", "exec", "cp", "unpause"):
@@ -1149,9 +1117,7 @@ def judge_docker(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verd
                 f"{prog} {obj} {sub2} removes or stops",
                 tags | {"irreversible"} if obj == "volume" else tags,
             )
-        if sub2 in name_set(
-            "create build pull push tag load import save connect disconnect start update use rename"
-        ):
+        if sub2 in name_set("create build pull push tag load import save connect disconnect start update use rename"):
             return Verdict(W, f"{prog} {obj} {sub2}")
         if sub2 in ("run", "exec"):
             return Verdict(U, f"{prog} {obj} {sub2} runs a command inside a container")
@@ -1181,9 +1147,7 @@ def judge_docker(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verd
             frozenset({"mass"}) if "-a" in values or "--all" in values else frozenset(),
         )
     if sub == "run":
-        if any(
-            v == "--privileged" or v.startswith("--pid=host") or re.match(r"^/:", v) for v in values
-        ) or any(
+        if any(v == "--privileged" or v.startswith("--pid=host") or re.match(r"^/:", v) for v in values) or any(
             v in ("-v", "--volume") and i + 1 < len(values) and values[i + 1].startswith("/:")
             for i, v in enumerate(values)
         ):
@@ -1242,9 +1206,7 @@ def judge_systemctl(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> V
         default rescue emergency
         """
     ):
-        return Verdict(
-            D, f"systemctl {sub} {' '.join(w.show for w in rest)} interrupts a service".replace("  ", " ")
-        )
+        return Verdict(D, f"systemctl {sub} {' '.join(w.show for w in rest)} interrupts a service".replace("  ", " "))
     if sub in ("poweroff", "reboot", "halt", "kexec", "suspend", "hibernate", "hybrid-sleep", "soft-reboot"):
         return Verdict(D, f"systemctl {sub} takes the host down", frozenset({"mass"}))
     return Verdict(U, f"systemctl {sub} not understood")
@@ -1268,9 +1230,7 @@ def judge_service(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Ver
 
 def judge_kill(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
     values = [w.value for w in args]
-    if prog == "kill" and (
-        not values or values[0] in ("-l", "-L", "--list") or "-0" in values or "-s0" in values
-    ):
+    if prog == "kill" and (not values or values[0] in ("-l", "-L", "--list") or "-0" in values or "-s0" in values):
         return Verdict(R, "kill lists signals or checks a process exists")
     if prog in ("pgrep", "pidof"):
         return Verdict(R, f"{prog} finds processes")
@@ -1391,9 +1351,7 @@ def judge_packages(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Ve
         return Verdict(U, f"{prog} runs a downloaded package", frozenset({"network"}))
     verb = words[0] if words else ""
     if not verb:
-        return Verdict(
-            R if any(v in ("--version", "-v", "-V", "--help", "-h") for v in values) else U, f"{prog}"
-        )
+        return Verdict(R if any(v in ("--version", "-v", "-V", "--help", "-h") for v in values) else U, f"{prog}")
     if verb in _PACKAGE_READ:
         return Verdict(R, f"{prog} {verb} reads")
     if verb in _PACKAGE_DESTRUCTIVE:
@@ -1490,9 +1448,7 @@ def judge_ssh(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict
         if prog == "rsync" and any(
             (w.value or "").startswith("--delete") or w.value == "--remove-source-files" for w in args
         ):
-            return Verdict(
-                D, "rsync --delete removes files at the destination", frozenset({"mass", "network"})
-            )
+            return Verdict(D, "rsync --delete removes files at the destination", frozenset({"mass", "network"}))
         if prog == "sftp":
             return Verdict(U, "sftp runs an interactive session", frozenset({"network"}))
         dest = opts.operands[-1] if opts.operands else None
@@ -1503,9 +1459,11 @@ def judge_ssh(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict
         return Verdict(U, "ssh without a host", frozenset({"network"}))
     remote = opts.operands[1:]
     if not remote:
-        return Verdict(
-            U, f"ssh opens an interactive session on {opts.operands[0].show}", frozenset({"network"})
-        )
+        if stdin.text is not None:
+            # The remote login shell runs the here-doc (or piped text) as commands.
+            nested = run.shell(stdin.text)
+            return Verdict(nested.risk, f"ssh {opts.operands[0].show}: {nested.reason}", nested.tags | {"network"})
+        return Verdict(U, f"ssh opens an interactive session on {opts.operands[0].show}", frozenset({"network"}))
     values = lit(remote)
     if values is None:
         return Verdict(U, "ssh remote command produced by an expansion", frozenset({"network"}))
@@ -1568,9 +1526,7 @@ def judge_pager(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdi
 
 def judge_date(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
     values = [w.value for w in args]
-    if prog == "date" and any(
-        v is not None and (v.startswith("-s") or v.startswith("--set")) for v in values
-    ):
+    if prog == "date" and any(v is not None and (v.startswith("-s") or v.startswith("--set")) for v in values):
         return Verdict(W, "date sets the clock", frozenset({"privilege"}))
     if prog == "hostname" and any(v is not None and not v.startswith("-") for v in values):
         return Verdict(W, "hostname renames the host", frozenset({"privilege"}))
@@ -1790,9 +1746,7 @@ def wrap_su(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> WrapperRe
             if text is None:
                 return Verdict(U, f"{prog} -c with a command produced by an expansion", priv)
             nested = run.shell(text)
-            return Verdict(
-                nested.risk, f"{prog} -c: {nested.reason}", nested.tags | priv, nested.paths, nested.nested
-            )
+            return Verdict(nested.risk, f"{prog} -c: {nested.reason}", nested.tags | priv, nested.paths, nested.nested)
     if prog == "runuser":
         i, _ = _skip_options(args, "ugG", ["user", "group"])
         if i < len(args):
@@ -1878,11 +1832,7 @@ def wrap_simple(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Wrapp
     i, seen = _skip_options(args, takes, long_takes)
     if prog == "command" and seen & {"v", "V"}:
         return Verdict(R, "command -v looks up a program")
-    if (
-        prog in ("ionice", "taskset", "prlimit", "strace", "ltrace")
-        and seen & {"p", "pid"}
-        and i >= len(args)
-    ):
+    if prog in ("ionice", "taskset", "prlimit", "strace", "ltrace") and seen & {"p", "pid"} and i >= len(args):
         return Verdict(W if prog != "strace" else R, f"{prog} changes or watches a running process")
     if prog == "flock" and (seen & {"c", "command"}):
         for j, w in enumerate(args):
@@ -1891,9 +1841,7 @@ def wrap_simple(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Wrapp
                 if text is None:
                     return Verdict(U, "flock -c with a command produced by an expansion")
                 nested = run.shell(text)
-                return Verdict(
-                    nested.risk, f"flock -c: {nested.reason}", nested.tags, nested.paths, nested.nested
-                )
+                return Verdict(nested.risk, f"flock -c: {nested.reason}", nested.tags, nested.paths, nested.nested)
     i += skip
     tags = frozenset({"privilege"}) if prog in ("chroot", "sg") else frozenset()
     if prog == "strace" and "o" in seen:

@@ -130,9 +130,7 @@ def _opens_for_writing(call: ast.Call) -> bool:
     if not modes:
         return False
     mode = modes[0]
-    return not (
-        isinstance(mode, ast.Constant) and isinstance(mode.value, str) and set(mode.value) <= set("rbt")
-    )
+    return not (isinstance(mode, ast.Constant) and isinstance(mode.value, str) and set(mode.value) <= set("rbt"))
 
 
 _PROGRAM_MODULES = frozenset({"child_process", "subprocess"})
@@ -182,9 +180,7 @@ def judge_code(language: str, code: str) -> SnippetVerdict:
 def _judge_by_words(code: str, language: str, safe: frozenset[str]) -> SnippetVerdict:
     # Perl, Ruby and PHP run code inside double-quoted strings ("@{[ … ]}", "#{…}", "{$…}"), and
     # Python only gets here when `ast` could not parse it: only JavaScript strings are plain data.
-    strings = (
-        _STRING if language == "node" else _SINGLE_QUOTED if language in ("perl", "ruby", "php") else None
-    )
+    strings = _STRING if language == "node" else _SINGLE_QUOTED if language in ("perl", "ruby", "php") else None
     bare = strings.sub(" ", code) if strings is not None else code
     words = set(_WORD.findall(bare))
     # A module that runs programs counts even inside a string: `require("child_process")`.
