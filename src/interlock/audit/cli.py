@@ -19,7 +19,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from interlock.audit.checkpoint import SigningKeyError
-from interlock.audit.log import AuditError, AuditLog
+from interlock.audit.log import AuditError, AuditLog, outcome_of
 from interlock.audit.verify import (
     Checkpoint,
     Problem,
@@ -238,7 +238,7 @@ def summary(event: str, data: dict[str, Any]) -> str:
         payload = _dict(action.get("payload"))
         text = payload.get("command") or payload.get("sql") or json.dumps(payload, sort_keys=True)
         parts.append(f"{action.get('kind', '?')}@{action.get('environment', '?')}: {str(text)[:80]}")
-    outcome = data.get("outcome") or decision.get("outcome")
+    outcome = outcome_of(data)
     if outcome:
         parts.append(f"→ {outcome}")
     risk = data.get("risk") or decision.get("risk") or _dict(data.get("classification")).get("risk")

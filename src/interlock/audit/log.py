@@ -567,6 +567,16 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def outcome_of(data: Mapping[str, Any]) -> str | None:
+    """The decision outcome an entry records, in any of the shapes writers use: {"outcome": …},
+    {"decision": "allow"}, {"decision": {"outcome": …}} or {"decision": {"decision": …}} (wire.py)."""
+    decision = data.get("decision")
+    if isinstance(decision, str):
+        return decision
+    nested = _mapping(decision)
+    return _text(data.get("outcome")) or _text(nested.get("outcome")) or _text(nested.get("decision"))
+
+
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
@@ -580,7 +590,7 @@ def _columns(data: Mapping[str, Any]) -> tuple[str | None, ...]:
         _text(data.get("agent")),
         _text(data.get("environment")) or _text(action.get("environment")),
         _text(data.get("risk")) or _text(classification.get("risk")) or _text(decision.get("risk")),
-        _text(data.get("outcome")) or _text(decision.get("outcome")),
+        outcome_of(data),
         _text(data.get("action_id")),
     )
 

@@ -1,7 +1,7 @@
 """Policy replay (shadow mode): past proposals re-decided under a new policy, before it is enforced.
 
-Reads `action.proposed` entries ({action_id, agent, action}) and the outcome recorded for the same
-action_id in `action.decided` ({outcome} or {decision: {outcome}}), re-classifies each action with
+Reads `action.proposed` entries ({action_id, agent, action, decision?}) and the outcome recorded
+with them or, failing that, in an `action.decided` entry of the same action_id, re-classifies each action with
 the classifiers of today and decides it under the new policy. Pure apart from reading the log.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from interlock.audit.log import AuditLog
+from interlock.audit.log import AuditLog, outcome_of
 from interlock.classify import classify
 from interlock.model import Action
 from interlock.policy import Policy, context_for, decide
@@ -65,12 +65,6 @@ class ReplayResult:
         return "\n".join(lines)
 
 
-def recorded_outcome(data: dict[str, Any]) -> str | None:
-    decision = data.get("decision")
-    outcome = data.get("outcome") or (decision.get("outcome") if isinstance(decision, dict) else None)
-    return outcome if isinstance(outcome, str) else None
-
-
 def replay(
     log: AuditLog, policy: Policy, *, since: str | None = None, until: str | None = None, limit: int = 100_000
 ) -> ReplayResult:
@@ -78,7 +72,7 @@ def replay(
     decided = log.search(event="action.decided", since=since, limit=10 * limit)
     before: dict[str, str] = {}
     for row in decided:
-        action_id, outcome = row["data"].get("action_id"), recorded_outcome(row["data"])
+        action_id, outcome = row["data"].get("action_id"), outcome_of(row["data"])
         if isinstance(action_id, str) and outcome is not None:
             before.setdefault(action_id, outcome)  # the first decision is the one that was enforced
     result = ReplayResult()
@@ -94,7 +88,8 @@ def replay(
         classification = classify(action.kind, action.payload, context_for(policy, action.target))
         decision = decide(policy, agent, action, classification)
         action_id = data.get("action_id") if isinstance(data.get("action_id"), str) else None
-        old = before.get(action_id) if action_id else None
+        # The decision recorded with the proposal itself (gateway.py), else a later action.decided.
+        old = outcome_of(data) or (before.get(action_id) if action_id else None)
         if old is None:
             result.undecided += 1
             continue
