@@ -67,6 +67,7 @@ _PASS_STDIN = frozenset({"subshell", "compound_statement", "list", "negated_comm
 
 
 _NO_REDIRECT = Verdict(Risk.read, "no redirection")
+_BACKTICKS = re.compile(r"`([^`]*)`")
 
 
 class TooMuch(Exception):
@@ -398,14 +399,30 @@ class Judging:
                 if child.type in _SUBSTITUTIONS or _is_dynamic(child):
                     self.walk(child)
             if redirect.type == "heredoc_redirect":
-                body = next((c for c in redirect.named_children if c.type == "heredoc_body"), None)
-                if body is not None:
-                    for child in body.named_children:
-                        self.walk(child)
+                self.heredoc_substitutions(redirect)
             if redirect.type != "file_redirect":
                 continue
             verdicts.append(file_redirect_verdict(redirect))
         return worst(verdicts)
+
+    def heredoc_substitutions(self, redirect: Node) -> None:
+        """Commands bash runs while expanding a here-doc whose delimiter is not quoted."""
+        start = next((c for c in redirect.named_children if c.type == "heredoc_start"), None)
+        body = next((c for c in redirect.named_children if c.type == "heredoc_body"), None)
+        if body is None or start is None or any(q in _text(start) for q in "'\"\\"):
+            return
+        for child in body.named_children:
+            self.walk(child)
+        text = _text(body)
+        if "`" not in text:
+            return
+        # tree-sitter-bash leaves backticks inside here-doc bodies unparsed; bash runs them.
+        unescaped = text.replace("\\`", "")
+        inner = _BACKTICKS.findall(unescaped)
+        if unescaped.count("`") % 2:
+            self.record(text, "", Verdict(Risk.unknown, "unbalanced backtick in a here-doc"))
+        for command in inner:
+            self.record(command, "", self.shell(command))
 
     def command(self, node: Node, display: Node, redirects: list[Node], stdin: Stdin) -> None:
         words: list[Word] = []
