@@ -1,3 +1,42 @@
 """Interlock: a safety gateway between AI agents and production systems."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+# The SDK names load lazily: `import interlock` stays cheap for agent hooks that start a process per tool call.
+_SDK = ("Client", "AsyncClient", "LocalClient", "guarded", "Denied", "ApprovalPending", "ApprovalExpired",
+        "InterlockError")
+__all__ = [
+    "ApprovalExpired",
+    "ApprovalPending",
+    "AsyncClient",
+    "Client",
+    "Denied",
+    "InterlockError",
+    "LocalClient",
+    "__version__",
+    "guarded",
+]
+
+if TYPE_CHECKING:
+    from interlock.client import (
+        ApprovalExpired,
+        ApprovalPending,
+        AsyncClient,
+        Client,
+        Denied,
+        InterlockError,
+        LocalClient,
+        guarded,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SDK:
+        from interlock import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'interlock' has no attribute {name!r}")

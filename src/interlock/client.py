@@ -1,0 +1,502 @@
+"""The Python SDK: propose actions to Interlock from agent code, over HTTP or in-process.
+
+- `Client` / `AsyncClient` talk to `interlock serve` (the HTTP API of DESIGN.md §5) with an agent token.
+- `LocalClient` runs the same Gateway in-process (no server); the agent's name stands in for a token.
+- `guarded` turns a tool function of an agent framework into an advisory proposal: the function runs
+  only if Interlock allows it (alone or after approval), and its outcome is reported back.
+
+Every method answers the API's JSON (`Proposal.to_json()`), so the three clients are interchangeable.
+Errors are typed; `Unavailable` means nothing could be decided and callers must fail closed (not run).
+This module imports only httpx at load time, so `import interlock.client` stays cheap for agent hooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import inspect
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+
+import httpx
+
+if TYPE_CHECKING:
+    from interlock.runtime import Runtime
+
+#: States after which waiting longer changes nothing (the gateway's TERMINAL, as strings: no import).
+TERMINAL_STATES = frozenset({"denied", "sandbox_required", "approved", "allowed", "succeeded", "failed",
+                             "rejected", "expired", "invalidated"})
+OUTCOME_STATUSES = ("succeeded", "failed", "error", "timeout")
+#: The server caps one long poll at 300 s; `wait` loops polls of at most this long.
+MAX_POLL_SECONDS = 300.0
+LOCAL_POLL_SECONDS = 0.05
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+class InterlockError(Exception):
+    """Base of every SDK error. `code` is the API's error code, `status` the HTTP status (0: no answer)."""
+
+    def __init__(self, message: str, *, code: str = "error", status: int = 0, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code, self.status, self.field = code, status, field
+
+
+class Unauthorized(InterlockError):
+    """The token was missing, unknown, revoked or of the wrong kind (401/403)."""
+
+
+class BadRequest(InterlockError):
+    """The request was refused as invalid (4xx): nothing ran. `field` names what was wrong."""
+
+
+class Unavailable(InterlockError):
+    """No decision could be had (network error, timeout, 5xx, store down): fail closed, do not run."""
+
+
+class Denied(InterlockError):
+    """The action may not run: the policy denied it, it needs a sandbox run first, or a human rejected it."""
+
+    def __init__(self, reasons: list[str], rules: list[str], *, action_id: str | None = None,
+                 state: str = "denied") -> None:
+        why = "; ".join(reasons) or "no reason given"
+        super().__init__(f"Interlock {state} the action: {why}", code=state)
+        self.reasons, self.rules, self.action_id, self.state = reasons, rules, action_id, state
+
+
+class ApprovalPending(InterlockError):
+    """Approval was still pending when the wait ended. Retry the SAME call later: once approved, the
+    grant matches its fingerprint and the retry runs at once."""
+
+    def __init__(self, request_id: str, still_needs: Any, *, action_id: str | None = None) -> None:
+        super().__init__(f"approval request {request_id} is still pending ({still_needs}); "
+                         "retry the same call once it is approved", code="pending_approval")
+        self.request_id, self.still_needs, self.action_id = request_id, still_needs, action_id
+
+
+class ApprovalExpired(InterlockError):
+    """The approval request expired or was invalidated (e.g. a new policy) before it could be used."""
+
+    def __init__(self, request_id: str | None, state: str, *, action_id: str | None = None) -> None:
+        super().__init__(f"approval request {request_id} is {state}: propose the action again", code=state)
+        self.request_id, self.state, self.action_id = request_id, state, action_id
+
+
+# --- the request bodies (shared by all clients) ------------------------------------------------
+
+
+def _rationale_json(rationale: Any) -> dict[str, Any] | None:
+    if rationale is None:
+        return None
+    if hasattr(rationale, "model_dump"):
+        return cast(dict[str, Any], rationale.model_dump())
+    if isinstance(rationale, str):
+        return {"intent": rationale}
+    return dict(rationale)
+
+
+def _action_body(kind: str, environment: str, payload: Mapping[str, Any], target: str | None,
+                 rationale: Any, mode: str) -> dict[str, Any]:
+    body: dict[str, Any] = {"kind": str(kind), "environment": environment, "payload": dict(payload),
+                            "mode": str(mode)}
+    if target is not None:
+        body["target"] = target
+    if (r := _rationale_json(rationale)) is not None:
+        body["rationale"] = r
+    return body
+
+
+def _outcome_body(status: str, exit_code: int | None, duration_ms: float | None,
+                  output_excerpt: str) -> dict[str, Any]:
+    if status not in OUTCOME_STATUSES:
+        raise BadRequest(f"outcome status {status!r} is not one of {', '.join(OUTCOME_STATUSES)}",
+                         code="invalid_field", field="status")
+    return {"status": status, "exit_code": exit_code, "duration_ms": duration_ms,
+            "output_excerpt": output_excerpt[-4096:]}
+
+
+def _raise_for(response: httpx.Response) -> dict[str, Any]:
+    """The JSON of a 2xx answer, else the typed error it stands for."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.is_success:
+        if not isinstance(body, dict):
+            raise Unavailable(f"{response.request.url.path}: the gateway answered {response.status_code} without "
+                              "a JSON object (fail closed)", code="bad_response", status=response.status_code)
+        return body
+    error = body.get("error", {}) if isinstance(body, dict) else {}
+    if not isinstance(error, dict):
+        error = {}
+    code = str(error.get("code") or f"http_{response.status_code}")
+    message = str(error.get("message") or (body or {}).get("reasons") or response.reason_phrase)
+    field = error.get("field")
+    status = response.status_code
+    text = f"{response.request.method} {response.request.url.path}: {status} {code}: {message}"
+    if status in (401, 403):
+        raise Unauthorized(text, code=code, status=status, field=field)
+    if status >= 500 or status in (408, 429):
+        raise Unavailable(text + " (fail closed: do not run)", code=code, status=status, field=field)
+    raise BadRequest(text, code=code, status=status, field=field)
+
+
+def _transport_error(exc: Exception, url: str) -> Unavailable:
+    return Unavailable(f"cannot reach the Interlock gateway at {url}: {type(exc).__name__}: {exc} "
+                       "(fail closed: do not run)", code="unreachable")
+
+
+# --- HTTP clients ------------------------------------------------------------------------------
+
+
+class Client:
+    """A synchronous client of `interlock serve`, for one agent token."""
+
+    def __init__(self, url: str, token: str, *, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._http = httpx.Client(base_url=self.url, timeout=timeout,
+                                  headers={"Authorization": f"Bearer {token}", "User-Agent": "interlock-sdk"})
+
+    def _post(self, path: str, body: dict[str, Any] | None = None, *, params: dict[str, Any] | None = None,
+              timeout: float | None = None) -> dict[str, Any]:
+        try:
+            response = self._http.post(path, json=body, params=params,
+                                       timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT)
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, self.url) from exc
+        return _raise_for(response)
+
+    def propose(self, kind: str, environment: str, payload: Mapping[str, Any], *, target: str | None = None,
+                rationale: Any = None, mode: str = "brokered") -> dict[str, Any]:
+        return self._post("/v1/actions", _action_body(kind, environment, payload, target, rationale, mode))
+
+    def get(self, action_id: str) -> dict[str, Any]:
+        try:
+            response = self._http.get(f"/v1/actions/{action_id}")
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, self.url) from exc
+        return _raise_for(response)
+
+    def wait(self, action_id: str, timeout: float) -> dict[str, Any]:
+        """Long-poll until the action is terminal or `timeout` seconds passed; answers its last state."""
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            poll = min(max(deadline - time.monotonic(), 0.0), MAX_POLL_SECONDS)
+            body = self._post(f"/v1/actions/{action_id}/wait", params={"timeout": round(poll, 3)},
+                              timeout=poll + self.timeout)
+            if body.get("state") in TERMINAL_STATES or time.monotonic() >= deadline:
+                return body
+
+    def report(self, action_id: str, status: str, exit_code: int | None = None, duration_ms: float | None = None,
+               output_excerpt: str = "") -> dict[str, Any]:
+        return self._post(f"/v1/actions/{action_id}/outcome",
+                          _outcome_body(status, exit_code, duration_ms, output_excerpt))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """The asynchronous twin of `Client` (same methods, awaited)."""
+
+    def __init__(self, url: str, token: str, *, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout,
+                                       headers={"Authorization": f"Bearer {token}", "User-Agent": "interlock-sdk"})
+
+    async def _post(self, path: str, body: dict[str, Any] | None = None, *, params: dict[str, Any] | None = None,
+                    timeout: float | None = None) -> dict[str, Any]:
+        try:
+            response = await self._http.post(path, json=body, params=params,
+                                             timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT)
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, self.url) from exc
+        return _raise_for(response)
+
+    async def propose(self, kind: str, environment: str, payload: Mapping[str, Any], *, target: str | None = None,
+                      rationale: Any = None, mode: str = "brokered") -> dict[str, Any]:
+        return await self._post("/v1/actions", _action_body(kind, environment, payload, target, rationale, mode))
+
+    async def get(self, action_id: str) -> dict[str, Any]:
+        try:
+            response = await self._http.get(f"/v1/actions/{action_id}")
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, self.url) from exc
+        return _raise_for(response)
+
+    async def wait(self, action_id: str, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            poll = min(max(deadline - time.monotonic(), 0.0), MAX_POLL_SECONDS)
+            body = await self._post(f"/v1/actions/{action_id}/wait", params={"timeout": round(poll, 3)},
+                                    timeout=poll + self.timeout)
+            if body.get("state") in TERMINAL_STATES or time.monotonic() >= deadline:
+                return body
+
+    async def report(self, action_id: str, status: str, exit_code: int | None = None,
+                     duration_ms: float | None = None, output_excerpt: str = "") -> dict[str, Any]:
+        return await self._post(f"/v1/actions/{action_id}/outcome",
+                                _outcome_body(status, exit_code, duration_ms, output_excerpt))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+# --- in-process client -------------------------------------------------------------------------
+
+
+class LocalClient:
+    """The same methods over an in-process Gateway (`interlock.runtime.Runtime`), without a server.
+
+    There is no token, so the agent's name is given; use it where the agent cannot reach a server
+    (CI, a single-user laptop). Approvals still come from humans (`interlock approvals approve`) on
+    the same store."""
+
+    def __init__(self, policy: str | Path | Any, agent: str, *, db: str = "sqlite:///.interlock/interlock.db",
+                 key_dir: str | Path = ".interlock/keys") -> None:
+        from interlock.runtime import Runtime
+
+        self.agent = agent
+        try:
+            self.runtime: Runtime = Runtime(policy, db, Path(key_dir))
+        except Exception as exc:
+            raise Unavailable(f"cannot start the in-process gateway (policy {policy}, db {db}): "
+                              f"{type(exc).__name__}: {exc} (fail closed: do not run)", code="unavailable") from exc
+        if agent not in self.runtime.policy.doc.agents:
+            self.runtime.close()
+            raise Unauthorized(f"agent {agent!r} is not in the policy's agents: add it there or use another name",
+                               code="unknown_agent", status=403)
+
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        from pydantic import ValidationError
+
+        from interlock.gateway import GatewayError, GatewayUnavailable
+        from interlock.store import StoreError
+
+        try:
+            return cast(dict[str, Any], fn(*args, **kwargs).to_json())
+        except GatewayError as exc:
+            raise BadRequest(str(exc), code=exc.code, status=404 if exc.code == "unknown_action" else 422,
+                             field=exc.field) from exc
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            raise BadRequest(f"{where}: {first['msg']}", code="invalid_field", status=422, field=where) from exc
+        except (GatewayUnavailable, StoreError) as exc:
+            raise Unavailable(f"denied: {exc} (fail closed: nothing ran)", code="unavailable", status=503) from exc
+
+    def propose(self, kind: str, environment: str, payload: Mapping[str, Any], *, target: str | None = None,
+                rationale: Any = None, mode: str = "brokered") -> dict[str, Any]:
+        from interlock.gateway import Mode
+        from interlock.model import Action
+
+        body = _action_body(kind, environment, payload, target, rationale, mode)
+
+        def run() -> Any:
+            chosen = Mode(body.pop("mode"))
+            return self.runtime.gateway.propose(self.agent, Action.model_validate(body), mode=chosen)
+
+        return self._call(run)
+
+    def get(self, action_id: str) -> dict[str, Any]:
+        return self._call(self.runtime.gateway.status, action_id, agent=self.agent)
+
+    def wait(self, action_id: str, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            body = self._call(self.runtime.gateway.advance, action_id, self.agent)
+            if body.get("state") in TERMINAL_STATES or (body.get("state") == "executing" and "result" in body):
+                return body
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return body
+            time.sleep(min(LOCAL_POLL_SECONDS, remaining))
+
+    def report(self, action_id: str, status: str, exit_code: int | None = None, duration_ms: float | None = None,
+               output_excerpt: str = "") -> dict[str, Any]:
+        outcome = _outcome_body(status, exit_code, duration_ms, output_excerpt)
+        return self._call(self.runtime.gateway.report, action_id, self.agent, outcome)
+
+    def close(self) -> None:
+        self.runtime.close()
+
+    def __enter__(self) -> LocalClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --- @guarded ----------------------------------------------------------------------------------
+
+P = ParamSpec("P")
+R = TypeVar("R")
+SyncClient = Client | LocalClient
+
+
+def client_from_env() -> Client:
+    """The client `@guarded` uses when none is given: INTERLOCK_URL and INTERLOCK_TOKEN."""
+    import os
+
+    url, token = os.environ.get("INTERLOCK_URL"), os.environ.get("INTERLOCK_TOKEN")
+    if not url or not token:
+        raise Unavailable("no Interlock client: pass client=… to @guarded or set INTERLOCK_URL and INTERLOCK_TOKEN "
+                          "(fail closed: the tool did not run)", code="no_client")
+    return Client(url, token)
+
+
+def _json_value(name: str, value: Any) -> Any:
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError) as exc:
+        # The approval binds to the exact payload; a value we cannot show exactly is not proposed.
+        raise BadRequest(f"argument {name!r} ({type(value).__name__}) is not JSON: Interlock cannot show or "
+                         "fingerprint it, so the tool did not run", code="invalid_payload", field=name) from exc
+
+
+def build_payload(kind: str, fn: Callable[..., Any], args: tuple[Any, ...],
+                  kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(kind, payload) for one call of a guarded function."""
+    bound = inspect.signature(fn).bind(*args, **kwargs)
+    bound.apply_defaults()
+    arguments = dict(bound.arguments)
+    if kind == "shell":
+        return "shell", {"command": str(arguments["command"])}
+    if kind == "sql":
+        return "sql", {"sql": str(arguments["sql"] if "sql" in arguments else arguments["query"])}
+    shown = {name: _json_value(name, value) for name, value in arguments.items() if name not in ("self", "cls")}
+    return "mcp", {"server": fn.__module__, "tool": fn.__name__, "arguments": shown}
+
+
+def _check_signature(kind: str, fn: Callable[..., Any]) -> None:
+    params = inspect.signature(fn).parameters
+    if kind == "shell" and "command" not in params:
+        raise TypeError(f"@guarded(kind='shell') needs a `command` parameter on {fn.__qualname__}")
+    if kind == "sql" and not ({"sql", "query"} & set(params)):
+        raise TypeError(f"@guarded(kind='sql') needs a `sql` or `query` parameter on {fn.__qualname__}")
+
+
+def _verdict(body: dict[str, Any]) -> None:
+    """Raise unless the (settled) proposal lets the function run now."""
+    state = body.get("state")
+    approval = body.get("approval") or {}
+    if state in ("allowed", "approved"):
+        return
+    if state == "pending_approval":
+        raise ApprovalPending(approval.get("id", "?"), approval.get("still_needs"), action_id=body.get("id"))
+    if state in ("expired", "invalidated"):
+        raise ApprovalExpired(approval.get("id"), str(state), action_id=body.get("id"))
+    reasons = list(body.get("reasons") or [])
+    if state == "rejected" and approval.get("reason"):
+        reasons.append(f"rejected: {approval['reason']}")
+    if not reasons:
+        reasons = [f"the action is {state}: only allowed or approved actions run here"]
+    raise Denied(reasons, list(body.get("rules") or []), action_id=body.get("id"), state=str(state or "denied"))
+
+
+def _outcome_of(error: BaseException | None) -> tuple[str, str]:
+    if error is None:
+        return "succeeded", ""
+    return "failed", f"{type(error).__name__}: {error}"[:4096]
+
+
+def guarded(*, kind: str = "mcp", env: str, target: str | None = None,
+            client: SyncClient | AsyncClient | None = None, wait: float = 300,
+            rationale: Any = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Gate a tool function: each call is proposed (advisory) and runs only once allowed or approved.
+
+    `kind="shell"` proposes its `command` argument, `kind="sql"` its `sql`/`query` argument, anything
+    else an MCP-style `{"server": module, "tool": name, "arguments": {...}}`. Raises `Denied`,
+    `ApprovalPending` (after `wait` seconds), `ApprovalExpired`, or `Unavailable` (fail closed).
+    """
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        _check_signature(kind, fn)
+        if inspect.iscoroutinefunction(fn):
+            return cast(Callable[P, R], _guard_async(fn, kind, env, target, client, wait, rationale))
+        if isinstance(client, AsyncClient):
+            raise TypeError(f"{fn.__qualname__} is synchronous: give @guarded a Client or LocalClient, "
+                            "not an AsyncClient")
+        return _guard_sync(fn, kind, env, target, client, wait, rationale)
+
+    return decorate
+
+
+def _guard_sync(fn: Callable[P, R], kind: str, env: str, target: str | None, client: SyncClient | None,
+                wait: float, rationale: Any) -> Callable[P, R]:
+    @functools.wraps(fn)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        sdk = client if client is not None else client_from_env()
+        real_kind, payload = build_payload(kind, fn, args, kwargs)
+        body = sdk.propose(real_kind, env, payload, target=target, rationale=rationale, mode="advisory")
+        if body.get("state") == "pending_approval":
+            body = sdk.wait(body["id"], wait)
+        _verdict(body)
+        start = time.monotonic()
+        error: BaseException | None = None
+        try:
+            return fn(*args, **kwargs)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            status, excerpt = _outcome_of(error)
+            # It ran; a lost report shows in the audit timeline as an allowed action without outcome.
+            with contextlib.suppress(InterlockError):
+                sdk.report(body["id"], status, duration_ms=(time.monotonic() - start) * 1000,
+                           output_excerpt=excerpt)
+
+    return call
+
+
+def _guard_async(fn: Callable[P, Awaitable[Any]], kind: str, env: str, target: str | None,
+                 client: SyncClient | AsyncClient | None, wait: float, rationale: Any) -> Callable[P, Awaitable[Any]]:
+    async def ask(sdk: SyncClient | AsyncClient, method: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        bound = getattr(sdk, method)
+        if isinstance(sdk, AsyncClient):
+            return cast(dict[str, Any], await bound(*args, **kwargs))
+        return cast(dict[str, Any], await asyncio.to_thread(bound, *args, **kwargs))
+
+    @functools.wraps(fn)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> Any:
+        sdk = client if client is not None else client_from_env()
+        real_kind, payload = build_payload(kind, fn, args, kwargs)
+        body = await ask(sdk, "propose", real_kind, env, payload, target=target, rationale=rationale,
+                         mode="advisory")
+        if body.get("state") == "pending_approval":
+            body = await ask(sdk, "wait", body["id"], wait)
+        _verdict(body)
+        start = time.monotonic()
+        error: BaseException | None = None
+        try:
+            return await fn(*args, **kwargs)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            status, excerpt = _outcome_of(error)
+            # It ran; a lost report shows in the audit timeline as an allowed action without outcome.
+            with contextlib.suppress(InterlockError):
+                await ask(sdk, "report", body["id"], status, duration_ms=(time.monotonic() - start) * 1000,
+                          output_excerpt=excerpt)
+
+    return call
