@@ -19,9 +19,7 @@ N = 8
 HUMANS = [f"h{i}" for i in range(N)]
 POLICY = (
     "version: 1\n"
-    "humans:\n"
-    + "".join(f"  {h}: {{groups: [dba]}}\n" for h in HUMANS)
-    + "  owner: {groups: [dba]}\n"
+    "humans:\n" + "".join(f"  {h}: {{groups: [dba]}}\n" for h in HUMANS) + "  owner: {groups: [dba]}\n"
     "agents:\n  kiro: {owner: owner, roles: [deployer]}\n"
     "environments:\n  production: {protected: true}\n"
     "targets:\n  billing-db: {environment: production, kind: sql, dsn: env:BILLING_DSN}\n"
@@ -62,6 +60,16 @@ def _consumer(url: str, keys: Path, index: int, barrier: Any, results: Any) -> N
             results.put(("executed", index, grant.id))
         except GateError as exc:
             results.put(("refused", index, exc.code))
+    finally:
+        audit.close()
+        store.close()
+
+
+def _proposer(url: str, keys: Path, barrier: Any, results: Any) -> None:
+    gate, audit, store = _gate(url, keys)
+    try:
+        barrier.wait(30)
+        results.put(("opened", 0, propose(gate, sql()).id))
     finally:
         audit.close()
         store.close()
@@ -125,6 +133,18 @@ def test_concurrent_consumers_execute_exactly_once(setup: tuple[str, Path, Gate,
             row = tx.fetchone("SELECT consumed_by FROM grants WHERE request_id = ?", (request.id,))
         assert row is not None and row["consumed_by"] == f"worker-{executed[0][1]}"
         assert gate.status(request.id).request.state.value == "consumed"
+    finally:
+        audit.close()
+        store.close()
+
+
+def test_concurrent_proposals_of_one_action_share_one_request(setup: tuple[str, Path, Gate, Any, AuditLog]) -> None:
+    url, keys, _, store, audit = setup
+    try:
+        results = _run(_proposer, [(url, keys)] * 4)
+        assert len({r[2] for r in results}) == 1  # an agent retrying from many processes gets one request
+        with store.transaction() as tx:
+            assert tx.fetchone("SELECT count(*) AS n FROM approval_requests") == {"n": 1}
     finally:
         audit.close()
         store.close()

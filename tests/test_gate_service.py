@@ -34,9 +34,7 @@ def test_request_holds_everything_an_approver_needs(gate: Gate, audit: Recorded,
     assert request.rationale is not None and request.rationale.intent == "remove a duplicate invoice"
     assert request.classification.risk.value in ("write", "destructive")
     assert "prod-sql-dba" in request.rules
-    assert [r.describe() for r in request.requirements] == [
-        "2 approvals from dba or sre, at least 1 from dba"
-    ]
+    assert [r.describe() for r in request.requirements] == ["2 approvals from dba or sre, at least 1 from dba"]
     assert request.eligible == ("bob", "carol", "dave")  # alice owns kiro; erin is in finance
     assert request.owner == "alice"
     assert request.policy_version == gate.policy.version
@@ -88,9 +86,7 @@ def test_quorum(
         ("dave", "agent", "agent_token"),  # an agent token named like a human is still an agent
     ],
 )
-def test_who_cannot_approve(
-    gate: Gate, store: Store, audit: Recorded, who: str, kind: str, code: str
-) -> None:
+def test_who_cannot_approve(gate: Gate, store: Store, audit: Recorded, who: str, kind: str, code: str) -> None:
     request = propose(gate, sql())
     principal = login(store, audit, who, kind)
     refused(code, gate.approve, request.id, principal)
@@ -273,9 +269,7 @@ def test_open_request_refuses_what_is_not_approval_required(gate: Gate) -> None:
     refused("not_approval_required", gate.open_request, "kiro", action, decision, classification)
 
 
-def test_an_unsatisfiable_quorum_is_refused_up_front(
-    store: Store, audit: Recorded, clock: ManualClock
-) -> None:
+def test_an_unsatisfiable_quorum_is_refused_up_front(store: Store, audit: Recorded, clock: ManualClock) -> None:
     text = POLICY.replace("count: 2, from: [dba, sre]", "count: 4, from: [dba, sre]")
     gate = Gate(store, policy_from(text), audit, clock=clock)
     refused("unsatisfiable", propose, gate, sql())
@@ -290,3 +284,16 @@ def test_an_agent_token_is_refused_whatever_name_it_claims(gate: Gate, store: St
         refused("agent_token", gate.approve, request.id, agent)
         refused("agent_token", gate.deny, request.id, agent, "no")
     assert gate.status(request.id).votes == ()
+
+
+def test_policy_change_never_leaves_two_requests_for_one_action(
+    store: Store, audit: Recorded, clock: ManualClock, gate: Gate
+) -> None:
+    old = propose(gate, sql())
+    v2 = policy_from(POLICY.replace("version: 1\n", "version: 1\ndescription: v2\n"))
+    replica = Gate(store, v2, audit, clock=clock)  # another replica already runs v2
+    new = propose(replica, sql())
+    outcome = gate.on_policy_change(v2)
+    assert outcome[old.id].startswith(f"invalidated: superseded by request {new.id}")
+    assert gate.status(new.id).request.state is RequestState.pending
+    assert propose(gate, sql()).id == new.id

@@ -521,9 +521,14 @@ class Gate:
             tx.lock("gate:policy-change")
             for request in repo.list_requests(tx, RequestState.pending, limit=1_000_000):
                 why = self._still_valid(new_policy, request, classify)
+                fp = fingerprint(request.agent, request.action, new_policy.version)
+                twin = repo.pending_for(tx, fp) if why is None else None
+                if twin is not None and twin.id != request.id:
+                    # The same action was proposed again under another version (another replica):
+                    # keep the request already pinned to the new version, never two for one action.
+                    why = f"superseded by request {twin.id} for the same action under the new policy"
                 if why is None:
                     humans = humans_of(new_policy.doc.humans)
-                    fp = fingerprint(request.agent, request.action, new_policy.version)
                     repo.repin(
                         tx,
                         request.id,
