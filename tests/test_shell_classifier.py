@@ -291,3 +291,23 @@ def test_arbitrary_text_never_raises_and_a_parse_error_is_never_read(text: str) 
     assert "\n" not in result.summary
     if _has_parse_error(text):
         assert result.risk is not Risk.read
+
+
+@pytest.mark.parametrize(
+    ("command", "risk"),
+    [
+        ("cd /etc && echo x > passwd", Risk.destructive),
+        ("cd /etc; cd ..; cd srv; echo x > out", Risk.write),
+        ("cd ../../etc && echo x > hosts", Risk.destructive),
+        ('cd "$DIR" && echo x > out.txt', Risk.unknown),
+        ("cd - && echo x > out.txt", Risk.unknown),
+        ("echo x > out.txt", Risk.write),
+    ],
+)
+def test_relative_writes_follow_cd_in_the_same_line(command: str, risk: Risk) -> None:
+    assert shell(command).risk is risk
+
+
+def test_cd_in_one_classification_does_not_leak_into_the_next() -> None:
+    shell("cd /etc")
+    assert shell("echo x > passwd").risk is Risk.write

@@ -28,9 +28,11 @@ from interlock.classify.registry import ClassifyContext, classify, register
 from interlock.classify.shell_programs import (
     HIJACK_VARIABLES,
     TTY,
+    WORKING_DIR,
     Stdin,
     Verdict,
     Word,
+    change_dir,
     judge_argv,
     program_name,
     worst,
@@ -456,6 +458,9 @@ class Judging:
             )
         elif words:
             program, verdict = judge_argv(words, stdin, self)
+            if program in ("cd", "pushd"):
+                operands = [w for w in words[1:] if w.value is None or not w.value.startswith("-") or w.value == "-"]
+                change_dir(operands[0].value if operands else "~")
         else:
             program, verdict = "", Verdict(Risk.read, "sets variables")
         if redirect.risk.rank > verdict.risk.rank or (
@@ -648,14 +653,17 @@ def judge_text(command: str, context: ClassifyContext) -> Outcome:
             False,
         )
     judging = Judging(context)
+    token = WORKING_DIR.set("")
     try:
         return judging.run(command)
     except TooMuch as exc:
         return Outcome(Risk.unknown, frozenset(), f"too much to judge: {exc}", judging.commands[:50], (), False)
     except RecursionError:
         return Outcome(Risk.unknown, frozenset(), "command nested too deeply to judge", [], (), False)
-    except Exception as exc:
+    except Exception as exc:  # a bug here must end in unknown, never in a crash or in "read"
         return Outcome(Risk.unknown, frozenset(), f"shell classifier failed: {type(exc).__name__}", [], (), False)
+    finally:
+        WORKING_DIR.reset(token)
 
 
 def _classification(outcome: Outcome, command: str) -> Classification:
