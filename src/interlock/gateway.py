@@ -141,7 +141,7 @@ class Gateway:
             from interlock.execute.terraform import load_plan
 
             plan = load_plan(target, action.payload)
-        except Exception as exc:  # noqa: BLE001 - any failure to read the plan must end in unknown
+        except Exception as exc:
             return Classification(risk=Risk.unknown, summary=f"cannot read the plan file: {exc}"[:300])
         return run_classifier(Kind.terraform, {"plan": plan}, context_for(self.policy, action.target))
 
@@ -207,7 +207,7 @@ class Gateway:
 
     def _grant_ready(self, agent: str, fp: str) -> bool:
         now = _now()
-        with self.store.transaction() as tx:
+        with self.store.transaction(readonly=True) as tx:
             grants = gate_repo.grants_for(tx, agent, fp)
         return any(g.consumed_at is None and g.expires_at > now for g in grants)
 
@@ -268,7 +268,7 @@ class Gateway:
 
     def status(self, action_id: str, *, agent: str | None = None) -> Proposal:
         """Fold the action's audit entries into its current state. `agent` restricts to its own."""
-        with self.store.transaction() as tx:
+        with self.store.transaction(readonly=True) as tx:
             rows = tx.fetchall("SELECT event, entry FROM audit_entries WHERE action_id = ? ORDER BY idx",
                                (action_id,))
         entries = [(r["event"], json.loads(r["entry"])["data"]) for r in rows]
@@ -326,7 +326,7 @@ class Gateway:
             self.audit.append(event, data)
         except (StoreError, OSError) as exc:
             raise GatewayUnavailable(f"the audit log could not record {event}: {type(exc).__name__}") from exc
-        except Exception as exc:  # noqa: BLE001 - whatever the log's failure, nothing runs unrecorded
+        except Exception as exc:
             raise GatewayUnavailable(f"the audit log could not record {event}: {exc}") from exc
 
 

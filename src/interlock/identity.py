@@ -134,7 +134,7 @@ def _authenticate(store: Store, secret: str, clock: Clock) -> Principal:
             "as printed by `interlock token create`",
         )
     # The lookup key is a hash of the secret, so index timing reveals nothing an attacker can steer.
-    with store.transaction() as tx:
+    with store.transaction(readonly=True) as tx:
         row = tx.fetchone(
             "SELECT id, kind, name, expires_at, revoked_at FROM tokens WHERE secret_sha256 = ?",
             (secret_hash(secret),),
@@ -167,7 +167,7 @@ def require_human(principal: Principal) -> Principal:
 def revoke(store: Store, token_id: str, audit: AuditSink, *, clock: Clock = system_clock) -> TokenInfo:
     """Revoke a token at once; revoking twice is an error naming when it was revoked."""
     now = stamp(clock())
-    with store.transaction() as tx:
+    with store.transaction(readonly=True) as tx:
         changed = tx.execute(
             "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, token_id)
         )
@@ -184,7 +184,7 @@ def revoke(store: Store, token_id: str, audit: AuditSink, *, clock: Clock = syst
 
 
 def list_tokens(store: Store) -> list[TokenInfo]:
-    with store.transaction() as tx:
+    with store.transaction(readonly=True) as tx:
         rows = tx.fetchall(
             "SELECT id, kind, name, created_at, expires_at, revoked_at FROM tokens ORDER BY created_at, id"
         )

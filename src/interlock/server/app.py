@@ -235,7 +235,7 @@ class Server:
 
     def ready(self) -> tuple[bool, str]:
         try:
-            with self.store.transaction() as tx:
+            with self.store.transaction(readonly=True) as tx:
                 tx.fetchone("SELECT 1 AS ok")
         except StoreError as exc:
             return False, f"store unavailable: {exc}"
@@ -428,7 +428,7 @@ def create_app(settings: Settings, policy: Policy | None = None) -> FastAPI:
         import json as _json
 
         def read() -> list[dict[str, Any]]:
-            with server.store.transaction() as tx:
+            with server.store.transaction(readonly=True) as tx:
                 if action_id:
                     rows = tx.fetchall("SELECT idx, entry, leaf_hash FROM audit_entries WHERE action_id = ? "
                                        "ORDER BY idx LIMIT ?", (action_id, limit))

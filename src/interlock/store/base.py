@@ -67,9 +67,12 @@ class Store(abc.ABC):
         self._active = threading.local()
 
     @abc.abstractmethod
-    def transaction(self) -> AbstractContextManager[Transaction]:
+    def transaction(self, *, readonly: bool = False) -> AbstractContextManager[Transaction]:
         """One atomic transaction: committed when the block ends, rolled back on an exception.
-        Transactions do not nest: opening one inside another on the same thread is a StoreError."""
+        Transactions do not nest: opening one inside another on the same thread is a StoreError.
+        `readonly=True` reads a consistent snapshot without taking the write lock (SQLite: a
+        deferred BEGIN, so readers never queue behind the audit writer's fsync; PostgreSQL:
+        READ ONLY); writing inside it is an error."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -21,7 +21,8 @@ from interlock.store.errors import StoreConflict, StoreError, StoreUnavailable, 
 from interlock.store.sql import lock_key, qmark_to_format
 
 CONNECT_TIMEOUT_S = 5
-ACQUIRE_TIMEOUT_S = 30.0
+# A request waiting longer for a connection is answered with a denial (fail closed) rather than held.
+ACQUIRE_TIMEOUT_S = 5.0
 
 
 def wrap_pg_error(exc: psycopg.Error, url: str, where: str) -> StoreError:
@@ -98,7 +99,7 @@ class PostgresStore(Store):
         )
 
     @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
+    def transaction(self, *, readonly: bool = False) -> Iterator[Transaction]:
         self._enter_transaction()
         try:
             try:
@@ -112,6 +113,8 @@ class PostgresStore(Store):
             try:
                 with conn.cursor() as cursor:
                     try:
+                        if readonly:
+                            cursor.execute("SET TRANSACTION READ ONLY")
                         yield PostgresTransaction(cursor, self._raw_url)
                     except BaseException:
                         _rollback(conn)

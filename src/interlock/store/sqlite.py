@@ -137,13 +137,14 @@ class SQLiteStore(Store):
         return conn
 
     @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
+    def transaction(self, *, readonly: bool = False) -> Iterator[Transaction]:
         self._enter_transaction()
         try:
             conn = self._connection()
             with self._shared_turn if self._memory else nullcontext():
                 try:
-                    conn.execute("BEGIN IMMEDIATE")
+                    # Readers take a WAL snapshot (deferred BEGIN) and never wait for the write lock.
+                    conn.execute("BEGIN" if readonly and not self._memory else "BEGIN IMMEDIATE")
                 except sqlite3.Error as exc:
                     raise wrap_sqlite_error(exc, f"starting a transaction on {self.url}") from exc
                 try:
