@@ -30,9 +30,13 @@ want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   say "creating the virtualenv and installing Interlock with its test dependencies (first run only)"
   [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v -i warning >&2 || true
-  .venv/bin/python -m pip install -q -e '.[dev]' 2>&1 | grep -v -i warning >&2 || true
-  .venv/bin/python -c 'import interlock, pytest' || { echo "error: installing Interlock failed" >&2; exit 1; }
+  log=.venv/install.log
+  if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e '.[dev]'; } \
+       > "$log" 2>&1 || ! .venv/bin/python -c 'import interlock, pytest' 2>>"$log"; then
+    tail -30 "$log" >&2
+    echo "error: installing Interlock failed (full log: $log)" >&2
+    exit 1
+  fi
   echo "$want" > "$stamp"
 fi
 export PATH="$ROOT/.venv/bin:$PATH"
