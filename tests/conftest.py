@@ -100,3 +100,17 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, pg_admin: PgAdmin) -> 
             yield opened
         finally:
             opened.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`@pytest.mark.platform_impossible(reason=...)` is the only skip CI accepts (scripts/no_skips.py):
+    for a test that cannot run on this kind of machine at all. A reason is required."""
+    for item in items:
+        marker = item.get_closest_marker("platform_impossible")
+        if marker is None:
+            continue
+        reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+        if not reason:
+            raise pytest.UsageError(f"{item.nodeid}: platform_impossible needs reason=...")
+        if marker.kwargs.get("when", True):
+            item.add_marker(pytest.mark.skip(reason=f"platform-impossible: {reason}"))
