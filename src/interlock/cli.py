@@ -232,7 +232,8 @@ def version() -> None:
     out.print(__version__)
 
 
-def _mount_optional(module: str, attr: str, name: str, parent: typer.Typer = app) -> None:
+def _mount_optional(module: str, attr: str, name: str, parent: typer.Typer = app, *,
+                    passthrough: bool = False) -> None:
     """Sub-commands live beside their feature (audit/, gate/, server/); mount those present."""
     try:
         mod = importlib.import_module(module)
@@ -244,7 +245,9 @@ def _mount_optional(module: str, attr: str, name: str, parent: typer.Typer = app
     if isinstance(obj, typer.Typer):
         parent.add_typer(obj, name=name)
     elif callable(obj):
-        parent.command(name)(obj)
+        # `passthrough`: commands that take `-- CMD…` after their own options (exec, mcp-proxy).
+        settings = {"allow_extra_args": True, "ignore_unknown_options": True} if passthrough else None
+        parent.command(name, context_settings=settings)(obj)
 
 
 _mount_optional("interlock.audit.cli", "app", "audit")
@@ -252,6 +255,9 @@ _mount_optional("interlock.audit.cli", "replay_command", "replay", policy_app)
 _mount_optional("interlock.gate.cli", "app", "approvals")
 _mount_optional("interlock.identity_cli", "app", "token")
 _mount_optional("interlock.server.cli", "serve", "serve")
+_mount_optional("interlock.integrations.hooks_cli", "app", "hook")
+_mount_optional("interlock.integrations.exec_cli", "exec_", "exec", passthrough=True)
+_mount_optional("interlock.integrations.mcp_cli", "mcp_proxy", "mcp-proxy", passthrough=True)
 
 
 def main() -> None:
