@@ -167,7 +167,7 @@ def require_human(principal: Principal) -> Principal:
 def revoke(store: Store, token_id: str, audit: AuditSink, *, clock: Clock = system_clock) -> TokenInfo:
     """Revoke a token at once; revoking twice is an error naming when it was revoked."""
     now = stamp(clock())
-    with store.transaction(readonly=True) as tx:
+    with store.transaction() as tx:
         changed = tx.execute(
             "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, token_id)
         )

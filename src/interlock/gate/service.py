@@ -451,7 +451,7 @@ class Gate:
         """The request, its votes, who counts so far and what is missing; a pending request past its
         expiry is expired here (and the agent sees `expired`): a request never outlives its time."""
         now = self.clock()
-        with self.store.transaction() as tx:
+        with self.store.transaction(readonly=True) as tx:
             request = repo.get_request(tx, request_id)
             if request is None:
                 raise GateError("unknown_request", f"no approval request {request_id!r}", request_id)
@@ -479,13 +479,17 @@ class Gate:
     def list_requests(self, state: RequestState | None = RequestState.pending) -> list[ApprovalRequest]:
         if state is RequestState.pending:
             self.expire_due()
-        with self.store.transaction() as tx:
+        with self.store.transaction(readonly=True) as tx:
             return repo.list_requests(tx, state)
 
     def expire_due(self) -> list[str]:
         """Expire every pending request past its time (fail closed: expired = denied)."""
         at = stamp(self.clock())
         expired: list[ApprovalRequest] = []
+        # Look first without the write lock: usually nothing is due, and SQLite has one writer.
+        with self.store.transaction(readonly=True) as tx:
+            if not repo.due_ids(tx, at):
+                return []
         with self.store.transaction() as tx:
             for request_id in repo.due_ids(tx, at):
                 if repo.set_state(
