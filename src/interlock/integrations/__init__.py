@@ -1,0 +1,1 @@
+"""Front doors into the Gateway for agent tools: the MCP proxy, agent hooks."""

@@ -1,0 +1,133 @@
+"""`interlock mcp-proxy`: put Interlock between an agent and an MCP server.
+
+    interlock mcp-proxy --agent kiro --env staging --policy policy.yaml -- \\
+        npx -y @modelcontextprotocol/server-filesystem /srv/data
+
+The agent's MCP client starts this command instead of the server; the proxy starts the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import anyio
+import typer
+
+#: Mount with these so `-- UPSTREAM…` and the upstream's own options reach the command untouched.
+CONTEXT_SETTINGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    print(f"interlock mcp-proxy: {message}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+def _parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise _fail(f"--listen {value!r}: write HOST:PORT, e.g. 127.0.0.1:8765")
+    return host.strip("[]"), int(port)
+
+
+def mcp_proxy(
+    ctx: typer.Context,
+    upstream: Annotated[list[str] | None, typer.Argument(
+        help="the upstream MCP server's command, after `--`", show_default=False)] = None,
+    agent: Annotated[str, typer.Option("--agent", help="the agent this proxy serves (its policy name)")] = "",
+    env: Annotated[str, typer.Option("--env", help="the environment every call is proposed in")] = "",
+    target: Annotated[str | None, typer.Option(
+        "--target", help="the policy's mcp target for this server (its mcp_tools risks are trusted)")] = None,
+    name: Annotated[str | None, typer.Option(
+        "--name", help="the server's name in each action (default: the target, else the command's name)")] = None,
+    gateway: Annotated[str | None, typer.Option(
+        "--gateway", help="URL of a remote `interlock serve`; the agent token comes from INTERLOCK_TOKEN")] = None,
+    token: Annotated[str | None, typer.Option(
+        "--token", envvar="INTERLOCK_TOKEN", show_envvar=True, show_default=False,
+        help="the agent's token for --gateway (prefer the environment variable)")] = None,
+    policy: Annotated[Path | None, typer.Option(
+        "--policy", help="run the Gateway in-process on this policy; with --gateway: only to filter tools/list")
+    ] = None,
+    db: Annotated[str, typer.Option("--db", help="in-process store URL")] = "sqlite:///.interlock/interlock.db",
+    key_dir: Annotated[Path, typer.Option("--key-dir", help="in-process audit signing keys")] = Path(
+        ".interlock/keys"),
+    approval_timeout: Annotated[float, typer.Option(
+        "--approval-timeout", min=0, help="seconds a call waits for approval before it answers an error")] = 300.0,
+    upstream_timeout: Annotated[float, typer.Option(
+        "--upstream-timeout", min=0.1, help="seconds any one upstream call may take")] = 60.0,
+    listen: Annotated[str | None, typer.Option(
+        "--listen", help="serve streamable HTTP on HOST:PORT instead of stdio")] = None,
+) -> None:
+    """Proxy an MCP server: every tool call goes through Interlock first."""
+    from interlock.integrations.mcp_gate import GatePort, LocalGate, remote_gate
+    from interlock.integrations.mcp_proxy import ProxySettings, UpstreamError, run_proxy
+    from interlock.policy import Policy, PolicyError, load_policy
+
+    command = [*(upstream or []), *ctx.args]
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise _fail("give the upstream server's command after `--`, e.g. "
+                    "`-- npx -y @modelcontextprotocol/server-filesystem /srv/data`")
+    if not agent or not env:
+        raise _fail("--agent and --env are required")
+    if gateway is None and policy is None:
+        raise _fail("give --gateway URL (a remote `interlock serve`) or --policy FILE (in-process)")
+    if gateway is not None and not token:
+        raise _fail("--gateway needs the agent's token: set INTERLOCK_TOKEN")
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="interlock mcp-proxy: %(message)s")
+
+    loaded: Policy | None = None
+    gate: GatePort
+    try:
+        if gateway is not None:
+            if policy is not None:
+                loaded = load_policy(policy)
+            gate = remote_gate(gateway, token or "")
+        else:
+            assert policy is not None
+            local = LocalGate(policy, agent, db=db, key_dir=key_dir)
+            loaded = local.client.runtime.policy
+            gate = local
+    except PolicyError as exc:
+        raise _fail(f"policy {policy}: {exc}") from exc
+    except Exception as exc:
+        raise _fail(f"cannot start: {exc}") from exc
+
+    try:
+        upstream_env = _target_env(loaded, target)
+    except Exception as exc:
+        raise _fail(str(exc)) from exc
+    settings = ProxySettings(agent=agent, environment=env, target=target,
+                             server=name or target or Path(command[0]).name,
+                             approval_timeout=approval_timeout, upstream_timeout=upstream_timeout)
+    try:
+        anyio.run(lambda: run_proxy(settings, gate, command, loaded,
+                                    listen=_parse_listen(listen) if listen else None, upstream_env=upstream_env))
+    except UpstreamError as exc:
+        raise _fail(str(exc), 1) from exc
+    except KeyboardInterrupt:
+        pass
+
+
+def _target_env(policy: object, target: str | None) -> dict[str, str] | None:
+    """The target's `env` credential references, resolved here so the agent never holds them."""
+    from interlock.policy import Policy
+    from interlock.secrets import resolve
+
+    if not isinstance(policy, Policy) or target is None:
+        return None
+    found = policy.doc.targets.get(target)
+    if found is None:
+        raise ValueError(f"--target {target!r} is not in the policy's targets")
+    return {key: resolve(ref) for key, ref in found.env.items()} or None
+
+
+#: `python -m interlock.integrations.mcp_cli …` runs the command alone (until `interlock` mounts it).
+standalone = typer.Typer(add_completion=False)
+standalone.command("mcp-proxy", context_settings=CONTEXT_SETTINGS)(mcp_proxy)
+
+if __name__ == "__main__":
+    standalone(prog_name="interlock mcp-proxy")

@@ -1,0 +1,75 @@
+"""How the MCP proxy reaches the Gateway: a remote `interlock serve` or an in-process one.
+
+Both answer the API's JSON (`Proposal.to_json()`), so the proxy does not care which it has. The
+remote one is the SDK's `AsyncClient`; the in-process one runs the SDK's `LocalClient` (a
+synchronous Gateway on the store) in worker threads, one short step at a time, so a wait for
+approval stays cancellable when the MCP client gives up.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+import anyio.to_thread
+
+from interlock.client import TERMINAL_STATES, AsyncClient, LocalClient
+
+#: How often the in-process gate looks for a human's decision while an action waits for approval.
+LOCAL_POLL_SECONDS = 0.1
+
+
+class GatePort(Protocol):
+    """The three Gateway calls the proxy makes (the SDK clients' signatures, awaited)."""
+
+    async def propose(self, kind: str, environment: str, payload: Mapping[str, Any], *, target: str | None = None,
+                      rationale: Any = None, mode: str = "brokered") -> dict[str, Any]: ...
+
+    async def wait(self, action_id: str, timeout: float) -> dict[str, Any]: ...
+
+    async def report(self, action_id: str, status: str, exit_code: int | None = None,
+                     duration_ms: float | None = None, output_excerpt: str = "") -> dict[str, Any]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class LocalGate:
+    """The Gateway in this process (`--policy`), on the store at `db`."""
+
+    def __init__(self, policy: str | Path, agent: str, *, db: str, key_dir: str | Path) -> None:
+        self.client = LocalClient(policy, agent, db=db, key_dir=key_dir)
+
+    async def propose(self, kind: str, environment: str, payload: Mapping[str, Any], *, target: str | None = None,
+                      rationale: Any = None, mode: str = "brokered") -> dict[str, Any]:
+        def run() -> dict[str, Any]:
+            return self.client.propose(kind, environment, payload, target=target, rationale=rationale, mode=mode)
+
+        return await anyio.to_thread.run_sync(run)
+
+    async def wait(self, action_id: str, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            # One step at a time (`wait(…, 0)` advances once), so cancelling this coroutine stops the wait.
+            body = await anyio.to_thread.run_sync(self.client.wait, action_id, 0.0)
+            remaining = deadline - time.monotonic()
+            if body.get("state") in TERMINAL_STATES or remaining <= 0:
+                return body
+            await anyio.sleep(min(LOCAL_POLL_SECONDS, remaining))
+
+    async def report(self, action_id: str, status: str, exit_code: int | None = None,
+                     duration_ms: float | None = None, output_excerpt: str = "") -> dict[str, Any]:
+        def run() -> dict[str, Any]:
+            return self.client.report(action_id, status, exit_code, duration_ms, output_excerpt)
+
+        return await anyio.to_thread.run_sync(run)
+
+    async def aclose(self) -> None:
+        await anyio.to_thread.run_sync(self.client.close)
+
+
+def remote_gate(url: str, token: str, *, timeout: float = 30.0) -> GatePort:
+    """A remote `interlock serve` (`--gateway URL`), as the agent whose token this is."""
+    return AsyncClient(url, token, timeout=timeout)

@@ -1,0 +1,316 @@
+"""The MCP proxy: an MCP server that stands between an agent and the real (upstream) MCP server.
+
+The proxy starts the upstream server itself (`-- UPSTREAM_COMMAND…`), so the agent only ever talks
+to the proxy. Towards the agent it is an ordinary MCP server (stdio, or streamable HTTP):
+
+- `tools/list` shows the upstream's tools that this agent could ever be allowed to call: each tool
+  is decided by the policy at its best case (no arguments, which can only add risk); a tool the
+  policy denies even then is hidden. Without a local policy (remote gateway, no `--policy`) every
+  tool is shown, and every call is still gated.
+- every `tools/call` becomes an advisory action of kind `mcp` with payload `{server, tool,
+  arguments, annotations}` (the upstream's annotations are hints that can only raise the risk):
+  allowed → forwarded; approval required → the call waits for the humans (bounded) and is
+  forwarded once approved, else answered with a tool error naming the approval request;
+  anything else → a tool error with the reasons. The outcome is reported back (audited).
+- every upstream call is bounded by a timeout, and a dead upstream answers errors: a crash or a
+  hang upstream never hangs the agent.
+
+Resources and prompts are not proxied: only tools, each through the Gateway (fail closed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import mcp.types as types
+from mcp import Client, StdioServerParameters
+from mcp.server import Server
+from mcp.server.context import ServerRequestContext
+
+from interlock.classify.registry import classify
+from interlock.integrations.mcp_gate import GatePort
+from interlock.model import Action, Kind, Outcome
+from interlock.policy import Policy, context_for, decide
+
+log = logging.getLogger("interlock.mcp_proxy")
+
+DEFAULT_APPROVAL_TIMEOUT = 300.0
+DEFAULT_UPSTREAM_TIMEOUT = 60.0
+#: A misbehaving upstream that pages forever gets this many pages of tools, no more.
+MAX_TOOL_PAGES = 50
+#: What the audit log keeps of a failed call's error text (a success keeps only its size: tool
+#: output is the upstream's data, not Interlock's to copy).
+EXCERPT_CHARS = 500
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    agent: str
+    environment: str
+    server: str  # the upstream's name in every action's payload (and so in its fingerprint)
+    target: str | None = None
+    approval_timeout: float = DEFAULT_APPROVAL_TIMEOUT
+    upstream_timeout: float = DEFAULT_UPSTREAM_TIMEOUT
+
+
+class UpstreamError(Exception):
+    """The upstream server failed, hung or is gone; the message says which and what to do."""
+
+
+# --- the upstream server ------------------------------------------------------------------------
+
+
+class Upstream:
+    """The real MCP server: spawned by the proxy, reached only through it, every call bounded."""
+
+    def __init__(self, command: list[str], *, timeout: float, env: dict[str, str] | None = None,
+                 cwd: str | None = None) -> None:
+        if not command:
+            raise UpstreamError("no upstream command: give it after `--`, e.g. `-- npx -y "
+                                "@modelcontextprotocol/server-filesystem /srv/data`")
+        self.command = command
+        self.timeout = timeout
+        self.params = StdioServerParameters(command=command[0], args=command[1:], env=env, cwd=cwd)
+        self.client: Client | None = None
+        self.dead: str | None = None  # why the upstream is unusable, once it is
+        self.tools: dict[str, types.Tool] = {}
+
+    async def start(self, stack: AsyncExitStack) -> None:
+        """Spawn and initialize the upstream; it is stopped (and killed if need be) when `stack` closes."""
+        client = Client(self.params, cache=None, read_timeout_seconds=self.timeout)
+        try:
+            # Not under fail_after: the client's task group must outlive this call. Its requests
+            # (initialize included) are bounded by read_timeout_seconds instead.
+            self.client = await stack.enter_async_context(client)
+            await self.list_tools()
+        except OSError as exc:
+            raise UpstreamError(f"cannot start upstream {self.command[0]}: {exc}") from exc
+        except UpstreamError:
+            raise
+        except Exception as exc:
+            raise UpstreamError(f"upstream {self.command[0]} failed to initialize: {type(exc).__name__}: {exc}") \
+                from exc
+
+    async def list_tools(self) -> list[types.Tool]:
+        """Every tool of the upstream (all pages); the last good listing stays known for annotations."""
+        tools: list[types.Tool] = []
+        cursor: str | None = None
+        for _ in range(MAX_TOOL_PAGES):
+            page = await self._bounded("tools/list", lambda c=cursor: self._client().list_tools(cursor=c))
+            tools.extend(page.tools)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        self.tools = {tool.name: tool for tool in tools}
+        return tools
+
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+        result: types.CallToolResult = await self._bounded(f"tools/call {name}", lambda: self._client().call_tool(
+            name, arguments, read_timeout_seconds=self.timeout))
+        return result
+
+    async def annotations(self, name: str) -> dict[str, Any]:
+        """The upstream's annotations for a tool, as on the wire (`readOnlyHint` …); {} when unknown."""
+        if name not in self.tools and self.dead is None:
+            # Without hints the call is judged by its name and arguments alone (hints only raise risk).
+            with contextlib.suppress(UpstreamError):
+                await self.list_tools()
+        tool = self.tools.get(name)
+        if tool is None or tool.annotations is None:
+            return {}
+        return tool.annotations.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+    def _client(self) -> Client:
+        if self.client is None:
+            raise UpstreamError("the upstream server is not started")
+        return self.client
+
+    async def _bounded(self, what: str, call: Any) -> Any:
+        if self.dead is not None:
+            raise UpstreamError(f"the upstream server is unusable ({self.dead}); restart the proxy")
+        try:
+            with anyio.fail_after(self.timeout):
+                return await call()
+        except TimeoutError as exc:
+            raise UpstreamError(f"upstream {what} did not answer within {self.timeout:g}s "
+                                "(--upstream-timeout); it may still be running there") from exc
+        except Exception as exc:
+            text = str(exc) or type(exc).__name__
+            if "closed" in text.lower() or isinstance(exc, (anyio.ClosedResourceError, anyio.BrokenResourceError)):
+                self.dead = f"it exited or closed its connection during {what}"
+                raise UpstreamError(f"upstream server gone during {what}: {text}; restart the proxy") from exc
+            raise UpstreamError(f"upstream {what} failed: {type(exc).__name__}: {text}") from exc
+
+
+# --- which tools the agent may see --------------------------------------------------------------
+
+
+def tool_payload(server: str, tool: str, arguments: dict[str, Any], annotations: dict[str, Any]) -> dict[str, Any]:
+    return {"server": server, "tool": tool, "arguments": arguments, "annotations": annotations}
+
+
+def could_ever_allow(policy: Policy, settings: ProxySettings, tool: types.Tool) -> bool:
+    """Whether the policy could let this agent call `tool` at all: the decision for its best case
+    (no arguments; arguments only add risk) is anything but deny."""
+    annotations = tool.annotations.model_dump(by_alias=True, exclude_none=True, mode="json") \
+        if tool.annotations else {}
+    payload = tool_payload(settings.server, tool.name, {}, annotations)
+    try:
+        action = Action(kind=Kind.mcp, environment=settings.environment, target=settings.target, payload=payload)
+        classification = classify(Kind.mcp, payload, context_for(policy, settings.target))
+        decision = decide(policy, settings.agent, action, classification)
+    except Exception:
+        log.exception("cannot decide tool %s for tools/list; hiding it", tool.name[:100])
+        return False
+    return decision.outcome is not Outcome.deny
+
+
+def visible_tools(policy: Policy | None, settings: ProxySettings, tools: list[types.Tool]) -> list[types.Tool]:
+    """The tools to list. Task execution is not proxied, so tools are listed without it."""
+    shown = [t for t in tools if policy is None or could_ever_allow(policy, settings, t)]
+    return [t.model_copy(update={"execution": None, "meta": None}) for t in shown]
+
+
+# --- one tools/call -----------------------------------------------------------------------------
+
+
+def tool_error(text: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
+
+
+def refusal(tool: str, proposal: dict[str, Any], approval_timeout: float) -> str:
+    """Why a call was not forwarded, in words an agent (and its human) can act on."""
+    state = proposal.get("state", "unknown")
+    action_id = proposal.get("id", "?")
+    reasons = "; ".join(str(r) for r in proposal.get("reasons") or []) or "no reason given"
+    remedy = "; ".join(str(r) for r in proposal.get("remedy") or [])
+    approval = proposal.get("approval") or {}
+    request = approval.get("id", "?")
+    head = f"Interlock did not run {tool} (action {action_id}, state {state})"
+    if state == "denied":
+        text = f"{head}: denied: {reasons}."
+        if approval.get("message"):
+            text += f" {approval['message']}."
+    elif state == "pending_approval":
+        needs = approval.get("still_needs") or f"needs {approval.get('required') or 'approval'}"
+        text = (f"{head}: approval request {request} {needs}; it was not approved within "
+                f"{approval_timeout:g}s ({reasons}). Ask an approver to run `interlock approvals approve "
+                f"{request}`, then call {tool} again with the same arguments.")
+    elif state == "rejected":
+        text = f"{head}: a human denied approval request {request}: {approval.get('reason') or reasons}."
+    elif state in ("expired", "invalidated"):
+        text = (f"{head}: approval request {request} is {state} ({approval.get('reason') or reasons}); "
+                f"call {tool} again to ask anew.")
+    elif state == "sandbox_required":
+        text = f"{head}: the policy wants a sandbox run first: {reasons}."
+    else:
+        text = f"{head}: {reasons}."
+    if remedy and state in ("denied", "sandbox_required"):
+        text += f" What to do: {remedy}."
+    return text
+
+
+def result_excerpt(result: types.CallToolResult) -> str:
+    if not result.is_error:
+        size = sum(len(block.text) for block in result.content if isinstance(block, types.TextContent))
+        return f"{len(result.content)} content block(s), {size} characters of text"
+    text = " ".join(block.text for block in result.content if isinstance(block, types.TextContent))
+    return " ".join(text.split())[:EXCERPT_CHARS]
+
+
+class Proxy:
+    """The proxy's behaviour, independent of the transport towards the agent."""
+
+    def __init__(self, settings: ProxySettings, gate: GatePort, upstream: Upstream,
+                 policy: Policy | None) -> None:
+        self.settings = settings
+        self.gate = gate
+        self.upstream = upstream
+        self.policy = policy
+
+    async def list_tools(self) -> list[types.Tool]:
+        try:
+            tools = await self.upstream.list_tools()
+        except UpstreamError as exc:
+            log.warning("tools/list: %s; listing the last known tools", exc)
+            tools = list(self.upstream.tools.values())
+        return visible_tools(self.policy, self.settings, tools)
+
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+        settings = self.settings
+        annotations = await self.upstream.annotations(name)
+        payload = tool_payload(settings.server, name, arguments, annotations)
+        try:
+            proposal = await self.gate.propose("mcp", settings.environment, payload, target=settings.target,
+                                               mode="advisory")
+            if proposal.get("state") == "pending_approval":
+                proposal = await self.gate.wait(str(proposal["id"]), settings.approval_timeout)
+        except Exception as exc:
+            # Fail closed: whatever went wrong, the upstream is not called.
+            return tool_error(f"Interlock could not decide {name}, so it was not run: {exc}")
+        if proposal.get("state") not in ("allowed", "approved"):
+            return tool_error(refusal(name, proposal, settings.approval_timeout))
+        return await self._forward(str(proposal["id"]), name, arguments)
+
+    async def _forward(self, action_id: str, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+        started = time.perf_counter()
+        try:
+            result = await self.upstream.call_tool(name, arguments)
+            status = "failed" if result.is_error else "succeeded"
+        except UpstreamError as exc:
+            result = tool_error(f"Interlock allowed {name} (action {action_id}) but the upstream failed: {exc}")
+            status = "timeout" if "did not answer" in str(exc) else "error"
+        duration_ms = (time.perf_counter() - started) * 1000
+        try:
+            await self.gate.report(action_id, status, duration_ms=round(duration_ms, 3),
+                                   output_excerpt=result_excerpt(result))
+        except Exception as exc:
+            # It ran: the proposal and its approval are on record; only the outcome is missing.
+            log.warning("could not report the outcome of %s: %s", action_id, exc)
+        return result
+
+
+def build_server(proxy: Proxy, name: str = "interlock-mcp-proxy") -> Server[Any]:
+    """The MCP server the agent talks to: tools only, each call through the Gateway."""
+
+    async def on_list_tools(ctx: ServerRequestContext[Any],
+                            params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=await proxy.list_tools())
+
+    async def on_call_tool(ctx: ServerRequestContext[Any],
+                           params: types.CallToolRequestParams) -> types.CallToolResult:
+        return await proxy.call_tool(params.name, dict(params.arguments or {}))
+
+    return Server(name, version="1", instructions="Interlock gates every tool call of this server.",
+                  on_list_tools=on_list_tools, on_call_tool=on_call_tool)
+
+
+# --- running it ---------------------------------------------------------------------------------
+
+
+async def run_proxy(settings: ProxySettings, gate: GatePort, command: list[str], policy: Policy | None, *,
+                    listen: tuple[str, int] | None = None, upstream_env: dict[str, str] | None = None) -> None:
+    """Start the upstream, then serve the agent until it disconnects (stdio) or the process is
+    stopped (HTTP). On the way out the upstream is stopped (killed if it will not exit)."""
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(gate.aclose)
+        upstream = Upstream(command, timeout=settings.upstream_timeout, env=upstream_env)
+        await upstream.start(stack)
+        server = build_server(Proxy(settings, gate, upstream, policy))
+        if listen is None:
+            from mcp.server.stdio import stdio_server
+
+            async with stdio_server() as (read_stream, write_stream):
+                await server.run(read_stream, write_stream, server.create_initialization_options())
+            return
+        import uvicorn
+
+        host, port = listen
+        app = server.streamable_http_app(host=host)
+        await uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).serve()
