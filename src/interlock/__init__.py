@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 __version__ = "0.1.0"
+
+# `typing` alone costs agent hooks start-up time: this spelling of TYPE_CHECKING needs no import.
+TYPE_CHECKING = False
 
 # The SDK names load lazily: `import interlock` stays cheap for agent hooks that start a process per tool call.
 _SDK = ("Client", "AsyncClient", "LocalClient", "guarded", "Denied", "ApprovalPending", "ApprovalExpired",
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     )
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in _SDK:
         from interlock import client
 

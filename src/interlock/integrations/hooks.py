@@ -1,0 +1,538 @@
+"""Agent hooks: Claude Code and Codex ask Interlock before every tool call (PreToolUse).
+
+The agent runs the hook as a process per tool call, feeding the PreToolUse JSON on stdin
+(`session_id`, `cwd`, `hook_event_name`, `tool_name`, `tool_input`, `tool_use_id`, …). The hook
+turns the call into one or more advisory actions, proposes them, waits (bounded) for approvals,
+and answers on stdout:
+
+- Claude Code: `{"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision":
+  "allow"|"deny", "permissionDecisionReason": …}}`, exit 0.
+- Codex: a deny is the same JSON (exit 0); an allow is an empty stdout, because Codex refuses
+  `permissionDecision: "allow"` without `updatedInput` as unsupported output (its own approval
+  flow then continues, which is what "allowed by Interlock" should mean there).
+
+Every internal error (gateway down, bad stdin, timeout, anything) exits 2 with the reason on
+stderr: both agents block the tool on exit 2, while Claude Code RUNS the tool on other non-zero
+codes, so no other code is ever used for a failure.
+
+`ask` (Claude Code lets the person at the keyboard decide) is used only with
+`--owner-may-decide`: the person at the keyboard is usually the agent's owner, who never counts
+as an approver of the agent's actions (DESIGN.md §3.4), so handing them the decision is an
+explicit opt-in, never a default. Codex treats `ask` as unsupported output and runs the tool, so
+the flag is refused there.
+
+This module is the lean start-up path (`interlock-hook`): it imports only the standard library
+at load time and speaks HTTP/1.1 to the gateway itself, so a hook call costs a process start and
+one loopback round trip, not an httpx/pydantic import.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import sys
+import time
+
+# `typing` and `dataclasses` cost more start-up than the rest of the hook: type-checking only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, Protocol
+
+    class Proposer(Protocol):
+        def propose(self, kind: str, environment: str, payload: dict[str, Any], *, target: str | None = None,
+                    rationale: Any = None, mode: str = "brokered") -> dict[str, Any]: ...
+
+        def wait(self, action_id: str, timeout: float) -> dict[str, Any]: ...
+
+FLAVORS = ("claude-code", "codex")
+DEFAULT_WAIT = 120.0
+#: The gateway's long poll answers within its timeout; this margin covers the round trip.
+HTTP_MARGIN = 10.0
+SHELL_TOOLS = frozenset({"Bash", "shell", "local_shell", "shell_command", "exec_command", "container.exec"})
+WRITE_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit"})
+READ_TOOLS = frozenset({"Read", "Glob", "Grep", "LS", "NotebookRead"})
+PATCH_TOOLS = frozenset({"apply_patch"})
+#: What `install` registers the hook for, per agent (regex matchers, as both agents read them).
+MATCHERS = {
+    "claude-code": "Bash|Write|Edit|MultiEdit|NotebookEdit|Read|Glob|Grep|LS|WebFetch|mcp__.*",
+    "codex": "Bash|apply_patch|Write|Edit|mcp__.*",
+}
+
+
+class HookError(Exception):
+    """Anything that keeps the hook from a clear answer: the hook exits 2 (the tool is blocked)."""
+
+
+# --- the tool call → actions (pure) ------------------------------------------------------------
+
+
+class ProposedAction:
+    __slots__ = ("kind", "payload", "rationale")
+
+    def __init__(self, kind: str, payload: dict[str, Any], rationale: dict[str, str] | None = None) -> None:
+        self.kind, self.payload, self.rationale = kind, payload, rationale
+
+    def __repr__(self) -> str:
+        return f"ProposedAction({self.kind!r}, {self.payload!r}, {self.rationale!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ProposedAction) and \
+            (self.kind, self.payload, self.rationale) == (other.kind, other.payload, other.rationale)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def parse_event(text: str) -> dict[str, Any]:
+    """The PreToolUse JSON from stdin, checked for the fields the hook relies on."""
+    if not text.strip():
+        raise HookError("no PreToolUse JSON on stdin: run this hook from the agent's PreToolUse hook settings")
+    try:
+        event = json.loads(text)
+    except ValueError as exc:
+        raise HookError(f"stdin is not JSON ({exc}): expected the agent's PreToolUse hook input") from exc
+    if not isinstance(event, dict):
+        raise HookError("stdin JSON is not an object: expected the agent's PreToolUse hook input")
+    name = event.get("hook_event_name", "PreToolUse")
+    if name != "PreToolUse":
+        raise HookError(f"hook_event_name is {name!r}: this hook handles PreToolUse only; "
+                        "register it under PreToolUse in the agent's settings")
+    if not isinstance(event.get("tool_name"), str) or not event["tool_name"]:
+        raise HookError("PreToolUse input without a `tool_name` string")
+    tool_input = event.get("tool_input", {})
+    if not isinstance(tool_input, dict):
+        raise HookError(f"`tool_input` of {event['tool_name']} is not an object")
+    event["tool_input"] = tool_input
+    return event
+
+
+def _text(tool: str, tool_input: dict[str, Any], *keys: str) -> str:
+    for key in keys:
+        value = tool_input.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            return shlex.join(value)  # an argv, as some Codex shell tools send it
+    raise HookError(f"{tool} input has no usable {' or '.join(repr(k) for k in keys)}")
+
+
+def _file(operation: str, path: str, **extra: Any) -> ProposedAction:
+    return ProposedAction("file", {"operation": operation, "path": path, **extra})
+
+
+def actions_for(event: dict[str, Any]) -> list[ProposedAction]:
+    """The actions a tool call amounts to. A tool with no mapping is an error (fail closed)."""
+    tool: str = event["tool_name"]
+    args: dict[str, Any] = event["tool_input"]
+    cwd = event.get("cwd") if isinstance(event.get("cwd"), str) else None
+    if tool in SHELL_TOOLS:
+        why = args.get("description") or args.get("justification")
+        rationale = {"intent": why[:4000]} if isinstance(why, str) and why.strip() else None
+        return [ProposedAction("shell", {"command": _text(tool, args, "command", "cmd")}, rationale)]
+    if tool == "Write":
+        return [_file("write", _text(tool, args, "file_path", "path"), content=str(args.get("content", "")))]
+    if tool == "Edit":
+        edit = {k: args.get(k) for k in ("old_string", "new_string", "replace_all") if k in args}
+        return [_file("edit", _text(tool, args, "file_path", "path"), edits=[edit])]
+    if tool == "MultiEdit":
+        edits = args.get("edits")
+        if not isinstance(edits, list):
+            raise HookError("MultiEdit input has no `edits` list")
+        return [_file("edit", _text(tool, args, "file_path", "path"), edits=edits)]
+    if tool == "NotebookEdit":
+        change = {k: args.get(k) for k in ("cell_id", "cell_type", "edit_mode", "new_source") if k in args}
+        return [_file("edit", _text(tool, args, "notebook_path", "file_path"), edits=[change])]
+    if tool in READ_TOOLS:
+        # Reads are proposed too: reading a credential file (.env, ~/.aws/credentials) is not harmless,
+        # and the file classifier says so. Glob/Grep without a path read below the working directory.
+        path = args.get("file_path") or args.get("notebook_path") or args.get("path") or cwd
+        if not isinstance(path, str) or not path:
+            raise HookError(f"{tool} input has no path and the event has no cwd")
+        extra = {k: args[k] for k in ("pattern", "glob") if isinstance(args.get(k), str)}
+        return [_file("read", path, **extra)]
+    if tool == "WebFetch":
+        return [ProposedAction("http", {"method": "GET", "url": _text(tool, args, "url"), "headers": {},
+                                        "body": None})]
+    if tool.startswith("mcp__"):
+        server, _, name = tool[len("mcp__"):].partition("__")
+        if not server or not name:
+            raise HookError(f"MCP tool name {tool!r} is not mcp__<server>__<tool>")
+        return [ProposedAction("mcp", {"server": server, "tool": name, "arguments": args, "annotations": {}})]
+    if tool in PATCH_TOOLS:
+        return patch_actions(_text(tool, args, "command", "patch", "input"))
+    raise HookError(f"Interlock has no mapping for tool {tool!r}, so it cannot judge it: remove it from the hook's "
+                    "matcher if it touches nothing outside the agent, or ask for a mapping")
+
+
+PATCH_HEADERS = (("*** Add File: ", "write"), ("*** Update File: ", "edit"), ("*** Delete File: ", "delete"),
+                 ("*** Move to: ", "write"))
+
+
+def patch_actions(patch: str) -> list[ProposedAction]:
+    """Codex `apply_patch`: one file action per file the patch adds, updates, deletes or moves to,
+    each carrying its own section of the patch (so an approval binds to those exact lines)."""
+    actions: list[ProposedAction] = []
+    current: tuple[str, str] | None = None
+    lines: list[str] = []
+
+    def flush() -> None:
+        if current is not None:
+            actions.append(_file(current[1], current[0], content="\n".join(lines)))
+
+    for line in patch.splitlines():
+        header = next(((line[len(p):].strip(), op) for p, op in PATCH_HEADERS if line.startswith(p)), None)
+        if header is not None and header[1] == "write" and line.startswith("*** Move to: "):
+            actions.append(_file("write", header[0], content=f"moved from {current[0] if current else '?'}"))
+            continue
+        if header is not None:
+            flush()
+            current, lines = header, []
+            continue
+        if current is not None and line != "*** End Patch":
+            lines.append(line)
+    flush()
+    if not actions or any(not a.payload["path"] for a in actions):
+        raise HookError("apply_patch input names no file (expected `*** Add/Update/Delete File: <path>` lines)")
+    return actions
+
+
+# --- the answer (pure) -------------------------------------------------------------------------
+
+
+class Verdict:
+    __slots__ = ("action_ids", "decision", "reason")
+
+    def __init__(self, decision: str, reason: str, action_ids: list[str] | None = None) -> None:
+        self.decision = decision  # allow | deny | ask
+        self.reason = reason
+        self.action_ids = action_ids or []
+
+    def __repr__(self) -> str:
+        return f"Verdict({self.decision!r}, {self.reason!r}, {self.action_ids!r})"
+
+
+def render(flavor: str, verdict: Verdict) -> str:
+    """What the hook prints on stdout (exit 0) for a verdict."""
+    if flavor == "codex" and verdict.decision == "allow":
+        return ""
+    return json.dumps({"hookSpecificOutput": {"hookEventName": "PreToolUse",
+                                              "permissionDecision": verdict.decision,
+                                              "permissionDecisionReason": verdict.reason}})
+
+
+def _listing(items: Any) -> str:
+    return "; ".join(str(i) for i in items) if isinstance(items, list) else str(items or "")
+
+
+def explain(body: dict[str, Any], wait: float) -> Verdict | None:
+    """None when the settled proposal may run; else the deny (or pending) verdict the agent reads."""
+    state = body.get("state")
+    action_id = str(body.get("id", ""))
+    summary = body.get("summary") or body.get("kind") or "the action"
+    approval = body.get("approval") or {}
+    if state in ("allowed", "approved"):
+        return None
+    if state == "pending_approval":
+        who = ", ".join(approval.get("eligible") or []) or "an eligible human"
+        return Verdict("deny", f"Interlock: '{summary}' needs approval and none came within {wait:g} s; nothing ran. "
+                               f"Approval request {approval.get('id')} ({_listing(approval.get('still_needs'))}; "
+                               f"eligible: {who}): a human approves with `interlock approvals approve "
+                               f"{approval.get('id')}`. Then retry exactly the same call: the grant matches this "
+                               "exact action, and any change needs a new approval.", [action_id])
+    if state == "rejected":
+        return Verdict("deny", f"Interlock: a human rejected '{summary}' (request {approval.get('id')}): "
+                               f"{approval.get('reason') or 'no reason given'}. Do not retry it.", [action_id])
+    if state in ("expired", "invalidated"):
+        return Verdict("deny", f"Interlock: the approval request {approval.get('id')} for '{summary}' is {state}; "
+                               "retry the call to open a new request.", [action_id])
+    reasons = _listing(body.get("reasons")) or "no rule allows it (default deny)"
+    rules = ", ".join(body.get("rules") or [])
+    remedy = _listing(body.get("remedy"))
+    what = "requires a sandbox run first" if state == "sandbox_required" else "denied"
+    text = f"Interlock {what}: '{summary}': {reasons}"
+    if rules:
+        text += f" [rules: {rules}]"
+    if remedy:
+        text += f" What to do: {remedy}"
+    return Verdict("deny", text, [action_id])
+
+
+# --- talking to the gateway ----------------------------------------------------------------------
+
+
+class GatewayClient:
+    """The two agent endpoints the hook needs, over a raw HTTP/1.1 connection per request (http://;
+    https:// goes through http.client and ssl). Any failure is a HookError: the hook blocks the tool."""
+
+    def __init__(self, url: str, token: str, *, timeout: float = 10.0) -> None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise HookError(f"--gateway {url!r} is not an http(s) URL like http://127.0.0.1:8700")
+        if not token or any(c in token for c in "\r\n\0 "):
+            raise HookError("the Interlock token is empty or malformed: set INTERLOCK_TOKEN (or --token) to the "
+                            "agent's token from `interlock token create`")
+        self.url, self.token, self.timeout = url.rstrip("/"), token, timeout
+        self.tls = parts.scheme == "https"
+        self.host = parts.hostname
+        self.port = parts.port or (443 if self.tls else 80)
+        self.base = parts.path.rstrip("/")
+
+    def propose(self, kind: str, environment: str, payload: dict[str, Any], *, target: str | None = None,
+                rationale: Any = None, mode: str = "brokered") -> dict[str, Any]:
+        body: dict[str, Any] = {"kind": kind, "environment": environment, "payload": payload, "mode": mode}
+        if target is not None:
+            body["target"] = target
+        if rationale is not None:
+            body["rationale"] = rationale
+        return self._call("POST", "/v1/actions", body, self.timeout)
+
+    def wait(self, action_id: str, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            poll = min(max(deadline - time.monotonic(), 0.0), 300.0)
+            body = self._call("POST", f"/v1/actions/{action_id}/wait?timeout={poll:.3f}", None, poll + HTTP_MARGIN)
+            if body.get("state") != "pending_approval" or time.monotonic() >= deadline:
+                return body
+
+    def _call(self, method: str, path: str, body: Any, timeout: float) -> dict[str, Any]:
+        data = b"" if body is None else json.dumps(body).encode()
+        try:
+            status, raw = (self._https if self.tls else self._http)(method, self.base + path, data, timeout)
+        except (OSError, ValueError) as exc:
+            raise HookError(f"cannot reach the Interlock gateway at {self.url}: {type(exc).__name__}: {exc}; "
+                            "the tool call is blocked (fail closed)") from exc
+        try:
+            answer = json.loads(raw) if raw else None
+        except ValueError:
+            answer = None
+        if 200 <= status < 300 and isinstance(answer, dict):
+            return answer
+        error = answer.get("error") if isinstance(answer, dict) else None
+        if isinstance(error, dict):
+            detail = f"{error.get('code')}: {error.get('message')}"
+        elif isinstance(answer, dict) and answer.get("reasons"):
+            detail = _listing(answer["reasons"])
+        else:
+            detail = raw[:200].decode("utf-8", "replace")
+        raise HookError(f"the Interlock gateway answered {status} to {method} {path.split('?')[0]}: {detail}; "
+                        "the tool call is blocked (fail closed)")
+
+    def _http(self, method: str, path: str, data: bytes, timeout: float) -> tuple[int, bytes]:
+        deadline = time.monotonic() + timeout
+        head = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                f"Authorization: Bearer {self.token}\r\nUser-Agent: interlock-hook\r\nAccept: application/json\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n")
+        chunks: list[bytes] = []
+        with socket.create_connection((self.host, self.port), timeout=timeout) as conn:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn.sendall(head.encode("latin-1") + data)
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"no complete answer within {timeout:g} s")
+                conn.settimeout(remaining)
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        return parse_response(b"".join(chunks))
+
+    def _https(self, method: str, path: str, data: bytes, timeout: float) -> tuple[int, bytes]:
+        import http.client
+
+        conn = http.client.HTTPSConnection(self.host, self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=data, headers={
+                "Authorization": f"Bearer {self.token}", "Content-Type": "application/json",
+                "User-Agent": "interlock-hook"})
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+
+def parse_response(raw: bytes) -> tuple[int, bytes]:
+    """(status, body) of a complete HTTP/1.1 response read until the server closed the connection."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    if not sep:
+        raise ValueError("the gateway closed the connection before a complete HTTP answer")
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+        raise ValueError(f"not an HTTP status line: {lines[0][:80]!r}")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(b":") for line in lines[1:])}
+    if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+        body = _dechunk(body)
+    elif (length := headers.get(b"content-length")) is not None:
+        if len(body) < int(length):
+            raise ValueError("the gateway's answer was cut short")
+        body = body[: int(length)]
+    return int(parts[1]), body
+
+
+def _dechunk(body: bytes) -> bytes:
+    out: list[bytes] = []
+    while True:
+        size_line, sep, rest = body.partition(b"\r\n")
+        if not sep:
+            raise ValueError("a chunked answer was cut short")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            return b"".join(out)
+        out.append(rest[:size])
+        body = rest[size + 2:]
+
+
+# --- one hook call -----------------------------------------------------------------------------
+
+
+class HookSettings:
+    """How one hook call runs: which agent dialect, environment, gateway (or in-process policy)."""
+
+    def __init__(self, flavor: str, *, env: str | None = None, target: str | None = None,
+                 gateway: str | None = None, token: str | None = None, policy: str | None = None,
+                 agent: str | None = None, db: str = "sqlite:///.interlock/interlock.db",
+                 key_dir: str = ".interlock/keys", wait: float = DEFAULT_WAIT, owner_may_decide: bool = False,
+                 http_timeout: float = 10.0) -> None:
+        self.flavor, self.env, self.target = flavor, env, target
+        self.gateway, self.token, self.policy, self.agent = gateway, token, policy, agent
+        self.db, self.key_dir, self.wait = db, key_dir, wait
+        self.owner_may_decide, self.http_timeout = owner_may_decide, http_timeout
+
+    @staticmethod
+    def from_env(flavor: str, **given: Any) -> HookSettings:
+        """Options given on the command line win over INTERLOCK_* variables."""
+        settings = HookSettings(flavor=flavor, **{k: v for k, v in given.items() if v is not None})
+        settings.env = settings.env or os.environ.get("INTERLOCK_ENV")
+        settings.gateway = settings.gateway or os.environ.get("INTERLOCK_URL")
+        settings.token = settings.token or os.environ.get("INTERLOCK_TOKEN")
+        settings.policy = settings.policy or os.environ.get("INTERLOCK_POLICY")
+        settings.agent = settings.agent or os.environ.get("INTERLOCK_AGENT")
+        return settings
+
+
+def client_for(settings: HookSettings) -> Proposer:
+    if settings.gateway and settings.policy:
+        raise HookError("give either --gateway (a running `interlock serve`) or --policy (in-process), not both")
+    if settings.gateway:
+        return GatewayClient(settings.gateway, settings.token or "", timeout=settings.http_timeout)
+    if settings.policy:
+        if not settings.agent:
+            raise HookError("--policy needs --agent NAME (the agent this hook speaks for)")
+        from interlock.client import LocalClient
+
+        return LocalClient(settings.policy, settings.agent, db=settings.db, key_dir=settings.key_dir)
+    raise HookError("no gateway: pass --gateway URL (token in INTERLOCK_TOKEN) or --policy FILE --agent NAME")
+
+
+def decide(client: Proposer, settings: HookSettings, actions: list[ProposedAction]) -> Verdict:
+    """Propose every action of the tool call (advisory); the call runs only if all may run."""
+    assert settings.env is not None
+    deadline = time.monotonic() + settings.wait
+    ids: list[str] = []
+    summaries: list[str] = []
+    for action in actions:
+        body = client.propose(action.kind, settings.env, action.payload, target=settings.target,
+                              rationale=action.rationale, mode="advisory")
+        if body.get("state") == "pending_approval":
+            if settings.owner_may_decide:
+                approval = body.get("approval") or {}
+                return Verdict("ask", f"Interlock: '{body.get('summary')}' needs approval "
+                                      f"({_listing(approval.get('still_needs'))}, request {approval.get('id')}); "
+                                      "the hook's --owner-may-decide hands the decision to you.", [str(body["id"])])
+            body = client.wait(str(body["id"]), max(deadline - time.monotonic(), 0.0))
+        refusal = explain(body, settings.wait)
+        if refusal is not None:
+            refusal.action_ids = [*ids, *refusal.action_ids]
+            return refusal
+        ids.append(str(body.get("id", "")))
+        summaries.append(f"{body.get('summary') or action.kind} ({body.get('state')})")
+    return Verdict("allow", "Interlock: " + "; ".join(summaries), ids)
+
+
+def run(settings: HookSettings, stdin_text: str,
+        make_client: Callable[[HookSettings], Proposer] = client_for) -> tuple[str, str, int]:
+    """(stdout, stderr, exit code) of one hook call. Never raises: every failure is exit 2."""
+    try:
+        if settings.flavor not in FLAVORS:
+            raise HookError(f"unknown agent {settings.flavor!r}: use one of {', '.join(FLAVORS)}")
+        if not settings.env:
+            raise HookError("no environment: pass --env ENV or set INTERLOCK_ENV")
+        if settings.owner_may_decide and settings.flavor == "codex":
+            raise HookError("--owner-may-decide is refused for Codex: Codex runs the tool on an `ask` answer")
+        if settings.wait < 0:
+            raise HookError("--wait must be 0 or more seconds")
+        actions = actions_for(parse_event(stdin_text))
+        client = make_client(settings)
+        try:
+            verdict = decide(client, settings, actions)
+        finally:
+            close = getattr(client, "close", None)
+            if callable(close):
+                close()
+        return render(settings.flavor, verdict), "", 0
+    except HookError as exc:
+        return "", f"interlock hook: {exc}\n", 2
+    except Exception as exc:  # fail closed on anything: exit 2 blocks the tool in both agents
+        return "", f"interlock hook: internal error, the tool call is blocked: {type(exc).__name__}: {exc}\n", 2
+
+
+def read_stdin(limit: int = 8 * 1024 * 1024) -> str:
+    data = sys.stdin.buffer.read(limit + 1)
+    if len(data) > limit:
+        raise HookError(f"PreToolUse input over {limit} bytes")
+    return data.decode("utf-8")
+
+
+def execute(settings: HookSettings) -> int:
+    """Read stdin, answer on stdout/stderr, return the exit code (for both CLIs)."""
+    try:
+        text = read_stdin()
+    except (HookError, OSError, UnicodeDecodeError) as exc:
+        sys.stderr.write(f"interlock hook: cannot read the PreToolUse input: {exc}\n")
+        return 2
+    out, err, code = run(settings, text)
+    if out:
+        sys.stdout.write(out + "\n")
+        sys.stdout.flush()
+    if err:
+        sys.stderr.write(err)
+    return code
+
+
+# --- `interlock-hook`: the lean console script -----------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`interlock-hook claude-code|codex [options]`: the same as `interlock hook …`, without the
+    full CLI's imports. `install` lives in the full CLI only."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="interlock-hook", description="Interlock PreToolUse hook")
+    parser.add_argument("flavor", choices=FLAVORS)
+    parser.add_argument("--env", help="environment the agent works in (or INTERLOCK_ENV)")
+    parser.add_argument("--target")
+    parser.add_argument("--gateway", help="URL of `interlock serve` (or INTERLOCK_URL); token in INTERLOCK_TOKEN")
+    parser.add_argument("--token")
+    parser.add_argument("--policy", help="run in-process over this policy instead of a gateway")
+    parser.add_argument("--agent")
+    parser.add_argument("--db")
+    parser.add_argument("--key-dir")
+    parser.add_argument("--wait", type=float, default=DEFAULT_WAIT)
+    parser.add_argument("--owner-may-decide", action="store_true")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors already; keep 0 for --help
+        raise SystemExit(exc.code if exc.code in (0, None) else 2) from None
+    settings = HookSettings.from_env(args.flavor, env=args.env, target=args.target, gateway=args.gateway,
+                                     token=args.token, policy=args.policy, agent=args.agent, db=args.db,
+                                     key_dir=args.key_dir, wait=args.wait, owner_may_decide=args.owner_may_decide)
+    raise SystemExit(execute(settings))
+
+
+if __name__ == "__main__":
+    main()
