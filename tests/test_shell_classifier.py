@@ -311,3 +311,19 @@ def test_relative_writes_follow_cd_in_the_same_line(command: str, risk: Risk) ->
 def test_cd_in_one_classification_does_not_leak_into_the_next() -> None:
     shell("cd /etc")
     assert shell("echo x > passwd").risk is Risk.write
+
+
+@pytest.mark.parametrize(
+    ("command", "risk"),
+    [
+        # tree-sitter-bash parses a body that starts with a backslash as words of the redirect.
+        ("bash <<'EOF'\n\\rm -rf /srv\nEOF", Risk.destructive),
+        ("bash <<'EOF'\n\\ls\nEOF", Risk.unknown),
+        ("bash <<EOF -c 'rm -rf /srv'\nls\nEOF", Risk.destructive),
+        ("cat <<EOF\n`reboot`\nEOF", Risk.destructive),
+        ("cat <<'EOF'\n`reboot`\nEOF", Risk.read),
+        ("sh <<-EOF\n\tls -la\n\tEOF", Risk.read),
+    ],
+)
+def test_here_docs_are_read_as_bash_reads_them(command: str, risk: Risk) -> None:
+    assert shell(command).risk is risk

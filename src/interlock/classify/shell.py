@@ -69,7 +69,6 @@ _PASS_STDIN = frozenset({"subshell", "compound_statement", "list", "negated_comm
 
 
 _NO_REDIRECT = Verdict(Risk.read, "no redirection")
-_BACKTICKS = re.compile(r"`([^`]*)`")
 
 
 class TooMuch(Exception):
@@ -234,6 +233,7 @@ class Judging:
     commands: list[dict[str, Any]] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
     text: str = ""
+    anomalous: bool = False
 
     # --- Runner
 
@@ -273,7 +273,7 @@ class Judging:
             # Both readings must parse: we judge bash's, but never call "read" what tree-sitter rejects.
             parse_error = parse_error or _PARSER.parse(parser_bytes(text)).root_node.has_error
         self.walk(root, stdin)
-        return self.outcome(parse_error)
+        return self.outcome(parse_error or self.anomalous)
 
     def outcome(self, parse_error: bool) -> Outcome:
         overall = worst(self.verdicts)
@@ -365,25 +365,31 @@ class Judging:
         redirects: list[Node] = []
         later: list[Node] = []
         continuation: list[Node] = []
+        extra_args: list[Node] = []
         for child in node.named_children:
             if child.type in _REDIRECTS and child is not body:
                 redirects.append(child)
                 if child.type == "heredoc_redirect":
                     # tree-sitter hangs what follows `<<EOF` on the same line under the here-doc.
+                    heredoc = heredoc_of(child)
+                    extra_args += heredoc.args
+                    self.anomalous = self.anomalous or heredoc.anomalous
                     for part in child.named_children:
                         if part.type == "file_redirect":
                             redirects.append(part)
                         elif part.type == "pipeline":
                             continuation.append(part)
-                        elif part.type not in ("heredoc_start", "heredoc_body", "heredoc_end"):
+                        elif part.type in _HEREDOC_FOLLOWERS:
                             later.append(part)
         if body is None:
             self.record(_text(node), "", self.redirect_verdict(redirects))
             return
         own_stdin = stdin_from(redirects, stdin)
         if body.type == "command":
-            self.command(body, node, redirects, own_stdin)
+            self.command(body, node, redirects, own_stdin, extra_args)
         else:
+            if extra_args:
+                self.anomalous = True
             self.walk(body, own_stdin)
             verdict = self.redirect_verdict(redirects)
             self.record(_text(node).split("\n", 1)[0], "", verdict)
@@ -409,24 +415,18 @@ class Judging:
 
     def heredoc_substitutions(self, redirect: Node) -> None:
         """Commands bash runs while expanding a here-doc whose delimiter is not quoted."""
-        start = next((c for c in redirect.named_children if c.type == "heredoc_start"), None)
-        body = next((c for c in redirect.named_children if c.type == "heredoc_body"), None)
-        if body is None or start is None or any(q in _text(start) for q in "'\"\\"):
+        heredoc = heredoc_of(redirect)
+        if heredoc.quoted or ("$(" not in heredoc.body and "`" not in heredoc.body):
             return
-        for child in body.named_children:
-            self.walk(child)
-        text = _text(body)
-        if "`" not in text:
-            return
-        # tree-sitter-bash leaves backticks inside here-doc bodies unparsed; bash runs them.
-        unescaped = text.replace("\\`", "")
-        inner = _BACKTICKS.findall(unescaped)
-        if unescaped.count("`") % 2:
-            self.record(text, "", Verdict(Risk.unknown, "unbalanced backtick in a here-doc"))
-        for command in inner:
-            self.record(command, "", self.shell(command))
+        # Judge the body as the double-quoted string bash expands it like; tree-sitter-bash leaves
+        # backticks in here-doc bodies unparsed.
+        verdict = self.shell(f'echo "{_as_double_quoted(heredoc.body)}"')
+        if verdict.risk is not Risk.read:
+            self.record(heredoc.body, "", Verdict(verdict.risk, f"here-doc expansion: {verdict.reason}", verdict.tags))
 
-    def command(self, node: Node, display: Node, redirects: list[Node], stdin: Stdin) -> None:
+    def command(
+        self, node: Node, display: Node, redirects: list[Node], stdin: Stdin, extra_args: list[Node] | None = None
+    ) -> None:
         words: list[Word] = []
         hijack: str | None = None
         inline: list[Node] = []
@@ -448,6 +448,9 @@ class Judging:
                     self.walk(child)
                 elif child.child_count:
                     self.walk_substitutions(child)
+        for extra in extra_args or ():
+            words.append(word_of(extra))
+            self.walk_substitutions(extra)
         all_redirects = redirects + inline
         stdin = stdin_from(inline, stdin) if inline else stdin
         redirect = self.redirect_verdict(all_redirects)
@@ -522,13 +525,68 @@ def file_redirect_verdict(redirect: Node) -> Verdict:
     return write_to(word, action)
 
 
+@dataclass(frozen=True)
+class HereDoc:
+    """A here-doc as bash reads it (tree-sitter-bash mis-parses bodies that start with `\\`)."""
+
+    body: str
+    quoted: bool  # `<<'EOF'`: the body is data, no expansion
+    args: list[Node]  # words after `<<EOF` on the same line are the command's arguments
+    anomalous: bool  # tree-sitter put body text into the tree: treat the line as unparsable
+
+
+_HEREDOC_PARTS = frozenset({"heredoc_start", "heredoc_body", "heredoc_end"})
+_HEREDOC_FOLLOWERS = frozenset({"file_redirect", "pipeline", "list", "command", "redirected_statement"})
+
+
+_HEREDOC_ESCAPES = re.compile(r'\\.|"', re.S)
+
+
+def _as_double_quoted(body: str) -> str:
+    """A here-doc body rewritten to mean the same inside double quotes (where `"` must be escaped)."""
+
+    def one(match: re.Match[str]) -> str:
+        text = match.group(0)
+        if text == '"':
+            return '\\"'
+        if text == '\\"':  # a literal backslash and quote in a here-doc
+            return '\\\\\\"'
+        return text
+
+    return _HEREDOC_ESCAPES.sub(one, body)
+
+
+def heredoc_of(redirect: Node) -> HereDoc:
+    raw = redirect.text or b""
+    base = redirect.start_byte
+    start = next((c for c in redirect.named_children if c.type == "heredoc_start"), None)
+    end = next((c for c in redirect.named_children if c.type == "heredoc_end"), None)
+    head_end = (start.end_byte - base) if start is not None else 0
+    line_end = raw.find(b"\n", head_end)
+    body_end = (end.start_byte - base) if end is not None else len(raw)
+    body = raw[line_end + 1 : body_end] if line_end >= 0 and body_end > line_end else b""
+    text = body.decode("utf-8", errors="replace")
+    if any(not c.is_named and c.type == "<<-" for c in redirect.children):
+        text = re.sub(r"(?m)^\t+", "", text)
+    quoted = start is not None and any(q in _text(start) for q in "'\"\\")
+    args: list[Node] = []
+    anomalous = False
+    for part in redirect.named_children:
+        if part.type in _HEREDOC_PARTS or part.type in _HEREDOC_FOLLOWERS:
+            continue
+        if line_end < 0 or part.start_byte - base < line_end:
+            args.append(part)
+        else:
+            anomalous = True
+    return HereDoc(text, quoted, args, anomalous)
+
+
 def stdin_from(redirects: list[Node], default: Stdin) -> Stdin:
     """What a command reads: its here-doc, here-string or `<` file, else what it inherits."""
     result = default
     for redirect in redirects:
         if redirect.type == "heredoc_redirect":
-            body = next((c for c in redirect.named_children if c.type == "heredoc_body"), None)
-            result = Stdin("heredoc", _text(body) if body is not None else "", source="here-doc")
+            result = Stdin("heredoc", heredoc_of(redirect).body, source="here-doc")
         elif redirect.type == "herestring_redirect":
             target = next((c for c in redirect.named_children), None)
             value = value_of(target) if target is not None else None
