@@ -281,3 +281,28 @@ def test_sqlite_memory_is_shared_by_threads() -> None:
             t.join()
         with store.transaction() as tx:
             assert tx.fetchone("SELECT COUNT(*) AS n FROM meta") == {"n": 4}
+
+
+def test_readonly_transactions_read_while_a_writer_holds_the_lock(store: Store) -> None:
+    holding, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with store.transaction() as tx:
+            tx.lock("audit")
+            tx.execute("INSERT INTO meta(key, value) VALUES ('pending', 'x')")
+            holding.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert holding.wait(10)
+        started = time.monotonic()
+        with store.transaction(readonly=True) as tx:  # a snapshot: the uncommitted row is invisible
+            assert tx.fetchone("SELECT value FROM meta WHERE key = 'pending'") is None
+        assert time.monotonic() - started < 1
+    finally:
+        release.set()
+        thread.join()
+    with pytest.raises(StoreError), store.transaction(readonly=True) as tx:
+        tx.execute("INSERT INTO meta(key, value) VALUES ('nope', 'x')")

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -128,6 +129,7 @@ class AuditLog:
         checkpoint_interval_s: float = 60.0,
         max_batch: int = 5_000,
         create_key: bool = True,
+        append_timeout_s: float = 30.0,
     ) -> None:
         self.store = store
         self.redactor = Redactor(redact_patterns)
@@ -139,6 +141,7 @@ class AuditLog:
         self.checkpoint_every = checkpoint_every
         self.checkpoint_interval_s = checkpoint_interval_s
         self.max_batch = max_batch
+        self.append_timeout_s = append_timeout_s
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._start_lock = threading.Lock()
         self._writer: threading.Thread | None = None
@@ -148,7 +151,7 @@ class AuditLog:
         self.batches = 0  # committed batches and entries, for metrics and benchmarks
         self.committed = 0
         try:
-            with store.transaction() as tx:
+            with store.transaction(readonly=True) as tx:
                 migrated = tx.fetchone("SELECT 1 AS x FROM schema_migrations WHERE version = 2") is not None
         except StoreUnavailable:
             raise
@@ -210,7 +213,13 @@ class AuditLog:
         return future
 
     def _wait(self, future: Future[Receipt]) -> Receipt:
-        return future.result()
+        try:
+            return future.result(timeout=self.append_timeout_s)
+        except FuturesTimeout as exc:
+            # The entry may still land later; the caller must treat the step as not audited (deny).
+            raise StoreUnavailable(
+                f"audit entry not durable within {self.append_timeout_s:.0f} s on {self.store.url}"
+            ) from exc
 
     def _ensure_writer(self) -> None:
         if self._writer is not None and self._writer.is_alive():
@@ -241,6 +250,17 @@ class AuditLog:
                     break
                 batch.append(item)
             self._commit([p for p in batch if isinstance(p, _Pending)])
+        # Appends that raced with close() are still written, never left waiting.
+        leftovers: list[_Pending] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Pending):
+                leftovers.append(item)
+        if leftovers:
+            self._commit(leftovers)
         self._timed_checkpoint()
 
     def _commit(self, batch: list[_Pending]) -> None:
@@ -360,21 +380,21 @@ class AuditLog:
     # --- reading -----------------------------------------------------------------------------
 
     def size(self) -> int:
-        with self.store.transaction() as tx:
+        with self.store.transaction(readonly=True) as tx:
             return _size(tx)
 
     def checkpoints(self) -> list[Checkpoint]:
-        with self.store.transaction() as tx:
+        with self.store.transaction(readonly=True) as tx:
             rows = tx.fetchall("SELECT body, signature FROM audit_checkpoints ORDER BY tree_size")
         return [Checkpoint(body=r["body"], signature=r["signature"]) for r in rows]
 
     def latest_checkpoint(self) -> Checkpoint | None:
-        with self.store.transaction() as tx:
+        with self.store.transaction(readonly=True) as tx:
             row = tx.fetchone("SELECT body, signature FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1")
         return None if row is None else Checkpoint(body=row["body"], signature=row["signature"])
 
     def root(self, size: int) -> bytes:
-        with self.store.transaction() as tx:
+        with self.store.transaction(readonly=True) as tx:
             nodes = _fetch_nodes(tx, merkle.needed_nodes(lambda g: merkle.root(size, g)))
         return merkle.root(size, lambda lv, i: nodes[(lv, i)])
 
@@ -390,7 +410,7 @@ class AuditLog:
         if not 0 <= index < tree_size:
             raise AuditError(f"entry {index} is not in a tree of {tree_size} entries")
         size = tree_size
-        with self.store.transaction() as tx:
+        with self.store.transaction(readonly=True) as tx:
             row = tx.fetchone("SELECT entry, leaf_hash FROM audit_entries WHERE idx = ?", (index,))
             wanted = merkle.needed_nodes(
                 lambda g: (merkle.inclusion_proof(index, size, g), merkle.root(size, g))
@@ -413,7 +433,7 @@ class AuditLog:
         )
 
     def consistency_proof(self, old_size: int, new_size: int) -> list[str]:
-        with self.store.transaction() as tx:
+        with self.store.transaction(readonly=True) as tx:
             nodes = _fetch_nodes(
                 tx, merkle.needed_nodes(lambda g: merkle.consistency_proof(old_size, new_size, g))
             )
@@ -426,7 +446,7 @@ class AuditLog:
         position = start
         while end is None or position < end:
             stop = position + chunk if end is None else min(end, position + chunk)
-            with self.store.transaction() as tx:
+            with self.store.transaction(readonly=True) as tx:
                 rows = tx.fetchall(
                     "SELECT idx, entry, leaf_hash FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx",
                     (position, stop),
@@ -439,7 +459,7 @@ class AuditLog:
     def verify(self, public_key: Ed25519PublicKey | None = None) -> Report:
         """Recompute the whole tree, check every checkpoint (signature and root) and the stored
         tree nodes. `public_key` defaults to this log's own key."""
-        with self.store.transaction() as tx:
+        with self.store.transaction(readonly=True) as tx:
             size = _size(tx)
             rows = tx.fetchall("SELECT body, signature FROM audit_checkpoints ORDER BY tree_size")
         checkpoints = [Checkpoint(body=r["body"], signature=r["signature"]) for r in rows]
@@ -500,7 +520,7 @@ class AuditLog:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY idx DESC LIMIT ?"
         params.append(max(0, limit))
-        with self.store.transaction() as tx:
+        with self.store.transaction(readonly=True) as tx:
             rows = tx.fetchall(sql, params)
         found = []
         for row in reversed(rows):
@@ -511,7 +531,7 @@ class AuditLog:
 
     def export(self, out: TextIO) -> int:
         """Write the JSONL export (header, entries, checkpoints); returns the number of entries."""
-        with self.store.transaction() as tx:
+        with self.store.transaction(readonly=True) as tx:
             size = _size(tx)
             # Every checkpoint, including any beyond the entries: that is how truncation shows.
             rows = tx.fetchall("SELECT body, signature FROM audit_checkpoints ORDER BY tree_size")

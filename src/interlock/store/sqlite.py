@@ -143,20 +143,27 @@ class SQLiteStore(Store):
             conn = self._connection()
             with self._shared_turn if self._memory else nullcontext():
                 try:
-                    # Readers take a WAL snapshot (deferred BEGIN) and never wait for the write lock.
+                    # Readers take a WAL snapshot (deferred BEGIN) and never wait for the write lock;
+                    # query_only makes a write inside one an error instead of a silent lock upgrade.
+                    if readonly:
+                        conn.execute("PRAGMA query_only = ON")
                     conn.execute("BEGIN" if readonly and not self._memory else "BEGIN IMMEDIATE")
                 except sqlite3.Error as exc:
+                    _query_only_off(conn, readonly)
                     raise wrap_sqlite_error(exc, f"starting a transaction on {self.url}") from exc
                 try:
                     yield SQLiteTransaction(conn, self.url)
                 except BaseException:
                     _rollback(conn)
+                    _query_only_off(conn, readonly)
                     raise
                 try:
                     conn.execute("COMMIT")
                 except sqlite3.Error as exc:
                     _rollback(conn)
                     raise wrap_sqlite_error(exc, f"committing to {self.url}") from exc
+                finally:
+                    _query_only_off(conn, readonly)
         finally:
             self._leave_transaction()
 
@@ -166,6 +173,12 @@ class SQLiteStore(Store):
             connections, self._connections = self._connections, []
         for conn in connections:
             conn.close()
+
+
+def _query_only_off(conn: sqlite3.Connection, readonly: bool) -> None:
+    if readonly:
+        with suppress(sqlite3.Error):
+            conn.execute("PRAGMA query_only = OFF")
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
