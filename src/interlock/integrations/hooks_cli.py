@@ -1,0 +1,201 @@
+"""`interlock hook claude-code|codex|install` (mounted by interlock.cli as `interlock hook`).
+
+`claude-code` and `codex` are the PreToolUse hooks themselves (see interlock.integrations.hooks:
+exit 0 with the JSON answer, exit 2 on any error). `install` writes the hook entry into the agent's
+settings, merging with what is there; running it again updates the entry instead of adding one.
+The installed command is the lean `interlock-hook` script, which starts several times faster than
+the full CLI: the hook runs once per tool call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from interlock.integrations.hooks import DEFAULT_WAIT, MATCHERS, HookSettings, execute
+
+app = typer.Typer(
+    help="PreToolUse hooks for Claude Code and Codex: every tool call is proposed to Interlock first.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+#: The hook must answer before the agent gives up on it: a hook the agent times out is a failed hook,
+#: and Claude Code then runs the tool. The installed timeout is the wait plus this margin.
+TIMEOUT_MARGIN = 30
+
+Env = Annotated[str | None, typer.Option("--env", help="environment the agent works in (or INTERLOCK_ENV)")]
+Target = Annotated[str | None, typer.Option("--target", help="target every action is for (optional)")]
+Gateway = Annotated[str | None, typer.Option("--gateway", help="URL of `interlock serve` (or INTERLOCK_URL)")]
+Token = Annotated[str | None, typer.Option("--token", help="agent token (better: INTERLOCK_TOKEN in the environment)")]
+PolicyFile = Annotated[str | None, typer.Option("--policy", help="in-process over this policy instead of a gateway")]
+Agent = Annotated[str | None, typer.Option("--agent", help="agent name, with --policy")]
+Db = Annotated[str | None, typer.Option("--db", help="store URL, with --policy")]
+KeyDir = Annotated[str | None, typer.Option("--key-dir", help="audit key directory, with --policy")]
+Wait = Annotated[float, typer.Option("--wait", help="seconds to wait for a pending approval before denying")]
+OwnerMayDecide = Annotated[bool, typer.Option(
+    "--owner-may-decide", help="Claude Code only: answer `ask` (the person at the keyboard decides) instead of "
+                               "waiting for Interlock approvers. Off by default: that person is usually the "
+                               "agent's owner, who never counts as an approver.")]
+
+
+def _run(flavor: str, env: str | None, target: str | None, gateway: str | None, token: str | None,
+         policy: str | None, agent: str | None, db: str | None, key_dir: str | None, wait: float,
+         owner_may_decide: bool) -> None:
+    settings = HookSettings.from_env(flavor, env=env, target=target, gateway=gateway, token=token, policy=policy,
+                                     agent=agent, db=db, key_dir=key_dir, wait=wait,
+                                     owner_may_decide=owner_may_decide)
+    raise typer.Exit(execute(settings))
+
+
+@app.command("claude-code")
+def claude_code(env: Env = None, target: Target = None, gateway: Gateway = None, token: Token = None,
+                policy: PolicyFile = None, agent: Agent = None, db: Db = None, key_dir: KeyDir = None,
+                wait: Wait = DEFAULT_WAIT, owner_may_decide: OwnerMayDecide = False) -> None:
+    """The Claude Code PreToolUse hook: reads the tool call on stdin, answers allow/deny on stdout."""
+    _run("claude-code", env, target, gateway, token, policy, agent, db, key_dir, wait, owner_may_decide)
+
+
+@app.command("codex")
+def codex(env: Env = None, target: Target = None, gateway: Gateway = None, token: Token = None,
+          policy: PolicyFile = None, agent: Agent = None, db: Db = None, key_dir: KeyDir = None,
+          wait: Wait = DEFAULT_WAIT) -> None:
+    """The Codex PreToolUse hook: a deny is the JSON answer, an allow is an empty answer."""
+    _run("codex", env, target, gateway, token, policy, agent, db, key_dir, wait, False)
+
+
+# --- install ---------------------------------------------------------------------------------------
+
+
+class AgentName(StrEnum):
+    claude_code = "claude-code"
+    codex = "codex"
+
+
+def settings_path(flavor: str, user: bool, project_dir: Path) -> Path:
+    """Where the agent reads hook settings: Claude Code's settings.json, Codex's hooks.json."""
+    if flavor == "claude-code":
+        return (Path.home() if user else project_dir) / ".claude" / "settings.json"
+    codex_home = Path(os.environ["CODEX_HOME"]) if user and os.environ.get("CODEX_HOME") else Path.home() / ".codex"
+    return (codex_home if user else project_dir / ".codex") / "hooks.json"
+
+
+def hook_executable() -> str:
+    """The lean `interlock-hook` script: next to this Python, else on PATH, else by name."""
+    beside = Path(sys.executable).parent / "interlock-hook"
+    if beside.exists():
+        return str(beside)
+    return shutil.which("interlock-hook") or "interlock-hook"
+
+
+def hook_command(flavor: str, *, executable: str, env: str, gateway: str | None, policy: str | None,
+                 agent: str | None, db: str | None, key_dir: str | None, target: str | None, wait: float) -> str:
+    """The command line the agent runs. Never holds the token: that stays in INTERLOCK_TOKEN."""
+    argv = [executable, flavor, "--env", env]
+    for flag, value in (("--gateway", gateway), ("--policy", policy), ("--agent", agent), ("--db", db),
+                        ("--key-dir", key_dir), ("--target", target)):
+        if value:
+            argv += [flag, value]
+    argv += ["--wait", f"{wait:g}"]
+    return shlex.join(argv)
+
+
+def is_interlock_hook(handler: Any) -> bool:
+    command = handler.get("command") if isinstance(handler, dict) else None
+    return isinstance(command, str) and ("interlock-hook " in command or "interlock hook " in command)
+
+
+def merge_hook(doc: dict[str, Any], flavor: str, command: str, timeout: int) -> dict[str, Any]:
+    """`doc` with exactly one Interlock PreToolUse entry (added, or the existing one updated);
+    everything else in it is kept as it was."""
+    hooks = doc.setdefault("hooks", {})
+    if not isinstance(hooks, dict):
+        raise ValueError("its `hooks` is not an object: fix the file by hand, then run install again")
+    groups = hooks.setdefault("PreToolUse", [])
+    if not isinstance(groups, list):
+        raise ValueError("its `hooks.PreToolUse` is not a list: fix the file by hand, then run install again")
+    handler = {"type": "command", "command": command, "timeout": timeout}
+    entry = {"matcher": MATCHERS[flavor], "hooks": [handler]}
+    kept: list[Any] = []
+    placed = False
+    for group in groups:
+        ours = isinstance(group, dict) and isinstance(group.get("hooks"), list) and \
+            any(is_interlock_hook(h) for h in group["hooks"])
+        if not ours:
+            kept.append(group)
+            continue
+        others = [h for h in group["hooks"] if not is_interlock_hook(h)]
+        if others:  # someone else's handlers share the group: keep them there, ours goes in its own group
+            kept.append({**group, "hooks": others})
+        if not placed:
+            kept.append(entry)
+            placed = True
+    if not placed:
+        kept.append(entry)
+    hooks["PreToolUse"] = kept
+    return doc
+
+
+def write_settings(path: Path, flavor: str, command: str, timeout: int) -> None:
+    try:
+        doc = json.loads(path.read_text()) if path.exists() and path.read_text().strip() else {}
+    except ValueError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}): fix it by hand, then run install again") from exc
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path} does not hold a JSON object: fix it by hand, then run install again")
+    try:
+        merged = merge_hook(doc, flavor, command, timeout)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".interlock-tmp")
+    temporary.write_text(json.dumps(merged, indent=2) + "\n")
+    temporary.replace(path)  # atomic: the agent never reads a half-written settings file
+
+
+@app.command("install")
+def install(
+    agent_name: Annotated[AgentName, typer.Argument(metavar="claude-code|codex", help="which agent to hook")],
+    env: Env = None,
+    user: Annotated[bool, typer.Option("--user/--project", help="user-wide settings, or this project's")] = False,
+    project_dir: Annotated[Path, typer.Option("--dir", help="the project's root (with --project)")] = Path("."),
+    gateway: Gateway = None, policy: PolicyFile = None, agent: Agent = None, db: Db = None,
+    key_dir: KeyDir = None, target: Target = None, wait: Wait = DEFAULT_WAIT,
+    executable: Annotated[str | None, typer.Option("--command", help="hook program to run")] = None,
+) -> None:
+    """Write the Interlock PreToolUse hook into the agent's settings (merged, idempotent)."""
+    flavor = agent_name.value
+    env = env or os.environ.get("INTERLOCK_ENV")
+    if not env:
+        typer.echo("error: pass --env ENV: the environment the agent's actions are judged in", err=True)
+        raise typer.Exit(2)
+    if not gateway and not policy:
+        gateway = os.environ.get("INTERLOCK_URL")
+    if bool(gateway) == bool(policy) or (policy and not agent):
+        typer.echo("error: pass --gateway URL, or --policy FILE --agent NAME (one of them)", err=True)
+        raise typer.Exit(2)
+    if policy:
+        policy = str(Path(policy).resolve())
+    command = hook_command(flavor, executable=executable or hook_executable(), env=env, gateway=gateway,
+                           policy=policy, agent=agent, db=db, key_dir=key_dir, target=target, wait=wait)
+    path = settings_path(flavor, user, project_dir.resolve())
+    try:
+        write_settings(path, flavor, command, int(wait) + TIMEOUT_MARGIN)
+    except (ValueError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"installed the Interlock PreToolUse hook in {path}")
+    typer.echo(f"  {command}")
+    if gateway:
+        typer.echo("  the agent's token goes in INTERLOCK_TOKEN, in the environment the agent starts from")
+    if flavor == "codex":
+        typer.echo("  Codex asks you to review and trust a new hook before it runs it")
