@@ -69,6 +69,11 @@ _PASS_STDIN = frozenset({"subshell", "compound_statement", "list", "negated_comm
 
 
 _NO_REDIRECT = Verdict(Risk.read, "no redirection")
+#: Leaves whose text bash may still expand (a backtick in one means tree-sitter missed a substitution).
+_TEXT_LEAVES = frozenset({"word", "string_content", "extglob_pattern", "regex", "special_character"})
+_ESCAPED = re.compile(r"\\.", re.S)
+_BACKTICK = re.compile(r"`([^`]*)`")
+_DOLLAR_PAREN = re.compile(r"\$\(")
 
 
 class TooMuch(Exception):
@@ -338,6 +343,9 @@ class Judging:
             self.assignment(node)
         elif kind == "comment" or kind == "heredoc_start" or kind == "heredoc_end":
             return
+        elif not node.child_count:
+            if kind in _TEXT_LEAVES:
+                self.leaf(node)
         else:
             passed = stdin if kind in _PASS_STDIN or kind == "program" else TTY
             for child in node.children:
@@ -444,13 +452,10 @@ class Judging:
                 continue
             else:
                 words.append(word_of(child))
-                if child.type in _SUBSTITUTIONS:
-                    self.walk(child)
-                elif child.child_count:
-                    self.walk_substitutions(child)
+                self.scan(child)
         for extra in extra_args or ():
             words.append(word_of(extra))
-            self.walk_substitutions(extra)
+            self.scan(extra)
         all_redirects = redirects + inline
         stdin = stdin_from(inline, stdin) if inline else stdin
         redirect = self.redirect_verdict(all_redirects)
@@ -489,12 +494,31 @@ class Judging:
             text = text.split("\n", 1)[0]
         self.record(text, program, verdict)
 
-    def walk_substitutions(self, node: Node) -> None:
-        for child in node.children:
-            if child.type in _SUBSTITUTIONS:
-                self.walk(child)
-            elif child.child_count:
-                self.walk_substitutions(child)
+    def scan(self, node: Node) -> None:
+        """Judge the commands a word runs when bash expands it."""
+        if node.type in _SUBSTITUTIONS:
+            self.walk(node)
+        elif node.child_count:
+            for child in node.children:
+                self.scan(child)
+        elif node.type in _TEXT_LEAVES:
+            self.leaf(node)
+
+    def leaf(self, node: Node) -> None:
+        """tree-sitter-bash leaves some substitutions as plain text (backticks inside `${…}`);
+        bash runs them. Judge what we can find and treat the line as unparsable."""
+        text = _text(node)
+        if "`" not in text and "$(" not in text:
+            return
+        bare = _ESCAPED.sub("", text)
+        if "`" not in bare and "$(" not in bare:
+            return
+        self.anomalous = True
+        for inner in _BACKTICK.findall(bare):
+            self.record(inner, "", self.shell(inner))
+        for start in (m.end() for m in _DOLLAR_PAREN.finditer(bare)):
+            inner = bare[start : bare.rfind(")")] if ")" in bare[start:] else bare[start:]
+            self.record(inner, "", self.shell(inner))
 
 
 # --------------------------------------------------------------------------- redirections and feeds
