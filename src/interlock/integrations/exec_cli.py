@@ -1,0 +1,146 @@
+"""`interlock exec --env ENV [--target T] -- CMD…` (mounted by interlock.cli as `interlock exec`).
+
+Proposes the command as a brokered shell action: Interlock decides, gates on approvals and runs it
+with the target's credentials (the caller never holds them), and this prints what it printed.
+
+Exit codes: the command's own exit code when it ran (124 when Interlock killed it at its timeout);
+1 denied, rejected, expired, or it could not start; 2 usage error or no decision could be had (the
+gateway is down: nothing ran); 3 still waiting for approval after `--wait` seconds (the request
+stays open: run the same command again once it is approved).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from interlock.client import TERMINAL_STATES, Client, InterlockError, LocalClient
+
+EXIT_DENIED = 1
+EXIT_ERROR = 2
+EXIT_PENDING = 3
+EXIT_TIMEOUT = 124
+HTTP_TIMEOUT = 900.0
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(f"interlock exec: {message}\n")
+    sys.stderr.flush()
+
+
+def _listing(items: Any) -> str:
+    return "; ".join(str(i) for i in items) if isinstance(items, list) else str(items or "")
+
+
+def show_result(body: dict[str, Any]) -> int:
+    """Print a brokered execution's output; the exit code the caller should see."""
+    result = body.get("result") or {}
+    output = result.get("output") or ""
+    if output:
+        sys.stdout.write(output)
+        sys.stdout.flush()
+    if result.get("truncated"):
+        _say(f"output truncated at {len(output.encode())} of {result.get('output_bytes')} bytes "
+             f"(sha256 {result.get('output_sha256')})")
+    status = result.get("status")
+    if status == "timeout":
+        _say("the command was killed at the target's timeout")
+        return EXIT_TIMEOUT
+    if status == "error" or result.get("exit_code") is None:
+        _say(f"the command could not run: {result.get('error') or status}")
+        return EXIT_DENIED
+    return int(result["exit_code"])
+
+
+def outcome(body: dict[str, Any], wait: float) -> int:
+    """The exit code for a settled proposal, saying on stderr why when it did not run."""
+    state = body.get("state")
+    approval = body.get("approval") or {}
+    if state in ("succeeded", "failed") or (state == "executing" and body.get("result")):
+        return show_result(body)
+    if state == "pending_approval":
+        _say(f"still waiting for approval after {wait:g} s: request {approval.get('id')} "
+             f"({_listing(approval.get('still_needs'))}). Nothing ran. Run the same command again once it is "
+             "approved: the grant matches this exact command.")
+        return EXIT_PENDING
+    if state == "rejected":
+        _say(f"rejected by a human (request {approval.get('id')}): {approval.get('reason') or 'no reason given'}")
+        return EXIT_DENIED
+    if state in ("expired", "invalidated"):
+        _say(f"approval request {approval.get('id')} {state}; run the command again to open a new one")
+        return EXIT_DENIED
+    what = "requires a sandbox run first" if state == "sandbox_required" else f"{state}"
+    _say(f"{what}: {_listing(body.get('reasons')) or 'no rule allows it'}")
+    if body.get("rules"):
+        _say(f"rules: {', '.join(body['rules'])}")
+    if body.get("remedy"):
+        _say(f"what to do: {_listing(body['remedy'])}")
+    return EXIT_DENIED
+
+
+def run(client: Client | LocalClient, env: str, command: list[str], target: str | None, wait: float) -> int:
+    line = shlex.join(command)
+    body = client.propose("shell", env, {"command": line}, target=target, mode="brokered")
+    if body.get("state") == "pending_approval":
+        approval = body.get("approval") or {}
+        who = ", ".join(approval.get("eligible") or []) or "an eligible human"
+        _say(f"'{body.get('summary') or line}' needs approval: request {approval.get('id')} "
+             f"({_listing(approval.get('still_needs'))}; eligible: {who}). Approve with "
+             f"`interlock approvals approve {approval.get('id')}`. Waiting up to {wait:g} s…")
+        body = client.wait(str(body["id"]), wait)
+    elif body.get("state") not in TERMINAL_STATES and body.get("state") != "executing":
+        body = client.wait(str(body["id"]), wait)
+    return outcome(body, wait)
+
+
+def exec_(
+    ctx: typer.Context,
+    env: Annotated[str | None, typer.Option("--env", help="environment to run in (or INTERLOCK_ENV)")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="target to run against (its credentials)")] = None,
+    gateway: Annotated[str | None, typer.Option("--gateway", help="`interlock serve` URL (or INTERLOCK_URL)")] = None,
+    token: Annotated[str | None, typer.Option("--token", help="agent token (better: INTERLOCK_TOKEN)")] = None,
+    policy: Annotated[str | None, typer.Option("--policy", help="in-process over this policy, no server")] = None,
+    agent: Annotated[str | None, typer.Option("--agent", help="agent name, with --policy")] = None,
+    db: Annotated[str, typer.Option("--db", help="store URL, with --policy")] = "sqlite:///.interlock/interlock.db",
+    key_dir: Annotated[str, typer.Option("--key-dir", help="audit key directory, with --policy")] = ".interlock/keys",
+    wait: Annotated[float, typer.Option("--wait", help="seconds to wait for approval")] = 300.0,
+) -> None:
+    """Run a shell command through Interlock: decided, approved, run and audited there."""
+    command = list(ctx.args)
+    if command and command[0] == "--":
+        command = command[1:]
+    env = env or os.environ.get("INTERLOCK_ENV")
+    gateway = gateway or (None if policy else os.environ.get("INTERLOCK_URL"))
+    token = token or os.environ.get("INTERLOCK_TOKEN")
+    problem = None
+    if not command:
+        problem = "no command: interlock exec --env ENV -- CMD…"
+    elif not env:
+        problem = "pass --env ENV (or set INTERLOCK_ENV)"
+    elif bool(gateway) == bool(policy):
+        problem = "pass --gateway URL (token in INTERLOCK_TOKEN) or --policy FILE --agent NAME"
+    elif gateway and not token:
+        problem = "no token: set INTERLOCK_TOKEN to the agent's token (or pass --token)"
+    elif policy and not agent:
+        problem = "--policy needs --agent NAME"
+    if problem:
+        _say(problem)
+        raise typer.Exit(EXIT_ERROR)
+    assert env is not None
+    try:
+        client: Client | LocalClient
+        if gateway:
+            # Brokered: the answer comes after the command ran, so the HTTP timeout covers its run time.
+            client = Client(gateway, token or "", timeout=HTTP_TIMEOUT)
+        else:
+            client = LocalClient(str(policy), str(agent), db=db, key_dir=key_dir)
+        with client:
+            code = run(client, env, command, target, wait)
+    except InterlockError as exc:
+        _say(str(exc))
+        raise typer.Exit(EXIT_ERROR) from exc
+    raise typer.Exit(code)
