@@ -330,3 +330,24 @@ def test_append_fails_closed_when_the_log_is_held(store_url: str, tmp_path: Path
         log.checkpoint()
         report = log.verify()
         assert report.ok and report.entries == 2, report.describe()
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda b: b, None),
+        (lambda b: {**b, "entry": b["entry"].replace("}", " }", 1)}, "does not hash"),
+        (lambda b: {**b, "index": (b["index"] + 1) % b["tree_size"]}, "not in the checkpointed tree"),
+        (lambda b: {**b, "path": b["path"][:-1]}, "not in the checkpointed tree"),
+        (lambda b: {**b, "checkpoint": {**b["checkpoint"], "signature": "00" * 64}}, "signature"),
+        (lambda b: {**b, "tree_size": b["tree_size"] - 1}, "tree size"),
+    ],
+)
+def test_proof_bundles_check_standalone(log: AuditLog, change: object, problem: str | None) -> None:
+    log.append_many([("error", {"k": k}) for k in range(11)])
+    bundle = json.loads(json.dumps(log.inclusion_proof(6).to_json()))
+    problems = verify.verify_proof(change(bundle), log.signer.public_key)  # type: ignore[operator]
+    if problem is None:
+        assert problems == []
+    else:
+        assert problems and problem in problems[0]

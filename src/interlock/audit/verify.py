@@ -2,6 +2,7 @@
 `cryptography`; imports nothing from Interlock, so a third party can read and run this one file:
 
     python verify.py export.jsonl audit-ed25519.pub.pem
+    python verify.py --proof proof.json audit-ed25519.pub.pem   (the output of `interlock audit proof N`)
 
 It recomputes the RFC 6962 Merkle tree over every entry, checks each checkpoint's Ed25519
 signature and that its root equals the recomputed root at its tree size, and reports the first
@@ -66,9 +67,7 @@ def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes],
     return sn == 0 and r == root
 
 
-def verify_consistency(
-    old_size: int, new_size: int, proof: Sequence[bytes], old_root: bytes, new_root: bytes
-) -> bool:
+def verify_consistency(old_size: int, new_size: int, proof: Sequence[bytes], old_root: bytes, new_root: bytes) -> bool:
     """True when `proof` shows the tree (old_size, old_root) is a prefix of (new_size, new_root)."""
     if old_size == new_size:
         return not proof and old_root == new_root
@@ -249,9 +248,7 @@ class Report:
             f"{self.verified_checkpoints}/{self.checkpoints} checkpoints verified, root {self.root}",
         ]
         if self.ok and self.covered < self.entries:
-            lines.append(
-                f"note: entries {self.covered}..{self.entries - 1} are not yet covered by a checkpoint"
-            )
+            lines.append(f"note: entries {self.covered}..{self.entries - 1} are not yet covered by a checkpoint")
         if self.first_bad_index is not None:
             lines.append(f"first bad index: {self.first_bad_index}")
         lines.extend(f"- {p.where}: {p.what}" for p in self.problems)
@@ -357,8 +354,7 @@ def _check_root(report: Report, checkpoint: Checkpoint, frontier: Frontier, last
     report.problems.append(
         Problem(
             f"checkpoint at tree size {size}",
-            f"root mismatch: an entry between {last_good} and {size - 1} was changed, inserted, "
-            "removed or reordered",
+            f"root mismatch: an entry between {last_good} and {size - 1} was changed, inserted, removed or reordered",
             index=last_good,
             until=size,
             exact=False,
@@ -416,6 +412,30 @@ def verify_export(lines: Iterable[str], public_key: Ed25519PublicKey) -> Report:
     return verify_log(entries, checkpoints, public_key)
 
 
+def verify_proof(bundle: dict[str, Any], public_key: Ed25519PublicKey) -> list[str]:
+    """Problems with the JSON of `interlock audit proof` (entry, leaf hash, path, checkpoint)."""
+    try:
+        checkpoint = Checkpoint(
+            body=str(bundle["checkpoint"]["body"]), signature=str(bundle["checkpoint"]["signature"])
+        )
+        index, size = int(bundle["index"]), int(bundle["tree_size"])
+        leaf = _leaf(str(bundle["entry"]).encode("utf-8"))
+        path = [bytes.fromhex(h) for h in bundle["path"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        return [f"not a proof bundle: {exc}"]
+    problems = []
+    problem = checkpoint_problem(checkpoint, public_key)
+    if problem is not None:
+        problems.append(f"checkpoint: {problem}")
+    elif checkpoint.tree_size != size:
+        problems.append(f"the proof is for tree size {size}, the checkpoint covers {checkpoint.tree_size}")
+    if leaf.hex() != bundle.get("leaf_hash"):
+        problems.append("the entry does not hash to the stated leaf hash")
+    if not problems and not verify_inclusion(index, size, leaf, path, checkpoint.root):
+        problems.append(f"entry {index} is not in the checkpointed tree (the path does not lead to its root)")
+    return problems
+
+
 def _lines(path: str) -> Iterator[str]:
     with open(path, encoding="utf-8") as handle:
         yield from handle
@@ -424,15 +444,28 @@ def _lines(path: str) -> Iterator[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in args
-    args = [a for a in args if a != "--json"]
+    proof_mode = "--proof" in args
+    args = [a for a in args if a not in ("--json", "--proof")]
     if len(args) != 2:
-        print("usage: python verify.py [--json] EXPORT.jsonl PUBLIC_KEY.pem", file=sys.stderr)
+        print(
+            "usage: python verify.py [--json] EXPORT.jsonl PUBLIC_KEY.pem\n"
+            "       python verify.py --proof PROOF.json PUBLIC_KEY.pem",
+            file=sys.stderr,
+        )
         return 2
     try:
         public_key = load_public_key(Path(args[1]).read_bytes())
     except (OSError, ValueError) as exc:
         print(f"cannot read the public key {args[1]}: {exc}", file=sys.stderr)
         return 2
+    if proof_mode:
+        try:
+            problems = verify_proof(json.loads(Path(args[0]).read_text(encoding="utf-8")), public_key)
+        except (OSError, ValueError) as exc:
+            print(f"cannot read the proof {args[0]}: {exc}", file=sys.stderr)
+            return 2
+        print("\n".join(problems) if problems else "OK: the entry is in the signed checkpoint")
+        return 1 if problems else 0
     try:
         report = verify_export(_lines(args[0]), public_key)
     except (OSError, UnicodeError) as exc:
