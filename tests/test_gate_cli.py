@@ -15,8 +15,11 @@ from interlock.identity import create_token
 from interlock.policy import Policy
 from interlock.store import Store
 from tests import test_gate_support as support
+from tests.conftest import PgAdmin
+from tests.server_fixtures import live_server
 from tests.test_gate_support import Recorded, propose, sql
 
+EXAMPLE = Path(__file__).parent.parent / "examples" / "policy.yaml"
 audit, policy = support.audit, support.policy
 
 
@@ -68,11 +71,11 @@ def test_approve_deny_list_json(gate: Gate, cli) -> None:  # type: ignore[no-unt
     first = propose(gate, sql())
     second = propose(gate, sql("DELETE FROM invoices WHERE id = 43"))
     code, out, _ = cli("carol", "list", "--format", "json")
-    assert code == 0 and {s["request"]["id"] for s in json.loads(out)} == {first.id, second.id}
+    assert code == 0 and {s["id"] for s in json.loads(out)} == {first.id, second.id}
     assert cli("bob", "approve", first.id)[0] == 0
     code, out, _ = cli("dave", "approve", first.id, "--format", "json")
     status = json.loads(out)
-    assert code == 0 and status["request"]["state"] == "approved" and status["approved_by"] == ["bob", "dave"]
+    assert code == 0 and status["state"] == "approved" and status["approved_by"] == ["bob", "dave"]
     code, _, err = cli("carol", "deny", second.id)
     assert code == 1 and "reason_required" in err
     code, out, _ = cli("carol", "deny", second.id, "--reason", "wrong invoice")
@@ -166,3 +169,45 @@ def test_cli_outcomes_reach_the_webhook(
     finally:
         receiver.server.shutdown()
         receiver.server.server_close()
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_through_the_server(tmp_path: Path, pg_admin: PgAdmin, dialect: str) -> None:
+    """With --server the CLI uses the HTTP API: same view, same refusals, identity from the token."""
+    dbname = pg_admin.create_database("interlock_cli") if dialect == "postgresql" else None
+    url = pg_admin.url(dbname) if dbname else f"sqlite:///{tmp_path / 'interlock.db'}"
+    try:
+        with live_server(EXAMPLE, url, tmp_path) as server:
+            kiro, alice, bob, dave = (
+                server.token(k, n)
+                for k, n in [("agent", "kiro"), ("human", "alice"), ("human", "bob"), ("human", "dave")]
+            )
+            with server.client(kiro) as agent:
+                pending = agent.post(
+                    "/v1/actions",
+                    json={
+                        "kind": "shell",
+                        "environment": "production",
+                        "payload": {"command": "rm -rf /srv/cache"},
+                        "mode": "advisory",
+                    },
+                ).json()
+            request_id = pending["approval"]["id"]
+
+            def run(token: str, *args: str) -> tuple[int, str, str]:
+                result = CliRunner().invoke(app, [*args, "--server", server.url, "--token", token])
+                return result.exit_code, result.stdout, result.stderr
+
+            code, out, _ = run(bob, "show", request_id)
+            assert code == 0 and '"command": "rm -rf /srv/cache"' in out and "owner alice" in out
+            assert run(kiro, "approve", request_id)[0] == 1  # agent token refused by the server
+            code, _, err = run(alice, "approve", request_id)
+            assert code == 1 and "not_eligible" in err
+            assert run(bob, "approve", request_id)[0] == 0
+            code, out, _ = run(dave, "approve", request_id, "--format", "json")
+            assert code == 0 and sorted(json.loads(out)["approved_by"]) == ["bob", "dave"]
+            code, out, _ = run(bob, "list")
+            assert code == 0 and "no pending approval requests" in out
+    finally:
+        if dbname:
+            pg_admin.drop_database(dbname)

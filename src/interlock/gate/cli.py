@@ -1,9 +1,10 @@
 """`interlock approvals list|show|approve|deny`: the approver's view (mounted by interlock.cli).
 
 The caller is whoever the token says (`--token` or INTERLOCK_TOKEN), never a name typed on the
-command line; agent tokens are refused. Until the HTTP server is there it talks to the store directly
-(`--db`). Exit codes: 0 done, 1 refused (the error says why, and it is audited), 2 usage, policy or
-store error.
+command line; agent tokens are refused. With `--server URL` (or INTERLOCK_SERVER) it talks to the
+HTTP API; without, directly to the store (`--db`, `--policy`). Both print the same view, and
+`--format json` prints what `GET /v1/approvals/{id}` returns. Exit codes: 0 done, 1 refused (the
+error says why, and it is audited), 2 usage, policy, store or server error.
 """
 
 from __future__ import annotations
@@ -12,19 +13,18 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn, Protocol
 
+import httpx
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from interlock.gate.clock import stamp
 from interlock.gate.events import APPROVAL_REFUSED
-from interlock.gate.requests import RequestState, RequestStatus
+from interlock.gate.requests import RequestState, api_json
 from interlock.gate.service import Gate, GateError
 from interlock.gate.webhook import Notifier
 from interlock.identity import AuthError, Principal, authenticate, require_human
@@ -40,15 +40,21 @@ app = typer.Typer(
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
+View = dict[str, Any]
+
 
 class Format(StrEnum):
     text = "text"
     json = "json"
 
 
-Db = Annotated[str, typer.Option("--db", envvar="INTERLOCK_DB", help="store URL")]
+Server = Annotated[
+    str | None, typer.Option("--server", envvar="INTERLOCK_SERVER", help="Interlock server URL (else: the store)")
+]
+Db = Annotated[str, typer.Option("--db", envvar="INTERLOCK_DB", help="store URL (without --server)")]
 PolicyOpt = Annotated[
-    Path, typer.Option("--policy", envvar="INTERLOCK_POLICY", help="the policy the gate runs (required)")
+    Path | None,
+    typer.Option("--policy", envvar="INTERLOCK_POLICY", help="the policy the gate runs (required without --server)"),
 ]
 Token = Annotated[
     str, typer.Option("--token", envvar="INTERLOCK_TOKEN", help="your human token (prefer the env variable)")
@@ -62,14 +68,83 @@ def fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-@dataclass
-class Session:
-    gate: Gate
-    principal: Principal
+class Reviewer(Protocol):
+    def list(self, all_states: bool) -> list[View]: ...
+    def show(self, request_id: str) -> View: ...
+    def approve(self, request_id: str) -> View: ...
+    def deny(self, request_id: str, reason: str) -> View: ...
+
+
+class LocalReviewer:
+    """The Gate on the store, as the authenticated human."""
+
+    def __init__(self, gate: Gate, principal: Principal) -> None:
+        self.gate, self.principal = gate, principal
+
+    def list(self, all_states: bool) -> list[View]:
+        requests = self.gate.list_requests(None if all_states else RequestState.pending)
+        return [api_json(self.gate.status(r.id)) for r in requests]
+
+    def show(self, request_id: str) -> View:
+        return api_json(self.gate.status(request_id))
+
+    def approve(self, request_id: str) -> View:
+        return api_json(self.gate.approve(request_id, self.principal))
+
+    def deny(self, request_id: str, reason: str) -> View:
+        return api_json(self.gate.deny(request_id, self.principal, reason))
+
+
+class RemoteReviewer:
+    """The server's API (`/v1/approvals`); the server authenticates the token and runs the Gate."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            fail(f"cannot reach the server at {self.client.base_url}: {type(exc).__name__}", 2)
+        try:
+            body = response.json()
+        except ValueError:
+            fail(f"the server answered HTTP {response.status_code} without JSON", 2)
+        if response.status_code >= 400:
+            problem = body.get("error", {}) if isinstance(body, dict) else {}
+            code = problem.get("code", f"http_{response.status_code}")
+            fail(f"[{code}] {problem.get('message', response.reason_phrase)}", 1 if response.status_code < 500 else 2)
+        return body
+
+    def list(self, all_states: bool) -> list[View]:
+        body = self._call("GET", "/v1/approvals", params={"state": "all" if all_states else "pending"})
+        return list(body["approvals"])
+
+    def show(self, request_id: str) -> View:
+        return dict(self._call("GET", f"/v1/approvals/{request_id}"))
+
+    def approve(self, request_id: str) -> View:
+        return dict(self._call("POST", f"/v1/approvals/{request_id}/approve", json={}))
+
+    def deny(self, request_id: str, reason: str) -> View:
+        return dict(self._call("POST", f"/v1/approvals/{request_id}/deny", json={"reason": reason}))
 
 
 @contextmanager
-def session(db: str, policy_path: Path, token: str, keys: Path) -> Iterator[Session]:
+def reviewer(server: str | None, db: str, policy_path: Path | None, token: str, keys: Path) -> Iterator[Reviewer]:
+    if server:
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=server, headers=headers, timeout=30.0, follow_redirects=False) as client:
+            yield RemoteReviewer(client)
+        return
+    if policy_path is None:
+        fail("give --server URL (INTERLOCK_SERVER) or --policy FILE (INTERLOCK_POLICY) with --db", 2)
+    with local_session(db, policy_path, token, keys) as local:
+        yield local
+
+
+@contextmanager
+def local_session(db: str, policy_path: Path, token: str, keys: Path) -> Iterator[LocalReviewer]:
     """Open store, audit log and gate; authenticate the caller as a human (fail closed on anything)."""
     from interlock.audit import AuditLog
 
@@ -89,15 +164,14 @@ def session(db: str, policy_path: Path, token: str, keys: Path) -> Iterator[Sess
             require_human(principal)
         except AuthError as exc:
             if exc.reason == "agent_token":
-                audit.append(
-                    APPROVAL_REFUSED, {"code": "agent_token", "token_id": exc.token_id, "error": str(exc)}
-                )
+                audit.append(APPROVAL_REFUSED, {"code": "agent_token", "token_id": exc.token_id, "error": str(exc)})
+            audit.close()
             fail(str(exc), 1)
         # The policy's webhooks hear about outcomes decided here too; the CLI waits for deliveries
         # (retries included) before it exits, and failures are audited as webhook.failed.
         notifier = Notifier(policy.doc.notify, audit)
         try:
-            yield Session(Gate(store, policy, audit, notifier=notifier), principal)
+            yield LocalReviewer(Gate(store, policy, audit, notifier=notifier), principal)
         except GateError as exc:
             fail(f"[{exc.code}] {exc}", 1)
         finally:
@@ -116,122 +190,138 @@ def _left(seconds: int) -> str:
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
-def _print_status(status: RequestStatus) -> None:
-    req = status.request
-    action = req.action
-    where = action.environment + (f"/{action.target}" if action.target else "")
-    cls = req.classification
-    tags = f" [{', '.join(cls.tags)}]" if cls.tags else ""
-    out.print(f"approval request {req.id}  state: {req.state.value}", markup=False)
-    out.print(f"  agent:     {req.agent} (owner {req.owner}, who cannot approve)", markup=False)
-    out.print(f"  action:    {action.kind.value} in {where}", markup=False)
-    out.print(f"  summary:   {cls.risk.value}{tags}: {cls.summary}", markup=False)
-    out.print("  exact action (this is what runs, byte for byte):", markup=False)
-    for line in json.dumps(action.payload, indent=2, sort_keys=True).splitlines():
-        out.print(f"    {line}", markup=False)
-    if req.rationale is not None:
-        out.print(f"  intent:    {req.rationale.intent}", markup=False)
-        out.print(f"  effect:    {req.rationale.expected_effect or '-'}", markup=False)
-        out.print(f"  rollback:  {req.rationale.rollback or '-'}", markup=False)
+def _where(action: View) -> str:
+    return str(action["environment"]) + (f"/{action['target']}" if action.get("target") else "")
+
+
+def _vote_text(vote: View) -> str:
+    reason = f" ({vote['reason']})" if vote.get("reason") else ""
+    return f"{vote['human']} {vote['verdict']}d{reason}"
+
+
+def _print_view(view: View) -> None:
+    action = view["action"]
+    tags = f" [{', '.join(view['tags'])}]" if view["tags"] else ""
+    lines = [
+        f"approval request {view['id']}  state: {view['state']}",
+        f"  agent:     {view['agent']} (owner {view['owner']}, who cannot approve)",
+        f"  action:    {action['kind']} in {_where(action)}",
+        f"  summary:   {view['risk']}{tags}: {view['summary']}",
+        "  exact action (this is what runs, byte for byte):",
+        *(f"    {line}" for line in json.dumps(action["payload"], indent=2, sort_keys=True).splitlines()),
+    ]
+    rationale = view.get("rationale")
+    if rationale:
+        lines += [
+            f"  intent:    {rationale.get('intent') or '-'}",
+            f"  effect:    {rationale.get('expected_effect') or '-'}",
+            f"  rollback:  {rationale.get('rollback') or '-'}",
+        ]
     else:
-        out.print("  rationale: none given", markup=False)
-    out.print("  evidence:  none (no sandbox run attached)", markup=False)
-    out.print(f"  rules:     {', '.join(req.rules)}", markup=False)
-    out.print(f"  requires:  {'; '.join(r.describe() for r in req.requirements)}", markup=False)
-    out.print(f"  eligible:  {', '.join(req.eligible)}", markup=False)
-    votes = ", ".join(f"{v.human} {v.verdict}d{f' ({v.reason})' if v.reason else ''}" for v in status.votes)
-    out.print(f"  so far:    {votes or 'no votes yet'}", markup=False)
-    out.print(f"  quorum:    {status.still_needs}", markup=False)
-    if req.state is RequestState.pending:
-        out.print(
-            f"  time left: {_left(status.seconds_left)} (expires {stamp(req.expires_at)})", markup=False
-        )
-    elif req.state_reason:
-        out.print(f"  outcome:   {req.state_reason}", markup=False)
-    out.print(f"  fingerprint: {req.fingerprint}", markup=False)
+        lines.append("  rationale: none given")
+    votes = ", ".join(_vote_text(v) for v in view["votes"])
+    lines += [
+        "  evidence:  none (no sandbox run attached)",
+        f"  rules:     {', '.join(view['rules'])}",
+        f"  requires:  {'; '.join(view['required'])}",
+        f"  eligible:  {', '.join(view['eligible'])}",
+        f"  so far:    {votes or 'no votes yet'}",
+        f"  quorum:    {view['still_needs']}",
+    ]
+    if view["state"] == "pending":
+        lines.append(f"  time left: {_left(view['seconds_left'])} (expires {view['expires_at']})")
+    elif view.get("reason"):
+        lines.append(f"  outcome:   {view['reason']}")
+    lines.append(f"  fingerprint: {view['fingerprint']}")
+    for line in lines:
+        out.print(line, markup=False)
 
 
-def _emit(status: RequestStatus, fmt: Format) -> None:
+def _emit(view: View, fmt: Format) -> None:
     if fmt is Format.json:
-        sys.stdout.write(status.model_dump_json() + "\n")
+        sys.stdout.write(json.dumps(view) + "\n")
     else:
-        _print_status(status)
+        _print_view(view)
 
 
 @app.command("list")
 def list_command(
-    policy: PolicyOpt,
     token: Token,
+    policy: PolicyOpt = None,
+    server: Server = None,
     db: Db = DEFAULT_URL,
     keys: Keys = Path(".interlock/keys"),
     all_states: Annotated[bool, typer.Option("--all", help="include decided requests")] = False,
     fmt: Fmt = Format.text,
 ) -> None:
     """Pending approval requests (expired ones are expired first)."""
-    with session(db, policy, token, keys) as s:
-        requests = s.gate.list_requests(None if all_states else RequestState.pending)
-        statuses = [s.gate.status(r.id) for r in requests]
+    with reviewer(server, db, policy, token, keys) as r:
+        views = r.list(all_states)
     if fmt is Format.json:
-        sys.stdout.write(json.dumps([st.model_dump(mode="json") for st in statuses]) + "\n")
+        sys.stdout.write(json.dumps(views) + "\n")
         return
-    if not statuses:
+    if not views:
         out.print("no pending approval requests" if not all_states else "no approval requests", markup=False)
         return
     table = Table("id", "state", "agent", "where", "risk", "summary", "quorum", "left", box=None)
-    for st in statuses:
-        r = st.request
-        where = r.action.environment + (f"/{r.action.target}" if r.action.target else "")
+    for v in views:
         table.add_row(
-            r.id,
-            r.state.value,
-            r.agent,
-            where,
-            r.classification.risk.value,
-            r.classification.summary,
-            st.still_needs,
-            _left(st.seconds_left),
+            v["id"],
+            v["state"],
+            v["agent"],
+            _where(v["action"]),
+            v["risk"],
+            v["summary"],
+            v["still_needs"],
+            _left(v["seconds_left"]),
         )
     out.print(table)
 
 
+RequestId = Annotated[str, typer.Argument(help="the request id (apr_…)")]
+
+
 @app.command("show")
 def show_command(
-    request_id: Annotated[str, typer.Argument(help="the request id (apr_…)")],
-    policy: PolicyOpt,
+    request_id: RequestId,
     token: Token,
+    policy: PolicyOpt = None,
+    server: Server = None,
     db: Db = DEFAULT_URL,
     keys: Keys = Path(".interlock/keys"),
     fmt: Fmt = Format.text,
 ) -> None:
     """The exact action, its summary, the rationale, votes so far and time left."""
-    with session(db, policy, token, keys) as s:
-        _emit(s.gate.status(request_id), fmt)
+    with reviewer(server, db, policy, token, keys) as r:
+        _emit(r.show(request_id), fmt)
 
 
 @app.command("approve")
 def approve_command(
-    request_id: Annotated[str, typer.Argument(help="the request id (apr_…)")],
-    policy: PolicyOpt,
+    request_id: RequestId,
     token: Token,
+    policy: PolicyOpt = None,
+    server: Server = None,
     db: Db = DEFAULT_URL,
     keys: Keys = Path(".interlock/keys"),
     fmt: Fmt = Format.text,
 ) -> None:
     """Approve as yourself (the token's human). Read `show` first: you approve that exact action."""
-    with session(db, policy, token, keys) as s:
-        _emit(s.gate.approve(request_id, s.principal), fmt)
+    with reviewer(server, db, policy, token, keys) as r:
+        _emit(r.approve(request_id), fmt)
 
 
 @app.command("deny")
 def deny_command(
-    request_id: Annotated[str, typer.Argument(help="the request id (apr_…)")],
-    policy: PolicyOpt,
+    request_id: RequestId,
     token: Token,
     reason: Annotated[str, typer.Option("--reason", help="why (required; the agent is told)")] = "",
+    policy: PolicyOpt = None,
+    server: Server = None,
     db: Db = DEFAULT_URL,
     keys: Keys = Path(".interlock/keys"),
     fmt: Fmt = Format.text,
 ) -> None:
     """Deny with a reason; one denial ends the request."""
-    with session(db, policy, token, keys) as s:
-        _emit(s.gate.deny(request_id, s.principal, reason), fmt)
+    with reviewer(server, db, policy, token, keys) as r:
+        _emit(r.deny(request_id, reason), fmt)

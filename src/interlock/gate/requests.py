@@ -73,3 +73,33 @@ class RequestStatus(Strict):
     still_needs: str
     seconds_left: int
     grant: Grant | None = None
+
+
+def api_json(status: RequestStatus) -> dict[str, object]:
+    """A request as `GET /v1/approvals/{id}` shows it (the same shape as the server's answer), used by
+    `interlock approvals --format json` whether it talks to the server or to the store."""
+    req = status.request
+    return {
+        "id": req.id,
+        "state": req.state.value,
+        "agent": req.agent,
+        "owner": req.owner,
+        "action": req.action.model_dump(mode="json"),
+        "fingerprint": req.fingerprint,
+        "summary": req.classification.summary,
+        "risk": req.classification.risk.value,
+        "tags": list(req.classification.tags),
+        "rules": list(req.rules),
+        "rationale": req.rationale.model_dump() if req.rationale else None,
+        "required": [r.describe() for r in req.requirements],
+        "eligible": list(req.eligible),
+        "approved_by": list(status.approved_by),
+        "still_needs": status.still_needs,
+        "votes": [
+            {"human": v.human, "verdict": v.verdict, "reason": v.reason, "at": v.at.isoformat()} for v in status.votes
+        ],
+        "seconds_left": status.seconds_left,
+        "expires_at": req.expires_at.isoformat(),
+        "created_at": req.created_at.isoformat(),
+        "reason": req.state_reason,
+    }
