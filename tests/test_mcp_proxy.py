@@ -1,0 +1,429 @@
+"""The MCP proxy end to end: the official `mcp` client ↔ `interlock mcp-proxy` ↔ real npm MCP servers.
+
+Everything is real: the proxy runs as its own process, the upstream is
+`@modelcontextprotocol/server-filesystem` (or `server-everything`) from npm on a temporary
+directory, the Gateway is a real `interlock serve` (remote mode) or the same store in-process
+(local mode), and a human approves or denies over the HTTP API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from mcp import Client, StdioServerParameters
+
+from interlock.integrations.mcp_npm import ensure_servers
+from interlock.integrations.mcp_proxy import ProxySettings, could_ever_allow, refusal
+from interlock.policy import load_policy_text
+from interlock.store import open_store
+from tests.server_fixtures import LiveServer, live_server
+
+REPO = Path(__file__).resolve().parent.parent
+
+POLICY = """\
+version: 1
+humans:
+  alice: {groups: [sre]}
+  bob:   {groups: [sre]}
+agents:
+  kiro: {owner: alice, roles: [developer]}
+environments:
+  workspace: {}
+targets:
+  everything:
+    environment: workspace
+    kind: mcp
+    mcp_tools: {trigger-long-running-operation: read, echo: read}
+roles:
+  developer:
+    workspace: {autonomous: read, approve: {write: 1, destructive: 1}}
+rules:
+  - id: no-moving-files
+    when: {kind: mcp, input: '"tool":"move_file"'}
+    effect: deny
+    reason: agents do not move files
+  - id: no-secrets
+    when: {kind: mcp, input: 'secret'}
+    effect: deny
+    reason: secret files are off limits to agents
+"""
+
+FILESYSTEM_TOOLS = {"read_file", "read_text_file", "read_media_file", "read_multiple_files", "write_file",
+                    "edit_file", "create_directory", "list_directory", "list_directory_with_sizes",
+                    "directory_tree", "search_files", "get_file_info", "list_allowed_directories"}
+ENTRY = ["-m", "interlock.cli", "mcp-proxy"]
+
+
+@dataclass
+class World:
+    server: LiveServer
+    policy: Path
+    agent_token: str
+    human_token: str
+    tmp: Path
+    npm_bin: Path
+
+    def proxy(self, mode: str, upstream: list[str], *options: str) -> StdioServerParameters:
+        """`interlock mcp-proxy` as the agent's MCP client would start it."""
+        env = {}
+        if mode == "local":
+            gate = ["--policy", str(self.policy), "--db", self.server.store_url, "--key-dir", str(self.server.key_dir)]
+        else:
+            gate = ["--gateway", self.server.url] + (["--policy", str(self.policy)] if mode == "remote" else [])
+            env["INTERLOCK_TOKEN"] = self.agent_token
+        args = [*ENTRY, "--agent", "kiro", "--env", "workspace", *gate, *options, "--", *upstream]
+        return StdioServerParameters(command=sys.executable, args=args, env=env, cwd=str(self.tmp))
+
+    def filesystem(self, directory: Path) -> list[str]:
+        return [str(self.npm_bin / "mcp-server-filesystem"), str(directory)]
+
+    def everything(self, pidfile: Path) -> list[str]:
+        # The shell records the upstream's pid, then becomes it (exec), so the test can kill it.
+        return ["sh", "-c", f'echo $$ > "{pidfile}"; exec "{self.npm_bin / "mcp-server-everything"}" stdio']
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    npm_bin = ensure_servers(REPO / ".interlock" / "npm")
+    tmp = tmp_path_factory.mktemp("mcp")
+    policy = tmp / "policy.yaml"
+    policy.write_text(POLICY)
+    with live_server(policy, f"sqlite:///{tmp / 'interlock.db'}", tmp) as server:
+        yield World(server, policy, server.token("agent", "kiro"), server.token("human", "bob"), tmp, npm_bin)
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    directory = tmp_path / "data"
+    directory.mkdir()
+    (directory / "notes.txt").write_text("hello from the workspace\n")
+    return directory
+
+
+def run(params: StdioServerParameters, scenario: Callable[[Client], Awaitable[Any]]) -> Any:
+    async def main() -> Any:
+        async with Client(params, cache=None, read_timeout_seconds=120) as client:
+            return await scenario(client)
+
+    return anyio.run(main)
+
+
+def text_of(result: Any) -> str:
+    return " ".join(getattr(block, "text", "") for block in result.content)
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+async def decide_when_pending(world: World, path: str, verdict: str, reason: str = "") -> str:
+    """Act as a human over the HTTP API: find the pending request for `path`, approve or deny it."""
+    headers = {"Authorization": f"Bearer {world.human_token}"}
+    async with httpx.AsyncClient(base_url=world.server.url, headers=headers, timeout=10) as http:
+        with anyio.fail_after(60):
+            while True:
+                pending = (await http.get("/v1/approvals")).json()["approvals"]
+                mine = [a for a in pending if a["action"]["payload"].get("arguments", {}).get("path") == path]
+                if mine:
+                    break
+                await anyio.sleep(0.1)
+        request_id = str(mine[0]["id"])
+        body = {"reason": reason} if verdict == "deny" else {}
+        answer = await http.post(f"/v1/approvals/{request_id}/{verdict}", json=body)
+        assert answer.status_code == 200, answer.text
+    return request_id
+
+
+def audited(world: World, tool: str) -> list[list[tuple[str, dict[str, Any]]]]:
+    """The audit entries of each action that called `tool`, oldest action first."""
+    store = open_store(world.server.store_url)
+    try:
+        with store.transaction() as tx:
+            rows = tx.fetchall("SELECT event, action_id, entry FROM audit_entries WHERE action_id IS NOT NULL "
+                               "ORDER BY idx", ())
+    finally:
+        store.close()
+    actions: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for row in rows:
+        data = json.loads(row["entry"])["data"]
+        if row["event"] == "action.proposed" and data["action"]["payload"].get("tool") == tool:
+            actions[row["action_id"]] = []
+        if row["action_id"] in actions:
+            actions[row["action_id"]].append((row["event"], data))
+    return list(actions.values())
+
+
+# --- pure parts: which tools are listed, what a refusal says --------------------------------------
+
+SETTINGS = ProxySettings(agent="kiro", environment="workspace", server="fs")
+VISIBILITY = [
+    # (tool, annotations, target, expected to be listed)
+    ("read_text_file", {"readOnlyHint": True}, None, True),
+    ("write_file", {"readOnlyHint": False, "destructiveHint": True}, None, True),  # with approval
+    ("move_file", {"readOnlyHint": False, "destructiveHint": True}, None, False),  # a deny rule names it
+    ("read_secret", {"readOnlyHint": True}, None, False),  # denied whatever its arguments
+    ("frobnicate", {}, None, True),  # unknown risk: destructive, approvable here
+    ("echo", {}, "everything", True),
+]
+
+
+@pytest.mark.parametrize(("tool", "annotations", "target", "listed"), VISIBILITY)
+def test_tools_list_shows_what_could_ever_be_allowed(tool: str, annotations: dict[str, Any], target: str | None,
+                                                     listed: bool) -> None:
+    import mcp.types as types
+
+    policy = load_policy_text(POLICY, "policy.yaml")
+    settings = ProxySettings(agent="kiro", environment="workspace", server="fs", target=target)
+    described = types.Tool(name=tool, input_schema={"type": "object"},
+                           annotations=types.ToolAnnotations.model_validate(annotations))
+    assert could_ever_allow(policy, settings, described) is listed
+
+
+@pytest.mark.parametrize(("agent", "environment", "listed"), [
+    ("kiro", "workspace", True),
+    ("stranger", "workspace", False),  # not in the policy: default deny hides everything
+    ("kiro", "production", False),  # not an environment of the policy
+])
+def test_tools_list_hides_everything_from_strangers(agent: str, environment: str, listed: bool) -> None:
+    import mcp.types as types
+
+    policy = load_policy_text(POLICY, "policy.yaml")
+    settings = ProxySettings(agent=agent, environment=environment, server="fs")
+    tool = types.Tool(name="read_text_file", input_schema={"type": "object"})
+    assert could_ever_allow(policy, settings, tool) is listed
+
+
+REFUSALS = [
+    # (proposal, words the tool error must contain)
+    ({"id": "act_1", "state": "denied", "reasons": ["agents do not move files"], "remedy": ["ask a human"]},
+     ["act_1", "denied", "agents do not move files", "ask a human"]),
+    ({"id": "act_2", "state": "pending_approval", "reasons": ["writes need approval"],
+      "approval": {"id": "apr_9", "still_needs": "still needs 1 more from sre"}},
+     ["act_2", "apr_9", "still needs 1 more from sre", "not approved within 5s", "interlock approvals approve apr_9"]),
+    ({"id": "act_3", "state": "rejected", "reasons": [], "approval": {"id": "apr_8", "reason": "not today"}},
+     ["act_3", "apr_8", "not today"]),
+    ({"id": "act_4", "state": "expired", "reasons": [], "approval": {"id": "apr_7", "reason": "timed out"}},
+     ["apr_7", "expired", "again"]),
+    ({"id": "act_5", "state": "sandbox_required", "reasons": ["staging first"], "remedy": ["run in staging"]},
+     ["sandbox", "staging first", "run in staging"]),
+    ({}, ["unknown", "no reason given"]),
+]
+
+
+@pytest.mark.parametrize(("proposal", "words"), REFUSALS)
+def test_refusal_names_the_request_and_the_reason(proposal: dict[str, Any], words: list[str]) -> None:
+    text = refusal("write_file", proposal, 5)
+    for word in words:
+        assert word in text
+
+
+# --- end to end: mcp client ↔ proxy ↔ server-filesystem -----------------------------------------------
+
+MODES = ["remote", "local"]
+
+
+@pytest.mark.parametrize(("mode", "expected"), [
+    ("remote", FILESYSTEM_TOOLS),
+    ("local", FILESYSTEM_TOOLS),
+    ("unfiltered", FILESYSTEM_TOOLS | {"move_file"}),  # remote without a policy: all listed, all gated
+])
+def test_tools_list_through_the_proxy(world: World, data: Path, mode: str, expected: set[str]) -> None:
+    async def scenario(client: Client) -> set[str]:
+        return {tool.name for tool in (await client.list_tools()).tools}
+
+    assert run(world.proxy(mode, world.filesystem(data)), scenario) == expected
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_reads_pass_and_are_audited(world: World, data: Path, mode: str) -> None:
+    async def scenario(client: Client) -> Any:
+        return await client.call_tool("read_text_file", {"path": str(data / "notes.txt")})
+
+    result = run(world.proxy(mode, world.filesystem(data)), scenario)
+    assert not result.is_error and "hello from the workspace" in text_of(result)
+    last = audited(world, "read_text_file")[-1]
+    assert [event for event, _ in last] == ["action.proposed", "execution.reported"]
+    assert last[0][1]["decision"]["decision"] == "allow"
+    assert last[1][1]["outcome"]["status"] == "succeeded"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_write_waits_for_a_human_then_runs(world: World, data: Path, mode: str) -> None:
+    path = str(data / f"approved-{mode}.txt")
+
+    async def scenario(client: Client) -> tuple[Any, str]:
+        async with anyio.create_task_group() as tg:
+            approved: list[str] = []
+
+            async def human() -> None:
+                approved.append(await decide_when_pending(world, path, "approve"))
+
+            tg.start_soon(human)
+            result = await client.call_tool("write_file", {"path": path, "content": "approved by bob\n"})
+        return result, approved[0]
+
+    before = snapshot(data)
+    result, request_id = run(world.proxy(mode, world.filesystem(data)), scenario)
+    assert not result.is_error, text_of(result)
+    assert Path(path).read_text() == "approved by bob\n"
+    assert set(snapshot(data)) == set(before) | {Path(path).name}
+    last = audited(world, "write_file")[-1]
+    assert [event for event, _ in last] == ["action.proposed", "action.pending", "action.approved",
+                                            "execution.reported"]
+    assert last[2][1]["request_id"] == request_id
+    assert last[3][1]["outcome"]["status"] == "succeeded"
+
+
+DENIED_CALLS = [
+    # (mode, tool, arguments (paths relative to the data directory), words of the tool error)
+    ("remote", "write_file", {"path": "secret.txt", "content": "x"}, ["denied", "secret files are off limits"]),
+    ("local", "write_file", {"path": "secret.txt", "content": "x"}, ["denied", "secret files are off limits"]),
+    ("remote", "move_file", {"source": "notes.txt", "destination": "moved.txt"}, ["agents do not move files"]),
+    ("unfiltered", "move_file", {"source": "notes.txt", "destination": "moved.txt"}, ["agents do not move files"]),
+    ("local", "edit_file", {"path": "notes.txt", "edits": [{"oldText": "hello", "newText": "bye"}],
+                            "comment": "secret"}, ["secret files are off limits"]),
+]
+
+
+@pytest.mark.parametrize(("mode", "tool", "arguments", "words"), DENIED_CALLS)
+def test_denied_call_leaves_the_directory_untouched(world: World, data: Path, mode: str, tool: str,
+                                                    arguments: dict[str, Any], words: list[str]) -> None:
+    absolute = {k: str(data / v) if k in ("path", "source", "destination") else v for k, v in arguments.items()}
+
+    async def scenario(client: Client) -> Any:
+        return await client.call_tool(tool, absolute)
+
+    before = snapshot(data)
+    result = run(world.proxy(mode, world.filesystem(data)), scenario)
+    assert result.is_error
+    for word in words:
+        assert word in text_of(result)
+    assert snapshot(data) == before
+
+
+@pytest.mark.parametrize(("verdict", "words"), [
+    ("deny", ["a human denied approval request", "not during the freeze"]),
+    ("none", ["was not approved within 1s", "interlock approvals approve apr_"]),
+])
+def test_unapproved_write_is_an_error_naming_the_request(world: World, data: Path, verdict: str,
+                                                         words: list[str]) -> None:
+    path = str(data / f"unapproved-{verdict}.txt")
+
+    async def scenario(client: Client) -> Any:
+        async with anyio.create_task_group() as tg:
+            if verdict == "deny":
+                tg.start_soon(decide_when_pending, world, path, "deny", "not during the freeze")
+            return await client.call_tool("write_file", {"path": path, "content": "x"})
+
+    timeout = "30" if verdict == "deny" else "1"
+    result = run(world.proxy("remote", world.filesystem(data), "--approval-timeout", timeout), scenario)
+    assert result.is_error
+    for word in words:
+        assert word in text_of(result)
+    assert not Path(path).exists()
+
+
+def test_gateway_down_fails_closed(world: World, data: Path, tmp_path: Path) -> None:
+    params = world.proxy("unfiltered", world.filesystem(data))
+    params.args[params.args.index("--gateway") + 1] = "http://127.0.0.1:9"  # nothing listens there
+
+    async def scenario(client: Client) -> Any:
+        return await client.call_tool("read_text_file", {"path": str(data / "notes.txt")})
+
+    result = run(params, scenario)
+    assert result.is_error and "could not decide read_text_file" in text_of(result)
+    assert "hello from the workspace" not in text_of(result)
+
+
+# --- a crashing or hanging upstream ---------------------------------------------------------------
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+def test_upstream_killed_mid_call_is_an_error_within_the_timeout(world: World, tmp_path: Path) -> None:
+    pidfile = tmp_path / "upstream.pid"
+    params = world.proxy("remote", world.everything(pidfile), "--target", "everything", "--upstream-timeout", "20")
+
+    async def scenario(client: Client) -> tuple[Any, float, Any]:
+        async with anyio.create_task_group() as tg:
+            async def kill() -> None:
+                await anyio.sleep(1.5)
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+            tg.start_soon(kill)
+            started = time.monotonic()
+            result = await client.call_tool("trigger-long-running-operation", {"duration": 30, "steps": 3})
+            took = time.monotonic() - started
+        after = await client.call_tool("echo", {"message": "still there?"})
+        return result, took, after
+
+    result, took, after = run(params, scenario)
+    assert result.is_error and "upstream server gone" in text_of(result)
+    assert took < 10
+    assert after.is_error and "restart the proxy" in text_of(after)
+    last = audited(world, "trigger-long-running-operation")[-1]
+    assert last[-1][0] == "execution.reported" and last[-1][1]["outcome"]["status"] == "error"
+
+
+def test_upstream_hang_times_out(world: World, tmp_path: Path) -> None:
+    params = world.proxy("local", world.everything(tmp_path / "pid"), "--target", "everything",
+                         "--upstream-timeout", "2")
+
+    async def scenario(client: Client) -> tuple[Any, float]:
+        started = time.monotonic()
+        result = await client.call_tool("trigger-long-running-operation", {"duration": 30, "steps": 3})
+        return result, time.monotonic() - started
+
+    result, took = run(params, scenario)
+    assert result.is_error and "did not answer within 2s" in text_of(result)
+    assert took < 8
+
+
+def test_proxy_stops_the_upstream_when_the_client_leaves(world: World, tmp_path: Path) -> None:
+    pidfile = tmp_path / "upstream.pid"
+
+    async def scenario(client: Client) -> int:
+        await client.list_tools()
+        return int(pidfile.read_text())
+
+    pid = run(world.proxy("remote", world.everything(pidfile), "--target", "everything"), scenario)
+    deadline = time.monotonic() + 10
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _pid_alive(pid)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--agent", "kiro", "--env", "workspace", "--policy", "{policy}"], "give the upstream server's command"),
+    (["--agent", "kiro", "--env", "workspace", "--", "true"], "give --gateway URL"),
+    (["--agent", "kiro", "--policy", "{policy}", "--", "true"], "--agent and --env are required"),
+    (["--agent", "kiro", "--env", "workspace", "--gateway", "http://127.0.0.1:9", "--", "true"], "INTERLOCK_TOKEN"),
+    (["--agent", "kiro", "--env", "workspace", "--policy", "{policy}", "--db", "sqlite:///{tmp}/x.db",
+      "--", "/nonexistent/mcp-server"], "cannot start upstream"),
+])
+def test_usage_errors_say_what_to_do(world: World, tmp_path: Path, args: list[str], message: str) -> None:
+    import subprocess
+
+    argv = [a.format(policy=world.policy, tmp=tmp_path) for a in args]
+    env = {k: v for k, v in os.environ.items() if k != "INTERLOCK_TOKEN"}
+    done = subprocess.run([sys.executable, *ENTRY, *argv], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                          env=env, stdin=subprocess.DEVNULL, check=False)
+    assert done.returncode != 0
+    assert message in done.stderr
