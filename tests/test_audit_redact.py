@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from interlock.audit import AuditLog, Redactor, redact, summarize_output
+from interlock.audit import AuditLog, Redactor, summarize_output
+from interlock.audit.redact import redact
 from interlock.store import Store
 
 # (text containing a secret, the secret that must disappear, a part that must stay readable)
