@@ -1,24 +1,34 @@
-"""Approval throughput: requests created and resolved per second, on SQLite and PostgreSQL.
+"""Approval throughput (requests created and resolved per second) and release latency (last
+approval → waiting agent released, through a real `interlock serve`), on SQLite and PostgreSQL.
 
 One lifecycle = open_request → approve (bob) → approve (dave, quorum met, grant issued) →
 consume_grant: 4 store transactions and 5 durable audit entries (the real AuditLog, fsync'd). Run
 sequentially (latency per step) and from several threads at once (throughput).
 
-    .venv/bin/python -m bench.bench_approvals [--n 200] [--threads 4]
+Release latency: an agent long-polls `POST /v1/actions/{id}/wait`; the clock starts when the last
+approver's `POST /v1/approvals/{id}/approve` is sent and stops when the agent's wait returns.
+
+    .venv/bin/python -m bench.bench_approvals [--n 200] [--threads 4] [--releases 50]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import psycopg
 
 from interlock.audit import AuditLog
@@ -67,9 +77,7 @@ def _stores() -> Iterator[tuple[str, Store, str]]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
 
 
-def _lifecycle(
-    gate: Gate, policy: Policy, approvers: list[Principal], i: int, timings: dict[str, list[float]]
-) -> None:
+def _lifecycle(gate: Gate, policy: Policy, approvers: list[Principal], i: int, timings: dict[str, list[float]]) -> None:
     action = Action(
         kind=Kind.sql,
         environment="production",
@@ -100,17 +108,13 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-def _measure(
-    dialect: str, store: Store, keys: Path, policy: Policy, n: int, threads: int
-) -> list[tuple[str, ...]]:
+def _measure(dialect: str, store: Store, keys: Path, policy: Policy, n: int, threads: int) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     store.migrate()
     audit = AuditLog(store, key_dir=keys)
     try:
         gate = Gate(store, policy, audit)
-        approvers = [
-            authenticate(store, create_token(store, "human", h, None, audit)[1]) for h in ("bob", "dave")
-        ]
+        approvers = [authenticate(store, create_token(store, "human", h, None, audit)[1]) for h in ("bob", "dave")]
         timings: dict[str, list[float]] = {}
         start = time.perf_counter()
         for i in range(n):
@@ -150,14 +154,125 @@ def _measure(
     return rows
 
 
-def run(n: int, threads: int) -> None:
+@contextmanager
+def _server(store_url: str, tmp: Path) -> Iterator[str]:
+    """A real `interlock serve` on a free loopback port, for the release latency."""
+    policy = tmp / "policy.yaml"
+    policy.write_text(POLICY)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    cmd = [
+        sys.executable,
+        "-m",
+        "interlock.cli",
+        "serve",
+        "--policy",
+        str(policy),
+        "--db",
+        store_url,
+        "--port",
+        str(port),
+        "--key-dir",
+        str(tmp / "keys"),
+    ]
+    with (tmp / "serve.log").open("wb") as log:
+        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"interlock serve did not start: {(tmp / 'serve.log').read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _release_latency(store: Store, store_url: str, tmp: Path, releases: int) -> list[float]:
+    """Seconds from the last approval being sent to the waiting agent's long poll returning."""
+    policy = load_policy_text(POLICY)
+    with AuditLog(store, key_dir=tmp / "keys") as audit:
+        secrets = {
+            n: create_token(store, k, n, None, audit, policy=policy)[1]  # type: ignore[arg-type]
+            for k, n in [("agent", "kiro"), ("human", "bob"), ("human", "dave")]
+        }
+    latencies: list[float] = []
+    with _server(store_url, tmp) as url:
+        clients = {
+            n: httpx.Client(base_url=url, headers={"Authorization": f"Bearer {s}"}, timeout=30)
+            for n, s in secrets.items()
+        }
+        try:
+            for i in range(releases):
+                proposed = (
+                    clients["kiro"]
+                    .post(
+                        "/v1/actions",
+                        json={
+                            "kind": "shell",
+                            "environment": "production",
+                            "mode": "advisory",
+                            "payload": {"command": f"rm -rf /srv/cache-{i}"},
+                        },
+                    )
+                    .json()
+                )
+                request_id = proposed["approval"]["id"]
+                clients["bob"].post(f"/v1/approvals/{request_id}/approve").raise_for_status()
+                released: list[float] = []
+
+                def wait(action_id: str = proposed["id"], out: list[float] = released) -> None:
+                    answer = clients["kiro"].post(f"/v1/actions/{action_id}/wait", params={"timeout": 20})
+                    out.append(time.perf_counter())
+                    if answer.json().get("state") != "approved":
+                        raise RuntimeError(f"agent released in state {answer.json().get('state')}")
+
+                waiter = threading.Thread(target=wait)
+                waiter.start()
+                time.sleep(0.05)  # the long poll is parked on the server
+                start = time.perf_counter()
+                clients["dave"].post(f"/v1/approvals/{request_id}/approve").raise_for_status()
+                waiter.join(30)
+                latencies.append(released[0] - start)
+        finally:
+            for client in clients.values():
+                client.close()
+    return latencies
+
+
+def run(n: int, threads: int, releases: int = 50) -> None:
     policy = load_policy_text(POLICY)
     rows: list[tuple[str, ...]] = []
     for dialect, store, tmp in _stores():
         try:
             rows += _measure(dialect, store, Path(tmp) / "keys", policy, n, threads)
-        except StoreError as exc:
-            print(f"{dialect}: failed: {exc}")
+            if releases:
+                server_db = _fresh_twin(dialect, Path(tmp))
+                with server_db as (url, twin):
+                    values = _release_latency(twin, url, Path(tmp) / "server", releases)
+                rows.append(
+                    (
+                        dialect,
+                        "release: last approval -> agent",
+                        f"{len(values)}",
+                        f"{statistics.median(values) * 1000:.2f}",
+                        f"{_pct(values, 0.99):.2f}",
+                        "",
+                    )
+                )
+        except (StoreError, RuntimeError, httpx.HTTPError) as exc:
+            print(f"{dialect}: failed: {type(exc).__name__}: {exc}")
     header = ("store", "measure", "n", "p50 ms", "p99 ms", "lifecycles/s")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
@@ -166,15 +281,42 @@ def run(n: int, threads: int) -> None:
     print("every step's audit entries are durable (AuditLog, group commit) before it returns")
 
 
+@contextmanager
+def _fresh_twin(dialect: str, tmp: Path) -> Iterator[tuple[str, Store]]:
+    """A second, empty database of the same kind for the server (its own tables, its own tokens)."""
+    (tmp / "server").mkdir(exist_ok=True)
+    if dialect == "sqlite":
+        url = f"sqlite:///{tmp / 'server' / 'interlock.db'}"
+        store = open_store(url)
+        store.migrate()
+        try:
+            yield url, store
+        finally:
+            store.close()
+        return
+    name = f"interlock_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(f"{PG}/postgres", autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"'.encode())
+    try:
+        store = open_store(f"{PG}/{name}")
+        store.migrate()
+        try:
+            yield f"{PG}/{name}", store
+        finally:
+            store.close()
+    finally:
+        with psycopg.connect(f"{PG}/postgres", autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=200, help="lifecycles per store and mode")
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--releases", type=int, default=50, help="release latency samples per store (0: skip)")
     args = parser.parse_args(argv or [])
-    run(args.n, args.threads)
+    run(args.n, args.threads, args.releases)
 
 
 if __name__ == "__main__":
-    import sys
-
     main(sys.argv[1:])
