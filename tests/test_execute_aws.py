@@ -12,7 +12,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from interlock.execute import Status, execute
-from interlock.execute.aws import cli_call
+from interlock.execute.aws import cli_call, service_model, services
 from interlock.execute.result import ExecutionError
 from interlock.policy.schema import Target
 from tests.execute_fixtures import action, assert_no_secret, target
@@ -132,17 +132,11 @@ def test_the_cli_form_reads_lists_booleans_and_json(endpoint: str, account: Targ
 def test_cli_commands_are_read_exactly_or_refused(
     command: str, expected: tuple[str, str, dict[str, Any]] | str
 ) -> None:
-    session = boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="y", region_name=REGION)
-
-    def model_of(service: str) -> Any:
-        return session.client(service).meta.service_model
-
-    services = session.get_available_services()
     if isinstance(expected, str):
         with pytest.raises(ExecutionError, match=expected.replace("-", "\\-").replace("`", ".")):
-            cli_call(command, services, model_of)
+            cli_call(command, services(), service_model)
     else:
-        assert cli_call(command, services, model_of) == expected
+        assert cli_call(command, services(), service_model) == expected
 
 
 def test_an_error_that_echoes_a_credential_is_redacted(account: Target) -> None:

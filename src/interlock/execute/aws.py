@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import threading
+from dataclasses import dataclass
 from typing import Any
 
 from interlock.execute.result import (
@@ -160,9 +162,45 @@ def _read_flags(words: list[str], shape: Any) -> dict[str, Any]:
     return params
 
 
-def _session(target: Target, redactor: Redactor) -> Any:
-    import boto3
+_LOCK = threading.RLock()
+_SHARED: list[Any] = []
 
+
+def _botocore() -> Any:
+    """One botocore session for the process: service models are loaded once, not per call (that
+    costs ~200 ms). Credentials are never stored on it; each client gets its own."""
+    with _LOCK:
+        if not _SHARED:
+            import botocore.session
+
+            _SHARED.append(botocore.session.get_session())
+        return _SHARED[0]
+
+
+@dataclass(frozen=True)
+class Account:
+    """The target's AWS identity, resolved."""
+
+    region: str
+    endpoint_url: str | None
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None
+
+    def client(self, service: str, config: Any) -> Any:
+        with _LOCK:  # botocore sessions are not thread-safe; the clients they make are
+            return _botocore().create_client(
+                service,
+                region_name=self.region,
+                endpoint_url=self.endpoint_url,
+                aws_access_key_id=self.access_key_id,
+                aws_secret_access_key=self.secret_access_key,
+                aws_session_token=self.session_token,
+                config=config,
+            )
+
+
+def account_of(target: Target, redactor: Redactor) -> Account:
     aws = target.aws
     if aws is None or aws.access_key_id is None or aws.secret_access_key is None:
         raise ExecutionError(
@@ -170,17 +208,28 @@ def _session(target: Target, redactor: Redactor) -> Any:
         )
     if not aws.region:
         raise ExecutionError("aws target needs `aws.region`")
-    return boto3.session.Session(
-        aws_access_key_id=redactor.resolve(aws.access_key_id, "target aws.access_key_id"),
-        aws_secret_access_key=redactor.resolve(aws.secret_access_key, "target aws.secret_access_key"),
-        aws_session_token=redactor.resolve(aws.session_token, "target aws.session_token")
+    return Account(
+        region=aws.region,
+        endpoint_url=aws.endpoint_url,
+        access_key_id=redactor.resolve(aws.access_key_id, "target aws.access_key_id"),
+        secret_access_key=redactor.resolve(aws.secret_access_key, "target aws.secret_access_key"),
+        session_token=redactor.resolve(aws.session_token, "target aws.session_token")
         if aws.session_token
         else None,
-        region_name=aws.region,
     )
 
 
-def _call_of(action: Action, session: Any) -> tuple[str, str, dict[str, Any]]:
+def services() -> list[str]:
+    with _LOCK:
+        return list(_botocore().get_available_services())
+
+
+def service_model(service: str) -> Any:
+    with _LOCK:
+        return _botocore().get_service_model(service)
+
+
+def _call_of(action: Action) -> tuple[str, str, dict[str, Any]]:
     operation = action.payload.get("operation")
     if isinstance(operation, str):
         match = OPERATION.match(operation)
@@ -194,11 +243,7 @@ def _call_of(action: Action, session: Any) -> tuple[str, str, dict[str, Any]]:
         return match.group(1), match.group(2), params
     command = action.payload.get("command")
     if isinstance(command, str):
-
-        def model_of(service: str) -> Any:
-            return session.client(service).meta.service_model  # builds the model only; no request
-
-        return cli_call(command, session.get_available_services(), model_of)
+        return cli_call(command, services(), service_model)
     raise ExecutionError(
         'aws payload needs `operation` + `params`, or `command` ("aws ec2 describe-instances")'
     )
@@ -217,18 +262,18 @@ def run(
         ReadTimeoutError,
     )
 
-    session = _session(target, redactor)
-    service, operation, params = _call_of(action, session)
-    if service not in session.get_available_services():
+    account = account_of(target, redactor)
+    service, operation, params = _call_of(action)
+    if service not in services():
         raise ExecutionError(f"aws service {service!r} does not exist")
     remaining = max(1.0, timeout - clock.elapsed())
     config = Config(
         connect_timeout=remaining,
         read_timeout=remaining,
         retries={"total_max_attempts": 1},  # one attempt: a retried write is a second, unapproved write
+        ignore_configured_endpoint_urls=True,  # only the target says where the account lives
     )
-    assert target.aws is not None
-    client = session.client(service, endpoint_url=target.aws.endpoint_url, config=config)
+    client = account.client(service, config)
     if operation not in client.meta.service_model.operation_names:
         raise ExecutionError(f"aws {service} has no operation {operation}")
     from botocore import xform_name
