@@ -49,7 +49,12 @@ def executor_for(kind: Kind) -> Executor:
     module = _MODULES.get(kind)
     if module is None:
         raise ExecutionError(f"no executor for {kind.value} actions")
-    run: Executor = importlib.import_module(module).run
+    try:
+        run: Executor = importlib.import_module(module).run
+    except ModuleNotFoundError as exc:
+        raise ExecutionError(
+            f"the {kind.value} executor needs the Python package {exc.name!r}: pip install it where the gateway runs"
+        ) from None
     return run
 
 
@@ -63,9 +68,7 @@ def check_target(action: Action, target: Target | None) -> None:
             )
         return
     if target.kind is not action.kind:
-        raise ExecutionError(
-            f"target {action.target or '?'} is a {target.kind.value} target, not {action.kind.value}"
-        )
+        raise ExecutionError(f"target {action.target or '?'} is a {target.kind.value} target, not {action.kind.value}")
     if target.environment != action.environment:
         raise ExecutionError(
             f"target {action.target or '?'} is in environment {target.environment}, "
