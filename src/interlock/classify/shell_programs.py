@@ -1570,6 +1570,40 @@ def judge_pager(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdi
     return Verdict(R, f"{prog} only reads")
 
 
+def judge_logs(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    """journalctl and dmesg read logs, unless told to delete or clear them."""
+    values = [w.value or "" for w in args]
+    if prog == "journalctl":
+        if any(v.startswith(("--vacuum", "--rotate", "--flush", "--relinquish-var", "--setup-keys")) for v in values):
+            return Verdict(D, "journalctl deletes or rotates logs", frozenset({"irreversible"}))
+        return Verdict(R, "journalctl reads logs")
+    if any(v in ("-c", "-C", "--clear", "--read-clear", "-D", "-E", "--console-off", "--console-on") for v in values):
+        return Verdict(W, "dmesg clears the kernel log or changes the console")
+    return Verdict(R, "dmesg reads the kernel log")
+
+
+_IP_READ = name_set("show list ls lst get help monitor")
+_IP_WRITE = name_set("add append")
+_IP_DESTRUCTIVE = name_set("del delete flush set change replace down")
+
+
+def judge_ip(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    """`ip OBJECT [VERB …]`: showing is read; adding is write; deleting, flushing or setting
+    (`ip link set eth0 down`) can cut the host off the network."""
+    values = lit(args)
+    if values is None:
+        return Verdict(U, "ip argument produced by an expansion")
+    words = [v for v in values if not v.startswith("-")]
+    verb = words[1] if len(words) > 1 else ""
+    if len(words) <= 1 or verb in _IP_READ:
+        return Verdict(R, f"ip {' '.join(words[:2])} reads".replace("  ", " "))
+    if verb in _IP_WRITE:
+        return Verdict(W, f"ip {words[0]} {verb} changes the network", frozenset({"privilege"}))
+    if verb in _IP_DESTRUCTIVE:
+        return Verdict(D, f"ip {words[0]} {verb} changes or removes network settings")
+    return Verdict(U, f"ip {' '.join(words[:2])} not understood")
+
+
 def judge_date(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
     values = [w.value for w in args]
     if prog == "date" and any(v is not None and (v.startswith("-s") or v.startswith("--set")) for v in values):
@@ -1719,6 +1753,8 @@ _add(
 )
 _add(judge_date, "date", "hostname")
 _add(judge_pager, "less", "more", "most", "man")
+_add(judge_logs, "journalctl", "dmesg")
+_add(judge_ip, "ip")
 _add(judge_xxd, "xxd")
 _add(judge_builtin_text, "trap", "alias", "source", ".")
 
