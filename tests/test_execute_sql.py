@@ -121,6 +121,7 @@ def test_a_large_select_is_digested_whole_and_kept_bounded(db: tuple[Target, str
     [
         (None, {"dsn": "env:INTERLOCK_TEST_UNSET_DSN"}, "'env:INTERLOCK_TEST_UNSET_DSN'"),
         (None, {}, "sql target has no `dsn`"),
+        (None, {"dsn": "env:X", "dialect": "mysql"}, "PostgreSQL only"),
         (
             f"postgresql://postgres:{PASSWORD}@127.0.0.1:5432/interlock_no_such_db",
             {"dsn": "env:INTERLOCK_TEST_BAD"},

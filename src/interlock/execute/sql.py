@@ -40,6 +40,7 @@ TRANSACTION_WORDS = {"BEGIN", "COMMIT", "ROLLBACK", "START", "END", "ABORT", "SA
 #: Commands whose row count is rows written (a SELECT's count is rows read).
 WRITE_COMMANDS = {"INSERT", "UPDATE", "DELETE", "MERGE", "COPY"}
 FETCH_BATCH = 1000
+POSTGRES_DIALECTS = {"postgres", "postgresql"}
 #: Extra time the client waits beyond the server's statement_timeout before cancelling itself.
 CANCEL_SLACK = 0.5
 
@@ -61,9 +62,7 @@ def refuse_transaction_control(sql: str, dialect: str) -> None:
         if token.token_type is TokenType.SEMICOLON:
             starts_statement = True
             continue
-        if starts_statement and (
-            token.token_type in TRANSACTION_CONTROL or token.text.upper() in TRANSACTION_WORDS
-        ):
+        if starts_statement and (token.token_type in TRANSACTION_CONTROL or token.text.upper() in TRANSACTION_WORDS):
             raise ExecutionError(
                 f"the sql payload controls the transaction itself ({token.text.upper()}); Interlock runs the "
                 "whole payload as one transaction: remove BEGIN/COMMIT/ROLLBACK/SAVEPOINT"
@@ -98,9 +97,7 @@ def _run_statements(conn: psycopg.Connection[Any], sql: str, output: OutputCaptu
 
 def connect(target: Target, redactor: Redactor, timeout: float) -> psycopg.Connection[Any]:
     if target.dsn is None:
-        raise ExecutionError(
-            "sql target has no `dsn`: add `dsn: env:NAME` (a libpq connection string reference)"
-        )
+        raise ExecutionError("sql target has no `dsn`: add `dsn: env:NAME` (a libpq connection string reference)")
     dsn = redactor.resolve(target.dsn, "target dsn")
     try:
         password = conninfo.conninfo_to_dict(dsn).get("password")
@@ -115,10 +112,12 @@ def connect(target: Target, redactor: Redactor, timeout: float) -> psycopg.Conne
         raise ExecutionError(f"cannot connect to the target database ({target.dsn}): {exc}") from None
 
 
-def run(
-    action: Action, target: Target | None, timeout: float, redactor: Redactor, clock: Clock
-) -> ExecutionResult:
+def run(action: Action, target: Target | None, timeout: float, redactor: Redactor, clock: Clock) -> ExecutionResult:
     assert target is not None
+    if target.dialect.lower() not in POSTGRES_DIALECTS:
+        raise ExecutionError(
+            f"the sql executor speaks PostgreSQL only; target dialect is {target.dialect!r}: use a shell target"
+        )
     sql = sql_of(action)
     refuse_transaction_control(sql, target.dialect)
     output = OutputCapture(target.max_output_bytes)
@@ -173,9 +172,7 @@ def run(
                     redactor,
                     clock,
                     output,
-                    error=f"{exc} (SQLSTATE {sqlstate}); the whole transaction was rolled back".replace(
-                        "\n", " "
-                    ),
+                    error=f"{exc} (SQLSTATE {sqlstate}); the whole transaction was rolled back".replace("\n", " "),
                 )
     finally:
         watchdog.cancel()
