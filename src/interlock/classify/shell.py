@@ -341,6 +341,12 @@ class Judging:
                 self.walk(child)
         elif kind == "variable_assignment":
             self.assignment(node)
+        elif kind in ("declaration_command", "unset_command"):
+            before = len(self.commands)
+            for child in node.children:
+                self.walk(child)
+            if len(self.commands) == before:
+                self.record(_text(node), _text(node.children[0]), Verdict(Risk.read, "sets shell variables"))
         elif kind == "comment" or kind == "heredoc_start" or kind == "heredoc_end":
             return
         elif not node.child_count:

@@ -457,6 +457,10 @@ def judge_ln(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
 def judge_touch(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
     opts = parse_opts(args, "dtrm" if prog == "touch" else "m", ["date", "reference", "mode", "context"])
     verdicts = [write_to(w, f"{prog} creates") for w in opts.operands]
+    # Creating a file or directory overwrites nothing, even in a system path (tag `privilege`).
+    verdicts = [
+        Verdict(W, v.reason, v.tags - {"irreversible"} | {"privilege"}, v.paths) if v.risk is D else v for v in verdicts
+    ]
     return worst(verdicts) if verdicts else Verdict(W, f"{prog} creates files")
 
 
