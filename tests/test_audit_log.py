@@ -351,3 +351,10 @@ def test_proof_bundles_check_standalone(log: AuditLog, change: object, problem: 
         assert problems == []
     else:
         assert problems and problem in problems[0]
+
+
+def test_append_many_is_all_or_nothing_on_bad_input(log: AuditLog) -> None:
+    with pytest.raises(AuditError):
+        log.append_many([("error", {"k": 1}), ("error", {"k": float("inf")}), ("error", {"k": 3})])
+    assert log.size() == 0
+    assert [r.index for r in log.append_many([("error", {"k": k}) for k in range(3)])] == [0, 1, 2]

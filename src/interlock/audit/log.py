@@ -181,18 +181,21 @@ class AuditLog:
     def append(self, event: str, data: Mapping[str, Any]) -> Receipt:
         """Append one entry; returns once it is durably committed. Raises AuditError for bad
         input and StoreError when the store fails (callers fail closed)."""
-        return self._wait(self._submit(event, data))
+        return self._wait(self._enqueue([self._prepare(event, data)])[0])
 
     def append_many(self, items: Iterable[tuple[str, Mapping[str, Any]]]) -> list[Receipt]:
-        """Append several entries (kept in order, committed together when they fit one batch)."""
-        futures = [self._submit(event, data) for event, data in items]
-        return [self._wait(f) for f in futures]
+        """Append several entries in order (one transaction when they fit one batch). All are
+        checked first: one bad entry refuses the whole call and nothing is written."""
+        pending = [self._prepare(event, data) for event, data in items]
+        return [self._wait(f) for f in self._enqueue(pending)]
 
-    def entry_bytes(self, event: str, data: Mapping[str, Any], time: str) -> bytes:
-        """The exact bytes an entry is hashed as: canonical JSON of {event, time, data (redacted)}."""
-        return entry_json({"event": event, "time": time, "data": self.redactor(jsonable(dict(data)))})
+    def _enqueue(self, pending: list[_Pending]) -> list[Future[Receipt]]:
+        for item in pending:
+            self._queue.put(item)
+        self._ensure_writer()
+        return [item.future for item in pending]
 
-    def _submit(self, event: str, data: Mapping[str, Any]) -> Future[Receipt]:
+    def _prepare(self, event: str, data: Mapping[str, Any]) -> _Pending:
         if self._closed:
             raise AuditError("the audit log is closed")
         if not isinstance(event, str) or not _EVENT_NAME.match(event):
@@ -207,10 +210,7 @@ class AuditLog:
             text = entry_json({"event": event, "time": stamp, "data": clean}).decode("utf-8")
         except (ValueError, TypeError) as exc:
             raise AuditError(f"audit data for {event!r} is not JSON: {exc}") from exc
-        future: Future[Receipt] = Future()
-        self._queue.put(_Pending(event, stamp, text, _columns(clean), future))
-        self._ensure_writer()
-        return future
+        return _Pending(event, stamp, text, _columns(clean), Future())
 
     def _wait(self, future: Future[Receipt]) -> Receipt:
         try:
