@@ -767,6 +767,8 @@ def _classification(outcome: Outcome, command: str) -> Classification:
     )
 
 
+# Classifications are cached per command text (the same agent retries the same line). Callers
+# must not mutate `details`: the cached object is shared.
 @functools.lru_cache(maxsize=4096)
 def _classify_default(command: str) -> Classification:
     return _classification(judge_text(command, ClassifyContext()), command)
