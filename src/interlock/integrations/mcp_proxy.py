@@ -29,6 +29,7 @@ from typing import Any
 
 import anyio
 import mcp.types as types
+from anyio.abc import TaskGroup
 from mcp import Client, StdioServerParameters
 from mcp.server import Server
 from mcp.server.context import ServerRequestContext
@@ -47,6 +48,8 @@ MAX_TOOL_PAGES = 50
 #: What the audit log keeps of a failed call's error text (a success keeps only its size: tool
 #: output is the upstream's data, not Interlock's to copy).
 EXCERPT_CHARS = 500
+#: An outcome report that takes longer is given up (and logged); it must not keep the proxy from exiting.
+REPORT_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -228,11 +231,14 @@ class Proxy:
     """The proxy's behaviour, independent of the transport towards the agent."""
 
     def __init__(self, settings: ProxySettings, gate: GatePort, upstream: Upstream,
-                 policy: Policy | None) -> None:
+                 policy: Policy | None, *, background: TaskGroup | None = None) -> None:
         self.settings = settings
         self.gate = gate
         self.upstream = upstream
         self.policy = policy
+        # Outcomes are reported here, after the agent has its answer: the proposal (and any approval)
+        # is already on record, so the report is bookkeeping and need not delay the tool call.
+        self.background = background
 
     async def list_tools(self) -> list[types.Tool]:
         try:
@@ -266,14 +272,20 @@ class Proxy:
         except UpstreamError as exc:
             result = tool_error(f"Interlock allowed {name} (action {action_id}) but the upstream failed: {exc}")
             status = "timeout" if "did not answer" in str(exc) else "error"
-        duration_ms = (time.perf_counter() - started) * 1000
+        duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        if self.background is None:
+            await self._report(action_id, status, duration_ms, result_excerpt(result))
+        else:
+            self.background.start_soon(self._report, action_id, status, duration_ms, result_excerpt(result))
+        return result
+
+    async def _report(self, action_id: str, status: str, duration_ms: float, excerpt: str) -> None:
         try:
-            await self.gate.report(action_id, status, duration_ms=round(duration_ms, 3),
-                                   output_excerpt=result_excerpt(result))
+            with anyio.fail_after(REPORT_TIMEOUT):
+                await self.gate.report(action_id, status, duration_ms=duration_ms, output_excerpt=excerpt)
         except Exception as exc:
             # It ran: the proposal and its approval are on record; only the outcome is missing.
             log.warning("could not report the outcome of %s: %s", action_id, exc)
-        return result
 
 
 def build_server(proxy: Proxy, name: str = "interlock-mcp-proxy") -> Server[Any]:
@@ -302,7 +314,10 @@ async def run_proxy(settings: ProxySettings, gate: GatePort, command: list[str],
         stack.push_async_callback(gate.aclose)
         upstream = Upstream(command, timeout=settings.upstream_timeout, env=upstream_env)
         await upstream.start(stack)
-        server = build_server(Proxy(settings, gate, upstream, policy))
+        # Entered after the upstream, so it is left first: pending outcome reports finish before the
+        # upstream is stopped and the gate closed.
+        background = await stack.enter_async_context(anyio.create_task_group())
+        server = build_server(Proxy(settings, gate, upstream, policy, background=background))
         if listen is None:
             from mcp.server.stdio import stdio_server
 
