@@ -21,7 +21,6 @@ import tempfile
 import threading
 import time
 import uuid
-from concurrent.futures import Future
 from pathlib import Path
 
 import psycopg
@@ -93,9 +92,7 @@ def appends(url: str, label: str, keys: Path, seconds: float) -> None:
         log.append("policy.loaded", {"policy": "bench"})
         for writers in (1, 8, 64):
             rate, batch, p50, p99 = _throughput(log, writers, seconds)
-            print(
-                f"{label:<11} {writers:>7} {rate:>11,.0f} {batch:>10.1f} {p50:>9.2f} {p99:>9.2f}", flush=True
-            )
+            print(f"{label:<11} {writers:>7} {rate:>11,.0f} {batch:>10.1f} {p50:>9.2f} {p99:>9.2f}", flush=True)
         rate = _batched(log, seconds)
         print(f"{label:<11} {'1×1000':>7} {rate:>11,.0f} {1000:>10.1f} {'':>9} {'':>9}", flush=True)
         report = log.verify()
@@ -114,9 +111,7 @@ def _build(log: AuditLog, entries: int) -> None:
                 f'{{"data":{{"action_id":"a{i}","agent":"kiro","outcome":"allow","risk":"read"}},'
                 f'"event":"action.decided","time":"{stamp}"}}'
             )
-            batch.append(
-                _Pending("action.decided", stamp, text, ("kiro", None, "read", "allow", f"a{i}"), Future())
-            )
+            batch.append(_Pending("action.decided", stamp, text, ("kiro", None, "read", "allow", f"a{i}")))
         log._write(batch)
         if (start // chunk) % 10 == 9 or start + chunk >= entries:
             log.checkpoint()
@@ -125,9 +120,7 @@ def _build(log: AuditLog, entries: int) -> None:
 def large(entries: int, folder: Path) -> None:
     store = open_store(f"sqlite:///{folder / 'large.db'}")
     store.migrate()
-    with AuditLog(
-        store, key_dir=folder / "keys", checkpoint_every=10**12, checkpoint_interval_s=10**6
-    ) as log:
+    with AuditLog(store, key_dir=folder / "keys", checkpoint_every=10**12, checkpoint_interval_s=10**6) as log:
         began = time.perf_counter()
         _build(log, entries)
         built = time.perf_counter() - began
@@ -198,9 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-audit-") as tmp:
         folder = Path(tmp)
         print("Durable appends (returns after the fsync'd group commit holding it)")
-        print(
-            f"{'store':<11} {'writers':>7} {'appends/s':>11} {'mean batch':>10} {'p50 ms':>9} {'p99 ms':>9}"
-        )
+        print(f"{'store':<11} {'writers':>7} {'appends/s':>11} {'mean batch':>10} {'p50 ms':>9} {'p99 ms':>9}")
         appends(f"sqlite:///{folder / 'appends.db'}", "sqlite", folder / "keys", args.seconds)
         if not args.skip_postgres:
             name, url = _pg_database()

@@ -21,8 +21,6 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -104,13 +102,22 @@ class InclusionProof:
         return data
 
 
-@dataclass
 class _Pending:
-    event: str
-    time: str
-    text: str
-    columns: tuple[str | None, ...]
-    future: Future[Receipt]
+    """One entry waiting for the writer. `done` is a held lock the writer releases once the entry's
+    batch committed or failed: a latch far cheaper than a Future at tens of thousands per second."""
+
+    __slots__ = ("columns", "done", "error", "event", "receipt", "text", "time")
+
+    def __init__(self, event: str, time: str, text: str, columns: tuple[str | None, ...]) -> None:
+        self.event, self.time, self.text, self.columns = event, time, text, columns
+        self.receipt: Receipt | None = None
+        self.error: BaseException | None = None
+        self.done = threading.Lock()
+        self.done.acquire()
+
+    def resolve(self, receipt: Receipt | None, error: BaseException | None = None) -> None:
+        self.receipt, self.error = receipt, error
+        self.done.release()
 
 
 _STOP = object()
@@ -187,13 +194,13 @@ class AuditLog:
         """Append several entries in order (one transaction when they fit one batch). All are
         checked first: one bad entry refuses the whole call and nothing is written."""
         pending = [self._prepare(event, data) for event, data in items]
-        return [self._wait(f) for f in self._enqueue(pending)]
+        return [self._wait(p) for p in self._enqueue(pending)]
 
-    def _enqueue(self, pending: list[_Pending]) -> list[Future[Receipt]]:
+    def _enqueue(self, pending: list[_Pending]) -> list[_Pending]:
         for item in pending:
             self._queue.put(item)
         self._ensure_writer()
-        return [item.future for item in pending]
+        return pending
 
     def _prepare(self, event: str, data: Mapping[str, Any]) -> _Pending:
         if self._closed:
@@ -210,16 +217,19 @@ class AuditLog:
             text = entry_json({"event": event, "time": stamp, "data": clean}).decode("utf-8")
         except (ValueError, TypeError) as exc:
             raise AuditError(f"audit data for {event!r} is not JSON: {exc}") from exc
-        return _Pending(event, stamp, text, _columns(clean), Future())
+        return _Pending(event, stamp, text, _columns(clean))
 
-    def _wait(self, future: Future[Receipt]) -> Receipt:
-        try:
-            return future.result(timeout=self.append_timeout_s)
-        except FuturesTimeout as exc:
+    def _wait(self, pending: _Pending) -> Receipt:
+        if not pending.done.acquire(timeout=self.append_timeout_s):
             # The entry may still land later; the caller must treat the step as not audited (deny).
             raise StoreUnavailable(
                 f"audit entry not durable within {self.append_timeout_s:.0f} s on {self.store.url}"
-            ) from exc
+            )
+        if pending.error is not None:
+            raise pending.error
+        if pending.receipt is None:  # released without a result: never treat it as written
+            raise AuditError("audit entry was not written")
+        return pending.receipt
 
     def _ensure_writer(self) -> None:
         if self._writer is not None and self._writer.is_alive():
@@ -272,12 +282,12 @@ class AuditLog:
                 exc if isinstance(exc, StoreError | AuditError) else StoreError(f"audit append failed: {exc}")
             )
             for pending in batch:
-                pending.future.set_exception(error)
+                pending.resolve(None, error)
             return
         self.batches += 1
         self.committed += len(batch)
         for pending, receipt in zip(batch, receipts, strict=True):
-            pending.future.set_result(receipt)
+            pending.resolve(receipt)
 
     def _write(self, batch: list[_Pending]) -> list[Receipt]:
         with self.store.transaction() as tx:
