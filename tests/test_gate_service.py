@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from interlock.classify.registry import classify
 from interlock.gate.requests import RequestState
 from interlock.gate.service import Gate, GateError
+from interlock.model import ApprovalRequirement
+from interlock.policy import context_for, decide
 from interlock.store import Store
 from tests import test_gate_support as support
 from tests.test_gate_support import DELETE, POLICY, ManualClock, Recorded, login, policy_from, propose, sql
@@ -297,3 +300,18 @@ def test_policy_change_never_leaves_two_requests_for_one_action(
     assert outcome[old.id].startswith(f"invalidated: superseded by request {new.id}")
     assert gate.status(new.id).request.state is RequestState.pending
     assert propose(gate, sql()).id == new.id
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        (ApprovalRequirement(count=1, source="forged"),),  # a lower bar
+        (ApprovalRequirement(count=2, from_groups=("dba", "sre"), source="prod-sql-dba"),),  # at_least dropped
+    ],
+)
+def test_a_decision_with_a_lower_bar_is_refused(gate: Gate, forged: tuple[ApprovalRequirement, ...]) -> None:
+    action = sql()
+    classification = classify(action.kind, action.payload, context_for(gate.policy, action.target))
+    honest = decide(gate.policy, "kiro", action, classification)
+    lowered = honest.model_copy(update={"approvals": forged})
+    refused("decision_mismatch", gate.open_request, "kiro", action, lowered, classification)

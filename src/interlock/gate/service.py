@@ -102,13 +102,11 @@ class Gate:
         """Store a pending request for this exact action, or return the pending one for the same
         fingerprint (an agent retrying gets the same request, not a new one)."""
         policy = self.policy
-        problem = self._open_problem(agent, decision)
+        problem = self._open_problem(agent, action, decision, classification)
         if problem is not None:
             self._fail(
                 _Outcome(
-                    events=(
-                        (APPROVAL_REFUSED, {"agent": agent, "code": problem.code, "error": str(problem)}),
-                    ),
+                    events=((APPROVAL_REFUSED, {"agent": agent, "code": problem.code, "error": str(problem)}),),
                     error=problem,
                 )
             )
@@ -125,9 +123,7 @@ class Gate:
             if existing is not None and existing.expires_at > now:
                 return existing
             if existing is not None:
-                repo.set_state(
-                    tx, existing.id, RequestState.expired, "expired before anyone decided", stamp(now)
-                )
+                repo.set_state(tx, existing.id, RequestState.expired, "expired before anyone decided", stamp(now))
                 events.append((APPROVAL_EXPIRED, {"request_id": existing.id, "fingerprint": fp}))
             request = ApprovalRequest(
                 id="apr_" + secrets.token_hex(10),
@@ -167,7 +163,9 @@ class Gate:
         self._finish(_Outcome(events=tuple(events), notify=tuple(notes)))
         return request
 
-    def _open_problem(self, agent: str, decision: Decision) -> GateError | None:
+    def _open_problem(
+        self, agent: str, action: Action, decision: Decision, classification: Classification
+    ) -> GateError | None:
         policy = self.policy
         if decision.outcome is not Outcome.approval_required or not decision.approvals:
             return GateError(
@@ -182,6 +180,15 @@ class Gate:
             )
         if agent not in policy.doc.agents:
             return GateError("unknown_agent", f"agent {agent!r} is not in the policy")
+        # The requirements are re-derived, not taken on trust: a caller cannot lower the bar by handing
+        # in a decision with fewer approvals than the policy asks for this action.
+        expected = decide(policy, agent, action, classification)
+        if expected.outcome is not Outcome.approval_required or set(expected.approvals) != set(decision.approvals):
+            wanted = "; ".join(r.describe() for r in expected.approvals) or expected.outcome.value
+            return GateError(
+                "decision_mismatch",
+                f"the decision does not match the policy for this action (policy says: {wanted}): decide again",
+            )
         owner = policy.doc.agents[agent].owner
         best = possible(decision.approvals, humans_of(policy.doc.humans), agent, owner)
         if not best.satisfied:
@@ -204,11 +211,7 @@ class Gate:
             won: Grant | None = None
             grants = repo.grants_for(tx, agent, fp)
             for grant in grants:
-                if (
-                    grant.consumed_at is None
-                    and grant.expires_at > now
-                    and repo.consume(tx, grant.id, at, by)
-                ):
+                if grant.consumed_at is None and grant.expires_at > now and repo.consume(tx, grant.id, at, by):
                     repo.set_state(
                         tx,
                         grant.request_id,
@@ -258,9 +261,7 @@ class Gate:
             )
         )
 
-    def _no_grant(
-        self, tx: Transaction, agent: str, fp: str, grants: list[Grant], now: datetime
-    ) -> GateError:
+    def _no_grant(self, tx: Transaction, agent: str, fp: str, grants: list[Grant], now: datetime) -> GateError:
         used = next((g for g in grants if g.consumed_at is not None), None)
         if used is not None and used.consumed_at is not None:
             return GateError(
@@ -349,15 +350,11 @@ class Gate:
     ) -> _Outcome:
         def refused(code: str, message: str, *extra: tuple[str, dict[str, Any]]) -> _Outcome:
             error = GateError(code, message, request_id)
-            return _Outcome(
-                events=(*extra, (APPROVAL_REFUSED, {**who, "code": code, "error": message})), error=error
-            )
+            return _Outcome(events=(*extra, (APPROVAL_REFUSED, {**who, "code": code, "error": message})), error=error)
 
         request = repo.get_request(tx, request_id)
         if request is None:
-            return refused(
-                "unknown_request", f"no approval request {request_id!r}: see `interlock approvals list`"
-            )
+            return refused("unknown_request", f"no approval request {request_id!r}: see `interlock approvals list`")
         if request.state is RequestState.pending and request.expires_at <= now:
             repo.set_state(tx, request_id, RequestState.expired, "expired before enough approvals", at)
             expired = request.model_copy(update={"state": RequestState.expired})
@@ -441,9 +438,7 @@ class Gate:
             )
         )
         approved = request.model_copy(update={"state": RequestState.approved})
-        return _Outcome(
-            events=tuple(events), notify=((APPROVAL_APPROVED, approved, ", ".join(quorum.counted)),)
-        )
+        return _Outcome(events=tuple(events), notify=((APPROVAL_APPROVED, approved, ", ".join(quorum.counted)),))
 
     # --- reading, expiry, policy change -----------------------------------------------------------
 
@@ -461,11 +456,7 @@ class Gate:
             self.expire_due()
             return self.status(request_id)
         quorum = self._quorum(request, votes)
-        left = (
-            max(0, int((request.expires_at - now).total_seconds()))
-            if request.state is RequestState.pending
-            else 0
-        )
+        left = max(0, int((request.expires_at - now).total_seconds())) if request.state is RequestState.pending else 0
         return RequestStatus(
             request=request,
             votes=tuple(votes),
@@ -492,17 +483,13 @@ class Gate:
                 return []
         with self.store.transaction() as tx:
             for request_id in repo.due_ids(tx, at):
-                if repo.set_state(
-                    tx, request_id, RequestState.expired, "expired before enough approvals", at
-                ):
+                if repo.set_state(tx, request_id, RequestState.expired, "expired before enough approvals", at):
                     request = repo.get_request(tx, request_id)
                     if request is not None:
                         expired.append(request)
         self._finish(
             _Outcome(
-                events=tuple(
-                    (APPROVAL_EXPIRED, {"request_id": r.id, "fingerprint": r.fingerprint}) for r in expired
-                ),
+                events=tuple((APPROVAL_EXPIRED, {"request_id": r.id, "fingerprint": r.fingerprint}) for r in expired),
                 notify=tuple((APPROVAL_EXPIRED, r, "") for r in expired),
             )
         )
@@ -561,9 +548,7 @@ class Gate:
             for request in repo.list_requests(tx, RequestState.approved, limit=1_000_000):
                 if request.policy_version != new_policy.version:
                     why = "the policy changed before its grant was used"
-                    repo.set_state(
-                        tx, request.id, RequestState.invalidated, why, at, expected=RequestState.approved
-                    )
+                    repo.set_state(tx, request.id, RequestState.invalidated, why, at, expected=RequestState.approved)
                     result[request.id] = f"invalidated: {why}"
                     events.append(
                         (
@@ -605,9 +590,7 @@ class Gate:
 
     def _refuse(self, error: GateError, who: dict[str, Any]) -> NoReturn:
         self._fail(
-            _Outcome(
-                events=((APPROVAL_REFUSED, {**who, "code": error.code, "error": str(error)}),), error=error
-            )
+            _Outcome(events=((APPROVAL_REFUSED, {**who, "code": error.code, "error": str(error)}),), error=error)
         )
 
     def _finish(self, outcome: _Outcome) -> None:
