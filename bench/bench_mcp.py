@@ -1,0 +1,169 @@
+"""Latency the MCP proxy adds per `tools/call`, against calling the same upstream directly, in one run.
+
+The upstream is the real `@modelcontextprotocol/server-filesystem` from npm; the call is
+`read_text_file` of a small file (an allowed read: proposal → decision → forward → report). Each
+round calls direct, through the in-process proxy (`--policy`, SQLite) and through the remote proxy
+(`--gateway`, a real `interlock serve` on SQLite), interleaved so machine load hits all alike.
+The last row is the Gateway's own share: one in-process `propose` (classify, decide, and a durable,
+fsync'd audit entry before anything may run), timed alone.
+
+    .venv/bin/python -m bench.bench_mcp [--n 300] [--warmup 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, contextmanager
+from pathlib import Path
+
+import anyio
+import httpx
+from mcp import Client, StdioServerParameters
+
+from interlock.audit import AuditLog
+from interlock.client import LocalClient
+from interlock.identity import create_token
+from interlock.integrations.mcp_npm import ensure_servers
+from interlock.policy import load_policy
+from interlock.store import open_store
+
+REPO = Path(__file__).resolve().parent.parent
+POLICY = """\
+version: 1
+humans: {alice: {groups: [sre]}, bob: {groups: [sre]}}
+agents: {kiro: {owner: alice, roles: [developer]}}
+environments: {workspace: {}}
+roles: {developer: {workspace: {autonomous: read, approve: {write: 1, destructive: 1}}}}
+"""
+GOAL_MS = 2.0
+
+
+@contextmanager
+def _serve(policy: Path, db: str, tmp: Path) -> Iterator[str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    cmd = [sys.executable, "-m", "interlock.cli", "serve", "--policy", str(policy), "--db", db,
+           "--port", str(port), "--key-dir", str(tmp / "keys")]
+    with (tmp / "serve.log").open("wb") as log:
+        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"interlock serve did not start: {(tmp / 'serve.log').read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _agent_token(policy: Path, db: str, tmp: Path) -> str:
+    store = open_store(db)
+    try:
+        store.migrate()
+        with AuditLog(store, key_dir=tmp / "keys") as audit:
+            return create_token(store, "agent", "kiro", None, audit, policy=load_policy(policy))[1]  # type: ignore[arg-type]
+    finally:
+        store.close()
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _measure(routes: dict[str, StdioServerParameters], path: str, n: int, warmup: int,
+                   ) -> dict[str, list[float]]:
+    timings: dict[str, list[float]] = {name: [] for name in routes}
+    async with AsyncExitStack() as stack:
+        clients = {name: await stack.enter_async_context(Client(params, cache=None))
+                   for name, params in routes.items()}
+        for i in range(warmup + n):
+            for name, client in clients.items():
+                started = time.perf_counter()
+                result = await client.call_tool("read_text_file", {"path": path})
+                took = (time.perf_counter() - started) * 1000
+                if result.is_error:
+                    raise RuntimeError(f"{name}: read_text_file failed: {result.content}")
+                if i >= warmup:
+                    timings[name].append(took)
+    return timings
+
+
+def _propose_alone(policy: Path, db: str, tmp: Path, path: str, n: int) -> list[float]:
+    payload = {"server": "mcp-server-filesystem", "tool": "read_text_file", "arguments": {"path": path},
+               "annotations": {"readOnlyHint": True}}
+    timings = []
+    with LocalClient(policy, "kiro", db=db, key_dir=tmp / "keys") as local:
+        for _ in range(n):
+            started = time.perf_counter()
+            local.propose("mcp", "workspace", payload, mode="advisory")
+            timings.append((time.perf_counter() - started) * 1000)
+    return timings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=300, help="measured calls per route")
+    parser.add_argument("--warmup", type=int, default=30)
+    args = parser.parse_args(argv if argv is not None else [])
+    npm_bin = ensure_servers(REPO / ".interlock" / "npm")
+    upstream = [str(npm_bin / "mcp-server-filesystem")]
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        (tmp / "data").mkdir()
+        target = tmp / "data" / "notes.txt"
+        target.write_text("hello from the workspace\n" * 10)
+        policy = tmp / "policy.yaml"
+        policy.write_text(POLICY)
+        local_db, server_db = f"sqlite:///{tmp / 'local.db'}", f"sqlite:///{tmp / 'server.db'}"
+        token = _agent_token(policy, server_db, tmp)
+        proxy = [sys.executable, "-m", "interlock.cli", "mcp-proxy", "--agent", "kiro", "--env", "workspace"]
+        with _serve(policy, server_db, tmp) as url:
+            routes = {
+                "direct": StdioServerParameters(command=upstream[0], args=[str(tmp / "data")]),
+                "proxy, in-process": StdioServerParameters(
+                    command=proxy[0], args=[*proxy[1:], "--policy", str(policy), "--db", local_db, "--key-dir",
+                                            str(tmp / "keys"), "--", *upstream, str(tmp / "data")], cwd=str(tmp)),
+                "proxy, remote": StdioServerParameters(
+                    command=proxy[0], args=[*proxy[1:], "--gateway", url, "--policy", str(policy), "--",
+                                            *upstream, str(tmp / "data")],
+                    cwd=str(tmp), env={"INTERLOCK_TOKEN": token}),
+            }
+            timings = anyio.run(_measure, routes, str(target), args.n, args.warmup)
+        timings["gateway propose alone"] = _propose_alone(policy, local_db, tmp, str(target), args.n)
+
+    direct = statistics.median(timings["direct"])
+    print(f"MCP proxy latency per tools/call (read_text_file, server-filesystem; n={args.n} per route, interleaved)")
+    print(f"{'route':<24} {'p50 ms':>8} {'p99 ms':>8} {'added p50 ms':>13}")
+    for route, values in timings.items():
+        added = "" if route in ("direct", "gateway propose alone") else f"{statistics.median(values) - direct:13.2f}"
+        print(f"{route:<24} {statistics.median(values):8.2f} {_percentile(values, 0.99):8.2f} {added:>13}")
+    added_local = statistics.median(timings["proxy, in-process"]) - direct
+    verdict = "meets" if added_local <= GOAL_MS else "misses"
+    print(f"in-process proxy adds {added_local:.2f} ms at p50: {verdict} the {GOAL_MS:g} ms goal "
+          f"(the durable audit entry alone is {statistics.median(timings['gateway propose alone']):.2f} ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
