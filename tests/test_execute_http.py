@@ -145,9 +145,7 @@ def test_requests(api: Target, payload: dict[str, Any], status: Status, http_sta
 
 
 def test_a_large_response_is_digested_whole_and_kept_bounded(api: Target) -> None:
-    result = execute(
-        action("http", {"method": "GET", "url": "big"}), api.model_copy(update={"max_output_bytes": 4096})
-    )
+    result = execute(action("http", {"method": "GET", "url": "big"}), api.model_copy(update={"max_output_bytes": 4096}))
     assert (result.status, result.output_bytes, result.truncated, len(result.output)) == (
         Status.succeeded,
         BIG,

@@ -97,14 +97,14 @@ def test_kubectl_gets_only_the_controlled_environment(cluster: tuple[Target, Pat
 @pytest.mark.parametrize(
     ("payload", "message"),
     [
-        ({"command": "kubectl --context other get pods"}, "--context is set by the target"),
+        ({"command": "kubectl --context other get pods"}, "`--context` belongs to the target"),
         (
             {"command": "kubectl get pods --kubeconfig=/root/.kube/config"},
-            "--kubeconfig is set by the target",
+            "`--kubeconfig` belongs to the target",
         ),
-        ({"args": ["get", "pods", "--token", "abc"]}, "--token is set by the target"),
-        ({"args": ["get", "pods", "-s", "https://evil:6443"]}, "-s is set by the target"),
-        ({"args": ["get", "pods", "--as=system:admin"]}, "--as is set by the target"),
+        ({"args": ["get", "pods", "--token", "abc"]}, "`--token` belongs to the target"),
+        ({"args": ["get", "pods", "-s", "https://evil:6443"]}, "`-s` belongs to the target"),
+        ({"args": ["get", "pods", "--as=system:admin"]}, "`--as` belongs to the target"),
         ({"command": "ls -l"}, "must start with `kubectl`"),
         ({"command": "kubectl get 'pods"}, "cannot be read"),
         ({"command": "kubectl"}, "no subcommand"),

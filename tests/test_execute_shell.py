@@ -41,9 +41,7 @@ def test_shell_runs_in_a_controlled_environment(
 
 def test_shell_runs_in_the_target_workdir(tmp_path: Path) -> None:
     (tmp_path / "marker.txt").write_text("here")
-    result = execute(
-        action("shell", {"command": "pwd; cat marker.txt"}), target("shell", workdir=str(tmp_path))
-    )
+    result = execute(action("shell", {"command": "pwd; cat marker.txt"}), target("shell", workdir=str(tmp_path)))
     assert result.output == f"{tmp_path}\nhere"
 
 
@@ -153,9 +151,7 @@ def test_leftovers_in_the_process_group_die_with_the_command(template: str) -> N
         ({"cmd": "ls"}, {}, "non-empty string `command`"),
     ],
 )
-def test_cannot_run_becomes_a_clear_error(
-    payload: dict[str, str], fields: dict[str, object], message: str
-) -> None:
+def test_cannot_run_becomes_a_clear_error(payload: dict[str, str], fields: dict[str, object], message: str) -> None:
     result = execute(action("shell", payload), target("shell", **fields))
     assert result.status is Status.error and result.exit_code is None
     assert result.error is not None and message in result.error

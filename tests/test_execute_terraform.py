@@ -127,6 +127,8 @@ def test_stack_credentials_from_the_target_env_are_redacted(
     monkeypatch.setenv("INTERLOCK_TEST_TF_TOKEN", STACK_TOKEN)
     chosen = chosen.model_copy(update={"env": {"TF_VAR_token": "env:INTERLOCK_TEST_TF_TOKEN"}})
     payload = plan(workdir, "with-token.tfplan", env_token=STACK_TOKEN)
+    plan_json = json.dumps(load_plan(chosen, payload))
+    assert STACK_TOKEN not in plan_json and "[REDACTED]" in plan_json
     result = execute(action("terraform", payload), chosen)
     assert result.status is Status.succeeded, result.output
     assert 'token_echo = "[REDACTED]"' in result.output

@@ -69,9 +69,7 @@ def cli_call(command: str, services: list[str], model_of: Any) -> tuple[str, str
         raise ExecutionError("aws command needs a service and an operation: aws ec2 terminate-instances …")
     service = CLI_SERVICES.get(words[0], words[0])
     if service not in services:
-        raise ExecutionError(
-            f"aws service {words[0]!r} is not one Interlock can call (high-level `aws s3` is not)"
-        )
+        raise ExecutionError(f"aws service {words[0]!r} is not one Interlock can call (high-level `aws s3` is not)")
     model = model_of(service)
     from botocore import xform_name
 
@@ -89,7 +87,7 @@ def _drop_print_options(words: list[str]) -> list[str]:
     while index < len(words):
         name, has_inline, _ = words[index].partition("=")
         if name in TARGET_OPTIONS:
-            raise ExecutionError(f"aws option {name} is set by the target, not by the action: remove it")
+            raise ExecutionError(f"aws option `{name}` belongs to the target, not to the action: remove it")
         if name in PRINT_OPTIONS:
             index += 2 if PRINT_OPTIONS[name] and not has_inline else 1
             continue
@@ -203,9 +201,7 @@ class Account:
 def account_of(target: Target, redactor: Redactor) -> Account:
     aws = target.aws
     if aws is None or aws.access_key_id is None or aws.secret_access_key is None:
-        raise ExecutionError(
-            "aws target needs `aws: {access_key_id: env:…, secret_access_key: env:…, region: …}`"
-        )
+        raise ExecutionError("aws target needs `aws: {access_key_id: env:…, secret_access_key: env:…, region: …}`")
     if not aws.region:
         raise ExecutionError("aws target needs `aws.region`")
     return Account(
@@ -213,9 +209,7 @@ def account_of(target: Target, redactor: Redactor) -> Account:
         endpoint_url=aws.endpoint_url,
         access_key_id=redactor.resolve(aws.access_key_id, "target aws.access_key_id"),
         secret_access_key=redactor.resolve(aws.secret_access_key, "target aws.secret_access_key"),
-        session_token=redactor.resolve(aws.session_token, "target aws.session_token")
-        if aws.session_token
-        else None,
+        session_token=redactor.resolve(aws.session_token, "target aws.session_token") if aws.session_token else None,
     )
 
 
@@ -234,9 +228,7 @@ def _call_of(action: Action) -> tuple[str, str, dict[str, Any]]:
     if isinstance(operation, str):
         match = OPERATION.match(operation)
         if match is None:
-            raise ExecutionError(
-                f"aws operation {operation[:80]!r} must read service:Operation (ec2:StopInstances)"
-            )
+            raise ExecutionError(f"aws operation {operation[:80]!r} must read service:Operation (ec2:StopInstances)")
         params = action.payload.get("params", {})
         if not isinstance(params, dict):
             raise ExecutionError("aws payload `params` must be an object")
@@ -244,14 +236,10 @@ def _call_of(action: Action) -> tuple[str, str, dict[str, Any]]:
     command = action.payload.get("command")
     if isinstance(command, str):
         return cli_call(command, services(), service_model)
-    raise ExecutionError(
-        'aws payload needs `operation` + `params`, or `command` ("aws ec2 describe-instances")'
-    )
+    raise ExecutionError('aws payload needs `operation` + `params`, or `command` ("aws ec2 describe-instances")')
 
 
-def run(
-    action: Action, target: Target | None, timeout: float, redactor: Redactor, clock: Clock
-) -> ExecutionResult:
+def run(action: Action, target: Target | None, timeout: float, redactor: Redactor, clock: Clock) -> ExecutionResult:
     assert target is not None
     from botocore.config import Config
     from botocore.exceptions import (

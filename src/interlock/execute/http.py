@@ -67,9 +67,7 @@ def resolve_url(base: str, requested: str) -> httpx.URL:
     decoded = unquote(unquote(raw))
     segments = decoded.split("/")
     if ".." in segments or "." in segments or "\\" in decoded:
-        raise ExecutionError(
-            f"url {requested[:200]!r} uses dot segments; write the plain path under the base"
-        )
+        raise ExecutionError(f"url {requested[:200]!r} uses dot segments; write the plain path under the base")
     if not _under(posixpath.normpath(decoded) if decoded else "/", base_url.path):
         raise ExecutionError(f"url {requested[:200]!r} is outside the target's base path {base_url.path!r}")
     return url
@@ -87,9 +85,7 @@ def request_headers(action: Action, target: Target, redactor: Redactor) -> dict[
         if name.lower() in FORBIDDEN_HEADERS:
             raise ExecutionError(f"header {name!r} may not be set by the agent")
         if name.lower() in configured:
-            raise ExecutionError(
-                f"header {name!r} is set by the target (a credential); the agent may not override it"
-            )
+            raise ExecutionError(f"header {name!r} is set by the target (a credential); the agent may not override it")
         headers[name] = value
     for name, ref in target.headers.items():
         value = redactor.resolve(ref, f"target header {name}")
@@ -111,9 +107,7 @@ def body_of(action: Action) -> dict[str, Any]:
     raise ExecutionError("http payload `body` must be a string or a JSON object/array")
 
 
-def run(
-    action: Action, target: Target | None, timeout: float, redactor: Redactor, clock: Clock
-) -> ExecutionResult:
+def run(action: Action, target: Target | None, timeout: float, redactor: Redactor, clock: Clock) -> ExecutionResult:
     assert target is not None
     if not target.url:
         raise ExecutionError("http target has no `url`: add the base URL the agent may call under")
@@ -173,12 +167,8 @@ def run(
                     http_status=response.status_code,
                     error=None if ok else f"HTTP {response.status_code} {response.reason_phrase}",
                 )
-            return make_result(
-                Status.failed, redactor, clock, output, error=f"more than {MAX_REDIRECTS} redirects"
-            )
+            return make_result(Status.failed, redactor, clock, output, error=f"more than {MAX_REDIRECTS} redirects")
     except httpx.TimeoutException:
         return make_result(Status.timeout, redactor, clock, output, error=f"no answer within {timeout:g}s")
     except httpx.HTTPError as exc:
-        return make_result(
-            Status.error, redactor, clock, output, error=f"request to the target failed: {exc}"
-        )
+        return make_result(Status.error, redactor, clock, output, error=f"request to the target failed: {exc}")

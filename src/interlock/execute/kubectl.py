@@ -81,9 +81,7 @@ def arguments(payload: dict[str, Any]) -> list[str]:
     else:
         command = payload.get("command")
         if not isinstance(command, str):
-            raise ExecutionError(
-                'kubectl payload needs `command` ("kubectl get pods") or `args` (["get", "pods"])'
-            )
+            raise ExecutionError('kubectl payload needs `command` ("kubectl get pods") or `args` (["get", "pods"])')
         try:
             split = shlex.split(command)
         except ValueError as exc:
@@ -98,7 +96,7 @@ def arguments(payload: dict[str, Any]) -> list[str]:
             break
         name = word.partition("=")[0]
         if name in TARGET_FLAGS or (name.startswith("-s") and not name.startswith("--") and len(name) > 2):
-            raise ExecutionError(f"kubectl flag {name} is set by the target, not by the action: remove it")
+            raise ExecutionError(f"kubectl flag `{name}` belongs to the target, not to the action: remove it")
     return words
 
 
@@ -128,9 +126,7 @@ def write_kubeconfig(target: Target, redactor: Redactor, directory: str) -> str 
     return str(path)
 
 
-def run(
-    action: Action, target: Target | None, timeout: float, redactor: Redactor, clock: Clock
-) -> ExecutionResult:
+def run(action: Action, target: Target | None, timeout: float, redactor: Redactor, clock: Clock) -> ExecutionResult:
     assert target is not None
     words = arguments(action.payload)
     binary = kubectl_binary()

@@ -119,9 +119,7 @@ def run_process(
     """Run `argv`; stderr goes into `output` too unless a separate `stderr` capture is given."""
     program = argv[0] if os.path.isabs(argv[0]) else shutil.which(argv[0], path=env.get("PATH", BASE_PATH))
     if program is None:
-        raise ExecutionError(
-            f"program {argv[0]!r} is not on the executor's PATH ({env.get('PATH', BASE_PATH)})"
-        )
+        raise ExecutionError(f"program {argv[0]!r} is not on the executor's PATH ({env.get('PATH', BASE_PATH)})")
     try:
         proc = subprocess.Popen(
             [sys.executable, "-I", "-S", str(SUPERVISOR), os.path.abspath(program), *argv[1:]],

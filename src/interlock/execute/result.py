@@ -115,6 +115,20 @@ class Redactor:
                 text = redacted
         return text
 
+    def redact_values(self, value: Any) -> Any:
+        """A copy of a parsed structure (dicts, lists, strings) with this execution's credential
+        values replaced in every string. Only exact values: the generic audit patterns work on text
+        and could change what a structure means (the Gateway classifies what this returns)."""
+        if isinstance(value, str):
+            for secret in sorted(self._values, key=len, reverse=True):
+                value = value.replace(secret, REDACTED)
+            return value
+        if isinstance(value, dict):
+            return {self.redact_values(k): self.redact_values(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.redact_values(v) for v in value]
+        return value
+
     def trim_partial(self, text: str) -> str:
         """Drop a tail that may be the beginning of a secret cut off by a size limit."""
         cut = len(text)
@@ -149,6 +163,10 @@ class OutputCapture:
     @property
     def truncated(self) -> bool:
         return self.total > len(self._kept)
+
+    def raw(self) -> bytes:
+        """The kept bytes, NOT redacted: only for parsing, never for storing or returning."""
+        return bytes(self._kept)
 
     def text(self, redactor: Redactor) -> str:
         text = redactor.redact(bytes(self._kept).decode("utf-8", errors="replace"))

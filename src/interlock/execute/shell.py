@@ -41,9 +41,7 @@ def workdir(target: Target | None) -> str | None:
         return None
     path = Path(target.workdir)
     if not path.is_dir():
-        raise ExecutionError(
-            f"target workdir {target.workdir!r} does not exist or is not a directory: create it"
-        )
+        raise ExecutionError(f"target workdir {target.workdir!r} does not exist or is not a directory: create it")
     return str(path)
 
 
@@ -54,9 +52,7 @@ def command_of(action: Action) -> str:
     return command
 
 
-def run(
-    action: Action, target: Target | None, timeout: float, redactor: Redactor, clock: Clock
-) -> ExecutionResult:
+def run(action: Action, target: Target | None, timeout: float, redactor: Redactor, clock: Clock) -> ExecutionResult:
     command = command_of(action)
     limit = target.max_output_bytes if target is not None else DEFAULT_MAX_OUTPUT
     cwd = workdir(target)

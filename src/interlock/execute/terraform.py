@@ -75,9 +75,7 @@ def _plan_path(workdir: Path, payload: dict[str, Any]) -> tuple[Path, str]:
     if not path.is_relative_to(workdir):
         raise PlanError(f"plan_file {plan_file!r} is outside the target workdir")
     if not path.is_file():
-        raise PlanError(
-            f"plan_file {plan_file!r} does not exist in the target workdir: run terraform plan -out"
-        )
+        raise PlanError(f"plan_file {plan_file!r} does not exist in the target workdir: run terraform plan -out")
     return path, expected.lower()
 
 
@@ -139,17 +137,16 @@ def load_plan(target: Target, payload: dict[str, Any], *, timeout: float | None 
         reason = stderr.text(redactor).strip()[:500] or f"exit code {outcome.exit_code}"
         raise PlanError(f"terraform show -json failed: {reason}")
     try:
-        plan = json.loads(stdout.text(redactor))
-    except json.JSONDecodeError as exc:
+        plan = json.loads(stdout.raw())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise PlanError(f"terraform show -json did not print JSON: {exc}") from None
     if not isinstance(plan, dict):
         raise PlanError("terraform show -json printed something other than an object")
-    return plan
+    redacted: dict[str, Any] = redactor.redact_values(plan)
+    return redacted
 
 
-def run(
-    action: Action, target: Target | None, timeout: float, redactor: Redactor, clock: Clock
-) -> ExecutionResult:
+def run(action: Action, target: Target | None, timeout: float, redactor: Redactor, clock: Clock) -> ExecutionResult:
     assert target is not None
     output = OutputCapture(target.max_output_bytes)
     with tempfile.TemporaryDirectory(prefix="interlock-terraform-") as scratch:
