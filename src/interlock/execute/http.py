@@ -10,11 +10,14 @@ Redirects are followed only while they stay under the base.
 
 from __future__ import annotations
 
+import functools
 import posixpath
+import ssl
 import time
 from typing import Any
 from urllib.parse import unquote
 
+import certifi
 import httpx
 
 from interlock.execute.result import (
@@ -33,6 +36,12 @@ METHODS = {"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"}
 #: Headers the agent may never set: routing and framing belong to the gateway.
 FORBIDDEN_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer"}
 MAX_REDIRECTS = 5
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """Built once: loading the CA bundle costs more than a local request."""
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def _under(path: str, base_path: str) -> bool:
@@ -124,7 +133,7 @@ def run(action: Action, target: Target | None, timeout: float, redactor: Redacto
     deadline = time.monotonic() + timeout
     try:
         # trust_env=False: the gateway's proxy settings and .netrc must not apply to a target call.
-        with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+        with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False, verify=_tls_context()) as client:
             for _ in range(MAX_REDIRECTS + 1):
                 request = client.build_request(method, url, headers=headers, **body)
                 response = client.send(request, stream=True)
