@@ -98,6 +98,7 @@ def judge_python(code: str) -> SnippetVerdict:
         return _judge_by_words(code, "python", frozenset())
     names: set[str] = set()
     understood = True
+    writes = False
     for node in ast.walk(tree):
         if isinstance(node, ast.Name):
             names.add(node.id)
@@ -108,12 +109,15 @@ def judge_python(code: str) -> SnippetVerdict:
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.update(node.module.split("."))
         elif isinstance(node, ast.Call) and _opens_for_writing(node):
-            return SnippetVerdict(Risk.write, "python snippet opens a file for writing")
+            writes = True
         if not isinstance(node, _PY_SAFE_NODES):
             understood = False
     danger = sorted(names & _DANGER_NAMES)
     if danger:
         return SnippetVerdict(Risk.destructive, f"python snippet uses {', '.join(danger)}")
+    if writes:
+        # Which file, and whether it matters, is not something we can see from here.
+        return SnippetVerdict(Risk.unknown, "python snippet writes files")
     if understood and names <= _PY_SAFE:
         return SnippetVerdict(Risk.read, "python snippet only prints and reads")
     return SnippetVerdict(Risk.unknown, "python snippet not understood")
