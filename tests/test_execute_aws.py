@@ -178,3 +178,14 @@ def test_cannot_call_becomes_a_clear_error(
     assert result.status is Status.error
     assert result.error is not None and message in result.error
     assert_no_secret(result, ACCESS_KEY_ID, SECRET_KEY)
+
+
+def test_credentials_the_account_rejects_are_never_echoed(account: Target, monkeypatch: pytest.MonkeyPatch) -> None:
+    import moto.settings
+
+    # From now on moto checks every request's credentials, like a real account: ours are unknown to it.
+    monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
+    result = execute(action("aws", {"command": "aws ec2 describe-instances"}), account)
+    assert result.status is Status.failed and result.http_status in (401, 403)
+    assert result.error is not None and "ec2:DescribeInstances failed: AuthFailure" in result.error
+    assert_no_secret(result, ACCESS_KEY_ID, SECRET_KEY)
