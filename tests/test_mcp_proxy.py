@@ -24,7 +24,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from interlock.integrations.mcp_npm import ensure_servers
-from interlock.integrations.mcp_proxy import ProxySettings, could_ever_allow, refusal
+from interlock.integrations.mcp_proxy import ProxySettings, could_ever_allow, refusal, server_name
 from interlock.policy import load_policy_text
 from interlock.store import open_store
 from tests.server_fixtures import LiveServer, live_server
@@ -226,6 +226,18 @@ def test_refusal_names_the_request_and_the_reason(proposal: dict[str, Any], word
     text = refusal("write_file", proposal, 5)
     for word in words:
         assert word in text
+
+
+@pytest.mark.parametrize(("command", "name"), [
+    (["npx", "-y", "@modelcontextprotocol/server-filesystem", "/srv/data"], "server-filesystem"),
+    (["/opt/bin/mcp-server-filesystem", "/tmp"], "mcp-server-filesystem"),
+    (["uvx", "mcp-server-git"], "mcp-server-git"),
+    (["docker", "run", "-i", "ghcr.io/github/github-mcp-server"], "github-mcp-server"),
+    (["npx", "@scope/pkg@1.2.3"], "pkg"),
+    (["python", "-m", "my_server"], "my_server"),
+])
+def test_default_server_name(command: list[str], name: str) -> None:
+    assert server_name(command) == name
 
 
 # --- end to end: mcp client ↔ proxy ↔ server-filesystem -----------------------------------------------

@@ -62,7 +62,7 @@ def mcp_proxy(
 ) -> None:
     """Proxy an MCP server: every tool call goes through Interlock first."""
     from interlock.integrations.mcp_gate import GatePort, LocalGate, remote_gate
-    from interlock.integrations.mcp_proxy import ProxySettings, UpstreamError, run_proxy
+    from interlock.integrations.mcp_proxy import ProxySettings, UpstreamError, run_proxy, server_name
     from interlock.policy import Policy, PolicyError, load_policy
 
     command = [*(upstream or []), *ctx.args]
@@ -101,7 +101,7 @@ def mcp_proxy(
     except Exception as exc:
         raise _fail(str(exc)) from exc
     settings = ProxySettings(agent=agent, environment=env, target=target,
-                             server=name or target or Path(command[0]).name,
+                             server=name or target or server_name(command),
                              approval_timeout=approval_timeout, upstream_timeout=upstream_timeout)
     try:
         anyio.run(lambda: run_proxy(settings, gate, command, loaded,

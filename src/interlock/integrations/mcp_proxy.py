@@ -30,9 +30,10 @@ from typing import Any
 import anyio
 import mcp.types as types
 from anyio.abc import TaskGroup
-from mcp import Client, StdioServerParameters
+from mcp import Client, MCPError, StdioServerParameters
 from mcp.server import Server
 from mcp.server.context import ServerRequestContext
+from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
 from interlock.classify.registry import classify
 from interlock.integrations.mcp_gate import GatePort
@@ -64,6 +65,10 @@ class ProxySettings:
 
 class UpstreamError(Exception):
     """The upstream server failed, hung or is gone; the message says which and what to do."""
+
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 # --- the upstream server ------------------------------------------------------------------------
@@ -141,17 +146,44 @@ class Upstream:
             with anyio.fail_after(self.timeout):
                 return await call()
         except TimeoutError as exc:
-            raise UpstreamError(f"upstream {what} did not answer within {self.timeout:g}s "
-                                "(--upstream-timeout); it may still be running there") from exc
-        except Exception as exc:
-            text = str(exc) or type(exc).__name__
-            if "closed" in text.lower() or isinstance(exc, (anyio.ClosedResourceError, anyio.BrokenResourceError)):
+            raise _timed_out(what, self.timeout) from exc
+        except MCPError as exc:
+            if exc.code == REQUEST_TIMEOUT:
+                raise _timed_out(what, self.timeout) from exc
+            if exc.code == CONNECTION_CLOSED:
                 self.dead = f"it exited or closed its connection during {what}"
-                raise UpstreamError(f"upstream server gone during {what}: {text}; restart the proxy") from exc
-            raise UpstreamError(f"upstream {what} failed: {type(exc).__name__}: {text}") from exc
+                raise UpstreamError(f"upstream server gone during {what}: {exc.message}; restart the proxy") \
+                    from exc
+            raise UpstreamError(f"upstream {what} failed: {exc.message}") from exc
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
+            self.dead = f"its connection broke during {what}"
+            raise UpstreamError(f"upstream server gone during {what}; restart the proxy") from exc
+        except Exception as exc:
+            raise UpstreamError(f"upstream {what} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _timed_out(what: str, timeout: float) -> UpstreamError:
+    return UpstreamError(f"upstream {what} did not answer within {timeout:g}s (--upstream-timeout); it may "
+                         "still be running there", timed_out=True)
 
 
 # --- which tools the agent may see --------------------------------------------------------------
+
+
+#: Commands that launch the real server named by their first non-option argument.
+LAUNCHERS = frozenset({"npx", "node", "uvx", "uv", "pipx", "bunx", "bun", "deno", "python", "python3", "docker",
+                       "podman", "run", "-y", "--yes"})
+
+
+def server_name(command: list[str]) -> str:
+    """A readable default name for the upstream: `npx -y @scope/server-x /dir` → `server-x`."""
+    words = [w for w in command if not w.startswith("-")]
+    name = words[0] if words else "mcp"
+    for word in words:
+        name = word
+        if word.rsplit("/", 1)[-1] not in LAUNCHERS:
+            break
+    return (name.rstrip("/").rsplit("/", 1)[-1].split("@", 1)[0] or "mcp")[:64]
 
 
 def tool_payload(server: str, tool: str, arguments: dict[str, Any], annotations: dict[str, Any]) -> dict[str, Any]:
@@ -271,7 +303,7 @@ class Proxy:
             status = "failed" if result.is_error else "succeeded"
         except UpstreamError as exc:
             result = tool_error(f"Interlock allowed {name} (action {action_id}) but the upstream failed: {exc}")
-            status = "timeout" if "did not answer" in str(exc) else "error"
+            status = "timeout" if exc.timed_out else "error"
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
         if self.background is None:
             await self._report(action_id, status, duration_ms, result_excerpt(result))
