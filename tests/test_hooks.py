@@ -27,10 +27,12 @@ from interlock.integrations.hooks import (
     ProposedAction,
     Verdict,
     actions_for,
+    parse_args,
     parse_event,
     parse_response,
     render,
     run,
+    split_url,
 )
 from interlock.integrations.hooks_cli import app as hook_app
 from interlock.integrations.hooks_cli import merge_hook
@@ -447,3 +449,39 @@ def test_merge_moves_our_handler_out_of_a_shared_group() -> None:
     assert merged["hooks"]["PreToolUse"][0] == {"matcher": "Bash", "hooks": [{"type": "command", "command": "lint.sh"}]}
     assert merged["hooks"]["PreToolUse"][1]["hooks"] == [
         {"type": "command", "command": "/y/interlock-hook claude-code --env p", "timeout": 150}]
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("http://127.0.0.1:8700", ("http", "127.0.0.1", 8700, "")),
+    ("https://interlock.example.com/base/", ("https", "interlock.example.com", None, "/base/")),
+    ("HTTP://[::1]:9000/x", ("http", "::1", 9000, "/x")),
+])
+def test_split_url(url: str, expected: tuple[str, str, int | None, str]) -> None:
+    assert split_url(url) == expected
+
+
+@pytest.mark.parametrize("url", ["ftp://h", "127.0.0.1:8700", "http://", "http://h:0", "http://h:99999",
+                                 "http://user:pw@h", "http://h:80x", "http://[::1", "http://h/a b"])
+def test_split_url_refuses(url: str) -> None:
+    with pytest.raises(HookError):
+        split_url(url)
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["codex", "--env", "prod", "--gateway=http://g", "--wait", "5"],
+     {"flavor": "codex", "env": "prod", "gateway": "http://g", "wait": 5.0, "owner_may_decide": False}),
+    (["claude-code", "--policy", "p.yaml", "--agent", "kiro", "--owner-may-decide", "--key-dir", "k"],
+     {"flavor": "claude-code", "policy": "p.yaml", "agent": "kiro", "owner_may_decide": True, "key_dir": "k"}),
+])
+def test_parse_args(argv: list[str], expected: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("INTERLOCK_ENV", "INTERLOCK_URL", "INTERLOCK_TOKEN", "INTERLOCK_POLICY", "INTERLOCK_AGENT"):
+        monkeypatch.delenv(name, raising=False)
+    settings = parse_args(argv)
+    assert {k: getattr(settings, k) for k in expected} == expected
+
+
+@pytest.mark.parametrize("argv", [[], ["cursor"], ["codex", "--env"], ["codex", "--bogus", "x"],
+                                  ["codex", "--wait", "soon"]])
+def test_parse_args_refuses(argv: list[str]) -> None:
+    with pytest.raises(HookError):
+        parse_args(argv)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import socket
 import sys
 import time
@@ -114,6 +113,8 @@ def _text(tool: str, tool_input: dict[str, Any], *keys: str) -> str:
         if isinstance(value, str) and value.strip():
             return value
         if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            import shlex
+
             return shlex.join(value)  # an argv, as some Codex shell tools send it
     raise HookError(f"{tool} input has no usable {' or '.join(repr(k) for k in keys)}")
 
@@ -262,24 +263,37 @@ def explain(body: dict[str, Any], wait: float) -> Verdict | None:
 # --- talking to the gateway ----------------------------------------------------------------------
 
 
+def split_url(url: str) -> tuple[str, str, int | None, str]:
+    """(scheme, host, port, path) of an http(s) URL (urllib.parse costs start-up time; this is all we need)."""
+    bad = HookError(f"--gateway {url!r} is not an http(s) URL like http://127.0.0.1:8700")
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("http", "https") or any(c in url for c in " \r\n\t@?#"):
+        raise bad
+    authority, slash, path = rest.partition("/")
+    if authority.startswith("["):  # IPv6 literal
+        host, close, after = authority[1:].partition("]")
+        if not close or (after and not after.startswith(":")):
+            raise bad
+        port_text = after[1:]
+    else:
+        host, _, port_text = authority.partition(":")
+    if not host or (port_text and (not port_text.isdigit() or not 0 < int(port_text) < 65536)):
+        raise bad
+    return scheme.lower(), host, int(port_text) if port_text else None, slash + path
+
+
 class GatewayClient:
     """The two agent endpoints the hook needs, over a raw HTTP/1.1 connection per request (http://;
     https:// goes through http.client and ssl). Any failure is a HookError: the hook blocks the tool."""
 
     def __init__(self, url: str, token: str, *, timeout: float = 10.0) -> None:
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise HookError(f"--gateway {url!r} is not an http(s) URL like http://127.0.0.1:8700")
+        scheme, host, port, path = split_url(url)
         if not token or any(c in token for c in "\r\n\0 "):
             raise HookError("the Interlock token is empty or malformed: set INTERLOCK_TOKEN (or --token) to the "
                             "agent's token from `interlock token create`")
         self.url, self.token, self.timeout = url.rstrip("/"), token, timeout
-        self.tls = parts.scheme == "https"
-        self.host = parts.hostname
-        self.port = parts.port or (443 if self.tls else 80)
-        self.base = parts.path.rstrip("/")
+        self.tls = scheme == "https"
+        self.host, self.port, self.base = host, port or (443 if self.tls else 80), path.rstrip("/")
 
     def propose(self, kind: str, environment: str, payload: dict[str, Any], *, target: str | None = None,
                 rationale: Any = None, mode: str = "brokered") -> dict[str, Any]:
@@ -507,30 +521,54 @@ def execute(settings: HookSettings) -> int:
 # --- `interlock-hook`: the lean console script -----------------------------------------------------
 
 
+USAGE = """usage: interlock-hook claude-code|codex [--env ENV] [--target T] [--gateway URL] [--token TOKEN]
+                     [--policy FILE --agent NAME [--db URL] [--key-dir DIR]] [--wait SECONDS]
+                     [--owner-may-decide]
+
+The Interlock PreToolUse hook: reads the agent's tool call on stdin, answers on stdout.
+Options may also come from INTERLOCK_ENV, INTERLOCK_URL, INTERLOCK_TOKEN, INTERLOCK_POLICY, INTERLOCK_AGENT.
+"""
+_OPTIONS = {"--env": "env", "--target": "target", "--gateway": "gateway", "--token": "token", "--policy": "policy",
+            "--agent": "agent", "--db": "db", "--key-dir": "key_dir", "--wait": "wait"}
+
+
+def parse_args(argv: list[str]) -> HookSettings:
+    """The lean script's arguments (argparse alone costs a tenth of the hook's start-up)."""
+    if not argv or argv[0] not in FLAVORS:
+        raise HookError(f"the first argument must be one of {', '.join(FLAVORS)}\n{USAGE}")
+    given: dict[str, Any] = {}
+    rest = iter(argv[1:])
+    for arg in rest:
+        name, eq, inline = arg.partition("=")
+        if arg == "--owner-may-decide":
+            given["owner_may_decide"] = True
+        elif name in _OPTIONS:
+            value = inline if eq else next(rest, None)
+            if value is None:
+                raise HookError(f"{name} needs a value\n{USAGE}")
+            given[_OPTIONS[name]] = value
+        else:
+            raise HookError(f"unknown argument {arg!r}\n{USAGE}")
+    if "wait" in given:
+        try:
+            given["wait"] = float(given["wait"])
+        except ValueError:
+            raise HookError(f"--wait {given['wait']!r} is not a number of seconds") from None
+    return HookSettings.from_env(argv[0], **given)
+
+
 def main(argv: list[str] | None = None) -> None:
     """`interlock-hook claude-code|codex [options]`: the same as `interlock hook …`, without the
     full CLI's imports. `install` lives in the full CLI only."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="interlock-hook", description="Interlock PreToolUse hook")
-    parser.add_argument("flavor", choices=FLAVORS)
-    parser.add_argument("--env", help="environment the agent works in (or INTERLOCK_ENV)")
-    parser.add_argument("--target")
-    parser.add_argument("--gateway", help="URL of `interlock serve` (or INTERLOCK_URL); token in INTERLOCK_TOKEN")
-    parser.add_argument("--token")
-    parser.add_argument("--policy", help="run in-process over this policy instead of a gateway")
-    parser.add_argument("--agent")
-    parser.add_argument("--db")
-    parser.add_argument("--key-dir")
-    parser.add_argument("--wait", type=float, default=DEFAULT_WAIT)
-    parser.add_argument("--owner-may-decide", action="store_true")
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in ("-h", "--help"):
+        sys.stdout.write(USAGE)
+        raise SystemExit(0)
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse exits 2 on usage errors already; keep 0 for --help
-        raise SystemExit(exc.code if exc.code in (0, None) else 2) from None
-    settings = HookSettings.from_env(args.flavor, env=args.env, target=args.target, gateway=args.gateway,
-                                     token=args.token, policy=args.policy, agent=args.agent, db=args.db,
-                                     key_dir=args.key_dir, wait=args.wait, owner_may_decide=args.owner_may_decide)
+        settings = parse_args(args)
+    except HookError as exc:
+        sys.stderr.write(f"interlock-hook: {exc}\n")
+        raise SystemExit(2) from None
     raise SystemExit(execute(settings))
 
 
