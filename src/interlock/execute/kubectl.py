@@ -131,7 +131,7 @@ def run(action: Action, target: Target | None, timeout: float, redactor: Redacto
     words = arguments(action.payload)
     binary = kubectl_binary()
     cwd = workdir(target)
-    with tempfile.TemporaryDirectory(prefix="interlock-kubectl-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="interlock-kubectl-", ignore_cleanup_errors=True) as scratch:
         env = target_env(target, redactor, home=scratch)
         argv = [binary]
         kubeconfig = write_kubeconfig(target, redactor, scratch)

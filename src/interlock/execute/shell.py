@@ -56,7 +56,7 @@ def run(action: Action, target: Target | None, timeout: float, redactor: Redacto
     command = command_of(action)
     limit = target.max_output_bytes if target is not None else DEFAULT_MAX_OUTPUT
     cwd = workdir(target)
-    with tempfile.TemporaryDirectory(prefix="interlock-shell-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="interlock-shell-", ignore_cleanup_errors=True) as scratch:
         env = target_env(target, redactor, home=scratch)
         outcome = run_process(
             [BASH, "-c", command], env=env, cwd=cwd or scratch, timeout=timeout, output=OutputCapture(limit)

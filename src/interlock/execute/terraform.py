@@ -115,7 +115,7 @@ def load_plan(target: Target, payload: dict[str, Any], *, timeout: float | None 
     Raises PlanError / ExecutionError (the caller must then deny: fail closed)."""
     redactor = Redactor()
     seconds = float(timeout if timeout is not None else target.timeout)
-    with tempfile.TemporaryDirectory(prefix="interlock-terraform-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="interlock-terraform-", ignore_cleanup_errors=True) as scratch:
         try:
             copy, workdir = verified_copy(target, payload, scratch)
             env = _terraform_env(target, redactor, scratch)
@@ -149,7 +149,7 @@ def load_plan(target: Target, payload: dict[str, Any], *, timeout: float | None 
 def run(action: Action, target: Target | None, timeout: float, redactor: Redactor, clock: Clock) -> ExecutionResult:
     assert target is not None
     output = OutputCapture(target.max_output_bytes)
-    with tempfile.TemporaryDirectory(prefix="interlock-terraform-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="interlock-terraform-", ignore_cleanup_errors=True) as scratch:
         copy, workdir = verified_copy(target, action.payload, scratch)
         env = _terraform_env(target, redactor, scratch)
         remaining = max(0.001, timeout - clock.elapsed())
