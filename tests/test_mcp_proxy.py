@@ -422,6 +422,51 @@ def test_proxy_stops_the_upstream_when_the_client_leaves(world: World, tmp_path:
     assert not _pid_alive(pid)
 
 
+def test_streamable_http_listen(world: World, tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.server_fixtures import free_port
+
+    port, pidfile = free_port(), tmp_path / "upstream.pid"
+    params = world.proxy("remote", world.everything(pidfile), "--target", "everything",
+                         "--listen", f"127.0.0.1:{port}", "--approval-timeout", "1")
+    proxy = subprocess.Popen([params.command, *params.args], cwd=tmp_path, env={**os.environ, **(params.env or {})},
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while not pidfile.exists() or not _listening(port):
+            assert proxy.poll() is None, proxy.stderr.read().decode() if proxy.stderr else ""
+            assert time.monotonic() < deadline, "the proxy did not start listening"
+            time.sleep(0.1)
+
+        async def scenario() -> tuple[set[str], Any, Any]:
+            async with Client(f"http://127.0.0.1:{port}/mcp", cache=None) as client:
+                names = {tool.name for tool in (await client.list_tools()).tools}
+                echo = await client.call_tool("echo", {"message": "over http"})
+                gzip = await client.call_tool("gzip-file-as-resource", {"name": "x.gz", "data": "http://127.0.0.1:9/"})
+                return names, echo, gzip
+
+        names, echo, gzip = anyio.run(scenario)
+        assert {"echo", "get-sum", "gzip-file-as-resource"} <= names
+        assert not echo.is_error and "over http" in text_of(echo)
+        assert gzip.is_error and "approval request apr_" in text_of(gzip)  # a write: waits, then times out
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=30)
+    pid = int(pidfile.read_text())
+    deadline = time.monotonic() + 10
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _pid_alive(pid)
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--agent", "kiro", "--env", "workspace", "--policy", "{policy}"], "give the upstream server's command"),
     (["--agent", "kiro", "--env", "workspace", "--", "true"], "give --gateway URL"),

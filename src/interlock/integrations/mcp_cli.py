@@ -18,6 +18,7 @@ import typer
 
 #: Mount with these so `-- UPSTREAM…` and the upstream's own options reach the command untouched.
 CONTEXT_SETTINGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -103,9 +104,13 @@ def mcp_proxy(
     settings = ProxySettings(agent=agent, environment=env, target=target,
                              server=name or target or server_name(command),
                              approval_timeout=approval_timeout, upstream_timeout=upstream_timeout)
+    address = _parse_listen(listen) if listen else None
+    if address is not None and address[0] not in LOOPBACK:
+        logging.warning("--listen %s: the HTTP endpoint has no authentication of its own; anyone who reaches it "
+                        "calls tools as agent %s. Keep it on loopback or behind an authenticating proxy.",
+                        listen, agent)
     try:
-        anyio.run(lambda: run_proxy(settings, gate, command, loaded,
-                                    listen=_parse_listen(listen) if listen else None, upstream_env=upstream_env))
+        anyio.run(lambda: run_proxy(settings, gate, command, loaded, listen=address, upstream_env=upstream_env))
     except UpstreamError as exc:
         raise _fail(str(exc), 1) from exc
     except KeyboardInterrupt:
