@@ -72,7 +72,6 @@ _NO_REDIRECT = Verdict(Risk.read, "no redirection")
 #: Leaves whose text bash may still expand (a backtick in one means tree-sitter missed a substitution).
 _TEXT_LEAVES = frozenset({"word", "string_content", "extglob_pattern", "regex", "special_character"})
 _ESCAPED = re.compile(r"\\.", re.S)
-_BACKTICK = re.compile(r"`([^`]*)`")
 _DOLLAR_PAREN = re.compile(r"\$\(")
 
 
@@ -329,6 +328,8 @@ class Judging:
         kind = node.type
         if kind == "command":
             self.command(node, node, [], stdin)
+        elif kind == "command_substitution" and self.backticks(node):
+            return
         elif kind == "redirected_statement":
             self.redirected(node, stdin)
         elif kind == "pipeline":
@@ -520,11 +521,50 @@ class Judging:
         if "`" not in bare and "$(" not in bare:
             return
         self.anomalous = True
-        for inner in _BACKTICK.findall(bare):
+        for inner in backtick_commands(text):
             self.record(inner, "", self.shell(inner))
         for start in (m.end() for m in _DOLLAR_PAREN.finditer(bare)):
             inner = bare[start : bare.rfind(")")] if ")" in bare[start:] else bare[start:]
             self.record(inner, "", self.shell(inner))
+
+    def backticks(self, node: Node) -> bool:
+        """A backtick substitution with escapes inside: bash removes `\\`` `\\\\` `\\$` and parses
+        the result again, which tree-sitter does not. Judge it the way bash runs it."""
+        text = _text(node)
+        if not (text.startswith("`") and text.endswith("`") and "\\" in text):
+            return False
+        inner = _BACKTICK_ESCAPE.sub(r"\1", text[1:-1])
+        self.record(inner, "", self.shell(inner))
+        return True
+
+
+_BACKTICK_ESCAPE = re.compile(r"\\([\\`$])")
+
+
+def backtick_commands(text: str) -> list[str]:
+    """The commands in `…` spans of `text`, unescaped as bash does before running them."""
+    found: list[str] = []
+    current: list[str] | None = None
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            if current is not None:
+                current.append(text[i : i + 2])
+            i += 2
+            continue
+        if ch == "`":
+            if current is None:
+                current = []
+            else:
+                found.append(_BACKTICK_ESCAPE.sub(r"\1", "".join(current)))
+                current = None
+        elif current is not None:
+            current.append(ch)
+        i += 1
+    if current is not None:
+        found.append(_BACKTICK_ESCAPE.sub(r"\1", "".join(current)))
+    return found
 
 
 # --------------------------------------------------------------------------- redirections and feeds
