@@ -5,7 +5,12 @@ The judgements themselves (input → risk, tags) are in tests/corpus/shell.jsonl
 
 from __future__ import annotations
 
+import random
+import shlex
+import shutil
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -327,3 +332,68 @@ def test_cd_in_one_classification_does_not_leak_into_the_next() -> None:
 )
 def test_here_docs_are_read_as_bash_reads_them(command: str, risk: Risk) -> None:
     assert shell(command).risk is risk
+
+
+# --- differential check against bash itself -----------------------------------------------------
+#
+# Random lines built from nesting constructs run under real bash with PATH holding only logging
+# stubs (`rm` here only appends to a log). Whenever bash really ran `rm`, the classifier must not
+# have called the line read or write.
+
+_RM_SPELLINGS = ["rm", "'rm'", '"r"m', "\\rm", "$'\\x72m'", "r''m", "command rm", "env rm"]
+_HARMLESS = ["ls", "echo hi", "true", "printf '%s' a", "echo 'rm -rf /srv'", 'echo "rm x"']
+
+
+def _random_line(rng: random.Random, depth: int = 0) -> str:
+    if depth > 3 or rng.random() < 0.3:
+        return rng.choice(_RM_SPELLINGS) + " -rf /srv" if rng.random() < 0.5 else rng.choice(_HARMLESS)
+    inner = _random_line(rng, depth + 1)
+    escaped = inner.replace("\\", "\\\\").replace("`", "\\`")
+    forms = [
+        lambda: inner + rng.choice([" ; ", " && ", " || ", " | ", "\n"]) + _random_line(rng, depth + 1),
+        lambda: "bash -c " + shlex.quote(inner),
+        lambda: "echo $(" + inner + ")",
+        lambda: "echo `" + escaped + "`",
+        lambda: "{ " + inner + "; }",
+        lambda: "(" + inner + ")",
+        lambda: "if true; then " + inner + "; fi",
+        lambda: "bash <<'EOF'\n" + inner + "\nEOF",
+        lambda: "cat <<EOF\n$(" + inner + ")\nEOF",
+        lambda: 'echo "${x:-`' + escaped + '`}"',
+        lambda: "echo " + shlex.quote(inner) + " | bash",
+        lambda: "eval " + shlex.quote(inner),
+        lambda: "f() { " + inner + "; }; f",
+        lambda: "x=$(" + inner + ")",
+        lambda: "cat <(" + inner + ")",
+    ]
+    return rng.choice(forms)()
+
+
+def test_whenever_bash_runs_rm_the_classifier_does_not_say_read_or_write(tmp_path: Path) -> None:
+    stubs, work, log = tmp_path / "bin", tmp_path / "work", tmp_path / "log"
+    stubs.mkdir()
+    work.mkdir()
+    for name in ("rm", "ls", "cat"):
+        stub = stubs / name
+        stub.write_text(f'#!/bin/sh\necho "{name} $*" >> {log}\n')
+        stub.chmod(0o755)
+    for name in ("bash", "env"):
+        (stubs / name).symlink_to(shutil.which(name) or f"/usr/bin/{name}")
+    rng = random.Random(20261124)
+    ran_rm = 0
+    for _ in range(150):
+        line = _random_line(rng)
+        log.unlink(missing_ok=True)
+        subprocess.run(
+            ["bash", "--norc", "--noprofile", "-c", line],
+            cwd=work,
+            env={"PATH": str(stubs)},
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+            timeout=10,
+            check=False,
+        )
+        if log.exists() and any(entry.startswith("rm ") for entry in log.read_text().splitlines()):
+            ran_rm += 1
+            assert shell(line).risk.rank == Risk.destructive.rank, line
+    assert ran_rm > 30  # the generator really exercises the check
