@@ -16,6 +16,7 @@ single source of truth and nothing is written twice on the hot path.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 from dataclasses import dataclass, field
@@ -226,11 +227,14 @@ class Gateway:
         body = result.model_dump(mode="json") if hasattr(result, "model_dump") else dict(result)
         proposal.result = body
         proposal.state = State.succeeded if body.get("status") == "succeeded" else State.failed
-        try:
+        # The log keeps the digest of the full output and a bounded excerpt, never the whole output
+        # (up to max_output_bytes); the caller gets the full, redacted output in this answer.
+        recorded = {k: v for k, v in body.items() if k != "output"}
+        # If this record fails, the action still ran: `execution.started` is on record, and the missing
+        # outcome is visible in its timeline.
+        with contextlib.suppress(GatewayUnavailable):
             self._record("execution.finished", {"action_id": proposal.id, "agent": proposal.agent,
-                                                "outcome": proposal.state.value, "result": body})
-        except GatewayUnavailable:
-            pass  # it ran: `execution.started` is on record; the missing outcome is visible in the timeline
+                                                "outcome": proposal.state.value, "result": recorded})
         return proposal
 
     # --- after approval -----------------------------------------------------------------------
@@ -260,7 +264,8 @@ class Gateway:
         if proposal.mode is not Mode.advisory:
             raise GatewayError("not_advisory", "only advisory actions take reported outcomes; Interlock ran this one")
         if proposal.state not in (State.allowed, State.approved):
-            raise GatewayError("not_allowed", f"action {action_id} is {proposal.state.value}: it was not allowed to run")
+            raise GatewayError("not_allowed",
+                               f"action {action_id} is {proposal.state.value}: it was not allowed to run")
         self._record("execution.reported", {"action_id": action_id, "agent": agent, "outcome": outcome})
         return self.status(action_id, agent=agent)
 

@@ -8,6 +8,7 @@ every decision and vote comes from the token, never from a request body. Every r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -25,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from pydantic import Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from interlock.gate.requests import api_json
 from interlock.gate.service import GateError
 from interlock.gateway import TERMINAL, GatewayError, GatewayUnavailable, Mode, State
 from interlock.identity import AuthError, Principal, authenticate
@@ -40,6 +42,7 @@ DEFAULT_MAX_BODY = 2 * 1024 * 1024
 #: A client that takes longer than this to send its body is cut off (slow-loris).
 BODY_DEADLINE_SECONDS = 10.0
 MAX_WAIT_SECONDS = 300.0
+EXPIRY_SWEEP_SECONDS = 5.0
 
 
 class ServerError(Exception):
@@ -357,10 +360,9 @@ def create_app(settings: Settings, policy: Policy | None = None) -> FastAPI:
             if remaining <= 0:
                 break
             server.changed.clear()
-            try:  # woken at once by an approval on this process; polls for other replicas
+            # Woken at once by an approval on this process; polls for other replicas.
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.changed.wait(), timeout=min(0.1, remaining))
-            except TimeoutError:
-                pass
         return ORJSONResponse(proposal.to_json())
 
     @app.post("/v1/actions/{action_id}/outcome", tags=["agents"])
@@ -369,22 +371,6 @@ def create_app(settings: Settings, policy: Policy | None = None) -> FastAPI:
         return ORJSONResponse(proposal.to_json())
 
     # --- humans ---------------------------------------------------------------------------------
-
-    def request_json(status: Any) -> dict[str, Any]:
-        req = status.request
-        return {
-            "id": req.id, "state": req.state.value, "agent": req.agent, "owner": req.owner,
-            "action": req.action.model_dump(mode="json"), "fingerprint": req.fingerprint,
-            "summary": req.classification.summary, "risk": req.classification.risk.value,
-            "tags": list(req.classification.tags), "rules": list(req.rules),
-            "rationale": req.rationale.model_dump() if req.rationale else None,
-            "required": [r.describe() for r in req.requirements], "eligible": list(req.eligible),
-            "approved_by": list(status.approved_by), "still_needs": status.still_needs,
-            "votes": [{"human": v.human, "verdict": v.verdict, "reason": v.reason, "at": v.at.isoformat()}
-                      for v in status.votes],
-            "seconds_left": status.seconds_left, "expires_at": req.expires_at.isoformat(),
-            "created_at": req.created_at.isoformat(), "reason": req.state_reason,
-        }
 
     async def gate_call(fn: Callable[..., Any], *args: Any) -> Any:
         try:
@@ -395,30 +381,32 @@ def create_app(settings: Settings, policy: Policy | None = None) -> FastAPI:
             raise ApiError(503, "unavailable", f"the store is unavailable: {exc}") from exc
 
     @app.get("/v1/approvals", tags=["humans"])
-    async def list_approvals(state: str = Query("pending", pattern="^(pending|approved|denied|expired|invalidated|consumed|all)$"),
-                             who: Principal = Depends(human)) -> Response:
+    async def list_approvals(
+        state: str = Query("pending", pattern="^(pending|approved|denied|expired|invalidated|consumed|all)$"),
+        who: Principal = Depends(human),
+    ) -> Response:
         from interlock.gate.requests import RequestState
 
         requests = await gate_call(server.gate.list_requests, None if state == "all" else RequestState(state))
         statuses = [await gate_call(server.gate.status, r.id) for r in requests[:500]]
-        return ORJSONResponse({"approvals": [request_json(s) for s in statuses]})
+        return ORJSONResponse({"approvals": [api_json(s) for s in statuses]})
 
     @app.get("/v1/approvals/{request_id}", tags=["humans"])
     async def show_approval(request_id: str, who: Principal = Depends(human)) -> Response:
-        return ORJSONResponse(request_json(await gate_call(server.gate.status, request_id)))
+        return ORJSONResponse(api_json(await gate_call(server.gate.status, request_id)))
 
     @app.post("/v1/approvals/{request_id}/approve", tags=["humans"])
     async def approve(request_id: str, body: ApproveRequest | None = None,
                       who: Principal = Depends(human)) -> Response:
         status = await gate_call(server.gate.approve, request_id, who)
         server.changed.set()
-        return ORJSONResponse(request_json(status))
+        return ORJSONResponse(api_json(status))
 
     @app.post("/v1/approvals/{request_id}/deny", tags=["humans"])
     async def deny(request_id: str, body: DenyRequest, who: Principal = Depends(human)) -> Response:
         status = await gate_call(server.gate.deny, request_id, who, body.reason)
         server.changed.set()
-        return ORJSONResponse(request_json(status))
+        return ORJSONResponse(api_json(status))
 
     # --- audit ------------------------------------------------------------------------------
 
@@ -468,8 +456,26 @@ def create_app(settings: Settings, policy: Policy | None = None) -> FastAPI:
     async def metrics() -> Response:
         return PlainTextResponse(generate_latest(server.registry).decode(), media_type=CONTENT_TYPE_LATEST)
 
+    async def expire_requests() -> None:
+        """Close requests nobody decided in time (denied: fail closed), audited, even if nobody looks."""
+        while True:
+            await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
+            try:
+                if await anyio.to_thread.run_sync(server.gate.expire_due):
+                    server.changed.set()
+            except Exception as exc:
+                log_event("expiry_sweep_failed", error=type(exc).__name__)
+
+    sweeper: list[asyncio.Task[None]] = []
+
+    @app.on_event("startup")
+    async def startup() -> None:
+        sweeper.append(asyncio.create_task(expire_requests()))
+
     @app.on_event("shutdown")
     async def shutdown() -> None:
+        for task in sweeper:
+            task.cancel()
         server.close()
 
     return app

@@ -113,9 +113,10 @@ class PostgresStore(Store):
             try:
                 with conn.cursor() as cursor:
                     try:
+                        tx = PostgresTransaction(cursor, self._raw_url)
                         if readonly:
-                            cursor.execute("SET TRANSACTION READ ONLY")
-                        yield PostgresTransaction(cursor, self._raw_url)
+                            tx.execute("SET TRANSACTION READ ONLY")  # through tx: errors become StoreError
+                        yield tx
                     except BaseException:
                         _rollback(conn)
                         raise
