@@ -183,9 +183,7 @@ def test_http_never_shows_secrets(payload: dict[str, Any]) -> None:
         ),
     ],
 )
-def test_http_methods_override_per_target(
-    methods: dict[str, Risk], payload: dict[str, Any], risk: Risk
-) -> None:
+def test_http_methods_override_per_target(methods: dict[str, Risk], payload: dict[str, Any], risk: Risk) -> None:
     assert classify(Kind.http, payload, ClassifyContext(http_methods=methods)).risk is risk
 
 
@@ -200,9 +198,7 @@ def test_http_methods_override_per_target(
         ({}, {"tool": "frobnicate", "annotations": {"readOnlyHint": True}}, Risk.unknown),
     ],
 )
-def test_mcp_policy_declared_risk_is_final(
-    declared: dict[str, Risk], payload: dict[str, Any], risk: Risk
-) -> None:
+def test_mcp_policy_declared_risk_is_final(declared: dict[str, Risk], payload: dict[str, Any], risk: Risk) -> None:
     assert classify(Kind.mcp, payload, ClassifyContext(mcp_tools=declared)).risk is risk
 
 
@@ -329,9 +325,7 @@ def test_terraform_real_plans(
 
 def test_terraform_summary_names_what_is_lost(plans: dict[str, dict[str, Any]]) -> None:
     got = classify(Kind.terraform, {"plan": plans["mixed"]})
-    assert got.summary == (
-        "destroys 1 and replaces 1 of 4: terraform_data.db (replace), terraform_data.cache (delete)"
-    )
+    assert got.summary == ("destroys 1 and replaces 1 of 4: terraform_data.db (replace), terraform_data.cache (delete)")
 
 
 # --- every kind: never raise, never read what cannot be read -----------------------------------------
@@ -342,9 +336,7 @@ ALL_KINDS = list(Kind)
 IN_PROCESS_KINDS = [kind for kind in Kind if kind is not Kind.shell]
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=30),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
-    ),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=12,
 )
 #: The fields a payload must have for some classifier to understand it.
@@ -377,9 +369,7 @@ def test_arbitrary_payloads_never_raise(kind: Kind, payload: dict[str, Any]) -> 
     got = classify(kind, payload)
     assert isinstance(got.risk, Risk)
     if not KNOWN_FIELDS & set(payload):
-        assert got.risk is not Risk.read, (
-            f"{kind.value} judged a payload with no known field as read: {payload}"
-        )
+        assert got.risk is not Risk.read, f"{kind.value} judged a payload with no known field as read: {payload}"
 
 
 @settings(max_examples=300, deadline=None)
@@ -454,9 +444,7 @@ def classify_in_a_child(kind: Kind, payloads: list[Any]) -> list[str]:
     return child.stdout.split()
 
 
-@settings(
-    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
-)
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 # A regression example: "{" and a supplementary-plane character crash tree-sitter-bash 0.25 (#337)
 # now and then; the shell classifier guards against it (distinct texts: it caches by text).
 @example(texts=[f"{'x' * n}{{\U0010a3b9" for n in range(150)])
@@ -466,9 +454,7 @@ def test_arbitrary_shell_text_in_a_child(texts: list[str]) -> None:
     assert len(risks) == len(texts)
 
 
-@settings(
-    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
-)
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(
     values=st.lists(JSON_VALUES, min_size=1, max_size=120),
     payloads=st.lists(st.dictionaries(st.text(max_size=12), JSON_VALUES, max_size=5), max_size=60),

@@ -54,9 +54,7 @@ def test_corpus(kind: str, case: dict[str, Any]) -> None:
     assert got.risk.value == case["risk"], (
         f"expected {case['risk']} ({case.get('why', '')}), got {got.risk.value}: {got.summary}"
     )
-    assert expected_tags <= set(got.tags), (
-        f"missing tags {sorted(expected_tags - set(got.tags))}: {got.summary}"
-    )
+    assert expected_tags <= set(got.tags), f"missing tags {sorted(expected_tags - set(got.tags))}: {got.summary}"
 
 
 def test_corpus_is_big_enough() -> None:
@@ -65,9 +63,7 @@ def test_corpus_is_big_enough() -> None:
         counts[param.values[0]] = counts.get(param.values[0], 0) + 1
     mine = sum(n for kind, n in counts.items() if kind != "shell")
     assert mine >= 300, counts
-    assert counts.get("sql", 0) >= 100 and counts.get("kubectl", 0) >= 60 and counts.get("aws", 0) >= 50, (
-        counts
-    )
+    assert counts.get("sql", 0) >= 100 and counts.get("kubectl", 0) >= 60 and counts.get("aws", 0) >= 50, counts
 
 
 @pytest.mark.parametrize("path", sorted(CORPUS.glob("*.jsonl")), ids=lambda p: p.name)

@@ -200,8 +200,7 @@ def catalog() -> dict[str, dict[str, tuple[str, str]]]:
         if not isinstance(service, dict) or "privileges" not in service:
             continue
         table[prefix] = {
-            name.lower(): (name, str(info.get("access_level", "")))
-            for name, info in service["privileges"].items()
+            name.lower(): (name, str(info.get("access_level", ""))) for name, info in service["privileges"].items()
         }
     return table
 
@@ -250,9 +249,7 @@ def classify_command(command: str) -> Classification:
         return unknown("aws command without a service and an operation")
     service, operation = positional
     if operation == "help" or "--generate-cli-skeleton" in flags:
-        return Classification(
-            risk=Risk.read, summary=f"aws {service} {operation}: prints help, calls nothing"
-        )
+        return Classification(risk=Risk.read, summary=f"aws {service} {operation}: prints help, calls nothing")
     if (service, operation) in CLI_COMMANDS or (service, "*") in CLI_COMMANDS:
         return from_cli_table(service, operation, flags)
     prefix = CLI_SERVICES.get(service, service)

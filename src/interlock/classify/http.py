@@ -85,6 +85,4 @@ def classify_http(payload: dict[str, Any], context: ClassifyContext) -> Classifi
         "path": parts.path or "/",
         "header_names": sorted(str(k) for k in headers)[:50],
     }
-    return Classification(
-        risk=risk, tags=tuple(tags), summary=f"{method[:20]} {shown[:160]}{why}", details=details
-    )
+    return Classification(risk=risk, tags=tuple(tags), summary=f"{method[:20]} {shown[:160]}{why}", details=details)

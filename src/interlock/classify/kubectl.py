@@ -179,9 +179,7 @@ READ_SUBVERBS = {
     "config": frozenset({"view", "get-contexts", "current-context", "get-clusters", "get-users"}),
     "auth": frozenset({"can-i", "whoami"}),
 }
-RBAC_RESOURCES = frozenset(
-    {"clusterrolebindings", "rolebindings", "clusterroles", "roles", "serviceaccounts"}
-)
+RBAC_RESOURCES = frozenset({"clusterrolebindings", "rolebindings", "clusterroles", "roles", "serviceaccounts"})
 #: Deleting one of these deletes everything in or on it.
 CONTAINER_RESOURCES = frozenset(
     {"namespaces", "nodes", "persistentvolumes", "persistentvolumeclaims", "customresourcedefinitions"}
@@ -219,9 +217,7 @@ SHORT_NAMES = {
     "pc": "priorityclasses",
     "endpoints": "endpoints",
 }
-SHELLS = frozenset(
-    {"sh", "bash", "zsh", "ash", "dash", "ksh", "fish", "python", "python3", "perl", "ruby", "node"}
-)
+SHELLS = frozenset({"sh", "bash", "zsh", "ash", "dash", "ksh", "fish", "python", "python3", "perl", "ruby", "node"})
 
 
 @dataclass
@@ -395,11 +391,7 @@ def judge(inv: Invocation) -> Classification:
         judgement.tags.add("mass")
     # Only the values kubectl treats as a dry run count: `--dry-run=false` (old boolean form) runs it.
     dry_run = inv.value("--dry-run")
-    if (
-        dry_run is not None
-        and dry_run.lower() in DRY_RUN_VALUES
-        and verb not in ("exec", "attach", "debug", "cp")
-    ):
+    if dry_run is not None and dry_run.lower() in DRY_RUN_VALUES and verb not in ("exec", "attach", "debug", "cp"):
         judgement = Judgement(Risk.read, set(), f"dry run of {verb}: changes nothing")
     kinds = {r["type"] for r in resources}
     if kinds & RBAC_RESOURCES and judgement.risk is not Risk.read:
@@ -503,11 +495,7 @@ def summarize(
         things = "resources from files" if from_files else " ".join(words)
     if len(resources) > 4:
         things += f" and {len(resources) - 4} more"
-    where = (
-        "in all namespaces"
-        if inv.has("-A", "--all-namespaces")
-        else f"in namespace {namespace or '(current)'}"
-    )
+    where = "in all namespaces" if inv.has("-A", "--all-namespaces") else f"in namespace {namespace or '(current)'}"
     text = f"kubectl {verb} {things} {where}"
     if scope and scope != "all namespaces":
         text += f" ({scope})"

@@ -159,9 +159,7 @@ def classify_mcp(payload: dict[str, Any], context: ClassifyContext) -> Classific
     risk = Risk.highest([risk for risk, _ in signals])
     why = next(reason for r, reason in signals if r is risk)
     details = {"server": server, "tool": tool, "argument_names": sorted(str(k) for k in arguments)[:50]}
-    return Classification(
-        risk=risk, tags=tuple(tags), summary=shorten(f"mcp {where}: {why}", 200), details=details
-    )
+    return Classification(risk=risk, tags=tuple(tags), summary=shorten(f"mcp {where}: {why}", 200), details=details)
 
 
 def nested_fields(value: Any, depth: int = 0) -> list[tuple[str, Any]]:

@@ -209,11 +209,7 @@ def words_of(tokens: list[Token]) -> list[str]:
 def judge_statement(tokens: list[Token], sql: str, dialect: Dialect) -> Verdict:
     words = words_of(tokens[:8])
     first = words[0] if words else ""
-    if (
-        tokens[0].token_type == TokenType.COMMAND
-        and len(tokens) > 1
-        and tokens[1].token_type == TokenType.STRING
-    ):
+    if tokens[0].token_type == TokenType.COMMAND and len(tokens) > 1 and tokens[1].token_type == TokenType.STRING:
         # sqlglot keeps the rest of statements it has no grammar for (EXPLAIN, DO, VACUUM …) as one
         # string: read that string's own tokens to see what the statement does.
         rest = tokens[1].text
@@ -263,30 +259,20 @@ def judge_statement(tokens: list[Token], sql: str, dialect: Dialect) -> Verdict:
             risk = Risk.destructive if first == "DROP" else Risk.write
             return Verdict(f"{first.lower()} {kind.lower()}", risk, {"privilege"}, note=f"{first} {kind}")
         if first == "CREATE" and kind in OPAQUE_CREATES:
-            return Verdict(
-                f"create {kind.lower()}", Risk.unknown, {"schema"}, note=f"CREATE {kind} body is code"
-            )
+            return Verdict(f"create {kind.lower()}", Risk.unknown, {"schema"}, note=f"CREATE {kind} body is code")
         if first == "ALTER" and kind == "SYSTEM":
-            return Verdict(
-                "alter system", Risk.write, {"schema"}, note="ALTER SYSTEM changes server settings"
-            )
+            return Verdict("alter system", Risk.write, {"schema"}, note="ALTER SYSTEM changes server settings")
         if first == "DROP" and kind == "OWNED":
-            return Verdict(
-                "drop owned", Risk.destructive, {"mass", "privilege"}, note="DROP OWNED drops every object"
-            )
+            return Verdict("drop owned", Risk.destructive, {"mass", "privilege"}, note="DROP OWNED drops every object")
     if first == "REPLACE":
         return Verdict("replace", Risk.write, {"replace"}, note="REPLACE INTO deletes and re-inserts rows")
     if first == "REASSIGN":
         return Verdict("reassign owned", Risk.write, {"privilege"}, note="REASSIGN OWNED")
     if first == "TRUNCATE":
-        verdict = Verdict(
-            "truncate", Risk.destructive, {"mass", "irreversible"}, note="TRUNCATE empties tables"
-        )
+        verdict = Verdict("truncate", Risk.destructive, {"mass", "irreversible"}, note="TRUNCATE empties tables")
         if "CASCADE" in words_of(tokens):
             verdict.tags.add("cascade")
-        verdict.tables = [
-            t.text for t in tokens[1:] if t.token_type in (TokenType.VAR, TokenType.IDENTIFIER)
-        ][:1]
+        verdict.tables = [t.text for t in tokens[1:] if t.token_type in (TokenType.VAR, TokenType.IDENTIFIER)][:1]
         parsed = parse(tokens, sql, dialect)
         if parsed is not None:
             verdict.tables = tables_in(parsed)
@@ -385,9 +371,7 @@ def judge_copy(tokens: list[Token], sql: str, dialect: Dialect) -> Verdict:
             closing = matching_paren(tokens, index)
             if closing is None:
                 return Verdict("copy", Risk.unknown, note="COPY with an unclosed query")
-            inner = (
-                judge_statement(tokens[index + 1 : closing], sql, dialect) if closing > index + 1 else inner
-            )
+            inner = judge_statement(tokens[index + 1 : closing], sql, dialect) if closing > index + 1 else inner
         if token.token_type == TokenType.L_PAREN:
             depth += 1
         elif token.token_type == TokenType.R_PAREN:
@@ -402,13 +386,9 @@ def judge_copy(tokens: list[Token], sql: str, dialect: Dialect) -> Verdict:
         return Verdict("copy", Risk.unknown, tables=tables, note="COPY without TO/FROM")
     where = target.text.upper() if target.token_type != TokenType.STRING else "FILE"
     if where == "PROGRAM":
-        return Verdict(
-            "copy", Risk.destructive, {"interpreter"}, tables, note="COPY … PROGRAM runs a server command"
-        )
+        return Verdict("copy", Risk.destructive, {"interpreter"}, tables, note="COPY … PROGRAM runs a server command")
     if direction == "FROM":
-        return Verdict(
-            "copy", Risk.write, set(), tables, note=f"COPY {table} FROM {where.lower()} loads rows"
-        )
+        return Verdict("copy", Risk.write, set(), tables, note=f"COPY {table} FROM {where.lower()} loads rows")
     if where == "STDOUT":
         inner.raise_to(Risk.read, note="COPY … TO STDOUT exports rows")
         return inner
@@ -517,25 +497,15 @@ def judge_node(node: exp.Expr, verdict: Verdict) -> None:
         target = table_name(node.this)
         where = node.args.get("where")
         if where is None or always_true(where.this):
-            why = (
-                "without WHERE"
-                if where is None
-                else f"with always-true WHERE {shorten(where.this.sql(), 30)}"
-            )
+            why = "without WHERE" if where is None else f"with always-true WHERE {shorten(where.this.sql(), 30)}"
             verdict.raise_to(Risk.destructive, "mass", note=f"DELETE FROM {target} {why}: every row")
         else:
-            verdict.raise_to(
-                Risk.destructive, note=f"DELETE FROM {target} WHERE {shorten(where.this.sql(), 40)}"
-            )
+            verdict.raise_to(Risk.destructive, note=f"DELETE FROM {target} WHERE {shorten(where.this.sql(), 40)}")
     elif isinstance(node, exp.Update) and node.find_ancestor(exp.Merge) is None:
         target = table_name(node.this)
         where = node.args.get("where")
         if where is None or always_true(where.this):
-            why = (
-                "without WHERE"
-                if where is None
-                else f"with always-true WHERE {shorten(where.this.sql(), 30)}"
-            )
+            why = "without WHERE" if where is None else f"with always-true WHERE {shorten(where.this.sql(), 30)}"
             verdict.raise_to(Risk.destructive, "mass", note=f"UPDATE {target} {why}: every row")
         else:
             verdict.raise_to(Risk.write, note=f"UPDATE {target} WHERE {shorten(where.this.sql(), 40)}")
@@ -567,9 +537,7 @@ def judge_node(node: exp.Expr, verdict: Verdict) -> None:
         else:
             judge_drop(node, verdict)
     elif isinstance(node, exp.Alter):
-        verdict.raise_to(
-            Risk.write, "schema", note=f"ALTER {node.args.get('kind') or ''} {table_name(node.this)}"
-        )
+        verdict.raise_to(Risk.write, "schema", note=f"ALTER {node.args.get('kind') or ''} {table_name(node.this)}")
         drops = [a for a in node.args.get("actions") or [] if "Drop" in type(a).__name__]
         if drops and not isinstance(drops[0], exp.Drop):  # exp.Drop children say it themselves
             verdict.raise_to(Risk.destructive, "schema", note=f"ALTER {table_name(node.this)} drops a part")
@@ -584,9 +552,7 @@ def judge_node(node: exp.Expr, verdict: Verdict) -> None:
     elif isinstance(node, exp.Command):
         verdict.raise_to(Risk.unknown, note=f"{node.this} … we cannot read")
     elif isinstance(node, exp.Select) and node.args.get("into") is not None:
-        verdict.raise_to(
-            Risk.write, "schema", note=f"SELECT INTO {table_name(node.args['into'])} creates a table"
-        )
+        verdict.raise_to(Risk.write, "schema", note=f"SELECT INTO {table_name(node.args['into'])} creates a table")
     elif isinstance(node, exp.Func):
         name = function_name(node)
         if name in DESTRUCTIVE_FUNCTIONS:
@@ -596,9 +562,7 @@ def judge_node(node: exp.Expr, verdict: Verdict) -> None:
         elif name == "set_config":
             setting = constant(node.expressions[0]) if node.expressions else None
             if not isinstance(setting, str) or setting.lower() in ("role", "session_authorization"):
-                verdict.raise_to(
-                    Risk.write, "privilege", note="set_config(role …) changes whose rights apply"
-                )
+                verdict.raise_to(Risk.write, "privilege", note="set_config(role …) changes whose rights apply")
             else:
                 verdict.raise_to(Risk.write, note=f"set_config({setting[:30]}) changes a setting")
         elif name in WRITE_FUNCTIONS:
@@ -614,9 +578,7 @@ def judge_create(node: exp.Create, verdict: Verdict) -> None:
     verdict.creates.append((kind, name.lower()))
     if node.args.get("replace") and kind == "TABLE":
         # CREATE OR REPLACE TABLE (Snowflake, BigQuery, Databricks) drops the old table's rows.
-        verdict.raise_to(
-            Risk.destructive, "replace", "schema", note=f"CREATE OR REPLACE TABLE {name} drops its rows"
-        )
+        verdict.raise_to(Risk.destructive, "replace", "schema", note=f"CREATE OR REPLACE TABLE {name} drops its rows")
     else:
         verdict.raise_to(Risk.write, "schema", note=f"CREATE {kind} {name}")
 
@@ -690,11 +652,7 @@ def truth(node: exp.Expr) -> bool | None:
         return None
     if isinstance(node, exp.Exists):
         inner = node.this
-        if (
-            isinstance(inner, exp.Select)
-            and inner.args.get("from") is None
-            and inner.args.get("where") is None
-        ):
+        if isinstance(inner, exp.Select) and inner.args.get("from") is None and inner.args.get("where") is None:
             return True
         return None
     value = constant(node)
