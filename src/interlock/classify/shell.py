@@ -604,6 +604,21 @@ class HereDoc:
     args: list[Node]  # words after `<<EOF` on the same line are the command's arguments
     anomalous: bool  # tree-sitter put body text into the tree: treat the line as unparsable
 
+    @property
+    def content(self) -> str | None:
+        """What the command reads: the body after bash's here-doc expansion, or None when an
+        expansion (`$X`, `$(…)`, backticks) makes it something we cannot know."""
+        if self.quoted:
+            return self.body
+        if _HEREDOC_EXPANSION.search(self.body):
+            return None
+        return _HEREDOC_UNESCAPE.sub(lambda m: "" if m.group(1) == "\n" else m.group(1), self.body)
+
+
+#: An unescaped `$name`, `${`, `$(`, `$1`… or backtick in an unquoted here-doc body.
+_HEREDOC_EXPANSION = re.compile(r"(?<!\\)(?:\\\\)*(?:\$[A-Za-z_{(0-9@*#?$!-]|`)")
+_HEREDOC_UNESCAPE = re.compile(r"\\([\\$`\n])")
+
 
 _HEREDOC_PARTS = frozenset({"heredoc_start", "heredoc_body", "heredoc_end"})
 _HEREDOC_FOLLOWERS = frozenset({"file_redirect", "pipeline", "list", "command", "redirected_statement"})
@@ -656,7 +671,7 @@ def stdin_from(redirects: list[Node], default: Stdin) -> Stdin:
     result = default
     for redirect in redirects:
         if redirect.type == "heredoc_redirect":
-            result = Stdin("heredoc", heredoc_of(redirect).body, source="here-doc")
+            result = Stdin("heredoc", heredoc_of(redirect).content, source="here-doc")
         elif redirect.type == "herestring_redirect":
             target = next((c for c in redirect.named_children), None)
             value = value_of(target) if target is not None else None
