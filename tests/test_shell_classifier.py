@@ -365,6 +365,10 @@ def _random_line(rng: random.Random, depth: int = 0) -> str:
         lambda: "f() { " + inner + "; }; f",
         lambda: "x=$(" + inner + ")",
         lambda: "cat <(" + inner + ")",
+        lambda: "bash <<< " + shlex.quote(inner),
+        lambda: "sh -s <<EOF\n" + inner.replace("\\", "\\\\").replace("$", "\\$").replace("`", "\\`") + "\nEOF",
+        lambda: "echo x | xargs -I{} bash -c " + shlex.quote(inner),
+        lambda: "case x in x) " + inner + ";; esac",
     ]
     return rng.choice(forms)()
 
@@ -377,8 +381,9 @@ def test_whenever_bash_runs_rm_the_classifier_does_not_say_read_or_write(tmp_pat
         stub = stubs / name
         stub.write_text(f'#!/bin/sh\necho "{name} $*" >> {log}\n')
         stub.chmod(0o755)
-    for name in ("bash", "env"):
+    for name in ("bash", "env", "xargs"):
         (stubs / name).symlink_to(shutil.which(name) or f"/usr/bin/{name}")
+    (stubs / "sh").symlink_to(shutil.which("bash") or "/usr/bin/bash")
     rng = random.Random(20261124)
     ran_rm = 0
     for _ in range(150):
