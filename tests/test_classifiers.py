@@ -175,6 +175,21 @@ def test_http_never_shows_secrets(payload: dict[str, Any]) -> None:
             Risk.destructive,
         ),
         ({"PURGE": Risk.write}, {"method": "PURGE", "url": "https://cdn.example.com/x"}, Risk.write),
+        # a GraphQL endpoint whose POST only reads, unless the body is a mutation
+        (
+            {"POST": Risk.read},
+            {"method": "POST", "url": "https://api.example.com/graphql", "body": {"query": "{ users { id } }"}},
+            Risk.read,
+        ),
+        (
+            {"POST": Risk.read},
+            {
+                "method": "POST",
+                "url": "https://api.example.com/graphql",
+                "body": {"query": "mutation { addUser { id } }"},
+            },
+            Risk.write,
+        ),
         # a destructive path verb still raises an override that says read
         (
             {"POST": Risk.read},

@@ -10,6 +10,7 @@ summary or details: they carry tokens.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -30,6 +31,27 @@ METHOD_RISK = {
 DESTRUCTIVE_SEGMENT = re.compile(
     r"^(?i:delete|destroy|drop|purge|terminate|remove|wipe|truncate|erase|kill|nuke)(?:$|[-_.]|[A-Z])"
 )
+
+
+#: A GraphQL mutation field whose name starts with a destructive verb (`deleteUser`, `remove_item`).
+GRAPHQL_DESTRUCTIVE_FIELD = re.compile(
+    r"[{\s](?i:delete|destroy|drop|purge|terminate|remove|wipe|truncate|erase|kill|nuke)\w*\s*[({]"
+)
+
+
+def graphql_mutation(body: Any) -> tuple[Risk, str] | None:
+    """A GraphQL body (`{"query": "mutation …"}`, possibly as JSON text) that changes things."""
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return None
+    query = body.get("query") if isinstance(body, dict) else None
+    if not isinstance(query, str) or not re.search(r"\bmutation\b", query):
+        return None
+    if GRAPHQL_DESTRUCTIVE_FIELD.search(query):
+        return Risk.destructive, "mutation with a destructive field"
+    return Risk.write, "mutation"
 
 
 OVERRIDE_HEADERS = frozenset({"x-http-method-override", "x-http-method", "x-method-override"})
@@ -77,6 +99,10 @@ def classify_http(payload: dict[str, Any], context: ClassifyContext) -> Classifi
     if segment is not None:
         risk = Risk.highest([risk, Risk.destructive])
         why = f": path names a destructive verb ({segment[:40]})"
+    mutation = graphql_mutation(payload.get("body"))
+    if mutation is not None:
+        risk = Risk.highest([risk, mutation[0]])
+        why = f": GraphQL {mutation[1]}"
     if "authorization" in (str(k).lower() for k in headers) or parts.username or parts.password:
         tags.add("secrets")
     details = {
