@@ -10,6 +10,7 @@ import shlex
 import shutil
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -402,3 +403,16 @@ def test_whenever_bash_runs_rm_the_classifier_does_not_say_read_or_write(tmp_pat
             ran_rm += 1
             assert shell(line).risk.rank == Risk.destructive.rank, line
     assert ran_rm > 30  # the generator really exercises the check
+
+
+def test_classifying_from_many_threads_gives_the_same_answers() -> None:
+    commands = [f"rm -rf /srv/{i}; ls -la /tmp/{i}" for i in range(200)] + [f"git status # {i}" for i in range(200)]
+    expected = {
+        command: classify_shell({"command": command}, ClassifyContext(sql_dialect="mysql")) for command in commands
+    }
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(
+            pool.map(lambda c: classify_shell({"command": c}, ClassifyContext(sql_dialect="mysql")), commands)
+        )
+    assert [r.risk for r in results] == [expected[c].risk for c in commands]
+    assert [r.summary for r in results] == [expected[c].summary for c in commands]

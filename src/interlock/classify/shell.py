@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +49,17 @@ MAX_CHARS = 100_000
 MAX_COMMANDS = 2_000
 
 _LANGUAGE = tree_sitter.Language(tree_sitter_bash.language())
-_PARSER = tree_sitter.Parser(_LANGUAGE)
+_PARSERS = threading.local()
+
+
+def parse(source: bytes) -> tree_sitter.Tree:
+    """Parse with this thread's parser: a tree-sitter parser must not be shared between threads
+    (the HTTP server classifies in a thread pool)."""
+    parser = getattr(_PARSERS, "parser", None)
+    if parser is None:
+        parser = _PARSERS.parser = tree_sitter.Parser(_LANGUAGE)
+    return parser.parse(source)
+
 
 Node = tree_sitter.Node
 
@@ -271,11 +282,11 @@ class Judging:
     def run(self, text: str, stdin: Stdin = TTY) -> Outcome:
         self.text = text
         joined = join_continuations(text)
-        root = _PARSER.parse(parser_bytes(joined)).root_node
+        root = parse(parser_bytes(joined)).root_node
         parse_error = root.has_error
         if joined != text:
             # Both readings must parse: we judge bash's, but never call "read" what tree-sitter rejects.
-            parse_error = parse_error or _PARSER.parse(parser_bytes(text)).root_node.has_error
+            parse_error = parse_error or parse(parser_bytes(text)).root_node.has_error
         self.walk(root, stdin)
         return self.outcome(parse_error or self.anomalous)
 
