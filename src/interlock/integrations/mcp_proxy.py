@@ -102,8 +102,9 @@ class Upstream:
         except UpstreamError:
             raise
         except Exception as exc:
-            raise UpstreamError(f"upstream {self.command[0]} failed to initialize: {type(exc).__name__}: {exc}") \
-                from exc
+            cause = _leaf(exc)
+            raise UpstreamError(f"upstream {self.command[0]} failed to initialize: {type(cause).__name__}: "
+                                f"{str(cause)[:500]} (does the command start an MCP server on stdio?)") from exc
 
     async def list_tools(self) -> list[types.Tool]:
         """Every tool of the upstream (all pages); the last good listing stays known for annotations."""
@@ -160,6 +161,13 @@ class Upstream:
             raise UpstreamError(f"upstream server gone during {what}; restart the proxy") from exc
         except Exception as exc:
             raise UpstreamError(f"upstream {what} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The first real error inside task-group wrappers (ExceptionGroup of ExceptionGroup of …)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _timed_out(what: str, timeout: float) -> UpstreamError:
