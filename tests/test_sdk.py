@@ -386,6 +386,20 @@ def test_guarded_async_with_async_and_sync_clients(server: LiveServer, tokens: d
     assert first.startswith("async a-") and second.startswith("sync b-")
 
 
+def test_guarded_without_a_client_uses_the_environment(server: LiveServer, tokens: dict[str, str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    @guarded(env="production")
+    def list_repos(owner: str) -> str:
+        return f"repos of {owner}"
+
+    monkeypatch.delenv("INTERLOCK_URL", raising=False)
+    with pytest.raises(Unavailable):  # no gateway configured: fail closed
+        list_repos("acme")
+    monkeypatch.setenv("INTERLOCK_URL", server.url)
+    monkeypatch.setenv("INTERLOCK_TOKEN", tokens["kiro"])
+    assert list_repos(unique("acme")).startswith("repos of acme-")
+
+
 def test_guarded_refuses_arguments_it_cannot_show(client: Client) -> None:
     calls = []
 

@@ -36,6 +36,12 @@ MAX_POLL_SECONDS = 300.0
 LOCAL_POLL_SECONDS = 0.05
 
 
+def settled(body: Mapping[str, Any]) -> bool:
+    """Waiting longer changes nothing: a terminal state, or a run whose result is in (its final audit
+    entry may be missing if the log failed right after the run)."""
+    return body.get("state") in TERMINAL_STATES or (body.get("state") == "executing" and bool(body.get("result")))
+
+
 # --- errors ------------------------------------------------------------------------------------
 
 
@@ -190,7 +196,7 @@ class Client:
             poll = min(max(deadline - time.monotonic(), 0.0), MAX_POLL_SECONDS)
             body = self._post(f"/v1/actions/{action_id}/wait", params={"timeout": round(poll, 3)},
                               timeout=poll + self.timeout)
-            if body.get("state") in TERMINAL_STATES or time.monotonic() >= deadline:
+            if settled(body) or time.monotonic() >= deadline:
                 return body
 
     def report(self, action_id: str, status: str, exit_code: int | None = None, duration_ms: float | None = None,
@@ -243,7 +249,7 @@ class AsyncClient:
             poll = min(max(deadline - time.monotonic(), 0.0), MAX_POLL_SECONDS)
             body = await self._post(f"/v1/actions/{action_id}/wait", params={"timeout": round(poll, 3)},
                                     timeout=poll + self.timeout)
-            if body.get("state") in TERMINAL_STATES or time.monotonic() >= deadline:
+            if settled(body) or time.monotonic() >= deadline:
                 return body
 
     async def report(self, action_id: str, status: str, exit_code: int | None = None,
@@ -324,7 +330,7 @@ class LocalClient:
         deadline = time.monotonic() + max(timeout, 0.0)
         while True:
             body = self._call(self.runtime.gateway.advance, action_id, self.agent)
-            if body.get("state") in TERMINAL_STATES or (body.get("state") == "executing" and "result" in body):
+            if settled(body):
                 return body
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -445,7 +451,12 @@ def _guard_sync(fn: Callable[P, R], kind: str, env: str, target: str | None, cli
                 wait: float, rationale: Any) -> Callable[P, R]:
     @functools.wraps(fn)
     def call(*args: P.args, **kwargs: P.kwargs) -> R:
-        sdk = client if client is not None else client_from_env()
+        if client is not None:
+            return guarded_call(client, *args, **kwargs)
+        with client_from_env() as own:
+            return guarded_call(own, *args, **kwargs)
+
+    def guarded_call(sdk: SyncClient, *args: P.args, **kwargs: P.kwargs) -> R:
         real_kind, payload = build_payload(kind, fn, args, kwargs)
         body = sdk.propose(real_kind, env, payload, target=target, rationale=rationale, mode="advisory")
         if body.get("state") == "pending_approval":
@@ -478,7 +489,12 @@ def _guard_async(fn: Callable[P, Awaitable[Any]], kind: str, env: str, target: s
 
     @functools.wraps(fn)
     async def call(*args: P.args, **kwargs: P.kwargs) -> Any:
-        sdk = client if client is not None else client_from_env()
+        if client is not None:
+            return await guarded_call(client, *args, **kwargs)
+        with client_from_env() as own:
+            return await guarded_call(own, *args, **kwargs)
+
+    async def guarded_call(sdk: SyncClient | AsyncClient, *args: P.args, **kwargs: P.kwargs) -> Any:
         real_kind, payload = build_payload(kind, fn, args, kwargs)
         body = await ask(sdk, "propose", real_kind, env, payload, target=target, rationale=rationale,
                          mode="advisory")

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from interlock.client import TERMINAL_STATES, Client, InterlockError, LocalClient
+from interlock.client import Client, InterlockError, LocalClient, settled
 
 EXIT_DENIED = 1
 EXIT_ERROR = 2
@@ -92,7 +92,7 @@ def run(client: Client | LocalClient, env: str, command: list[str], target: str 
              f"({_listing(approval.get('still_needs'))}; eligible: {who}). Approve with "
              f"`interlock approvals approve {approval.get('id')}`. Waiting up to {wait:g} s…")
         body = client.wait(str(body["id"]), wait)
-    elif body.get("state") not in TERMINAL_STATES and body.get("state") != "executing":
+    elif not settled(body):
         body = client.wait(str(body["id"]), wait)
     return outcome(body, wait)
 
