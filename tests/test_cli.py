@@ -17,6 +17,10 @@ EXAMPLE = str(ROOT / "examples" / "policy.yaml")
 runner = CliRunner()
 
 
+def _line_of(path: Path, text: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), start=1) if text in line)
+
+
 def run(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
     result = runner.invoke(app, list(args), input=stdin)
     return result.exit_code, result.stdout, result.stderr
@@ -88,8 +92,9 @@ def test_policy_refused_exit_2_with_location(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(Path(EXAMPLE).read_text().replace("production: {autonomous: read,", "production: {autonomous: destructive,"))
     code, _, err = run("check", "--policy", str(bad), "--agent", "kiro", "--env", "production", "--kind", "shell", "ls")
+    line = _line_of(bad, "production: {autonomous: destructive,")
     assert code == 2
-    assert f"{bad}:49:30:" in err and "hard floor" in err
+    assert f"{bad}:{line}:30:" in err and "hard floor" in err
 
 
 def test_policy_lint_and_test_on_the_example() -> None:
@@ -115,7 +120,7 @@ def test_policy_lint_reports_file_line_col(tmp_path: Path) -> None:
                                                    "    when: {enviroment: production, tags: [replace]}"))
     code, _, err = run("policy", "lint", str(p))
     assert code == 1
-    assert f"{p}:55:12: unknown key 'enviroment': did you mean 'environment'?" in err
+    assert f"{p}:{_line_of(p, 'enviroment')}:12: unknown key 'enviroment': did you mean 'environment'?" in err
 
 
 def test_policy_schema_is_json_schema() -> None:
