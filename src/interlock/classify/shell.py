@@ -193,20 +193,26 @@ def _is_dynamic(node: Node) -> bool:
     return any(_is_dynamic(child) for child in node.children)
 
 
-def value_of(node: Node) -> str | None:
-    """The word's value after quote removal, or None when an expansion produces (part of) it."""
+_PLAIN_WORDS = frozenset({"word", "number", "variable_name", "extglob_pattern", "test_operator"})
+
+
+def value_of(node: Node, text: str | None = None) -> str | None:
+    """The word's value after quote removal, or None when an expansion produces (part of) it.
+    `text` is the node's text when the caller already has it."""
     kind = node.type
-    if kind in ("word", "number", "variable_name", "extglob_pattern", "test_operator"):
-        return None if node.child_count and _is_dynamic(node) else _unescape_word(_text(node))
+    if kind in _PLAIN_WORDS:
+        if node.child_count and _is_dynamic(node):
+            return None
+        return _unescape_word(text if text is not None else _text(node))
     if kind == "raw_string":
-        return _text(node)[1:-1]
+        return (text if text is not None else _text(node))[1:-1]
     if kind in ("string", "translated_string"):
         if _is_dynamic(node):
             return None
-        text = _text(node)
+        text = text if text is not None else _text(node)
         return _unescape_double(text[2:-1] if kind == "translated_string" else text[1:-1])
     if kind == "ansi_c_string":
-        return decode_ansi_c(_text(node)[2:-1])
+        return decode_ansi_c((text if text is not None else _text(node))[2:-1])
     if kind == "concatenation":
         parts = [value_of(child) for child in node.children]
         return None if any(p is None for p in parts) else "".join(p for p in parts if p is not None)
@@ -216,7 +222,8 @@ def value_of(node: Node) -> str | None:
 
 
 def word_of(node: Node) -> Word:
-    return Word(value_of(node), _text(node))
+    text = _text(node)
+    return Word(value_of(node, text), text)
 
 
 # --------------------------------------------------------------------------- judging
@@ -302,11 +309,14 @@ class Judging:
     def _summary(self) -> str:
         if not self.commands:
             return "no command to run"
-        ranked = max(
-            range(len(self.commands)),
-            key=lambda i: (Risk(self.commands[i]["risk"]).rank, self.commands[i]["risk"] == "unknown", -i),
-        )
-        top = self.commands[ranked]
+        if len(self.commands) == 1:
+            top = self.commands[0]
+        else:
+            ranked = max(
+                range(len(self.commands)),
+                key=lambda i: (Risk(self.commands[i]["risk"]).rank, self.commands[i]["risk"] == "unknown", -i),
+            )
+            top = self.commands[ranked]
         line = _one_line(self.text)
         if len(line) <= 100 and "\n" not in self.text.strip():
             return f"{line} ({top['reason']})"
@@ -469,8 +479,10 @@ class Judging:
             elif kind == "comment":
                 continue
             else:
-                words.append(word_of(child))
-                self.scan(child)
+                word = word_of(child)
+                words.append(word)
+                if child.child_count or "`" in word.text or "$(" in word.text:
+                    self.scan(child)
         for extra in extra_args or ():
             words.append(word_of(extra))
             self.scan(extra)
@@ -489,7 +501,9 @@ class Judging:
                 change_dir(operands[0].value if operands else "~")
         else:
             program, verdict = "", Verdict(Risk.read, "sets variables")
-        if redirect.risk.rank > verdict.risk.rank or (
+        if redirect is _NO_REDIRECT:
+            pass
+        elif redirect.risk.rank > verdict.risk.rank or (
             redirect.risk is Risk.unknown and verdict.risk is not Risk.unknown
         ):
             verdict = Verdict(
@@ -828,8 +842,10 @@ def _classification(outcome: Outcome, command: str) -> Classification:
         details["blast_radius"] = "mass"
     if outcome.parse_error:
         details["parse_error"] = True
-    return Classification(
-        risk=outcome.risk, tags=tuple(outcome.tags), summary=_one_line(outcome.summary, 200), details=details
+    # Every field is built here from checked values (tags already sorted and unique, as the model's
+    # validator would make them); skipping validation is a third of the time of a short command.
+    return Classification.model_construct(
+        risk=outcome.risk, tags=tuple(sorted(outcome.tags)), summary=_one_line(outcome.summary, 200), details=details
     )
 
 
@@ -853,6 +869,6 @@ def classify_shell(payload: dict[str, Any], context: ClassifyContext) -> Classif
             summary='shell payload must be exactly {"command": "<text>"}',
             details={"commands": []},
         )
-    if context == _DEFAULT_CONTEXT:
+    if type(context) is ClassifyContext and context.__dict__ == _DEFAULT_CONTEXT.__dict__:
         return _classify_default(command)
     return _classification(judge_text(command, context), command)

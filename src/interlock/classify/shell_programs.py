@@ -1985,6 +1985,9 @@ TRUSTED_DIRS = frozenset(
 _VERSIONED = re.compile(r"^(python|pip|ruby|php|perl|node|psql|pg_dump)[0-9.]*$")
 
 
+_PATTERN_CHARS = re.compile(r"[*?\[{]")
+
+
 def program_name(word: Word) -> tuple[str | None, str]:
     """The program a command word names, or None and why we cannot tell."""
     value = word.value
@@ -1992,7 +1995,7 @@ def program_name(word: Word) -> tuple[str | None, str]:
         return None, f"the program name is produced by an expansion ({word.text})"
     if not value:
         return None, "empty program name"
-    if any(c in value for c in "*?[{") and value not in ("[",):
+    if value != "[" and _PATTERN_CHARS.search(value):
         return None, f"the program name is a pattern ({value})"
     if "/" in value:
         folder, _, base = value.rpartition("/")
@@ -2031,7 +2034,7 @@ def judge_argv(words: list[Word], stdin: Stdin, run: Runner) -> tuple[str, Verdi
             break
         result = wrapper(name, words[1:], stdin, run)
         if isinstance(result, Verdict):
-            return name, result.with_tags(*tags)
+            return name, result.with_tags(*tags) if tags else result
         tags |= result.tags
         words = result.words
     else:
@@ -2045,4 +2048,4 @@ def judge_argv(words: list[Word], stdin: Stdin, run: Runner) -> tuple[str, Verdi
         verdict = Verdict(R, f"calls the function {name} (its body is judged on its own)")
     else:
         verdict = Verdict(U, f"{name} is not a program we know")
-    return name, verdict.with_tags(*tags)
+    return name, verdict.with_tags(*tags) if tags else verdict
