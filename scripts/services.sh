@@ -13,3 +13,13 @@ if ! pg_up; then
   for _ in $(seq 1 30); do pg_up && break; sleep 1; done
   pg_up || { echo "error: PostgreSQL is not reachable on 127.0.0.1:5432; start it and retry" >&2; exit 1; }
 fi
+
+# Real MCP servers from npm for the MCP proxy tests (installed once into .interlock/npm).
+command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+if [ ! -d .interlock/npm/node_modules/@modelcontextprotocol/server-filesystem ] || \
+   [ ! -d .interlock/npm/node_modules/@modelcontextprotocol/server-everything ]; then
+  say "installing the MCP servers used by the tests (npm)"
+  mkdir -p .interlock/npm
+  npm install --silent --no-audit --no-fund --prefix .interlock/npm \
+      @modelcontextprotocol/server-filesystem @modelcontextprotocol/server-everything >/dev/null
+fi
