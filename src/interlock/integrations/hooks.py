@@ -50,6 +50,8 @@ FLAVORS = ("claude-code", "codex")
 DEFAULT_WAIT = 120.0
 #: The gateway's long poll answers within its timeout; this margin covers the round trip.
 HTTP_MARGIN = 10.0
+#: Answers are a few kB; anything this large is not the gateway speaking.
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
 SHELL_TOOLS = frozenset({"Bash", "shell", "local_shell", "shell_command", "exec_command", "container.exec"})
 WRITE_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit"})
 READ_TOOLS = frozenset({"Read", "Glob", "Grep", "LS", "NotebookRead"})
@@ -337,10 +339,12 @@ class GatewayClient:
 
     def _http(self, method: str, path: str, data: bytes, timeout: float) -> tuple[int, bytes]:
         deadline = time.monotonic() + timeout
-        head = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 literal keeps its brackets
+        head = (f"{method} {path} HTTP/1.1\r\nHost: {host}:{self.port}\r\n"
                 f"Authorization: Bearer {self.token}\r\nUser-Agent: interlock-hook\r\nAccept: application/json\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n")
         chunks: list[bytes] = []
+        received = 0
         with socket.create_connection((self.host, self.port), timeout=timeout) as conn:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.sendall(head.encode("latin-1") + data)
@@ -353,6 +357,9 @@ class GatewayClient:
                 if not chunk:
                     break
                 chunks.append(chunk)
+                received += len(chunk)
+                if received > MAX_ANSWER_BYTES:
+                    raise ValueError(f"the gateway's answer is over {MAX_ANSWER_BYTES} bytes")
         return parse_response(b"".join(chunks))
 
     def _https(self, method: str, path: str, data: bytes, timeout: float) -> tuple[int, bytes]:
