@@ -112,8 +112,12 @@ def _row(name: str, samples: list[float]) -> str:
 
 def run(n: int) -> None:
     with tempfile.TemporaryDirectory() as tmp, _server(Path(tmp)) as (url, token):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("INTERLOCK_")}
+        # As installed: bytecode caches written and used (a PYTHONDONTWRITEBYTECODE left in the shell
+        # would recompile any module edited since its cache was written, at every hook call).
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("INTERLOCK_") and k != "PYTHONDONTWRITEBYTECODE"}
         env["INTERLOCK_TOKEN"] = token
+        subprocess.run([PYTHON, "-m", "compileall", "-q", str(ROOT / "src" / "interlock")], env=env, check=False)
         args = ["claude-code", "--gateway", url, "--env", "production"]
         client = GatewayClient(url, token)
 
