@@ -20,6 +20,7 @@ import functools
 import re
 import threading
 from dataclasses import dataclass, field
+from time import monotonic
 from typing import Any
 
 import tree_sitter
@@ -47,18 +48,35 @@ MAX_DEPTH = 6
 MAX_CHARS = 100_000
 #: Commands judged per classification, nested ones included (bounds the work on hostile input).
 MAX_COMMANDS = 2_000
+#: Wall-clock budget of one classification, nested shells included; past it the answer is unknown.
+MAX_SECONDS = 0.5
+#: Inputs up to this many bytes parse in well under a millisecond whatever they hold.
+_SHORT_INPUT = 2_048
 
 _LANGUAGE = tree_sitter.Language(tree_sitter_bash.language())
 _PARSERS = threading.local()
 
 
-def parse(source: bytes) -> tree_sitter.Tree:
+def parse(source: bytes, deadline: float = float("inf")) -> tree_sitter.Tree:
     """Parse with this thread's parser: a tree-sitter parser must not be shared between threads
-    (the HTTP server classifies in a thread pool)."""
+    (the HTTP server classifies in a thread pool).
+
+    tree-sitter-bash's error recovery is quadratic on some input (`a=(` repeated: 60 KB takes
+    17 s), so a long input is parsed with a progress callback that gives up at `deadline`
+    (`time.monotonic()`), and the classification ends in `unknown`.
+    """
     parser = getattr(_PARSERS, "parser", None)
     if parser is None:
         parser = _PARSERS.parser = tree_sitter.Parser(_LANGUAGE)
-    return parser.parse(source)
+    if len(source) <= _SHORT_INPUT:
+        return parser.parse(source)
+    try:
+        return parser.parse(
+            lambda offset, _point: source[offset : offset + 65_536], progress_callback=lambda *_: monotonic() > deadline
+        )
+    except ValueError as exc:  # the callback halted the parse
+        parser.reset()
+        raise TooMuch(f"parsing took longer than {MAX_SECONDS} s") from exc
 
 
 Node = tree_sitter.Node
@@ -183,8 +201,20 @@ def _unescape_double(text: str) -> str:
     return _BACKSLASH_DOUBLE.sub(r"\1", text.replace("\\\n", ""))
 
 
+#: The bytes of the tree being walked in this thread. `Node.text` of a tree parsed through a read
+#: callback (long inputs, see `parse`) re-reads the whole input on every call.
+_SOURCE = threading.local()
+
+
+def _bytes(node: Node) -> bytes:
+    source: bytes | None = getattr(_SOURCE, "bytes", None)
+    if source is None:
+        return node.text or b""
+    return source[node.start_byte : node.end_byte]
+
+
 def _text(node: Node) -> str:
-    return (node.text or b"").decode("utf-8", errors="replace")
+    return _bytes(node).decode("utf-8", errors="replace")
 
 
 def _is_dynamic(node: Node) -> bool:
@@ -256,13 +286,14 @@ class Judging:
     verdicts: list[Verdict] = field(default_factory=list)
     text: str = ""
     anomalous: bool = False
+    deadline: float = float("inf")
 
     # --- Runner
 
     def shell(self, text: str, stdin: Stdin = TTY) -> Verdict:
         if self.depth + 1 > MAX_DEPTH:
             return Verdict(Risk.unknown, f"commands nested more than {MAX_DEPTH} levels deep")
-        inner = Judging(self.context, self.depth + 1, self.functions, self.budget)
+        inner = Judging(self.context, self.depth + 1, self.functions, self.budget, deadline=self.deadline)
         outcome = inner.run(text, stdin)
         return Verdict(outcome.risk, outcome.summary, outcome.tags, outcome.paths, tuple(outcome.commands))
 
@@ -289,12 +320,18 @@ class Judging:
     def run(self, text: str, stdin: Stdin = TTY) -> Outcome:
         self.text = text
         joined = join_continuations(text)
-        root = parse(parser_bytes(joined)).root_node
+        source = parser_bytes(joined)
+        root = parse(source, self.deadline).root_node
         parse_error = root.has_error
         if joined != text:
             # Both readings must parse: we judge bash's, but never call "read" what tree-sitter rejects.
-            parse_error = parse_error or parse(parser_bytes(text)).root_node.has_error
-        self.walk(root, stdin)
+            parse_error = parse_error or parse(parser_bytes(text), self.deadline).root_node.has_error
+        outer = getattr(_SOURCE, "bytes", None)
+        _SOURCE.bytes = source
+        try:
+            self.walk(root, stdin)
+        finally:
+            _SOURCE.bytes = outer
         return self.outcome(parse_error or self.anomalous)
 
     def outcome(self, parse_error: bool) -> Outcome:
@@ -328,6 +365,8 @@ class Judging:
         self.budget[0] -= 1
         if self.budget[0] < 0:
             raise TooMuch(f"more than {MAX_COMMANDS} commands")
+        if monotonic() > self.deadline:
+            raise TooMuch(f"took longer than {MAX_SECONDS} s")
 
     def record(self, display: str, program: str, verdict: Verdict) -> None:
         self._spend()
@@ -667,7 +706,7 @@ def _as_double_quoted(body: str) -> str:
 
 
 def heredoc_of(redirect: Node) -> HereDoc:
-    raw = redirect.text or b""
+    raw = _bytes(redirect)
     base = redirect.start_byte
     start = next((c for c in redirect.named_children if c.type == "heredoc_start"), None)
     end = next((c for c in redirect.named_children if c.type == "heredoc_end"), None)
@@ -820,7 +859,7 @@ def judge_text(command: str, context: ClassifyContext) -> Outcome:
             (),
             False,
         )
-    judging = Judging(context)
+    judging = Judging(context, deadline=monotonic() + MAX_SECONDS)
     token = WORKING_DIR.set("")
     try:
         return judging.run(command)
