@@ -116,6 +116,9 @@ class Classification(Strict):
     tags: tuple[str, ...] = ()
     summary: str
     details: dict[str, Any] = Field(default_factory=dict)
+    #: Other action kinds found inside this one: a shell line running `psql -c …` also contains `sql`,
+    #: so policy rules about SQL apply to it however it is proposed.
+    kinds: tuple[str, ...] = ()
 
     @field_validator("tags")
     @classmethod

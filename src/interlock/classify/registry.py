@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from pydantic import Field
@@ -67,15 +68,40 @@ def unknown(summary: str, **details: Any) -> Classification:
     return Classification(risk=Risk.unknown, summary=summary, details=details)
 
 
+#: The kinds met while classifying (a shell line handing SQL to psql meets `sql`): classifiers delegate
+#: through `classify()`, which records each kind here, so every kind inside an action is found however
+#: deep, and however the classifiers call each other.
+_FOUND_KINDS: ContextVar[set[str] | None] = ContextVar("interlock_found_kinds", default=None)
+
+
+def found_kinds(own: Kind) -> tuple[str, ...]:
+    """The other kinds met so far in the classification under way (for classifiers that cache results)."""
+    found = _FOUND_KINDS.get()
+    return tuple(sorted(found - {own.value})) if found else ()
+
+
 def classify(kind: Kind, payload: dict[str, Any], context: ClassifyContext | None = None) -> Classification:
     """Classify a payload; never raises. No classifier or a crash → `unknown`."""
+    parent = _FOUND_KINDS.get()
+    if parent is not None:
+        parent.add(kind.value)
     func = classifier_for(kind)
     if func is None:
         return unknown(f"no classifier for {kind.value} actions")
+    found: set[str] = set()
+    token = _FOUND_KINDS.set(found)
     try:
-        return func(payload, context or ClassifyContext())
+        result = func(payload, context or ClassifyContext())
     except Exception as exc:  # noqa: BLE001 - a classifier bug must fail closed, not crash the gate
-        return unknown(f"{kind.value} classifier could not judge this: {type(exc).__name__}", error=str(exc)[:200])
+        result = unknown(f"{kind.value} classifier could not judge this: {type(exc).__name__}", error=str(exc)[:200])
+    finally:
+        _FOUND_KINDS.reset(token)
+    inner = tuple(sorted((found | set(result.kinds)) - {kind.value}))
+    if parent is not None:
+        parent.update(inner)
+    if inner != result.kinds:
+        result = result.model_copy(update={"kinds": inner})
+    return result
 
 
 #: The payload field that carries the text form of each kind's input (CLI `INPUT`, corpus `input`).

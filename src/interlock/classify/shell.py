@@ -26,7 +26,7 @@ from typing import Any
 import tree_sitter
 import tree_sitter_bash
 
-from interlock.classify.registry import ClassifyContext, classify, register
+from interlock.classify.registry import ClassifyContext, classify, found_kinds, register
 from interlock.classify.shell_programs import (
     HIJACK_VARIABLES,
     TTY,
@@ -883,8 +883,10 @@ def _classification(outcome: Outcome, command: str) -> Classification:
         details["parse_error"] = True
     # Every field is built here from checked values (tags already sorted and unique, as the model's
     # validator would make them); skipping validation is a third of the time of a short command.
+    # `kinds` is taken here, inside the cached function, so a cache hit still knows what the line contains.
     return Classification.model_construct(
-        risk=outcome.risk, tags=tuple(sorted(outcome.tags)), summary=_one_line(outcome.summary, 200), details=details
+        risk=outcome.risk, tags=tuple(sorted(outcome.tags)), summary=_one_line(outcome.summary, 200), details=details,
+        kinds=found_kinds(Kind.shell),
     )
 
 

@@ -91,10 +91,11 @@ def _compile_rule(rule: Rule) -> _Compiled:
     )
 
 
-def _candidates(policy: Policy, agent: str, env: str, kind: str) -> tuple[_Compiled, ...]:
-    """Rules whose agent, role, environment and kind conditions hold, in policy order (memoised)."""
-    cache: dict[tuple[str, str, str], tuple[_Compiled, ...]] = policy._compiled.setdefault("candidates", {})
-    key = (agent, env, kind)
+def _candidates(policy: Policy, agent: str, env: str, kinds: tuple[str, ...]) -> tuple[_Compiled, ...]:
+    """Rules whose agent, role, environment and kind conditions hold, in policy order (memoised).
+    `kinds` is the action's own kind and the kinds found inside it (a shell line running psql is sql too)."""
+    cache: dict[tuple[str, str, tuple[str, ...]], tuple[_Compiled, ...]] = policy._compiled.setdefault("candidates", {})
+    key = (agent, env, kinds)
     found = cache.get(key)
     if found is None:
         compiled: list[_Compiled] = policy._compiled.get("rules") or [_compile_rule(r) for r in policy.doc.rules]
@@ -105,7 +106,7 @@ def _candidates(policy: Policy, agent: str, env: str, kind: str) -> tuple[_Compi
             if (not c.rule.when.agent or agent in c.rule.when.agent)
             and (not c.rule.when.role or roles & set(c.rule.when.role))
             and (not c.rule.when.environment or env in c.rule.when.environment)
-            and (not c.rule.when.kind or kind in c.rule.when.kind)
+            and (not c.rule.when.kind or any(k in c.rule.when.kind for k in kinds))
         )
         cache[key] = found
     return found
@@ -164,7 +165,7 @@ def _strictest(reqs: list[ApprovalRequirement]) -> tuple[ApprovalRequirement, ..
     """Drop requirements implied by another (more approvals from a narrower or equal pool)."""
 
     def implies(a: ApprovalRequirement, b: ApprovalRequirement) -> bool:
-        narrower = bool(a.from_groups) and set(a.from_groups) <= set(b.from_groups) or not b.from_groups
+        narrower = (bool(a.from_groups) and set(a.from_groups) <= set(b.from_groups)) or not b.from_groups
         return a.count >= b.count and narrower and set(b.at_least) <= set(a.at_least)
 
     kept: list[ApprovalRequirement] = []
@@ -230,7 +231,8 @@ def decide(policy: Policy, agent: str, action: Action, classification: Classific
             text_cache.append(action_text(action))
         return text_cache[0]
 
-    matched = [c.rule for c in _candidates(policy, agent, env, action.kind.value)
+    kinds = (action.kind.value, *classification.kinds) if classification.kinds else (action.kind.value,)
+    matched = [c.rule for c in _candidates(policy, agent, env, kinds)
                if c.matches(risk, tags, action.target, text)]
     denies = [r for r in matched if r.effect == "deny"]
     if denies:
