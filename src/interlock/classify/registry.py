@@ -31,6 +31,9 @@ class ClassifyContext(Strict):
 
 Classifier = Callable[[dict[str, Any], ClassifyContext], Classification]
 
+#: Shared by every call that gives no context (the model is frozen, so sharing is safe).
+_DEFAULT_CONTEXT = ClassifyContext()
+
 _CLASSIFIERS: dict[Kind, Classifier] = {}
 
 #: Modules that register a classifier when imported, one per kind.
@@ -91,12 +94,16 @@ def classify(kind: Kind, payload: dict[str, Any], context: ClassifyContext | Non
     found: set[str] = set()
     token = _FOUND_KINDS.set(found)
     try:
-        result = func(payload, context or ClassifyContext())
+        result = func(payload, context or _DEFAULT_CONTEXT)
     except Exception as exc:  # noqa: BLE001 - a classifier bug must fail closed, not crash the gate
         result = unknown(f"{kind.value} classifier could not judge this: {type(exc).__name__}", error=str(exc)[:200])
     finally:
         _FOUND_KINDS.reset(token)
-    inner = tuple(sorted((found | set(result.kinds)) - {kind.value}))
+    if not found and not result.kinds:
+        return result  # the common case: nothing inside
+    found.update(result.kinds)
+    found.discard(kind.value)
+    inner = tuple(sorted(found))
     if parent is not None:
         parent.update(inner)
     if inner != result.kinds:
