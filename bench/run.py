@@ -41,7 +41,7 @@ def main(argv: list[str]) -> int:
         print(f"\n=== {name} ===", flush=True)
         try:
             importlib.import_module(f"bench.bench_{name}").main()
-        except (Exception, SystemExit) as exc:  # noqa: BLE001 - one broken bench must not hide the others
+        except (Exception, SystemExit) as exc:
             failed.append(name)
             print(f"!!! {name} failed: {exc}", flush=True)
         print(f"({name}: {time.perf_counter() - start:.1f} s)", flush=True)

@@ -108,7 +108,7 @@ def test_policy_test_failure_shows_expected_vs_got(tmp_path: Path) -> None:
     p = tmp_path / "p.yaml"
     p.write_text(Path(EXAMPLE).read_text().replace(
         'input: "SELECT count(*) FROM invoices", expect: allow', 'input: "SELECT count(*) FROM invoices", expect: deny'))
-    code, out, err = run("policy", "test", str(p))
+    code, _, err = run("policy", "test", str(p))
     assert code == 1
     assert "expected deny, got allow" in err and "deciding: role:reader@production" in err
     assert f"{p}:" in err

@@ -98,9 +98,8 @@ def test_delete_from_invoices_needs_two_humans_then_runs(store_url: str, tmp_pat
 def _terraform_stack(workdir: Path, label: str) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "main.tf").write_text(
-        'variable "label" { default = "%s" }\n'
-        'resource "terraform_data" "environment" {\n  input = var.label\n  triggers_replace = [var.label]\n}\n'
-        % label)
+        f'variable "label" {{ default = "{label}" }}\n'
+        'resource "terraform_data" "environment" {\n  input = var.label\n  triggers_replace = [var.label]\n}\n')
 
 
 def _tf(workdir: Path, *args: str, **options: Any) -> None:

@@ -162,8 +162,8 @@ def _classify_jsonl() -> None:
             raw = item["input"]
             text = raw if isinstance(raw, str) else json.dumps(raw)
             found = run_classifier(kind, payload_from_input(kind, text))
-            answer = {"kind": kind.value, "risk": found.risk.value, "tags": list(found.tags),
-                      "summary": found.summary}
+            answer: dict[str, Any] = {"kind": kind.value, "risk": found.risk.value, "tags": list(found.tags),
+                                      "summary": found.summary}
         except (ValueError, KeyError, TypeError) as exc:
             answer = {"kind": str(item.get("kind")) if isinstance(item, dict) else None, "risk": "unknown",
                       "tags": [], "summary": f"line {number}: {exc}"}
@@ -195,7 +195,7 @@ def policy_test(
     loaded = _load(file)
     results = run_tests(loaded)
     if verbose:
-        table = Table("test", "agent", "env", "input", "risk", "decision", "rules", box=None, overflow="fold")
+        table = Table("test", "agent", "env", "input", "risk", "decision", "rules", box=None)
         for r in results:
             d = r.decision
             got = d.outcome.value if d else "error"

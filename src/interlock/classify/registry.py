@@ -95,7 +95,7 @@ def classify(kind: Kind, payload: dict[str, Any], context: ClassifyContext | Non
     token = _FOUND_KINDS.set(found)
     try:
         result = func(payload, context or _DEFAULT_CONTEXT)
-    except Exception as exc:  # noqa: BLE001 - a classifier bug must fail closed, not crash the gate
+    except Exception as exc:
         result = unknown(f"{kind.value} classifier could not judge this: {type(exc).__name__}", error=str(exc)[:200])
     finally:
         _FOUND_KINDS.reset(token)

@@ -375,7 +375,7 @@ def _cycle_problems(doc: PolicyDocument, loc: Locations) -> Iterator[Problem]:
         chain, env = [start], doc.environments[start].promotes_to
         while env is not None and env in doc.environments:
             if env in chain:
-                cycle = chain[chain.index(env):] + [env]
+                cycle = [*chain[chain.index(env):], env]
                 if not reported & set(cycle):
                     reported |= set(cycle)
                     yield loc.problem(("environments", env, "promotes_to"),

@@ -140,6 +140,10 @@ def _approvals_shorthand(value: Any) -> Any:
     return out
 
 
+def _read_needs_one() -> dict[ApprovableRisk, Approvals]:
+    return {"read": Approvals(count=1)}
+
+
 class Grant(Model):
     """What a role may do in one environment.
 
@@ -150,7 +154,7 @@ class Grant(Model):
 
     autonomous: AutonomyLevel = "ask"
     approve: Annotated[dict[ApprovableRisk, Approvals], BeforeValidator(_approvals_shorthand)] = Field(
-        default_factory=lambda: {"read": Approvals(count=1)}
+        default_factory=lambda: _read_needs_one()
     )
 
 
