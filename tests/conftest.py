@@ -17,12 +17,14 @@ import psycopg
 import pytest
 
 from interlock.store import Store, open_store
+from tests.server_fixtures import LiveServer, live_server
 
 PG_HOST = os.environ.get("INTERLOCK_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("INTERLOCK_TEST_PG_PORT", "5432"))
 PG_USER = os.environ.get("INTERLOCK_TEST_PG_USER", "postgres")
 
 DIALECTS = ["sqlite", "postgresql"]
+EXAMPLE_POLICY = Path(__file__).parent.parent / "examples" / "policy.yaml"
 
 
 class PgAdmin:
@@ -114,3 +116,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(f"{item.nodeid}: platform_impossible needs reason=...")
         if marker.kwargs.get("when", True):
             item.add_marker(pytest.mark.skip(reason=f"platform-impossible: {reason}"))
+
+
+@pytest.fixture(scope="module", params=DIALECTS)
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+           pg_admin: PgAdmin) -> Iterator[LiveServer]:
+    """A real `interlock serve` with examples/policy.yaml on a fresh store, one per test module and
+    store flavour (SQLite and PostgreSQL)."""
+    tmp = tmp_path_factory.mktemp(f"server-{request.param}")
+    dbname = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp / 'interlock.db'}"
+    else:
+        dbname = pg_admin.create_database("interlock_server")
+        url = pg_admin.url(dbname)
+    try:
+        with live_server(EXAMPLE_POLICY, url, tmp) as live:
+            yield live
+    finally:
+        if dbname:
+            pg_admin.drop_database(dbname)
+
+
+@pytest.fixture(scope="module")
+def tokens(server: LiveServer) -> dict[str, str]:
+    """A token for every agent and human of the example policy, by name."""
+    return {name: server.token(kind, name) for kind, name in
+            [("agent", "kiro"), ("agent", "reporter"), ("human", "alice"), ("human", "bob"), ("human", "carol"),
+             ("human", "dave")]}

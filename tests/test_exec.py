@@ -12,38 +12,13 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PgAdmin
-from tests.server_fixtures import LiveServer, free_port, live_server
+from tests.server_fixtures import LiveServer, free_port
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "policy.yaml"
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-           pg_admin: PgAdmin) -> Iterator[LiveServer]:
-    tmp = tmp_path_factory.mktemp(f"exec-{request.param}")
-    if request.param == "sqlite":
-        url, dbname = f"sqlite:///{tmp / 'interlock.db'}", None
-    else:
-        dbname = pg_admin.create_database("interlock_exec")
-        url = pg_admin.url(dbname)
-    try:
-        with live_server(EXAMPLE, url, tmp) as live:
-            yield live
-    finally:
-        if dbname:
-            pg_admin.drop_database(dbname)
-
-
-@pytest.fixture(scope="module")
-def tokens(server: LiveServer) -> dict[str, str]:
-    return {name: server.token(kind, name) for kind, name in
-            [("agent", "kiro"), ("agent", "reporter"), ("human", "bob")]}
 
 
 def interlock_exec(*args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:

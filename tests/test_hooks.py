@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,34 +35,10 @@ from interlock.integrations.hooks import (
 )
 from interlock.integrations.hooks_cli import app as hook_app
 from interlock.integrations.hooks_cli import merge_hook
-from tests.conftest import PgAdmin
 from tests.server_fixtures import LiveServer, free_port, live_server
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "policy.yaml"
 HOOK = Path(sys.executable).parent / "interlock-hook"
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-           pg_admin: PgAdmin) -> Iterator[LiveServer]:
-    tmp = tmp_path_factory.mktemp(f"hooks-{request.param}")
-    if request.param == "sqlite":
-        url, dbname = f"sqlite:///{tmp / 'interlock.db'}", None
-    else:
-        dbname = pg_admin.create_database("interlock_hooks")
-        url = pg_admin.url(dbname)
-    try:
-        with live_server(EXAMPLE, url, tmp) as live:
-            yield live
-    finally:
-        if dbname:
-            pg_admin.drop_database(dbname)
-
-
-@pytest.fixture(scope="module")
-def tokens(server: LiveServer) -> dict[str, str]:
-    return {name: server.token(kind, name) for kind, name in
-            [("agent", "kiro"), ("human", "bob"), ("human", "carol")]}
 
 
 def event(tool: str, tool_input: dict[str, Any], **extra: Any) -> dict[str, Any]:

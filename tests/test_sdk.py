@@ -38,29 +38,6 @@ from tests.server_fixtures import LiveServer, free_port, live_server
 EXAMPLE = Path(__file__).parent.parent / "examples" / "policy.yaml"
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-           pg_admin: PgAdmin) -> Iterator[LiveServer]:
-    tmp = tmp_path_factory.mktemp(f"sdk-{request.param}")
-    if request.param == "sqlite":
-        url, dbname = f"sqlite:///{tmp / 'interlock.db'}", None
-    else:
-        dbname = pg_admin.create_database("interlock_sdk")
-        url = pg_admin.url(dbname)
-    try:
-        with live_server(EXAMPLE, url, tmp) as live:
-            yield live
-    finally:
-        if dbname:
-            pg_admin.drop_database(dbname)
-
-
-@pytest.fixture(scope="module")
-def tokens(server: LiveServer) -> dict[str, str]:
-    return {name: server.token(kind, name) for kind, name in
-            [("agent", "kiro"), ("agent", "reporter"), ("human", "bob"), ("human", "carol")]}
-
-
 @pytest.fixture
 def client(server: LiveServer, tokens: dict[str, str]) -> Iterator[Client]:
     with Client(server.url, tokens["kiro"]) as sdk:

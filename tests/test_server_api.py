@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,34 +17,9 @@ import pytest
 
 from interlock.audit import AuditLog
 from interlock.store import open_store
-from tests.conftest import PgAdmin
-from tests.server_fixtures import LiveServer, live_server
+from tests.server_fixtures import LiveServer
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "policy.yaml"
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-           pg_admin: PgAdmin) -> Iterator[LiveServer]:
-    tmp = tmp_path_factory.mktemp(f"api-{request.param}")
-    if request.param == "sqlite":
-        url, dbname = f"sqlite:///{tmp / 'interlock.db'}", None
-    else:
-        dbname = pg_admin.create_database("interlock_api")
-        url = pg_admin.url(dbname)
-    try:
-        with live_server(EXAMPLE, url, tmp) as live:
-            yield live
-    finally:
-        if dbname:
-            pg_admin.drop_database(dbname)
-
-
-@pytest.fixture(scope="module")
-def tokens(server: LiveServer) -> dict[str, str]:
-    return {name: server.token(kind, name) for kind, name in
-            [("agent", "kiro"), ("agent", "reporter"), ("human", "alice"), ("human", "bob"), ("human", "carol"),
-             ("human", "dave")]}
 
 
 def propose(client: httpx.Client, **body: Any) -> httpx.Response:
