@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,6 +36,7 @@ from interlock.identity import Principal, authenticate, create_token
 from interlock.model import Action, Kind
 from interlock.policy import Policy, context_for, decide, load_policy_text
 from interlock.store import Store, StoreError, open_store
+from interlock.testing import live_server
 
 POLICY = """
 version: 1
@@ -156,47 +155,10 @@ def _measure(dialect: str, store: Store, keys: Path, policy: Policy, n: int, thr
 
 @contextmanager
 def _server(store_url: str, tmp: Path) -> Iterator[str]:
-    """A real `interlock serve` on a free loopback port, for the release latency."""
     policy = tmp / "policy.yaml"
     policy.write_text(POLICY)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    cmd = [
-        sys.executable,
-        "-m",
-        "interlock.cli",
-        "serve",
-        "--policy",
-        str(policy),
-        "--db",
-        store_url,
-        "--port",
-        str(port),
-        "--key-dir",
-        str(tmp / "keys"),
-    ]
-    with (tmp / "serve.log").open("wb") as log:
-        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"interlock serve did not start: {(tmp / 'serve.log').read_text()[-2000:]}")
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with live_server(policy, store_url, tmp) as server:
+        yield server.url
 
 
 def _release_latency(store: Store, store_url: str, tmp: Path, releases: int) -> list[float]:

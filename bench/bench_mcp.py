@@ -13,9 +13,7 @@ fsync'd audit entry before anything may run), timed alone.
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +22,6 @@ from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 
 import anyio
-import httpx
 from mcp import Client, StdioServerParameters
 
 from interlock.audit import AuditLog
@@ -33,6 +30,7 @@ from interlock.identity import create_token
 from interlock.integrations.mcp_npm import ensure_servers
 from interlock.policy import load_policy
 from interlock.store import open_store
+from interlock.testing import live_server
 
 REPO = Path(__file__).resolve().parent.parent
 POLICY = """\
@@ -47,33 +45,8 @@ GOAL_MS = 2.0
 
 @contextmanager
 def _serve(policy: Path, db: str, tmp: Path) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    cmd = [sys.executable, "-m", "interlock.cli", "serve", "--policy", str(policy), "--db", db,
-           "--port", str(port), "--key-dir", str(tmp / "keys")]
-    with (tmp / "serve.log").open("wb") as log:
-        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"interlock serve did not start: {(tmp / 'serve.log').read_text()[-2000:]}")
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with live_server(policy, db, tmp) as server:
+        yield server.url
 
 
 def _agent_token(policy: Path, db: str, tmp: Path) -> str:

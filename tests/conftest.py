@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from interlock.store import Store, open_store
-from tests.server_fixtures import LiveServer, live_server
+from interlock.testing import LiveServer, live_server
 
 PG_HOST = os.environ.get("INTERLOCK_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("INTERLOCK_TEST_PG_PORT", "5432"))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server_fixtures import LiveServer, free_port
+from interlock.testing import LiveServer, free_port
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "policy.yaml"
 

@@ -14,9 +14,9 @@ from interlock.gate.service import Gate
 from interlock.identity import create_token
 from interlock.policy import Policy
 from interlock.store import Store
+from interlock.testing import live_server
 from tests import test_gate_support as support
 from tests.conftest import PgAdmin
-from tests.server_fixtures import live_server
 from tests.test_gate_support import Recorded, propose, sql
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "policy.yaml"

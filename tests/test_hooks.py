@@ -35,7 +35,7 @@ from interlock.integrations.hooks import (
 )
 from interlock.integrations.hooks_cli import app as hook_app
 from interlock.integrations.hooks_cli import merge_hook
-from tests.server_fixtures import LiveServer, free_port, live_server
+from interlock.testing import LiveServer, free_port, live_server
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "policy.yaml"
 HOOK = Path(sys.executable).parent / "interlock-hook"

@@ -27,7 +27,7 @@ from interlock.integrations.mcp_npm import ensure_servers
 from interlock.integrations.mcp_proxy import ProxySettings, could_ever_allow, refusal, server_name
 from interlock.policy import load_policy_text
 from interlock.store import open_store
-from tests.server_fixtures import LiveServer, live_server
+from interlock.testing import LiveServer, live_server
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -425,7 +425,7 @@ def test_proxy_stops_the_upstream_when_the_client_leaves(world: World, tmp_path:
 def test_streamable_http_listen(world: World, tmp_path: Path) -> None:
     import subprocess
 
-    from tests.server_fixtures import free_port
+    from interlock.testing import free_port
 
     port, pidfile = free_port(), tmp_path / "upstream.pid"
     params = world.proxy("remote", world.everything(pidfile), "--target", "everything",

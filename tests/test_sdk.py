@@ -32,8 +32,8 @@ from interlock import (
 from interlock.client import BadRequest, Unauthorized, Unavailable, _verdict, build_payload
 from interlock.identity import Principal
 from interlock.store import open_store
+from interlock.testing import LiveServer, free_port, live_server
 from tests.conftest import PgAdmin
-from tests.server_fixtures import LiveServer, free_port, live_server
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "policy.yaml"
 

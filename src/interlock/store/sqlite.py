@@ -7,6 +7,7 @@ transactions take turns under a lock.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -38,26 +39,44 @@ def wrap_sqlite_error(exc: sqlite3.Error, where: str) -> StoreError:
     return StoreError(message)
 
 
+#: A WITH … that writes (data-modifying CTE).
+_WRITES = re.compile(r"\b(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
+
+
 class SQLiteTransaction(Transaction):
     dialect = "sqlite"
 
-    def __init__(self, conn: sqlite3.Connection, where: str) -> None:
+    def __init__(self, conn: sqlite3.Connection, where: str, readonly: bool = False) -> None:
         self._conn = conn
         self._where = where
+        self._readonly = readonly
+
+    def _refuse_write(self, sql: str) -> None:
+        """Read-only transactions refuse writes here, in Python: SQLite would silently upgrade the lock,
+        and `PRAGMA query_only` costs two more statements (GIL hand-offs) on the hottest read path."""
+        head = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else ""
+        if head not in ("SELECT", "WITH") or (head == "WITH" and _WRITES.search(sql)):
+            raise StoreError(f"{self._where}: a read-only transaction cannot run {head or 'an empty statement'}")
 
     def execute(self, sql: str, params: Params = ()) -> int:
+        if self._readonly:
+            self._refuse_write(sql)
         try:
             return self._conn.execute(sql, tuple(params)).rowcount
         except sqlite3.Error as exc:
             raise wrap_sqlite_error(exc, self._where) from exc
 
     def executemany(self, sql: str, rows: Iterable[Params]) -> int:
+        if self._readonly:
+            self._refuse_write(sql)
         try:
             return self._conn.executemany(sql, (tuple(r) for r in rows)).rowcount
         except sqlite3.Error as exc:
             raise wrap_sqlite_error(exc, self._where) from exc
 
     def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        if self._readonly:
+            self._refuse_write(sql)
         try:
             row: Row | None = self._conn.execute(sql, tuple(params)).fetchone()
             return row
@@ -65,6 +84,8 @@ class SQLiteTransaction(Transaction):
             raise wrap_sqlite_error(exc, self._where) from exc
 
     def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        if self._readonly:
+            self._refuse_write(sql)
         try:
             rows: list[Row] = self._conn.execute(sql, tuple(params)).fetchall()
             return rows
@@ -144,26 +165,20 @@ class SQLiteStore(Store):
             with self._shared_turn if self._memory else nullcontext():
                 try:
                     # Readers take a WAL snapshot (deferred BEGIN) and never wait for the write lock;
-                    # query_only makes a write inside one an error instead of a silent lock upgrade.
-                    if readonly:
-                        conn.execute("PRAGMA query_only = ON")
+                    # SQLiteTransaction refuses writes inside one.
                     conn.execute("BEGIN" if readonly and not self._memory else "BEGIN IMMEDIATE")
                 except sqlite3.Error as exc:
-                    _query_only_off(conn, readonly)
                     raise wrap_sqlite_error(exc, f"starting a transaction on {self.url}") from exc
                 try:
-                    yield SQLiteTransaction(conn, self.url)
+                    yield SQLiteTransaction(conn, self.url, readonly)
                 except BaseException:
                     _rollback(conn)
-                    _query_only_off(conn, readonly)
                     raise
                 try:
                     conn.execute("COMMIT")
                 except sqlite3.Error as exc:
                     _rollback(conn)
                     raise wrap_sqlite_error(exc, f"committing to {self.url}") from exc
-                finally:
-                    _query_only_off(conn, readonly)
         finally:
             self._leave_transaction()
 
@@ -173,12 +188,6 @@ class SQLiteStore(Store):
             connections, self._connections = self._connections, []
         for conn in connections:
             conn.close()
-
-
-def _query_only_off(conn: sqlite3.Connection, readonly: bool) -> None:
-    if readonly:
-        with suppress(sqlite3.Error):
-            conn.execute("PRAGMA query_only = OFF")
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

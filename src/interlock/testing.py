@@ -1,4 +1,4 @@
-"""A real `interlock serve` process on a free loopback port, for the HTTP tests."""
+"""Test support: a real `interlock serve` process on a free loopback port (tests and benchmarks)."""
 
 from __future__ import annotations
 
