@@ -222,3 +222,23 @@ def test_audit_is_readable_and_verifies(server: LiveServer, tokens: dict[str, st
             assert log.verify().ok
     finally:
         store.close()
+
+
+def test_revoked_token_refused_within_a_second(server: LiveServer) -> None:
+    from interlock.identity import create_token, revoke
+    from interlock.policy import load_policy
+
+    store = open_store(server.store_url)
+    try:
+        with AuditLog(store, key_dir=server.key_dir) as log:
+            token_id, secret = create_token(store, "agent", "kiro", None, log, policy=load_policy(server.policy))
+        with server.client(secret) as agent:
+            assert propose(agent, **READ).status_code == 200  # the server now has it cached
+            with AuditLog(store, key_dir=server.key_dir) as log:
+                revoke(store, token_id, log)
+            time.sleep(1.1)  # the server's token cache lives one second
+            refused = propose(agent, **READ)
+    finally:
+        store.close()
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "token_revoked"

@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from interlock.gate.requests import api_json
 from interlock.gate.service import GateError
 from interlock.gateway import TERMINAL, GatewayError, GatewayUnavailable, Mode, Proposal, State
-from interlock.identity import AuthError, Principal, authenticate
+from interlock.identity import AuthError, Principal, authenticate, secret_hash
 from interlock.model import Action, Kind, Rationale, Strict
 from interlock.policy import Policy, load_policy, run_tests
 from interlock.policy.lint import lint_file
@@ -235,6 +235,31 @@ async def _empty_receive() -> Message:
 # --- the server ------------------------------------------------------------------------------------
 
 
+class TokenCache:
+    """Successful token lookups, kept for `ttl` seconds, keyed by the secret's hash.
+
+    A token read is one more store transaction on every request, and it halved the proposals a worker
+    could take (the reads contend with the audit writer for the GIL and the database). The price: a
+    revocation or expiry made while the server runs takes effect within `ttl` (1 s), not at once.
+    Failures are never cached: a refused token is refused again, from the store, every time.
+    """
+
+    def __init__(self, ttl: float = 1.0, size: int = 10_000) -> None:
+        self.ttl, self.size = ttl, size
+        self._entries: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, secret: str) -> Principal | None:
+        entry = self._entries.get(secret_hash(secret))
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, secret: str, principal: Principal) -> None:
+        if len(self._entries) >= self.size:
+            self._entries.clear()  # crude bound; a busy server simply re-reads
+        self._entries[secret_hash(secret)] = (time.monotonic() + self.ttl, principal)
+
+
 class Server:
     """Everything one process serves with: store, policy, audit log, gate, gateway, metrics."""
 
@@ -245,6 +270,7 @@ class Server:
         self.policy, self.store, self.audit = self.runtime.policy, self.runtime.store, self.runtime.audit
         self.gate, self.gateway = self.runtime.gate, self.runtime.gateway
         self.changed = asyncio.Event()
+        self.tokens = TokenCache()
         self.registry = CollectorRegistry()
         self.requests = Counter("interlock_http_requests", "HTTP requests", ["route", "status"],
                                 registry=self.registry)
@@ -316,9 +342,14 @@ def create_app(settings: Settings, policy: Policy | None = None) -> FastAPI:
         return secret.strip()
 
     def identify(request: Request, secret: str) -> Principal:
-        """The token's principal (runs in a worker thread: it reads the store)."""
+        """The token's principal (runs in a worker thread: it may read the store)."""
+        cached = server.tokens.get(secret)
+        if cached is not None:
+            request.state.principal = cached
+            return cached
         try:
             found = authenticate(server.store, secret)
+            server.tokens.put(secret, found)
         except AuthError as exc:
             raise ApiError(401, f"token_{exc.reason}", str(exc)) from exc
         except StoreError as exc:
