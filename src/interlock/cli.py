@@ -15,11 +15,11 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 
 from interlock.classify.registry import classify as run_classifier
 from interlock.classify.registry import payload_from_input
+from interlock.console import err, out
 from interlock.fingerprint import PayloadError, fingerprint, payload_size
 from interlock.model import Action, Classification, Decision, Kind, Risk
 from interlock.policy import Policy, PolicyError, context_for, decide, load_policy, run_tests
@@ -36,9 +36,6 @@ app = typer.Typer(
 policy_app = typer.Typer(help="Lint, test, export and replay policies.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 
-# Not a terminal (CI, pipes): a wide fixed width so tables do not wrap into unreadable columns.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class Format(StrEnum):

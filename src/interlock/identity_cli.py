@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from interlock.console import err, out
 from interlock.gate.clock import stamp, system_clock
 from interlock.identity import AuthError, PrincipalKind, create_token, list_tokens, revoke
 from interlock.policy import PolicyError, load_policy
@@ -30,8 +30,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 Db = Annotated[str, typer.Option("--db", envvar="INTERLOCK_DB", help="store URL")]
 Keys = Annotated[Path, typer.Option("--keys", envvar="INTERLOCK_KEYS", help="audit signing key directory")]

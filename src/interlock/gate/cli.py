@@ -19,10 +19,10 @@ from typing import Annotated, Any, NoReturn, Protocol
 
 import httpx
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from interlock.console import err, out
 from interlock.gate.events import APPROVAL_REFUSED
 from interlock.gate.requests import RequestState, api_json
 from interlock.gate.service import Gate, GateError
@@ -37,8 +37,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 View = dict[str, Any]
 
