@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import abc
+import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -25,10 +26,33 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 """
 
 
+_log = logging.getLogger("interlock.store")
+
+
 class Transaction(abc.ABC):
     """One open database transaction. SQL always uses '?' placeholders, whatever the dialect."""
 
     dialect: Dialect
+    #: The Store this transaction belongs to (set by the store when it opens the transaction).
+    store: Store
+    _after_commit: list[Callable[[], None]] | None = None
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once this transaction has committed (never after a rollback), outside it:
+        it may open transactions of its own. Its errors are logged, not raised (the data is committed;
+        `store.events` uses this for wake-ups that a poll catches anyway if they are lost)."""
+        if self._after_commit is None:
+            self._after_commit = []
+        self._after_commit.append(callback)
+
+    def run_after_commit(self) -> None:
+        """Called by the store after COMMIT and after the transaction is closed on this thread."""
+        for callback in self._after_commit or ():
+            try:
+                callback()
+            except Exception:
+                _log.exception("an after-commit callback failed")
+        self._after_commit = None
 
     @abc.abstractmethod
     def execute(self, sql: str, params: Params = ()) -> int:
@@ -65,6 +89,19 @@ class Store(abc.ABC):
 
     def __init__(self) -> None:
         self._active = threading.local()
+        self._close_hooks: list[Callable[[], None]] = []
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Run `callback` when the store closes (background jobs bound to it, e.g. the events listener)."""
+        self._close_hooks.append(callback)
+
+    def _run_close_hooks(self) -> None:
+        hooks, self._close_hooks = self._close_hooks, []
+        for hook in hooks:
+            try:
+                hook()
+            except Exception:
+                _log.exception("a store close hook failed")
 
     @abc.abstractmethod
     def transaction(self, *, readonly: bool = False) -> AbstractContextManager[Transaction]:

@@ -114,6 +114,7 @@ class PostgresStore(Store):
                 with conn.cursor() as cursor:
                     try:
                         tx = PostgresTransaction(cursor, self._raw_url)
+                        tx.store = self
                         if readonly:
                             tx.execute("SET TRANSACTION READ ONLY")  # through tx: errors become StoreError
                         yield tx
@@ -129,8 +130,19 @@ class PostgresStore(Store):
                 self._pool.putconn(conn)
         finally:
             self._leave_transaction()
+        tx.run_after_commit()
+
+    def connect(self) -> psycopg.Connection[Row]:
+        """A new autocommit connection outside the pool, for a long-lived job (the `store.events`
+        listener); the caller closes it."""
+        try:
+            return psycopg.connect(self._raw_url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+                                   row_factory=dict_row)
+        except psycopg.Error as exc:
+            raise wrap_pg_error(exc, self._raw_url, f"connecting to {self.url}") from exc
 
     def close(self) -> None:
+        self._run_close_hooks()
         self._pool.close()
 
 

@@ -169,8 +169,10 @@ class SQLiteStore(Store):
                     conn.execute("BEGIN" if readonly and not self._memory else "BEGIN IMMEDIATE")
                 except sqlite3.Error as exc:
                     raise wrap_sqlite_error(exc, f"starting a transaction on {self.url}") from exc
+                tx = SQLiteTransaction(conn, self.url, readonly)
+                tx.store = self
                 try:
-                    yield SQLiteTransaction(conn, self.url, readonly)
+                    yield tx
                 except BaseException:
                     _rollback(conn)
                     raise
@@ -181,8 +183,10 @@ class SQLiteStore(Store):
                     raise wrap_sqlite_error(exc, f"committing to {self.url}") from exc
         finally:
             self._leave_transaction()
+        tx.run_after_commit()
 
     def close(self) -> None:
+        self._run_close_hooks()
         self._closed = True
         with self._guard:
             connections, self._connections = self._connections, []
