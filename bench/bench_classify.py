@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from interlock.classify import classify, payload_from_input
+from interlock.classify import ClassifyContext, classify, payload_from_input
 from interlock.classify.registry import _MODULES
 from interlock.model import Kind, Risk
 
@@ -49,6 +49,11 @@ def load_corpus() -> dict[Kind, list[tuple[dict[str, Any], dict[str, Any]]]]:
                 text = case["input"] if isinstance(case["input"], str) else json.dumps(case["input"])
             corpus.setdefault(kind, []).append((payload_from_input(kind, text), case))
     return corpus
+
+
+def case_context(case: dict[str, Any]) -> ClassifyContext | None:
+    """A corpus line's `context` (what the policy says about its target), if it has one."""
+    return ClassifyContext.model_validate(case["context"]) if "context" in case else None
 
 
 def per_input_caches() -> list[Callable[[], None]]:
@@ -83,11 +88,12 @@ def time_kind(
 ) -> list[float]:
     samples = []
     for _ in range(ROUNDS):
-        for payload, _case in cases:
+        for payload, case in cases:
+            context = case_context(case)
             for clear in clears:
                 clear()
             start = time.perf_counter()
-            classify(kind, payload)
+            classify(kind, payload, context)
             samples.append(time.perf_counter() - start)
     return samples
 
@@ -122,7 +128,7 @@ def main() -> dict[str, Any]:
             samples = time_kind(cases, kind, clears)
             kind_exact = 0
             for payload, case in cases:
-                got = classify(kind, payload)
+                got = classify(kind, payload, case_context(case))
                 expected = Risk(case["risk"])
                 total += 1
                 if got.risk is expected and set(case.get("tags", [])) <= set(got.tags):

@@ -4,7 +4,9 @@ A line is `{"input", "risk", "tags", "why", "category"?}`. `input` is the text a
 `interlock classify --kind <kind>` (a command line, SQL, or the JSON of an http/mcp/file call;
 for readability those may be written as a JSON object, which is the same thing). Terraform lines
 may instead say `{"input_file": "tests/corpus/plans/x.json"}`: a real `terraform show -json`
-plan kept next to the corpus. The risk must match exactly (`unknown` where `destructive` is
+plan kept next to the corpus. A line may carry `"context"`: what the policy says about the target
+(`{"sql_dialect": "mysql"}`, `{"read_only_functions": ["report_totals"]}`), as `ClassifyContext`
+fields. The risk must match exactly (`unknown` where `destructive` is
 expected is a failure, and vice versa) and every listed tag must be present.
 """
 
@@ -16,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from interlock.classify import classify, payload_from_input
+from interlock.classify import ClassifyContext, classify, payload_from_input
 from interlock.model import Kind
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +30,10 @@ def input_text(case: dict[str, Any]) -> str:
         return (ROOT / case["input_file"]).read_text()
     value = case["input"]
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def context_of(case: dict[str, Any]) -> ClassifyContext | None:
+    return ClassifyContext.model_validate(case["context"]) if "context" in case else None
 
 
 def load_cases() -> list[Any]:
@@ -49,7 +55,7 @@ CASES = load_cases()
 
 @pytest.mark.parametrize(("kind", "case"), CASES)
 def test_corpus(kind: str, case: dict[str, Any]) -> None:
-    got = classify(Kind(kind), payload_from_input(Kind(kind), input_text(case)))
+    got = classify(Kind(kind), payload_from_input(Kind(kind), input_text(case)), context_of(case))
     expected_tags = set(case.get("tags", []))
     assert got.risk.value == case["risk"], (
         f"expected {case['risk']} ({case.get('why', '')}), got {got.risk.value}: {got.summary}"

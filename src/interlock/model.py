@@ -81,6 +81,19 @@ KNOWN_TAGS = (
     "cascade",
     "schema",
     "secrets",
+    # SQL statement tags: what kind of statement it is (or holds), so a policy needs no regex.
+    "drop",
+    "truncate",
+    "alter",
+    "grant",
+    "revoke",
+    "delete",
+    "update",
+    "insert",
+    "create",
+    "merge",
+    "copy",
+    "call",
 )
 
 

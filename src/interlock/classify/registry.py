@@ -27,6 +27,9 @@ class ClassifyContext(Strict):
     http_methods: dict[str, Risk] = Field(default_factory=dict)
     #: mcp: tool name → risk declared by the policy (trusted, unlike server annotations).
     mcp_tools: dict[str, Risk] = Field(default_factory=dict)
+    #: sql: functions of this database that only read (lower case, as written in calls: `report_totals`,
+    #: `reporting.report_totals`); a call to any other function we do not know is `unknown`.
+    read_only_functions: frozenset[str] = frozenset()
 
 
 Classifier = Callable[[dict[str, Any], ClassifyContext], Classification]

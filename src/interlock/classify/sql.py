@@ -21,6 +21,7 @@ Decisions (documented in docs/classifiers.md):
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,60 +31,15 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import SqlglotError
 from sqlglot.tokenizer_core import Token, TokenType
 
+from interlock.classify import sql_functions
+from interlock.classify.privilege import is_admin_name
 from interlock.classify.registry import ClassifyContext, register, unknown
+from interlock.classify.sql_functions import BUILTIN_SCHEMAS, RISKY_TYPED
 from interlock.model import Classification, Kind, Risk
 
 # sqlglot logs a warning for every statement it falls back to an opaque `Command` for; we
 # judge those ourselves (as unknown when not recognised), so the warning is noise.
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
-
-#: Functions whose call changes the server's state, by how bad it is.
-DESTRUCTIVE_FUNCTIONS = frozenset(
-    {"pg_terminate_backend", "pg_cancel_backend", "lo_unlink", "pg_drop_replication_slot", "pg_promote"}
-)
-WRITE_FUNCTIONS = frozenset(
-    {
-        "nextval",
-        "setval",
-        "pg_reload_conf",
-        "pg_rotate_logfile",
-        "pg_switch_wal",
-        "pg_create_restore_point",
-        "pg_advisory_lock",
-        "pg_advisory_xact_lock",
-        "lo_create",
-        "lo_creat",
-        "lo_from_bytea",
-        "lo_put",
-        "pg_create_physical_replication_slot",
-        "pg_create_logical_replication_slot",
-        "pg_replication_origin_create",
-    }
-)
-#: Functions that run SQL given as text, or read/write server files: their effect is not in the tree.
-OPAQUE_FUNCTIONS = frozenset(
-    {
-        "dblink_exec",
-        "dblink",
-        "dblink_send_query",
-        "query_to_xml",
-        "query_to_xml_and_xmlschema",
-        "table_to_xml",
-        "pg_read_file",
-        "pg_read_binary_file",
-        "pg_ls_dir",
-        "pg_stat_file",
-        "lo_import",
-        "lo_export",
-        "pg_file_write",
-        "pg_file_unlink",
-        "pg_file_rename",
-        "xpath_table",
-        "sys_exec",
-        "sys_eval",
-        "load_extension",
-    }
-)
 
 TRANSACTION_WORDS = frozenset(
     {"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE", "PREPARE TRANSACTION"}
@@ -162,6 +118,8 @@ class Verdict:
     #: (object kind, name) created or dropped: a DROP and a CREATE of the same object is a `replace`.
     drops: list[tuple[str, str]] = field(default_factory=list)
     creates: list[tuple[str, str]] = field(default_factory=list)
+    #: Functions called that no catalogue knows (`purge_invoices`, `billing.close_month`).
+    calls: list[str] = field(default_factory=list)
 
     def raise_to(self, risk: Risk, *tags: str, note: str = "") -> None:
         # The summary names the riskiest thing found: a riskier finding replaces the note.
@@ -189,6 +147,9 @@ def classify_sql(payload: dict[str, Any], context: ClassifyContext) -> Classific
     if not statements:
         return unknown("no SQL statement found")
     verdicts = [judge_statement(group, sql, dialect) for group in statements]
+    for verdict in verdicts:
+        if verdict.calls:
+            judge_calls(verdict, context.read_only_functions)
     return combine(verdicts)
 
 
@@ -206,9 +167,38 @@ def words_of(tokens: list[Token]) -> list[str]:
     return [t.text.upper() for t in tokens if t.token_type != TokenType.STRING]
 
 
+#: The statement tags (policies match `tags: [drop]` instead of a regex on the text), by leading keyword.
+STATEMENT_TAGS = {
+    "DROP": "drop",
+    "TRUNCATE": "truncate",
+    "ALTER": "alter",
+    "GRANT": "grant",
+    "REVOKE": "revoke",
+    "DELETE": "delete",
+    "UPDATE": "update",
+    "INSERT": "insert",
+    "REPLACE": "insert",
+    "UPSERT": "insert",
+    "CREATE": "create",
+    "MERGE": "merge",
+    "COPY": "copy",
+    "CALL": "call",
+    "EXEC": "call",
+}
+
+
 def judge_statement(tokens: list[Token], sql: str, dialect: Dialect) -> Verdict:
+    verdict = judge_statement_text(tokens, sql, dialect)
+    tag = STATEMENT_TAGS.get(tokens[0].text.upper())
+    if tag is not None:
+        verdict.tags.add(tag)
+    return verdict
+
+
+def judge_statement_text(tokens: list[Token], sql: str, dialect: Dialect) -> Verdict:
     words = words_of(tokens[:8])
     first = words[0] if words else ""
+    body = tokens  # the statement's tokens, with a Command's text read back into tokens
     if tokens[0].token_type == TokenType.COMMAND and len(tokens) > 1 and tokens[1].token_type == TokenType.STRING:
         # sqlglot keeps the rest of statements it has no grammar for (EXPLAIN, DO, VACUUM …) as one
         # string: read that string's own tokens to see what the statement does.
@@ -222,6 +212,7 @@ def judge_statement(tokens: list[Token], sql: str, dialect: Dialect) -> Verdict:
         if first in ("PREPARE", "DECLARE"):
             return judge_wrapped(rest_tokens, rest, dialect, first)
         words = [first, *words_of(rest_tokens[:7])]
+        body = [tokens[0], *rest_tokens]
     second = words[1] if len(words) > 1 else ""
     text = sql[tokens[0].start : tokens[-1].end + 1]
 
@@ -245,7 +236,7 @@ def judge_statement(tokens: list[Token], sql: str, dialect: Dialect) -> Verdict:
     if first == "COPY":
         return judge_copy(tokens, sql, dialect)
     if first == "GRANT":
-        return Verdict("grant", Risk.write, {"privilege"}, note=f"GRANT: {shorten(text, 100)}")
+        return judge_grant(body, text)
     if first == "REVOKE":
         return Verdict(
             "revoke",
@@ -255,9 +246,18 @@ def judge_statement(tokens: list[Token], sql: str, dialect: Dialect) -> Verdict:
         )
     if first in ("CREATE", "ALTER", "DROP"):
         kind = object_kind(words[1:])
-        if kind in PRIVILEGE_OBJECTS or (first == "ALTER" and second == "DEFAULT"):
-            risk = Risk.destructive if first == "DROP" else Risk.write
-            return Verdict(f"{first.lower()} {kind.lower()}", risk, {"privilege"}, note=f"{first} {kind}")
+        if first == "ALTER" and second == "DEFAULT":
+            return judge_default_privileges(body, text)
+        server_role = kind == "SERVER" and "ROLE" in words[2:4]  # SQL Server: ALTER SERVER ROLE sysadmin …
+        if kind in PRIVILEGE_OBJECTS or (first == "ALTER" and (server_role or kind == "AUTHORIZATION")):
+            if first == "DROP":
+                return Verdict(f"drop {kind.lower()}", Risk.destructive, {"privilege"}, note=f"DROP {kind}")
+            return judge_role(body, first, kind)
+        if first == "ALTER" and (owner := new_owner(body)) is not None:
+            return Verdict(
+                "alter owner", Risk.destructive, {"privilege"},
+                note=f"ALTER … OWNER TO {owner}: the owner may drop it and grant anything on it",
+            )
         if first == "CREATE" and kind in OPAQUE_CREATES:
             return Verdict(f"create {kind.lower()}", Risk.unknown, {"schema"}, note=f"CREATE {kind} body is code")
         if first == "ALTER" and kind == "SYSTEM":
@@ -267,7 +267,10 @@ def judge_statement(tokens: list[Token], sql: str, dialect: Dialect) -> Verdict:
     if first == "REPLACE":
         return Verdict("replace", Risk.write, {"replace"}, note="REPLACE INTO deletes and re-inserts rows")
     if first == "REASSIGN":
-        return Verdict("reassign owned", Risk.write, {"privilege"}, note="REASSIGN OWNED")
+        return Verdict(
+            "reassign owned", Risk.destructive, {"privilege"},
+            note="REASSIGN OWNED gives away every object a role owns",
+        )
     if first == "TRUNCATE":
         verdict = Verdict("truncate", Risk.destructive, {"mass", "irreversible"}, note="TRUNCATE empties tables")
         if "CASCADE" in words_of(tokens):
@@ -300,6 +303,126 @@ def object_kind(words: list[str]) -> str:
         if word not in CREATE_MODIFIERS:
             return word
     return ""
+
+
+# --- privileges: the line between a narrow grant (write) and an escalation (destructive) ----------------
+
+#: Privileges (as words) that are administrator power or the power to grant: MySQL SUPER/FILE, SQL
+#: Server CONTROL/IMPERSONATE, Snowflake OWNERSHIP and MANAGE GRANTS, Oracle `… ANY …` privileges.
+ADMIN_PRIVILEGES = frozenset(
+    {"ALL", "SUPER", "FILE", "PROXY", "OWNERSHIP", "CONTROL", "IMPERSONATE", "SYSTEM_USER", "SUPERUSER", "ANY",
+     "GRANTS", "TAKE", "SYSDBA", "SYSOPER"}
+)
+ADMIN_PRIVILEGE_PHRASES = (("CREATE", "USER"), ("CREATE", "ROLE"), ("CREATE", "LOGIN"), ("GRANT", "OPTION"))
+#: Role attributes (PostgreSQL) that are superuser power or the power to grant any role.
+ADMIN_ATTRIBUTES = frozenset({"SUPERUSER", "CREATEROLE", "BYPASSRLS", "REPLICATION"})
+#: Words that introduce something other than a privilege or role name in a GRANT.
+ROLE_KEYWORDS = frozenset({"ROLE", "DATABASE", "APPLICATION", "GROUP", "USER"})
+
+
+def top_level(tokens: list[Token]) -> list[Token]:
+    """The tokens outside parentheses (column lists, function arguments)."""
+    kept: list[Token] = []
+    depth = 0
+    for token in tokens:
+        if token.token_type == TokenType.L_PAREN:
+            depth += 1
+        elif token.token_type == TokenType.R_PAREN:
+            depth -= 1
+        elif depth == 0:
+            kept.append(token)
+    return kept
+
+
+def find_word(tokens: list[Token], *words: str, start: int = 0) -> int:
+    for index in range(start, len(tokens)):
+        if tokens[index].token_type != TokenType.STRING and tokens[index].text.upper() in words:
+            return index
+    return len(tokens)
+
+
+def grant_escalation(tokens: list[Token]) -> str | None:
+    """Why a GRANT (`GRANT … [ON …] TO … [WITH …]`, tokens from GRANT on) is an escalation, else None."""
+    flat = top_level(tokens)
+    to = find_word(flat, "TO", start=1)
+    on = find_word(flat[:to], "ON", start=1)
+    granted = flat[1:on]
+    words = [t.text.upper() for t in granted if t.token_type != TokenType.STRING]
+    if any(w in ADMIN_PRIVILEGES or w.endswith("_ADMIN") for w in words):
+        shown = next(w for w in words if w in ADMIN_PRIVILEGES or w.endswith("_ADMIN"))
+        return f"grants {shown}" + (" PRIVILEGES" if shown == "ALL" else "")
+    if any(pair in ADMIN_PRIVILEGE_PHRASES for pair in itertools.pairwise(words)):
+        return "grants the power to create users or grant privileges"
+    names = [t.text for t in granted if t.token_type in (TokenType.VAR, TokenType.IDENTIFIER, TokenType.STRING)]
+    admin = next((n for n in names if n.upper() not in ROLE_KEYWORDS and is_admin_name(n)), None)
+    if admin is not None:
+        return f"grants the administrator role {admin}"
+    grantees = flat[to + 1 :]
+    with_at = find_word(grantees, "WITH")
+    if any(t.token_type != TokenType.STRING and t.text.upper() == "PUBLIC" for t in grantees[:with_at]):
+        return "grants to PUBLIC: every role, present and future"
+    options = [t.text.upper() for t in grantees[with_at + 1 :]]
+    if options[:2] == ["GRANT", "OPTION"] or (options[:1] == ["ADMIN"] and options[1:2] != ["FALSE"]):
+        return f"WITH {' '.join(options[:2])}: may grant it on"
+    return None
+
+
+def judge_grant(tokens: list[Token], text: str) -> Verdict:
+    why = grant_escalation(tokens)
+    if why is not None:
+        return Verdict("grant", Risk.destructive, {"privilege"}, note=f"GRANT {why}: {shorten(text, 80)}")
+    return Verdict("grant", Risk.write, {"privilege"}, note=f"GRANT: {shorten(text, 100)}")
+
+
+def judge_default_privileges(tokens: list[Token], text: str) -> Verdict:
+    """ALTER DEFAULT PRIVILEGES … GRANT …: the grant applies to every future object."""
+    grant = find_word(tokens, "GRANT")
+    why = grant_escalation(tokens[grant:]) if grant < len(tokens) else None
+    if why is not None:
+        note = f"ALTER DEFAULT PRIVILEGES {why} on every future object"
+        return Verdict("alter default privileges", Risk.destructive, {"privilege", "grant"}, note=note)
+    note = f"ALTER DEFAULT PRIVILEGES: {shorten(text, 80)}"
+    return Verdict("alter default privileges", Risk.write, {"privilege"}, note=note)
+
+
+def judge_role(tokens: list[Token], first: str, kind: str) -> Verdict:
+    """CREATE/ALTER ROLE|USER|GROUP, ALTER SERVER ROLE, ALTER AUTHORIZATION: which power does it give?"""
+    flat = top_level(tokens)
+    words = [t.text.upper() if t.token_type != TokenType.STRING else "" for t in flat]
+    kind_at = words.index(kind) if kind in words else 1
+    if kind == "AUTHORIZATION":  # SQL Server: ALTER AUTHORIZATION ON x TO owner
+        note = "ALTER AUTHORIZATION gives an object a new owner"
+        return Verdict("alter authorization", Risk.destructive, {"privilege"}, note=note)
+    if kind == "SERVER":  # ALTER SERVER ROLE name …
+        kind_at = find_word(flat, "ROLE")
+    name = flat[kind_at + 1].text if kind_at + 1 < len(flat) else ""
+    rest = words[kind_at + 2 : find_word(flat, "SET", "RESET", start=kind_at + 2)]
+    note = f"{first} {kind} {name}".strip()
+    verdict = Verdict(f"{first.lower()} {kind.lower()}", Risk.write, {"privilege"}, note=note)
+    attribute = next((w for w in rest if w in ADMIN_ATTRIBUTES), None)
+    if attribute is not None:
+        verdict.raise_to(Risk.destructive, note=f"{first} {kind} {name} {attribute}: administrator power")
+    if "ADD" in rest and is_admin_name(name):  # ALTER SERVER ROLE sysadmin ADD MEMBER x; ALTER GROUP admins ADD USER x
+        verdict.raise_to(Risk.destructive, note=f"adds a member to the administrator role {name}")
+    for index, word in enumerate(rest[:-1]):  # CREATE ROLE x IN ROLE postgres
+        if word == "IN" and rest[index + 1] in ("ROLE", "GROUP"):
+            members = flat[kind_at + 2 + index + 2 :]
+            admin = next((t.text for t in members if is_admin_name(t.text)), None)
+            if admin is not None:
+                verdict.raise_to(Risk.destructive, note=f"{first} {kind} {name} joins the administrator role {admin}")
+    return verdict
+
+
+def new_owner(tokens: list[Token]) -> str | None:
+    """`ALTER TABLE t OWNER TO x` → x; not `ALTER TABLE t RENAME owner TO x` (a column named owner)."""
+    flat = top_level(tokens)
+    for index in range(1, len(flat) - 2):
+        if flat[index].token_type == TokenType.STRING:
+            continue
+        ownership = flat[index].text.upper() == "OWNER" and flat[index + 1].text.upper() == "TO"
+        if ownership and flat[index - 1].text.upper() not in ("RENAME", "COLUMN", "CONSTRAINT", "ATTRIBUTE"):
+            return flat[index + 2].text
+    return None
 
 
 def judge_set(words: list[str]) -> Verdict:
@@ -438,8 +561,12 @@ def tables_in(tree: exp.Expr) -> list[str]:
     return names
 
 
+#: Nodes for functions sqlglot has no grammar for: judged by their name alone.
+NAMED_CALLS: tuple[type[exp.Expr], ...] = (exp.Anonymous, exp.AnonymousAggFunc, exp.ParameterizedAgg)
+
+
 def function_name(node: exp.Func) -> str:
-    if isinstance(node, exp.Anonymous):
+    if isinstance(node, NAMED_CALLS):
         return str(node.name).lower()
     return node.sql_name().lower()
 
@@ -498,23 +625,24 @@ def judge_node(node: exp.Expr, verdict: Verdict) -> None:
         where = node.args.get("where")
         if where is None or always_true(where.this):
             why = "without WHERE" if where is None else f"with always-true WHERE {shorten(where.this.sql(), 30)}"
-            verdict.raise_to(Risk.destructive, "mass", note=f"DELETE FROM {target} {why}: every row")
+            verdict.raise_to(Risk.destructive, "mass", "delete", note=f"DELETE FROM {target} {why}: every row")
         else:
-            verdict.raise_to(Risk.destructive, note=f"DELETE FROM {target} WHERE {shorten(where.this.sql(), 40)}")
+            note = f"DELETE FROM {target} WHERE {shorten(where.this.sql(), 40)}"
+            verdict.raise_to(Risk.destructive, "delete", note=note)
     elif isinstance(node, exp.Update) and node.find_ancestor(exp.Merge) is None:
         target = table_name(node.this)
         where = node.args.get("where")
         if where is None or always_true(where.this):
             why = "without WHERE" if where is None else f"with always-true WHERE {shorten(where.this.sql(), 30)}"
-            verdict.raise_to(Risk.destructive, "mass", note=f"UPDATE {target} {why}: every row")
+            verdict.raise_to(Risk.destructive, "mass", "update", note=f"UPDATE {target} {why}: every row")
         else:
-            verdict.raise_to(Risk.write, note=f"UPDATE {target} WHERE {shorten(where.this.sql(), 40)}")
+            verdict.raise_to(Risk.write, "update", note=f"UPDATE {target} WHERE {shorten(where.this.sql(), 40)}")
     elif isinstance(node, exp.Insert):
         target = table_name(node.this)
         if node.args.get("overwrite"):
-            verdict.raise_to(Risk.destructive, "replace", note=f"INSERT OVERWRITE {target} replaces all rows")
+            verdict.raise_to(Risk.destructive, "replace", "insert", note=f"INSERT OVERWRITE {target} replaces all rows")
         else:
-            verdict.raise_to(Risk.write, note=f"INSERT INTO {target}")
+            verdict.raise_to(Risk.write, "insert", note=f"INSERT INTO {target}")
     elif isinstance(node, exp.Merge):
         target = table_name(node.this)
         deletes = any(
@@ -522,9 +650,9 @@ def judge_node(node: exp.Expr, verdict: Verdict) -> None:
             for w in node.find_all(exp.When)
         )
         if deletes:
-            verdict.raise_to(Risk.destructive, note=f"MERGE INTO {target} deletes matched rows")
+            verdict.raise_to(Risk.destructive, "merge", "delete", note=f"MERGE INTO {target} deletes matched rows")
         else:
-            verdict.raise_to(Risk.write, note=f"MERGE INTO {target}")
+            verdict.raise_to(Risk.write, "merge", note=f"MERGE INTO {target}")
     elif isinstance(node, exp.Create):
         judge_create(node, verdict)
     elif isinstance(node, exp.Drop):
@@ -542,31 +670,71 @@ def judge_node(node: exp.Expr, verdict: Verdict) -> None:
         if drops and not isinstance(drops[0], exp.Drop):  # exp.Drop children say it themselves
             verdict.raise_to(Risk.destructive, "schema", note=f"ALTER {table_name(node.this)} drops a part")
     elif isinstance(node, exp.TruncateTable):
-        verdict.raise_to(Risk.destructive, "mass", "irreversible", note="TRUNCATE empties tables")
+        verdict.raise_to(Risk.destructive, "mass", "irreversible", "truncate", note="TRUNCATE empties tables")
     elif isinstance(node, exp.Grant):
-        verdict.raise_to(Risk.write, "privilege", note="GRANT")
+        verdict.raise_to(Risk.write, "privilege", "grant", note="GRANT")
     elif isinstance(node, exp.Revoke):
-        verdict.raise_to(Risk.destructive, "privilege", note="REVOKE")
+        verdict.raise_to(Risk.destructive, "privilege", "revoke", note="REVOKE")
     elif isinstance(node, exp.Analyze):
         verdict.raise_to(Risk.write, note="ANALYZE")
     elif isinstance(node, exp.Command):
         verdict.raise_to(Risk.unknown, note=f"{node.this} … we cannot read")
     elif isinstance(node, exp.Select) and node.args.get("into") is not None:
-        verdict.raise_to(Risk.write, "schema", note=f"SELECT INTO {table_name(node.args['into'])} creates a table")
+        note = f"SELECT INTO {table_name(node.args['into'])} creates a table"
+        verdict.raise_to(Risk.write, "schema", "create", note=note)
     elif isinstance(node, exp.Func):
+        judge_call(node, verdict)
+
+
+def judge_call(node: exp.Func, verdict: Verdict) -> None:
+    """A function call is as risky as what the function does; one we do not know could do anything."""
+    if not isinstance(node, NAMED_CALLS):
+        effect = RISKY_TYPED.get(type(node), "pure")  # a built-in sqlglot has a grammar for
         name = function_name(node)
-        if name in DESTRUCTIVE_FUNCTIONS:
-            verdict.raise_to(Risk.destructive, note=f"{name}(…)")
-        elif name in OPAQUE_FUNCTIONS:
-            verdict.raise_to(Risk.unknown, note=f"{name}(…) runs SQL or touches files we cannot see")
-        elif name == "set_config":
-            setting = constant(node.expressions[0]) if node.expressions else None
-            if not isinstance(setting, str) or setting.lower() in ("role", "session_authorization"):
-                verdict.raise_to(Risk.write, "privilege", note="set_config(role …) changes whose rights apply")
-            else:
-                verdict.raise_to(Risk.write, note=f"set_config({setting[:30]}) changes a setting")
-        elif name in WRITE_FUNCTIONS:
-            verdict.raise_to(Risk.write, note=f"{name}(…) changes server state")
+    else:
+        name = function_name(node)
+        effect = sql_functions.risk_of(name) or "unknown"
+        schema = function_schema(node)
+        if schema.lower() not in BUILTIN_SCHEMAS and effect in ("pure", "write"):
+            effect = "unknown"  # `evil.lower(x)`: a function of the user's own schema, named like a built-in
+        if effect == "unknown" or name == "set_config":
+            name = f"{schema}.{name}" if schema else name
+    if name == "set_config":
+        setting = constant(node.expressions[0]) if node.expressions else None
+        if not isinstance(setting, str) or setting.lower() in ("role", "session_authorization"):
+            verdict.raise_to(Risk.write, "privilege", note="set_config(role …) changes whose rights apply")
+        else:
+            verdict.raise_to(Risk.write, note=f"set_config({setting[:30]}) changes a setting")
+    elif effect == "destructive":
+        verdict.raise_to(Risk.destructive, note=f"{name}(…)")
+    elif effect == "opaque":
+        verdict.raise_to(Risk.unknown, note=f"{name}(…) runs SQL or touches files we cannot see")
+    elif effect == "write":
+        verdict.raise_to(Risk.write, note=f"{name}(…) changes server state")
+    elif effect == "unknown":
+        verdict.calls.append(name)  # judged once the target's own read-only functions are known
+
+
+def function_schema(node: exp.Func) -> str:
+    """`pg_catalog` of `pg_catalog.lower(x)`, `billing` of `FROM billing.close_month()`, else ''."""
+    parent = node.parent
+    if isinstance(parent, exp.Dot) and parent.expression is node:
+        return str(parent.this.sql())
+    if isinstance(parent, exp.Table) and parent.this is node:
+        return ".".join(str(part) for part in (parent.catalog, parent.db) if part)
+    return ""
+
+
+def judge_calls(verdict: Verdict, read_only: frozenset[str]) -> None:
+    """Calls to functions we do not know make the statement `unknown`, unless the target declares them."""
+    unknown_calls = [name for name in verdict.calls if name.lower() not in read_only]
+    if unknown_calls:
+        shown = ", ".join(f"{name}()" for name in dict.fromkeys(unknown_calls))
+        verdict.raise_to(
+            Risk.unknown,
+            note=f"calls {shorten(shown, 80)}: a function we do not know can change anything "
+            "(declare it in the target's read_only_functions if it only reads)",
+        )
 
 
 def judge_create(node: exp.Create, verdict: Verdict) -> None:

@@ -40,6 +40,12 @@ def parse_duration(value: Any) -> int:
 
 
 Duration = Annotated[int, BeforeValidator(parse_duration)]
+#: A SQL function name as calls write it: `report_totals` or `schema.report_totals` (compared in lower case).
+SqlFunction = Annotated[
+    str,
+    BeforeValidator(lambda v: v.strip().lower() if isinstance(v, str) else v),
+    Field(pattern=r"^([a-z_][a-z0-9_$]*\.)?[a-z_][a-z0-9_$]*$"),
+]
 
 
 class Model(BaseModel):
@@ -91,6 +97,9 @@ class Target(Model):
     headers: dict[str, SecretRef] = Field(default_factory=dict, description="http: header → secret reference")
     http_methods: dict[str, Risk] = Field(default_factory=dict, description="http: method → risk override")
     mcp_tools: dict[str, Risk] = Field(default_factory=dict, description="mcp: tool → trusted risk")
+    read_only_functions: tuple[SqlFunction, ...] = Field(
+        default=(), description="sql: this database's own functions that only read (`report_totals`, `billing.totals`)"
+    )
     kubeconfig: SecretRef | None = None
     context: str | None = Field(default=None, description="kubectl: kubeconfig context")
     workdir: str | None = Field(default=None, description="shell/terraform: working directory")

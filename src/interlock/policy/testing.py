@@ -35,7 +35,8 @@ def context_for(policy: Policy, target: str | None) -> ClassifyContext:
     t = policy.doc.targets.get(target) if target else None
     if t is None:
         return ClassifyContext()
-    return ClassifyContext(sql_dialect=t.dialect, http_methods=t.http_methods, mcp_tools=t.mcp_tools)
+    return ClassifyContext(sql_dialect=t.dialect, http_methods=t.http_methods, mcp_tools=t.mcp_tools,
+                           read_only_functions=frozenset(t.read_only_functions))
 
 
 def classify_input(policy: Policy, test: PolicyTest) -> tuple[Action, Classification]:

@@ -1,0 +1,119 @@
+"""Judgement, round two (issue 13, and issue 11's SQL statement tags): what the corpus cannot say.
+
+The corpus (tests/corpus/*.jsonl) holds the input → risk tables. Here: tags that must be ABSENT,
+the policy's `read_only_functions` reaching the classifier through `interlock check`, the shared
+privilege judge on its own, and the natural inputs of `interlock classify` and `--jsonl`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from interlock.classify import ClassifyContext, classify
+from interlock.cli import app
+from interlock.model import KNOWN_TAGS, Kind, Risk
+from interlock.policy import PolicyError, load_policy_text
+
+runner = CliRunner()
+
+
+def run(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args), input=stdin)
+    return result.exit_code, result.stdout, result.stderr
+
+
+# --- SQL statement tags: present where the statement is, absent where it is only mentioned ----------
+
+STATEMENT_TAGS = [
+    # (sql, tags that must be there, statement tags that must NOT be there)
+    ("DROP TABLE t", {"drop"}, {"delete", "create"}),
+    ("EXPLAIN DELETE FROM t", set(), {"delete"}),
+    ("SELECT 'DELETE FROM t; DROP TABLE t'", set(), {"delete", "drop"}),
+    ("-- DROP TABLE t\nSELECT 1", set(), {"drop"}),
+    ("SELECT * FROM deleted_rows", set(), {"delete"}),
+    ("DROP TABLE t; CREATE TABLE t (id int)", {"drop", "create", "replace"}, set()),
+    ("ALTER TABLE t DROP COLUMN c", {"alter"}, {"drop"}),
+    ("INSERT INTO t SELECT * FROM u", {"insert"}, {"update", "delete"}),
+    ("UPDATE t SET a = 1 WHERE id = 2", {"update"}, {"insert", "delete"}),
+    ("CALL p()", {"call"}, set()),
+]
+
+
+@pytest.mark.parametrize(("sql", "present", "absent"), STATEMENT_TAGS, ids=[c[0][:40] for c in STATEMENT_TAGS])
+def test_statement_tags(sql: str, present: set[str], absent: set[str]) -> None:
+    got = set(classify(Kind.sql, {"sql": sql}).tags)
+    assert present <= got, got
+    assert not (absent & got), got
+
+
+def test_statement_tags_are_known_tags() -> None:
+    for tag in ("drop", "truncate", "alter", "grant", "revoke", "delete", "update", "insert", "create", "merge",
+                "copy", "call"):
+        assert tag in KNOWN_TAGS
+
+
+# --- read_only_functions: declared in the policy, reaching the classifier --------------------------------
+
+POLICY = """\
+version: 1
+humans:
+  alice: {groups: [dba]}
+agents:
+  reporter: {owner: alice, roles: [reader]}
+environments:
+  production: {protected: true}
+targets:
+  billing-db:
+    environment: production
+    kind: sql
+    dsn: env:BILLING_DSN
+    read_only_functions: [Report_Totals, reporting.month_end]
+roles:
+  reader:
+    production: {autonomous: read}
+"""
+
+
+@pytest.mark.parametrize(
+    ("sql", "outcome"),
+    [
+        ("SELECT report_totals(2024)", "allow"),
+        ("SELECT reporting.month_end('2024-11')", "allow"),
+        ("SELECT month_end('2024-11')", "deny"),  # declared qualified, called bare: another could be found
+        ("SELECT purge_invoices()", "deny"),
+        ("SELECT count(*) FROM invoices", "allow"),
+    ],
+)
+def test_read_only_functions_reach_the_classifier(tmp_path: Path, sql: str, outcome: str) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(POLICY)
+    _, out, err = run("check", "--policy", str(path), "--agent", "reporter", "--env", "production",
+                         "--kind", "sql", "--target", "billing-db", "--format", "json", sql)
+    assert json.loads(out)["decision"] == outcome, out + err
+
+
+def test_without_the_target_the_function_is_unknown() -> None:
+    assert classify(Kind.sql, {"sql": "SELECT report_totals(2024)"}).risk is Risk.unknown
+    context = ClassifyContext(read_only_functions=frozenset({"report_totals"}))
+    assert classify(Kind.sql, {"sql": "SELECT report_totals(2024)"}, context).risk is Risk.read
+
+
+@pytest.mark.parametrize("name", ["drop table x; --", "a.b.c", "1abc", "", "report totals"])
+def test_read_only_functions_refuses_what_is_not_a_function_name(name: str) -> None:
+    text = POLICY.replace("[Report_Totals, reporting.month_end]", json.dumps([name]))
+    with pytest.raises(PolicyError) as caught:
+        load_policy_text(text, "p.yaml")
+    assert any("read_only_functions" in str(p) and "p.yaml:" in str(p) for p in caught.value.problems), [
+        str(p) for p in caught.value.problems
+    ]
+
+
+def test_unknown_function_summary_says_how_to_declare_it() -> None:
+    got = classify(Kind.sql, {"sql": "SELECT purge_invoices()"})
+    assert "purge_invoices()" in got.summary and "read_only_functions" in got.summary
+
+
