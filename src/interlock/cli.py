@@ -137,7 +137,10 @@ def classify(
         return
     if kind is None:
         fail("--kind is required (or use --jsonl)")
-    found = run_classifier(kind, _payload(kind, _read_input(input)))
+    try:
+        found = run_classifier(kind, payload_from_input(kind, _read_input(input)))
+    except ValueError as exc:  # in none of the kind's forms: unknown, saying which forms are accepted
+        found = Classification(risk=Risk.unknown, summary=str(exc))
     if format is Format.json:
         out.print_json(data={"kind": kind.value, "risk": found.risk.value, "tags": list(found.tags),
                              "summary": found.summary, "details": found.details})

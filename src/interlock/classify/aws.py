@@ -19,11 +19,14 @@ Reference), which gives each action an access level.
 from __future__ import annotations
 
 import functools
+import json
 import re
 import shlex
+from collections.abc import Callable
 from typing import Any
 
-from interlock.classify.registry import ClassifyContext, register, unknown
+from interlock.classify import privilege
+from interlock.classify.registry import ClassifyContext, register, unaccepted, unknown
 from interlock.model import Classification, Kind, Risk
 
 #: CLI service names that differ from the IAM prefix.
@@ -69,6 +72,9 @@ OPERATION_ALIASES = {
     ("s3", "uploadpart"): "PutObject",
     ("s3", "completemultipartupload"): "PutObject",
     ("s3", "deletebucketpolicy"): "DeleteBucketPolicy",
+    ("s3", "putpublicaccessblock"): "PutBucketPublicAccessBlock",
+    ("s3", "deletepublicaccessblock"): "PutBucketPublicAccessBlock",
+    ("s3", "getpublicaccessblock"): "GetBucketPublicAccessBlock",
     ("lambda", "invoke"): "InvokeFunction",
     ("lambda", "invokeasync"): "InvokeAsync",
 }
@@ -128,6 +134,8 @@ SECRET_OPERATIONS = frozenset(
         "ecr:GetAuthorizationToken",
         "rds:GenerateDBAuthToken",
         "iam:CreateAccessKey",
+        "iam:CreateServiceSpecificCredential",
+        "iam:ResetServiceSpecificCredential",
     }
 )
 #: Operations that run commands on machines or open sessions: what they do is not in the call.
@@ -216,11 +224,11 @@ def classify_aws(payload: dict[str, Any], context: ClassifyContext) -> Classific
         if match is None:
             return unknown(f"aws operation {operation[:80]!r} is not `service:Operation`")
         dry_run = params.get("DryRun") is True
-        return judge_operation(match.group(1), match.group(2), dry_run=dry_run, flags=set())
+        return judge_operation(match.group(1), match.group(2), dry_run=dry_run, flags=set(), params=params)
     command = payload.get("command")
     if isinstance(command, str):
         return classify_command(command)
-    return unknown("aws action without an `operation` or a `command`")
+    return unaccepted(Kind.aws, "aws action without an `operation` or a `command`")
 
 
 def classify_command(command: str) -> Classification:
@@ -229,9 +237,10 @@ def classify_command(command: str) -> Classification:
     except ValueError:
         return unknown("aws command line we cannot read (unbalanced quotes)")
     if not words or words[0].rsplit("/", 1)[-1] != "aws":
-        return unknown("not an aws command line")
+        return unaccepted(Kind.aws, "not an aws command line")
     positional: list[str] = []
     flags: set[str] = set()
+    params: dict[str, Any] = {}
     index = 1
     while index < len(words):
         word = words[index]
@@ -239,14 +248,22 @@ def classify_command(command: str) -> Classification:
             index += 2
             continue
         if word.startswith("--"):
-            flags.add(word.split("=", 1)[0])
+            name, equals, value = word.partition("=")
+            flags.add(name)
+            values = [value] if equals else []
+            while not equals and index + 1 < len(words) and not words[index + 1].startswith("--"):
+                if len(positional) < 2:
+                    break  # an option before the operation takes no values we need
+                index += 1
+                values.append(words[index])
+            params[cli_parameter(name)] = values[0] if len(values) == 1 else values
         elif len(positional) < 2:
             positional.append(word)
         index += 1
     if len(positional) < 2:
         if positional[:1] == ["configure"]:
             return from_cli_table("configure", "*", flags)
-        return unknown("aws command without a service and an operation")
+        return unaccepted(Kind.aws, "aws command without a service and an operation")
     service, operation = positional
     if operation == "help" or "--generate-cli-skeleton" in flags:
         return Classification(risk=Risk.read, summary=f"aws {service} {operation}: prints help, calls nothing")
@@ -254,7 +271,12 @@ def classify_command(command: str) -> Classification:
         return from_cli_table(service, operation, flags)
     prefix = CLI_SERVICES.get(service, service)
     pascal = "".join(part[:1].upper() + part[1:] for part in operation.split("-"))
-    return judge_operation(prefix, pascal, dry_run="--dry-run" in flags, flags=flags)
+    return judge_operation(prefix, pascal, dry_run="--dry-run" in flags, flags=flags, params=params)
+
+
+def cli_parameter(option: str) -> str:
+    """`--policy-document` → `PolicyDocument` (the API's parameter; looked up case-insensitively)."""
+    return "".join(part[:1].upper() + part[1:] for part in option.lstrip("-").split("-"))
 
 
 def from_cli_table(service: str, operation: str, flags: set[str]) -> Classification:
@@ -280,7 +302,9 @@ def from_cli_table(service: str, operation: str, flags: set[str]) -> Classificat
     )
 
 
-def judge_operation(prefix: str, operation: str, *, dry_run: bool, flags: set[str]) -> Classification:
+def judge_operation(
+    prefix: str, operation: str, *, dry_run: bool, flags: set[str], params: dict[str, Any]
+) -> Classification:
     service = catalog().get(prefix)
     if service is None:
         return unknown(f"aws service {prefix!r} is not in the IAM catalog", operation=f"{prefix}:{operation}")
@@ -308,10 +332,14 @@ def judge_operation(prefix: str, operation: str, *, dry_run: bool, flags: set[st
         tags.add("irreversible")
     if prefix == "kms" and name == "ScheduleKeyDeletion":
         tags.add("irreversible")
+    summary = f"{api_name} ({level or 'unknown level'})"
+    escalation = judge_privilege(action, api_name, params)
+    if escalation is not None:
+        risk = Risk.highest([risk, escalation[0]])
+        tags.add("privilege")
+        summary = f"{summary}: {escalation[1]}"
     details = {"operation": api_name, "iam_action": action, "access_level": level}
-    return Classification(
-        risk=risk, tags=tuple(tags), summary=f"{api_name} ({level or 'unknown level'})", details=details
-    )
+    return Classification(risk=risk, tags=tuple(tags), summary=shorten(summary, 200), details=details)
 
 
 def judge_action(action: str, api_name: str, level: str) -> tuple[Risk, set[str]]:
@@ -333,3 +361,136 @@ def judge_action(action: str, api_name: str, level: str) -> tuple[Risk, set[str]
     if level in ("Write", "Tagging", "Permissions management", "Read", "List"):
         return Risk.write, tags
     return Risk.unknown, tags
+
+
+# --- privilege escalation: the line between a narrow grant (write) and administrator power --------------
+
+#: Calls that mint a credential for an IAM user: whoever holds it acts as that user.
+MINTING_OPERATIONS = frozenset(
+    {"iam:CreateAccessKey", "iam:CreateLoginProfile", "iam:UpdateLoginProfile", "iam:CreateServiceSpecificCredential"}
+)
+#: Calls that attach a managed policy, with the parameter naming it.
+ATTACHING_OPERATIONS = {
+    "iam:AttachUserPolicy": "PolicyArn",
+    "iam:AttachRolePolicy": "PolicyArn",
+    "iam:AttachGroupPolicy": "PolicyArn",
+    "sso:AttachManagedPolicyToPermissionSet": "ManagedPolicyArn",
+}
+#: Calls that write an identity policy document, with the parameter holding it.
+IDENTITY_DOCUMENTS = {
+    "iam:PutUserPolicy": "PolicyDocument",
+    "iam:PutRolePolicy": "PolicyDocument",
+    "iam:PutGroupPolicy": "PolicyDocument",
+    "iam:CreatePolicy": "PolicyDocument",
+    "iam:CreatePolicyVersion": "PolicyDocument",
+    "sso:PutInlinePolicyToPermissionSet": "InlinePolicy",
+}
+#: Calls that write a resource policy (who else may use the resource), with the parameter holding it.
+RESOURCE_DOCUMENTS = {
+    "s3:PutBucketPolicy": "Policy",
+    "kms:PutKeyPolicy": "Policy",
+    "secretsmanager:PutResourcePolicy": "ResourcePolicy",
+    "ecr:SetRepositoryPolicy": "PolicyText",
+    "logs:PutResourcePolicy": "PolicyDocument",
+    "glacier:SetVaultAccessPolicy": "Policy",
+    "es:UpdateElasticsearchDomainConfig": "AccessPolicies",
+    "iam:CreateRole": "AssumeRolePolicyDocument",
+}
+
+
+def param(params: dict[str, Any], *names: str) -> Any:
+    """A parameter by its API name, whatever its case (`AWSAccountIds` = the CLI's `--aws-account-ids`)."""
+    wanted = {n.lower() for n in names}
+    return next((value for key, value in params.items() if key.lower() in wanted), None)
+
+
+def unseen(value: Any) -> bool:
+    """A document the call names but does not hold (`file://p.json`), or that is not a policy at all."""
+    if isinstance(value, str) and value.startswith(("file://", "fileb://", "http://", "https://")):
+        return True
+    return privilege.load_document(value) is None
+
+
+def judge_privilege(action: str, api_name: str, params: dict[str, Any]) -> tuple[Risk, str] | None:
+    """(risk, why) when the call grants more than a narrow permission; None when the catalog's answer stands.
+
+    A document given in the call is judged; one in a file we cannot see is `unknown`; a call without
+    its document (an IAM action name alone) keeps the catalog's judgement (write + `privilege`).
+    """
+    if action in MINTING_OPERATIONS:
+        return Risk.destructive, "mints a credential: whoever holds it acts as that user"
+    if action == "iam:UpdateAssumeRolePolicy":
+        return Risk.destructive, "changes who may become a role that already has power"
+    if action == "iam:SetDefaultPolicyVersion":
+        return Risk.destructive, "puts another version of a policy in force; its power is not in the call"
+    if action in ATTACHING_OPERATIONS:
+        arn = param(params, ATTACHING_OPERATIONS[action])
+        if isinstance(arn, str) and privilege.managed_policy_is_admin(arn):
+            return Risk.destructive, f"attaches {arn.rsplit('/', 1)[-1]}: administrator power"
+        return None
+    if action == "iam:AddUserToGroup":
+        group = param(params, "GroupName")
+        if isinstance(group, str) and privilege.is_admin_name(group):
+            return Risk.destructive, f"adds a user to the administrators group {group}"
+        return None
+    if action in IDENTITY_DOCUMENTS:
+        return judge_document(param(params, IDENTITY_DOCUMENTS[action]), privilege.iam_document_power)
+    if action in RESOURCE_DOCUMENTS:
+        document = param(params, RESOURCE_DOCUMENTS[action])
+        if action == "iam:CreateRole" and (document is None or unseen(document)):
+            return None  # a new role has no power until a policy is attached or put (judged then)
+        return judge_document(document, public_document)
+    return judge_sharing(action, api_name, params)
+
+
+def judge_document(value: Any, power: Callable[[dict[str, Any]], str | None]) -> tuple[Risk, str] | None:
+    if value is None:
+        return None
+    if unseen(value):
+        return Risk.unknown, "the policy document is not in the call (a file or unreadable): cannot judge its power"
+    document = privilege.load_document(value)
+    why = power(document) if document is not None else None
+    return (Risk.destructive, f"the policy {why}") if why else None
+
+
+def public_document(document: dict[str, Any]) -> str | None:
+    return "opens the resource to everyone (Principal *)" if privilege.resource_document_is_public(document) else None
+
+
+def judge_sharing(action: str, api_name: str, params: dict[str, Any]) -> tuple[Risk, str] | None:
+    """ACLs, snapshot and image permissions, queue and topic policies, function permissions: open to all?"""
+    if action in ("s3:PutBucketAcl", "s3:PutObjectAcl"):
+        grants = [v for k, v in params.items() if k.lower().startswith("grant") and isinstance(v, str)]
+        if privilege.acl_is_public(param(params, "ACL"), grants):
+            return Risk.destructive, "the ACL opens it to everyone"
+        return None
+    if action == "s3:PutBucketPublicAccessBlock" and not api_name.endswith("DeletePublicAccessBlock"):
+        configuration = json.dumps(param(params, "PublicAccessBlockConfiguration")).lower().replace(" ", "")
+        if "false" in configuration:
+            return Risk.destructive, "turns the public access block off"
+        return None
+    if action in ("ec2:ModifySnapshotAttribute", "ec2:ModifyImageAttribute", "rds:ModifyDBSnapshotAttribute",
+                  "rds:ModifyDBClusterSnapshotAttribute"):
+        shared = json.dumps(params).lower().replace(" ", "")
+        if re.search(r'group(=|":")all|"groupnames":"all"|"valuestoadd":"all"|"all"]', shared):
+            return Risk.destructive, "makes it public: every AWS account may use it"
+        return None
+    if action in ("lambda:AddPermission", "sqs:AddPermission", "sns:AddPermission"):
+        principals = param(params, "Principal", "AWSAccountIds", "AWSAccountId")
+        everyone = principals == "*" or (isinstance(principals, list) and "*" in principals)
+        if everyone and param(params, "SourceArn", "SourceAccount", "PrincipalOrgID") is None:
+            return Risk.destructive, "lets any AWS account use it"
+        return None
+    if action in ("sns:SetTopicAttributes", "sqs:SetQueueAttributes"):
+        document = param(params, "AttributeValue") if str(param(params, "AttributeName")) == "Policy" else None
+        attributes = param(params, "Attributes")
+        attributes = privilege.load_document(attributes) if isinstance(attributes, str) else attributes
+        if isinstance(attributes, dict):
+            document = attributes.get("Policy", document)
+        return judge_document(document, public_document) if document is not None else None
+    return None
+
+
+def shorten(text: str, limit: int) -> str:
+    one_line = " ".join(text.split())
+    return one_line if len(one_line) <= limit else one_line[: limit - 1] + "…"

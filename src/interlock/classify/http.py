@@ -15,7 +15,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from interlock.classify.registry import ClassifyContext, register, unknown
+from interlock.classify.registry import ClassifyContext, register, unaccepted, unknown
 from interlock.model import Classification, Kind, Risk
 
 METHOD_RISK = {
@@ -72,14 +72,14 @@ def classify_http(payload: dict[str, Any], context: ClassifyContext) -> Classifi
     method = payload.get("method", "GET")
     url = payload.get("url")
     if not isinstance(method, str) or not isinstance(url, str):
-        return unknown("http action needs a `method` and a `url` text")
+        return unaccepted(Kind.http, "http action needs a `method` and a `url` text")
     method = method.strip().upper()
     try:
         parts = urlsplit(url)
     except ValueError:
         return unknown("http action with a url we cannot read")
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return unknown("http action whose url is not http(s)://host/…")
+        return unaccepted(Kind.http, "http action whose url is not http(s)://host/…")
     headers = payload.get("headers", {})
     if not isinstance(headers, dict):
         return unknown("http action whose `headers` is not an object")

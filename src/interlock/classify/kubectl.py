@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from interlock.classify import registry
-from interlock.classify.registry import ClassifyContext, register, unknown
+from interlock.classify.registry import ClassifyContext, register, unaccepted, unknown
 from interlock.model import Classification, Kind, Risk
 
 #: Flags that take a value in the next word when not written `--flag=value`.
@@ -246,9 +246,9 @@ class Invocation:
 def classify_kubectl(payload: dict[str, Any], context: ClassifyContext) -> Classification:
     args = command_words(payload)
     if args is None:
-        return unknown("kubectl action without a readable `command` or `args`")
+        return unaccepted(Kind.kubectl, "kubectl action without a readable `command` or `args`")
     if not args or args[0].rsplit("/", 1)[-1] not in ("kubectl", "oc", "kubectl.exe"):
-        return unknown("not a kubectl command line", command=args[:1])
+        return unaccepted(Kind.kubectl, "not a kubectl command line")
     invocation = read_invocation(args[1:])
     if invocation is None:
         return unknown("kubectl command line we cannot read (a flag is missing its value)")

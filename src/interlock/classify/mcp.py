@@ -19,7 +19,7 @@ import shlex
 from typing import Any
 
 from interlock.classify import registry
-from interlock.classify.registry import ClassifyContext, register, unknown
+from interlock.classify.registry import ClassifyContext, register, unaccepted, unknown
 from interlock.model import Classification, Kind, Risk
 
 READ_VERBS = frozenset(
@@ -131,7 +131,7 @@ def classify_mcp(payload: dict[str, Any], context: ClassifyContext) -> Classific
     arguments = payload.get("arguments", {})
     annotations = payload.get("annotations", {})
     if not isinstance(tool, str) or not tool or not isinstance(server, str):
-        return unknown("mcp action needs a `tool` name (and `server` as text)")
+        return unaccepted(Kind.mcp, "mcp action needs a `tool` name (and `server` as text)")
     if not isinstance(arguments, dict) or not isinstance(annotations, dict):
         return unknown(f"mcp call {tool[:60]} whose arguments or annotations are not objects")
     where = f"{server[:60]}/{tool[:60]}" if server else tool[:60]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
@@ -122,25 +123,65 @@ TEXT_FIELD = {
     Kind.aws: "command",
 }
 
+#: Every form each kind's input may take (`interlock classify`, `--jsonl`, policy tests), said in errors.
+ACCEPTED_FORMS = {
+    Kind.shell: 'a shell command line, or {"command": "…"}',
+    Kind.sql: 'SQL text, or {"sql": "…"}',
+    Kind.kubectl: 'a kubectl command line ("kubectl get pods"), {"command": "kubectl …"} or {"args": ["get", "pods"]}',
+    Kind.aws: 'an aws CLI line ("aws ec2 describe-instances"), an IAM action ("ec2:DescribeInstances"), '
+    '{"command": "aws …"} or {"operation": "ec2:DescribeInstances", "params": {…}}',
+    Kind.http: 'a "METHOD URL" line ("GET https://api.example.com/v1/x", any case) or '
+    '{"method": "GET", "url": "https://…", "headers": {…}, "body": …}',
+    Kind.mcp: '{"server": "…", "tool": "…", "arguments": {…}, "annotations": {…}}',
+    Kind.terraform: 'the JSON of `terraform show -json PLANFILE`, or {"plan": <that JSON>}',
+    Kind.file: '{"operation": "read|write|edit|create|append|delete", "path": "…"}',
+}
+
+_IAM_ACTION = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9]+$")
+_METHOD_URL = re.compile(r"^([A-Za-z]{1,20})\s+(\S+)$")
+
+
+class InputError(ValueError):
+    """Input in none of the forms its kind accepts; the message names the accepted forms."""
+
+
+def accepted_forms(kind: Kind) -> str:
+    return ACCEPTED_FORMS.get(kind, "a JSON object")
+
+
+def unaccepted(kind: Kind, what: str) -> Classification:
+    """`unknown`, saying what was wrong and which input forms the kind accepts."""
+    return unknown(f"{what}; {kind.value} input is {accepted_forms(kind)}")
+
 
 def payload_from_input(kind: Kind, text: str) -> dict[str, Any]:
     """Turn the text a human types (`interlock classify --kind sql "DELETE …"`) into a payload.
 
-    Kinds whose input is structured (terraform plan JSON, http and mcp calls) take JSON text.
+    Every documented form is accepted: a payload's JSON object for every kind (`{"args": [...]}` for
+    kubectl, `{"operation": …}` for aws), the text form of the text kinds, an IAM action name for aws,
+    `METHOD URL` for http, and a bare plan for terraform. Anything else raises `InputError`, whose
+    message says which forms are accepted.
     """
+    stripped = text.strip()
+    value, problem = _json_object(stripped) if stripped.startswith("{") else (None, "")
+    if value is not None:
+        if kind is Kind.terraform and set(value) != {"plan"}:
+            return {"plan": value}
+        return value
+    if kind is Kind.aws and _IAM_ACTION.match(stripped):
+        return {"operation": stripped}
+    if kind is Kind.http and (match := _METHOD_URL.match(stripped)):
+        return {"method": match.group(1).upper(), "url": match.group(2)}
     field = TEXT_FIELD.get(kind)
     if field is not None:
         return {field: text}
-    if kind is Kind.terraform:
-        try:
-            plan = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"terraform input must be the JSON of `terraform show -json PLANFILE`: {exc}") from exc
-        return {"plan": plan}
+    raise InputError(f"{problem}{kind.value} input must be {accepted_forms(kind)}")
+
+
+def _json_object(text: str) -> tuple[dict[str, Any] | None, str]:
+    """The JSON object in `text`, or None and what is wrong with it (said before the accepted forms)."""
     try:
         value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{kind.value} input must be a JSON object: {exc}") from exc
-    if not isinstance(value, dict):
-        raise ValueError(f"{kind.value} input must be a JSON object, got {type(value).__name__}")
-    return value
+    except ValueError as exc:
+        return None, f"not valid JSON ({exc}); "
+    return value if isinstance(value, dict) else None, ""

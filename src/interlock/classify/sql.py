@@ -33,7 +33,7 @@ from sqlglot.tokenizer_core import Token, TokenType
 
 from interlock.classify import sql_functions
 from interlock.classify.privilege import is_admin_name
-from interlock.classify.registry import ClassifyContext, register, unknown
+from interlock.classify.registry import ClassifyContext, register, unaccepted, unknown
 from interlock.classify.sql_functions import BUILTIN_SCHEMAS, RISKY_TYPED
 from interlock.model import Classification, Kind, Risk
 
@@ -134,7 +134,7 @@ class Verdict:
 def classify_sql(payload: dict[str, Any], context: ClassifyContext) -> Classification:
     sql = payload.get("sql")
     if not isinstance(sql, str):
-        return unknown("sql action without a `sql` text")
+        return unaccepted(Kind.sql, "sql action without a `sql` text")
     try:
         dialect = Dialect.get_or_raise(context.sql_dialect)
     except (ValueError, SqlglotError):

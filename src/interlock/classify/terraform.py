@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from interlock.classify.registry import ClassifyContext, register, unknown
+from interlock.classify.registry import ClassifyContext, register, unaccepted, unknown
 from interlock.model import Classification, Kind, Risk
 
 #: actions list (as a tuple) → the name we count it under.
@@ -68,12 +68,12 @@ MASS_DESTROY = 10
 def classify_terraform(payload: dict[str, Any], context: ClassifyContext) -> Classification:
     plan = payload.get("plan")
     if not isinstance(plan, dict):
-        return unknown("terraform action without a `plan` object (the JSON of `terraform show -json PLANFILE`)")
+        return unaccepted(Kind.terraform, "terraform action without a `plan` object")
     changes = plan.get("resource_changes", [])
     if not isinstance(changes, list):
         return unknown("terraform plan whose `resource_changes` is not a list")
     if "resource_changes" not in plan and "planned_values" not in plan and "format_version" not in plan:
-        return unknown("this does not look like a terraform plan (no resource_changes, planned_values)")
+        return unaccepted(Kind.terraform, "not a terraform plan (no resource_changes, planned_values)")
     counts = dict.fromkeys(COUNT_ORDER, 0)
     destroyed: list[str] = []
     replaced: list[dict[str, str]] = []
