@@ -117,3 +117,77 @@ def test_unknown_function_summary_says_how_to_declare_it() -> None:
     assert "purge_invoices()" in got.summary and "read_only_functions" in got.summary
 
 
+
+
+# --- natural inputs: every documented form, through `interlock classify` and `--jsonl` -----------------
+
+NATURAL_INPUTS = [
+    # (kind, input as typed, expected risk)
+    ("aws", "ec2:DescribeInstances", "read"),
+    ("aws", "s3:GetObject", "read"),
+    ("aws", "s3:DeleteBucket", "destructive"),
+    ("aws", "aws ec2 describe-instances", "read"),
+    ("aws", '{"operation": "ec2:TerminateInstances", "params": {"InstanceIds": ["i-1"]}}', "destructive"),
+    ("aws", '{"command": "aws s3 ls"}', "read"),
+    ("http", "GET https://api.example.com/v1/invoices", "read"),
+    ("http", "get https://api.example.com/v1/invoices", "read"),
+    ("http", "Delete https://api.example.com/v1/invoices/7", "destructive"),
+    ("http", "  POST   https://api.example.com/v1/invoices  ", "write"),
+    ("http", '{"method": "GET", "url": "https://api.example.com/"}', "read"),
+    ("kubectl", "kubectl get pods", "read"),
+    ("kubectl", '{"args": ["get", "pods"]}', "read"),
+    ("kubectl", '{"args": ["kubectl", "delete", "ns", "prod"]}', "destructive"),
+    ("kubectl", '{"command": "kubectl delete pod x"}', "destructive"),
+    ("shell", '{"command": "ls -la"}', "read"),
+    ("sql", '{"sql": "DROP TABLE t"}', "destructive"),
+    ("mcp", '{"server": "fs", "tool": "read_file", "arguments": {"path": "x"}}', "read"),
+    ("file", '{"operation": "read", "path": "README.md"}', "read"),
+    ("terraform", '{"format_version": "1.2", "resource_changes": []}', "read"),
+    ("terraform", '{"plan": {"format_version": "1.2", "resource_changes": []}}', "read"),
+]
+
+
+@pytest.mark.parametrize(("kind", "text", "risk"), NATURAL_INPUTS, ids=[f"{k}:{t[:40]}" for k, t, _ in NATURAL_INPUTS])
+def test_natural_inputs_in_classify(kind: str, text: str, risk: str) -> None:
+    code, out, err = run("classify", "--kind", kind, "--format", "json", text)
+    assert code == 0, out + err
+    assert json.loads(out)["risk"] == risk, out
+
+
+def test_natural_inputs_in_jsonl_keep_order() -> None:
+    lines = [{"kind": kind, "input": text} for kind, text, _ in NATURAL_INPUTS]
+    # A JSON payload may also be given as an object, not as text.
+    lines.append({"kind": "kubectl", "input": {"args": ["get", "pods"]}})
+    lines.append({"kind": "aws", "input": {"operation": "iam:CreateAccessKey", "params": {"UserName": "bob"}}})
+    code, out, _ = run("classify", "--jsonl", stdin="\n".join(json.dumps(line) for line in lines) + "\n")
+    assert code == 0
+    risks = [json.loads(line)["risk"] for line in out.splitlines()]
+    assert risks == [risk for _, _, risk in NATURAL_INPUTS] + ["read", "destructive"]
+
+
+UNACCEPTED = [
+    # (kind, input in none of the kind's forms, a phrase of the accepted forms the answer must name)
+    ("aws", "describe-instances", "IAM action"),
+    ("aws", "ec2 describe-instances", "IAM action"),
+    ("aws", '{"service": "ec2"}', '{"operation"'),
+    ("http", "https://api.example.com/", "METHOD URL"),
+    ("http", "GET", "METHOD URL"),
+    ("http", "GET ftp://example.com/x", "METHOD URL"),
+    ("http", "{not json", "METHOD URL"),
+    ("mcp", "read_file README.md", '"tool"'),
+    ("kubectl", "get pods", '{"args"'),
+    ("kubectl", '{"args": "get pods"}', '{"args"'),
+    ("terraform", "plan.tfplan", "terraform show -json"),
+    ("file", "README.md", '"operation"'),
+]
+
+
+@pytest.mark.parametrize(("kind", "text", "phrase"), UNACCEPTED, ids=[f"{k}:{t[:30]}" for k, t, _ in UNACCEPTED])
+def test_unaccepted_inputs_are_unknown_and_name_the_forms(kind: str, text: str, phrase: str) -> None:
+    code, out, _ = run("classify", "--kind", kind, "--format", "json", text)
+    answer = json.loads(out)
+    assert code == 0 and answer["risk"] == "unknown"
+    assert phrase in answer["summary"], answer["summary"]
+    code, out, _ = run("classify", "--jsonl", stdin=json.dumps({"kind": kind, "input": text}) + "\n")
+    answer = json.loads(out)
+    assert answer["risk"] == "unknown" and phrase in answer["summary"], answer["summary"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from interlock.classify import privilege
 from interlock.classify.registry import ClassifyContext, register, unaccepted, unknown
 from interlock.model import Classification, Kind, Risk
 
@@ -77,12 +78,16 @@ def classify_terraform(payload: dict[str, Any], context: ClassifyContext) -> Cla
     counts = dict.fromkeys(COUNT_ORDER, 0)
     destroyed: list[str] = []
     replaced: list[dict[str, str]] = []
+    grants: list[tuple[Risk, str, str]] = []  # (risk, address, why) of IAM and RBAC changes
     for change in changes:
         read = read_change(change)
         if read is None:
             return unknown("terraform plan with a resource change we cannot read", counts=counts)
         address, action, reason = read
         counts[action] += 1
+        granted = judge_grant(change, address, action)
+        if granted is not None:
+            grants.append((granted[0], address, granted[1]))
         if action == "no-op" and isinstance(change.get("change", {}).get("importing"), dict):
             counts["no-op"] -= 1
             counts["import"] += 1  # terraform import: the object enters the state, nothing else changes
@@ -106,12 +111,160 @@ def classify_terraform(payload: dict[str, Any], context: ClassifyContext) -> Cla
     }
     if plan.get("errored") is True:
         return unknown("terraform plan is marked errored: it is incomplete", **details)
-    return Classification(
-        risk=risk,
-        tags=tuple(tags),
-        summary=summarize(counts, len(changes), destroyed, replaced),
-        details=details,
-    )
+    summary = summarize(counts, len(changes), destroyed, replaced)
+    if grants:
+        tags.add("privilege")
+        worst = max(grants, key=lambda g: (g[0].rank, g[0] is Risk.unknown))
+        if worst[2]:
+            risk = Risk.highest([risk, worst[0]])
+            summary = shorten(f"{summary}; {worst[1]} {worst[2]}", 200)
+        details["privilege"] = [{"address": a, "risk": r.value, "why": w} for r, a, w in grants if w][:20]
+        if any(w == MINTS for _, _, w in grants):
+            tags.add("secrets")
+    return Classification(risk=risk, tags=tuple(tags), summary=summary, details=details)
+
+
+def judge_grant(change: dict[str, Any], address: str, action: str) -> tuple[Risk, str] | None:
+    """A change that grants or shares access: (risk, why), why empty when it is narrow; None otherwise."""
+    rtype = change.get("type") if isinstance(change.get("type"), str) else resource_type(address)
+    body = change["change"]
+    after = body.get("after") if isinstance(body.get("after"), dict) else {}
+    after_unknown = body.get("after_unknown") if isinstance(body.get("after_unknown"), dict) else {}
+    found = resource_power(str(rtype), after, after_unknown)
+    if found is None:
+        return None
+    if action not in ("create", "update", "replace"):
+        return Risk.write, ""  # a delete is destructive already; a no-op or forget grants nothing new
+    return found
+
+
+#: Terraform resource types that attach a managed policy (the attribute naming it).
+ATTACHMENTS = {
+    "aws_iam_role_policy_attachment": "policy_arn",
+    "aws_iam_user_policy_attachment": "policy_arn",
+    "aws_iam_group_policy_attachment": "policy_arn",
+    "aws_iam_policy_attachment": "policy_arn",
+    "aws_ssoadmin_managed_policy_attachment": "managed_policy_arn",
+}
+#: Resource types that mint a credential for a user.
+MINTING = ("aws_iam_access_key", "aws_iam_user_login_profile", "aws_iam_service_specific_credential",
+           "google_service_account_key", "azuread_application_password", "azuread_service_principal_password")
+MINTS = "mints a credential (its secret is kept in the state)"
+#: Google IAM resources whose whole policy is replaced (every other binding is dropped).
+AUTHORITATIVE = ("_iam_policy",)
+PUBLIC_MEMBERS = frozenset({"allusers", "allauthenticatedusers"})
+
+
+def resource_power(rtype: str, after: dict[str, Any], after_unknown: dict[str, Any]) -> tuple[Risk, str] | None:
+    """What a resource grants once applied: None when it grants no access at all, (write, "") when narrow."""
+    narrow = (Risk.write, "")
+    if rtype.startswith(MINTING):
+        return Risk.destructive, MINTS
+    if rtype in ATTACHMENTS:
+        arn = after.get(ATTACHMENTS[rtype])
+        if isinstance(arn, str) and privilege.managed_policy_is_admin(arn):
+            return Risk.destructive, f"attaches {arn.rsplit('/', 1)[-1]}: administrator power"
+        return narrow  # an ARN known only after apply is a policy of this plan, judged where it is written
+    if rtype.startswith("aws_iam_"):
+        return iam_resource_power(rtype, after, after_unknown) or narrow
+    if rtype.startswith(("kubernetes_cluster_role", "kubernetes_role")):
+        return rbac_power(rtype, after) or narrow
+    if rtype == "kubernetes_manifest":
+        manifest = after.get("manifest")
+        if not isinstance(manifest, dict) or manifest.get("kind") not in RBAC_KINDS:
+            return None
+        why = privilege.manifest_power(manifest)
+        return (Risk.destructive, why) if why else narrow
+    if rtype.startswith("google_") and "_iam_" in rtype:
+        return google_iam_power(rtype, after) or narrow
+    if rtype.startswith("azurerm_role_"):
+        role = after.get("role_definition_name")
+        if isinstance(role, str) and privilege.is_admin_name(role):
+            return Risk.destructive, f"assigns the role {role}: administrator power"
+        return narrow
+    return sharing_power(rtype, after, after_unknown)
+
+
+RBAC_KINDS = frozenset({"ClusterRoleBinding", "RoleBinding", "ClusterRole", "Role"})
+
+
+def judge_text_document(value: Any, unseen: bool, power: Any) -> tuple[Risk, str] | None:
+    if unseen:
+        return Risk.unknown, "has a policy known only after apply: cannot judge its power"
+    document = privilege.load_document(value)
+    if value is not None and document is None:
+        return Risk.unknown, "has a policy we cannot read"
+    why = power(document) if document is not None else None
+    return (Risk.destructive, f"grants: the policy {why}") if why else None
+
+
+def iam_resource_power(rtype: str, after: dict[str, Any], after_unknown: dict[str, Any]) -> tuple[Risk, str] | None:
+    if rtype in ("aws_iam_policy", "aws_iam_role_policy", "aws_iam_user_policy", "aws_iam_group_policy"):
+        return judge_text_document(after.get("policy"), after_unknown.get("policy") is True,
+                                   privilege.iam_document_power)
+    if rtype == "aws_iam_role":
+        trust = judge_text_document(after.get("assume_role_policy"), after_unknown.get("assume_role_policy") is True,
+                                    privilege.trust_document_power)
+        if trust is not None and trust[0] is not Risk.unknown:
+            return trust
+        for arn in after.get("managed_policy_arns") or []:
+            if isinstance(arn, str) and privilege.managed_policy_is_admin(arn):
+                return Risk.destructive, f"attaches {arn.rsplit('/', 1)[-1]}: administrator power"
+        for block in after.get("inline_policy") or []:
+            found = judge_text_document(block.get("policy"), False, privilege.iam_document_power) \
+                if isinstance(block, dict) else None
+            if found is not None:
+                return found
+        return None  # a trust policy known only after apply gives a role no power by itself
+    if rtype in ("aws_iam_user_group_membership", "aws_iam_group_membership"):
+        groups = after.get("groups") or [after.get("group")]
+        admin = next((g for g in groups if isinstance(g, str) and privilege.is_admin_name(g)), None)
+        return (Risk.destructive, f"joins the administrators group {admin}") if admin else None
+    return None
+
+
+def rbac_power(rtype: str, after: dict[str, Any]) -> tuple[Risk, str] | None:
+    if "binding" in rtype:
+        refs = after.get("role_ref") or []
+        ref = refs[0] if isinstance(refs, list) and refs and isinstance(refs[0], dict) else {}
+        name = ref.get("name")
+        if isinstance(name, str) and privilege.is_admin_name(name):
+            return Risk.destructive, f"binds {name}: administrator power"
+        return None
+    why = privilege.rbac_rules_power(after.get("rule"))
+    return (Risk.destructive, why) if why else None
+
+
+def google_iam_power(rtype: str, after: dict[str, Any]) -> tuple[Risk, str] | None:
+    if rtype.endswith(AUTHORITATIVE):
+        return Risk.destructive, "replaces the whole IAM policy: every other grant goes"
+    role = after.get("role")
+    if isinstance(role, str) and privilege.is_admin_name(role):
+        return Risk.destructive, f"grants {role}: administrator power"
+    members = [after.get("member"), *(after.get("members") or [])]
+    if any(isinstance(m, str) and m.lower() in PUBLIC_MEMBERS for m in members):
+        return Risk.destructive, "grants to allUsers: everyone"
+    return None
+
+
+def sharing_power(rtype: str, after: dict[str, Any], after_unknown: dict[str, Any]) -> tuple[Risk, str] | None:
+    """Resource policies, ACLs, public access blocks and function permissions of any resource type."""
+    if "policy" in after or after_unknown.get("policy") is True:
+        found = judge_text_document(after.get("policy"), after_unknown.get("policy") is True,
+                                    lambda d: "opens it to everyone" if privilege.resource_document_is_public(d)
+                                    else None)
+        return found or (Risk.write, "")
+    if "acl" in after and rtype.startswith("aws_s3"):
+        public = privilege.acl_is_public(after.get("acl"))
+        return (Risk.destructive, "the ACL opens it to everyone") if public else (Risk.write, "")
+    if rtype.endswith("public_access_block"):
+        flags = [v for k, v in after.items() if k.startswith(("block_public", "ignore_public", "restrict_public"))]
+        off = any(v is False for v in flags)
+        return (Risk.destructive, "turns the public access block off") if off else (Risk.write, "")
+    if rtype == "aws_lambda_permission":
+        everyone = after.get("principal") == "*" and not (after.get("source_arn") or after.get("source_account"))
+        return (Risk.destructive, "lets anyone invoke the function") if everyone else (Risk.write, "")
+    return None
 
 
 def resource_type(address: str) -> str:
