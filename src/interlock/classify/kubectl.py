@@ -19,11 +19,12 @@ Decisions (documented in docs/classifiers.md):
 
 from __future__ import annotations
 
+import json
 import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from interlock.classify import registry
+from interlock.classify import privilege, registry
 from interlock.classify.registry import ClassifyContext, register, unaccepted, unknown
 from interlock.model import Classification, Kind, Risk
 
@@ -172,6 +173,11 @@ WRITE_VERBS = frozenset(
         "certificate",
     }
 )
+#: Every verb kubectl itself has (a plugin is any other word, and receives `--help` itself).
+BUILT_IN_VERBS = READ_VERBS | WRITE_VERBS | frozenset(
+    {"delete", "drain", "exec", "attach", "debug", "rollout", "config", "auth", "plugin", "alpha", "certificate",
+     "annotate", "kustomize"}
+)
 #: Verbs that hand a person or a program an open session in a container: cannot be judged.
 INTERACTIVE_VERBS = frozenset({"attach", "debug"})
 READ_SUBVERBS = {
@@ -227,6 +233,10 @@ class Invocation:
     words: list[str]
     flags: dict[str, str] = field(default_factory=dict)
     after_dashes: list[str] = field(default_factory=list)
+    #: Every value of every flag, in order (`--verb=get --verb=list`, `--group a --group b`).
+    every: dict[str, list[str]] = field(default_factory=dict)
+    #: `--help`, `-h` or `--help=true` as its own word: kubectl prints help and runs nothing.
+    help: bool = False
 
     @property
     def verb(self) -> str:
@@ -240,6 +250,14 @@ class Invocation:
             if name in self.flags:
                 return self.flags[name]
         return None
+
+    def values(self, *names: str) -> list[str]:
+        """Every value given to these flags, comma-separated lists split (`--verb=get,list`)."""
+        return [part for name in names for value in self.every.get(name, []) for part in value.split(",") if part]
+
+    def set(self, name: str, value: str) -> None:
+        self.flags[name] = value
+        self.every.setdefault(name, []).append(value)
 
 
 @register(Kind.kubectl)
@@ -276,18 +294,20 @@ def read_invocation(args: list[str]) -> Invocation | None:
         if arg == "--":
             invocation.after_dashes = args[index + 1 :]
             break
+        if arg in ("-h", "--help") or (arg.startswith("--help=") and arg[7:] in GO_TRUE):
+            invocation.help = True
         if arg.startswith("--") and "=" in arg:
             name, _, value = arg.partition("=")
-            invocation.flags[name] = value
+            invocation.set(name, value)
         elif arg in ("-f", "-p") and invocation.words[:1] == ["logs"]:
             invocation.flags[arg] = ""  # logs -f is --follow, -p is --previous
         elif arg in VALUE_FLAGS:
             if index + 1 >= len(args):
                 return None
-            invocation.flags[arg] = args[index + 1]
+            invocation.set(arg, args[index + 1])
             index += 1
         elif arg.startswith("-") and len(arg) > 2 and not arg.startswith("--") and arg[:2] in VALUE_FLAGS:
-            invocation.flags[arg[:2]] = arg[2:]  # -nprod, -lapp=x
+            invocation.set(arg[:2], arg[2:])  # -nprod, -lapp=x
         elif arg.startswith("-") and len(arg) > 1:
             if not arg.startswith("--") and len(arg) > 2:
                 for letter in arg[1:]:  # -it = -i -t
@@ -358,8 +378,17 @@ class Judgement:
     why: str = ""
 
 
+#: What Go's strconv.ParseBool reads as true (`--help=true`).
+GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+
+
 def judge(inv: Invocation) -> Classification:
     verb = inv.verb
+    if inv.help and (verb in BUILT_IN_VERBS or not verb):
+        # cobra prints help for `--help`/`-h` anywhere and runs nothing; a plugin gets the flag itself,
+        # so only kubectl's own verbs count.
+        what = f"kubectl {verb} --help" if verb else "kubectl --help"
+        return Classification(risk=Risk.read, summary=f"{what}: prints help, runs nothing", details={"verb": verb})
     subverb = inv.words[1] if len(inv.words) > 1 else ""
     resource_words = inv.words[1:]
     if verb in ("rollout", "create", "set", "config", "auth", "top", "certificate") and subverb:
@@ -396,6 +425,9 @@ def judge(inv: Invocation) -> Classification:
     kinds = {r["type"] for r in resources}
     if kinds & RBAC_RESOURCES and judgement.risk is not Risk.read:
         judgement.tags.add("privilege")
+        escalation = rbac_escalation(inv, verb, subverb, resources)
+        if escalation is not None:
+            judgement = Judgement(Risk.highest([judgement.risk, escalation[0]]), judgement.tags, escalation[1])
     if "secrets" in kinds or (verb == "config" and inv.has("--raw")):
         judgement.tags.add("secrets")
     namespace = inv.value("-n", "--namespace")
@@ -459,7 +491,10 @@ def judge_verb(inv: Invocation, verb: str, subverb: str, resources: list[dict[st
     if verb == "taint" and any(word.endswith(":NoExecute") for word in inv.words):
         return Judgement(Risk.destructive, {"mass"}, "a NoExecute taint evicts running pods")
     if verb == "create" and subverb == "token":
-        return Judgement(Risk.write, {"privilege", "secrets"}, "issues a service account token")
+        return Judgement(Risk.destructive, {"privilege", "secrets"},
+                         "mints a token: whoever holds it acts as the service account")
+    if verb == "certificate" and subverb == "approve":
+        return Judgement(Risk.destructive, {"privilege"}, "approving a signing request mints a client certificate")
     if verb == "certificate":
         return Judgement(Risk.write, {"privilege"}, f"certificate {subverb}")
     if verb == "proxy":
@@ -469,6 +504,100 @@ def judge_verb(inv: Invocation, verb: str, subverb: str, resources: list[dict[st
     if not verb:
         return Judgement(Risk.unknown, set(), "no kubectl verb")
     return Judgement(Risk.unknown, set(), f"unknown kubectl verb or plugin `{verb}`")
+
+
+EVERYONE = privilege.EVERYONE_SUBJECTS
+BINDINGS = frozenset({"clusterrolebindings", "rolebindings"})
+
+
+def rbac_escalation(inv: Invocation, verb: str, subverb: str,
+                    resources: list[dict[str, str]]) -> tuple[Risk, str] | None:
+    """A change to RBAC that grants administrator power (docs/classifiers.md, "Privilege escalation")."""
+    if verb == "create" and subverb in ("clusterrolebinding", "rolebinding"):
+        role = inv.value("--clusterrole", "--role")
+        if role is not None and privilege.is_admin_name(role):
+            return Risk.destructive, f"binds {role}: administrator power"
+        everyone = sorted(set(inv.values("--group", "--user")) & EVERYONE)
+        return (Risk.destructive, f"binds it to {everyone[0]}: everyone") if everyone else None
+    if verb == "create" and subverb in ("clusterrole", "role"):
+        why = privilege.rbac_rules_power([{"verbs": inv.values("--verb"), "resources": inv.values("--resource")}])
+        return (Risk.destructive, why) if why else None
+    binding = next((r["name"] for r in resources if r["type"] in BINDINGS and privilege.is_admin_name(r["name"])), None)
+    if verb in ("set", "patch", "edit", "replace", "apply") and binding is not None:
+        return Risk.destructive, f"changes the administrator binding {binding}"
+    if verb == "set" and subverb == "subject":
+        everyone = sorted(set(inv.values("--group", "--user")) & EVERYONE)
+        return (Risk.destructive, f"adds {everyone[0]}: everyone") if everyone else None
+    if verb == "patch":
+        if inv.value("--patch-file") is not None:
+            return Risk.unknown, "the RBAC patch is in a file we cannot see"
+        why = patch_power(inv.value("-p", "--patch") or "")
+        return (Risk.destructive, why) if why else None
+    return None
+
+
+def patch_power(text: str) -> str | None:
+    """A strategic, merge or JSON patch (JSON or YAML text) that adds administrator rules or bindings."""
+    document = load_yaml_documents(text)
+    rules = [node for node in walk(document) if isinstance(node, dict) and "verbs" in node]
+    why = privilege.rbac_rules_power(rules)
+    if why is not None:
+        return why
+    refs = [node.get("roleRef") for node in walk(document) if isinstance(node, dict) and "roleRef" in node]
+    admin = next((r["name"] for r in refs if isinstance(r, dict) and privilege.is_admin_name(str(r.get("name")))),
+                 None)
+    return f"binds {admin}: administrator power" if admin else None
+
+
+def walk(node: Any, depth: int = 0) -> list[Any]:
+    """Every object and list in parsed JSON/YAML, at most 20 levels deep."""
+    found = [node]
+    if depth < 20 and isinstance(node, dict):
+        for value in node.values():
+            found.extend(walk(value, depth + 1))
+    elif depth < 20 and isinstance(node, list):
+        for value in node:
+            found.extend(walk(value, depth + 1))
+    return found
+
+
+def load_yaml_documents(text: str) -> list[Any]:
+    """JSON or (multi-document) YAML text, parsed safely; [] when it is neither or too big to be a manifest."""
+    if not text or len(text) > MAX_MANIFEST:
+        return []
+    try:
+        return [json.loads(text)]
+    except ValueError:
+        pass
+    from ruamel.yaml import YAML  # imported here: most kubectl lines carry no manifest
+
+    try:
+        return [doc for doc in YAML(typ="safe").load_all(text) if doc is not None]
+    except Exception:  # ruamel raises many error types for bad YAML; any of them means "not a manifest"
+        return []
+
+
+#: Larger than any manifest a person writes; bigger text is not parsed (and is judged without it).
+MAX_MANIFEST = 1_000_000
+RBAC_KINDS = frozenset({"ClusterRoleBinding", "RoleBinding", "ClusterRole", "Role"})
+
+
+def manifest_privilege(text: str) -> tuple[Risk, str] | None:
+    """Kubernetes manifests (YAML or JSON text) that grant access: (risk, why), None when none is RBAC.
+
+    Used where a manifest's text is visible: MCP tools that apply manifests (`kubectl_apply
+    {"manifest": …}`), and for the shell door (`kubectl apply -f - <<EOF`).
+    """
+    found: tuple[Risk, str] | None = None
+    for document in load_yaml_documents(text):
+        for item in document.get("items", [document]) if isinstance(document, dict) else []:
+            if not isinstance(item, dict) or item.get("kind") not in RBAC_KINDS:
+                continue
+            why = privilege.manifest_power(item)
+            if why is not None:
+                return Risk.destructive, why
+            found = (Risk.write, f"{item.get('kind')} with named verbs and resources")
+    return found
 
 
 def judge_exec(inv: Invocation) -> Judgement:

@@ -214,26 +214,26 @@ def acl_is_public(acl: Any, grants: Iterable[Any] = ()) -> bool:
 
 # --- Kubernetes RBAC -----------------------------------------------------------------------------------
 
-#: Verbs that let the holder grant itself more (escalate, bind) or act as someone else.
-RBAC_GRANTING_VERBS = frozenset({"escalate", "bind", "impersonate", "*"})
+#: Kubernetes groups and users that stand for everyone: a binding to them is a grant to PUBLIC.
+EVERYONE_SUBJECTS = frozenset({"system:authenticated", "system:unauthenticated", "system:anonymous"})
+#: Verbs that let the holder grant itself more (escalate, bind) or act as someone else (impersonate).
+RBAC_GRANTING_VERBS = frozenset({"escalate", "bind", "impersonate"})
 
 
 def rbac_rules_power(rules: Any) -> str | None:
-    """Why a Role/ClusterRole's rules are administrator power, or None."""
+    """Why a Role/ClusterRole's rules are administrator power (a `*` verb or resource, or a granting verb)."""
     for rule in _as_list(rules):
         if not isinstance(rule, dict):
             continue
         verbs = {str(v).lower() for v in _as_list(rule.get("verbs"))}
         resources = {str(r).lower() for r in _as_list(rule.get("resources"))}
-        if "*" in verbs and ("*" in resources or not resources):
-            return "allows every verb on every resource"
-        if "*" in resources and verbs & {"create", "update", "patch", "delete", "*"}:
-            return "allows changes to every resource"
+        if "*" in verbs or "*" in resources:
+            what = "every verb" if "*" in verbs else ", ".join(sorted(verbs))
+            where = "every resource" if "*" in resources or not resources else ", ".join(sorted(resources))
+            return f"allows {what} on {where}"
         granting = verbs & RBAC_GRANTING_VERBS
         if granting:
-            return f"allows `{sorted(granting)[0]}`"
-        if "*" in verbs and resources & {"secrets", "roles", "clusterroles", "rolebindings", "clusterrolebindings"}:
-            return f"allows every verb on {sorted(resources)[0]}"
+            return f"allows `{sorted(granting)[0]}`: may grant itself more"
     return None
 
 
@@ -246,10 +246,8 @@ def manifest_power(document: dict[str, Any]) -> str | None:
         if isinstance(name, str) and is_admin_name(name):
             return f"{kind} to {name}"
         subjects = _as_list(document.get("subjects"))
-        if any(isinstance(s, dict) and str(s.get("name", "")) in ("system:masters", "system:authenticated",
-                                                                  "system:unauthenticated", "system:anonymous")
-               for s in subjects):
-            return f"{kind} for everyone or the masters group"
+        if any(isinstance(s, dict) and str(s.get("name", "")) in EVERYONE_SUBJECTS for s in subjects):
+            return f"{kind} to everyone"
         return None
     if kind in ("ClusterRole", "Role"):
         why = rbac_rules_power(document.get("rules"))
