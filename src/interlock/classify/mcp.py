@@ -47,7 +47,44 @@ READ_VERBS = frozenset(
         "download",
         "check",
         "validate",
+        "ping",
+        "whoami",
+        "preview",
+        "peek",
+        "print",
+        "ls",
+        "cat",
+        "grep",
+        "blame",
+        "verify",
+        "poll",
+        "watch",
+        "monitor",
+        "trace",
+        "compare",
+        "summarize",
+        "estimate",
+        "resolve",
+        "retrieve",
+        "recall",
+        "scan",
     }
+)
+#: Nouns a tool is named after when it shows them (`git_status`, `pod_logs`, `db_stats`, `info`): read,
+#: when last and after nothing but names of things (`log_work`, `clear_logs` say something else).
+SHOWN_NOUNS = frozenset(
+    {"status", "log", "logs", "info", "stats", "schema", "details", "metrics", "usage", "version", "health",
+     "overview", "summary", "history", "snapshot", "screenshot", "me"}
+)
+#: Names of things that may precede a shown noun (`git_status`, `kubectl_logs`, `collection_schema`).
+THING_WORDS = frozenset(
+    {"git", "github", "gitlab", "repo", "repository", "branch", "commit", "pr", "pull", "request", "issue", "k8s",
+     "kube", "kubernetes", "kubectl", "pod", "pods", "node", "nodes", "cluster", "namespace", "deployment",
+     "container", "docker", "helm", "release", "service", "server", "system", "app", "db", "database", "mongo",
+     "mongodb", "redis", "postgres", "pg", "mysql", "sqlite", "collection", "table", "index", "job", "jobs",
+     "workflow", "pipeline", "build", "queue", "topic", "stream", "cache", "disk", "memory", "cpu", "network",
+     "api", "account", "user", "project", "browser", "page", "tab", "current", "my", "aws", "s3", "bucket",
+     "instance", "function", "lambda", "connection", "session", "storage"}
 )
 WRITE_VERBS = frozenset(
     {
@@ -85,6 +122,9 @@ WRITE_VERBS = frozenset(
         "upsert",
         "enable",
         "tag",
+        "apply",
+        "install",
+        "upgrade",
     }
 )
 DESTRUCTIVE_VERBS = frozenset(
@@ -142,10 +182,11 @@ def classify_mcp(payload: dict[str, Any], context: ClassifyContext) -> Classific
             summary=f"mcp {where}: {declared.value} as the policy declares",
             details={"tool": tool},
         )
-    signals: list[tuple[Risk, str]] = [name_risk(tool)]
-    tags: set[str] = set()
-    for key, value in nested_fields(arguments):
-        inner = argument_classification(key, value, context)
+    ran = code_it_runs(tool, arguments, context)
+    signals: list[tuple[Risk, str]] = [name_risk(tool) if ran is None else (ran.risk, ran.summary)]
+    tags: set[str] = set() if ran is None else set(ran.tags)
+    for key, value in nested_fields(arguments) if ran is None else []:
+        inner = argument_classification(key, value, context) or manifest_classification(key, value)
         if inner is not None:
             signals.append((inner.risk, f"{key}: {inner.summary}"))
             tags.update(inner.tags)
@@ -195,7 +236,68 @@ def name_risk(tool: str) -> tuple[Risk, str]:
             return Risk.write, f"the tool name says it writes ({tool[:60]})"
         if word in READ_VERBS:
             return Risk.read, f"the tool name says it reads ({tool[:60]})"
+    if words and words[-1] in SHOWN_NOUNS and all(word in THING_WORDS for word in words[:-1]):
+        return Risk.read, f"the tool is named after what it shows ({tool[:60]})"
     return Risk.unknown, f"a tool whose name says nothing we know ({tool[:60]})"
+
+
+#: Words a tool name may hold besides "runs code" and still say nothing else (`run_shell_command`,
+#: `postgres_execute_sql`); any other word (`exec_in_pod`, `run_workflow`) says where or what else.
+CODE_WORDS = frozenset(
+    {"command", "commands", "cmd", "shell", "bash", "sh", "terminal", "script", "sql", "query", "queries",
+     "statement", "in", "a", "postgres", "postgresql", "pg", "mysql", "sqlite", "db", "database"}
+)
+#: Code arguments and the kind that judges them.
+CODE_ARGUMENTS = {"command": Kind.shell, "cmd": Kind.shell, "script": Kind.shell, "sql": Kind.sql,
+                  "query": Kind.sql, "statement": Kind.sql}
+#: Arguments that change nothing about what the code does (bind parameters are values, never code).
+INERT_ARGUMENTS = frozenset(
+    {"timeout", "timeout_ms", "timeout_seconds", "description", "reason", "explanation", "params", "parameters"}
+)
+
+
+def code_it_runs(tool: str, arguments: dict[str, Any], context: ClassifyContext) -> Classification | None:
+    """A tool whose only signal is "it runs code" (`run_command`, `execute_sql`, `exec`) is as risky as
+    the code in its arguments, judged by that code's classifier. None when the name says anything else
+    or an argument is one no classifier understands (a `cwd`, an `env`): the call then stays `unknown`.
+
+    This loosens "riskiest signal wins" for that one case only; the server's hints may still raise.
+    """
+    words = name_words(tool)
+    if not any(w in INTERPRETER_VERBS for w in words) or not all(w in INTERPRETER_VERBS | CODE_WORDS for w in words):
+        return None
+    code = {key: value for key, value in arguments.items() if key.lower() in CODE_ARGUMENTS}
+    if not code or any(key.lower() not in INERT_ARGUMENTS for key in arguments if key not in code):
+        return None
+    judged: list[Classification] = []
+    for key, value in code.items():
+        kind = CODE_ARGUMENTS[key.lower()]
+        if kind is Kind.shell and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            value = shlex.join(value)
+        if not isinstance(value, str):
+            return None
+        found = registry.classify(kind, {TEXT_FIELDS[kind]: value}, context)
+        judged.append(found.model_copy(update={"summary": f"runs {kind.value} {key}: {found.summary}"}))
+    worst = max(judged, key=lambda c: (c.risk.rank, c.risk is Risk.unknown))
+    tags = {tag for c in judged for tag in c.tags}
+    return worst.model_copy(update={"tags": tuple(sorted(tags))})
+
+
+TEXT_FIELDS = {Kind.shell: "command", Kind.sql: "sql"}
+#: Arguments that carry Kubernetes manifests (mcp-server-kubernetes' `kubectl_apply {"manifest": …}`).
+MANIFEST_ARGUMENTS = frozenset({"manifest", "manifests", "yaml"})
+
+
+def manifest_classification(key: str, value: Any) -> Classification | None:
+    """RBAC in a manifest argument: the same judge as kubectl's (cluster-admin bindings, `*` rules)."""
+    if key.lower() not in MANIFEST_ARGUMENTS or not isinstance(value, str):
+        return None
+    from interlock.classify.kubectl import manifest_privilege  # imported here: few calls carry manifests
+
+    found = manifest_privilege(value)
+    if found is None:
+        return None
+    return Classification(risk=found[0], tags=("privilege",), summary=f"the manifest {found[1]}")
 
 
 def argument_classification(key: str, value: Any, context: ClassifyContext) -> Classification | None:
