@@ -370,7 +370,7 @@ def grant_escalation(tokens: list[Token]) -> str | None:
 def judge_grant(tokens: list[Token], text: str) -> Verdict:
     why = grant_escalation(tokens)
     if why is not None:
-        return Verdict("grant", Risk.destructive, {"privilege"}, note=f"GRANT {why}: {shorten(text, 80)}")
+        return Verdict("grant", Risk.destructive, {"privilege"}, note=f"{why}: {shorten(text, 80)}")
     return Verdict("grant", Risk.write, {"privilege"}, note=f"GRANT: {shorten(text, 100)}")
 
 
