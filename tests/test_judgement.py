@@ -191,3 +191,92 @@ def test_unaccepted_inputs_are_unknown_and_name_the_forms(kind: str, text: str, 
     code, out, _ = run("classify", "--jsonl", stdin=json.dumps({"kind": kind, "input": text}) + "\n")
     answer = json.loads(out)
     assert answer["risk"] == "unknown" and phrase in answer["summary"], answer["summary"]
+
+
+# --- the same escalation through every door -----------------------------------------------------------
+
+DOORS = [
+    # (kind, payload) — each grants administrator power, so each is destructive + privilege
+    (Kind.sql, {"sql": "ALTER ROLE app SUPERUSER"}),
+    (Kind.shell, {"command": "psql -c 'ALTER ROLE app SUPERUSER'"}),
+    (Kind.shell, {"command": "bash -c \"psql -c 'GRANT postgres TO agent'\""}),
+    (Kind.mcp, {"server": "db", "tool": "execute_sql", "arguments": {"sql": "GRANT ALL ON invoices TO agent"}}),
+    (Kind.mcp, {"server": "db", "tool": "list_tables", "arguments": {"sql": "GRANT ALL ON invoices TO agent"}}),
+    (Kind.aws, {"command": "aws iam create-access-key --user-name bob"}),
+    (Kind.aws, {"operation": "iam:CreateAccessKey", "params": {"UserName": "bob"}}),
+    (Kind.shell, {"command": "aws iam create-access-key --user-name bob"}),
+    (Kind.shell, {"command": "sudo aws iam attach-user-policy --user-name me "
+                             "--policy-arn arn:aws:iam::aws:policy/AdministratorAccess"}),
+    (Kind.mcp, {"server": "term", "tool": "run_command",
+                "arguments": {"command": "aws iam attach-user-policy --user-name me "
+                                         "--policy-arn arn:aws:iam::aws:policy/AdministratorAccess"}}),
+    (Kind.kubectl, {"command": "kubectl create clusterrolebinding x --clusterrole=cluster-admin --user=agent"}),
+    (Kind.kubectl, {"args": ["create", "clusterrolebinding", "x", "--clusterrole", "cluster-admin", "--user=agent"]}),
+    (Kind.shell, {"command": "kubectl create clusterrolebinding x --clusterrole=cluster-admin --user=agent"}),
+    (Kind.mcp, {"server": "k8s", "tool": "kubectl_apply", "arguments": {"manifest": (
+        "kind: ClusterRoleBinding\napiVersion: rbac.authorization.k8s.io/v1\nmetadata: {name: x}\n"
+        "roleRef: {kind: ClusterRole, name: cluster-admin, apiGroup: rbac.authorization.k8s.io}\nsubjects: []\n")}}),
+]
+
+
+@pytest.mark.parametrize(("kind", "payload"), DOORS, ids=[f"{k.value}:{json.dumps(p)[:50]}" for k, p in DOORS])
+def test_escalation_is_destructive_through_every_door(kind: Kind, payload: dict[str, object]) -> None:
+    got = classify(kind, payload)
+    assert got.risk.effective is Risk.destructive, got.summary
+    assert "privilege" in got.tags or got.risk is Risk.unknown, got
+
+
+# --- the shared judge on its own ----------------------------------------------------------------------
+
+from interlock.classify import privilege  # noqa: E402  (kept beside the tables that use it)
+
+ADMIN_NAMES = [
+    ("cluster-admin", True), ("admin", True), ("db_owner", True), ("ACCOUNTADMIN", True), ("roles/owner", True),
+    ("roles/bigquery.dataOwner", True), ("AdministratorAccess", True), ("rds_superuser", True), ("postgres", True),
+    ("pg_execute_server_program", True), ("Admins", True), ("User Access Administrator", True),
+    ("view", False), ("edit", False), ("analyst", False), ("db_datareader", False), ("roles/viewer", False),
+    ("badminton", False), ("postgres_exporter", False), ("my-sa", False), ("ReadOnlyAccess", False), ("", False),
+]
+
+
+@pytest.mark.parametrize(("name", "admin"), ADMIN_NAMES, ids=[n or "empty" for n, _ in ADMIN_NAMES])
+def test_admin_names(name: str, admin: bool) -> None:
+    assert privilege.is_admin_name(name) is admin
+
+
+IAM_DOCUMENTS = [
+    ({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}, True),
+    ({"Statement": {"Effect": "Allow", "Action": ["*:*"], "Resource": ["*"]}}, True),
+    ({"Statement": [{"Effect": "Allow", "Action": "IAM:*", "Resource": "*"}]}, True),
+    ({"Statement": [{"Effect": "Allow", "Action": "iam:Put*", "Resource": "*"}]}, True),
+    ({"Statement": [{"Effect": "Allow", "Action": "iam:?ttachRolePolicy", "Resource": "*"}]}, True),
+    ({"Statement": [{"Effect": "Allow", "NotAction": "s3:*", "Resource": "*"}]}, True),
+    ({"Statement": [{"Effect": "Allow", "Action": "iam:PassRole", "NotResource": "arn:aws:iam::1:role/x"}]}, True),
+    ({"Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}, False),
+    ({"Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]}, False),
+    ({"Statement": [{"Effect": "Allow", "Action": "iam:GetRole", "Resource": "*"}]}, False),
+    ({"Statement": [{"Effect": "Allow", "Action": "iam:List*", "Resource": "*"}]}, False),
+    ({"Statement": "not a list"}, False),
+    ({}, False),
+]
+
+
+@pytest.mark.parametrize(("document", "admin"), IAM_DOCUMENTS, ids=[json.dumps(d)[:60] for d, _ in IAM_DOCUMENTS])
+def test_iam_document_power(document: dict[str, object], admin: bool) -> None:
+    assert (privilege.iam_document_power(document) is not None) is admin
+
+
+def test_deep_manifest_does_not_break_the_judge() -> None:
+    deep = '{"a": [' * 600 + '"x"' + "]}" * 600
+    text = '{"kind": "ClusterRole", "rules": [{"verbs": ["*"], "resources": ["*"], "x": ' + deep + "}]}"
+    got = classify(Kind.mcp, {"server": "k8s", "tool": "kubectl_apply", "arguments": {"manifest": text}})
+    assert got.risk.effective is Risk.destructive, got.summary
+
+
+@pytest.mark.parametrize("kind", ["aws", "http", "mcp", "kubectl", "terraform"])
+def test_input_nested_600_levels_is_unknown_not_a_crash(kind: str) -> None:
+    text = '{"a": ' * 600 + "1" + "}" * 600
+    code, out, err = run("classify", "--kind", kind, "--format", "json", text)
+    assert code == 0 and json.loads(out)["risk"] == "unknown", out + err
+    code, out, err = run("classify", "--jsonl", stdin=json.dumps({"kind": kind, "input": text}) + "\n")
+    assert code == 0 and json.loads(out)["risk"] == "unknown", out + err

@@ -265,6 +265,11 @@ def classify_command(command: str) -> Classification:
             return from_cli_table("configure", "*", flags)
         return unaccepted(Kind.aws, "aws command without a service and an operation")
     service, operation = positional
+    # --cli-input-json/--cli-input-yaml hold the call's parameters: read them like the options.
+    given = param(params, "CliInputJson")
+    loaded = privilege.load_document(given) if isinstance(given, str) else None
+    if loaded is not None:
+        params = {**loaded, **params}
     if operation == "help" or "--generate-cli-skeleton" in flags:
         return Classification(risk=Risk.read, summary=f"aws {service} {operation}: prints help, calls nothing")
     if (service, operation) in CLI_COMMANDS or (service, "*") in CLI_COMMANDS:
@@ -398,6 +403,15 @@ RESOURCE_DOCUMENTS = {
 }
 
 
+#: Calls whose privilege judgement reads their parameters.
+JUDGED_BY_PARAMETERS = frozenset(
+    {*ATTACHING_OPERATIONS, *IDENTITY_DOCUMENTS, *RESOURCE_DOCUMENTS, "iam:AddUserToGroup", "s3:PutBucketAcl",
+     "s3:PutObjectAcl", "s3:PutBucketPublicAccessBlock", "ec2:ModifySnapshotAttribute", "ec2:ModifyImageAttribute",
+     "rds:ModifyDBSnapshotAttribute", "rds:ModifyDBClusterSnapshotAttribute", "lambda:AddPermission",
+     "sqs:AddPermission", "sns:AddPermission", "sns:SetTopicAttributes", "sqs:SetQueueAttributes"}
+)
+
+
 def param(params: dict[str, Any], *names: str) -> Any:
     """A parameter by its API name, whatever its case (`AWSAccountIds` = the CLI's `--aws-account-ids`)."""
     wanted = {n.lower() for n in names}
@@ -419,6 +433,9 @@ def judge_privilege(action: str, api_name: str, params: dict[str, Any]) -> tuple
     """
     if action in MINTING_OPERATIONS:
         return Risk.destructive, "mints a credential: whoever holds it acts as that user"
+    hidden = param(params, "CliInputJson", "CliInputYaml")
+    if hidden is not None and privilege.load_document(hidden) is None and action in JUDGED_BY_PARAMETERS:
+        return Risk.unknown, "its parameters are in a file we cannot see (--cli-input-json/--cli-input-yaml)"
     if action == "iam:UpdateAssumeRolePolicy":
         return Risk.destructive, "changes who may become a role that already has power"
     if action == "iam:SetDefaultPolicyVersion":

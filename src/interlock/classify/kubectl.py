@@ -531,22 +531,24 @@ def rbac_escalation(inv: Invocation, verb: str, subverb: str,
     if verb == "patch":
         if inv.value("--patch-file") is not None:
             return Risk.unknown, "the RBAC patch is in a file we cannot see"
-        why = patch_power(inv.value("-p", "--patch") or "")
-        return (Risk.destructive, why) if why else None
+        return patch_power(inv.value("-p", "--patch") or "")
     return None
 
 
-def patch_power(text: str) -> str | None:
+def patch_power(text: str) -> tuple[Risk, str] | None:
     """A strategic, merge or JSON patch (JSON or YAML text) that adds administrator rules or bindings."""
-    document = load_yaml_documents(text)
+    try:
+        document = load_yaml_documents(text)
+    except Unreadable as exc:
+        return Risk.unknown, f"a patch we cannot judge ({exc})"
     rules = [node for node in walk(document) if isinstance(node, dict) and "verbs" in node]
     why = privilege.rbac_rules_power(rules)
     if why is not None:
-        return why
+        return Risk.destructive, why
     refs = [node.get("roleRef") for node in walk(document) if isinstance(node, dict) and "roleRef" in node]
     admin = next((r["name"] for r in refs if isinstance(r, dict) and privilege.is_admin_name(str(r.get("name")))),
                  None)
-    return f"binds {admin}: administrator power" if admin else None
+    return (Risk.destructive, f"binds {admin}: administrator power") if admin else None
 
 
 def walk(node: Any, depth: int = 0) -> list[Any]:
@@ -561,18 +563,31 @@ def walk(node: Any, depth: int = 0) -> list[Any]:
     return found
 
 
+class Unreadable(Exception):
+    """Manifest text too big or too deep to judge, though kubectl might still apply it."""
+
+
 def load_yaml_documents(text: str) -> list[Any]:
-    """JSON or (multi-document) YAML text, parsed safely; [] when it is neither or too big to be a manifest."""
-    if not text or len(text) > MAX_MANIFEST:
+    """JSON or (multi-document) YAML text, parsed safely; [] when it is neither (kubectl refuses it too).
+
+    Raises `Unreadable` for text kubectl could apply but we will not parse: too big or nested too deep.
+    """
+    if len(text) > MAX_MANIFEST:
+        raise Unreadable(f"more than {MAX_MANIFEST:,} characters")
+    if not text.strip():
         return []
     try:
         return [json.loads(text)]
+    except RecursionError:
+        raise Unreadable("nested too deep") from None
     except ValueError:
         pass
     from ruamel.yaml import YAML  # imported here: most kubectl lines carry no manifest
 
     try:
         return [doc for doc in YAML(typ="safe").load_all(text) if doc is not None]
+    except RecursionError:
+        raise Unreadable("nested too deep") from None
     except Exception:  # ruamel raises many error types for bad YAML; any of them means "not a manifest"
         return []
 
@@ -589,7 +604,11 @@ def manifest_privilege(text: str) -> tuple[Risk, str] | None:
     {"manifest": …}`), and for the shell door (`kubectl apply -f - <<EOF`).
     """
     found: tuple[Risk, str] | None = None
-    for document in load_yaml_documents(text):
+    try:
+        documents = load_yaml_documents(text)
+    except Unreadable as exc:
+        return Risk.unknown, f"is a manifest we cannot judge ({exc})"
+    for document in documents:
         for item in document.get("items", [document]) if isinstance(document, dict) else []:
             if not isinstance(item, dict) or item.get("kind") not in RBAC_KINDS:
                 continue

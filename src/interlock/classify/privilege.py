@@ -107,7 +107,7 @@ def load_document(value: Any) -> dict[str, Any] | None:
     if isinstance(value, str):
         try:
             loaded = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
         return loaded if isinstance(loaded, dict) else None
     return None

@@ -184,4 +184,6 @@ def _json_object(text: str) -> tuple[dict[str, Any] | None, str]:
         value = json.loads(text)
     except ValueError as exc:
         return None, f"not valid JSON ({exc}); "
+    except RecursionError:
+        return None, "not valid JSON (nested too deep); "
     return value if isinstance(value, dict) else None, ""
