@@ -11,9 +11,11 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from interlock.classify import ClassifyContext, classify
+from interlock.classify import ClassifyContext, classify, privilege
 from interlock.cli import app
 from interlock.model import KNOWN_TAGS, Kind, Risk
 from interlock.policy import PolicyError, load_policy_text
@@ -228,8 +230,6 @@ def test_escalation_is_destructive_through_every_door(kind: Kind, payload: dict[
 
 # --- the shared judge on its own ----------------------------------------------------------------------
 
-from interlock.classify import privilege  # noqa: E402  (kept beside the tables that use it)
-
 ADMIN_NAMES = [
     ("cluster-admin", True), ("admin", True), ("db_owner", True), ("ACCOUNTADMIN", True), ("roles/owner", True),
     ("roles/bigquery.dataOwner", True), ("AdministratorAccess", True), ("rds_superuser", True), ("postgres", True),
@@ -280,3 +280,42 @@ def test_input_nested_600_levels_is_unknown_not_a_crash(kind: str) -> None:
     assert code == 0 and json.loads(out)["risk"] == "unknown", out + err
     code, out, err = run("classify", "--jsonl", stdin=json.dumps({"kind": kind, "input": text}) + "\n")
     assert code == 0 and json.loads(out)["risk"] == "unknown", out + err
+
+
+# --- properties: escalation markers only raise; narrow grants stay write ---------------------------------
+
+NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,12}", fullmatch=True).filter(
+    lambda n: not privilege.is_admin_name(n) and n not in ("public", "all", "to", "on", "with", "grant", "in")
+)
+PRIVILEGES = st.lists(st.sampled_from(["SELECT", "INSERT", "UPDATE", "DELETE", "USAGE", "EXECUTE", "REFERENCES",
+                                       "TRIGGER", "CONNECT", "TEMPORARY"]), min_size=1, max_size=3, unique=True)
+MARKERS = [" WITH GRANT OPTION", ", PUBLIC"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(privileges=PRIVILEGES, table=NAMES, role=NAMES, marker=st.sampled_from(MARKERS))
+def test_narrow_grants_are_write_and_markers_make_them_destructive(
+    privileges: list[str], table: str, role: str, marker: str
+) -> None:
+    grant = f"GRANT {', '.join(privileges)} ON {table} TO {role}"
+    narrow = classify(Kind.sql, {"sql": grant})
+    assert narrow.risk is Risk.write and {"privilege", "grant"} <= set(narrow.tags), (grant, narrow.summary)
+    widened = grant + marker if marker.startswith(" WITH") else grant.replace(f" TO {role}", f" TO {role}{marker}")
+    assert classify(Kind.sql, {"sql": widened}).risk is Risk.destructive, widened
+
+
+STATEMENTS = st.fixed_dictionaries({
+    "Effect": st.sampled_from(["Allow", "Deny"]),
+    "Action": st.lists(st.sampled_from(["s3:GetObject", "ec2:Describe*", "iam:GetRole", "*", "iam:*", "iam:PassRole",
+                                        "logs:PutLogEvents"]), min_size=1, max_size=3),
+    "Resource": st.sampled_from(["*", "arn:aws:s3:::b/*", ["arn:aws:iam::1:role/x"]]),
+})
+
+
+@settings(max_examples=150, deadline=None)
+@given(statements=st.lists(STATEMENTS, max_size=4), extra=STATEMENTS)
+def test_adding_a_statement_never_lowers_a_documents_power(statements: list[dict[str, object]],
+                                                          extra: dict[str, object]) -> None:
+    before = privilege.iam_document_power({"Statement": statements}) is not None
+    after = privilege.iam_document_power({"Statement": [*statements, extra]}) is not None
+    assert after or not before
