@@ -119,8 +119,6 @@ def test_unknown_function_summary_says_how_to_declare_it() -> None:
     assert "purge_invoices()" in got.summary and "read_only_functions" in got.summary
 
 
-
-
 # --- natural inputs: every documented form, through `interlock classify` and `--jsonl` -----------------
 
 NATURAL_INPUTS = [
