@@ -64,7 +64,7 @@ def live_server(policy: Path, store_url: str, tmp_path: Path, env: dict[str, str
                                    env={**os.environ, **(env or {})})
     server = LiveServer(f"http://127.0.0.1:{port}", policy, store_url, key_dir, process, log)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # generous: CI machines run the suite on 2 busy cores
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"interlock serve exited with {process.returncode}:\n{server.logs()}")
