@@ -14,6 +14,9 @@ if ! pg_up; then
   pg_up || { echo "error: PostgreSQL is not reachable on 127.0.0.1:5432; start it and retry" >&2; exit 1; }
 fi
 
+# Real bubblewrap for shell rehearsals (docs/sandbox.md): Debian's package, 0.8 or later.
+command -v bwrap >/dev/null 2>&1 || apt_install bubblewrap
+
 # Real MCP servers from npm for the MCP proxy tests (installed once into .interlock/npm).
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 if [ ! -d .interlock/npm/node_modules/@modelcontextprotocol/server-filesystem ] || \

@@ -27,7 +27,8 @@ environments:
   production: {protected: true}
   lab: {}
 targets:
-  billing-db: {environment: production, kind: sql, dsn: env:BILLING}
+  billing-db: {environment: production, kind: sql, dsn: env:BILLING, twin: billing-staging}
+  billing-staging: {environment: staging, kind: sql, dsn: env:BILLING_STAGING}
   lab-db: {environment: lab, kind: sql, dsn: env:LAB}
 roles:
   deployer:

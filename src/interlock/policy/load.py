@@ -26,6 +26,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from interlock.fingerprint import canonical_json
 from interlock.model import Risk
 from interlock.policy.schema import PolicyDocument
+from interlock.sandbox import twins
 
 #: A policy is a human-written file; anything bigger is a mistake or an attack.
 MAX_POLICY_BYTES = 1024 * 1024
@@ -299,6 +300,7 @@ def _reference_problems(doc: PolicyDocument, loc: Locations) -> Iterator[Problem
     for name, target in targets.items():
         if target.environment not in envs:
             yield loc.problem(("targets", name, "environment"), _unknown("environment", target.environment, envs))
+    yield from _twin_problems(doc, loc)
     for role, grants in roles.items():
         for env_name, grant in grants.items():
             if env_name != "*" and env_name not in envs:
@@ -347,6 +349,56 @@ def _reference_problems(doc: PolicyDocument, loc: Locations) -> Iterator[Problem
             yield loc.problem((*base, "env"), _unknown("environment", test.env, envs))
         if test.target is not None and test.target not in targets:
             yield loc.problem((*base, "target"), _unknown("target", test.target, targets))
+
+
+def _twin_problems(doc: PolicyDocument, loc: Locations) -> Iterator[Problem]:
+    """Twins (docs/sandbox.md): same kind, an earlier and unprotected environment, no cycle; and every
+    target a `sandbox` rule can reach has a twin in the environment the rule sends it to."""
+    envs, targets = doc.environments, doc.targets
+    in_cycle: set[str] = set()
+    for name, target in targets.items():
+        if target.twin is None:
+            continue
+        path: Path_ = ("targets", name, "twin")
+        twin = targets.get(target.twin)
+        if twin is None:
+            yield loc.problem(path, _unknown("target", target.twin, targets))
+            continue
+        if target.twin == name or name in twins.chain(doc, target.twin):
+            cycle = [name, *twins.chain(doc, name)]
+            if not in_cycle & set(cycle):
+                yield loc.problem(path, f"twin chain has a cycle: {' -> '.join([*cycle, name])}")
+            in_cycle |= set(cycle)
+            continue
+        if twin.kind is not target.kind:
+            yield loc.problem(path, f"twin {target.twin!r} takes {twin.kind.value} actions, target {name!r} takes "
+                              f"{target.kind.value}: a rehearsal runs the same action, so name a {target.kind.value} "
+                              "target")
+        if twin.environment in envs and envs[twin.environment].protected:
+            yield loc.problem(path, f"twin {target.twin!r} is in protected environment {twin.environment!r}: "
+                              "a rehearsal must never touch a production-like environment")
+        elif target.environment in envs and twin.environment in envs and \
+                not twins.precedes(doc, twin.environment, target.environment):
+            yield loc.problem(path, f"twin {target.twin!r} is in {twin.environment!r}, which does not come before "
+                              f"{target.environment!r} in the promotion chain: set `promotes_to` so that "
+                              f"{twin.environment} leads to {target.environment}, or name a twin in an earlier "
+                              "environment")
+    for i, rule in enumerate(doc.rules):
+        if rule.effect != "sandbox":
+            continue
+        for env_name in _rule_envs(doc, rule):
+            first = rule.sandbox or _predecessor(doc, env_name)
+            if first is None:
+                continue
+            for name, target in targets.items():
+                if target.environment != env_name or (rule.when.target and name not in rule.when.target) or \
+                        (rule.when.kind and target.kind not in rule.when.kind):
+                    continue
+                if twins.twin_in(doc, name, first) is None:
+                    yield loc.problem(("rules", i, "effect"),
+                                      f"rule {rule.id!r} sends actions on target {name!r} to {first!r} first, but "
+                                      f"{name!r} has no twin there: add `twin: NAME` to targets.{name} (a "
+                                      f"{target.kind.value} target in {first})")
 
 
 def _is_seq(loc: Locations, path: Path_) -> bool:

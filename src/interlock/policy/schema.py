@@ -107,6 +107,17 @@ class Target(Model):
     aws: AwsTarget | None = None
     timeout: Duration = Field(default=30, description="executor timeout")
     max_output_bytes: int = Field(default=1024 * 1024, ge=1024)
+    twin: Name | None = Field(
+        default=None, description="the target of the same kind, in an earlier environment, where this target's "
+        "actions are rehearsed first (docs/sandbox.md)"
+    )
+    strategy: Literal["rollback", "apply"] = Field(
+        default="rollback", description="sql, when this target is a twin: `rollback` runs a rehearsal in one "
+        "transaction and rolls it back; `apply` commits it on the twin"
+    )
+    network: bool = Field(
+        default=False, description="shell, when this target is a twin: rehearsals may reach the network"
+    )
 
     @field_validator("http_methods")
     @classmethod
@@ -232,6 +243,7 @@ class Defaults(Model):
     approval_ttl: Duration = Field(default=3600, description="how long an approval request stays open")
     grant_ttl: Duration = Field(default=900, description="how long a satisfied request's grant stays usable")
     max_payload_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD_BYTES, ge=1024, le=64 * 1024 * 1024)
+    evidence_ttl: Duration = Field(default=86400, description="how long a rehearsal's evidence can promote an action")
 
 
 class PolicyDocument(Model):
