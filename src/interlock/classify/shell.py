@@ -8,7 +8,7 @@ subshells, `$(…)`, backticks, `<(…)`, loops, functions, here-docs. Text hand
 Each command's words are resolved the way bash would before running it (quotes removed,
 `\\rm`, `"r"m`, `$'\\x72m'` all become `rm`); a word produced by an expansion (`$X`, `$(…)`) has
 no value, and a program name without a value is `unknown`. Per-program judges live in
-`shell_programs.py`, interpreter snippets in `snippets.py`.
+`programs/` (one module per family), interpreter snippets in `snippets.py`.
 
 A line tree-sitter cannot parse is `unknown`, unless a command we did understand in it is
 already `destructive` (the verdict can only get worse).
@@ -26,8 +26,7 @@ from typing import Any
 import tree_sitter
 import tree_sitter_bash
 
-from interlock.classify.registry import ClassifyContext, classify, found_kinds, register
-from interlock.classify.shell_programs import (
+from interlock.classify.programs import (
     HIJACK_VARIABLES,
     TTY,
     WORKING_DIR,
@@ -40,6 +39,7 @@ from interlock.classify.shell_programs import (
     worst,
     write_to,
 )
+from interlock.classify.registry import ClassifyContext, classify, found_kinds, register
 from interlock.model import Classification, Kind, Risk
 
 #: How many times text may be handed to another shell (`bash -c "eval '…'"`) before we give up.
@@ -276,7 +276,7 @@ def _one_line(text: str, limit: int = 120) -> str:
 
 @dataclass
 class Judging:
-    """One classification's walk over a parse tree; implements `shell_programs.Runner`."""
+    """One classification's walk over a parse tree; implements `programs.base.Runner`."""
 
     context: ClassifyContext
     depth: int = 0

@@ -1,0 +1,182 @@
+"""Judges of database clients and tools: SQL handed to psql/mysql/sqlite3 goes to the sql classifier."""
+
+from __future__ import annotations
+
+from interlock.classify.programs.base import (
+    D,
+    R,
+    Runner,
+    Stdin,
+    U,
+    Verbs,
+    Verdict,
+    W,
+    Word,
+    judge,
+    name_set,
+    parse_opts,
+    worst,
+)
+from interlock.classify.programs.targets import (
+    write_to,
+)
+from interlock.model import Kind
+
+_SQL_DIALECT = {"psql": "postgres", "mysql": "mysql", "mariadb": "mysql", "sqlite3": "sqlite"}
+
+
+@judge(*_SQL_DIALECT)
+def judge_sql_client(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    dialect = _SQL_DIALECT[prog]
+    sql: list[str] = []
+    if prog == "psql":
+        opts = parse_opts(
+            args,
+            "cdfhpUvoLTP",
+            name_set("command dbname file host port username set variable output log-file"),
+        )
+        if opts.flags & {"l", "list", "version", "V", "help"}:
+            return Verdict(R, "psql lists databases")
+        script = opts.values.get("f") or opts.values.get("file")
+        if "f" in opts.values or "file" in opts.values:
+            return Verdict(U, f"psql runs the script file {script}")
+        sql = [v for k, v in opts.values.items() if k in ("c", "command") and v is not None]
+        if any(w.value is None for w in args):
+            for k in ("c", "command"):
+                if k in opts.values and opts.values[k] is None:
+                    return Verdict(U, "psql -c with SQL produced by an expansion")
+        _collect_repeated(args, ("-c", "--command"), sql)
+    elif prog in ("mysql", "mariadb"):
+        opts = parse_opts(args, "ehuPDS", ["execute", "host", "user", "port", "database", "socket"])
+        if opts.flags & {"version", "V", "help"}:
+            return Verdict(R, f"{prog} prints its version")
+        for k in ("e", "execute"):
+            if k in opts.values:
+                if opts.values[k] is None:
+                    return Verdict(U, f"{prog} -e with SQL produced by an expansion")
+                sql.append(opts.values[k] or "")
+    else:
+        opts = parse_opts(args, "", ["cmd", "separator", "nullvalue"])
+        if opts.flags & {"version", "help"}:
+            return Verdict(R, "sqlite3 prints its version")
+        if any(w.value is None for w in opts.operands[1:]):
+            return Verdict(U, "sqlite3 SQL produced by an expansion")
+        sql = [w.value for w in opts.operands[1:] if w.value is not None]
+        if opts.values.get("cmd"):
+            sql.insert(0, opts.values["cmd"] or "")
+    if sql:
+        nested = run.delegate(Kind.sql, {"sql": "\n".join(sql)}, dialect)
+        return Verdict(nested.risk, f"{prog} runs SQL: {nested.reason}", nested.tags, nested.paths, nested.nested)
+    if stdin.text is not None:
+        nested = run.delegate(Kind.sql, {"sql": stdin.text}, dialect)
+        return Verdict(nested.risk, f"{prog} runs SQL from {stdin.origin}: {nested.reason}", nested.tags | stdin.tags)
+    if stdin.origin == "tty":
+        return Verdict(U, f"{prog} opens an interactive session")
+    return Verdict(U, f"{prog} runs SQL from {stdin.source or stdin.origin}")
+
+
+def _collect_repeated(args: list[Word], names: tuple[str, ...], into: list[str]) -> None:
+    """psql accepts several -c; parse_opts keeps only the last one."""
+    found: list[str] = []
+    for i, w in enumerate(args[:-1]):
+        if w.value in names and args[i + 1].value is not None:
+            found.append(args[i + 1].value or "")
+    for w in args:
+        if w.value is not None and w.value.startswith("--command="):
+            found.append(w.value.partition("=")[2])
+        elif w.value is not None and w.value.startswith("-c") and len(w.value) > 2:
+            found.append(w.value[2:])
+    if len(found) > len(into):
+        into[:] = found
+
+
+_REDIS_DOES = {R: "reads", W: "writes", D: "deletes or stops"}
+REDIS = Verbs(
+    read=name_set(
+        """
+        GET MGET KEYS SCAN INFO PING TTL PTTL TYPE EXISTS HGET HGETALL HKEYS HVALS HLEN HEXISTS HMGET LRANGE
+        LLEN LINDEX SMEMBERS SCARD SISMEMBER ZRANGE ZCARD ZSCORE ZRANK ZREVRANGE DBSIZE STRLEN GETRANGE ECHO
+        TIME LASTSAVE ROLE MEMORY XLEN XRANGE XINFO SLOWLOG SSCAN HSCAN ZSCAN OBJECT PUBSUB COMMAND LOLWUT
+        """
+    ),
+    write=name_set(
+        """
+        SET SETEX SETNX PSETEX MSET HSET HMSET HSETNX LPUSH RPUSH LINSERT LSET SADD ZADD INCR INCRBY DECR
+        DECRBY INCRBYFLOAT APPEND EXPIRE PEXPIRE EXPIREAT PERSIST PUBLISH XADD GETSET SETRANGE HINCRBY
+        ZINCRBY PFADD BGSAVE SAVE BGREWRITEAOF
+        """
+    ),
+    destructive=name_set(
+        """
+        FLUSHALL FLUSHDB DEL UNLINK SHUTDOWN DEBUG RENAME RENAMENX HDEL SREM ZREM LREM LPOP RPOP SPOP LTRIM
+        ZREMRANGEBYSCORE ZREMRANGEBYRANK GETDEL XDEL XTRIM MIGRATE MOVE SWAPDB SLAVEOF REPLICAOF FAILOVER
+        RESTORE
+        """
+    ),
+)
+
+
+@judge("redis-cli", "valkey-cli")
+def judge_redis(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    takes_value = {"-h", "-p", "-a", "-n", "-u", "-s", "-r", "-i", "-d", "--user", "--pass", "--tls-cert"}
+    i = 0
+    while i < len(args):
+        v = args[i].value
+        if v is None:
+            return Verdict(U, "redis-cli argument produced by an expansion")
+        if v in ("--scan", "--bigkeys", "--memkeys", "--stat", "--latency", "--hotkeys", "--version"):
+            return Verdict(R, f"redis-cli {v}")
+        if v in takes_value:
+            i += 2
+            continue
+        if v.startswith("-"):
+            i += 1
+            continue
+        break
+    if i >= len(args):
+        if stdin.origin != "tty" and stdin.text is not None:
+            lines = [ln.split() for ln in stdin.text.splitlines() if ln.strip()]
+            verdicts = [_redis_command([Word(x, x) for x in ln]) for ln in lines]
+            return worst(verdicts) if verdicts else Verdict(R, "redis-cli with empty input")
+        return Verdict(U, "redis-cli opens an interactive session")
+    return _redis_command(args[i:])
+
+
+def _redis_command(words: list[Word]) -> Verdict:
+    name = (words[0].value or "").upper()
+    sub = (words[1].value or "").upper() if len(words) > 1 else ""
+    if words[0].value is None:
+        return Verdict(U, "redis command produced by an expansion")
+    if name in ("FLUSHALL", "FLUSHDB"):
+        return Verdict(D, f"redis {name} deletes every key", frozenset({"mass", "irreversible"}))
+    if name == "CONFIG":
+        return Verdict(R if sub == "GET" else D, f"redis CONFIG {sub}")
+    if name in ("CLIENT", "CLUSTER", "SCRIPT", "FUNCTION", "ACL", "MODULE"):
+        read = sub in name_set("LIST INFO GETNAME ID NODES SLOTS SHARDS EXISTS WHOAMI USERS CAT")
+        return Verdict(R if read else D, f"redis {name} {sub}")
+    risk = REDIS.risk(name)
+    if risk is not None:
+        return Verdict(risk, f"redis {name} {_REDIS_DOES[risk]}")
+    return Verdict(U, f"redis {name} not understood")
+
+
+@judge(*name_set("dropdb dropuser createdb createuser pg_dump pg_dumpall mysqldump pg_restore"))
+def judge_pg_tools(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    if prog in ("dropdb", "dropuser"):
+        return Verdict(D, f"{prog} drops a {'database' if prog == 'dropdb' else 'role'}", frozenset({"irreversible"}))
+    if prog in ("createdb", "createuser"):
+        return Verdict(W, f"{prog} creates a {'database' if prog == 'createdb' else 'role'}")
+    if prog in ("pg_dump", "pg_dumpall", "mysqldump"):
+        opts = parse_opts(args, "fdhpUnNtTrF" if prog != "mysqldump" else "hupPrS", ["file", "result-file"])
+        out = opts.values.get("f") or opts.values.get("file") or opts.values.get("r") or opts.values.get("result-file")
+        if out:
+            return write_to(Word(out, out), f"{prog} writes a dump to")
+        return Verdict(R, f"{prog} dumps to standard output")
+    if prog == "pg_restore":
+        opts = parse_opts(args, "dfhpUnNtTIjL", ["dbname", "file"])
+        if opts.flags & {"c", "clean"}:
+            return Verdict(D, "pg_restore --clean drops objects before restoring", frozenset({"replace"}))
+        if opts.flags & {"l", "list"}:
+            return Verdict(R, "pg_restore lists an archive")
+        return Verdict(W, "pg_restore restores into a database")
+    return Verdict(U, f"{prog} not understood")

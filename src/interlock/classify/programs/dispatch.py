@@ -1,0 +1,117 @@
+"""From one command's words to a verdict: look through wrappers, then ask the program's judge.
+
+A program with no judge and not in `READ_ONLY` is `unknown`: we never assume a program we do not
+know is harmless.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Importing the family modules registers their judges.
+from interlock.classify.programs import data, files, infra, interpreters, network, system, vcs  # noqa: F401
+from interlock.classify.programs.base import (
+    JUDGES,
+    R,
+    Runner,
+    Stdin,
+    U,
+    Verdict,
+    Word,
+    name_set,
+)
+from interlock.classify.programs.wrappers import WRAPPERS
+
+READ_ONLY = name_set(
+    """
+    ls ll la dir vdir cat tac head tail grep egrep fgrep zgrep rg ag ack wc du df ps pstree
+    top htop which whereis type echo printf pwd whoami id groups uname cut tr jq yq diff cmp comm md5sum
+    sha1sum sha224sum sha256sum sha384sum sha512sum b2sum cksum sum shasum tree realpath readlink
+    dirname basename test [ true false sleep ping ping6 dig nslookup host traceroute tracepath getent
+    nproc free uptime w who last lastlog lsblk lscpu lsmem lsof lsusb lspci lsattr findmnt vmstat iostat
+    mpstat stat file yes history nl fold fmt column expand unexpand paste join rev seq od hexdump
+    strings base64 base32 printenv locale tput tty arch getconf info help whatis apropos jobs cd
+    pushd popd dirs set shopt unset export declare typeset local readonly read shift wait exit return
+    break continue : umask ulimit times getopts ss netstat numfmt factor expr bc cal ncal zdump tokei cloc
+    """
+)
+
+
+#: Directories whose programs are the system's own: `/usr/bin/rm` is rm, `./rm` or `/tmp/rm` is not.
+TRUSTED_DIRS = frozenset(
+    name_set(
+        """
+        /bin /sbin /usr/bin /usr/sbin /usr/local/bin /usr/local/sbin /opt/homebrew/bin /snap/bin
+        /usr/lib/postgresql/bin
+        """
+    )
+)
+
+
+_VERSIONED = re.compile(r"^(python|pip|ruby|php|perl|node|psql|pg_dump)[0-9.]*$")
+
+
+_PATTERN_CHARS = re.compile(r"[*?\[{]")
+
+
+def program_name(word: Word) -> tuple[str | None, str]:
+    """The program a command word names, or None and why we cannot tell."""
+    value = word.value
+    if value is None:
+        return None, f"the program name is produced by an expansion ({word.text})"
+    if not value:
+        return None, "empty program name"
+    if value != "[" and _PATTERN_CHARS.search(value):
+        return None, f"the program name is a pattern ({value})"
+    if "/" in value:
+        folder, _, base = value.rpartition("/")
+        if (folder or "/") not in TRUSTED_DIRS and re.sub(r"/+", "/", folder) not in TRUSTED_DIRS:
+            return None, f"runs {value}, a program outside the system directories"
+        value = base
+    if value == "nodejs":
+        return "node", ""
+    if value.startswith("mkfs") or value.startswith("mke2fs"):
+        return "mkfs", ""
+    match = _VERSIONED.match(value)
+    if match:
+        return match.group(1) if match.group(1) not in ("pip",) else "pip", ""
+    return value, ""
+
+
+def looks_obfuscated(word: Word) -> bool:
+    """A program name spelled with quotes or escapes hides what runs from a plain reading."""
+    text = word.text
+    return "$'" in text or "'" in text or '"' in text or "\\" in text[1:]
+
+
+def judge_argv(words: list[Word], stdin: Stdin, run: Runner) -> tuple[str, Verdict]:
+    """(program, verdict) for one simple command's words."""
+    tags: set[str] = set()
+    for _ in range(32):
+        if not words:
+            return "", Verdict(R, "no command", frozenset(tags))
+        name, why = program_name(words[0])
+        if name is None:
+            return words[0].text, Verdict(U, why, frozenset(tags))
+        if looks_obfuscated(words[0]):
+            tags.add("obfuscated")
+        wrapper = WRAPPERS.get(name)
+        if wrapper is None:
+            break
+        result = wrapper(name, words[1:], stdin, run)
+        if isinstance(result, Verdict):
+            return name, result.with_tags(*tags) if tags else result
+        tags |= result.tags
+        words = result.words
+    else:
+        return "", Verdict(U, "too many nested wrappers", frozenset(tags))
+    judge = JUDGES.get(name)
+    if judge is not None:
+        verdict = judge(name, words[1:], stdin, run)
+    elif name in READ_ONLY:
+        verdict = Verdict(R, f"{name} only reads")
+    elif run.is_function(name):
+        verdict = Verdict(R, f"calls the function {name} (its body is judged on its own)")
+    else:
+        verdict = Verdict(U, f"{name} is not a program we know")
+    return name, verdict.with_tags(*tags) if tags else verdict

@@ -1,0 +1,352 @@
+"""Judges of programs that delete, copy, move, create, edit or print files (rm, cp, sed, tar, less …)."""
+
+from __future__ import annotations
+
+import re
+
+from interlock.classify.programs.base import (
+    TTY,
+    D,
+    R,
+    Runner,
+    Stdin,
+    U,
+    Verdict,
+    W,
+    Word,
+    judge,
+    name_set,
+    parse_opts,
+    worst,
+)
+from interlock.classify.programs.targets import (
+    harmless_sink,
+    is_mass_path,
+    is_system_path,
+    paths_of,
+    write_to,
+)
+
+
+@judge("rm", "unlink")
+def judge_rm(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    opts = parse_opts(args)
+    recursive = bool(opts.flags & {"r", "R", "recursive"})
+    targets = opts.operands
+    mass = recursive or any(w.value is not None and is_mass_path(w.value) for w in targets)
+    tags = {"irreversible"} | ({"mass"} if mass else set())
+    kind = "recursive delete" if recursive else "delete"
+    if any(w.value is not None and w.value in ("/", "/*") for w in targets):
+        kind += " of the root filesystem"
+    return Verdict(D, kind, frozenset(tags), paths_of(targets))
+
+
+@judge("rmdir")
+def judge_rmdir(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    opts = parse_opts(args)
+    return Verdict(D, "removes directories", frozenset(), paths_of(opts.operands))
+
+
+@judge("shred", "srm", "wipe")
+def judge_shred(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    opts = parse_opts(args, "nsx", ["iterations", "size", "random-source", "remove"])
+    return Verdict(D, "overwrites files beyond recovery", frozenset({"irreversible"}), paths_of(opts.operands))
+
+
+#: Per disk tool: the options that only print (anything else may rewrite the disk).
+_DISK_LISTING = {
+    "fdisk": name_set("-l --list"),
+    "sfdisk": name_set("-l --list -d --dump -s --show-size -J --json -V --verify"),
+    "parted": name_set("-l --list print"),
+    "sgdisk": name_set("-p --print -v --verify -i --info -P --pretend"),
+    "blkid": name_set("-p -o -s -t -L -U"),
+}
+
+
+@judge(
+    *name_set(
+        """
+    mkfs mke2fs mkswap wipefs fdisk sfdisk parted sgdisk gdisk blkdiscard cryptsetup lvremove vgremove
+    pvremove zpool zfs mdadm badblocks
+    """
+    )
+)
+def judge_disk(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    values = {w.value for w in args}
+    if prog == "wipefs" and not values & name_set("-a --all -o --offset -f --force"):
+        return Verdict(R, "wipefs lists signatures")
+    listing = _DISK_LISTING.get(prog)
+    if listing is not None and values & listing:
+        return Verdict(R, f"{prog} lists partitions")
+    opts = parse_opts(args)
+    return Verdict(
+        D, f"{prog} rewrites a disk or filesystem", frozenset({"irreversible", "mass"}), paths_of(opts.operands)
+    )
+
+
+@judge("truncate", "fallocate")
+def judge_truncate(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    opts = parse_opts(args, "sr", ["size", "reference"])
+    return Verdict(D, "truncates files", frozenset({"irreversible"}), paths_of(opts.operands))
+
+
+@judge("dd")
+def judge_dd(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    for word in args:
+        if word.value is None:
+            return Verdict(U, f"dd operand produced by an expansion ({word.text})")
+        if word.value.startswith("of="):
+            verdict = write_to(Word(word.value[3:], word.text[3:]), "dd writes to")
+            return verdict.with_tags("irreversible") if verdict.risk is D else verdict
+    return Verdict(R, "dd copies to standard output")
+
+
+@judge("find")
+def judge_find(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    verdicts = [Verdict(R, "find lists files")]
+    i = 0
+    starts: list[Word] = []
+    while i < len(args) and (args[i].value is None or not args[i].value.startswith(("-", "(", "!"))):  # type: ignore[union-attr]
+        starts.append(args[i])
+        i += 1
+    paths = paths_of(starts) or (".",)
+    while i < len(args):
+        v = args[i].value
+        i += 1
+        if v in ("-delete",):
+            verdicts.append(Verdict(D, "find deletes the files it matches", frozenset({"mass", "irreversible"}), paths))
+        elif v in ("-exec", "-execdir", "-ok", "-okdir"):
+            inner: list[Word] = []
+            while i < len(args) and args[i].value not in (";", "+"):
+                w = args[i]
+                inner.append(Word(None, "{}") if w.value is not None and "{}" in w.value else w)
+                i += 1
+            i += 1
+            if not inner:
+                verdicts.append(Verdict(U, f"find {v} without a command"))
+                continue
+            nested = run.argv(inner, TTY)
+            verdicts.append(
+                Verdict(
+                    nested.risk,
+                    f"find {v} runs {inner[0].show}: {nested.reason}",
+                    nested.tags,
+                    paths,
+                    nested.nested,
+                )
+            )
+        elif v in ("-fprint", "-fprint0", "-fprintf", "-fls"):
+            if i < len(args):
+                verdicts.append(write_to(args[i], f"find {v} writes to"))
+            i += 1
+        elif v is None:
+            verdicts.append(Verdict(U, "find expression produced by an expansion"))
+    top = worst(verdicts)
+    return Verdict(top.risk, top.reason, top.tags, paths if top.risk is not R else top.paths, top.nested)
+
+
+@judge("mv")
+def judge_mv(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    """mv and ln. mv also takes its sources away, so a source on a system path counts too."""
+    opts = parse_opts(args, "tS", ["target-directory", "suffix", "backup"])
+    dest_value = opts.values.get("t") or opts.values.get("target-directory")
+    if dest_value is not None:
+        dest: Word | None = Word(dest_value, dest_value)
+        sources = opts.operands
+    else:
+        dest = opts.operands[-1] if len(opts.operands) >= 2 else None
+        sources = opts.operands[:-1] if dest is not None else opts.operands
+    if dest is None:
+        return Verdict(W, f"{prog} without a destination", frozenset(), paths_of(sources))
+    verdict = write_to(dest, f"{prog} {'moves to' if prog == 'mv' else 'links'}")
+    if prog == "mv" and dest.value is not None and harmless_sink(dest.value):
+        verdict = Verdict(D, f"mv into {dest.value} destroys the files", frozenset({"irreversible"}))
+    verdicts = [verdict]
+    if prog == "mv":
+        verdicts += [
+            write_to(w, "mv moves away").with_tags() for w in sources if w.value is None or is_system_path(w.value)
+        ]
+    top = worst(verdicts)
+    paths = paths_of([*sources, dest])
+    if opts.flags & {"f", "force"} and top.risk is W:
+        return Verdict(D, f"{prog} -f replaces {dest.show}", top.tags | {"replace"}, paths)
+    return Verdict(top.risk, top.reason, top.tags, paths)
+
+
+@judge("cp", "install")
+def judge_cp(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    opts = parse_opts(args, "tS", ["target-directory", "suffix", "backup"])
+    dest = opts.values.get("t") or opts.values.get("target-directory")
+    target = Word(dest, dest or "") if dest else (opts.operands[-1] if opts.operands else None)
+    if target is None:
+        return Verdict(W, f"{prog} copies files")
+    verdict = write_to(target, f"{prog} copies to")
+    if verdict.risk is R:
+        verdict = Verdict(R, f"{prog} copies to {target.show}")
+    tags = (
+        frozenset({"mass"})
+        if opts.flags & {"r", "R", "a", "recursive", "archive"} and verdict.risk is D
+        else frozenset()
+    )
+    return Verdict(verdict.risk, verdict.reason, verdict.tags | tags, paths_of(opts.operands))
+
+
+@judge("ln")
+def judge_ln(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    return judge_mv("ln", args, stdin, run)
+
+
+@judge("touch", "mkdir", "mkfifo", "mknod")
+def judge_touch(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    opts = parse_opts(args, "dtrm" if prog == "touch" else "m", ["date", "reference", "mode", "context"])
+    verdicts = [write_to(w, f"{prog} creates") for w in opts.operands]
+    # Creating a file or directory overwrites nothing, even in a system path (tag `privilege`).
+    verdicts = [
+        Verdict(W, v.reason, v.tags - {"irreversible"} | {"privilege"}, v.paths) if v.risk is D else v for v in verdicts
+    ]
+    return worst(verdicts) if verdicts else Verdict(W, f"{prog} creates files")
+
+
+@judge("tee")
+def judge_tee(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    opts = parse_opts(args)
+    action = "tee appends to" if opts.flags & {"a", "append"} else "tee writes to"
+    verdicts = [write_to(w, action) for w in opts.operands]
+    return worst(verdicts) if verdicts else Verdict(R, "tee copies standard input to standard output")
+
+
+@judge("chmod", "chown", "chgrp", "chattr", "setfacl")
+def judge_chmod(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    opts = parse_opts(args, "", ["reference", "from"])
+    operands = opts.operands
+    mode_word = operands[0].value if operands and prog == "chmod" else None
+    files = operands[1:] if prog in ("chmod", "chown", "chgrp") else operands
+    recursive = bool(opts.flags & {"R", "recursive"})
+    tags: set[str] = set()
+    if recursive:
+        tags.add("mass")
+    if mode_word and re.search(
+        r"(^[0-7]?[0-7][0-7]7$)|([oa]?\+[rwx]*w)|(^[0-7]?[0-7]7[0-7]$)|([ugo]*\+s)|(^[2-7][0-7]{3}$)",
+        mode_word,
+    ):
+        tags.add("privilege")
+    if any(w.value is None for w in files):
+        return Verdict(U, f"{prog} on a path produced by an expansion", frozenset(tags), paths_of(files))
+    system = [w.value for w in files if w.value is not None and (is_system_path(w.value) or is_mass_path(w.value))]
+    if system:
+        return Verdict(D, f"{prog} changes {', '.join(system)}", frozenset(tags), paths_of(files))
+    what = "recursively changes" if recursive else "changes"
+    noun = {"chmod": "permissions", "chown": "ownership", "chgrp": "group"}.get(prog, "attributes")
+    return Verdict(W, f"{prog} {what} {noun}", frozenset(tags), paths_of(files))
+
+
+@judge("sed", "gsed")
+def judge_sed(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    opts = parse_opts(args, "ef", ["expression", "file"])
+    if "f" in opts.values or "file" in opts.values:
+        return Verdict(U, "sed runs a script file")
+    scripts = [opts.values[k] for k in ("e", "expression") if k in opts.values]
+    operands = opts.operands
+    if not scripts and operands:
+        scripts, operands = [operands[0].value], operands[1:]
+    if any(s is None for s in scripts):
+        return Verdict(U, "sed script produced by an expansion")
+    for script in scripts:
+        assert script is not None
+        # `e` executes the pattern space as a command; `s///e` runs the replacement.
+        if re.search(
+            r"(^|[;\n{}])\s*(\d+|\$|/[^/]*/)?(,\s*(\d+|\$|/[^/]*/))?\s*!?\s*e(\s|;|$)|s(.).*\6.*\6[gpiImM0-9w]*e",
+            script,
+        ):
+            return Verdict(D, "sed runs a shell command (e)", frozenset({"interpreter"}))
+        target = re.search(r"(^|[;\n}]\s*|s(.).*\2.*\2[gpiImM0-9e]*)w\s*(\S+)", script)
+        if target:
+            return write_to(Word(target.group(3), target.group(3)), "sed writes to")
+    if (
+        any(f.startswith("i") for f in opts.flags)
+        or "in-place" in opts.flags
+        or any(f.startswith("in-place") for f in opts.values)
+    ):
+        verdicts = [write_to(w, "sed edits") for w in operands]
+        return worst(verdicts) if verdicts else Verdict(W, "sed edits")
+    return Verdict(R, "sed prints edited text")
+
+
+@judge("awk", "gawk", "mawk", "nawk")
+def judge_awk(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    opts = parse_opts(args, "fvF", ["file", "assign", "field-separator"])
+    if "f" in opts.values or "file" in opts.values:
+        return Verdict(U, f"{prog} runs a script file")
+    if not opts.operands:
+        return Verdict(U, f"{prog} without a program")
+    program = opts.operands[0].value
+    if program is None:
+        return Verdict(U, f"{prog} program produced by an expansion")
+    if re.search(r"\bsystem\s*\(|\|\s*getline|print[f]?[^;}]*\|\s*\"", program):
+        return Verdict(D, f"{prog} runs shell commands", frozenset({"interpreter"}))
+    target = re.search(r"print[f]?[^;}]*?>>?\s*(\"[^\"]*\"|\S+)", program)
+    if target:
+        path = target.group(1).strip('"')
+        return write_to(Word(path if target.group(1).startswith('"') else None, path), f"{prog} writes to")
+    return Verdict(R, f"{prog} prints text")
+
+
+@judge("sort", "uniq")
+def judge_sort(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    opts = parse_opts(args, "otkSTn" if prog == "sort" else "", ["output", "key", "temporary-directory"])
+    out = opts.values.get("o") or opts.values.get("output")
+    if prog == "sort" and ("o" in opts.values or "output" in opts.values):
+        return write_to(Word(out, out or "$?"), "sort writes to")
+    if prog == "uniq" and len(opts.operands) >= 2:
+        return write_to(opts.operands[1], "uniq writes to")
+    return Verdict(R, f"{prog} prints text")
+
+
+@judge(*name_set("tar zip unzip gzip gunzip xz unxz bzip2 bunzip2 zstd 7z zcat bzcat xzcat zless zgrep"))
+def judge_archive(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    values = [w.value or "" for w in args]
+    if prog == "tar":
+        first = values[0] if values else ""
+        letters = set(first.lstrip("-")) if first and not first.startswith("--") else set()
+        letters |= {c for v in values if v.startswith("-") and not v.startswith("--") for c in v[1:]}
+        longs = {v for v in values if v.startswith("--")}
+        if "t" in letters or "--list" in longs:
+            return Verdict(R, "tar lists an archive")
+        if "x" in letters or "--extract" in longs or "--get" in longs:
+            if any(
+                v in ("-C", "--directory") and i + 1 < len(values) and is_system_path(values[i + 1])
+                for i, v in enumerate(values)
+            ):
+                return Verdict(D, "tar extracts over a system path")
+            return Verdict(W, "tar extracts files")
+        if "c" in letters or "r" in letters or "u" in letters or "--create" in longs:
+            return Verdict(W, "tar writes an archive")
+        return Verdict(U, "tar mode not understood")
+    if prog in ("unzip",) and "-l" in values:
+        return Verdict(R, "unzip lists an archive")
+    if prog in ("zcat", "bzcat", "xzcat", "zless", "zgrep") or (
+        prog in ("gzip", "gunzip", "xz", "bzip2", "zstd")
+        and set(values) & {"-c", "-l", "--stdout", "-t", "--list", "--test"}
+    ):
+        return Verdict(R, f"{prog} prints")
+    return Verdict(W, f"{prog} writes files")
+
+
+@judge("xxd")
+def judge_xxd(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    opts = parse_opts(args, "cglosn", ["cols", "len", "seek", "name"])
+    if len(opts.operands) >= 2:
+        return write_to(opts.operands[1], f"{prog} writes to")
+    return Verdict(R, f"{prog} prints a hex dump")
+
+
+@judge("less", "more", "most", "man")
+def judge_pager(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    """less/more `+cmd` and man `-P`/`--pager` run commands of the caller's choosing."""
+    for word in args:
+        value = word.value
+        if value is None or value.startswith("+") or value in ("-P", "--pager", "-H", "--html"):
+            return Verdict(U, f"{prog} {word.show} may run a command")
+        if value.startswith(("--pager=", "--html=", "-P")):
+            return Verdict(U, f"{prog} {word.show} may run a command")
+    return Verdict(R, f"{prog} only reads")

@@ -1,0 +1,240 @@
+"""Judges of infrastructure CLIs: kubectl and aws (their own classifiers), terraform, helm, cloud CLIs, docker."""
+
+from __future__ import annotations
+
+import re
+
+from interlock.classify.programs.base import (
+    TTY,
+    D,
+    R,
+    Runner,
+    Stdin,
+    U,
+    Verbs,
+    Verdict,
+    W,
+    Word,
+    first_operand,
+    judge,
+    lit,
+    name_set,
+)
+from interlock.model import Kind
+
+
+@judge("kubectl", "oc", "aws")
+def judge_delegate(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    """kubectl and aws have their own classifiers; they take the command line as text."""
+    kind = {"kubectl": Kind.kubectl, "oc": Kind.kubectl, "aws": Kind.aws}[prog]
+    values = lit(args)
+    if values is None:
+        return Verdict(U, f"{prog} argument produced by an expansion")
+    line = " ".join([prog if prog != "oc" else "kubectl", *(_quote(v) for v in values)])
+    return run.delegate(kind, {"command": line})
+
+
+def _quote(value: str) -> str:
+    if value and re.fullmatch(r"[A-Za-z0-9_@%+=:,./-]+", value):
+        return value
+    return "'" + value.replace("'", "'\"'\"'") + "'"
+
+
+@judge("terraform", "tofu", "terragrunt")
+def judge_terraform(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    values = lit(args)
+    if values is None:
+        return Verdict(U, f"{prog} argument produced by an expansion")
+    words = [v for v in values if not v.startswith("-chdir")]
+    sub = next((v for v in words if not v.startswith("-")), "")
+    rest = words[words.index(sub) + 1 :] if sub else []
+    flags = {v.partition("=")[0] for v in rest if v.startswith("-")}
+    operands = [v for v in rest if not v.startswith("-")]
+    if sub in ("plan", "show", "validate", "output", "version", "providers", "graph", "console") or (
+        sub == "fmt" and flags & {"-check", "-diff"}
+    ):
+        if sub == "plan" and "-destroy" in flags:
+            return Verdict(R, f"{prog} plan -destroy only plans")
+        return Verdict(R, f"{prog} {sub} reads")
+    if sub in ("init", "fmt", "get", "login", "logout"):
+        return Verdict(W, f"{prog} {sub} writes local files")
+    if sub == "workspace":
+        action = operands[0] if operands else ""
+        if action in ("list", "show", ""):
+            return Verdict(R, f"{prog} workspace {action}")
+        return Verdict(D if action == "delete" else W, f"{prog} workspace {action}")
+    if sub == "state":
+        action = operands[0] if operands else ""
+        if action in ("list", "show", "pull"):
+            return Verdict(R, f"{prog} state {action}")
+        return Verdict(D, f"{prog} state {action} changes the state", frozenset({"irreversible"}))
+    if sub == "destroy" or (sub == "apply" and "-destroy" in flags):
+        return Verdict(D, f"{prog} destroy deletes every resource", frozenset({"mass", "irreversible"}))
+    if sub == "apply":
+        if operands and "-auto-approve" not in flags:
+            return Verdict(D, f"{prog} apply of a saved plan changes infrastructure")
+        return Verdict(D, f"{prog} apply changes infrastructure without a reviewed plan")
+    if sub in ("import", "taint", "untaint", "force-unlock", "refresh", "push"):
+        return Verdict(D, f"{prog} {sub} changes the state")
+    return Verdict(U, f"{prog} {sub} not understood")
+
+
+HELM = Verbs(
+    read=name_set("list ls status get history show inspect search template lint version env verify help diff"),
+    write=name_set("install upgrade package pull fetch dependency dep plugin push create"),
+    destructive=name_set("uninstall delete del un rollback"),
+)
+
+
+@judge("helm")
+def judge_helm(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    sub, rest = first_operand(args, "nf", ["namespace", "kube-context", "kubeconfig", "values", "set", "version"])
+    if sub is None:
+        return Verdict(U, "helm subcommand produced by an expansion")
+    risk = HELM.risk(sub)
+    if risk is R:
+        return Verdict(R, f"helm {sub} reads")
+    if sub == "repo":
+        action = rest[0].value if rest else ""
+        return Verdict(R if action == "list" else D if action == "remove" else W, f"helm repo {action}")
+    if risk is W:
+        if sub == "upgrade" and any(w.value == "--force" for w in rest):
+            return Verdict(D, "helm upgrade --force replaces resources", frozenset({"replace"}))
+        return Verdict(W, f"helm {sub} changes releases or files")
+    if risk is D:
+        return Verdict(D, f"helm {sub} removes or reverts a release")
+    return Verdict(U, f"helm {sub} not understood")
+
+
+_CLOUD_DESTRUCTIVE = re.compile(
+    r"^(delete|remove|reset|stop|destroy|purge|terminate|disable|detach|abandon|revoke|undelete|deprovision|suspend|restart|rm)(-|$)"
+)
+
+
+_CLOUD_READ = re.compile(
+    r"^(list|describe|show|get|get-iam-policy|read|info|version|help|print-.*|browse|tail|logs|check-.*|exists|show-.*|list-.*|wait|search|export)$"
+)
+
+
+_CLOUD_WRITE = re.compile(
+    r"^(create|update|add|set|start|deploy|enable|import|patch|attach|resize|scale|submit|tag|upload|copy|cp|mv|run|execute|login|apply|config|configure|invoke|publish|rollout|move|rename|sync|install|upgrade)(-|$)"
+)
+
+
+@judge("gcloud", "az", "gsutil", "doctl")
+def judge_cloud(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    values = lit(args)
+    if values is None:
+        return Verdict(U, f"{prog} argument produced by an expansion")
+    words = [v for v in values if not v.startswith("-")]
+    # The verb is the first word that looks like one; resource groups come before it.
+    for word in words:
+        if _CLOUD_DESTRUCTIVE.match(word):
+            return Verdict(D, f"{prog} {' '.join(words[: words.index(word) + 1])}")
+        if _CLOUD_READ.match(word):
+            return Verdict(R, f"{prog} {' '.join(words[: words.index(word) + 1])}")
+        if _CLOUD_WRITE.match(word):
+            if (prog == "gcloud" and word == "config") or word == "configure":
+                continue
+            return Verdict(W, f"{prog} {' '.join(words[: words.index(word) + 1])}")
+    if any(f in ("--version", "--help", "-h") for f in values):
+        return Verdict(R, f"{prog} help")
+    return Verdict(U, f"{prog} {' '.join(words[:3])} not understood")
+
+
+@judge("docker", "podman", "nerdctl")
+def judge_docker(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    sub, rest = first_operand(args, "Hc", ["host", "context", "config", "log-level"])
+    if sub is None:
+        return Verdict(U, f"{prog} subcommand produced by an expansion")
+    values = [w.value or "" for w in rest]
+    if sub in name_set(
+        """
+        compose container image volume network system builder buildx context node service stack secret
+        config
+        """
+    ):
+        obj = sub
+        sub2, rest2 = first_operand(rest, "fp", ["file", "project-name", "profile", "env-file"])
+        if sub2 is None:
+            return Verdict(U, f"{prog} {obj} subcommand produced by an expansion")
+        if obj == "compose":
+            if sub2 in ("ps", "logs", "config", "images", "ls", "top", "version", "port", "events", "ls"):
+                return Verdict(R, f"{prog} compose {sub2}")
+            if sub2 in ("down", "rm", "kill", "stop", "restart", "pause"):
+                tags = (
+                    frozenset({"mass"}) if any(w.value in ("-v", "--volumes", "--rmi") for w in rest2) else frozenset()
+                )
+                return Verdict(D, f"{prog} compose {sub2} stops or removes services", tags)
+            if sub2 in ("up", "build", "pull", "push", "create", "start", "run", "exec", "cp", "unpause"):
+                if sub2 in ("run", "exec"):
+                    return Verdict(U, f"{prog} compose {sub2} runs a command inside a container")
+                return Verdict(W, f"{prog} compose {sub2}")
+            return Verdict(U, f"{prog} compose {sub2} not understood")
+        if sub2 in name_set("ls list inspect df info history events logs top stats port diff ps"):
+            return Verdict(R, f"{prog} {obj} {sub2}")
+        if sub2 in ("rm", "remove", "prune", "kill", "stop", "restart", "leave"):
+            tags = frozenset({"mass"}) if sub2 == "prune" else frozenset()
+            return Verdict(
+                D,
+                f"{prog} {obj} {sub2} removes or stops",
+                tags | {"irreversible"} if obj == "volume" else tags,
+            )
+        if sub2 in name_set("create build pull push tag load import save connect disconnect start update use rename"):
+            return Verdict(W, f"{prog} {obj} {sub2}")
+        if sub2 in ("run", "exec"):
+            return Verdict(U, f"{prog} {obj} {sub2} runs a command inside a container")
+        return Verdict(U, f"{prog} {obj} {sub2} not understood")
+    if sub in (
+        "ps",
+        "images",
+        "logs",
+        "inspect",
+        "version",
+        "info",
+        "stats",
+        "top",
+        "port",
+        "diff",
+        "history",
+        "events",
+        "search",
+        "help",
+        "",
+    ):
+        return Verdict(R, f"{prog} {sub} reads")
+    if sub in ("rm", "rmi", "kill", "stop", "restart", "pause"):
+        return Verdict(
+            D,
+            f"{prog} {sub} removes or stops containers",
+            frozenset({"mass"}) if "-a" in values or "--all" in values else frozenset(),
+        )
+    if sub == "run":
+        if any(v == "--privileged" or v.startswith("--pid=host") or re.match(r"^/:", v) for v in values) or any(
+            v in ("-v", "--volume") and i + 1 < len(values) and values[i + 1].startswith("/:")
+            for i, v in enumerate(values)
+        ):
+            return Verdict(D, f"{prog} run with host privileges", frozenset({"privilege"}))
+        return Verdict(W, f"{prog} run starts a container")
+    if sub in name_set(
+        "build pull push tag create start login logout load import commit cp save unpause rename update"
+    ):
+        return Verdict(W, f"{prog} {sub}")
+    if sub == "exec":
+        return judge_container_exec(prog, rest, run)
+    return Verdict(U, f"{prog} {sub} not understood")
+
+
+def judge_container_exec(prog: str, args: list[Word], run: Runner) -> Verdict:
+    """`docker exec [options] CONTAINER CMD…`: the command is judged as if it ran here."""
+    takes = name_set("-u --user -w --workdir -e --env --env-file --detach-keys")
+    i = 0
+    while i < len(args) and (args[i].value or "").startswith("-"):
+        i += 2 if args[i].value in takes else 1
+    if i >= len(args) or args[i].value is None:
+        return Verdict(U, f"{prog} exec: container not understood")
+    inner = args[i + 1 :]
+    if not inner:
+        return Verdict(U, f"{prog} exec without a command")
+    nested = run.argv(inner, TTY)
+    return Verdict(nested.risk, f"{prog} exec {args[i].show}: {nested.reason}", nested.tags, nested.paths)

@@ -1,0 +1,212 @@
+"""Judges of shells and interpreters: text or code handed to `bash -c`, `eval`, `python -c`, `xargs` …
+
+The code is judged by the shell classifier in turn, or by `snippets.py` for other languages.
+"""
+
+from __future__ import annotations
+
+from interlock.classify.programs.base import (
+    TTY,
+    D,
+    R,
+    Runner,
+    Stdin,
+    U,
+    Verdict,
+    W,
+    Word,
+    judge,
+    lit,
+)
+from interlock.classify.programs.system import judge_packages
+from interlock.classify.snippets import judge_code
+
+_SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "ash", "fish", "busybox-sh", "mksh", "tcsh", "csh"})
+
+
+def judge_piped_code(stdin: Stdin, what: str, run: Runner, language: str | None = None) -> Verdict:
+    """An interpreter reading its program from standard input."""
+    if stdin.text is not None:
+        if language is None:
+            nested = run.shell(stdin.text)
+        else:
+            snippet = judge_code(language, stdin.text)
+            nested = Verdict(
+                snippet.risk, snippet.reason, frozenset({"interpreter"}) if snippet.risk is D else frozenset()
+            )
+        tags = stdin.tags | nested.tags
+        risk = nested.risk
+        if "obfuscated" in stdin.tags and risk is not U:
+            risk = D
+        return Verdict(risk, f"{what} runs {stdin.origin} input: {nested.reason}", tags, nested.paths, nested.nested)
+    if "network" in stdin.tags:
+        return Verdict(D, f"{what} runs code downloaded by {stdin.source}", stdin.tags | {"interpreter"})
+    if "obfuscated" in stdin.tags:
+        return Verdict(D, f"{what} runs decoded code from {stdin.source}", stdin.tags | {"interpreter"})
+    if stdin.origin == "tty":
+        return Verdict(U, f"{what} reads commands interactively")
+    return Verdict(U, f"{what} runs code from {stdin.source or stdin.origin}", stdin.tags | {"interpreter"})
+
+
+@judge(*_SHELLS)
+def judge_shell(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    i = 0
+    command: str | None = None
+    has_command = False
+    while i < len(args):
+        v = args[i].value
+        if v is None:
+            return Verdict(U, f"{prog} argument produced by an expansion ({args[i].text})")
+        if v in ("-o", "+o", "-O", "+O", "--rcfile", "--init-file"):
+            i += 2
+            continue
+        if (v.startswith("-") and len(v) > 1 and not v.startswith("--")) or v.startswith("+"):
+            if "c" in v[1:]:
+                has_command = True
+                command = args[i + 1].value if i + 1 < len(args) else None
+                if i + 1 < len(args) and args[i + 1].value is None:
+                    return Verdict(U, f"{prog} -c with a command produced by an expansion")
+                break
+            if "i" in v[1:]:
+                return Verdict(U, f"{prog} -i starts an interactive shell")
+            i += 1
+            continue
+        if v.startswith("--"):
+            i += 1
+            continue
+        return Verdict(U, f"{prog} runs the script {v}")
+    if has_command:
+        if command is None:
+            return Verdict(U, f"{prog} -c without a command")
+        nested = run.shell(command)
+        return Verdict(nested.risk, f"{prog} -c: {nested.reason}", nested.tags, nested.paths, nested.nested)
+    return judge_piped_code(stdin, prog, run)
+
+
+@judge("eval")
+def judge_eval(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    values = lit(args)
+    if values is None:
+        return Verdict(U, f"{prog} of text produced by an expansion")
+    nested = run.shell(" ".join(values))
+    return Verdict(nested.risk, f"eval: {nested.reason}", nested.tags, nested.paths, nested.nested)
+
+
+_INTERPRETER_FLAG = {
+    "python": ("-c", "python"),
+    "node": ("-e", "node"),
+    "perl": ("-e", "perl"),
+    "ruby": ("-e", "ruby"),
+    "php": ("-r", "php"),
+}
+
+
+@judge(*_INTERPRETER_FLAG)
+def judge_interpreter(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    flag, language = _INTERPRETER_FLAG[prog]
+    in_place = False
+    i = 0
+    while i < len(args):
+        v = args[i].value
+        if v is None:
+            return Verdict(U, f"{prog} argument produced by an expansion")
+        if v in ("--version", "-V", "-v", "--help", "-h") and len(args) == 1:
+            return Verdict(R, f"{prog} prints its version")
+        if language == "python" and v == "-m":
+            module = args[i + 1].value if i + 1 < len(args) else None
+            return judge_python_module(module, args[i + 2 :], stdin, run)
+        if v == flag or (v in ("--eval", "-E", "-p", "--print") and language in ("node", "perl")):
+            code = args[i + 1].value if i + 1 < len(args) else None
+            if code is None:
+                return Verdict(U, f"{prog} {v} with code produced by an expansion")
+            snippet = judge_code(language, code)
+            risk = snippet.risk
+            if in_place and risk is R:
+                risk = W
+            tags = frozenset({"interpreter"}) if risk in (D, U) else frozenset()
+            return Verdict(risk, snippet.reason + (" (edits files in place)" if in_place else ""), tags)
+        if v.startswith(flag) and len(v) > 2 and language != "perl":
+            snippet = judge_code(language, v[2:])
+            return Verdict(
+                snippet.risk, snippet.reason, frozenset({"interpreter"}) if snippet.risk is D else frozenset()
+            )
+        if language == "perl" and v.startswith("-") and not v.startswith("--"):
+            in_place = in_place or "i" in v[1:]
+            if v.endswith("e"):
+                code = args[i + 1].value if i + 1 < len(args) else None
+                if code is None:
+                    return Verdict(U, "perl -e with code produced by an expansion")
+                snippet = judge_code("perl", code)
+                risk = W if in_place and snippet.risk is R else snippet.risk
+                return Verdict(risk, snippet.reason, frozenset({"interpreter"}) if risk is D else frozenset())
+            i += 1
+            continue
+        if v.startswith("-") and v != "-":
+            i += 1
+            continue
+        if v == "-":
+            break
+        return Verdict(U, f"{prog} runs the script {v}", frozenset({"interpreter"}))
+    return judge_piped_code(stdin, prog, run, language)
+
+
+def judge_python_module(module: str | None, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    if module in ("pip", "pip3"):
+        return judge_packages("pip", args, stdin, run)
+    if module in ("json.tool", "platform", "site", "this", "tabnanny", "py_compile", "pydoc", "timeit"):
+        return Verdict(R, f"python -m {module}")
+    if module in ("venv", "virtualenv", "ensurepip", "compileall", "zipfile", "tarfile"):
+        return Verdict(W, f"python -m {module} writes files")
+    return Verdict(U, f"python -m {module} runs a module we do not know", frozenset({"interpreter"}))
+
+
+@judge("xargs", "parallel")
+def judge_xargs(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    takes = "IdEnLPsaL"
+    i = 0
+    while i < len(args):
+        v = args[i].value
+        if v is None:
+            return Verdict(U, "xargs option produced by an expansion")
+        if v == "--":
+            i += 1
+            break
+        if v.startswith("--"):
+            name = v[2:].partition("=")[0]
+            i += 2 if "=" not in v and name in ("arg-file", "delimiter", "max-args", "max-procs", "max-lines") else 1
+            continue
+        if v.startswith("-") and len(v) > 1:
+            i += 2 if v[-1] in takes and len(v) == 2 else 1
+            continue
+        break
+    inner = args[i:]
+    if not inner:
+        return Verdict(R, "xargs echoes its input")
+    nested = run.argv([*inner, Word(None, "<input>")], TTY)
+    return Verdict(
+        nested.risk,
+        f"xargs runs {inner[0].show} on its input: {nested.reason}",
+        nested.tags,
+        nested.paths,
+        nested.nested,
+    )
+
+
+@judge("trap", "alias", "source", ".")
+def judge_builtin_text(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    """trap and watch and su take a command string and run it later or elsewhere."""
+    if prog == "trap":
+        values = [w.value for w in args]
+        if not values or values[0] in ("-l", "-p") or values[0] in ("-", ""):
+            return Verdict(R, "trap lists or resets handlers")
+        if values[0] is None:
+            return Verdict(U, "trap command produced by an expansion")
+        nested = run.shell(values[0])
+        return Verdict(nested.risk, f"trap: {nested.reason}", nested.tags, nested.paths, nested.nested)
+    if prog == "alias":
+        if any(w.value is None or "=" in (w.value or "") for w in args):
+            return Verdict(U, "alias redefines a command")
+        return Verdict(R, "alias lists aliases")
+    if prog in ("source", "."):
+        return Verdict(U, f"{prog} runs a script file")
+    return Verdict(U, f"{prog} not understood")

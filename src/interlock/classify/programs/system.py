@@ -1,0 +1,296 @@
+"""Judges of the host: services, processes, power, cron, firewall, accounts, mounts, packages, logs, network."""
+
+from __future__ import annotations
+
+from interlock.classify.programs.base import (
+    D,
+    R,
+    Runner,
+    Stdin,
+    U,
+    Verbs,
+    Verdict,
+    W,
+    Word,
+    first_operand,
+    judge,
+    lit,
+    name_set,
+    parse_opts,
+)
+
+SYSTEMCTL = Verbs(
+    read=name_set(
+        """
+        status show cat list-units list-unit-files list-timers list-sockets list-dependencies list-jobs
+        list-machines is-active is-enabled is-failed is-system-running get-default help show-environment
+        """
+    ),
+    write=name_set(
+        """
+        start enable reload daemon-reload daemon-reexec reenable preset link set-property edit revert unmask
+        """
+    ),
+    destructive=name_set(
+        """
+        stop restart try-restart reload-or-restart disable mask kill isolate reset-failed clean freeze
+        default rescue emergency
+        """
+    ),
+)
+#: systemctl verbs that take the whole host down.
+_SYSTEMCTL_POWER = name_set("poweroff reboot halt kexec suspend hibernate hybrid-sleep soft-reboot")
+
+
+@judge("systemctl")
+def judge_systemctl(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    sub, rest = first_operand(
+        args, "HMpPtno", ["host", "machine", "property", "type", "state", "signal", "lines", "output"]
+    )
+    if sub is None:
+        return Verdict(U, "systemctl subcommand produced by an expansion")
+    risk = SYSTEMCTL.risk(sub)
+    if risk is R or sub == "":
+        return Verdict(R, f"systemctl {sub or 'list-units'} reads")
+    if risk is W:
+        return Verdict(W, f"systemctl {sub} {' '.join(w.show for w in rest)}".rstrip())
+    if risk is D:
+        return Verdict(D, f"systemctl {sub} {' '.join(w.show for w in rest)} interrupts a service".replace("  ", " "))
+    if sub in _SYSTEMCTL_POWER:
+        return Verdict(D, f"systemctl {sub} takes the host down", frozenset({"mass"}))
+    return Verdict(U, f"systemctl {sub} not understood")
+
+
+@judge("service")
+def judge_service(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    values = lit(args)
+    if values is None:
+        return Verdict(U, "service argument produced by an expansion")
+    if not values or values[0] in ("--status-all", "--help", "--version"):
+        return Verdict(R, "service lists services")
+    action = values[1] if len(values) > 1 else ""
+    if action in ("status", ""):
+        return Verdict(R, f"service {values[0]} status")
+    if action in ("start", "reload", "force-reload"):
+        return Verdict(W, f"service {values[0]} {action}")
+    if action in ("stop", "restart", "try-restart", "condrestart"):
+        return Verdict(D, f"service {values[0]} {action} interrupts a service")
+    return Verdict(U, f"service {values[0]} {action} not understood")
+
+
+@judge("kill", "pkill", "killall", "killall5", "pgrep", "pidof", "skill")
+def judge_kill(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    values = [w.value for w in args]
+    if prog == "kill" and (not values or values[0] in ("-l", "-L", "--list") or "-0" in values or "-s0" in values):
+        return Verdict(R, "kill lists signals or checks a process exists")
+    if prog in ("pgrep", "pidof"):
+        return Verdict(R, f"{prog} finds processes")
+    mass = prog in ("killall", "killall5") or "-1" in values or any(v in ("-u", "--user") for v in values)
+    return Verdict(D, f"{prog} stops processes", frozenset({"mass"}) if mass else frozenset())
+
+
+@judge("shutdown", "reboot", "halt", "poweroff", "init", "telinit")
+def judge_power(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    values = [w.value for w in args]
+    if prog == "shutdown" and "-c" in values:
+        return Verdict(W, "shutdown -c cancels a shutdown")
+    if prog in ("init", "telinit") and values and values[0] not in ("0", "6", "1", "s", "S"):
+        return Verdict(W, f"{prog} {values[0]} changes the runlevel")
+    return Verdict(D, f"{prog} takes the host down", frozenset({"mass"}))
+
+
+@judge("crontab")
+def judge_crontab(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    opts = parse_opts(args, "u")
+    if "r" in opts.flags:
+        return Verdict(D, "crontab -r deletes the crontab", frozenset({"irreversible"}))
+    if "l" in opts.flags:
+        return Verdict(R, "crontab -l lists jobs")
+    if "e" in opts.flags:
+        return Verdict(U, "crontab -e edits interactively")
+    return Verdict(D, "crontab FILE replaces the whole crontab", frozenset({"replace"}))
+
+
+@judge(
+    *name_set(
+        """
+    iptables ip6tables iptables-legacy iptables-nft iptables-save ip6tables-save iptables-restore
+    ip6tables-restore nft ufw
+    """
+    )
+)
+def judge_firewall(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    values = [w.value or "" for w in args]
+    if prog in ("iptables", "ip6tables", "iptables-legacy", "iptables-nft"):
+        flags = set(values)
+        if flags & {"-F", "--flush", "-X", "--delete-chain", "-Z", "--zero"}:
+            return Verdict(D, f"{prog} flushes rules", frozenset({"mass"}))
+        if flags & {"-D", "--delete"}:
+            return Verdict(D, f"{prog} deletes a rule")
+        if flags & {"-P", "--policy"}:
+            return Verdict(D, f"{prog} changes a chain policy")
+        if flags & {"-A", "--append", "-I", "--insert", "-N", "--new-chain", "-R", "--replace", "-E"}:
+            return Verdict(W, f"{prog} adds a rule")
+        if flags & {"-L", "--list", "-S", "--list-rules", "-C", "--check", "-h", "--help", "--version"}:
+            return Verdict(R, f"{prog} lists rules")
+        return Verdict(U, f"{prog} {' '.join(values)} not understood")
+    if prog in ("iptables-save", "ip6tables-save"):
+        return Verdict(R, f"{prog} prints rules")
+    if prog in ("iptables-restore", "ip6tables-restore"):
+        return Verdict(D, f"{prog} replaces the rules", frozenset({"replace", "mass"}))
+    if prog == "nft":
+        words = [v for v in values if not v.startswith("-")]
+        verb = words[0] if words else ""
+        if verb in ("list", "describe", "monitor") or "-c" in values or "--check" in values:
+            return Verdict(R, f"nft {verb}")
+        if verb in ("flush", "delete", "destroy", "reset"):
+            return Verdict(D, f"nft {verb}", frozenset({"mass"}) if verb == "flush" else frozenset())
+        if verb in ("add", "insert", "create", "replace", "rename"):
+            return Verdict(W, f"nft {verb}")
+        if "-f" in values:
+            return Verdict(U, "nft runs a rules file")
+        return Verdict(U, f"nft {verb} not understood")
+    words = [v for v in values if not v.startswith("-")]
+    verb = words[0] if words else ""
+    if verb in ("status", "show", "version", "app", "help"):
+        return Verdict(R, f"ufw {verb}")
+    if verb in ("disable", "reset", "delete", "deny", "reject"):
+        return Verdict(D, f"ufw {verb}", frozenset({"mass"}) if verb in ("reset", "disable") else frozenset())
+    if verb in ("allow", "limit", "enable", "reload", "insert", "route", "default", "logging"):
+        return Verdict(W, f"ufw {verb}")
+    return Verdict(U, f"ufw {verb} not understood")
+
+
+@judge(
+    *name_set(
+        """
+    userdel deluser groupdel delgroup useradd adduser groupadd addgroup passwd chpasswd usermod gpasswd
+    visudo chage
+    """
+    )
+)
+def judge_users(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    if prog in ("userdel", "deluser", "groupdel", "delgroup"):
+        opts = parse_opts(args)
+        tags = {"irreversible"} | ({"mass"} if opts.flags & {"r", "remove", "remove-home"} else set())
+        return Verdict(D, f"{prog} deletes an account", frozenset(tags))
+    if prog in ("passwd", "chpasswd", "usermod", "gpasswd", "visudo", "chage"):
+        return Verdict(W, f"{prog} changes accounts or credentials", frozenset({"privilege"}))
+    return Verdict(W, f"{prog} creates an account", frozenset({"privilege"}))
+
+
+@judge("mount", "umount", "swapon", "swapoff")
+def judge_mount(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    if prog in ("umount", "swapoff"):
+        return Verdict(D, f"{prog} detaches a filesystem")
+    if not args or (
+        all(w.value in ("-l", "-t", "--list") or (w.value or "").startswith("-t") for w in args)
+        and len(args) <= 2
+        and not any((w.value or "").startswith("/") for w in args)
+    ):
+        return Verdict(R, f"{prog} lists mounts")
+    return Verdict(W, f"{prog} attaches a filesystem", frozenset({"privilege"}))
+
+
+#: Package managers' verbs (apt, pip, npm, cargo …): installing is write, removing destructive.
+PACKAGES = Verbs(
+    read=name_set(
+        """
+        list show search info freeze check policy madison depends rdepends outdated view ls audit help
+        version query files provides whatprovides history doctor config inspect download why
+        """
+    ),
+    write=name_set(
+        """
+        install add i update upgrade full-upgrade dist-upgrade reinstall ci build wheel download
+        makecache link publish sync lock init refresh
+        """
+    ),
+    destructive=name_set("remove purge uninstall autoremove erase prune unlink clean autoclean rm r un"),
+)
+
+
+@judge(
+    *name_set(
+        """
+    apt apt-get yum dnf zypper apk pacman pip pip3 npm pnpm yarn gem cargo go brew snap dpkg rpm npx
+    pipx uv conda poetry bundle
+    """
+    )
+)
+def judge_packages(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    values = lit(args)
+    if values is None:
+        return Verdict(U, f"{prog} argument produced by an expansion")
+    if prog in ("dpkg", "rpm"):
+        flags = {v for v in values if v.startswith("-")}
+        if flags & name_set("-l -L -s -S --list --status --search -q -qa -ql -qi --get-selections --version"):
+            return Verdict(R, f"{prog} queries packages")
+        if flags & {"-r", "-P", "--remove", "--purge", "-e", "--erase"}:
+            return Verdict(D, f"{prog} removes packages")
+        return Verdict(W, f"{prog} installs packages", frozenset({"privilege"}))
+    words = [v for v in values if not v.startswith("-")]
+    if prog in ("npx", "pipx") and words[:1] != ["list"]:
+        return Verdict(U, f"{prog} runs a downloaded package", frozenset({"network"}))
+    verb = words[0] if words else ""
+    if not verb:
+        return Verdict(R if any(v in ("--version", "-v", "-V", "--help", "-h") for v in values) else U, f"{prog}")
+    risk = PACKAGES.risk(verb)
+    if risk is R:
+        return Verdict(R, f"{prog} {verb} reads")
+    if risk is D:
+        return Verdict(D, f"{prog} {verb} removes packages")
+    if risk is W:
+        return Verdict(W, f"{prog} {verb} changes installed software", frozenset({"network"}))
+    if verb in ("run", "exec", "x", "test", "start"):
+        return Verdict(U, f"{prog} {verb} runs project scripts")
+    return Verdict(U, f"{prog} {verb} not understood")
+
+
+@judge("journalctl", "dmesg")
+def judge_logs(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    """journalctl and dmesg read logs, unless told to delete or clear them."""
+    values = [w.value or "" for w in args]
+    if prog == "journalctl":
+        if any(v.startswith(("--vacuum", "--rotate", "--flush", "--relinquish-var", "--setup-keys")) for v in values):
+            return Verdict(D, "journalctl deletes or rotates logs", frozenset({"irreversible"}))
+        return Verdict(R, "journalctl reads logs")
+    if any(v in ("-c", "-C", "--clear", "--read-clear", "-D", "-E", "--console-off", "--console-on") for v in values):
+        return Verdict(W, "dmesg clears the kernel log or changes the console")
+    return Verdict(R, "dmesg reads the kernel log")
+
+
+IP = Verbs(
+    read=name_set("show list ls lst get help monitor"),
+    write=name_set("add append"),
+    destructive=name_set("del delete flush set change replace down"),
+)
+
+
+@judge("ip")
+def judge_ip(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    """`ip OBJECT [VERB …]`: showing is read; adding is write; deleting, flushing or setting
+    (`ip link set eth0 down`) can cut the host off the network."""
+    values = lit(args)
+    if values is None:
+        return Verdict(U, "ip argument produced by an expansion")
+    words = [v for v in values if not v.startswith("-")]
+    verb = words[1] if len(words) > 1 else ""
+    risk = IP.risk(verb)
+    if len(words) <= 1 or risk is R:
+        return Verdict(R, f"ip {' '.join(words[:2])} reads".replace("  ", " "))
+    if risk is W:
+        return Verdict(W, f"ip {words[0]} {verb} changes the network", frozenset({"privilege"}))
+    if risk is D:
+        return Verdict(D, f"ip {words[0]} {verb} changes or removes network settings")
+    return Verdict(U, f"ip {' '.join(words[:2])} not understood")
+
+
+@judge("date", "hostname")
+def judge_date(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    values = [w.value for w in args]
+    if prog == "date" and any(v is not None and (v.startswith("-s") or v.startswith("--set")) for v in values):
+        return Verdict(W, "date sets the clock", frozenset({"privilege"}))
+    if prog == "hostname" and any(v is not None and not v.startswith("-") for v in values):
+        return Verdict(W, "hostname renames the host", frozenset({"privilege"}))
+    return Verdict(R, f"{prog} prints")
