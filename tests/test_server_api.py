@@ -242,3 +242,16 @@ def test_revoked_token_refused_within_a_second(server: LiveServer) -> None:
         store.close()
     assert refused.status_code == 401
     assert refused.json()["error"]["code"] == "token_revoked"
+
+
+def test_an_approval_comment_is_kept_in_the_audit_entry(server: LiveServer, tokens: dict[str, str]) -> None:
+    with server.client(tokens["kiro"]) as agent:
+        pending = propose(agent, kind="shell", environment="production", payload={"command": "rm -rf /srv/d"},
+                          mode="advisory").json()
+    request_id = pending["approval"]["id"]
+    with server.client(tokens["bob"]) as bob:
+        assert bob.post(f"/v1/approvals/{request_id}/approve",
+                        json={"comment": "checked with the team"}).status_code == 200
+        approved = [e for e in bob.get("/v1/audit/entries", params={"limit": 1000}).json()["entries"]
+                    if e["event"] == "approval.approved" and e["data"]["request_id"] == request_id]
+    assert [e["data"].get("comment") for e in approved] == ["checked with the team"]

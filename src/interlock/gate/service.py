@@ -301,8 +301,9 @@ class Gate:
 
     # --- the humans' side -------------------------------------------------------------------------
 
-    def approve(self, request_id: str, principal: Principal) -> RequestStatus:
-        return self._vote(request_id, principal, "approve", "")
+    def approve(self, request_id: str, principal: Principal, comment: str = "") -> RequestStatus:
+        """One human's approval; `comment` (optional) is kept with the vote and in the audit entry."""
+        return self._vote(request_id, principal, "approve", comment)
 
     def deny(self, request_id: str, principal: Principal, reason: str) -> RequestStatus:
         return self._vote(request_id, principal, "deny", reason)
@@ -408,6 +409,7 @@ class Gate:
                     "satisfied": quorum.satisfied,
                     "counted": list(quorum.counted),
                     "still_needs": quorum.describe(),
+                    **({"comment": reason} if reason else {}),
                 },
             )
         ]

@@ -1,0 +1,84 @@
+"""Request dependencies: the app state and who is asking.
+
+Module-level functions reading `request.app.state`, so a test can swap one with
+`app.dependency_overrides[deps.principal] = ...`. Identity comes from the bearer token only.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import anyio
+from fastapi import Depends, Request
+
+from interlock.identity import AuthError, Principal, authenticate
+from interlock.server.errors import ApiError
+from interlock.server.state import Server
+from interlock.store import StoreError
+
+
+def get_server(request: Request) -> Server:
+    """The app state built by `create_app`."""
+    server: Server = request.app.state.server
+    return server
+
+
+def bearer(request: Request) -> str:
+    """The secret of the `Authorization: Bearer …` header, or 401."""
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise ApiError(401, "unauthenticated", "send your Interlock token as `Authorization: Bearer ilk_…`")
+    return secret.strip()
+
+
+def identify(request: Request, secret: str) -> Principal:
+    """The token's principal (run it in a worker thread: it may read the store)."""
+    server = get_server(request)
+    cached = server.tokens.get(secret)
+    if cached is not None:
+        request.state.principal = cached
+        return cached
+    try:
+        found = authenticate(server.store, secret)
+        server.tokens.put(secret, found)
+    except AuthError as exc:
+        raise ApiError(401, f"token_{exc.reason}", str(exc)) from exc
+    except StoreError as exc:
+        raise ApiError(503, "store_unavailable", "cannot check the token: the store is unavailable") from exc
+    request.state.principal = found
+    return found
+
+
+def require_agent(who: Principal) -> Principal:
+    if who.kind != "agent":
+        raise ApiError(403, "human_token", "this endpoint is for agents: propose with the agent's own token")
+    return who
+
+
+def require_human(who: Principal) -> Principal:
+    if who.kind != "human":
+        raise ApiError(403, "agent_token", f"agent {who.name} is refused here: only humans review approvals")
+    return who
+
+
+async def principal(request: Request) -> Principal:
+    """Any authenticated principal, agent or human."""
+    secret = bearer(request)
+    return await anyio.to_thread.run_sync(identify, request, secret)
+
+
+async def agent(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    """An agent's token, or 403."""
+    return require_agent(who)
+
+
+async def human(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    """A human's token, or 403."""
+    return require_human(who)
+
+
+ServerDep = Annotated[Server, Depends(get_server)]
+AnyPrincipal = Annotated[Principal, Depends(principal)]
+Agent = Annotated[Principal, Depends(agent)]
+Human = Annotated[Principal, Depends(human)]

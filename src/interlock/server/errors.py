@@ -1,0 +1,96 @@
+"""The error shape of the API and the handlers that produce it.
+
+Every error is `{"error": {"code", "message", "field"?}}`; every one is audited as `request.rejected`
+before the answer leaves. Gateway and gate errors become API errors here, in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+
+from interlock.gate.service import GateError
+from interlock.gateway import GatewayError, GatewayUnavailable
+from interlock.server.responses import JSON
+from interlock.server.state import Server
+from interlock.store import StoreError
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.field = status, code, field
+
+
+#: HTTP status of a gateway error code; any other gateway error is 422 (the request, as sent, cannot be done).
+GATEWAY_STATUS = {"unknown_action": 404, "payload_too_large": 413}
+#: HTTP status of a gate error code; any other gate error is 409 (the request's state forbids it).
+GATE_STATUS = {"unknown_request": 404, "not_eligible": 403, "agent_token": 403, "reason_required": 422}
+
+
+def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **({"field": field} if field else {})}}
+
+
+def gateway_error(exc: GatewayError) -> ApiError:
+    return ApiError(GATEWAY_STATUS.get(exc.code, 422), exc.code, str(exc), exc.field)
+
+
+async def call_gateway(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a gateway call in a worker thread; its errors become API errors (store down: 503, nothing ran)."""
+    try:
+        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+    except GatewayError as exc:
+        raise gateway_error(exc) from exc
+    except (GatewayUnavailable, StoreError) as exc:
+        raise ApiError(503, "unavailable", f"denied: {exc} (fail closed: nothing ran)") from exc
+
+
+async def call_gate(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a gate call in a worker thread; its errors become API errors."""
+    try:
+        return await anyio.to_thread.run_sync(lambda: fn(*args))
+    except GateError as exc:
+        raise ApiError(GATE_STATUS.get(exc.code, 409), exc.code, str(exc)) from exc
+    except StoreError as exc:
+        raise ApiError(503, "unavailable", f"the store is unavailable: {exc}") from exc
+
+
+def _server(request: Request) -> Server:
+    server: Server = request.app.state.server
+    return server
+
+
+async def api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    await _server(request).audit_rejection(request.method, request.url.path, exc.status, exc.code,
+                                           getattr(request.state, "principal", None))
+    return JSON(error_body(exc.code, str(exc), exc.field), status_code=exc.status)
+
+
+async def validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
+    where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
+    if first.get("type") == "json_invalid":
+        status, code, message = 400, "malformed_json", f"body is not valid JSON: {first.get('msg')}"
+    elif first.get("type") == "extra_forbidden":
+        status, code, message = 422, "unknown_field", f"unknown field {where!r}: remove it"
+    else:
+        status, code, message = 422, "invalid_field", f"{where}: {first['msg']}"
+    await _server(request).audit_rejection(request.method, request.url.path, status, code,
+                                           getattr(request.state, "principal", None))
+    return JSON(error_body(code, message, where), status_code=status)
+
+
+#: For `FastAPI(exception_handlers=...)`.
+HANDLERS: dict[Any, Callable[[Request, Exception], Any]] = {
+    ApiError: api_error,
+    RequestValidationError: validation_error,
+}

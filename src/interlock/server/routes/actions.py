@@ -1,0 +1,96 @@
+"""Agents' endpoints: propose an action, read it, wait for it, report its outcome (advisory mode)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from pydantic import Field
+
+from interlock.gateway import TERMINAL, GatewayError, GatewayUnavailable, Mode, Proposal, State
+from interlock.model import Action, Kind, Rationale, Strict
+from interlock.server.deps import Agent, AnyPrincipal, ServerDep, bearer, get_server, identify, require_agent
+from interlock.server.errors import call_gateway, gateway_error
+from interlock.server.responses import JSON
+from interlock.store import StoreError
+
+MAX_WAIT_SECONDS = 300.0
+
+router = APIRouter(tags=["agents"])
+
+
+class ActionRequest(Strict):
+    kind: Kind
+    environment: str
+    target: str | None = None
+    payload: dict[str, Any]
+    rationale: Rationale | None = None
+    mode: Mode = Mode.brokered
+
+
+class OutcomeRequest(Strict):
+    status: str = Field(pattern="^(succeeded|failed|error|timeout)$")
+    exit_code: int | None = None
+    duration_ms: float | None = None
+    output_excerpt: str = Field(default="", max_length=4096)
+
+
+@router.post("/v1/actions")
+async def propose(body: ActionRequest, request: Request) -> Response:
+    """Propose an action (agent token). The decision, and the result when Interlock ran it."""
+    # The hot path: no dependencies, and one worker-thread hop for the token check and the proposal.
+    server = get_server(request)
+    secret = bearer(request)
+    action = Action(kind=body.kind, environment=body.environment, target=body.target, payload=body.payload,
+                    rationale=body.rationale)
+
+    def decide_and_run() -> Proposal:
+        who = require_agent(identify(request, secret))
+        return server.gateway.propose(who.name, action, mode=body.mode)
+
+    try:
+        proposal = await anyio.to_thread.run_sync(decide_and_run)
+    except GatewayError as exc:
+        raise gateway_error(exc) from exc
+    except (GatewayUnavailable, StoreError) as exc:
+        server.decisions.labels("deny", body.kind.value).inc()
+        return JSON({"decision": "deny", "state": "denied",
+                     "reasons": [f"{exc} (fail closed: nothing ran)"]}, status_code=503)
+    server.decisions.labels(proposal.decision.outcome.value, body.kind.value).inc()
+    return JSON(proposal.to_json())
+
+
+@router.get("/v1/actions/{action_id}")
+async def get_action(action_id: str, who: AnyPrincipal, server: ServerDep) -> Response:
+    proposal = await call_gateway(server.gateway.status, action_id, agent=who.name if who.kind == "agent" else None)
+    return JSON(proposal.to_json())
+
+
+@router.post("/v1/actions/{action_id}/wait")
+async def wait(action_id: str, who: Agent, server: ServerDep,
+               timeout: float = Query(30.0, ge=0, le=MAX_WAIT_SECONDS)) -> Response:
+    """Long poll: returns when the action is decided, executed, denied or expired, or at `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        proposal = await call_gateway(server.gateway.advance, action_id, who.name)
+        if proposal.state in TERMINAL or (proposal.state is State.executing and proposal.result is not None):
+            break
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        server.changed.clear()
+        # Woken at once by an approval on this process; polls for other replicas.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.changed.wait(), timeout=min(0.1, remaining))
+    return JSON(proposal.to_json())
+
+
+@router.post("/v1/actions/{action_id}/outcome")
+async def outcome(action_id: str, body: OutcomeRequest, who: Agent, server: ServerDep) -> Response:
+    proposal = await call_gateway(server.gateway.report, action_id, who.name, body.model_dump())
+    return JSON(proposal.to_json())

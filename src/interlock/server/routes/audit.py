@@ -1,0 +1,47 @@
+"""The audit log over HTTP (humans): entries, the signed checkpoint, inclusion proofs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from interlock.server.deps import Human, ServerDep
+from interlock.server.errors import ApiError
+from interlock.server.responses import JSON
+
+router = APIRouter(tags=["audit"])
+
+
+@router.get("/v1/audit/entries")
+async def audit_entries(who: Human, server: ServerDep, start: int = Query(0, ge=0),
+                        limit: int = Query(100, ge=1, le=1000), action_id: str | None = None) -> Response:
+    def read() -> list[dict[str, Any]]:
+        with server.store.transaction(readonly=True) as tx:
+            if action_id:
+                rows = tx.fetchall("SELECT idx, entry, leaf_hash FROM audit_entries WHERE action_id = ? "
+                                   "ORDER BY idx LIMIT ?", (action_id, limit))
+            else:
+                rows = tx.fetchall("SELECT idx, entry, leaf_hash FROM audit_entries WHERE idx >= ? "
+                                   "ORDER BY idx LIMIT ?", (start, limit))
+        return [{"index": r["idx"], "leaf_hash": r["leaf_hash"], **json.loads(r["entry"])} for r in rows]
+
+    return JSON({"entries": await anyio.to_thread.run_sync(read)})
+
+
+@router.get("/v1/audit/checkpoint")
+async def audit_checkpoint(who: Human, server: ServerDep) -> Response:
+    checkpoint = await anyio.to_thread.run_sync(server.audit.checkpoint)
+    return JSON({**checkpoint.fields, **checkpoint.to_json()})
+
+
+@router.get("/v1/audit/proof/{index}")
+async def audit_proof(index: int, who: Human, server: ServerDep, tree_size: int | None = None) -> Response:
+    try:
+        proof = await anyio.to_thread.run_sync(lambda: server.audit.inclusion_proof(index, tree_size))
+    except (ValueError, IndexError) as exc:
+        raise ApiError(404, "no_such_entry", str(exc)) from exc
+    return JSON(proof.to_json())

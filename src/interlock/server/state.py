@@ -1,0 +1,125 @@
+"""The app state: everything one server process serves with (store, policy, audit log, gate, gateway,
+metrics, token cache), built once by `create_app` and read by routes through `request.app.state.server`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from interlock.identity import Principal, secret_hash
+from interlock.policy import Policy, load_policy, run_tests
+from interlock.policy.lint import lint_file
+from interlock.runtime import Runtime
+from interlock.server.logs import log_event
+from interlock.store import StoreError
+
+#: Bodies larger than this are refused before they are read (a payload limit applies after parsing).
+DEFAULT_MAX_BODY = 2 * 1024 * 1024
+
+
+class ServerError(Exception):
+    """The server cannot start: the message says why and what to do."""
+
+
+@dataclass
+class Settings:
+    policy: Path
+    db: str = "sqlite:///.interlock/interlock.db"
+    key_dir: Path = Path(".interlock/keys")
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    public_url: str = "http://127.0.0.1:8700"
+
+    @staticmethod
+    def from_env() -> Settings:
+        return Settings(policy=Path(os.environ["INTERLOCK_POLICY"]),
+                        db=os.environ.get("INTERLOCK_DB", "sqlite:///.interlock/interlock.db"),
+                        key_dir=Path(os.environ.get("INTERLOCK_KEY_DIR", ".interlock/keys")))
+
+
+def check_policy_for_serving(path: Path) -> Policy:
+    """The server refuses a policy that fails lint or its own tests (issue: fail closed at start)."""
+    errors = [p for p in lint_file(path) if p.severity == "error"]
+    if errors:
+        raise ServerError("policy refused:\n" + "\n".join(str(p) for p in errors))
+    policy = load_policy(path)
+    failed = [r for r in run_tests(policy) if not r.passed]
+    if failed:
+        raise ServerError("policy tests fail:\n" + "\n".join(str(r.location(policy)) for r in failed))
+    return policy
+
+
+class TokenCache:
+    """Successful token lookups, kept for `ttl` seconds, keyed by the secret's hash.
+
+    A token read is one more store transaction on every request, and it halved the proposals a worker
+    could take (the reads contend with the audit writer for the GIL and the database). The price: a
+    revocation or expiry made while the server runs takes effect within `ttl` (1 s), not at once.
+    Failures are never cached: a refused token is refused again, from the store, every time.
+    `now` is injectable so tests move time instead of sleeping through the ttl.
+    """
+
+    def __init__(self, ttl: float = 1.0, size: int = 10_000, now: Callable[[], float] = time.monotonic) -> None:
+        self.ttl, self.size, self.now = ttl, size, now
+        self._entries: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, secret: str) -> Principal | None:
+        entry = self._entries.get(secret_hash(secret))
+        if entry is None or entry[0] < self.now():
+            return None
+        return entry[1]
+
+    def put(self, secret: str, principal: Principal) -> None:
+        if len(self._entries) >= self.size:
+            self._entries.clear()  # crude bound; a busy server simply re-reads
+        self._entries[secret_hash(secret)] = (self.now() + self.ttl, principal)
+
+
+class Server:
+    """Everything one process serves with: store, policy, audit log, gate, gateway, metrics."""
+
+    def __init__(self, settings: Settings, policy: Policy | None = None) -> None:
+        self.settings = settings
+        self.runtime = Runtime(policy or check_policy_for_serving(settings.policy), settings.db, settings.key_dir,
+                               public_url=settings.public_url)
+        self.policy, self.store, self.audit = self.runtime.policy, self.runtime.store, self.runtime.audit
+        self.gate, self.gateway = self.runtime.gate, self.runtime.gateway
+        #: Set when an approval request changes on this process: wakes long polls at once.
+        self.changed = asyncio.Event()
+        self.tokens = TokenCache()
+        self.registry = CollectorRegistry()
+        self.requests = Counter("interlock_http_requests", "HTTP requests", ["route", "status"],
+                                registry=self.registry)
+        self.decisions = Counter("interlock_decisions", "Decisions", ["decision", "kind"], registry=self.registry)
+        self.latency = Histogram("interlock_http_request_seconds", "Request latency", ["route"],
+                                 registry=self.registry,
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30, 300))
+        self.audit.append("policy.loaded", {"file": str(settings.policy), "policy_hash": self.policy.version,
+                                            "rules": len(self.policy.doc.rules)})
+
+    def close(self) -> None:
+        self.runtime.close()
+
+    async def audit_rejection(self, method: str, path: str, status: int, code: str, who: Principal | None) -> None:
+        data = {"method": method, "path": path[:200], "status": status, "code": code,
+                "principal": f"{who.kind}:{who.name}" if who else None}
+        if who is not None and who.kind == "agent":
+            data["agent"] = who.name
+        try:
+            await anyio.to_thread.run_sync(self.audit.append, "request.rejected", data)
+        except Exception as exc:
+            log_event("audit_failed", audit_event="request.rejected", error=type(exc).__name__)
+
+    def ready(self) -> tuple[bool, str]:
+        try:
+            with self.store.transaction(readonly=True) as tx:
+                tx.fetchone("SELECT 1 AS ok")
+        except StoreError as exc:
+            return False, f"store unavailable: {exc}"
+        return True, "ready"
