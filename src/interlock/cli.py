@@ -23,7 +23,7 @@ from interlock.console import err, out
 from interlock.fingerprint import PayloadError, fingerprint, payload_size
 from interlock.model import Action, Classification, Decision, Kind, Risk
 from interlock.policy import Policy, PolicyError, context_for, decide, load_policy, run_tests
-from interlock.policy.lint import lint_file
+from interlock.policy.lint import LINT_ERRORS, lint_file
 from interlock.wire import decision_json
 
 app = typer.Typer(
@@ -179,11 +179,14 @@ def policy_lint(
     """Check a policy: problems as file:line:col: message. Exit 1 when there are errors."""
     problems = lint_file(file)
     for problem in problems:
-        (err if problem.severity == "error" else out).print(str(problem), markup=False)
-    errors = [p for p in problems if p.severity == "error" or strict]
+        (err if problem.severity in LINT_ERRORS else out).print(str(problem), markup=False)
+    errors = [p for p in problems if p.severity in LINT_ERRORS or (strict and p.severity == "warning")]
     if errors:
         raise typer.Exit(1)
-    out.print(f"{file}: ok" + (f" ({len(problems)} warning(s))" if problems else ""), markup=False)
+    warnings = sum(p.severity == "warning" for p in problems)
+    hints = len(problems) - warnings
+    notes = [f"{n} {word}(s)" for n, word in ((warnings, "warning"), (hints, "hint")) if n]
+    out.print(f"{file}: ok" + (f" ({', '.join(notes)})" if notes else ""), markup=False)
 
 
 @policy_app.command("test")

@@ -26,6 +26,7 @@ from interlock.classify.registry import TEXT_FIELD
 from interlock.fingerprint import canonical_json
 from interlock.model import Action, ApprovalRequirement, Classification, Decision, Outcome, Risk
 from interlock.policy.load import Policy, _predecessor
+from interlock.policy.normalize import input_forms
 from interlock.policy.schema import Approvals, Rule
 
 #: A policy's input pattern gets this long over hostile input before it counts as matched (fail closed).
@@ -41,7 +42,8 @@ class _Compiled:
     targets: frozenset[str] | None
     patterns: tuple[Any, ...]
 
-    def matches(self, risk: Risk, tags: frozenset[str], target: str | None, text: Callable[[], str]) -> bool:
+    def matches(self, risk: Risk, tags: frozenset[str], target: str | None,
+                forms: Callable[[], tuple[str, ...]]) -> bool:
         if self.risks is not None and risk not in self.risks:
             return False
         if self.tags and not self.tags <= tags:
@@ -49,18 +51,22 @@ class _Compiled:
         if self.targets is not None and target not in self.targets:
             return False
         if self.patterns:
-            return self._pattern_matches(text())
+            # A restriction matches the text as written or any normalized form (policy/normalize.py);
+            # a permission only the text as written, so normalizing never widens what is allowed.
+            texts = forms()
+            return self._pattern_matches(texts if self.rule.effect != "allow" else texts[:1])
         return True
 
-    def _pattern_matches(self, text: str) -> bool:
-        for pattern in self.patterns:
-            try:
-                if pattern.search(text, timeout=PATTERN_TIMEOUT_SECONDS):
-                    return True
-            except TimeoutError:
-                # Fail closed: a pattern that cannot finish counts as matching a restriction and as not
-                # matching a permission.
-                return self.rule.effect != "allow"
+    def _pattern_matches(self, texts: tuple[str, ...]) -> bool:
+        for text in texts:
+            for pattern in self.patterns:
+                try:
+                    if pattern.search(text, timeout=PATTERN_TIMEOUT_SECONDS):
+                        return True
+                except TimeoutError:
+                    # Fail closed: a pattern that cannot finish counts as matching a restriction and as
+                    # not matching a permission.
+                    return self.rule.effect != "allow"
         return False
 
 
@@ -224,16 +230,18 @@ def decide(policy: Policy, agent: str, action: Action, classification: Classific
     risk = classification.risk
     level = risk.effective
     tags = frozenset(classification.tags)
-    text_cache: list[str] = []
-
-    def text() -> str:
-        if not text_cache:
-            text_cache.append(action_text(action))
-        return text_cache[0]
-
     kinds = (action.kind.value, *classification.kinds) if classification.kinds else (action.kind.value,)
+    forms_cache: list[tuple[str, ...]] = []
+
+    def forms() -> tuple[str, ...]:
+        if not forms_cache:
+            target = doc.targets.get(action.target) if action.target else None
+            forms_cache.append(input_forms(action_text(action), action.kind, tuple(classification.kinds or ()),
+                                           target.dialect if target else "postgres"))
+        return forms_cache[0]
+
     matched = [c.rule for c in _candidates(policy, agent, env, kinds)
-               if c.matches(risk, tags, action.target, text)]
+               if c.matches(risk, tags, action.target, forms)]
     denies = [r for r in matched if r.effect == "deny"]
     if denies:
         return _deny(classification, policy, tuple(r.id for r in denies),

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from interlock.policy.load import MAX_POLICY_BYTES, Problem, check_policy_text
+from interlock.policy.load import MAX_POLICY_BYTES, UNSATISFIABLE, Problem, check_policy_text
+
+#: Severities that make `policy lint` fail. An approval that can never be gathered is one of them; the
+#: server only warns about it at start (docs/design-deviations.md).
+LINT_ERRORS = ("error", UNSATISFIABLE)
 
 
 def lint_file(path: str | Path) -> list[Problem]:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import re
 import types
 import typing
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import regex
 from pydantic import BaseModel, ValidationError
@@ -24,9 +26,11 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from interlock.fingerprint import canonical_json
-from interlock.model import Risk
-from interlock.policy.schema import PolicyDocument
+from interlock.model import KNOWN_TAGS, Kind, Risk
+from interlock.policy.schema import SECRET_REF_PATTERN, PolicyDocument
 from interlock.sandbox import twins
+
+UNSATISFIABLE = "unsatisfiable"
 
 #: A policy is a human-written file; anything bigger is a mistake or an attack.
 MAX_POLICY_BYTES = 1024 * 1024
@@ -45,10 +49,10 @@ class Problem:
     line: int
     col: int
     message: str
-    severity: str = "error"
+    severity: str = "error"  # error | unsatisfiable (an error for lint) | warning | hint
 
     def __str__(self) -> str:
-        prefix = "" if self.severity == "error" else f"{self.severity}: "
+        prefix = "" if self.severity in ("error", UNSATISFIABLE) else f"{self.severity}: "
         return f"{self.file}:{self.line}:{self.col}: {prefix}{self.message}"
 
 
@@ -174,11 +178,30 @@ def _parse_yaml(text: str) -> Any:
         what = " ".join(str(s) for s in (exc.context, exc.problem) if s)
         if "duplicate key" in str(exc):
             what = str(exc.problem).split(" (")[0]
-        raise _YamlProblem(line, col, f"YAML: {what.strip()}") from exc
+        raise _YamlProblem(line, col, f"YAML: {what.strip()}{_indentation_hint(str(exc), line)}") from exc
     except YAMLError as exc:
         raise _YamlProblem(1, 1, f"YAML: {exc}") from exc
     except RecursionError as exc:
         raise _YamlProblem(1, 1, "YAML nests too deeply") from exc
+
+
+#: ruamel's wording for the errors a misplaced indentation produces.
+_INDENTATION_SYMPTOMS = (
+    "mapping values are not allowed here",
+    "expected <block end>",
+    "did not find expected key",
+    "could not find expected ':'",
+    "expected a comment or a line break",
+)
+
+
+def _indentation_hint(error: str, line: int) -> str:
+    """What to do about the YAML errors people meet most: a key indented one space too far or too little."""
+    if "cannot start any token" in error and "\\t" in error:
+        return f"; YAML does not allow tabs for indentation: check the indentation of line {line}"
+    if any(symptom in error for symptom in _INDENTATION_SYMPTOMS):
+        return f"; check the indentation of line {line} (keys of one mapping start in the same column)"
+    return ""
 
 
 def _plain(root: Any, locations: Locations) -> Any:
@@ -235,9 +258,46 @@ def _validation_problem(err: Any, locations: Locations) -> Problem:
     if err["type"] == "missing":
         return locations.problem(path[:-1], f"{where}: required key {str(path[-1])!r} is missing")
     msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "string_pattern_mismatch" and str(err.get("ctx", {}).get("pattern", "")) == SECRET_REF_PATTERN:
+        return locations.problem(path, f"{where}: {_literal_secret_message(str(err.get('input')))}")
     if err["type"] == "string_pattern_mismatch":
         msg = f"{err.get('input')!r} is not a valid name or reference here ({msg})"
+    if err["type"] == "enum" and isinstance(err.get("input"), str):
+        allowed = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+        hint = difflib.get_close_matches(err["input"], allowed, n=1, cutoff=0.6)
+        msg = f"{err['input']!r} is not one of {', '.join(allowed)}" + (f": did you mean {hint[0]!r}?" if hint else "")
     return locations.problem(path, f"{where}: {msg}")
+
+
+def mask_secret(value: str) -> str:
+    """`value` with its password (URL userinfo or libpq `password=`) replaced by ***; anything else
+    that is not plainly a URL without credentials becomes *** whole. Never echo a secret in an error."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return "***"
+    if parts.scheme and parts.netloc:
+        if parts.password is None:
+            return f"{parts.scheme}://{parts.hostname or ''}/***" if parts.path or parts.query else value
+        user = f"{parts.username}:" if parts.username else ":"
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit((parts.scheme, f"{user}***@{host}", parts.path, "", ""))
+    if re.search(r"\bpassword\s*=", value):
+        return re.sub(r"(\bpassword\s*=\s*)('[^']*'|\S+)", r"\1***", value)
+    return "***"
+
+
+def _literal_secret_message(value: str) -> str:
+    """A credential written where its reference belongs: say so, what to write instead, and never the value."""
+    stripped = value.strip()
+    env = re.fullmatch(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", stripped)
+    if env:
+        return f"write the environment variable as a reference: env:{env.group(1)}"
+    if stripped.startswith("/") and "\n" not in stripped:
+        return f"write a file as a reference: file:{stripped}"
+    return (f"{mask_secret(stripped)!r} looks like a credential written into the policy; a policy holds only "
+            "where to find one: put it in an environment variable or a file readable by the gateway and write "
+            "env:NAME or file:/path here (then rotate it: it has been in the file)")
 
 
 def _allowed_keys(path: Path_) -> list[str]:
@@ -327,7 +387,7 @@ def _reference_problems(doc: PolicyDocument, loc: Locations) -> Iterator[Problem
             try:
                 regex.compile(pattern)
             except regex.error as exc:
-                yield loc.problem((*base, "when", "input", j), f"input pattern {pattern!r} is not a valid "
+                yield loc.problem((*base, "when", "input", j), f"input pattern `{pattern}` is not a valid "
                                   f"regular expression: {exc}")
         if rule.sandbox is not None and rule.sandbox not in envs:
             yield loc.problem((*base, "sandbox"), _unknown("environment", rule.sandbox, envs))
@@ -486,11 +546,18 @@ def _floor_problems(doc: PolicyDocument, loc: Locations) -> Iterator[Problem]:
             )
 
 
-# --- warnings (lint shows them; they do not block loading) ----------------------------------------
+# --- approvals that can never be gathered; hints ---------------------------------------------------
 
 
 def _warnings(doc: PolicyDocument, loc: Locations) -> Iterator[Problem]:
-    """Approvals that can never be gathered: fewer eligible humans than required."""
+    yield from _unsatisfiable(doc, loc)
+    yield from _tag_problems(doc, loc)
+
+
+def _unsatisfiable(doc: PolicyDocument, loc: Locations) -> Iterator[Problem]:
+    """Approvals that can never be gathered: fewer eligible humans than required, the agent's owner
+    excluded. Severity `unsatisfiable`: `policy lint` reports it as an error, loading keeps it a
+    warning so a policy that served yesterday still starts after an upgrade (docs/design-deviations.md)."""
     members: dict[str, set[str]] = {}
     for name, human in doc.humans.items():
         for g in human.groups:
@@ -499,17 +566,83 @@ def _warnings(doc: PolicyDocument, loc: Locations) -> Iterator[Problem]:
     def eligible(groups: tuple[str, ...]) -> set[str]:
         return set(doc.humans) if not groups else set().union(*(members.get(g, set()) for g in groups))
 
-    specs: list[tuple[Path_, Any]] = []
+    specs: list[tuple[Path_, Any, list[str]]] = []
     for role, grants in doc.roles.items():
+        holders = [a for a, agent in doc.agents.items() if role in agent.roles]
         for env_name, grant in grants.items():
-            specs += [(("roles", role, env_name, "approve", r), s) for r, s in grant.approve.items()]
-    specs += [(("rules", i, "approvals"), r.approvals) for i, r in enumerate(doc.rules) if r.approvals]
-    owners = {a.owner for a in doc.agents.values()}
-    for path, spec in specs:
+            specs += [(("roles", role, env_name, "approve", r), s, holders) for r, s in grant.approve.items()]
+    for i, rule in enumerate(doc.rules):
+        if rule.approvals is None:
+            continue
+        agents = [a for a, agent in doc.agents.items()
+                  if (not rule.when.agent or a in rule.when.agent)
+                  and (not rule.when.role or set(agent.roles) & set(rule.when.role))]
+        specs.append((("rules", i, "approvals"), rule.approvals, agents))
+    for path, spec, agents in specs:
         pool = eligible(spec.from_groups)
+        source = f"from {', '.join(spec.from_groups)}" if spec.from_groups else "from anyone"
         if len(pool) < spec.count:
-            yield loc.problem(path, f"needs {spec.count} approvals but only {len(pool)} human(s) are eligible: "
-                              "it can never be approved", severity="warning")
-        elif owners and all(len(pool - {o}) < spec.count for o in owners):
-            yield loc.problem(path, f"needs {spec.count} approvals but, without the agent's owner, too few "
-                              "humans are eligible", severity="warning")
+            yield loc.problem(path, f"needs {spec.count} approvals {source} but only {len(pool)} human(s) are "
+                              f"eligible ({', '.join(sorted(pool)) or 'nobody'}): it can never be approved; "
+                              "add humans to the group or lower the count", severity=UNSATISFIABLE)
+            continue
+        for agent in agents:
+            owner = doc.agents[agent].owner
+            short = _shortfall(spec, pool - {owner}, members, owner)
+            if short:
+                yield loc.problem(path, f"{short} for agent {agent!r}: its owner {owner!r} never counts as its "
+                                  "approver, so it can never be approved; add humans or lower the count",
+                                  severity=UNSATISFIABLE)
+                break
+
+
+def _shortfall(spec: Any, pool: set[str], members: dict[str, set[str]], owner: str) -> str:
+    if len(pool) < spec.count:
+        return f"needs {spec.count} approvals but only {len(pool)} human(s) are eligible ({', '.join(sorted(pool))})"
+    for group, n in spec.at_least.items():
+        left = members.get(group, set()) - {owner}
+        if len(left) < n:
+            return f"needs {n} approvals from {group} but only {len(left)} of its humans are eligible"
+    return ""
+
+
+#: SQL statements a deny rule's regex usually spells out (`DROP\s+TABLE`); the statement tag says it
+#: for every spelling the classifier understands, comments and case included.
+_SQL_STATEMENT = regex.compile(
+    r"(?i)(?<![a-z])(?:(?P<drop>drop)\W+(?:table|database|schema|index|view|role|user|function)"
+    r"|(?P<alter>alter)\W+(?:table|database|schema|role|user|system)|(?P<truncate>truncate)(?![a-z])"
+    r"|(?P<grant>grant)\W+\w|(?P<revoke>revoke)\W+\w|(?P<delete>delete)\W+from|(?P<insert>insert)\W+into"
+    r"|(?P<update>update)\W+\w+\W+set|(?P<merge>merge)\W+into)"
+)
+#: Regex syntax between words (`\s+`, `\b`, `[ ]*`) read as a space, so the statement shows through.
+_REGEX_GAPS = regex.compile(r"\\[sb][+*?]?|\[[^\]]*\][+*?]?|\(\?[a-z]+\)|[+*?^$]")
+
+
+def statement_tag_named(pattern: str) -> str | None:
+    """The SQL statement tag a regular expression spells out, if any (`DROP\\s+TABLE` → `drop`)."""
+    found = _SQL_STATEMENT.search(_REGEX_GAPS.sub(" ", pattern))
+    if found is None:
+        return None
+    return next(str(name) for name, value in found.groupdict().items() if value)
+
+
+def _tag_problems(doc: PolicyDocument, loc: Locations) -> Iterator[Problem]:
+    for i, rule in enumerate(doc.rules):
+        for j, tag in enumerate(rule.when.tags):
+            if tag not in KNOWN_TAGS:
+                path = (("rules", i, "when", "tags", j) if _is_seq(loc, ("rules", i, "when", "tags"))
+                        else ("rules", i, "when", "tags"))
+                yield loc.problem(path, _unknown("tag", tag, KNOWN_TAGS) + ": no classifier sets it, so this "
+                                  "rule never matches", severity="warning")
+        if rule.effect == "allow":
+            continue
+        if rule.when.kind and not set(rule.when.kind) & {Kind.sql, Kind.shell, Kind.mcp}:
+            continue
+        for j, pattern in enumerate(rule.when.input):
+            named = statement_tag_named(pattern)
+            if named is not None and named not in rule.when.tags:
+                yield loc.problem(("rules", i, "when", "input", j) if _is_seq(loc, ("rules", i, "when", "input"))
+                                  else ("rules", i, "when", "input"),
+                                  f"the pattern `{pattern}` names a {named.upper()} statement: `tags: [{named}]` "
+                                  "matches every spelling of it the SQL classifier reads, in SQL actions and in "
+                                  "SQL run from shell or MCP (keep the pattern too if you like)", severity="hint")

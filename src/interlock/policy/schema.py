@@ -17,7 +17,8 @@ from interlock.model import DEFAULT_MAX_PAYLOAD_BYTES, Kind, Outcome, Risk
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 Name = Annotated[str, Field(pattern=NAME)]
 #: Where a credential comes from: an environment variable or a file. Never the secret itself.
-SecretRef = Annotated[str, Field(pattern=r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$")]
+SECRET_REF_PATTERN = r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$"
+SecretRef = Annotated[str, Field(pattern=SECRET_REF_PATTERN)]
 
 _DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
