@@ -261,6 +261,7 @@ _mount_optional("interlock.server.cli", "serve", "serve")
 _mount_optional("interlock.integrations.hooks_cli", "app", "hook")
 _mount_optional("interlock.integrations.exec_cli", "exec_", "exec", passthrough=True)
 _mount_optional("interlock.integrations.mcp_cli", "mcp_proxy", "mcp-proxy", passthrough=True)
+_mount_optional("interlock.demo.cli", "demo", "demo")
 
 
 def main() -> None:

@@ -1,0 +1,116 @@
+"""`interlock demo NAME`: replay one incident of the gallery step by step; `--list` shows them all.
+
+Exit 0 when the replay went as the scenario expects, 1 when it did not, 2 when it could not run.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from interlock.console import err, out
+from interlock.demo.replay import UNCHANGED, Report, StepReport, replay
+from interlock.demo.scenario import ScenarioError, gallery_dir, load, names
+from interlock.demo.worlds import DEFAULT_PG, WorldError
+
+_STYLE = {"allow": "green", "deny": "red", "approval_required": "yellow", "sandbox_required": "yellow"}
+_OUTPUT_LINES = 4
+
+
+def _line(label: str, text: str) -> None:
+    out.print(f"  {label:<9} {text}", markup=False)
+
+
+def show_start(report: Report) -> None:
+    scenario = report.scenario
+    out.print(f"\n[bold]{scenario.name}: {scenario.title}[/]")
+    _line("incident", scenario.incident)
+    _line("target", report.target)
+    _line("agent", f"{scenario.agent}, with the policy {scenario.directory / 'policy.yaml'}")
+
+
+def show_step(report: StepReport) -> None:
+    out.print(f"\n[bold]{report.number}. {report.step.say}[/]")
+    _line("tried", report.tried)
+    if report.proposal is None:
+        _line("refused", report.error)
+        return
+    decision = report.proposal.decision
+    tags = f"  tags {', '.join(decision.tags)}" if decision.tags else ""
+    out.print(f"  {'decided':<9} [bold {_STYLE[decision.outcome.value]}]{decision.outcome.value}[/]"
+              f"  risk {decision.risk.value}{tags}")
+    if decision.summary:
+        _line("what", decision.summary)
+    for reason in decision.reasons:
+        _line("why", reason)
+    _line("rules", ", ".join(decision.rules) or "-")
+    for remedy in decision.remedy:
+        _line("to run", remedy)
+    for vote, result in report.votes:
+        verb = "approves" if vote.verdict == "approve" else f"denies ({vote.reason})"
+        _line("human", f"{vote.human} {verb} -> {result}")
+    _line("state", report.proposal.state.value + _ran(report))
+    if report.step.gap is not None and report.decision != report.step.gap.should.value:
+        _line("GAP", f"Interlock should answer {report.step.gap.should.value}: {report.step.gap.note}")
+
+
+def _ran(report: StepReport) -> str:
+    result = report.proposal.result if report.proposal else None
+    if not result:
+        return "  (nothing ran)"
+    text = [line for line in (result.get("output") or result.get("error") or "").splitlines() if line.strip()]
+    shown = "".join(f"\n            | {line[:150]}" for line in text[:_OUTPUT_LINES])
+    more = f"\n            | … {len(text) - _OUTPUT_LINES} more lines" if len(text) > _OUTPUT_LINES else ""
+    return f"  (ran: {result.get('status')}){shown}{more}"
+
+
+def show_end(report: Report) -> None:
+    out.print("\n[bold]what was protected[/]")
+    for fact, before in report.before.items():
+        after = report.after.get(fact, "gone")
+        expected = report.scenario.protected.get(fact)
+        verdict = "kept" if after == before else "CHANGED"
+        note = "" if expected in (None, after, UNCHANGED) or (expected == UNCHANGED and after == before) \
+            else f"  (expected {expected})"
+        out.print(f"  {fact:<40} {before} -> {after}  [{'green' if after == before else 'red'}]{verdict}[/]{note}")
+    _line("audit", f"{report.audit_entries} entries, " + ("verified" if not report.audit_problems
+                                                           else "PROBLEMS: " + "; ".join(report.audit_problems)))
+    gaps = report.gaps_open()
+    for gap in gaps:
+        out.print(f"  [yellow]known gap[/] (step {gap.number}): {gap.step.gap.note if gap.step.gap else ''}")
+    mismatches = report.mismatches()
+    if mismatches:
+        for problem in mismatches:
+            out.print(f"  [red]unexpected:[/] {problem}")
+    else:
+        out.print("  [green]the replay went as the scenario expects[/]"
+                  + (" (with its known gap)" if gaps else ""))
+
+
+def demo(
+    name: Annotated[str | None, typer.Argument(help="the incident to replay (see --list)")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="list the incidents of the gallery")] = False,
+) -> None:
+    """Replay a public agent incident against a real target, step by step (examples/incidents/)."""
+    if list_ or name is None:
+        found = names()
+        if not found:
+            err.print(f"no incident gallery at {gallery_dir()}: run from the Interlock checkout", markup=False)
+            raise typer.Exit(2)
+        for each in found:
+            scenario = load(each)
+            out.print(f"{each:<12} {scenario.title}", markup=False)
+        if not list_:
+            out.print("\nreplay one: interlock demo NAME", markup=False)
+        return
+    try:
+        scenario = load(name)
+        report = replay(scenario, on_start=show_start, on_step=show_step,
+                        postgres=os.environ.get("INTERLOCK_DEMO_PG", DEFAULT_PG))
+    except (ScenarioError, WorldError) as exc:
+        err.print(f"[red]error:[/red] {exc}", markup=True)
+        raise typer.Exit(2) from None
+    show_end(report)
+    raise typer.Exit(1 if report.mismatches() else 0)
