@@ -277,7 +277,9 @@ def test_cli_round_trip(store_url: str, tmp_path: Path) -> None:
     assert code == 0 and json.loads(saved)["signature"]
     witness = tmp_path / "witness.json"
     witness.write_text(saved)
-    code, out = _cli("verify", *common, "--since", str(witness), "--format", "json")
+    # `verify --since FILE` is now `--witness FILE` (`--since` means a time everywhere; the old
+    # spelling still works with a warning on stderr: tests/test_options.py)
+    code, out = _cli("verify", *common, "--witness", str(witness), "--format", "json")
     assert code == 0, out
     assert json.loads(out)["ok"] is True
     code, out = _cli("show", *common, "--agent", "kiro")

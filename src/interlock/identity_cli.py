@@ -17,12 +17,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from interlock import options
 from interlock.console import err, out
 from interlock.gate.clock import stamp, system_clock
 from interlock.identity import AuthError, PrincipalKind, create_token, list_tokens, revoke
+from interlock.options import DEFAULT_DB, Format
 from interlock.policy import PolicyError, load_policy
 from interlock.policy.schema import parse_duration
-from interlock.store import DEFAULT_URL, Store, StoreError, open_store
+from interlock.store import Store, StoreError, open_store
 
 app = typer.Typer(
     help="Create, revoke and list agent and human tokens.",
@@ -31,10 +33,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-Db = Annotated[str, typer.Option("--db", envvar="INTERLOCK_DB", help="store URL")]
-Keys = Annotated[Path, typer.Option("--keys", envvar="INTERLOCK_KEYS", help="audit signing key directory")]
-Json = Annotated[bool, typer.Option("--json", help="JSON on stdout")]
-
 
 def fail(message: str, code: int) -> NoReturn:
     err.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
@@ -42,7 +40,7 @@ def fail(message: str, code: int) -> NoReturn:
 
 
 @contextmanager
-def _opened(db: str, keys: Path) -> Iterator[tuple[Store, Any]]:
+def _opened(db: str, key_dir: Path | None) -> Iterator[tuple[Store, Any]]:
     from interlock.audit import AuditLog
 
     try:
@@ -51,7 +49,7 @@ def _opened(db: str, keys: Path) -> Iterator[tuple[Store, Any]]:
         fail(str(exc), 2)
     try:
         store.migrate()
-        audit = AuditLog(store, key_dir=keys)
+        audit = AuditLog(store, key_dir=options.key_dir_for(db, key_dir))
         try:
             yield store, audit
         except AuthError as exc:
@@ -65,18 +63,17 @@ def _opened(db: str, keys: Path) -> Iterator[tuple[Store, Any]]:
 
 
 @app.command("create")
+@options.shared
 def create_command(
     agent: Annotated[str | None, typer.Option("--agent", help="an agent's name")] = None,
     human: Annotated[str | None, typer.Option("--human", help="a human's name")] = None,
     expires: Annotated[
         str | None, typer.Option("--expires", help="lifetime, e.g. 12h, 30d (default: never)")
     ] = None,
-    policy: Annotated[
-        Path | None, typer.Option("--policy", envvar="INTERLOCK_POLICY", help="check the name against it")
-    ] = None,
-    db: Db = DEFAULT_URL,
-    keys: Keys = Path(".interlock/keys"),
-    as_json: Json = False,
+    policy: options.PolicyFile = None,
+    db: options.Db = DEFAULT_DB,
+    key_dir: options.KeyDir = None,
+    format: options.Fmt = Format.text,
 ) -> None:
     """Create a token for one agent or one human; the secret is shown once."""
     if (agent is None) == (human is None):
@@ -94,12 +91,12 @@ def create_command(
             loaded = load_policy(policy)
         except PolicyError as exc:
             fail(f"policy {policy} does not load:\n{exc}", 2)
-    with _opened(db, keys) as (store, audit):
+    with _opened(db, key_dir) as (store, audit):
         try:
             token_id, secret = create_token(store, kind, name, seconds, audit, policy=loaded)
         except ValueError as exc:
             fail(str(exc), 2)
-    if as_json:
+    if format is Format.json:
         sys.stdout.write(json.dumps({"id": token_id, "kind": kind, "name": name, "secret": secret}) + "\n")
         return
     err.print(
@@ -109,24 +106,27 @@ def create_command(
 
 
 @app.command("revoke")
+@options.shared
 def revoke_command(
     token_id: Annotated[str, typer.Argument(help="the token id (tok_…), see `list`")],
-    db: Db = DEFAULT_URL,
-    keys: Keys = Path(".interlock/keys"),
+    db: options.Db = DEFAULT_DB,
+    key_dir: options.KeyDir = None,
 ) -> None:
     """Revoke a token at once."""
-    with _opened(db, keys) as (store, audit):
+    with _opened(db, key_dir) as (store, audit):
         info = revoke(store, token_id, audit)
     out.print(f"revoked {info.kind} token {info.id} ({info.name})", markup=False)
 
 
 @app.command("list")
-def list_command(db: Db = DEFAULT_URL, keys: Keys = Path(".interlock/keys"), as_json: Json = False) -> None:
+@options.shared
+def list_command(db: options.Db = DEFAULT_DB, key_dir: options.KeyDir = None,
+                 format: options.Fmt = Format.text) -> None:
     """Every token: id, kind, name, state (never the secret)."""
-    with _opened(db, keys) as (store, _audit):
+    with _opened(db, key_dir) as (store, _audit):
         tokens = list_tokens(store)
     now = stamp(system_clock())
-    if as_json:
+    if format is Format.json:
         rows = [{**t.__dict__, "state": t.state(now)} for t in tokens]
         sys.stdout.write(json.dumps(rows) + "\n")
         return

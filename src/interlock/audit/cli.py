@@ -12,12 +12,12 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 
+from interlock import options
 from interlock.audit.checkpoint import SigningKeyError
 from interlock.audit.log import AuditError, AuditLog, outcome_of
 from interlock.audit.verify import (
@@ -27,7 +27,8 @@ from interlock.audit.verify import (
     load_public_key,
     verify_consistency,
 )
-from interlock.store import DEFAULT_URL, StoreError, open_store
+from interlock.options import DEFAULT_DB, Format
+from interlock.store import StoreError, open_store
 
 app = typer.Typer(
     help="Verify, read, export and prove the audit log.",
@@ -37,19 +38,9 @@ app = typer.Typer(
 )
 
 
-class Format(StrEnum):
-    text = "text"
-    json = "json"
-
-
-Db = Annotated[
-    str, typer.Option("--db", envvar="INTERLOCK_DB", help="store URL (sqlite:///… or postgresql://…)")
-]
-KeyDir = Annotated[
-    Path, typer.Option("--key-dir", envvar="INTERLOCK_KEY_DIR", help="folder of the signing key")
-]
-Fmt = Annotated[Format, typer.Option("--format", help="text or json")]
-DEFAULT_KEY_DIR = Path(".interlock/keys")
+Db = options.Db
+KeyDir = options.KeyDir
+Fmt = options.Fmt
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -58,7 +49,7 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 
 @contextmanager
-def _opened(db: str, key_dir: Path, *, create_key: bool = False) -> Iterator[AuditLog]:
+def _opened(db: str, key_dir: Path | None, *, create_key: bool = False) -> Iterator[AuditLog]:
     if (
         db.startswith("sqlite:///")
         and db != "sqlite:///:memory:"
@@ -70,7 +61,7 @@ def _opened(db: str, key_dir: Path, *, create_key: bool = False) -> Iterator[Aud
     except StoreError as exc:
         _fail(str(exc))
     try:
-        log = AuditLog(store, key_dir=key_dir, create_key=create_key)
+        log = AuditLog(store, key_dir=options.key_dir_for(db, key_dir), create_key=create_key)
     except (AuditError, SigningKeyError, StoreError) as exc:
         store.close()
         _fail(str(exc))
@@ -91,11 +82,12 @@ def _emit(data: Any, fmt: Format, text: str) -> None:
 
 
 @app.command()
+@options.shared
 def verify(
-    db: Db = DEFAULT_URL,
-    key_dir: KeyDir = DEFAULT_KEY_DIR,
-    since: Annotated[
-        Path | None, typer.Option("--since", help="a checkpoint file saved earlier (witness)")
+    db: Db = DEFAULT_DB,
+    key_dir: KeyDir = None,
+    witness: Annotated[
+        Path | None, typer.Option("--witness", help="a checkpoint saved earlier: the log must extend it")
     ] = None,
     public_key: Annotated[Path | None, typer.Option("--public-key", help="PEM public key to trust")] = None,
     format: Fmt = Format.text,
@@ -110,15 +102,15 @@ def verify(
     with _opened(db, key_dir) as log:
         trusted = key or log.public_key()
         report = log.verify(trusted)
-        if since is not None:
-            report.problems.extend(_since_problems(log, since, trusted))
+        if witness is not None:
+            report.problems.extend(_witness_problems(log, witness, trusted))
         text = report.describe()
         data = report.to_json()
     _emit(data, format, text)
     raise typer.Exit(0 if report.ok else 1)
 
 
-def _since_problems(log: AuditLog, path: Path, key: Any) -> list[Problem]:
+def _witness_problems(log: AuditLog, path: Path, key: Any) -> list[Problem]:
     """Is the checkpoint saved in `path` a prefix of the log's latest checkpoint?"""
     try:
         saved = Checkpoint(
@@ -164,9 +156,10 @@ def _since_problems(log: AuditLog, path: Path, key: Any) -> list[Problem]:
 
 
 @app.command()
+@options.shared
 def show(
-    db: Db = DEFAULT_URL,
-    key_dir: KeyDir = DEFAULT_KEY_DIR,
+    db: Db = DEFAULT_DB,
+    key_dir: KeyDir = None,
     agent: Annotated[str | None, typer.Option(help="only this agent")] = None,
     env: Annotated[str | None, typer.Option("--env", help="only this environment")] = None,
     risk: Annotated[str | None, typer.Option(help="read, write, destructive or unknown")] = None,
@@ -285,9 +278,10 @@ def _parse_time(text: str) -> datetime:
 
 
 @app.command()
+@options.shared
 def export(
-    db: Db = DEFAULT_URL,
-    key_dir: KeyDir = DEFAULT_KEY_DIR,
+    db: Db = DEFAULT_DB,
+    key_dir: KeyDir = None,
     out: Annotated[Path | None, typer.Option("--out", help="file to write (default: stdout)")] = None,
 ) -> None:
     """Write every entry and checkpoint as JSON Lines (verify it with `python verify.py`)."""
@@ -301,10 +295,11 @@ def export(
 
 
 @app.command()
+@options.shared
 def proof(
     entry: Annotated[int, typer.Argument(help="the entry's index")],
-    db: Db = DEFAULT_URL,
-    key_dir: KeyDir = DEFAULT_KEY_DIR,
+    db: Db = DEFAULT_DB,
+    key_dir: KeyDir = None,
     size: Annotated[int | None, typer.Option("--size", help="tree size (default: latest checkpoint)")] = None,
 ) -> None:
     """Inclusion proof of one entry in a signed checkpoint (JSON)."""
@@ -314,20 +309,22 @@ def proof(
 
 
 @app.command()
-def checkpoint(db: Db = DEFAULT_URL, key_dir: KeyDir = DEFAULT_KEY_DIR) -> None:
-    """Sign a checkpoint of the log now; prints it (save it to use with `verify --since`)."""
+@options.shared
+def checkpoint(db: Db = DEFAULT_DB, key_dir: KeyDir = None) -> None:
+    """Sign a checkpoint of the log now; prints it (save it to use with `verify --witness`)."""
     with _opened(db, key_dir, create_key=True) as log:
         made = log.checkpoint()
     typer.echo(json.dumps(made.to_json(), sort_keys=True))
 
 
 @app.command()
-def pubkey(key_dir: KeyDir = DEFAULT_KEY_DIR) -> None:
+@options.shared
+def pubkey(db: Db = DEFAULT_DB, key_dir: KeyDir = None) -> None:
     """Print the public key (PEM) that verifies this log's checkpoints (creates the key pair if new)."""
     from interlock.audit.checkpoint import public_key_pem
 
     try:
-        typer.echo(public_key_pem(key_dir).decode(), nl=False)
+        typer.echo(public_key_pem(options.key_dir_for(db, key_dir)).decode(), nl=False)
     except SigningKeyError as exc:
         _fail(str(exc))
 
@@ -335,10 +332,11 @@ def pubkey(key_dir: KeyDir = DEFAULT_KEY_DIR) -> None:
 # --- policy replay --------------------------------------------------------------------------------
 
 
+@options.shared
 def replay_command(
-    policy: Annotated[Path, typer.Option("--policy", help="the NEW policy file to try")],
-    db: Db = DEFAULT_URL,
-    key_dir: KeyDir = DEFAULT_KEY_DIR,
+    policy: options.RequiredPolicy,
+    db: Db = DEFAULT_DB,
+    key_dir: KeyDir = None,
     since: Annotated[str | None, typer.Option(help="RFC 3339 time or a duration ago (30m, 24h, 7d)")] = None,
     until: Annotated[str | None, typer.Option(help="RFC 3339 time or a duration ago")] = None,
     limit: Annotated[int, typer.Option(help="at most this many past proposals (the newest)")] = 100_000,

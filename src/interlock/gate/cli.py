@@ -1,17 +1,19 @@
 """`interlock approvals list|show|approve|deny`: the approver's view (mounted by interlock.cli).
 
 The caller is whoever the token says (`--token` or INTERLOCK_TOKEN), never a name typed on the
-command line; agent tokens are refused. With `--server URL` (or INTERLOCK_SERVER) it talks to the
-HTTP API; without, directly to the store (`--db`, `--policy`). Both print the same view, and
-`--format json` prints what `GET /v1/approvals/{id}` returns. Exit codes: 0 done, 1 refused (the
-error says why, and it is audited), 2 usage, policy, store or server error.
+command line; agent tokens are refused. With `--gateway URL` (or INTERLOCK_URL) it talks to the
+HTTP API; with `--policy FILE` (INTERLOCK_POLICY), directly to the store (`--db`, `--key-dir`).
+Both print the same view, and `--format json` prints what `GET /v1/approvals/{id}` returns. Exit
+codes: 0 done, 1 refused (the error says why, and it is audited), 2 usage, policy, store or server
+error. The old `--server`/INTERLOCK_SERVER and `--keys`/INTERLOCK_KEYS still work, with a warning.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -22,14 +24,17 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from interlock import options
 from interlock.console import err, out
+from interlock.gate.clock import Clock, stamp, system_clock
 from interlock.gate.events import APPROVAL_REFUSED
 from interlock.gate.requests import RequestState, api_json
 from interlock.gate.service import Gate, GateError
 from interlock.gate.webhook import Notifier
 from interlock.identity import AuthError, Principal, authenticate, require_human
+from interlock.options import DEFAULT_DB, Format, InProcess
 from interlock.policy import PolicyError, load_policy
-from interlock.store import DEFAULT_URL, StoreError, open_store
+from interlock.store import StoreError, open_store
 
 app = typer.Typer(
     help="Review approval requests: list, show, approve, deny (a human's token).",
@@ -39,26 +44,32 @@ app = typer.Typer(
 )
 
 View = dict[str, Any]
+ALL = "all"
 
 
-class Format(StrEnum):
-    text = "text"
-    json = "json"
+class StateFilter(StrEnum):
+    """`approvals list --state`: one request state (RequestState's values), or all of them."""
+
+    pending = "pending"
+    approved = "approved"
+    denied = "denied"
+    expired = "expired"
+    invalidated = "invalidated"
+    consumed = "consumed"
+    all = ALL
 
 
-Server = Annotated[
-    str | None, typer.Option("--server", envvar="INTERLOCK_SERVER", help="Interlock server URL (else: the store)")
-]
-Db = Annotated[str, typer.Option("--db", envvar="INTERLOCK_DB", help="store URL (without --server)")]
-PolicyOpt = Annotated[
-    Path | None,
-    typer.Option("--policy", envvar="INTERLOCK_POLICY", help="the policy the gate runs (required without --server)"),
-]
-Token = Annotated[
-    str, typer.Option("--token", envvar="INTERLOCK_TOKEN", help="your human token (prefer the env variable)")
-]
-Keys = Annotated[Path, typer.Option("--keys", envvar="INTERLOCK_KEYS", help="audit signing key directory")]
-Fmt = Annotated[Format, typer.Option("--format", help="text or json")]
+#: `approvals list --watch` redraws on these (tests inject a clock and a sleep that advances it).
+CLOCK: Clock = system_clock
+SLEEP: Callable[[float], None] = time.sleep
+
+
+Gateway = options.Gateway
+Db = options.Db
+PolicyOpt = options.PolicyFile
+Token = options.Token
+KeyDir = options.KeyDir
+Fmt = options.Fmt
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -67,7 +78,7 @@ def fail(message: str, code: int) -> NoReturn:
 
 
 class Reviewer(Protocol):
-    def list(self, all_states: bool) -> list[View]: ...
+    def list(self, state: str) -> list[View]: ...
     def show(self, request_id: str) -> View: ...
     def approve(self, request_id: str) -> View: ...
     def deny(self, request_id: str, reason: str) -> View: ...
@@ -79,8 +90,8 @@ class LocalReviewer:
     def __init__(self, gate: Gate, principal: Principal) -> None:
         self.gate, self.principal = gate, principal
 
-    def list(self, all_states: bool) -> list[View]:
-        requests = self.gate.list_requests(None if all_states else RequestState.pending)
+    def list(self, state: str) -> list[View]:
+        requests = self.gate.list_requests(None if state == ALL else RequestState(state))
         return [api_json(self.gate.status(r.id)) for r in requests]
 
     def show(self, request_id: str) -> View:
@@ -114,8 +125,8 @@ class RemoteReviewer:
             fail(f"[{code}] {problem.get('message', response.reason_phrase)}", 1 if response.status_code < 500 else 2)
         return body
 
-    def list(self, all_states: bool) -> list[View]:
-        body = self._call("GET", "/v1/approvals", params={"state": "all" if all_states else "pending"})
+    def list(self, state: str) -> list[View]:
+        body = self._call("GET", "/v1/approvals", params={"state": state})
         return list(body["approvals"])
 
     def show(self, request_id: str) -> View:
@@ -129,20 +140,24 @@ class RemoteReviewer:
 
 
 @contextmanager
-def reviewer(server: str | None, db: str, policy_path: Path | None, token: str, keys: Path) -> Iterator[Reviewer]:
-    if server:
-        headers = {"Authorization": f"Bearer {token}"}
-        with httpx.Client(base_url=server, headers=headers, timeout=30.0, follow_redirects=False) as client:
-            yield RemoteReviewer(client)
+def reviewer(gateway: str | None, db: str, policy_path: Path | None, token: str | None,
+             key_dir: Path | None) -> Iterator[Reviewer]:
+    """The one client choice (options.client): the server's API, or the gate on the store."""
+    if not token:
+        fail("no token: set INTERLOCK_TOKEN to your human token (or pass --token)", 2)
+    chosen = options.client(gateway=gateway, policy=policy_path, token=token, db=db, key_dir=key_dir,
+                            needs_agent=False)
+    if isinstance(chosen, InProcess):
+        with local_session(chosen.db, Path(chosen.policy), token, chosen.key_dir) as local:
+            yield local
         return
-    if policy_path is None:
-        fail("give --server URL (INTERLOCK_SERVER) or --policy FILE (INTERLOCK_POLICY) with --db", 2)
-    with local_session(db, policy_path, token, keys) as local:
-        yield local
+    headers = {"Authorization": f"Bearer {chosen.token}"}
+    with httpx.Client(base_url=chosen.url, headers=headers, timeout=30.0, follow_redirects=False) as client:
+        yield RemoteReviewer(client)
 
 
 @contextmanager
-def local_session(db: str, policy_path: Path, token: str, keys: Path) -> Iterator[LocalReviewer]:
+def local_session(db: str, policy_path: Path, token: str, key_dir: Path) -> Iterator[LocalReviewer]:
     """Open store, audit log and gate; authenticate the caller as a human (fail closed on anything)."""
     from interlock.audit import AuditLog
 
@@ -156,7 +171,7 @@ def local_session(db: str, policy_path: Path, token: str, keys: Path) -> Iterato
         fail(str(exc), 2)
     try:
         store.migrate()
-        audit = AuditLog(store, key_dir=keys)
+        audit = AuditLog(store, key_dir=key_dir)
         try:
             principal = authenticate(store, token, audit=audit)
             require_human(principal)
@@ -235,31 +250,55 @@ def _print_view(view: View) -> None:
         out.print(line, markup=False)
 
 
-def _emit(view: View, fmt: Format) -> None:
-    if fmt is Format.json:
+def _emit(view: View, format: Format) -> None:
+    if format is Format.json:
         sys.stdout.write(json.dumps(view) + "\n")
     else:
         _print_view(view)
 
 
 @app.command("list")
+@options.shared
 def list_command(
-    token: Token,
+    token: Token = None,
     policy: PolicyOpt = None,
-    server: Server = None,
-    db: Db = DEFAULT_URL,
-    keys: Keys = Path(".interlock/keys"),
-    all_states: Annotated[bool, typer.Option("--all", help="include decided requests")] = False,
-    fmt: Fmt = Format.text,
+    gateway: Gateway = None,
+    db: Db = DEFAULT_DB,
+    key_dir: KeyDir = None,
+    state: Annotated[StateFilter, typer.Option(
+        "--state", help="pending, a decided state (approved, denied, expired, …) or all")] = StateFilter.pending,
+    all_states: Annotated[bool, typer.Option("--all", help="the same as --state all")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="redraw every --interval seconds until Ctrl-C")] = False,
+    interval: Annotated[float, typer.Option("--interval", min=0.5, help="seconds between redraws")] = 2.0,
+    format: Fmt = Format.text,
 ) -> None:
-    """Pending approval requests (expired ones are expired first)."""
-    with reviewer(server, db, policy, token, keys) as r:
-        views = r.list(all_states)
-    if fmt is Format.json:
+    """Approval requests, pending ones by default (expired ones are expired first)."""
+    wanted = ALL if all_states else state.value
+    with reviewer(gateway, db, policy, token, key_dir) as r:
+        if not watch:
+            _print_list(r.list(wanted), wanted, format)
+            return
+        try:
+            while True:
+                views = r.list(wanted)
+                if format is Format.text:
+                    out.clear()
+                    out.print(f"approval requests ({wanted}) at {stamp(CLOCK())[:19]}Z, every {interval:g} s; "
+                              "Ctrl-C to stop", markup=False)
+                _print_list(views, wanted, format)
+                sys.stdout.flush()
+                SLEEP(interval)
+        except KeyboardInterrupt:
+            return
+
+
+def _print_list(views: list[View], state: str, format: Format) -> None:
+    """One listing: a JSON array on one line (one per redraw with --watch), or a table."""
+    if format is Format.json:
         sys.stdout.write(json.dumps(views) + "\n")
         return
     if not views:
-        out.print("no pending approval requests" if not all_states else "no approval requests", markup=False)
+        out.print("no approval requests" if state == ALL else f"no {state} approval requests", markup=False)
         return
     table = Table("id", "state", "agent", "where", "risk", "summary", "quorum", "left", box=None)
     for v in views:
@@ -280,46 +319,49 @@ RequestId = Annotated[str, typer.Argument(help="the request id (apr_…)")]
 
 
 @app.command("show")
+@options.shared
 def show_command(
     request_id: RequestId,
-    token: Token,
+    token: Token = None,
     policy: PolicyOpt = None,
-    server: Server = None,
-    db: Db = DEFAULT_URL,
-    keys: Keys = Path(".interlock/keys"),
-    fmt: Fmt = Format.text,
+    gateway: Gateway = None,
+    db: Db = DEFAULT_DB,
+    key_dir: KeyDir = None,
+    format: Fmt = Format.text,
 ) -> None:
     """The exact action, its summary, the rationale, votes so far and time left."""
-    with reviewer(server, db, policy, token, keys) as r:
-        _emit(r.show(request_id), fmt)
+    with reviewer(gateway, db, policy, token, key_dir) as r:
+        _emit(r.show(request_id), format)
 
 
 @app.command("approve")
+@options.shared
 def approve_command(
     request_id: RequestId,
-    token: Token,
+    token: Token = None,
     policy: PolicyOpt = None,
-    server: Server = None,
-    db: Db = DEFAULT_URL,
-    keys: Keys = Path(".interlock/keys"),
-    fmt: Fmt = Format.text,
+    gateway: Gateway = None,
+    db: Db = DEFAULT_DB,
+    key_dir: KeyDir = None,
+    format: Fmt = Format.text,
 ) -> None:
     """Approve as yourself (the token's human). Read `show` first: you approve that exact action."""
-    with reviewer(server, db, policy, token, keys) as r:
-        _emit(r.approve(request_id), fmt)
+    with reviewer(gateway, db, policy, token, key_dir) as r:
+        _emit(r.approve(request_id), format)
 
 
 @app.command("deny")
+@options.shared
 def deny_command(
     request_id: RequestId,
-    token: Token,
+    token: Token = None,
     reason: Annotated[str, typer.Option("--reason", help="why (required; the agent is told)")] = "",
     policy: PolicyOpt = None,
-    server: Server = None,
-    db: Db = DEFAULT_URL,
-    keys: Keys = Path(".interlock/keys"),
-    fmt: Fmt = Format.text,
+    gateway: Gateway = None,
+    db: Db = DEFAULT_DB,
+    key_dir: KeyDir = None,
+    format: Fmt = Format.text,
 ) -> None:
     """Deny with a reason; one denial ends the request."""
-    with reviewer(server, db, policy, token, keys) as r:
-        _emit(r.deny(request_id, reason), fmt)
+    with reviewer(gateway, db, policy, token, key_dir) as r:
+        _emit(r.deny(request_id, reason), format)
