@@ -21,6 +21,13 @@ REPLAYS: dict[str, list[tuple[str, str]]] = {
         ("deny", "denied"),  # delete-and-recreate: never-replace-prod
         ("approval_required", "pending_approval"),  # destroy: needs 2 humans; the owner's vote does not count
     ],
+    "replit": [
+        ("allow", "succeeded"),  # SELECT during the freeze
+        ("deny", "denied"),  # DELETE FROM executives
+        ("deny", "denied"),  # DROP TABLE executives
+        ("deny", "denied"),  # the same DROP through psql in a shell
+        ("deny", "denied"),  # INSERT of invented records
+    ],
 }
 
 
