@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from interlock.console import err, out
-from interlock.demo.replay import UNCHANGED, Report, StepReport, replay
+from interlock.demo.replay import Report, StepReport, replay
 from interlock.demo.scenario import ScenarioError, gallery_dir, load, names
 from interlock.demo.worlds import DEFAULT_PG, WorldError
 
@@ -71,10 +71,13 @@ def show_end(report: Report) -> None:
     for fact, before in report.before.items():
         after = report.after.get(fact, "gone")
         expected = report.scenario.protected.get(fact)
-        verdict = "kept" if after == before else "CHANGED"
-        note = "" if expected in (None, after, UNCHANGED) or (expected == UNCHANGED and after == before) \
-            else f"  (expected {expected})"
-        out.print(f"  {fact:<40} {before} -> {after}  [{'green' if after == before else 'red'}]{verdict}[/]{note}")
+        if after == before:
+            verdict = "[green]kept[/]"
+        elif expected == after:
+            verdict = "[cyan]changed, as the scenario expects[/]"
+        else:
+            verdict = "[red]LOST[/]" if after == "gone" else "[red]CHANGED[/]"
+        out.print(f"  {fact:<36} {before} -> {after}  {verdict}")
     _line("audit", f"{report.audit_entries} entries, " + ("verified" if not report.audit_problems
                                                            else "PROBLEMS: " + "; ".join(report.audit_problems)))
     gaps = report.gaps_open()

@@ -190,7 +190,7 @@ class FilesWorld(_TextWorld):
             if not path.is_file():
                 found[relative] = "gone"
             else:
-                found[relative] = "kept" if path.read_text() == content else "overwritten"
+                found[relative] = "present" if path.read_text() == content else "overwritten"
         return found
 
     def close(self) -> None:
