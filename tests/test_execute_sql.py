@@ -43,7 +43,7 @@ def total(url: str) -> tuple[int, int]:
         (
             "SELECT id, owner FROM accounts ORDER BY id LIMIT 2",
             Status.succeeded,
-            0,
+            2,  # a read's count is the rows it returned
             (5, 150),
             "id\towner\n1\towner1\n",
         ),
@@ -66,7 +66,7 @@ def total(url: str) -> tuple[int, int]:
         ("DELETE FROM accounts; COMMIT", Status.error, None, (5, 150), ""),
         ("BEGIN; DELETE FROM accounts", Status.error, None, (5, 150), ""),
         ("DELETE FROM accounts; SAVEPOINT s; ROLLBACK TO s", Status.error, None, (5, 150), ""),
-        ("SELECT ';COMMIT'; DELETE FROM accounts WHERE id = 5", Status.succeeded, 1, (4, 100), "DELETE 1"),
+        ("SELECT ';COMMIT'; DELETE FROM accounts WHERE id = 5", Status.succeeded, 2, (4, 100), "DELETE 1"),
         ("DELETE FROM accounts; SELECT pg_sleep(30)", Status.timeout, None, (5, 150), ""),
         (
             "SET statement_timeout = 0; DELETE FROM accounts; SELECT pg_sleep(30)",
@@ -143,3 +143,59 @@ def test_connection_problems_are_clear_errors_without_the_password(
     assert result.status is Status.error
     assert result.error is not None and message in result.error
     assert_no_secret(result, PASSWORD)
+
+
+# --- results agents can use (issue 11.6): rows as JSON, per statement --------------------------------
+
+TYPED = (
+    "SELECT 1::int4 AS i, 2.50::numeric AS n, 1.5::float8 AS f, 'NaN'::float8 AS nan, true AS b, NULL::text AS z, "
+    "'{\"k\": [1, null]}'::jsonb AS j, ARRAY[1, 2] AS a, '\\x0aff'::bytea AS by, "
+    "'2026-01-02 03:04:05+00'::timestamptz AS t, '2026-01-02'::date AS d"
+)
+
+
+def test_rows_come_back_as_json_with_their_types(db: tuple[Target, str]) -> None:
+    result = execute(action("sql", {"sql": TYPED}), db[0])
+    assert result.status is Status.succeeded, result.error
+    assert result.statements is not None
+    (st,) = result.statements
+    assert [(c.name, c.type) for c in st.columns or []] == [
+        ("i", "int4"), ("n", "numeric"), ("f", "float8"), ("nan", "float8"), ("b", "bool"), ("z", "text"),
+        ("j", "jsonb"), ("a", "int4[]"), ("by", "bytea"), ("t", "timestamptz"), ("d", "date"),
+    ]
+    assert st.rows == [[1, "2.50", 1.5, "nan", True, None, {"k": [1, None]}, [1, 2], "\\x0aff",
+                        "2026-01-02T03:04:05+00:00", "2026-01-02"]]
+    assert (st.row_count, st.rows_affected, st.truncated, st.command) == (1, 1, False, "SELECT 1")
+    assert "i\tn\t" in result.output  # the text rendering is still there
+
+
+@pytest.mark.parametrize(("sql", "per_statement", "total_rows"), [
+    ("UPDATE accounts SET balance = 0 WHERE id <= 2; SELECT id FROM accounts WHERE balance = 0 ORDER BY id",
+     [("UPDATE 2", 2, None), ("SELECT 2", 2, [[1], [2]])], 4),
+    ("CREATE TABLE t (x int); INSERT INTO t SELECT generate_series(1, 3) RETURNING x",
+     [("CREATE TABLE", None, None), ("INSERT 0 3", 3, [[1], [2], [3]])], 3),
+    ("DELETE FROM accounts WHERE id > 100; SELECT count(*) AS n FROM accounts",
+     [("DELETE 0", 0, None), ("SELECT 1", 1, [[5]])], 1),
+])
+def test_each_statement_has_its_count_and_rows(db: tuple[Target, str], sql: str,
+                                               per_statement: list[tuple[str, int | None, object]],
+                                               total_rows: int) -> None:
+    result = execute(action("sql", {"sql": sql}), db[0])
+    assert result.status is Status.succeeded, result.error
+    assert [(st.command, st.rows_affected, st.rows) for st in result.statements or []] == per_statement
+    assert result.rows_affected == total_rows
+
+
+def test_rows_are_cut_at_max_output_bytes_and_flagged(db: tuple[Target, str]) -> None:
+    chosen = db[0].model_copy(update={"max_output_bytes": 4096})
+    result = execute(action("sql", {"sql": "SELECT g, repeat('x', 50) FROM generate_series(1, 1000) g"}), chosen)
+    (st,) = result.statements or []
+    assert st.truncated and st.row_count == 1000 and st.rows_affected == 1000
+    assert st.rows and 10 < len(st.rows) < 1000 and st.rows[0][0] == 1
+
+
+def test_rows_never_carry_the_dsn_password(db: tuple[Target, str]) -> None:
+    result = execute(action("sql", {"sql": f"SELECT '{PASSWORD}' AS \"{PASSWORD}\""}), db[0])
+    (st,) = result.statements or []
+    assert PASSWORD not in result.model_dump_json()
+    assert st.rows == [["[REDACTED]"]]

@@ -516,3 +516,23 @@ def _guard_async(fn: Callable[P, Awaitable[Any]], kind: str, env: str, target: s
                           output_excerpt=excerpt)
 
     return call
+
+
+def sql_rows(answer: Mapping[str, Any], statement: int | None = None) -> list[dict[str, Any]]:
+    """The rows a brokered sql action returned, as dicts (column → JSON value), from the answer of the
+    call that ran it (`propose` or `wait`). `statement`: its index in the payload; by default the last
+    statement that returned rows. Rows are not kept in the audit log, so a later `get` has only counts.
+
+        answer = client.propose("sql", "production", {"sql": "SELECT id, owner FROM accounts"}, target="db")
+        for row in sql_rows(answer): print(row["id"], row["owner"])
+    """
+    statements = (answer.get("result") or {}).get("statements")
+    if not statements or all("rows" not in st for st in statements):
+        raise InterlockError("this answer has no sql result: rows come only in the answer of the call that ran "
+                             "the action (propose, or the wait that saw it run)", code="no_rows")
+    with_rows = [st for st in statements if st.get("rows") is not None]
+    chosen = statements[statement] if statement is not None else (with_rows[-1] if with_rows else None)
+    if chosen is None or chosen.get("rows") is None:
+        raise InterlockError("that statement returned no rows (it wrote, or the rows were not kept)", code="no_rows")
+    names = [c["name"] for c in chosen.get("columns") or []]
+    return [dict(zip(names, row, strict=False)) for row in chosen["rows"]]

@@ -229,7 +229,10 @@ class Gateway:
         proposal.state = State.succeeded if body.get("status") == "succeeded" else State.failed
         # The log keeps the digest of the full output and a bounded excerpt, never the whole output
         # (up to max_output_bytes); the caller gets the full, redacted output in this answer.
+        # SQL rows likewise go to the caller only; the log keeps each statement's command and counts.
         recorded = {k: v for k, v in body.items() if k != "output"}
+        if recorded.get("statements"):
+            recorded["statements"] = [{k: v for k, v in st.items() if k != "rows"} for st in recorded["statements"]]
         # If this record fails, the action still ran: `execution.started` is on record, and the missing
         # outcome is visible in its timeline.
         with contextlib.suppress(GatewayUnavailable):

@@ -36,6 +36,30 @@ class Status(enum.StrEnum):
     error = "error"  # never ran, or could not be run: bad payload, missing credential, refused
 
 
+class Column(BaseModel):
+    """One column of a result set: its name and its database type (`int4`, `numeric`, `text[]` …)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    type: str
+
+
+class StatementResult(BaseModel):
+    """What one SQL statement of the payload did. Reads carry their rows as JSON values: numbers stay
+    numbers, NULL is null, json is nested; `numeric` is a string (exact), times are ISO 8601, bytea
+    is `\\x…` hex. Kept only in the caller's answer: the audit log records the output digest."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command: str = Field(description="the server's command tag, e.g. `UPDATE 25`, `SELECT 3`, `CREATE TABLE`")
+    rows_affected: int | None = Field(default=None, description="rows written, or rows returned by a read")
+    columns: list[Column] | None = Field(default=None, description="for statements that return rows")
+    rows: list[list[Any]] | None = None
+    row_count: int | None = Field(default=None, description="rows the statement returned (all, even if cut)")
+    truncated: bool = Field(default=False, description="`rows` holds fewer than row_count (max_output_bytes)")
+
+
 class ExecutionResult(BaseModel):
     """The outcome of one execution, safe to store, audit and return to the agent."""
 
@@ -43,7 +67,12 @@ class ExecutionResult(BaseModel):
 
     status: Status
     exit_code: int | None = None
-    rows_affected: int | None = Field(default=None, description="sql: sum of the rows written")
+    rows_affected: int | None = Field(
+        default=None, description="sql: the sum over statements of rows written, and rows returned by reads"
+    )
+    statements: list[StatementResult] | None = Field(
+        default=None, description="sql: each statement's command tag, count and (for reads) rows as JSON"
+    )
     http_status: int | None = Field(default=None, description="http: the response status code")
     duration_ms: int = 0
     output_sha256: str = Field(default=hashlib.sha256(b"").hexdigest(), description="of the full output")
@@ -186,6 +215,13 @@ class Clock:
         return int(self.elapsed() * 1000)
 
 
+def _redact_statement(statement: StatementResult, redactor: Redactor) -> StatementResult:
+    if statement.rows is None and statement.columns is None:
+        return statement
+    columns = [Column(name=redactor.redact_values(c.name), type=c.type) for c in statement.columns or []]
+    return statement.model_copy(update={"columns": columns, "rows": redactor.redact_values(statement.rows)})
+
+
 def make_result(
     status: Status,
     redactor: Redactor,
@@ -196,6 +232,7 @@ def make_result(
     exit_code: int | None = None,
     rows_affected: int | None = None,
     http_status: int | None = None,
+    statements: list[StatementResult] | None = None,
 ) -> ExecutionResult:
     """The one place results are built, so the redaction cannot be forgotten."""
     fields: dict[str, Any] = {}
@@ -214,6 +251,7 @@ def make_result(
         exit_code=exit_code,
         rows_affected=rows_affected,
         http_status=http_status,
+        statements=[_redact_statement(st, redactor) for st in statements] if statements is not None else None,
         duration_ms=clock.ms(),
         error=redactor.redact(error)[:2000] if error is not None else None,
         **fields,

@@ -9,6 +9,9 @@ a client-side cancel (the payload could `SET statement_timeout = 0`).
 
 from __future__ import annotations
 
+import datetime
+import json
+import math
 import threading
 from typing import Any
 
@@ -19,10 +22,12 @@ from sqlglot.tokenizer_core import TokenType
 
 from interlock.execute.result import (
     Clock,
+    Column,
     ExecutionError,
     ExecutionResult,
     OutputCapture,
     Redactor,
+    StatementResult,
     Status,
     make_result,
 )
@@ -37,7 +42,7 @@ TRANSACTION_CONTROL = {
     TokenType.END,
 }
 TRANSACTION_WORDS = {"BEGIN", "COMMIT", "ROLLBACK", "START", "END", "ABORT", "SAVEPOINT", "RELEASE"}
-#: Commands whose row count is rows written (a SELECT's count is rows read).
+#: Commands whose row count is rows written (a read's count is rows returned, counted as fetched).
 WRITE_COMMANDS = {"INSERT", "UPDATE", "DELETE", "MERGE", "COPY"}
 FETCH_BATCH = 1000
 POSTGRES_DIALECTS = {"postgres", "postgresql"}
@@ -70,29 +75,87 @@ def refuse_transaction_control(sql: str, dialect: str) -> None:
         starts_statement = False
 
 
-def _write_rows(cursor: psycopg.Cursor[Any], output: OutputCapture) -> None:
+def json_value(value: Any) -> Any:
+    """A database value as JSON, its type kept where JSON has one (see StatementResult)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)  # JSON has no NaN/Infinity
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "\\x" + bytes(value).hex()
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_value(v) for v in value]
+    return str(value)  # Decimal (exact), UUID, interval, inet, ranges …
+
+
+def _type_name(conn: psycopg.Connection[Any], oid: int) -> str:
+    info = conn.adapters.types.get(oid)
+    if info is None:
+        return f"oid:{oid}"
+    return f"{info.name}[]" if getattr(info, "array_oid", None) == oid else info.name
+
+
+class _RowBudget:
+    """The rows returned to the caller share the target's max_output_bytes (JSON size, roughly)."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+
+    def take(self, row: list[Any]) -> bool:
+        self.left -= len(json.dumps(row, default=str)) + 1
+        return self.left >= 0
+
+
+def _read_rows(cursor: psycopg.Cursor[Any], output: OutputCapture, budget: _RowBudget,
+               command: str) -> StatementResult:
     assert cursor.description is not None
+    conn = cursor.connection
+    columns = [Column(name=col.name, type=_type_name(conn, col.type_code)) for col in cursor.description]
     output.feed(("\t".join(col.name for col in cursor.description) + "\n").encode())
+    kept: list[list[Any]] = []
+    count = 0
+    full = False
     while rows := cursor.fetchmany(FETCH_BATCH):
+        count += len(rows)
         text = "".join("\t".join("NULL" if v is None else str(v) for v in row) + "\n" for row in rows)
         output.feed(text.encode("utf-8", errors="replace"))
+        for row in rows:
+            if full:
+                break
+            values = [json_value(v) for v in row]
+            if budget.take(values):
+                kept.append(values)
+            else:
+                full = True
+    return StatementResult(command=command, rows_affected=count, columns=columns, rows=kept, row_count=count,
+                           truncated=len(kept) < count)
 
 
-def _run_statements(conn: psycopg.Connection[Any], sql: str, output: OutputCapture) -> int:
-    """Execute the payload (simple query protocol: several statements in one go); returns rows written."""
-    rows_written = 0
+def _run_statements(conn: psycopg.Connection[Any], sql: str, output: OutputCapture,
+                    budget: _RowBudget) -> list[StatementResult]:
+    """Execute the payload (simple query protocol: several statements in one go); one result each."""
+    results: list[StatementResult] = []
     with conn.cursor() as cursor:
         cursor.execute(sql.encode())
         while True:
             status = cursor.statusmessage or ""
             output.feed((status + "\n").encode())
-            if status.split(" ", 1)[0].upper() in WRITE_COMMANDS and cursor.rowcount > 0:
-                rows_written += cursor.rowcount
             if cursor.description is not None:
-                _write_rows(cursor, output)
+                results.append(_read_rows(cursor, output, budget, status))
+            else:
+                written = status.split(" ", 1)[0].upper() in WRITE_COMMANDS and cursor.rowcount >= 0
+                results.append(StatementResult(command=status, rows_affected=cursor.rowcount if written else None))
             if not cursor.nextset():
                 break
-    return rows_written
+    return results
+
+
+def total_rows(statements: list[StatementResult]) -> int:
+    return sum(st.rows_affected or 0 for st in statements)
 
 
 def connect(target: Target, redactor: Redactor, timeout: float) -> psycopg.Connection[Any]:
@@ -135,7 +198,7 @@ def run(action: Action, target: Target | None, timeout: float, redactor: Redacto
             conn.execute(f"SET statement_timeout = {max(1, int(remaining * 1000))}".encode())
             watchdog.start()
             try:
-                rows = _run_statements(conn, sql, output)
+                statements = _run_statements(conn, sql, output, _RowBudget(target.max_output_bytes))
                 if conn.info.transaction_status is not pq.TransactionStatus.INTRANS:
                     conn.rollback()
                     return make_result(
@@ -176,4 +239,5 @@ def run(action: Action, target: Target | None, timeout: float, redactor: Redacto
                 )
     finally:
         watchdog.cancel()
-    return make_result(Status.succeeded, redactor, clock, output, rows_affected=rows)
+    return make_result(Status.succeeded, redactor, clock, output, rows_affected=total_rows(statements),
+                       statements=statements)
