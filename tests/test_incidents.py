@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from interlock.cli import app
-from interlock.demo.replay import replay
+from interlock.demo.replay import Report, replay
 from interlock.demo.scenario import ScenarioError, gallery_dir, load, names
 from interlock.policy import load_policy, run_tests
 
@@ -34,13 +34,40 @@ REPLAYS: dict[str, list[tuple[str, str]]] = {
         ("deny", "denied"),  # rm -rf "$HOME/$CACHE_DIR/" with CACHE_DIR unset
         ("deny", "denied"),  # cd ~ && rm -rf *
     ],
+    "wiper": [
+        ("allow", "succeeded"),  # s3api list-buckets
+        ("approval_required", "rejected"),  # terminate every instance: an SRE refuses
+        ("approval_required", "pending_approval"),  # aws s3 rm --recursive
+        ("approval_required", "pending_approval"),  # delete-bucket
+        ("deny", "denied"),  # iam delete-user: iam-is-human-work
+    ],
+    "mv-nowhere": [
+        ("allow", "succeeded"),  # mkdir "..\new-dir": a directory named ..\new-dir in the project, not ../new-dir
+        ("allow", "failed"),  # mv * ../new-dir: GNU mv refuses several files into a missing directory
+        ("approval_required", "pending_approval"),  # the loop: unknown (paths from an expansion)
+        ("allow", "succeeded"),  # KNOWN GAP: mv a ../d; mv b ../d; mv c ../d overwrite each other
+    ],
 }
+
+
+_REPORTS: dict[str, Report] = {}
+
+
+def replayed(name: str) -> Report:
+    """Each replay runs once per test process (they build real targets); tests read its report."""
+    if name not in _REPORTS:
+        _REPORTS[name] = replay(load(name))
+    return _REPORTS[name]
 
 
 @pytest.mark.parametrize("name", sorted(REPLAYS))
 def test_replay_ends_as_expected(name: str) -> None:
-    report = replay(load(name))
-    assert [(s.decision, s.state) for s in report.steps] == REPLAYS[name]
+    report = replayed(name)
+    assert len(report.steps) == len(REPLAYS[name])
+    for step, expected in zip(report.steps, REPLAYS[name], strict=True):
+        if step.step.gap is not None and step.decision == step.step.gap.should.value:
+            continue  # the known gap was closed: the scenario's expectation holds (checked below)
+        assert (step.decision, step.state) == expected, f"step {step.number}: {step.step.say}"
     assert report.mismatches() == []
     assert report.audit_entries > 0 and report.audit_problems == []
 
@@ -56,7 +83,7 @@ def test_scenario_policy_passes_its_own_tests(name: str) -> None:
 
 
 def test_kiro_owner_vote_is_refused_and_nothing_is_replaced() -> None:
-    report = replay(load("kiro"))
+    report = replayed("kiro")
     destroy = report.steps[2]
     assert next(result for _, result in destroy.votes).startswith("refused: alice owns agent kiro")
     assert report.after == report.before
@@ -77,3 +104,14 @@ def test_a_bad_scenario_names_file_and_field(tmp_path: Path) -> None:
     (tmp_path / "broken" / "scenario.yaml").write_text("title: x\nincident: y\nagent: a\nworld: mars\nsteps: []\nprotected: {}\n")
     with pytest.raises(ScenarioError, match=r"scenario.yaml: world: Input should be"):
         load("broken", tmp_path)
+
+
+def test_mv_nowhere_gap_is_shown_with_its_damage() -> None:
+    """Until the shell classifier sees several moves onto one destination, the replay shows the loss
+    (and says so); once it does, nothing is lost."""
+    report = replayed("mv-nowhere")
+    if report.gaps_open():
+        assert report.after == {"projects/app/notes.md": "gone", "projects/app/main.py": "gone",
+                                "projects/app/data.csv": "gone", "projects/new-dir": "a file"}
+    else:
+        assert report.after == report.before

@@ -82,7 +82,9 @@ def show_end(report: Report) -> None:
                                                            else "PROBLEMS: " + "; ".join(report.audit_problems)))
     gaps = report.gaps_open()
     for gap in gaps:
-        out.print(f"  [yellow]known gap[/] (step {gap.number}): {gap.step.gap.note if gap.step.gap else ''}")
+        should = gap.step.gap.should.value if gap.step.gap else "?"
+        out.print(f"  [yellow]known gap[/] at step {gap.number}: Interlock answered {gap.decision}, "
+                  f"it should answer {should}")
     mismatches = report.mismatches()
     if mismatches:
         for problem in mismatches:

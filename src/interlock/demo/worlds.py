@@ -169,6 +169,7 @@ class FilesWorld(_TextWorld):
         if not files:
             raise WorldError(f"scenario {scenario.name}: a files world needs `seed: {{files: {{path: content}}}}`")
         self.files = dict(files)
+        self.watch: list[str] = list(scenario.seed.get("watch", []))
         for relative, content in self.files.items():
             path = self.home / relative
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -191,6 +192,9 @@ class FilesWorld(_TextWorld):
                 found[relative] = "gone"
             else:
                 found[relative] = "present" if path.read_text() == content else "overwritten"
+        for relative in self.watch:  # paths that should not come to exist
+            path = self.home / relative
+            found[relative] = "a directory" if path.is_dir() else "a file" if path.exists() else "absent"
         return found
 
     def close(self) -> None:
