@@ -93,14 +93,15 @@ class TerraformWorld:
         return {"plan_file": name, "plan_sha256": digest}, f"terraform plan{flags} -out={name}; terraform apply {name}"
 
     def facts(self) -> dict[str, str]:
-        """Each resource of the state with its id: a replaced resource gets a new id."""
+        """Each resource of the state with (the start of) its id: a replaced resource gets a new id."""
         state_file = self.stack / "terraform.tfstate"
         found: dict[str, str] = {}
         if state_file.exists():
             state = json.loads(state_file.read_text())
             for resource in state.get("resources", []):
                 for instance in resource.get("instances", []):
-                    found[f"{resource['type']}.{resource['name']}"] = str(instance["attributes"].get("id"))
+                    ident = str(instance["attributes"].get("id"))
+                    found[f"{resource['type']}.{resource['name']}"] = f"id {ident[:8]}…"
         return found
 
     def close(self) -> None:
