@@ -115,3 +115,18 @@ def test_mv_nowhere_gap_is_shown_with_its_damage() -> None:
                                 "projects/app/data.csv": "gone", "projects/new-dir": "a file"}
     else:
         assert report.after == report.before
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("rm-home", ["tried     rm -rf tests/ patches/ plan/ ~/", "rules     never-delete-home",
+                     "Documents/thesis.tex", "present -> present  kept", "the replay went as the scenario expects"]),
+        ("mv-nowhere", ["mv: target '../new-dir'", "the replay went as the scenario expects"]),
+    ],
+)
+def test_cli_prints_each_step_and_what_was_protected(name: str, shown: list[str]) -> None:
+    result = CliRunner().invoke(app, ["demo", name])
+    assert result.exit_code == 0, result.output
+    for text in shown:
+        assert text in result.output
