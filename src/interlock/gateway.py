@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
@@ -31,6 +31,8 @@ from interlock.gate.requests import RequestState
 from interlock.gate.service import Gate, GateError
 from interlock.model import Action, Classification, Decision, Kind, Outcome, Risk
 from interlock.policy import Policy, context_for, decide
+from interlock.sandbox import evidence as evidence_store
+from interlock.sandbox import twins
 from interlock.store import Store, StoreError
 from interlock.wire import decision_json
 
@@ -79,6 +81,12 @@ class Executor(Protocol):
     def __call__(self, action: Action, target: Any, *, timeout: float | None = None) -> Any: ...
 
 
+class Rehearser(Protocol):
+    """Runs an action on a twin (sandbox.rehearse.rehearse): returns a `Rehearsal`."""
+
+    def __call__(self, action: Action, twin: Any, *, timeout: float | None = None) -> Any: ...
+
+
 @dataclass
 class Proposal:
     """What the agent gets back, and what `GET /v1/actions/{id}` shows."""
@@ -94,6 +102,12 @@ class Proposal:
     result: dict[str, Any] | None = None
     reported: dict[str, Any] | None = None
     events: list[str] = field(default_factory=list)
+    #: For a rehearsal: {"of": action id, "twin", "body_fingerprint"}.
+    rehearsal: dict[str, Any] | None = None
+    #: The evidence this proposal was promoted with, or (a rehearsal) the evidence it produced.
+    evidence: dict[str, Any] | None = None
+    #: When sandbox_required: how to rehearse it ({"twin", "environment", "endpoint", "cli"}).
+    rehearse: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         body = {"id": self.id, "state": self.state.value, "mode": self.mode.value,
@@ -105,6 +119,9 @@ class Proposal:
             body["result"] = self.result
         if self.reported is not None:
             body["reported"] = self.reported
+        for key in ("rehearsal", "evidence", "rehearse"):
+            if getattr(self, key) is not None:
+                body[key] = getattr(self, key)
         return body
 
 
@@ -114,7 +131,7 @@ def _now() -> datetime:
 
 class Gateway:
     def __init__(self, store: Store, policy: Policy, audit: AuditSink, gate: Gate,
-                 *, executor: Executor | None = None) -> None:
+                 *, executor: Executor | None = None, rehearser: Rehearser | None = None) -> None:
         self.store = store
         self.policy = policy
         self.audit = audit
@@ -124,6 +141,11 @@ class Gateway:
 
             executor = execute
         self.executor = executor
+        if rehearser is None:
+            from interlock.sandbox.rehearse import rehearse
+
+            rehearser = rehearse
+        self.rehearser = rehearser
 
     # --- the sequence -------------------------------------------------------------------------
 
@@ -146,21 +168,31 @@ class Gateway:
             return Classification(risk=Risk.unknown, summary=f"cannot read the plan file: {exc}"[:300])
         return run_classifier(Kind.terraform, {"plan": plan}, context_for(self.policy, action.target))
 
-    def propose(self, agent: str, action: Action, *, mode: Mode = Mode.brokered) -> Proposal:
-        """Decide, record, gate and (brokered, allowed) run one action."""
+    def propose(self, agent: str, action: Action, *, mode: Mode = Mode.brokered,
+                rehearsal: dict[str, Any] | None = None) -> Proposal:
+        """Decide, record, gate and (brokered, allowed) run one action. `rehearsal` marks a run on a
+        twin (see `rehearse`): it is decided like any action there, and run by a rehearsal executor."""
         policy = self.policy
         self._check_input(action)
         classification = self.classify(action)
+        action_id = "act_" + secrets.token_hex(10)
         decision = decide(policy, agent, action, classification)
+        evidence: dict[str, Any] | None = None
+        hint: dict[str, Any] | None = None
+        if decision.outcome is Outcome.sandbox_required:
+            decision, evidence, hint = self._promote(agent, action, classification, decision, action_id)
         fp = fingerprint(agent, action, policy.version)
-        proposal = Proposal(id="act_" + secrets.token_hex(10), agent=agent, mode=mode, action=action,
-                            fingerprint=fp, decision=decision, state=State.denied)
+        proposal = Proposal(id=action_id, agent=agent, mode=mode, action=action,
+                            fingerprint=fp, decision=decision, state=State.denied, rehearsal=rehearsal,
+                            evidence=evidence, rehearse=hint)
+        extra = {k: v for k, v in (("rehearsal", rehearsal), ("evidence", evidence), ("rehearse", hint)) if v}
         self._record("action.proposed", {
             "action_id": proposal.id, "agent": agent, "mode": mode.value, "fingerprint": fp,
             "action": action.model_dump(mode="json"),
             "classification": classification.model_dump(mode="json"),
             "decision": decision_json(decision),
             "policy_version": policy.version,
+            **extra,
         })
         if decision.outcome is Outcome.deny:
             proposal.state = State.denied
@@ -195,7 +227,8 @@ class Gateway:
                                                  "grant_id": grant.id, "request_id": grant.request_id})
                 return self._go(proposal, grant_id=grant.id)
         try:
-            request = self.gate.open_request(proposal.agent, proposal.action, proposal.decision, classification)
+            request = self.gate.open_request(proposal.agent, proposal.action, proposal.decision, classification,
+                                             evidence=proposal.evidence if proposal.rehearsal is None else None)
         except GateError as exc:
             proposal.state = State.denied
             proposal.approval = {"error": exc.code, "message": str(exc)}
@@ -219,6 +252,8 @@ class Gateway:
         return self._execute(proposal)
 
     def _execute(self, proposal: Proposal) -> Proposal:
+        if proposal.rehearsal is not None:
+            return self._execute_rehearsal(proposal)
         action = proposal.action
         target = self.policy.doc.targets.get(action.target) if action.target else None
         self._record("execution.started", {"action_id": proposal.id, "agent": proposal.agent,
@@ -238,6 +273,122 @@ class Gateway:
         with contextlib.suppress(GatewayUnavailable):
             self._record("execution.finished", {"action_id": proposal.id, "agent": proposal.agent,
                                                 "outcome": proposal.state.value, "result": recorded})
+        return proposal
+
+    # --- sandbox first: rehearse on the twin, promote with the evidence ------------------------
+
+    def _promote(self, agent: str, action: Action, classification: Classification, decision: Decision,
+                 action_id: str) -> tuple[Decision, dict[str, Any] | None, dict[str, Any] | None]:
+        """A `sandbox` rule matched: decide again with fresh, successful evidence from the target's twin
+        in the environment the rule names, or say exactly why not and how to rehearse."""
+        policy = self.policy
+        env = decision.sandbox
+        twin = twins.twin_in(policy.doc, action.target, env) if action.target and env else None
+        if twin is None:
+            why = (f"target {action.target} has no twin in {env}: add `twin:` to targets.{action.target} in the policy"
+                   if action.target else "the action names no target, and only a target's twin can rehearse it: "
+                   "propose it with a target that has a twin")
+            return decision.model_copy(update={"reasons": (*decision.reasons, why)}), None, None
+        hint = {"twin": twin, "environment": env, "endpoint": f"POST /v1/actions/{action_id}/rehearse",
+                "cli": f"interlock rehearse {action_id}"}
+        body_fp = evidence_store.body_fingerprint(agent, action)
+        try:
+            with self.store.transaction(readonly=True) as tx:
+                found = evidence_store.find(tx, agent, body_fp, twin, policy.version)
+                missing = "" if found else evidence_store.why_none(tx, agent, body_fp, twin, policy.version)
+        except StoreError as exc:  # fail closed: no evidence read is no evidence
+            found, missing = None, f"the evidence could not be read ({type(exc).__name__})"
+        now = self.gate.clock()
+        verdict = evidence_store.judge(found, now, policy.doc.defaults.evidence_ttl, missing)
+        if found is None or not verdict.usable:
+            how = (f"rehearse it on twin {twin} ({env}): {hint['endpoint']} or `{hint['cli']}`, then propose it "
+                   f"in {action.environment} again")
+            remedy = [how, *(r for r in decision.remedy if not r.startswith(f"run in {env} first"))]
+            update = {"reasons": (*decision.reasons, verdict.reason), "remedy": tuple(remedy)}
+            return decision.model_copy(update=update), None, hint
+        promoted = decide(policy, agent, action, classification, sandboxed=True)
+        used = f"promoted with evidence {found.id}: {verdict.reason}"
+        sandbox_rules = {r.id for r in policy.doc.rules if r.effect == "sandbox"}
+        satisfied = tuple(r for r in decision.rules if r in sandbox_rules)
+        promoted = promoted.model_copy(update={"rules": (*promoted.rules, *satisfied),
+                                               "reasons": (*promoted.reasons, used)})
+        return promoted, found.to_json(now), None
+
+    def rehearse(self, action_id: str, agent: str) -> Proposal:
+        """Run the agent's action `action_id` on its target's twin, brokered, decided by the policy there.
+        Returns the rehearsal (a proposal of its own); once it ran, its `evidence` can promote the action."""
+        try:
+            source = self.status(action_id, agent=agent)
+            twin_action, twin = self._twin_action(source)
+        except GatewayError as exc:
+            with contextlib.suppress(GatewayUnavailable):
+                self._record("rehearsal.refused", {"agent": agent, "of": action_id, "code": exc.code,
+                                                   "error": str(exc)})
+            raise
+        rehearsal = {"of": action_id, "twin": twin,
+                     "body_fingerprint": evidence_store.body_fingerprint(agent, source.action)}
+        return self.propose(agent, twin_action, mode=Mode.brokered, rehearsal=rehearsal)
+
+    def _twin_action(self, source: Proposal) -> tuple[Action, str]:
+        """The same action (kind, payload, rationale) with the target and environment of the twin."""
+        doc = self.policy.doc
+        action = source.action
+        if action.target is None:
+            raise GatewayError("no_twin", f"action {source.id} names no target; a rehearsal runs on a target's twin: "
+                               "propose it with a target that has `twin:` in the policy", "target")
+        target = doc.targets.get(action.target)
+        if target is None:
+            raise GatewayError("unknown_target", f"target {action.target!r} is no longer in the policy", "target")
+        env = source.decision.sandbox
+        twin = twins.twin_in(doc, action.target, env) if env else target.twin
+        if twin is None:
+            where = f" in {env}" if env else ""
+            raise GatewayError("no_twin", f"target {action.target} has no twin{where}: add `twin: NAME` to "
+                               f"targets.{action.target} in the policy (a {target.kind.value} target in an earlier "
+                               "environment)", "target")
+        twin_target = doc.targets.get(twin)
+        if twin_target is None or twin_target.kind is not action.kind:
+            what = "missing from the policy" if twin_target is None else f"a {twin_target.kind.value} target"
+            raise GatewayError("bad_twin", f"twin {twin} of {action.target} is {what}: fix "
+                               f"targets.{action.target}.twin", "target")
+        return action.model_copy(update={"environment": twin_target.environment, "target": twin}), twin
+
+    def _execute_rehearsal(self, proposal: Proposal) -> Proposal:
+        """Run a rehearsal with the rehearsal executor, then record its evidence: the audit entry first,
+        then the row that indexes it (a row without its entry is never written)."""
+        action = proposal.action
+        assert proposal.rehearsal is not None and action.target is not None
+        twin = self.policy.doc.targets[action.target]
+        self._record("execution.started", {"action_id": proposal.id, "agent": proposal.agent,
+                                           "kind": action.kind.value, "target": action.target, "rehearsal": True})
+        outcome = self.rehearser(action, twin)
+        result = outcome.result
+        body = result.model_dump(mode="json")
+        body["effects"] = outcome.effects
+        proposal.result = body
+        proposal.state = State.succeeded if result.status.value == "succeeded" else State.failed
+        recorded = {k: v for k, v in body.items() if k not in ("output", "excerpt")}
+        if getattr(twin, "audit_output", "digest") != "digest":
+            recorded["excerpt"] = body.get("excerpt", "")
+        with contextlib.suppress(GatewayUnavailable):
+            self._record("execution.finished", {"action_id": proposal.id, "agent": proposal.agent,
+                                                "outcome": proposal.state.value, "result": recorded})
+        found = evidence_store.Evidence(
+            id=proposal.id, agent=proposal.agent, body_fingerprint=proposal.rehearsal["body_fingerprint"],
+            twin=action.target, environment=action.environment, policy_version=self.policy.version,
+            status=result.status.value, finished_at=self.gate.clock(), duration_ms=result.duration_ms,
+            summary=outcome.summary, effects=outcome.effects,
+        )
+        try:
+            receipt = self.audit.append(evidence_store.EVENT, evidence_store.entry_data(found))
+            index = getattr(receipt, "index", None)
+            if isinstance(index, int):
+                with self.store.transaction() as tx:
+                    evidence_store.record(tx, replace(found, audit_idx=index))
+        except Exception:  # the rehearsal ran but left no evidence: nothing can be promoted with it
+            proposal.evidence = None
+            return proposal
+        proposal.evidence = found.to_json(self.gate.clock())
         return proposal
 
     # --- after approval -----------------------------------------------------------------------
@@ -286,7 +437,8 @@ class Gateway:
         decision = _decision_from_json(first["decision"], first.get("policy_version", ""))
         proposal = Proposal(id=action_id, agent=first["agent"], mode=Mode(first["mode"]),
                             action=Action.model_validate(first["action"]), fingerprint=first["fingerprint"],
-                            decision=decision, state=_initial_state(decision))
+                            decision=decision, state=_initial_state(decision), rehearsal=first.get("rehearsal"),
+                            evidence=first.get("evidence"), rehearse=first.get("rehearse"))
         request_id = None
         for event, data in entries[1:]:
             proposal.events.append(event)
@@ -302,6 +454,8 @@ class Gateway:
                 proposal.state = State(data["outcome"])
             elif event == "execution.reported":
                 proposal.reported = data["outcome"]
+            elif event == evidence_store.EVENT:
+                proposal.evidence = {k: v for k, v in data.items() if k != "action_id"}
         if proposal.state is State.executing and proposal.decision.outcome is Outcome.allow and \
                 proposal.mode is Mode.advisory:
             proposal.state = State.allowed

@@ -233,8 +233,10 @@ def _print_view(view: View) -> None:
     else:
         lines.append("  rationale: none given")
     votes = ", ".join(_vote_text(v) for v in view["votes"])
+    evidence = view.get("evidence")
     lines += [
-        "  evidence:  none (no sandbox run attached)",
+        f"  evidence:  {evidence.get('description') or evidence.get('summary')}" if evidence
+        else "  evidence:  none (no sandbox run attached)",
         f"  rules:     {', '.join(view['rules'])}",
         f"  requires:  {'; '.join(view['required'])}",
         f"  eligible:  {', '.join(view['eligible'])}",

@@ -16,7 +16,7 @@ from interlock.store import Row, Transaction
 
 _REQUEST_COLUMNS = (
     "id, agent, owner, fingerprint, policy_version, action_json, classification_json, rules_json, "
-    "requirements_json, eligible_json, state, state_reason, created_at, expires_at, decided_at"
+    "requirements_json, eligible_json, state, state_reason, created_at, expires_at, decided_at, evidence_json"
 )
 _GRANT_COLUMNS = "id, request_id, agent, fingerprint, policy_version, created_at, expires_at, consumed_at"
 
@@ -28,7 +28,7 @@ def _dumps(value: Any) -> str:
 def insert_request(tx: Transaction, req: ApprovalRequest) -> None:
     tx.execute(
         f"INSERT INTO approval_requests({_REQUEST_COLUMNS}, pending_key) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             req.id,
             req.agent,
@@ -45,6 +45,7 @@ def insert_request(tx: Transaction, req: ApprovalRequest) -> None:
             stamp(req.created_at),
             stamp(req.expires_at),
             None,
+            _dumps(req.evidence) if req.evidence is not None else None,
             req.fingerprint if req.state is RequestState.pending else None,
         ),
     )
@@ -69,6 +70,7 @@ def _request(row: Row) -> ApprovalRequest:
         created_at=parse_stamp(row["created_at"]),
         expires_at=parse_stamp(row["expires_at"]),
         decided_at=parse_stamp(row["decided_at"]) if row["decided_at"] else None,
+        evidence=json.loads(row["evidence_json"]) if row.get("evidence_json") else None,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Any
 
 from pydantic import Field
 
@@ -37,6 +38,9 @@ class ApprovalRequest(Strict):
     created_at: datetime
     expires_at: datetime
     decided_at: datetime | None = None
+    evidence: dict[str, Any] | None = Field(
+        default=None, description="the rehearsal on the twin that promoted this action (docs/sandbox.md)"
+    )
 
     @property
     def rationale(self) -> Rationale | None:
@@ -102,4 +106,5 @@ def api_json(status: RequestStatus) -> dict[str, object]:
         "expires_at": req.expires_at.isoformat(),
         "created_at": req.created_at.isoformat(),
         "reason": req.state_reason,
+        "evidence": req.evidence,
     }

@@ -97,12 +97,13 @@ class Gate:
     # --- the agent's side -------------------------------------------------------------------------
 
     def open_request(
-        self, agent: str, action: Action, decision: Decision, classification: Classification
+        self, agent: str, action: Action, decision: Decision, classification: Classification,
+        evidence: dict[str, Any] | None = None,
     ) -> ApprovalRequest:
         """Store a pending request for this exact action, or return the pending one for the same
         fingerprint (an agent retrying gets the same request, not a new one)."""
         policy = self.policy
-        problem = self._open_problem(agent, action, decision, classification)
+        problem = self._open_problem(agent, action, decision, classification, sandboxed=evidence is not None)
         if problem is not None:
             self._fail(
                 _Outcome(
@@ -139,6 +140,7 @@ class Gate:
                 state=RequestState.pending,
                 created_at=now,
                 expires_at=now + timedelta(seconds=policy.doc.defaults.approval_ttl),
+                evidence=evidence,
             )
             repo.insert_request(tx, request)
         events.append(
@@ -156,6 +158,7 @@ class Gate:
                     "requirements": [r.describe() for r in reqs],
                     "eligible": list(request.eligible),
                     "expires_at": stamp(request.expires_at),
+                    **({"evidence": evidence.get("id")} if evidence else {}),
                 },
             )
         )
@@ -164,7 +167,8 @@ class Gate:
         return request
 
     def _open_problem(
-        self, agent: str, action: Action, decision: Decision, classification: Classification
+        self, agent: str, action: Action, decision: Decision, classification: Classification,
+        *, sandboxed: bool = False,
     ) -> GateError | None:
         policy = self.policy
         if decision.outcome is not Outcome.approval_required or not decision.approvals:
@@ -182,7 +186,8 @@ class Gate:
             return GateError("unknown_agent", f"agent {agent!r} is not in the policy")
         # The requirements are re-derived, not taken on trust: a caller cannot lower the bar by handing
         # in a decision with fewer approvals than the policy asks for this action.
-        expected = decide(policy, agent, action, classification)
+        # A promotion (evidence attached) is decided as sandboxed; the Gateway checked the evidence.
+        expected = decide(policy, agent, action, classification, sandboxed=sandboxed)
         if expected.outcome is not Outcome.approval_required or set(expected.approvals) != set(decision.approvals):
             wanted = "; ".join(r.describe() for r in expected.approvals) or expected.outcome.value
             return GateError(

@@ -87,10 +87,12 @@ def body_for(
     where = action.environment + (f"/{action.target}" if action.target else "")
     needs = "; ".join(r.describe() for r in request.requirements)
     url = link(public_url, request.id)
+    evidence = request.evidence or {}
     if hook_format == "slack":
+        seen = f" Evidence: {evidence.get('description') or evidence.get('summary')}." if evidence else ""
         text = (
             f"[Interlock] {event}: agent {request.agent} ({action.kind.value} in {where}) — "
-            f"{request.classification.summary} [{request.classification.risk.value}]. "
+            f"{request.classification.summary} [{request.classification.risk.value}].{seen} "
             f"Needs {needs}. State: {request.state.value}{f' ({detail})' if detail else ''}. Review: {url}"
         )
         doc: dict[str, Any] = {"text": text, "timestamp": timestamp, "delivery": delivery}
@@ -114,6 +116,7 @@ def body_for(
                 "requirements": [r.describe() for r in request.requirements],
                 "expires_at": request.expires_at.isoformat(),
                 "link": url,
+                "evidence": request.evidence,
             },
         }
     return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()

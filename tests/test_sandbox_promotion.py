@@ -1,0 +1,221 @@
+"""Sandbox first, end to end through the Gateway, on both stores, with real PostgreSQL databases as the
+production target and its staging twin: sandbox_required → rehearse on the twin (rolled back) →
+propose again → approval with the evidence → two approvals → it runs in production. And every way the
+evidence must not promote: another payload, another agent, expired, failed, another twin."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from interlock.audit import AuditLog
+from interlock.gate.service import Gate
+from interlock.gateway import Gateway, GatewayError, State
+from interlock.model import Action, Kind, Rationale
+from interlock.policy import Policy, load_policy_text
+from interlock.store import Store
+from tests.conftest import PgAdmin
+from tests.test_gate_support import ManualClock, Recorded, login
+
+POLICY = """
+version: 1
+defaults: {evidence_ttl: 1h}
+humans:
+  alice: {groups: [sre]}
+  bob:   {groups: [sre, dba]}
+  carol: {groups: [dba]}
+agents:
+  kiro:  {owner: alice, roles: [deployer]}
+  cline: {owner: alice, roles: [deployer]}
+environments:
+  staging:    {promotes_to: production}
+  production: {protected: true}
+targets:
+  billing-db:      {environment: production, kind: sql, dsn: env:SBX_PROD_DSN, twin: billing-staging}
+  billing-staging: {environment: staging, kind: sql, dsn: env:SBX_STAGING_DSN, strategy: rollback}
+  other-staging:   {environment: staging, kind: sql, dsn: env:SBX_STAGING_DSN}
+  ledger-db:       {environment: production, kind: sql, dsn: env:SBX_PROD_DSN, twin: other-staging}
+roles:
+  deployer:
+    staging:    {autonomous: destructive}
+    production: {autonomous: read, approve: {write: 1, destructive: 2}}
+rules:
+  - id: prod-sql-dba
+    when: {environment: production, kind: sql, risk: [write, destructive]}
+    effect: approve
+    approvals: {count: 2, from: [dba, sre]}
+  - id: deletes-rehearsed-first
+    when: {environment: production, kind: sql, tags: [delete]}
+    effect: sandbox
+    reason: deletes in production are rehearsed on the staging twin first
+"""
+
+DELETE = "DELETE FROM invoices WHERE id <= 25"
+
+
+def invoices(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM invoices").fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+@pytest.fixture
+def databases(pg_admin: PgAdmin, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """A production and a staging database, each with 100 invoices (real PostgreSQL)."""
+    names = {"prod": pg_admin.create_database("sbx_prod"), "staging": pg_admin.create_database("sbx_staging")}
+    urls = {k: pg_admin.url(v) for k, v in names.items()}
+    for url in urls.values():
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE invoices (id int PRIMARY KEY, amount int)")
+            conn.execute("INSERT INTO invoices SELECT g, g * 10 FROM generate_series(1, 100) g")
+            conn.execute("CREATE SEQUENCE invoice_numbers")
+    monkeypatch.setenv("SBX_PROD_DSN", urls["prod"])
+    monkeypatch.setenv("SBX_STAGING_DSN", urls["staging"])
+    try:
+        yield urls
+    finally:
+        for name in names.values():
+            pg_admin.drop_database(name)
+
+
+@pytest.fixture
+def policy() -> Policy:
+    return load_policy_text(POLICY, "sandbox-policy.yaml")
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def audit(store: Store, tmp_path: Path) -> Iterator[Recorded]:
+    log = AuditLog(store, key_dir=tmp_path / "keys")
+    try:
+        yield Recorded(log)
+    finally:
+        log.close()
+
+
+@pytest.fixture
+def gateway(store: Store, policy: Policy, audit: Recorded, clock: ManualClock) -> Gateway:
+    return Gateway(store, policy, audit, Gate(store, policy, audit, clock=clock))
+
+
+def delete(text: str = DELETE, target: str = "billing-db", env: str = "production") -> Action:
+    return Action(kind=Kind.sql, environment=env, target=target, payload={"sql": text},
+                  rationale=Rationale(intent="drop the 25 test invoices"))
+
+
+def test_rehearse_then_promote_with_the_evidence(gateway: Gateway, databases: dict[str, str], store: Store,
+                                                 audit: Recorded) -> None:
+    first = gateway.propose("kiro", delete())
+    assert first.state is State.sandbox_required
+    assert first.rehearse == {"twin": "billing-staging", "environment": "staging",
+                              "endpoint": f"POST /v1/actions/{first.id}/rehearse", "cli": f"interlock rehearse {first.id}"}
+    assert any(f"interlock rehearse {first.id}" in r and "billing-staging" in r for r in first.decision.remedy)
+    assert "deletes-rehearsed-first" in first.decision.rules
+
+    rehearsal = gateway.rehearse(first.id, "kiro")
+    assert rehearsal.state is State.succeeded, rehearsal.result
+    assert rehearsal.action.target == "billing-staging" and rehearsal.action.environment == "staging"
+    assert rehearsal.rehearsal is not None and rehearsal.rehearsal["of"] == first.id
+    assert rehearsal.evidence is not None
+    effects = rehearsal.evidence["effects"]
+    assert effects["statements"] == [{"command": "DELETE", "status": "DELETE 25", "rows": 25}]
+    assert effects["tables"] == {"invoices": {"before": 100, "after": 75}}
+    assert effects["rolled_back"] is True
+    assert "DELETE 25 rows; invoices 100 -> 75 rows (rolled back)" in rehearsal.evidence["summary"]
+    assert invoices(databases["staging"]) == 100  # rolled back: the twin is unchanged
+    assert invoices(databases["prod"]) == 100  # nothing ran in production
+    assert audit.last("rehearsal.finished")["body_fingerprint"] == rehearsal.rehearsal["body_fingerprint"]
+
+    second = gateway.propose("kiro", delete())
+    assert second.state is State.pending_approval, second.decision
+    assert second.evidence is not None and second.evidence["id"] == rehearsal.id
+    assert any(f"promoted with evidence {rehearsal.id}" in r for r in second.decision.reasons)
+    assert second.approval is not None
+    request = gateway.gate.status(second.approval["id"]).request
+    assert request.evidence is not None and request.evidence["id"] == rehearsal.id
+    assert "25 rows" in request.evidence["description"]
+
+    for name in ("bob", "carol"):
+        gateway.gate.approve(second.approval["id"], login(store, audit, name))
+    done = gateway.advance(second.id, agent="kiro")
+    assert done.state is State.succeeded, done.result
+    assert invoices(databases["prod"]) == 75
+    assert gateway.status(second.id).evidence == second.evidence
+
+    changed = gateway.propose("kiro", delete("DELETE FROM invoices WHERE id <= 26"))
+    assert changed.state is State.sandbox_required
+    assert any("no rehearsal of exactly this action" in r for r in changed.decision.reasons)
+
+
+def test_what_never_promotes(gateway: Gateway, databases: dict[str, str], clock: ManualClock) -> None:
+    # evidence from another staging target with the same payload is not this target's twin's
+    ledger = gateway.propose("kiro", delete(target="ledger-db"))
+    assert gateway.rehearse(ledger.id, "kiro").action.target == "other-staging"
+    first = gateway.propose("kiro", delete())
+    assert first.state is State.sandbox_required
+    assert any("rehearsed on other-staging, not on this target's twin billing-staging" in r
+               for r in first.decision.reasons)
+    assert gateway.rehearse(first.id, "kiro").state is State.succeeded
+
+    # another agent: its own proposal finds nothing, and it may not rehearse kiro's action
+    other = gateway.propose("cline", delete())
+    assert other.state is State.sandbox_required
+    with pytest.raises(GatewayError) as caught:
+        gateway.rehearse(first.id, "cline")
+    assert caught.value.code == "unknown_action"
+
+    # expired
+    clock.advance(3601)
+    late = gateway.propose("kiro", delete())
+    assert late.state is State.sandbox_required
+    assert any("expired" in r and "evidence_ttl" in r for r in late.decision.reasons)
+
+    # a fresh rehearsal promotes again
+    assert gateway.rehearse(late.id, "kiro").state is State.succeeded
+    assert gateway.propose("kiro", delete()).state is State.pending_approval
+
+
+def test_a_failed_rehearsal_blocks_and_says_why(gateway: Gateway, databases: dict[str, str]) -> None:
+    broken = delete("DELETE FROM invoices WHERE missing_column = 1")
+    first = gateway.propose("kiro", broken)
+    rehearsal = gateway.rehearse(first.id, "kiro")
+    assert rehearsal.state is State.failed
+    assert rehearsal.evidence is not None and rehearsal.evidence["status"] == "failed"
+    again = gateway.propose("kiro", broken)
+    assert again.state is State.sandbox_required
+    assert any(f"the latest rehearsal {rehearsal.id} on billing-staging failed" in r for r in again.decision.reasons)
+
+
+def test_refused_for_rollback_nothing_runs(gateway: Gateway, databases: dict[str, str]) -> None:
+    action = delete("DELETE FROM invoices WHERE id = nextval('invoice_numbers')")
+    first = gateway.propose("kiro", action)
+    rehearsal = gateway.rehearse(first.id, "kiro")
+    assert rehearsal.state is State.failed
+    assert rehearsal.result is not None and rehearsal.result["status"] == "error"
+    assert "nextval(): sequences are not rolled back" in rehearsal.result["error"]
+    with psycopg.connect(databases["staging"]) as conn:
+        row = conn.execute("SELECT last_value, is_called FROM invoice_numbers").fetchone()
+    assert row == (1, False)  # the sequence never moved
+
+
+def test_bad_rehearsals_are_refused_and_audited(gateway: Gateway, databases: dict[str, str],
+                                                audit: Recorded) -> None:
+    with pytest.raises(GatewayError) as caught:
+        gateway.rehearse("act_unknown", "kiro")
+    assert caught.value.code == "unknown_action"
+    assert audit.last("rehearsal.refused")["code"] == "unknown_action"
+
+    no_twin = gateway.propose("kiro", delete(target="other-staging", env="staging"))
+    with pytest.raises(GatewayError) as caught:
+        gateway.rehearse(no_twin.id, "kiro")
+    assert caught.value.code == "no_twin"
+    assert "targets.other-staging" in str(caught.value)
+    assert audit.last("rehearsal.refused")["of"] == no_twin.id
