@@ -77,7 +77,7 @@ def test_choose_client(gateway: Given, policy: Given, token: str | None, agent: 
 
 
 @pytest.mark.parametrize(("gateway", "policy", "token", "agent", "message"), [
-    (Given(None), Given(None), None, None, "pass --gateway URL (INTERLOCK_URL"),
+    (Given(None), Given(None), None, None, "no gateway: pass --gateway URL (INTERLOCK_URL"),
     (Given(URL), Given(FILE), "tok", "kiro", "both --gateway and --policy are given on the command line"),
     (Given(URL, False), Given(FILE, False), "tok", "kiro", "in the environment"),
     (Given(URL), Given(None), None, None, "no token for --gateway: set INTERLOCK_TOKEN"),

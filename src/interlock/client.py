@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 import httpx
 
+from interlock.vocabulary import DEFAULT_DB
+
 if TYPE_CHECKING:
     from interlock.runtime import Runtime
 
@@ -277,13 +279,13 @@ class LocalClient:
     (CI, a single-user laptop). Approvals still come from humans (`interlock approvals approve`) on
     the same store."""
 
-    def __init__(self, policy: str | Path | Any, agent: str, *, db: str = "sqlite:///.interlock/interlock.db",
-                 key_dir: str | Path = ".interlock/keys") -> None:
+    def __init__(self, policy: str | Path | Any, agent: str, *, db: str = DEFAULT_DB,
+                 key_dir: str | Path | None = None) -> None:
         from interlock.runtime import Runtime
 
         self.agent = agent
         try:
-            self.runtime: Runtime = Runtime(policy, db, Path(key_dir))
+            self.runtime: Runtime = Runtime(policy, db, Path(key_dir) if key_dir else None)
         except Exception as exc:
             raise Unavailable(f"cannot start the in-process gateway (policy {policy}, db {db}): "
                               f"{type(exc).__name__}: {exc} (fail closed: do not run)", code="unavailable") from exc

@@ -165,12 +165,16 @@ def shared(func: F) -> F:
                                                typer.Option(a.flag, envvar=a.env, hidden=True, show_default=False)])
         for a in aliases
     ]
-    extra.append(inspect.Parameter(_CONTEXT, inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context))
+    # typer hands the context to one parameter only: the command's own if it has one, else ours.
+    own = [name for name, hint in hints.items() if hint is typer.Context]
+    context = own[0] if own else _CONTEXT
+    if not own:
+        extra.append(inspect.Parameter(_CONTEXT, inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context))
     params = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()]
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        ctx: typer.Context = kwargs.pop(_CONTEXT)
+        ctx: typer.Context = kwargs[context] if own else kwargs.pop(_CONTEXT)
         typed = {name for name in kwargs if _source(ctx, name) == "COMMANDLINE"}
         for alias in aliases:
             old = kwargs.pop(alias.slot)
@@ -223,10 +227,12 @@ def _resolve(alias: Alias, old: Any, old_source: str, new: Any, new_source: str)
 
 
 def client(*, gateway: str | None, policy: Path | str | None, token: str | None, agent: str | None = None,
-           db: str = DEFAULT_DB, key_dir: Path | None = None, needs_agent: bool = True) -> Remote | InProcess:
+           db: str = DEFAULT_DB, key_dir: Path | str | None = None, needs_agent: bool = True,
+           needs_token: bool = True) -> Remote | InProcess:
     """The one `--gateway URL` or in-process `--policy FILE` choice (vocabulary.choose_client), or exit 2."""
     try:
         return words.choose_client(gateway=given("gateway", gateway), policy=given("policy", policy), token=token,
-                                   agent=agent, db=db, key_dir=key_dir, needs_agent=needs_agent)
+                                   agent=agent, db=db, key_dir=key_dir, needs_agent=needs_agent,
+                                   needs_token=needs_token)
     except UsageError as exc:
         usage_error(str(exc))

@@ -13,13 +13,12 @@ from interlock.gate.service import Gate
 from interlock.gate.webhook import Notifier
 from interlock.gateway import Gateway
 from interlock.policy import Policy, load_policy
-from interlock.store import DEFAULT_URL, Store, open_store
-
-DEFAULT_KEY_DIR = Path(".interlock/keys")
+from interlock.store import Store, open_store
+from interlock.vocabulary import DEFAULT_DB, key_dir_for
 
 
 class Runtime:
-    def __init__(self, policy: Policy | str | Path, db: str = DEFAULT_URL, key_dir: Path = DEFAULT_KEY_DIR,
+    def __init__(self, policy: Policy | str | Path, db: str = DEFAULT_DB, key_dir: Path | None = None,
                  *, public_url: str = "http://127.0.0.1:8700") -> None:
         self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
         if db.startswith("sqlite:///") and ":memory:" not in db:
@@ -27,7 +26,7 @@ class Runtime:
         self.store: Store = open_store(db)
         try:
             self.store.migrate()
-            self.audit = AuditLog(self.store, key_dir=key_dir)
+            self.audit = AuditLog(self.store, key_dir=key_dir_for(db, key_dir))
         except BaseException:
             self.store.close()
             raise

@@ -1,8 +1,9 @@
 """The words of Interlock's command line, written once: option names, environment variables, defaults.
 
-Standard library only: the lean `interlock-hook` imports it, and so does everything that needs a
-default (the store URL, the key directory). `interlock/options.py` turns these into typer options;
-docs/cli.md is the table a user reads.
+Standard library only, and cheap to import: the lean `interlock-hook` imports it (so no
+dataclasses, and pathlib, hashlib and urllib only inside the functions that need them), and so
+does everything that needs a default (the store URL, the key directory). `interlock/options.py`
+turns these into typer options; docs/cli.md is the table a user reads.
 
     default_key_dir("sqlite:///.interlock/interlock.db")   # .interlock/keys (beside the file)
     default_key_dir("postgresql://app@db:5432/interlock")  # ~/.local/state/interlock/keys/postgresql-db-5432-…
@@ -11,12 +12,12 @@ docs/cli.md is the table a user reads.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 # --- environment variables (each option's one variable) -------------------------------------------
 
@@ -46,6 +47,8 @@ KEY_DIR_NAME = "keys"
 
 def user_state_dir() -> Path:
     """Interlock's per-user state folder: $XDG_STATE_HOME/interlock, else ~/.local/state/interlock."""
+    from pathlib import Path
+
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "interlock"
 
@@ -72,6 +75,8 @@ def default_key_dir(db_url: str) -> Path:
       `$XDG_STATE_HOME/interlock/keys/postgresql-HOST-PORT-DBNAME-HASH` (default
       `~/.local/state/interlock/keys/…`).
     """
+    from pathlib import Path
+
     path = sqlite_path(db_url)
     if path is not None:
         return Path(path).parent / KEY_DIR_NAME
@@ -80,6 +85,9 @@ def default_key_dir(db_url: str) -> Path:
 
 def store_slug(db_url: str) -> str:
     """A folder name for a store that is not a file: readable, unique per host, port and database."""
+    import hashlib
+    from urllib.parse import parse_qs, unquote, urlsplit
+
     if db_url.startswith(("postgresql://", "postgres://")):
         parts = urlsplit(db_url)
         query = parse_qs(parts.query)
@@ -100,6 +108,8 @@ def store_slug(db_url: str) -> str:
 
 def key_dir_for(db_url: str, key_dir: str | Path | None) -> Path:
     """The key directory a command uses: the one given, else the store's default."""
+    from pathlib import Path
+
     return Path(key_dir) if key_dir else default_key_dir(db_url)
 
 
@@ -110,39 +120,77 @@ class UsageError(ValueError):
     """The options do not say how to reach Interlock; the message says what to pass."""
 
 
-@dataclass(frozen=True)
-class Given:
+class _Record:
+    """A small immutable value compared by its fields (a dataclass costs the hook ~8 ms to import)."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def _fields(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Record) and type(self) is type(other) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({inner})"
+
+
+class Given(_Record):
     """An option's value and whether it was typed on the command line (else: environment or default)."""
 
+    __slots__ = ("value", "on_command_line")  # noqa: RUF023 (constructor order: repr and equality read it)
     value: str | None
-    on_command_line: bool = True
+    on_command_line: bool
+
+    def __init__(self, value: str | None, on_command_line: bool = True) -> None:
+        object.__setattr__(self, "value", value)
+        object.__setattr__(self, "on_command_line", on_command_line)
 
 
-@dataclass(frozen=True)
-class Remote:
+class Remote(_Record):
     """Talk to a running `interlock serve` at `url` with `token`."""
 
+    __slots__ = ("url", "token")  # noqa: RUF023
     url: str
     token: str
 
+    def __init__(self, url: str, token: str) -> None:
+        object.__setattr__(self, "url", url)
+        object.__setattr__(self, "token", token)
 
-@dataclass(frozen=True)
-class InProcess:
+    def __repr__(self) -> str:  # never the token
+        return f"Remote(url={self.url!r}, token='***')"
+
+
+class InProcess(_Record):
     """Run the Gateway in this process over `policy`, on the store `db` with keys in `key_dir`."""
 
+    __slots__ = ("policy", "agent", "db", "key_dir")  # noqa: RUF023
     policy: str
     agent: str | None
     db: str
     key_dir: Path
 
+    def __init__(self, policy: str, agent: str | None, db: str, key_dir: Path) -> None:
+        for name, value in zip(self.__slots__, (policy, agent, db, key_dir), strict=True):
+            object.__setattr__(self, name, value)
+
 
 def choose_client(*, gateway: Given, policy: Given, token: str | None = None, agent: str | None = None,
                   db: str | None = None, key_dir: str | Path | None = None, needs_agent: bool = True,
-                  ) -> Remote | InProcess:
+                  needs_token: bool = True) -> Remote | InProcess:
     """`--gateway URL` (token from --token/INTERLOCK_TOKEN) or in-process `--policy FILE`: exactly one.
 
     A value typed on the command line beats one from the environment (`--policy p.yaml` with
     INTERLOCK_URL set runs in-process); two at the same level are a usage error, never a guess.
+    `needs_token=False` where the token is only needed later (`hook install` writes a command).
     """
     url, file = gateway.value or None, policy.value or None
     if url and file and gateway.on_command_line == policy.on_command_line:
@@ -152,14 +200,14 @@ def choose_client(*, gateway: Given, policy: Given, token: str | None = None, ag
     if url and file:
         url, file = (url, None) if gateway.on_command_line else (None, file)
     if url:
-        if not token:
+        if not token and needs_token:
             raise UsageError(f"no token for --gateway: set {ENV_TOKEN} (or pass --token)")
-        return Remote(url=url, token=token)
+        return Remote(url=url, token=token or "")
     if file:
         if needs_agent and not agent:
             raise UsageError(f"--policy needs --agent NAME (or {ENV_AGENT}): the agent the actions are for")
         store = db or DEFAULT_DB
         return InProcess(policy=file, agent=agent, db=store, key_dir=key_dir_for(store, key_dir))
     extra = " --agent NAME" if needs_agent else ""
-    raise UsageError(f"pass --gateway URL ({ENV_URL}, token in {ENV_TOKEN}) or --policy FILE{extra} "
+    raise UsageError(f"no gateway: pass --gateway URL ({ENV_URL}, token in {ENV_TOKEN}) or --policy FILE{extra} "
                      f"({ENV_POLICY}) to run in-process")

@@ -1,6 +1,6 @@
 """The audit log: redacted canonical JSON entries in an RFC 6962 Merkle tree, group-committed.
 
-    log = AuditLog(store, key_dir=Path(".interlock/keys"))
+    log = AuditLog(store, key_dir=Path("/var/lib/interlock/keys"))  # None: beside the store
     receipt = log.append("approval.approved", {"request": "r1", "human": "bob"})  # durable on return
 
 Many threads call `append`; one writer thread per AuditLog drains their entries into a single
@@ -34,8 +34,7 @@ from interlock.audit.redact import Redactor
 from interlock.audit.verify import EXPORT_FORMAT, Checkpoint, Problem, Report, load_public_key, verify_log
 from interlock.fingerprint import canonical_json
 from interlock.store import Store, StoreError, StoreUnavailable, Transaction
-
-DEFAULT_KEY_DIR = Path(".interlock/keys")
+from interlock.vocabulary import default_key_dir
 
 #: The events Interlock writes (docs/audit.md describes their data).
 EVENTS = (
@@ -140,7 +139,7 @@ class AuditLog:
     ) -> None:
         self.store = store
         self.redactor = Redactor(redact_patterns)
-        self.key_dir = Path(key_dir or DEFAULT_KEY_DIR)
+        self.key_dir = Path(key_dir) if key_dir else default_key_dir(store.url)
         # Readers (audit verify/show/export) need no private key: create_key=False leaves it alone.
         self._signer: Signer | None = None
         if create_key or (self.key_dir / PRIVATE_KEY_FILE).exists():

@@ -11,14 +11,15 @@ stays open: run the same command again once it is approved).
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 from typing import Annotated, Any
 
 import typer
 
+from interlock import options
 from interlock.client import Client, InterlockError, LocalClient, settled
+from interlock.vocabulary import DEFAULT_DB, DEFAULT_WAIT, Remote, UsageError, choose_client
 
 EXIT_DENIED = 1
 EXIT_ERROR = 2
@@ -97,47 +98,45 @@ def run(client: Client | LocalClient, env: str, command: list[str], target: str 
     return outcome(body, wait)
 
 
+@options.shared
 def exec_(
     ctx: typer.Context,
-    env: Annotated[str | None, typer.Option("--env", help="environment to run in (or INTERLOCK_ENV)")] = None,
+    env: options.Env = None,
     target: Annotated[str | None, typer.Option("--target", help="target to run against (its credentials)")] = None,
-    gateway: Annotated[str | None, typer.Option("--gateway", help="`interlock serve` URL (or INTERLOCK_URL)")] = None,
-    token: Annotated[str | None, typer.Option("--token", help="agent token (better: INTERLOCK_TOKEN)")] = None,
-    policy: Annotated[str | None, typer.Option("--policy", help="in-process over this policy, no server")] = None,
-    agent: Annotated[str | None, typer.Option("--agent", help="agent name, with --policy")] = None,
-    db: Annotated[str, typer.Option("--db", help="store URL, with --policy")] = "sqlite:///.interlock/interlock.db",
-    key_dir: Annotated[str, typer.Option("--key-dir", help="audit key directory, with --policy")] = ".interlock/keys",
-    wait: Annotated[float, typer.Option("--wait", help="seconds to wait for approval")] = 300.0,
+    gateway: options.Gateway = None,
+    token: options.Token = None,
+    policy: options.PolicyFile = None,
+    agent: options.Agent = None,
+    db: options.Db = DEFAULT_DB,
+    key_dir: options.KeyDir = None,
+    wait: options.Wait = DEFAULT_WAIT,
 ) -> None:
     """Run a shell command through Interlock: decided, approved, run and audited there."""
     command = list(ctx.args)
     if command and command[0] == "--":
         command = command[1:]
-    env = env or os.environ.get("INTERLOCK_ENV")
-    gateway = gateway or (None if policy else os.environ.get("INTERLOCK_URL"))
-    token = token or os.environ.get("INTERLOCK_TOKEN")
     problem = None
     if not command:
         problem = "no command: interlock exec --env ENV -- CMD…"
     elif not env:
         problem = "pass --env ENV (or set INTERLOCK_ENV)"
-    elif bool(gateway) == bool(policy):
-        problem = "pass --gateway URL (token in INTERLOCK_TOKEN) or --policy FILE --agent NAME"
-    elif gateway and not token:
-        problem = "no token: set INTERLOCK_TOKEN to the agent's token (or pass --token)"
-    elif policy and not agent:
-        problem = "--policy needs --agent NAME"
     if problem:
         _say(problem)
         raise typer.Exit(EXIT_ERROR)
+    try:
+        chosen = choose_client(gateway=options.given("gateway", gateway), policy=options.given("policy", policy),
+                               token=token, agent=agent, db=db, key_dir=key_dir)
+    except UsageError as exc:
+        _say(str(exc))
+        raise typer.Exit(EXIT_ERROR) from exc
     assert env is not None
     try:
         client: Client | LocalClient
-        if gateway:
+        if isinstance(chosen, Remote):
             # Brokered: the answer comes after the command ran, so the HTTP timeout covers its run time.
-            client = Client(gateway, token or "", timeout=HTTP_TIMEOUT)
+            client = Client(chosen.url, chosen.token, timeout=HTTP_TIMEOUT)
         else:
-            client = LocalClient(str(policy), str(agent), db=db, key_dir=key_dir)
+            client = LocalClient(chosen.policy, str(chosen.agent), db=chosen.db, key_dir=chosen.key_dir)
         with client:
             code = run(client, env, command, target, wait)
     except InterlockError as exc:

@@ -34,6 +34,21 @@ import socket
 import sys
 import time
 
+from interlock.vocabulary import (
+    DEFAULT_DB,
+    ENV_AGENT,
+    ENV_DB,
+    ENV_ENV,
+    ENV_KEY_DIR,
+    ENV_POLICY,
+    ENV_TOKEN,
+    ENV_URL,
+    Given,
+    Remote,
+    UsageError,
+    choose_client,
+)
+
 # `typing` and `dataclasses` cost more start-up than the rest of the hook: type-checking only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -416,38 +431,42 @@ class HookSettings:
 
     def __init__(self, flavor: str, *, env: str | None = None, target: str | None = None,
                  gateway: str | None = None, token: str | None = None, policy: str | None = None,
-                 agent: str | None = None, db: str = "sqlite:///.interlock/interlock.db",
-                 key_dir: str = ".interlock/keys", wait: float = DEFAULT_WAIT, owner_may_decide: bool = False,
-                 http_timeout: float = 10.0) -> None:
+                 agent: str | None = None, db: str = DEFAULT_DB, key_dir: str | None = None,
+                 wait: float = DEFAULT_WAIT, owner_may_decide: bool = False, http_timeout: float = 10.0) -> None:
         self.flavor, self.env, self.target = flavor, env, target
         self.gateway, self.token, self.policy, self.agent = gateway, token, policy, agent
         self.db, self.key_dir, self.wait = db, key_dir, wait
         self.owner_may_decide, self.http_timeout = owner_may_decide, http_timeout
+        #: Options typed on the command line (they beat INTERLOCK_* variables in the client choice).
+        self.typed = {name for name in ("gateway", "policy") if getattr(self, name)}
 
     @staticmethod
     def from_env(flavor: str, **given: Any) -> HookSettings:
         """Options given on the command line win over INTERLOCK_* variables."""
         settings = HookSettings(flavor=flavor, **{k: v for k, v in given.items() if v is not None})
-        settings.env = settings.env or os.environ.get("INTERLOCK_ENV")
-        settings.gateway = settings.gateway or os.environ.get("INTERLOCK_URL")
-        settings.token = settings.token or os.environ.get("INTERLOCK_TOKEN")
-        settings.policy = settings.policy or os.environ.get("INTERLOCK_POLICY")
-        settings.agent = settings.agent or os.environ.get("INTERLOCK_AGENT")
+        settings.env = settings.env or os.environ.get(ENV_ENV)
+        settings.gateway = settings.gateway or os.environ.get(ENV_URL)
+        settings.token = settings.token or os.environ.get(ENV_TOKEN)
+        settings.policy = settings.policy or os.environ.get(ENV_POLICY)
+        settings.agent = settings.agent or os.environ.get(ENV_AGENT)
+        if given.get("db") is None:
+            settings.db = os.environ.get(ENV_DB, DEFAULT_DB)
+        settings.key_dir = settings.key_dir or os.environ.get(ENV_KEY_DIR)
         return settings
 
 
 def client_for(settings: HookSettings) -> Proposer:
-    if settings.gateway and settings.policy:
-        raise HookError("give either --gateway (a running `interlock serve`) or --policy (in-process), not both")
-    if settings.gateway:
-        return GatewayClient(settings.gateway, settings.token or "", timeout=settings.http_timeout)
-    if settings.policy:
-        if not settings.agent:
-            raise HookError("--policy needs --agent NAME (the agent this hook speaks for)")
-        from interlock.client import LocalClient
+    try:
+        chosen = choose_client(gateway=Given(settings.gateway, "gateway" in settings.typed),
+                               policy=Given(settings.policy, "policy" in settings.typed), token=settings.token,
+                               agent=settings.agent, db=settings.db, key_dir=settings.key_dir)
+    except UsageError as exc:
+        raise HookError(str(exc)) from None
+    if isinstance(chosen, Remote):
+        return GatewayClient(chosen.url, chosen.token, timeout=settings.http_timeout)
+    from interlock.client import LocalClient
 
-        return LocalClient(settings.policy, settings.agent, db=settings.db, key_dir=settings.key_dir)
-    raise HookError("no gateway: pass --gateway URL (token in INTERLOCK_TOKEN) or --policy FILE --agent NAME")
+    return LocalClient(chosen.policy, str(chosen.agent), db=chosen.db, key_dir=chosen.key_dir)
 
 
 def decide(client: Proposer, settings: HookSettings, actions: list[ProposedAction]) -> Verdict:
@@ -533,7 +552,8 @@ USAGE = """usage: interlock-hook claude-code|codex [--env ENV] [--target T] [--g
                      [--owner-may-decide]
 
 The Interlock PreToolUse hook: reads the agent's tool call on stdin, answers on stdout.
-Options may also come from INTERLOCK_ENV, INTERLOCK_URL, INTERLOCK_TOKEN, INTERLOCK_POLICY, INTERLOCK_AGENT.
+Options may also come from INTERLOCK_ENV, INTERLOCK_URL, INTERLOCK_TOKEN, INTERLOCK_POLICY, INTERLOCK_AGENT,
+INTERLOCK_DB and INTERLOCK_KEY_DIR (an option on the command line wins; docs/cli.md).
 """
 _OPTIONS = {"--env": "env", "--target": "target", "--gateway": "gateway", "--token": "token", "--policy": "policy",
             "--agent": "agent", "--db": "db", "--key-dir": "key_dir", "--wait": "wait"}

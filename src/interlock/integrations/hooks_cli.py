@@ -20,7 +20,9 @@ from typing import Annotated, Any
 
 import typer
 
+from interlock import options
 from interlock.integrations.hooks import DEFAULT_WAIT, MATCHERS, HookSettings, execute
+from interlock.options import DEFAULT_DB, InProcess, Remote
 
 app = typer.Typer(
     help="PreToolUse hooks for Claude Code and Codex: every tool call is proposed to Interlock first.",
@@ -33,15 +35,15 @@ app = typer.Typer(
 #: and Claude Code then runs the tool. The installed timeout is the wait plus this margin.
 TIMEOUT_MARGIN = 30
 
-Env = Annotated[str | None, typer.Option("--env", help="environment the agent works in (or INTERLOCK_ENV)")]
+Env = options.Env
 Target = Annotated[str | None, typer.Option("--target", help="target every action is for (optional)")]
-Gateway = Annotated[str | None, typer.Option("--gateway", help="URL of `interlock serve` (or INTERLOCK_URL)")]
-Token = Annotated[str | None, typer.Option("--token", help="agent token (better: INTERLOCK_TOKEN in the environment)")]
-PolicyFile = Annotated[str | None, typer.Option("--policy", help="in-process over this policy instead of a gateway")]
-Agent = Annotated[str | None, typer.Option("--agent", help="agent name, with --policy")]
-Db = Annotated[str | None, typer.Option("--db", help="store URL, with --policy")]
-KeyDir = Annotated[str | None, typer.Option("--key-dir", help="audit key directory, with --policy")]
-Wait = Annotated[float, typer.Option("--wait", help="seconds to wait for a pending approval before denying")]
+Gateway = options.Gateway
+Token = options.Token
+PolicyFile = options.PolicyFile
+Agent = options.Agent
+Db = options.Db
+KeyDir = options.KeyDir
+Wait = options.Wait
 OwnerMayDecide = Annotated[bool, typer.Option(
     "--owner-may-decide", help="Claude Code only: answer `ask` (the person at the keyboard decides) instead of "
                                "waiting for Interlock approvers. Off by default: that person is usually the "
@@ -49,25 +51,29 @@ OwnerMayDecide = Annotated[bool, typer.Option(
 
 
 def _run(flavor: str, env: str | None, target: str | None, gateway: str | None, token: str | None,
-         policy: str | None, agent: str | None, db: str | None, key_dir: str | None, wait: float,
+         policy: Path | None, agent: str | None, db: str, key_dir: Path | None, wait: float,
          owner_may_decide: bool) -> None:
-    settings = HookSettings.from_env(flavor, env=env, target=target, gateway=gateway, token=token, policy=policy,
-                                     agent=agent, db=db, key_dir=key_dir, wait=wait,
+    settings = HookSettings.from_env(flavor, env=env, target=target, gateway=gateway, token=token,
+                                     policy=str(policy) if policy else None, agent=agent, db=db,
+                                     key_dir=str(key_dir) if key_dir else None, wait=wait,
                                      owner_may_decide=owner_may_decide)
+    settings.typed = {name for name in ("gateway", "policy") if options.on_command_line(name)}
     raise typer.Exit(execute(settings))
 
 
 @app.command("claude-code")
+@options.shared
 def claude_code(env: Env = None, target: Target = None, gateway: Gateway = None, token: Token = None,
-                policy: PolicyFile = None, agent: Agent = None, db: Db = None, key_dir: KeyDir = None,
+                policy: PolicyFile = None, agent: Agent = None, db: Db = DEFAULT_DB, key_dir: KeyDir = None,
                 wait: Wait = DEFAULT_WAIT, owner_may_decide: OwnerMayDecide = False) -> None:
     """The Claude Code PreToolUse hook: reads the tool call on stdin, answers allow/deny on stdout."""
     _run("claude-code", env, target, gateway, token, policy, agent, db, key_dir, wait, owner_may_decide)
 
 
 @app.command("codex")
+@options.shared
 def codex(env: Env = None, target: Target = None, gateway: Gateway = None, token: Token = None,
-          policy: PolicyFile = None, agent: Agent = None, db: Db = None, key_dir: KeyDir = None,
+          policy: PolicyFile = None, agent: Agent = None, db: Db = DEFAULT_DB, key_dir: KeyDir = None,
           wait: Wait = DEFAULT_WAIT) -> None:
     """The Codex PreToolUse hook: a deny is the JSON answer, an allow is an empty answer."""
     _run("codex", env, target, gateway, token, policy, agent, db, key_dir, wait, False)
@@ -163,30 +169,30 @@ def write_settings(path: Path, flavor: str, command: str, timeout: int) -> None:
 
 
 @app.command("install")
+@options.shared
 def install(
     agent_name: Annotated[AgentName, typer.Argument(metavar="claude-code|codex", help="which agent to hook")],
     env: Env = None,
     user: Annotated[bool, typer.Option("--user/--project", help="user-wide settings, or this project's")] = False,
     project_dir: Annotated[Path, typer.Option("--dir", help="the project's root (with --project)")] = Path("."),
-    gateway: Gateway = None, policy: PolicyFile = None, agent: Agent = None, db: Db = None,
+    gateway: Gateway = None, policy: PolicyFile = None, agent: Agent = None, db: Db = DEFAULT_DB,
     key_dir: KeyDir = None, target: Target = None, wait: Wait = DEFAULT_WAIT,
     executable: Annotated[str | None, typer.Option("--command", help="hook program to run")] = None,
 ) -> None:
     """Write the Interlock PreToolUse hook into the agent's settings (merged, idempotent)."""
     flavor = agent_name.value
-    env = env or os.environ.get("INTERLOCK_ENV")
     if not env:
         typer.echo("error: pass --env ENV: the environment the agent's actions are judged in", err=True)
         raise typer.Exit(2)
-    if not gateway and not policy:
-        gateway = os.environ.get("INTERLOCK_URL")
-    if bool(gateway) == bool(policy) or (policy and not agent):
-        typer.echo("error: pass --gateway URL, or --policy FILE --agent NAME (one of them)", err=True)
-        raise typer.Exit(2)
-    if policy:
-        policy = str(Path(policy).resolve())
+    chosen = options.client(gateway=gateway, policy=policy, token=None, agent=agent, db=db, key_dir=key_dir,
+                            needs_token=False)
+    gateway = chosen.url if isinstance(chosen, Remote) else None
+    in_process = str(Path(chosen.policy).resolve()) if isinstance(chosen, InProcess) else None
+    # The written command names only what was given: a default store and key folder stay defaults.
     command = hook_command(flavor, executable=executable or hook_executable(), env=env, gateway=gateway,
-                           policy=policy, agent=agent, db=db, key_dir=key_dir, target=target, wait=wait)
+                           policy=in_process, agent=agent if in_process else None,
+                           db=db if in_process and db != DEFAULT_DB else None,
+                           key_dir=str(key_dir) if in_process and key_dir else None, target=target, wait=wait)
     path = settings_path(flavor, user, project_dir.resolve())
     try:
         write_settings(path, flavor, command, int(wait) + TIMEOUT_MARGIN)

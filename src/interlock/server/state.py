@@ -19,6 +19,7 @@ from interlock.policy.lint import lint_file
 from interlock.runtime import Runtime
 from interlock.server.logs import log_event
 from interlock.store import StoreError
+from interlock.vocabulary import DEFAULT_DB, ENV_DB, ENV_KEY_DIR, ENV_POLICY
 
 #: Bodies larger than this are refused before they are read (a payload limit applies after parsing).
 DEFAULT_MAX_BODY = 2 * 1024 * 1024
@@ -31,16 +32,16 @@ class ServerError(Exception):
 @dataclass
 class Settings:
     policy: Path
-    db: str = "sqlite:///.interlock/interlock.db"
-    key_dir: Path = Path(".interlock/keys")
+    db: str = DEFAULT_DB
+    key_dir: Path | None = None  # None: beside the store (vocabulary.default_key_dir)
     max_body_bytes: int = DEFAULT_MAX_BODY
     public_url: str = "http://127.0.0.1:8700"
 
     @staticmethod
     def from_env() -> Settings:
-        return Settings(policy=Path(os.environ["INTERLOCK_POLICY"]),
-                        db=os.environ.get("INTERLOCK_DB", "sqlite:///.interlock/interlock.db"),
-                        key_dir=Path(os.environ.get("INTERLOCK_KEY_DIR", ".interlock/keys")))
+        key_dir = os.environ.get(ENV_KEY_DIR)
+        return Settings(policy=Path(os.environ[ENV_POLICY]), db=os.environ.get(ENV_DB, DEFAULT_DB),
+                        key_dir=Path(key_dir) if key_dir else None)
 
 
 def check_policy_for_serving(path: Path) -> Policy:

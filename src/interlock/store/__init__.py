@@ -13,8 +13,10 @@ from __future__ import annotations
 from interlock.store.base import Dialect, Row, Store, Transaction
 from interlock.store.errors import StoreConflict, StoreError, StoreUnavailable, redact_url
 from interlock.store.migrations import Migration
+from interlock.vocabulary import DEFAULT_DB
 
-DEFAULT_URL = "sqlite:///.interlock/interlock.db"
+#: The default store (vocabulary.DEFAULT_DB); `--db` and INTERLOCK_DB choose another.
+DEFAULT_URL = DEFAULT_DB
 
 
 def open_store(url: str = DEFAULT_URL, *, pool_size: int = 10) -> Store:
