@@ -13,6 +13,7 @@ from interlock.cli import app
 from interlock.demo.replay import Report, replay
 from interlock.demo.scenario import ScenarioError, gallery_dir, load, names
 from interlock.policy import load_policy, run_tests
+from interlock.policy.lint import lint_file
 
 #: scenario → (decision, state) of each agent action, in order.
 REPLAYS: dict[str, list[tuple[str, str]]] = {
@@ -77,8 +78,10 @@ def test_every_scenario_is_in_the_table() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(REPLAYS))
-def test_scenario_policy_passes_its_own_tests(name: str) -> None:
-    results = run_tests(load_policy(gallery_dir() / name / "policy.yaml"))
+def test_scenario_policy_lints_clean_and_passes_its_own_tests(name: str) -> None:
+    path = gallery_dir() / name / "policy.yaml"
+    assert [str(p) for p in lint_file(path)] == []
+    results = run_tests(load_policy(path))
     assert results and all(r.passed for r in results)
 
 
