@@ -4,6 +4,7 @@ the decision and final state of every agent action, in order, and the target's f
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,13 @@ def test_cli_prints_each_step_and_what_was_protected(name: str, shown: list[str]
     assert result.exit_code == 0, result.output
     for text in shown:
         assert text in result.output
+
+
+def test_json_report_has_every_step_and_the_facts() -> None:
+    result = CliRunner().invoke(app, ["demo", "rm-home", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert [(s["decision"], s["state"]) for s in body["steps"]] == REPLAYS["rm-home"]
+    assert body["steps"][1]["rules"] == ["never-delete-home"] and body["steps"][1]["result"] is None
+    assert body["after"][".ssh/id_ed25519"] == "present" and body["mismatches"] == []
+    assert body["audit"] == {"entries": 6, "problems": []}

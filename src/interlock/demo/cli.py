@@ -1,6 +1,8 @@
 """`interlock demo NAME`: replay one incident of the gallery step by step; `--list` shows them all.
 
-Exit 0 when the replay went as the scenario expects, 1 when it did not, 2 when it could not run.
+`--format json` prints the whole report (every step's decision, the facts before and after, the
+audit check) as one JSON object. Exit 0 when the replay went as the scenario expects, 1 when it did
+not, 2 when it could not run.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ from typing import Annotated
 
 import typer
 
+from interlock import options
 from interlock.console import err, out
 from interlock.demo.replay import Report, StepReport, replay
 from interlock.demo.scenario import ScenarioError, gallery_dir, load, names
 from interlock.demo.worlds import DEFAULT_PG, WorldError
+from interlock.options import Format
 
 _STYLE = {"allow": "green", "deny": "red", "approval_required": "yellow", "sandbox_required": "yellow"}
 _OUTPUT_LINES = 4
@@ -94,9 +98,14 @@ def show_end(report: Report) -> None:
                   + (" (with its known gap)" if gaps else ""))
 
 
+def _quiet(_: object) -> None:
+    pass
+
+
 def demo(
     name: Annotated[str | None, typer.Argument(help="the incident to replay (see --list)")] = None,
     list_: Annotated[bool, typer.Option("--list", help="list the incidents of the gallery")] = False,
+    format: options.Fmt = Format.text,
 ) -> None:
     """Replay a public agent incident against a real target, step by step (examples/incidents/)."""
     if list_ or name is None:
@@ -104,6 +113,9 @@ def demo(
         if not found:
             err.print(f"no incident gallery at {gallery_dir()}: run from the Interlock checkout", markup=False)
             raise typer.Exit(2)
+        if format is Format.json:
+            out.print_json(data=[{"name": each, "title": load(each).title} for each in found])
+            return
         for each in found:
             scenario = load(each)
             out.print(f"{each:<12} {scenario.title}", markup=False)
@@ -112,10 +124,14 @@ def demo(
         return
     try:
         scenario = load(name)
-        report = replay(scenario, on_start=show_start, on_step=show_step,
+        text = format is Format.text
+        report = replay(scenario, on_start=show_start if text else _quiet, on_step=show_step if text else _quiet,
                         postgres=os.environ.get("INTERLOCK_DEMO_PG", DEFAULT_PG))
     except (ScenarioError, WorldError) as exc:
         err.print(f"[red]error:[/red] {exc}", markup=True)
         raise typer.Exit(2) from None
-    show_end(report)
+    if text:
+        show_end(report)
+    else:
+        out.print_json(data=report.to_json())
     raise typer.Exit(1 if report.mismatches() else 0)

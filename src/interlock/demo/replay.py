@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from interlock.demo.scenario import Scenario, Step, Vote
 from interlock.demo.worlds import DEFAULT_PG, World, build, fill
@@ -49,6 +50,20 @@ class StepReport:
     def rules(self) -> tuple[str, ...]:
         return self.proposal.decision.rules if self.proposal else ()
 
+    def to_json(self) -> dict[str, Any]:
+        proposal = self.proposal
+        decision = proposal.decision if proposal else None
+        return {
+            "step": self.number, "say": self.step.say, "kind": self.step.kind.value, "tried": self.tried,
+            "decision": self.decision, "state": self.state,
+            "risk": decision.risk.value if decision else None, "tags": list(decision.tags) if decision else [],
+            "rules": list(self.rules), "reasons": list(decision.reasons) if decision else [self.error],
+            "remedy": list(decision.remedy) if decision else [],
+            "votes": [{"human": v.human, "verdict": v.verdict, "result": r} for v, r in self.votes],
+            "result": proposal.result if proposal else None,
+            "gap": self.step.gap.model_dump(mode="json") if self.step.gap else None,
+        }
+
     def mismatches(self) -> list[str]:
         """Where the replay differs from the scenario's expectation (a known gap is reported, not failed)."""
         expect, found = self.step.expect, []
@@ -73,6 +88,15 @@ class Report:
     after: dict[str, str] = field(default_factory=dict)
     audit_entries: int = 0
     audit_problems: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.scenario.name, "title": self.scenario.title, "incident": self.scenario.incident,
+            "target": self.target, "steps": [s.to_json() for s in self.steps],
+            "before": self.before, "after": self.after,
+            "audit": {"entries": self.audit_entries, "problems": self.audit_problems},
+            "gaps_open": [s.number for s in self.gaps_open()], "mismatches": self.mismatches(),
+        }
 
     def gaps_open(self) -> list[StepReport]:
         return [s for s in self.steps if s.step.gap is not None and s.decision != s.step.gap.should.value]
