@@ -262,6 +262,7 @@ _mount_optional("interlock.integrations.hooks_cli", "app", "hook")
 _mount_optional("interlock.integrations.exec_cli", "exec_", "exec", passthrough=True)
 _mount_optional("interlock.integrations.mcp_cli", "mcp_proxy", "mcp-proxy", passthrough=True)
 _mount_optional("interlock.demo.cli", "demo", "demo")
+_mount_optional("interlock.sandbox.cli", "rehearse", "rehearse")
 
 
 def main() -> None:

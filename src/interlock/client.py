@@ -206,6 +206,11 @@ class Client:
         return self._post(f"/v1/actions/{action_id}/outcome",
                           _outcome_body(status, exit_code, duration_ms, output_excerpt))
 
+    def rehearse(self, action_id: str) -> dict[str, Any]:
+        """Have Interlock run the action on its target's twin; the answer is the rehearsal, with its
+        evidence once it ran (it may need approval in the twin's environment: `wait` on its id)."""
+        return self._post(f"/v1/actions/{action_id}/rehearse")
+
     def close(self) -> None:
         self._http.close()
 
@@ -258,6 +263,9 @@ class AsyncClient:
                      duration_ms: float | None = None, output_excerpt: str = "") -> dict[str, Any]:
         return await self._post(f"/v1/actions/{action_id}/outcome",
                                 _outcome_body(status, exit_code, duration_ms, output_excerpt))
+
+    async def rehearse(self, action_id: str) -> dict[str, Any]:
+        return await self._post(f"/v1/actions/{action_id}/rehearse")
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -343,6 +351,9 @@ class LocalClient:
                output_excerpt: str = "") -> dict[str, Any]:
         outcome = _outcome_body(status, exit_code, duration_ms, output_excerpt)
         return self._call(self.runtime.gateway.report, action_id, self.agent, outcome)
+
+    def rehearse(self, action_id: str) -> dict[str, Any]:
+        return self._call(self.runtime.gateway.rehearse, action_id, self.agent)
 
     def close(self) -> None:
         self.runtime.close()

@@ -90,6 +90,16 @@ async def wait(action_id: str, who: Agent, server: ServerDep,
     return JSON(proposal.to_json())
 
 
+@router.post("/v1/actions/{action_id}/rehearse")
+async def rehearse(action_id: str, who: Agent, server: ServerDep) -> Response:
+    """Rehearse the agent's own action on its target's twin (docs/sandbox.md): Interlock runs the same
+    kind and payload there, brokered, decided by the policy of the twin's environment. The answer is
+    the rehearsal (an action of its own, with `rehearsal.of` and, once it ran, its `evidence`)."""
+    proposal = await call_gateway(server.gateway.rehearse, action_id, who.name)
+    server.decisions.labels(proposal.decision.outcome.value, proposal.action.kind.value).inc()
+    return JSON(proposal.to_json())
+
+
 @router.post("/v1/actions/{action_id}/outcome")
 async def outcome(action_id: str, body: OutcomeRequest, who: Agent, server: ServerDep) -> Response:
     proposal = await call_gateway(server.gateway.report, action_id, who.name, body.model_dump())
