@@ -21,6 +21,7 @@ REPLAYS: dict[str, list[tuple[str, str]]] = {
     "kiro": [
         ("approval_required", "succeeded"),  # in-place update: one human approves, it runs
         ("deny", "denied"),  # delete-and-recreate: never-replace-prod
+        ("deny", "denied"),  # terraform plan -replace=ADDR: the same
         ("approval_required", "pending_approval"),  # destroy: needs 2 humans; the owner's vote does not count
     ],
     "replit": [
@@ -88,7 +89,7 @@ def test_scenario_policy_lints_clean_and_passes_its_own_tests(name: str) -> None
 
 def test_kiro_owner_vote_is_refused_and_nothing_is_replaced() -> None:
     report = replayed("kiro")
-    destroy = report.steps[2]
+    destroy = report.steps[3]
     assert next(result for _, result in destroy.votes).startswith("refused: alice owns agent kiro")
     assert report.after == report.before
 

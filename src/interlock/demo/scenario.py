@@ -30,6 +30,7 @@ class Plan(Model):
     """terraform: the agent saves a plan (`terraform plan -out`) and proposes applying that file."""
 
     vars: dict[str, str] = Field(default_factory=dict)
+    replace: tuple[str, ...] = Field(default=(), description="addresses forced to be replaced (-replace=ADDR)")
     destroy: bool = False
 
 

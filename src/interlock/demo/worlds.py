@@ -84,11 +84,14 @@ class TerraformWorld:
             raise WorldError(f"step {number}: a terraform step needs `plan:` (the change the agent plans)")
         name = f"step{number}.tfplan"
         options: dict[str, Any] = {"out": name, "var": [f"{k}={v}" for k, v in step.plan.vars.items()]}
+        if step.plan.replace:
+            options["replace"] = list(step.plan.replace)
         if step.plan.destroy:
             options["destroy"] = ...
         self._terraform("plan", options)
         digest = hashlib.sha256((self.stack / name).read_bytes()).hexdigest()
         flags = "".join(f" -var {k}={v}" for k, v in step.plan.vars.items())
+        flags += "".join(f" -replace={address}" for address in step.plan.replace)
         flags += " -destroy" if step.plan.destroy else ""
         return {"plan_file": name, "plan_sha256": digest}, f"terraform plan{flags} -out={name}; terraform apply {name}"
 
