@@ -2,7 +2,8 @@
 
 Used by agent hooks (Claude Code Write/Edit). `read` is read, `write`/`edit`/`create`/`append`
 are write, `delete` is destructive. The path is normalised first (`a/../.git/config` is
-`.git/config`, `\\` is `/`, case is ignored) and then matched against the protected paths below:
+`.git/config`, `\\` is `/`, case is ignored) and then judged by the shared judge of
+protected paths and secret files (paths.py; the policy's `paths:` section adds to its lists):
 changing one is destructive + `protected-target`, because each is a way to take over the agent's
 own controls, the repository's history or the machine. Reading a credential file is write +
 `secrets` (+ `protected-target`): what it reveals lets the agent act outside Interlock.
@@ -10,10 +11,9 @@ own controls, the repository's history or the machine. Reading a credential file
 
 from __future__ import annotations
 
-import fnmatch
-import posixpath
 from typing import Any
 
+from interlock.classify import paths
 from interlock.classify.registry import ClassifyContext, register, unknown
 from interlock.model import Classification, Kind, Risk
 
@@ -26,73 +26,6 @@ OPERATIONS = {
     "delete": Risk.destructive,
 }
 
-#: (glob over the normalised lower-case path, why it is protected). `**/` matches any depth.
-PROTECTED_PATHS: tuple[tuple[str, str], ...] = (
-    ("**/.git", "the repository's history"),
-    ("**/.git/*", "git internals (hooks run code, config can point anywhere)"),
-    ("**/.github/workflows/*", "CI workflows run with the repository's secrets"),
-    ("**/.claude/settings*.json", "the agent's own permission settings"),
-    ("**/.claude/hooks/*", "the agent's own hooks"),
-    ("**/.codex/*", "the agent's own configuration"),
-    ("**/.ssh/*", "ssh keys and authorized_keys"),
-    ("**/.aws/*", "AWS credentials"),
-    ("**/.kube/*", "cluster credentials"),
-    ("**/.docker/config.json", "registry credentials"),
-    ("**/.netrc", "stored passwords"),
-    ("**/.pgpass", "database passwords"),
-    ("**/.bashrc", "runs at every shell start"),
-    ("**/.bash_profile", "runs at every login"),
-    ("**/.profile", "runs at every login"),
-    ("**/.zshrc", "runs at every shell start"),
-    ("**/*policy*.yaml", "an Interlock policy"),
-    ("**/*policy*.yml", "an Interlock policy"),
-    ("/etc/*", "system configuration"),
-    ("/usr/*", "system programs"),
-    ("/bin/*", "system programs"),
-    ("/sbin/*", "system programs"),
-    ("/lib/*", "system libraries"),
-    ("/boot/*", "the boot loader and kernel"),
-    ("/var/lib/*", "system state"),
-    ("/proc/*", "the kernel's view of processes"),
-    ("/sys/*", "the kernel's settings"),
-    ("/dev/*", "devices"),
-)
-#: Files whose contents are credentials: reading them is not harmless.
-CREDENTIAL_PATHS = (
-    "**/.ssh/id_*",
-    "**/.ssh/*_key",
-    "**/.aws/credentials",
-    "**/.kube/config",
-    "**/.docker/config.json",
-    "**/.netrc",
-    "**/.pgpass",
-    "**/.env",
-    "**/.env.*",
-    "/etc/shadow",
-    "/etc/gshadow",
-    "**/*.pem",
-    "**/*.key",
-)
-
-
-def normalise(path: str) -> str:
-    """`./a/../.git//config` → `.git/config`; `~` stays as the home marker."""
-    text = path.replace("\\", "/").strip()
-    normal = posixpath.normpath(text)
-    if text.startswith("//"):
-        normal = "/" + normal.lstrip("/")  # POSIX keeps a leading //; it is the root all the same
-    return normal
-
-
-def matches(path: str, pattern: str) -> bool:
-    if pattern.startswith("**/"):
-        rest = pattern[3:]
-        # Match at the start (relative path or ~/…) or below any directory.
-        candidates = [path, *(path[i + 1 :] for i, c in enumerate(path) if c == "/")]
-        return any(fnmatch.fnmatchcase(c, rest) for c in candidates)
-    return fnmatch.fnmatchcase(path, pattern)
-
-
 @register(Kind.file)
 def classify_file(payload: dict[str, Any], context: ClassifyContext) -> Classification:
     operation = payload.get("operation")
@@ -102,15 +35,12 @@ def classify_file(payload: dict[str, Any], context: ClassifyContext) -> Classifi
     if not isinstance(path, str) or not path.strip() or "\x00" in path:
         return unknown("file action without a usable `path`")
     operation = operation.lower()
-    normal = normalise(path)
-    # Case-insensitive file systems (macOS, Windows) make .GIT the same as .git, and Windows drops
-    # trailing dots and spaces from names (`.git./config`).
-    lower = "/".join(part.rstrip(". ") or part for part in normal.lower().split("/"))
+    normal = paths.normalise(path)
     risk = OPERATIONS[operation]
     tags: set[str] = set()
     why = ""
-    protected = next((reason for pattern, reason in PROTECTED_PATHS if matches(lower, pattern)), None)
-    credential = any(matches(lower, pattern) for pattern in CREDENTIAL_PATHS)
+    protected = paths.protected(path, context.paths)
+    credential = paths.secret(path, context.paths)
     if credential:
         tags.add("secrets")
     if protected is not None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import Field
 
+from interlock.classify.paths import DEFAULT_RULES, PathRules
 from interlock.model import Classification, Kind, Risk, Strict
 
 
@@ -31,6 +32,8 @@ class ClassifyContext(Strict):
     #: sql: functions of this database that only read (lower case, as written in calls: `report_totals`,
     #: `reporting.report_totals`); a call to any other function we do not know is `unknown`.
     read_only_functions: frozenset[str] = frozenset()
+    #: protected paths, secret files and scratch roots (the policy's `paths:` section, see paths.py).
+    paths: PathRules = DEFAULT_RULES
 
 
 Classifier = Callable[[dict[str, Any], ClassifyContext], Classification]

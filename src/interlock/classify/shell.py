@@ -27,14 +27,17 @@ import tree_sitter
 import tree_sitter_bash
 
 from interlock.classify.programs import (
-    HIJACK_VARIABLES,
+    PATH_RULES,
     TTY,
     WORKING_DIR,
     Stdin,
     Verdict,
     Word,
     change_dir,
+    hijacks,
+    in_scratch_word,
     judge_argv,
+    names_secret,
     program_name,
     worst,
     write_to,
@@ -102,6 +105,29 @@ _NO_REDIRECT = Verdict(Risk.read, "no redirection")
 _TEXT_LEAVES = frozenset({"word", "string_content", "extglob_pattern", "regex", "special_character"})
 _ESCAPED = re.compile(r"\\.", re.S)
 _DOLLAR_PAREN = re.compile(r"\$\(")
+
+
+_MASS = frozenset({"mass"})
+
+
+def forks_itself(definition: Node, name: str) -> bool:
+    """True when a function calls itself in a pipeline or in the background (`:(){ :|:& };:`):
+    every call starts more copies than it ends, until the machine runs out of processes."""
+    stack = [definition]
+    while stack:
+        node = stack.pop()
+        if (node.type == "pipeline" or any(child.type == "&" for child in node.children)) and _calls(node, name):
+            return True
+        stack.extend(node.children)
+    return False
+
+
+def _calls(node: Node, name: str) -> bool:
+    if node.type == "command":
+        called = node.child_by_field_name("name")
+        if called is not None and _text(called) == name:
+            return True
+    return any(_calls(child, name) for child in node.children)
 
 
 class TooMuch(Exception):
@@ -398,6 +424,12 @@ class Judging:
             name = node.child_by_field_name("name")
             if name is not None:
                 self.functions.add(_text(name))
+                if forks_itself(node, _text(name)):
+                    self.record(
+                        _text(node),
+                        _text(name),
+                        Verdict(Risk.destructive, "a function that starts copies of itself (a fork bomb)", _MASS),
+                    )
             for child in node.named_children:
                 self.walk(child)
         elif kind == "variable_assignment":
@@ -421,7 +453,7 @@ class Judging:
     def assignment(self, node: Node) -> None:
         name = node.child_by_field_name("name")
         variable = _text(name) if name is not None else ""
-        if variable in HIJACK_VARIABLES:
+        if hijacks(variable):
             self.record(_text(node), "", Verdict(Risk.unknown, f"sets {variable}, which changes what programs run"))
         for child in node.children:
             self.walk(child)
@@ -457,7 +489,7 @@ class Judging:
                         elif part.type in _HEREDOC_FOLLOWERS:
                             later.append(part)
         if body is None:
-            self.record(_text(node), "", self.redirect_verdict(redirects))
+            self.record(_text(node), "", truncation(self.redirect_verdict(redirects), redirects, []))
             return
         own_stdin = stdin_from(redirects, stdin)
         if body.type == "command":
@@ -509,7 +541,7 @@ class Judging:
             kind = child.type
             if kind == "variable_assignment":
                 name = child.child_by_field_name("name")
-                if name is not None and _text(name) in HIJACK_VARIABLES:
+                if name is not None and hijacks(_text(name)):
                     hijack = _text(name)
                 for part in child.children:
                     self.walk(part)
@@ -527,7 +559,7 @@ class Judging:
             self.scan(extra)
         all_redirects = redirects + inline
         stdin = stdin_from(inline, stdin) if inline else stdin
-        redirect = self.redirect_verdict(all_redirects)
+        redirect = truncation(self.redirect_verdict(all_redirects), all_redirects, words)
         if hijack is not None:
             program, verdict = (
                 (words[0].show if words else ""),
@@ -633,6 +665,30 @@ def backtick_commands(text: str) -> list[str]:
 
 # --------------------------------------------------------------------------- redirections and feeds
 
+#: Commands that print nothing: `: > F`, `true > F`, `cat /dev/null > F` only empty F.
+_PRINTS_NOTHING = frozenset({(":",), ("true",), ("false",), ("cat", "/dev/null"), ("echo", "-n"), ("printf", "")})
+
+
+def truncation(verdict: Verdict, redirects: list[Node], words: list[Word]) -> Verdict:
+    """`> F` after a command that prints nothing empties F: as destructive as `truncate -s 0 F`."""
+    if verdict.risk is not Risk.write or tuple(w.value for w in words) not in _PRINTS_NOTHING | {()}:
+        return verdict
+    emptied: list[str] = []
+    for redirect in redirects:
+        if redirect.type != "file_redirect":
+            continue
+        operator = next((c.type for c in redirect.children if not c.is_named), "")
+        target = next((c for c in redirect.named_children if c.type != "file_descriptor"), None)
+        if operator in (">", ">|", "&>") and target is not None:
+            word = word_of(target)
+            if word.value is not None and not in_scratch_word(word):
+                emptied.append(word.value)
+    if not emptied:
+        return verdict
+    tags = verdict.tags | {"irreversible"}
+    return Verdict(Risk.destructive, f"empties {', '.join(emptied)}", tags, verdict.paths, verdict.nested)
+
+
 _DUP_TARGET = re.compile(r"^([0-9]+|-)$")
 
 
@@ -652,6 +708,9 @@ def file_redirect_verdict(redirect: Node) -> Verdict:
         return Verdict(Risk.unknown, f"redirection {operator} without a target")
     word = word_of(target)
     if operator in ("<", "<<-"):
+        found = names_secret([word])
+        if found is not None:
+            return Verdict(Risk.write, f"reads {found}, a secret file", frozenset({"secrets"}))
         return Verdict(Risk.read, f"reads {word.show}")
     if operator in (">&", "<&", ">&-", "<&-") and word.value is not None and _DUP_TARGET.match(word.value):
         return Verdict(Risk.read, "duplicates a file descriptor")
@@ -861,6 +920,7 @@ def judge_text(command: str, context: ClassifyContext) -> Outcome:
         )
     judging = Judging(context, deadline=monotonic() + MAX_SECONDS)
     token = WORKING_DIR.set("")
+    rules = PATH_RULES.set(context.paths)
     try:
         return judging.run(command)
     except TooMuch as exc:
@@ -871,6 +931,7 @@ def judge_text(command: str, context: ClassifyContext) -> Outcome:
         return Outcome(Risk.unknown, frozenset(), f"shell classifier failed: {type(exc).__name__}", [], (), False)
     finally:
         WORKING_DIR.reset(token)
+        PATH_RULES.reset(rules)
 
 
 def _classification(outcome: Outcome, command: str) -> Classification:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from interlock.classify.paths import DEFAULT_RULES, PathRules
 from interlock.model import DEFAULT_MAX_PAYLOAD_BYTES, Kind, Outcome, Risk
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -247,12 +248,51 @@ class Defaults(Model):
     evidence_ttl: Duration = Field(default=86400, description="how long a rehearsal's evidence can promote an action")
 
 
+def _glob(value: Any) -> Any:
+    if isinstance(value, str) and (not value.strip() or "\x00" in value):
+        raise ValueError("a path pattern must be non-empty text")
+    return value
+
+
+PathGlob = Annotated[str, BeforeValidator(_glob)]
+#: A scratch root: an absolute directory (`/scratch`) or an environment variable (`$BUILD_TMP`).
+ScratchRoot = Annotated[str, Field(pattern=r"^(/[^\x00]*[^/\x00]|\$\{?[A-Za-z_][A-Za-z0-9_]*\}?)$")]
+
+
+class Paths(Model):
+    """Protected paths, secret files and scratch roots, judged the same in every kind (file, shell, mcp)."""
+
+    protected: tuple[PathGlob, ...] = Field(
+        default=(), description="globs whose writes, deletes and moves are destructive + protected-target"
+    )
+    secret: tuple[PathGlob, ...] = Field(
+        default=(), description="globs of credential files: reading one is write + secrets"
+    )
+    scratch: tuple[ScratchRoot, ...] = Field(
+        default=(), description="throw-away roots: removing something below one is write, not destructive"
+    )
+    defaults: bool = Field(
+        default=True, description="keep the built-in lists and add these; false: these lists replace them"
+    )
+
+    def rules(self) -> PathRules:
+        if not self.defaults:
+            return PathRules(protected=self.protected, secret=self.secret, scratch=self.scratch)
+        base = DEFAULT_RULES
+        return PathRules(
+            protected=base.protected + self.protected,
+            secret=base.secret + self.secret,
+            scratch=base.scratch + self.scratch,
+        )
+
+
 class PolicyDocument(Model):
     """The whole policy file."""
 
     version: Literal[1]
     description: str = ""
     defaults: Defaults = Field(default_factory=Defaults)
+    paths: Paths = Field(default_factory=Paths)
     humans: dict[Name, Human] = Field(default_factory=dict)
     agents: dict[Name, Agent] = Field(default_factory=dict)
     environments: dict[Name, Environment]

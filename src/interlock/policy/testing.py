@@ -32,11 +32,14 @@ class TestResult:
 
 def context_for(policy: Policy, target: str | None) -> ClassifyContext:
     """What the policy says about a target that changes how its actions are classified."""
+    rules = policy._compiled.get("paths")
+    if rules is None:
+        rules = policy._compiled["paths"] = policy.doc.paths.rules()
     t = policy.doc.targets.get(target) if target else None
     if t is None:
-        return ClassifyContext()
+        return ClassifyContext(paths=rules)
     return ClassifyContext(sql_dialect=t.dialect, http_methods=t.http_methods, mcp_tools=t.mcp_tools,
-                           read_only_functions=frozenset(t.read_only_functions))
+                           read_only_functions=frozenset(t.read_only_functions), paths=rules)
 
 
 def classify_input(policy: Policy, test: PolicyTest) -> tuple[Action, Classification]:

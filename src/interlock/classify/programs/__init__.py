@@ -18,12 +18,20 @@ Decisions worth knowing (see docs/classifiers.md):
 
 from interlock.classify.programs.base import JUDGES, TTY, Stdin, Verdict, Word, worst
 from interlock.classify.programs.dispatch import READ_ONLY, judge_argv, program_name
-from interlock.classify.programs.targets import WORKING_DIR, change_dir, write_to
-from interlock.classify.programs.wrappers import HIJACK_VARIABLES
+from interlock.classify.programs.targets import (
+    PATH_RULES,
+    WORKING_DIR,
+    change_dir,
+    in_scratch_word,
+    names_secret,
+    write_to,
+)
+from interlock.classify.programs.wrappers import HIJACK_VARIABLES, hijacks
 
 __all__ = [
     "HIJACK_VARIABLES",
     "JUDGES",
+    "PATH_RULES",
     "READ_ONLY",
     "TTY",
     "WORKING_DIR",
@@ -31,7 +39,10 @@ __all__ = [
     "Verdict",
     "Word",
     "change_dir",
+    "hijacks",
+    "in_scratch_word",
     "judge_argv",
+    "names_secret",
     "program_name",
     "worst",
     "write_to",

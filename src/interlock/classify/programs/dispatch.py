@@ -17,9 +17,11 @@ from interlock.classify.programs.base import (
     Stdin,
     U,
     Verdict,
+    W,
     Word,
     name_set,
 )
+from interlock.classify.programs.targets import names_secret
 from interlock.classify.programs.wrappers import WRAPPERS
 
 READ_ONLY = name_set(
@@ -105,13 +107,50 @@ def judge_argv(words: list[Word], stdin: Stdin, run: Runner) -> tuple[str, Verdi
         words = result.words
     else:
         return "", Verdict(U, "too many nested wrappers", frozenset(tags))
+    args = words[1:]
     judge = JUDGES.get(name)
     if judge is not None:
-        verdict = judge(name, words[1:], stdin, run)
+        verdict = asks_for_help(name, args) or judge(name, args, stdin, run)
     elif name in READ_ONLY:
         verdict = Verdict(R, f"{name} only reads")
     elif run.is_function(name):
         verdict = Verdict(R, f"calls the function {name} (its body is judged on its own)")
     else:
         verdict = Verdict(U, f"{name} is not a program we know")
+    if args and name not in NAMES_ONLY:
+        verdict = reading_secrets(verdict, args)
     return name, verdict.with_tags(*tags) if tags else verdict
+
+
+#: Programs whose `-h` alone prints help (elsewhere `-h` may mean a host, or halt: `shutdown -h`).
+HELP_SHORT = name_set(
+    """
+    git kubectl helm terraform tofu docker podman gh glab vault consul etcdctl mongosh rsync curl wget
+    systemctl journalctl apt apt-get pip pip3 npm make gcloud az
+    """
+)
+
+
+def asks_for_help(name: str, args: list[Word]) -> Verdict | None:
+    """`PROGRAM --help`, `--version` (or `-h` where it means help) alone only prints."""
+    if len(args) != 1:
+        return None
+    flag = args[0].value
+    if flag in ("--help", "--version") or (flag == "-h" and name in HELP_SHORT):
+        return Verdict(R, f"{name} {flag} prints {'its version' if flag == '--version' else 'help'}")
+    return None
+
+
+#: Programs that show a file's name or metadata, never its contents (`ls -l .env`, `test -f .env`).
+NAMES_ONLY = name_set("echo printf test [ ls ll la dir stat dirname basename realpath readlink which type lsattr")
+
+
+def reading_secrets(verdict: Verdict, args: list[Word]) -> Verdict:
+    """A command that names a secret file (`cat ~/.aws/credentials`, `base64 id_ed25519`, `grep K .env`)
+    reveals credentials: at least `write`, tag `secrets`, so it is never autonomous where reads are."""
+    found = names_secret(args)
+    if found is None:
+        return verdict
+    if verdict.risk is R:
+        return Verdict(W, f"reads {found}, a secret file", verdict.tags | {"secrets"}, verdict.paths, verdict.nested)
+    return verdict.with_tags("secrets")

@@ -21,9 +21,12 @@ from interlock.classify.programs.base import (
 )
 from interlock.classify.programs.targets import (
     harmless_sink,
+    in_scratch_word,
     is_mass_path,
     is_system_path,
     paths_of,
+    protected_path,
+    removal,
     write_to,
 )
 
@@ -38,19 +41,34 @@ def judge_rm(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
     kind = "recursive delete" if recursive else "delete"
     if any(w.value is not None and w.value in ("/", "/*") for w in targets):
         kind += " of the root filesystem"
-    return Verdict(D, kind, frozenset(tags), paths_of(targets))
+    return removing(Verdict(D, kind, frozenset(tags), paths_of(targets)), targets)
+
+
+def removing(verdict: Verdict, targets: list[Word]) -> Verdict:
+    """A removal judged by the shared path judge: taking a protected path (or a directory holding
+    one) away is destructive + `protected-target`; removing only things strictly inside scratch
+    space (`rm -rf /tmp/build`) is `write`."""
+    why, scratch = removal(targets)
+    if why is not None:
+        system = any(w.value is not None and is_system_path(w.value) for w in targets)
+        reason = verdict.reason if system else f"{verdict.reason} of {why}"
+        return Verdict(D, reason, verdict.tags | {"protected-target"}, verdict.paths)
+    if scratch:
+        return Verdict(W, f"{verdict.reason} in scratch space", frozenset({"scratch"}), verdict.paths)
+    return verdict
 
 
 @judge("rmdir")
 def judge_rmdir(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
     opts = parse_opts(args)
-    return Verdict(D, "removes directories", frozenset(), paths_of(opts.operands))
+    return removing(Verdict(D, "removes directories", frozenset(), paths_of(opts.operands)), opts.operands)
 
 
 @judge("shred", "srm", "wipe")
 def judge_shred(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
     opts = parse_opts(args, "nsx", ["iterations", "size", "random-source", "remove"])
-    return Verdict(D, "overwrites files beyond recovery", frozenset({"irreversible"}), paths_of(opts.operands))
+    verdict = Verdict(D, "overwrites files beyond recovery", frozenset({"irreversible"}), paths_of(opts.operands))
+    return removing(verdict, opts.operands)
 
 
 #: Per disk tool: the options that only print (anything else may rewrite the disk).
@@ -87,7 +105,7 @@ def judge_disk(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdic
 @judge("truncate", "fallocate")
 def judge_truncate(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
     opts = parse_opts(args, "sr", ["size", "reference"])
-    return Verdict(D, "truncates files", frozenset({"irreversible"}), paths_of(opts.operands))
+    return removing(Verdict(D, "truncates files", frozenset({"irreversible"}), paths_of(opts.operands)), opts.operands)
 
 
 @judge("dd")
@@ -114,7 +132,8 @@ def judge_find(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdic
         v = args[i].value
         i += 1
         if v in ("-delete",):
-            verdicts.append(Verdict(D, "find deletes the files it matches", frozenset({"mass", "irreversible"}), paths))
+            deletes = Verdict(D, "find deletes the files it matches", frozenset({"mass", "irreversible"}), paths)
+            verdicts.append(removing(deletes, starts or [Word(".", ".")]))
         elif v in ("-exec", "-execdir", "-ok", "-okdir"):
             inner: list[Word] = []
             while i < len(args) and args[i].value not in (";", "+"):
@@ -161,11 +180,14 @@ def judge_mv(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
     verdict = write_to(dest, f"{prog} {'moves to' if prog == 'mv' else 'links'}")
     if prog == "mv" and dest.value is not None and harmless_sink(dest.value):
         verdict = Verdict(D, f"mv into {dest.value} destroys the files", frozenset({"irreversible"}))
-    verdicts = [verdict]
+    verdicts = [verdict, *into_directory(dest, sources, f"{prog} {'moves to' if prog == 'mv' else 'links'}")]
     if prog == "mv":
         verdicts += [
             write_to(w, "mv moves away").with_tags() for w in sources if w.value is None or is_system_path(w.value)
         ]
+        why, _ = removal(sources)
+        if why is not None:
+            verdicts.append(Verdict(D, f"mv moves away {why}", frozenset({"protected-target"})))
     top = worst(verdicts)
     paths = paths_of([*sources, dest])
     if opts.flags & {"f", "force"} and top.risk is W:
@@ -183,12 +205,37 @@ def judge_cp(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
     verdict = write_to(target, f"{prog} copies to")
     if verdict.risk is R:
         verdict = Verdict(R, f"{prog} copies to {target.show}")
+    sources = opts.operands if dest else opts.operands[:-1]
+    if (
+        verdict.risk is W
+        and any(w.value == "/dev/null" for w in sources)
+        and target.value is not None
+        and not in_scratch_word(target)
+    ):
+        verdict = Verdict(D, f"{prog} /dev/null empties {target.value}", frozenset({"irreversible"}))
+    verdict = worst([verdict, *into_directory(target, sources, f"{prog} copies to")])
     tags = (
         frozenset({"mass"})
         if opts.flags & {"r", "R", "a", "recursive", "archive"} and verdict.risk is D
         else frozenset()
     )
     return Verdict(verdict.risk, verdict.reason, verdict.tags | tags, paths_of(opts.operands))
+
+
+def into_directory(dest: Word, sources: list[Word], action: str) -> list[Verdict]:
+    """`cp settings.json .claude/` writes `.claude/settings.json`: when the destination is a
+    directory, each source lands in it under its own name, which may be a protected path."""
+    if dest.value is None:
+        return []
+    found = []
+    for source in sources:
+        if source.value is None:
+            continue
+        landed = dest.value.rstrip("/") + "/" + source.value.rstrip("/").rpartition("/")[2]
+        why = protected_path(landed)
+        if why is not None:
+            found.append(Verdict(D, f"{action} {landed}, a protected path ({why})", frozenset({"protected-target"})))
+    return found
 
 
 @judge("ln")
@@ -200,9 +247,13 @@ def judge_ln(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
 def judge_touch(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
     opts = parse_opts(args, "dtrm" if prog == "touch" else "m", ["date", "reference", "mode", "context"])
     verdicts = [write_to(w, f"{prog} creates") for w in opts.operands]
-    # Creating a file or directory overwrites nothing, even in a system path (tag `privilege`).
+    # Creating a file or directory overwrites nothing, even in a system path (tag `privilege`); a
+    # protected path stays destructive (an empty hook file, a directory where a hook will go).
     verdicts = [
-        Verdict(W, v.reason, v.tags - {"irreversible"} | {"privilege"}, v.paths) if v.risk is D else v for v in verdicts
+        Verdict(W, v.reason, v.tags - {"irreversible"} | {"privilege"}, v.paths)
+        if v.risk is D and ("protected-target" not in v.tags or any(is_system_path(p) for p in v.paths))
+        else v
+        for v in verdicts
     ]
     return worst(verdicts) if verdicts else Verdict(W, f"{prog} creates files")
 
@@ -213,6 +264,10 @@ def judge_tee(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict
     action = "tee appends to" if opts.flags & {"a", "append"} else "tee writes to"
     verdicts = [write_to(w, action) for w in opts.operands]
     return worst(verdicts) if verdicts else Verdict(R, "tee copies standard input to standard output")
+
+
+#: chmod modes that set the setuid or setgid bit: `u+s`, `g+s`, `+s`, `a=rwxs`, `4755`, `2755`, `6755`.
+_SETUID = re.compile(r"(^[ugoa]*[+=][rwxXt]*s)|(,[ugoa]*[+=][rwxXt]*s)|(^0?[2-7][0-7]{3}$)")
 
 
 @judge("chmod", "chown", "chgrp", "chattr", "setfacl")
@@ -230,8 +285,16 @@ def judge_chmod(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdi
         mode_word,
     ):
         tags.add("privilege")
+    if mode_word and _SETUID.search(mode_word):
+        # A setuid or setgid program runs with its owner's rights, whoever starts it.
+        return Verdict(
+            D, f"chmod {mode_word} sets the setuid/setgid bit", frozenset(tags | {"privilege"}), paths_of(files)
+        )
     if any(w.value is None for w in files):
         return Verdict(U, f"{prog} on a path produced by an expansion", frozenset(tags), paths_of(files))
+    why, _ = removal(files)
+    if why is not None:
+        return Verdict(D, f"{prog} changes {why}", frozenset(tags | {"protected-target"}), paths_of(files))
     system = [w.value for w in files if w.value is not None and (is_system_path(w.value) or is_mass_path(w.value))]
     if system:
         return Verdict(D, f"{prog} changes {', '.join(system)}", frozenset(tags), paths_of(files))
@@ -313,23 +376,33 @@ def judge_archive(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Ver
         if "t" in letters or "--list" in longs:
             return Verdict(R, "tar lists an archive")
         if "x" in letters or "--extract" in longs or "--get" in longs:
-            if any(
-                v in ("-C", "--directory") and i + 1 < len(values) and is_system_path(values[i + 1])
-                for i, v in enumerate(values)
-            ):
+            into = [values[i + 1] for i, v in enumerate(values[:-1]) if v in ("-C", "--directory")]
+            into += [v.partition("=")[2] for v in values if v.startswith("--directory=")]
+            if any(is_system_path(v) for v in into):
                 return Verdict(D, "tar extracts over a system path")
-            return Verdict(W, "tar extracts files")
+            return extracting(Verdict(W, "tar extracts files"), into)
         if "c" in letters or "r" in letters or "u" in letters or "--create" in longs:
             return Verdict(W, "tar writes an archive")
         return Verdict(U, "tar mode not understood")
     if prog in ("unzip",) and "-l" in values:
         return Verdict(R, "unzip lists an archive")
+    if prog in ("unzip",):
+        into = [values[i + 1] for i, v in enumerate(values[:-1]) if v == "-d"]
+        return extracting(Verdict(W, f"{prog} writes files"), into)
     if prog in ("zcat", "bzcat", "xzcat", "zless", "zgrep") or (
         prog in ("gzip", "gunzip", "xz", "bzip2", "zstd")
         and set(values) & {"-c", "-l", "--stdout", "-t", "--list", "--test"}
     ):
         return Verdict(R, f"{prog} prints")
     return Verdict(W, f"{prog} writes files")
+
+
+def extracting(verdict: Verdict, into: list[str]) -> Verdict:
+    """Extracting an archive into a directory that holds protected paths may overwrite them."""
+    why, _ = removal([Word(v, v) for v in into])
+    if why is not None:
+        return Verdict(D, f"{verdict.reason} into {why}", frozenset({"protected-target"}))
+    return verdict
 
 
 @judge("xxd")

@@ -17,8 +17,10 @@ from interlock.classify.programs.base import (
     Word,
     judge,
     lit,
+    worst,
 )
 from interlock.classify.programs.system import judge_packages
+from interlock.classify.programs.targets import mentions_protected, write_to
 from interlock.classify.snippets import judge_code
 
 _SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "ash", "fish", "busybox-sh", "mksh", "tcsh", "csh"})
@@ -124,12 +126,14 @@ def judge_interpreter(prog: str, args: list[Word], stdin: Stdin, run: Runner) ->
             if in_place and risk is R:
                 risk = W
             tags = frozenset({"interpreter"}) if risk in (D, U) else frozenset()
-            return Verdict(risk, snippet.reason + (" (edits files in place)" if in_place else ""), tags)
+            verdict = Verdict(risk, snippet.reason + (" (edits files in place)" if in_place else ""), tags)
+            return code_on_paths(verdict, code, args[i + 2 :] if in_place else [])
         if v.startswith(flag) and len(v) > 2 and language != "perl":
             snippet = judge_code(language, v[2:])
-            return Verdict(
+            verdict = Verdict(
                 snippet.risk, snippet.reason, frozenset({"interpreter"}) if snippet.risk is D else frozenset()
             )
+            return code_on_paths(verdict, v[2:], [])
         if language == "perl" and v.startswith("-") and not v.startswith("--"):
             in_place = in_place or "i" in v[1:]
             if v.endswith("e"):
@@ -138,7 +142,8 @@ def judge_interpreter(prog: str, args: list[Word], stdin: Stdin, run: Runner) ->
                     return Verdict(U, "perl -e with code produced by an expansion")
                 snippet = judge_code("perl", code)
                 risk = W if in_place and snippet.risk is R else snippet.risk
-                return Verdict(risk, snippet.reason, frozenset({"interpreter"}) if risk is D else frozenset())
+                verdict = Verdict(risk, snippet.reason, frozenset({"interpreter"}) if risk is D else frozenset())
+                return code_on_paths(verdict, code, args[i + 2 :] if in_place else [])
             i += 1
             continue
         if v.startswith("-") and v != "-":
@@ -148,6 +153,21 @@ def judge_interpreter(prog: str, args: list[Word], stdin: Stdin, run: Runner) ->
             break
         return Verdict(U, f"{prog} runs the script {v}", frozenset({"interpreter"}))
     return judge_piped_code(stdin, prog, run, language)
+
+
+def code_on_paths(verdict: Verdict, code: str, edited: list[Word]) -> Verdict:
+    """A snippet judged with the paths it touches: the files `perl -i` edits in place are written
+    (a protected one makes it destructive), and code that changes anything while naming a
+    protected path (`open('.claude/settings.json', 'w')`) is at least destructive."""
+    files = [w for w in edited if w.value is None or not w.value.startswith("-")]
+    if files:
+        verdict = worst([verdict, *(write_to(w, "edits in place") for w in files)])
+    if verdict.risk is not R:
+        why = mentions_protected(code)
+        if why is not None:
+            risk = U if verdict.risk is U else D
+            return Verdict(risk, f"{verdict.reason}; the code names {why}", verdict.tags | {"protected-target"})
+    return verdict
 
 
 def judge_python_module(module: str | None, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:

@@ -1,4 +1,6 @@
-"""Where a command writes: harmless sinks, devices, system paths, the working directory `cd` set."""
+"""Where a command writes: harmless sinks, devices, system paths, the working directory `cd` set,
+and what the shared judge of protected paths, secret files and scratch space (classify/paths.py)
+says about the paths a command writes, removes or reads."""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ import posixpath
 import re
 from contextvars import ContextVar
 
+from interlock.classify import paths
+from interlock.classify.paths import DEFAULT_RULES, PathRules
 from interlock.classify.programs.base import (
     D,
     R,
@@ -89,8 +93,13 @@ def resolve_path(path: str) -> str | None:
     cwd = WORKING_DIR.get()
     if cwd is None:
         return None
-    if cwd:
+    if cwd.startswith(("/", "~")):
         return cwd.rstrip("/") + "/" + path
+    if cwd:
+        # `cd .claude` from the agent's directory: still relative, but a protected path is seen.
+        path = posixpath.normpath(cwd + "/" + path)
+        if not path.startswith(".."):
+            return path
     # Relative to a directory we do not know: `../../etc/passwd` still names /etc from most places.
     climbed = re.sub(r"^(\./|\.\./)+", "", path)
     if climbed != path and path.startswith(".."):
@@ -107,6 +116,8 @@ def change_dir(target: str | None) -> None:
         WORKING_DIR.set(target)
     elif cwd:
         WORKING_DIR.set(posixpath.normpath(cwd.rstrip("/") + "/" + target))
+    elif not target.startswith(".."):
+        WORKING_DIR.set(posixpath.normpath(target))
     else:
         # From a directory we do not know, `cd ../../etc` most likely lands in /etc; `cd ..` or
         # `cd build` stay somewhere we do not know, as before.
@@ -115,8 +126,17 @@ def change_dir(target: str | None) -> None:
             WORKING_DIR.set(climbed)
 
 
+#: Files whose change grants power: sudoers, accounts and groups, PAM, ssh logins.
+_GRANTS_POWER = re.compile(
+    r"(^|/)(authorized_keys2?$|sudoers(\.d)?(/|$)|doas\.conf$)|^/etc/(passwd|shadow|group|gshadow|pam\.d/|security/)"
+)
+#: The policy's protected, secret and scratch lists, for the duration of one classification.
+PATH_RULES: ContextVar[PathRules] = ContextVar("PATH_RULES", default=DEFAULT_RULES)
+_PROTECTED = frozenset({"protected-target"})
+
+
 def write_to(word: Word, action: str = "writes to") -> Verdict:
-    """Writing to one file: harmless sink, device, system file, ordinary file or unknown place."""
+    """Writing to one file: harmless sink, device, protected or system file, ordinary file or unknown place."""
     written = word.value
     if written is None:
         return Verdict(U, f"{action} a path produced by an expansion ({word.text})")
@@ -128,10 +148,70 @@ def write_to(word: Word, action: str = "writes to") -> Verdict:
     if _normal(path).startswith(("/dev/tcp/", "/dev/udp/")):
         return Verdict(U, f"{action} a network socket {path}", frozenset({"network", "exfiltration"}), (path,))
     if is_device(path):
-        return Verdict(D, f"{action} device {path}", frozenset({"irreversible"}), (path,))
+        return Verdict(D, f"{action} device {path}", frozenset({"irreversible", "protected-target"}), (path,))
+    why = protected_path(path, written)
+    tags = _PROTECTED if why else frozenset()
+    if _GRANTS_POWER.search(path):
+        tags = tags | {"privilege"}
     if is_system_path(path):
-        return Verdict(D, f"{action} system path {path}", frozenset(), (path,))
+        return Verdict(D, f"{action} system path {path}", tags, (path,))
+    if why is not None:
+        return Verdict(D, f"{action} {written}, a protected path ({why})", tags, (path,))
     return Verdict(W, f"{action} {written}", frozenset(), (written,))
+
+
+def protected_path(path: str, written: str | None = None) -> str | None:
+    """Why writing `path` (as resolved; `written` as the command spelled it) is protected, or None."""
+    rules = PATH_RULES.get()
+    why = paths.protected(path, rules)
+    if why is None and written is not None and written != path:
+        why = paths.protected(written, rules)
+    return why
+
+
+def removal(words: list[Word]) -> tuple[str | None, bool]:
+    """What removing or moving away `words` touches: (why a protected path goes with it, or None;
+    whether every one of them is strictly inside scratch space such as /tmp)."""
+    rules = PATH_RULES.get()
+    scratch = bool(words)
+    for word in words:
+        value = word.value
+        if value is None:
+            scratch = scratch and paths.in_scratch(word.text, rules)
+            continue
+        path = resolve_path(value)
+        for candidate in (path, value) if path is not None and path != value else (value,):
+            why = paths.holds_protected(candidate, rules)
+            if why is not None:
+                return f"{value}: {why}", False
+        scratch = scratch and path is not None and paths.in_scratch(path, rules)
+    return None, scratch
+
+
+def mentions_protected(text: str) -> str | None:
+    """A protected path quoted in code or text (`open('.claude/settings.json','w')`), as `PATH (why)`."""
+    return paths.text_names_protected(text, PATH_RULES.get())
+
+
+def in_scratch_word(word: Word) -> bool:
+    """True when `word` names a path strictly inside scratch space (`/tmp/build`, `${TMPDIR:?}/x`)."""
+    if word.value is None:
+        return paths.in_scratch(word.text, PATH_RULES.get())
+    path = resolve_path(word.value)
+    return path is not None and paths.in_scratch(path, PATH_RULES.get())
+
+
+def names_secret(words: list[Word]) -> str | None:
+    """The secret file (`~/.aws/credentials`, `.env`, a private key) that one of `words` names, if any."""
+    rules = PATH_RULES.get()
+    texts = [word.value if word.value is not None else word.text for word in words]
+    if not paths.may_name_secret("\n".join(texts), rules):
+        return None
+    for text in texts:
+        found = paths.word_names_secret(text, rules)
+        if found is not None:
+            return found
+    return None
 
 
 def paths_of(words: list[Word]) -> tuple[str, ...]:

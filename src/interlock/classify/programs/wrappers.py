@@ -36,6 +36,14 @@ HIJACK_VARIABLES = name_set(
     SSH_ASKPASS GIT_ASKPASS LESSOPEN LESSCLOSE MANPAGER KUBECTL_EXTERNAL_DIFF GIT_EXTERNAL_DIFF
     """
 )
+#: Variables named like these hold a program to run (`SYSTEMD_EDITOR`, `GIT_PAGER`, `SUDO_ASKPASS`,
+#: `GIT_SSH_COMMAND`, `BROWSER`): a command that reads one runs whatever it names.
+_PROGRAM_SUFFIXES = ("EDITOR", "PAGER", "VISUAL", "ASKPASS", "BROWSER", "_COMMAND", "_CMD", "_PROGRAM", "SHELL")
+
+
+def hijacks(variable: str) -> bool:
+    """True when setting `variable` changes which program runs or what it loads."""
+    return variable in HIJACK_VARIABLES or variable.upper().endswith(_PROGRAM_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -143,7 +151,7 @@ def wrap_env(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> WrapperR
             continue
         if "=" in v and not v.startswith("="):
             name = v.partition("=")[0]
-            if name in HIJACK_VARIABLES:
+            if hijacks(name):
                 return Verdict(U, f"env sets {name}, which changes what programs run")
             i += 1
             continue

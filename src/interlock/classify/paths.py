@@ -1,0 +1,281 @@
+"""Protected paths, secret files and scratch space: one judge, whichever door an action comes through.
+
+The `file` kind, every shell command that writes, deletes, moves, copies onto or reads a path, and
+MCP path arguments all ask this module, so `echo {} > .claude/settings.json`, a Write of that file
+and `write_file {"path": ".claude/settings.json"}` get the same answer (DESIGN.md §9: judges are
+shared, not per door). The lists come from the policy's `paths:` section (docs/policy.md) on top of
+the defaults below.
+
+- **protected**: changing one takes over the agent's own controls (its hook settings, the policy,
+  Interlock's keys), the repository's history or the machine. Writing, deleting or moving one is
+  `destructive` with the tag `protected-target`.
+- **secret**: its contents are credentials. Reading one is at least `write` with the tag `secrets`,
+  so it is never autonomous where only reads are.
+- **scratch**: throw-away space (`/tmp`, `/var/tmp`, `$TMPDIR`). Removing something strictly below
+  a scratch root is `write`, unless the path escapes it (`/tmp/../etc`, any `..`, a glob or an
+  expansion that could name the root itself or something outside it).
+
+Patterns are globs over the normalised, lower-case path: `*` matches any characters, `/` included;
+a leading `**/` matches at the start of a relative path (`.git/config`) or below any directory
+(`~/repo/.git/config`, `/srv/x/.git`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import posixpath
+import re
+from dataclasses import dataclass
+
+from interlock.model import Strict
+
+#: (glob, why it is protected). Defaults of the policy's `paths.protected`.
+DEFAULT_PROTECTED: tuple[tuple[str, str], ...] = (
+    ("**/.git", "the repository's history"),
+    ("**/.git/*", "git internals (hooks run code, config can point anywhere)"),
+    ("**/.github/workflows/*", "CI workflows run with the repository's secrets"),
+    ("**/.github/hooks/*", "the coding agent's hooks (GitHub Copilot)"),
+    ("**/.claude/settings*.json", "the agent's own permission settings"),
+    ("**/.claude/hooks/*", "the agent's own hooks"),
+    ("**/.codex/*", "the agent's own configuration"),
+    ("**/.gemini/*", "the agent's own configuration (Gemini CLI hooks)"),
+    ("**/.cursor/*", "the agent's own configuration (Cursor hooks)"),
+    ("**/.interlock/*", "Interlock's keys and state"),
+    ("**/*policy*.yaml", "an Interlock policy"),
+    ("**/*policy*.yml", "an Interlock policy"),
+    ("**/.ssh/*", "ssh keys and authorized_keys"),
+    ("**/.aws/*", "AWS credentials"),
+    ("**/.kube/*", "cluster credentials"),
+    ("**/.docker/config.json", "registry credentials"),
+    ("**/.netrc", "stored passwords"),
+    ("**/.pgpass", "database passwords"),
+    ("**/.bashrc", "runs at every shell start"),
+    ("**/.bash_profile", "runs at every login"),
+    ("**/.profile", "runs at every login"),
+    ("**/.zshrc", "runs at every shell start"),
+    ("/etc/*", "system configuration"),
+    ("/usr/*", "system programs"),
+    ("/bin/*", "system programs"),
+    ("/sbin/*", "system programs"),
+    ("/lib/*", "system libraries"),
+    ("/boot/*", "the boot loader and kernel"),
+    ("/var/lib/*", "system state"),
+    ("/proc/*", "the kernel's view of processes"),
+    ("/sys/*", "the kernel's settings"),
+    ("/dev/*", "devices"),
+)
+#: Defaults of the policy's `paths.secret`: files whose contents are credentials.
+DEFAULT_SECRET: tuple[str, ...] = (
+    "**/.ssh/id_*",
+    "**/.ssh/*_key",
+    "**/.aws/credentials",
+    "**/.aws/config",
+    "**/.kube/config",
+    "**/.docker/config.json",
+    "**/.netrc",
+    "**/.pgpass",
+    "**/.git-credentials",
+    "**/.env",
+    "**/.env.*",
+    "**/.interlock/keys/*",
+    "/etc/shadow",
+    "/etc/gshadow",
+    "/etc/sudoers",
+    "**/*.pem",
+    "**/*.key",
+)
+#: Defaults of the policy's `paths.scratch`: roots of throw-away space. `$TMPDIR` stands for the
+#: variable's guarded expansions `${TMPDIR:?}` and `${TMPDIR:-/tmp}`; a bare `$TMPDIR` may be unset,
+#: and `rm -rf "$TMPDIR/build"` would then remove `/build`.
+DEFAULT_SCRATCH: tuple[str, ...] = ("/tmp", "/var/tmp", "$TMPDIR")
+
+#: Paths that are never protected: writing to them changes nothing.
+HARMLESS = frozenset({"/dev/null", "/dev/stdout", "/dev/stderr", "/dev/stdin", "/dev/tty", "/dev/zero", "/dev/full"})
+
+_REASONS = dict(DEFAULT_PROTECTED)
+
+
+class PathRules(Strict):
+    """The protected, secret and scratch lists in force (the policy's `paths:` with the defaults)."""
+
+    protected: tuple[str, ...] = tuple(glob for glob, _ in DEFAULT_PROTECTED)
+    secret: tuple[str, ...] = DEFAULT_SECRET
+    scratch: tuple[str, ...] = DEFAULT_SCRATCH
+
+
+DEFAULT_RULES = PathRules()
+
+
+def normalise(path: str) -> str:
+    """`./a/../.git//config` → `.git/config`; `\\` is `/`; `~` stays as the home marker."""
+    text = path.replace("\\", "/").strip()
+    if not text:
+        return text
+    normal = posixpath.normpath(text)
+    if text.startswith("//"):
+        normal = "/" + normal.lstrip("/")  # POSIX keeps a leading //; it is the root all the same
+    return normal
+
+
+def folded(path: str) -> str:
+    """The normalised path as case-insensitive file systems see it: lower case, and Windows drops
+    trailing dots and spaces from names (`.git./config` is `.git/config`)."""
+    return "/".join(part.rstrip(". ") or part for part in normalise(path).lower().split("/"))
+
+
+def _glob_regex(glob: str) -> str:
+    glob = glob.lower()
+    if glob.startswith("**/"):
+        return r"(?:.*/)?" + fnmatch.translate(glob[3:])[4:-3]
+    return fnmatch.translate(glob)[4:-3]
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(globs: tuple[str, ...]) -> re.Pattern[str] | None:
+    if not globs:
+        return None
+    return re.compile("|".join(f"(?:{_glob_regex(g)})" for g in globs), re.S)
+
+
+@functools.lru_cache(maxsize=64)
+def _each(globs: tuple[str, ...]) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    return tuple((g, re.compile(_glob_regex(g), re.S)) for g in globs)
+
+
+@functools.lru_cache(maxsize=64)
+def _parents(globs: tuple[str, ...]) -> re.Pattern[str] | None:
+    """The directories protected paths live in (`**/.claude` for `**/.claude/settings*.json`):
+    deleting or moving one of them takes the protected files with it."""
+    parents: list[str] = []
+    for glob in globs:
+        head = glob
+        while "/" in head.rstrip("/"):
+            head = head.rstrip("/").rpartition("/")[0]
+            if head in ("", "**") or not head.strip("*/"):
+                break
+            parents.append(head)
+    return _compiled(tuple(dict.fromkeys(parents)))
+
+
+def protected(path: str, rules: PathRules = DEFAULT_RULES) -> str | None:
+    """Why changing `path` is protected, or None."""
+    lower = folded(path)
+    if lower in HARMLESS or lower.startswith("/dev/fd/"):
+        return None
+    pattern = _compiled(rules.protected)
+    if pattern is None or pattern.fullmatch(lower) is None:
+        return None
+    glob = next(g for g, each in _each(rules.protected) if each.fullmatch(lower))
+    return _REASONS.get(glob, f"protected by the policy ({glob})")
+
+
+def holds_protected(path: str, rules: PathRules = DEFAULT_RULES) -> str | None:
+    """Why deleting or moving `path` (a file or a whole directory) touches protected paths, or None."""
+    found = protected(path, rules)
+    if found is not None:
+        return found
+    parents = _parents(rules.protected)
+    if parents is not None and parents.fullmatch(folded(path)):
+        return "a directory holding protected files"
+    return None
+
+
+def secret(path: str, rules: PathRules = DEFAULT_RULES) -> bool:
+    """True when `path` names a file whose contents are credentials."""
+    pattern = _compiled(rules.secret)
+    return pattern is not None and pattern.fullmatch(folded(path)) is not None
+
+
+#: Characters that make a path component a pattern or an expansion.
+_UNSURE = re.compile(r"[*?\[\]{}$`]")
+
+
+@functools.lru_cache(maxsize=64)
+def _scratch_roots(scratch: tuple[str, ...]) -> tuple[str, ...]:
+    roots: list[str] = []
+    for root in scratch:
+        if root.startswith("$"):
+            name = root.strip("${}")
+            roots += [f"${{{name}:?}}", f"${{{name}:-/tmp}}", f"${{{name}:-/var/tmp}}"]
+        else:
+            roots.append(normalise(root).rstrip("/") or "/")
+    return tuple(roots)
+
+
+def in_scratch(path: str, rules: PathRules = DEFAULT_RULES) -> bool:
+    """True when `path` is strictly below a scratch root and cannot escape it.
+
+    `path` is the value of a shell word, or its text when an expansion makes it (`"${TMPDIR:?}/b"`).
+    Refused: the root itself (`/tmp`, `/tmp/`, `/tmp/*`, `/tmp/.*`), any `..` (`/tmp/../etc`,
+    `/tmp/x/..`: a symlink-looking step may lead anywhere), and a first component that an
+    expansion makes (`/tmp/$X` is `/tmp/` when X is empty).
+    """
+    text = path.replace("\\", "/").replace('"', "")
+    parts = text.split("/")
+    if ".." in parts or "\x00" in text:
+        return False
+    for root in _scratch_roots(rules.scratch):
+        if not text.startswith(root + "/"):
+            continue
+        rest = [part for part in text[len(root) + 1 :].split("/") if part and part != "."]
+        if not rest:
+            return False
+        first = rest[0].strip("'")
+        return bool(first.strip("*?[]{}.")) and not first.startswith(("$", "`", "{"))
+    return False
+
+
+@dataclass(frozen=True)
+class PathFacts:
+    """What the shared judge knows about one path."""
+
+    protected: str | None = None  # why it is protected
+    secret: bool = False
+
+
+def facts(path: str, rules: PathRules = DEFAULT_RULES) -> PathFacts:
+    return PathFacts(protected(path, rules), secret(path, rules))
+
+
+@functools.lru_cache(maxsize=64)
+def _needles(globs: tuple[str, ...]) -> re.Pattern[str] | None:
+    """A cheap first test for `mentions_secret`: the literal tail of each secret glob."""
+    tails = []
+    for glob in globs:
+        longest = max(re.split(r"[*?\[\]]", glob.lower()), key=len)
+        tail = longest.rpartition("/")[2] or longest.strip("/")
+        if tail:
+            tails.append(re.escape(tail))
+    return re.compile("|".join(tails)) if tails else None
+
+
+#: What separates a path from the text around it in an option (`--file=X`, `@X`) or in code
+#: (`open('X')`, `cat X;`).
+_AROUND = re.compile(r"[\s'\"`()=,;:<>|&@{}]+")
+
+
+def may_name_secret(text: str, rules: PathRules = DEFAULT_RULES) -> bool:
+    """A cheap first test: False means no word of `text` names a secret file."""
+    needles = _needles(rules.secret)
+    return needles is not None and needles.search(text.lower()) is not None
+
+
+def word_names_secret(word: str, rules: PathRules = DEFAULT_RULES) -> str | None:
+    """The secret file a command word names or holds, or None: the word itself, the value of
+    `--opt=VALUE`, a file given as `@FILE` (curl -d @file), a path quoted in code (`open('.env')`)."""
+    needles = _needles(rules.secret)
+    if needles is None or needles.search(word.lower()) is None:
+        return None
+    found = next((part for part in _AROUND.split(word) if part and secret(part, rules)), None)
+    return found if found is not None or not secret(word, rules) else word
+
+
+def text_names_protected(text: str, rules: PathRules = DEFAULT_RULES) -> str | None:
+    """A protected path named in `text` (code, an option's value), as `PATH (why)`, or None."""
+    for part in _AROUND.split(text):
+        if "/" in part or part.startswith("."):
+            why = protected(part, rules)
+            if why is not None:
+                return f"{part} ({why})"
+    return None
