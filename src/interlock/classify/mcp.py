@@ -1,7 +1,8 @@
 """The MCP classifier: what would this tool call do?
 
-A risk the policy declares for the tool (`ClassifyContext.mcp_tools`) is trusted and final.
-Otherwise the call is as risky as the riskiest of these signals:
+A risk the policy declares for the tool (`ClassifyContext.mcp_tools`) is trusted as the tool's
+risk; only the paths it is given may raise it (below). Otherwise the call is as risky as the
+riskiest of these signals:
 
 - the tool name's verb: read_/get_/list_/search_/describe_ … read; write_/create_/update_ …
   write; delete_/remove_/drop_ … destructive (anywhere in the name); any other name unknown;
@@ -9,7 +10,11 @@ Otherwise the call is as risky as the riskiest of these signals:
   by the shell classifier;
 - the server's annotations, which come from the (untrusted) server and so may only raise the
   risk: `destructiveHint: true` → destructive, `readOnlyHint: false` → at least write. A
-  `readOnlyHint: true` lowers nothing.
+  `readOnlyHint: true` lowers nothing;
+- its path arguments (`path`, `paths`, `source`, `destination`, `file`, …), judged by the shared
+  judge of paths.py: a tool that changes anything given a protected path is destructive +
+  `protected-target`; any tool given a secret file (`.env`, `~/.aws/credentials`) is at least
+  write + `secrets`, the same answers as the file kind and the shell classifier give.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import re
 import shlex
 from typing import Any
 
-from interlock.classify import registry
+from interlock.classify import paths, registry
 from interlock.classify.registry import ClassifyContext, register, unaccepted, unknown
 from interlock.model import Classification, Kind, Risk
 
@@ -177,9 +182,14 @@ def classify_mcp(payload: dict[str, Any], context: ClassifyContext) -> Classific
     where = f"{server[:60]}/{tool[:60]}" if server else tool[:60]
     declared = context.mcp_tools.get(tool)
     if declared is not None:
+        given = path_signal(arguments, declared, context)
+        risk, why = declared, f"{declared.value} as the policy declares"
+        if given is not None and given[0].rank > declared.rank:
+            risk, why = given[0], given[1]
         return Classification(
-            risk=declared,
-            summary=f"mcp {where}: {declared.value} as the policy declares",
+            risk=risk,
+            tags=tuple(sorted(given[2])) if given is not None else (),
+            summary=shorten(f"mcp {where}: {why}", 200),
             details={"tool": tool},
         )
     ran = code_it_runs(tool, arguments, context)
@@ -197,10 +207,42 @@ def classify_mcp(payload: dict[str, Any], context: ClassifyContext) -> Classific
         signals.append((Risk.write, "the server says it is not read-only"))
     if annotations.get("openWorldHint") in (True, "true", 1):
         tags.add("network")
+    found = path_signal(arguments, Risk.highest([risk for risk, _ in signals]), context)
+    if found is not None:
+        signals.append((found[0], found[1]))
+        tags.update(found[2])
     risk = Risk.highest([risk for risk, _ in signals])
     why = next(reason for r, reason in signals if r is risk)
     details = {"server": server, "tool": tool, "argument_names": sorted(str(k) for k in arguments)[:50]}
     return Classification(risk=risk, tags=tuple(tags), summary=shorten(f"mcp {where}: {why}", 200), details=details)
+
+
+#: Arguments that name a file or directory (the filesystem server's and most others' spellings).
+PATH_ARGUMENTS = frozenset(
+    {"path", "paths", "source", "sources", "destination", "dest", "src", "file", "files", "filename", "file_path",
+     "filepath", "file_paths", "directory", "dir", "old_path", "new_path", "from", "to", "target", "target_path",
+     "uri", "absolute_path", "relative_path", "notebook_path", "repo_path"}
+)
+
+
+def path_signal(arguments: dict[str, Any], risk: Risk, context: ClassifyContext) -> tuple[Risk, str, set[str]] | None:
+    """What the call's path arguments add: a change (any risk above read) given a protected path is
+    destructive + `protected-target`; a secret file given to any tool is at least write + `secrets`."""
+    worst: tuple[Risk, str, set[str]] | None = None
+    for key, value in nested_fields(arguments):
+        if key.lower() not in PATH_ARGUMENTS:
+            continue
+        for path in value if isinstance(value, list) else [value]:
+            if not isinstance(path, str) or not path.strip() or len(path) > 4096:
+                continue
+            path = path.removeprefix("file://")
+            if risk is not Risk.read:
+                why = paths.holds_protected(path, context.paths)
+                if why is not None:
+                    return Risk.destructive, f"{key} {shorten(path, 80)} is protected ({why})", {"protected-target"}
+            if worst is None and paths.secret(path, context.paths):
+                worst = (Risk.write, f"{key} {shorten(path, 80)} is a secret file", {"secrets"})
+    return worst
 
 
 def nested_fields(value: Any, depth: int = 0) -> list[tuple[str, Any]]:
