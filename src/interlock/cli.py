@@ -17,11 +17,12 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
+from interlock.classify.registry import ClassifyContext, payload_from_input
 from interlock.classify.registry import classify as run_classifier
-from interlock.classify.registry import payload_from_input
 from interlock.console import err, out
 from interlock.fingerprint import PayloadError, fingerprint, payload_size
 from interlock.model import Action, Classification, Decision, Kind, Risk
+from interlock.options import PolicyFile
 from interlock.policy import Policy, PolicyError, context_for, decide, load_policy, run_tests
 from interlock.policy.lint import LINT_ERRORS, lint_file
 from interlock.wire import decision_json
@@ -130,15 +131,19 @@ def classify(
     input: Annotated[str | None, typer.Argument(help="the action's input; - for stdin")] = None,
     jsonl: Annotated[bool, typer.Option("--jsonl", help='stdin: one {"kind","input"} per line')] = False,
     format: Annotated[Format, typer.Option(help="text or json")] = Format.text,
+    policy: PolicyFile = None,
+    target: Annotated[str | None, typer.Option(help="the target, from the policy's targets (with --policy)")] = None,
 ) -> None:
-    """Say what an action would do: risk, tags and a one-line summary."""
+    """Say what an action would do: risk, tags and a one-line summary. With --policy, under what the
+    policy says (its protected and secret paths, the target's SQL dialect, …)."""
+    context = context_for(_load(policy), target) if policy is not None else None
     if jsonl:
-        _classify_jsonl()
+        _classify_jsonl(context)
         return
     if kind is None:
         fail("--kind is required (or use --jsonl)")
     try:
-        found = run_classifier(kind, payload_from_input(kind, _read_input(input)))
+        found = run_classifier(kind, payload_from_input(kind, _read_input(input)), context)
     except ValueError as exc:  # in none of the kind's forms: unknown, saying which forms are accepted
         found = Classification(risk=Risk.unknown, summary=str(exc))
     if format is Format.json:
@@ -149,7 +154,7 @@ def classify(
                   markup=False)
 
 
-def _classify_jsonl() -> None:
+def _classify_jsonl(context: ClassifyContext | None = None) -> None:
     """One answer per input line, same order; a bad line answers `unknown` with the error, never stops."""
     for number, line in enumerate(sys.stdin, start=1):
         if not line.strip():
@@ -161,7 +166,7 @@ def _classify_jsonl() -> None:
             kind = Kind(item["kind"])
             raw = item["input"]
             text = raw if isinstance(raw, str) else json.dumps(raw)
-            found = run_classifier(kind, payload_from_input(kind, text))
+            found = run_classifier(kind, payload_from_input(kind, text), context)
             answer: dict[str, Any] = {"kind": kind.value, "risk": found.risk.value, "tags": list(found.tags),
                                       "summary": found.summary}
         except (ValueError, KeyError, TypeError) as exc:

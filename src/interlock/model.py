@@ -81,6 +81,7 @@ KNOWN_TAGS = (
     "cascade",
     "schema",
     "secrets",
+    "scratch",
     # SQL statement tags: what kind of statement it is (or holds), so a policy needs no regex.
     "drop",
     "truncate",

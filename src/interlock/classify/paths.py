@@ -167,7 +167,7 @@ def protected(path: str, rules: PathRules = DEFAULT_RULES) -> str | None:
     if pattern is None or pattern.fullmatch(lower) is None:
         return None
     glob = next(g for g, each in _each(rules.protected) if each.fullmatch(lower))
-    return _REASONS.get(glob, f"protected by the policy ({glob})")
+    return _REASONS.get(glob, f"the policy's paths.protected lists {glob}")
 
 
 def holds_protected(path: str, rules: PathRules = DEFAULT_RULES) -> str | None:
