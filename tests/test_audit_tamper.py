@@ -28,22 +28,55 @@ OPS = [
     "forge_signature",
     "forge_root",
     "other_key",
+    "outside_negative",
+    "outside_far",
+    "side_column",
+    "side_column_and_entry",
+    "renumber",
+    "forged_leaf",
 ]
+#: Tampering that leaves the tree itself intact: an export (which carries only the tree) verifies.
+TREE_INTACT = {"outside_negative", "outside_far", "side_column"}
 
 
 def _attacker(store: Store) -> None:
     with store.transaction() as tx:
         if store.dialect == "sqlite":
-            tx.execute("DROP TRIGGER IF EXISTS audit_entries_append_only_update")
-            tx.execute("DROP TRIGGER IF EXISTS audit_entries_append_only_delete")
+            for trigger in ("audit_entries_append_only_update", "audit_entries_append_only_delete",
+                            "audit_entries_in_tree", "audit_head_only_grows",
+                            "audit_head_kept"):
+                tx.execute(f"DROP TRIGGER IF EXISTS {trigger}")
         else:
             tx.execute("DROP TRIGGER IF EXISTS audit_entries_append_only ON audit_entries")
+            tx.execute("DROP TRIGGER IF EXISTS audit_head_only_grows ON audit_head")
+            tx.execute("ALTER TABLE audit_entries DROP CONSTRAINT IF EXISTS audit_entries_idx_not_negative")
 
 
 def _reset(store: Store) -> None:
+    """Empty the log between examples (the attacker has dropped the guards; the grow trigger stays
+    on PostgreSQL, where it also enforces the index, so it is dropped only around the tampering)."""
     with store.transaction() as tx:
         for table in ("audit_entries", "audit_nodes", "audit_checkpoints"):
             tx.execute(f"DELETE FROM {table}")
+        tx.execute("UPDATE audit_head SET size = 0, mac_from = 0")
+        if store.dialect == "postgresql":
+            tx.execute(
+                "CREATE OR REPLACE TRIGGER audit_entries_in_tree BEFORE INSERT ON audit_entries "
+                "FOR EACH ROW EXECUTE FUNCTION audit_entries_in_tree()"
+            )
+        else:
+            tx.execute(
+                "CREATE TRIGGER IF NOT EXISTS audit_entries_grow AFTER INSERT ON audit_entries "
+                "BEGIN UPDATE audit_head SET size = NEW.idx + 1 WHERE id = 1; END"
+            )
+
+
+def _unguarded(tx: object, store: Store) -> None:
+    """Drop the insert guards too: the attacker writes rows wherever it likes."""
+    if store.dialect == "postgresql":
+        tx.execute("DROP TRIGGER IF EXISTS audit_entries_in_tree ON audit_entries")  # type: ignore[attr-defined]
+    else:
+        tx.execute("DROP TRIGGER IF EXISTS audit_entries_grow")  # type: ignore[attr-defined]
 
 
 @st.composite
@@ -81,6 +114,41 @@ def _tamper(
 ) -> tuple[int | None, str]:
     """Apply one tampering; returns (the entry index it touched or None, the checkpoint text it names)."""
     with store.transaction() as tx:
+        _unguarded(tx, store)
+        if op in ("outside_negative", "outside_far"):
+            row = _entry(tx, i)
+            index = -1 - salt if op == "outside_negative" else 2**50 + salt
+            tx.execute(
+                "INSERT INTO audit_entries(idx, event, time, agent, environment, risk, outcome, action_id, "
+                "entry, leaf_hash, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (index, row["event"], row["time"], row["agent"], row["environment"], row["risk"],
+                 "deny", row["action_id"], row["entry"].replace('"allow"', '"deny"'), row["leaf_hash"], row["mac"]),
+            )
+            return index, ""
+        if op == "side_column":
+            tx.execute("UPDATE audit_entries SET outcome = 'deny' WHERE idx = ?", (i,))
+            return i, ""
+        if op == "side_column_and_entry":
+            entry = str(_entry(tx, i)["entry"]).replace('"allow"', '"deny"')
+            tx.execute(
+                "UPDATE audit_entries SET outcome = 'deny', entry = ?, leaf_hash = ? WHERE idx = ?",
+                (entry, verify._leaf(entry.encode()).hex(), i),
+            )
+            return i, ""
+        if op == "renumber":  # delete entry i, close the gap and shrink the tree size to match
+            tx.execute("DELETE FROM audit_entries WHERE idx = ?", (i,))
+            tx.execute("UPDATE audit_entries SET idx = idx + 1000000 WHERE idx > ?", (i,))
+            tx.execute("UPDATE audit_entries SET idx = idx - 1000001 WHERE idx >= 1000000")
+            tx.execute("UPDATE audit_head SET size = ?", (n - 1,))
+            return i, ""
+        if op == "forged_leaf":  # a well-formed entry appended at the end, without the entry key
+            forged = '{"data":{"forged":true},"event":"approval.approved","time":"2026-01-01T00:00:00.000000Z"}'
+            tx.execute(
+                "INSERT INTO audit_entries(idx, event, time, entry, leaf_hash) VALUES (?, ?, ?, ?, ?)",
+                (n, "approval.approved", "2026-01-01T00:00:00.000000Z", forged, verify._leaf(forged.encode()).hex()),
+            )
+            tx.execute("UPDATE audit_head SET size = ?", (n + 1,))
+            return n, ""
         if op in ("byte", "byte_and_hash"):
             entry = _entry(tx, i)["entry"]
             assert isinstance(entry, str)
@@ -155,11 +223,18 @@ def _tamper(
         return None, where
 
 
-def _names_the_place(report: verify.Report, index: int | None, where: str, op: str) -> bool:
+def _names_the_place(
+    report: verify.Report, index: int | None, where: str, op: str, *, in_store: bool = True
+) -> bool:
     if index is None:
         return any(where in p.where for p in report.problems)
-    if op in ("byte", "delete", "truncate"):
-        return report.first_bad_index == index
+    first = report.first_bad_index
+    if first is None or first > index:
+        return False
+    # In the store, MACs and side columns pin these to the entry; an export carries neither.
+    exact = ("byte", "delete", "outside_negative", "outside_far", "side_column", "renumber", "forged_leaf")
+    if op in (exact if in_store else ("byte", "delete")):
+        return any(p.exact and p.index == index for p in report.problems)
     return any(
         p.index is not None and p.until is not None and p.index <= index < p.until for p in report.problems
     )
@@ -180,11 +255,22 @@ def test_tampering_is_found_and_located(store: Store, tmp_path: Path, scenario: 
         report = log.verify()
         assert not report.ok, f"{op} at {i} went unnoticed"
         assert _names_the_place(report, index, where, op), f"{op} at {index} {where}: {report.describe()}"
+        if op in TREE_INTACT or op == "forged_leaf":
+            # The export carries only the tree; a leaf forged at the end is not under a checkpoint
+            # (the signer refuses to sign it), so the export only shows it as not yet covered.
+            assert log.verify().problems  # still flagged in the store
+            return
         export = io.StringIO()
         log.export(export)
         exported = verify.verify_export(export.getvalue().splitlines(), log.signer.public_key)
         assert not exported.ok, f"{op} at {i} went unnoticed in the export"
-        assert _names_the_place(exported, index, where, op), f"export {op}: {exported.describe()}"
+        if op == "renumber":
+            # Without entry MACs (an export carries none) a renumbered log looks cut off at the end
+            # unless a checkpoint falls between the deletion and the end; the store's verify is exact.
+            continue_check = any(p.index is not None for p in exported.problems)
+            assert continue_check, exported.describe()
+            return
+        assert _names_the_place(exported, index, where, op, in_store=False), f"export {op}: {exported.describe()}"
 
 
 def test_a_forked_history_fails_the_since_check(store: Store, tmp_path: Path) -> None:
@@ -202,6 +288,7 @@ def test_a_forked_history_fails_the_since_check(store: Store, tmp_path: Path) ->
             tx.execute("DELETE FROM audit_nodes")
             rows = tx.fetchall("SELECT idx, entry FROM audit_entries ORDER BY idx")
             tx.execute("DELETE FROM audit_entries")
+            tx.execute("UPDATE audit_head SET size = 0")
         rewritten = [json.loads(r["entry"])["data"] for r in rows]
         rewritten[3] = {"k": "nothing happened here"}
         log.append_many([("error", data) for data in rewritten])

@@ -17,7 +17,6 @@ single source of truth and nothing is written twice on the hot path.
 from __future__ import annotations
 
 import contextlib
-import json
 import secrets
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -75,6 +74,8 @@ class GatewayUnavailable(Exception):
 
 class AuditSink(Protocol):
     def append(self, event: str, data: dict[str, Any]) -> Any: ...
+
+    def action_entries(self, action_id: str) -> list[tuple[int, str, dict[str, Any]]]: ...
 
 
 class Executor(Protocol):
@@ -426,11 +427,15 @@ class Gateway:
     # --- reading ------------------------------------------------------------------------------
 
     def status(self, action_id: str, *, agent: str | None = None) -> Proposal:
-        """Fold the action's audit entries into its current state. `agent` restricts to its own."""
-        with self.store.transaction(readonly=True) as tx:
-            rows = tx.fetchall("SELECT event, entry FROM audit_entries WHERE action_id = ? ORDER BY idx",
-                               (action_id,))
-        entries = [(r["event"], json.loads(r["entry"])["data"]) for r in rows]
+        """Fold the action's audit entries into its current state. `agent` restricts to its own.
+        Only entries inside the tree whose content, leaf hash and MAC check out are folded (the log
+        rule: what the product reads is what the proof covers); a bad one fails closed."""
+        try:
+            entries = [(event, data) for _, event, data in self.audit.action_entries(action_id)]
+        except StoreError as exc:
+            raise GatewayUnavailable(f"cannot read action {action_id}: {type(exc).__name__}") from exc
+        except Exception as exc:
+            raise GatewayUnavailable(f"the audit entries of action {action_id} fail verification: {exc}") from exc
         if not entries or entries[0][0] != "action.proposed" or (agent is not None and entries[0][1]["agent"] != agent):
             raise GatewayError("unknown_action", f"no action {action_id!r} for this agent", "id")
         first = entries[0][1]

@@ -8,7 +8,10 @@ checkpoints. Replicas that append to one PostgreSQL log share the same key_dir (
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
+import secrets
 import stat
 import tempfile
 from datetime import UTC, datetime
@@ -22,6 +25,7 @@ from interlock.fingerprint import canonical_json
 
 PRIVATE_KEY_FILE = "audit-ed25519.pem"
 PUBLIC_KEY_FILE = "audit-ed25519.pub.pem"
+ENTRY_KEY_FILE = "audit-entry.key"
 
 
 class SigningKeyError(Exception):
@@ -60,6 +64,46 @@ class Signer:
         return Checkpoint(body=body, signature=self._private.sign(body.encode("utf-8")).hex())
 
 
+class EntryKey:
+    """The secret that authenticates each entry (HMAC-SHA256 over "index:leaf_hash"). It lives beside
+    the signing key, never in the store: someone with database access alone cannot write an entry
+    that verifies, nor move one to another index. Processes that append (the server, `token create`,
+    approvers' CLI) hold it; only the signer holds the private key that signs checkpoints."""
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < 32:
+            raise SigningKeyError("the audit entry key is shorter than 32 bytes")
+        self._secret = secret
+        self.key_id = hashlib.sha256(b"interlock-entry-key/1\x00" + secret).hexdigest()[:16]
+
+    @classmethod
+    def load(cls, key_dir: Path) -> EntryKey | None:
+        path = Path(key_dir) / ENTRY_KEY_FILE
+        if not path.exists():
+            return None
+        _check_private(path)
+        try:
+            return cls(bytes.fromhex(path.read_text(encoding="ascii").strip()))
+        except (OSError, ValueError) as exc:
+            raise SigningKeyError(f"cannot read the audit entry key {path}: {exc}") from exc
+
+    @classmethod
+    def load_or_create(cls, key_dir: Path) -> EntryKey:
+        found = cls.load(key_dir)
+        if found is not None:
+            return found
+        _write_secret(Path(key_dir), ENTRY_KEY_FILE, secrets.token_hex(32).encode("ascii") + b"\n")
+        created = cls.load(key_dir)
+        assert created is not None
+        return created
+
+    def mac(self, index: int, leaf_hash: str) -> str:
+        return hmac.new(self._secret, f"{index}:{leaf_hash}".encode("ascii"), hashlib.sha256).hexdigest()
+
+    def check(self, index: int, leaf_hash: str, mac: str | None) -> bool:
+        return mac is not None and hmac.compare_digest(self.mac(index, leaf_hash), mac)
+
+
 def now() -> str:
     """RFC 3339 UTC with microseconds and 'Z': fixed width, so text order is time order."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -71,28 +115,48 @@ def public_key_pem(key_dir: Path) -> bytes:
 
 
 def _create(key_dir: Path) -> None:
+    private = Ed25519PrivateKey.generate()
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    if _write_secret(key_dir, PRIVATE_KEY_FILE, pem):
+        try:
+            (key_dir / PUBLIC_KEY_FILE).write_bytes(Signer(private).public_pem())
+        except OSError as exc:
+            raise SigningKeyError(f"cannot write the audit public key in {key_dir}: {exc}") from exc
+
+
+def _write_secret(key_dir: Path, name: str, data: bytes) -> bool:
+    """Write a 0600 file once (O_EXCL through a hard link); False when another process won the race."""
     try:
         key_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        private = Ed25519PrivateKey.generate()
-        pem = private.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
         fd, tmp = tempfile.mkstemp(dir=key_dir, prefix=".audit-key-")  # mkstemp creates it 0600
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(pem)
+                handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
             try:
-                os.link(tmp, key_dir / PRIVATE_KEY_FILE)
+                os.link(tmp, key_dir / name)
             except FileExistsError:
-                return  # another process won the race; use its key
+                return False
         finally:
             os.unlink(tmp)
-        public = Signer(private).public_pem()
-        (key_dir / PUBLIC_KEY_FILE).write_bytes(public)
     except OSError as exc:
-        raise SigningKeyError(f"cannot create the audit signing key in {key_dir}: {exc}") from exc
+        raise SigningKeyError(f"cannot create the audit key {name} in {key_dir}: {exc}") from exc
+    return True
+
+
+def _check_private(path: Path) -> None:
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise SigningKeyError(f"cannot read the audit key {path}: {exc}") from exc
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise SigningKeyError(
+            f"the audit key {path} is accessible to other users (mode {stat.S_IMODE(mode):o}); "
+            f"run: chmod 600 {path}"
+        )
 
 
 def _load(path: Path) -> Ed25519PrivateKey:

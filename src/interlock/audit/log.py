@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel
 
 from interlock.audit import merkle
-from interlock.audit.checkpoint import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, Signer, now
+from interlock.audit.checkpoint import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, EntryKey, Signer, now
 from interlock.audit.redact import Redactor
 from interlock.audit.verify import EXPORT_FORMAT, Checkpoint, Problem, Report, load_public_key, verify_log
 from interlock.fingerprint import canonical_json
@@ -61,9 +61,12 @@ _EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 
 _INSERT_ENTRY = (
     "INSERT INTO audit_entries(idx, event, time, agent, environment, risk, outcome, action_id, entry, "
-    "leaf_hash) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "leaf_hash, mac) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+#: The columns kept beside each entry for queries; `audit verify` checks them against the entry.
+SIDE_COLUMNS = ("event", "time", "agent", "environment", "risk", "outcome", "action_id")
+_ROW_COLUMNS = "idx, " + ", ".join(SIDE_COLUMNS) + ", entry, leaf_hash, mac"
 _INSERT_NODE = "INSERT INTO audit_nodes(id, hash) VALUES (?, ?)"
 _INSERT_CHECKPOINT = (
     "INSERT INTO audit_checkpoints(tree_size, root, time, key_id, body, signature) VALUES (?, ?, ?, ?, ?, ?) "
@@ -144,6 +147,11 @@ class AuditLog:
         self._signer: Signer | None = None
         if create_key or (self.key_dir / PRIVATE_KEY_FILE).exists():
             self._signer = Signer.load_or_create(self.key_dir)
+        # The entry key goes with the signing key (a key directory from before entry MACs gets one).
+        self._entry_key = (
+            EntryKey.load_or_create(self.key_dir) if self._signer is not None else EntryKey.load(self.key_dir)
+        )
+        self._tainted: int | None = None  # an entry appended by another process failed its MAC
         self.checkpoint_every = checkpoint_every
         self.checkpoint_interval_s = checkpoint_interval_s
         self.max_batch = max_batch
@@ -165,6 +173,15 @@ class AuditLog:
             migrated = False
         if not migrated:
             raise AuditError(f"the store {store.url} has no audit tables: call store.migrate() first")
+
+    @property
+    def entry_key(self) -> EntryKey:
+        if self._entry_key is None:
+            raise AuditError(
+                f"no audit entry key in {self.key_dir}: appending to the log needs the key directory "
+                "of the log's signer (--key-dir)"
+            )
+        return self._entry_key
 
     @property
     def signer(self) -> Signer:
@@ -204,6 +221,8 @@ class AuditLog:
     def _prepare(self, event: str, data: Mapping[str, Any]) -> _Pending:
         if self._closed:
             raise AuditError("the audit log is closed")
+        key = self.entry_key  # fail before queueing: an unauthenticated entry would fail verification
+        del key
         if not isinstance(event, str) or not _EVENT_NAME.match(event):
             raise AuditError(
                 f"audit event name {event!r} is not dotted lowercase words (e.g. 'action.decided')"
@@ -289,9 +308,11 @@ class AuditLog:
             pending.resolve(receipt)
 
     def _write(self, batch: list[_Pending]) -> list[Receipt]:
+        key = self.entry_key
         with self.store.transaction() as tx:
             tx.lock("audit")
             size = _size(tx)
+            self._check_foreign(tx, size)
             nodes = self._frontier_nodes(tx, size)
             entries: list[tuple[Any, ...]] = []
             new_nodes: list[tuple[int, str]] = []
@@ -305,17 +326,35 @@ class AuditLog:
                 for level, index, digest in merkle.appended_nodes(size, leaf, get):
                     nodes[(level, index)] = digest
                     new_nodes.append((merkle.node_id(level, index), digest.hex()))
+                leaf_hex = leaf.hex()
                 entries.append(
-                    (size, pending.event, pending.time, *pending.columns, pending.text, leaf.hex())
+                    (size, pending.event, pending.time, *pending.columns, pending.text, leaf_hex,
+                     key.mac(size, leaf_hex))
                 )
                 receipts.append(Receipt(size, leaf.hex(), pending.event, pending.time))
                 size += 1
             tx.executemany(_INSERT_ENTRY, entries)
             tx.executemany(_INSERT_NODE, new_nodes)
-            if self._checkpoint_due(tx, size):
-                self._insert_checkpoint(tx, self.signer.sign(size, merkle.root(size, get)))
+            if self._signer is not None and self._tainted is None and self._checkpoint_due(tx, size):
+                self._insert_checkpoint(tx, self._signer.sign(size, merkle.root(size, get)))
         self._cache = (size, {key: nodes[key] for key in merkle.frontier(size)})
         return receipts
+
+    def _check_foreign(self, tx: Transaction, size: int) -> None:
+        """Entries other processes appended since our last batch must carry a valid MAC before this
+        signer puts them under a checkpoint: a forged leaf is never signed."""
+        if self._signer is None or self._entry_key is None:
+            return
+        since = self._cache[0] if self._cache is not None else self._last_checkpoint_size(tx)
+        if since >= size:
+            return
+        bad = _first_unauthenticated(tx, self._entry_key, since, size)
+        if bad is not None and (self._tainted is None or bad < self._tainted):
+            self._tainted = bad
+
+    def _last_checkpoint_size(self, tx: Transaction) -> int:
+        row = tx.fetchone("SELECT MAX(tree_size) AS n FROM audit_checkpoints")
+        return int(row["n"]) if row and row["n"] is not None else 0
 
     def _frontier_nodes(self, tx: Transaction, size: int) -> dict[tuple[int, int], bytes]:
         if self._cache is not None and self._cache[0] == size:
@@ -324,8 +363,7 @@ class AuditLog:
 
     def _checkpoint_due(self, tx: Transaction, size: int) -> bool:
         if self._last_checkpoint is None:
-            row = tx.fetchone("SELECT MAX(tree_size) AS n FROM audit_checkpoints")
-            self._last_checkpoint = (int(row["n"]) if row and row["n"] is not None else 0, time.monotonic())
+            self._last_checkpoint = (self._last_checkpoint_size(tx), time.monotonic())
         last_size, last_time = self._last_checkpoint
         return size - last_size >= self.checkpoint_every or (
             size > last_size and time.monotonic() - last_time >= self.checkpoint_interval_s
@@ -367,6 +405,16 @@ class AuditLog:
             )
             if existing is not None:
                 return Checkpoint(body=existing["body"], signature=existing["signature"])
+            if self._entry_key is not None:
+                start = self._last_checkpoint_size(tx)
+                bad = _first_unauthenticated(tx, self._entry_key, start, size) if start < size else None
+                if bad is not None:
+                    self._tainted = bad
+            if self._tainted is not None:
+                raise AuditError(
+                    f"refusing to sign a checkpoint: entry {self._tainted} is not authenticated by the entry "
+                    "key (written by someone without it); run `interlock audit verify`"
+                )
             nodes = _fetch_nodes(tx, merkle.needed_nodes(lambda g: merkle.root(size, g)))
             checkpoint = self.signer.sign(size, merkle.root(size, lambda lv, i: nodes[(lv, i)]))
             self._insert_checkpoint(tx, checkpoint)
@@ -466,30 +514,124 @@ class AuditLog:
                 return
 
     def verify(self, public_key: Ed25519PublicKey | None = None) -> Report:
-        """Recompute the whole tree, check every checkpoint (signature and root) and the stored
-        tree nodes. `public_key` defaults to this log's own key."""
+        """Recompute the whole tree, check every checkpoint (signature and root), each entry's MAC
+        and side columns, the stored tree nodes, and that no row lies outside the tree.
+        `public_key` defaults to this log's own key. Rows are read by key (keyset pages), so a row at
+        a huge or negative index costs one row, not a walk over the index space."""
         with self.store.transaction(readonly=True) as tx:
-            size = _size(tx)
+            size, mac_from = _head(tx)
             rows = tx.fetchall("SELECT body, signature FROM audit_checkpoints ORDER BY tree_size")
         checkpoints = [Checkpoint(body=r["body"], signature=r["signature"]) for r in rows]
-        entries = (
-            (int(r["idx"]), r["entry"].encode("utf-8"), r["leaf_hash"]) for r in self.iter_entries(0, size)
-        )
-        report = verify_log(entries, checkpoints, public_key or self.public_key())
-        if report.entries == size and size > 0:
-            try:
-                stored = self.root(size).hex()
-            except StoreError:
-                stored = "nothing (nodes are missing)"
-            if stored != report.root:
+        found: list[Problem] = []
+        beyond: list[int] = []
+        key = self._entry_key
+
+        def entries() -> Iterator[tuple[int, bytes, str | None]]:
+            for row in self.scan_rows():
+                index = int(row["idx"])
+                if not 0 <= index < size:
+                    beyond.append(index)
+                    continue
+                found.extend(row_problems(row, key, mac_from))
+                yield index, row["entry"].encode("utf-8"), row["leaf_hash"]
+
+        report = verify_log(entries(), checkpoints, public_key or self.public_key())
+        if key is None:
+            report.notes.append(
+                f"entry MACs not checked: no entry key in {self.key_dir} (pass the signer's --key-dir)"
+            )
+        end = self.size()  # rows between `size` and `end` were appended while verifying: not outside
+        for index in beyond:
+            if index < 0 or index >= end:
                 report.problems.append(
                     Problem(
-                        "stored tree nodes",
-                        f"the stored Merkle nodes give root {stored}, the entries give "
-                        f"{report.root}: proofs from this store would not verify (audit_nodes was altered)",
+                        f"entry {index}",
+                        f"a row outside the tree (the tree holds entries 0..{end - 1}): inserted by "
+                        "someone bypassing Interlock; nothing reads it",
+                        index=index,
+                        until=index + 1,
                     )
                 )
+        if report.entries < size:
+            report.problems.append(
+                Problem(
+                    f"entry {report.entries}",
+                    f"entries {report.entries}..{size - 1} are missing (the tree size is {size})",
+                    index=report.entries,
+                    until=size,
+                )
+            )
+        report.problems.extend(found)
+        self._check_nodes(report, checkpoints)
         return report
+
+    def _check_nodes(self, report: Report, checkpoints: list[Checkpoint]) -> None:
+        """Blame audit_nodes only when they disagree with what is known good: the root of the largest
+        checkpoint the entries verified against, or (no checkpoint) the entries of a log that verified."""
+        known: dict[int, str] = {}
+        for checkpoint in checkpoints:
+            try:
+                known[checkpoint.tree_size] = checkpoint.root.hex()
+            except ValueError:
+                continue
+        size = report.covered if report.covered in known else 0
+        good = known.get(size) if size else (report.root if report.ok else None)
+        size = size or report.entries
+        if good is None or size == 0:
+            return
+        try:
+            stored = self.root(size).hex()
+        except StoreError:
+            stored = "nothing (nodes are missing)"
+        if stored != good:
+            report.problems.append(
+                Problem(
+                    "stored tree nodes",
+                    f"the stored Merkle nodes give root {stored} at tree size {size}, the verified "
+                    f"entries give {good}: proofs from this store would not verify (audit_nodes was altered)",
+                )
+            )
+
+    def scan_rows(self, chunk: int = 20_000) -> Iterator[dict[str, Any]]:
+        """Every row of audit_entries, inside the tree or not, in index order, paged by key."""
+        last: int | None = None
+        while True:
+            with self.store.transaction(readonly=True) as tx:
+                if last is None:
+                    rows = tx.fetchall(f"SELECT {_ROW_COLUMNS} FROM audit_entries ORDER BY idx LIMIT ?", (chunk,))
+                else:
+                    rows = tx.fetchall(
+                        f"SELECT {_ROW_COLUMNS} FROM audit_entries WHERE idx > ? ORDER BY idx LIMIT ?",
+                        (last, chunk),
+                    )
+            yield from rows
+            if len(rows) < chunk:
+                return
+            last = int(rows[-1]["idx"])
+
+    def action_entries(self, action_id: str) -> list[tuple[int, str, dict[str, Any]]]:
+        """The entries of one action as (index, event, data), read from inside the tree only and each
+        checked before it is believed: the leaf hash against the content, the MAC (when this process
+        holds the entry key) and the side columns used to find it. Raises AuditError naming the first
+        entry that fails: the caller fails closed rather than fold a forged or moved row."""
+        with self.store.transaction(readonly=True) as tx:
+            size, mac_from = _head(tx)
+            rows = tx.fetchall(
+                f"SELECT {_ROW_COLUMNS} FROM audit_entries WHERE action_id = ? AND idx >= 0 AND idx < ? "
+                "ORDER BY idx",
+                (action_id, size),
+            )
+        found = []
+        for row in rows:
+            index = int(row["idx"])
+            if merkle.leaf_hash(row["entry"].encode("utf-8")).hex() != row["leaf_hash"]:
+                raise AuditError(f"audit entry {index} does not match its leaf hash: run `interlock audit verify`")
+            problems = row_problems(row, self._entry_key, mac_from)
+            if problems:
+                raise AuditError(f"audit entry {index} {problems[0].what}: run `interlock audit verify`")
+            entry = json.loads(row["entry"])
+            found.append((index, str(entry["event"]), dict(entry["data"])))
+        return found
 
     def search(
         self,
@@ -524,13 +666,12 @@ class AuditLog:
             escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             where.append("LOWER(entry) LIKE ? ESCAPE '\\'")
             params.append(f"%{escaped}%")
-        sql = "SELECT idx, entry, leaf_hash FROM audit_entries"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        # Only rows inside the tree: a row slipped in at a negative or too-large index is never shown.
+        where.append("idx >= 0 AND idx < ?")
+        sql = "SELECT idx, entry, leaf_hash FROM audit_entries WHERE " + " AND ".join(where)
         sql += " ORDER BY idx DESC LIMIT ?"
-        params.append(max(0, limit))
         with self.store.transaction(readonly=True) as tx:
-            rows = tx.fetchall(sql, params)
+            rows = tx.fetchall(sql, [*params, _size(tx), max(0, limit)])
         found = []
         for row in reversed(rows):
             entry = json.loads(row["entry"])
@@ -568,9 +709,67 @@ def _line(record: dict[str, Any]) -> str:
     return canonical_json(record).decode("utf-8") + "\n"
 
 
+def _head(tx: Transaction) -> tuple[int, int]:
+    """(tree size, first index that carries a MAC) from audit_head, which grows with each insert."""
+    row = tx.fetchone("SELECT size, mac_from FROM audit_head WHERE id = 1")
+    if row is None:
+        raise StoreError("the audit_head row is missing: the audit tables were altered; run audit verify")
+    return int(row["size"]), int(row["mac_from"])
+
+
 def _size(tx: Transaction) -> int:
-    row = tx.fetchone("SELECT idx FROM audit_entries ORDER BY idx DESC LIMIT 1")
-    return 0 if row is None else int(row["idx"]) + 1
+    return _head(tx)[0]
+
+
+def _first_unauthenticated(tx: Transaction, key: EntryKey, start: int, end: int) -> int | None:
+    """The first index in [start, end) whose row is missing or fails its MAC, or None."""
+    mac_from = _head(tx)[1]
+    expected = max(start, mac_from)
+    rows = tx.fetchall(
+        "SELECT idx, leaf_hash, mac FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx", (expected, end)
+    )
+    for row in rows:
+        if int(row["idx"]) != expected or not key.check(expected, row["leaf_hash"], row["mac"]):
+            return expected
+        expected += 1
+    return expected if expected < end else None
+
+
+def row_problems(row: Mapping[str, Any], key: EntryKey | None, mac_from: int) -> list[Problem]:
+    """What is wrong with one stored row on its own: content that is not an entry, side columns
+    that disagree with the content the leaf hash covers, a MAC that does not verify."""
+    index = int(row["idx"])
+    where = f"entry {index}"
+    problems: list[Problem] = []
+    try:
+        entry = json.loads(row["entry"])
+        data = entry["data"]
+        if not isinstance(data, dict):
+            raise TypeError("data is not an object")
+        expected = dict(zip(SIDE_COLUMNS, (entry.get("event"), entry.get("time"), *_columns(data)), strict=True))
+    except (ValueError, KeyError, TypeError) as exc:
+        return [Problem(where, f"is not an Interlock entry ({exc})", index=index, until=index + 1)]
+    for column in SIDE_COLUMNS:
+        if row[column] != expected[column]:
+            problems.append(
+                Problem(
+                    where,
+                    f"side column {column} says {row[column]!r} but the entry says {expected[column]!r} "
+                    "(the column was changed)",
+                    index=index,
+                    until=index + 1,
+                )
+            )
+    if key is not None and index >= mac_from and not key.check(index, row["leaf_hash"], row["mac"]):
+        problems.append(
+            Problem(
+                where,
+                "is not authenticated by the entry key (forged, or moved to another index)",
+                index=index,
+                until=index + 1,
+            )
+        )
+    return problems
 
 
 def _fetch_nodes(tx: Transaction, wanted: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:

@@ -218,6 +218,7 @@ class Report:
     root: str = ""
     covered: int = 0  # entries covered by the largest valid checkpoint
     problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what was not checked, and why
 
     @property
     def ok(self) -> bool:
@@ -225,10 +226,9 @@ class Report:
 
     @property
     def first_bad_index(self) -> int | None:
-        """The first entry known to be bad; failing that, the start of the first bad range."""
-        exact = [p.index for p in self.problems if p.index is not None and p.exact]
-        ranges = [p.index for p in self.problems if p.index is not None and not p.exact]
-        return min(exact) if exact else min(ranges) if ranges else None
+        """The first entry known to be bad or the start of the first range known to hold a bad
+        entry, whichever comes first."""
+        return min((p.index for p in self.problems if p.index is not None), default=None)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -240,6 +240,7 @@ class Report:
             "root": self.root,
             "first_bad_index": self.first_bad_index,
             "problems": [p.__dict__ for p in self.problems],
+            "notes": list(self.notes),
         }
 
     def describe(self) -> str:
@@ -252,6 +253,7 @@ class Report:
         if self.first_bad_index is not None:
             lines.append(f"first bad index: {self.first_bad_index}")
         lines.extend(f"- {p.where}: {p.what}" for p in self.problems)
+        lines.extend(f"note: {note}" for note in self.notes)
         return "\n".join(lines)
 
 
@@ -333,11 +335,15 @@ def verify_log(
     report.root = frontier.root().hex()
     for size in sizes:
         if size > frontier.size:
+            # The checkpoint proves entries up to size-1 existed: the first missing one is known. Whether
+            # the end was cut off or entries were deleted earlier and the rest renumbered, an earlier
+            # checkpoint's root (a range) or the store's entry MACs (exact) locate the latter.
             report.problems.append(
                 Problem(
                     f"checkpoint at tree size {size}",
-                    f"the log has only {frontier.size} entries but this signed checkpoint covers {size} "
-                    "(entries were deleted from the end)",
+                    f"the log has only {frontier.size} entries but this signed checkpoint covers {size}: "
+                    f"entries {frontier.size}..{size - 1} are missing (deleted from the end, or entries were "
+                    "deleted earlier and the rest renumbered)",
                     index=frontier.size,
                     until=size,
                 )

@@ -1,0 +1,220 @@
+"""Issue 10: everything the product reads from the log is covered by the proof (both stores).
+
+Rows outside the tree are refused by the store and, when slipped in anyway by someone with database
+access, flagged by verify and never read; side columns are checked against the entry; each entry
+carries a MAC under a key the store does not hold, so a forged leaf fails verification and is never
+folded into an action's state."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from interlock.audit import AuditLog, verify
+from interlock.gateway import GatewayUnavailable
+from interlock.model import Action
+from interlock.runtime import Runtime
+from interlock.store import Store, StoreError, open_store
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "policy.yaml"
+INSERT = (
+    "INSERT INTO audit_entries(idx, event, time, agent, environment, risk, outcome, action_id, entry, "
+    "leaf_hash, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _row(store: Store, index: int) -> dict[str, object]:
+    with store.transaction(readonly=True) as tx:
+        row = tx.fetchone("SELECT * FROM audit_entries WHERE idx = ?", (index,))
+    assert row is not None
+    return dict(row)
+
+
+def _copy_to(store: Store, index: int, row: dict[str, object], entry: str | None = None) -> None:
+    text = entry if entry is not None else str(row["entry"])
+    with store.transaction() as tx:
+        tx.execute(INSERT, (index, row["event"], row["time"], row["agent"], row["environment"], row["risk"],
+                            row["outcome"], row["action_id"], text, verify._leaf(text.encode()).hex(), row["mac"]))
+
+
+def _drop_guards(store: Store) -> None:
+    """The attacker owns the database: it removes the triggers and constraints first."""
+    with store.transaction() as tx:
+        if store.dialect == "sqlite":
+            for trigger in ("audit_entries_in_tree", "audit_entries_grow"):
+                tx.execute(f"DROP TRIGGER IF EXISTS {trigger}")
+        else:
+            tx.execute("DROP TRIGGER IF EXISTS audit_entries_in_tree ON audit_entries")
+            tx.execute("ALTER TABLE audit_entries DROP CONSTRAINT IF EXISTS audit_entries_idx_not_negative")
+
+
+@pytest.mark.parametrize("where", ["negative", "gap", "far", "existing"])
+def test_the_store_refuses_a_row_outside_the_tree(store: Store, tmp_path: Path, where: str) -> None:
+    with AuditLog(store, key_dir=tmp_path / "keys") as log:
+        log.append_many([("error", {"k": k}) for k in range(3)])
+        row = _row(store, 1)
+        index = {"negative": -1, "gap": 5, "far": 2**50, "existing": 2}[where]
+        with pytest.raises(StoreError):
+            _copy_to(store, index if where != "existing" else 1, row)
+        assert log.size() == 3 and log.verify().ok
+
+
+def test_a_row_far_outside_the_tree_is_flagged_by_key_not_by_walking(store: Store, tmp_path: Path) -> None:
+    with AuditLog(store, key_dir=tmp_path / "keys") as log:
+        log.append_many([("action.decided", {"action_id": "a1", "outcome": "allow"}) for _ in range(5)])
+        log.checkpoint()
+        _drop_guards(store)
+        row = _row(store, 2)
+        for index in (2**50, -(2**40)):
+            _copy_to(store, index, row)
+        report = log.verify()  # pages by key: two extra rows cost two rows, not 2**50 index steps
+        assert not report.ok
+        flagged = sorted(p.index for p in report.problems if p.index is not None)
+        assert flagged == [-(2**40), 2**50], report.describe()
+        assert report.first_bad_index == -(2**40)
+        assert "outside the tree" in report.describe()
+        assert log.size() == 5  # the tree size is not taken from the largest index
+        assert [e["index"] for e in log.search(action_id="a1")] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("outcome", "deny"), ("agent", "mallory"), ("action_id", "act_other"), ("event", "error"),
+     ("risk", "read"), ("environment", "sandbox"), ("time", "2020-01-01T00:00:00.000000Z")],
+)
+def test_a_changed_side_column_is_named_with_its_index(store: Store, tmp_path: Path, column: str,
+                                                       value: str) -> None:
+    with AuditLog(store, key_dir=tmp_path / "keys") as log:
+        log.append_many([("action.decided", {"action_id": f"a{k}", "agent": "kiro", "environment": "production",
+                                             "risk": "write", "outcome": "allow"}) for k in range(4)])
+        log.checkpoint()
+        with store.transaction() as tx:
+            if store.dialect == "sqlite":
+                tx.execute("DROP TRIGGER audit_entries_append_only_update")
+            else:
+                tx.execute("DROP TRIGGER audit_entries_append_only ON audit_entries")
+            tx.execute(f"UPDATE audit_entries SET {column} = ? WHERE idx = 2", (value,))
+        report = log.verify()
+        assert not report.ok and report.first_bad_index == 2, report.describe()
+        assert f"side column {column}" in report.describe()
+        # The tree and its checkpoint still verify: only the column changed, and nothing blames audit_nodes.
+        assert report.verified_checkpoints == 1 and "audit_nodes" not in report.describe()
+
+
+def test_a_forged_leaf_appended_by_the_database_is_never_signed(store: Store, tmp_path: Path) -> None:
+    """Threat model: write access to the database, no keys. The forged leaf is well formed and at the
+    right index (the triggers accept it); it has no valid MAC, so the signer refuses to sign over it
+    and verify names it."""
+    with AuditLog(store, key_dir=tmp_path / "keys", checkpoint_every=10**9, checkpoint_interval_s=3600) as log:
+        log.append_many([("error", {"k": k}) for k in range(3)])
+        log.checkpoint()
+        forged = json.dumps({"data": {"request_id": "apr_x", "principal": "bob", "verdict": "approve"},
+                             "event": "approval.approved", "time": "2026-01-01T00:00:00.000000Z"},
+                            sort_keys=True, separators=(",", ":"))
+        _copy_to(store, 3, {**_row(store, 2), "event": "approval.approved", "agent": None, "action_id": None,
+                            "time": "2026-01-01T00:00:00.000000Z", "mac": "00" * 32}, forged)
+        with pytest.raises(Exception, match="refusing to sign a checkpoint: entry 3"):
+            log.checkpoint()
+        report = log.verify()
+        assert report.first_bad_index == 3 and "not authenticated by the entry key" in report.describe()
+
+
+def test_renumbering_after_a_deletion_is_reported_in_the_middle(store: Store, tmp_path: Path) -> None:
+    with AuditLog(store, key_dir=tmp_path / "keys") as log:
+        log.append_many([("error", {"k": k}) for k in range(10)])
+        log.checkpoint()
+        with store.transaction() as tx:
+            if store.dialect == "sqlite":
+                for trigger in ("audit_entries_append_only_update", "audit_entries_append_only_delete",
+                                "audit_head_only_grows"):
+                    tx.execute(f"DROP TRIGGER {trigger}")
+            else:
+                tx.execute("DROP TRIGGER audit_entries_append_only ON audit_entries")
+                tx.execute("DROP TRIGGER audit_head_only_grows ON audit_head")
+            tx.execute("DELETE FROM audit_entries WHERE idx = 4")
+            tx.execute("UPDATE audit_entries SET idx = idx + 1000 WHERE idx > 4")
+            tx.execute("UPDATE audit_entries SET idx = idx - 1001 WHERE idx >= 1000")
+            tx.execute("UPDATE audit_head SET size = 9")
+        report = log.verify()
+        assert report.first_bad_index == 4, report.describe()
+        assert any(p.exact and p.index == 4 and "moved to another index" in p.what for p in report.problems)
+        assert "audit_nodes" not in report.describe()
+
+
+def test_altered_nodes_are_blamed_only_when_the_nodes_changed(store: Store, tmp_path: Path) -> None:
+    with AuditLog(store, key_dir=tmp_path / "keys") as log:
+        log.append_many([("error", {"k": k}) for k in range(8)])
+        log.checkpoint()
+        with store.transaction() as tx:
+            tx.execute("UPDATE audit_nodes SET hash = ? WHERE id = (SELECT MAX(id) FROM audit_nodes)", ("ab" * 32,))
+        report = log.verify()
+        assert [p.where for p in report.problems] == ["stored tree nodes"], report.describe()
+
+
+# --- the gateway folds an action's state only from verified entries ---------------------------------
+
+
+def _denied_action(runtime: Runtime) -> str:
+    # `no-drop-database`: denied outright
+    action = Action.model_validate({"kind": "sql", "environment": "production", "target": "billing-db",
+                                    "payload": {"sql": "DROP DATABASE billing"}})
+    proposal = runtime.gateway.propose("kiro", action)
+    assert proposal.state.value == "denied"
+    return proposal.id
+
+
+def test_a_row_outside_the_tree_cannot_turn_a_denied_action_into_an_allowed_one(store_url: str,
+                                                                                 tmp_path: Path) -> None:
+    """The issue's attack: after a restart GET /v1/actions/{id} said *allowed* for a denied action,
+    because the state was folded from a row the verifier never looked at."""
+    keys = tmp_path / "keys"
+    with Runtime(EXAMPLE, store_url, keys) as runtime:
+        action_id = _denied_action(runtime)
+    with open_store(store_url) as store:
+        _drop_guards(store)
+        row = _row(store, 0)
+        entry = json.loads(str(row["entry"]))
+        entry["data"]["decision"]["decision"] = "allow"
+        forged = json.dumps(entry, sort_keys=True, separators=(",", ":"))
+        _copy_to(store, -1, {**row, "outcome": "allow"}, forged)  # sorts before the real proposal
+        _copy_to(store, 2**50, {**row, "event": "execution.finished", "outcome": "succeeded"},
+                 json.dumps({"data": {"action_id": action_id, "outcome": "succeeded", "result": {}},
+                             "event": "execution.finished", "time": "2099-01-01T00:00:00.000000Z"}))
+    with Runtime(EXAMPLE, store_url, keys) as runtime:  # the restart
+        assert runtime.gateway.status(action_id).state.value == "denied"
+        report = runtime.audit.verify()
+        assert sorted(p.index for p in report.problems if p.index is not None) == [-1, 2**50]
+
+
+def test_a_forged_entry_inside_the_tree_fails_closed(store_url: str, tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    with Runtime(EXAMPLE, store_url, keys) as runtime:
+        action_id = _denied_action(runtime)
+        size = runtime.audit.size()
+        with open_store(store_url) as store:
+            forged = json.dumps({"data": {"action_id": action_id, "outcome": "succeeded", "result": {}},
+                                 "event": "execution.finished", "time": "2099-01-01T00:00:00.000000Z"},
+                                sort_keys=True, separators=(",", ":"))
+            _copy_to(store, size, {**_row(store, 0), "event": "execution.finished", "outcome": "succeeded",
+                                   "agent": None, "environment": None, "risk": None,
+                                   "time": "2099-01-01T00:00:00.000000Z", "mac": None}, forged)
+        with pytest.raises(GatewayUnavailable, match=f"entry {size}"):
+            runtime.gateway.status(action_id)
+
+
+def test_a_side_column_pointing_another_entry_at_an_action_fails_closed(store_url: str, tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    with Runtime(EXAMPLE, store_url, keys) as runtime:
+        action_id = _denied_action(runtime)
+        runtime.audit.append("execution.finished", {"action_id": "act_elsewhere", "outcome": "succeeded",
+                                                    "result": {}})
+        with open_store(store_url) as store, store.transaction() as tx:
+            if store.dialect == "sqlite":
+                tx.execute("DROP TRIGGER audit_entries_append_only_update")
+            else:
+                tx.execute("DROP TRIGGER audit_entries_append_only ON audit_entries")
+            tx.execute("UPDATE audit_entries SET action_id = ? WHERE action_id = 'act_elsewhere'", (action_id,))
+        with pytest.raises(GatewayUnavailable, match="side column action_id"):
+            runtime.gateway.status(action_id)
