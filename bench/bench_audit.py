@@ -62,7 +62,7 @@ def _throughput(log: AuditLog, writers: int, seconds: float) -> tuple[float, flo
         mine = latencies[k]
         while time.monotonic() < stop:
             started = time.perf_counter()
-            log.append("action.decided", DATA)
+            log.append("action.proposed", DATA)
             mine.append(time.perf_counter() - started)
 
     threads = [threading.Thread(target=run, args=(k,)) for k in range(writers)]
@@ -80,7 +80,7 @@ def _throughput(log: AuditLog, writers: int, seconds: float) -> tuple[float, flo
 def _batched(log: AuditLog, seconds: float, size: int = 1000) -> float:
     stop, count, began = time.monotonic() + seconds, 0, time.monotonic()
     while time.monotonic() < stop:
-        log.append_many([("action.decided", DATA)] * size)
+        log.append_many([("action.proposed", DATA)] * size)
         count += size
     return count / (time.monotonic() - began)
 
@@ -109,9 +109,9 @@ def _build(log: AuditLog, entries: int) -> None:
         for i in range(start, min(entries, start + chunk)):
             text = (
                 f'{{"data":{{"action_id":"a{i}","agent":"kiro","outcome":"allow","risk":"read"}},'
-                f'"event":"action.decided","time":"{stamp}"}}'
+                f'"event":"action.proposed","time":"{stamp}"}}'
             )
-            batch.append(_Pending("action.decided", stamp, text, ("kiro", None, "read", "allow", f"a{i}")))
+            batch.append(_Pending("action.proposed", stamp, text, ("kiro", None, "read", "allow", f"a{i}")))
         log._write(batch)
         if (start // chunk) % 10 == 9 or start + chunk >= entries:
             log.checkpoint()

@@ -53,7 +53,7 @@ def _drop_guards(store: Store) -> None:
 @pytest.mark.parametrize("where", ["negative", "gap", "far", "existing"])
 def test_the_store_refuses_a_row_outside_the_tree(store: Store, tmp_path: Path, where: str) -> None:
     with AuditLog(store, key_dir=tmp_path / "keys") as log:
-        log.append_many([("error", {"k": k}) for k in range(3)])
+        log.append_many([("webhook.failed", {"k": k}) for k in range(3)])
         row = _row(store, 1)
         index = {"negative": -1, "gap": 5, "far": 2**50, "existing": 2}[where]
         with pytest.raises(StoreError):
@@ -63,7 +63,7 @@ def test_the_store_refuses_a_row_outside_the_tree(store: Store, tmp_path: Path, 
 
 def test_a_row_far_outside_the_tree_is_flagged_by_key_not_by_walking(store: Store, tmp_path: Path) -> None:
     with AuditLog(store, key_dir=tmp_path / "keys") as log:
-        log.append_many([("action.decided", {"action_id": "a1", "outcome": "allow"}) for _ in range(5)])
+        log.append_many([("action.proposed", {"action_id": "a1", "outcome": "allow"}) for _ in range(5)])
         log.checkpoint()
         _drop_guards(store)
         row = _row(store, 2)
@@ -87,7 +87,7 @@ def test_a_row_far_outside_the_tree_is_flagged_by_key_not_by_walking(store: Stor
 def test_a_changed_side_column_is_named_with_its_index(store: Store, tmp_path: Path, column: str,
                                                        value: str) -> None:
     with AuditLog(store, key_dir=tmp_path / "keys") as log:
-        log.append_many([("action.decided", {"action_id": f"a{k}", "agent": "kiro", "environment": "production",
+        log.append_many([("action.proposed", {"action_id": f"a{k}", "agent": "kiro", "environment": "production",
                                              "risk": "write", "outcome": "allow"}) for k in range(4)])
         log.checkpoint()
         with store.transaction() as tx:
@@ -108,7 +108,7 @@ def test_a_forged_leaf_appended_by_the_database_is_never_signed(store: Store, tm
     right index (the triggers accept it); it has no valid MAC, so the signer refuses to sign over it
     and verify names it."""
     with AuditLog(store, key_dir=tmp_path / "keys", checkpoint_every=10**9, checkpoint_interval_s=3600) as log:
-        log.append_many([("error", {"k": k}) for k in range(3)])
+        log.append_many([("webhook.failed", {"k": k}) for k in range(3)])
         log.checkpoint()
         forged = json.dumps({"data": {"request_id": "apr_x", "principal": "bob", "verdict": "approve"},
                              "event": "approval.approved", "time": "2026-01-01T00:00:00.000000Z"},
@@ -123,7 +123,7 @@ def test_a_forged_leaf_appended_by_the_database_is_never_signed(store: Store, tm
 
 def test_renumbering_after_a_deletion_is_reported_in_the_middle(store: Store, tmp_path: Path) -> None:
     with AuditLog(store, key_dir=tmp_path / "keys") as log:
-        log.append_many([("error", {"k": k}) for k in range(10)])
+        log.append_many([("webhook.failed", {"k": k}) for k in range(10)])
         log.checkpoint()
         with store.transaction() as tx:
             if store.dialect == "sqlite":
@@ -145,7 +145,7 @@ def test_renumbering_after_a_deletion_is_reported_in_the_middle(store: Store, tm
 
 def test_altered_nodes_are_blamed_only_when_the_nodes_changed(store: Store, tmp_path: Path) -> None:
     with AuditLog(store, key_dir=tmp_path / "keys") as log:
-        log.append_many([("error", {"k": k}) for k in range(8)])
+        log.append_many([("webhook.failed", {"k": k}) for k in range(8)])
         log.checkpoint()
         with store.transaction() as tx:
             tx.execute("UPDATE audit_nodes SET hash = ? WHERE id = (SELECT MAX(id) FROM audit_nodes)", ("ab" * 32,))

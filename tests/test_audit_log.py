@@ -58,11 +58,13 @@ def test_models_enums_and_tuples_are_recorded_as_json(log: AuditLog) -> None:
 @pytest.mark.parametrize(
     ("event", "data", "message"),
     [
-        ("Action Proposed", {}, "dotted lowercase"),
-        ("", {}, "dotted lowercase"),
-        ("error", ["not", "a", "dict"], "JSON object"),
-        ("error", {"x": float("nan")}, "not JSON"),
-        ("error", {"x": object()}, "not JSON"),
+        ("Action Proposed", {}, "unknown audit event"),
+        ("", {}, "unknown audit event"),
+        ("action.decided", {}, "unknown audit event"),  # nothing writes it: not an event
+        ("error", {}, "unknown audit event"),
+        ("webhook.failed", ["not", "a", "dict"], "JSON object"),
+        ("webhook.failed", {"x": float("nan")}, "not JSON"),
+        ("webhook.failed", {"x": object()}, "not JSON"),
     ],
 )
 def test_bad_entries_are_refused(log: AuditLog, event: str, data: object, message: str) -> None:
@@ -75,7 +77,7 @@ def test_store_failure_reaches_the_caller(store: Store, tmp_path: Path) -> None:
     log = AuditLog(store, key_dir=tmp_path / "keys")
     store.close()
     with pytest.raises(StoreError):
-        log.append("error", {"message": "store is gone"})
+        log.append("webhook.failed", {"message": "store is gone"})
     log.close()
 
 
@@ -90,7 +92,7 @@ def test_many_threads_one_valid_tree(log: AuditLog) -> None:
 
     def worker(n: int) -> None:
         for i in range(40):
-            r = log.append("action.decided", {"action_id": f"{n}-{i}", "outcome": "allow"})
+            r = log.append("action.proposed", {"action_id": f"{n}-{i}", "outcome": "allow"})
             with guard:
                 receipts.append(r.index)
 
@@ -154,7 +156,7 @@ def test_several_processes_append_to_one_valid_tree(store_url: str, tmp_path: Pa
 def test_checkpoints_on_schedule_and_on_demand(store: Store, tmp_path: Path) -> None:
     with AuditLog(store, key_dir=tmp_path / "keys", checkpoint_every=10) as log:
         for i in range(25):
-            log.append("error", {"i": i})
+            log.append("webhook.failed", {"i": i})
         sizes = [c.tree_size for c in log.checkpoints()]
         assert sizes[:2] == [10, 20]
         made = log.checkpoint()
@@ -165,8 +167,8 @@ def test_checkpoints_on_schedule_and_on_demand(store: Store, tmp_path: Path) -> 
 
 def test_idle_log_checkpoints_on_its_interval(store: Store, tmp_path: Path) -> None:
     with AuditLog(store, key_dir=tmp_path / "keys", checkpoint_every=1000, checkpoint_interval_s=0.2) as log:
-        log.append("error", {"i": 1})
-        log.append("error", {"i": 2})
+        log.append("webhook.failed", {"i": 1})
+        log.append("webhook.failed", {"i": 2})
         deadline = __import__("time").monotonic() + 10
         while not log.checkpoints() and __import__("time").monotonic() < deadline:
             __import__("time").sleep(0.05)
@@ -192,10 +194,10 @@ def test_a_key_others_can_read_is_refused(tmp_path: Path) -> None:
 
 def test_proofs_verify_with_the_standalone_verifier(log: AuditLog) -> None:
     for i in range(13):
-        log.append("error", {"i": i})
+        log.append("webhook.failed", {"i": i})
     old = log.checkpoint()
     for i in range(13, 40):
-        log.append("error", {"i": i})
+        log.append("webhook.failed", {"i": i})
     new = log.checkpoint()
     for index in (0, 7, 12, 13, 39):
         p = log.inclusion_proof(index)
@@ -213,7 +215,7 @@ def test_proofs_verify_with_the_standalone_verifier(log: AuditLog) -> None:
 
 def test_export_verifies_standalone(log: AuditLog, tmp_path: Path) -> None:
     for i in range(30):
-        log.append("error", {"i": i})
+        log.append("webhook.failed", {"i": i})
         if i % 9 == 0:
             log.checkpoint()
     log.checkpoint()
@@ -261,7 +263,7 @@ def test_cli_round_trip(store_url: str, tmp_path: Path) -> None:
             },
         )
         log.append(
-            "action.decided",
+            "action.proposed",
             {"action_id": "a1", "agent": "kiro", "decision": {"outcome": "deny", "risk": "destructive"}},
         )
         log.append(
@@ -285,11 +287,11 @@ def test_cli_round_trip(store_url: str, tmp_path: Path) -> None:
     code, out = _cli("show", *common, "--agent", "kiro")
     assert code == 0 and "DELETE FROM t" in out and "ls" not in out.split("DELETE")[0][-5:]
     code, out = _cli("show", *common, "--risk", "destructive", "--format", "json")
-    assert [r["event"] for r in json.loads(out)] == ["action.decided"]
+    assert [r["event"] for r in json.loads(out)] == ["action.proposed"]
     code, out = _cli("show", *common, "--text", "delete from", "--format", "json")
     assert [r["index"] for r in json.loads(out)] == [0]
     code, out = _cli("show", *common, "--action", "a1")
-    assert code == 0 and "action.proposed" in out and "action.decided" in out and "→ deny" in out
+    assert code == 0 and "action.proposed" in out and "action.proposed" in out and "→ deny" in out
     code, out = _cli("show", *common, "--since", "1h", "--env", "staging", "--format", "json")
     assert [r["data"]["action_id"] for r in json.loads(out)] == ["a2"]
     code, out = _cli("proof", "1", *common)
@@ -324,11 +326,11 @@ def test_append_fails_closed_when_the_log_is_held(store_url: str, tmp_path: Path
     with open_store(store_url) as store, AuditLog(store, key_dir=tmp_path / "keys", append_timeout_s=0.5) as log:
         try:
             with pytest.raises(StoreError, match="not durable within"):
-                log.append("error", {"message": "held"})
+                log.append("webhook.failed", {"message": "held"})
         finally:
             release.set()
             holder.join()
-        log.append("error", {"message": "after"})
+        log.append("webhook.failed", {"message": "after"})
         log.checkpoint()
         report = log.verify()
         assert report.ok and report.entries == 2, report.describe()
@@ -346,7 +348,7 @@ def test_append_fails_closed_when_the_log_is_held(store_url: str, tmp_path: Path
     ],
 )
 def test_proof_bundles_check_standalone(log: AuditLog, change: object, problem: str | None) -> None:
-    log.append_many([("error", {"k": k}) for k in range(11)])
+    log.append_many([("webhook.failed", {"k": k}) for k in range(11)])
     bundle = json.loads(json.dumps(log.inclusion_proof(6).to_json()))
     problems = verify.verify_proof(change(bundle), log.signer.public_key)  # type: ignore[operator]
     if problem is None:
@@ -357,6 +359,6 @@ def test_proof_bundles_check_standalone(log: AuditLog, change: object, problem: 
 
 def test_append_many_is_all_or_nothing_on_bad_input(log: AuditLog) -> None:
     with pytest.raises(AuditError):
-        log.append_many([("error", {"k": 1}), ("error", {"k": float("inf")}), ("error", {"k": 3})])
+        log.append_many([("webhook.failed", {"k": 1}), ("webhook.failed", {"k": float("inf")}), ("webhook.failed", {"k": 3})])
     assert log.size() == 0
-    assert [r.index for r in log.append_many([("error", {"k": k}) for k in range(3)])] == [0, 1, 2]
+    assert [r.index for r in log.append_many([("webhook.failed", {"k": k}) for k in range(3)])] == [0, 1, 2]

@@ -3,6 +3,7 @@ a planted secret never reaches either store."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -95,7 +96,8 @@ def test_invalid_configured_pattern_is_an_error() -> None:
 
 def test_output_summary_is_bounded_digested_and_redacted() -> None:
     output = b"password=hunter2\n" + b"x" * 10_000
-    summary = summarize_output(output, limit=100)
+    assert summarize_output(output) == {"bytes": len(output), "sha256": hashlib.sha256(output).hexdigest()}
+    summary = summarize_output(output, limit=100, excerpt=True)  # a target's `audit_output: excerpt`
     assert summary["bytes"] == len(output) and summary["truncated"] is True
     assert len(summary["sha256"]) == 64 and len(summary["excerpt"]) <= 100
     assert "hunter2" not in summary["excerpt"]
@@ -119,7 +121,7 @@ def test_a_planted_secret_never_reaches_the_store(store: Store, tmp_path: Path) 
             },
         )
         log.append("execution.finished", {"output": summarize_output(f"dsn=postgresql://u:{PLANTED}@h/d")})
-        log.append("error", {"message": f"login failed for {PLANTED}"})  # only the configured pattern knows
+        log.append("webhook.failed", {"message": f"login failed for {PLANTED}"})  # only the configured pattern knows
         log.append("token.created", {"name": "ci", "token": PLANTED})
         log.checkpoint()
         export = tmp_path / "export.jsonl"

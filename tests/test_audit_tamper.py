@@ -95,7 +95,7 @@ def _build(log: AuditLog, n: int, sizes: list[int]) -> None:
     for size in sizes:
         log.append_many(
             [
-                ("action.decided", {"action_id": f"a{k}", "outcome": "allow", "k": k})
+                ("action.proposed", {"action_id": f"a{k}", "outcome": "allow", "k": k})
                 for k in range(done, size)
             ]
         )
@@ -176,7 +176,7 @@ def _tamper(
         if op == "insert":
             tx.execute("UPDATE audit_entries SET idx = idx + 1000000 WHERE idx >= ?", (i,))
             tx.execute("UPDATE audit_entries SET idx = idx - 999999 WHERE idx >= 1000000")
-            forged = '{"data":{"forged":true},"event":"error","time":"2026-01-01T00:00:00.000000Z"}'
+            forged = '{"data":{"forged":true},"event":"webhook.failed","time":"2026-01-01T00:00:00.000000Z"}'
             tx.execute(
                 "INSERT INTO audit_entries(idx, event, time, entry, leaf_hash) VALUES (?, ?, ?, ?, ?)",
                 (i, "error", "2026-01-01T00:00:00.000000Z", forged, verify._leaf(forged.encode()).hex()),
@@ -276,9 +276,9 @@ def test_tampering_is_found_and_located(store: Store, tmp_path: Path, scenario: 
 def test_a_forked_history_fails_the_since_check(store: Store, tmp_path: Path) -> None:
     """An old checkpoint saved by a witness exposes history rewritten and re-signed with the real key."""
     with AuditLog(store, key_dir=tmp_path / "keys") as log:
-        log.append_many([("error", {"k": k}) for k in range(10)])
+        log.append_many([("webhook.failed", {"k": k}) for k in range(10)])
         witness = log.checkpoint()
-        log.append_many([("error", {"k": k}) for k in range(10, 20)])
+        log.append_many([("webhook.failed", {"k": k}) for k in range(10, 20)])
         latest = log.checkpoint()
         good = [bytes.fromhex(p) for p in log.consistency_proof(10, 20)]
         assert verify.verify_consistency(10, 20, good, witness.root, latest.root)
@@ -291,7 +291,7 @@ def test_a_forked_history_fails_the_since_check(store: Store, tmp_path: Path) ->
             tx.execute("UPDATE audit_head SET size = 0")
         rewritten = [json.loads(r["entry"])["data"] for r in rows]
         rewritten[3] = {"k": "nothing happened here"}
-        log.append_many([("error", data) for data in rewritten])
+        log.append_many([("webhook.failed", data) for data in rewritten])
         forged = log.checkpoint()
         assert log.verify().ok  # internally consistent: only a witness can tell
         proof = [bytes.fromhex(p) for p in log.consistency_proof(10, 20)]

@@ -17,6 +17,7 @@ single source of truth and nothing is written twice on the hot path.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import secrets
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -229,7 +230,8 @@ class Gateway:
                 return self._go(proposal, grant_id=grant.id)
         try:
             request = self.gate.open_request(proposal.agent, proposal.action, proposal.decision, classification,
-                                             evidence=proposal.evidence if proposal.rehearsal is None else None)
+                                             evidence=proposal.evidence if proposal.rehearsal is None else None,
+                                             action_id=proposal.id)
         except GateError as exc:
             proposal.state = State.denied
             proposal.approval = {"error": exc.code, "message": str(exc)}
@@ -263,10 +265,11 @@ class Gateway:
         body = result.model_dump(mode="json") if hasattr(result, "model_dump") else dict(result)
         proposal.result = body
         proposal.state = State.succeeded if body.get("status") == "succeeded" else State.failed
-        # The log keeps the digest of the full output and a bounded excerpt, never the whole output
-        # (up to max_output_bytes); the caller gets the full, redacted output in this answer.
+        # The log keeps the size and digest of the full output, never the output itself, and an excerpt
+        # only where the target opts in (audit_output: excerpt): query results are customer data and the
+        # log is permanent. The caller gets the full, redacted output in this answer.
         # SQL rows likewise go to the caller only; the log keeps each statement's command and counts.
-        recorded = {k: v for k, v in body.items() if k != "output"}
+        recorded = _audited_result(body, _keeps_excerpt(target))
         if recorded.get("statements"):
             recorded["statements"] = [{k: v for k, v in st.items() if k != "rows"} for st in recorded["statements"]]
         # If this record fails, the action still ran: `execution.started` is on record, and the missing
@@ -421,7 +424,9 @@ class Gateway:
         if proposal.state not in (State.allowed, State.approved):
             raise GatewayError("not_allowed",
                                f"action {action_id} is {proposal.state.value}: it was not allowed to run")
-        self._record("execution.reported", {"action_id": action_id, "agent": agent, "outcome": outcome})
+        target = self.policy.doc.targets.get(proposal.action.target or "")
+        self._record("execution.reported", {"action_id": action_id, "agent": agent,
+                                            "outcome": _audited_report(outcome, _keeps_excerpt(target))})
         return self.status(action_id, agent=agent)
 
     # --- reading ------------------------------------------------------------------------------
@@ -495,6 +500,28 @@ class Gateway:
             raise GatewayUnavailable(f"the audit log could not record {event}: {type(exc).__name__}") from exc
         except Exception as exc:
             raise GatewayUnavailable(f"the audit log could not record {event}: {exc}") from exc
+
+
+def _keeps_excerpt(target: Any) -> bool:
+    return getattr(target, "audit_output", "digest") == "excerpt"
+
+
+def _audited_result(body: dict[str, Any], excerpt: bool) -> dict[str, Any]:
+    """An execution result as the log keeps it: output_bytes and output_sha256 always (they cover the
+    whole output), the excerpt only when the target opted in."""
+    dropped = {"output"} if excerpt else {"output", "excerpt"}
+    return {k: v for k, v in body.items() if k not in dropped}
+
+
+def _audited_report(outcome: dict[str, Any], excerpt: bool) -> dict[str, Any]:
+    """A reported outcome as the log keeps it: the client's output excerpt becomes its size and SHA-256
+    unless the target opted in to excerpts."""
+    text = outcome.get("output_excerpt")
+    if excerpt or not isinstance(text, str):
+        return outcome
+    raw = text.encode("utf-8", errors="replace")
+    kept = {k: v for k, v in outcome.items() if k != "output_excerpt"}
+    return {**kept, "output_excerpt_bytes": len(raw), "output_excerpt_sha256": hashlib.sha256(raw).hexdigest()}
 
 
 def _initial_state(decision: Decision) -> State:

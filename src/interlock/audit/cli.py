@@ -188,6 +188,8 @@ def show(
             text=text,
             limit=limit if action is None else 10_000,
         )
+        if action is not None:
+            rows = _with_its_approvals(log, rows)
     if format is Format.json:
         _emit(rows, format, "")
         return
@@ -201,6 +203,19 @@ def show(
         typer.echo(
             f"#{row['index']:<6} {row['time']}  {row['event']:<20} {summary(row['event'], row['data'])}"
         )
+
+
+def _with_its_approvals(log: AuditLog, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """An action's timeline plus the entries of the approval request it waited on (votes, grant), which
+    another proposal of the same action may have opened: the timeline then shows who approved."""
+    requests = {str(r["data"]["request_id"]) for r in rows if isinstance(r["data"].get("request_id"), str)}
+    found = {r["index"]: r for r in rows}
+    for request_id in sorted(requests):
+        needle = json.dumps({"request_id": request_id}, separators=(",", ":"))[1:-1]
+        for row in log.search(text=needle, limit=10_000):
+            if row["data"].get("request_id") == request_id:
+                found.setdefault(row["index"], row)
+    return [found[i] for i in sorted(found)]
 
 
 def _when(value: str | None) -> str | None:
@@ -225,12 +240,12 @@ def summary(event: str, data: dict[str, Any]) -> str:
     """One readable line for an entry."""
     action = _dict(data.get("action"))
     decision = _dict(data.get("decision"))
-    who = data.get("agent") or data.get("human") or data.get("by") or ""
+    who = data.get("principal") or data.get("human") or data.get("agent") or data.get("by") or ""
     parts: list[str] = [str(who)] if who else []
     if action:
         payload = _dict(action.get("payload"))
         text = payload.get("command") or payload.get("sql") or json.dumps(payload, sort_keys=True)
-        parts.append(f"{action.get('kind', '?')}@{action.get('environment', '?')}: {str(text)[:80]}")
+        parts.append(f"{action.get('kind', '?')}@{action.get('environment', '?')}: {_clip(str(text), 80)}")
     outcome = outcome_of(data)
     if outcome:
         parts.append(f"→ {outcome}")
@@ -238,20 +253,38 @@ def summary(event: str, data: dict[str, Any]) -> str:
     if risk:
         parts.append(f"[{risk}]")
     for key in (
+        "verdict",
+        "approved_by",
+        "counted",
+        "still_needs",
         "reason",
         "reasons",
         "rules",
+        "request_id",
+        "grant_id",
         "exit_status",
         "rows_affected",
         "duration_ms",
+        "code",
         "error",
         "message",
     ):
         if key in data and data[key] not in (None, "", []):
-            parts.append(f"{key}={json.dumps(data[key])[:80]}")
+            parts.append(f"{key}={_clip(json.dumps(data[key]), 80)}")
     if data.get("action_id"):
         parts.append(f"(action {data['action_id']})")
-    return " ".join(parts) or json.dumps(data, sort_keys=True)[:120]
+    if parts:
+        return " ".join(parts)
+    fields = [f"{k}={_clip(json.dumps(v), 40)}" for k, v in sorted(data.items())]
+    return " ".join(fields) or "{}"
+
+
+def _clip(text: str, width: int) -> str:
+    """Shorten one field's text visibly (… and how much was left out), never mid-way through the line's
+    other fields: a reader can tell a shortened value from a whole one."""
+    if len(text) <= width:
+        return text
+    return f"{text[: width - 12]}…(+{len(text) - width + 12} chars)"
 
 
 def _dict(value: Any) -> dict[str, Any]:

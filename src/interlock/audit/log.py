@@ -1,7 +1,7 @@
 """The audit log: redacted canonical JSON entries in an RFC 6962 Merkle tree, group-committed.
 
     log = AuditLog(store, key_dir=Path("/var/lib/interlock/keys"))  # None: beside the store
-    receipt = log.append("approval.approved", {"request": "r1", "human": "bob"})  # durable on return
+    receipt = log.append(AuditEvent.APPROVAL_APPROVED, {"request_id": "r1", "principal": "bob"})  # durable on return
 
 Many threads call `append`; one writer thread per AuditLog drains their entries into a single
 transaction (one fsync) and answers each caller once that batch has committed. Every batch runs
@@ -30,34 +30,15 @@ from pydantic import BaseModel
 
 from interlock.audit import merkle
 from interlock.audit.checkpoint import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, EntryKey, Signer, now
+from interlock.audit.events import AuditEvent
 from interlock.audit.redact import Redactor
 from interlock.audit.verify import EXPORT_FORMAT, Checkpoint, Problem, Report, load_public_key, verify_log
 from interlock.fingerprint import canonical_json
 from interlock.store import Store, StoreError, StoreUnavailable, Transaction
 from interlock.vocabulary import default_key_dir
 
-#: The events Interlock writes (docs/audit.md describes their data).
-EVENTS = (
-    "policy.loaded",
-    "action.proposed",
-    "action.classified",
-    "action.decided",
-    "approval.requested",
-    "approval.approved",
-    "approval.denied",
-    "approval.refused",
-    "approval.expired",
-    "grant.issued",
-    "grant.consumed",
-    "grant.refused",
-    "execution.started",
-    "execution.finished",
-    "error",
-    "token.created",
-    "token.revoked",
-    "webhook.failed",
-)
-_EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+#: The events Interlock writes (docs/audit.md describes their data); append refuses any other.
+EVENTS = tuple(AuditEvent)
 
 _INSERT_ENTRY = (
     "INSERT INTO audit_entries(idx, event, time, agent, environment, risk, outcome, action_id, entry, "
@@ -123,6 +104,7 @@ class _Pending:
 
 
 _STOP = object()
+_KNOWN = frozenset(AuditEvent)
 
 
 class AuditLog:
@@ -223,9 +205,10 @@ class AuditLog:
             raise AuditError("the audit log is closed")
         key = self.entry_key  # fail before queueing: an unauthenticated entry would fail verification
         del key
-        if not isinstance(event, str) or not _EVENT_NAME.match(event):
+        if event not in _KNOWN:
             raise AuditError(
-                f"audit event name {event!r} is not dotted lowercase words (e.g. 'action.decided')"
+                f"unknown audit event {event!r}: the log takes only the events of "
+                "interlock.audit.events.AuditEvent (add a new one there and to docs/audit.md)"
             )
         if not isinstance(data, Mapping):
             raise AuditError(f"audit data for {event!r} must be a JSON object, not {type(data).__name__}")
@@ -235,7 +218,7 @@ class AuditLog:
             text = entry_json({"event": event, "time": stamp, "data": clean}).decode("utf-8")
         except (ValueError, TypeError) as exc:
             raise AuditError(f"audit data for {event!r} is not JSON: {exc}") from exc
-        return _Pending(event, stamp, text, _columns(clean))
+        return _Pending(str(event), stamp, text, _columns(clean))
 
     def _wait(self, pending: _Pending) -> Receipt:
         if not pending.done.acquire(timeout=self.append_timeout_s):
@@ -884,16 +867,16 @@ def jsonable(value: Any) -> Any:
 
 
 def summarize_output(
-    output: bytes | str, limit: int = 2_000, redactor: Redactor | None = None
+    output: bytes | str, limit: int = 2_000, redactor: Redactor | None = None, *, excerpt: bool = False
 ) -> dict[str, Any]:
-    """What `execution.finished` records about an output: its size, SHA-256 of the full bytes
-    and a bounded, redacted excerpt (the head; the full output is never stored)."""
+    """What an execution outcome records about an output: its size and the SHA-256 of the full bytes;
+    with `excerpt=True` (a target's `audit_output: excerpt`) also a bounded, redacted excerpt of the
+    head. The full output is never stored, and by default no part of it: the log is permanent."""
     raw = output.encode("utf-8", errors="replace") if isinstance(output, str) else output
-    # Redact a wider window, then cut: a secret straddling the limit is still recognised whole.
-    window = raw[: limit * 2].decode("utf-8", errors="replace")
-    return {
-        "bytes": len(raw),
-        "sha256": hashlib.sha256(raw).hexdigest(),
-        "excerpt": (redactor or Redactor()).text(window)[:limit],
-        "truncated": len(raw) > limit,
-    }
+    summary: dict[str, Any] = {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+    if excerpt:
+        # Redact a wider window, then cut: a secret straddling the limit is still recognised whole.
+        window = raw[: limit * 2].decode("utf-8", errors="replace")
+        summary["excerpt"] = (redactor or Redactor()).text(window)[:limit]
+        summary["truncated"] = len(raw) > limit
+    return summary

@@ -8,21 +8,23 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from interlock.audit.events import AuditEvent
+
 
 class AuditSink(Protocol):
     def append(self, event: str, data: dict[str, Any]) -> Any: ...
 
 
-APPROVAL_REQUESTED = "approval.requested"
-APPROVAL_APPROVED = "approval.approved"
-APPROVAL_DENIED = "approval.denied"
-APPROVAL_REFUSED = "approval.refused"
-APPROVAL_EXPIRED = "approval.expired"
-APPROVAL_INVALIDATED = "approval.invalidated"
-GRANT_ISSUED = "grant.issued"
-GRANT_CONSUMED = "grant.consumed"
-GRANT_REFUSED = "grant.refused"
-TOKEN_CREATED = "token.created"
-TOKEN_REVOKED = "token.revoked"
-TOKEN_REFUSED = "token.refused"
-WEBHOOK_FAILED = "webhook.failed"
+APPROVAL_REQUESTED = AuditEvent.APPROVAL_REQUESTED
+APPROVAL_APPROVED = AuditEvent.APPROVAL_APPROVED
+APPROVAL_DENIED = AuditEvent.APPROVAL_DENIED
+APPROVAL_REFUSED = AuditEvent.APPROVAL_REFUSED
+APPROVAL_EXPIRED = AuditEvent.APPROVAL_EXPIRED
+APPROVAL_INVALIDATED = AuditEvent.APPROVAL_INVALIDATED
+GRANT_ISSUED = AuditEvent.GRANT_ISSUED
+GRANT_CONSUMED = AuditEvent.GRANT_CONSUMED
+GRANT_REFUSED = AuditEvent.GRANT_REFUSED
+TOKEN_CREATED = AuditEvent.TOKEN_CREATED
+TOKEN_REVOKED = AuditEvent.TOKEN_REVOKED
+TOKEN_REFUSED = AuditEvent.TOKEN_REFUSED
+WEBHOOK_FAILED = AuditEvent.WEBHOOK_FAILED

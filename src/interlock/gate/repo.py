@@ -16,7 +16,8 @@ from interlock.store import Row, Transaction
 
 _REQUEST_COLUMNS = (
     "id, agent, owner, fingerprint, policy_version, action_json, classification_json, rules_json, "
-    "requirements_json, eligible_json, state, state_reason, created_at, expires_at, decided_at, evidence_json"
+    "requirements_json, eligible_json, state, state_reason, created_at, expires_at, decided_at, evidence_json, "
+    "action_id"
 )
 _GRANT_COLUMNS = "id, request_id, agent, fingerprint, policy_version, created_at, expires_at, consumed_at"
 
@@ -28,7 +29,7 @@ def _dumps(value: Any) -> str:
 def insert_request(tx: Transaction, req: ApprovalRequest) -> None:
     tx.execute(
         f"INSERT INTO approval_requests({_REQUEST_COLUMNS}, pending_key) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             req.id,
             req.agent,
@@ -46,6 +47,7 @@ def insert_request(tx: Transaction, req: ApprovalRequest) -> None:
             stamp(req.expires_at),
             None,
             _dumps(req.evidence) if req.evidence is not None else None,
+            req.action_id,
             req.fingerprint if req.state is RequestState.pending else None,
         ),
     )
@@ -71,6 +73,7 @@ def _request(row: Row) -> ApprovalRequest:
         expires_at=parse_stamp(row["expires_at"]),
         decided_at=parse_stamp(row["decided_at"]) if row["decided_at"] else None,
         evidence=json.loads(row["evidence_json"]) if row.get("evidence_json") else None,
+        action_id=row["action_id"],
     )
 
 

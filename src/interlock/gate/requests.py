@@ -41,6 +41,7 @@ class ApprovalRequest(Strict):
     evidence: dict[str, Any] | None = Field(
         default=None, description="the rehearsal on the twin that promoted this action (docs/sandbox.md)"
     )
+    action_id: str | None = Field(default=None, description="the proposed action that opened this request")
 
     @property
     def rationale(self) -> Rationale | None:

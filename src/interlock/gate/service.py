@@ -97,11 +97,18 @@ class Gate:
     # --- the agent's side -------------------------------------------------------------------------
 
     def open_request(
-        self, agent: str, action: Action, decision: Decision, classification: Classification,
+        self,
+        agent: str,
+        action: Action,
+        decision: Decision,
+        classification: Classification,
         evidence: dict[str, Any] | None = None,
+        *,
+        action_id: str | None = None,
     ) -> ApprovalRequest:
         """Store a pending request for this exact action, or return the pending one for the same
-        fingerprint (an agent retrying gets the same request, not a new one)."""
+        fingerprint (an agent retrying gets the same request, not a new one). `action_id` names the
+        proposal that opened it: its votes and grant are recorded with it."""
         policy = self.policy
         problem = self._open_problem(agent, action, decision, classification, sandboxed=evidence is not None)
         if problem is not None:
@@ -141,6 +148,7 @@ class Gate:
                 created_at=now,
                 expires_at=now + timedelta(seconds=policy.doc.defaults.approval_ttl),
                 evidence=evidence,
+                action_id=action_id,
             )
             repo.insert_request(tx, request)
         events.append(
@@ -148,6 +156,7 @@ class Gate:
                 APPROVAL_REQUESTED,
                 {
                     "request_id": request.id,
+                    "action_id": action_id,
                     "agent": agent,
                     "fingerprint": fp,
                     "policy_version": policy.version,
@@ -238,6 +247,7 @@ class Gate:
                             {
                                 "grant_id": won.id,
                                 "request_id": won.request_id,
+                                "action_id": consumer if consumer.startswith("act_") else None,
                                 "agent": agent,
                                 "fingerprint": fp,
                                 "by": by,
@@ -397,6 +407,7 @@ class Gate:
                 "once — another eligible human must approve",
             )
         repo.insert_vote(tx, request_id, principal.name, principal.token_id, verdict, reason, at)
+        who = {**who, "action_id": request.action_id}
         if verdict == "deny":
             repo.set_state(tx, request_id, RequestState.denied, f"denied by {principal.name}: {reason}", at)
             denied = request.model_copy(update={"state": RequestState.denied})
@@ -437,6 +448,7 @@ class Gate:
                 {
                     "grant_id": grant.id,
                     "request_id": request_id,
+                    "action_id": request.action_id,
                     "agent": request.agent,
                     "fingerprint": grant.fingerprint,
                     "expires_at": stamp(grant.expires_at),

@@ -120,6 +120,11 @@ class Target(Model):
     network: bool = Field(
         default=False, description="shell, when this target is a twin: rehearsals may reach the network"
     )
+    audit_output: Literal["digest", "excerpt"] = Field(
+        default="digest",
+        description="what the permanent audit log keeps of an execution's output: its size and SHA-256 "
+        "(digest), or also a redacted excerpt of its head (excerpt: production data in the log for good)",
+    )
 
     @field_validator("http_methods")
     @classmethod

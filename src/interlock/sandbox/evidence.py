@@ -107,8 +107,13 @@ _CHECKED = ("id", "agent", "body_fingerprint", "twin", "environment", "policy_ve
 def _verified(tx: Transaction, row: dict[str, Any]) -> Evidence | None:
     """The row, with its effects, when the audit entry it came from says the same; else None (a side
     row that disagrees with the log is not evidence)."""
-    entry = tx.fetchone("SELECT event, entry FROM audit_entries WHERE idx = ?", (row["audit_idx"],))
-    if entry is None or entry["event"] != EVENT:
+    # Only an entry inside the tree (issue 10.1): a row slipped in at an index outside it is never evidence.
+    entry = tx.fetchone(
+        "SELECT event, entry FROM audit_entries WHERE idx = ? AND idx >= 0 "
+        "AND idx < (SELECT size FROM audit_head WHERE id = 1)",
+        (row["audit_idx"],),
+    )
+    if entry is None or entry["event"] != EVENT or json.loads(entry["entry"]).get("event") != EVENT:
         return None
     data = json.loads(entry["entry"])["data"]
     if any(str(data.get(k)) != str(row[k]) for k in _CHECKED):

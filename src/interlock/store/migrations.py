@@ -2,7 +2,7 @@
 `NNNN_name.sqlite.sql` + `NNNN_name.postgresql.sql` (one per dialect).
 
 Numbers are reserved per module (docs/store.md): 0001 core, 0002–0009 audit, 0010–0019 approvals,
-grants and tokens, 0020–0029 server.
+grants and tokens, 0020–0029 audit integrity (issue 10).
 0030–0039 events, leases and guards.
 Each migration runs in its own transaction together with its
 `schema_migrations` row, so a migration is either fully applied and recorded, or not at all.
