@@ -210,9 +210,9 @@ def test_beyond_the_recursion_limit_a_delete_is_not_read() -> None:
     ],
 )
 def test_huge_input_is_judged_within_a_second(command: str, risk: Risk) -> None:
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: the bound is about work done, not about a busy CI machine
     result = shell(command)
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 1.0
     assert result.risk is risk
 
 
