@@ -211,3 +211,40 @@ def test_through_the_server(tmp_path: Path, pg_admin: PgAdmin, dialect: str) -> 
     finally:
         if dbname:
             pg_admin.drop_database(dbname)
+
+
+def test_list_by_state_and_watch(gate: Gate, cli, store: Store, audit: Recorded,  # type: ignore[no-untyped-def]
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """`list --state S` (pending by default, `all`, or a decided state); `--watch` redraws every
+    --interval seconds on the injected clock until Ctrl-C, each redraw seeing the store anew."""
+    from datetime import UTC, datetime
+
+    from interlock.gate import cli as gate_cli
+
+    first = propose(gate, sql())
+    second = propose(gate, sql("DELETE FROM invoices WHERE id = 43"))
+    assert cli("carol", "deny", second.id, "--reason", "wrong invoice")[0] == 0
+    for state, expected in (("pending", [first.id]), ("denied", [second.id]), ("all", [first.id, second.id])):
+        code, out, _ = cli("carol", "list", "--state", state, "--format", "json")
+        assert code == 0 and sorted(v["id"] for v in json.loads(out)) == sorted(expected), state
+    code, _, err = cli("carol", "list", "--state", "maybe")
+    assert code == 2 and "maybe" in err
+
+    ticks: list[float] = []
+
+    def sleep(seconds: float) -> None:  # the injected clock: no real waiting
+        ticks.append(seconds)
+        if len(ticks) == 1 and gate.status(first.id).request.state == "pending":  # a human decides meanwhile
+            gate.deny(first.id, support.login(store, audit, "bob"), "not today")
+        if len(ticks) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(gate_cli, "SLEEP", sleep)
+    monkeypatch.setattr(gate_cli, "CLOCK", lambda: datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    code, out, _ = cli("carol", "list", "--watch", "--interval", "5", "--format", "json")
+    assert code == 0 and ticks == [5.0, 5.0, 5.0]
+    assert [[v["id"] for v in json.loads(line)] for line in out.splitlines()] == [[first.id], [], []]
+    ticks.clear()
+    code, out, _ = cli("carol", "list", "--watch", "--state", "denied", "--interval", "5")
+    assert code == 0 and "approval requests (denied) at 2026-01-02T03:04:05Z, every 5 s" in out
+    assert first.id in out and second.id in out

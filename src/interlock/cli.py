@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import json
 import sys
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -17,31 +16,28 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
+from interlock import options
 from interlock.classify.registry import ClassifyContext, payload_from_input
 from interlock.classify.registry import classify as run_classifier
 from interlock.console import err, out
 from interlock.fingerprint import PayloadError, fingerprint, payload_size
 from interlock.model import Action, Classification, Decision, Kind, Risk
-from interlock.options import PolicyFile
+from interlock.options import Format
 from interlock.policy import Policy, PolicyError, context_for, decide, load_policy, run_tests
 from interlock.policy.lint import LINT_ERRORS, lint_file
 from interlock.wire import decision_json
 
 app = typer.Typer(
     name="interlock",
-    help="A safety gateway between AI agents and production systems.",
+    help="A safety gateway between AI agents and production systems. Options and their environment "
+         "variables: docs/cli.md.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
 )
 policy_app = typer.Typer(help="Lint, test, export and replay policies.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 
-
-
-class Format(StrEnum):
-    text = "text"
-    json = "json"
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -90,9 +86,27 @@ def print_decision(decision: Decision) -> None:
         out.print(f"  to run: {remedy}", markup=False)
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from interlock import __version__
+
+        out.print(__version__, markup=False)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_show_version,
+                                          help="print Interlock's version and exit")] = False,
+) -> None:
+    """A safety gateway between AI agents and production systems. Options and their environment
+    variables: docs/cli.md."""
+
+
 @app.command()
+@options.shared
 def check(
-    policy: Annotated[Path, typer.Option(help="the policy file")],
+    policy: options.RequiredPolicy,
     agent: Annotated[str, typer.Option(help="the proposing agent")],
     env: Annotated[str, typer.Option(help="the environment")],
     kind: Annotated[Kind, typer.Option(help="the action kind")],
@@ -100,7 +114,7 @@ def check(
     target: Annotated[str | None, typer.Option(help="the target, from the policy's targets")] = None,
     risk: Annotated[Risk | None, typer.Option(help="override the classified risk")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="override the classified tags (repeatable)")] = None,
-    format: Annotated[Format, typer.Option(help="text or json")] = Format.text,
+    format: options.Fmt = Format.text,
 ) -> None:
     """Decide one action under a policy. Exit 0 allow, 1 deny, 3 approval or sandbox required, 2 error."""
     loaded = _load(policy)
@@ -126,12 +140,13 @@ def check(
 
 
 @app.command()
+@options.shared
 def classify(
     kind: Annotated[Kind | None, typer.Option(help="the action kind")] = None,
     input: Annotated[str | None, typer.Argument(help="the action's input; - for stdin")] = None,
     jsonl: Annotated[bool, typer.Option("--jsonl", help='stdin: one {"kind","input"} per line')] = False,
-    format: Annotated[Format, typer.Option(help="text or json")] = Format.text,
-    policy: PolicyFile = None,
+    format: options.Fmt = Format.text,
+    policy: options.PolicyFile = None,
     target: Annotated[str | None, typer.Option(help="the target, from the policy's targets (with --policy)")] = None,
 ) -> None:
     """Say what an action would do: risk, tags and a one-line summary. With --policy, under what the

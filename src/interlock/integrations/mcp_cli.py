@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import anyio
 import typer
+
+from interlock import options
+from interlock.vocabulary import DEFAULT_DB, DEFAULT_WAIT
 
 #: Mount with these so `-- UPSTREAM…` and the upstream's own options reach the command untouched.
 CONTEXT_SETTINGS = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -33,35 +35,32 @@ def _parse_listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+@options.shared
 def mcp_proxy(
     ctx: typer.Context,
     upstream: Annotated[list[str] | None, typer.Argument(
         help="the upstream MCP server's command, after `--`", show_default=False)] = None,
-    agent: Annotated[str, typer.Option("--agent", help="the agent this proxy serves (its policy name)")] = "",
-    env: Annotated[str, typer.Option("--env", help="the environment every call is proposed in")] = "",
+    agent: options.Agent = None,
+    env: options.Env = None,
     target: Annotated[str | None, typer.Option(
         "--target", help="the policy's mcp target for this server (its mcp_tools risks are trusted)")] = None,
     name: Annotated[str | None, typer.Option(
         "--name", help="the server's name in each action (default: the target, else the command's name)")] = None,
-    gateway: Annotated[str | None, typer.Option(
-        "--gateway", help="URL of a remote `interlock serve`; the agent token comes from INTERLOCK_TOKEN")] = None,
-    token: Annotated[str | None, typer.Option(
-        "--token", envvar="INTERLOCK_TOKEN", show_envvar=True, show_default=False,
-        help="the agent's token for --gateway (prefer the environment variable)")] = None,
-    policy: Annotated[Path | None, typer.Option(
-        "--policy", help="run the Gateway in-process on this policy; with --gateway: only to filter tools/list")
-    ] = None,
-    db: Annotated[str, typer.Option("--db", help="in-process store URL")] = "sqlite:///.interlock/interlock.db",
-    key_dir: Annotated[Path, typer.Option("--key-dir", help="in-process audit signing keys")] = Path(
-        ".interlock/keys"),
-    approval_timeout: Annotated[float, typer.Option(
-        "--approval-timeout", min=0, help="seconds a call waits for approval before it answers an error")] = 300.0,
+    gateway: options.Gateway = None,
+    token: options.Token = None,
+    policy: options.PolicyFile = None,
+    db: options.Db = DEFAULT_DB,
+    key_dir: options.KeyDir = None,
+    wait: options.Wait = DEFAULT_WAIT,
     upstream_timeout: Annotated[float, typer.Option(
         "--upstream-timeout", min=0.1, help="seconds any one upstream call may take")] = 60.0,
     listen: Annotated[str | None, typer.Option(
         "--listen", help="serve streamable HTTP on HOST:PORT instead of stdio")] = None,
 ) -> None:
-    """Proxy an MCP server: every tool call goes through Interlock first."""
+    """Proxy an MCP server: every tool call goes through Interlock first.
+
+    With --gateway the calls go to a running `interlock serve` (the agent's token in INTERLOCK_TOKEN),
+    and a --policy given as well only filters tools/list; with --policy alone the Gateway runs here."""
     from interlock.integrations.mcp_gate import GatePort, LocalGate, remote_gate
     from interlock.integrations.mcp_proxy import ProxySettings, UpstreamError, run_proxy, server_name
     from interlock.policy import Policy, PolicyError, load_policy
@@ -74,6 +73,9 @@ def mcp_proxy(
                     "`-- npx -y @modelcontextprotocol/server-filesystem /srv/data`")
     if not agent or not env:
         raise _fail("--agent and --env are required")
+    # The one client choice's rule: a value typed on the command line beats the environment's.
+    if gateway and policy and options.on_command_line("gateway") != options.on_command_line("policy"):
+        gateway, policy = (gateway, None) if options.on_command_line("gateway") else (None, policy)
     if gateway is None and policy is None:
         raise _fail("give --gateway URL (a remote `interlock serve`) or --policy FILE (in-process)")
     if gateway is not None and not token:
@@ -89,7 +91,7 @@ def mcp_proxy(
             gate = remote_gate(gateway, token or "")
         else:
             assert policy is not None
-            local = LocalGate(policy, agent, db=db, key_dir=key_dir)
+            local = LocalGate(policy, agent, db=db, key_dir=options.key_dir_for(db, key_dir))
             loaded = local.client.runtime.policy
             gate = local
     except PolicyError as exc:
@@ -103,7 +105,7 @@ def mcp_proxy(
         raise _fail(str(exc)) from exc
     settings = ProxySettings(agent=agent, environment=env, target=target,
                              server=name or target or server_name(command),
-                             approval_timeout=approval_timeout, upstream_timeout=upstream_timeout)
+                             approval_timeout=wait, upstream_timeout=upstream_timeout)
     address = _parse_listen(listen) if listen else None
     if address is not None and address[0] not in LOOPBACK:
         logging.warning("--listen %s: the HTTP endpoint has no authentication of its own; anyone who reaches it "
