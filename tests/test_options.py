@@ -131,7 +131,7 @@ COMMANDS = {
     "policy replay": {"db", "key_dir", "policy", "format"},
     "serve": {"db", "key_dir", "policy"},
     "check": {"policy", "format"},
-    "classify": {"format"},
+    "classify": {"policy", "format"},
     "exec": {"db", "key_dir", "gateway", "token", "policy", "wait"},
     "mcp-proxy": {"db", "key_dir", "gateway", "token", "policy", "wait"},
     "hook claude-code": {"db", "key_dir", "gateway", "token", "policy", "wait"},
