@@ -25,6 +25,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from interlock.classify.registry import classify as run_classifier
+from interlock.credentials import Missing, missing_for_target
 from interlock.fingerprint import PayloadError, fingerprint, payload_size
 from interlock.gate import repo as gate_repo
 from interlock.gate.requests import RequestState
@@ -131,10 +132,28 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _unrunnable(decision: Decision, missing: list[Missing], target: str | None) -> Decision:
+    """A brokered action whose target's credentials cannot be resolved could never run: deny it now,
+    before any human spends an approval on it (the answer says which reference and what to do)."""
+    if not missing:
+        return decision
+    return decision.model_copy(update={
+        "outcome": Outcome.deny, "rules": ("credentials-unresolved",), "approvals": (), "sandbox": None,
+        "reasons": (f"target {target}'s credentials cannot be resolved where Interlock runs: "
+                    + "; ".join(str(m) for m in missing),),
+        "remedy": ("an operator provides them to the gateway (see docs/deploy.md) and the agent proposes again; "
+                   "nobody was asked to approve an action that could not run",),
+    })
+
+
 class Gateway:
     def __init__(self, store: Store, policy: Policy, audit: AuditSink, gate: Gate,
-                 *, executor: Executor | None = None, rehearser: Rehearser | None = None) -> None:
+                 *, executor: Executor | None = None, rehearser: Rehearser | None = None,
+                 check_credentials: bool = True) -> None:
         self.store = store
+        #: Deny brokered actions whose target's credentials do not resolve (tests with a stand-in
+        #: executor that never reads them turn it off).
+        self.check_credentials = check_credentials
         self.policy = policy
         self.audit = audit
         self.gate = gate
@@ -183,6 +202,8 @@ class Gateway:
         hint: dict[str, Any] | None = None
         if decision.outcome is Outcome.sandbox_required:
             decision, evidence, hint = self._promote(agent, action, classification, decision, action_id)
+        if mode is Mode.brokered and self.check_credentials and decision.outcome is not Outcome.deny:
+            decision = _unrunnable(decision, missing_for_target(policy.doc, action.target), action.target)
         fp = fingerprint(agent, action, policy.version)
         proposal = Proposal(id=action_id, agent=agent, mode=mode, action=action,
                             fingerprint=fp, decision=decision, state=State.denied, rehearsal=rehearsal,

@@ -19,8 +19,10 @@ import heapq
 import hmac
 import itertools
 import json
+import logging
 import os
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -135,6 +137,21 @@ class _Delivery:
     attempt: int = field(compare=False, default=0)
 
 
+#: The reason a delivery cannot be signed: retrying would not help.
+_UNSIGNABLE = "cannot sign the delivery"
+_log = logging.getLogger("interlock")
+
+
+def _report_failure(data: dict[str, Any]) -> None:
+    """On stderr as well as in the audit log: an operator watching the server sees it at once."""
+    if _log.handlers:  # the server's JSON log lines
+        fields = {("webhook_event" if k == "event" else k): v for k, v in data.items()}
+        _log.warning("webhook_failed", extra={"fields": fields})
+        return
+    print(f"interlock: webhook delivery failed: {data['event']} for {data['request_id']} to {data['webhook']} "
+          f"after {data['attempts']} attempt(s): {data['error']}", file=sys.stderr, flush=True)
+
+
 def _where(url: str) -> str:
     # Webhook URLs often carry a secret in their path (Slack); audit only scheme and host.
     parts = urlsplit(url)
@@ -165,6 +182,8 @@ class Notifier:
         self._busy = 0
         self._closed = False
         self._thread: threading.Thread | None = None
+        #: Deliveries that gave up after every attempt (this process), for /metrics.
+        self.failures = 0
 
     def notify(self, event: str, request: ApprovalRequest, detail: str = "") -> None:
         hooks = [h for h in self.webhooks if not h.events or event in h.events]
@@ -238,24 +257,24 @@ class Notifier:
         error = self._send(client, item)
         if error is None:
             return
-        if item.attempt < self.attempts and not error.startswith("secret"):
+        if item.attempt < self.attempts and not error.startswith(_UNSIGNABLE):
             item.due = time.monotonic() + self.backoff * (2 ** (item.attempt - 1))
             with self._cond:
                 heapq.heappush(self._heap, item)
             return
+        self.failures += 1
+        data = {
+            "event": item.event,
+            "request_id": item.request_id,
+            "webhook": _where(item.hook.url),
+            "attempts": item.attempt,
+            "error": error,
+            "delivery": item.delivery,
+        }
+        _report_failure(data)
         # The worker must survive an audit outage; a webhook never approves anything anyway.
         with contextlib.suppress(Exception):
-            self.audit.append(
-                WEBHOOK_FAILED,
-                {
-                    "event": item.event,
-                    "request_id": item.request_id,
-                    "webhook": _where(item.hook.url),
-                    "attempts": item.attempt,
-                    "error": error,
-                    "delivery": item.delivery,
-                },
-            )
+            self.audit.append(WEBHOOK_FAILED, data)
 
     def _send(self, client: httpx.Client, item: _Delivery) -> str | None:
         headers = {
@@ -268,11 +287,13 @@ class Notifier:
             try:
                 headers[SIGNATURE_HEADER] = sign(resolve(item.hook.secret), item.body)
             except SecretError as exc:
-                return f"secret: {exc}"
+                return f"{_UNSIGNABLE}: {exc}; set it where the gateway runs"
         try:
             response = client.post(item.hook.url, content=item.body, headers=headers)
         except httpx.HTTPError as exc:
-            return f"{type(exc).__name__}: could not deliver"
+            # The URL may carry a secret (Slack puts one in the path): never let it into the reason.
+            reason = str(exc).replace(item.hook.url, _where(item.hook.url))[:300] or "no detail"
+            return f"{type(exc).__name__}: could not deliver ({reason})"
         if 200 <= response.status_code < 300:
             return None
-        return f"HTTP {response.status_code}"
+        return f"HTTP {response.status_code} from the receiver"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +12,10 @@ import typer
 from interlock import options
 from interlock.options import DEFAULT_DB
 from interlock.policy import PolicyError
+from interlock.policy.lint import lint_file
+from interlock.policy.load import UNSATISFIABLE
 from interlock.server.app import ServerError, Settings, check_policy_for_serving, create_app
+from interlock.server.state import ENV_ALLOW_MISSING_SECRETS, check_credentials
 from interlock.store import StoreError
 from interlock.vocabulary import DEFAULT_HOST, DEFAULT_PORT, ENV_DB, ENV_KEY_DIR, ENV_POLICY
 
@@ -24,26 +28,46 @@ def serve(
     port: Annotated[int, typer.Option(help="port to listen on")] = DEFAULT_PORT,
     workers: Annotated[int, typer.Option(min=1, max=64, help="worker processes")] = 1,
     key_dir: options.KeyDir = None,
+    allow_missing_secrets: Annotated[bool, typer.Option(
+        "--allow-missing-secrets",
+        help="start even if credential references do not resolve (each is reported on stderr and in /readyz; "
+             "actions on those targets are denied)")] = False,
+    tls_cert: Annotated[Path | None, typer.Option(help="serve HTTPS with this certificate (PEM, chain first)")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="the certificate's private key (PEM)")] = None,
 ) -> None:
     """Serve the HTTP API: agents propose, humans approve, Interlock executes and audits.
 
-    The policy is refused if it fails lint or its own tests."""
+    The policy is refused if it fails lint or its own tests; the server refuses to start when a
+    credential reference of the policy does not resolve (unless --allow-missing-secrets)."""
     import uvicorn
 
     keys = options.key_dir_for(db, key_dir)
     try:
-        check_policy_for_serving(policy)
+        loaded = check_policy_for_serving(policy)
     except (ServerError, PolicyError) as exc:
         typer.echo(f"error: {exc}", err=True)
         typer.echo("the server does not start on a policy that fails lint or its tests", err=True)
         raise typer.Exit(2) from exc
+    try:
+        missing = check_credentials(loaded, allow_missing_secrets)
+    except ServerError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    for m in missing:
+        effect = "its target's actions are denied" if m.where.startswith("targets.") else "deliveries will fail"
+        typer.echo(f"warning: {m} ({effect} until it resolves)", err=True)
+    for problem in unsatisfiable_warnings(policy):
+        typer.echo(f"warning: {problem}", err=True)
+    tls = _tls_options(tls_cert, tls_key)
     if db.startswith("sqlite:///") and ":memory:" not in db:
         Path(db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    settings = Settings(policy=policy, db=db, key_dir=keys, public_url=f"http://{host}:{port}")
-    banner = (f"Interlock listening on http://{host}:{port} (policy {policy}, store {db.split('@')[-1]}, "
+    scheme = "https" if tls else "http"
+    settings = Settings(policy=policy, db=db, key_dir=keys, public_url=f"{scheme}://{host}:{port}",
+                        allow_missing_secrets=allow_missing_secrets)
+    banner = (f"Interlock listening on {scheme}://{host}:{port} (policy {policy}, store {db.split('@')[-1]}, "
               f"{workers} worker{'s' if workers > 1 else ''}); API docs at /docs")
     served = {"host": host, "port": port, "log_level": "warning", "access_log": False, "timeout_keep_alive": 5,
-              "limit_concurrency": 1000, "timeout_graceful_shutdown": 10}
+              "limit_concurrency": 1000, "timeout_graceful_shutdown": 10, **tls}
     if workers == 1:
         try:
             app = create_app(settings)
@@ -54,5 +78,31 @@ def serve(
         uvicorn.run(app, **served)  # type: ignore[arg-type]
         return
     typer.echo(banner, err=True)
-    os.environ.update({ENV_POLICY: str(policy), ENV_DB: db, ENV_KEY_DIR: str(keys)})
+    os.environ.update({ENV_POLICY: str(policy), ENV_DB: db, ENV_KEY_DIR: str(keys),
+                       ENV_ALLOW_MISSING_SECRETS: "1" if allow_missing_secrets else "0"})
     uvicorn.run("interlock.server.app:create_app_from_env", factory=True, workers=workers, **served)  # type: ignore[arg-type]
+
+
+def _tls_options(cert: Path | None, key: Path | None) -> dict[str, str]:
+    """uvicorn's TLS settings, checked now: a certificate that does not load is an error at start, with
+    the file named, never a server that fails each handshake."""
+    if cert is None and key is None:
+        return {}
+    if cert is None or key is None:
+        typer.echo("error: --tls-cert and --tls-key go together (the certificate and its private key)", err=True)
+        raise typer.Exit(2)
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except FileNotFoundError as exc:
+        typer.echo(f"error: cannot read {exc.filename}: no such file (--tls-cert/--tls-key)", err=True)
+        raise typer.Exit(2) from exc
+    except (ssl.SSLError, OSError) as exc:
+        typer.echo(f"error: the certificate {cert} and key {key} do not load together: {exc} "
+                   "(PEM files; the key must match the certificate and not need a passphrase)", err=True)
+        raise typer.Exit(2) from exc
+    return {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+
+
+def unsatisfiable_warnings(policy: Path) -> list[str]:
+    """Approvals that can never be gathered: `policy lint` fails on them, the server warns."""
+    return [str(p) for p in lint_file(policy) if p.severity == UNSATISFIABLE]

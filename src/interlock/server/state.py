@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
+from interlock.credentials import Missing, references, unresolved
 from interlock.identity import Principal, secret_hash
 from interlock.policy import Policy, load_policy, run_tests
 from interlock.policy.lint import lint_file
@@ -36,12 +39,33 @@ class Settings:
     key_dir: Path | None = None  # None: beside the store (vocabulary.default_key_dir)
     max_body_bytes: int = DEFAULT_MAX_BODY
     public_url: str = "http://127.0.0.1:8700"
+    #: Start even when credential references do not resolve (each is reported); see check_credentials.
+    allow_missing_secrets: bool = False
 
     @staticmethod
     def from_env() -> Settings:
         key_dir = os.environ.get(ENV_KEY_DIR)
         return Settings(policy=Path(os.environ[ENV_POLICY]), db=os.environ.get(ENV_DB, DEFAULT_DB),
-                        key_dir=Path(key_dir) if key_dir else None)
+                        key_dir=Path(key_dir) if key_dir else None,
+                        allow_missing_secrets=os.environ.get(ENV_ALLOW_MISSING_SECRETS) == "1")
+
+
+#: Carries `--allow-missing-secrets` to the worker processes of `serve --workers N`.
+ENV_ALLOW_MISSING_SECRETS = "INTERLOCK_ALLOW_MISSING_SECRETS"
+
+
+def check_credentials(policy: Policy, allow_missing: bool) -> list[Missing]:
+    """Every credential reference the policy names must resolve here, or the server does not start
+    (misconfiguration is loud: found now, not after two humans approved). With `allow_missing` the
+    missing ones are returned, to be reported on stderr and in /readyz."""
+    missing = unresolved(references(policy.doc))
+    if missing and not allow_missing:
+        raise ServerError("credential references that cannot be resolved here:\n"
+                          + "\n".join(f"  {m}" for m in missing)
+                          + "\nset them where the server runs (docs/deploy.md), or start with "
+                            "--allow-missing-secrets: actions on those targets are then denied, never sent "
+                            "to approvers")
+    return missing
 
 
 def check_policy_for_serving(path: Path) -> Policy:
@@ -90,6 +114,11 @@ class Server:
         self.runtime = Runtime(policy or check_policy_for_serving(settings.policy), settings.db, settings.key_dir,
                                public_url=settings.public_url)
         self.policy, self.store, self.audit = self.runtime.policy, self.runtime.store, self.runtime.audit
+        try:
+            self.missing_secrets = check_credentials(self.policy, settings.allow_missing_secrets)
+        except ServerError:
+            self.runtime.close()
+            raise
         self.gate, self.gateway = self.runtime.gate, self.runtime.gateway
         #: Set when an approval request changes on this process: wakes long polls at once.
         self.changed = asyncio.Event()
@@ -98,6 +127,7 @@ class Server:
         self.requests = Counter("interlock_http_requests", "HTTP requests", ["route", "status"],
                                 registry=self.registry)
         self.decisions = Counter("interlock_decisions", "Decisions", ["decision", "kind"], registry=self.registry)
+        self.registry.register(GateCollector(self))
         self.latency = Histogram("interlock_http_request_seconds", "Request latency", ["route"],
                                  registry=self.registry,
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30, 300))
@@ -123,4 +153,32 @@ class Server:
                 tx.fetchone("SELECT 1 AS ok")
         except StoreError as exc:
             return False, f"store unavailable: {exc}"
+        if self.missing_secrets:
+            return True, ("ready, but credentials missing (actions on these targets are denied): "
+                          + "; ".join(str(m) for m in self.missing_secrets))
         return True, "ready"
+
+    def pending_approvals(self) -> int:
+        with self.store.transaction(readonly=True) as tx:
+            row = tx.fetchone("SELECT count(*) AS n FROM approval_requests WHERE state = 'pending'")
+        return int(row["n"]) if row else 0
+
+
+class GateCollector(Collector):
+    """Read at scrape time: pending approval requests (from the store, so every replica agrees) and
+    this process's webhook deliveries that gave up."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    def collect(self) -> Iterator[Metric]:
+        pending = GaugeMetricFamily("interlock_pending_approvals", "Approval requests waiting for humans")
+        try:
+            pending.add_metric([], self.server.pending_approvals())
+        except StoreError:
+            pending.add_metric([], float("nan"))
+        yield pending
+        notifier = self.server.gate.notifier
+        failed = CounterMetricFamily("interlock_webhook_failures", "Webhook deliveries that failed after every retry")
+        failed.add_metric([], notifier.failures if notifier is not None else 0)
+        yield failed

@@ -22,6 +22,7 @@ async def healthz() -> Response:
 async def readyz(server: ServerDep) -> Response:
     ok, why = await anyio.to_thread.run_sync(server.ready)
     return JSON({"status": "ready" if ok else "not ready", "detail": why,
+                 "missing_secrets": [{"where": m.where, "ref": m.ref, "why": m.why} for m in server.missing_secrets],
                  "policy_version": server.policy.version}, status_code=200 if ok else 503)
 
 
