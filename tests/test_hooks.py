@@ -460,3 +460,19 @@ def test_parse_args(argv: list[str], expected: dict[str, Any], monkeypatch: pyte
 def test_parse_args_refuses(argv: list[str]) -> None:
     with pytest.raises(HookError):
         parse_args(argv)
+
+
+@pytest.mark.parametrize(("extra", "path_dirs", "program", "says"), [
+    ([], "", "interlock-hook", "is not on PATH here"),  # a team setting: found on PATH on each machine
+    ([], str(HOOK.parent), "interlock-hook", "commit .claude/settings.json"),
+    (["--command", "/opt/interlock/bin/interlock-hook"], "", "/opt/interlock/bin/interlock-hook", "commit"),
+])
+def test_install_writes_a_command_every_machine_can_run(tmp_path: Path, extra: list[str], path_dirs: str,
+                                                        program: str, says: str) -> None:
+    result = CliRunner().invoke(hook_app, ["install", "claude-code", "--dir", str(tmp_path), "--env", "production",
+                                           "--gateway", "http://127.0.0.1:8700", *extra],
+                                env={"HOME": str(tmp_path), "PATH": path_dirs})
+    assert result.exit_code == 0, result.output
+    (group,) = installed(tmp_path / ".claude" / "settings.json")
+    assert group["hooks"][0]["command"].split(" ")[0] == program
+    assert says in result.output

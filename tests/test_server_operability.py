@@ -141,6 +141,9 @@ def test_serve_over_tls(tmp_path: Path) -> None:
             answer = agent.post("/v1/actions", json={"kind": "shell", "environment": "lab",
                                                      "payload": {"command": "ls /tmp"}, "mode": "advisory"})
             assert answer.status_code == 200 and answer.json()["decision"] == "allow"
+            page = agent.get("/docs")  # the API reference, offline: no script, no external asset
+            assert page.status_code == 200 and "<code>/v1/actions</code>" in page.text
+            assert "<script" not in page.text and "cdn" not in page.text.lower()
         with pytest.raises(ssl.SSLError), socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1]))) \
                 as raw, ssl.create_default_context().wrap_socket(raw, server_hostname="127.0.0.1"):
             pass  # an untrusting client refuses the self-signed certificate: it is really TLS

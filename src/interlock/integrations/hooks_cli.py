@@ -95,12 +95,14 @@ def settings_path(flavor: str, user: bool, project_dir: Path) -> Path:
     return (codex_home if user else project_dir / ".codex") / "hooks.json"
 
 
-def hook_executable() -> str:
-    """The lean `interlock-hook` script: next to this Python, else on PATH, else by name."""
-    beside = Path(sys.executable).parent / "interlock-hook"
-    if beside.exists():
-        return str(beside)
-    return shutil.which("interlock-hook") or "interlock-hook"
+#: What the installed hook runs by default: the lean script by name, found on PATH on whichever
+#: machine runs the agent, so a committed project setting works for the whole team.
+HOOK_PROGRAM = "interlock-hook"
+
+
+def hook_on_path() -> str | None:
+    """Where `interlock-hook` is found on this machine's PATH (None: the hook would not start here)."""
+    return shutil.which(HOOK_PROGRAM)
 
 
 def hook_command(flavor: str, *, executable: str, env: str, gateway: str | None, policy: str | None,
@@ -177,7 +179,9 @@ def install(
     project_dir: Annotated[Path, typer.Option("--dir", help="the project's root (with --project)")] = Path("."),
     gateway: Gateway = None, policy: PolicyFile = None, agent: Agent = None, db: Db = DEFAULT_DB,
     key_dir: KeyDir = None, target: Target = None, wait: Wait = DEFAULT_WAIT,
-    executable: Annotated[str | None, typer.Option("--command", help="hook program to run")] = None,
+    executable: Annotated[str | None, typer.Option(
+        "--command", help="hook program to run (default: interlock-hook, found on PATH on each machine; "
+                          "pin a path only for a --user install on this machine)")] = None,
 ) -> None:
     """Write the Interlock PreToolUse hook into the agent's settings (merged, idempotent)."""
     flavor = agent_name.value
@@ -188,8 +192,9 @@ def install(
                             needs_token=False)
     gateway = chosen.url if isinstance(chosen, Remote) else None
     in_process = str(Path(chosen.policy).resolve()) if isinstance(chosen, InProcess) else None
+    policy = in_process
     # The written command names only what was given: a default store and key folder stay defaults.
-    command = hook_command(flavor, executable=executable or hook_executable(), env=env, gateway=gateway,
+    command = hook_command(flavor, executable=executable or HOOK_PROGRAM, env=env, gateway=gateway,
                            policy=in_process, agent=agent if in_process else None,
                            db=db if in_process and db != DEFAULT_DB else None,
                            key_dir=str(key_dir) if in_process and key_dir else None, target=target, wait=wait)
@@ -201,6 +206,13 @@ def install(
         raise typer.Exit(2) from exc
     typer.echo(f"installed the Interlock PreToolUse hook in {path}")
     typer.echo(f"  {command}")
+    if executable is None and hook_on_path() is None:
+        typer.echo(f"  warning: {HOOK_PROGRAM} is not on PATH here: put the Python environment's bin directory on "
+                   f"PATH (pip install interlock in it), or pin the program with --command "
+                   f"{Path(sys.executable).parent / HOOK_PROGRAM}", err=True)
+    if not user:
+        typer.echo(f"  commit {path.relative_to(project_dir.resolve())} so the team gets the hook"
+                   + (" (the --policy path is absolute: prefer --gateway for a committed setting)" if policy else ""))
     if gateway:
         typer.echo("  the agent's token goes in INTERLOCK_TOKEN, in the environment the agent starts from")
     if flavor == "codex":
