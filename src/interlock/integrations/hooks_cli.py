@@ -192,7 +192,6 @@ def install(
                             needs_token=False)
     gateway = chosen.url if isinstance(chosen, Remote) else None
     in_process = str(Path(chosen.policy).resolve()) if isinstance(chosen, InProcess) else None
-    policy = in_process
     # The written command names only what was given: a default store and key folder stay defaults.
     command = hook_command(flavor, executable=executable or HOOK_PROGRAM, env=env, gateway=gateway,
                            policy=in_process, agent=agent if in_process else None,
@@ -211,8 +210,8 @@ def install(
                    f"PATH (pip install interlock in it), or pin the program with --command "
                    f"{Path(sys.executable).parent / HOOK_PROGRAM}", err=True)
     if not user:
-        typer.echo(f"  commit {path.relative_to(project_dir.resolve())} so the team gets the hook"
-                   + (" (the --policy path is absolute: prefer --gateway for a committed setting)" if policy else ""))
+        note = " (the --policy path is absolute: prefer --gateway for a committed setting)" if in_process else ""
+        typer.echo(f"  commit {path.relative_to(project_dir.resolve())} so the team gets the hook{note}")
     if gateway:
         typer.echo("  the agent's token goes in INTERLOCK_TOKEN, in the environment the agent starts from")
     if flavor == "codex":
