@@ -70,4 +70,4 @@ def test_normalizers(func: object, text: str, expected: str) -> None:
 def test_forms_are_distinct_and_start_with_the_text_as_written() -> None:
     assert input_forms("SELECT 1", Kind.sql) == ("SELECT 1",)
     assert input_forms("drop/**/table t", Kind.sql) == ("drop/**/table t", "drop table t", "DROP TABLE t")
-    assert render_sql("this is not ( sql", "postgres") is None
+    assert render_sql("SELECT 'unterminated", "postgres") is None
