@@ -138,6 +138,28 @@ def parse_opts(args: list[Word], takes: str = "", long_takes: Iterable[str] = ()
     return Opts(flags, values, operands)
 
 
+def has_flag(args: list[Word], short: str = "", long: Iterable[str] = (), takes: str = "") -> bool:
+    """True when one of `args` (before `--`) is the option: `-n`, a bundle holding it (`-avn`; a
+    letter in `takes` takes a value and ends the bundle), `--dry-run` or `--dry-run=VALUE`."""
+    longs = set(long)
+    for word in args:
+        v = word.value
+        if v is None or not v.startswith("-") or v == "-":
+            continue
+        if v == "--":
+            break
+        if v.startswith("--"):
+            if v[2:].partition("=")[0] in longs:
+                return True
+            continue
+        for letter in v[1:]:
+            if letter in short:
+                return True
+            if letter in takes:
+                break
+    return False
+
+
 def first_operand(args: list[Word], takes: str = "", long_takes: Iterable[str] = ()) -> tuple[str | None, list[Word]]:
     """The subcommand (first operand) and the words after it."""
     long_set = set(long_takes)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from interlock.classify import privilege
 from interlock.classify.programs.base import (
     TTY,
     D,
@@ -70,11 +71,16 @@ def judge_terraform(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> V
         return Verdict(D, f"{prog} state {action} changes the state", frozenset({"irreversible"}))
     if sub == "destroy" or (sub == "apply" and "-destroy" in flags):
         return Verdict(D, f"{prog} destroy deletes every resource", frozenset({"mass", "irreversible"}))
+    if sub == "apply" and flags & {"-replace", "--replace"}:
+        # `-replace=ADDR` / `-replace ADDR`: delete and recreate, the Kiro incident's first step.
+        return Verdict(D, f"{prog} apply -replace deletes and recreates a resource", frozenset({"replace"}))
     if sub == "apply":
         if operands and "-auto-approve" not in flags:
             return Verdict(D, f"{prog} apply of a saved plan changes infrastructure")
         return Verdict(D, f"{prog} apply changes infrastructure without a reviewed plan")
-    if sub in ("import", "taint", "untaint", "force-unlock", "refresh", "push"):
+    if sub == "taint":
+        return Verdict(D, f"{prog} taint marks a resource to be deleted and recreated", frozenset({"replace"}))
+    if sub in ("import", "untaint", "force-unlock", "refresh", "push"):
         return Verdict(D, f"{prog} {sub} changes the state")
     return Verdict(U, f"{prog} {sub} not understood")
 
@@ -94,6 +100,8 @@ def judge_helm(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdic
     risk = HELM.risk(sub)
     if risk is R:
         return Verdict(R, f"helm {sub} reads")
+    if risk in (W, D) and any((w.value or "").startswith("--dry-run") for w in rest):
+        return Verdict(R, f"helm {sub} --dry-run only renders")
     if sub == "repo":
         action = rest[0].value if rest else ""
         return Verdict(R if action == "list" else D if action == "remove" else W, f"helm repo {action}")
@@ -127,6 +135,9 @@ def judge_cloud(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdi
     if values is None:
         return Verdict(U, f"{prog} argument produced by an expansion")
     words = [v for v in values if not v.startswith("-")]
+    granted = cloud_grant(prog, values, words)
+    if granted is not None:
+        return granted
     # The verb is the first word that looks like one; resource groups come before it.
     for word in words:
         if _CLOUD_DESTRUCTIVE.match(word):
@@ -140,6 +151,43 @@ def judge_cloud(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdi
     if any(f in ("--version", "--help", "-h") for f in values):
         return Verdict(R, f"{prog} help")
     return Verdict(U, f"{prog} {' '.join(words[:3])} not understood")
+
+
+#: Cloud roles broad enough to be administrator power though their names do not say so.
+_BROAD_ROLES = frozenset({"roles/editor", "contributor"})
+
+
+def _option(values: list[str], name: str) -> str | None:
+    for i, v in enumerate(values):
+        if v == name and i + 1 < len(values):
+            return values[i + 1]
+        if v.startswith(name + "="):
+            return v.partition("=")[2]
+    return None
+
+
+def cloud_grant(prog: str, values: list[str], words: list[str]) -> Verdict | None:
+    """Granting roles and minting credentials with gcloud and az (aws goes to its own classifier):
+    an administrator, owner or broad role, or a new credential, is destructive + `privilege`; a
+    narrow role is write + `privilege` (the line of classify/privilege.py)."""
+    priv = frozenset({"privilege"})
+    role = _option(values, "--role")
+    granting = (prog == "gcloud" and any(w.endswith("add-iam-policy-binding") for w in words)) or (
+        prog == "az" and (words[:3] == ["role", "assignment", "create"] or "create-for-rbac" in words)
+    )
+    if granting:
+        if role is None:
+            return Verdict(U, f"{prog} grants a role we cannot see", priv)
+        if privilege.is_admin_name(role) or role.lower() in _BROAD_ROLES:
+            return Verdict(D, f"{prog} grants {role}: administrator power", priv)
+        return Verdict(W, f"{prog} grants the narrow role {role}", priv)
+    if prog == "gcloud" and "set-iam-policy" in words:
+        return Verdict(D, "gcloud set-iam-policy replaces who may do what", priv | {"replace"})
+    if (prog == "gcloud" and "keys" in words and "create" in words) or (
+        prog == "az" and "credential" in words and "reset" in words
+    ):
+        return Verdict(D, f"{prog} mints a credential", priv | {"secrets"})
+    return None
 
 
 @judge("docker", "podman", "nerdctl")

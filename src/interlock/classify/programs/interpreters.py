@@ -15,6 +15,7 @@ from interlock.classify.programs.base import (
     Verdict,
     W,
     Word,
+    has_flag,
     judge,
     lit,
     worst,
@@ -168,6 +169,14 @@ def code_on_paths(verdict: Verdict, code: str, edited: list[Word]) -> Verdict:
             risk = U if verdict.risk is U else D
             return Verdict(risk, f"{verdict.reason}; the code names {why}", verdict.tags | {"protected-target"})
     return verdict
+
+
+@judge("make", "gmake")
+def judge_make(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    """make runs the recipes of a Makefile we cannot see, unless told only to print them."""
+    if has_flag(args, "nq", ("dry-run", "just-print", "recon", "question"), takes="CfIjloW"):
+        return Verdict(R, f"{prog} -n prints the recipes it would run")
+    return Verdict(U, f"{prog} runs the recipes of a Makefile", frozenset({"interpreter"}))
 
 
 def judge_python_module(module: str | None, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:

@@ -11,6 +11,7 @@ from interlock.classify.programs.base import (
     Verdict,
     W,
     Word,
+    has_flag,
     judge,
     lit,
     name_set,
@@ -98,6 +99,8 @@ def judge_wget(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdic
 @judge("ssh", "scp", "rsync", "sftp")
 def judge_ssh(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
     opts = parse_opts(args, "bcDEeFIiJLlmOopQRSWw")
+    if prog == "rsync" and has_flag(args, "n", ("dry-run",), takes="eBfTM"):
+        return Verdict(R, "rsync --dry-run lists what it would copy", frozenset({"network"}))
     if prog in ("scp", "rsync", "sftp"):
         if prog == "rsync" and any(
             (w.value or "").startswith("--delete") or w.value == "--remove-source-files" for w in args

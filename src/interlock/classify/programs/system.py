@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from interlock.classify import privilege
 from interlock.classify.programs.base import (
     D,
     R,
@@ -13,6 +14,7 @@ from interlock.classify.programs.base import (
     W,
     Word,
     first_operand,
+    has_flag,
     judge,
     lit,
     name_set,
@@ -174,9 +176,38 @@ def judge_users(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdi
         opts = parse_opts(args)
         tags = {"irreversible"} | ({"mass"} if opts.flags & {"r", "remove", "remove-home"} else set())
         return Verdict(D, f"{prog} deletes an account", frozenset(tags))
-    if prog in ("passwd", "chpasswd", "usermod", "gpasswd", "visudo", "chage"):
-        return Verdict(W, f"{prog} changes accounts or credentials", frozenset({"privilege"}))
-    return Verdict(W, f"{prog} creates an account", frozenset({"privilege"}))
+    priv = frozenset({"privilege"})
+    if prog == "visudo":
+        if has_flag(args, "c", ("check",)):
+            return Verdict(R, "visudo -c checks the sudoers files")
+        return Verdict(D, "visudo edits who may act as root", priv)
+    values = lit(args)
+    if values is None:
+        return Verdict(U, f"{prog} argument produced by an expansion", priv)
+    granted = admin_group(prog, args)
+    if granted is not None:
+        return Verdict(D, f"{prog} puts an account in {granted}: administrator power", priv)
+    if prog in ("passwd", "chpasswd", "usermod", "gpasswd", "chage"):
+        return Verdict(W, f"{prog} changes accounts or credentials", priv)
+    return Verdict(W, f"{prog} creates an account", priv)
+
+
+#: Unix groups whose members are root in all but name (sudo, the docker socket, raw disks …).
+ADMIN_GROUPS = name_set("sudo wheel admin root adm docker lxd lxc disk shadow kmem sudoers libvirt")
+
+
+def admin_group(prog: str, args: list[Word]) -> str | None:
+    """The administrator group (or uid 0) an account change grants, or None."""
+    opts = parse_opts(args, "bcdefgGklpsuRPZvwVWKAM" if prog != "gpasswd" else "adrRAM", ["groups", "gid", "uid"])
+    operands = [w.value for w in opts.operands if w.value is not None]
+    if (opts.values.get("u") or opts.values.get("uid") or "").strip() == "0":
+        return "uid 0 (root)"
+    found: list[str] = []
+    for key in ("G", "groups", "g", "gid"):
+        found += (opts.values.get(key) or "").split(",")
+    if prog == "gpasswd" or (prog in ("adduser", "addgroup") and len(operands) == 2):
+        found += operands[-1:]
+    return next((g for g in found if g and (g.lower() in ADMIN_GROUPS or privilege.is_admin_name(g))), None)
 
 
 @judge("mount", "umount", "swapon", "swapoff")
@@ -210,6 +241,15 @@ PACKAGES = Verbs(
 )
 
 
+#: Package managers' real dry-run options: (short letters, long names, how they are spelled).
+_DRY_RUN = {
+    "apt-get": ("s", ("simulate", "just-print", "dry-run", "recon", "no-act"), "-s"),
+    "apt": ("s", ("simulate", "just-print", "dry-run", "recon", "no-act"), "-s"),
+    "dpkg": ("", ("dry-run", "no-act", "simulate"), "--dry-run"),
+    "npm": ("", ("dry-run",), "--dry-run"),
+}
+
+
 @judge(
     *name_set(
         """
@@ -222,6 +262,9 @@ def judge_packages(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Ve
     values = lit(args)
     if values is None:
         return Verdict(U, f"{prog} argument produced by an expansion")
+    dry = _DRY_RUN.get(prog)
+    if dry is not None and has_flag(args, dry[0], dry[1]):
+        return Verdict(R, f"{prog} only simulates ({dry[2]})")
     if prog in ("dpkg", "rpm"):
         flags = {v for v in values if v.startswith("-")}
         if flags & name_set("-l -L -s -S --list --status --search -q -qa -ql -qi --get-selections --version"):
@@ -294,3 +337,16 @@ def judge_date(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdic
     if prog == "hostname" and any(v is not None and not v.startswith("-") for v in values):
         return Verdict(W, "hostname renames the host", frozenset({"privilege"}))
     return Verdict(R, f"{prog} prints")
+
+
+@judge("setcap", "getcap", "ssh-copy-id")
+def judge_grants(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    """File capabilities and ssh logins: powers that outlive the command."""
+    priv = frozenset({"privilege"})
+    if prog == "getcap":
+        return Verdict(R, "getcap lists file capabilities")
+    if prog == "setcap":
+        if has_flag(args, "rv"):
+            return Verdict(W, "setcap removes or verifies capabilities", priv)
+        return Verdict(D, "setcap gives a program root's powers (capabilities)", priv)
+    return Verdict(D, "ssh-copy-id adds a key to a remote authorized_keys: a new login", priv | {"network"})

@@ -77,6 +77,10 @@ def judge_git(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict
             f[1:2] != "-" and f.startswith("-") and any(len(n) == 2 and n[1] in f[1:] for n in names) for f in flags
         )
 
+    if sub in ("push", "add", "rm", "mv") and has("--dry-run", "-n"):
+        return Verdict(R, f"git {sub} --dry-run only lists")
+    if sub in ("commit", "fetch") and has("--dry-run"):
+        return Verdict(R, f"git {sub} --dry-run only lists")
     if sub == "push":
         if has("--force", "-f", "--force-with-lease", "--force-if-includes", "--mirror", "--prune") or any(
             v is not None and v.startswith("+") for v in values
