@@ -36,9 +36,7 @@ def show(db: options.Db = DEFAULT_DB, key_dir: options.KeyDir = None, gateway: o
 
 
 def run_probe(args: list[str], env: dict[str, str] | None = None) -> tuple[int, dict[str, Any], str]:
-    clean = {name: None for name in ("INTERLOCK_DB", "INTERLOCK_KEY_DIR", "INTERLOCK_URL", "INTERLOCK_POLICY",
-                                     "INTERLOCK_SERVER", "INTERLOCK_KEYS")}
-    result = CliRunner().invoke(probe, args, env={**clean, **(env or {})})  # type: ignore[dict-item]
+    result = CliRunner().invoke(probe, args, env={**dict.fromkeys(UNSET), **(env or {})})  # type: ignore[dict-item]
     return result.exit_code, json.loads(result.stdout) if result.exit_code == 0 else {}, result.stderr
 
 
@@ -183,8 +181,13 @@ def test_any_command_spelling_a_shared_option_uses_the_shared_definition() -> No
 # --- real commands reach the value ---------------------------------------------------------------------
 
 
+UNSET = ("INTERLOCK_DB", "INTERLOCK_KEY_DIR", "INTERLOCK_URL", "INTERLOCK_TOKEN", "INTERLOCK_POLICY",
+         "INTERLOCK_ENV", "INTERLOCK_AGENT", "INTERLOCK_SERVER", "INTERLOCK_KEYS")
+
+
 def interlock(args: list[str], env: dict[str, str] | None = None) -> Any:
-    return CliRunner().invoke(app, args, env=env)
+    """A real `interlock` command; only the variables given here are set."""
+    return CliRunner().invoke(app, args, env={**dict.fromkeys(UNSET), **(env or {})})  # type: ignore[dict-item]
 
 
 def test_keys_are_made_beside_the_store_not_in_the_current_directory(tmp_path: Path,
@@ -259,3 +262,40 @@ def test_version_and_shell_completion() -> None:
     completed = CliRunner().invoke(app, [], prog_name="interlock", env={
         "_INTERLOCK_COMPLETE": "complete_bash", "COMP_WORDS": "interlock token list --", "COMP_CWORD": "3"})
     assert completed.stdout.split() == ["--db", "--key-dir", "--format", "--help"]
+
+
+EXAMPLE = Path(__file__).parents[1] / "examples" / "policy.yaml"
+
+
+@pytest.mark.parametrize(("args", "env", "warning"), [
+    (["--gateway", "{url}"], {}, ""),
+    ([], {"INTERLOCK_URL": "{url}"}, ""),
+    (["--server", "{url}"], {}, "--server is deprecated and will be removed: use --gateway"),
+    ([], {"INTERLOCK_SERVER": "{url}"}, "INTERLOCK_SERVER is deprecated and will be removed: set INTERLOCK_URL"),
+])
+def test_approvals_reach_the_gateway_by_every_spelling(args: list[str], env: dict[str, str], warning: str) -> None:
+    from interlock.testing import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there: the error names the URL reached
+    result = interlock(["approvals", "list", *[a.replace("{url}", url) for a in args]],
+                       env={"INTERLOCK_TOKEN": "ilk_h_unused", **{k: v.replace("{url}", url) for k, v in env.items()}})
+    assert result.exit_code == 2 and f"cannot reach the server at {url}" in result.stderr
+    assert warning in result.stderr
+
+
+def test_approvals_choose_between_gateway_and_policy_one_way(tmp_path: Path) -> None:
+    db = ["--db", f"sqlite:///{tmp_path}/i.db"]
+    created = interlock(["token", "create", "--human", "bob", "--policy", str(EXAMPLE), "--format", "json", *db])
+    secret = json.loads(created.stdout)["secret"]
+    nowhere = "http://127.0.0.1:9"
+    # --policy typed beats INTERLOCK_URL from the environment: in-process, on the store
+    local = interlock(["approvals", "list", "--policy", str(EXAMPLE), *db],
+                      env={"INTERLOCK_TOKEN": secret, "INTERLOCK_URL": nowhere})
+    assert local.exit_code == 0 and "no pending approval requests" in local.stdout
+    both = interlock(["approvals", "list", "--policy", str(EXAMPLE), "--gateway", nowhere, *db],
+                     env={"INTERLOCK_TOKEN": secret})
+    assert both.exit_code == 2 and "both --gateway and --policy are given on the command line" in both.stderr
+    neither = interlock(["approvals", "list", *db], env={"INTERLOCK_TOKEN": secret})
+    assert neither.exit_code == 2 and "no gateway: pass --gateway URL (INTERLOCK_URL" in neither.stderr
+    no_token = interlock(["approvals", "list", "--policy", str(EXAMPLE), *db])
+    assert no_token.exit_code == 2 and "no token: set INTERLOCK_TOKEN" in no_token.stderr

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 import httpx
 
-from interlock.vocabulary import DEFAULT_DB
+from interlock.vocabulary import DEFAULT_DB, ENV_TOKEN, ENV_URL
 
 if TYPE_CHECKING:
     from interlock.runtime import Runtime
@@ -376,7 +376,7 @@ def client_from_env() -> Client:
     """The client `@guarded` uses when none is given: INTERLOCK_URL and INTERLOCK_TOKEN."""
     import os
 
-    url, token = os.environ.get("INTERLOCK_URL"), os.environ.get("INTERLOCK_TOKEN")
+    url, token = os.environ.get(ENV_URL), os.environ.get(ENV_TOKEN)
     if not url or not token:
         raise Unavailable("no Interlock client: pass client=… to @guarded or set INTERLOCK_URL and INTERLOCK_TOKEN "
                           "(fail closed: the tool did not run)", code="no_client")
