@@ -299,3 +299,36 @@ def test_approvals_choose_between_gateway_and_policy_one_way(tmp_path: Path) -> 
     assert neither.exit_code == 2 and "no gateway: pass --gateway URL (INTERLOCK_URL" in neither.stderr
     no_token = interlock(["approvals", "list", "--policy", str(EXAMPLE), *db])
     assert no_token.exit_code == 2 and "no token: set INTERLOCK_TOKEN" in no_token.stderr
+
+
+BASH_LS = json.dumps({"session_id": "s", "cwd": "/tmp", "hook_event_name": "PreToolUse", "tool_name": "Bash",
+                      "tool_input": {"command": "ls"}, "tool_use_id": "t"})
+IN_PROCESS = ["--env", "sandbox", "--policy", str(EXAMPLE), "--agent", "kiro"]
+
+
+@pytest.mark.parametrize(("command", "stdin"), [
+    (["exec", *IN_PROCESS, "--", "true"], None),
+    (["hook", "claude-code", *IN_PROCESS], BASH_LS),
+    (["hook", "codex", *IN_PROCESS], BASH_LS),
+])
+def test_in_process_doors_reach_interlock_db_and_keep_keys_beside_it(tmp_path: Path, command: list[str],
+                                                                      stdin: str | None) -> None:
+    store = tmp_path / "store" / "i.db"
+    result = CliRunner().invoke(app, command, input=stdin,
+                                env={**dict.fromkeys(UNSET), "INTERLOCK_DB": f"sqlite:///{store}"})  # type: ignore[dict-item]
+    assert result.exit_code == 0, result.output
+    assert store.exists() and (tmp_path / "store" / "keys").is_dir()
+
+
+def test_the_lean_hook_reads_interlock_db_too(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    store = tmp_path / "store" / "i.db"
+    env = {k: v for k, v in os.environ.items() if k not in UNSET} | {"INTERLOCK_DB": f"sqlite:///{store}"}
+    done = subprocess.run([sys.executable, "-m", "interlock.integrations.hooks", "claude-code", *IN_PROCESS],
+                          input=BASH_LS, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert '"permissionDecision": "allow"' in done.stdout
+    assert store.exists() and (tmp_path / "store" / "keys").is_dir() and not (tmp_path / ".interlock").exists()
