@@ -231,7 +231,8 @@ def test_token_reaches_the_store_named_by_interlock_db(tmp_path: Path) -> None:
 def test_serve_reads_interlock_db(tmp_path: Path) -> None:
     """`serve` used to ignore INTERLOCK_DB; a store it cannot open is now named, without a traceback."""
     policy = Path(__file__).parents[1] / "examples" / "policy.yaml"
-    result = interlock(["serve", "--policy", str(policy), "--port", "0"], env={"INTERLOCK_DB": "mysql://nowhere"})
+    result = interlock(["serve", "--policy", str(policy), "--port", "0", "--allow-missing-secrets"],
+                       env={"INTERLOCK_DB": "mysql://nowhere"})
     assert result.exit_code == 2
     assert "unsupported store URL 'mysql://nowhere'" in result.stderr and "INTERLOCK_DB" in result.stderr
     assert "Traceback" not in result.output
