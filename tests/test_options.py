@@ -135,6 +135,7 @@ COMMANDS = {
     "hook claude-code": {"db", "key_dir", "gateway", "token", "policy", "wait"},
     "hook codex": {"db", "key_dir", "gateway", "token", "policy", "wait"},
     "hook install": {"db", "key_dir", "gateway", "policy", "wait"},
+    "rehearse": {"db", "key_dir", "gateway", "token", "policy", "wait", "format"},
 }
 
 
