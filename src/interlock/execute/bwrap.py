@@ -252,7 +252,9 @@ def run_in_bwrap(action: Action, target: Target | None, timeout: float, redactor
             copy = root / "copy"
             shutil.copytree(source, copy, symlinks=True)
             argv = _sandbox_argv(bwrap, str(copy), str(source), network, command, env)
-        outcome = run_process(argv, env={"PATH": "/usr/bin:/bin"}, cwd=scratch, timeout=timeout, output=output)
+        # No supervisor: bubblewrap's PID namespace and --die-with-parent already take the whole tree down.
+        outcome = run_process(argv, env={"PATH": "/usr/bin:/bin"}, cwd=scratch, timeout=timeout, output=output,
+                              supervised=False)
         effects = diff_upper(source, root / "upper") if chosen == "overlay" else diff_trees(source, root / "copy")
         size = sum(e.size for e in _walk(source).values())
     details = {"isolation": f"bubblewrap ({chosen})", "network": network, "workdir_bytes": size,

@@ -115,14 +115,18 @@ def run_process(
     output: OutputCapture,
     stderr: OutputCapture | None = None,
     kill_grace: float = 0.0,
+    supervised: bool = True,
 ) -> ProcessOutcome:
-    """Run `argv`; stderr goes into `output` too unless a separate `stderr` capture is given."""
+    """Run `argv`; stderr goes into `output` too unless a separate `stderr` capture is given.
+    `supervised=False` skips the supervisor for a program that keeps its own tree on a leash (bubblewrap
+    with `--die-with-parent` and a PID namespace: its whole tree dies with it)."""
     program = argv[0] if os.path.isabs(argv[0]) else shutil.which(argv[0], path=env.get("PATH", BASE_PATH))
     if program is None:
         raise ExecutionError(f"program {argv[0]!r} is not on the executor's PATH ({env.get('PATH', BASE_PATH)})")
     try:
+        leash = [sys.executable, "-I", "-S", str(SUPERVISOR)] if supervised else []
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(SUPERVISOR), os.path.abspath(program), *argv[1:]],
+            [*leash, os.path.abspath(program), *argv[1:]],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE if stderr is not None else subprocess.STDOUT,
