@@ -183,7 +183,7 @@ def test_what_never_promotes(gateway: Gateway, databases: dict[str, str], clock:
     assert gateway.propose("kiro", delete()).state is State.pending_approval
 
 
-def test_a_failed_rehearsal_blocks_and_says_why(gateway: Gateway, databases: dict[str, str]) -> None:
+def test_a_failed_rehearsal_blocks_and_says_why(gateway: Gateway, databases: dict[str, str], store: Store) -> None:
     broken = delete("DELETE FROM invoices WHERE missing_column = 1")
     first = gateway.propose("kiro", broken)
     rehearsal = gateway.rehearse(first.id, "kiro")
@@ -192,6 +192,12 @@ def test_a_failed_rehearsal_blocks_and_says_why(gateway: Gateway, databases: dic
     again = gateway.propose("kiro", broken)
     assert again.state is State.sandbox_required
     assert any(f"the latest rehearsal {rehearsal.id} on billing-staging failed" in r for r in again.decision.reasons)
+
+    # A side row edited to say "succeeded" disagrees with its audit entry: it is not evidence.
+    with store.transaction() as tx:
+        tx.execute("UPDATE evidence SET status = 'succeeded' WHERE id = ?", (rehearsal.id,))
+    forged = gateway.propose("kiro", broken)
+    assert forged.state is State.sandbox_required and forged.evidence is None
 
 
 def test_refused_for_rollback_nothing_runs(gateway: Gateway, databases: dict[str, str]) -> None:
@@ -219,3 +225,39 @@ def test_bad_rehearsals_are_refused_and_audited(gateway: Gateway, databases: dic
     assert caught.value.code == "no_twin"
     assert "targets.other-staging" in str(caught.value)
     assert audit.last("rehearsal.refused")["of"] == no_twin.id
+
+
+def test_the_example_policy_promotes_a_schema_change_through_its_staging_twin(
+        store: Store, audit: Recorded, clock: ManualClock, databases: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """examples/policy.yaml: every production target has a twin; `schema-changes-staging-first` sends an
+    ALTER TABLE on billing-db to staging-db (rolled back there), then it needs its two approvals."""
+    from interlock.policy import load_policy
+    from interlock.sandbox import twins
+    from tests.conftest import EXAMPLE_POLICY
+
+    example = load_policy(EXAMPLE_POLICY)
+    doc = example.doc
+    for name, target in doc.targets.items():
+        if doc.environments[target.environment].protected:
+            assert target.twin is not None, f"production target {name} has no twin in examples/policy.yaml"
+    assert twins.twin_in(doc, "billing-db", "staging") == "staging-db"
+    monkeypatch.setenv("BILLING_DSN", databases["prod"])
+    monkeypatch.setenv("STAGING_DSN", databases["staging"])
+    gateway = Gateway(store, example, audit, Gate(store, example, audit, clock=clock))
+    alter = Action(kind=Kind.sql, environment="production", target="billing-db",
+                   payload={"sql": "ALTER TABLE invoices ADD COLUMN note text"})
+    first = gateway.propose("kiro", alter)
+    assert first.state is State.sandbox_required and first.rehearse is not None
+    assert first.rehearse["twin"] == "staging-db"
+    rehearsal = gateway.rehearse(first.id, "kiro")
+    assert rehearsal.state is State.succeeded, rehearsal.result
+    assert rehearsal.evidence is not None and rehearsal.evidence["effects"]["rolled_back"] is True
+    with psycopg.connect(databases["staging"]) as conn:
+        assert conn.execute("SELECT count(*) FROM information_schema.columns WHERE column_name = 'note'"
+                            ).fetchone() == (0,)
+    promoted = gateway.propose("kiro", alter)
+    assert promoted.state is State.pending_approval
+    assert promoted.approval is not None and promoted.approval["required"] == [
+        "2 approvals from dba or sre, at least 1 from dba"]
+    assert promoted.evidence is not None and promoted.evidence["id"] == rehearsal.id

@@ -104,18 +104,21 @@ _CHECKED = ("id", "agent", "body_fingerprint", "twin", "environment", "policy_ve
             "duration_ms", "summary")
 
 
-def _verified(tx: Transaction, row: dict[str, Any]) -> Evidence | None:
+#: The evidence row and the audit entry it indexes, in one query (one round trip on PostgreSQL). Only an
+#: entry inside the tree counts (issue 10.1): a row slipped in at an index outside it is never evidence.
+_JOINED = ("SELECT " + ", ".join(f"e.{c.strip()}" for c in _COLUMNS.split(",")) + ", a.event AS audit_event, "
+           "a.entry AS audit_entry FROM evidence e LEFT JOIN audit_entries a ON a.idx = e.audit_idx "
+           "AND a.idx >= 0 AND a.idx < (SELECT size FROM audit_head WHERE id = 1)")
+
+
+def _verified(row: dict[str, Any]) -> Evidence | None:
     """The row, with its effects, when the audit entry it came from says the same; else None (a side
     row that disagrees with the log is not evidence)."""
-    # Only an entry inside the tree (issue 10.1): a row slipped in at an index outside it is never evidence.
-    entry = tx.fetchone(
-        "SELECT event, entry FROM audit_entries WHERE idx = ? AND idx >= 0 "
-        "AND idx < (SELECT size FROM audit_head WHERE id = 1)",
-        (row["audit_idx"],),
-    )
-    if entry is None or entry["event"] != EVENT or json.loads(entry["entry"]).get("event") != EVENT:
+    if row.get("audit_event") != EVENT or not row.get("audit_entry"):
         return None
-    data = json.loads(entry["entry"])["data"]
+    if json.loads(row["audit_entry"]).get("event") != EVENT:
+        return None
+    data = json.loads(row["audit_entry"])["data"]
     if any(str(data.get(k)) != str(row[k]) for k in _CHECKED):
         return None
     return _from_row(row, data.get("effects") or {})
@@ -124,16 +127,16 @@ def _verified(tx: Transaction, row: dict[str, Any]) -> Evidence | None:
 def find(tx: Transaction, agent: str, body_fp: str, twin: str, policy_version: str) -> Evidence | None:
     """The latest rehearsal of this body by this agent on this twin under this policy version."""
     row = tx.fetchone(
-        f"SELECT {_COLUMNS} FROM evidence WHERE agent = ? AND body_fingerprint = ? AND twin = ? "
-        "AND policy_version = ? ORDER BY finished_at DESC LIMIT 1",
+        f"{_JOINED} WHERE e.agent = ? AND e.body_fingerprint = ? AND e.twin = ? "
+        "AND e.policy_version = ? ORDER BY e.finished_at DESC LIMIT 1",
         (agent, body_fp, twin, policy_version),
     )
-    return _verified(tx, row) if row is not None else None
+    return _verified(row) if row is not None else None
 
 
 def get(tx: Transaction, evidence_id: str) -> Evidence | None:
-    row = tx.fetchone(f"SELECT {_COLUMNS} FROM evidence WHERE id = ?", (evidence_id,))
-    return _verified(tx, row) if row is not None else None
+    row = tx.fetchone(f"{_JOINED} WHERE e.id = ?", (evidence_id,))
+    return _verified(row) if row is not None else None
 
 
 def why_none(tx: Transaction, agent: str, body_fp: str, twin: str, policy_version: str) -> str:
