@@ -84,6 +84,10 @@ class Recorded:
     def names(self) -> list[str]:
         return [e for e, _ in self.events]
 
+    def __getattr__(self, name: str) -> Any:
+        # Everything else (action_entries, size, …) is the real log's: a Gateway reads through it.
+        return getattr(self.log, name)
+
     def last(self, event: str) -> dict[str, Any]:
         return next(d for e, d in reversed(self.events) if e == event)
 
