@@ -84,6 +84,16 @@ def test_approve_deny_list_json(gate: Gate, cli) -> None:  # type: ignore[no-unt
     assert code == 0 and "no pending approval requests" in out
 
 
+def test_approve_with_a_comment(gate: Gate, cli, store: Store) -> None:  # type: ignore[no-untyped-def]
+    request = propose(gate, sql())
+    assert cli("bob", "approve", request.id, "--comment", "checked with billing")[0] == 0
+    code, out, _ = cli("bob", "show", request.id)
+    assert code == 0 and "bob approved (checked with billing)" in out
+    with store.transaction(readonly=True) as tx:
+        rows = tx.fetchall("SELECT entry FROM audit_entries WHERE event = ?", ("approval.approved",))
+    assert [json.loads(r["entry"])["data"].get("comment") for r in rows] == ["checked with billing"]
+
+
 @pytest.mark.parametrize(
     ("name", "kind", "args", "code", "message"),
     [

@@ -24,24 +24,19 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 import httpx
 
+from interlock import answers
+
+# Defined in interlock.answers (the one place); still importable from here as before.
+from interlock.answers import MAX_POLL_SECONDS as MAX_POLL_SECONDS
+from interlock.answers import TERMINAL_STATES as TERMINAL_STATES
+from interlock.answers import settled as settled
 from interlock.vocabulary import DEFAULT_DB, ENV_TOKEN, ENV_URL
 
 if TYPE_CHECKING:
     from interlock.runtime import Runtime
 
-#: States after which waiting longer changes nothing (the gateway's TERMINAL, as strings: no import).
-TERMINAL_STATES = frozenset({"denied", "sandbox_required", "approved", "allowed", "succeeded", "failed",
-                             "rejected", "expired", "invalidated"})
 OUTCOME_STATUSES = ("succeeded", "failed", "error", "timeout")
-#: The server caps one long poll at 300 s; `wait` loops polls of at most this long.
-MAX_POLL_SECONDS = 300.0
 LOCAL_POLL_SECONDS = 0.05
-
-
-def settled(body: Mapping[str, Any]) -> bool:
-    """Waiting longer changes nothing: a terminal state, or a run whose result is in (its final audit
-    entry may be missing if the log failed right after the run)."""
-    return body.get("state") in TERMINAL_STATES or (body.get("state") == "executing" and bool(body.get("result")))
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -71,9 +66,9 @@ class Denied(InterlockError):
     """The action may not run: the policy denied it, it needs a sandbox run first, or a human rejected it."""
 
     def __init__(self, reasons: list[str], rules: list[str], *, action_id: str | None = None,
-                 state: str = "denied") -> None:
+                 state: str = "denied", message: str | None = None) -> None:
         why = "; ".join(reasons) or "no reason given"
-        super().__init__(f"Interlock {state} the action: {why}", code=state)
+        super().__init__(message or f"Interlock {state} the action: {why}", code=state)
         self.reasons, self.rules, self.action_id, self.state = reasons, rules, action_id, state
 
 
@@ -81,8 +76,9 @@ class ApprovalPending(InterlockError):
     """Approval was still pending when the wait ended. Retry the SAME call later: once approved, the
     grant matches its fingerprint and the retry runs at once."""
 
-    def __init__(self, request_id: str, still_needs: Any, *, action_id: str | None = None) -> None:
-        super().__init__(f"approval request {request_id} is still pending ({still_needs}); "
+    def __init__(self, request_id: str, still_needs: Any, *, action_id: str | None = None,
+                 message: str | None = None) -> None:
+        super().__init__(message or f"approval request {request_id} is still pending ({still_needs}); "
                          "retry the same call once it is approved", code="pending_approval")
         self.request_id, self.still_needs, self.action_id = request_id, still_needs, action_id
 
@@ -90,8 +86,9 @@ class ApprovalPending(InterlockError):
 class ApprovalExpired(InterlockError):
     """The approval request expired or was invalidated (e.g. a new policy) before it could be used."""
 
-    def __init__(self, request_id: str | None, state: str, *, action_id: str | None = None) -> None:
-        super().__init__(f"approval request {request_id} is {state}: propose the action again", code=state)
+    def __init__(self, request_id: str | None, state: str, *, action_id: str | None = None,
+                 message: str | None = None) -> None:
+        super().__init__(message or f"approval request {request_id} is {state}: propose the action again", code=state)
         self.request_id, self.state, self.action_id = request_id, state, action_id
 
 
@@ -192,14 +189,13 @@ class Client:
         return _raise_for(response)
 
     def wait(self, action_id: str, timeout: float) -> dict[str, Any]:
-        """Long-poll until the action is terminal or `timeout` seconds passed; answers its last state."""
-        deadline = time.monotonic() + max(timeout, 0.0)
-        while True:
-            poll = min(max(deadline - time.monotonic(), 0.0), MAX_POLL_SECONDS)
-            body = self._post(f"/v1/actions/{action_id}/wait", params={"timeout": round(poll, 3)},
-                              timeout=poll + self.timeout)
-            if settled(body) or time.monotonic() >= deadline:
-                return body
+        """Long-poll until the action is settled or `timeout` seconds passed; answers its last state."""
+
+        def poll(seconds: float) -> dict[str, Any]:
+            return self._post(f"/v1/actions/{action_id}/wait", params={"timeout": round(seconds, 3)},
+                              timeout=seconds + self.timeout)
+
+        return dict(answers.wait(poll, timeout))
 
     def report(self, action_id: str, status: str, exit_code: int | None = None, duration_ms: float | None = None,
                output_excerpt: str = "") -> dict[str, Any]:
@@ -251,13 +247,11 @@ class AsyncClient:
         return _raise_for(response)
 
     async def wait(self, action_id: str, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + max(timeout, 0.0)
-        while True:
-            poll = min(max(deadline - time.monotonic(), 0.0), MAX_POLL_SECONDS)
-            body = await self._post(f"/v1/actions/{action_id}/wait", params={"timeout": round(poll, 3)},
-                                    timeout=poll + self.timeout)
-            if settled(body) or time.monotonic() >= deadline:
-                return body
+        async def poll(seconds: float) -> dict[str, Any]:
+            return await self._post(f"/v1/actions/{action_id}/wait", params={"timeout": round(seconds, 3)},
+                                    timeout=seconds + self.timeout)
+
+        return dict(await answers.wait_async(poll, timeout))
 
     async def report(self, action_id: str, status: str, exit_code: int | None = None,
                      duration_ms: float | None = None, output_excerpt: str = "") -> dict[str, Any]:
@@ -311,7 +305,7 @@ class LocalClient:
         try:
             return cast(dict[str, Any], fn(*args, **kwargs).to_json())
         except GatewayError as exc:
-            raise BadRequest(str(exc), code=exc.code, status=404 if exc.code == "unknown_action" else 422,
+            raise BadRequest(str(exc), code=exc.code, status=answers.status_of(exc.code, 422),
                              field=exc.field) from exc
         except ValidationError as exc:
             first = exc.errors()[0]
@@ -337,15 +331,10 @@ class LocalClient:
         return self._call(self.runtime.gateway.status, action_id, agent=self.agent)
 
     def wait(self, action_id: str, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + max(timeout, 0.0)
-        while True:
-            body = self._call(self.runtime.gateway.advance, action_id, self.agent)
-            if settled(body):
-                return body
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return body
-            time.sleep(min(LOCAL_POLL_SECONDS, remaining))
+        def look(_: float) -> dict[str, Any]:
+            return self._call(self.runtime.gateway.advance, action_id, self.agent)
+
+        return dict(answers.wait(look, timeout, pause=LOCAL_POLL_SECONDS))
 
     def report(self, action_id: str, status: str, exit_code: int | None = None, duration_ms: float | None = None,
                output_excerpt: str = "") -> dict[str, Any]:
@@ -414,22 +403,28 @@ def _check_signature(kind: str, fn: Callable[..., Any]) -> None:
         raise TypeError(f"@guarded(kind='sql') needs a `sql` or `query` parameter on {fn.__qualname__}")
 
 
-def _verdict(body: dict[str, Any]) -> None:
-    """Raise unless the (settled) proposal lets the function run now."""
+def _verdict(body: dict[str, Any], waited: float | None = None) -> None:
+    """Raise unless the (settled) proposal lets the function run now; the error's message is
+    `answers.explain`'s."""
     state = body.get("state")
     approval = body.get("approval") or {}
-    if state in ("allowed", "approved"):
+    if answers.may_run(body):
         return
+    text = answers.explain(body, waited=waited, again="retry the same call")
     if state == "pending_approval":
-        raise ApprovalPending(approval.get("id", "?"), approval.get("still_needs"), action_id=body.get("id"))
+        raise ApprovalPending(approval.get("id", "?"), approval.get("still_needs"), action_id=body.get("id"),
+                              message=text)
     if state in ("expired", "invalidated"):
-        raise ApprovalExpired(approval.get("id"), str(state), action_id=body.get("id"))
+        raise ApprovalExpired(approval.get("id"), str(state), action_id=body.get("id"), message=text)
     reasons = list(body.get("reasons") or [])
     if state == "rejected" and approval.get("reason"):
         reasons.append(f"rejected: {approval['reason']}")
     if not reasons:
         reasons = [f"the action is {state}: only allowed or approved actions run here"]
-    raise Denied(reasons, list(body.get("rules") or []), action_id=body.get("id"), state=str(state or "denied"))
+    if answers.ran(body):
+        text += " It is not run again here: only allowed or approved (advisory) actions run in the caller."
+    raise Denied(reasons, list(body.get("rules") or []), action_id=body.get("id"), state=str(state or "denied"),
+                 message=text)
 
 
 def _outcome_of(error: BaseException | None) -> tuple[str, str]:
@@ -474,7 +469,7 @@ def _guard_sync(fn: Callable[P, R], kind: str, env: str, target: str | None, cli
         body = sdk.propose(real_kind, env, payload, target=target, rationale=rationale, mode="advisory")
         if body.get("state") == "pending_approval":
             body = sdk.wait(body["id"], wait)
-        _verdict(body)
+        _verdict(body, wait)
         start = time.monotonic()
         error: BaseException | None = None
         try:
@@ -513,7 +508,7 @@ def _guard_async(fn: Callable[P, Awaitable[Any]], kind: str, env: str, target: s
                          mode="advisory")
         if body.get("state") == "pending_approval":
             body = await ask(sdk, "wait", body["id"], wait)
-        _verdict(body)
+        _verdict(body, wait)
         start = time.monotonic()
         error: BaseException | None = None
         try:

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from interlock.answers import TERMINAL_STATES
 from interlock.classify.registry import classify as run_classifier
 from interlock.credentials import Missing, missing_for_target
 from interlock.fingerprint import PayloadError, fingerprint, payload_size
@@ -57,8 +58,8 @@ class State(StrEnum):
     invalidated = "invalidated"
 
 
-TERMINAL = {State.denied, State.sandbox_required, State.approved, State.allowed, State.succeeded, State.failed,
-            State.rejected, State.expired, State.invalidated}
+#: Waiting longer changes nothing (the one definition is `interlock.answers.TERMINAL_STATES`).
+TERMINAL = frozenset(State(s) for s in TERMINAL_STATES)
 
 
 class GatewayError(Exception):

@@ -80,7 +80,7 @@ def fail(message: str, code: int) -> NoReturn:
 class Reviewer(Protocol):
     def list(self, state: str) -> list[View]: ...
     def show(self, request_id: str) -> View: ...
-    def approve(self, request_id: str) -> View: ...
+    def approve(self, request_id: str, comment: str = "") -> View: ...
     def deny(self, request_id: str, reason: str) -> View: ...
 
 
@@ -97,8 +97,8 @@ class LocalReviewer:
     def show(self, request_id: str) -> View:
         return api_json(self.gate.status(request_id))
 
-    def approve(self, request_id: str) -> View:
-        return api_json(self.gate.approve(request_id, self.principal))
+    def approve(self, request_id: str, comment: str = "") -> View:
+        return api_json(self.gate.approve(request_id, self.principal, comment))
 
     def deny(self, request_id: str, reason: str) -> View:
         return api_json(self.gate.deny(request_id, self.principal, reason))
@@ -132,8 +132,9 @@ class RemoteReviewer:
     def show(self, request_id: str) -> View:
         return dict(self._call("GET", f"/v1/approvals/{request_id}"))
 
-    def approve(self, request_id: str) -> View:
-        return dict(self._call("POST", f"/v1/approvals/{request_id}/approve", json={}))
+    def approve(self, request_id: str, comment: str = "") -> View:
+        body = {"comment": comment} if comment else {}
+        return dict(self._call("POST", f"/v1/approvals/{request_id}/approve", json=body))
 
     def deny(self, request_id: str, reason: str) -> View:
         return dict(self._call("POST", f"/v1/approvals/{request_id}/deny", json={"reason": reason}))
@@ -341,6 +342,7 @@ def show_command(
 def approve_command(
     request_id: RequestId,
     token: Token = None,
+    comment: Annotated[str, typer.Option("--comment", help="a note kept with your vote and in the audit log")] = "",
     policy: PolicyOpt = None,
     gateway: Gateway = None,
     db: Db = DEFAULT_DB,
@@ -349,7 +351,7 @@ def approve_command(
 ) -> None:
     """Approve as yourself (the token's human). Read `show` first: you approve that exact action."""
     with reviewer(gateway, db, policy, token, key_dir) as r:
-        _emit(r.approve(request_id), format)
+        _emit(r.approve(request_id, comment), format)
 
 
 @app.command("deny")

@@ -17,8 +17,8 @@ from typing import Annotated, Any
 
 import typer
 
-from interlock import options
-from interlock.client import Client, InterlockError, LocalClient, settled
+from interlock import answers, options
+from interlock.client import Client, InterlockError, LocalClient
 from interlock.vocabulary import DEFAULT_DB, DEFAULT_WAIT, Remote, UsageError, choose_client
 
 EXIT_DENIED = 1
@@ -31,10 +31,6 @@ HTTP_TIMEOUT = 900.0
 def _say(message: str) -> None:
     sys.stderr.write(f"interlock exec: {message}\n")
     sys.stderr.flush()
-
-
-def _listing(items: Any) -> str:
-    return "; ".join(str(i) for i in items) if isinstance(items, list) else str(items or "")
 
 
 def show_result(body: dict[str, Any]) -> int:
@@ -59,41 +55,18 @@ def show_result(body: dict[str, Any]) -> int:
 
 def outcome(body: dict[str, Any], wait: float) -> int:
     """The exit code for a settled proposal, saying on stderr why when it did not run."""
-    state = body.get("state")
-    approval = body.get("approval") or {}
-    if state in ("succeeded", "failed") or (state == "executing" and body.get("result")):
+    if answers.ran(body):
         return show_result(body)
-    if state == "pending_approval":
-        _say(f"still waiting for approval after {wait:g} s: request {approval.get('id')} "
-             f"({_listing(approval.get('still_needs'))}). Nothing ran. Run the same command again once it is "
-             "approved: the grant matches this exact command.")
-        return EXIT_PENDING
-    if state == "rejected":
-        _say(f"rejected by a human (request {approval.get('id')}): {approval.get('reason') or 'no reason given'}")
-        return EXIT_DENIED
-    if state in ("expired", "invalidated"):
-        _say(f"approval request {approval.get('id')} {state}; run the command again to open a new one")
-        return EXIT_DENIED
-    what = "requires a sandbox run first" if state == "sandbox_required" else f"{state}"
-    _say(f"{what}: {_listing(body.get('reasons')) or 'no rule allows it'}")
-    if body.get("rules"):
-        _say(f"rules: {', '.join(body['rules'])}")
-    if body.get("remedy"):
-        _say(f"what to do: {_listing(body['remedy'])}")
-    return EXIT_DENIED
+    _say(answers.explain(body, waited=wait, again="run the same command again"))
+    return EXIT_PENDING if body.get("state") == "pending_approval" else EXIT_DENIED
 
 
 def run(client: Client | LocalClient, env: str, command: list[str], target: str | None, wait: float) -> int:
     line = shlex.join(command)
     body = client.propose("shell", env, {"command": line}, target=target, mode="brokered")
     if body.get("state") == "pending_approval":
-        approval = body.get("approval") or {}
-        who = ", ".join(approval.get("eligible") or []) or "an eligible human"
-        _say(f"'{body.get('summary') or line}' needs approval: request {approval.get('id')} "
-             f"({_listing(approval.get('still_needs'))}; eligible: {who}). Approve with "
-             f"`interlock approvals approve {approval.get('id')}`. Waiting up to {wait:g} s…")
-        body = client.wait(str(body["id"]), wait)
-    elif not settled(body):
+        _say(f"{answers.approval_needed(body)}. Waiting up to {wait:g} s…")
+    if not answers.settled(body):
         body = client.wait(str(body["id"]), wait)
     return outcome(body, wait)
 

@@ -34,6 +34,7 @@ import socket
 import sys
 import time
 
+from interlock import answers
 from interlock.vocabulary import (
     DEFAULT_DB,
     ENV_AGENT,
@@ -240,41 +241,11 @@ def render(flavor: str, verdict: Verdict) -> str:
                                               "permissionDecisionReason": verdict.reason}})
 
 
-def _listing(items: Any) -> str:
-    return "; ".join(str(i) for i in items) if isinstance(items, list) else str(items or "")
-
-
 def explain(body: dict[str, Any], wait: float) -> Verdict | None:
-    """None when the settled proposal may run; else the deny (or pending) verdict the agent reads."""
-    state = body.get("state")
-    action_id = str(body.get("id", ""))
-    summary = body.get("summary") or body.get("kind") or "the action"
-    approval = body.get("approval") or {}
-    if state in ("allowed", "approved"):
+    """None when the settled proposal may run; else the deny verdict with `answers.explain`'s words."""
+    if answers.may_run(body):
         return None
-    if state == "pending_approval":
-        who = ", ".join(approval.get("eligible") or []) or "an eligible human"
-        return Verdict("deny", f"Interlock: '{summary}' needs approval and none came within {wait:g} s; nothing ran. "
-                               f"Approval request {approval.get('id')} ({_listing(approval.get('still_needs'))}; "
-                               f"eligible: {who}): a human approves with `interlock approvals approve "
-                               f"{approval.get('id')}`. Then retry exactly the same call: the grant matches this "
-                               "exact action, and any change needs a new approval.", [action_id])
-    if state == "rejected":
-        return Verdict("deny", f"Interlock: a human rejected '{summary}' (request {approval.get('id')}): "
-                               f"{approval.get('reason') or 'no reason given'}. Do not retry it.", [action_id])
-    if state in ("expired", "invalidated"):
-        return Verdict("deny", f"Interlock: the approval request {approval.get('id')} for '{summary}' is {state}; "
-                               "retry the call to open a new request.", [action_id])
-    reasons = _listing(body.get("reasons")) or "no rule allows it (default deny)"
-    rules = ", ".join(body.get("rules") or [])
-    remedy = _listing(body.get("remedy"))
-    what = "requires a sandbox run first" if state == "sandbox_required" else "denied"
-    text = f"Interlock {what}: '{summary}': {reasons}"
-    if rules:
-        text += f" [rules: {rules}]"
-    if remedy:
-        text += f" What to do: {remedy}"
-    return Verdict("deny", text, [action_id])
+    return Verdict("deny", answers.explain(body, waited=wait), [str(body.get("id", ""))])
 
 
 # --- talking to the gateway ----------------------------------------------------------------------
@@ -322,12 +293,11 @@ class GatewayClient:
         return self._call("POST", "/v1/actions", body, self.timeout)
 
     def wait(self, action_id: str, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + max(timeout, 0.0)
-        while True:
-            poll = min(max(deadline - time.monotonic(), 0.0), 300.0)
-            body = self._call("POST", f"/v1/actions/{action_id}/wait?timeout={poll:.3f}", None, poll + HTTP_MARGIN)
-            if body.get("state") != "pending_approval" or time.monotonic() >= deadline:
-                return body
+        def poll(seconds: float) -> dict[str, Any]:
+            return self._call("POST", f"/v1/actions/{action_id}/wait?timeout={seconds:.3f}", None,
+                              seconds + HTTP_MARGIN)
+
+        return dict(answers.wait(poll, timeout))
 
     def _call(self, method: str, path: str, body: Any, timeout: float) -> dict[str, Any]:
         data = b"" if body is None else json.dumps(body).encode()
@@ -346,7 +316,7 @@ class GatewayClient:
         if isinstance(error, dict):
             detail = f"{error.get('code')}: {error.get('message')}"
         elif isinstance(answer, dict) and answer.get("reasons"):
-            detail = _listing(answer["reasons"])
+            detail = answers.listing(answer["reasons"])
         else:
             detail = raw[:200].decode("utf-8", "replace")
         raise HookError(f"the Interlock gateway answered {status} to {method} {path.split('?')[0]}: {detail}; "
@@ -480,10 +450,8 @@ def decide(client: Proposer, settings: HookSettings, actions: list[ProposedActio
                               rationale=action.rationale, mode="advisory")
         if body.get("state") == "pending_approval":
             if settings.owner_may_decide:
-                approval = body.get("approval") or {}
-                return Verdict("ask", f"Interlock: '{body.get('summary')}' needs approval "
-                                      f"({_listing(approval.get('still_needs'))}, request {approval.get('id')}); "
-                                      "the hook's --owner-may-decide hands the decision to you.", [str(body["id"])])
+                return Verdict("ask", f"Interlock: {answers.approval_needed(body)}; the hook's --owner-may-decide "
+                                      "hands the decision to you.", [str(body["id"])])
             body = client.wait(str(body["id"]), max(deadline - time.monotonic(), 0.0))
         refusal = explain(body, settings.wait)
         if refusal is not None:

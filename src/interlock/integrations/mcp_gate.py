@@ -8,7 +8,6 @@ approval stays cancellable when the MCP client gives up.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,7 +15,8 @@ from typing import Any, Protocol
 import anyio
 import anyio.to_thread
 
-from interlock.client import TERMINAL_STATES, AsyncClient, LocalClient
+from interlock import answers
+from interlock.client import AsyncClient, LocalClient
 
 #: How often the in-process gate looks for a human's decision while an action waits for approval.
 LOCAL_POLL_SECONDS = 0.1
@@ -50,14 +50,11 @@ class LocalGate:
         return await anyio.to_thread.run_sync(run)
 
     async def wait(self, action_id: str, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + max(timeout, 0.0)
-        while True:
+        async def look(_: float) -> dict[str, Any]:
             # One step at a time (`wait(…, 0)` advances once), so cancelling this coroutine stops the wait.
-            body = await anyio.to_thread.run_sync(self.client.wait, action_id, 0.0)
-            remaining = deadline - time.monotonic()
-            if body.get("state") in TERMINAL_STATES or remaining <= 0:
-                return body
-            await anyio.sleep(min(LOCAL_POLL_SECONDS, remaining))
+            return await anyio.to_thread.run_sync(self.client.wait, action_id, 0.0)
+
+        return dict(await answers.wait_async(look, timeout, pause=LOCAL_POLL_SECONDS, sleep=anyio.sleep))
 
     async def report(self, action_id: str, status: str, exit_code: int | None = None,
                      duration_ms: float | None = None, output_excerpt: str = "") -> dict[str, Any]:

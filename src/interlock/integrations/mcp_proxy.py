@@ -35,6 +35,7 @@ from mcp.server import Server
 from mcp.server.context import ServerRequestContext
 from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
+from interlock import answers
 from interlock.classify.registry import classify
 from interlock.integrations.mcp_gate import GatePort
 from interlock.model import Action, Kind, Outcome
@@ -229,34 +230,8 @@ def tool_error(text: str) -> types.CallToolResult:
 
 def refusal(tool: str, proposal: dict[str, Any], approval_timeout: float) -> str:
     """Why a call was not forwarded, in words an agent (and its human) can act on."""
-    state = proposal.get("state", "unknown")
-    action_id = proposal.get("id", "?")
-    reasons = "; ".join(str(r) for r in proposal.get("reasons") or []) or "no reason given"
-    remedy = "; ".join(str(r) for r in proposal.get("remedy") or [])
-    approval = proposal.get("approval") or {}
-    request = approval.get("id", "?")
-    head = f"Interlock did not run {tool} (action {action_id}, state {state})"
-    if state == "denied":
-        text = f"{head}: denied: {reasons}."
-        if approval.get("message"):
-            text += f" {approval['message']}."
-    elif state == "pending_approval":
-        needs = approval.get("still_needs") or f"needs {approval.get('required') or 'approval'}"
-        text = (f"{head}: approval request {request} {needs}; it was not approved within "
-                f"{approval_timeout:g}s ({reasons}). Ask an approver to run `interlock approvals approve "
-                f"{request}`, then call {tool} again with the same arguments.")
-    elif state == "rejected":
-        text = f"{head}: a human denied approval request {request}: {approval.get('reason') or reasons}."
-    elif state in ("expired", "invalidated"):
-        text = (f"{head}: approval request {request} is {state} ({approval.get('reason') or reasons}); "
-                f"call {tool} again to ask anew.")
-    elif state == "sandbox_required":
-        text = f"{head}: the policy wants a sandbox run first: {reasons}."
-    else:
-        text = f"{head}: {reasons}."
-    if remedy and state in ("denied", "sandbox_required"):
-        text += f" What to do: {remedy}."
-    return text
+    return answers.explain(proposal, name=tool, waited=approval_timeout,
+                           again=f"call {tool} again with the same arguments")
 
 
 def result_excerpt(result: types.CallToolResult) -> str:
@@ -300,7 +275,7 @@ class Proxy:
         except Exception as exc:
             # Fail closed: whatever went wrong, the upstream is not called.
             return tool_error(f"Interlock could not decide {name}, so it was not run: {exc}")
-        if proposal.get("state") not in ("allowed", "approved"):
+        if not answers.may_run(proposal):
             return tool_error(refusal(name, proposal, settings.approval_timeout))
         return await self._forward(str(proposal["id"]), name, arguments)
 

@@ -1,7 +1,8 @@
 """The error shape of the API and the handlers that produce it.
 
 Every error is `{"error": {"code", "message", "field"?}}`; every one is audited as `request.rejected`
-before the answer leaves. Gateway and gate errors become API errors here, in one place.
+before the answer leaves. Gateway and gate errors become API errors here, with the status of
+`interlock.answers.status_of` (the one error-code → status table).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
+from interlock.answers import status_of
 from interlock.gate.service import GateError
 from interlock.gateway import GatewayError, GatewayUnavailable
 from interlock.server.responses import JSON
@@ -27,18 +29,12 @@ class ApiError(Exception):
         self.status, self.code, self.field = status, code, field
 
 
-#: HTTP status of a gateway error code; any other gateway error is 422 (the request, as sent, cannot be done).
-GATEWAY_STATUS = {"unknown_action": 404, "payload_too_large": 413}
-#: HTTP status of a gate error code; any other gate error is 409 (the request's state forbids it).
-GATE_STATUS = {"unknown_request": 404, "not_eligible": 403, "agent_token": 403, "reason_required": 422}
-
-
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **({"field": field} if field else {})}}
 
 
 def gateway_error(exc: GatewayError) -> ApiError:
-    return ApiError(GATEWAY_STATUS.get(exc.code, 422), exc.code, str(exc), exc.field)
+    return ApiError(status_of(exc.code, 422), exc.code, str(exc), exc.field)
 
 
 async def call_gateway(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -56,7 +52,7 @@ async def call_gate(fn: Callable[..., Any], *args: Any) -> Any:
     try:
         return await anyio.to_thread.run_sync(lambda: fn(*args))
     except GateError as exc:
-        raise ApiError(GATE_STATUS.get(exc.code, 409), exc.code, str(exc)) from exc
+        raise ApiError(status_of(exc.code, 409), exc.code, str(exc)) from exc
     except StoreError as exc:
         raise ApiError(503, "unavailable", f"the store is unavailable: {exc}") from exc
 

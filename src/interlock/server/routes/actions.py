@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from typing import Any
 
 import anyio
@@ -12,14 +11,17 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import Field
 
-from interlock.gateway import TERMINAL, GatewayError, GatewayUnavailable, Mode, Proposal, State
+from interlock import answers
+from interlock.gateway import GatewayError, GatewayUnavailable, Mode, Proposal
 from interlock.model import Action, Kind, Rationale, Strict
 from interlock.server.deps import Agent, AnyPrincipal, ServerDep, bearer, get_server, identify, require_agent
 from interlock.server.errors import call_gateway, gateway_error
 from interlock.server.responses import JSON
 from interlock.store import StoreError
 
-MAX_WAIT_SECONDS = 300.0
+MAX_WAIT_SECONDS = answers.MAX_POLL_SECONDS
+#: How often a long poll looks at the store for decisions made on other replicas.
+POLL_SECONDS = 0.1
 
 router = APIRouter(tags=["agents"])
 
@@ -75,19 +77,19 @@ async def get_action(action_id: str, who: AnyPrincipal, server: ServerDep) -> Re
 async def wait(action_id: str, who: Agent, server: ServerDep,
                timeout: float = Query(30.0, ge=0, le=MAX_WAIT_SECONDS)) -> Response:
     """Long poll: returns when the action is decided, executed, denied or expired, or at `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        proposal = await call_gateway(server.gateway.advance, action_id, who.name)
-        if proposal.state in TERMINAL or (proposal.state is State.executing and proposal.result is not None):
-            break
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        server.changed.clear()
+
+    async def step(_: float) -> dict[str, Any]:
+        proposal: Proposal = await call_gateway(server.gateway.advance, action_id, who.name)
+        return proposal.to_json()
+
+    async def until_changed(seconds: float) -> None:
         # Woken at once by an approval on this process; polls for other replicas.
+        server.changed.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(server.changed.wait(), timeout=min(0.1, remaining))
-    return JSON(proposal.to_json())
+            await asyncio.wait_for(server.changed.wait(), timeout=seconds)
+
+    body = await answers.wait_async(step, timeout, pause=POLL_SECONDS, sleep=until_changed)
+    return JSON(body)
 
 
 @router.post("/v1/actions/{action_id}/rehearse")
