@@ -24,6 +24,7 @@ from interlock.fingerprint import PayloadError, fingerprint, payload_size
 from interlock.model import Action, Classification, Decision, Kind, Risk
 from interlock.options import Format
 from interlock.policy import Policy, PolicyError, context_for, decide, load_policy, run_tests
+from interlock.policy.classifying import classify_action
 from interlock.policy.lint import LINT_ERRORS, lint_file
 from interlock.wire import decision_json
 
@@ -127,7 +128,7 @@ def check(
     limit = loaded.doc.defaults.max_payload_bytes
     if size > limit:
         fail(f"payload is {size} bytes, over the policy's max_payload_bytes of {limit}")
-    found = run_classifier(kind, action.payload, context_for(loaded, target))
+    found = classify_action(loaded, action)
     if risk is not None or tag:
         found = Classification(risk=risk or found.risk, tags=tuple(tag) if tag else found.tags,
                                summary=found.summary, details=found.details)

@@ -25,14 +25,14 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from interlock.answers import TERMINAL_STATES
-from interlock.classify.registry import classify as run_classifier
 from interlock.credentials import Missing, missing_for_target
 from interlock.fingerprint import PayloadError, fingerprint, payload_size
 from interlock.gate import repo as gate_repo
 from interlock.gate.requests import RequestState
 from interlock.gate.service import Gate, GateError
-from interlock.model import Action, Classification, Decision, Kind, Outcome, Risk
-from interlock.policy import Policy, context_for, decide
+from interlock.model import Action, Classification, Decision, Outcome, Risk
+from interlock.policy import Policy, decide
+from interlock.policy.classifying import classify_action
 from interlock.sandbox import evidence as evidence_store
 from interlock.sandbox import twins
 from interlock.store import Store, StoreError
@@ -172,23 +172,9 @@ class Gateway:
     # --- the sequence -------------------------------------------------------------------------
 
     def classify(self, action: Action) -> Classification:
-        """What the action would do. A terraform action is judged by the plan file Interlock will
-        apply (its hash is checked), never by a plan JSON the agent sent alongside."""
-        if action.kind is Kind.terraform and "plan_file" in action.payload:
-            return self._classify_plan_file(action)
-        return run_classifier(action.kind, action.payload, context_for(self.policy, action.target))
-
-    def _classify_plan_file(self, action: Action) -> Classification:
-        target = self.policy.doc.targets.get(action.target or "")
-        if target is None:
-            return Classification(risk=Risk.unknown, summary="terraform plan file without a known target")
-        try:
-            from interlock.execute.terraform import load_plan
-
-            plan = load_plan(target, action.payload)
-        except Exception as exc:
-            return Classification(risk=Risk.unknown, summary=f"cannot read the plan file: {exc}"[:300])
-        return run_classifier(Kind.terraform, {"plan": plan}, context_for(self.policy, action.target))
+        """What the action would do under this gateway's policy (`classify_action`: the one path,
+        plan files included, that `check`, `policy replay`, the gate and the MCP proxy share)."""
+        return classify_action(self.policy, action)
 
     def propose(self, agent: str, action: Action, *, mode: Mode = Mode.brokered,
                 rehearsal: dict[str, Any] | None = None) -> Proposal:

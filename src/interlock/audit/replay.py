@@ -2,7 +2,8 @@
 
 Reads `action.proposed` entries ({action_id, agent, action, decision?}) and the outcome recorded
 with them or, failing that, in an `action.decided` entry of the same action_id, re-classifies each action with
-the classifiers of today and decides it under the new policy. Pure apart from reading the log.
+the classifiers of today (`classify_action`, as the gateway does) and decides it under the new
+policy. Pure apart from reading the log (and a terraform action's plan file, as the gateway reads it).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from interlock.audit.log import AuditLog, outcome_of
-from interlock.classify import classify
 from interlock.model import Action
-from interlock.policy import Policy, context_for, decide
+from interlock.policy import Policy, decide
+from interlock.policy.classifying import classify_action
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def replay(
         except (KeyError, TypeError, ValidationError) as exc:
             result.unreadable.append(f"entry {row['index']}: {type(exc).__name__}: {str(exc)[:120]}")
             continue
-        classification = classify(action.kind, action.payload, context_for(policy, action.target))
+        classification = classify_action(policy, action)
         decision = decide(policy, agent, action, classification)
         action_id = data.get("action_id") if isinstance(data.get("action_id"), str) else None
         # The decision recorded with the proposal itself (gateway.py), else a later action.decided.

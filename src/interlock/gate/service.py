@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
-from interlock.classify.registry import classify as run_classifier
 from interlock.fingerprint import fingerprint
 from interlock.gate import repo
 from interlock.gate.clock import Clock, stamp, system_clock
@@ -38,7 +37,8 @@ from interlock.gate.requests import ApprovalRequest, Grant, RequestState, Reques
 from interlock.gate.webhook import Notifier
 from interlock.identity import AuthError, Principal, require_human
 from interlock.model import Action, Classification, Decision, Outcome
-from interlock.policy import Policy, context_for, decide
+from interlock.policy import Policy, decide
+from interlock.policy.classifying import classify_action
 from interlock.store import Store, Transaction
 
 ClassifyFn = Callable[[Policy, Action], Classification]
@@ -56,8 +56,8 @@ class GateError(Exception):
         self.request_id = request_id
 
 
-def default_classify(policy: Policy, action: Action) -> Classification:
-    return run_classifier(action.kind, action.payload, context_for(policy, action.target))
+#: How the gate re-classifies a pending request's action on a policy change: the gateway's own path.
+default_classify: ClassifyFn = classify_action
 
 
 @dataclass(frozen=True)

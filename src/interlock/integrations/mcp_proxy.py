@@ -36,10 +36,10 @@ from mcp.server.context import ServerRequestContext
 from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
 from interlock import answers
-from interlock.classify.registry import classify
 from interlock.integrations.mcp_gate import GatePort
 from interlock.model import Action, Kind, Outcome
-from interlock.policy import Policy, context_for, decide
+from interlock.policy import Policy, decide
+from interlock.policy.classifying import classify_action
 
 log = logging.getLogger("interlock.mcp_proxy")
 
@@ -207,7 +207,7 @@ def could_ever_allow(policy: Policy, settings: ProxySettings, tool: types.Tool) 
     payload = tool_payload(settings.server, tool.name, {}, annotations)
     try:
         action = Action(kind=Kind.mcp, environment=settings.environment, target=settings.target, payload=payload)
-        classification = classify(Kind.mcp, payload, context_for(policy, settings.target))
+        classification = classify_action(policy, action)
         decision = decide(policy, settings.agent, action, classification)
     except Exception:
         log.exception("cannot decide tool %s for tools/list; hiding it", tool.name[:100])
