@@ -110,8 +110,8 @@ def approval_needed(body: Body, name: str | None = None) -> str:
     request = approval.get("id", "?")
     needs = listing(approval.get("still_needs")) or f"needs {listing(approval.get('required')) or 'approval'}"
     who = ", ".join(approval.get("eligible") or []) or "an eligible human"
-    return (f"{what(body, name)} needs approval: request {request} ({needs}; eligible: {who}); a human approves "
-            f"with `interlock approvals approve {request}`")
+    return (f"{what(body, name)} needs approval: approval request {request} ({needs}; eligible: {who}); a human "
+            f"approves with `interlock approvals approve {request}`")
 
 
 def explain(body: Body, *, name: str | None = None, waited: float | None = None,
