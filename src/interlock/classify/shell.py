@@ -30,6 +30,7 @@ from interlock.classify.programs import (
     PATH_RULES,
     TTY,
     WORKING_DIR,
+    WRITTEN,
     Stdin,
     Verdict,
     Word,
@@ -921,6 +922,7 @@ def judge_text(command: str, context: ClassifyContext) -> Outcome:
     judging = Judging(context, deadline=monotonic() + MAX_SECONDS)
     token = WORKING_DIR.set("")
     rules = PATH_RULES.set(context.paths)
+    written = WRITTEN.set(set())
     try:
         return judging.run(command)
     except TooMuch as exc:
@@ -932,6 +934,7 @@ def judge_text(command: str, context: ClassifyContext) -> Outcome:
     finally:
         WORKING_DIR.reset(token)
         PATH_RULES.reset(rules)
+        WRITTEN.reset(written)
 
 
 def _classification(outcome: Outcome, command: str) -> Classification:

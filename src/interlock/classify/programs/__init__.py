@@ -21,6 +21,7 @@ from interlock.classify.programs.dispatch import READ_ONLY, judge_argv, program_
 from interlock.classify.programs.targets import (
     PATH_RULES,
     WORKING_DIR,
+    WRITTEN,
     change_dir,
     in_scratch_word,
     names_secret,
@@ -35,6 +36,7 @@ __all__ = [
     "READ_ONLY",
     "TTY",
     "WORKING_DIR",
+    "WRITTEN",
     "Stdin",
     "Verdict",
     "Word",

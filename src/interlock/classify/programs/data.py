@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from interlock.classify.programs.base import (
     D,
     R,
@@ -13,6 +15,7 @@ from interlock.classify.programs.base import (
     W,
     Word,
     judge,
+    lit,
     name_set,
     parse_opts,
     worst,
@@ -20,7 +23,7 @@ from interlock.classify.programs.base import (
 from interlock.classify.programs.targets import (
     write_to,
 )
-from interlock.model import Kind
+from interlock.model import Kind, Risk
 
 _SQL_DIALECT = {"psql": "postgres", "mysql": "mysql", "mariadb": "mysql", "sqlite3": "sqlite"}
 
@@ -180,3 +183,168 @@ def judge_pg_tools(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Ve
             return Verdict(R, "pg_restore lists an archive")
         return Verdict(W, "pg_restore restores into a database")
     return Verdict(U, f"{prog} not understood")
+
+
+# --------------------------------------------------------------------------- kafka
+
+
+#: kafka tool → (action option → risk); the first action option present decides.
+_KAFKA_ACTIONS: dict[str, tuple[tuple[str, Risk], ...]] = {
+    "kafka-topics": (("--delete", D), ("--create", W), ("--alter", W), ("--list", R), ("--describe", R)),
+    "kafka-consumer-groups": (
+        ("--delete", D),
+        ("--delete-offsets", D),
+        ("--reset-offsets", R),
+        ("--list", R),
+        ("--describe", R),
+    ),
+    "kafka-configs": (("--alter", W), ("--describe", R)),
+    "kafka-reassign-partitions": (("--execute", W), ("--cancel", W), ("--verify", R), ("--generate", R)),
+    "kafka-storage": (("format", D), ("info", R), ("random-uuid", R)),
+}
+#: kafka tools whose one job decides.
+_KAFKA_TOOLS: dict[str, tuple[Risk, str]] = {
+    "kafka-console-consumer": (R, "reads messages"),
+    "kafka-console-producer": (W, "produces messages"),
+    "kafka-delete-records": (D, "deletes records"),
+    "kafka-leader-election": (W, "moves partition leaders"),
+    "kafka-server-stop": (D, "stops a broker"),
+    "kafka-server-start": (W, "starts a broker"),
+    "kafka-log-dirs": (R, "describes log directories"),
+    "kafka-broker-api-versions": (R, "lists API versions"),
+    "kafka-get-offsets": (R, "reads offsets"),
+    "kafka-metadata-quorum": (R, "describes the quorum"),
+}
+_KAFKA = sorted({*_KAFKA_ACTIONS, *_KAFKA_TOOLS, "kafka-acls", "kafka-run-class"})
+
+
+@judge(*_KAFKA, *(name + ".sh" for name in _KAFKA))
+def judge_kafka(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    tool = prog.removesuffix(".sh")
+    values = lit(args)
+    if values is None:
+        return Verdict(U, f"{prog} argument produced by an expansion")
+    if tool in _KAFKA_TOOLS:
+        risk, what = _KAFKA_TOOLS[tool]
+        tags = frozenset({"irreversible"}) if risk is D and tool == "kafka-delete-records" else frozenset()
+        return Verdict(risk, f"{prog} {what}", tags)
+    if tool == "kafka-acls":
+        return _kafka_acls(prog, values)
+    for option, risk in _KAFKA_ACTIONS.get(tool, ()):
+        if option in values:
+            if tool == "kafka-consumer-groups" and option == "--reset-offsets" and "--execute" in values:
+                return Verdict(D, f"{prog} --reset-offsets --execute replays or skips messages")
+            tags = frozenset({"irreversible"}) if risk is D else frozenset()
+            return Verdict(risk, f"{prog} {option}", tags)
+    return Verdict(U, f"{prog} {' '.join(values[:3])} not understood")
+
+
+def _kafka_acls(prog: str, values: list[str]) -> Verdict:
+    priv = frozenset({"privilege"})
+    if "--list" in values:
+        return Verdict(R, f"{prog} --list")
+    if "--remove" in values:
+        return Verdict(D, f"{prog} --remove takes access away", priv)
+    if "--add" in values:
+        principals = [values[i + 1] for i, v in enumerate(values[:-1]) if v.endswith("-principal")]
+        operations = [values[i + 1].lower() for i, v in enumerate(values[:-1]) if v == "--operation"]
+        if any(p.endswith(":*") for p in principals) or {"all", "alter", "alterconfigs", "clusteraction"} & set(
+            operations
+        ):
+            return Verdict(D, f"{prog} --add grants everyone or everything", priv)
+        return Verdict(W, f"{prog} --add grants {', '.join(operations) or 'access'}", priv)
+    return Verdict(U, f"{prog} not understood", priv)
+
+
+# --------------------------------------------------------------------------- mongosh
+
+#: mongo shell methods by risk; a call to any other method or function is `unknown`.
+MONGO = Verbs(
+    read=name_set(
+        """
+        find findOne countDocuments estimatedDocumentCount count distinct aggregate getCollectionNames
+        getCollectionInfos listCollections stats explain getIndexes limit skip sort toArray pretty
+        forEach map hasNext next itcount getName getSiblingDB getCollection getMongo serverStatus
+        version hostInfo isMaster hello help getUsers getUser getRoles currentOp batchSize projection
+        hint readPref maxTimeMS size dataSize storageSize totalIndexSize getDB getDBs listDatabases
+        """
+    ),
+    write=name_set(
+        """
+        insertOne insertMany insert updateOne updateMany update replaceOne findOneAndUpdate
+        findOneAndReplace bulkWrite createIndex createIndexes createCollection createView save
+        """
+    ),
+    destructive=name_set(
+        """
+        deleteOne deleteMany remove drop dropDatabase dropIndex dropIndexes findOneAndDelete killOp
+        shutdownServer dropUser dropAllUsers revokeRolesFromUser renameCollection
+        """
+    ),
+)
+#: Functions a mongo shell snippet may call on their own (`printjson(x)`, `ObjectId("…")`).
+_MONGO_FUNCTIONS = name_set("print printjson quit exit sleep ObjectId ISODate Date NumberLong NumberInt UUID tojson")
+_MONGO_PRIVILEGE = name_set("createUser updateUser grantRolesToUser grantPrivilegesToRole createRole updateRole")
+_MONGO_ADMIN_ROLES = re.compile(
+    r"\b(root|__system|dbOwner|userAdmin|userAdminAnyDatabase|clusterAdmin|dbAdminAnyDatabase|"
+    r"readWriteAnyDatabase|restore|hostManager|clusterManager)\b"
+)
+_CALL = re.compile(r"(\.)?\s*([A-Za-z_$][\w$]*)\s*\(")
+_HIDDEN_CALL = re.compile(r"\[\s*['\"`][^'\"`]*['\"`]\s*\]\s*\(|`|\beval\b|\bFunction\b|\bload\s*\(")
+_MASS_FILTER = re.compile(r"\b(deleteMany|updateMany|remove|update)\(\s*\{\s*\}")
+
+
+def judge_mongo_js(code: str) -> Verdict:
+    """A mongo shell snippet: the riskiest method it calls; any call we do not know is `unknown`."""
+    if _HIDDEN_CALL.search(code):
+        return Verdict(U, "mongo shell code that calls by computed name, eval or template")
+    verdicts = [Verdict(R, "mongo shell reads")]
+    for line in code.splitlines():
+        if re.match(r"^\s*(show\s+\w+|use\s+\w+)\s*;?\s*$", line):
+            continue
+        for dot, name in _CALL.findall(line):
+            if name in _MONGO_PRIVILEGE:
+                admin = _MONGO_ADMIN_ROLES.search(code)
+                risk = D if admin else W
+                verdicts.append(Verdict(risk, f"mongo {name}{' grants ' + admin.group(1) if admin else ''}", _PRIV))
+                continue
+            found = MONGO.risk(name) if dot else (R if name in _MONGO_FUNCTIONS else None)
+            if found is None:
+                verdicts.append(Verdict(U, f"mongo {name}() is not judged"))
+            elif found is not R:
+                tags = frozenset({"irreversible"}) if name in ("drop", "dropDatabase") else frozenset()
+                verdicts.append(Verdict(found, f"mongo {name}", tags))
+    if re.search(r"\$(out|merge)\b", code):
+        verdicts.append(Verdict(W, "mongo aggregate writes a collection ($out/$merge)"))
+    top = worst(verdicts)
+    if _MASS_FILTER.search(code) and top.risk in (W, D):
+        return top.with_tags("mass")
+    return top
+
+
+_PRIV = frozenset({"privilege"})
+
+
+@judge("mongosh", "mongo")
+def judge_mongosh(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+    opts = parse_opts(args, "uph", name_set("eval file username password host port authenticationDatabase"))
+    if opts.flags & {"version", "help"}:
+        return Verdict(R, f"{prog} prints its version")
+    if "f" in opts.flags or "file" in opts.flags:
+        return Verdict(U, f"{prog} runs a script file")
+    if any(w.value is None or w.value.endswith(".js") for w in opts.operands):
+        return Verdict(U, f"{prog} runs a script file")
+    if "eval" in opts.flags:
+        code = opts.values.get("eval")
+        if code is None:
+            return Verdict(U, f"{prog} --eval with code produced by an expansion")
+        return _mongo_verdict(prog, judge_mongo_js(code))
+    if stdin.text is not None:
+        return _mongo_verdict(prog, judge_mongo_js(stdin.text))
+    if stdin.origin == "tty":
+        return Verdict(U, f"{prog} opens an interactive session")
+    return Verdict(U, f"{prog} runs code from {stdin.source or stdin.origin}")
+
+
+def _mongo_verdict(prog: str, verdict: Verdict) -> Verdict:
+    return Verdict(verdict.risk, f"{prog}: {verdict.reason}", verdict.tags)

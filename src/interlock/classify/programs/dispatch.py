@@ -9,7 +9,16 @@ from __future__ import annotations
 import re
 
 # Importing the family modules registers their judges.
-from interlock.classify.programs import data, files, infra, interpreters, network, system, vcs  # noqa: F401
+from interlock.classify.programs import (  # noqa: F401
+    data,
+    files,
+    infra,
+    interpreters,
+    network,
+    services,
+    system,
+    vcs,
+)
 from interlock.classify.programs.base import (
     JUDGES,
     R,

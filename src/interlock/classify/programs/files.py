@@ -368,6 +368,9 @@ def judge_sort(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdic
 @judge(*name_set("tar zip unzip gzip gunzip xz unxz bzip2 bunzip2 zstd 7z zcat bzcat xzcat zless zgrep"))
 def judge_archive(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
     values = [w.value or "" for w in args]
+    hook = _archive_hook(prog, values)
+    if hook is not None:
+        return Verdict(U, f"{prog} {hook} names a program to run", frozenset({"interpreter"}))
     if prog == "tar":
         first = values[0] if values else ""
         letters = set(first.lstrip("-")) if first and not first.startswith("--") else set()
@@ -397,6 +400,30 @@ def judge_archive(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Ver
     return Verdict(W, f"{prog} writes files")
 
 
+#: tar options whose value is a program tar runs (GTFOBins: `--checkpoint-action=exec=sh`).
+_TAR_RUNS = (
+    "--checkpoint-action",
+    "--to-command",
+    "--use-compress-program",
+    "--rsh-command",
+    "--info-script",
+    "--new-volume-script",
+    "--rmt-command",
+)
+
+
+def _archive_hook(prog: str, values: list[str]) -> str | None:
+    """The option that makes an archiver run a program of the caller's choosing, or None."""
+    for v in values:
+        if prog == "tar" and (
+            v.startswith(_TAR_RUNS) or (v.startswith("-") and not v.startswith("--") and set(v[1:]) & {"I", "F"})
+        ):
+            return v
+        if prog == "zip" and (v == "-TT" or v.startswith("--unzip-command")):
+            return v
+    return None
+
+
 def extracting(verdict: Verdict, into: list[str]) -> Verdict:
     """Extracting an archive into a directory that holds protected paths may overwrite them."""
     why, _ = removal([Word(v, v) for v in into])
@@ -418,7 +445,7 @@ def judge_pager(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdi
     """less/more `+cmd` and man `-P`/`--pager` run commands of the caller's choosing."""
     for word in args:
         value = word.value
-        if value is None or value.startswith("+") or value in ("-P", "--pager", "-H", "--html"):
+        if value is None or value.startswith(("+", "-H")) or value in ("-P", "--pager", "--html"):
             return Verdict(U, f"{prog} {word.show} may run a command")
         if value.startswith(("--pager=", "--html=", "-P")):
             return Verdict(U, f"{prog} {word.show} may run a command")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from interlock.classify.programs.base import (
     D,
     R,
@@ -37,6 +39,8 @@ def judge_curl(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdic
         ),
     )
     tags = {"network"}
+    if any(w.value is not None and w.value.startswith("--engine") for w in args):
+        return Verdict(U, "curl --engine loads a library of the caller's choosing", frozenset(tags))
     if "K" in opts.values or "config" in opts.values:
         return Verdict(U, "curl reads its options from a file", frozenset(tags))
     method = (opts.values.get("X") or opts.values.get("request") or "").upper()
@@ -96,9 +100,48 @@ def judge_wget(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdic
     return Verdict(W, "wget saves the download in the current directory", tags)
 
 
+#: ssh settings that run a program (GTFOBins: `-o ProxyCommand=…`, `LocalCommand`, `Match exec`).
+_SSH_RUNS = re.compile(r"(proxycommand|localcommand|knownhostscommand|match\b)", re.IGNORECASE)
+
+
+def transport_hook(prog: str, args: list[Word]) -> str | None:
+    """The option that makes ssh, scp, sftp or rsync run a program of the caller's choosing, or None:
+    an ssh setting that runs one, a config file we cannot see (`-F`), scp's `-S PROGRAM`, rsync's
+    `-e`/`--rsh` other than plain ssh, and `--rsync-path`."""
+    for i, word in enumerate(args):
+        v = word.value
+        if v is None:
+            continue
+        after = args[i + 1].value if i + 1 < len(args) else None
+        if prog != "rsync":
+            setting = after if v == "-o" else v[2:] if v.startswith("-o") and len(v) > 2 else None
+            if v == "-o" and after is None:
+                return "-o produced by an expansion"
+            if setting is not None and _SSH_RUNS.search(setting):
+                return f"-o {setting}"
+            if v.startswith("-F") or (prog == "scp" and v.startswith("-S")):
+                return v
+            continue
+        if v.startswith("--rsync-path"):
+            return v
+        shell = after if v in ("-e", "--rsh") else v.partition("=")[2] if v.startswith("--rsh=") else None
+        if shell is None and v.startswith("-e") and len(v) > 2 and not v.startswith("--"):
+            shell = v[2:]
+        if shell is not None or (v in ("-e", "--rsh") and after is None):
+            words = (shell or "").split()
+            if not words or words[0] not in ("ssh", "/usr/bin/ssh") or any(
+                _SSH_RUNS.search(w) or w.startswith("-F") for w in words
+            ):
+                return f"-e {shell}"
+    return None
+
+
 @judge("ssh", "scp", "rsync", "sftp")
 def judge_ssh(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
     opts = parse_opts(args, "bcDEeFIiJLlmOopQRSWw")
+    hook = transport_hook(prog, args)
+    if hook is not None:
+        return Verdict(U, f"{prog} {hook} names a program to run", frozenset({"network", "interpreter"}))
     if prog == "rsync" and has_flag(args, "n", ("dry-run",), takes="eBfTM"):
         return Verdict(R, "rsync --dry-run lists what it would copy", frozenset({"network"}))
     if prog in ("scp", "rsync", "sftp"):

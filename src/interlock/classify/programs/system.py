@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from interlock.classify import privilege
 from interlock.classify.programs.base import (
     D,
@@ -20,6 +22,7 @@ from interlock.classify.programs.base import (
     name_set,
     parse_opts,
 )
+from interlock.classify.programs.targets import WRITTEN
 
 SYSTEMCTL = Verbs(
     read=name_set(
@@ -241,6 +244,73 @@ PACKAGES = Verbs(
 )
 
 
+#: apt `-o` settings that name a program to run (hooks, pagers, compressors, methods).
+_APT_RUNS = re.compile(r"(invoke|hook|pager|editor|dir::bin|compress|exec|command|binary|methods?::|::path)", re.I)
+#: Manifests whose install runs code they name: written earlier in the same line, they are the agent's.
+_MANIFESTS = {
+    "bundle": ("Gemfile", "gems.rb"),
+    "npm": ("package.json", ".npmrc"),
+    "pnpm": ("package.json", ".npmrc"),
+    "yarn": ("package.json", ".yarnrc", ".yarnrc.yml"),
+    "pip": ("requirements.txt", "setup.py", "pyproject.toml", "pip.conf"),
+    "pip3": ("requirements.txt", "setup.py", "pyproject.toml", "pip.conf"),
+    "uv": ("requirements.txt", "pyproject.toml"),
+    "poetry": ("pyproject.toml",),
+    "composer": ("composer.json",),
+    "cargo": ("Cargo.toml", "build.rs"),
+}
+_INSTALL = name_set("install i add ci sync update upgrade reinstall")
+#: What a package operand looks like when it is a local file, a directory or a repository: its own
+#: install scripts (maintainer scripts, setup.py, npm lifecycle scripts, gem extensions) run.
+_LOCAL_PACKAGE = re.compile(
+    r"^(\.{1,2}(/|$)|/|~/|file:|git\+|hg\+|svn\+|bzr\+|git:|github:)|\.(deb|rpm|snap|gem|tgz|tar\.gz|tar\.bz2|zip)$"
+)
+
+
+def package_hook(prog: str, values: list[str]) -> str | None:
+    """Why a package command runs code of the caller's choosing (GTFOBins' categories), or None."""
+    flags = [v for v in values if v.startswith("-")]
+    operands = [v for v in values if not v.startswith("-")]
+    if prog in ("apt", "apt-get"):
+        for i, v in enumerate(values):
+            setting = values[i + 1] if v == "-o" and i + 1 < len(values) else v[2:] if v.startswith("-o") else ""
+            if _APT_RUNS.search(setting):
+                return f"-o {setting} names a program to run"
+            if v in ("-c", "--config-file") or v.startswith("--config-file="):
+                return "reads its settings from a file we cannot see"
+    if prog == "rpm":
+        macro = next((values[i + 1] for i, v in enumerate(values[:-1]) if v in ("--eval", "-E")), "")
+        macro = macro or next((v.partition("=")[2] for v in values if v.startswith("--eval=")), "")
+        if "%(" in macro or "%{lua" in macro or "--pipe" in values:
+            return "a macro or pipe runs a shell command"
+        if any(re.match(r"^-[iUF]", v) for v in flags) or set(flags) & {"--install", "--upgrade", "--freshen"}:
+            return "installs a package file: its scripts run"
+    installing = set(flags) & {"--install", "--unpack"} or any(re.match(r"^-[a-zA-Z]*i", v) for v in flags)
+    if prog == "dpkg" and installing:
+        return "installs a package file: its maintainer scripts run"
+    if prog in ("pip", "pip3") and operands[:1] == ["config"] and ("edit" in operands or "--editor" in flags):
+        return "pip config runs an editor"
+    verb = operands[0] if operands else ""
+    if verb in _INSTALL:
+        if prog == "snap" and "--dangerous" in flags:
+            return "installs an unsigned snap: its hooks run"
+        if prog in ("pip", "pip3", "uv") and set(flags) & {"-e", "--editable"}:
+            return "installs a local project: its build runs"
+        local = next((v for v in operands[1:] if _LOCAL_PACKAGE.search(v) or _scoped_repo(prog, v)), None)
+        if local is not None:
+            return f"installs {local}: its install scripts run"
+        written = WRITTEN.get()
+        manifest = next((m for m in _MANIFESTS.get(prog, ()) if written is not None and m in written), None)
+        if manifest is not None:
+            return f"installs from {manifest}, written in the same command line"
+    return None
+
+
+def _scoped_repo(prog: str, operand: str) -> bool:
+    """`npm install user/repo` installs a GitHub repository (`@scope/pkg` is a registry package)."""
+    return prog in ("npm", "pnpm", "yarn") and "/" in operand and not operand.startswith("@") and "://" not in operand
+
+
 #: Package managers' real dry-run options: (short letters, long names, how they are spelled).
 _DRY_RUN = {
     "apt-get": ("s", ("simulate", "just-print", "dry-run", "recon", "no-act"), "-s"),
@@ -262,9 +332,14 @@ def judge_packages(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Ve
     values = lit(args)
     if values is None:
         return Verdict(U, f"{prog} argument produced by an expansion")
+    hook = package_hook(prog, values)
+    if hook is not None:
+        return Verdict(U, f"{prog}: {hook}", frozenset({"interpreter"}))
     dry = _DRY_RUN.get(prog)
     if dry is not None and has_flag(args, dry[0], dry[1]):
         return Verdict(R, f"{prog} only simulates ({dry[2]})")
+    if prog == "rpm" and any(v in ("--eval", "-E") or v.startswith("--eval=") for v in values):
+        return Verdict(R, "rpm --eval expands a macro")
     if prog in ("dpkg", "rpm"):
         flags = {v for v in values if v.startswith("-")}
         if flags & name_set("-l -L -s -S --list --status --search -q -qa -ql -qi --get-selections --version"):

@@ -126,6 +126,9 @@ def change_dir(target: str | None) -> None:
             WORKING_DIR.set(climbed)
 
 
+#: Names of the files written so far in this classification (`echo … > Gemfile && bundle install`
+#: installs from a manifest the agent just wrote). Set per classification by the shell classifier.
+WRITTEN: ContextVar[set[str] | None] = ContextVar("WRITTEN", default=None)
 #: Files whose change grants power: sudoers, accounts and groups, PAM, ssh logins.
 _GRANTS_POWER = re.compile(
     r"(^|/)(authorized_keys2?$|sudoers(\.d)?(/|$)|doas\.conf$)|^/etc/(passwd|shadow|group|gshadow|pam\.d/|security/)"
@@ -157,6 +160,9 @@ def write_to(word: Word, action: str = "writes to") -> Verdict:
         return Verdict(D, f"{action} system path {path}", tags, (path,))
     if why is not None:
         return Verdict(D, f"{action} {written}, a protected path ({why})", tags, (path,))
+    seen = WRITTEN.get()
+    if seen is not None:
+        seen.add(written.rpartition("/")[2])
     return Verdict(W, f"{action} {written}", frozenset(), (written,))
 
 
