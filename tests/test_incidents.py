@@ -22,6 +22,7 @@ REPLAYS: dict[str, list[tuple[str, str]]] = {
         ("approval_required", "succeeded"),  # in-place update: one human approves, it runs
         ("deny", "denied"),  # delete-and-recreate: never-replace-prod
         ("deny", "denied"),  # terraform plan -replace=ADDR: the same
+        ("deny", "denied"),  # terraform apply -replace=ADDR typed in a shell: the same rule, another door
         ("approval_required", "pending_approval"),  # destroy: needs 2 humans; the owner's vote does not count
     ],
     "replit": [
@@ -33,9 +34,9 @@ REPLAYS: dict[str, list[tuple[str, str]]] = {
     ],
     "rm-home": [
         ("allow", "succeeded"),  # rm -rf build/: the agent's own output
-        ("deny", "denied"),  # rm -rf tests/ patches/ plan/ ~/
-        ("deny", "denied"),  # rm -rf "$HOME/$CACHE_DIR/" with CACHE_DIR unset
-        ("deny", "denied"),  # cd ~ && rm -rf *
+        ("deny", "denied"),  # rm -rf tests/ patches/ plan/ ~/: the path judge (paths.protected: ~) and the pattern
+        ("deny", "denied"),  # rm -rf "$HOME/$CACHE_DIR/" with CACHE_DIR unset: the pattern only
+        ("deny", "denied"),  # cd ~ && rm -rf *: the pattern only
     ],
     "wiper": [
         ("allow", "succeeded"),  # s3api list-buckets
@@ -89,7 +90,7 @@ def test_scenario_policy_lints_clean_and_passes_its_own_tests(name: str) -> None
 
 def test_kiro_owner_vote_is_refused_and_nothing_is_replaced() -> None:
     report = replayed("kiro")
-    destroy = report.steps[3]
+    destroy = report.steps[4]
     assert next(result for _, result in destroy.votes).startswith("refused: alice owns agent kiro")
     assert report.after == report.before
 
@@ -142,6 +143,6 @@ def test_json_report_has_every_step_and_the_facts() -> None:
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
     assert [(s["decision"], s["state"]) for s in body["steps"]] == REPLAYS["rm-home"]
-    assert body["steps"][1]["rules"] == ["never-delete-home"] and body["steps"][1]["result"] is None
+    assert body["steps"][1]["rules"] == ["never-touch-protected", "never-delete-home"] and body["steps"][1]["result"] is None
     assert body["after"][".ssh/id_ed25519"] == "present" and body["mismatches"] == []
     assert body["audit"] == {"entries": 6, "problems": []}

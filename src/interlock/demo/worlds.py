@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from interlock.classify.registry import payload_from_input
 from interlock.demo.scenario import Scenario, Step
+from interlock.model import Kind
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -79,7 +80,11 @@ class TerraformWorld:
         return {}
 
     def payload(self, step: Step, number: int) -> tuple[dict[str, Any], str]:
-        """The agent saves a plan of its change; the action is applying exactly that file."""
+        """The agent saves a plan of its change; the action is applying exactly that file. Other
+        kinds (a terraform command typed in a shell) are the step's text form."""
+        if step.kind is not Kind.terraform:
+            text = fill(step.input, self.placeholders())
+            return payload_from_input(step.kind, text), text
         if step.plan is None:
             raise WorldError(f"step {number}: a terraform step needs `plan:` (the change the agent plans)")
         name = f"step{number}.tfplan"
