@@ -51,7 +51,7 @@ targets:
   prod-stack:    {{environment: production, kind: terraform, workdir: "{prod}", twin: sandbox-stack, timeout: 120}}
   sandbox-stack: {{environment: sandbox, kind: terraform, workdir: "{sandbox}", timeout: 120}}
   prod-cluster:  {{environment: production, kind: kubectl, kubeconfig: "file:{kubeconfig}", twin: staging-cluster}}
-  staging-cluster: {{environment: staging, kind: kubectl, kubeconfig: "file:{kubeconfig}", context: staging-ctx}}
+  staging-cluster: {{environment: staging, kind: kubectl, kubeconfig: "file:{kubeconfig}", context: staging-ctx, audit_output: excerpt}}
 roles:
   deployer:
     sandbox:    {{autonomous: destructive}}
@@ -154,6 +154,7 @@ def test_kubectl_rehearsal_is_a_server_dry_run_on_the_twin(gateway: Gateway, wor
     assert argv[0].startswith("--kubeconfig=")
     assert rehearsal.evidence is not None
     assert rehearsal.evidence["effects"]["resources"] == [{"resource": "deployment.apps/api", "verb": "scaled"}]
+    assert "scaled (server dry run)" in rehearsal.evidence["effects"]["output"]["excerpt"]  # the twin opted in
     assert gateway.propose("kiro", action).state is State.pending_approval
 
 
@@ -194,3 +195,33 @@ def test_rollback_accepts_transactional_statements(sql: str) -> None:
 ])
 def test_written_tables(sql: str, tables: list[str]) -> None:
     assert written_tables(sql) == tables
+
+
+@pytest.mark.parametrize("hook_format", ["json", "slack"])
+def test_webhook_messages_show_the_evidence(hook_format: str) -> None:
+    """The approvers' webhook (JSON and Slack) carries the evidence an approval request was opened with."""
+    from datetime import UTC, datetime
+
+    from interlock.gate.requests import ApprovalRequest, RequestState
+    from interlock.gate.webhook import body_for
+    from interlock.model import ApprovalRequirement, Classification, Risk
+
+    evidence = {"id": "act_rehearsed", "summary": "DELETE 25 rows; invoices 100 -> 75 rows (rolled back)",
+                "description": "rehearsal act_rehearsed on billing-staging (staging) 4 min ago: succeeded in 38 ms; "
+                               "DELETE 25 rows; invoices 100 -> 75 rows (rolled back)"}
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    request = ApprovalRequest(
+        id="apr_1", agent="kiro", owner="alice", fingerprint="f" * 64, policy_version="v",
+        action=Action(kind=Kind.sql, environment="production", target="billing-db",
+                      payload={"sql": "DELETE FROM invoices WHERE id <= 25"}),
+        classification=Classification(risk=Risk.destructive, summary="delete 25 rows"), rules=("prod-sql-dba",),
+        requirements=(ApprovalRequirement(count=2, source="prod-sql-dba"),), eligible=("bob", "carol"),
+        state=RequestState.pending, created_at=now, expires_at=now, evidence=evidence)
+    body = body_for(hook_format, "approval.requested", request, public_url="http://x", timestamp=1, delivery="d")
+    text = body.decode()
+    if hook_format == "slack":
+        assert "Evidence: rehearsal act_rehearsed on billing-staging (staging) 4 min ago" in text
+    else:
+        import json
+
+        assert json.loads(text)["request"]["evidence"] == evidence

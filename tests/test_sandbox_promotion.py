@@ -129,6 +129,7 @@ def test_rehearse_then_promote_with_the_evidence(gateway: Gateway, databases: di
     assert effects["statements"] == [{"command": "DELETE", "status": "DELETE 25", "rows": 25}]
     assert effects["tables"] == {"invoices": {"before": 100, "after": 75}}
     assert effects["rolled_back"] is True
+    assert len(effects["output"]["output_sha256"]) == 64 and "excerpt" not in effects["output"]  # digest only
     assert "DELETE 25 rows; invoices 100 -> 75 rows (rolled back)" in rehearsal.evidence["summary"]
     assert invoices(databases["staging"]) == 100  # rolled back: the twin is unchanged
     assert invoices(databases["prod"]) == 100  # nothing ran in production
@@ -261,3 +262,19 @@ def test_the_example_policy_promotes_a_schema_change_through_its_staging_twin(
     assert promoted.approval is not None and promoted.approval["required"] == [
         "2 approvals from dba or sre, at least 1 from dba"]
     assert promoted.evidence is not None and promoted.evidence["id"] == rehearsal.id
+
+
+def test_a_rehearsal_that_needs_approval_in_staging_waits_for_it(
+        store: Store, audit: Recorded, clock: ManualClock, databases: dict[str, str]) -> None:
+    text = POLICY.replace("staging:    {autonomous: destructive}", "staging:    {autonomous: write, approve: {destructive: 1}}")
+    strict = load_policy_text(text, "strict-staging.yaml")
+    gateway = Gateway(store, strict, audit, Gate(store, strict, audit, clock=clock))
+    first = gateway.propose("kiro", delete())
+    rehearsal = gateway.rehearse(first.id, "kiro")
+    assert rehearsal.state is State.pending_approval and rehearsal.approval is not None
+    assert gateway.propose("kiro", delete()).state is State.sandbox_required  # nothing ran yet: no evidence
+    gateway.gate.approve(rehearsal.approval["id"], login(store, audit, "bob"))
+    done = gateway.advance(rehearsal.id, agent="kiro")
+    assert done.state is State.succeeded and done.evidence is not None
+    assert invoices(databases["staging"]) == 100
+    assert gateway.propose("kiro", delete()).state is State.pending_approval

@@ -379,9 +379,7 @@ class Gateway:
         body["effects"] = outcome.effects
         proposal.result = body
         proposal.state = State.succeeded if result.status.value == "succeeded" else State.failed
-        recorded = {k: v for k, v in body.items() if k not in ("output", "excerpt")}
-        if getattr(twin, "audit_output", "digest") != "digest":
-            recorded["excerpt"] = body.get("excerpt", "")
+        recorded = _audited_result(body, _keeps_excerpt(twin))
         with contextlib.suppress(GatewayUnavailable):
             self._record("execution.finished", {"action_id": proposal.id, "agent": proposal.agent,
                                                 "outcome": proposal.state.value, "result": recorded})
@@ -389,7 +387,8 @@ class Gateway:
             id=proposal.id, agent=proposal.agent, body_fingerprint=proposal.rehearsal["body_fingerprint"],
             twin=action.target, environment=action.environment, policy_version=self.policy.version,
             status=result.status.value, finished_at=self.gate.clock(), duration_ms=result.duration_ms,
-            summary=outcome.summary, effects=outcome.effects,
+            summary=outcome.summary,
+            effects={**outcome.effects, "output": _output_evidence(body, _keeps_excerpt(twin))},
         )
         try:
             receipt = self.audit.append(evidence_store.EVENT, evidence_store.entry_data(found))
@@ -508,6 +507,15 @@ class Gateway:
             raise GatewayUnavailable(f"the audit log could not record {event}: {type(exc).__name__}") from exc
         except Exception as exc:
             raise GatewayUnavailable(f"the audit log could not record {event}: {exc}") from exc
+
+
+def _output_evidence(body: dict[str, Any], excerpt: bool) -> dict[str, Any]:
+    """What a rehearsal's evidence says about its output: exit code, size and digest; the excerpt only
+    where the twin opts in (`audit_output: excerpt`)."""
+    kept = {k: body.get(k) for k in ("exit_code", "output_bytes", "output_sha256")}
+    if excerpt:
+        kept["excerpt"] = body.get("excerpt", "")
+    return kept
 
 
 def _keeps_excerpt(target: Any) -> bool:
