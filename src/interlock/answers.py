@@ -25,11 +25,11 @@ if TYPE_CHECKING:
 
 #: States after which waiting longer changes nothing.
 TERMINAL_STATES = frozenset({"denied", "sandbox_required", "approved", "allowed", "succeeded", "failed",
-                             "rejected", "expired", "invalidated"})
+                             "rejected", "expired", "invalidated", "cancelled"})
 #: States in which the caller may run the action itself now (advisory mode).
 MAY_RUN = frozenset({"allowed", "approved"})
 #: States in which Interlock ran the action (brokered mode); `executing` with a result counts too.
-RAN = frozenset({"succeeded", "failed"})
+RAN = frozenset({"succeeded", "failed", "cancelled"})
 #: The server caps one long poll at this many seconds; `wait` loops polls of at most this long.
 MAX_POLL_SECONDS = 300.0
 

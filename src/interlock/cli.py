@@ -284,6 +284,9 @@ _mount_optional("interlock.integrations.exec_cli", "exec_", "exec", passthrough=
 _mount_optional("interlock.integrations.mcp_cli", "mcp_proxy", "mcp-proxy", passthrough=True)
 _mount_optional("interlock.demo.cli", "demo", "demo")
 _mount_optional("interlock.sandbox.cli", "rehearse", "rehearse")
+_mount_optional("interlock.guard.cli", "freeze", "freeze")
+_mount_optional("interlock.guard.cli", "thaw", "thaw")
+_mount_optional("interlock.guard.cli", "app", "guards")
 
 
 def main() -> None:

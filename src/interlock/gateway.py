@@ -30,6 +30,8 @@ from interlock.fingerprint import PayloadError, fingerprint, payload_size
 from interlock.gate import repo as gate_repo
 from interlock.gate.requests import RequestState
 from interlock.gate.service import Gate, GateError
+from interlock.guard.detectors import blast_of
+from interlock.guard.service import Guard, GuardUnavailable
 from interlock.model import Action, Classification, Decision, Outcome, Risk
 from interlock.policy import Policy, decide
 from interlock.policy.classifying import classify_action
@@ -56,6 +58,7 @@ class State(StrEnum):
     rejected = "rejected"  # a human denied the approval request
     expired = "expired"
     invalidated = "invalidated"
+    cancelled = "cancelled"  # a freeze stopped it while it ran
 
 
 #: Waiting longer changes nothing (the one definition is `interlock.answers.TERMINAL_STATES`).
@@ -112,6 +115,8 @@ class Proposal:
     evidence: dict[str, Any] | None = None
     #: When sandbox_required: how to rehearse it ({"twin", "environment", "endpoint", "cli"}).
     rehearse: dict[str, Any] | None = None
+    #: the classifier's details (not part of the answer): what the blast-radius detector counts
+    details: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         body = {"id": self.id, "state": self.state.value, "mode": self.mode.value,
@@ -150,7 +155,9 @@ def _unrunnable(decision: Decision, missing: list[Missing], target: str | None) 
 class Gateway:
     def __init__(self, store: Store, policy: Policy, audit: AuditSink, gate: Gate,
                  *, executor: Executor | None = None, rehearser: Rehearser | None = None,
-                 check_credentials: bool = True) -> None:
+                 check_credentials: bool = True,
+                 guard: Guard | None = None) -> None:
+        self.guard = guard
         self.store = store
         #: Deny brokered actions whose target's credentials do not resolve (tests with a stand-in
         #: executor that never reads them turn it off).
@@ -191,11 +198,18 @@ class Gateway:
             decision, evidence, hint = self._promote(agent, action, classification, decision, action_id)
         if mode is Mode.brokered and self.check_credentials and decision.outcome is not Outcome.deny:
             decision = _unrunnable(decision, missing_for_target(policy.doc, action.target), action.target)
+        findings: list[dict[str, Any]] = []
+        if self.guard is not None:
+            try:
+                decision, findings = self.guard.review(agent, action, classification, decision)
+            except GuardUnavailable as exc:
+                raise GatewayUnavailable(str(exc)) from exc
         fp = fingerprint(agent, action, policy.version)
         proposal = Proposal(id=action_id, agent=agent, mode=mode, action=action,
                             fingerprint=fp, decision=decision, state=State.denied, rehearsal=rehearsal,
-                            evidence=evidence, rehearse=hint)
-        extra = {k: v for k, v in (("rehearsal", rehearsal), ("evidence", evidence), ("rehearse", hint)) if v}
+                            evidence=evidence, rehearse=hint, details=classification.details)
+        extra = {k: v for k, v in (("rehearsal", rehearsal), ("evidence", evidence), ("rehearse", hint),
+                                   ("guards", findings)) if v}
         self._record("action.proposed", {
             "action_id": proposal.id, "agent": agent, "mode": mode.value, "fingerprint": fp,
             "action": action.model_dump(mode="json"),
@@ -234,6 +248,7 @@ class Gateway:
                 pass  # another caller won the grant this instant: fall through to a new request
             else:
                 self._record("action.approved", {"action_id": proposal.id, "agent": proposal.agent,
+                                                 "target": _seen_key(proposal.action),
                                                  "grant_id": grant.id, "request_id": grant.request_id})
                 return self._go(proposal, grant_id=grant.id)
         try:
@@ -269,10 +284,16 @@ class Gateway:
         target = self.policy.doc.targets.get(action.target) if action.target else None
         self._record("execution.started", {"action_id": proposal.id, "agent": proposal.agent,
                                            "kind": action.kind.value, "target": action.target})
-        result = self.executor(action, target)
+        if self.guard is None:
+            result = self.executor(action, target)
+        else:
+            with self.guard.running(proposal.id, proposal.agent, action):
+                result = self.executor(action, target)
         body = result.model_dump(mode="json") if hasattr(result, "model_dump") else dict(result)
         proposal.result = body
-        proposal.state = State.succeeded if body.get("status") == "succeeded" else State.failed
+        status = body.get("status")
+        proposal.state = State.succeeded if status == "succeeded" else \
+            State.cancelled if status == "cancelled" else State.failed
         # The log keeps the size and digest of the full output, never the output itself, and an excerpt
         # only where the target opts in (audit_output: excerpt): query results are customer data and the
         # log is permanent. The caller gets the full, redacted output in this answer.
@@ -283,8 +304,11 @@ class Gateway:
         # If this record fails, the action still ran: `execution.started` is on record, and the missing
         # outcome is visible in its timeline.
         with contextlib.suppress(GatewayUnavailable):
-            self._record("execution.finished", {"action_id": proposal.id, "agent": proposal.agent,
-                                                "outcome": proposal.state.value, "result": recorded})
+            self._record("execution.finished", {
+                "action_id": proposal.id, "agent": proposal.agent, "target": action.target,
+                "outcome": proposal.state.value, "result": recorded,
+                "blast": blast_of({"risk": proposal.decision.risk.value, "details": proposal.details},
+                                  body, action.kind.value)})
         return proposal
 
     # --- sandbox first: rehearse on the twin, promote with the evidence ------------------------
@@ -412,12 +436,15 @@ class Gateway:
             return proposal
         status = self.gate.status(proposal.approval["id"])
         state = status.request.state
+        if state is RequestState.approved and self._suspended(proposal) is not None:
+            return self.status(action_id, agent=agent)  # frozen: votes count, the grant waits
         if state is RequestState.approved:
             try:
                 grant = self.gate.consume_grant(proposal.agent, proposal.action, consumer=action_id)
             except GateError:
                 return self.status(action_id, agent=agent)  # another waiter won; it runs the action
             self._record("action.approved", {"action_id": action_id, "agent": proposal.agent,
+                                             "target": _seen_key(proposal.action),
                                              "grant_id": grant.id, "request_id": grant.request_id})
             proposal.approval = self._approval_json(proposal.approval["id"])
             return self._go(proposal, grant_id=grant.id)
@@ -455,7 +482,8 @@ class Gateway:
         proposal = Proposal(id=action_id, agent=first["agent"], mode=Mode(first["mode"]),
                             action=Action.model_validate(first["action"]), fingerprint=first["fingerprint"],
                             decision=decision, state=_initial_state(decision), rehearsal=first.get("rehearsal"),
-                            evidence=first.get("evidence"), rehearse=first.get("rehearse"))
+                            evidence=first.get("evidence"), rehearse=first.get("rehearse"),
+                            details=(first.get("classification") or {}).get("details") or {})
         request_id = None
         for event, data in entries[1:]:
             proposal.events.append(event)
@@ -482,7 +510,25 @@ class Gateway:
                 req_state = proposal.approval["state"]
                 proposal.state = {"denied": State.rejected, "expired": State.expired,
                                   "invalidated": State.invalidated}.get(req_state, State.pending_approval)
+            if proposal.state is State.pending_approval:
+                suspended = self._suspended(proposal)
+                if suspended is not None:
+                    proposal.approval["suspended"] = suspended
         return proposal
+
+    def _suspended(self, proposal: Proposal) -> dict[str, Any] | None:
+        """A freeze over a pending action suspends its approval: votes may be cast, no grant is used."""
+        if self.guard is None:
+            return None
+        try:
+            found = self.guard.freeze_for(proposal.agent, proposal.action)
+        except GuardUnavailable as exc:
+            raise GatewayUnavailable(str(exc)) from exc
+        if found is None:
+            return None
+        return {"freeze": found.id, "reason": found.reason,
+                "message": f"suspended by freeze {found.id} ({found.scope()}): votes count, nothing runs until "
+                           "it is thawed"}
 
     def _approval_json(self, request_id: str) -> dict[str, Any]:
         status = self.gate.status(request_id)
@@ -538,6 +584,11 @@ def _audited_report(outcome: dict[str, Any], excerpt: bool) -> dict[str, Any]:
     raw = text.encode("utf-8", errors="replace")
     kept = {k: v for k, v in outcome.items() if k != "output_excerpt"}
     return {**kept, "output_excerpt_bytes": len(raw), "output_excerpt_sha256": hashlib.sha256(raw).hexdigest()}
+
+
+def _seen_key(action: Action) -> str:
+    """What the first-action detector calls the action's target (its environment when it has none)."""
+    return action.target or action.environment
 
 
 def _initial_state(decision: Decision) -> State:

@@ -9,9 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from interlock.audit import AuditLog
+from interlock.gate.clock import Clock, system_clock
 from interlock.gate.service import Gate
 from interlock.gate.webhook import Notifier
 from interlock.gateway import Gateway
+from interlock.guard.service import Guard
 from interlock.policy import Policy, load_policy
 from interlock.store import Store, open_store
 from interlock.vocabulary import DEFAULT_DB, key_dir_for
@@ -19,7 +21,7 @@ from interlock.vocabulary import DEFAULT_DB, key_dir_for
 
 class Runtime:
     def __init__(self, policy: Policy | str | Path, db: str = DEFAULT_DB, key_dir: Path | None = None,
-                 *, public_url: str = "http://127.0.0.1:8700") -> None:
+                 *, public_url: str = "http://127.0.0.1:8700", clock: Clock = system_clock) -> None:
         self.policy = policy if isinstance(policy, Policy) else load_policy(policy)
         if db.startswith("sqlite:///") and ":memory:" not in db:
             Path(db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -33,9 +35,15 @@ class Runtime:
         notifier = Notifier(self.policy.doc.notify, self.audit, public_url=public_url) \
             if self.policy.doc.notify else None
         self.gate = Gate(self.store, self.policy, self.audit, notifier=notifier)
-        self.gateway = Gateway(self.store, self.policy, self.audit, self.gate)
+        guards = self.policy.doc.guards
+        if guards.decision_timeout is not None:
+            # A store slower than this answers deny: the proposal's audit entry is not durable in time.
+            self.audit.append_timeout_s = guards.decision_timeout
+        self.guard = Guard(self.store, self.policy, self.audit, clock=clock, notifier=notifier)
+        self.gateway = Gateway(self.store, self.policy, self.audit, self.gate, guard=self.guard)
 
     def close(self) -> None:
+        self.guard.close()
         self.audit.close()
         self.store.close()
 

@@ -20,7 +20,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -89,10 +89,11 @@ class _Pending:
     """One entry waiting for the writer. `done` is a held lock the writer releases once the entry's
     batch committed or failed: a latch far cheaper than a Future at tens of thousands per second."""
 
-    __slots__ = ("columns", "done", "error", "event", "receipt", "text", "time")
+    __slots__ = ("columns", "data", "done", "error", "event", "receipt", "text", "time")
 
-    def __init__(self, event: str, time: str, text: str, columns: tuple[str | None, ...]) -> None:
-        self.event, self.time, self.text, self.columns = event, time, text, columns
+    def __init__(self, event: str, time: str, text: str, columns: tuple[str | None, ...],
+                 data: Mapping[str, Any] | None = None) -> None:
+        self.event, self.time, self.text, self.columns, self.data = event, time, text, columns, data
         self.receipt: Receipt | None = None
         self.error: BaseException | None = None
         self.done = threading.Lock()
@@ -105,6 +106,11 @@ class _Pending:
 
 _STOP = object()
 _KNOWN = frozenset(AuditEvent)
+
+#: Called inside every batch's transaction with the batch's (event, redacted data): state derived
+#: from the log (guard counters) commits with the entries or not at all. It may write; if it raises,
+#: the batch fails and every caller hears so (fail closed).
+BatchHook = Callable[[Transaction, list[tuple[str, Mapping[str, Any]]]], None]
 
 
 class AuditLog:
@@ -144,6 +150,7 @@ class AuditLog:
         self._closed = False
         self._cache: tuple[int, dict[tuple[int, int], bytes]] | None = None  # writer thread only
         self._last_checkpoint: tuple[int, float] | None = None  # (tree size, monotonic time)
+        self.hooks: tuple[BatchHook, ...] = ()
         self.batches = 0  # committed batches and entries, for metrics and benchmarks
         self.committed = 0
         try:
@@ -194,6 +201,10 @@ class AuditLog:
         pending = [self._prepare(event, data) for event, data in items]
         return [self._wait(p) for p in self._enqueue(pending)]
 
+    def add_hook(self, hook: BatchHook) -> None:
+        """Run `hook` inside every later batch's transaction (see BatchHook)."""
+        self.hooks = (*self.hooks, hook)
+
     def _enqueue(self, pending: list[_Pending]) -> list[_Pending]:
         for item in pending:
             self._queue.put(item)
@@ -218,7 +229,7 @@ class AuditLog:
             text = entry_json({"event": event, "time": stamp, "data": clean}).decode("utf-8")
         except (ValueError, TypeError) as exc:
             raise AuditError(f"audit data for {event!r} is not JSON: {exc}") from exc
-        return _Pending(str(event), stamp, text, _columns(clean))
+        return _Pending(str(event), stamp, text, _columns(clean), clean)
 
     def _wait(self, pending: _Pending) -> Receipt:
         if not pending.done.acquire(timeout=self.append_timeout_s):
@@ -318,6 +329,8 @@ class AuditLog:
                 size += 1
             tx.executemany(_INSERT_ENTRY, entries)
             tx.executemany(_INSERT_NODE, new_nodes)
+            for hook in self.hooks:
+                hook(tx, [(p.event, p.data or {}) for p in batch])
             if self._signer is not None and self._tainted is None and self._checkpoint_due(tx, size):
                 self._insert_checkpoint(tx, self._signer.sign(size, merkle.root(size, get)))
         self._cache = (size, {key: nodes[key] for key in merkle.frontier(size)})

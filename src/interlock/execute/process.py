@@ -21,11 +21,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from interlock.execute.cancel import current as current_cancellation
 from interlock.execute.result import ExecutionError, OutputCapture
 
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -47,6 +49,7 @@ class ProcessOutcome:
     timed_out: bool
     output: OutputCapture
     stderr: OutputCapture | None = None
+    cancelled: str | None = None  # why it was stopped before its end (a freeze), if it was
 
 
 def descendants(root: int) -> set[int]:
@@ -121,6 +124,10 @@ def run_process(
     `supervised=False` skips the supervisor for a program that keeps its own tree on a leash (bubblewrap
     with `--die-with-parent` and a PID namespace: its whole tree dies with it)."""
     program = argv[0] if os.path.isabs(argv[0]) else shutil.which(argv[0], path=env.get("PATH", BASE_PATH))
+    cancellation = current_cancellation()
+    if cancellation is not None and cancellation.cancelled:
+        return ProcessOutcome(exit_code=None, timed_out=False, output=output, stderr=stderr,
+                              cancelled=cancellation.reason)
     if program is None:
         raise ExecutionError(f"program {argv[0]!r} is not on the executor's PATH ({env.get('PATH', BASE_PATH)})")
     try:
@@ -145,6 +152,14 @@ def run_process(
     deadline = time.monotonic() + timeout
     timed_out = False
     exited_at: float | None = None
+    reaped = threading.Lock()  # held while reaping: after that its pid may belong to another process
+
+    def stop() -> None:
+        with reaped:
+            if proc.returncode is None:
+                kill_tree(proc.pid)
+
+    forget = cancellation.on_cancel(stop) if cancellation is not None else (lambda: None)
     try:
         while selector.get_map():
             now = time.monotonic()
@@ -177,8 +192,10 @@ def run_process(
         # that detached from the output pipe (`nohup … &`).
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
+        with reaped:
+            proc.wait(timeout=5)
     finally:
+        forget()
         selector.close()
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
@@ -186,4 +203,5 @@ def run_process(
         if proc.poll() is None:
             kill_tree(proc.pid)
             proc.wait(timeout=5)
-    return ProcessOutcome(exit_code=proc.returncode, timed_out=timed_out, output=output, stderr=stderr)
+    return ProcessOutcome(exit_code=proc.returncode, timed_out=timed_out, output=output, stderr=stderr,
+                          cancelled=cancellation.reason if cancellation is not None else None)

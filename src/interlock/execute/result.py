@@ -34,6 +34,7 @@ class Status(enum.StrEnum):
     failed = "failed"  # ran and reported failure (non-zero exit, SQL error rolled back, 4xx/5xx)
     timeout = "timeout"  # killed at the deadline; for sql the transaction was rolled back
     error = "error"  # never ran, or could not be run: bad payload, missing credential, refused
+    cancelled = "cancelled"  # stopped by a freeze while it ran (process tree killed, SQL rolled back)
 
 
 class Column(BaseModel):

@@ -61,6 +61,9 @@ def run(action: Action, target: Target | None, timeout: float, redactor: Redacto
         outcome = run_process(
             [BASH, "-c", command], env=env, cwd=cwd or scratch, timeout=timeout, output=OutputCapture(limit)
         )
+    if outcome.cancelled is not None:
+        return make_result(Status.cancelled, redactor, clock, outcome.output, exit_code=outcome.exit_code,
+                           error=f"cancelled: {outcome.cancelled}; the process tree was killed")
     if outcome.timed_out:
         return make_result(
             Status.timeout,

@@ -20,6 +20,7 @@ import sqlglot
 from psycopg import conninfo, pq
 from sqlglot.tokenizer_core import TokenType
 
+from interlock.execute.cancel import current as current_cancellation
 from interlock.execute.result import (
     Clock,
     Column,
@@ -193,6 +194,15 @@ def run(action: Action, target: Target | None, timeout: float, redactor: Redacto
 
     remaining = max(0.001, timeout - clock.elapsed())
     watchdog = threading.Timer(remaining + CANCEL_SLACK, cancel)
+    stopping = current_cancellation()
+    forget = stopping.on_cancel(cancel) if stopping is not None else (lambda: None)
+
+    def frozen() -> ExecutionResult | None:
+        if stopping is None or not stopping.cancelled:
+            return None
+        return make_result(Status.cancelled, redactor, clock, output,
+                           error=f"cancelled: {stopping.reason}; the transaction was rolled back")
+
     try:
         with conn:
             conn.execute(f"SET statement_timeout = {max(1, int(remaining * 1000))}".encode())
@@ -211,7 +221,7 @@ def run(action: Action, target: Target | None, timeout: float, redactor: Redacto
                 conn.commit()
             except psycopg.errors.QueryCanceled:
                 conn.rollback()
-                return make_result(
+                return frozen() or make_result(
                     Status.timeout,
                     redactor,
                     clock,
@@ -220,7 +230,7 @@ def run(action: Action, target: Target | None, timeout: float, redactor: Redacto
                 )
             except psycopg.Error as exc:
                 if cancelled.is_set():
-                    return make_result(
+                    return frozen() or make_result(
                         Status.timeout,
                         redactor,
                         clock,
@@ -238,6 +248,7 @@ def run(action: Action, target: Target | None, timeout: float, redactor: Redacto
                     error=f"{exc} (SQLSTATE {sqlstate}); the whole transaction was rolled back".replace("\n", " "),
                 )
     finally:
+        forget()
         watchdog.cancel()
     return make_result(Status.succeeded, redactor, clock, output, rows_affected=total_rows(statements),
                        statements=statements)

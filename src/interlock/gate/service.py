@@ -194,10 +194,12 @@ class Gate:
         if agent not in policy.doc.agents:
             return GateError("unknown_agent", f"agent {agent!r} is not in the policy")
         # The requirements are re-derived, not taken on trust: a caller cannot lower the bar by handing
-        # in a decision with fewer approvals than the policy asks for this action.
+        # in a decision with fewer approvals than the policy asks for this action. Guards (a change
+        # freeze, an open breaker, an anomaly) may only add requirements: every one must hold anyway.
         # A promotion (evidence attached) is decided as sandboxed; the Gateway checked the evidence.
         expected = decide(policy, agent, action, classification, sandboxed=sandboxed)
-        if expected.outcome is not Outcome.approval_required or set(expected.approvals) != set(decision.approvals):
+        if expected.outcome not in (Outcome.approval_required, Outcome.allow) \
+                or not set(expected.approvals) <= set(decision.approvals):
             wanted = "; ".join(r.describe() for r in expected.approvals) or expected.outcome.value
             return GateError(
                 "decision_mismatch",

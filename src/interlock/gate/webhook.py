@@ -215,6 +215,34 @@ class Notifier:
                 self._thread.start()
             self._cond.notify_all()
 
+    def alert(self, event: str, alert: dict[str, Any]) -> None:
+        """A guard alert (`guard.tripped`): the same signing, headers and retries as approvals; the
+        body names the detector, agent and target, never an action's payload."""
+        hooks = [h for h in self.webhooks if not h.events or event in h.events]
+        if not hooks:
+            return
+        timestamp = int(self.wall())
+        with self._cond:
+            if self._closed:
+                return
+            for hook in hooks:
+                delivery = secrets.token_hex(12)
+                if hook.format == "slack":
+                    text = (f"[Interlock] {event}: {alert.get('detector')} for agent {alert.get('agent')}"
+                            f"{' on ' + str(alert['target']) if alert.get('target') else ''} — {alert.get('detail')}"
+                            f" ({'enforced: breaker tripped' if alert.get('tripped') else 'shadow mode: alert only'})")
+                    doc: dict[str, Any] = {"text": text, "timestamp": timestamp, "delivery": delivery}
+                else:
+                    doc = {"event": event, "timestamp": timestamp, "delivery": delivery, "alert": alert}
+                body = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+                heapq.heappush(self._heap, _Delivery(time.monotonic(), next(self._seq), hook, body, event,
+                                                     str(alert.get("action_id") or alert.get("agent") or ""),
+                                                     timestamp, delivery))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="interlock-webhooks", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every queued delivery succeeded or gave up; False on timeout."""
         deadline = time.monotonic() + timeout

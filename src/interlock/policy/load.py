@@ -15,6 +15,7 @@ import types
 import typing
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -26,6 +27,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from interlock.fingerprint import canonical_json
+from interlock.guard.windows import overlap
 from interlock.model import KNOWN_TAGS, Kind, Risk
 from interlock.policy.schema import SECRET_REF_PATTERN, PolicyDocument
 from interlock.sandbox import twins
@@ -401,8 +403,13 @@ def _reference_problems(doc: PolicyDocument, loc: Locations) -> Iterator[Problem
             yield from _group_problems(rule.approvals.from_groups, rule.approvals.at_least, groups, loc,
                                        (*base, "approvals"))
 
+    yield from _guard_problems(doc, loc, groups)
+
     for i, test in enumerate(doc.tests):
         base = ("tests", i)
+        if test.at is not None and _test_time(test.at) is None:
+            yield loc.problem((*base, "at"), f"at {test.at!r} is not a time: write RFC 3339 with a zone, "
+                              "e.g. '2026-07-18T10:00:00Z'")
         if test.agent not in agents:
             yield loc.problem((*base, "agent"), _unknown("agent", test.agent, agents))
         if test.env not in envs:
@@ -459,6 +466,61 @@ def _twin_problems(doc: PolicyDocument, loc: Locations) -> Iterator[Problem]:
                                       f"rule {rule.id!r} sends actions on target {name!r} to {first!r} first, but "
                                       f"{name!r} has no twin there: add `twin: NAME` to targets.{name} (a "
                                       f"{target.kind.value} target in {first})")
+
+
+def _test_time(text: str) -> datetime | None:
+    """A policy test's `at`: RFC 3339 with a zone (a naive time would depend on the machine)."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def _guard_problems(doc: PolicyDocument, loc: Locations, groups: set[str]) -> Iterator[Problem]:
+    guards = doc.guards
+    base: Path_ = ("guards",)
+    for j, group in enumerate(guards.thaw_by):
+        if group not in groups:
+            yield loc.problem((*base, "thaw_by", j), _unknown("group", group, groups) + " (no human is in it)")
+    scopes = (("environments", doc.environments, "environment"), ("targets", doc.targets, "target"),
+              ("agents", doc.agents, "agent"))
+    for i, freeze in enumerate(guards.freezes):
+        here = (*base, "freezes", i)
+        for field_name, known, kind in scopes:
+            for j, value in enumerate(getattr(freeze, field_name)):
+                if value not in known:
+                    yield loc.problem((*here, field_name, j), _unknown(kind, value, known))
+        if freeze.approvers is not None:
+            yield from _group_problems(freeze.approvers.from_groups, freeze.approvers.at_least, groups, loc,
+                                       (*here, "approvers"))
+        for k, other in enumerate(guards.freezes[:i]):
+            if not all(not getattr(freeze, f) or not getattr(other, f)
+                       or set(getattr(freeze, f)) & set(getattr(other, f)) for f, _, _ in scopes):
+                continue  # different scopes never overlap
+            for mine in freeze.window:
+                for theirs in other.window:
+                    moment = overlap(mine, theirs)
+                    if moment is not None:
+                        yield loc.problem((*here, "window"), f"freeze overlaps guards.freezes[{k}] "
+                                          f"({theirs.describe()}) at {moment.isoformat()}: which approvers apply "
+                                          "would be ambiguous; merge them into one freeze or split their scopes")
+                        break
+                else:
+                    continue
+                break
+    hours = guards.anomalies.working_hours
+    if hours is not None:
+        for agent in hours.agents:
+            if agent not in doc.agents:
+                yield loc.problem((*base, "anomalies", "working_hours", "agents", agent),
+                                  _unknown("agent", agent, doc.agents), key=True)
+    first = guards.anomalies.first_action
+    if first is not None:
+        for j, env in enumerate(first.environments):
+            if env not in doc.environments:
+                yield loc.problem((*base, "anomalies", "first_action", "environments", j),
+                                  _unknown("environment", env, doc.environments))
 
 
 def _is_seq(loc: Locations, path: Path_) -> bool:

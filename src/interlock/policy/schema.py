@@ -10,9 +10,19 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from interlock.classify.paths import DEFAULT_RULES, PathRules
+from interlock.guard.windows import OneOff, Recurring, parse_window
 from interlock.model import DEFAULT_MAX_PAYLOAD_BYTES, Kind, Outcome, Risk
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -235,6 +245,8 @@ class PolicyTest(Model):
     risk: Risk | None = Field(default=None, description="override the classifier (tests the policy alone)")
     tags: tuple[str, ...] | None = None
     expect: Outcome
+    at: str | None = Field(default=None, description="the time the test runs at (RFC 3339, e.g. "
+                           "'2026-07-18T10:00:00Z'): change-freeze windows apply; without it, none does")
     approvals: int | None = Field(default=None, description="expected total number of approvals required")
     rule: str | None = Field(default=None, description="a rule id expected among the deciding rules")
 
@@ -291,6 +303,104 @@ class Paths(Model):
         )
 
 
+# --- guards (docs/guards.md) ----------------------------------------------------------------------
+
+_SUB_SECOND = re.compile(r"^(\d+)ms$")
+
+
+def parse_timeout(value: Any) -> float:
+    """'250ms', '2s', '1m' (or a number of seconds) → seconds."""
+    if isinstance(value, str) and (match := _SUB_SECOND.match(value.strip())):
+        seconds = int(match.group(1)) / 1000
+        if seconds <= 0:
+            raise ValueError("a timeout must be positive")
+        return seconds
+    if isinstance(value, float) and value > 0:
+        return value
+    return float(parse_duration(value))
+
+
+def _windows(value: Any) -> tuple[Recurring | OneOff, ...]:
+    items = value if isinstance(value, list | tuple) else [value]
+    if not items:
+        raise ValueError("give at least one window, e.g. 'sat-sun 00:00-24:00 UTC'")
+    return tuple(parse_window(v) for v in items)
+
+
+Windows = Annotated[
+    tuple[Any, ...],
+    BeforeValidator(_windows),
+    PlainSerializer(lambda ws: [w.describe() for w in ws]),
+    WithJsonSchema({"description": "a window ('mon-fri 18:00-08:00 Europe/Berlin', '2026-12-24 to 2026-12-27 UTC',"
+                    " or {days, from, to, zone} / {start, end, zone}) or a list of them"}),
+]
+Timeout = Annotated[float, BeforeValidator(parse_timeout)]
+
+
+class ChangeFreeze(Model):
+    """A change freeze: inside its window every non-read action in scope needs `approvers` on top of
+    everything else, or is denied when no approvers are named. An empty scope list means all."""
+
+    name: Name | None = None
+    environments: tuple[Name, ...] = ()
+    targets: tuple[Name, ...] = ()
+    agents: tuple[Name, ...] = ()
+    window: Windows
+    reason: str = Field(min_length=1, description="shown in every answer the freeze changes")
+    approvers: Approvals | None = None
+
+
+class Breakers(Model):
+    """Circuit breakers per agent and per agent × target (defaults justified in docs/guards.md)."""
+
+    consecutive_failures: int = Field(default=5, ge=1, le=10_000, description="pybreaker's fail_max")
+    consecutive_denials: int = Field(default=5, ge=1, le=10_000)
+    failure_rate: float = Field(default=50.0, gt=0, le=100, description="percent of executions in `window`")
+    minimum_calls: int = Field(default=10, ge=1, le=100_000, description="executions before the rate counts")
+    window: Duration = Field(default=600, description="the failure-rate window")
+    cool_down: Duration = Field(default=60, description="open → half-open after this long")
+    half_open_successes: int = Field(default=3, ge=1, le=1000, description="successes that close it again")
+
+
+class Detector(Model):
+    enforce: bool = Field(default=True, description="false: shadow mode, records and alerts, never trips")
+
+
+class CountDetector(Detector):
+    threshold: int = Field(ge=1, le=1_000_000_000)
+    window: Duration = 60
+
+
+class StreakDetector(Detector):
+    threshold: int = Field(ge=1, le=1_000_000)
+
+
+class FirstActionDetector(Detector):
+    environments: tuple[Name, ...] = Field(default=(), description="where it applies (empty: everywhere)")
+
+
+class WorkingHoursDetector(Detector):
+    agents: dict[Name, Windows] = Field(default_factory=dict, description="agent → its working hours")
+
+
+class Anomalies(Model):
+    burst: CountDetector | None = Field(default=None, description="destructive proposals by one agent in a window")
+    denial_streak: StreakDetector | None = Field(default=None, description="denials in a row (policy probing)")
+    first_action: FirstActionDetector | None = Field(default=None, description="an agent's first action on a target")
+    working_hours: WorkingHoursDetector | None = None
+    blast_radius: CountDetector | None = Field(
+        default=None, description="rows deleted, resources destroyed, files removed by one agent in a window")
+
+
+class Guards(Model):
+    thaw_by: tuple[Name, ...] = Field(default=(), description="groups that may thaw a freeze (empty: any human)")
+    decision_timeout: Timeout | None = Field(
+        default=None, description="a store slower than this answers deny (e.g. '2s', '500ms')")
+    freezes: tuple[ChangeFreeze, ...] = ()
+    breakers: Breakers | None = None
+    anomalies: Anomalies = Field(default_factory=Anomalies)
+
+
 class PolicyDocument(Model):
     """The whole policy file."""
 
@@ -307,4 +417,5 @@ class PolicyDocument(Model):
     )
     rules: tuple[Rule, ...] = ()
     notify: tuple[Webhook, ...] = ()
+    guards: Guards = Field(default_factory=Guards)
     tests: tuple[PolicyTest, ...] = ()

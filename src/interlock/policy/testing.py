@@ -7,8 +7,10 @@ caught before it is enforced.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from interlock.classify.registry import ClassifyContext, classify, payload_from_input
+from interlock.guard.freezes import apply_windows
 from interlock.model import Action, Classification, Decision
 from interlock.policy.engine import decide
 from interlock.policy.load import Policy, Problem
@@ -61,6 +63,9 @@ def run_test(policy: Policy, index: int, test: PolicyTest) -> TestResult:
     except ValueError as exc:
         return TestResult(index, test, None, f"input is not valid for kind {test.kind.value}: {exc}")
     decision = decide(policy, test.agent, action, found)
+    if test.at is not None:
+        decision = apply_windows(policy.doc, test.agent, action, decision,
+                                 datetime.fromisoformat(test.at.replace("Z", "+00:00")))
     problems: list[str] = []
     if decision.outcome is not test.expect:
         problems.append(f"expected {test.expect.value}, got {decision.outcome.value}")

@@ -1,0 +1,208 @@
+"""`interlock freeze`, `interlock thaw ID`, `interlock guards status|reset` (mounted by interlock.cli).
+
+The caller is whoever the token says (`--token` or INTERLOCK_TOKEN); agent tokens are refused. With
+`--server URL` it uses the HTTP API (`/v1/freezes`, `/v1/guards`); without, the store directly
+(`--db`, `--policy`): every process on that store honours the freeze at its next decision.
+Exit codes: 0 done, 1 refused (the error says why), 2 usage, policy, store or server error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, Protocol
+
+import httpx
+import typer
+from rich.markup import escape
+
+from interlock.console import err, out
+from interlock.guard.freezes import FreezeError
+from interlock.identity import AuthError, Principal, authenticate, require_human
+from interlock.policy import PolicyError, load_policy
+from interlock.store import DEFAULT_URL, StoreError, open_store
+
+app = typer.Typer(help="Circuit breakers, freezes and anomaly detectors: status (a human's token).",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+View = dict[str, Any]
+Server = Annotated[str | None, typer.Option("--server", envvar="INTERLOCK_SERVER",
+                                            help="Interlock server URL (else: the store)")]
+Db = Annotated[str, typer.Option("--db", envvar="INTERLOCK_DB", help="store URL (without --server)")]
+PolicyOpt = Annotated[Path | None, typer.Option("--policy", envvar="INTERLOCK_POLICY",
+                                                help="the policy (required without --server)")]
+Token = Annotated[str, typer.Option("--token", envvar="INTERLOCK_TOKEN",
+                                    help="your human token (prefer the env variable)")]
+Keys = Annotated[Path, typer.Option("--keys", envvar="INTERLOCK_KEYS", help="audit signing key directory")]
+Json = Annotated[bool, typer.Option("--json", help="print JSON (what the HTTP API returns)")]
+
+
+def fail(message: str, code: int) -> NoReturn:
+    err.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
+    raise typer.Exit(code)
+
+
+class Guards(Protocol):
+    def freeze(self, agent: str | None, environment: str | None, target: str | None, reason: str) -> View: ...
+    def thaw(self, freeze_id: str) -> View: ...
+    def status(self) -> View: ...
+
+
+class LocalGuards:
+    def __init__(self, guard: Any, principal: Principal, groups: tuple[str, ...]) -> None:
+        self.guard, self.principal, self.groups = guard, principal, groups
+
+    def freeze(self, agent: str | None, environment: str | None, target: str | None, reason: str) -> View:
+        found = self.guard.freeze(agent=agent, environment=environment, target=target, reason=reason,
+                                  by=self.principal.name)
+        return dict(found.to_json())
+
+    def thaw(self, freeze_id: str) -> View:
+        return dict(self.guard.thaw(freeze_id, by=self.principal.name, groups=self.groups).to_json())
+
+    def status(self) -> View:
+        return dict(self.guard.status())
+
+
+class RemoteGuards:
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            fail(f"cannot reach the server at {self.client.base_url}: {type(exc).__name__}", 2)
+        try:
+            body = response.json()
+        except ValueError:
+            fail(f"the server answered HTTP {response.status_code} without JSON", 2)
+        if response.status_code >= 400:
+            problem = body.get("error", {}) if isinstance(body, dict) else {}
+            code = problem.get("code", f"http_{response.status_code}")
+            fail(f"[{code}] {problem.get('message', response.reason_phrase)}", 1 if response.status_code < 500 else 2)
+        return body
+
+    def freeze(self, agent: str | None, environment: str | None, target: str | None, reason: str) -> View:
+        return dict(self._call("POST", "/v1/freezes", json={"agent": agent, "environment": environment,
+                                                            "target": target, "reason": reason}))
+
+    def thaw(self, freeze_id: str) -> View:
+        return dict(self._call("DELETE", f"/v1/freezes/{freeze_id}"))
+
+    def status(self) -> View:
+        return dict(self._call("GET", "/v1/guards"))
+
+
+@contextmanager
+def guards_for(server: str | None, db: str, policy_path: Path | None, token: str, keys: Path) -> Iterator[Guards]:
+    if not token:
+        fail("give your human token with --token or INTERLOCK_TOKEN", 2)
+    if server:
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=server, headers=headers, timeout=30.0, follow_redirects=False) as client:
+            yield RemoteGuards(client)
+        return
+    if policy_path is None:
+        fail("give --server URL (INTERLOCK_SERVER) or --policy FILE (INTERLOCK_POLICY) with --db", 2)
+    with _local(db, policy_path, token, keys) as local:
+        yield local
+
+
+@contextmanager
+def _local(db: str, policy_path: Path, token: str, keys: Path) -> Iterator[LocalGuards]:
+    from interlock.audit import AuditLog
+    from interlock.guard.service import Guard
+
+    try:
+        policy = load_policy(policy_path)
+    except PolicyError as exc:
+        fail(f"policy {policy_path} does not load:\n{exc}", 2)
+    try:
+        store = open_store(db)
+    except StoreError as exc:
+        fail(str(exc), 2)
+    try:
+        store.migrate()
+        audit = AuditLog(store, key_dir=keys)
+        guard = None
+        try:
+            principal = require_human(authenticate(store, token, audit=audit))
+            human = policy.doc.humans.get(principal.name)
+            guard = Guard(store, policy, audit)
+            yield LocalGuards(guard, principal, human.groups if human else ())
+        except AuthError as exc:
+            fail(str(exc), 1)
+        except FreezeError as exc:
+            fail(f"[{exc.code}] {exc}", 1 if exc.status < 500 else 2)
+        finally:
+            if guard is not None:
+                guard.close()
+            audit.close()
+    except StoreError as exc:
+        fail(f"store error: {exc}", 2)
+    finally:
+        store.close()
+
+
+def _print(view: View, as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps(view))
+        return
+    state = "active" if view.get("active") else f"thawed by {view.get('thawed_by')} at {view.get('thawed_at')}"
+    out.print(f"{view['id']}  {view['scope']}  ({state})\n  reason: {view['reason']}  "
+              f"(by {view['created_by']} at {view['created_at']})", markup=False, highlight=False)
+
+
+def freeze(
+    reason: Annotated[str, typer.Option("--reason", help="why (required; shown in every denial)")] = "",
+    agent: Annotated[str | None, typer.Option("--agent", help="freeze only this agent")] = None,
+    env: Annotated[str | None, typer.Option("--env", help="freeze only this environment")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="freeze only this target")] = None,
+    server: Server = None, db: Db = DEFAULT_URL, policy: PolicyOpt = None, token: Token = "",
+    keys: Keys = Path(".interlock/keys"), as_json: Json = False,
+) -> None:
+    """Kill switch: deny every proposal in scope, suspend its pending approvals, cancel what runs."""
+    if not reason.strip():
+        fail('a freeze needs a reason: --reason "incident 4711: agents stop now"', 2)
+    with guards_for(server, db, policy, token, keys) as guards:
+        _print(guards.freeze(agent, env, target, reason), as_json)
+
+
+def thaw(
+    freeze_id: Annotated[str, typer.Argument(help="the freeze id (frz_…), from `interlock guards status`")],
+    server: Server = None, db: Db = DEFAULT_URL, policy: PolicyOpt = None, token: Token = "",
+    keys: Keys = Path(".interlock/keys"), as_json: Json = False,
+) -> None:
+    """End a freeze (members of the policy's guards.thaw_by groups only)."""
+    with guards_for(server, db, policy, token, keys) as guards:
+        _print(guards.thaw(freeze_id), as_json)
+
+
+@app.command("status")
+def status(
+    server: Server = None, db: Db = DEFAULT_URL, policy: PolicyOpt = None, token: Token = "",
+    keys: Keys = Path(".interlock/keys"), as_json: Json = False,
+) -> None:
+    """Active freezes, change-freeze windows, open breakers and the detectors in force."""
+    with guards_for(server, db, policy, token, keys) as guards:
+        view = guards.status()
+    if as_json:
+        out.print_json(json.dumps(view))
+        return
+    out.print(f"guards at {view['time']}", markup=False)
+    out.print(f"freezes: {len(view['freezes']) or 'none'}", markup=False)
+    for item in view["freezes"]:
+        _print(item, False)
+    for window in view["change_freezes"]:
+        mark = "IN FORCE" if window["in_force"] else "not now"
+        out.print(f"change freeze {window['name'] or ''} [{mark}] {', '.join(window['window'])}: {window['reason']}",
+                  markup=False, highlight=False)
+    out.print(f"open breakers: {len(view['breakers']) or 'none'}", markup=False)
+    for item in view["breakers"]:
+        out.print(f"  agent {item['agent']}{' on ' + item['target'] if item['target'] else ''}: {item['state']} "
+                  f"since {item['opened_at']} — {item['reason']}", markup=False, highlight=False)
+    detectors = ", ".join(f"{k}{'' if v.get('enforce', True) else ' (shadow)'}" for k, v in view["anomalies"].items())
+    out.print(f"detectors: {detectors or 'none'}", markup=False)
