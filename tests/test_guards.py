@@ -379,7 +379,7 @@ def test_working_hours(make: Callable[[str], Runtime], clock: ManualClock) -> No
 def test_blast_radius_over_a_window(make: Callable[[str], Runtime]) -> None:
     rt = make("guards: {anomalies: {blast_radius: {threshold: 3, window: 1h}}}\n")
     for _ in range(3):
-        assert shell(rt, "rm -f /tmp/interlock-guards-nothing").state.value == "succeeded"
+        assert shell(rt, "rm -f /srv/interlock-guards-nothing").state.value == "succeeded"
     answer = shell(rt, "ls")
     assert answer.decision.outcome.value == "approval_required"
     assert "blast radius 3" in answer.decision.reasons[-1]

@@ -31,3 +31,7 @@ class AuditEvent(StrEnum):
     WEBHOOK_FAILED = "webhook.failed"
     REHEARSAL_FINISHED = "rehearsal.finished"
     REHEARSAL_REFUSED = "rehearsal.refused"
+    GUARD_FROZEN = "guard.frozen"
+    GUARD_THAWED = "guard.thawed"
+    GUARD_REFUSED = "guard.refused"
+    GUARD_TRIPPED = "guard.tripped"

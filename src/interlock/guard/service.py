@@ -25,6 +25,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from interlock.audit.events import AuditEvent
 from interlock.execute.cancel import Cancellation, cancellable
 from interlock.gate.clock import Clock, stamp, system_clock
 from interlock.guard import breakers, freezes
@@ -38,10 +39,10 @@ from interlock.store.events import Channel, Event, subscriber
 
 _log = logging.getLogger("interlock.guard")
 
-GUARD_TRIPPED = "guard.tripped"
-GUARD_FROZEN = "guard.frozen"
-GUARD_THAWED = "guard.thawed"
-GUARD_REFUSED = "guard.refused"
+GUARD_TRIPPED = AuditEvent.GUARD_TRIPPED
+GUARD_FROZEN = AuditEvent.GUARD_FROZEN
+GUARD_THAWED = AuditEvent.GUARD_THAWED
+GUARD_REFUSED = AuditEvent.GUARD_REFUSED
 
 
 class GuardUnavailable(Exception):
