@@ -163,3 +163,14 @@ def test_bad_tls_options_are_clear_errors(tmp_path: Path, args: list[str], messa
             *[paths.get(a, a) for a in args]]
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_worker_settings_carry_the_public_url_and_the_missing_secrets_choice(monkeypatch: pytest.MonkeyPatch,
+                                                                             tmp_path: Path) -> None:
+    from interlock.server.state import Settings
+
+    monkeypatch.setenv("INTERLOCK_POLICY", str(tmp_path / "p.yaml"))
+    monkeypatch.setenv("INTERLOCK_PUBLIC_URL", "https://interlock.example")
+    monkeypatch.setenv("INTERLOCK_ALLOW_MISSING_SECRETS", "1")
+    settings = Settings.from_env()
+    assert (settings.public_url, settings.allow_missing_secrets) == ("https://interlock.example", True)

@@ -15,7 +15,7 @@ from interlock.policy import PolicyError
 from interlock.policy.lint import lint_file
 from interlock.policy.load import UNSATISFIABLE
 from interlock.server.app import ServerError, Settings, check_policy_for_serving, create_app
-from interlock.server.state import ENV_ALLOW_MISSING_SECRETS, check_credentials
+from interlock.server.state import ENV_ALLOW_MISSING_SECRETS, ENV_PUBLIC_URL, check_credentials
 from interlock.store import StoreError
 from interlock.vocabulary import DEFAULT_HOST, DEFAULT_PORT, ENV_DB, ENV_KEY_DIR, ENV_POLICY
 
@@ -62,7 +62,9 @@ def serve(
     if db.startswith("sqlite:///") and ":memory:" not in db:
         Path(db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     scheme = "https" if tls else "http"
-    settings = Settings(policy=policy, db=db, key_dir=keys, public_url=f"{scheme}://{host}:{port}",
+    # Links in webhooks point where approvers reach the server: behind a proxy that is not host:port.
+    public_url = os.environ.get(ENV_PUBLIC_URL) or f"{scheme}://{host}:{port}"
+    settings = Settings(policy=policy, db=db, key_dir=keys, public_url=public_url,
                         allow_missing_secrets=allow_missing_secrets)
     banner = (f"Interlock listening on {scheme}://{host}:{port} (policy {policy}, store {db.split('@')[-1]}, "
               f"{workers} worker{'s' if workers > 1 else ''}); API docs at /docs")
@@ -79,7 +81,7 @@ def serve(
         return
     typer.echo(banner, err=True)
     os.environ.update({ENV_POLICY: str(policy), ENV_DB: db, ENV_KEY_DIR: str(keys),
-                       ENV_ALLOW_MISSING_SECRETS: "1" if allow_missing_secrets else "0"})
+                       ENV_ALLOW_MISSING_SECRETS: "1" if allow_missing_secrets else "0", ENV_PUBLIC_URL: public_url})
     uvicorn.run("interlock.server.app:create_app_from_env", factory=True, workers=workers, **served)  # type: ignore[arg-type]
 
 

@@ -47,11 +47,14 @@ class Settings:
         key_dir = os.environ.get(ENV_KEY_DIR)
         return Settings(policy=Path(os.environ[ENV_POLICY]), db=os.environ.get(ENV_DB, DEFAULT_DB),
                         key_dir=Path(key_dir) if key_dir else None,
-                        allow_missing_secrets=os.environ.get(ENV_ALLOW_MISSING_SECRETS) == "1")
+                        allow_missing_secrets=os.environ.get(ENV_ALLOW_MISSING_SECRETS) == "1",
+                        public_url=os.environ.get(ENV_PUBLIC_URL) or "http://127.0.0.1:8700")
 
 
 #: Carries `--allow-missing-secrets` to the worker processes of `serve --workers N`.
 ENV_ALLOW_MISSING_SECRETS = "INTERLOCK_ALLOW_MISSING_SECRETS"
+#: Where approvers reach the server (webhook links), when not `scheme://host:port` (a reverse proxy).
+ENV_PUBLIC_URL = "INTERLOCK_PUBLIC_URL"
 
 
 def check_credentials(policy: Policy, allow_missing: bool) -> list[Missing]:
