@@ -62,7 +62,8 @@ def _server(tmp: Path) -> Iterator[tuple[str, str]]:
     port = _free_port()
     log = (tmp / "serve.log").open("wb")
     process = subprocess.Popen([PYTHON, "-m", "interlock.cli", "serve", "--policy", str(POLICY), "--db", db,
-                                "--port", str(port), "--key-dir", str(tmp / "keys")],
+                                "--port", str(port), "--key-dir", str(tmp / "keys"),
+                                "--allow-missing-secrets"],  # the example's targets have no credentials here
                                stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from interlock import options
+from interlock.credentials import Missing
 from interlock.options import DEFAULT_DB
 from interlock.policy import PolicyError
 from interlock.policy.lint import lint_file
@@ -48,16 +49,6 @@ def serve(
         typer.echo(f"error: {exc}", err=True)
         typer.echo("the server does not start on a policy that fails lint or its tests", err=True)
         raise typer.Exit(2) from exc
-    try:
-        missing = check_credentials(loaded, allow_missing_secrets)
-    except ServerError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    for m in missing:
-        effect = "its target's actions are denied" if m.where.startswith("targets.") else "deliveries will fail"
-        typer.echo(f"warning: {m} ({effect} until it resolves)", err=True)
-    for problem in unsatisfiable_warnings(policy):
-        typer.echo(f"warning: {problem}", err=True)
     tls = _tls_options(tls_cert, tls_key)
     if db.startswith("sqlite:///") and ":memory:" not in db:
         Path(db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -72,17 +63,34 @@ def serve(
               "limit_concurrency": 1000, "timeout_graceful_shutdown": 10, **tls}
     if workers == 1:
         try:
-            app = create_app(settings)
+            app = create_app(settings)  # opens the store, then resolves every credential reference
         except StoreError as exc:  # a store it cannot open: say which and stop, no traceback
             typer.echo(f"error: {exc} (--db or {ENV_DB})", err=True)
             raise typer.Exit(2) from exc
+        except ServerError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        _warn(app.state.server.missing_secrets, policy)
         typer.echo(banner, err=True)
         uvicorn.run(app, **served)  # type: ignore[arg-type]
         return
+    try:  # each worker checks again; say it once, here, before any starts
+        _warn(check_credentials(loaded, allow_missing_secrets), policy)
+    except ServerError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     typer.echo(banner, err=True)
     os.environ.update({ENV_POLICY: str(policy), ENV_DB: db, ENV_KEY_DIR: str(keys),
                        ENV_ALLOW_MISSING_SECRETS: "1" if allow_missing_secrets else "0", ENV_PUBLIC_URL: public_url})
     uvicorn.run("interlock.server.app:create_app_from_env", factory=True, workers=workers, **served)  # type: ignore[arg-type]
+
+
+def _warn(missing: list[Missing], policy: Path) -> None:
+    for m in missing:
+        effect = "its target's actions are denied" if m.where.startswith("targets.") else "deliveries will fail"
+        typer.echo(f"warning: {m} ({effect} until it resolves)", err=True)
+    for problem in unsatisfiable_warnings(policy):
+        typer.echo(f"warning: {problem}", err=True)
 
 
 def _tls_options(cert: Path | None, key: Path | None) -> dict[str, str]:
