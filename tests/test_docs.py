@@ -40,6 +40,7 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ("docs/integrations.md", "echo '{\"hook_event_name\""): "needs a running server and a pending request's id",
     ("docs/integrations.md", "interlock exec"): "needs kubectl and a cluster",
     ("docs/integrations.md", "# in-process"): "starts npx MCP servers on /srv/data (tested by test_mcp_proxy.py)",
+    ("docs/sandbox.md", "curl -s -X POST localhost:8700/v1/actions/act_"): "needs a running server and an action id",
     ("docs/server.md", "interlock token create --agent kiro"): "revokes a placeholder token id (tok_…)",
     ("docs/server.md", "export BILLING_DSN"): "starts servers that run until stopped",
     ("docs/server.md", "source .interlock/demo-tokens.env"): "needs scripts/run's server and request ids",
