@@ -36,7 +36,7 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ("docs/deploy.md", "sudo install -m 0644"): "needs systemd as PID 1; the unit is checked by tests/test_deploy.py",
     ("docs/deploy.md", "pg_dump"): "backs up a deployed store at /var/lib/interlock",
     ("docs/approvals.md", "curl -s -X POST localhost:8700/v1/actions"): "needs a running server and an agent token",
-    ("docs/approvals.md", "curl -s -X POST localhost:8700/v1/approvals"): "needs a pending request's id",
+    ("docs/approvals.md", "interlock approvals approve apr_"): "needs a pending request's id and a server",
     ("docs/integrations.md", "echo '{\"hook_event_name\""): "needs a running server and a pending request's id",
     ("docs/integrations.md", "interlock exec"): "needs kubectl and a cluster",
     ("docs/integrations.md", "# in-process"): "starts npx MCP servers on /srv/data (tested by test_mcp_proxy.py)",
