@@ -121,6 +121,11 @@ EXPLAIN = [
     ({"id": "act_5", "state": "sandbox_required", "reasons": ["staging first"], "remedy": ["run in staging"]}, {},
      ["sandbox run first", "staging first", "run in staging"]),
     ({"id": "act_6", "state": "succeeded", "summary": "write: touch x"}, {}, ["ran", "succeeded"]),
+    # a promotion names the evidence it used (docs/sandbox.md)
+    ({**PENDING, "evidence": {"id": "act_r", "summary": "DELETE 25 rows (rolled back)"}}, {},
+     ["promoted with the evidence of rehearsal act_r: DELETE 25 rows (rolled back)", "apr_9"]),
+    ({"id": "act_7", "state": "succeeded", "evidence": {"id": "act_r", "summary": "deleted 2"}}, {},
+     ["ran", "promoted with the evidence of rehearsal act_r"]),
     ({}, {}, ["unknown", "no reason given", "action ?"]),
 ]
 

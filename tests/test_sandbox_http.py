@@ -6,6 +6,7 @@ approvals run it in production. `interlock rehearse` does the same from the comm
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from interlock.client import BadRequest, Client
+from interlock.client import AsyncClient, BadRequest, Client
 from interlock.testing import LiveServer, live_server
 from tests.conftest import DIALECTS, PgAdmin
 
@@ -131,6 +132,11 @@ def test_interlock_rehearse_on_the_command_line(served: tuple[LiveServer, Path, 
     body = json.loads(as_json.stdout)
     assert [f["path"] for f in body["evidence"]["effects"]["files"]["created"]] == ["made-here"]
     assert not (staging / "made-here").exists()
+    async def rehearse_async() -> dict[str, object]:
+        async with AsyncClient(server.url, token, timeout=120) as client:
+            return await client.rehearse(first["id"])
+
+    assert asyncio.run(rehearse_async())["state"] == "succeeded"  # the async SDK, same endpoint
     unknown = subprocess.run([sys.executable, "-m", "interlock.cli", "rehearse", "act_nope", "--gateway", server.url],
                              env=env, capture_output=True, text=True, timeout=120)
     assert unknown.returncode == 2 and "no action 'act_nope'" in unknown.stderr

@@ -278,3 +278,32 @@ def test_a_rehearsal_that_needs_approval_in_staging_waits_for_it(
     assert done.state is State.succeeded and done.evidence is not None
     assert invoices(databases["staging"]) == 100
     assert gateway.propose("kiro", delete()).state is State.pending_approval
+
+
+def test_sandbox_before_staging_when_the_policy_says_so(
+        store: Store, audit: Recorded, clock: ManualClock, databases: dict[str, str]) -> None:
+    """A chain sandbox → staging → production: the staging rehearsal is itself sandbox_required until the
+    sandbox twin has run it; then staging runs it (promoted), then production is promoted."""
+    text = POLICY.replace("  staging:    {promotes_to: production}", "  sandbox:    {promotes_to: staging}\n"
+                          "  staging:    {promotes_to: production}")
+    text = text.replace("strategy: rollback}", "strategy: rollback, twin: billing-sandbox}\n"
+                        "  billing-sandbox: {environment: sandbox, kind: sql, dsn: env:SBX_STAGING_DSN}")
+    text = text.replace("    staging:    {autonomous: destructive}", "    sandbox:    {autonomous: destructive}\n"
+                        "    staging:    {autonomous: destructive}")
+    text += ("  - id: staging-deletes-sandboxed\n    when: {environment: staging, target: billing-staging, tags: [delete]}\n"
+             "    effect: sandbox\n")
+    chained = load_policy_text(text, "chain.yaml")
+    gateway = Gateway(store, chained, audit, Gate(store, chained, audit, clock=clock))
+    first = gateway.propose("kiro", delete())
+    on_staging = gateway.rehearse(first.id, "kiro")
+    assert on_staging.state is State.sandbox_required
+    assert on_staging.rehearse is not None and on_staging.rehearse["twin"] == "billing-sandbox"
+    on_sandbox = gateway.rehearse(on_staging.id, "kiro")
+    assert on_sandbox.action.target == "billing-sandbox" and on_sandbox.state is State.succeeded
+    again_on_staging = gateway.rehearse(first.id, "kiro")
+    assert again_on_staging.state is State.succeeded, again_on_staging.decision
+    assert again_on_staging.decision.reasons[-1].startswith(f"promoted with evidence {on_sandbox.id}")
+    promoted = gateway.propose("kiro", delete())
+    assert promoted.state is State.pending_approval
+    assert promoted.evidence is not None and promoted.evidence["id"] == again_on_staging.id
+    assert invoices(databases["staging"]) == 100

@@ -129,13 +129,17 @@ def explain(body: Body, *, name: str | None = None, waited: float | None = None,
     approval = body.get("approval") or {}
     request = approval.get("id", "?")
     reasons = listing(body.get("reasons"))
+    evidence = body.get("evidence") if not body.get("rehearsal") else None
+    # A promotion names the rehearsal it used (docs/sandbox.md).
+    seen = f"; promoted with the evidence of rehearsal {evidence.get('id')}: {evidence.get('summary')}" \
+        if isinstance(evidence, dict) else ""
     if state in MAY_RUN:
-        return f"Interlock {state} {thing} ({ref})."
+        return f"Interlock {state} {thing} ({ref}{seen})."
     if ran(body):
-        return f"Interlock ran {thing} ({ref}): {state}."
+        return f"Interlock ran {thing} ({ref}{seen}): {state}."
     if state == "pending_approval":
         after = f"it was not approved within {waited:g}s and" if waited is not None else "it"
-        return (f"Interlock: {approval_needed(body, name)} ({ref}); {after} is still waiting for approval, so "
+        return (f"Interlock: {approval_needed(body, name)} ({ref}{seen}); {after} is still waiting for approval, so "
                 f"nothing ran. Once it is approved, {again}: the grant matches this exact action, and any change "
                 "needs a new approval.")
     if state == "rejected":
