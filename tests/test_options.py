@@ -136,6 +136,9 @@ COMMANDS = {
     "hook codex": {"db", "key_dir", "gateway", "token", "policy", "wait"},
     "hook install": {"db", "key_dir", "gateway", "policy", "wait"},
     "rehearse": {"db", "key_dir", "gateway", "token", "policy", "wait", "format"},
+    "freeze": {"db", "key_dir", "gateway", "token", "policy", "format"},
+    "thaw": {"db", "key_dir", "gateway", "token", "policy", "format"},
+    "guards status": {"db", "key_dir", "gateway", "token", "policy", "format"},
 }
 
 
@@ -334,3 +337,16 @@ def test_the_lean_hook_reads_interlock_db_too(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert '"permissionDecision": "allow"' in done.stdout
     assert store.exists() and (tmp_path / "store" / "keys").is_dir() and not (tmp_path / ".interlock").exists()
+
+
+def test_freeze_and_guards_status_speak_both_spellings(tmp_path: Path) -> None:
+    db = ["--db", f"sqlite:///{tmp_path}/i.db"]
+    created = interlock(["token", "create", "--human", "bob", "--policy", str(EXAMPLE), "--format", "json", *db])
+    env = {"INTERLOCK_TOKEN": json.loads(created.stdout)["secret"], "INTERLOCK_POLICY": str(EXAMPLE)}
+    old = interlock(["freeze", "--reason", "incident 4711", *db, "--keys", str(tmp_path / "keys"), "--json"], env=env)
+    assert old.exit_code == 0, old.output
+    assert json.loads(old.stdout)["active"] is True
+    assert "--keys is deprecated" in old.stderr and "--json is deprecated" in old.stderr
+    now = interlock(["guards", "status", *db, "--format", "json"], env=env)
+    assert now.exit_code == 0 and now.stderr == ""
+    assert [f["reason"] for f in json.loads(now.stdout)["freezes"]] == ["incident 4711"]

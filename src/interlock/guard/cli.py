@@ -1,8 +1,9 @@
 """`interlock freeze`, `interlock thaw ID`, `interlock guards status|reset` (mounted by interlock.cli).
 
 The caller is whoever the token says (`--token` or INTERLOCK_TOKEN); agent tokens are refused. With
-`--server URL` it uses the HTTP API (`/v1/freezes`, `/v1/guards`); without, the store directly
-(`--db`, `--policy`): every process on that store honours the freeze at its next decision.
+`--gateway URL` (INTERLOCK_URL) it uses the HTTP API (`/v1/freezes`, `/v1/guards`); with `--policy FILE`
+(INTERLOCK_POLICY), the store directly (`--db`, `--key-dir`): every process on that store honours the
+freeze at its next decision. Options as in docs/cli.md (the old `--server`, `--keys`, `--json` warn).
 Exit codes: 0 done, 1 refused (the error says why), 2 usage, policy, store or server error.
 """
 
@@ -18,25 +19,24 @@ import httpx
 import typer
 from rich.markup import escape
 
+from interlock import options
 from interlock.console import err, out
 from interlock.guard.freezes import FreezeError
 from interlock.identity import AuthError, Principal, authenticate, require_human
+from interlock.options import DEFAULT_DB, Format, InProcess
 from interlock.policy import PolicyError, load_policy
-from interlock.store import DEFAULT_URL, StoreError, open_store
+from interlock.store import StoreError, open_store
 
 app = typer.Typer(help="Circuit breakers, freezes and anomaly detectors: status (a human's token).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 View = dict[str, Any]
-Server = Annotated[str | None, typer.Option("--server", envvar="INTERLOCK_SERVER",
-                                            help="Interlock server URL (else: the store)")]
-Db = Annotated[str, typer.Option("--db", envvar="INTERLOCK_DB", help="store URL (without --server)")]
-PolicyOpt = Annotated[Path | None, typer.Option("--policy", envvar="INTERLOCK_POLICY",
-                                                help="the policy (required without --server)")]
-Token = Annotated[str, typer.Option("--token", envvar="INTERLOCK_TOKEN",
-                                    help="your human token (prefer the env variable)")]
-Keys = Annotated[Path, typer.Option("--keys", envvar="INTERLOCK_KEYS", help="audit signing key directory")]
-Json = Annotated[bool, typer.Option("--json", help="print JSON (what the HTTP API returns)")]
+Gateway = options.Gateway
+Db = options.Db
+PolicyOpt = options.PolicyFile
+Token = options.Token
+KeyDir = options.KeyDir
+Fmt = options.Fmt
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -97,22 +97,24 @@ class RemoteGuards:
 
 
 @contextmanager
-def guards_for(server: str | None, db: str, policy_path: Path | None, token: str, keys: Path) -> Iterator[Guards]:
+def guards_for(gateway: str | None, db: str, policy_path: Path | None, token: str | None,
+               key_dir: Path | None) -> Iterator[Guards]:
+    """The one client choice (options.client): the server's API, or the guards on the store."""
     if not token:
         fail("give your human token with --token or INTERLOCK_TOKEN", 2)
-    if server:
-        headers = {"Authorization": f"Bearer {token}"}
-        with httpx.Client(base_url=server, headers=headers, timeout=30.0, follow_redirects=False) as client:
-            yield RemoteGuards(client)
+    chosen = options.client(gateway=gateway, policy=policy_path, token=token, db=db, key_dir=key_dir,
+                            needs_agent=False)
+    if isinstance(chosen, InProcess):
+        with _local(chosen.db, Path(chosen.policy), token, chosen.key_dir) as local:
+            yield local
         return
-    if policy_path is None:
-        fail("give --server URL (INTERLOCK_SERVER) or --policy FILE (INTERLOCK_POLICY) with --db", 2)
-    with _local(db, policy_path, token, keys) as local:
-        yield local
+    headers = {"Authorization": f"Bearer {chosen.token}"}
+    with httpx.Client(base_url=chosen.url, headers=headers, timeout=30.0, follow_redirects=False) as client:
+        yield RemoteGuards(client)
 
 
 @contextmanager
-def _local(db: str, policy_path: Path, token: str, keys: Path) -> Iterator[LocalGuards]:
+def _local(db: str, policy_path: Path, token: str, key_dir: Path) -> Iterator[LocalGuards]:
     from interlock.audit import AuditLog
     from interlock.guard.service import Guard
 
@@ -126,7 +128,7 @@ def _local(db: str, policy_path: Path, token: str, keys: Path) -> Iterator[Local
         fail(str(exc), 2)
     try:
         store.migrate()
-        audit = AuditLog(store, key_dir=keys)
+        audit = AuditLog(store, key_dir=key_dir)
         guard = None
         try:
             principal = require_human(authenticate(store, token, audit=audit))
@@ -147,8 +149,8 @@ def _local(db: str, policy_path: Path, token: str, keys: Path) -> Iterator[Local
         store.close()
 
 
-def _print(view: View, as_json: bool) -> None:
-    if as_json:
+def _print(view: View, format: Format) -> None:
+    if format is Format.json:
         out.print_json(json.dumps(view))
         return
     state = "active" if view.get("active") else f"thawed by {view.get('thawed_by')} at {view.get('thawed_at')}"
@@ -156,46 +158,49 @@ def _print(view: View, as_json: bool) -> None:
               f"(by {view['created_by']} at {view['created_at']})", markup=False, highlight=False)
 
 
+@options.shared
 def freeze(
     reason: Annotated[str, typer.Option("--reason", help="why (required; shown in every denial)")] = "",
     agent: Annotated[str | None, typer.Option("--agent", help="freeze only this agent")] = None,
     env: Annotated[str | None, typer.Option("--env", help="freeze only this environment")] = None,
     target: Annotated[str | None, typer.Option("--target", help="freeze only this target")] = None,
-    server: Server = None, db: Db = DEFAULT_URL, policy: PolicyOpt = None, token: Token = "",
-    keys: Keys = Path(".interlock/keys"), as_json: Json = False,
+    gateway: Gateway = None, db: Db = DEFAULT_DB, policy: PolicyOpt = None, token: Token = None,
+    key_dir: KeyDir = None, format: Fmt = Format.text,
 ) -> None:
     """Kill switch: deny every proposal in scope, suspend its pending approvals, cancel what runs."""
     if not reason.strip():
         fail('a freeze needs a reason: --reason "incident 4711: agents stop now"', 2)
-    with guards_for(server, db, policy, token, keys) as guards:
-        _print(guards.freeze(agent, env, target, reason), as_json)
+    with guards_for(gateway, db, policy, token, key_dir) as guards:
+        _print(guards.freeze(agent, env, target, reason), format)
 
 
+@options.shared
 def thaw(
     freeze_id: Annotated[str, typer.Argument(help="the freeze id (frz_…), from `interlock guards status`")],
-    server: Server = None, db: Db = DEFAULT_URL, policy: PolicyOpt = None, token: Token = "",
-    keys: Keys = Path(".interlock/keys"), as_json: Json = False,
+    gateway: Gateway = None, db: Db = DEFAULT_DB, policy: PolicyOpt = None, token: Token = None,
+    key_dir: KeyDir = None, format: Fmt = Format.text,
 ) -> None:
     """End a freeze (members of the policy's guards.thaw_by groups only)."""
-    with guards_for(server, db, policy, token, keys) as guards:
-        _print(guards.thaw(freeze_id), as_json)
+    with guards_for(gateway, db, policy, token, key_dir) as guards:
+        _print(guards.thaw(freeze_id), format)
 
 
 @app.command("status")
+@options.shared
 def status(
-    server: Server = None, db: Db = DEFAULT_URL, policy: PolicyOpt = None, token: Token = "",
-    keys: Keys = Path(".interlock/keys"), as_json: Json = False,
+    gateway: Gateway = None, db: Db = DEFAULT_DB, policy: PolicyOpt = None, token: Token = None,
+    key_dir: KeyDir = None, format: Fmt = Format.text,
 ) -> None:
     """Active freezes, change-freeze windows, open breakers and the detectors in force."""
-    with guards_for(server, db, policy, token, keys) as guards:
+    with guards_for(gateway, db, policy, token, key_dir) as guards:
         view = guards.status()
-    if as_json:
+    if format is Format.json:
         out.print_json(json.dumps(view))
         return
     out.print(f"guards at {view['time']}", markup=False)
     out.print(f"freezes: {len(view['freezes']) or 'none'}", markup=False)
     for item in view["freezes"]:
-        _print(item, False)
+        _print(item, Format.text)
     for window in view["change_freezes"]:
         mark = "IN FORCE" if window["in_force"] else "not now"
         out.print(f"change freeze {window['name'] or ''} [{mark}] {', '.join(window['window'])}: {window['reason']}",
