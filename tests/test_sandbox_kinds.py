@@ -225,3 +225,38 @@ def test_webhook_messages_show_the_evidence(hook_format: str) -> None:
         import json
 
         assert json.loads(text)["request"]["evidence"] == evidence
+
+
+def test_http_rehearsal_calls_the_twins_base_url(tmp_path: Path) -> None:
+    """http: the same request against the twin's base URL (a real local HTTP server as the twin)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from interlock.execute.result import Status
+    from interlock.policy.schema import Target
+    from interlock.sandbox.rehearse import rehearse
+
+    seen: list[str] = []
+
+    class Twin(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_DELETE(self) -> None:
+            seen.append(self.path)
+            self.send_response(204)
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Twin)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        twin = Target(environment="staging", kind=Kind.http, url=f"http://127.0.0.1:{server.server_port}/api/")
+        action = Action(kind=Kind.http, environment="staging", target="api-staging",
+                        payload={"method": "DELETE", "url": "items/7"})
+        done = rehearse(action, twin)
+    finally:
+        server.shutdown()
+    assert done.result.status is Status.succeeded, done.result
+    assert seen == ["/api/items/7"]
+    assert done.effects["http_status"] == 204 and len(done.effects["body_sha256"]) == 64
+    assert done.summary == "HTTP 204"

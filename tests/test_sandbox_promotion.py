@@ -192,7 +192,7 @@ def test_a_failed_rehearsal_blocks_and_says_why(gateway: Gateway, databases: dic
     assert rehearsal.evidence is not None and rehearsal.evidence["status"] == "failed"
     again = gateway.propose("kiro", broken)
     assert again.state is State.sandbox_required
-    assert any(f"the latest rehearsal {rehearsal.id} on billing-staging failed" in r for r in again.decision.reasons)
+    assert any(f"the latest rehearsal {rehearsal.id} on billing-staging did not succeed (failed)" in r for r in again.decision.reasons)
 
     # A side row edited to say "succeeded" disagrees with its audit entry: it is not evidence.
     with store.transaction() as tx:
@@ -307,3 +307,19 @@ def test_sandbox_before_staging_when_the_policy_says_so(
     assert promoted.state is State.pending_approval
     assert promoted.evidence is not None and promoted.evidence["id"] == again_on_staging.id
     assert invoices(databases["staging"]) == 100
+
+
+def test_a_rehearsal_that_times_out_is_stopped_and_blocks(
+        store: Store, audit: Recorded, clock: ManualClock, databases: dict[str, str]) -> None:
+    text = POLICY.replace("strategy: rollback}", "strategy: rollback, timeout: 1}")
+    hasty = load_policy_text(text, "hasty.yaml")
+    gateway = Gateway(store, hasty, audit, Gate(store, hasty, audit, clock=clock))
+    slow = delete("DELETE FROM invoices WHERE id <= 25 AND pg_sleep(5) IS NOT NULL")
+    first = gateway.propose("kiro", slow)
+    rehearsal = gateway.rehearse(first.id, "kiro")
+    assert rehearsal.result is not None and rehearsal.result["status"] == "timeout", rehearsal.result
+    assert rehearsal.evidence is not None and rehearsal.evidence["status"] == "timeout"
+    assert invoices(databases["staging"]) == 100
+    again = gateway.propose("kiro", slow)
+    assert again.state is not State.pending_approval and again.evidence is None
+    assert any(f"the latest rehearsal {rehearsal.id} on billing-staging did not succeed (timeout)" in r for r in again.decision.reasons)

@@ -164,8 +164,8 @@ def judge(ev: Evidence | None, now: datetime, ttl_seconds: int, missing: str = "
     if ev is None:
         return Judgement(False, missing or "no rehearsal evidence")
     if not ev.ok:
-        return Judgement(False, f"the latest rehearsal {ev.id} on {ev.twin} {ev.status}: {ev.summary}; "
-                                "fix the action and rehearse it again")
+        return Judgement(False, f"the latest rehearsal {ev.id} on {ev.twin} did not succeed ({ev.status}): "
+                                f"{ev.summary}; fix the action and rehearse it again")
     age = now - ev.finished_at
     if age > timedelta(seconds=ttl_seconds):
         return Judgement(False, f"the rehearsal {ev.id} on {ev.twin} expired: it ran {_ago(age)}, evidence "
