@@ -420,3 +420,16 @@ def test_classifying_from_many_threads_gives_the_same_answers() -> None:
         )
     assert [r.risk for r in results] == [expected[c].risk for c in commands]
     assert [r.summary for r in results] == [expected[c].summary for c in commands]
+
+
+def test_the_fast_classification_is_the_one_model_construct_builds() -> None:
+    from interlock.classify.shell import built_classification
+    from interlock.model import Classification
+
+    values = {"risk": Risk.write, "tags": ("mass", "network"), "summary": "s", "details": {"commands": []}, "kinds": ("sql",)}
+    fast = built_classification(**values)  # type: ignore[arg-type]
+    slow = Classification.model_construct(**values)
+    assert fast == slow
+    assert fast.model_dump() == slow.model_dump()
+    assert fast.model_fields_set == slow.model_fields_set
+    assert Classification.model_validate(fast.model_dump()) == fast

@@ -23,9 +23,9 @@ a leading `**/` matches at the start of a relative path (`.git/config`) or below
 from __future__ import annotations
 
 import fnmatch
-import functools
 import posixpath
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from interlock.model import Strict
@@ -131,20 +131,27 @@ def _glob_regex(glob: str) -> str:
     return fnmatch.translate(glob)[4:-3]
 
 
-@functools.lru_cache(maxsize=64)
-def _compiled(globs: tuple[str, ...]) -> re.Pattern[str] | None:
-    if not globs:
-        return None
-    return re.compile("|".join(f"(?:{_glob_regex(g)})" for g in globs), re.S)
+def _union(globs: Iterable[str]) -> re.Pattern[str] | None:
+    globs = tuple(globs)
+    return re.compile("|".join(f"(?:{_glob_regex(g)})" for g in globs), re.S) if globs else None
 
 
-@functools.lru_cache(maxsize=64)
-def _each(globs: tuple[str, ...]) -> tuple[tuple[str, re.Pattern[str]], ...]:
-    return tuple((g, re.compile(_glob_regex(g), re.S)) for g in globs)
+def _needles(globs: Iterable[str]) -> re.Pattern[str] | None:
+    """A cheap first test: the longest literal path component of each glob (`.claude` or `settings`
+    for `**/.claude/settings*.json`), searched in the lower-case raw path. Normalising a path only
+    removes components and separators, never makes a new one, so a path a glob matches holds its
+    needle. None when some glob has no literal part: then every path is checked in full."""
+    found: list[str] = []
+    for glob in globs:
+        pieces = [piece for part in re.split(r"[*?\[\]]", glob.lower()) for piece in part.split("/")]
+        longest = max(pieces, key=len)
+        if not longest.rstrip(". "):
+            return re.compile("")
+        found.append(re.escape(longest.rstrip(". ")))
+    return re.compile("|".join(sorted(set(found), key=len, reverse=True))) if found else None
 
 
-@functools.lru_cache(maxsize=64)
-def _parents(globs: tuple[str, ...]) -> re.Pattern[str] | None:
+def _parent_globs(globs: Iterable[str]) -> list[str]:
     """The directories protected paths live in (`**/.claude` for `**/.claude/settings*.json`):
     deleting or moving one of them takes the protected files with it."""
     parents: list[str] = []
@@ -155,18 +162,75 @@ def _parents(globs: tuple[str, ...]) -> re.Pattern[str] | None:
             if head in ("", "**") or not head.strip("*/"):
                 break
             parents.append(head)
-    return _compiled(tuple(dict.fromkeys(parents)))
+    return list(dict.fromkeys(parents))
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """The rules' globs as regular expressions, built once per `PathRules`."""
+
+    protected: re.Pattern[str] | None
+    each: tuple[tuple[str, re.Pattern[str]], ...]
+    protected_needles: re.Pattern[str] | None
+    parents: re.Pattern[str] | None
+    parent_needles: re.Pattern[str] | None
+    secret: re.Pattern[str] | None
+    secret_needles: re.Pattern[str] | None
+    scratch_roots: tuple[str, ...]
+
+
+_BUILT: dict[int, tuple[PathRules, _Compiled]] = {}
+
+
+def compiled(rules: PathRules) -> _Compiled:
+    hit = _BUILT.get(id(rules))
+    if hit is not None and hit[0] is rules:
+        return hit[1]
+    parents = _parent_globs(rules.protected)
+    built = _Compiled(
+        protected=_union(rules.protected),
+        each=tuple((g, re.compile(_glob_regex(g), re.S)) for g in rules.protected),
+        protected_needles=_needles(rules.protected),
+        parents=_union(parents),
+        parent_needles=_needles(parents),
+        secret=_union(rules.secret),
+        secret_needles=_needles(rules.secret),
+        scratch_roots=_scratch_roots(rules.scratch),
+    )
+    if len(_BUILT) > 256:
+        _BUILT.clear()
+    _BUILT[id(rules)] = (rules, built)  # the rules are kept alive, so their id is not reused
+    return built
+
+
+def _may_hold(needles: re.Pattern[str] | None, path: str) -> bool:
+    return needles is not None and needles.search(path.lower().replace("\\", "/")) is not None
+
+
+def line_may_name(text: str, rules: PathRules = DEFAULT_RULES) -> tuple[bool, bool]:
+    """Whether any word of a whole command line may name (protected path, secret file): a first test
+    that lets the shell classifier skip every per-word check on most lines. Quotes and backslashes
+    are dropped first (`cred''entials`, `cred\\entials` are words' values with them removed); a line
+    with ANSI-C quoting (`$'\\x63…'`) may spell anything."""
+    if "$'" in text:
+        return True, True
+    bare = text.replace("'", "").replace('"', "").replace("\\", "")
+    built = compiled(rules)
+    return (
+        _may_hold(built.protected_needles, bare) or _may_hold(built.parent_needles, bare),
+        _may_hold(built.secret_needles, bare),
+    )
 
 
 def protected(path: str, rules: PathRules = DEFAULT_RULES) -> str | None:
     """Why changing `path` is protected, or None."""
+    built = compiled(rules)
+    if built.protected is None or not _may_hold(built.protected_needles, path):
+        return None
     lower = folded(path)
-    if lower in HARMLESS or lower.startswith("/dev/fd/"):
+    if lower in HARMLESS or lower.startswith("/dev/fd/") or built.protected.fullmatch(lower) is None:
         return None
-    pattern = _compiled(rules.protected)
-    if pattern is None or pattern.fullmatch(lower) is None:
-        return None
-    glob = next(g for g, each in _each(rules.protected) if each.fullmatch(lower))
+    glob = next(g for g, each in built.each if each.fullmatch(lower))
     return _REASONS.get(glob, f"the policy's paths.protected lists {glob}")
 
 
@@ -175,23 +239,26 @@ def holds_protected(path: str, rules: PathRules = DEFAULT_RULES) -> str | None:
     found = protected(path, rules)
     if found is not None:
         return found
-    parents = _parents(rules.protected)
-    if parents is not None and parents.fullmatch(folded(path)):
+    built = compiled(rules)
+    if built.parents is not None and _may_hold(built.parent_needles, path) and built.parents.fullmatch(folded(path)):
         return "a directory holding protected files"
     return None
 
 
 def secret(path: str, rules: PathRules = DEFAULT_RULES) -> bool:
     """True when `path` names a file whose contents are credentials."""
-    pattern = _compiled(rules.secret)
-    return pattern is not None and pattern.fullmatch(folded(path)) is not None
+    built = compiled(rules)
+    return (
+        built.secret is not None
+        and _may_hold(built.secret_needles, path)
+        and built.secret.fullmatch(folded(path)) is not None
+    )
 
 
 #: Characters that make a path component a pattern or an expansion.
 _UNSURE = re.compile(r"[*?\[\]{}$`]")
 
 
-@functools.lru_cache(maxsize=64)
 def _scratch_roots(scratch: tuple[str, ...]) -> tuple[str, ...]:
     roots: list[str] = []
     for root in scratch:
@@ -215,7 +282,7 @@ def in_scratch(path: str, rules: PathRules = DEFAULT_RULES) -> bool:
     parts = text.split("/")
     if ".." in parts or "\x00" in text:
         return False
-    for root in _scratch_roots(rules.scratch):
+    for root in compiled(rules).scratch_roots:
         if not text.startswith(root + "/"):
             continue
         rest = [part for part in text[len(root) + 1 :].split("/") if part and part != "."]
@@ -238,18 +305,6 @@ def facts(path: str, rules: PathRules = DEFAULT_RULES) -> PathFacts:
     return PathFacts(protected(path, rules), secret(path, rules))
 
 
-@functools.lru_cache(maxsize=64)
-def _needles(globs: tuple[str, ...]) -> re.Pattern[str] | None:
-    """A cheap first test for `mentions_secret`: the literal tail of each secret glob."""
-    tails = []
-    for glob in globs:
-        longest = max(re.split(r"[*?\[\]]", glob.lower()), key=len)
-        tail = longest.rpartition("/")[2] or longest.strip("/")
-        if tail:
-            tails.append(re.escape(tail))
-    return re.compile("|".join(tails)) if tails else None
-
-
 #: What separates a path from the text around it in an option (`--file=X`, `@X`) or in code
 #: (`open('X')`, `cat X;`).
 _AROUND = re.compile(r"[\s'\"`()=,;:<>|&@{}]+")
@@ -257,15 +312,13 @@ _AROUND = re.compile(r"[\s'\"`()=,;:<>|&@{}]+")
 
 def may_name_secret(text: str, rules: PathRules = DEFAULT_RULES) -> bool:
     """A cheap first test: False means no word of `text` names a secret file."""
-    needles = _needles(rules.secret)
-    return needles is not None and needles.search(text.lower()) is not None
+    return _may_hold(compiled(rules).secret_needles, text)
 
 
 def word_names_secret(word: str, rules: PathRules = DEFAULT_RULES) -> str | None:
     """The secret file a command word names or holds, or None: the word itself, the value of
     `--opt=VALUE`, a file given as `@FILE` (curl -d @file), a path quoted in code (`open('.env')`)."""
-    needles = _needles(rules.secret)
-    if needles is None or needles.search(word.lower()) is None:
+    if not _may_hold(compiled(rules).secret_needles, word):
         return None
     found = next((part for part in _AROUND.split(word) if part and secret(part, rules)), None)
     return found if found is not None or not secret(word, rules) else word

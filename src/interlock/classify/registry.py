@@ -39,7 +39,7 @@ class ClassifyContext(Strict):
 Classifier = Callable[[dict[str, Any], ClassifyContext], Classification]
 
 #: Shared by every call that gives no context (the model is frozen, so sharing is safe).
-_DEFAULT_CONTEXT = ClassifyContext()
+DEFAULT_CONTEXT = _DEFAULT_CONTEXT = ClassifyContext()
 
 _CLASSIFIERS: dict[Kind, Classifier] = {}
 

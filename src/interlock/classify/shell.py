@@ -26,7 +26,9 @@ from typing import Any
 import tree_sitter
 import tree_sitter_bash
 
+from interlock.classify.paths import line_may_name
 from interlock.classify.programs import (
+    LINE_MAY_NAME,
     PATH_RULES,
     TTY,
     WORKING_DIR,
@@ -43,7 +45,7 @@ from interlock.classify.programs import (
     worst,
     write_to,
 )
-from interlock.classify.registry import ClassifyContext, classify, found_kinds, register
+from interlock.classify.registry import DEFAULT_CONTEXT, ClassifyContext, classify, found_kinds, register
 from interlock.model import Classification, Kind, Risk
 
 #: How many times text may be handed to another shell (`bash -c "eval '…'"`) before we give up.
@@ -923,6 +925,7 @@ def judge_text(command: str, context: ClassifyContext) -> Outcome:
     token = WORKING_DIR.set("")
     rules = PATH_RULES.set(context.paths)
     written = WRITTEN.set(set())
+    may_name = LINE_MAY_NAME.set(line_may_name(command, context.paths))
     try:
         return judging.run(command)
     except TooMuch as exc:
@@ -935,6 +938,7 @@ def judge_text(command: str, context: ClassifyContext) -> Outcome:
         WORKING_DIR.reset(token)
         PATH_RULES.reset(rules)
         WRITTEN.reset(written)
+        LINE_MAY_NAME.reset(may_name)
 
 
 def _classification(outcome: Outcome, command: str) -> Classification:
@@ -945,23 +949,40 @@ def _classification(outcome: Outcome, command: str) -> Classification:
         details["blast_radius"] = "mass"
     if outcome.parse_error:
         details["parse_error"] = True
-    # Every field is built here from checked values (tags already sorted and unique, as the model's
-    # validator would make them); skipping validation is a third of the time of a short command.
     # `kinds` is taken here, inside the cached function, so a cache hit still knows what the line contains.
-    return Classification.model_construct(
-        risk=outcome.risk, tags=tuple(sorted(outcome.tags)), summary=_one_line(outcome.summary, 200), details=details,
-        kinds=found_kinds(Kind.shell),
+    return built_classification(
+        outcome.risk, tuple(sorted(outcome.tags)), _one_line(outcome.summary, 200), details, found_kinds(Kind.shell)
     )
+
+
+_FIELDS = frozenset({"risk", "tags", "summary", "details", "kinds"})
+_set_attribute = object.__setattr__
+
+
+def built_classification(
+    risk: Risk, tags: tuple[str, ...], summary: str, details: dict[str, Any], kinds: tuple[str, ...]
+) -> Classification:
+    """A `Classification` from checked values (tags already sorted and unique, as the model's
+    validator would make them), built as `Classification.model_construct` builds one: validation
+    is a third of the time of a short command, and model_construct's generic loop over the fields
+    another tenth. tests/test_shell_classifier.py checks the two agree."""
+    made = Classification.__new__(Classification)
+    values = {"risk": risk, "tags": tags, "summary": summary, "details": details, "kinds": kinds}
+    _set_attribute(made, "__dict__", values)
+    _set_attribute(made, "__pydantic_fields_set__", set(_FIELDS))
+    _set_attribute(made, "__pydantic_extra__", None)
+    _set_attribute(made, "__pydantic_private__", None)
+    return made
+
+
+_DEFAULT_CONTEXT = ClassifyContext()
 
 
 # Classifications are cached per command text (the same agent retries the same line). Callers
 # must not mutate `details`: the cached object is shared.
 @functools.lru_cache(maxsize=4096)
 def _classify_default(command: str) -> Classification:
-    return _classification(judge_text(command, ClassifyContext()), command)
-
-
-_DEFAULT_CONTEXT = ClassifyContext()
+    return _classification(judge_text(command, _DEFAULT_CONTEXT), command)
 
 
 @register(Kind.shell)
@@ -974,6 +995,10 @@ def classify_shell(payload: dict[str, Any], context: ClassifyContext) -> Classif
             summary='shell payload must be exactly {"command": "<text>"}',
             details={"commands": []},
         )
-    if type(context) is ClassifyContext and context.__dict__ == _DEFAULT_CONTEXT.__dict__:
+    if (
+        context is DEFAULT_CONTEXT
+        or context is _DEFAULT_CONTEXT
+        or (type(context) is ClassifyContext and context.__dict__ == _DEFAULT_CONTEXT.__dict__)
+    ):
         return _classify_default(command)
     return _classification(judge_text(command, context), command)

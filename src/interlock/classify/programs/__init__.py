@@ -19,6 +19,7 @@ Decisions worth knowing (see docs/classifiers.md):
 from interlock.classify.programs.base import JUDGES, TTY, Stdin, Verdict, Word, worst
 from interlock.classify.programs.dispatch import READ_ONLY, judge_argv, program_name
 from interlock.classify.programs.targets import (
+    LINE_MAY_NAME,
     PATH_RULES,
     WORKING_DIR,
     WRITTEN,
@@ -32,6 +33,7 @@ from interlock.classify.programs.wrappers import HIJACK_VARIABLES, hijacks
 __all__ = [
     "HIJACK_VARIABLES",
     "JUDGES",
+    "LINE_MAY_NAME",
     "PATH_RULES",
     "READ_ONLY",
     "TTY",

@@ -48,26 +48,30 @@ _MASS_PATHS = frozenset(
 )
 
 
+_SLASHES = re.compile(r"/{2,}")
+_IN_SYSTEM_DIR = re.compile("(?:" + "|".join(re.escape(d) for d in sorted(_SYSTEM_DIRS)) + ")(?:/|$)")
+
+
 def _normal(path: str) -> str:
     if path.startswith("/"):
         path = posixpath.normpath(path)
-    squeezed = re.sub(r"/+", "/", path)
-    return squeezed.rstrip("/") or "/"
+    if "//" in path:
+        path = _SLASHES.sub("/", path)
+    return path.rstrip("/") or "/"
 
 
 def is_mass_path(path: str) -> bool:
-    return (
-        path in _MASS_PATHS
-        or _normal(path) in _MASS_PATHS
-        or (_normal(path).endswith("/*") and _normal(path).count("/") <= 2)
-    )
+    if path in _MASS_PATHS:
+        return True
+    p = _normal(path)
+    return p in _MASS_PATHS or (p.endswith("/*") and p.count("/") <= 2)
 
 
 def is_system_path(path: str) -> bool:
     p = _normal(path)
     if p == "/" or p.startswith("/dev/fd/") or p in _HARMLESS_DEVICES:
         return p == "/"
-    return any(p == d or p.startswith(d + "/") for d in _SYSTEM_DIRS) or bool(_SENSITIVE_HOME.match(p))
+    return _IN_SYSTEM_DIR.match(p) is not None or _SENSITIVE_HOME.match(p) is not None
 
 
 def is_device(path: str) -> bool:
@@ -126,6 +130,9 @@ def change_dir(target: str | None) -> None:
             WORKING_DIR.set(climbed)
 
 
+#: (a protected path, a secret file) may be named in the line being classified (paths.line_may_name):
+#: when not, the per-word checks are skipped. Set per classification by the shell classifier.
+LINE_MAY_NAME: ContextVar[tuple[bool, bool]] = ContextVar("LINE_MAY_NAME", default=(True, True))
 #: Names of the files written so far in this classification (`echo … > Gemfile && bundle install`
 #: installs from a manifest the agent just wrote). Set per classification by the shell classifier.
 WRITTEN: ContextVar[set[str] | None] = ContextVar("WRITTEN", default=None)
@@ -146,17 +153,18 @@ def write_to(word: Word, action: str = "writes to") -> Verdict:
     path = resolve_path(written)
     if path is None:
         return Verdict(U, f"{action} {written} after a cd we cannot follow")
-    if harmless_sink(path):
+    normal = _normal(path)
+    if normal in _HARMLESS_DEVICES or normal.startswith("/dev/fd/"):
         return Verdict(R, f"{action} {written}")
-    if _normal(path).startswith(("/dev/tcp/", "/dev/udp/")):
-        return Verdict(U, f"{action} a network socket {path}", frozenset({"network", "exfiltration"}), (path,))
-    if is_device(path):
+    if normal.startswith("/dev/"):
+        if normal.startswith(("/dev/tcp/", "/dev/udp/")):
+            return Verdict(U, f"{action} a network socket {path}", frozenset({"network", "exfiltration"}), (path,))
         return Verdict(D, f"{action} device {path}", frozenset({"irreversible", "protected-target"}), (path,))
     why = protected_path(path, written)
     tags = _PROTECTED if why else frozenset()
-    if _GRANTS_POWER.search(path):
+    if ("/" in path or "authorized_keys" in path) and _GRANTS_POWER.search(path):
         tags = tags | {"privilege"}
-    if is_system_path(path):
+    if is_system_path(normal):
         return Verdict(D, f"{action} system path {path}", tags, (path,))
     if why is not None:
         return Verdict(D, f"{action} {written}, a protected path ({why})", tags, (path,))
@@ -168,6 +176,8 @@ def write_to(word: Word, action: str = "writes to") -> Verdict:
 
 def protected_path(path: str, written: str | None = None) -> str | None:
     """Why writing `path` (as resolved; `written` as the command spelled it) is protected, or None."""
+    if not LINE_MAY_NAME.get()[0]:
+        return None
     rules = PATH_RULES.get()
     why = paths.protected(path, rules)
     if why is None and written is not None and written != path:
@@ -179,6 +189,7 @@ def removal(words: list[Word]) -> tuple[str | None, bool]:
     """What removing or moving away `words` touches: (why a protected path goes with it, or None;
     whether every one of them is strictly inside scratch space such as /tmp)."""
     rules = PATH_RULES.get()
+    may_protect = LINE_MAY_NAME.get()[0]
     scratch = bool(words)
     for word in words:
         value = word.value
@@ -187,7 +198,7 @@ def removal(words: list[Word]) -> tuple[str | None, bool]:
             continue
         path = resolve_path(value)
         for candidate in (path, value) if path is not None and path != value else (value,):
-            why = paths.holds_protected(candidate, rules)
+            why = paths.holds_protected(candidate, rules) if may_protect else None
             if why is not None:
                 return f"{value}: {why}", False
         scratch = scratch and path is not None and paths.in_scratch(path, rules)
@@ -196,6 +207,8 @@ def removal(words: list[Word]) -> tuple[str | None, bool]:
 
 def mentions_protected(text: str) -> str | None:
     """A protected path quoted in code or text (`open('.claude/settings.json','w')`), as `PATH (why)`."""
+    if not LINE_MAY_NAME.get()[0]:
+        return None
     return paths.text_names_protected(text, PATH_RULES.get())
 
 
@@ -209,6 +222,8 @@ def in_scratch_word(word: Word) -> bool:
 
 def names_secret(words: list[Word]) -> str | None:
     """The secret file (`~/.aws/credentials`, `.env`, a private key) that one of `words` names, if any."""
+    if not LINE_MAY_NAME.get()[1]:
+        return None
     rules = PATH_RULES.get()
     texts = [word.value if word.value is not None else word.text for word in words]
     if not paths.may_name_secret("\n".join(texts), rules):
