@@ -159,7 +159,9 @@ def audited(world: World, tool: str) -> list[list[tuple[str, dict[str, Any]]]]:
         data = json.loads(row["entry"])["data"]
         if row["event"] == "action.proposed" and data["action"]["payload"].get("tool") == tool:
             actions[row["action_id"]] = []
-        if row["action_id"] in actions:
+        # The action's own steps; the gate's entries (approval.*, grant.*) carry its id too since votes
+        # and grants name their action (integrity issue 10.10).
+        if row["action_id"] in actions and row["event"].startswith(("action.", "execution.")):
             actions[row["action_id"]].append((row["event"], data))
     return list(actions.values())
 
