@@ -341,7 +341,7 @@ def test_unapproved_write_is_an_error_naming_the_request(world: World, data: Pat
             return await client.call_tool("write_file", {"path": path, "content": "x"})
 
     timeout = "30" if verdict == "deny" else "1"
-    result = run(world.proxy("remote", world.filesystem(data), "--approval-timeout", timeout), scenario)
+    result = run(world.proxy("remote", world.filesystem(data), "--wait", timeout), scenario)
     assert result.is_error
     for word in words:
         assert word in text_of(result)
@@ -431,7 +431,7 @@ def test_streamable_http_listen(world: World, tmp_path: Path) -> None:
 
     port, pidfile = free_port(), tmp_path / "upstream.pid"
     params = world.proxy("remote", world.everything(pidfile), "--target", "everything",
-                         "--listen", f"127.0.0.1:{port}", "--approval-timeout", "1")
+                         "--listen", f"127.0.0.1:{port}", "--approval-timeout", "1")  # the old spelling still works
     proxy = subprocess.Popen([params.command, *params.args], cwd=tmp_path, env={**os.environ, **(params.env or {})},
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
