@@ -117,6 +117,8 @@ class Counting:
         by_guard = any(str(r).startswith(GUARD_RULE_PREFIXES) for r in rules)
         anomalies = self.guards.anomalies
         for finding in data.get("guards") or ():
+            if "detector" not in finding:
+                continue  # a freeze's finding: recorded, not an anomaly
             detector = str(finding.get("detector"))
             enforce = bool(finding.get("enforce"))
             trips = enforce and bool(finding.get("trip"))

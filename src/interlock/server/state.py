@@ -131,6 +131,7 @@ class Server:
                                 registry=self.registry)
         self.decisions = Counter("interlock_decisions", "Decisions", ["decision", "kind"], registry=self.registry)
         self.registry.register(GateCollector(self))
+        self.registry.register(self.runtime.guard.collector())
         self.latency = Histogram("interlock_http_request_seconds", "Request latency", ["route"],
                                  registry=self.registry,
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30, 300))
