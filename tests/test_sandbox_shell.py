@@ -106,3 +106,19 @@ def test_bubblewrap_missing_is_a_clear_error(tmp_path: Path, monkeypatch: pytest
     assert done.result.status is Status.error
     assert "bubblewrap is not installed" in (done.result.error or "")
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_gateways_secrets_are_out_of_sight(tmp_path: Path, mode: str) -> None:
+    """Only the programs, libraries and /etc are visible (read-only), minus the host's secrets: a key
+    beside the gateway's store, /root and /etc/shadow cannot be read from a rehearsal."""
+    workdir = project(tmp_path / "app")
+    key = tmp_path / "keys" / "audit-signing.key"
+    key.parent.mkdir()
+    key.write_text("PRIVATE-KEY-MATERIAL")
+    done = rehearse(shell(f"cat {key}; ls /root; cat /etc/shadow; ls /usr/bin/bash"), twin(workdir),
+                    shell_mode=mode)
+    assert "PRIVATE-KEY-MATERIAL" not in done.result.output
+    assert "No such file or directory" in done.result.output
+    assert "root:" not in done.result.output  # /etc/shadow: empty or unreadable inside
+    assert "/usr/bin/bash" in done.result.output  # programs are there

@@ -8,7 +8,8 @@ Debian's bubblewrap 0.8 has no overlay options, so the view is made one of two w
 - `copy` (the portable default): a throwaway copy of the working directory, compared with the
   original afterwards.
 
-Inside: the whole file system read-only (`--ro-bind / /`), a fresh `/tmp`, `/dev` and `/proc` of its
+Inside: the host's programs, libraries and `/etc` read-only (not `/root`, `/home`, `/srv`, `/var`,
+`/opt`, nor the host's and Interlock's secrets in `/etc`), a fresh `/tmp`, `/dev` and `/proc` of its
 own, no network unless the twin says `network: true`, every namespace unshared, and the tree killed
 at the deadline (bubblewrap's PID namespace dies with its first process; the executor's supervisor
 kills the rest). The working directory is bound at its real path, so the command sees the paths it
@@ -204,11 +205,36 @@ def diff_upper(lower: Path, upper: Path) -> Effects:
     return effects
 
 
+#: What a rehearsal sees of the host, read-only: programs, libraries and configuration. Not /root,
+#: /home, /srv, /var, /opt or the gateway's own directories: its keys, its store and other targets'
+#: credentials are not a rehearsal's business.
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+#: Inside /etc, hidden all the same (credentials of the host and of Interlock).
+HIDDEN_FILES = ("/etc/shadow", "/etc/gshadow")
+HIDDEN_DIRS = ("/etc/interlock", "/etc/ssl/private")
+
+
+def _system_view() -> list[str]:
+    argv: list[str] = []
+    for path in SYSTEM_DIRS:
+        if os.path.islink(path):  # merged /usr: /bin -> usr/bin
+            argv += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            argv += ["--ro-bind", path, path]
+    for path in HIDDEN_FILES:
+        if os.path.exists(path):
+            argv += ["--ro-bind", "/dev/null", path]
+    for path in HIDDEN_DIRS:
+        if os.path.isdir(path):
+            argv += ["--tmpfs", path]
+    return argv
+
+
 def _sandbox_argv(bwrap: str, view: str, inside: str, network: bool, command: str, env: dict[str, str]) -> list[str]:
     argv = [bwrap, "--die-with-parent", "--unshare-all"]
     if network:
         argv.append("--share-net")
-    argv += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+    argv += [*_system_view(), "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
              "--bind", view, inside, "--chdir", inside, "--clearenv"]
     for name, value in sorted(env.items()):
         argv += ["--setenv", name, value]
