@@ -8,13 +8,14 @@ not, 2 when it could not run.
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from typing import Annotated
 
 import typer
 
 from interlock import options
 from interlock.console import err, out
-from interlock.demo.replay import Report, StepReport, replay
+from interlock.demo.replay import Report, StepReport, replay, utc
 from interlock.demo.scenario import ScenarioError, gallery_dir, load, names
 from interlock.demo.worlds import DEFAULT_PG, WorldError
 from interlock.options import Format
@@ -33,10 +34,14 @@ def show_start(report: Report) -> None:
     _line("incident", scenario.incident)
     _line("target", report.target)
     _line("agent", f"{scenario.agent}, with the policy {scenario.directory / 'policy.yaml'}")
+    if scenario.at is not None:
+        _line("time", f"{_when(scenario.at)} (the guards' clock; the replay happens then)")
 
 
 def show_step(report: StepReport) -> None:
     out.print(f"\n[bold]{report.number}. {report.step.say}[/]")
+    if report.step.at is not None:
+        _line("time", _when(report.step.at))
     _line("tried", report.tried)
     if report.proposal is None:
         _line("refused", report.error)
@@ -58,6 +63,10 @@ def show_step(report: StepReport) -> None:
     _line("state", report.proposal.state.value + _ran(report))
     if report.step.gap is not None and report.decision != report.step.gap.should.value:
         _line("GAP", f"Interlock should answer {report.step.gap.should.value}: {report.step.gap.note}")
+
+
+def _when(moment: datetime) -> str:
+    return utc(moment).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _ran(report: StepReport) -> str:

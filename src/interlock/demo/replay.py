@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +131,28 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+def utc(moment: datetime) -> datetime:
+    """A scenario's time in UTC; one written without a zone (YAML's bare timestamps) is UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+class ReplayClock:
+    """The guards' clock: the scenario's moment (or now), moved on by real time, set again by a step
+    with its own `at`. Approvals and grants keep the system clock (they only compare with each other)."""
+
+    def __init__(self, at: datetime | None) -> None:
+        self.set(at)
+
+    def set(self, at: datetime | None) -> None:
+        self.base = utc(at) if at is not None else None
+        self.started = time.monotonic()
+
+    def __call__(self) -> datetime:
+        if self.base is None:
+            return datetime.now(UTC)
+        return self.base + timedelta(seconds=time.monotonic() - self.started)
+
+
 def _human(name: str) -> Principal:
     return Principal(kind="human", name=name, token_id=f"demo-{name}")
 
@@ -177,11 +201,15 @@ def replay(scenario: Scenario, *, on_start: Callable[[Report], None] = lambda r:
             policy_file = scenario.directory / "policy.yaml"
             values = {"DEMO_DIR": str(scratch), **world.placeholders()}
             policy = load_policy_text(fill(policy_file.read_text(), values), file=str(policy_file))
+            clock = ReplayClock(scenario.at)
             with _environment(world.env()), \
-                    Runtime(policy, db=f"sqlite:///{scratch / 'interlock.db'}", key_dir=scratch / "keys") as runtime:
+                    Runtime(policy, db=f"sqlite:///{scratch / 'interlock.db'}", key_dir=scratch / "keys",
+                            clock=clock) as runtime:
                 report.before = world.facts()
                 on_start(report)
                 for number, step in enumerate(scenario.steps, start=1):
+                    if step.at is not None:
+                        clock.set(step.at)
                     report.steps.append(_step(runtime, world, scenario, number, step))
                     on_step(report.steps[-1])
                 report.after = world.facts()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,6 +58,7 @@ class Step(Model):
     votes: tuple[Vote, ...] = ()
     expect: Expect
     gap: Gap | None = None
+    at: datetime | None = Field(default=None, description="the guards' clock from this step on (RFC 3339)")
 
 
 class Scenario(Model):
@@ -64,6 +66,8 @@ class Scenario(Model):
     title: str
     incident: str
     agent: str
+    at: datetime | None = Field(default=None, description="when the replay happens, for the guards' clock "
+                                "(change-freeze windows); without it, now")
     world: WorldName
     seed: dict[str, Any] = Field(default_factory=dict, description="what the world starts with (files, instances …)")
     steps: tuple[Step, ...]
