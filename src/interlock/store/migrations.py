@@ -3,7 +3,7 @@
 
 Numbers are reserved per module (docs/store.md): 0001 core, 0002–0009 audit, 0010–0019 approvals,
 grants and tokens, 0020–0029 audit integrity (issue 10).
-0030–0039 events, leases and guards.
+0030–0039 events, leases and guards; 0040–0049 sandbox evidence.
 Each migration runs in its own transaction together with its
 `schema_migrations` row, so a migration is either fully applied and recorded, or not at all.
 """
