@@ -11,14 +11,13 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from interlock import options
-from interlock.console import err, out
+from interlock.console import err, fail, out
 from interlock.gate.clock import stamp, system_clock
 from interlock.identity import AuthError, PrincipalKind, create_token, list_tokens, revoke
 from interlock.options import DEFAULT_DB, Format
@@ -33,10 +32,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-
-def fail(message: str, code: int) -> NoReturn:
-    err.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
-    raise typer.Exit(code)
 
 
 @contextmanager

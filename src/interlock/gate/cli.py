@@ -17,20 +17,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, Protocol
+from typing import Annotated, Any, Protocol
 
-import httpx
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from interlock import options
-from interlock.console import err, out
+from interlock.console import fail, out
 from interlock.gate.clock import Clock, stamp, system_clock
 from interlock.gate.events import APPROVAL_REFUSED
 from interlock.gate.requests import RequestState, api_json
 from interlock.gate.service import Gate, GateError
 from interlock.gate.webhook import Notifier
+from interlock.human_api import HumanApi, human_api
 from interlock.identity import AuthError, Principal, authenticate, require_human
 from interlock.options import DEFAULT_DB, Format, InProcess
 from interlock.policy import PolicyError, load_policy
@@ -72,10 +71,6 @@ KeyDir = options.KeyDir
 Fmt = options.Fmt
 
 
-def fail(message: str, code: int) -> NoReturn:
-    err.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
-    raise typer.Exit(code)
-
 
 class Reviewer(Protocol):
     def list(self, state: str) -> list[View]: ...
@@ -107,23 +102,8 @@ class LocalReviewer:
 class RemoteReviewer:
     """The server's API (`/v1/approvals`); the server authenticates the token and runs the Gate."""
 
-    def __init__(self, client: httpx.Client) -> None:
-        self.client = client
-
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self.client.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            fail(f"cannot reach the server at {self.client.base_url}: {type(exc).__name__}", 2)
-        try:
-            body = response.json()
-        except ValueError:
-            fail(f"the server answered HTTP {response.status_code} without JSON", 2)
-        if response.status_code >= 400:
-            problem = body.get("error", {}) if isinstance(body, dict) else {}
-            code = problem.get("code", f"http_{response.status_code}")
-            fail(f"[{code}] {problem.get('message', response.reason_phrase)}", 1 if response.status_code < 500 else 2)
-        return body
+    def __init__(self, api: HumanApi) -> None:
+        self._call = api.call
 
     def list(self, state: str) -> list[View]:
         body = self._call("GET", "/v1/approvals", params={"state": state})
@@ -152,9 +132,8 @@ def reviewer(gateway: str | None, db: str, policy_path: Path | None, token: str 
         with local_session(chosen.db, Path(chosen.policy), token, chosen.key_dir) as local:
             yield local
         return
-    headers = {"Authorization": f"Bearer {chosen.token}"}
-    with httpx.Client(base_url=chosen.url, headers=headers, timeout=30.0, follow_redirects=False) as client:
-        yield RemoteReviewer(client)
+    with human_api(chosen.url, chosen.token) as api:
+        yield RemoteReviewer(api)
 
 
 @contextmanager

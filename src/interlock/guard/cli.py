@@ -13,15 +13,14 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, Protocol
+from typing import Annotated, Any, Protocol
 
-import httpx
 import typer
-from rich.markup import escape
 
 from interlock import options
-from interlock.console import err, out
+from interlock.console import fail, out
 from interlock.guard.freezes import FreezeError
+from interlock.human_api import HumanApi, human_api
 from interlock.identity import AuthError, Principal, authenticate, require_human
 from interlock.options import DEFAULT_DB, Format, InProcess
 from interlock.policy import PolicyError, load_policy
@@ -38,10 +37,6 @@ Token = options.Token
 KeyDir = options.KeyDir
 Fmt = options.Fmt
 
-
-def fail(message: str, code: int) -> NoReturn:
-    err.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
-    raise typer.Exit(code)
 
 
 class Guards(Protocol):
@@ -67,23 +62,10 @@ class LocalGuards:
 
 
 class RemoteGuards:
-    def __init__(self, client: httpx.Client) -> None:
-        self.client = client
+    """The server's API (`/v1/freezes`, `/v1/guards`) as the token's human."""
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self.client.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            fail(f"cannot reach the server at {self.client.base_url}: {type(exc).__name__}", 2)
-        try:
-            body = response.json()
-        except ValueError:
-            fail(f"the server answered HTTP {response.status_code} without JSON", 2)
-        if response.status_code >= 400:
-            problem = body.get("error", {}) if isinstance(body, dict) else {}
-            code = problem.get("code", f"http_{response.status_code}")
-            fail(f"[{code}] {problem.get('message', response.reason_phrase)}", 1 if response.status_code < 500 else 2)
-        return body
+    def __init__(self, api: HumanApi) -> None:
+        self._call = api.call
 
     def freeze(self, agent: str | None, environment: str | None, target: str | None, reason: str) -> View:
         return dict(self._call("POST", "/v1/freezes", json={"agent": agent, "environment": environment,
@@ -108,9 +90,8 @@ def guards_for(gateway: str | None, db: str, policy_path: Path | None, token: st
         with _local(chosen.db, Path(chosen.policy), token, chosen.key_dir) as local:
             yield local
         return
-    headers = {"Authorization": f"Bearer {chosen.token}"}
-    with httpx.Client(base_url=chosen.url, headers=headers, timeout=30.0, follow_redirects=False) as client:
-        yield RemoteGuards(client)
+    with human_api(chosen.url, chosen.token) as api:
+        yield RemoteGuards(api)
 
 
 @contextmanager
