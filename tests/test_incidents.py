@@ -147,3 +147,10 @@ def test_json_report_has_every_step_and_the_facts() -> None:
     assert body["steps"][1]["rules"] == ["never-touch-protected", "never-delete-home"] and body["steps"][1]["result"] is None
     assert body["after"][".ssh/id_ed25519"] == "present" and body["mismatches"] == []
     assert body["audit"] == {"entries": 6, "problems": []}
+
+
+def test_an_unreachable_postgresql_is_a_clear_error_not_a_replay() -> None:
+    result = CliRunner().invoke(app, ["demo", "replit"], env={"INTERLOCK_DEMO_PG": "postgresql://postgres@127.0.0.1:1/postgres"})
+    assert result.exit_code == 2
+    assert "PostgreSQL is not reachable at postgresql://postgres@127.0.0.1:1/postgres" in result.output
+    assert "INTERLOCK_DEMO_PG" in result.output

@@ -230,13 +230,17 @@ class AwsWorld(_TextWorld):
         self.server.start()
         host, port = self.server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
-        import httpx
-
-        httpx.post(f"{self.endpoint}/moto-api/reset")  # moto's state is per process: start empty
         self.instances: dict[str, str] = {}
         self.buckets: list[str] = sorted(scenario.seed.get("buckets", {}))
         self.users: list[str] = list(scenario.seed.get("users", []))
-        self._seed(scenario.seed)
+        try:
+            import httpx
+
+            httpx.post(f"{self.endpoint}/moto-api/reset")  # moto's state is per process: start empty
+            self._seed(scenario.seed)
+        except Exception:
+            self.server.stop()
+            raise
 
     def client(self, service: str) -> Any:
         """The world's own client (seeding and facts), not the agent's and not the gateway's."""
