@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from interlock.client import InterlockError, LocalClient, sql_rows
+from interlock import InterlockError, LocalClient, sql_rows
 
 POLICY = """\
 version: 1

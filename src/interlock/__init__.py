@@ -9,7 +9,7 @@ TYPE_CHECKING = False
 
 # The SDK names load lazily: `import interlock` stays cheap for agent hooks that start a process per tool call.
 _SDK = ("Client", "AsyncClient", "LocalClient", "guarded", "Denied", "ApprovalPending", "ApprovalExpired",
-        "InterlockError")
+        "InterlockError", "sql_rows")
 __all__ = [
     "ApprovalExpired",
     "ApprovalPending",
@@ -20,6 +20,7 @@ __all__ = [
     "LocalClient",
     "__version__",
     "guarded",
+    "sql_rows",
 ]
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
         InterlockError,
         LocalClient,
         guarded,
+        sql_rows,
     )
 
 
