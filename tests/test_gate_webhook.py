@@ -127,6 +127,7 @@ def test_failing_webhook_is_audited_and_approves_nothing(
     clock: ManualClock,
     receiver: Receiver,
     monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
     failure: str,
 ) -> None:
     url = receiver.url
@@ -157,4 +158,9 @@ def test_failing_webhook_is_audited_and_approves_nothing(
     if failure == "http-500":
         assert len(receiver.received) == 3  # retried with backoff
     assert gate.status(request.id).request.state.value == "pending"
+    # The reason is readable (never blanked by redaction) in the audit entry and on stderr (issue 11.2).
+    reason = {"http-500": "HTTP 500 from the receiver", "unreachable": "ConnectError: could not deliver (",
+              "secret-missing": "cannot sign the delivery: environment variable IL_HOOK_SECRET"}[failure]
+    assert reason in failed["error"] and "[REDACTED]" not in failed["error"]
+    assert reason in capfd.readouterr().err
     gate.notifier.close()
