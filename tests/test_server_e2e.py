@@ -35,7 +35,9 @@ def timeline(server: LiveServer, action_id: str) -> list[str]:
             rows = tx.fetchall("SELECT event FROM audit_entries WHERE action_id = ? ORDER BY idx", (action_id,))
     finally:
         store.close()
-    return [r["event"] for r in rows]
+    # The action's own steps; the gate's entries (approval.*, grant.*) carry its id too since votes
+    # and grants name their action (integrity issue 10.10).
+    return [r["event"] for r in rows if r["event"].startswith(("action.", "execution."))]
 
 
 def verify(server: LiveServer) -> None:
