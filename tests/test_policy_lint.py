@@ -83,6 +83,14 @@ def test_satisfiable_approvals_have_no_problem() -> None:
     assert problems(HEAD + "rules:\n  - {id: r, effect: approve, approvals: {count: 2, from: [dba]}}\n") == []
 
 
+def test_an_approval_for_a_risk_taken_alone_is_never_needed() -> None:
+    # The default `approve: {read: 1}` of a role that reads alone never applies: one human is enough.
+    alone = ("version: 1\nhumans: {alice: {}}\nagents: {kiro: {owner: alice, roles: [dev]}}\n"
+             "environments: {lab: {}}\nroles: {dev: {lab: {autonomous: write}}}\n")
+    assert problems(alone) == []
+    assert any("unsatisfiable" in p for p in problems(alone.replace("autonomous: write", "autonomous: ask")))
+
+
 # (written value, expected masked form) — the secret never appears
 MASKS = [
     ("postgresql://app:hunter2@db.internal/shop", "postgresql://app:***@db.internal/shop"),

@@ -632,7 +632,9 @@ def _unsatisfiable(doc: PolicyDocument, loc: Locations) -> Iterator[Problem]:
     for role, grants in doc.roles.items():
         holders = [a for a, agent in doc.agents.items() if role in agent.roles]
         for env_name, grant in grants.items():
-            specs += [(("roles", role, env_name, "approve", r), s, holders) for r, s in grant.approve.items()]
+            # An approval for a risk the role may already take alone never applies.
+            specs += [(("roles", role, env_name, "approve", r), s, holders) for r, s in grant.approve.items()
+                      if _AUTONOMY_RANK[r] > _AUTONOMY_RANK[grant.autonomous]]
     for i, rule in enumerate(doc.rules):
         if rule.approvals is None:
             continue
@@ -656,6 +658,9 @@ def _unsatisfiable(doc: PolicyDocument, loc: Locations) -> Iterator[Problem]:
                                   "approver, so it can never be approved; add humans or lower the count",
                                   severity=UNSATISFIABLE)
                 break
+
+
+_AUTONOMY_RANK = {"ask": 0, "read": 1, "write": 2, "destructive": 3}
 
 
 def _shortfall(spec: Any, pool: set[str], members: dict[str, set[str]], owner: str) -> str:
