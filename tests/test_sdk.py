@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +138,9 @@ def test_human_approval_over_http_ends_the_wait(server: LiveServer, tokens: dict
 def test_report_records_the_outcome_of_an_advisory_action(client: Client) -> None:
     body = client.propose("shell", "production", {"command": unique("ls /srv/report")}, mode="advisory")
     after = client.report(body["id"], "succeeded", exit_code=0, duration_ms=12.5, output_excerpt="ok")
-    assert after["reported"] == {"status": "succeeded", "exit_code": 0, "duration_ms": 12.5, "output_excerpt": "ok"}
+    # The log keeps the excerpt's size and SHA-256, not its text (issue 10.11: audit_output defaults to digest).
+    assert after["reported"] == {"status": "succeeded", "exit_code": 0, "duration_ms": 12.5,
+                                 "output_excerpt_bytes": 2, "output_excerpt_sha256": sha256(b"ok").hexdigest()}
 
 
 def test_async_client_proposes_waits_and_reports(server: LiveServer, tokens: dict[str, str]) -> None:
@@ -330,7 +333,8 @@ def test_guarded_failure_is_reported_and_reraised(server: LiveServer, client: Cl
 
     with pytest.raises(RuntimeError, match="upstream said no"):
         list_things(unique("p"))
-    assert any(o["outcome"]["status"] == "failed" and "upstream said no" in o["outcome"]["output_excerpt"]
+    digest = sha256(b"RuntimeError: upstream said no").hexdigest()  # the log keeps a digest (issue 10.11)
+    assert any(o["outcome"]["status"] == "failed" and o["outcome"]["output_excerpt_sha256"] == digest
                for o in reported_outcomes(server))
 
 
