@@ -139,6 +139,7 @@ COMMANDS = {
     "freeze": {"db", "key_dir", "gateway", "token", "policy", "format"},
     "thaw": {"db", "key_dir", "gateway", "token", "policy", "format"},
     "guards status": {"db", "key_dir", "gateway", "token", "policy", "format"},
+    "demo": {"format"},
 }
 
 

@@ -111,6 +111,7 @@ def _quiet(_: object) -> None:
     pass
 
 
+@options.shared
 def demo(
     name: Annotated[str | None, typer.Argument(help="the incident to replay (see --list)")] = None,
     list_: Annotated[bool, typer.Option("--list", help="list the incidents of the gallery")] = False,
