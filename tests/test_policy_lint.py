@@ -118,6 +118,14 @@ def test_literal_secret_refused_without_echo(field: str, value: str, expected: s
     assert "hunter2" not in found[0]
 
 
+def test_a_password_in_a_url_is_refused_masked() -> None:
+    text = HEAD.replace("\nroles:\n", "\n  api: {environment: production, kind: http, "
+                                      "url: 'https://svc:hunter2@api.internal/v1'}\nroles:\n")
+    (found,) = problems(text)
+    assert found.startswith("13:error:") and "'https://svc:***@api.internal/v1' carries a password" in found
+    assert "hunter2" not in found
+
+
 @pytest.mark.parametrize("pattern, tag", [
     (r"DROP\s+TABLE", "drop"), (r"(?i)\btruncate\b", "truncate"), (r"DELETE\s+FROM\s+users", "delete"),
     (r"(?i)grant\s+all", "grant"), (r"ALTER\s+TABLE", "alter"), (r"kubectl\s+delete", None), (r"rm -rf", None),

@@ -362,6 +362,7 @@ def _reference_problems(doc: PolicyDocument, loc: Locations) -> Iterator[Problem
     for name, target in targets.items():
         if target.environment not in envs:
             yield loc.problem(("targets", name, "environment"), _unknown("environment", target.environment, envs))
+    yield from _urls_with_passwords(doc, loc)
     yield from _twin_problems(doc, loc)
     for role, grants in roles.items():
         for env_name, grant in grants.items():
@@ -521,6 +522,27 @@ def _guard_problems(doc: PolicyDocument, loc: Locations, groups: set[str]) -> It
             if env not in doc.environments:
                 yield loc.problem((*base, "anomalies", "first_action", "environments", j),
                                   _unknown("environment", env, doc.environments))
+
+
+def _urls_with_passwords(doc: PolicyDocument, loc: Locations) -> Iterator[Problem]:
+    """A URL field is not a credential reference, so a password written in it would be a secret in the
+    policy: refused, shown masked."""
+    urls: list[tuple[Path_, str | None]] = []
+    for name, target in doc.targets.items():
+        urls.append((("targets", name, "url"), target.url))
+        if target.aws is not None:
+            urls.append((("targets", name, "aws", "endpoint_url"), target.aws.endpoint_url))
+    urls += [(("notify", i, "url"), hook.url) for i, hook in enumerate(doc.notify)]
+    for path, url in urls:
+        try:
+            password = urlsplit(url).password if url else None
+        except ValueError:
+            password = None
+        if password:
+            where = ".".join(str(p) for p in path)
+            yield loc.problem(path, f"{where}: {mask_secret(url or '')!r} carries a password; a policy holds no "
+                              "secret: drop it from the URL and send it as a header from a reference "
+                              "(headers: {Authorization: env:NAME})")
 
 
 def _is_seq(loc: Locations, path: Path_) -> bool:
