@@ -351,3 +351,14 @@ def test_freeze_and_guards_status_speak_both_spellings(tmp_path: Path) -> None:
     now = interlock(["guards", "status", *db, "--format", "json"], env=env)
     assert now.exit_code == 0 and now.stderr == ""
     assert [f["reason"] for f in json.loads(now.stdout)["freezes"]] == ["incident 4711"]
+
+
+def test_a_shared_command_is_still_a_plain_function() -> None:
+    """Called from Python (not through typer) it runs with what it is given."""
+    from interlock.vocabulary import key_dir_for
+
+    @options.shared
+    def plain(db: options.Db = DEFAULT_DB, key_dir: options.KeyDir = None) -> str:
+        return str(key_dir_for(db, key_dir))
+
+    assert plain(db="sqlite:////srv/i.db") == "/srv/keys"

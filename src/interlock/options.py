@@ -174,7 +174,9 @@ def shared(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        ctx: typer.Context = kwargs[context] if own else kwargs.pop(_CONTEXT)
+        ctx: typer.Context | None = kwargs.get(context) if own else kwargs.pop(_CONTEXT, None)
+        if ctx is None:  # called as a plain function, not through typer: no old spellings to resolve
+            return func(*args, **{k: v for k, v in kwargs.items() if k not in {a.slot for a in aliases}})
         typed = {name for name in kwargs if _source(ctx, name) == "COMMANDLINE"}
         for alias in aliases:
             old = kwargs.pop(alias.slot)
