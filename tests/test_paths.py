@@ -205,3 +205,16 @@ def test_a_declared_mcp_tool_risk_is_still_raised_by_a_protected_path() -> None:
     settings_file = classify(Kind.mcp, {"tool": "write_file", "arguments": {"path": ".claude/settings.json"}}, context)
     assert plain.risk is Risk.write
     assert settings_file.risk is Risk.destructive and "protected-target" in settings_file.tags
+
+
+@pytest.mark.parametrize(
+    ("path", "privilege"),
+    [("/etc/sudoers.d/agent", True), ("/home/u/.ssh/authorized_keys", True), ("/etc/passwd", True),
+     ("/etc/hosts", False), (".claude/settings.json", False)],
+)
+def test_writes_that_grant_power_carry_privilege_in_every_door(path: str, privilege: bool) -> None:
+    for door, (got, tags) in through_every_door("write", path).items():
+        if door == "mcp":
+            continue  # an MCP write is judged by the tool's name and the protected path; no privilege judge
+        assert got is Risk.destructive, door
+        assert ("privilege" in tags) is privilege, (door, sorted(tags))

@@ -43,6 +43,8 @@ def classify_file(payload: dict[str, Any], context: ClassifyContext) -> Classifi
     credential = paths.secret(path, context.paths)
     if credential:
         tags.add("secrets")
+    if risk is not Risk.read and paths.grants_power(path):
+        tags.add("privilege")
     if protected is not None:
         tags.add("protected-target")
         why = f": protected ({protected})"

@@ -332,3 +332,14 @@ def text_names_protected(text: str, rules: PathRules = DEFAULT_RULES) -> str | N
             if why is not None:
                 return f"{part} ({why})"
     return None
+
+
+#: Files whose change grants power: sudoers, accounts and groups, PAM, ssh logins.
+_GRANTS_POWER = re.compile(
+    r"(^|/)(authorized_keys2?$|sudoers(\.d)?(/|$)|doas\.conf$)|^/etc/(passwd|shadow|group|gshadow|pam\.d/|security/)"
+)
+
+
+def grants_power(path: str) -> bool:
+    """True when changing `path` changes who may log in or act as root (tag `privilege`)."""
+    return _GRANTS_POWER.search(folded(path)) is not None

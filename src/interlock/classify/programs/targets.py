@@ -136,10 +136,6 @@ LINE_MAY_NAME: ContextVar[tuple[bool, bool]] = ContextVar("LINE_MAY_NAME", defau
 #: Names of the files written so far in this classification (`echo … > Gemfile && bundle install`
 #: installs from a manifest the agent just wrote). Set per classification by the shell classifier.
 WRITTEN: ContextVar[set[str] | None] = ContextVar("WRITTEN", default=None)
-#: Files whose change grants power: sudoers, accounts and groups, PAM, ssh logins.
-_GRANTS_POWER = re.compile(
-    r"(^|/)(authorized_keys2?$|sudoers(\.d)?(/|$)|doas\.conf$)|^/etc/(passwd|shadow|group|gshadow|pam\.d/|security/)"
-)
 #: The policy's protected, secret and scratch lists, for the duration of one classification.
 PATH_RULES: ContextVar[PathRules] = ContextVar("PATH_RULES", default=DEFAULT_RULES)
 _PROTECTED = frozenset({"protected-target"})
@@ -162,7 +158,7 @@ def write_to(word: Word, action: str = "writes to") -> Verdict:
         return Verdict(D, f"{action} device {path}", frozenset({"irreversible", "protected-target"}), (path,))
     why = protected_path(path, written)
     tags = _PROTECTED if why else frozenset()
-    if ("/" in path or "authorized_keys" in path) and _GRANTS_POWER.search(path):
+    if ("/" in path or "authorized_keys" in path) and paths.grants_power(path):
         tags = tags | {"privilege"}
     if is_system_path(normal):
         return Verdict(D, f"{action} system path {path}", tags, (path,))
