@@ -118,9 +118,17 @@ def normalise(path: str) -> str:
     return normal
 
 
+#: What normalising would change: `//`, `.` and `..` components, a trailing `/`, backslashes, names
+#: ending in a dot or a space, surrounding white space.
+_NOT_NORMAL = re.compile(r"//|(?:^|/)\.\.?(?:/|$)|[. ](?:/|$)|/$|\\|^\s")
+
+
 def folded(path: str) -> str:
     """The normalised path as case-insensitive file systems see it: lower case, and Windows drops
     trailing dots and spaces from names (`.git./config` is `.git/config`)."""
+    lower = path.lower()
+    if _NOT_NORMAL.search(lower) is None:
+        return lower
     return "/".join(part.rstrip(". ") or part for part in normalise(path).lower().split("/"))
 
 
@@ -134,6 +142,17 @@ def _glob_regex(glob: str) -> str:
 def _union(globs: Iterable[str]) -> re.Pattern[str] | None:
     globs = tuple(globs)
     return re.compile("|".join(f"(?:{_glob_regex(g)})" for g in globs), re.S) if globs else None
+
+
+def _named_union(globs: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One expression for all globs, a named group per glob. The `**/` globs share one `(?:.*/)?`
+    prefix (trying each at every `/` once, not once per glob)."""
+    if not globs:
+        return None
+    below = [f"(?P<g{i}>{_glob_regex(g)[len('(?:.*/)?'):]})" for i, g in enumerate(globs) if g.startswith("**/")]
+    anchored = [f"(?P<g{i}>{_glob_regex(g)})" for i, g in enumerate(globs) if not g.startswith("**/")]
+    parts = ([f"(?:.*/)?(?:{'|'.join(below)})"] if below else []) + anchored
+    return re.compile("|".join(parts), re.S)
 
 
 def _needles(globs: Iterable[str]) -> re.Pattern[str] | None:
@@ -169,13 +188,13 @@ def _parent_globs(globs: Iterable[str]) -> list[str]:
 class _Compiled:
     """The rules' globs as regular expressions, built once per `PathRules`."""
 
-    protected: re.Pattern[str] | None
-    each: tuple[tuple[str, re.Pattern[str]], ...]
+    protected: re.Pattern[str] | None  # one named group per glob: `lastgroup` says which matched
     protected_needles: re.Pattern[str] | None
     parents: re.Pattern[str] | None
     parent_needles: re.Pattern[str] | None
     secret: re.Pattern[str] | None
     secret_needles: re.Pattern[str] | None
+    any_needles: re.Pattern[str] | None  # every needle above, for one first search over a whole line
     scratch_roots: tuple[str, ...]
 
 
@@ -188,13 +207,13 @@ def compiled(rules: PathRules) -> _Compiled:
         return hit[1]
     parents = _parent_globs(rules.protected)
     built = _Compiled(
-        protected=_union(rules.protected),
-        each=tuple((g, re.compile(_glob_regex(g), re.S)) for g in rules.protected),
+        protected=_named_union(rules.protected),
         protected_needles=_needles(rules.protected),
         parents=_union(parents),
         parent_needles=_needles(parents),
         secret=_union(rules.secret),
         secret_needles=_needles(rules.secret),
+        any_needles=_needles((*rules.protected, *parents, *rules.secret)),
         scratch_roots=_scratch_roots(rules.scratch),
     )
     if len(_BUILT) > 256:
@@ -216,6 +235,8 @@ def line_may_name(text: str, rules: PathRules = DEFAULT_RULES) -> tuple[bool, bo
         return True, True
     bare = text.replace("'", "").replace('"', "").replace("\\", "")
     built = compiled(rules)
+    if not _may_hold(built.any_needles, bare):
+        return False, False
     return (
         _may_hold(built.protected_needles, bare) or _may_hold(built.parent_needles, bare),
         _may_hold(built.secret_needles, bare),
@@ -228,9 +249,12 @@ def protected(path: str, rules: PathRules = DEFAULT_RULES) -> str | None:
     if built.protected is None or not _may_hold(built.protected_needles, path):
         return None
     lower = folded(path)
-    if lower in HARMLESS or lower.startswith("/dev/fd/") or built.protected.fullmatch(lower) is None:
+    if lower in HARMLESS or lower.startswith("/dev/fd/"):
         return None
-    glob = next(g for g, each in built.each if each.fullmatch(lower))
+    match = built.protected.fullmatch(lower)
+    if match is None or match.lastgroup is None:
+        return None
+    glob = rules.protected[int(match.lastgroup[1:])]
     return _REASONS.get(glob, f"the policy's paths.protected lists {glob}")
 
 

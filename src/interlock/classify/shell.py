@@ -28,11 +28,10 @@ import tree_sitter_bash
 
 from interlock.classify.paths import line_may_name
 from interlock.classify.programs import (
-    LINE_MAY_NAME,
-    PATH_RULES,
+    LINE,
     TTY,
     WORKING_DIR,
-    WRITTEN,
+    LineFacts,
     Stdin,
     Verdict,
     Word,
@@ -299,6 +298,8 @@ class Outcome:
 
 
 def _one_line(text: str, limit: int = 120) -> str:
+    if len(text) <= limit and "  " not in text and text.isprintable() and text.strip() == text:
+        return text  # already one line: most commands
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
@@ -669,12 +670,12 @@ def backtick_commands(text: str) -> list[str]:
 # --------------------------------------------------------------------------- redirections and feeds
 
 #: Commands that print nothing: `: > F`, `true > F`, `cat /dev/null > F` only empty F.
-_PRINTS_NOTHING = frozenset({(":",), ("true",), ("false",), ("cat", "/dev/null"), ("echo", "-n"), ("printf", "")})
+_PRINTS_NOTHING = frozenset({(), (":",), ("true",), ("false",), ("cat", "/dev/null"), ("echo", "-n"), ("printf", "")})
 
 
 def truncation(verdict: Verdict, redirects: list[Node], words: list[Word]) -> Verdict:
     """`> F` after a command that prints nothing empties F: as destructive as `truncate -s 0 F`."""
-    if verdict.risk is not Risk.write or tuple(w.value for w in words) not in _PRINTS_NOTHING | {()}:
+    if verdict.risk is not Risk.write or len(words) > 2 or tuple(w.value for w in words) not in _PRINTS_NOTHING:
         return verdict
     emptied: list[str] = []
     for redirect in redirects:
@@ -923,9 +924,8 @@ def judge_text(command: str, context: ClassifyContext) -> Outcome:
         )
     judging = Judging(context, deadline=monotonic() + MAX_SECONDS)
     token = WORKING_DIR.set("")
-    rules = PATH_RULES.set(context.paths)
-    written = WRITTEN.set(set())
-    may_name = LINE_MAY_NAME.set(line_may_name(command, context.paths))
+    may_protect, may_secret = line_may_name(command, context.paths)
+    line = LINE.set(LineFacts(context.paths, may_protect, may_secret, set()))
     try:
         return judging.run(command)
     except TooMuch as exc:
@@ -936,9 +936,7 @@ def judge_text(command: str, context: ClassifyContext) -> Outcome:
         return Outcome(Risk.unknown, frozenset(), f"shell classifier failed: {type(exc).__name__}", [], (), False)
     finally:
         WORKING_DIR.reset(token)
-        PATH_RULES.reset(rules)
-        WRITTEN.reset(written)
-        LINE_MAY_NAME.reset(may_name)
+        LINE.reset(line)
 
 
 def _classification(outcome: Outcome, command: str) -> Classification:
@@ -989,7 +987,7 @@ def _classify_default(command: str) -> Classification:
 def classify_shell(payload: dict[str, Any], context: ClassifyContext) -> Classification:
     """Payload `{"command": "<shell text>"}`; anything else is `unknown`."""
     command = payload.get("command") if isinstance(payload, dict) else None
-    if not isinstance(payload, dict) or set(payload) != {"command"} or not isinstance(command, str):
+    if not isinstance(payload, dict) or len(payload) != 1 or not isinstance(command, str):
         return Classification(
             risk=Risk.unknown,
             summary='shell payload must be exactly {"command": "<text>"}',

@@ -19,10 +19,9 @@ Decisions worth knowing (see docs/classifiers.md):
 from interlock.classify.programs.base import JUDGES, TTY, Stdin, Verdict, Word, worst
 from interlock.classify.programs.dispatch import READ_ONLY, judge_argv, program_name
 from interlock.classify.programs.targets import (
-    LINE_MAY_NAME,
-    PATH_RULES,
+    LINE,
     WORKING_DIR,
-    WRITTEN,
+    LineFacts,
     change_dir,
     in_scratch_word,
     names_secret,
@@ -33,12 +32,11 @@ from interlock.classify.programs.wrappers import HIJACK_VARIABLES, hijacks
 __all__ = [
     "HIJACK_VARIABLES",
     "JUDGES",
-    "LINE_MAY_NAME",
-    "PATH_RULES",
+    "LINE",
     "READ_ONLY",
     "TTY",
     "WORKING_DIR",
-    "WRITTEN",
+    "LineFacts",
     "Stdin",
     "Verdict",
     "Word",

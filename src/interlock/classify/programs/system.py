@@ -22,7 +22,7 @@ from interlock.classify.programs.base import (
     name_set,
     parse_opts,
 )
-from interlock.classify.programs.targets import WRITTEN
+from interlock.classify.programs.targets import LINE
 
 SYSTEMCTL = Verbs(
     read=name_set(
@@ -299,7 +299,7 @@ def package_hook(prog: str, values: list[str]) -> str | None:
         local = next((v for v in operands[1:] if _LOCAL_PACKAGE.search(v) or _scoped_repo(prog, v)), None)
         if local is not None:
             return f"installs {local}: its install scripts run"
-        written = WRITTEN.get()
+        written = LINE.get().written
         manifest = next((m for m in _MANIFESTS.get(prog, ()) if written is not None and m in written), None)
         if manifest is not None:
             return f"installs from {manifest}, written in the same command line"

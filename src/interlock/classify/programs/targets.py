@@ -7,6 +7,7 @@ from __future__ import annotations
 import posixpath
 import re
 from contextvars import ContextVar
+from dataclasses import dataclass
 
 from interlock.classify import paths
 from interlock.classify.paths import DEFAULT_RULES, PathRules
@@ -130,14 +131,20 @@ def change_dir(target: str | None) -> None:
             WORKING_DIR.set(climbed)
 
 
-#: (a protected path, a secret file) may be named in the line being classified (paths.line_may_name):
-#: when not, the per-word checks are skipped. Set per classification by the shell classifier.
-LINE_MAY_NAME: ContextVar[tuple[bool, bool]] = ContextVar("LINE_MAY_NAME", default=(True, True))
-#: Names of the files written so far in this classification (`echo … > Gemfile && bundle install`
-#: installs from a manifest the agent just wrote). Set per classification by the shell classifier.
-WRITTEN: ContextVar[set[str] | None] = ContextVar("WRITTEN", default=None)
-#: The policy's protected, secret and scratch lists, for the duration of one classification.
-PATH_RULES: ContextVar[PathRules] = ContextVar("PATH_RULES", default=DEFAULT_RULES)
+@dataclass(frozen=True)
+class LineFacts:
+    """What one shell classification knows about paths, set once per line by the shell classifier."""
+
+    rules: PathRules = DEFAULT_RULES  # the policy's protected, secret and scratch lists
+    may_protect: bool = True  # a protected path may be named in the line (paths.line_may_name)
+    may_secret: bool = True  # a secret file may be named in the line
+    #: Names of the files written so far (`echo … > Gemfile && bundle install` installs from a
+    #: manifest the agent just wrote); None outside a classification.
+    written: set[str] | None = None
+
+
+#: The default (outside a classification) is frozen and holds no set: nothing can change it.
+LINE: ContextVar[LineFacts] = ContextVar("LINE", default=LineFacts())  # noqa: B039
 _PROTECTED = frozenset({"protected-target"})
 
 
@@ -164,7 +171,7 @@ def write_to(word: Word, action: str = "writes to") -> Verdict:
         return Verdict(D, f"{action} system path {path}", tags, (path,))
     if why is not None:
         return Verdict(D, f"{action} {written}, a protected path ({why})", tags, (path,))
-    seen = WRITTEN.get()
+    seen = LINE.get().written
     if seen is not None:
         seen.add(written.rpartition("/")[2])
     return Verdict(W, f"{action} {written}", frozenset(), (written,))
@@ -172,9 +179,10 @@ def write_to(word: Word, action: str = "writes to") -> Verdict:
 
 def protected_path(path: str, written: str | None = None) -> str | None:
     """Why writing `path` (as resolved; `written` as the command spelled it) is protected, or None."""
-    if not LINE_MAY_NAME.get()[0]:
+    line = LINE.get()
+    if not line.may_protect:
         return None
-    rules = PATH_RULES.get()
+    rules = line.rules
     why = paths.protected(path, rules)
     if why is None and written is not None and written != path:
         why = paths.protected(written, rules)
@@ -184,8 +192,8 @@ def protected_path(path: str, written: str | None = None) -> str | None:
 def removal(words: list[Word]) -> tuple[str | None, bool]:
     """What removing or moving away `words` touches: (why a protected path goes with it, or None;
     whether every one of them is strictly inside scratch space such as /tmp)."""
-    rules = PATH_RULES.get()
-    may_protect = LINE_MAY_NAME.get()[0]
+    line = LINE.get()
+    rules, may_protect = line.rules, line.may_protect
     scratch = bool(words)
     for word in words:
         value = word.value
@@ -203,24 +211,26 @@ def removal(words: list[Word]) -> tuple[str | None, bool]:
 
 def mentions_protected(text: str) -> str | None:
     """A protected path quoted in code or text (`open('.claude/settings.json','w')`), as `PATH (why)`."""
-    if not LINE_MAY_NAME.get()[0]:
+    line = LINE.get()
+    if not line.may_protect:
         return None
-    return paths.text_names_protected(text, PATH_RULES.get())
+    return paths.text_names_protected(text, line.rules)
 
 
 def in_scratch_word(word: Word) -> bool:
     """True when `word` names a path strictly inside scratch space (`/tmp/build`, `${TMPDIR:?}/x`)."""
     if word.value is None:
-        return paths.in_scratch(word.text, PATH_RULES.get())
+        return paths.in_scratch(word.text, LINE.get().rules)
     path = resolve_path(word.value)
-    return path is not None and paths.in_scratch(path, PATH_RULES.get())
+    return path is not None and paths.in_scratch(path, LINE.get().rules)
 
 
 def names_secret(words: list[Word]) -> str | None:
     """The secret file (`~/.aws/credentials`, `.env`, a private key) that one of `words` names, if any."""
-    if not LINE_MAY_NAME.get()[1]:
+    line = LINE.get()
+    if not line.may_secret:
         return None
-    rules = PATH_RULES.get()
+    rules = line.rules
     texts = [word.value if word.value is not None else word.text for word in words]
     if not paths.may_name_secret("\n".join(texts), rules):
         return None
