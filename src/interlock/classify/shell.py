@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from time import monotonic
 from typing import Any
 
@@ -304,19 +304,31 @@ def _one_line(text: str, limit: int = 120) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-@dataclass
 class Judging:
-    """One classification's walk over a parse tree; implements `programs.base.Runner`."""
+    """One classification's walk over a parse tree; implements `programs.base.Runner`.
 
-    context: ClassifyContext
-    depth: int = 0
-    functions: set[str] = field(default_factory=set)
-    budget: list[int] = field(default_factory=lambda: [MAX_COMMANDS])
-    commands: list[dict[str, Any]] = field(default_factory=list)
-    verdicts: list[Verdict] = field(default_factory=list)
-    text: str = ""
-    anomalous: bool = False
-    deadline: float = float("inf")
+    A plain class with slots: one is made per classification (and per nested shell), and a
+    dataclass with default factories costs more to build than a short command takes to judge."""
+
+    __slots__ = ("anomalous", "budget", "commands", "context", "deadline", "depth", "functions", "text", "verdicts")
+
+    def __init__(
+        self,
+        context: ClassifyContext,
+        depth: int = 0,
+        functions: set[str] | None = None,
+        budget: list[int] | None = None,
+        deadline: float = float("inf"),
+    ) -> None:
+        self.context = context
+        self.depth = depth
+        self.functions: set[str] = set() if functions is None else functions
+        self.budget: list[int] = [MAX_COMMANDS] if budget is None else budget
+        self.commands: list[dict[str, Any]] = []
+        self.verdicts: list[Verdict] = []
+        self.text = ""
+        self.anomalous = False
+        self.deadline = deadline
 
     # --- Runner
 
