@@ -69,10 +69,12 @@ def policy(tmp_path: Path) -> Path:
     return path
 
 
-def test_serve_refuses_to_start_naming_each_missing_reference(policy: Path, tmp_path: Path,
+@pytest.mark.parametrize("workers", ["1", "2"])  # one process checks in create_app, several before forking
+def test_serve_refuses_to_start_naming_each_missing_reference(policy: Path, tmp_path: Path, workers: str,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPS_TEST_BOOKS_DSN", "postgresql://app:s3cr3t-value@db/books")
-    result = CliRunner().invoke(app, ["serve", "--policy", str(policy), "--db", f"sqlite:///{tmp_path / 'i.db'}"])
+    result = CliRunner().invoke(app, ["serve", "--policy", str(policy), "--db", f"sqlite:///{tmp_path / 'i.db'}",
+                                      "--workers", workers])
     assert result.exit_code == 2
     assert "targets.shop.dsn: environment variable OPS_TEST_UNSET_SHOP_DSN" in result.output
     assert "notify[0].secret: environment variable OPS_TEST_UNSET_HOOK_SECRET" in result.output
