@@ -5,12 +5,10 @@ output and exits with its code; denials, pending approvals and errors have their
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -56,16 +54,7 @@ def test_exec_waits_for_approval_then_runs(server: LiveServer, tokens: dict[str,
     made = tmp_path / f"made-{uuid.uuid4().hex[:8]}"
     line = f"mkdir {made}"
 
-    def approve() -> None:
-        with server.client(tokens["bob"]) as http:
-            for _ in range(300):
-                found = [a for a in http.get("/v1/approvals").json()["approvals"] if line in json.dumps(a["action"])]
-                if found:
-                    assert http.post(f"/v1/approvals/{found[0]['id']}/approve", json={}).status_code == 200
-                    return
-                time.sleep(0.1)
-
-    approver = threading.Thread(target=approve)
+    approver = threading.Thread(target=server.decide_when_pending, args=(line, tokens["bob"]))
     approver.start()
     try:
         done = interlock_exec("--env", "production", "--gateway", server.url, "--wait", "60", "--",

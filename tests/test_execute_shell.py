@@ -11,6 +11,7 @@ import pytest
 
 from interlock.execute import Status, execute
 from interlock.execute.result import EXCERPT_CHARS
+from interlock.testing import eventually
 from tests.execute_fixtures import action, assert_no_secret, live_processes_with, target
 
 SECRET = "s3cr3t p@ss/w+rd!tok3n"
@@ -115,8 +116,7 @@ def test_timeout_kills_the_whole_process_tree(template: str) -> None:
     assert result.status is Status.timeout
     assert time.monotonic() - started < 4
     assert result.error is not None and "timed out after 1s" in result.error
-    time.sleep(0.1)
-    assert live_processes_with(f"sleep {seconds}") == []
+    eventually(lambda: live_processes_with(f"sleep {seconds}") == [], timeout=5, what="no process left")
 
 
 @pytest.mark.parametrize(
@@ -133,8 +133,7 @@ def test_leftovers_in_the_process_group_die_with_the_command(template: str) -> N
     result = execute(action("shell", {"command": template.format(n=seconds)}), target("shell"), timeout=10)
     assert (result.status, result.output) == (Status.succeeded, "started\n")
     assert time.monotonic() - started < 3
-    time.sleep(0.1)
-    assert live_processes_with(f"sleep {seconds}") == []
+    eventually(lambda: live_processes_with(f"sleep {seconds}") == [], timeout=5, what="no process left")
 
 
 @pytest.mark.parametrize(

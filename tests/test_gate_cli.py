@@ -15,9 +15,9 @@ from interlock.identity import create_token
 from interlock.policy import Policy
 from interlock.store import Store
 from interlock.testing import live_server
-from tests import test_gate_support as support
+from tests import gate_fixtures as support
 from tests.conftest import PgAdmin
-from tests.test_gate_support import Recorded, propose, sql
+from tests.gate_fixtures import Recorded, propose, sql
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "policy.yaml"
 audit, policy = support.audit, support.policy
@@ -147,7 +147,7 @@ def test_bad_token_and_missing_policy(gate: Gate, store: Store, tmp_path: Path) 
 def test_cli_outcomes_reach_the_webhook(
     store: Store, tmp_path: Path, audit: Recorded, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.test_gate_webhook import SECRET, Receiver
+    from tests.gate_fixtures import SECRET, Receiver
 
     receiver = Receiver()
     try:

@@ -13,7 +13,7 @@ from interlock.audit import AuditLog
 from interlock.gate.service import Gate, GateError
 from interlock.identity import authenticate, create_token
 from interlock.store import open_store
-from tests.test_gate_support import propose, sql
+from tests.gate_fixtures import propose, sql
 
 N = 8
 HUMANS = [f"h{i}" for i in range(N)]

@@ -11,8 +11,8 @@ from interlock.gate.service import Gate, GateError
 from interlock.model import ApprovalRequirement
 from interlock.policy import context_for, decide
 from interlock.store import Store
-from tests import test_gate_support as support
-from tests.test_gate_support import DELETE, POLICY, ManualClock, Recorded, login, policy_from, propose, sql
+from tests import gate_fixtures as support
+from tests.gate_fixtures import DELETE, POLICY, ManualClock, Recorded, login, policy_from, propose, sql
 
 # The shared fixtures, registered in this module.
 audit, clock, gate, policy = support.audit, support.clock, support.gate, support.policy

@@ -3,13 +3,9 @@ retries with backoff, and a failing webhook that is audited and approves nothing
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -17,47 +13,10 @@ import pytest
 from interlock.gate.service import Gate
 from interlock.gate.webhook import Notifier, verify
 from interlock.store import Store
-from tests import test_gate_support as support
-from tests.test_gate_support import POLICY, ManualClock, Recorded, login, policy_from, propose, sql
+from tests import gate_fixtures as support
+from tests.gate_fixtures import POLICY, SECRET, ManualClock, Receiver, Recorded, login, policy_from, propose, sql
 
 audit, clock = support.audit, support.clock
-SECRET = "whsec-test-0123456789"
-
-
-class Receiver:
-    """A real webhook receiver: checks the HMAC itself, answers `status` (200 unless told otherwise)."""
-
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-        self.status = 200
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-                receiver.received.append(
-                    {
-                        "body": body,
-                        "path": self.path,
-                        "headers": dict(self.headers),
-                        "valid": hmac.compare_digest(expected, self.headers.get("X-Interlock-Signature", "")),
-                    }
-                )
-                self.send_response(receiver.status)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/interlock"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def events(self) -> list[str]:
-        return [json.loads(r["body"]).get("event", "slack") for r in self.received]
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     r = Receiver()

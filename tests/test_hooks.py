@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -62,22 +61,6 @@ def answer(done: subprocess.CompletedProcess[str]) -> tuple[str, str]:
     out = json.loads(done.stdout)["hookSpecificOutput"]
     assert out["hookEventName"] == "PreToolUse"
     return out["permissionDecision"], out["permissionDecisionReason"]
-
-
-def approve_when_pending(server: LiveServer, tokens: dict[str, str], match: str, humans: tuple[str, ...]) -> None:
-    """Humans approve (over HTTP) the pending request whose action mentions `match`."""
-    deadline = time.monotonic() + 30
-    with server.client(tokens["bob"]) as http:
-        while time.monotonic() < deadline:
-            found = [a for a in http.get("/v1/approvals").json()["approvals"] if match in json.dumps(a["action"])]
-            if found:
-                break
-            time.sleep(0.1)
-        else:
-            raise AssertionError(f"no pending approval for {match}")
-    for human in humans:
-        with server.client(tokens[human]) as http:
-            assert http.post(f"/v1/approvals/{found[0]['id']}/approve", json={}).status_code == 200
 
 
 # --- answers from a live gateway ----------------------------------------------------------------
@@ -134,7 +117,7 @@ def test_the_mounted_cli_answers_the_same(server: LiveServer, tokens: dict[str, 
 
 def test_pending_approval_is_waited_for_then_allowed(server: LiveServer, tokens: dict[str, str]) -> None:
     line = f"touch /srv/approved-{uuid.uuid4().hex[:8]}"
-    approver = threading.Thread(target=approve_when_pending, args=(server, tokens, line, ("bob",)))
+    approver = threading.Thread(target=server.decide_when_pending, args=(line, tokens["bob"]))
     approver.start()
     try:
         done = hook("claude-code", json.dumps(event("Bash", {"command": line})), "--gateway", server.url,
@@ -154,7 +137,7 @@ def test_denied_while_pending_then_the_same_command_is_allowed_after_approval(
     decision, reason = answer(hook("claude-code", stdin, *args, token=tokens["kiro"]))
     assert decision == "deny"
     assert "retry exactly the same call" in reason
-    approve_when_pending(server, tokens, line, ("bob", "carol"))  # destructive: two approvals
+    server.decide_when_pending(line, tokens["bob"], tokens["carol"])  # destructive: two approvals
     # a different command is a different action: the grant does not cover it
     other = json.dumps(event("Bash", {"command": line + "-other"}))
     assert answer(hook("claude-code", other, *args, token=tokens["kiro"]))[0] == "deny"

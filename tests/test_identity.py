@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from interlock.identity import AuthError, authenticate, create_token, list_tokens, require_human, revoke
 from interlock.identity_cli import app
 from interlock.store import Store
-from tests import test_gate_support as support
-from tests.test_gate_support import ManualClock, Recorded, policy_from
+from tests import gate_fixtures as support
+from tests.gate_fixtures import ManualClock, Recorded, policy_from
 
 audit, clock = support.audit, support.clock
 

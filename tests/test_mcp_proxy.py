@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 from mcp import Client, StdioServerParameters
 
@@ -129,20 +128,11 @@ def snapshot(directory: Path) -> dict[str, bytes]:
 
 async def decide_when_pending(world: World, path: str, verdict: str, reason: str = "") -> str:
     """Act as a human over the HTTP API: find the pending request for `path`, approve or deny it."""
-    headers = {"Authorization": f"Bearer {world.human_token}"}
-    async with httpx.AsyncClient(base_url=world.server.url, headers=headers, timeout=10) as http:
-        with anyio.fail_after(60):
-            while True:
-                pending = (await http.get("/v1/approvals")).json()["approvals"]
-                mine = [a for a in pending if a["action"]["payload"].get("arguments", {}).get("path") == path]
-                if mine:
-                    break
-                await anyio.sleep(0.1)
-        request_id = str(mine[0]["id"])
-        body = {"reason": reason} if verdict == "deny" else {}
-        answer = await http.post(f"/v1/approvals/{request_id}/{verdict}", json=body)
-        assert answer.status_code == 200, answer.text
-    return request_id
+    def for_path(a: dict[str, Any]) -> bool:
+        return bool(a["action"]["payload"].get("arguments", {}).get("path") == path)
+
+    return await anyio.to_thread.run_sync(lambda: world.server.decide_when_pending(
+        for_path, world.human_token, verdict=verdict, reason=reason))
 
 
 def audited(world: World, tool: str) -> list[list[tuple[str, dict[str, Any]]]]:

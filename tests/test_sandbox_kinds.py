@@ -25,7 +25,7 @@ from interlock.gateway import Gateway, State
 from interlock.model import Action, Kind
 from interlock.policy import Policy, load_policy_text
 from interlock.store import Store
-from tests.test_gate_support import ManualClock, Recorded
+from tests.gate_fixtures import ManualClock, Recorded
 
 MAIN_TF = """
 variable "label" {{ default = "{label}" }}

@@ -18,7 +18,7 @@ from interlock.model import Action, Kind, Rationale
 from interlock.policy import Policy, load_policy_text
 from interlock.store import Store
 from tests.conftest import PgAdmin
-from tests.test_gate_support import ManualClock, Recorded, login
+from tests.gate_fixtures import ManualClock, Recorded, login
 
 POLICY = """
 version: 1

@@ -303,19 +303,10 @@ def test_guarded_rejected_raises_denied(server: LiveServer, tokens: dict[str, st
     def run_shell(command: str) -> None:
         raise AssertionError("a rejected action must not run")
 
-    def reject() -> None:
-        with server.client(tokens["bob"]) as http:
-            for _ in range(100):
-                pending = [a for a in http.get("/v1/approvals").json()["approvals"]
-                           if a["action"]["payload"].get("command") == line]
-                if pending:
-                    response = http.post(f"/v1/approvals/{pending[0]['id']}/deny", json={"reason": "not today"})
-                    assert response.status_code == 200, response.text
-                    return
-                time.sleep(0.1)
-
     line = unique("touch /tmp/rejected")
-    thread = threading.Thread(target=reject)
+    thread = threading.Thread(target=server.decide_when_pending,
+                              args=(lambda a: a["action"]["payload"].get("command") == line, tokens["bob"]),
+                              kwargs={"verdict": "deny", "reason": "not today"})
     thread.start()
     try:
         with pytest.raises(Denied) as caught:

@@ -224,22 +224,28 @@ def test_audit_is_readable_and_verifies(server: LiveServer, tokens: dict[str, st
         store.close()
 
 
-def test_revoked_token_refused_within_a_second(server: LiveServer) -> None:
-    from interlock.identity import create_token, revoke
-    from interlock.policy import load_policy
+def test_revoked_token_refused_once_the_cache_expires(store_url: str, tmp_path: Path) -> None:
+    """The server's token cache lives one second: a revoked token is refused after that, never later.
+    The app runs in-process (the same `create_app` as `interlock serve`) so the test moves the cache's
+    clock instead of sleeping through the second."""
+    from starlette.testclient import TestClient
 
-    store = open_store(server.store_url)
-    try:
-        with AuditLog(store, key_dir=server.key_dir) as log:
-            token_id, secret = create_token(store, "agent", "kiro", None, log, policy=load_policy(server.policy))
-        with server.client(secret) as agent:
-            assert propose(agent, **READ).status_code == 200  # the server now has it cached
-            with AuditLog(store, key_dir=server.key_dir) as log:
-                revoke(store, token_id, log)
-            time.sleep(1.1)  # the server's token cache lives one second
-            refused = propose(agent, **READ)
-    finally:
-        store.close()
+    from interlock.identity import create_token, revoke
+    from interlock.server.app import Settings, create_app
+
+    app = create_app(Settings(policy=EXAMPLE, db=store_url, key_dir=tmp_path / "keys"))
+    server = app.state.server
+    now = [1000.0]
+    server.tokens.now = lambda: now[0]
+    with TestClient(app) as http:
+        token_id, secret = create_token(server.store, "agent", "kiro", None, server.audit, policy=server.policy)
+        auth = {"Authorization": f"Bearer {secret}"}
+        assert http.post("/v1/actions", json=READ, headers=auth).status_code == 200  # now cached
+        revoke(server.store, token_id, server.audit)
+        now[0] += 0.9
+        assert http.post("/v1/actions", json=READ, headers=auth).status_code == 200  # the documented price
+        now[0] += 0.2
+        refused = http.post("/v1/actions", json=READ, headers=auth)
     assert refused.status_code == 401
     assert refused.json()["error"]["code"] == "token_revoked"
 

@@ -1,16 +1,19 @@
-"""Test support: a real `interlock serve` process on a free loopback port (tests and benchmarks)."""
+"""Test support: a real `interlock serve` process on a free loopback port (tests and benchmarks), and
+`eventually`, the one poll-to-deadline helper (tests wait for a condition, never for a fixed time)."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 
@@ -18,6 +21,23 @@ from interlock.audit import AuditLog
 from interlock.identity import create_token
 from interlock.policy import load_policy
 from interlock.store import open_store
+
+T = TypeVar("T")
+
+
+def eventually(check: Callable[[], T], *, timeout: float = 30.0, every: float = 0.05, what: str = "") -> T:
+    """Call `check` until it returns something truthy (that value) or `timeout` seconds passed
+    (AssertionError naming `what` and the last value). For conditions that another process or thread
+    makes true: a test waits exactly as long as it must, and a generous deadline costs nothing."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what or getattr(check, '__name__', 'the condition')} was still not true "
+                                 f"after {timeout:g} s (last: {value!r})")
+        time.sleep(every)
 
 
 def free_port() -> int:
@@ -47,6 +67,25 @@ class LiveServer:
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def decide_when_pending(self, match: str | Callable[[dict[str, Any]], bool], *tokens: str,
+                            verdict: str = "approve", reason: str = "", timeout: float = 60.0) -> str:
+        """Act as humans over the HTTP API: wait until an approval request whose action `match`es is
+        pending (a string: found in the action's JSON), then each token in turn approves it (or the
+        first denies it, with `reason`). The request's id."""
+        picks = match if callable(match) else (lambda a: match in json.dumps(a["action"]))
+        with self.client(tokens[0]) as http:
+            def pending() -> list[dict[str, Any]]:
+                return [a for a in http.get("/v1/approvals").json()["approvals"] if picks(a)]
+
+            request_id = str(eventually(pending, timeout=timeout, every=0.1, what=f"a pending request for {match}")
+                             [0]["id"])
+        for token in tokens if verdict == "approve" else tokens[:1]:
+            with self.client(token) as http:
+                body = {"reason": reason} if verdict == "deny" else {}
+                answer = http.post(f"/v1/approvals/{request_id}/{verdict}", json=body)
+                assert answer.status_code == 200, answer.text
+        return request_id
 
 
 @contextmanager

@@ -1,23 +1,29 @@
-"""Shared pieces for the gate and identity tests (no tests here): a policy, a manual clock, the real
-audit log (teed so tests can read which events were written), and helpers to propose and log in."""
+"""Fixtures for the gate and identity tests (no tests here): a policy, a manual clock, the real
+audit log (teed so tests can read which events were written), helpers to propose and log in, and a
+real webhook receiver."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from interlock.audit import AuditLog
-from interlock.classify.registry import classify
 from interlock.gate.requests import ApprovalRequest
 from interlock.gate.service import Gate
 from interlock.identity import Principal, authenticate, create_token
 from interlock.model import Action, Kind, Rationale
-from interlock.policy import Policy, context_for, decide, load_policy_text
+from interlock.policy import Policy, decide, load_policy_text
+from interlock.policy.classifying import classify_action
 from interlock.store import Store
 
 POLICY = """
@@ -127,7 +133,7 @@ def sql(text: str = DELETE, target: str = "billing-db", env: str = "production")
 
 
 def propose(gate: Gate, action: Action, agent: str = "kiro") -> ApprovalRequest:
-    classification = classify(action.kind, action.payload, context_for(gate.policy, action.target))
+    classification = classify_action(gate.policy, action)
     decision = decide(gate.policy, agent, action, classification)
     return gate.open_request(agent, action, decision, classification)
 
@@ -135,3 +141,40 @@ def propose(gate: Gate, action: Action, agent: str = "kiro") -> ApprovalRequest:
 def login(store: Store, audit: Recorded, name: str, kind: str = "human") -> Principal:
     _, secret = create_token(store, kind, name, None, audit)  # type: ignore[arg-type]
     return authenticate(store, secret)
+
+
+SECRET = "whsec-test-0123456789"
+
+
+class Receiver:
+    """A real webhook receiver: checks the HMAC itself, answers `status` (200 unless told otherwise)."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.status = 200
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+                receiver.received.append(
+                    {
+                        "body": body,
+                        "path": self.path,
+                        "headers": dict(self.headers),
+                        "valid": hmac.compare_digest(expected, self.headers.get("X-Interlock-Signature", "")),
+                    }
+                )
+                self.send_response(receiver.status)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/interlock"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self) -> list[str]:
+        return [json.loads(r["body"]).get("event", "slack") for r in self.received]
