@@ -233,7 +233,7 @@ def test_revoked_token_refused_once_the_cache_expires(store_url: str, tmp_path: 
     from interlock.identity import create_token, revoke
     from interlock.server.app import Settings, create_app
 
-    app = create_app(Settings(policy=EXAMPLE, db=store_url, key_dir=tmp_path / "keys"))
+    app = create_app(Settings(policy=EXAMPLE, db=store_url, key_dir=tmp_path / "keys", allow_missing_secrets=True))
     server = app.state.server
     now = [1000.0]
     server.tokens.now = lambda: now[0]
