@@ -20,7 +20,7 @@ from interlock.model import Action, Kind
 from interlock.policy import PolicyError, load_policy_text, run_tests
 from interlock.runtime import Runtime
 from interlock.store.events import subscriber
-from tests.test_gate_support import ManualClock
+from tests.gate_fixtures import ManualClock
 
 T = TypeVar("T")
 

@@ -18,7 +18,7 @@ import pytest
 from interlock.audit import AuditLog
 from interlock.store import open_store
 from interlock.testing import LiveServer, live_server
-from tests.test_gate_webhook import SECRET, Receiver
+from tests.gate_fixtures import SECRET, Receiver
 
 T = TypeVar("T")
 
