@@ -122,3 +122,15 @@ def test_the_gateways_secrets_are_out_of_sight(tmp_path: Path, mode: str) -> Non
     assert "No such file or directory" in done.result.output
     assert "root:" not in done.result.output  # /etc/shadow: empty or unreadable inside
     assert "/usr/bin/bash" in done.result.output  # programs are there
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_directory_replaced_whole_is_read_the_same_in_both_views(tmp_path: Path, mode: str) -> None:
+    """`rm -rf build && mkdir build && …`: an opaque directory in the overlay, plain differences in the copy."""
+    workdir = project(tmp_path / "app")
+    done = rehearse(shell("rm -rf build && mkdir -p build/new && echo x > build/app.o && echo y > build/new/z.o"),
+                    twin(workdir), shell_mode=mode)
+    files = done.effects["files"]
+    assert files["deleted"] == ["build/lib/util.o"]
+    assert [f["path"] for f in files["changed"]] == ["build/app.o"]
+    assert [f["path"] for f in files["created"]] == ["build/new/z.o"]
