@@ -323,3 +323,13 @@ def test_a_rehearsal_that_times_out_is_stopped_and_blocks(
     again = gateway.propose("kiro", slow)
     assert again.state is not State.pending_approval and again.evidence is None
     assert any(f"the latest rehearsal {rehearsal.id} on billing-staging did not succeed (timeout)" in r for r in again.decision.reasons)
+
+
+def test_an_advisory_clients_own_report_is_never_evidence(gateway: Gateway, databases: dict[str, str]) -> None:
+    """Running it on staging yourself (advisory mode) and saying it went well promotes nothing."""
+    from interlock.gateway import Mode
+
+    mine = gateway.propose("kiro", delete(target="billing-staging", env="staging"), mode=Mode.advisory)
+    assert mine.state is State.allowed
+    gateway.report(mine.id, "kiro", {"status": "succeeded", "exit_code": 0})
+    assert gateway.propose("kiro", delete()).state is State.sandbox_required
