@@ -14,11 +14,13 @@ from typing import Any, TypeVar
 
 import pytest
 
+from interlock.gateway import GatewayUnavailable
 from interlock.guard.freezes import FreezeError
 from interlock.identity import Principal
 from interlock.model import Action, Kind
 from interlock.policy import PolicyError, load_policy_text, run_tests
 from interlock.runtime import Runtime
+from interlock.store import open_store
 from interlock.store.events import subscriber
 from tests.gate_fixtures import ManualClock
 
@@ -393,3 +395,42 @@ def test_guard_state_is_shared_between_processes_on_one_store(make: Callable[[st
     assert subscriber(two.store) is not subscriber(one.store)
     answer = eventually(lambda: (a := shell(two, "ls")).decision.outcome.value == "approval_required" and a)
     assert answer and "4 destructive proposals" in answer.decision.reasons[-1]
+
+
+# --- failures fall back to humans ---------------------------------------------------------------------
+
+
+def test_a_store_slower_than_the_decision_timeout_answers_deny(make: Callable[[str], Runtime], store_url: str) -> None:
+    rt = make("guards: {decision_timeout: 300ms}\n")
+    assert rt.audit.append_timeout_s == pytest.approx(0.3)
+    with open_store(store_url) as other, other.transaction() as tx:
+        tx.lock("audit")  # another writer holds the log: the proposal cannot be recorded in time
+        started = time.monotonic()
+        with pytest.raises(GatewayUnavailable):
+            shell(rt, "true")
+        assert time.monotonic() - started < 5
+
+
+def test_a_failing_detector_answers_deny(make: Callable[[str], Runtime]) -> None:
+    rt = make("guards: {anomalies: {denial_streak: {threshold: 3}}}\n")
+    with rt.store.transaction() as tx:
+        tx.execute("DROP TABLE guard_streaks")
+    with pytest.raises(GatewayUnavailable):
+        shell(rt, "true")
+
+
+@pytest.mark.parametrize(("classification", "result", "kind", "expected"), [
+    ({"risk": "destructive"}, {"status": "succeeded", "rows_affected": 25}, "sql", 25),
+    ({"risk": "destructive"}, {"status": "succeeded", "rows_affected": 30, "statements": [
+        {"command": "SELECT", "rows_affected": 5}, {"command": "DELETE", "rows_affected": 25}]}, "sql", 25),
+    ({"risk": "destructive"}, {"status": "failed", "rows_affected": 25}, "sql", 0),
+    ({"risk": "write"}, {"status": "succeeded", "rows_affected": 25}, "sql", 0),
+    ({"risk": "destructive", "details": {"destroyed": ["a", "b"], "replaced": [{"address": "c"}]}},
+     {"status": "succeeded"}, "terraform", 3),
+    ({"risk": "unknown"}, {"status": "succeeded"}, "shell", 1),
+])
+def test_blast_radius_of_one_execution(classification: dict[str, Any], result: dict[str, Any], kind: str,
+                                       expected: int) -> None:
+    from interlock.guard.detectors import blast_of
+
+    assert blast_of(classification, result, kind) == expected

@@ -38,6 +38,8 @@ _log = logging.getLogger("interlock.guard")
 GUARD_RULE_PREFIXES = ("freeze:", "freeze-window:", "breaker:", "anomaly:")
 FAILED = {"failed", "timeout", "error"}
 DESTRUCTIVE = {"destructive", "unknown"}
+#: SQL command tags whose row counts are rows changed (docs/executors.md: result.statements).
+WRITES = {"DELETE", "UPDATE", "INSERT", "MERGE", "COPY"}
 #: Counter buckets are whole seconds; older than the longest window (at least this) they are pruned.
 PRUNE_EVERY_SECONDS = 60
 
@@ -62,8 +64,13 @@ def blast_of(classification: Mapping[str, Any], result: Mapping[str, Any], kind:
     destroyed or replaced, else 1 (a shell `rm -r` does not say how many files it removed)."""
     if result.get("status") != "succeeded" or classification.get("risk") not in DESTRUCTIVE:
         return 0
-    if kind == "sql" and isinstance(result.get("rows_affected"), int):
-        return max(0, int(result["rows_affected"]))
+    if kind == "sql":
+        statements = result.get("statements")
+        if isinstance(statements, list) and statements:  # rows written, not rows a SELECT returned
+            return sum(int(s.get("rows_affected") or 0) for s in statements
+                       if isinstance(s, Mapping) and str(s.get("command", "")).upper() in WRITES)
+        if isinstance(result.get("rows_affected"), int):
+            return max(0, int(result["rows_affected"]))
     details = classification.get("details") or {}
     if kind == "terraform" and isinstance(details, Mapping):
         lost = len(details.get("destroyed") or ()) + len(details.get("replaced") or ())
