@@ -98,11 +98,19 @@ def per_decision(name: str, store: Store, tmp: str, n: int) -> None:
         baseline += _timed(lambda: decide(guarded_policy, "kiro", action, found), n // rounds)
         review += _timed(lambda: (decide(guarded_policy, "kiro", action, found),
                                   guard.review("kiro", action, found, decision)), n // rounds)
-        plain += _timed(lambda: without.propose("kiro", action, mode=Mode.advisory), n // (rounds * 4))
-        guarded += _timed(lambda: with_guards.propose("kiro", action, mode=Mode.advisory), n // (rounds * 4))
+        for _ in range(n // (rounds * 4)):  # pairs, so a load spike hits both sides
+            plain += _timed(lambda: without.propose("kiro", action, mode=Mode.advisory), 1)
+            guarded += _timed(lambda: with_guards.propose("kiro", action, mode=Mode.advisory), 1)
     added = statistics.median(review) - statistics.median(baseline)
     print(f"{name:10s} decide alone            {_us(baseline)}")
     print(f"{name:10s} decide + Guard.review   {_us(review)}   added p50 {added * 1e6:6.1f} µs")
+    entry = {"action_id": "act_bench", "agent": "kiro", "action": action.model_dump(mode="json"),
+             "classification": {"risk": "destructive"}, "decision": {"decision": "allow", "rules": []}}
+    assert guard.counting is not None
+    hook: list[float] = []
+    with store.transaction() as tx:  # the hook's statements alone, inside one batch (commit not counted)
+        hook = _timed(lambda: guard.counting.on_batch(tx, [("action.proposed", entry)]), 200)  # type: ignore[union-attr]
+    print(f"{name:10s} counters in the batch   {_us(hook)}   per destructive proposal entry (no commit)")
     added = statistics.median(guarded) - statistics.median(plain)
     print(f"{name:10s} propose without guards  {_us(plain)}")
     print(f"{name:10s} propose with guards     {_us(guarded)}   added p50 {added * 1e6:6.1f} µs")

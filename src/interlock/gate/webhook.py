@@ -236,7 +236,7 @@ class Notifier:
                     doc = {"event": event, "timestamp": timestamp, "delivery": delivery, "alert": alert}
                 body = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
                 heapq.heappush(self._heap, _Delivery(time.monotonic(), next(self._seq), hook, body, event,
-                                                     str(alert.get("action_id") or alert.get("agent") or ""),
+                                                     str(alert.get("trigger_action") or alert.get("agent") or ""),
                                                      timestamp, delivery))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="interlock-webhooks", daemon=True)

@@ -100,16 +100,3 @@ def count_success(tx: Transaction, breaker: Breaker) -> int:
                (breaker.agent, breaker.target))
     return breaker.successes + 1
 
-
-def reset(tx: Transaction, agent: str, target: str | None, reason: str) -> int:
-    """A human closes breakers by hand (`interlock guards reset`); returns how many were open."""
-    if target is None:
-        rows = tx.execute("UPDATE guard_breakers SET state = 'closed', reason = ?, successes = 0 "
-                          "WHERE agent = ? AND state = 'open'", (reason[:500], agent))
-    else:
-        rows = tx.execute("UPDATE guard_breakers SET state = 'closed', reason = ?, successes = 0 "
-                          "WHERE agent = ? AND target = ? AND state = 'open'", (reason[:500], agent, target))
-    tx.execute("DELETE FROM guard_streaks WHERE agent = ?", (agent,))
-    if rows:
-        publish(tx, Channel.guards, {"agent": agent, "state": "closed"})
-    return rows

@@ -56,7 +56,9 @@ class Alert:
 
     def to_json(self) -> dict[str, Any]:
         return {"detector": self.detector, "agent": self.agent, "target": self.target, "enforce": self.enforce,
-                "tripped": self.tripped, "detail": self.detail, "action_id": self.action_id}
+                "tripped": self.tripped, "detail": self.detail,
+                # not `action_id`: that key files an entry into the action's own timeline
+                "trigger_action": self.action_id}
 
 
 def blast_of(classification: Mapping[str, Any], result: Mapping[str, Any], kind: str) -> int:
@@ -85,6 +87,8 @@ class Counting:
     guards: Guards
     clock: Callable[[], datetime]
     alerts: Callable[[list[Alert]], None]
+    #: (agent, target) pairs this process knows are recorded as seen: never written again (it only grows)
+    seen: set[tuple[str, str]] = field(default_factory=set)
     _pruned: float = field(default=0.0)
 
     def on_batch(self, tx: Transaction, entries: list[tuple[str, Mapping[str, Any]]]) -> None:
@@ -160,8 +164,12 @@ class Counting:
     def _seen(self, tx: Transaction, data: Mapping[str, Any], now: datetime) -> None:
         if self.guards.anomalies.first_action is None or not data.get("agent") or not data.get("target"):
             return
+        pair = (str(data["agent"]), str(data["target"]))
+        if pair in self.seen:
+            return
         tx.execute("INSERT INTO guard_seen(agent, target, first_at) VALUES (?, ?, ?) "
-                   "ON CONFLICT (agent, target) DO NOTHING", (data["agent"], data["target"], now.isoformat()))
+                   "ON CONFLICT (agent, target) DO NOTHING", (*pair, now.isoformat()))
+        tx.on_commit(lambda: self.seen.add(pair))
 
     # --- outcomes -------------------------------------------------------------------------------
 

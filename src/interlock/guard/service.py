@@ -83,7 +83,7 @@ class Guard:
         if self.guards.breakers is not None or any(
                 getattr(anomalies, name) is not None for name in ("burst", "denial_streak", "first_action",
                                                                    "working_hours", "blast_radius")):
-            self.counting = Counting(self.guards, clock, self._queue_alerts)
+            self.counting = Counting(self.guards, clock, self._queue_alerts, self._seen)
             audit.add_hook(self.counting.on_batch)
 
     def close(self) -> None:
