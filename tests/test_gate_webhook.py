@@ -4,6 +4,7 @@ retries with backoff, and a failing webhook that is audited and approves nothing
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -97,6 +98,9 @@ def test_failing_webhook_is_audited_and_approves_nothing(
         receiver.server.server_close()
     if failure != "secret-missing":
         monkeypatch.setenv("IL_HOOK_SECRET", SECRET)
+    # Outside a server the failure is a plain stderr line; an earlier test may have configured the
+    # server's JSON log handler in this process (on a stream captured back then): use the plain line.
+    monkeypatch.setattr(logging.getLogger("interlock"), "handlers", [])
     gate = _gate(
         store,
         audit,
