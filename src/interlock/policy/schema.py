@@ -181,8 +181,9 @@ def _read_needs_one() -> dict[ApprovableRisk, Approvals]:
     return {"read": Approvals(count=1)}
 
 
-class Grant(Model):
-    """What a role may do in one environment.
+class RoleScope(Model):
+    """What a role may do in one environment (not a *grant*: in DESIGN.md §2 a grant is what a
+    satisfied approval request yields; this is the role's standing scope).
 
     `autonomous`: the highest risk the agent may take alone (`ask`: nothing alone, the default).
     `approve`: for risks above that, the approvals that let it run; a risk above `autonomous` with no entry
@@ -412,7 +413,7 @@ class PolicyDocument(Model):
     agents: dict[Name, Agent] = Field(default_factory=dict)
     environments: dict[Name, Environment]
     targets: dict[Name, Target] = Field(default_factory=dict)
-    roles: dict[Name, dict[str, Grant]] = Field(
+    roles: dict[Name, dict[str, RoleScope]] = Field(
         default_factory=dict, description="role → environment (or '*' for any other) → grant"
     )
     rules: tuple[Rule, ...] = ()
