@@ -29,6 +29,7 @@ BLOCK = re.compile(r"^```bash\n(.*?)^```", re.S | re.M)
 EXCEPTIONS: dict[tuple[str, str], str] = {
     ("README.md", "scripts/run"): "starts a server that runs until stopped (its start is tested by test_server_*)",
     ("docs/benchmarks.md", "scripts/bench"): "benchmarks take minutes and are never part of the test suite",
+    ("docs/benchmarks.md", "git worktree add --detach"): "a benchmark across checkouts: minutes, and new worktrees",
     ("docs/incidents.md", "scripts/demo"): "each replay is run by tests/test_incidents.py",
     ("docs/deploy.md", "sudo useradd"): "installs system-wide as root (/opt, a system user)",
     ("docs/deploy.md", "sudo -u postgres"): "creates a PostgreSQL role and database on the host",
