@@ -434,3 +434,38 @@ def test_blast_radius_of_one_execution(classification: dict[str, Any], result: d
     from interlock.guard.detectors import blast_of
 
     assert blast_of(classification, result, kind) == expected
+
+
+def test_running_sql_is_cancelled_and_rolled_back(pg_database: str, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch, clock: ManualClock) -> None:
+    """The SQL executor's backend is cancelled (PostgreSQL: the only dialect it runs) and nothing commits."""
+    import psycopg
+
+    monkeypatch.setenv("GUARDS_SQL_DSN", pg_database)
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE marks (x int)")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(BASE.replace("targets:\n", "targets:\n  scratch-db: {environment: sandbox, kind: sql, "
+                                   "dsn: env:GUARDS_SQL_DSN, timeout: 60s}\n"))
+    with Runtime(policy, f"sqlite:///{tmp_path / 'g.db'}", tmp_path / "keys", clock=clock) as rt:
+        action = Action(kind=Kind.sql, environment="sandbox", target="scratch-db",
+                        payload={"sql": "INSERT INTO marks VALUES (1); SELECT pg_sleep(30)"})
+        results: list[Any] = []
+        worker = threading.Thread(target=lambda: results.append(rt.gateway.propose("kiro", action)))
+        worker.start()
+        assert eventually(lambda: _sleeping(pg_database), timeout=20)  # a real backend to cancel
+        rt.guard.freeze(agent=None, environment=None, target="scratch-db", reason="db incident", by="alice")
+        worker.join(timeout=20)
+    assert results and results[0].state.value == "cancelled", results
+    assert "db incident" in results[0].result["error"] and "rolled back" in results[0].result["error"]
+    with psycopg.connect(pg_database) as conn:
+        assert conn.execute("SELECT count(*) FROM marks").fetchone() == (0,)
+
+
+def _sleeping(dsn: str) -> bool:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                           "AND query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()").fetchone()
+    return bool(row and row[0])
