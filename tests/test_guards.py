@@ -469,3 +469,18 @@ def _sleeping(dsn: str) -> bool:
         row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                            "AND query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()").fetchone()
     return bool(row and row[0])
+
+
+def test_without_notifications_every_decision_reads_the_freezes(make: Callable[[str], Runtime]) -> None:
+    """A PostgreSQL listener that lost its connection hears of no freeze: the guard reads the store
+    itself until it is back (here: a freeze row written behind every cache's back)."""
+    rt = make("")
+    assert shell(rt, "true", mode="advisory").decision.outcome.value == "allow"  # caches warm
+    with rt.store.transaction() as tx:
+        tx.execute("INSERT INTO guard_freezes(id, agent, environment, target, reason, created_by, created_at) "
+                   "VALUES ('frz_quiet', NULL, NULL, NULL, 'unannounced', 'alice', '2026-07-15T10:00:00.000000Z')")
+    was, rt.guard.events.listening = rt.guard.events.listening, False
+    try:
+        assert "freeze:frz_quiet" in shell(rt, "true", mode="advisory").decision.rules
+    finally:
+        rt.guard.events.listening = was

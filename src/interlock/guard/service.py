@@ -108,10 +108,12 @@ class Guard:
     def _cached(self, cache: _Cache, channel: str, load: Callable[[Any], Any]) -> Any:
         try:
             generation = self.events.generation(channel)
-            if generation == cache.generation:
+            # PostgreSQL without a listening connection hears of no freeze: read the store every time
+            # until it is back (fail closed: slower, never stale for long).
+            if generation == cache.generation and self.events.listening:
                 return cache.value
             with cache.lock:
-                if generation != cache.generation:
+                if generation != cache.generation or not self.events.listening:
                     with self.store.transaction(readonly=True) as tx:
                         cache.value = load(tx)
                     cache.generation = generation
