@@ -141,6 +141,19 @@ def test_kiro_replace_rehearsed_in_the_sandbox_stack_and_still_denied_in_product
     assert "never-replace-prod" in again.decision.rules and again.evidence is None
 
 
+def test_a_twin_plan_that_is_not_the_proposed_plan_is_no_evidence(gateway: Gateway, world: dict[str, Path]) -> None:
+    """The sandbox stack already at green plans nothing: that run is not evidence for the replace."""
+    action = Action(kind=Kind.terraform, environment="production", target="prod-stack",
+                    payload=plan(world["prod"], "green", "recreate.tfplan"))
+    first = gateway.propose("kiro", action)
+    apply(world["sandbox"], "green")
+    rehearsal = gateway.rehearse(first.id, "kiro")
+    assert rehearsal.result is not None and rehearsal.result["status"] == "succeeded"  # it ran …
+    assert rehearsal.evidence is not None and rehearsal.evidence["status"] == "mismatch"  # … but not this change
+    assert "the twin's plan is not the proposed plan (counts: proposed" in rehearsal.evidence["summary"]
+    assert "replaces: proposed ['terraform_data.environment'], twin []" in rehearsal.evidence["summary"]
+
+
 def test_kubectl_rehearsal_is_a_server_dry_run_on_the_twin(gateway: Gateway, world: dict[str, Path]) -> None:
     action = Action(kind=Kind.kubectl, environment="production", target="prod-cluster",
                     payload={"command": "kubectl scale deployment/api --replicas=5 -n billing --dry-run=none"})

@@ -32,7 +32,7 @@ from interlock.gate.requests import RequestState
 from interlock.gate.service import Gate, GateError
 from interlock.guard.detectors import blast_of
 from interlock.guard.service import Guard, GuardUnavailable
-from interlock.model import Action, Classification, Decision, Outcome, Risk
+from interlock.model import Action, Classification, Decision, Kind, Outcome, Risk
 from interlock.policy import Policy, decide
 from interlock.policy.classifying import classify_action
 from interlock.sandbox import evidence as evidence_store
@@ -361,9 +361,26 @@ class Gateway:
                 self._record("rehearsal.refused", {"agent": agent, "of": action_id, "code": exc.code,
                                                    "error": str(exc)})
             raise
-        rehearsal = {"of": action_id, "twin": twin,
-                     "body_fingerprint": evidence_store.body_fingerprint(agent, source.action)}
+        rehearsal: dict[str, Any] = {"of": action_id, "twin": twin,
+                                     "body_fingerprint": evidence_store.body_fingerprint(agent, source.action)}
+        expected = self._proposed_plan(source.action)
+        if expected is not None:
+            rehearsal["expected_plan"] = expected
         return self.propose(agent, twin_action, mode=Mode.brokered, rehearsal=rehearsal)
+
+    def _proposed_plan(self, action: Action) -> dict[str, Any] | None:
+        """terraform: the summary of the plan file the action would apply (its own target's), so the
+        twin's plan can be held against it: evidence of another plan must not promote this one."""
+        target = self.policy.doc.targets.get(action.target or "")
+        if action.kind is not Kind.terraform or "plan_file" not in action.payload or target is None:
+            return None
+        from interlock.execute.terraform import load_plan
+        from interlock.sandbox.rehearse import plan_summary
+
+        try:
+            return plan_summary(load_plan(target, action.payload))
+        except Exception:
+            return None  # unreadable here: the rehearsal's own plan is all the evidence says
 
     def _twin_action(self, source: Proposal) -> tuple[Action, str]:
         """The same action (kind, payload, rationale) with the target and environment of the twin."""
@@ -407,11 +424,19 @@ class Gateway:
         with contextlib.suppress(GatewayUnavailable):
             self._record("execution.finished", {"action_id": proposal.id, "agent": proposal.agent,
                                                 "outcome": proposal.state.value, "result": recorded})
+        status, summary = result.status.value, outcome.summary
+        expected, planned = proposal.rehearsal.get("expected_plan"), outcome.effects.get("plan")
+        if status == "succeeded" and isinstance(expected, dict) and isinstance(planned, dict):
+            from interlock.sandbox.rehearse import plan_differences
+
+            differs = plan_differences(expected, planned)
+            if differs is not None:  # it ran, but it was not the proposed change: no promotion with it
+                status, summary = "mismatch", f"the twin's plan is not the proposed plan ({differs}); {summary}"
         found = evidence_store.Evidence(
             id=proposal.id, agent=proposal.agent, body_fingerprint=proposal.rehearsal["body_fingerprint"],
             twin=action.target, environment=action.environment, policy_version=self.policy.version,
-            status=result.status.value, finished_at=self.gate.clock(), duration_ms=result.duration_ms,
-            summary=outcome.summary,
+            status=status, finished_at=self.gate.clock(), duration_ms=result.duration_ms,
+            summary=summary,
             effects={**outcome.effects, "output": _output_evidence(body, _keeps_excerpt(twin))},
         )
         try:

@@ -2,7 +2,8 @@
 
 Through a running server (`--gateway URL`, the agent's token in INTERLOCK_TOKEN) or in-process
 (`--policy FILE --agent NAME` on the store `--db`). Exit codes: 0 the rehearsal succeeded (its
-evidence can promote the action), 1 it failed or was denied (the answer says why), 3 it waits for
+evidence can promote the action), 1 it failed, was denied, or ran without usable evidence (the answer
+says why), 3 it waits for
 approval in the twin's environment (`--wait S` to wait for it), 2 usage or a refused rehearsal.
 """
 
@@ -77,4 +78,8 @@ def rehearse(
         sys.stdout.write(json.dumps(body) + "\n")
     else:
         _print(body)
-    raise typer.Exit(EXIT.get(str(body.get("state")), 1))
+    code = EXIT.get(str(body.get("state")), 1)
+    evidence = body.get("evidence") or {}
+    if code == 0 and evidence.get("status") != "succeeded":
+        code = 1  # it ran, but its evidence cannot promote (e.g. the twin's plan was another plan)
+    raise typer.Exit(code)

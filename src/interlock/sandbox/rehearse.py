@@ -113,7 +113,7 @@ def _kubectl(action: Action, twin: Target, seconds: float, redactor: Redactor,
 # --- terraform -------------------------------------------------------------------------------------
 
 
-def _plan_summary(plan: dict[str, Any]) -> dict[str, Any]:
+def plan_summary(plan: dict[str, Any]) -> dict[str, Any]:
     counts = {"create": 0, "update": 0, "replace": 0, "delete": 0}
     replaces: list[str] = []
     deletes: list[str] = []
@@ -162,7 +162,7 @@ def _terraform(action: Action, twin: Target, seconds: float, redactor: Redactor,
             if tf("show", "-json", "-no-color", str(plan_file), capture=shown) != 0:
                 return make_result(Status.failed, redactor, clock, output,
                                    error="terraform show -json failed on the twin"), {"plan_source": source}
-            effects = {"plan_source": source, "plan": _plan_summary(json.loads(shown.raw()))}
+            effects = {"plan_source": source, "plan": plan_summary(json.loads(shown.raw()))}
             code = tf("apply", "-no-color", "-input=false", str(plan_file), capture=output)
         except TimeoutError:
             return make_result(Status.timeout, redactor, clock, output,
@@ -170,6 +170,13 @@ def _terraform(action: Action, twin: Target, seconds: float, redactor: Redactor,
     ok = code == 0
     return make_result(Status.succeeded if ok else Status.failed, redactor, clock, output, exit_code=code,
                        error=None if ok else f"terraform apply on the twin exited with code {code}"), effects
+
+
+def plan_differences(expected: dict[str, Any], found: dict[str, Any]) -> str | None:
+    """How the twin's plan differs from the proposed plan (counts, replaces, deletes), or None."""
+    diffs = [f"{key}: proposed {expected.get(key)}, twin {found.get(key)}"
+             for key in ("counts", "replaces", "deletes") if expected.get(key) != found.get(key)]
+    return "; ".join(diffs) or None
 
 
 def _same_plan(workdir: Path, payload: dict[str, Any]) -> Path | None:
