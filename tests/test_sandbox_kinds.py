@@ -273,3 +273,41 @@ def test_http_rehearsal_calls_the_twins_base_url(tmp_path: Path) -> None:
     assert seen == ["/api/items/7"]
     assert done.effects["http_status"] == 204 and len(done.effects["body_sha256"]) == 64
     assert done.summary == "HTTP 204"
+
+
+def test_aws_rehearsal_calls_the_twins_endpoint_and_names_the_resources(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aws: the same call against the twin's endpoint. moto in server mode stands in for the staging
+    account (no cloud account can exist here): the only stand-in in this test."""
+    import logging
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from interlock.execute.result import Status
+    from interlock.policy.schema import Target
+    from interlock.sandbox.rehearse import rehearse
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        s3 = boto3.client("s3", region_name="eu-west-1", endpoint_url=endpoint, aws_access_key_id="setup",
+                          aws_secret_access_key="setup")
+        s3.create_bucket(Bucket="staging-assets", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        monkeypatch.setenv("SBX_AWS_KEY", "AKIDSTAGING0001")
+        monkeypatch.setenv("SBX_AWS_SECRET", "staging-secret-0001")
+        twin = Target.model_validate({"environment": "staging", "kind": "aws", "aws": {
+            "region": "eu-west-1", "endpoint_url": endpoint, "access_key_id": "env:SBX_AWS_KEY",
+            "secret_access_key": "env:SBX_AWS_SECRET"}})
+        action = Action(kind=Kind.aws, environment="staging", target="aws-staging",
+                        payload={"operation": "s3:DeleteBucket", "params": {"Bucket": "staging-assets"}})
+        done = rehearse(action, twin)
+        assert done.result.status is Status.succeeded, done.result
+        assert done.effects["operation"] == "s3:DeleteBucket"
+        assert done.effects["resources"] == ["Bucket=staging-assets"]
+        assert done.summary == "s3:DeleteBucket on Bucket=staging-assets"
+        assert s3.list_buckets()["Buckets"] == []  # it really ran on the twin's account
+    finally:
+        server.stop()

@@ -83,8 +83,39 @@ def _run(action: Action, twin: Target, seconds: float, redactor: Redactor, clock
         result = executor_for(action.kind)(action, twin, seconds, redactor, clock)
         effects = {"status": result.status.value, "http_status": result.http_status,
                    "body_sha256": result.output_sha256, "body_bytes": result.output_bytes}
+        if action.kind is Kind.aws:
+            effects.update(_aws_resources(action))
         return result, effects
     raise ExecutionError(f"{action.kind.value} actions cannot be rehearsed yet: no rehearsal executor")
+
+
+# --- aws -----------------------------------------------------------------------------------------
+
+_RESOURCE_KEY = re.compile(r"(Id|Ids|Name|Names|Arn|Arns|Bucket|Key|Identifier|Identifiers)$")
+
+
+def _aws_resources(action: Action) -> dict[str, Any]:
+    """The call and the resources it names (parameters like InstanceIds, Bucket, RoleName, …)."""
+    from interlock.execute.aws import _call_of
+
+    try:
+        service, operation, params = _call_of(action)
+    except Exception:
+        return {}
+    named: list[str] = []
+
+    def walk(node: Any, key: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, str(k))
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, key)
+        elif isinstance(node, str | int) and _RESOURCE_KEY.search(key) and len(named) < 100:
+            named.append(f"{key}={node}")
+
+    walk(params, "")
+    return {"operation": f"{service}:{operation}", "resources": named}
 
 
 # --- kubectl ---------------------------------------------------------------------------------------
@@ -216,6 +247,8 @@ def summarize(kind: Kind, result: ExecutionResult, effects: dict[str, Any]) -> s
     elif kind is Kind.kubectl:
         changed = effects.get("resources", [])
         text = "server dry run: " + (", ".join(f"{c['resource']} {c['verb']}" for c in changed[:10]) or "no resources")
+    elif kind is Kind.aws and effects.get("operation"):
+        text = f"{effects['operation']} on {', '.join(effects.get('resources', [])[:10]) or 'no named resource'}"
     else:
         text = f"HTTP {result.http_status}" if result.http_status else f"status {result.status.value}"
     if result.status is not Status.succeeded and result.error:
