@@ -144,29 +144,44 @@ def _union(globs: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(f"(?:{_glob_regex(g)})" for g in globs), re.S) if globs else None
 
 
-def _named_union(globs: tuple[str, ...]) -> re.Pattern[str] | None:
-    """One expression for all globs, a named group per glob. The `**/` globs share one `(?:.*/)?`
-    prefix (trying each at every `/` once, not once per glob)."""
-    if not globs:
-        return None
-    below = [f"(?P<g{i}>{_glob_regex(g)[len('(?:.*/)?'):]})" for i, g in enumerate(globs) if g.startswith("**/")]
+def _named_union(globs: tuple[str, ...], below: bool) -> re.Pattern[str] | None:
+    """One expression for the `**/` globs (`below`, sharing one `(?:.*/)?` prefix: each is tried
+    at every `/` once, not once per glob) or for the anchored ones, a named group per glob
+    (`g<index in globs>`) so `lastgroup` says which matched."""
+    if below:
+        tails = [f"(?P<g{i}>{_glob_regex(g)[len('(?:.*/)?'):]})" for i, g in enumerate(globs) if g.startswith("**/")]
+        return re.compile(f"(?:.*/)?(?:{'|'.join(tails)})", re.S) if tails else None
     anchored = [f"(?P<g{i}>{_glob_regex(g)})" for i, g in enumerate(globs) if not g.startswith("**/")]
-    parts = ([f"(?:.*/)?(?:{'|'.join(below)})"] if below else []) + anchored
-    return re.compile("|".join(parts), re.S)
+    return re.compile("|".join(anchored), re.S) if anchored else None
+
+
+def _needle(glob: str) -> str:
+    """The literal a path matching `glob` must hold, as distinctive as the glob allows: `/etc` for
+    `/etc/*` (an absolute glob's first component, with its slash), `.claude` for
+    `**/.claude/settings*.json` (a whole dot-named component), else the longest literal piece
+    (`policy` for `**/*policy*.yaml`). Common words (`config`, `bin`) would let most lines through."""
+    glob = glob.lower()
+    components = [c for c in glob.split("/") if c and c != "**"]
+    if glob.startswith("/") and components and not re.search(r"[*?\[\]]", components[0]):
+        return "/" + components[0]
+    dotted = [c for c in components if c.startswith(".") and not re.search(r"[*?\[\]]", c)]
+    if dotted:
+        return max(dotted, key=len)
+    pieces = [piece for c in components for piece in re.split(r"[*?\[\]]", c)]
+    return max(pieces, key=len, default="").rstrip(". ")
 
 
 def _needles(globs: Iterable[str]) -> re.Pattern[str] | None:
-    """A cheap first test: the longest literal path component of each glob (`.claude` or `settings`
-    for `**/.claude/settings*.json`), searched in the lower-case raw path. Normalising a path only
-    removes components and separators, never makes a new one, so a path a glob matches holds its
-    needle. None when some glob has no literal part: then every path is checked in full."""
+    """A cheap first test: a literal each glob's paths must hold (`_needle`), searched in the
+    lower-case raw path. Normalising a path only removes components and separators, never makes a
+    new one, so a path a glob matches holds its needle. A glob with no literal part makes every path
+    pass."""
     found: list[str] = []
     for glob in globs:
-        pieces = [piece for part in re.split(r"[*?\[\]]", glob.lower()) for piece in part.split("/")]
-        longest = max(pieces, key=len)
-        if not longest.rstrip(". "):
+        needle = _needle(glob)
+        if not needle:
             return re.compile("")
-        found.append(re.escape(longest.rstrip(". ")))
+        found.append(re.escape(needle))
     return re.compile("|".join(sorted(set(found), key=len, reverse=True))) if found else None
 
 
@@ -188,7 +203,8 @@ def _parent_globs(globs: Iterable[str]) -> list[str]:
 class _Compiled:
     """The rules' globs as regular expressions, built once per `PathRules`."""
 
-    protected: re.Pattern[str] | None  # one named group per glob: `lastgroup` says which matched
+    protected_anchored: re.Pattern[str] | None  # one named group per glob: `lastgroup` says which
+    protected_below: re.Pattern[str] | None
     protected_needles: re.Pattern[str] | None
     parents: re.Pattern[str] | None
     parent_needles: re.Pattern[str] | None
@@ -207,7 +223,8 @@ def compiled(rules: PathRules) -> _Compiled:
         return hit[1]
     parents = _parent_globs(rules.protected)
     built = _Compiled(
-        protected=_named_union(rules.protected),
+        protected_anchored=_named_union(rules.protected, below=False),
+        protected_below=_named_union(rules.protected, below=True),
         protected_needles=_needles(rules.protected),
         parents=_union(parents),
         parent_needles=_needles(parents),
@@ -246,12 +263,16 @@ def line_may_name(text: str, rules: PathRules = DEFAULT_RULES) -> tuple[bool, bo
 def protected(path: str, rules: PathRules = DEFAULT_RULES) -> str | None:
     """Why changing `path` is protected, or None."""
     built = compiled(rules)
-    if built.protected is None or not _may_hold(built.protected_needles, path):
+    if not _may_hold(built.protected_needles, path):
         return None
     lower = folded(path)
     if lower in HARMLESS or lower.startswith("/dev/fd/"):
         return None
-    match = built.protected.fullmatch(lower)
+    match = None
+    for pattern in (built.protected_anchored, built.protected_below):
+        match = pattern.fullmatch(lower) if pattern is not None else None
+        if match is not None:
+            break
     if match is None or match.lastgroup is None:
         return None
     glob = rules.protected[int(match.lastgroup[1:])]
