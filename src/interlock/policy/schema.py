@@ -294,6 +294,8 @@ class Paths(Model):
     )
 
     def rules(self) -> PathRules:
+        if self.defaults and not (self.protected or self.secret or self.scratch):
+            return DEFAULT_RULES  # the shared instance: its compiled expressions are built once
         if not self.defaults:
             return PathRules(protected=self.protected, secret=self.secret, scratch=self.scratch)
         base = DEFAULT_RULES
