@@ -5,6 +5,7 @@ The judgements themselves (input → risk, tags) are in tests/corpus/shell.jsonl
 
 from __future__ import annotations
 
+import json
 import random
 import shlex
 import shutil
@@ -433,3 +434,43 @@ def test_the_fast_classification_is_the_one_model_construct_builds() -> None:
     assert fast.model_dump() == slow.model_dump()
     assert fast.model_fields_set == slow.model_fields_set
     assert Classification.model_validate(fast.model_dump()) == fast
+
+
+def _both_ways(command: str) -> tuple[Any, Any]:
+    import interlock.classify.shell as shell_module
+
+    fast = shell_module._classification(shell_module.judge_text(command, ClassifyContext()), command)
+    shell_module.FAST_PATH = False
+    try:
+        parsed = shell_module._classification(shell_module.judge_text(command, ClassifyContext()), command)
+    finally:
+        shell_module.FAST_PATH = True
+    return fast, parsed
+
+
+def test_plain_word_lines_skip_the_parser_with_the_same_answer_on_the_corpus() -> None:
+    from interlock.classify.shell import simple_words
+
+    lines = [json.loads(line)["input"] for line in (Path(__file__).parent / "corpus" / "shell.jsonl").read_text().splitlines() if line]
+    simple = [line for line in lines if simple_words(line) is not None]
+    assert len(simple) > 150  # the fast path is the common case
+    for line in simple:
+        fast, parsed = _both_ways(line)
+        assert fast == parsed, line
+
+
+_PLAIN = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_./:,+=-@%", min_size=1, max_size=12)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(
+        st.sampled_from(["ls", "git", "rm", "cd", "kubectl", "cp", "mv", "sudo", "env", "tar", "chmod", "x", "."]),
+        _PLAIN,
+    ),
+    st.lists(_PLAIN, max_size=5),
+)
+def test_plain_word_lines_skip_the_parser_with_the_same_answer(program: str, args: list[str]) -> None:
+    line = " ".join([program, *args])
+    fast, parsed = _both_ways(line)
+    assert fast == parsed, line
