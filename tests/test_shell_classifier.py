@@ -460,6 +460,11 @@ def test_plain_word_lines_skip_the_parser_with_the_same_answer_on_the_corpus() -
 
 
 _PLAIN = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_./:,+=-@%", min_size=1, max_size=12)
+_QUOTED = st.builds(
+    lambda quote, body: quote + body + quote,
+    st.sampled_from(["'", '"']),
+    st.text(alphabet="abcdefghij0123 #;|&<>(){}*?[]@%~^-=./", max_size=12),
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -468,7 +473,7 @@ _PLAIN = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_./:,+=-@%", min_
         st.sampled_from(["ls", "git", "rm", "cd", "kubectl", "cp", "mv", "sudo", "env", "tar", "chmod", "x", "."]),
         _PLAIN,
     ),
-    st.lists(_PLAIN, max_size=5),
+    st.lists(st.one_of(_PLAIN, _QUOTED), max_size=5),
 )
 def test_plain_word_lines_skip_the_parser_with_the_same_answer(program: str, args: list[str]) -> None:
     line = " ".join([program, *args])

@@ -134,10 +134,13 @@ def _calls(node: Node, name: str) -> bool:
 
 #: Whether lines of plain words skip the parser (`simple_words`); tests turn it off to compare.
 FAST_PATH = True
-#: One command of plain words: no quotes, escapes, expansions, globs, redirections, operators,
-#: comments or assignments, so bash runs the words as written and tree-sitter would parse exactly
-#: these words (tests/test_shell_classifier.py compares the two on the corpus and on random lines).
-_SIMPLE_LINE = re.compile(r"[A-Za-z0-9_./][A-Za-z0-9_./-]*(?:[ ]+[A-Za-z0-9_./:,+-][A-Za-z0-9_./:,+=-]*)*")
+#: One command of plain words: no escapes, expansions, globs, redirections, operators, comments or
+#: assignments, so bash runs the words as written and tree-sitter would parse exactly these words
+#: (tests/test_shell_classifier.py compares the two on the corpus and on random lines). An argument
+#: may be quoted whole: `'…'` without a quote inside, `"…"` without `$`, backtick, backslash or `!`.
+_PLAIN_ARGUMENT = r"""(?:[A-Za-z0-9_./:,+-][A-Za-z0-9_./:,+=-]*|'[^'\n]*'|"[^"$`\\!\n]*")"""
+_SIMPLE_LINE = re.compile(rf"[A-Za-z0-9_./][A-Za-z0-9_./-]*(?:[ ]+{_PLAIN_ARGUMENT})*")
+_SIMPLE_WORD = re.compile(_PLAIN_ARGUMENT)
 #: First words tree-sitter parses as something else than a command (keywords, declarations).
 _RESERVED = frozenset(
     {
@@ -148,13 +151,21 @@ _RESERVED = frozenset(
 
 
 def simple_words(text: str) -> list[Word] | None:
-    """The words of a line that is one command of plain words (`git status`, `ls -la /srv`), else None."""
+    """The words of a line that is one command of plain words (`git status`, `grep 'a b' x`), else None."""
     if len(text) > 200 or not _SIMPLE_LINE.fullmatch(text):
         return None
-    parts = text.split(" ")
-    if parts[0] in _RESERVED:
+    if "'" not in text and '"' not in text:
+        parts = text.split(" ")
+        return None if parts[0] in _RESERVED else [Word(part, part) for part in parts if part]
+    tokens = _SIMPLE_WORD.findall(text, len(text.split(" ", 1)[0]))
+    first = text.split(" ", 1)[0]
+    if first in _RESERVED:
         return None
-    return [Word(part, part) for part in parts if part]
+    words = [Word(first, first)]
+    for token in tokens:
+        quoted = token[:1] in ("'", '"')
+        words.append(Word(token[1:-1] if quoted else token, token))
+    return words
 
 
 class TooMuch(Exception):
