@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -22,9 +22,8 @@ from interlock.policy import PolicyError, load_policy_text, run_tests
 from interlock.runtime import Runtime
 from interlock.store import open_store
 from interlock.store.events import subscriber
+from interlock.testing import eventually
 from tests.gate_fixtures import ManualClock
-
-T = TypeVar("T")
 
 BASE = """
 version: 1
@@ -45,16 +44,6 @@ roles:
     sandbox:    {autonomous: destructive}
     production: {autonomous: read, approve: {write: 1, destructive: 2}}
 """
-
-
-def eventually(probe: Callable[[], T], timeout: float = 10.0) -> T:
-    """Poll until `probe()` is truthy (the alert thread works after the batch committed)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.02)
 
 
 @pytest.fixture

@@ -7,20 +7,17 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 
 from interlock.audit import AuditLog
 from interlock.store import open_store
-from interlock.testing import LiveServer, live_server
+from interlock.testing import LiveServer, eventually, live_server
 from tests.gate_fixtures import SECRET, Receiver
-
-T = TypeVar("T")
 
 POLICY = """
 version: 1
@@ -44,15 +41,6 @@ guards:
 notify:
   - {url: "RECEIVER", secret: "env:GUARDS_WEBHOOK_SECRET", events: [guard.tripped]}
 """
-
-
-def eventually(probe: Callable[[], T], timeout: float = 10.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.02)
 
 
 @pytest.fixture

@@ -11,8 +11,6 @@ import datetime
 import ipaddress
 import socket
 import ssl
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,15 +21,7 @@ from cryptography.x509.oid import NameOID
 from typer.testing import CliRunner
 
 from interlock.cli import app
-from interlock.testing import live_server
-
-
-def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Poll until `check` holds (a background delivery); fails after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
+from interlock.testing import eventually, live_server
 
 POLICY = """\
 version: 1

@@ -8,25 +8,18 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 
 import psycopg
 import pytest
 
 from interlock.store import Store, StoreError, open_store
 from interlock.store.events import Channel, Event, Subscriber, channel_name, publish, read_generations, subscriber
+from interlock.testing import eventually
 
 
 def _publish(store: Store, channel: str = Channel.freezes, payload: dict[str, str] | None = None) -> int:
     with store.transaction() as tx:
         return publish(tx, channel, payload)
-
-
-def _until(predicate: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not reached before the deadline"
-        time.sleep(0.01)
 
 
 @pytest.mark.parametrize(
@@ -146,17 +139,17 @@ def test_postgres_listener_reconnects_and_catches_what_it_missed(pg_database: st
     with open_store(pg_database) as store:
         store.migrate()
         sub = subscriber(store)
-        _until(lambda: sub.listening)
+        eventually(lambda: sub.listening, every=0.01)
         with psycopg.connect(pg_database, autocommit=True) as admin:
             # Kill the listening connection, then publish while nobody listens: the NOTIFY is lost.
             admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                           "WHERE query LIKE 'LISTEN%' AND datname = current_database()")
-            _until(lambda: not sub.listening)
+            eventually(lambda: not sub.listening, every=0.01)
             with open_store(pg_database) as other:
                 generation = _publish(other)
         # After reconnecting, the listener re-reads the generations and wakes the waiter.
         assert sub.wait(Channel.freezes, generation - 1, timeout=10) == generation
-        _until(lambda: sub.listening)
+        eventually(lambda: sub.listening, every=0.01)
 
 
 def test_a_failing_callback_does_not_stop_the_others(store: Store) -> None:
