@@ -185,6 +185,13 @@ def _needles(globs: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(sorted(set(found), key=len, reverse=True))) if found else None
 
 
+def _secret_directories(globs: Iterable[str]) -> list[str]:
+    """The directories secret files live in, below any directory (`**/.ssh` for `**/.ssh/id_*`):
+    archiving, copying or grepping one (`tar czf k.tgz ~/.ssh`) reads its secrets too. Absolute
+    parents are left out: `/etc` holds `/etc/shadow` and much else that is no secret."""
+    return [parent for parent in _parent_globs(globs) if parent.startswith("**/")]
+
+
 def _parent_globs(globs: Iterable[str]) -> list[str]:
     """The directories protected paths live in (`**/.claude` for `**/.claude/settings*.json`):
     deleting or moving one of them takes the protected files with it."""
@@ -228,7 +235,7 @@ def compiled(rules: PathRules) -> _Compiled:
         protected_needles=_needles(rules.protected),
         parents=_union(parents),
         parent_needles=_needles(parents),
-        secret=_union(rules.secret),
+        secret=_union((*rules.secret, *_secret_directories(rules.secret))),
         secret_needles=_needles(rules.secret),
         any_needles=_needles((*rules.protected, *parents, *rules.secret)),
         scratch_roots=_scratch_roots(rules.scratch),
@@ -291,7 +298,8 @@ def holds_protected(path: str, rules: PathRules = DEFAULT_RULES) -> str | None:
 
 
 def secret(path: str, rules: PathRules = DEFAULT_RULES) -> bool:
-    """True when `path` names a file whose contents are credentials."""
+    """True when `path` names a file whose contents are credentials (or a directory of such files,
+    `~/.ssh`, `~/.aws`)."""
     built = compiled(rules)
     return (
         built.secret is not None

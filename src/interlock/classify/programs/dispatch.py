@@ -151,7 +151,9 @@ def asks_for_help(name: str, args: list[Word]) -> Verdict | None:
 
 
 #: Programs that show a file's name or metadata, never its contents (`ls -l .env`, `test -f .env`).
-NAMES_ONLY = name_set("echo printf test [ ls ll la dir stat dirname basename realpath readlink which type lsattr")
+NAMES_ONLY = name_set(
+    "echo printf test [ ls ll la dir stat dirname basename realpath readlink which type lsattr cd pushd du"
+)
 
 
 def reading_secrets(verdict: Verdict, args: list[Word]) -> Verdict:

@@ -37,6 +37,7 @@ def judge_piped_code(stdin: Stdin, what: str, run: Runner, language: str | None 
             nested = Verdict(
                 snippet.risk, snippet.reason, frozenset({"interpreter"}) if snippet.risk is D else frozenset()
             )
+            nested = code_on_paths(nested, stdin.text, [])
         tags = stdin.tags | nested.tags
         risk = nested.risk
         if "obfuscated" in stdin.tags and risk is not U:
