@@ -21,6 +21,7 @@ from interlock.audit.cli import app
 from interlock.fingerprint import canonical_json
 from interlock.model import Action, Kind, Rationale
 from interlock.store import Store, StoreError, open_store
+from interlock.testing import eventually
 
 
 @pytest.fixture
@@ -169,10 +170,8 @@ def test_idle_log_checkpoints_on_its_interval(store: Store, tmp_path: Path) -> N
     with AuditLog(store, key_dir=tmp_path / "keys", checkpoint_every=1000, checkpoint_interval_s=0.2) as log:
         log.append("webhook.failed", {"i": 1})
         log.append("webhook.failed", {"i": 2})
-        deadline = __import__("time").monotonic() + 10
-        while not log.checkpoints() and __import__("time").monotonic() < deadline:
-            __import__("time").sleep(0.05)
-        assert [c.tree_size for c in log.checkpoints()][-1] == 2
+        checkpoints = eventually(log.checkpoints, timeout=10, what="a checkpoint made on the interval")
+        assert [c.tree_size for c in checkpoints][-1] == 2
 
 
 def test_key_is_created_private_and_public_key_exported(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from interlock.integrations.mcp_npm import ensure_servers
 from interlock.integrations.mcp_proxy import ProxySettings, could_ever_allow, refusal, server_name
 from interlock.policy import load_policy_text
 from interlock.store import open_store
-from interlock.testing import LiveServer, live_server
+from interlock.testing import LiveServer, eventually, live_server
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -408,10 +408,7 @@ def test_proxy_stops_the_upstream_when_the_client_leaves(world: World, tmp_path:
         return int(pidfile.read_text())
 
     pid = run(world.proxy("remote", world.everything(pidfile), "--target", "everything"), scenario)
-    deadline = time.monotonic() + 10
-    while _pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _pid_alive(pid)
+    eventually(lambda: not _pid_alive(pid), timeout=10, what="the upstream stopped")
 
 
 def test_streamable_http_listen(world: World, tmp_path: Path) -> None:
@@ -446,10 +443,7 @@ def test_streamable_http_listen(world: World, tmp_path: Path) -> None:
         proxy.terminate()
         proxy.wait(timeout=30)
     pid = int(pidfile.read_text())
-    deadline = time.monotonic() + 10
-    while _pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _pid_alive(pid)
+    eventually(lambda: not _pid_alive(pid), timeout=10, what="the upstream stopped")
 
 
 def _listening(port: int) -> bool:
