@@ -234,7 +234,7 @@ def test_export_verifies_standalone(log: AuditLog, tmp_path: Path) -> None:
     run = subprocess.run(
         [sys.executable, "-I", str(script), str(export), str(other)], capture_output=True, text=True
     )
-    assert run.returncode == 1 and "not by the given public key" in run.stdout
+    assert run.returncode == 1 and "not among the given public keys" in run.stdout
 
 
 def test_standalone_verifier_imports_nothing_from_interlock() -> None:

@@ -36,7 +36,7 @@ app = typer.Typer(
 
 @contextmanager
 def _opened(db: str, key_dir: Path | None) -> Iterator[tuple[Store, Any]]:
-    from interlock.audit import AuditLog
+    from interlock.audit import AuditError, AuditLog
 
     try:
         store = open_store(db)
@@ -44,7 +44,11 @@ def _opened(db: str, key_dir: Path | None) -> Iterator[tuple[Store, Any]]:
         fail(str(exc), 2)
     try:
         store.migrate()
-        audit = AuditLog(store, key_dir=options.key_dir_for(db, key_dir))
+        # Appends only: the server (or `audit checkpoint`) signs checkpoints, never this command.
+        try:
+            audit = AuditLog(store, key_dir=options.key_dir_for(db, key_dir), sign=False)
+        except AuditError as exc:
+            fail(str(exc), 2)
         try:
             yield store, audit
         except AuthError as exc:

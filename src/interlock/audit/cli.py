@@ -22,6 +22,7 @@ from interlock.audit.checkpoint import SigningKeyError
 from interlock.audit.log import AuditError, AuditLog, outcome_of
 from interlock.audit.verify import (
     Checkpoint,
+    Keys,
     Problem,
     checkpoint_problem,
     load_public_key,
@@ -49,7 +50,7 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 
 @contextmanager
-def _opened(db: str, key_dir: Path | None, *, create_key: bool = False) -> Iterator[AuditLog]:
+def _opened(db: str, key_dir: Path | None, *, create_key: bool = False, sign: bool = False) -> Iterator[AuditLog]:
     if (
         db.startswith("sqlite:///")
         and db != "sqlite:///:memory:"
@@ -61,7 +62,7 @@ def _opened(db: str, key_dir: Path | None, *, create_key: bool = False) -> Itera
     except StoreError as exc:
         _fail(str(exc))
     try:
-        log = AuditLog(store, key_dir=options.key_dir_for(db, key_dir), create_key=create_key)
+        log = AuditLog(store, key_dir=options.key_dir_for(db, key_dir), create_key=create_key, sign=sign)
     except (AuditError, SigningKeyError, StoreError) as exc:
         store.close()
         _fail(str(exc))
@@ -89,18 +90,22 @@ def verify(
     witness: Annotated[
         Path | None, typer.Option("--witness", help="a checkpoint saved earlier: the log must extend it")
     ] = None,
-    public_key: Annotated[Path | None, typer.Option("--public-key", help="PEM public key to trust")] = None,
+    public_key: Annotated[
+        list[Path] | None,
+        typer.Option("--public-key", help="PEM public key to trust; repeat it for a keyring (key rotation)"),
+    ] = None,
     format: Fmt = Format.text,
 ) -> None:
-    """Recompute the whole tree, check every checkpoint's signature and root; report the first bad place."""
-    key = None
-    if public_key is not None:
+    """Recompute the whole tree, check every checkpoint's signature and root, each entry's MAC and
+    side columns; report the first bad place and which key signed which checkpoints."""
+    keys = []
+    for path in public_key or []:
         try:
-            key = load_public_key(public_key.read_bytes())
+            keys.append(load_public_key(path.read_bytes()))
         except (OSError, ValueError) as exc:
-            _fail(f"cannot read the public key {public_key}: {exc}")
+            _fail(f"cannot read the public key {path}: {exc}")
     with _opened(db, key_dir) as log:
-        trusted = key or log.public_key()
+        trusted = keys or log.public_key()
         report = log.verify(trusted)
         if witness is not None:
             report.problems.extend(_witness_problems(log, witness, trusted))
@@ -110,7 +115,7 @@ def verify(
     raise typer.Exit(0 if report.ok else 1)
 
 
-def _witness_problems(log: AuditLog, path: Path, key: Any) -> list[Problem]:
+def _witness_problems(log: AuditLog, path: Path, key: Keys) -> list[Problem]:
     """Is the checkpoint saved in `path` a prefix of the log's latest checkpoint?"""
     try:
         saved = Checkpoint(
@@ -336,7 +341,7 @@ def proof(
     size: Annotated[int | None, typer.Option("--size", help="tree size (default: latest checkpoint)")] = None,
 ) -> None:
     """Inclusion proof of one entry in a signed checkpoint (JSON)."""
-    with _opened(db, key_dir, create_key=size is None) as log:
+    with _opened(db, key_dir) as log:  # only the signer signs: a proof uses the checkpoints there are
         found = log.inclusion_proof(entry, size)
     typer.echo(json.dumps(found.to_json(), indent=2, sort_keys=True))
 
@@ -345,7 +350,7 @@ def proof(
 @options.shared
 def checkpoint(db: Db = DEFAULT_DB, key_dir: KeyDir = None) -> None:
     """Sign a checkpoint of the log now; prints it (save it to use with `verify --witness`)."""
-    with _opened(db, key_dir, create_key=True) as log:
+    with _opened(db, key_dir, create_key=True, sign=True) as log:  # the operator as the designated signer
         made = log.checkpoint()
     typer.echo(json.dumps(made.to_json(), sort_keys=True))
 

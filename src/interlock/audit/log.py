@@ -32,7 +32,15 @@ from interlock.audit import merkle
 from interlock.audit.checkpoint import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, EntryKey, Signer, now
 from interlock.audit.events import AuditEvent
 from interlock.audit.redact import Redactor
-from interlock.audit.verify import EXPORT_FORMAT, Checkpoint, Problem, Report, load_public_key, verify_log
+from interlock.audit.verify import (
+    EXPORT_FORMAT,
+    Checkpoint,
+    Keys,
+    Problem,
+    Report,
+    load_public_key,
+    verify_log,
+)
 from interlock.fingerprint import canonical_json
 from interlock.store import Store, StoreError, StoreUnavailable, Transaction
 from interlock.vocabulary import default_key_dir
@@ -59,6 +67,11 @@ class AuditError(Exception):
     """An entry cannot be written (bad event name, data that is not JSON, log closed, …)."""
 
 
+class KeyMismatch(AuditError):
+    """The key directory does not hold the keys this log is bound to (or holds none for a log that
+    has them): the message names the expected key id and where it looked."""
+
+
 @dataclass(frozen=True)
 class Receipt:
     """Proof of a durable append: the entry's position and leaf hash."""
@@ -78,6 +91,8 @@ class InclusionProof:
     path: list[str]
     entry: str
     checkpoint: Checkpoint | None
+    #: When the checkpoint covers more than tree_size: proof that tree_size is a prefix of it.
+    consistency: list[str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -126,19 +141,18 @@ class AuditLog:
         checkpoint_interval_s: float = 60.0,
         max_batch: int = 5_000,
         create_key: bool = True,
+        sign: bool = True,
         append_timeout_s: float = 30.0,
     ) -> None:
+        """`create_key`: this process writes (it may create the keys of a store that has none yet);
+        False for readers (verify, show, export). `sign`: this process signs checkpoints (the server,
+        the local modes, `audit checkpoint`); False for commands that only append (`token create`,
+        the approvals CLI), which then need only the entry key."""
         self.store = store
         self.redactor = Redactor(redact_patterns)
         self.key_dir = Path(key_dir) if key_dir else default_key_dir(store.url)
-        # Readers (audit verify/show/export) need no private key: create_key=False leaves it alone.
         self._signer: Signer | None = None
-        if create_key or (self.key_dir / PRIVATE_KEY_FILE).exists():
-            self._signer = Signer.load_or_create(self.key_dir)
-        # The entry key goes with the signing key (a key directory from before entry MACs gets one).
-        self._entry_key = (
-            EntryKey.load_or_create(self.key_dir) if self._signer is not None else EntryKey.load(self.key_dir)
-        )
+        self._entry_key: EntryKey | None = None
         self._tainted: int | None = None  # an entry appended by another process failed its MAC
         self.checkpoint_every = checkpoint_every
         self.checkpoint_interval_s = checkpoint_interval_s
@@ -162,6 +176,67 @@ class AuditLog:
             migrated = False
         if not migrated:
             raise AuditError(f"the store {store.url} has no audit tables: call store.migrate() first")
+        self._bind_keys(create_key=create_key, sign=sign)
+
+    def _bind_keys(self, *, create_key: bool, sign: bool) -> None:
+        """One signing key and one entry key per log, recorded in the store (audit_keys). A process
+        whose key directory holds other keys refuses to start, and no key is created for a log that
+        already has one: a stray key would sign a checkpoint nobody can verify with the log's key."""
+        with self.store.transaction(readonly=True) as tx:
+            recorded = _recorded_keys(tx)
+        key_dir = self.key_dir
+        held: Signer | None = None  # the private key in key_dir, whether or not this process signs
+        if (key_dir / PRIVATE_KEY_FILE).exists() and (sign or create_key):
+            held = Signer.load_or_create(key_dir)
+        elif create_key and not recorded:
+            held = Signer.load_or_create(key_dir)  # a store with no key yet: create the pair where it looked
+        entry = EntryKey.load(key_dir)
+        if entry is None and create_key and (not recorded or (held is not None and "entry" not in recorded)):
+            entry = EntryKey.load_or_create(key_dir)  # new log, or a log from before entry MACs (its signer)
+        signer = held if sign else None
+        mine = {"signing": held.key_id if held else None, "entry": entry.key_id if entry else None}
+        for role, theirs in recorded.items():
+            if mine.get(role) not in (None, theirs):
+                raise KeyMismatch(
+                    f"the audit log of {self.store.url} is bound to {role} key {theirs}, but {key_dir} holds "
+                    f"{role} key {mine[role]}: point --key-dir (INTERLOCK_KEY_DIR) at the signer's key "
+                    "directory; a different key would fork the log"
+                )
+        if create_key and entry is None:
+            expected = ", ".join(f"{role} key {kid}" for role, kid in sorted(recorded.items()))
+            raise KeyMismatch(
+                f"the audit log of {self.store.url} is bound to {expected}, and {key_dir} holds no entry key "
+                f"(looked in {key_dir}): pass --key-dir (INTERLOCK_KEY_DIR) with the signer's key directory; "
+                "no new key is created for a log that already has one"
+            )
+        self._signer, self._entry_key = signer, entry
+        # Recorded by the first batch this process writes (under the audit lock), not here: opening a
+        # log never waits for another writer.
+        self._unrecorded = {
+            role: kid for role, kid in mine.items() if kid is not None and role not in recorded and create_key
+        }
+        self._public_pem = held.public_pem().decode("ascii") if held is not None else None
+
+    def _record_keys(self, tx: Transaction) -> None:
+        for role, kid in self._unrecorded.items():
+            tx.execute(
+                "INSERT INTO audit_keys(role, key_id, public_key, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (role) DO NOTHING",
+                (role, kid, self._public_pem if role == "signing" else None, now()),
+            )
+        bound = _recorded_keys(tx)
+        for role, kid in self._unrecorded.items():
+            if bound.get(role) != kid:  # another process bound the log first, with another key
+                raise KeyMismatch(
+                    f"the audit log of {self.store.url} is bound to {role} key {bound.get(role)} (recorded by "
+                    f"another process); {self.key_dir} holds {kid}: use one key directory for the log"
+                )
+        self._unrecorded = {}
+
+    @property
+    def signs(self) -> bool:
+        """True when this process signs checkpoints (it holds the private key and was asked to)."""
+        return self._signer is not None
 
     @property
     def entry_key(self) -> EntryKey:
@@ -175,7 +250,10 @@ class AuditLog:
     @property
     def signer(self) -> Signer:
         if self._signer is None:
-            raise AuditError(f"no audit signing key in {self.key_dir}: this command needs the private key")
+            raise AuditError(
+                f"this process does not sign checkpoints (no signing key in {self.key_dir}, or it only "
+                "appends): the server signs them, or run `interlock audit checkpoint` with the signer's --key-dir"
+            )
         return self._signer
 
     def public_key(self) -> Ed25519PublicKey:
@@ -305,6 +383,8 @@ class AuditLog:
         key = self.entry_key
         with self.store.transaction() as tx:
             tx.lock("audit")
+            if self._unrecorded:
+                self._record_keys(tx)
             size = _size(tx)
             self._check_foreign(tx, size)
             nodes = self._frontier_nodes(tx, size)
@@ -453,8 +533,15 @@ class AuditLog:
 
     def inclusion_proof(self, index: int, tree_size: int | None = None) -> InclusionProof:
         """Proof that entry `index` is in the tree of `tree_size` entries (default: the latest
-        checkpoint that covers it, signing a new checkpoint when none does)."""
+        checkpoint that covers it, signing a new checkpoint when none does and this process signs).
+        At a given size the proof carries the checkpoint signed at that size, or else the first one
+        after it with a consistency proof from the size to it (none yet: no checkpoint)."""
         checkpoint: Checkpoint | None = None
+        consistency: list[str] | None = None
+        if tree_size is not None:
+            checkpoint = self._checkpoint_from(tree_size)
+            if checkpoint is not None and checkpoint.tree_size != tree_size and 0 <= index < tree_size:
+                consistency = self.consistency_proof(tree_size, checkpoint.tree_size)
         if tree_size is None:
             checkpoint = self.latest_checkpoint()
             if checkpoint is None or checkpoint.tree_size <= index:
@@ -483,7 +570,17 @@ class AuditLog:
             path=[p.hex() for p in merkle.inclusion_proof(index, size, get)],
             entry=row["entry"],
             checkpoint=checkpoint,
+            consistency=consistency,
         )
+
+    def _checkpoint_from(self, size: int) -> Checkpoint | None:
+        """The checkpoint at `size`, else the first one after it."""
+        with self.store.transaction(readonly=True) as tx:
+            row = tx.fetchone(
+                "SELECT body, signature FROM audit_checkpoints WHERE tree_size >= ? ORDER BY tree_size LIMIT 1",
+                (size,),
+            )
+        return None if row is None else Checkpoint(body=row["body"], signature=row["signature"])
 
     def consistency_proof(self, old_size: int, new_size: int) -> list[str]:
         with self.store.transaction(readonly=True) as tx:
@@ -509,7 +606,7 @@ class AuditLog:
             if end is None and len(rows) < chunk:
                 return
 
-    def verify(self, public_key: Ed25519PublicKey | None = None) -> Report:
+    def verify(self, public_key: Keys | None = None) -> Report:
         """Recompute the whole tree, check every checkpoint (signature and root), each entry's MAC
         and side columns, the stored tree nodes, and that no row lies outside the tree.
         `public_key` defaults to this log's own key. Rows are read by key (keyset pages), so a row at
@@ -703,6 +800,17 @@ class AuditLog:
 
 def _line(record: dict[str, Any]) -> str:
     return canonical_json(record).decode("utf-8") + "\n"
+
+
+def _recorded_keys(tx: Transaction) -> dict[str, str]:
+    """{role: key id} the store's log is bound to; a log from before audit_keys is bound to the key
+    that signed its newest checkpoint."""
+    found = {r["role"]: r["key_id"] for r in tx.fetchall("SELECT role, key_id FROM audit_keys")}
+    if "signing" not in found:
+        row = tx.fetchone("SELECT key_id FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1")
+        if row is not None:
+            found["signing"] = row["key_id"]
+    return {str(k): str(v) for k, v in found.items()}
 
 
 def _head(tx: Transaction) -> tuple[int, int]:

@@ -1,7 +1,8 @@
 """Standalone verifier for an Interlock audit export. Needs only the Python standard library and
 `cryptography`; imports nothing from Interlock, so a third party can read and run this one file:
 
-    python verify.py export.jsonl audit-ed25519.pub.pem
+    python verify.py export.jsonl audit-ed25519.pub.pem [older-key.pub.pem …]
+    python verify.py --witness saved-checkpoint.json export.jsonl audit-ed25519.pub.pem
     python verify.py --proof proof.json audit-ed25519.pub.pem   (the output of `interlock audit proof N`)
 
 It recomputes the RFC 6962 Merkle tree over every entry, checks each checkpoint's Ed25519
@@ -177,8 +178,20 @@ def load_public_key(data: bytes) -> Ed25519PublicKey:
     return key
 
 
-def checkpoint_problem(checkpoint: Checkpoint, public_key: Ed25519PublicKey) -> str | None:
+#: One trusted public key, or several (a keyring across key rotations): each checkpoint is checked
+#: with the key its key_id names.
+Keys = Ed25519PublicKey | Sequence[Ed25519PublicKey]
+
+
+def keyring(keys: Keys) -> dict[str, Ed25519PublicKey]:
+    """{key id: public key} of the trusted keys."""
+    ring = [keys] if isinstance(keys, Ed25519PublicKey) else list(keys)
+    return {key_id(k): k for k in ring}
+
+
+def checkpoint_problem(checkpoint: Checkpoint, keys: Keys) -> str | None:
     """What is wrong with a checkpoint on its own (format, key, signature), or None."""
+    ring = keyring(keys)
     try:
         fields = checkpoint.fields
         _ = checkpoint.tree_size, checkpoint.root
@@ -187,8 +200,10 @@ def checkpoint_problem(checkpoint: Checkpoint, public_key: Ed25519PublicKey) -> 
         return f"malformed: {exc}"
     if fields.get("format") != CHECKPOINT_FORMAT:
         return f"unknown format {fields.get('format')!r}"
-    if fields.get("key_id") != key_id(public_key):
-        return f"signed by key {fields.get('key_id')!r}, not by the given public key {key_id(public_key)!r}"
+    public_key = ring.get(str(fields.get("key_id")))
+    if public_key is None:
+        given = ", ".join(sorted(ring)) or "none"
+        return f"signed by key {fields.get('key_id')!r}, which is not among the given public keys ({given})"
     try:
         public_key.verify(signature, checkpoint.body.encode("utf-8"))
     except InvalidSignature:
@@ -219,6 +234,7 @@ class Report:
     covered: int = 0  # entries covered by the largest valid checkpoint
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what was not checked, and why
+    signed_by: dict[str, list[int]] = field(default_factory=dict)  # key id -> tree sizes it validly signed
 
     @property
     def ok(self) -> bool:
@@ -241,6 +257,7 @@ class Report:
             "first_bad_index": self.first_bad_index,
             "problems": [p.__dict__ for p in self.problems],
             "notes": list(self.notes),
+            "signed_by": {k: list(v) for k, v in self.signed_by.items()},
         }
 
     def describe(self) -> str:
@@ -253,6 +270,9 @@ class Report:
         if self.first_bad_index is not None:
             lines.append(f"first bad index: {self.first_bad_index}")
         lines.extend(f"- {p.where}: {p.what}" for p in self.problems)
+        for kid, sizes in sorted(self.signed_by.items()):
+            span = f"tree size {sizes[0]}" if len(sizes) == 1 else f"tree sizes {sizes[0]}..{sizes[-1]}"
+            lines.append(f"key {kid} signed {len(sizes)} checkpoint{'s' if len(sizes) != 1 else ''} ({span})")
         lines.extend(f"note: {note}" for note in self.notes)
         return "\n".join(lines)
 
@@ -260,7 +280,7 @@ class Report:
 def verify_log(
     entries: Iterable[tuple[int, bytes, str | None]],
     checkpoints: Iterable[Checkpoint],
-    public_key: Ed25519PublicKey,
+    public_key: Keys,
     max_problems: int = 50,
 ) -> Report:
     """Recompute the tree over `entries` ((index, entry bytes, recorded leaf hash hex or None), in
@@ -287,6 +307,9 @@ def verify_log(
             )
             continue
         valid[size] = checkpoint
+        report.signed_by.setdefault(str(checkpoint.fields["key_id"]), []).append(size)
+    for signed in report.signed_by.values():
+        signed.sort()
     sizes = sorted(valid)
     pending = iter(sizes)
     next_size = next(pending, None)
@@ -410,16 +433,41 @@ def read_export(lines: Iterable[str]) -> tuple[list[tuple[int, bytes, str | None
     return entries, checkpoints
 
 
-def verify_export(lines: Iterable[str], public_key: Ed25519PublicKey) -> Report:
+def verify_export(lines: Iterable[str], public_key: Keys, witness: Checkpoint | None = None) -> Report:
+    """Verify an export; `witness` is a checkpoint saved earlier by a third party: the export must
+    hold its entries unchanged (the log did not roll back or rewrite what the witness saw)."""
     try:
         entries, checkpoints = read_export(lines)
     except ExportError as exc:
         return Report(problems=[Problem("export", str(exc))])
-    return verify_log(entries, checkpoints, public_key)
+    if witness is None:
+        return verify_log(entries, checkpoints, public_key)
+    report = verify_log(entries, [*checkpoints, witness], public_key)
+    report.checkpoints -= 1
+    if witness.body not in {c.body for c in checkpoints}:
+        report.notes.append("the witness checkpoint was checked like the export's own (its problems name it last)")
+    return report
 
 
-def verify_proof(bundle: dict[str, Any], public_key: Ed25519PublicKey) -> list[str]:
-    """Problems with the JSON of `interlock audit proof` (entry, leaf hash, path, checkpoint)."""
+def read_witness(text: str) -> Checkpoint:
+    """A checkpoint saved earlier (`interlock audit checkpoint` output): {"body", "signature"}."""
+    value = json.loads(text)
+    if not isinstance(value, dict) or "body" not in value or "signature" not in value:
+        raise ValueError('a witness is the JSON {"body": …, "signature": …} of `interlock audit checkpoint`')
+    return Checkpoint(body=str(value["body"]), signature=str(value["signature"]))
+
+
+def verify_proof(bundle: dict[str, Any], public_key: Keys) -> list[str]:
+    """Problems with the JSON of `interlock audit proof` (entry, leaf hash, path, checkpoint). A proof
+    at a size no checkpoint signed carries the first checkpoint after it and a consistency proof."""
+    if not isinstance(bundle, dict):
+        return ["not a proof bundle: expected the JSON object of `interlock audit proof N`"]
+    if not bundle.get("checkpoint"):
+        return [
+            f"the proof carries no signed checkpoint (no checkpoint covers tree size {bundle.get('tree_size')!r} "
+            "yet): without one nothing ties it to the log; ask for it again once the server has signed one "
+            "(`interlock audit proof N` without --size uses the latest)"
+        ]
     try:
         checkpoint = Checkpoint(
             body=str(bundle["checkpoint"]["body"]), signature=str(bundle["checkpoint"]["signature"])
@@ -427,17 +475,26 @@ def verify_proof(bundle: dict[str, Any], public_key: Ed25519PublicKey) -> list[s
         index, size = int(bundle["index"]), int(bundle["tree_size"])
         leaf = _leaf(str(bundle["entry"]).encode("utf-8"))
         path = [bytes.fromhex(h) for h in bundle["path"]]
+        root = bytes.fromhex(str(bundle.get("root") or "")) if bundle.get("root") else None
+        consistency = [bytes.fromhex(h) for h in bundle.get("consistency") or []]
     except (KeyError, TypeError, ValueError) as exc:
-        return [f"not a proof bundle: {exc}"]
+        return [f"not a proof bundle: {type(exc).__name__} {exc}"]
     problems = []
     problem = checkpoint_problem(checkpoint, public_key)
     if problem is not None:
-        problems.append(f"checkpoint: {problem}")
-    elif checkpoint.tree_size != size:
-        problems.append(f"the proof is for tree size {size}, the checkpoint covers {checkpoint.tree_size}")
+        return [f"checkpoint: {problem}"]
     if leaf.hex() != bundle.get("leaf_hash"):
         problems.append("the entry does not hash to the stated leaf hash")
-    if not problems and not verify_inclusion(index, size, leaf, path, checkpoint.root):
+    if checkpoint.tree_size == size:
+        root = checkpoint.root
+    elif checkpoint.tree_size < size or root is None:
+        problems.append(f"the proof is for tree size {size}, the checkpoint covers {checkpoint.tree_size}")
+    elif not verify_consistency(size, checkpoint.tree_size, consistency, root, checkpoint.root):
+        problems.append(
+            f"the proof's tree size {size} is not a prefix of the checkpoint's tree size {checkpoint.tree_size} "
+            "(the consistency proof fails)"
+        )
+    if not problems and root is not None and not verify_inclusion(index, size, leaf, path, root):
         problems.append(f"entry {index} is not in the checkpointed tree (the path does not lead to its root)")
     return problems
 
@@ -447,33 +504,54 @@ def _lines(path: str) -> Iterator[str]:
         yield from handle
 
 
+USAGE = (
+    "usage: python verify.py [--json] [--witness CHECKPOINT.json] EXPORT.jsonl PUBLIC_KEY.pem [MORE_KEYS.pem …]\n"
+    "       python verify.py --proof PROOF.json PUBLIC_KEY.pem [MORE_KEYS.pem …]\n"
+    "Several public keys form a keyring (key rotation): each checkpoint is checked with the key it names.\n"
+    "--witness: a checkpoint saved earlier (`interlock audit checkpoint`); the export must extend it."
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in args
     proof_mode = "--proof" in args
     args = [a for a in args if a not in ("--json", "--proof")]
-    if len(args) != 2:
-        print(
-            "usage: python verify.py [--json] EXPORT.jsonl PUBLIC_KEY.pem\n"
-            "       python verify.py --proof PROOF.json PUBLIC_KEY.pem",
-            file=sys.stderr,
-        )
+    witness_file = None
+    if "--witness" in args:
+        at = args.index("--witness")
+        if at + 1 >= len(args):
+            print(USAGE, file=sys.stderr)
+            return 2
+        witness_file = args[at + 1]
+        del args[at : at + 2]
+    if len(args) < 2 or (proof_mode and witness_file):
+        print(USAGE, file=sys.stderr)
         return 2
-    try:
-        public_key = load_public_key(Path(args[1]).read_bytes())
-    except (OSError, ValueError) as exc:
-        print(f"cannot read the public key {args[1]}: {exc}", file=sys.stderr)
-        return 2
+    keys = []
+    for name in args[1:]:
+        try:
+            keys.append(load_public_key(Path(name).read_bytes()))
+        except (OSError, ValueError) as exc:
+            print(f"cannot read the public key {name}: {exc}", file=sys.stderr)
+            return 2
     if proof_mode:
         try:
-            problems = verify_proof(json.loads(Path(args[0]).read_text(encoding="utf-8")), public_key)
+            problems = verify_proof(json.loads(Path(args[0]).read_text(encoding="utf-8")), keys)
         except (OSError, ValueError) as exc:
             print(f"cannot read the proof {args[0]}: {exc}", file=sys.stderr)
             return 2
         print("\n".join(problems) if problems else "OK: the entry is in the signed checkpoint")
         return 1 if problems else 0
+    witness = None
+    if witness_file is not None:
+        try:
+            witness = read_witness(Path(witness_file).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            print(f"cannot read the witness checkpoint {witness_file}: {exc}", file=sys.stderr)
+            return 2
     try:
-        report = verify_export(_lines(args[0]), public_key)
+        report = verify_export(_lines(args[0]), keys, witness)
     except (OSError, UnicodeError) as exc:
         print(f"cannot read the export {args[0]}: {exc}", file=sys.stderr)
         return 2

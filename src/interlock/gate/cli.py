@@ -139,7 +139,7 @@ def reviewer(gateway: str | None, db: str, policy_path: Path | None, token: str 
 @contextmanager
 def local_session(db: str, policy_path: Path, token: str, key_dir: Path) -> Iterator[LocalReviewer]:
     """Open store, audit log and gate; authenticate the caller as a human (fail closed on anything)."""
-    from interlock.audit import AuditLog
+    from interlock.audit import AuditError, AuditLog
 
     try:
         policy = load_policy(policy_path)
@@ -151,7 +151,11 @@ def local_session(db: str, policy_path: Path, token: str, key_dir: Path) -> Iter
         fail(str(exc), 2)
     try:
         store.migrate()
-        audit = AuditLog(store, key_dir=key_dir)
+        # Approvers append their votes; they never need the private key, and never sign.
+        try:
+            audit = AuditLog(store, key_dir=key_dir, sign=False)
+        except AuditError as exc:
+            fail(str(exc), 2)
         try:
             principal = authenticate(store, token, audit=audit)
             require_human(principal)

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from interlock import options
+from interlock.audit import AuditError
 from interlock.credentials import Missing
 from interlock.options import DEFAULT_DB
 from interlock.policy import PolicyError
@@ -68,6 +69,9 @@ def serve(
             typer.echo(f"error: {exc} (--db or {ENV_DB})", err=True)
             raise typer.Exit(2) from exc
         except ServerError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        except AuditError as exc:  # a key directory that is not this log's: say which key, where
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from exc
         _warn(app.state.server.missing_secrets, policy)
