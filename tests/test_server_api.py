@@ -6,6 +6,7 @@ is in the audit log; identity comes from tokens only; agents never reach human e
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import time
@@ -60,6 +61,14 @@ BAD_REQUESTS = [
      json.dumps({**READ, "payload": {"command": "echo " + "x" * (1024 * 1024 + 10)}}).encode(), 413,
      "payload_too_large", "payload"),
     ("body not an object", {"content-type": "application/json"}, b"[1, 2]", 422, "invalid_field", None),
+    # hostile bodies (issue 10.6): each a specific 4xx in the error shape, audited
+    ("deeply nested payload", {"content-type": "application/json"},
+     json.dumps({**READ, "payload": {"command": "ls", "x": functools.reduce(lambda a, _: [a], range(400), 0)}})
+     .encode(), 400, "payload_too_deep", None),
+    ("nesting beyond the JSON parser", {"content-type": "application/json"}, b"[" * 100_000 + b"]" * 100_000, 400,
+     "payload_too_deep", None),
+    ("invalid UTF-8", {"content-type": "application/json"}, b'{"kind": "shell", "environment": "\xff\xfe"}', 400,
+     "malformed_json", None),
 ]
 
 
@@ -97,6 +106,21 @@ def test_missing_or_wrong_tokens(server: LiveServer, name: str, header: str | No
     assert response.status_code == status
     assert response.json()["error"]["code"] == code
     assert "hunter2" not in response.text
+
+
+@pytest.mark.parametrize("body", [b'{"kind": "telnet"}', b'{"kind": ', b"[" * 500 + b"]" * 500, b"\xff"])
+def test_a_bad_body_without_a_valid_token_is_a_401_and_with_one_is_audited_with_its_principal(
+        server: LiveServer, tokens: dict[str, str], body: bytes) -> None:
+    """Authenticate before validating the body (issue 10.6)."""
+    headers = {"content-type": "application/json"}
+    stranger = httpx.post(server.url + "/v1/actions", content=body, headers=headers)
+    assert stranger.status_code == 401 and stranger.json()["error"]["code"] == "unauthenticated"
+    assert rejected_entries(server)[-1]["principal"] is None
+    with server.client(tokens["kiro"]) as client:
+        known = client.post("/v1/actions", content=body, headers=headers)
+    assert 400 <= known.status_code < 500 and known.status_code != 401, known.text
+    last = rejected_entries(server)[-1]
+    assert (last["principal"], last["agent"], last["status"]) == ("agent:kiro", "kiro", known.status_code)
 
 
 def test_agents_never_reach_human_endpoints(server: LiveServer, tokens: dict[str, str]) -> None:

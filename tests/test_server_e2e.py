@@ -162,6 +162,7 @@ def test_store_unreachable_means_deny_and_nothing_runs(tmp_path: Path, pg_admin:
     try:
         with live_server(EXAMPLE, pg_admin.url(name), tmp_path) as server:
             kiro = server.token("agent", "kiro")
+            fresh = server.token("agent", "kiro")  # never used: its check must reach the store
             with server.client(kiro) as agent:
                 ok = agent.post("/v1/actions", json={"kind": "shell", "environment": "sandbox",
                                                      "payload": {"command": "true"}})
@@ -173,6 +174,12 @@ def test_store_unreachable_means_deny_and_nothing_runs(tmp_path: Path, pg_admin:
             assert answer.status_code in (401, 503), answer.text  # token check or proposal: both fail closed
             body = answer.json()
             assert body.get("decision", "deny") == "deny"
+            assert not marker.exists()
+            with server.client(fresh) as unchecked:  # the store is gone during authentication (issue 10.8)
+                refused = unchecked.post("/v1/actions", json={"kind": "shell", "environment": "sandbox",
+                                                              "payload": {"command": f"touch {marker}"}})
+            assert refused.status_code == 503 and refused.json()["decision"] == "deny", refused.text
+            assert refused.json()["error"]["code"] == "store_unavailable"
             assert not marker.exists()
             assert httpx_get_status(server.url + "/readyz") == 503
     finally:

@@ -34,10 +34,16 @@ def bearer(request: Request) -> str:
 
 def identify(request: Request, secret: str) -> Principal:
     """The token's principal (run it in a worker thread: it may read the store)."""
-    server = get_server(request)
+    found = principal_of(get_server(request), secret)
+    request.state.principal = found
+    return found
+
+
+def principal_of(server: Server, secret: str) -> Principal:
+    """The principal of a bearer secret, from the cache or the store; 401 or 503 (deny) otherwise.
+    Run it in a worker thread unless `server.tokens` already holds the secret."""
     cached = server.tokens.get(secret)
     if cached is not None:
-        request.state.principal = cached
         return cached
     try:
         found = authenticate(server.store, secret)
@@ -46,8 +52,13 @@ def identify(request: Request, secret: str) -> Principal:
         raise ApiError(401, f"token_{exc.reason}", str(exc)) from exc
     except StoreError as exc:
         raise ApiError(503, "store_unavailable", "cannot check the token: the store is unavailable") from exc
-    request.state.principal = found
     return found
+
+
+def bearer_secret(authorization: str) -> str | None:
+    """The secret of an `Authorization: Bearer …` header value, or None."""
+    scheme, _, secret = authorization.partition(" ")
+    return secret.strip() if scheme.lower() == "bearer" and secret.strip() else None
 
 
 def require_agent(who: Principal) -> Principal:

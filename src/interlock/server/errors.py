@@ -29,8 +29,13 @@ class ApiError(Exception):
         self.status, self.code, self.field = status, code, field
 
 
-def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, **({"field": field} if field else {})}}
+def error_body(code: str, message: str, field: str | None = None, status: int = 400) -> dict[str, Any]:
+    """The error shape; a 503 (store or audit log unreachable) also says `"decision": "deny"`: whatever
+    was asked, nothing runs without its record."""
+    body: dict[str, Any] = {"error": {"code": code, "message": message, **({"field": field} if field else {})}}
+    if status == 503:
+        body["decision"] = "deny"
+    return body
 
 
 def gateway_error(exc: GatewayError) -> ApiError:
@@ -66,7 +71,7 @@ async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     await _server(request).audit_rejection(request.method, request.url.path, exc.status, exc.code,
                                            getattr(request.state, "principal", None))
-    return JSON(error_body(exc.code, str(exc), exc.field), status_code=exc.status)
+    return JSON(error_body(exc.code, str(exc), exc.field, exc.status), status_code=exc.status)
 
 
 async def validation_error(request: Request, exc: Exception) -> Response:
