@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 #: States after which waiting longer changes nothing.
 TERMINAL_STATES = frozenset({"denied", "sandbox_required", "approved", "allowed", "succeeded", "failed",
-                             "rejected", "expired", "invalidated", "cancelled"})
+                             "rejected", "expired", "invalidated", "cancelled", "superseded"})
 #: States in which the caller may run the action itself now (advisory mode).
 MAY_RUN = frozenset({"allowed", "approved"})
 #: States in which Interlock ran the action (brokered mode); `executing` with a result counts too.

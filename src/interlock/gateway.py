@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import secrets
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -59,6 +60,7 @@ class State(StrEnum):
     expired = "expired"
     invalidated = "invalidated"
     cancelled = "cancelled"  # a freeze stopped it while it ran
+    superseded = "superseded"  # a later proposal of the same action used the grant it waited for
 
 
 #: Waiting longer changes nothing (the one definition is `interlock.answers.TERMINAL_STATES`).
@@ -82,6 +84,9 @@ class AuditSink(Protocol):
     def append(self, event: str, data: dict[str, Any]) -> Any: ...
 
     def action_entries(self, action_id: str) -> list[tuple[int, str, dict[str, Any]]]: ...
+
+    def search(self, *, event: str | None = None, text: str | None = None,
+               limit: int = 100) -> list[dict[str, Any]]: ...
 
 
 class Executor(Protocol):
@@ -535,6 +540,13 @@ class Gateway:
                 req_state = proposal.approval["state"]
                 proposal.state = {"denied": State.rejected, "expired": State.expired,
                                   "invalidated": State.invalidated}.get(req_state, State.pending_approval)
+                ran = self._consumer_of(request_id) if req_state == "consumed" else None
+                if ran is not None and ran != action_id:
+                    # Another proposal of the same action consumed the grant this one waited for: it ran
+                    # there, so this one ends, naming it (its waiters return).
+                    proposal.state = State.superseded
+                    proposal.approval = {**proposal.approval, "superseded_by": ran,
+                                         "reason": f"superseded by action {ran}, which used the grant"}
             if proposal.state is State.pending_approval:
                 suspended = self._suspended(proposal)
                 if suspended is not None:
@@ -554,6 +566,19 @@ class Gateway:
         return {"freeze": found.id, "reason": found.reason,
                 "message": f"suspended by freeze {found.id} ({found.scope()}): votes count, nothing runs until "
                            "it is thawed"}
+
+    def _consumer_of(self, request_id: str) -> str | None:
+        """The action that consumed the grant of a request, from the log's `grant.consumed` entry."""
+        needle = json.dumps({"request_id": request_id}, separators=(",", ":"))[1:-1]
+        for entry in self.audit.search(event="grant.consumed", text=needle, limit=10):
+            if entry["data"].get("request_id") == request_id and entry["data"].get("action_id"):
+                return str(entry["data"]["action_id"])
+        return None
+
+    def redecide_pending(self) -> dict[str, str]:
+        """Re-decide every pending request made under another policy version through `classify` (this
+        gateway's, so a plan file is judged as at proposal time). Returns {request id: outcome}."""
+        return self.gate.on_policy_change(self.policy, classify=lambda _policy, action: self.classify(action))
 
     def _approval_json(self, request_id: str) -> dict[str, Any]:
         status = self.gate.status(request_id)

@@ -394,7 +394,8 @@ class Gate:
                 "stale_policy",
                 f"request {request_id} was made under policy "
                 f"{request.policy_version[:12]} and this gate runs {self.policy.version[:12]}: "
-                "re-decide pending requests (on_policy_change) before voting",
+                "the server re-decides pending requests when it starts with a new policy; until one runs "
+                "this policy, the agent must propose the action again",
             )
         humans = humans_of(self.policy.doc.humans)
         why = ineligible_reason(principal.name, request.requirements, humans, request.agent, request.owner)
@@ -532,6 +533,8 @@ class Gate:
         with self.store.transaction() as tx:
             tx.lock("gate:policy-change")
             for request in repo.list_requests(tx, RequestState.pending, limit=1_000_000):
+                if request.policy_version == new_policy.version:
+                    continue  # made under this policy already: nothing to re-decide
                 why = self._still_valid(new_policy, request, classify)
                 fp = fingerprint(request.agent, request.action, new_policy.version)
                 twin = repo.pending_for(tx, fp) if why is None else None
@@ -596,6 +599,10 @@ class Gate:
         if set(decision.approvals) != set(request.requirements):
             wanted = "; ".join(r.describe() for r in decision.approvals)
             return f"the new policy requires different approvals ({wanted})"
+        eligible = eligible_humans(decision.approvals, humans_of(policy.doc.humans), request.agent, request.owner)
+        if set(eligible) != set(request.eligible):
+            return (f"the new policy changes who may approve it ({', '.join(sorted(eligible)) or 'nobody'} instead "
+                    f"of {', '.join(sorted(request.eligible)) or 'nobody'})")
         best = possible(decision.approvals, humans_of(policy.doc.humans), request.agent, request.owner)
         if not best.satisfied:
             return f"no set of eligible humans can approve it under the new policy ({best.describe()})"

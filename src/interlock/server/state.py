@@ -137,6 +137,10 @@ class Server:
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30, 300))
         self.audit.append("policy.loaded", {"file": str(settings.policy), "policy_hash": self.policy.version,
                                             "rules": len(self.policy.doc.rules)})
+        # Requests left pending under another policy are re-decided now (issue 10.7): re-pinned when the
+        # new policy asks for exactly the same approvals, else invalidated with the reason, so no agent
+        # waits forever on a request nobody can vote on.
+        self.redecided = self.gateway.redecide_pending()
 
     def close(self) -> None:
         self.runtime.close()
