@@ -8,9 +8,11 @@ directory, the Gateway is a real `interlock serve` (remote mode) or the same sto
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -470,3 +472,41 @@ def test_usage_errors_say_what_to_do(world: World, tmp_path: Path, args: list[st
                           env=env, stdin=subprocess.DEVNULL, check=False)
     assert done.returncode != 0
     assert message in done.stderr
+
+
+def _start_proxy(world: World, tmp_path: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """The proxy as an agent's client starts it, with a real upstream that the test then SIGSTOPs (hung)."""
+    pidfile = tmp_path / "upstream.pid"
+    params = world.proxy("local", world.everything(pidfile), "--target", "everything", "--upstream-timeout", "120")
+    proxy = subprocess.Popen([params.command, *params.args], cwd=params.cwd, env={**os.environ, **(params.env or {})},
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    upstream = int(pidfile.read_text())
+    time.sleep(1.0)  # let it finish starting (either way it must die with the proxy)
+    os.kill(upstream, signal.SIGSTOP)
+    return proxy, upstream
+
+
+@pytest.mark.parametrize("how", ["sigterm", "client disconnects"])
+def test_the_upstream_dies_with_the_proxy_even_when_hung(world: World, tmp_path: Path, how: str) -> None:
+    """Issue 10.9: the upstream runs in its own session; a proxy that is stopped, or whose client goes
+    away, while the upstream is hung (here: SIGSTOPped) kills it and its children, never leaves it behind."""
+    proxy, upstream = _start_proxy(world, tmp_path)
+    try:
+        if how == "sigterm":
+            proxy.send_signal(signal.SIGTERM)
+        else:
+            assert proxy.stdin is not None
+            proxy.stdin.close()
+        proxy.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while _pid_alive(upstream) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _pid_alive(upstream), f"upstream {upstream} outlived the proxy ({how})"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(upstream, signal.SIGKILL)
+        if proxy.poll() is None:
+            proxy.kill()

@@ -22,9 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import signal
+import threading
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -321,14 +325,77 @@ def build_server(proxy: Proxy, name: str = "interlock-mcp-proxy") -> Server[Any]
 # --- running it ---------------------------------------------------------------------------------
 
 
+#: Between SIGTERM and SIGKILL to the upstream's process group when the proxy is stopped.
+UPSTREAM_GRACE_SECONDS = 1.0
+#: After the upstream is gone, how long the proxy's own orderly unwind may take before it just exits.
+UNWIND_SECONDS = 5.0
+
+
 async def run_proxy(settings: ProxySettings, gate: GatePort, command: list[str], policy: Policy | None, *,
                     listen: tuple[str, int] | None = None, upstream_env: dict[str, str] | None = None) -> None:
-    """Start the upstream, then serve the agent until it disconnects (stdio) or the process is
-    stopped (HTTP). On the way out the upstream is stopped (killed if it will not exit)."""
+    """Start the upstream, then serve the agent until it disconnects (stdio), or the process is
+    stopped (SIGTERM, SIGHUP, SIGINT; HTTP: uvicorn's own signal handling). On the way out the upstream
+    and its children are stopped (killed if they will not exit, hung or SIGSTOPped ones too): the
+    upstream runs in its own session, so nothing else would take it down with the proxy."""
+    groups: set[int] = set()
+    try:
+        async with anyio.create_task_group() as tg:
+            if listen is None:
+                tg.start_soon(_stop_on_signals, tg.cancel_scope, groups)
+            await _serve(settings, gate, command, policy, listen, upstream_env, groups)
+            tg.cancel_scope.cancel()
+    finally:
+        _kill_groups(groups)
+
+
+async def _stop_on_signals(scope: anyio.CancelScope, groups: set[int]) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP, signal.SIGINT) as received:
+        async for _ in received:
+            # The upstream first, at once: it may be hung, and the stdio reader (a thread blocked on the
+            # agent's pipe) can hold up the orderly unwind. SIGTERM, a moment, then SIGKILL (a stopped
+            # process only dies of that).
+            _signal_groups(groups, signal.SIGTERM)
+            await anyio.sleep(UPSTREAM_GRACE_SECONDS)
+            _kill_groups(groups)
+            scope.cancel()
+            # If the unwind still hangs on the blocked reader, leave anyway: nothing is left to stop.
+            watchdog = threading.Timer(UNWIND_SECONDS, os._exit, (128 + signal.SIGTERM,))
+            watchdog.daemon = True  # an orderly exit before it fires is not delayed by it
+            watchdog.start()
+            return
+
+
+def _signal_groups(groups: set[int], signum: int) -> None:
+    for group in groups:
+        with contextlib.suppress(OSError):
+            os.killpg(group, signum)
+
+
+def _child_groups() -> set[int]:
+    """The process groups of this process's children (each upstream leads its own session)."""
+    me, groups = os.getpid(), set()
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = entry.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == me:
+                groups.add(os.getpgid(int(entry.parent.name)))
+        except (OSError, ValueError, IndexError):
+            continue
+    return {g for g in groups if g != os.getpgrp()}
+
+
+def _kill_groups(groups: set[int]) -> None:
+    """Last resort after the graceful stop: SIGKILL whatever is left of the upstream's process groups."""
+    _signal_groups(groups, signal.SIGKILL)
+
+
+async def _serve(settings: ProxySettings, gate: GatePort, command: list[str], policy: Policy | None,
+                 listen: tuple[str, int] | None, upstream_env: dict[str, str] | None, groups: set[int]) -> None:
     async with AsyncExitStack() as stack:
         stack.push_async_callback(gate.aclose)
         upstream = Upstream(command, timeout=settings.upstream_timeout, env=upstream_env)
         await upstream.start(stack)
+        groups.update(_child_groups())
         # Entered after the upstream, so it is left first: pending outcome reports finish before the
         # upstream is stopped and the gate closed.
         background = await stack.enter_async_context(anyio.create_task_group())
