@@ -87,6 +87,11 @@ class Recorded:
         self.events.append((event, data))
         return receipt
 
+    def append_in(self, tx: Any, event: str, data: dict[str, Any]) -> Any:
+        receipt = self.log.append_in(tx, event, data)
+        self.events.append((event, data))
+        return receipt
+
     def names(self) -> list[str]:
         return [e for e, _ in self.events]
 

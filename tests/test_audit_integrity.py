@@ -218,3 +218,70 @@ def test_a_side_column_pointing_another_entry_at_an_action_fails_closed(store_ur
             tx.execute("UPDATE audit_entries SET action_id = ? WHERE action_id = 'act_elsewhere'", (action_id,))
         with pytest.raises(GatewayUnavailable, match="side column action_id"):
             runtime.gateway.status(action_id)
+
+
+# --- the gate's tables are bound to the entries that recorded them (issue 10.2) ----------------------
+
+DELETE = {"kind": "sql", "environment": "production", "target": "billing-db",
+          "payload": {"sql": "DELETE FROM invoices WHERE id = 42"}}  # 2 approvals, at least 1 dba
+
+
+def test_a_vote_row_written_into_the_database_is_not_counted_and_verify_names_it(store_url: str,
+                                                                                 tmp_path: Path) -> None:
+    from interlock.gate.integrity import gate_problems
+    from interlock.gateway import Mode
+    from interlock.identity import Principal
+
+    with Runtime(EXAMPLE, store_url, tmp_path / "keys") as runtime:
+        pending = runtime.gateway.propose("kiro", Action.model_validate(DELETE), mode=Mode.advisory)
+        assert pending.approval is not None
+        request_id = pending.approval["id"]
+        with runtime.store.transaction() as tx:  # the attacker's vote: a row, no entry
+            tx.execute("INSERT INTO approval_votes(request_id, human, token_id, verdict, reason, at) "
+                       "VALUES (?, 'carol', 'tok_x', 'approve', '', '2026-01-01T00:00:00.000000Z')", (request_id,))
+        status = runtime.gate.approve(request_id, Principal("human", "bob", "tok_bob"))
+        assert not status.satisfied and status.approved_by == ("bob",), status.still_needs
+        assert runtime.gateway.advance(pending.id).state.value == "pending_approval"
+        [problem] = gate_problems(runtime.audit)
+        assert problem.where == f"vote of carol on {request_id}" and "not counted" in problem.what
+
+
+def test_a_grant_row_written_into_the_database_is_not_honoured(store_url: str, tmp_path: Path) -> None:
+    from interlock.fingerprint import fingerprint
+    from interlock.gate.integrity import gate_problems
+    from interlock.gateway import Mode
+
+    with Runtime(EXAMPLE, store_url, tmp_path / "keys") as runtime:
+        action = Action.model_validate(DELETE)
+        pending = runtime.gateway.propose("kiro", action, mode=Mode.advisory)
+        assert pending.approval is not None
+        fp = fingerprint("kiro", action, runtime.policy.version)
+        with runtime.store.transaction() as tx:  # the attacker's grant: approved request + grant rows, no entries
+            tx.execute("UPDATE approval_requests SET state = 'approved', pending_key = NULL WHERE id = ?",
+                       (pending.approval["id"],))
+            tx.execute("INSERT INTO grants(id, request_id, agent, fingerprint, policy_version, created_at, expires_at) "
+                       "VALUES ('gnt_forged', ?, 'kiro', ?, ?, '2026-01-01T00:00:00.000000Z', "
+                       "'2999-01-01T00:00:00.000000Z')", (pending.approval["id"], fp, runtime.policy.version))
+        again = runtime.gateway.propose("kiro", action, mode=Mode.advisory)
+        assert again.state.value != "approved", again.state
+        with runtime.store.transaction(readonly=True) as tx:
+            row = tx.fetchone("SELECT consumed_at FROM grants WHERE id = 'gnt_forged'")
+        assert row is not None and row["consumed_at"] is None
+        assert any(p.where.startswith("grant gnt_forged") and "not honoured" in p.what
+                   for p in gate_problems(runtime.audit))
+
+
+def test_votes_and_grants_through_the_gate_are_bound_and_verify_clean(store_url: str, tmp_path: Path) -> None:
+    from interlock.gate.integrity import gate_problems
+    from interlock.gateway import Mode
+    from interlock.identity import Principal
+
+    with Runtime(EXAMPLE, store_url, tmp_path / "keys") as runtime:
+        pending = runtime.gateway.propose("kiro", Action.model_validate(DELETE), mode=Mode.advisory)
+        assert pending.approval is not None
+        for human in ("bob", "carol"):
+            runtime.gate.approve(pending.approval["id"], Principal("human", human, f"tok_{human}"))
+        assert runtime.gateway.advance(pending.id).state.value == "approved"
+        assert gate_problems(runtime.audit) == []
+        runtime.audit.checkpoint()
+        assert runtime.audit.verify().ok

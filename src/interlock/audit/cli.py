@@ -107,12 +107,23 @@ def verify(
     with _opened(db, key_dir) as log:
         trusted = keys or log.public_key()
         report = log.verify(trusted)
+        report.problems.extend(_gate_problems(log))
         if witness is not None:
             report.problems.extend(_witness_problems(log, witness, trusted))
         text = report.describe()
         data = report.to_json()
     _emit(data, format, text)
     raise typer.Exit(0 if report.ok else 1)
+
+
+def _gate_problems(log: AuditLog) -> list[Problem]:
+    """The gate's votes and grants, each checked against the entry that recorded it (when this
+    process holds the entry key: without it MACs cannot be checked and the report's note says so)."""
+    from interlock.gate.integrity import gate_problems
+
+    if not log.has_entry_key:
+        return []
+    return gate_problems(log)
 
 
 def _witness_problems(log: AuditLog, path: Path, key: Keys) -> list[Problem]:

@@ -234,6 +234,11 @@ class AuditLog:
         self._unrecorded = {}
 
     @property
+    def has_entry_key(self) -> bool:
+        """True when this process holds the entry key (it can check entry MACs)."""
+        return self._entry_key is not None
+
+    @property
     def signs(self) -> bool:
         """True when this process signs checkpoints (it holds the private key and was asked to)."""
         return self._signer is not None
@@ -282,6 +287,46 @@ class AuditLog:
     def add_hook(self, hook: BatchHook) -> None:
         """Run `hook` inside every later batch's transaction (see BatchHook)."""
         self.hooks = (*self.hooks, hook)
+
+    def append_in(self, tx: Transaction, event: str, data: Mapping[str, Any]) -> Receipt:
+        """Append one entry inside the caller's open write transaction, so a row and the entry that
+        records it commit together or not at all (the gate's votes and grants). Takes the audit lock
+        for the rest of that transaction: call it last, after the caller's own locks."""
+        pending = self._prepare(event, data)
+        key = self.entry_key
+        tx.lock("audit")
+        if self._unrecorded:
+            self._record_keys(tx)
+        size = _size(tx)
+        nodes = _fetch_nodes(tx, set(merkle.frontier(size)))
+        leaf = merkle.leaf_hash(pending.text.encode("utf-8"))
+        new_nodes = [
+            (merkle.node_id(level, index), digest.hex())
+            for level, index, digest in merkle.appended_nodes(size, leaf, lambda lv, i: nodes[(lv, i)])
+        ]
+        leaf_hex = leaf.hex()
+        tx.execute(
+            _INSERT_ENTRY,
+            (size, pending.event, pending.time, *pending.columns, pending.text, leaf_hex, key.mac(size, leaf_hex)),
+        )
+        tx.executemany(_INSERT_NODE, new_nodes)
+        return Receipt(size, leaf_hex, pending.event, pending.time)
+
+    def entry_at(self, tx: Transaction, index: int | None) -> tuple[str, dict[str, Any]] | None:
+        """(event, data) of the entry at `index` when it is inside the tree and checks out (leaf hash,
+        MAC when this process holds the entry key, side columns); None otherwise."""
+        if index is None:
+            return None
+        size, mac_from = _head(tx)
+        if not 0 <= index < size:
+            return None
+        row = tx.fetchone(f"SELECT {_ROW_COLUMNS} FROM audit_entries WHERE idx = ?", (index,))
+        if row is None or merkle.leaf_hash(row["entry"].encode("utf-8")).hex() != row["leaf_hash"]:
+            return None
+        if row_problems(row, self._entry_key, mac_from):
+            return None
+        entry = json.loads(row["entry"])
+        return str(entry["event"]), dict(entry["data"])
 
     def _enqueue(self, pending: list[_Pending]) -> list[_Pending]:
         for item in pending:

@@ -15,6 +15,15 @@ class AuditSink(Protocol):
     def append(self, event: str, data: dict[str, Any]) -> Any: ...
 
 
+class GateAudit(AuditSink, Protocol):
+    """What the gate needs of the log: votes and grants are written in the gate's own transaction
+    (`append_in`) and believed only when their entry checks out (`entry_at`), issue 10.2."""
+
+    def append_in(self, tx: Any, event: str, data: dict[str, Any]) -> Any: ...
+
+    def entry_at(self, tx: Any, index: int | None) -> tuple[str, dict[str, Any]] | None: ...
+
+
 APPROVAL_REQUESTED = AuditEvent.APPROVAL_REQUESTED
 APPROVAL_APPROVED = AuditEvent.APPROVAL_APPROVED
 APPROVAL_DENIED = AuditEvent.APPROVAL_DENIED

@@ -20,6 +20,7 @@ _REQUEST_COLUMNS = (
     "action_id"
 )
 _GRANT_COLUMNS = "id, request_id, agent, fingerprint, policy_version, created_at, expires_at, consumed_at"
+_GRANT_READ = _GRANT_COLUMNS + ", issued_idx, consumed_idx"
 
 
 def _dumps(value: Any) -> str:
@@ -174,13 +175,27 @@ def insert_vote(
 
 def votes(tx: Transaction, request_id: str) -> list[Vote]:
     rows = tx.fetchall(
-        "SELECT human, verdict, reason, at FROM approval_votes WHERE request_id = ? ORDER BY at, human",
+        "SELECT human, verdict, reason, at, entry_idx FROM approval_votes WHERE request_id = ? ORDER BY at, human",
         (request_id,),
     )
     return [
-        Vote(human=r["human"], verdict=r["verdict"], reason=r["reason"], at=parse_stamp(r["at"]))
+        Vote(human=r["human"], verdict=r["verdict"], reason=r["reason"], at=parse_stamp(r["at"]),
+             entry_idx=None if r["entry_idx"] is None else int(r["entry_idx"]))
         for r in rows
     ]
+
+
+def bind_vote(tx: Transaction, request_id: str, human: str, entry_idx: int) -> None:
+    tx.execute("UPDATE approval_votes SET entry_idx = ? WHERE request_id = ? AND human = ?",
+               (entry_idx, request_id, human))
+
+
+def bind_grant(tx: Transaction, grant_id: str, *, issued_idx: int | None = None,
+               consumed_idx: int | None = None) -> None:
+    if issued_idx is not None:
+        tx.execute("UPDATE grants SET issued_idx = ? WHERE id = ?", (issued_idx, grant_id))
+    if consumed_idx is not None:
+        tx.execute("UPDATE grants SET consumed_idx = ? WHERE id = ?", (consumed_idx, grant_id))
 
 
 def insert_grant(tx: Transaction, grant: Grant) -> None:
@@ -209,17 +224,19 @@ def _grant(row: Row) -> Grant:
         created_at=parse_stamp(row["created_at"]),
         expires_at=parse_stamp(row["expires_at"]),
         consumed_at=parse_stamp(row["consumed_at"]) if row["consumed_at"] else None,
+        issued_idx=None if row.get("issued_idx") is None else int(row["issued_idx"]),
+        consumed_idx=None if row.get("consumed_idx") is None else int(row["consumed_idx"]),
     )
 
 
 def grant_of(tx: Transaction, request_id: str) -> Grant | None:
-    row = tx.fetchone(f"SELECT {_GRANT_COLUMNS} FROM grants WHERE request_id = ?", (request_id,))
+    row = tx.fetchone(f"SELECT {_GRANT_READ} FROM grants WHERE request_id = ?", (request_id,))
     return _grant(row) if row else None
 
 
 def grants_for(tx: Transaction, agent: str, fingerprint: str) -> list[Grant]:
     rows = tx.fetchall(
-        f"SELECT {_GRANT_COLUMNS} FROM grants WHERE agent = ? AND fingerprint = ? ORDER BY created_at, id",
+        f"SELECT {_GRANT_READ} FROM grants WHERE agent = ? AND fingerprint = ? ORDER BY created_at, id",
         (agent, fingerprint),
     )
     return [_grant(r) for r in rows]

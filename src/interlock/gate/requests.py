@@ -53,6 +53,7 @@ class Vote(Strict):
     verdict: str  # approve | deny
     reason: str = ""
     at: datetime
+    entry_idx: int | None = Field(default=None, description="the audit entry that recorded this vote")
 
 
 class Grant(Strict):
@@ -66,6 +67,8 @@ class Grant(Strict):
     created_at: datetime
     expires_at: datetime
     consumed_at: datetime | None = None
+    issued_idx: int | None = Field(default=None, description="the audit entry that recorded its issue")
+    consumed_idx: int | None = Field(default=None, description="the audit entry that recorded its use")
 
 
 class RequestStatus(Strict):

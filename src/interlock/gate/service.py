@@ -30,7 +30,7 @@ from interlock.gate.events import (
     GRANT_CONSUMED,
     GRANT_ISSUED,
     GRANT_REFUSED,
-    AuditSink,
+    GateAudit,
 )
 from interlock.gate.quorum import Quorum, eligible_humans, evaluate, humans_of, ineligible_reason, possible
 from interlock.gate.requests import ApprovalRequest, Grant, RequestState, RequestStatus, Vote
@@ -42,6 +42,32 @@ from interlock.policy.classifying import classify_action
 from interlock.store import Store, Transaction
 
 ClassifyFn = Callable[[Policy, Action], Classification]
+
+
+def vote_recorded(audit: GateAudit, tx: Transaction, request_id: str, vote: Vote) -> bool:
+    """Whether the log records this vote: its entry is in the tree, authenticated, and names the same
+    request, human and verdict."""
+    found = audit.entry_at(tx, vote.entry_idx)
+    if found is None:
+        return False
+    event, data = found
+    expected = APPROVAL_APPROVED if vote.verdict == "approve" else APPROVAL_DENIED
+    return (event == expected and data.get("request_id") == request_id and data.get("principal") == vote.human
+            and data.get("verdict") == vote.verdict)
+
+
+def grant_recorded(audit: GateAudit, tx: Transaction, grant: Grant) -> bool:
+    """Whether the log records this grant's issue (and, once used, its consumption) as stored."""
+    found = audit.entry_at(tx, grant.issued_idx)
+    if found is None:
+        return False
+    event, data = found
+    issued = (event == GRANT_ISSUED and data.get("grant_id") == grant.id and data.get("request_id") == grant.request_id
+              and data.get("agent") == grant.agent and data.get("fingerprint") == grant.fingerprint)
+    if not issued or grant.consumed_at is None:
+        return issued
+    used = audit.entry_at(tx, grant.consumed_idx)
+    return used is not None and used[0] == GRANT_CONSUMED and used[1].get("grant_id") == grant.id
 
 
 class GateError(Exception):
@@ -83,7 +109,7 @@ class Gate:
         self,
         store: Store,
         policy: Policy,
-        audit: AuditSink,
+        audit: GateAudit,
         *,
         clock: Clock = system_clock,
         notifier: Notifier | None = None,
@@ -225,7 +251,9 @@ class Gate:
         by = consumer or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         with self.store.transaction() as tx:
             won: Grant | None = None
-            grants = repo.grants_for(tx, agent, fp)
+            # Only a grant whose issue the log records (in the tree, authenticated, saying the same) is
+            # honoured: a grants row written into the database directly is not an approval.
+            grants = [g for g in repo.grants_for(tx, agent, fp) if self._issued(tx, g)]
             for grant in grants:
                 if grant.consumed_at is None and grant.expires_at > now and repo.consume(tx, grant.id, at, by):
                     repo.set_state(
@@ -236,28 +264,20 @@ class Gate:
                         at,
                         expected=RequestState.approved,
                     )
+                    receipt = self.audit.append_in(tx, GRANT_CONSUMED, {
+                        "grant_id": grant.id,
+                        "request_id": grant.request_id,
+                        "action_id": consumer if consumer.startswith("act_") else None,
+                        "agent": agent,
+                        "fingerprint": fp,
+                        "by": by,
+                    })
+                    repo.bind_grant(tx, grant.id, consumed_idx=receipt.index)
                     won = grant
                     break
             # A loser re-reads: under READ COMMITTED its first read may predate the winner's commit.
             error = None if won else self._no_grant(tx, agent, fp, repo.grants_for(tx, agent, fp), now)
         if won is not None:
-            self._finish(
-                _Outcome(
-                    events=(
-                        (
-                            GRANT_CONSUMED,
-                            {
-                                "grant_id": won.id,
-                                "request_id": won.request_id,
-                                "action_id": consumer if consumer.startswith("act_") else None,
-                                "agent": agent,
-                                "fingerprint": fp,
-                                "by": by,
-                            },
-                        ),
-                    )
-                )
-            )
             return won
         assert error is not None
         self._fail(
@@ -295,7 +315,7 @@ class Gate:
             )
         request = repo.latest_for(tx, agent, fp)
         if request is not None and request.state is RequestState.pending and request.expires_at > now:
-            quorum = self._quorum(request, repo.votes(tx, request.id))
+            quorum = self._quorum(request, self._recorded_votes(tx, request.id, repo.votes(tx, request.id)))
             return GateError(
                 "request_pending",
                 f"approval request {request.id} is still pending: {quorum.describe()}",
@@ -411,29 +431,25 @@ class Gate:
             )
         repo.insert_vote(tx, request_id, principal.name, principal.token_id, verdict, reason, at)
         who = {**who, "action_id": request.action_id}
+        # Each vote and grant is recorded in the log in this same transaction, and bound to its entry.
         if verdict == "deny":
             repo.set_state(tx, request_id, RequestState.denied, f"denied by {principal.name}: {reason}", at)
+            receipt = self.audit.append_in(tx, APPROVAL_DENIED, {**who, "reason": reason})
+            repo.bind_vote(tx, request_id, principal.name, receipt.index)
             denied = request.model_copy(update={"state": RequestState.denied})
-            return _Outcome(
-                events=((APPROVAL_DENIED, {**who, "reason": reason}),),
-                notify=((APPROVAL_DENIED, denied, f"{principal.name}: {reason}"),),
-            )
-        votes = [*previous, Vote(human=principal.name, verdict="approve", at=now)]
+            return _Outcome(notify=((APPROVAL_DENIED, denied, f"{principal.name}: {reason}"),))
+        votes = [*self._recorded_votes(tx, request_id, previous), Vote(human=principal.name, verdict="approve", at=now)]
         quorum = self._quorum(request, votes)
-        events: list[tuple[str, dict[str, Any]]] = [
-            (
-                APPROVAL_APPROVED,
-                {
-                    **who,
-                    "satisfied": quorum.satisfied,
-                    "counted": list(quorum.counted),
-                    "still_needs": quorum.describe(),
-                    **({"comment": reason} if reason else {}),
-                },
-            )
-        ]
+        receipt = self.audit.append_in(tx, APPROVAL_APPROVED, {
+            **who,
+            "satisfied": quorum.satisfied,
+            "counted": list(quorum.counted),
+            "still_needs": quorum.describe(),
+            **({"comment": reason} if reason else {}),
+        })
+        repo.bind_vote(tx, request_id, principal.name, receipt.index)
         if not quorum.satisfied:
-            return _Outcome(events=tuple(events))
+            return _Outcome()
         repo.set_state(tx, request_id, RequestState.approved, f"approved by {', '.join(quorum.counted)}", at)
         grant = Grant(
             id="gnt_" + secrets.token_hex(10),
@@ -445,22 +461,18 @@ class Gate:
             expires_at=now + timedelta(seconds=self.policy.doc.defaults.grant_ttl),
         )
         repo.insert_grant(tx, grant)
-        events.append(
-            (
-                GRANT_ISSUED,
-                {
-                    "grant_id": grant.id,
-                    "request_id": request_id,
-                    "action_id": request.action_id,
-                    "agent": request.agent,
-                    "fingerprint": grant.fingerprint,
-                    "expires_at": stamp(grant.expires_at),
-                    "approved_by": list(quorum.counted),
-                },
-            )
-        )
+        receipt = self.audit.append_in(tx, GRANT_ISSUED, {
+            "grant_id": grant.id,
+            "request_id": request_id,
+            "action_id": request.action_id,
+            "agent": request.agent,
+            "fingerprint": grant.fingerprint,
+            "expires_at": stamp(grant.expires_at),
+            "approved_by": list(quorum.counted),
+        })
+        repo.bind_grant(tx, grant.id, issued_idx=receipt.index)
         approved = request.model_copy(update={"state": RequestState.approved})
-        return _Outcome(events=tuple(events), notify=((APPROVAL_APPROVED, approved, ", ".join(quorum.counted)),))
+        return _Outcome(notify=((APPROVAL_APPROVED, approved, ", ".join(quorum.counted)),))
 
     # --- reading, expiry, policy change -----------------------------------------------------------
 
@@ -472,7 +484,7 @@ class Gate:
             request = repo.get_request(tx, request_id)
             if request is None:
                 raise GateError("unknown_request", f"no approval request {request_id!r}", request_id)
-            votes = repo.votes(tx, request_id)
+            votes = self._recorded_votes(tx, request_id, repo.votes(tx, request_id))
             grant = repo.grant_of(tx, request_id)
         if request.state is RequestState.pending and request.expires_at <= now:
             self.expire_due()
@@ -609,6 +621,14 @@ class Gate:
         return None
 
     # --- helpers ----------------------------------------------------------------------------------
+
+    def _recorded_votes(self, tx: Transaction, request_id: str, votes: list[Vote]) -> list[Vote]:
+        """The votes the log records (issue 10.2): a vote row without its authenticated
+        approval.approved / approval.denied entry saying the same is not counted."""
+        return [v for v in votes if vote_recorded(self.audit, tx, request_id, v)]
+
+    def _issued(self, tx: Transaction, grant: Grant) -> bool:
+        return grant_recorded(self.audit, tx, grant)
 
     def _quorum(self, request: ApprovalRequest, votes: list[Vote]) -> Quorum:
         approvers = [v.human for v in votes if v.verdict == "approve"]

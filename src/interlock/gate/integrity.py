@@ -1,0 +1,40 @@
+"""`audit verify`'s check of the gate's tables (issue 10.2): every vote and grant row is bound to the
+audit entry that recorded it, in the same transaction. A vote row with no matching approval.approved /
+approval.denied entry, a grant without its grant.issued, a used grant without its grant.consumed, is
+tampering: the gate ignores such rows at use, and verify names them."""
+
+from __future__ import annotations
+
+from interlock.audit.log import AuditLog
+from interlock.audit.verify import Problem
+from interlock.gate import repo
+from interlock.gate.service import grant_recorded, vote_recorded
+
+
+def gate_problems(log: AuditLog, limit: int = 50) -> list[Problem]:
+    problems: list[Problem] = []
+    with log.store.transaction(readonly=True) as tx:
+        requests = [r["request_id"] for r in tx.fetchall("SELECT DISTINCT request_id FROM approval_votes")]
+        for request_id in requests:
+            for vote in repo.votes(tx, request_id):
+                if not vote_recorded(log, tx, request_id, vote):
+                    problems.append(Problem(
+                        f"vote of {vote.human} on {request_id}",
+                        f"no authenticated approval entry records it (entry {vote.entry_idx}): the row was written "
+                        "outside the gate; it is not counted",
+                        index=vote.entry_idx, until=None if vote.entry_idx is None else vote.entry_idx + 1,
+                    ))
+        grant_ids = [r["request_id"] for r in tx.fetchall("SELECT request_id FROM grants ORDER BY created_at, id")]
+        for request_id in grant_ids:
+            grant = repo.grant_of(tx, request_id)
+            if grant is not None and not grant_recorded(log, tx, grant):
+                used = " and its use" if grant.consumed_at is not None else ""
+                problems.append(Problem(
+                    f"grant {grant.id} of {grant.request_id}",
+                    f"no authenticated grant.issued{'/grant.consumed' if used else ''} entry records it{used}: "
+                    "the row was written outside the gate; it is not honoured",
+                    index=grant.issued_idx, until=None if grant.issued_idx is None else grant.issued_idx + 1,
+                ))
+            if len(problems) >= limit:
+                break
+    return problems[:limit]
