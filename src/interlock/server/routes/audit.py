@@ -20,13 +20,17 @@ router = APIRouter(tags=["audit"])
 async def audit_entries(who: Human, server: ServerDep, start: int = Query(0, ge=0),
                         limit: int = Query(100, ge=1, le=1000), action_id: str | None = None) -> Response:
     def read() -> list[dict[str, Any]]:
+        # Only rows inside the tree (0 <= idx < the tree size): a row slipped in at another index is
+        # never shown (issue 10.1); `audit verify` names it.
         with server.store.transaction(readonly=True) as tx:
             if action_id:
-                rows = tx.fetchall("SELECT idx, entry, leaf_hash FROM audit_entries WHERE action_id = ? "
-                                   "ORDER BY idx LIMIT ?", (action_id, limit))
+                rows = tx.fetchall("SELECT idx, entry, leaf_hash FROM audit_entries WHERE action_id = ? AND idx >= 0 "
+                                   "AND idx < (SELECT size FROM audit_head WHERE id = 1) ORDER BY idx LIMIT ?",
+                                   (action_id, limit))
             else:
                 rows = tx.fetchall("SELECT idx, entry, leaf_hash FROM audit_entries WHERE idx >= ? "
-                                   "ORDER BY idx LIMIT ?", (start, limit))
+                                   "AND idx < (SELECT size FROM audit_head WHERE id = 1) ORDER BY idx LIMIT ?",
+                                   (start, limit))
         return [{"index": r["idx"], "leaf_hash": r["leaf_hash"], **json.loads(r["entry"])} for r in rows]
 
     return JSON({"entries": await anyio.to_thread.run_sync(read)})
