@@ -61,8 +61,8 @@ def _reset(store: Store) -> None:
         tx.execute("UPDATE audit_head SET size = 0, mac_from = 0")
         if store.dialect == "postgresql":
             tx.execute(
-                "CREATE OR REPLACE TRIGGER audit_entries_in_tree BEFORE INSERT ON audit_entries "
-                "FOR EACH ROW EXECUTE FUNCTION audit_entries_in_tree()"
+                "CREATE OR REPLACE TRIGGER audit_entries_in_tree AFTER INSERT ON audit_entries "
+                "REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION audit_entries_in_tree_batch()"
             )
         else:
             tx.execute(

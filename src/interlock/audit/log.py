@@ -452,7 +452,7 @@ class AuditLog:
                 )
                 receipts.append(Receipt(size, leaf.hex(), pending.event, pending.time))
                 size += 1
-            tx.executemany(_INSERT_ENTRY, entries)
+            _insert_entries(tx, entries)
             tx.executemany(_INSERT_NODE, new_nodes)
             for hook in self.hooks:
                 hook(tx, [(p.event, p.data or {}) for p in batch])
@@ -845,6 +845,24 @@ class AuditLog:
 
 def _line(record: dict[str, Any]) -> str:
     return canonical_json(record).decode("utf-8") + "\n"
+
+
+#: Rows per multi-row INSERT on PostgreSQL (11 parameters each, under the 65,535 a statement takes).
+_ROWS_PER_INSERT = 1_000
+
+
+def _insert_entries(tx: Transaction, entries: list[tuple[Any, ...]]) -> None:
+    """Insert a batch of entries. On PostgreSQL one multi-row statement per chunk: the store's "only at
+    the tree size" trigger runs once per statement there (migration 0023); SQLite checks per row,
+    which costs it next to nothing."""
+    if tx.dialect != "postgresql" or len(entries) == 1:
+        tx.executemany(_INSERT_ENTRY, entries)
+        return
+    head, _, _ = _INSERT_ENTRY.partition("VALUES")
+    row = "(" + ", ".join("?" * len(entries[0])) + ")"
+    for start in range(0, len(entries), _ROWS_PER_INSERT):
+        chunk = entries[start : start + _ROWS_PER_INSERT]
+        tx.execute(head + "VALUES " + ", ".join([row] * len(chunk)), [v for e in chunk for v in e])
 
 
 def _recorded_keys(tx: Transaction) -> dict[str, str]:
