@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -475,17 +476,28 @@ def test_usage_errors_say_what_to_do(world: World, tmp_path: Path, args: list[st
 
 
 def _start_proxy(world: World, tmp_path: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """The proxy as an agent's client starts it, with a real upstream that the test then SIGSTOPs (hung)."""
+    """The proxy as an agent's client starts it, serving (initialized over its stdio), with a real upstream
+    the test then SIGSTOPs (hung) while a call to it is in flight."""
     pidfile = tmp_path / "upstream.pid"
     params = world.proxy("local", world.everything(pidfile), "--target", "everything", "--upstream-timeout", "120")
     proxy = subprocess.Popen([params.command, *params.args], cwd=params.cwd, env={**os.environ, **(params.env or {})},
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while not (pidfile.exists() and pidfile.read_text().strip()) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    assert proxy.stdin is not None and proxy.stdout is not None
+
+    def send(message: dict[str, Any]) -> None:
+        assert proxy.stdin is not None
+        proxy.stdin.write((json.dumps({"jsonrpc": "2.0", **message}) + "\n").encode())
+        proxy.stdin.flush()
+
+    send({"id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                                                       "clientInfo": {"name": "test", "version": "1"}}})
+    ready, _, _ = select.select([proxy.stdout], [], [], 120)  # the upstream started before the proxy serves
+    assert ready and b'"id":1' in proxy.stdout.readline().replace(b" ", b"")
+    send({"method": "notifications/initialized"})
     upstream = int(pidfile.read_text())
-    time.sleep(1.0)  # let it finish starting (either way it must die with the proxy)
     os.kill(upstream, signal.SIGSTOP)
+    send({"id": 2, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "hung"}}})
+    time.sleep(0.5)  # the call reaches the stopped upstream and waits there
     return proxy, upstream
 
 
