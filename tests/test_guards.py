@@ -473,3 +473,15 @@ def test_without_notifications_every_decision_reads_the_freezes(make: Callable[[
         assert "freeze:frz_quiet" in shell(rt, "true", mode="advisory").decision.rules
     finally:
         rt.guard.events.listening = was
+
+
+def test_per_action_detectors_alert_once_per_hour(make: Callable[[str], Runtime], clock: ManualClock) -> None:
+    rt = make("guards: {anomalies: {working_hours: {enforce: false, agents: {kiro: 'mon-fri 08:00-18:00 UTC'}}}}\n")
+    clock.now = datetime(2026, 7, 18, 10, 0, tzinfo=UTC)  # Saturday
+    for _ in range(3):
+        assert shell(rt, "ls").decision.outcome.value == "allow"  # shadow: decisions unchanged
+    assert len(eventually(lambda: tripped(rt))) == 1
+    clock.advance(3601)
+    shell(rt, "ls")
+    assert len(eventually(lambda: len(tripped(rt)) == 2 and tripped(rt))) == 2
+    assert rt.guard.status()["breakers"] == []

@@ -42,6 +42,8 @@ DESTRUCTIVE = {"destructive", "unknown"}
 WRITES = {"DELETE", "UPDATE", "INSERT", "MERGE", "COPY"}
 #: Counter buckets are whole seconds; older than the longest window (at least this) they are pruned.
 PRUNE_EVERY_SECONDS = 60
+#: A detector judged per action (first action, working hours) alerts once per agent and target in this long.
+REPEAT_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,9 @@ class Counting:
                 continue  # a freeze's finding: recorded, not an anomaly
             detector = str(finding.get("detector"))
             enforce = bool(finding.get("enforce"))
+            # These fire on every such action: alert (and trip) once per agent, target and hour, not per retry.
+            if self._count(tx, agent, target, f"alert:{detector}", 1, now, REPEAT_SECONDS) > 1:
+                continue
             trips = enforce and bool(finding.get("trip"))
             if trips:
                 self._trip(tx, agent, AGENT_WIDE, f"anomaly {detector}: {finding.get('detail')}", now)
