@@ -485,3 +485,22 @@ def test_per_action_detectors_alert_once_per_hour(make: Callable[[str], Runtime]
     shell(rt, "ls")
     assert len(eventually(lambda: len(tripped(rt)) == 2 and tripped(rt))) == 2
     assert rt.guard.status()["breakers"] == []
+
+
+@pytest.mark.parametrize(("at", "code", "says"), [
+    ("2027-12-28T10:00:00Z", 1, "freeze-window:year-end"),
+    ("2028-01-05T10:00:00Z", 3, "prod-sql-dba"),
+    ("2027-12-28T10:00", 2, "has no time zone"),
+    ("soon", 2, "is not a time"),
+])
+def test_check_at_a_time(at: str, code: int, says: str) -> None:
+    from typer.testing import CliRunner
+
+    from interlock.cli import app
+    from tests.conftest import EXAMPLE_POLICY
+
+    result = CliRunner().invoke(app, ["check", "--policy", str(EXAMPLE_POLICY), "--agent", "kiro", "--env",
+                                      "production", "--kind", "sql", "--target", "billing-db", "--at", at,
+                                      "DELETE FROM invoices WHERE id = 1"])
+    assert result.exit_code == code, result.output
+    assert says in result.output

@@ -115,6 +115,9 @@ def check(
     target: Annotated[str | None, typer.Option(help="the target, from the policy's targets")] = None,
     risk: Annotated[Risk | None, typer.Option(help="override the classified risk")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="override the classified tags (repeatable)")] = None,
+    at: Annotated[str | None, typer.Option(
+        "--at", help="decide at this time (RFC 3339, e.g. 2026-12-24T10:00:00Z): change freezes in force "
+        "then apply (docs/guards.md); without it, none does")] = None,
     format: options.Fmt = Format.text,
 ) -> None:
     """Decide one action under a policy. Exit 0 allow, 1 deny, 3 approval or sandbox required, 2 error."""
@@ -133,6 +136,18 @@ def check(
         found = Classification(risk=risk or found.risk, tags=tuple(tag) if tag else found.tags,
                                summary=found.summary, details=found.details)
     decision = decide(loaded, agent, action, found)
+    if at is not None:
+        from datetime import datetime
+
+        from interlock.guard.freezes import apply_windows
+
+        try:
+            moment = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        except ValueError:
+            fail(f"--at {at!r} is not a time: write RFC 3339 with a zone, e.g. 2026-12-24T10:00:00Z")
+        if moment.tzinfo is None:
+            fail(f"--at {at!r} has no time zone: add Z or an offset, e.g. 2026-12-24T10:00:00+01:00")
+        decision = apply_windows(loaded.doc, agent, action, decision, moment)
     if format is Format.json:
         out.print_json(data=decision_json(decision, fingerprint(agent, action, loaded.version)))
     else:
