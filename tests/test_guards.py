@@ -504,3 +504,17 @@ def test_check_at_a_time(at: str, code: int, says: str) -> None:
                                       "DELETE FROM invoices WHERE id = 1"])
     assert result.exit_code == code, result.output
     assert says in result.output
+
+
+def test_a_detectors_trip_recovers_with_the_default_breaker_settings(make: Callable[[str], Runtime],
+                                                                     clock: ManualClock) -> None:
+    rt = make("guards: {anomalies: {burst: {threshold: 2, window: 1m}}}\n")  # no breakers: section
+    for _ in range(2):
+        shell(rt, "rm -rf build")
+    held = shell(rt, "true")
+    assert held.decision.outcome.value == "approval_required"
+    assert "after the cool-down and 3 successful actions" in held.decision.reasons[-1]
+    clock.advance(61)  # the default cool-down: 60 s
+    for _ in range(3):
+        assert shell(rt, "true").state.value == "succeeded"
+    assert rt.guard.status()["breakers"] == []

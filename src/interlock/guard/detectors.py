@@ -29,7 +29,7 @@ from typing import Any
 
 from interlock.guard import breakers
 from interlock.guard.breakers import AGENT_WIDE, Breaker, State
-from interlock.policy.schema import Guards
+from interlock.policy.schema import Breakers, Guards
 from interlock.store import Transaction
 
 _log = logging.getLogger("interlock.guard")
@@ -44,6 +44,14 @@ WRITES = {"DELETE", "UPDATE", "INSERT", "MERGE", "COPY"}
 PRUNE_EVERY_SECONDS = 60
 #: A detector judged per action (first action, working hours) alerts once per agent and target in this long.
 REPEAT_SECONDS = 3600
+
+
+#: What a breaker tripped by a detector does when the policy has no `breakers:` section.
+DEFAULT_BREAKERS = Breakers()
+
+
+def breaker_settings(guards: Guards) -> Breakers:
+    return guards.breakers or DEFAULT_BREAKERS
 
 
 @dataclass(frozen=True)
@@ -185,11 +193,9 @@ class Counting:
         if outcome == "cancelled":
             return  # a freeze stopped it: not the agent's failure
         failed = outcome in FAILED
-        cfg = self.guards.breakers
-        if cfg is not None:
-            scopes = [AGENT_WIDE] + ([target] if target else [])
-            for scope in scopes:
-                self._breaker_outcome(tx, agent, scope, failed, now, fired, data.get("action_id"))
+        scopes = [AGENT_WIDE] + ([target] if target and self.guards.breakers is not None else [])
+        for scope in scopes:
+            self._breaker_outcome(tx, agent, scope, failed, now)
         blast = self.guards.anomalies.blast_radius
         amount = int(data.get("blast") or 0)
         if blast is not None and amount > 0:
@@ -202,10 +208,10 @@ class Counting:
                 fired.append(Alert("blast_radius", agent, target or None, blast.enforce, detail, blast.enforce,
                                    data.get("action_id")))
 
-    def _breaker_outcome(self, tx: Transaction, agent: str, target: str, failed: bool, now: datetime,
-                         fired: list[Alert], action_id: Any) -> None:
-        cfg = self.guards.breakers
-        assert cfg is not None
+    def _breaker_outcome(self, tx: Transaction, agent: str, target: str, failed: bool, now: datetime) -> None:
+        """Half-open trials close or re-open a breaker whoever tripped it (a detector too); failures and
+        rates trip one only when the policy has `breakers:`."""
+        cfg = breaker_settings(self.guards)
         found = breakers.get(tx, agent, target)
         state = found.effective(now, cfg.cool_down) if found else State.closed
         if found is not None and state is State.half_open:
@@ -215,7 +221,7 @@ class Counting:
                 breakers.close(tx, found, f"{cfg.half_open_successes} successes while half-open")
                 self._streak(tx, agent, target, "failures", 0)
             return
-        if state is State.open:
+        if state is State.open or self.guards.breakers is None:
             return
         failures = self._streak(tx, agent, target, "failures", +1 if failed else 0)
         calls = self._count(tx, agent, target, "calls", 1, now, cfg.window)

@@ -30,7 +30,7 @@ from interlock.execute.cancel import Cancellation, cancellable
 from interlock.gate.clock import Clock, stamp, system_clock
 from interlock.guard import breakers, freezes
 from interlock.guard.breakers import AGENT_WIDE, Breaker, State
-from interlock.guard.detectors import Alert, Counting
+from interlock.guard.detectors import Alert, Counting, breaker_settings
 from interlock.guard.freezes import Freeze, FreezeError
 from interlock.model import Action, ApprovalRequirement, Classification, Decision, Outcome
 from interlock.policy import Policy
@@ -153,7 +153,7 @@ class Guard:
         table = self.breakers()
         if not table:
             return decision
-        cool_down = self.guards.breakers.cool_down if self.guards.breakers else 60
+        cool_down = breaker_settings(self.guards).cool_down
         for target in (AGENT_WIDE, action.target or None):
             if target is None:
                 continue
@@ -167,7 +167,7 @@ class Guard:
         return decision
 
     def _successes(self) -> int:
-        return self.guards.breakers.half_open_successes if self.guards.breakers else 1
+        return breaker_settings(self.guards).half_open_successes
 
     def _working_hours(self, agent: str, action: Action, decision: Decision, now: datetime,
                        findings: list[dict[str, Any]]) -> Decision:
@@ -267,7 +267,7 @@ class Guard:
 
     def status(self) -> dict[str, Any]:
         now = self.clock()
-        cool_down = self.guards.breakers.cool_down if self.guards.breakers else 60
+        cool_down = breaker_settings(self.guards).cool_down
         with self.store.transaction(readonly=True) as tx:
             active = freezes.list_freezes(tx)
             table = breakers.load(tx)
