@@ -97,6 +97,8 @@ class Recorded:
 
     def __getattr__(self, name: str) -> Any:
         # Everything else (action_entries, size, …) is the real log's: a Gateway reads through it.
+        if name == "log":  # not set yet (copy, pickle): no endless lookup
+            raise AttributeError(name)
         return getattr(self.log, name)
 
     def last(self, event: str) -> dict[str, Any]:
