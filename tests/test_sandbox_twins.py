@@ -94,3 +94,14 @@ def test_lint_refuses_bad_twins(name: str, text: str, where: str, says: str) -> 
                                   SANDBOX_RULE.replace("kind: sql, target: db}", "kind: terraform}\n    sandbox: sandbox")])
 def test_sandbox_rules_with_twins_load(rule: str) -> None:
     load_policy_text(BASE + rule, "p.yaml")
+
+
+def test_twin_settings_on_the_wrong_kind_are_warned_about() -> None:
+    from interlock.policy.load import check_policy_text
+
+    text = BASE.replace("workdir: /srv/sandbox}", "workdir: /srv/sandbox, strategy: apply, network: true}")
+    problems, loaded = check_policy_text(text, "p.yaml")
+    assert loaded is not None  # warnings only
+    said = [str(p) for p in problems]
+    assert any(p.startswith("p.yaml:16:") and "`strategy` only applies to sql twins" in p for p in said), said
+    assert any("`network` only applies to shell twins" in p for p in said), said

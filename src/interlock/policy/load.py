@@ -425,6 +425,12 @@ def _twin_problems(doc: PolicyDocument, loc: Locations) -> Iterator[Problem]:
     envs, targets = doc.environments, doc.targets
     in_cycle: set[str] = set()
     for name, target in targets.items():
+        if target.strategy != "rollback" and target.kind.value != "sql":
+            yield loc.problem(("targets", name, "strategy"), f"`strategy` only applies to sql twins; target {name!r} "
+                              f"takes {target.kind.value} actions", severity="warning")
+        if target.network and target.kind.value != "shell":
+            yield loc.problem(("targets", name, "network"), f"`network` only applies to shell twins; target {name!r} "
+                              f"takes {target.kind.value} actions", severity="warning")
         if target.twin is None:
             continue
         path: Path_ = ("targets", name, "twin")
