@@ -301,11 +301,15 @@ def secret(path: str, rules: PathRules = DEFAULT_RULES) -> bool:
     """True when `path` names a file whose contents are credentials (or a directory of such files,
     `~/.ssh`, `~/.aws`)."""
     built = compiled(rules)
-    return (
-        built.secret is not None
-        and _may_hold(built.secret_needles, path)
-        and built.secret.fullmatch(folded(path)) is not None
-    )
+    if built.secret is None or not _may_hold(built.secret_needles, path):
+        return False
+    lower = folded(path)
+    return built.secret.fullmatch(lower) is not None and _TEMPLATE.search(lower) is None
+
+
+#: Files named as templates of secret files hold placeholders, not credentials: `.env.example`,
+#: `.env.sample`, `id_rsa.pub` (a public key). Reading them is what every new checkout does.
+_TEMPLATE = re.compile(r"(\.(example|sample|template|dist|defaults?|pub)|\.example\.\w+)$")
 
 
 #: Characters that make a path component a pattern or an expansion.
