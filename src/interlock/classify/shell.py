@@ -985,7 +985,7 @@ def judge_text(command: str, context: ClassifyContext) -> Outcome:
     judging = Judging(context, deadline=monotonic() + MAX_SECONDS)
     token = WORKING_DIR.set("")
     may_protect, may_secret = line_may_name(command, context.paths)
-    line = LINE.set(LineFacts(context.paths, may_protect, may_secret, set()))
+    line = LINE.set(LineFacts(context.paths, may_protect, may_secret, set(), set()))
     try:
         return judging.run(command)
     except TooMuch as exc:

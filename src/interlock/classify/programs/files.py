@@ -7,6 +7,7 @@ import re
 from interlock.classify.programs.base import (
     TTY,
     D,
+    Opts,
     R,
     Runner,
     Stdin,
@@ -20,6 +21,7 @@ from interlock.classify.programs.base import (
     worst,
 )
 from interlock.classify.programs.targets import (
+    LINE,
     harmless_sink,
     in_scratch_word,
     is_mass_path,
@@ -27,6 +29,7 @@ from interlock.classify.programs.targets import (
     paths_of,
     protected_path,
     removal,
+    resolve_path,
     write_to,
 )
 
@@ -188,11 +191,32 @@ def judge_mv(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
         why, _ = removal(sources)
         if why is not None:
             verdicts.append(Verdict(D, f"mv moves away {why}", frozenset({"protected-target"})))
+        verdicts += moved_onto_again(opts, sources, dest, dest_value is not None)
     top = worst(verdicts)
     paths = paths_of([*sources, dest])
     if opts.flags & {"f", "force"} and top.risk is W:
         return Verdict(D, f"{prog} -f replaces {dest.show}", top.tags | {"replace"}, paths)
     return Verdict(top.risk, top.reason, top.tags, paths)
+
+
+def moved_onto_again(opts: Opts, sources: list[Word], dest: Word, to_directory: bool) -> list[Verdict]:
+    """Several moves in one line onto one destination not shown to be a directory overwrite each
+    other (the Gemini CLI incident: `mv a ../d; mv b ../d` after a failed `mkdir ../d` leaves only
+    the last file, named `d`). Shown to be a directory: `-t`, a trailing `/`, several sources (mv
+    refuses them onto a file), `.`/`..`/`~`; `-n` never overwrites."""
+    line = LINE.get()
+    if line.moved_onto is None or dest.value is None or to_directory or len(sources) != 1:
+        return []
+    if opts.flags & {"n", "no-clobber", "T", "no-target-directory"} or dest.value.endswith("/"):
+        return []
+    target = resolve_path(dest.value) or dest.value
+    if target in (".", "..", "~") or target.endswith(("/.", "/..")):
+        return []
+    if target in line.moved_onto:
+        why = f"mv onto {dest.value} again: each move overwrites the one before (not shown to be a directory)"
+        return [Verdict(D, why, frozenset({"replace", "irreversible"}))]
+    line.moved_onto.add(target)
+    return []
 
 
 @judge("cp", "install")

@@ -141,6 +141,8 @@ class LineFacts:
     #: Names of the files written so far (`echo … > Gemfile && bundle install` installs from a
     #: manifest the agent just wrote); None outside a classification.
     written: set[str] | None = None
+    #: Destinations of single-file moves so far (a second move onto one overwrites the first).
+    moved_onto: set[str] | None = None
 
 
 #: The default (outside a classification) is frozen and holds no set: nothing can change it.
