@@ -518,3 +518,21 @@ def test_a_detectors_trip_recovers_with_the_default_breaker_settings(make: Calla
     for _ in range(3):
         assert shell(rt, "true").state.value == "succeeded"
     assert rt.guard.status()["breakers"] == []
+
+
+def test_a_local_mode_hook_honours_a_freeze_in_its_store(tmp_path: Path, clock: ManualClock) -> None:
+    """The agent hook in local mode (`--policy`, `--db`) decides through its own Gateway on the store:
+    a freeze made by another process on that store is the hook's answer."""
+    import json
+
+    from tests.conftest import EXAMPLE_POLICY
+    from tests.test_hooks import answer, event, hook
+
+    db = f"sqlite:///{tmp_path / 'h.db'}"
+    args = ("--policy", str(EXAMPLE_POLICY), "--agent", "kiro", "--db", db, "--key-dir", str(tmp_path / "keys"),
+            "--env", "production", "--wait", "0")
+    assert answer(hook("claude-code", json.dumps(event("Bash", {"command": "ls"})), *args))[0] == "allow"
+    with Runtime(EXAMPLE_POLICY, db, tmp_path / "keys") as rt:
+        rt.guard.freeze(agent="kiro", environment=None, target=None, reason="agent misbehaving", by="alice")
+    verdict, reason = answer(hook("claude-code", json.dumps(event("Bash", {"command": "ls"})), *args))
+    assert verdict == "deny" and "agent misbehaving" in reason
