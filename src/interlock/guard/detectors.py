@@ -199,9 +199,8 @@ class Counting:
         blast = self.guards.anomalies.blast_radius
         amount = int(data.get("blast") or 0)
         if blast is not None and amount > 0:
-            before = self._count(tx, agent, AGENT_WIDE, "blast", 0, now, blast.window)
             total = self._count(tx, agent, AGENT_WIDE, "blast", amount, now, blast.window)
-            if before < blast.threshold <= total:
+            if total - amount < blast.threshold <= total:
                 detail = f"blast radius {total} within {blast.window} s (threshold {blast.threshold})"
                 if blast.enforce:
                     self._trip(tx, agent, AGENT_WIDE, f"anomaly blast_radius: {detail}", now)
@@ -255,6 +254,17 @@ class Counting:
                window: int) -> int:
         """Add `amount` to this second's bucket and return the sum over the last `window` seconds."""
         second = int(now.timestamp())
+        if amount and tx.dialect == "postgresql":
+            # One round trip: the sub-statements share a snapshot, so the sum leaves out this second's
+            # bucket and the upsert's RETURNING adds it back.
+            row = tx.fetchone(
+                "WITH up AS (INSERT INTO guard_counts(agent, target, metric, bucket, value) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (agent, target, metric, bucket) DO UPDATE SET value = guard_counts.value + "
+                "excluded.value RETURNING value) "
+                "SELECT COALESCE((SELECT SUM(value) FROM guard_counts WHERE agent = ? AND target = ? AND metric = ? "
+                "AND bucket > ? AND bucket <> ?), 0) + (SELECT value FROM up) AS total",
+                (agent, target, metric, second, amount, agent, target, metric, second - window, second))
+            return int(row["total"]) if row else 0
         if amount:
             tx.execute("INSERT INTO guard_counts(agent, target, metric, bucket, value) VALUES (?, ?, ?, ?, ?) "
                        "ON CONFLICT (agent, target, metric, bucket) DO UPDATE SET "
