@@ -1,20 +1,31 @@
-"""The human commands' side of the HTTP API (`approvals`, `freeze`, `thaw`, `guards`): one caller.
+"""The human commands (`approvals`, `freeze`, `thaw`, `guards`): their two ways to Interlock, once.
 
-The human's token goes in the Authorization header; the API's error shape `{"error": {"code",
+`human_session` makes the one client choice (`options.client`): the HTTP API as the token's human,
+or the store in-process (`on_store`: the policy, the store and an audit log that appends but never
+signs; the server or `audit checkpoint` signs). Over HTTP the API's error shape `{"error": {"code",
 "message"}}` becomes `error: [code] message` on stderr, exit 1 for a refusal (4xx: the server said
-no, and audited it) and 2 when no answer could be had (unreachable, 5xx, not JSON). Which way a
-command reaches Interlock (this, or the store in-process) is `options.client`.
+no, and audited it) and 2 when no answer could be had (unreachable, 5xx, not JSON).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
+from interlock import options
 from interlock.console import fail
+from interlock.options import InProcess
+from interlock.policy import Policy, PolicyError, load_policy
+from interlock.store import Store, StoreError, open_store
+
+if TYPE_CHECKING:
+    from interlock.audit import AuditLog
+
+T = TypeVar("T")
 
 #: Seconds one request may take: the human commands never long-poll.
 TIMEOUT = 30.0
@@ -47,3 +58,49 @@ def human_api(url: str, token: str) -> Iterator[HumanApi]:
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=url, headers=headers, timeout=TIMEOUT, follow_redirects=False) as client:
         yield HumanApi(client)
+
+
+@contextmanager
+def human_session(gateway: str | None, db: str, policy: Path | None, token: str | None, key_dir: Path | None, *,
+                  local: Callable[[str, Path, str, Path], AbstractContextManager[T]],
+                  remote: Callable[[HumanApi], T]) -> Iterator[T]:
+    """`remote(api)` with --gateway, `local(db, policy, token, key_dir)` with --policy (one choice)."""
+    if not token:
+        fail("no token: set INTERLOCK_TOKEN to your human token (or pass --token)", 2)
+    chosen = options.client(gateway=gateway, policy=policy, token=token, db=db, key_dir=key_dir, needs_agent=False)
+    if isinstance(chosen, InProcess):
+        with local(chosen.db, Path(chosen.policy), token, chosen.key_dir) as found:
+            yield found
+        return
+    with human_api(chosen.url, chosen.token) as api:
+        yield remote(api)
+
+
+@contextmanager
+def on_store(db: str, policy_path: Path, key_dir: Path) -> Iterator[tuple[Policy, Store, AuditLog]]:
+    """The policy, the migrated store and an audit log that appends with the entry key and never
+    signs (a human's command needs no private key); every failure is an error line, exit 2."""
+    from interlock.audit import AuditError, AuditLog
+
+    try:
+        policy = load_policy(policy_path)
+    except PolicyError as exc:
+        fail(f"policy {policy_path} does not load:\n{exc}", 2)
+    try:
+        store = open_store(db)
+    except StoreError as exc:
+        fail(str(exc), 2)
+    try:
+        store.migrate()
+        try:
+            audit = AuditLog(store, key_dir=key_dir, sign=False)
+        except AuditError as exc:
+            fail(str(exc), 2)
+        try:
+            yield policy, store, audit
+        finally:
+            audit.close()
+    except StoreError as exc:
+        fail(f"store error: {exc}", 2)
+    finally:
+        store.close()

@@ -29,11 +29,9 @@ from interlock.gate.events import APPROVAL_REFUSED
 from interlock.gate.requests import RequestState, api_json
 from interlock.gate.service import Gate, GateError
 from interlock.gate.webhook import Notifier
-from interlock.human_api import HumanApi, human_api
+from interlock.human_api import HumanApi, human_session, on_store
 from interlock.identity import AuthError, Principal, authenticate, require_human
-from interlock.options import DEFAULT_DB, Format, InProcess
-from interlock.policy import PolicyError, load_policy
-from interlock.store import StoreError, open_store
+from interlock.options import DEFAULT_DB, Format
 
 app = typer.Typer(
     help="Review approval requests: list, show, approve, deny (a human's token).",
@@ -123,46 +121,22 @@ class RemoteReviewer:
 @contextmanager
 def reviewer(gateway: str | None, db: str, policy_path: Path | None, token: str | None,
              key_dir: Path | None) -> Iterator[Reviewer]:
-    """The one client choice (options.client): the server's API, or the gate on the store."""
-    if not token:
-        fail("no token: set INTERLOCK_TOKEN to your human token (or pass --token)", 2)
-    chosen = options.client(gateway=gateway, policy=policy_path, token=token, db=db, key_dir=key_dir,
-                            needs_agent=False)
-    if isinstance(chosen, InProcess):
-        with local_session(chosen.db, Path(chosen.policy), token, chosen.key_dir) as local:
-            yield local
-        return
-    with human_api(chosen.url, chosen.token) as api:
-        yield RemoteReviewer(api)
+    """The one client choice: the server's API, or the gate on the store."""
+    with human_session(gateway, db, policy_path, token, key_dir, local=local_session, remote=RemoteReviewer) as found:
+        yield found
 
 
 @contextmanager
-def local_session(db: str, policy_path: Path, token: str, key_dir: Path) -> Iterator[LocalReviewer]:
-    """Open store, audit log and gate; authenticate the caller as a human (fail closed on anything)."""
-    from interlock.audit import AuditError, AuditLog
-
-    try:
-        policy = load_policy(policy_path)
-    except PolicyError as exc:
-        fail(f"policy {policy_path} does not load:\n{exc}", 2)
-    try:
-        store = open_store(db)
-    except StoreError as exc:
-        fail(str(exc), 2)
-    try:
-        store.migrate()
-        # Approvers append their votes; they never need the private key, and never sign.
-        try:
-            audit = AuditLog(store, key_dir=key_dir, sign=False)
-        except AuditError as exc:
-            fail(str(exc), 2)
+def local_session(db: str, policy_path: Path, token: str, key_dir: Path) -> Iterator[Reviewer]:
+    """The gate on the store; the caller authenticated as a human (fail closed on anything).
+    Approvers append their votes; they never need the private key, and never sign."""
+    with on_store(db, policy_path, key_dir) as (policy, store, audit):
         try:
             principal = authenticate(store, token, audit=audit)
             require_human(principal)
         except AuthError as exc:
             if exc.reason == "agent_token":
                 audit.append(APPROVAL_REFUSED, {"code": "agent_token", "token_id": exc.token_id, "error": str(exc)})
-            audit.close()
             fail(str(exc), 1)
         # The policy's webhooks hear about outcomes decided here too; the CLI waits for deliveries
         # (retries included) before it exits, and failures are audited as webhook.failed.
@@ -173,11 +147,6 @@ def local_session(db: str, policy_path: Path, token: str, key_dir: Path) -> Iter
             fail(f"[{exc.code}] {exc}", 1)
         finally:
             notifier.close(timeout=20)
-            audit.close()
-    except StoreError as exc:
-        fail(f"store error: {exc}", 2)
-    finally:
-        store.close()
 
 
 def _left(seconds: int) -> str:

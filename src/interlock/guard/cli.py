@@ -20,11 +20,9 @@ import typer
 from interlock import options
 from interlock.console import fail, out
 from interlock.guard.freezes import FreezeError
-from interlock.human_api import HumanApi, human_api
+from interlock.human_api import HumanApi, human_session, on_store
 from interlock.identity import AuthError, Principal, authenticate, require_human
-from interlock.options import DEFAULT_DB, Format, InProcess
-from interlock.policy import PolicyError, load_policy
-from interlock.store import StoreError, open_store
+from interlock.options import DEFAULT_DB, Format
 
 app = typer.Typer(help="Circuit breakers, freezes and anomaly detectors: status (a human's token).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -81,35 +79,17 @@ class RemoteGuards:
 @contextmanager
 def guards_for(gateway: str | None, db: str, policy_path: Path | None, token: str | None,
                key_dir: Path | None) -> Iterator[Guards]:
-    """The one client choice (options.client): the server's API, or the guards on the store."""
-    if not token:
-        fail("give your human token with --token or INTERLOCK_TOKEN", 2)
-    chosen = options.client(gateway=gateway, policy=policy_path, token=token, db=db, key_dir=key_dir,
-                            needs_agent=False)
-    if isinstance(chosen, InProcess):
-        with _local(chosen.db, Path(chosen.policy), token, chosen.key_dir) as local:
-            yield local
-        return
-    with human_api(chosen.url, chosen.token) as api:
-        yield RemoteGuards(api)
+    """The one client choice: the server's API, or the guards on the store."""
+    with human_session(gateway, db, policy_path, token, key_dir, local=_local, remote=RemoteGuards) as found:
+        yield found
 
 
 @contextmanager
-def _local(db: str, policy_path: Path, token: str, key_dir: Path) -> Iterator[LocalGuards]:
-    from interlock.audit import AuditLog
+def _local(db: str, policy_path: Path, token: str, key_dir: Path) -> Iterator[Guards]:
+    """The guards on the store; the caller authenticated as a human (appends, never signs)."""
     from interlock.guard.service import Guard
 
-    try:
-        policy = load_policy(policy_path)
-    except PolicyError as exc:
-        fail(f"policy {policy_path} does not load:\n{exc}", 2)
-    try:
-        store = open_store(db)
-    except StoreError as exc:
-        fail(str(exc), 2)
-    try:
-        store.migrate()
-        audit = AuditLog(store, key_dir=key_dir)
+    with on_store(db, policy_path, key_dir) as (policy, store, audit):
         guard = None
         try:
             principal = require_human(authenticate(store, token, audit=audit))
@@ -123,11 +103,6 @@ def _local(db: str, policy_path: Path, token: str, key_dir: Path) -> Iterator[Lo
         finally:
             if guard is not None:
                 guard.close()
-            audit.close()
-    except StoreError as exc:
-        fail(f"store error: {exc}", 2)
-    finally:
-        store.close()
 
 
 def _print(view: View, format: Format) -> None:
