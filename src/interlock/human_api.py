@@ -1,4 +1,4 @@
-"""The human commands (`approvals`, `freeze`, `thaw`, `guards`): their two ways to Interlock, once.
+"""The human commands (`approvals`, `freeze`, `thaw`, `guards`, and `token`): their ways to Interlock, once.
 
 `human_session` makes the one client choice (`options.client`): the HTTP API as the token's human,
 or the store in-process (`on_store`: the policy, the store and an audit log that appends but never
@@ -78,14 +78,22 @@ def human_session(gateway: str | None, db: str, policy: Path | None, token: str 
 
 @contextmanager
 def on_store(db: str, policy_path: Path, key_dir: Path) -> Iterator[tuple[Policy, Store, AuditLog]]:
-    """The policy, the migrated store and an audit log that appends with the entry key and never
-    signs (a human's command needs no private key); every failure is an error line, exit 2."""
-    from interlock.audit import AuditError, AuditLog
-
+    """The policy, then `appending_store`; every failure is an error line, exit 2."""
     try:
         policy = load_policy(policy_path)
     except PolicyError as exc:
         fail(f"policy {policy_path} does not load:\n{exc}", 2)
+    with appending_store(db, key_dir) as (store, audit):
+        yield policy, store, audit
+
+
+@contextmanager
+def appending_store(db: str, key_dir: Path) -> Iterator[tuple[Store, AuditLog]]:
+    """The migrated store and an audit log that appends with the entry key and never signs (a
+    human's command needs no private key: the server or `audit checkpoint` signs); every failure
+    is an error line, exit 2."""
+    from interlock.audit import AuditError, AuditLog
+
     try:
         store = open_store(db)
     except StoreError as exc:
@@ -97,7 +105,7 @@ def on_store(db: str, policy_path: Path, key_dir: Path) -> Iterator[tuple[Policy
         except AuditError as exc:
             fail(str(exc), 2)
         try:
-            yield policy, store, audit
+            yield store, audit
         finally:
             audit.close()
     except StoreError as exc:

@@ -19,11 +19,12 @@ from rich.table import Table
 from interlock import options
 from interlock.console import err, fail, out
 from interlock.gate.clock import stamp, system_clock
+from interlock.human_api import appending_store
 from interlock.identity import AuthError, PrincipalKind, create_token, list_tokens, revoke
 from interlock.options import DEFAULT_DB, Format
 from interlock.policy import PolicyError, load_policy
 from interlock.policy.schema import parse_duration
-from interlock.store import Store, StoreError, open_store
+from interlock.store import Store
 
 app = typer.Typer(
     help="Create, revoke and list agent and human tokens.",
@@ -36,29 +37,12 @@ app = typer.Typer(
 
 @contextmanager
 def _opened(db: str, key_dir: Path | None) -> Iterator[tuple[Store, Any]]:
-    from interlock.audit import AuditError, AuditLog
-
-    try:
-        store = open_store(db)
-    except StoreError as exc:
-        fail(str(exc), 2)
-    try:
-        store.migrate()
-        # Appends only: the server (or `audit checkpoint`) signs checkpoints, never this command.
-        try:
-            audit = AuditLog(store, key_dir=options.key_dir_for(db, key_dir), sign=False)
-        except AuditError as exc:
-            fail(str(exc), 2)
+    # Appends only: the server (or `audit checkpoint`) signs checkpoints, never this command.
+    with appending_store(db, options.key_dir_for(db, key_dir)) as (store, audit):
         try:
             yield store, audit
         except AuthError as exc:
             fail(str(exc), 1)
-        finally:
-            audit.close()
-    except StoreError as exc:
-        fail(f"store error: {exc}", 2)
-    finally:
-        store.close()
 
 
 @app.command("create")
