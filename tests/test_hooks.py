@@ -438,7 +438,7 @@ def test_parse_args(argv: list[str], expected: dict[str, Any], monkeypatch: pyte
     assert {k: getattr(settings, k) for k in expected} == expected
 
 
-@pytest.mark.parametrize("argv", [[], ["cursor"], ["codex", "--env"], ["codex", "--bogus", "x"],
+@pytest.mark.parametrize("argv", [[], ["windsurf"], ["codex", "--env"], ["codex", "--bogus", "x"],
                                   ["codex", "--wait", "soon"]])
 def test_parse_args_refuses(argv: list[str]) -> None:
     with pytest.raises(HookError):

@@ -1,4 +1,9 @@
-"""Agent hooks: Claude Code and Codex ask Interlock before every tool call (PreToolUse).
+"""Agent hooks: coding agents ask Interlock before every tool call.
+
+Claude Code and Codex (PreToolUse) are spoken here; Gemini CLI, GitHub Copilot CLI and Cursor are
+thin dialects over this module (`hook_gemini.py`, `hook_copilot.py`, `hook_cursor.py`): each turns
+its agent's stdin into `ProposedAction`s and a `Verdict` into its agent's answer; proposing, waiting,
+the client choice and the failure rule are this module's, the words `answers.py`'s.
 
 The agent runs the hook as a process per tool call, feeding the PreToolUse JSON on stdin
 (`session_id`, `cwd`, `hook_event_name`, `tool_name`, `tool_input`, `tool_use_id`, …). The hook
@@ -62,7 +67,22 @@ if TYPE_CHECKING:
 
         def wait(self, action_id: str, timeout: float) -> dict[str, Any]: ...
 
-FLAVORS = ("claude-code", "codex")
+    class Dialect(Protocol):
+        """One agent's hook language (a module or an object with these names)."""
+
+        NO_ASK: str
+
+        def actions(self, text: str) -> list[ProposedAction]: ...
+
+        def render(self, verdict: Verdict) -> str: ...
+
+        def blocked(self, reason: str) -> str: ...
+
+#: The agents a hook speaks for. Claude Code and Codex are spoken here; the others by their dialect
+#: module, imported only when that agent's hook runs.
+DIALECTS = {"gemini": "interlock.integrations.hook_gemini", "copilot": "interlock.integrations.hook_copilot",
+            "cursor": "interlock.integrations.hook_cursor"}
+FLAVORS = ("claude-code", "codex", *DIALECTS)
 DEFAULT_WAIT = 120.0
 #: The gateway's long poll answers within its timeout; this margin covers the round trip.
 HTTP_MARGIN = 10.0
@@ -102,16 +122,37 @@ class ProposedAction:
     __hash__ = None  # type: ignore[assignment]
 
 
+def json_object(text: str, event: str) -> dict[str, Any]:
+    """The hook input on stdin as a JSON object (`event` names the agent's hook event in errors)."""
+    if not text.strip():
+        raise HookError(f"no {event} JSON on stdin: run this hook from the agent's {event} hook settings")
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise HookError(f"stdin is not JSON ({exc}): expected the agent's {event} hook input") from exc
+    if not isinstance(value, dict):
+        raise HookError(f"stdin JSON is not an object: expected the agent's {event} hook input")
+    return value
+
+
+def arguments(value: Any, tool: str, field: str) -> dict[str, Any]:
+    """A tool's arguments: an object, or a JSON string holding one (Copilot's `toolArgs`, Cursor's MCP
+    `tool_input`); absent is no arguments."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except ValueError as exc:
+            raise HookError(f"`{field}` of {tool} is a string but not JSON ({exc})") from exc
+    if not isinstance(value, dict):
+        raise HookError(f"`{field}` of {tool} is not an object")
+    return value
+
+
 def parse_event(text: str) -> dict[str, Any]:
     """The PreToolUse JSON from stdin, checked for the fields the hook relies on."""
-    if not text.strip():
-        raise HookError("no PreToolUse JSON on stdin: run this hook from the agent's PreToolUse hook settings")
-    try:
-        event = json.loads(text)
-    except ValueError as exc:
-        raise HookError(f"stdin is not JSON ({exc}): expected the agent's PreToolUse hook input") from exc
-    if not isinstance(event, dict):
-        raise HookError("stdin JSON is not an object: expected the agent's PreToolUse hook input")
+    event = json_object(text, "PreToolUse")
     name = event.get("hook_event_name", "PreToolUse")
     if name != "PreToolUse":
         raise HookError(f"hook_event_name is {name!r}: this hook handles PreToolUse only; "
@@ -125,7 +166,8 @@ def parse_event(text: str) -> dict[str, Any]:
     return event
 
 
-def _text(tool: str, tool_input: dict[str, Any], *keys: str) -> str:
+def text_field(tool: str, tool_input: dict[str, Any], *keys: str) -> str:
+    """The first of `keys` that holds text (or an argv, joined); none is an error (fail closed)."""
     for key in keys:
         value = tool_input.get(key)
         if isinstance(value, str) and value.strip():
@@ -137,7 +179,7 @@ def _text(tool: str, tool_input: dict[str, Any], *keys: str) -> str:
     raise HookError(f"{tool} input has no usable {' or '.join(repr(k) for k in keys)}")
 
 
-def _file(operation: str, path: str, **extra: Any) -> ProposedAction:
+def file_action(operation: str, path: str, **extra: Any) -> ProposedAction:
     return ProposedAction("file", {"operation": operation, "path": path, **extra})
 
 
@@ -149,20 +191,20 @@ def actions_for(event: dict[str, Any]) -> list[ProposedAction]:
     if tool in SHELL_TOOLS:
         why = args.get("description") or args.get("justification")
         rationale = {"intent": why[:4000]} if isinstance(why, str) and why.strip() else None
-        return [ProposedAction("shell", {"command": _text(tool, args, "command", "cmd")}, rationale)]
+        return [ProposedAction("shell", {"command": text_field(tool, args, "command", "cmd")}, rationale)]
     if tool == "Write":
-        return [_file("write", _text(tool, args, "file_path", "path"), content=str(args.get("content", "")))]
+        return [file_action("write", text_field(tool, args, "file_path", "path"), content=str(args.get("content", "")))]
     if tool == "Edit":
         edit = {k: args.get(k) for k in ("old_string", "new_string", "replace_all") if k in args}
-        return [_file("edit", _text(tool, args, "file_path", "path"), edits=[edit])]
+        return [file_action("edit", text_field(tool, args, "file_path", "path"), edits=[edit])]
     if tool == "MultiEdit":
         edits = args.get("edits")
         if not isinstance(edits, list):
             raise HookError("MultiEdit input has no `edits` list")
-        return [_file("edit", _text(tool, args, "file_path", "path"), edits=edits)]
+        return [file_action("edit", text_field(tool, args, "file_path", "path"), edits=edits)]
     if tool == "NotebookEdit":
         change = {k: args.get(k) for k in ("cell_id", "cell_type", "edit_mode", "new_source") if k in args}
-        return [_file("edit", _text(tool, args, "notebook_path", "file_path"), edits=[change])]
+        return [file_action("edit", text_field(tool, args, "notebook_path", "file_path"), edits=[change])]
     if tool in READ_TOOLS:
         # Reads are proposed too: reading a credential file (.env, ~/.aws/credentials) is not harmless,
         # and the file classifier says so. Glob/Grep without a path read below the working directory.
@@ -170,9 +212,9 @@ def actions_for(event: dict[str, Any]) -> list[ProposedAction]:
         if not isinstance(path, str) or not path:
             raise HookError(f"{tool} input has no path and the event has no cwd")
         extra = {k: args[k] for k in ("pattern", "glob") if isinstance(args.get(k), str)}
-        return [_file("read", path, **extra)]
+        return [file_action("read", path, **extra)]
     if tool == "WebFetch":
-        return [ProposedAction("http", {"method": "GET", "url": _text(tool, args, "url"), "headers": {},
+        return [ProposedAction("http", {"method": "GET", "url": text_field(tool, args, "url"), "headers": {},
                                         "body": None})]
     if tool.startswith("mcp__"):
         server, _, name = tool[len("mcp__"):].partition("__")
@@ -180,7 +222,7 @@ def actions_for(event: dict[str, Any]) -> list[ProposedAction]:
             raise HookError(f"MCP tool name {tool!r} is not mcp__<server>__<tool>")
         return [ProposedAction("mcp", {"server": server, "tool": name, "arguments": args, "annotations": {}})]
     if tool in PATCH_TOOLS:
-        return patch_actions(_text(tool, args, "command", "patch", "input"))
+        return patch_actions(text_field(tool, args, "command", "patch", "input"))
     raise HookError(f"Interlock has no mapping for tool {tool!r}, so it cannot judge it: remove it from the hook's "
                     "matcher if it touches nothing outside the agent, or ask for a mapping")
 
@@ -198,12 +240,12 @@ def patch_actions(patch: str) -> list[ProposedAction]:
 
     def flush() -> None:
         if current is not None:
-            actions.append(_file(current[1], current[0], content="\n".join(lines)))
+            actions.append(file_action(current[1], current[0], content="\n".join(lines)))
 
     for line in patch.splitlines():
         header = next(((line[len(p):].strip(), op) for p, op in PATCH_HEADERS if line.startswith(p)), None)
         if header is not None and header[1] == "write" and line.startswith("*** Move to: "):
-            actions.append(_file("write", header[0], content=f"moved from {current[0] if current else '?'}"))
+            actions.append(file_action("write", header[0], content=f"moved from {current[0] if current else '?'}"))
             continue
         if header is not None:
             flush()
@@ -239,6 +281,36 @@ def render(flavor: str, verdict: Verdict) -> str:
     return json.dumps({"hookSpecificOutput": {"hookEventName": "PreToolUse",
                                               "permissionDecision": verdict.decision,
                                               "permissionDecisionReason": verdict.reason}})
+
+
+class PreToolUse:
+    """The Claude Code / Codex dialect (one input, two ways to say allow; see the module docstring)."""
+
+    def __init__(self, flavor: str) -> None:
+        self.flavor = flavor
+        #: Why `--owner-may-decide` is refused for this agent ("" : it is not).
+        self.NO_ASK = "for Codex: Codex runs the tool on an `ask` answer" if flavor == "codex" else ""
+
+    def actions(self, text: str) -> list[ProposedAction]:
+        return actions_for(parse_event(text))
+
+    def render(self, verdict: Verdict) -> str:
+        return render(self.flavor, verdict)
+
+    def blocked(self, reason: str) -> str:
+        return ""  # exit 2 with the reason on stderr is the blocking answer both agents document
+
+
+def dialect_for(flavor: str) -> Dialect:
+    """The dialect a hook speaks for `flavor`: `actions(stdin)`, `render(verdict)`, `blocked(reason)`
+    (stdout beside exit 2) and `NO_ASK`. Other agents' modules are imported only for their hook."""
+    if flavor in ("claude-code", "codex"):
+        return PreToolUse(flavor)
+    if flavor not in DIALECTS:
+        raise HookError(f"unknown agent {flavor!r}: use one of {', '.join(FLAVORS)}")
+    import importlib
+
+    return importlib.import_module(DIALECTS[flavor])  # a module is the dialect
 
 
 def explain(body: dict[str, Any], wait: float) -> Verdict | None:
@@ -464,17 +536,18 @@ def decide(client: Proposer, settings: HookSettings, actions: list[ProposedActio
 
 def run(settings: HookSettings, stdin_text: str,
         make_client: Callable[[HookSettings], Proposer] = client_for) -> tuple[str, str, int]:
-    """(stdout, stderr, exit code) of one hook call. Never raises: every failure is exit 2."""
+    """(stdout, stderr, exit code) of one hook call. Never raises: every failure is exit 2 (every
+    agent here blocks the tool on it), with the dialect's blocking answer on stdout where it has one."""
+    dialect: Dialect | None = None
     try:
-        if settings.flavor not in FLAVORS:
-            raise HookError(f"unknown agent {settings.flavor!r}: use one of {', '.join(FLAVORS)}")
+        dialect = dialect_for(settings.flavor)
         if not settings.env:
             raise HookError("no environment: pass --env ENV or set INTERLOCK_ENV")
-        if settings.owner_may_decide and settings.flavor == "codex":
-            raise HookError("--owner-may-decide is refused for Codex: Codex runs the tool on an `ask` answer")
+        if settings.owner_may_decide and dialect.NO_ASK:
+            raise HookError(f"--owner-may-decide is refused {dialect.NO_ASK}")
         if settings.wait < 0:
             raise HookError("--wait must be 0 or more seconds")
-        actions = actions_for(parse_event(stdin_text))
+        actions = dialect.actions(stdin_text)
         client = make_client(settings)
         try:
             verdict = decide(client, settings, actions)
@@ -482,11 +555,16 @@ def run(settings: HookSettings, stdin_text: str,
             close = getattr(client, "close", None)
             if callable(close):
                 close()
-        return render(settings.flavor, verdict), "", 0
+        return dialect.render(verdict), "", 0
     except HookError as exc:
-        return "", f"interlock hook: {exc}\n", 2
-    except Exception as exc:  # fail closed on anything: exit 2 blocks the tool in both agents
-        return "", f"interlock hook: internal error, the tool call is blocked: {type(exc).__name__}: {exc}\n", 2
+        reason = f"interlock hook: {exc}"
+    except Exception as exc:  # fail closed on anything: exit 2 blocks the tool in every agent here
+        reason = f"interlock hook: internal error, the tool call is blocked: {type(exc).__name__}: {exc}"
+    try:
+        out = dialect.blocked(reason) if dialect is not None else ""
+    except Exception:  # a dialect that cannot word its refusal still blocks: exit 2
+        out = ""
+    return out, reason + "\n", 2
 
 
 def read_stdin(limit: int = 8 * 1024 * 1024) -> str:
@@ -515,11 +593,13 @@ def execute(settings: HookSettings) -> int:
 # --- `interlock-hook`: the lean console script -----------------------------------------------------
 
 
-USAGE = """usage: interlock-hook claude-code|codex [--env ENV] [--target T] [--gateway URL] [--token TOKEN]
+USAGE = """usage: interlock-hook claude-code|codex|gemini|copilot|cursor
+                     [--env ENV] [--target T] [--gateway URL] [--token TOKEN]
                      [--policy FILE --agent NAME [--db URL] [--key-dir DIR]] [--wait SECONDS]
                      [--owner-may-decide]
 
-The Interlock PreToolUse hook: reads the agent's tool call on stdin, answers on stdout.
+The Interlock hook (PreToolUse, BeforeTool, preToolUse, beforeShellExecution, …): reads the agent's tool
+call on stdin, answers on stdout in that agent's words; every failure exits 2, which blocks the tool.
 Options may also come from INTERLOCK_ENV, INTERLOCK_URL, INTERLOCK_TOKEN, INTERLOCK_POLICY, INTERLOCK_AGENT,
 INTERLOCK_DB and INTERLOCK_KEY_DIR (an option on the command line wins; docs/cli.md).
 """
@@ -553,7 +633,7 @@ def parse_args(argv: list[str]) -> HookSettings:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`interlock-hook claude-code|codex [options]`: the same as `interlock hook …`, without the
+    """`interlock-hook AGENT [options]`: the same as `interlock hook …`, without the
     full CLI's imports. `install` lives in the full CLI only."""
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] in ("-h", "--help"):

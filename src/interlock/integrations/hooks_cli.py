@@ -1,14 +1,16 @@
-"""`interlock hook claude-code|codex|install` (mounted by interlock.cli as `interlock hook`).
+"""`interlock hook claude-code|codex|gemini|copilot|cursor|install` (mounted as `interlock hook`).
 
-`claude-code` and `codex` are the PreToolUse hooks themselves (see interlock.integrations.hooks:
-exit 0 with the JSON answer, exit 2 on any error). `install` writes the hook entry into the agent's
-settings, merging with what is there; running it again updates the entry instead of adding one.
+`claude-code`, `codex`, `gemini`, `copilot` and `cursor` are the hooks themselves (see
+interlock.integrations.hooks and its dialects: exit 0 with the agent's answer, exit 2 on any
+error). `install` writes the hook entry into the agent's settings, merging with what is there;
+running it again updates the entry instead of adding one.
 The installed command is the lean `interlock-hook` script, which starts several times faster than
 the full CLI: the hook runs once per tool call.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shlex
@@ -21,11 +23,12 @@ from typing import Annotated, Any
 import typer
 
 from interlock import options
-from interlock.integrations.hooks import DEFAULT_WAIT, MATCHERS, HookSettings, execute
+from interlock.integrations.hooks import DEFAULT_WAIT, DIALECTS, MATCHERS, HookSettings, execute
 from interlock.options import DEFAULT_DB, InProcess, Remote
 
 app = typer.Typer(
-    help="PreToolUse hooks for Claude Code and Codex: every tool call is proposed to Interlock first.",
+    help="Agent hooks (Claude Code, Codex, Gemini CLI, Copilot CLI, Cursor): every tool call is proposed to "
+         "Interlock first.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -79,12 +82,42 @@ def codex(env: Env = None, target: Target = None, gateway: Gateway = None, token
     _run("codex", env, target, gateway, token, policy, agent, db, key_dir, wait, False)
 
 
+@app.command("gemini")
+@options.shared
+def gemini(env: Env = None, target: Target = None, gateway: Gateway = None, token: Token = None,
+           policy: PolicyFile = None, agent: Agent = None, db: Db = DEFAULT_DB, key_dir: KeyDir = None,
+           wait: Wait = DEFAULT_WAIT) -> None:
+    """The Gemini CLI BeforeTool hook: answers {"decision": "allow"|"deny", "reason"} on stdout."""
+    _run("gemini", env, target, gateway, token, policy, agent, db, key_dir, wait, False)
+
+
+@app.command("copilot")
+@options.shared
+def copilot(env: Env = None, target: Target = None, gateway: Gateway = None, token: Token = None,
+            policy: PolicyFile = None, agent: Agent = None, db: Db = DEFAULT_DB, key_dir: KeyDir = None,
+            wait: Wait = DEFAULT_WAIT, owner_may_decide: OwnerMayDecide = False) -> None:
+    """The GitHub Copilot CLI preToolUse hook: answers {"permissionDecision", "permissionDecisionReason"}."""
+    _run("copilot", env, target, gateway, token, policy, agent, db, key_dir, wait, owner_may_decide)
+
+
+@app.command("cursor")
+@options.shared
+def cursor(env: Env = None, target: Target = None, gateway: Gateway = None, token: Token = None,
+           policy: PolicyFile = None, agent: Agent = None, db: Db = DEFAULT_DB, key_dir: KeyDir = None,
+           wait: Wait = DEFAULT_WAIT, owner_may_decide: OwnerMayDecide = False) -> None:
+    """The Cursor hook (beforeShellExecution, beforeMCPExecution, beforeReadFile, preToolUse for edits)."""
+    _run("cursor", env, target, gateway, token, policy, agent, db, key_dir, wait, owner_may_decide)
+
+
 # --- install ---------------------------------------------------------------------------------------
 
 
 class AgentName(StrEnum):
     claude_code = "claude-code"
     codex = "codex"
+    gemini = "gemini"
+    copilot = "copilot"
+    cursor = "cursor"
 
 
 def settings_path(flavor: str, user: bool, project_dir: Path) -> Path:
@@ -118,21 +151,52 @@ def hook_command(flavor: str, *, executable: str, env: str, gateway: str | None,
 
 
 def is_interlock_hook(handler: Any) -> bool:
-    command = handler.get("command") if isinstance(handler, dict) else None
-    return isinstance(command, str) and ("interlock-hook " in command or "interlock hook " in command)
+    """A handler that runs Interlock's hook (`command`, or Copilot's `bash`/`powershell`)."""
+    if not isinstance(handler, dict):
+        return False
+    return any(isinstance(c, str) and ("interlock-hook " in c or "interlock hook " in c)
+               for c in (handler.get("command"), handler.get("bash"), handler.get("powershell")))
 
 
 def merge_hook(doc: dict[str, Any], flavor: str, command: str, timeout: int) -> dict[str, Any]:
     """`doc` with exactly one Interlock PreToolUse entry (added, or the existing one updated);
     everything else in it is kept as it was."""
+    handler = {"type": "command", "command": command, "timeout": timeout}
+    return merge_entries(doc, {"PreToolUse": {"matcher": MATCHERS[flavor], "hooks": [handler]}}, grouped=True)
+
+
+def merge_entries(doc: dict[str, Any], entries: dict[str, Any], *, grouped: bool) -> dict[str, Any]:
+    """`doc` with exactly one Interlock entry per event of `entries` (added, or ours updated in place);
+    everything else is kept. `grouped`: events hold `{"matcher", "hooks": [...]}` groups (Claude Code,
+    Codex, Gemini CLI); else they hold handlers, in a `{"version": 1, …}` file (Copilot, Cursor)."""
+    if not grouped:
+        if doc.get("version", 1) != 1:
+            raise ValueError(f"its `version` is {doc.get('version')!r}, not 1: fix the file by hand, then run "
+                             "install again")
+        doc.setdefault("version", 1)
     hooks = doc.setdefault("hooks", {})
     if not isinstance(hooks, dict):
         raise ValueError("its `hooks` is not an object: fix the file by hand, then run install again")
-    groups = hooks.setdefault("PreToolUse", [])
-    if not isinstance(groups, list):
-        raise ValueError("its `hooks.PreToolUse` is not a list: fix the file by hand, then run install again")
-    handler = {"type": "command", "command": command, "timeout": timeout}
-    entry = {"matcher": MATCHERS[flavor], "hooks": [handler]}
+    for event, entry in entries.items():
+        current = hooks.setdefault(event, [])
+        if not isinstance(current, list):
+            raise ValueError(f"its `hooks.{event}` is not a list: fix the file by hand, then run install again")
+        hooks[event] = merge_group(current, entry) if grouped else merge_handler(current, entry)
+    return doc
+
+
+def merge_handler(handlers: list[Any], ours: dict[str, Any]) -> list[Any]:
+    """`handlers` with ours in place of the first Interlock handler (appended if none), others kept."""
+    kept = [h for h in handlers if not is_interlock_hook(h)]
+    at = next((i for i, h in enumerate(handlers) if is_interlock_hook(h)), None)
+    if at is None:
+        return [*kept, ours]
+    before = sum(1 for h in handlers[:at] if not is_interlock_hook(h))
+    return [*kept[:before], ours, *kept[before:]]
+
+
+def merge_group(groups: list[Any], entry: dict[str, Any]) -> list[Any]:
+    """`groups` with our group in place of the first that held our handler; others' handlers kept."""
     kept: list[Any] = []
     placed = False
     for group in groups:
@@ -149,11 +213,24 @@ def merge_hook(doc: dict[str, Any], flavor: str, command: str, timeout: int) -> 
             placed = True
     if not placed:
         kept.append(entry)
-    hooks["PreToolUse"] = kept
-    return doc
+    return kept
 
 
-def write_settings(path: Path, flavor: str, command: str, timeout: int) -> None:
+def install_plan(flavor: str, user: bool, project_dir: Path, command: str,
+                 timeout: int) -> tuple[Path, dict[str, Any], bool, tuple[str, ...]]:
+    """(settings file, entries by event, grouped?, notes) for installing `flavor`'s hook."""
+    if flavor in DIALECTS:
+        dialect = importlib.import_module(DIALECTS[flavor])
+        return (Path(dialect.settings_file(user, str(project_dir))), dialect.install_entries(command, timeout),
+                dialect.GROUPED, tuple(dialect.NOTES))
+    handler = {"type": "command", "command": command, "timeout": timeout}
+    notes = ("Codex asks you to review and trust a new hook before it runs it",) if flavor == "codex" else ()
+    return (settings_path(flavor, user, project_dir), {"PreToolUse": {"matcher": MATCHERS[flavor],
+                                                                      "hooks": [handler]}}, True, notes)
+
+
+def write_settings(path: Path, entries: dict[str, Any], *, grouped: bool) -> None:
+    """Merge the hook `entries` into the settings file at `path` (atomically)."""
     try:
         doc = json.loads(path.read_text()) if path.exists() and path.read_text().strip() else {}
     except ValueError as exc:
@@ -161,7 +238,7 @@ def write_settings(path: Path, flavor: str, command: str, timeout: int) -> None:
     if not isinstance(doc, dict):
         raise ValueError(f"{path} does not hold a JSON object: fix it by hand, then run install again")
     try:
-        merged = merge_hook(doc, flavor, command, timeout)
+        merged = merge_entries(doc, entries, grouped=grouped)
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,7 +250,8 @@ def write_settings(path: Path, flavor: str, command: str, timeout: int) -> None:
 @app.command("install")
 @options.shared
 def install(
-    agent_name: Annotated[AgentName, typer.Argument(metavar="claude-code|codex", help="which agent to hook")],
+    agent_name: Annotated[AgentName, typer.Argument(metavar="claude-code|codex|gemini|copilot|cursor",
+                                                    help="which agent to hook")],
     env: Env = None,
     user: Annotated[bool, typer.Option("--user/--project", help="user-wide settings, or this project's")] = False,
     project_dir: Annotated[Path, typer.Option("--dir", help="the project's root (with --project)")] = Path("."),
@@ -183,7 +261,7 @@ def install(
         "--command", help="hook program to run (default: interlock-hook, found on PATH on each machine; "
                           "pin a path only for a --user install on this machine)")] = None,
 ) -> None:
-    """Write the Interlock PreToolUse hook into the agent's settings (merged, idempotent)."""
+    """Write the Interlock hook into the agent's settings (merged, idempotent)."""
     flavor = agent_name.value
     if not env:
         typer.echo("error: pass --env ENV: the environment the agent's actions are judged in", err=True)
@@ -197,13 +275,14 @@ def install(
                            policy=in_process, agent=agent if in_process else None,
                            db=db if in_process and db != DEFAULT_DB else None,
                            key_dir=str(key_dir) if in_process and key_dir else None, target=target, wait=wait)
-    path = settings_path(flavor, user, project_dir.resolve())
+    path, entries, grouped, notes = install_plan(flavor, user, project_dir.resolve(), command,
+                                                 int(wait) + TIMEOUT_MARGIN)
     try:
-        write_settings(path, flavor, command, int(wait) + TIMEOUT_MARGIN)
+        write_settings(path, entries, grouped=grouped)
     except (ValueError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    typer.echo(f"installed the Interlock PreToolUse hook in {path}")
+    typer.echo(f"installed the Interlock hook in {path}")
     typer.echo(f"  {command}")
     if executable is None and hook_on_path() is None:
         typer.echo(f"  warning: {HOOK_PROGRAM} is not on PATH here: put the Python environment's bin directory on "
@@ -214,5 +293,5 @@ def install(
         typer.echo(f"  commit {path.relative_to(project_dir.resolve())} so the team gets the hook{note}")
     if gateway:
         typer.echo("  the agent's token goes in INTERLOCK_TOKEN, in the environment the agent starts from")
-    if flavor == "codex":
-        typer.echo("  Codex asks you to review and trust a new hook before it runs it")
+    for note in notes:
+        typer.echo(f"  {note}")

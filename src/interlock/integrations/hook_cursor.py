@@ -1,0 +1,116 @@
+"""Cursor's agent hooks, spoken over `hooks.py` (docs/integrations.md quotes the contract).
+
+Cursor runs one hook process per event, `hook_event_name` naming it:
+- `beforeShellExecution` `{"command", "cwd"}` → a shell action;
+- `beforeMCPExecution` `{"tool_name", "tool_input", "url" | "command"}` → an MCP action (Cursor names
+  the server by its URL or its start command, not by its configured name);
+- `beforeReadFile` `{"file_path", "content", "attachments"}` → a file read (and one per attachment);
+- `preToolUse` `{"tool_name", "tool_input"}` for the file edits (`Write`, `StrReplace`, `Edit`,
+  `MultiEdit`, `Delete`): Cursor's edit hook `afterFileEdit` only reports after the fact.
+It answers `{"permission": "allow"|"deny"|"ask", "user_message", "agent_message"}`. Exit 2 blocks;
+other failures block only with `"failClosed": true`, which `install` sets. A failure here is exit 2
+with a deny on stdout as well.
+
+Standard library only: the lean `interlock-hook cursor` imports this module on every tool call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from interlock.integrations.hooks import (
+    HookError,
+    ProposedAction,
+    Verdict,
+    arguments,
+    file_action,
+    json_object,
+    text_field,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+NAME = "Cursor"
+EVENTS = ("beforeShellExecution", "beforeMCPExecution", "beforeReadFile", "preToolUse")
+NO_ASK = ""  # `ask` hands the call to the person in Cursor
+EDIT_MATCHER = "Write|StrReplace|Edit|MultiEdit|Delete"
+PATH_KEYS = ("file_path", "path", "target_file")
+
+
+def actions(text: str) -> list[ProposedAction]:
+    """The actions one Cursor hook event amounts to; an event or tool with no mapping is an error."""
+    event = json_object(text, "Cursor hook")
+    name = event.get("hook_event_name")
+    cwd = event.get("cwd") if isinstance(event.get("cwd"), str) else None
+    if name == "beforeShellExecution":
+        return [ProposedAction("shell", {"command": text_field(name, event, "command")})]
+    if name == "beforeMCPExecution":
+        tool = text_field(name, event, "tool_name")
+        server = event.get("server") or event.get("url") or event.get("command") or ""
+        return [ProposedAction("mcp", {"server": str(server)[:200], "tool": tool,
+                                       "arguments": arguments(event.get("tool_input"), tool, "tool_input"),
+                                       "annotations": {}})]
+    if name == "beforeReadFile":
+        reads = [file_action("read", text_field(name, event, "file_path"))]
+        for attachment in event.get("attachments") or []:
+            path = attachment.get("file_path") or attachment.get("filePath") if isinstance(attachment, dict) else None
+            if isinstance(path, str) and path:
+                reads.append(file_action("read", path))
+        return reads
+    if name == "preToolUse":
+        return edit_actions(text_field(name, event, "tool_name"), event, cwd)
+    raise HookError(f"hook_event_name is {name!r}: this hook handles {', '.join(EVENTS)}; register it under those "
+                    "events in .cursor/hooks.json")
+
+
+def edit_actions(tool: str, event: dict[str, Any], cwd: str | None) -> list[ProposedAction]:
+    args = arguments(event.get("tool_input"), tool, "tool_input")
+    path = text_field(tool, args, *PATH_KEYS)
+    if cwd and not os.path.isabs(path):
+        path = os.path.join(cwd, path)
+    if tool == "Write":
+        return [file_action("write", path, content=str(args.get("contents", args.get("content", ""))))]
+    if tool in ("StrReplace", "Edit"):
+        edit = {k: args[k] for k in ("old_string", "new_string", "replace_all") if k in args}
+        return [file_action("edit", path, edits=[edit])]
+    if tool == "MultiEdit":
+        edits = args.get("edits")
+        if not isinstance(edits, list):
+            raise HookError("MultiEdit input has no `edits` list")
+        return [file_action("edit", path, edits=edits)]
+    if tool == "Delete":
+        return [file_action("delete", path)]
+    raise HookError(f"Interlock has no mapping for Cursor tool {tool!r} in preToolUse, so it cannot judge it: the "
+                    f"installed matcher is {EDIT_MATCHER}")
+
+
+def render(verdict: Verdict) -> str:
+    """`agent_message` is what the model reads; `user_message` what the person in Cursor sees."""
+    return json.dumps({"permission": verdict.decision, "user_message": verdict.reason,
+                       "agent_message": verdict.reason})
+
+
+def blocked(reason: str) -> str:
+    return render(Verdict("deny", reason))  # beside exit 2, which blocks on its own
+
+
+# --- install -------------------------------------------------------------------------------------
+
+GROUPED = False  # {"version": 1, "hooks": {"beforeShellExecution": [handler, …], …}}
+
+
+def settings_file(user: bool, project_dir: str) -> str:
+    return os.path.join(os.path.expanduser("~") if user else project_dir, ".cursor", "hooks.json")
+
+
+def install_entries(command: str, timeout_seconds: int) -> dict[str, Any]:
+    """One handler per event; failClosed so a hook that crashes or times out blocks, not allows."""
+    handler = {"command": command, "timeout": timeout_seconds, "failClosed": True}
+    return {"beforeShellExecution": handler, "beforeMCPExecution": handler, "beforeReadFile": handler,
+            "preToolUse": {**handler, "matcher": EDIT_MATCHER}}
+
+
+NOTES = ("Cursor reloads hooks.json on save; check Settings → Hooks that the four hooks are listed",)

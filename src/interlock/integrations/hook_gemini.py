@@ -1,0 +1,122 @@
+"""Gemini CLI's `BeforeTool` hook, spoken over `hooks.py` (docs/integrations.md quotes the contract).
+
+Gemini CLI runs the hook per tool call with `{"hook_event_name": "BeforeTool", "tool_name",
+"tool_input", "mcp_context"?, "cwd", …}` on stdin. Exit 0 with `{"decision": "allow"|"deny",
+"reason"}` answers (the reason of a deny goes to the model as the tool's error); exit 2 blocks
+with stderr as the reason, and any other code is only a warning (the tool runs), so every failure
+here is exit 2. BeforeTool has no `ask`, so `--owner-may-decide` is refused.
+
+Standard library only: the lean `interlock-hook gemini` imports this module on every tool call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+from interlock.integrations.hooks import (
+    HookError,
+    ProposedAction,
+    Verdict,
+    arguments,
+    file_action,
+    json_object,
+    text_field,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+NAME = "Gemini CLI"
+EVENT = "BeforeTool"
+NO_ASK = "for Gemini CLI: its BeforeTool hook has no `ask` answer"
+#: Gemini's built-in tools that touch something (names from its tools reference), and MCP tools.
+SHELL = frozenset({"run_shell_command"})
+READS = frozenset({"read_file", "list_directory", "glob", "search_file_content", "grep_search"})
+MATCHER = "^(run_shell_command|read_file|read_many_files|list_directory|glob|search_file_content|grep_search" \
+          "|write_file|replace|web_fetch|mcp__.*)$"
+URL = re.compile(r"https?://[^\s\"'<>)\]]+")
+#: Path arguments across Gemini versions (`path` → `file_path`/`dir_path`; older `absolute_path`).
+PATH_KEYS = ("file_path", "absolute_path", "path", "dir_path")
+
+
+def actions(text: str) -> list[ProposedAction]:
+    """The actions one BeforeTool call amounts to; a tool with no mapping is an error (fail closed)."""
+    event = json_object(text, EVENT)
+    name = event.get("hook_event_name", EVENT)
+    if name != EVENT:
+        raise HookError(f"hook_event_name is {name!r}: this hook handles {EVENT} only; register it under "
+                        f"hooks.{EVENT} in .gemini/settings.json")
+    tool = event.get("tool_name")
+    if not isinstance(tool, str) or not tool:
+        raise HookError(f"{EVENT} input without a `tool_name` string")
+    args = arguments(event.get("tool_input"), tool, "tool_input")
+    cwd = event.get("cwd") if isinstance(event.get("cwd"), str) else None
+    if tool in SHELL:
+        why = args.get("description")
+        return [ProposedAction("shell", {"command": text_field(tool, args, "command")},
+                               {"intent": why[:4000]} if isinstance(why, str) and why.strip() else None)]
+    if tool == "write_file":
+        return [file_action("write", text_field(tool, args, *PATH_KEYS), content=str(args.get("content", "")))]
+    if tool == "replace":
+        edit = {k: args[k] for k in ("old_string", "new_string", "expected_replacements") if k in args}
+        return [file_action("edit", text_field(tool, args, *PATH_KEYS), edits=[edit])]
+    if tool in READS:
+        # Reads are judged too (a credential file is not harmless); a search without a path reads below cwd.
+        path = next((args[k] for k in PATH_KEYS if isinstance(args.get(k), str) and args[k]), cwd)
+        if not path:
+            raise HookError(f"{tool} input has no path and the event has no cwd")
+        extra = {k: args[k] for k in ("pattern", "include") if isinstance(args.get(k), str)}
+        return [file_action("read", path, **extra)]
+    if tool == "read_many_files":
+        paths = args.get("paths") or args.get("include")
+        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p for p in paths):
+            raise HookError("read_many_files input has no `paths` list of file paths or globs")
+        return [file_action("read", p if os.path.isabs(p) or not cwd else os.path.join(cwd, p)) for p in paths]
+    if tool == "web_fetch":
+        urls = URL.findall(str(args.get("url") or args.get("prompt") or ""))
+        if not urls:
+            raise HookError("web_fetch input names no http(s) URL in `prompt`")
+        return [ProposedAction("http", {"method": "GET", "url": u, "headers": {}, "body": None}) for u in urls]
+    if tool.startswith("mcp__"):
+        server, _, name = tool[len("mcp__"):].partition("__")
+        context = event.get("mcp_context")
+        server = str(context.get("server_name") or server) if isinstance(context, dict) else server
+        if not server or not name:
+            raise HookError(f"MCP tool name {tool!r} is not mcp__<server>__<tool>")
+        return [ProposedAction("mcp", {"server": server, "tool": name, "arguments": args, "annotations": {}})]
+    raise HookError(f"Interlock has no mapping for Gemini tool {tool!r}, so it cannot judge it: remove it from the "
+                    "hook's matcher if it touches nothing outside the agent, or ask for a mapping")
+
+
+def render(verdict: Verdict) -> str:
+    """Exit 0's answer: allow, or deny with the reason the model reads as the tool's error."""
+    if verdict.decision == "allow":
+        return json.dumps({"decision": "allow", "reason": verdict.reason})
+    return json.dumps({"decision": "deny", "reason": verdict.reason, "systemMessage": verdict.reason})
+
+
+def blocked(reason: str) -> str:
+    return ""  # exit 2: Gemini blocks the tool and hands stderr to the model as the reason
+
+
+# --- install -------------------------------------------------------------------------------------
+
+GROUPED = True  # {"hooks": {"BeforeTool": [{"matcher", "hooks": [handler]}]}}, as Claude Code's settings
+
+
+def settings_file(user: bool, project_dir: str) -> str:
+    return os.path.join(os.path.expanduser("~") if user else project_dir, ".gemini", "settings.json")
+
+
+def install_entries(command: str, timeout_seconds: int) -> dict[str, Any]:
+    """The entry `hook install gemini` merges into settings.json (Gemini's timeout is in milliseconds)."""
+    handler = {"name": "interlock", "type": "command", "command": command, "timeout": timeout_seconds * 1000,
+               "description": "Interlock judges the tool call before it runs"}
+    return {EVENT: {"matcher": MATCHER, "hooks": [handler]}}
+
+
+NOTES = ("Gemini CLI runs hooks only while its hooks system is enabled (/settings → Advanced → Enable Hooks "
+         "System; `tools.enableHooks` in settings.json)",)
