@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from interlock.classify import paths
 from interlock.integrations import hook_copilot
 from interlock.integrations.hooks import HookError, ProposedAction, Verdict
 from interlock.testing import LiveServer, free_port
@@ -154,3 +155,13 @@ def test_install_user_scope_and_a_file_it_cannot_merge(tmp_path: Path) -> None:
     (bad / ".github" / "hooks" / "interlock.json").write_text('{"version": 2, "hooks": {}}')
     result = install(bad, "copilot")
     assert result.exit_code == 2 and "not 1" in result.output
+
+
+@pytest.mark.parametrize("agent", ["gemini", "copilot", "cursor"])
+@pytest.mark.parametrize("scope", ["--project", "--user"])
+def test_every_settings_file_install_writes_is_a_protected_path(tmp_path: Path, agent: str, scope: str) -> None:
+    """An agent cannot write its own hook away unnoticed: what `install` writes, the file judge protects."""
+    result = install(tmp_path, agent, scope)
+    assert result.exit_code == 0, result.output
+    written = result.output.split("installed the Interlock hook in ", 1)[1].splitlines()[0]
+    assert paths.protected(written), written

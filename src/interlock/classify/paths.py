@@ -41,6 +41,8 @@ DEFAULT_PROTECTED: tuple[tuple[str, str], ...] = (
     ("**/.codex/*", "the agent's own configuration"),
     ("**/.gemini/*", "the agent's own configuration (Gemini CLI hooks)"),
     ("**/.cursor/*", "the agent's own configuration (Cursor hooks)"),
+    ("**/.copilot/*", "the agent's own configuration (GitHub Copilot CLI user hooks)"),
+    ("**/.github/copilot/*", "the agent's repository settings (GitHub Copilot CLI inline hooks)"),
     ("**/.interlock/*", "Interlock's keys and state"),
     ("**/*policy*.yaml", "an Interlock policy"),
     ("**/*policy*.yml", "an Interlock policy"),
