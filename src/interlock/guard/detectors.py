@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from interlock.gate.clock import stamp
 from interlock.guard import breakers
 from interlock.guard.breakers import AGENT_WIDE, Breaker, State
 from interlock.policy.schema import Breakers, Guards
@@ -181,7 +182,7 @@ class Counting:
         if pair in self.seen:
             return
         tx.execute("INSERT INTO guard_seen(agent, target, first_at) VALUES (?, ?, ?) "
-                   "ON CONFLICT (agent, target) DO NOTHING", (*pair, now.isoformat()))
+                   "ON CONFLICT (agent, target) DO NOTHING", (*pair, stamp(now)))
         tx.on_commit(lambda: self.seen.add(pair))
 
     # --- outcomes -------------------------------------------------------------------------------
