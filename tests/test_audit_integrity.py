@@ -285,3 +285,27 @@ def test_votes_and_grants_through_the_gate_are_bound_and_verify_clean(store_url:
         assert gate_problems(runtime.audit) == []
         runtime.audit.checkpoint()
         assert runtime.audit.verify().ok
+
+
+def test_a_token_row_written_into_the_database_does_not_authenticate(store: Store, tmp_path: Path) -> None:
+    """DB write access must not mint a human's token: the row needs its token.created entry."""
+    from interlock.gate.integrity import gate_problems
+    from interlock.identity import AuthError, authenticate, create_token, secret_hash
+
+    with AuditLog(store, key_dir=tmp_path / "keys") as log:
+        _, real = create_token(store, "human", "bob", None, log)
+        assert authenticate(store, real, log=log).name == "bob"
+        forged = "ilk_h_" + "A" * 43
+        with store.transaction() as tx:
+            tx.execute("INSERT INTO tokens(id, kind, name, secret_sha256, created_at) "
+                       "VALUES ('tok_forged', 'human', 'bob', ?, '2026-01-01T00:00:00.000000Z')", (secret_hash(forged),))
+        with pytest.raises(AuthError) as caught:
+            authenticate(store, forged, log=log)
+        assert caught.value.reason == "unrecorded"
+        stolen = "ilk_h_" + "B" * 43  # a real row's lookup hash swapped for the attacker's
+        with store.transaction() as tx:
+            tx.execute("UPDATE tokens SET secret_sha256 = ? WHERE id != 'tok_forged'", (secret_hash(stolen),))
+        with pytest.raises(AuthError, match="not recorded in the audit log"):
+            authenticate(store, stolen, log=log)
+        names = sorted(p.where for p in gate_problems(log))
+        assert len(names) == 2 and names[1] == "token tok_forged (human bob)", names

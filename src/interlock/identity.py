@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from interlock.gate.clock import Clock, parse_stamp, stamp, system_clock
-from interlock.gate.events import TOKEN_CREATED, TOKEN_REFUSED, TOKEN_REVOKED, AuditSink
+from interlock.gate.events import TOKEN_CREATED, TOKEN_REFUSED, TOKEN_REVOKED, AuditSink, GateAudit
 from interlock.policy import Policy
 from interlock.store import Store
 
@@ -76,7 +76,7 @@ def create_token(
     kind: PrincipalKind,
     name: str,
     expires_in: int | None,
-    audit: AuditSink,
+    audit: GateAudit,
     *,
     policy: Policy | None = None,
     clock: Clock = system_clock,
@@ -109,23 +109,35 @@ def create_token(
             "VALUES (?, ?, ?, ?, ?, ?)",
             (token_id, kind, name, secret_hash(secret), stamp(now), expires_at),
         )
-    audit.append(TOKEN_CREATED, {"token_id": token_id, "kind": kind, "name": name, "expires_at": expires_at})
+        # Recorded in the same transaction, with the secret's lookup hash (issue 10.2): a token row
+        # written into the database directly has no such entry and never authenticates.
+        receipt = audit.append_in(tx, TOKEN_CREATED, {"token_id": token_id, "kind": kind, "name": name,
+                                                      "expires_at": expires_at, "lookup_hash": secret_hash(secret)})
+        tx.execute("UPDATE tokens SET entry_idx = ? WHERE id = ?", (receipt.index, token_id))
     return token_id, secret
 
 
 def authenticate(
-    store: Store, secret: str, *, audit: AuditSink | None = None, clock: Clock = system_clock
+    store: Store,
+    secret: str,
+    *,
+    audit: AuditSink | None = None,
+    clock: Clock = system_clock,
+    log: GateAudit | None = None,
 ) -> Principal:
-    """The principal a secret belongs to; AuthError (audited as token.refused when `audit` is given)."""
+    """The principal a secret belongs to; AuthError (audited as token.refused when `audit` is given).
+    The token row must be recorded by its token.created entry, checked through `log` (or `audit` when
+    it can read entries): a row written into the database directly is refused as `unrecorded`."""
+    reader = log if log is not None else audit if hasattr(audit, "entry_at") else None
     try:
-        return _authenticate(store, secret, clock)
+        return _authenticate(store, secret, clock, reader)  # type: ignore[arg-type]
     except AuthError as exc:
         if audit is not None:
             audit.append(TOKEN_REFUSED, {"reason": exc.reason, "error": str(exc), "token_id": exc.token_id})
         raise
 
 
-def _authenticate(store: Store, secret: str, clock: Clock) -> Principal:
+def _authenticate(store: Store, secret: str, clock: Clock, log: GateAudit | None = None) -> Principal:
     match = _SECRET.match(secret) if isinstance(secret, str) else None
     if match is None:
         raise AuthError(
@@ -136,11 +148,20 @@ def _authenticate(store: Store, secret: str, clock: Clock) -> Principal:
     # The lookup key is a hash of the secret, so index timing reveals nothing an attacker can steer.
     with store.transaction(readonly=True) as tx:
         row = tx.fetchone(
-            "SELECT id, kind, name, expires_at, revoked_at FROM tokens WHERE secret_sha256 = ?",
+            "SELECT id, kind, name, secret_sha256, expires_at, revoked_at, entry_idx FROM tokens "
+            "WHERE secret_sha256 = ?",
             (secret_hash(secret),),
         )
+        recorded = row is None or log is None or token_recorded(log, tx, row)
     if row is None or row["kind"][0] != match.group(1):
         raise AuthError("unknown", "unknown token: it was never issued here (check the server or --db)")
+    if not recorded:
+        raise AuthError(
+            "unrecorded",
+            f"token {row['id']} is not recorded in the audit log (written into the database directly, or made "
+            "before tokens were bound to the log): create a new one with `interlock token create`",
+            row["id"],
+        )
     if row["revoked_at"] is not None:
         raise AuthError(
             "revoked", f"token {row['id']} was revoked at {row['revoked_at']}; ask for a new one", row["id"]
@@ -150,6 +171,17 @@ def _authenticate(store: Store, secret: str, clock: Clock) -> Principal:
             "expired", f"token {row['id']} expired at {row['expires_at']}; ask for a new one", row["id"]
         )
     return Principal(kind=row["kind"], name=row["name"], token_id=row["id"])
+
+
+def token_recorded(log: GateAudit, tx: Any, row: dict[str, Any]) -> bool:
+    """Whether a tokens row says what its token.created entry says (in the tree, authenticated)."""
+    found = log.entry_at(tx, None if row.get("entry_idx") is None else int(row["entry_idx"]))
+    if found is None:
+        return False
+    event, data = found
+    return (event == TOKEN_CREATED and data.get("token_id") == row["id"] and data.get("kind") == row["kind"]
+            and data.get("name") == row["name"] and data.get("lookup_hash") == row["secret_sha256"]
+            and data.get("expires_at") == row["expires_at"])
 
 
 def require_human(principal: Principal) -> Principal:

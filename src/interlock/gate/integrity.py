@@ -1,4 +1,4 @@
-"""`audit verify`'s check of the gate's tables (issue 10.2): every vote and grant row is bound to the
+"""`audit verify`'s check of the gate's tables and the tokens (issue 10.2): every vote and grant row is bound to the
 audit entry that recorded it, in the same transaction. A vote row with no matching approval.approved /
 approval.denied entry, a grant without its grant.issued, a used grant without its grant.consumed, is
 tampering: the gate ignores such rows at use, and verify names them."""
@@ -9,6 +9,7 @@ from interlock.audit.log import AuditLog
 from interlock.audit.verify import Problem
 from interlock.gate import repo
 from interlock.gate.service import grant_recorded, vote_recorded
+from interlock.identity import token_recorded
 
 
 def gate_problems(log: AuditLog, limit: int = 50) -> list[Problem]:
@@ -37,4 +38,12 @@ def gate_problems(log: AuditLog, limit: int = 50) -> list[Problem]:
                 ))
             if len(problems) >= limit:
                 break
+        for row in tx.fetchall("SELECT id, kind, name, secret_sha256, expires_at, entry_idx FROM tokens ORDER BY id"):
+            if not token_recorded(log, tx, row):
+                problems.append(Problem(
+                    f"token {row['id']} ({row['kind']} {row['name']})",
+                    f"no authenticated token.created entry records it (entry {row['entry_idx']}): the row was "
+                    "written outside Interlock; it does not authenticate",
+                    index=row["entry_idx"], until=None if row["entry_idx"] is None else int(row["entry_idx"]) + 1,
+                ))
     return problems[:limit]

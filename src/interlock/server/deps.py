@@ -46,7 +46,7 @@ def principal_of(server: Server, secret: str) -> Principal:
     if cached is not None:
         return cached
     try:
-        found = authenticate(server.store, secret)
+        found = authenticate(server.store, secret, log=server.audit)
         server.tokens.put(secret, found)
     except AuthError as exc:
         raise ApiError(401, f"token_{exc.reason}", str(exc)) from exc
