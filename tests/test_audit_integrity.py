@@ -309,3 +309,23 @@ def test_a_token_row_written_into_the_database_does_not_authenticate(store: Stor
             authenticate(store, stolen, log=log)
         names = sorted(p.where for p in gate_problems(log))
         assert len(names) == 2 and names[1] == "token tok_forged (human bob)", names
+
+
+def test_a_request_whose_terms_were_lowered_in_the_database_takes_no_vote(store_url: str, tmp_path: Path) -> None:
+    from interlock.gate.integrity import gate_problems
+    from interlock.gate.service import GateError
+    from interlock.gateway import Mode
+    from interlock.identity import Principal
+
+    with Runtime(EXAMPLE, store_url, tmp_path / "keys") as runtime:
+        pending = runtime.gateway.propose("kiro", Action.model_validate(DELETE), mode=Mode.advisory)
+        assert pending.approval is not None
+        request_id = pending.approval["id"]
+        with runtime.store.transaction() as tx:  # two approvals lowered to one, straight in the table
+            tx.execute("UPDATE approval_requests SET requirements_json = ? WHERE id = ?",
+                       ('[{"count":1,"from_groups":[],"at_least":[],"source":"x"}]', request_id))
+        with pytest.raises(GateError) as caught:
+            runtime.gate.approve(request_id, Principal("human", "bob", "tok_bob"))
+        assert caught.value.code == "unrecorded_request"
+        assert runtime.gateway.advance(pending.id).state.value == "pending_approval"
+        assert any(p.where == f"approval request {request_id}" for p in gate_problems(runtime.audit))

@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from interlock.identity import AuthError, authenticate, create_token, list_tokens, require_human, revoke
+from interlock.identity import (
+    AuthError,
+    authenticate,
+    create_token,
+    list_tokens,
+    require_human,
+    revoke,
+    secret_hash,
+)
 from interlock.identity_cli import app
 from interlock.store import Store
 from tests import gate_fixtures as support
@@ -33,6 +41,7 @@ def test_create_and_authenticate(store: Store, audit: Recorded, kind: str, prefi
         "kind": kind,
         "name": "bob",
         "expires_at": None,
+        "lookup_hash": secret_hash(secret),  # the hash the tokens table keeps, so the row is bound to its entry
     }
     assert secret not in json.dumps(audit.events)
 

@@ -22,6 +22,7 @@ class AuditEvent(StrEnum):
     APPROVAL_REFUSED = "approval.refused"
     APPROVAL_EXPIRED = "approval.expired"
     APPROVAL_INVALIDATED = "approval.invalidated"
+    APPROVAL_REPINNED = "approval.repinned"
     GRANT_ISSUED = "grant.issued"
     GRANT_CONSUMED = "grant.consumed"
     GRANT_REFUSED = "grant.refused"

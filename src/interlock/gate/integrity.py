@@ -8,13 +8,21 @@ from __future__ import annotations
 from interlock.audit.log import AuditLog
 from interlock.audit.verify import Problem
 from interlock.gate import repo
-from interlock.gate.service import grant_recorded, vote_recorded
+from interlock.gate.service import grant_recorded, request_recorded, vote_recorded
 from interlock.identity import token_recorded
 
 
 def gate_problems(log: AuditLog, limit: int = 50) -> list[Problem]:
     problems: list[Problem] = []
     with log.store.transaction(readonly=True) as tx:
+        for request in repo.list_requests(tx, limit=1_000_000):
+            if not request_recorded(log, tx, request):
+                problems.append(Problem(
+                    f"approval request {request.id}",
+                    f"its row does not match the entry that recorded its terms (entry {request.entry_idx}): "
+                    "changed in the database; no vote is taken on it",
+                    index=request.entry_idx, until=None if request.entry_idx is None else request.entry_idx + 1,
+                ))
         requests = [r["request_id"] for r in tx.fetchall("SELECT DISTINCT request_id FROM approval_votes")]
         for request_id in requests:
             for vote in repo.votes(tx, request_id):

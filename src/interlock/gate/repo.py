@@ -17,7 +17,7 @@ from interlock.store import Row, Transaction
 _REQUEST_COLUMNS = (
     "id, agent, owner, fingerprint, policy_version, action_json, classification_json, rules_json, "
     "requirements_json, eligible_json, state, state_reason, created_at, expires_at, decided_at, evidence_json, "
-    "action_id"
+    "action_id, entry_idx"
 )
 _GRANT_COLUMNS = "id, request_id, agent, fingerprint, policy_version, created_at, expires_at, consumed_at"
 _GRANT_READ = _GRANT_COLUMNS + ", issued_idx, consumed_idx"
@@ -30,7 +30,7 @@ def _dumps(value: Any) -> str:
 def insert_request(tx: Transaction, req: ApprovalRequest) -> None:
     tx.execute(
         f"INSERT INTO approval_requests({_REQUEST_COLUMNS}, pending_key) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             req.id,
             req.agent,
@@ -49,6 +49,7 @@ def insert_request(tx: Transaction, req: ApprovalRequest) -> None:
             None,
             _dumps(req.evidence) if req.evidence is not None else None,
             req.action_id,
+            req.entry_idx,
             req.fingerprint if req.state is RequestState.pending else None,
         ),
     )
@@ -75,6 +76,7 @@ def _request(row: Row) -> ApprovalRequest:
         decided_at=parse_stamp(row["decided_at"]) if row["decided_at"] else None,
         evidence=json.loads(row["evidence_json"]) if row.get("evidence_json") else None,
         action_id=row["action_id"],
+        entry_idx=None if row.get("entry_idx") is None else int(row["entry_idx"]),
     )
 
 
@@ -161,6 +163,10 @@ def repin(
             request_id,
         ),
     )
+
+
+def bind_request(tx: Transaction, request_id: str, entry_idx: int) -> None:
+    tx.execute("UPDATE approval_requests SET entry_idx = ? WHERE id = ?", (entry_idx, request_id))
 
 
 def insert_vote(

@@ -42,6 +42,7 @@ class ApprovalRequest(Strict):
         default=None, description="the rehearsal on the twin that promoted this action (docs/sandbox.md)"
     )
     action_id: str | None = Field(default=None, description="the proposed action that opened this request")
+    entry_idx: int | None = Field(default=None, description="the audit entry that recorded its current terms")
 
     @property
     def rationale(self) -> Rationale | None:

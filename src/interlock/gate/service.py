@@ -26,6 +26,7 @@ from interlock.gate.events import (
     APPROVAL_EXPIRED,
     APPROVAL_INVALIDATED,
     APPROVAL_REFUSED,
+    APPROVAL_REPINNED,
     APPROVAL_REQUESTED,
     GRANT_CONSUMED,
     GRANT_ISSUED,
@@ -54,6 +55,19 @@ def vote_recorded(audit: GateAudit, tx: Transaction, request_id: str, vote: Vote
     expected = APPROVAL_APPROVED if vote.verdict == "approve" else APPROVAL_DENIED
     return (event == expected and data.get("request_id") == request_id and data.get("principal") == vote.human
             and data.get("verdict") == vote.verdict)
+
+
+def request_recorded(audit: GateAudit, tx: Transaction, request: ApprovalRequest) -> bool:
+    """Whether an approval request's row still says what the entry that recorded its terms says."""
+    found = audit.entry_at(tx, request.entry_idx)
+    if found is None:
+        return False
+    event, data = found
+    return (event in (APPROVAL_REQUESTED, APPROVAL_REPINNED) and data.get("request_id") == request.id
+            and data.get("agent") == request.agent and data.get("fingerprint") == request.fingerprint
+            and data.get("policy_version") == request.policy_version
+            and data.get("approvals") == [r.model_dump(mode="json") for r in request.requirements]
+            and data.get("eligible") == list(request.eligible))
 
 
 def grant_recorded(audit: GateAudit, tx: Transaction, grant: Grant) -> bool:
@@ -177,26 +191,26 @@ class Gate:
                 action_id=action_id,
             )
             repo.insert_request(tx, request)
-        events.append(
-            (
-                APPROVAL_REQUESTED,
-                {
-                    "request_id": request.id,
-                    "action_id": action_id,
-                    "agent": agent,
-                    "fingerprint": fp,
-                    "policy_version": policy.version,
-                    "action": action.model_dump(mode="json"),
-                    "risk": classification.risk.value,
-                    "summary": classification.summary,
-                    "rules": list(decision.rules),
-                    "requirements": [r.describe() for r in reqs],
-                    "eligible": list(request.eligible),
-                    "expires_at": stamp(request.expires_at),
-                    **({"evidence": evidence.get("id")} if evidence else {}),
-                },
-            )
-        )
+            # Its terms are recorded in this transaction (issue 10.2): votes are taken only while the
+            # row still says what this entry says.
+            receipt = self.audit.append_in(tx, APPROVAL_REQUESTED, {
+                "request_id": request.id,
+                "action_id": action_id,
+                "agent": agent,
+                "fingerprint": fp,
+                "policy_version": policy.version,
+                "action": action.model_dump(mode="json"),
+                "risk": classification.risk.value,
+                "summary": classification.summary,
+                "rules": list(decision.rules),
+                "requirements": [r.describe() for r in reqs],
+                "approvals": [r.model_dump(mode="json") for r in reqs],
+                "eligible": list(request.eligible),
+                "expires_at": stamp(request.expires_at),
+                **({"evidence": evidence.get("id")} if evidence else {}),
+            })
+            repo.bind_request(tx, request.id, receipt.index)
+            request = request.model_copy(update={"entry_idx": receipt.index})
         notes.append((APPROVAL_REQUESTED, request, ""))
         self._finish(_Outcome(events=tuple(events), notify=tuple(notes)))
         return request
@@ -409,6 +423,12 @@ class Gate:
                 f"approval request {request_id} {_ENDED[request.state]}"
                 f"{': ' + request.state_reason if request.state_reason else ''}; nothing to decide",
             )
+        if not request_recorded(self.audit, tx, request):
+            return refused(
+                "unrecorded_request",
+                f"approval request {request_id} does not match the audit entry that recorded its terms "
+                "(changed in the database): no vote is taken on it; run `interlock audit verify`",
+            )
         if request.policy_version != self.policy.version:
             return refused(
                 "stale_policy",
@@ -556,14 +576,18 @@ class Gate:
                     why = f"superseded by request {twin.id} for the same action under the new policy"
                 if why is None:
                     humans = humans_of(new_policy.doc.humans)
-                    repo.repin(
-                        tx,
-                        request.id,
-                        fp,
-                        new_policy.version,
-                        request.requirements,
-                        eligible_humans(request.requirements, humans, request.agent, request.owner),
-                    )
+                    eligible = eligible_humans(request.requirements, humans, request.agent, request.owner)
+                    repo.repin(tx, request.id, fp, new_policy.version, request.requirements, eligible)
+                    receipt = self.audit.append_in(tx, APPROVAL_REPINNED, {
+                        "request_id": request.id,
+                        "action_id": request.action_id,
+                        "agent": request.agent,
+                        "fingerprint": fp,
+                        "policy_version": new_policy.version,
+                        "approvals": [r.model_dump(mode="json") for r in request.requirements],
+                        "eligible": list(eligible),
+                    })
+                    repo.bind_request(tx, request.id, receipt.index)
                     result[request.id] = "repinned"
                     continue
                 repo.set_state(tx, request.id, RequestState.invalidated, why, at)
