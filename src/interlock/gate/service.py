@@ -88,7 +88,7 @@ class GateError(Exception):
     """A refused gate operation. `code` names the case (unknown_request, expired, denied, consumed,
     invalidated, approved, reason_required, not_eligible, already_voted, agent_token, stale_policy,
     not_approval_required, unsatisfiable, unknown_agent, no_grant, grant_consumed, grant_expired,
-    request_pending); the message says what to do."""
+    request_pending, unrecorded_request); the message says what to do."""
 
     def __init__(self, code: str, message: str, request_id: str | None = None) -> None:
         super().__init__(message)
