@@ -6,6 +6,9 @@ trips, the alert signed at a real local webhook receiver, and an audit log that 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,6 +126,15 @@ def test_two_servers_share_freezes_cancellations_and_bursts(pair: tuple[LiveServ
     assert json.loads(alerts[0]["body"])["alert"]["detector"] == "burst"
     assert "interlock_guard_alerts" in alice_one.get("/metrics").text
 
+    # the CLI against the server (--gateway): freeze, status, thaw
+    alice = one.token("human", "alice")
+    made = _cli(["freeze", "--agent", "kiro", "--reason", "from the CLI", "--format", "json"], one.url, alice)
+    assert made["created_by"] == "alice" and made["scope"] == "agent kiro in every environment"
+    assert [f["id"] for f in _cli(["guards", "status", "--format", "json"], two.url, alice)["freezes"]] == [made["id"]]
+    assert _cli(["thaw", made["id"], "--format", "json"], two.url, alice)["thawed_by"] == "alice"
+    history = alice_one.get("/v1/freezes", params={"all": "true"}).json()["freezes"]
+    assert {f["id"] for f in history} == {freeze_id, made["id"]} and not any(f["active"] for f in history)
+
     with open_store(one.store_url) as store, AuditLog(store, key_dir=one.key_dir) as log:
         assert log.verify().ok
         events = [e["event"] for e in log.search(text="frz_", limit=100)]
@@ -139,3 +151,12 @@ def _started(store_url: str, command: str) -> bool:
             if first and command in first["entry"]:
                 return True
     return False
+
+
+def _cli(args: list[str], url: str, token: str) -> Any:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INTERLOCK_")}
+    env.update({"INTERLOCK_URL": url, "INTERLOCK_TOKEN": token})
+    done = subprocess.run([sys.executable, "-m", "interlock.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
