@@ -55,6 +55,10 @@ ACTIONS = [
      [file("edit", "/w/a.ts", edits=[{"old_string": "a", "new_string": "b"}])]),
     ("delete", cursor_event("preToolUse", tool_name="Delete", tool_input={"path": "/w/old.ts"}),
      [file("delete", "/w/old.ts")]),
+    ("shell through preToolUse", cursor_event("preToolUse", tool_name="Shell", tool_input={"command": "ls"}),
+     [ProposedAction("shell", {"command": "ls"})]),
+    ("read through preToolUse", cursor_event("preToolUse", tool_name="Read", tool_input={"path": "/w/.env"}),
+     [file("read", "/w/.env")]),
 ]
 
 

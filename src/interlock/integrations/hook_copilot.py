@@ -64,8 +64,10 @@ def actions(text: str) -> list[ProposedAction]:
         content = args.get("file_text", args.get("content", ""))
         return [file_action("write", text_field(tool, args, "path", "file_path"), content=str(content))]
     if tool in EDITS:
-        if args.get("command") == "create":  # str_replace_editor's create
+        if args.get("command") == "create":  # str_replace_editor's sub-commands: create, view, edits
             return [file_action("write", text_field(tool, args, "path"), content=str(args.get("file_text", "")))]
+        if args.get("command") == "view":
+            return [file_action("read", text_field(tool, args, "path"))]
         edit = {k: args[k] for k in ("old_str", "new_str", "insert_line") if k in args}
         return [file_action("edit", text_field(tool, args, "path", "file_path"), edits=[edit])]
     if tool == "apply_patch":

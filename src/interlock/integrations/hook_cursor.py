@@ -68,6 +68,8 @@ def actions(text: str) -> list[ProposedAction]:
 
 def edit_actions(tool: str, event: dict[str, Any], cwd: str | None) -> list[ProposedAction]:
     args = arguments(event.get("tool_input"), tool, "tool_input")
+    if tool == "Shell":  # only if Cursor ignored the matcher: judged as beforeShellExecution would be
+        return [ProposedAction("shell", {"command": text_field(tool, args, "command")})]
     path = text_field(tool, args, *PATH_KEYS)
     if cwd and not os.path.isabs(path):
         path = os.path.join(cwd, path)
@@ -83,6 +85,8 @@ def edit_actions(tool: str, event: dict[str, Any], cwd: str | None) -> list[Prop
         return [file_action("edit", path, edits=edits)]
     if tool == "Delete":
         return [file_action("delete", path)]
+    if tool == "Read":  # only if Cursor ignored the matcher: judged as beforeReadFile would be
+        return [file_action("read", path)]
     raise HookError(f"Interlock has no mapping for Cursor tool {tool!r} in preToolUse, so it cannot judge it: the "
                     f"installed matcher is {EDIT_MATCHER}")
 
