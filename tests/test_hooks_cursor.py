@@ -10,6 +10,8 @@ it: `{"permission", "user_message", "agent_message"}`, and exit 2 with a deny fo
 from __future__ import annotations
 
 import json
+import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +155,38 @@ def test_install_merges_into_hooks_json_and_is_idempotent(tmp_path: Path) -> Non
 def test_install_user_scope(tmp_path: Path) -> None:
     assert install(tmp_path, "cursor", "--user").exit_code == 0
     assert json.loads((tmp_path / "home" / ".cursor" / "hooks.json").read_text())["version"] == 1
+
+
+def shell_call(agent: str, command: str) -> str:
+    """The shell call each of the three agents documents, for `command`."""
+    return json.dumps({
+        "gemini": {"hook_event_name": "BeforeTool", "cwd": "/w", "tool_name": "run_shell_command",
+                   "tool_input": {"command": command}},
+        "copilot": {"timestamp": 1704614600000, "cwd": "/w", "toolName": "bash",
+                    "toolArgs": json.dumps({"command": command})},
+        "cursor": cursor_event("beforeShellExecution", command=command, cwd="/w"),
+    }[agent])
+
+
+def decision_of(agent: str, stdout: str) -> str:
+    answer = json.loads(stdout)
+    return str(answer.get("decision") or answer.get("permissionDecision") or answer.get("permission"))
+
+
+@pytest.mark.parametrize("agent", ["gemini", "copilot", "cursor"])
+def test_pending_approval_is_waited_for_then_allowed_once(server: LiveServer, tokens: dict[str, str],
+                                                          agent: str) -> None:
+    """The shared wait: each dialect waits for the humans, and the grant is for that exact call, once."""
+    line = f"touch /srv/{agent}-approved-{uuid.uuid4().hex[:8]}"
+    approver = threading.Thread(target=server.decide_when_pending, args=(line, tokens["bob"]))
+    approver.start()
+    try:
+        done = run_hook(agent, shell_call(agent, line), "--gateway", server.url, "--env", "production", "--wait", "60",
+                        token=tokens["kiro"])
+    finally:
+        approver.join()
+    assert done.returncode == 0, done.stderr
+    assert decision_of(agent, done.stdout) == "allow"
+    again = run_hook(agent, shell_call(agent, line), "--gateway", server.url, "--env", "production", "--wait", "0.2",
+                     token=tokens["kiro"])
+    assert decision_of(agent, again.stdout) == "deny"  # the grant was single use
