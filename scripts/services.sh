@@ -26,3 +26,7 @@ if [ ! -d .interlock/npm/node_modules/@modelcontextprotocol/server-filesystem ] 
   npm install --silent --no-audit --no-fund --prefix .interlock/npm \
       @modelcontextprotocol/server-filesystem @modelcontextprotocol/server-everything >/dev/null
 fi
+
+# Real Chromium for the console's browser tests (docs/console.md): Debian's package, driven by
+# Playwright through executable_path; never `playwright install`.
+command -v chromium >/dev/null 2>&1 || apt_install chromium

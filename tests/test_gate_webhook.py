@@ -48,7 +48,9 @@ def test_signed_json_on_request_and_outcome(
         body, headers = got["body"], got["headers"]
         assert verify(SECRET, body, headers["X-Interlock-Signature"], headers["X-Interlock-Timestamp"])
         doc = json.loads(body)
-        assert doc["request"]["link"] == f"https://interlock.example/v1/approvals/{request.id}"
+        assert doc["request"]["link"] == f"https://interlock.example/ui/approvals/{request.id}"
+        assert doc["request"]["review_url"] == doc["request"]["link"]
+        assert doc["request"]["api_url"] == f"https://interlock.example/v1/approvals/{request.id}"
         assert not {"payload", "action", "rationale"} & set(doc["request"])  # the summary, not the payload
     first = receiver.received[0]
     sig, ts = first["headers"]["X-Interlock-Signature"], first["headers"]["X-Interlock-Timestamp"]
@@ -77,6 +79,7 @@ def test_slack_body(
     assert len(receiver.received) == 1 and receiver.received[0]["valid"]
     text = json.loads(receiver.received[0]["body"])["text"]
     assert text.startswith("[Interlock] approval.requested: agent kiro") and request.id in text
+    assert text.endswith(f"Review: {gate.notifier.public_url}/ui/approvals/{request.id}")  # the console's page
     gate.notifier.close()
 
 

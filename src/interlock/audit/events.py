@@ -36,3 +36,6 @@ class AuditEvent(StrEnum):
     GUARD_THAWED = "guard.thawed"
     GUARD_REFUSED = "guard.refused"
     GUARD_TRIPPED = "guard.tripped"
+    CONSOLE_SIGNED_IN = "console.signed_in"
+    CONSOLE_SIGNED_OUT = "console.signed_out"
+    CONSOLE_REFUSED = "console.refused"

@@ -13,6 +13,7 @@ from interlock.gate.clock import parse_stamp, stamp
 from interlock.gate.requests import ApprovalRequest, Grant, RequestState, Vote
 from interlock.model import Action, ApprovalRequirement, Classification
 from interlock.store import Row, Transaction
+from interlock.store.events import Channel, publish
 
 _REQUEST_COLUMNS = (
     "id, agent, owner, fingerprint, policy_version, action_json, classification_json, rules_json, "
@@ -53,6 +54,8 @@ def insert_request(tx: Transaction, req: ApprovalRequest) -> None:
             req.fingerprint if req.state is RequestState.pending else None,
         ),
     )
+    # Open consoles hear of it (the queue updates live); the hint commits with the row or not at all.
+    publish(tx, Channel.approvals, {"id": req.id, "op": "opened"})
 
 
 def _request(row: Row) -> ApprovalRequest:
@@ -135,11 +138,14 @@ def set_state(
     expected: RequestState = RequestState.pending,
 ) -> int:
     """Move a request out of `expected`; 0 rows means someone else moved it first."""
-    return tx.execute(
+    changed = tx.execute(
         "UPDATE approval_requests SET state = ?, state_reason = ?, decided_at = ?, pending_key = NULL "
         "WHERE id = ? AND state = ?",
         (to.value, reason, at, request_id, expected.value),
     )
+    if changed:
+        publish(tx, Channel.approvals, {"id": request_id, "op": to.value})
+    return changed
 
 
 def repin(
@@ -177,6 +183,7 @@ def insert_vote(
         "VALUES (?, ?, ?, ?, ?, ?)",
         (request_id, human, token_id, verdict, reason, at),
     )
+    publish(tx, Channel.approvals, {"id": request_id, "op": "vote"})
 
 
 def votes(tx: Transaction, request_id: str) -> list[Vote]:

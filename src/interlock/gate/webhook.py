@@ -72,6 +72,11 @@ def verify(
 
 
 def link(public_url: str, request_id: str) -> str:
+    """The console's review page of a request (docs/console.md): where a human reads and votes."""
+    return f"{public_url.rstrip('/')}/ui/approvals/{request_id}"
+
+
+def api_link(public_url: str, request_id: str) -> str:
     return f"{public_url.rstrip('/')}/v1/approvals/{request_id}"
 
 
@@ -118,6 +123,8 @@ def body_for(
                 "requirements": [r.describe() for r in request.requirements],
                 "expires_at": request.expires_at.isoformat(),
                 "link": url,
+                "review_url": url,
+                "api_url": api_link(public_url, request.id),
                 "evidence": request.evidence,
             },
         }

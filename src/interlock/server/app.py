@@ -16,7 +16,7 @@ import logging
 from fastapi import FastAPI
 
 from interlock.policy import Policy
-from interlock.server import background, errors
+from interlock.server import background, errors, ui
 from interlock.server.logs import configure_logging
 from interlock.server.middleware import BodyLimit, Observe
 from interlock.server.responses import JSON
@@ -36,6 +36,8 @@ def create_app(settings: Settings, policy: Policy | None = None) -> FastAPI:
     app.state.server = Server(settings, policy)
     for area in (actions, approvals, audit, guards, ops, apidocs):
         app.include_router(area.router)
+    app.include_router(ui.router)  # the approvers' console under /ui (docs/console.md)
+    app.add_middleware(ui.ConsoleHeaders)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(Observe, server=app.state.server)  # outermost: sees every answer, the body limit's too
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import ssl
 from pathlib import Path
@@ -17,7 +18,13 @@ from interlock.policy import PolicyError
 from interlock.policy.lint import lint_file
 from interlock.policy.load import UNSATISFIABLE
 from interlock.server.app import ServerError, Settings, check_policy_for_serving, create_app
-from interlock.server.state import ENV_ALLOW_MISSING_SECRETS, ENV_PUBLIC_URL, check_credentials
+from interlock.server.state import (
+    ENV_ALLOW_MISSING_SECRETS,
+    ENV_PUBLIC_URL,
+    ENV_TRUST_PROXY_FROM,
+    ENV_TRUST_PROXY_HEADER,
+    check_credentials,
+)
 from interlock.store import StoreError
 from interlock.vocabulary import DEFAULT_HOST, DEFAULT_PORT, ENV_DB, ENV_KEY_DIR, ENV_POLICY
 
@@ -36,6 +43,14 @@ def serve(
              "actions on those targets are denied)")] = False,
     tls_cert: Annotated[Path | None, typer.Option(help="serve HTTPS with this certificate (PEM, chain first)")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="the certificate's private key (PEM)")] = None,
+    public_url: Annotated[str | None, typer.Option(
+        help="where approvers reach this server (links in webhooks and Slack to the console's review page); "
+             f"default scheme://host:port or ${ENV_PUBLIC_URL}")] = None,
+    trust_proxy_header: Annotated[str | None, typer.Option(
+        help="console: trust this header (e.g. X-Forwarded-User) from an authenticating proxy to name the "
+             "human; needs --trust-proxy-from; off by default (docs/console.md says the risks)")] = None,
+    trust_proxy_from: Annotated[list[str] | None, typer.Option(
+        help="the proxy's address range (CIDR, repeatable): the header is ignored from anywhere else")] = None,
 ) -> None:
     """Serve the HTTP API: agents propose, humans approve, Interlock executes and audits.
 
@@ -55,11 +70,14 @@ def serve(
         Path(db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     scheme = "https" if tls else "http"
     # Links in webhooks point where approvers reach the server: behind a proxy that is not host:port.
-    public_url = os.environ.get(ENV_PUBLIC_URL) or f"{scheme}://{host}:{port}"
+    public_url = public_url or os.environ.get(ENV_PUBLIC_URL) or f"{scheme}://{host}:{port}"
+    ranges = _proxy_ranges(trust_proxy_header, trust_proxy_from or [])
     settings = Settings(policy=policy, db=db, key_dir=keys, public_url=public_url,
-                        allow_missing_secrets=allow_missing_secrets)
+                        allow_missing_secrets=allow_missing_secrets, trust_proxy_header=trust_proxy_header,
+                        trust_proxy_from=ranges)
     banner = (f"Interlock listening on {scheme}://{host}:{port} (policy {policy}, store {db.split('@')[-1]}, "
-              f"{workers} worker{'s' if workers > 1 else ''}); API docs at /docs")
+              f"{workers} worker{'s' if workers > 1 else ''}); API docs at /docs, approvers' console at "
+              f"{public_url.rstrip('/')}/ui")
     served = {"host": host, "port": port, "log_level": "warning", "access_log": False, "timeout_keep_alive": 5,
               "limit_concurrency": 1000, "timeout_graceful_shutdown": 10, **tls}
     if workers == 1:
@@ -85,7 +103,8 @@ def serve(
         raise typer.Exit(2) from exc
     typer.echo(banner, err=True)
     os.environ.update({ENV_POLICY: str(policy), ENV_DB: db, ENV_KEY_DIR: str(keys),
-                       ENV_ALLOW_MISSING_SECRETS: "1" if allow_missing_secrets else "0", ENV_PUBLIC_URL: public_url})
+                       ENV_ALLOW_MISSING_SECRETS: "1" if allow_missing_secrets else "0", ENV_PUBLIC_URL: public_url,
+                       ENV_TRUST_PROXY_HEADER: trust_proxy_header or "", ENV_TRUST_PROXY_FROM: ",".join(ranges)})
     uvicorn.run("interlock.server.app:create_app_from_env", factory=True, workers=workers, **served)  # type: ignore[arg-type]
 
 
@@ -95,6 +114,27 @@ def _warn(missing: list[Missing], policy: Path) -> None:
         typer.echo(f"warning: {m} ({effect} until it resolves)", err=True)
     for problem in unsatisfiable_warnings(policy):
         typer.echo(f"warning: {problem}", err=True)
+
+
+def _proxy_ranges(header: str | None, ranges: list[str]) -> tuple[str, ...]:
+    """The proxy's address ranges, checked now: trusting a header from anywhere would let any client
+    name any human, so the header needs its ranges, and each must be a network."""
+    if header is None:
+        if ranges:
+            typer.echo("error: --trust-proxy-from without --trust-proxy-header: which header to trust?", err=True)
+            raise typer.Exit(2)
+        return ()
+    if not ranges:
+        typer.echo("error: --trust-proxy-header needs --trust-proxy-from CIDR (the proxy's addresses): from "
+                   "anywhere else the header is a claim anyone can make", err=True)
+        raise typer.Exit(2)
+    for net in ranges:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError as exc:
+            typer.echo(f"error: --trust-proxy-from {net!r} is not an address range (e.g. 10.0.0.5/32)", err=True)
+            raise typer.Exit(2) from exc
+    return tuple(ranges)
 
 
 def _tls_options(cert: Path | None, key: Path | None) -> dict[str, str]:

@@ -85,7 +85,9 @@ class BodyLimit:
             return
         ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         has_body = (length is not None and length != b"0") or b"transfer-encoding" in headers
-        if ctype != b"application/json" and has_body:
+        # The console's forms (server/ui) post urlencoded bodies; everything else speaks JSON.
+        form = ctype == b"application/x-www-form-urlencoded" and scope["path"].startswith("/ui/")
+        if ctype != b"application/json" and has_body and not form:
             await reject(scope, send, 415, "unsupported_media_type",
                          "send the body as JSON with Content-Type: application/json", who=who)
             return

@@ -41,6 +41,10 @@ class Settings:
     public_url: str = "http://127.0.0.1:8700"
     #: Start even when credential references do not resolve (each is reported); see check_credentials.
     allow_missing_secrets: bool = False
+    #: The console trusts this header (set by an authenticating proxy) to name the human, only from
+    #: these address ranges; off (None) by default (docs/console.md: the risks).
+    trust_proxy_header: str | None = None
+    trust_proxy_from: tuple[str, ...] = ()
 
     @staticmethod
     def from_env() -> Settings:
@@ -48,13 +52,18 @@ class Settings:
         return Settings(policy=Path(os.environ[ENV_POLICY]), db=os.environ.get(ENV_DB, DEFAULT_DB),
                         key_dir=Path(key_dir) if key_dir else None,
                         allow_missing_secrets=os.environ.get(ENV_ALLOW_MISSING_SECRETS) == "1",
-                        public_url=os.environ.get(ENV_PUBLIC_URL) or "http://127.0.0.1:8700")
+                        public_url=os.environ.get(ENV_PUBLIC_URL) or "http://127.0.0.1:8700",
+                        trust_proxy_header=os.environ.get(ENV_TRUST_PROXY_HEADER) or None,
+                        trust_proxy_from=tuple(n for n in os.environ.get(ENV_TRUST_PROXY_FROM, "").split(",") if n))
 
 
 #: Carries `--allow-missing-secrets` to the worker processes of `serve --workers N`.
 ENV_ALLOW_MISSING_SECRETS = "INTERLOCK_ALLOW_MISSING_SECRETS"
 #: Where approvers reach the server (webhook links), when not `scheme://host:port` (a reverse proxy).
 ENV_PUBLIC_URL = "INTERLOCK_PUBLIC_URL"
+#: Carry `--trust-proxy-header` / `--trust-proxy-from` to the workers (comma-separated ranges).
+ENV_TRUST_PROXY_HEADER = "INTERLOCK_TRUST_PROXY_HEADER"
+ENV_TRUST_PROXY_FROM = "INTERLOCK_TRUST_PROXY_FROM"
 
 
 def check_credentials(policy: Policy, allow_missing: bool) -> list[Missing]:

@@ -1,0 +1,108 @@
+"""Console sessions: a human's token exchanged for a cookie, and the CSRF token that goes with it.
+
+The cookie holds 32 random bytes; the store keeps only their sha256 (a stolen database opens no
+session). A session is bound to the token it was opened with: the lookup joins `tokens`, so revoking
+or expiring the token ends every session opened with it at the next request. The CSRF token is an
+HMAC of the session secret, so it needs no storage and changes with every session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from interlock.gate.clock import parse_stamp, stamp
+from interlock.identity import Principal, secret_hash
+from interlock.store import Store
+
+#: The cookie's name; `__Host-` under TLS (the browser then insists on Secure, Path=/ and no Domain).
+COOKIE = "interlock_session"
+TLS_COOKIE = "__Host-interlock_session"
+#: How long a session lives (never longer than its token).
+SESSION_SECONDS = 8 * 3600
+#: The token id recorded for sessions opened by an authenticating proxy (--trust-proxy-header).
+PROXY_TOKEN_ID = "proxy"
+
+
+@dataclass(frozen=True)
+class Session:
+    principal: Principal
+    secret: str
+    expires_at: datetime
+    via: str
+
+    @property
+    def csrf(self) -> str:
+        return csrf_token(self.secret)
+
+
+def csrf_token(session_secret: str) -> str:
+    return hmac.new(session_secret.encode(), b"interlock-console-csrf", hashlib.sha256).hexdigest()
+
+
+def csrf_ok(session: Session, presented: str | None) -> bool:
+    return bool(presented) and hmac.compare_digest(session.csrf, presented or "")
+
+
+def open_session(store: Store, principal: Principal, now: datetime, *, via: str = "token",
+                 token_expires_at: datetime | None = None, seconds: int = SESSION_SECONDS) -> Session:
+    """A new session for a human principal; the caller has authenticated them."""
+    if principal.kind != "human":
+        raise ValueError("only humans sign in to the console")
+    secret = secrets.token_urlsafe(32)
+    expires = now + timedelta(seconds=seconds)
+    if token_expires_at is not None:
+        expires = min(expires, token_expires_at)
+    with store.transaction() as tx:
+        tx.execute(
+            "INSERT INTO console_sessions(secret_sha256, token_id, human, via, created_at, expires_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (_hash(secret), principal.token_id, principal.name, via, stamp(now), stamp(expires)),
+        )
+    return Session(principal, secret, expires, via)
+
+
+def find_session(store: Store, secret: str, now: datetime) -> Session | None:
+    """The live session of a cookie value, or None (unknown, signed out, expired, or its token revoked
+    or expired)."""
+    if not secret or len(secret) > 100:
+        return None
+    with store.transaction(readonly=True) as tx:
+        row = tx.fetchone(
+            "SELECT s.token_id, s.human, s.via, s.expires_at, s.revoked_at, "
+            "t.revoked_at AS token_revoked, t.expires_at AS token_expires, t.kind AS token_kind "
+            "FROM console_sessions s LEFT JOIN tokens t ON t.id = s.token_id WHERE s.secret_sha256 = ?",
+            (_hash(secret),),
+        )
+    if row is None or row["revoked_at"] is not None or parse_stamp(row["expires_at"]) <= now:
+        return None
+    if row["via"] == "token":
+        if row["token_kind"] != "human" or row["token_revoked"] is not None:
+            return None
+        if row["token_expires"] is not None and parse_stamp(row["token_expires"]) <= now:
+            return None
+    principal = Principal(kind="human", name=row["human"], token_id=row["token_id"])
+    return Session(principal, secret, parse_stamp(row["expires_at"]), row["via"])
+
+
+def close_session(store: Store, secret: str, now: datetime) -> bool:
+    """Sign out: the session is revoked in the store, so a copied cookie is worthless from now on."""
+    with store.transaction() as tx:
+        changed = tx.execute(
+            "UPDATE console_sessions SET revoked_at = ? WHERE secret_sha256 = ? AND revoked_at IS NULL",
+            (stamp(now), _hash(secret)),
+        )
+    return bool(changed)
+
+
+def token_expiry(store: Store, token_id: str) -> datetime | None:
+    with store.transaction(readonly=True) as tx:
+        row = tx.fetchone("SELECT expires_at FROM tokens WHERE id = ?", (token_id,))
+    return parse_stamp(row["expires_at"]) if row and row["expires_at"] else None
+
+
+def _hash(secret: str) -> str:
+    return secret_hash(secret) if secret.isascii() else hashlib.sha256(secret.encode()).hexdigest()

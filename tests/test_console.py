@@ -1,0 +1,200 @@
+"""The approvers' console over HTTP (issue 17), against a real `interlock serve` on SQLite and PostgreSQL:
+sign-in and sessions, CSRF, who may vote, escaping, the security headers. tests/test_console_browser.py
+drives the same pages in a real Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+
+from interlock.audit import AuditLog
+from interlock.identity import revoke
+from interlock.store import open_store
+from interlock.testing import LiveServer
+
+XSS = '<script>alert(1)</script> "><img src=x onerror=alert(2)>'
+
+
+def propose(server: LiveServer, token: str, command: str, intent: str = "tidy up") -> dict[str, Any]:
+    """A production action that needs two approvals (examples/policy.yaml's hard floor)."""
+    with server.client(token) as agent:
+        answer = agent.post("/v1/actions", json={
+            "kind": "shell", "environment": "production", "payload": {"command": command},
+            "rationale": {"intent": intent, "expected_effect": "rows go", "rollback": "restore the backup"}})
+    body: dict[str, Any] = answer.json()
+    assert body["decision"] == "approval_required", body
+    return body
+
+
+def browser(server: LiveServer) -> httpx.Client:
+    return httpx.Client(base_url=server.url, follow_redirects=False, timeout=30)
+
+
+@contextmanager
+def sign_in(server: LiveServer, token: str) -> Iterator[httpx.Client]:
+    with browser(server) as client:
+        form = client.get("/ui/signin")
+        answer = client.post("/ui/signin", data={"csrf": csrf_of(form.text), "token": token, "next": "/ui"})
+        assert answer.status_code == 303, answer.text
+        yield client
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found, page
+    return found[1]
+
+
+def entries(server: LiveServer, event: str) -> list[dict[str, Any]]:
+    store = open_store(server.store_url)
+    try:
+        with store.transaction() as tx:
+            rows = tx.fetchall("SELECT entry FROM audit_entries WHERE event = ? ORDER BY idx", (event,))
+    finally:
+        store.close()
+    return [json.loads(r["entry"])["data"] for r in rows]
+
+
+def test_pages_need_a_session(server: LiveServer) -> None:
+    with browser(server) as client:
+        for path in ("/ui", "/ui/approvals/apr_x", "/ui/agents/kiro"):
+            answer = client.get(path)
+            assert answer.status_code == 303 and answer.headers["location"].startswith("/ui/signin?next="), path
+        assert client.get("/ui/queue/rows").status_code == 401
+        assert client.get("/ui/events").status_code == 401
+
+
+def test_security_headers_on_every_console_answer(server: LiveServer, tokens: dict[str, str]) -> None:
+    with sign_in(server, tokens["bob"]) as client:
+        for path in ("/ui", "/ui/signin", "/ui/static/console.js", "/ui/static/console.css", "/ui/approvals/nope"):
+            headers = client.get(path).headers
+            csp = headers["content-security-policy"]
+            assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp, path
+            assert headers["x-frame-options"] == "DENY" and headers["x-content-type-options"] == "nosniff", path
+
+
+def test_sign_in_sets_a_strict_httponly_cookie_and_sign_out_revokes_it(server: LiveServer,
+                                                                       tokens: dict[str, str]) -> None:
+    with sign_in(server, tokens["carol"]) as client:
+        _sign_out_revokes(server, client)
+
+
+def _sign_out_revokes(server: LiveServer, client: httpx.Client) -> None:
+    cookie = next(c for c in client.cookies.jar if c.name == "interlock_session")
+    assert cookie.has_nonstandard_attr("HttpOnly") and cookie.get_nonstandard_attr("SameSite") == "strict"
+    assert cookie.expires is not None
+    page = client.get("/ui")
+    assert page.status_code == 200 and "carol" in page.text
+    stolen = cookie.value
+    assert client.post("/ui/signout", data={"csrf": csrf_of(page.text)}).status_code == 303
+    with browser(server) as thief:  # the copied cookie is worthless once signed out
+        thief.cookies.set("interlock_session", stolen)
+        assert thief.get("/ui").status_code == 303
+    assert any(e["principal"] == "carol" for e in entries(server, "console.signed_out"))
+
+
+def test_revoking_the_token_ends_its_sessions(server: LiveServer) -> None:
+    secret = server.token("human", "dave")
+    with sign_in(server, secret) as client:
+        assert client.get("/ui").status_code == 200
+        store = open_store(server.store_url)
+        try:
+            token_id = next(e["token_id"] for e in reversed(entries(server, "console.signed_in"))
+                            if e["principal"] == "dave")
+            with AuditLog(store, key_dir=server.key_dir) as log:
+                revoke(store, token_id, log)
+        finally:
+            store.close()
+        assert client.get("/ui").status_code == 303
+
+
+@pytest.mark.parametrize("who", ["kiro", "reporter"])
+def test_an_agent_token_cannot_sign_in(server: LiveServer, tokens: dict[str, str], who: str) -> None:
+    with browser(server) as client:
+        form = client.get("/ui/signin")
+        answer = client.post("/ui/signin", data={"csrf": csrf_of(form.text), "token": tokens[who]})
+        assert answer.status_code == 403 and "cannot sign in" in answer.text
+        assert "interlock_session" not in client.cookies
+    assert any(e["agent"] == who for e in entries(server, "console.refused"))
+
+
+def test_sign_in_without_its_form_token_is_refused(server: LiveServer, tokens: dict[str, str]) -> None:
+    with browser(server) as client:
+        answer = client.post("/ui/signin", data={"token": tokens["bob"]})
+        assert answer.status_code == 403 and "interlock_session" not in client.cookies
+
+
+def test_a_vote_without_the_csrf_token_is_refused(server: LiveServer, tokens: dict[str, str]) -> None:
+    request_id = propose(server, tokens["kiro"], "kubectl delete namespace billing-7")["approval"]["id"]
+    with sign_in(server, tokens["bob"]) as client:
+        for data in ({}, {"csrf": "0" * 64}):
+            answer = client.post(f"/ui/approvals/{request_id}/approve", data=data)
+            assert answer.status_code == 403 and "did not come from your console page" in answer.text
+        with server.client(tokens["bob"]) as api:
+            assert api.get(f"/v1/approvals/{request_id}").json()["votes"] == []  # nothing was recorded
+
+
+def test_the_owner_has_no_approve_button_and_a_forged_post_is_refused(server: LiveServer,
+                                                                       tokens: dict[str, str]) -> None:
+    request_id = propose(server, tokens["kiro"], "kubectl delete namespace billing-8")["approval"]["id"]
+    with sign_in(server, tokens["alice"]) as client:
+        page = client.get(f"/ui/approvals/{request_id}")
+        assert page.status_code == 200 and "billing-8" in page.text
+        assert 'id="approve"' not in page.text and "owns agent kiro" in page.text
+        forged = client.post(f"/ui/approvals/{request_id}/approve", data={"csrf": csrf_of(page.text)})
+        assert forged.status_code == 403 and "never counts as its approver" in forged.text
+    refused = [e for e in entries(server, "approval.refused") if e.get("request_id") == request_id]
+    assert refused and refused[-1]["principal"] == "alice" and refused[-1]["code"] == "not_eligible"
+
+
+def test_a_ui_vote_is_the_same_audited_vote_as_the_api(server: LiveServer, tokens: dict[str, str]) -> None:
+    request_id = propose(server, tokens["kiro"], "kubectl delete namespace billing-9")["approval"]["id"]
+    with sign_in(server, tokens["bob"]) as client:
+        page = client.get(f"/ui/approvals/{request_id}")
+        assert 'id="approve"' in page.text and 'id="deny"' in page.text
+        answer = client.post(f"/ui/approvals/{request_id}/approve", data={"csrf": csrf_of(page.text)})
+        assert answer.status_code == 303
+        again = client.get(answer.headers["location"])
+        assert "already voted" in again.text and 'id="approve"' not in again.text
+    with server.client(tokens["bob"]) as api:
+        shown = api.get(f"/v1/approvals/{request_id}").json()
+    assert [v["human"] for v in shown["votes"]] == ["bob"]
+    approved = [e for e in entries(server, "approval.approved") if e.get("request_id") == request_id]
+    assert approved[0]["principal"] == "bob" and approved[0]["token_id"].startswith("tok_")
+
+
+def test_a_denial_needs_a_reason(server: LiveServer, tokens: dict[str, str]) -> None:
+    request_id = propose(server, tokens["kiro"], "kubectl delete namespace billing-10")["approval"]["id"]
+    with sign_in(server, tokens["carol"]) as client:
+        page = client.get(f"/ui/approvals/{request_id}")
+        refused = client.post(f"/ui/approvals/{request_id}/deny", data={"csrf": csrf_of(page.text), "reason": " "})
+        assert refused.status_code == 409 and "needs a reason" in refused.text
+        done = client.post(f"/ui/approvals/{request_id}/deny", data={"csrf": csrf_of(page.text),
+                                                                     "reason": "not during the freeze"})
+        assert done.status_code == 303
+    with server.client(tokens["carol"]) as api:
+        assert api.get(f"/v1/approvals/{request_id}").json()["state"] == "denied"
+
+
+def test_agent_values_are_rendered_as_text(server: LiveServer, tokens: dict[str, str]) -> None:
+    request_id = propose(server, tokens["kiro"], f"kubectl delete namespace billing -l 'x={XSS}'", intent=XSS)["approval"]["id"]
+    with sign_in(server, tokens["bob"]) as client:
+        for path in (f"/ui/approvals/{request_id}", "/ui", "/ui/queue/rows"):
+            text = client.get(path).text
+            assert "<script>alert" not in text and "<img src=x" not in text, path
+            assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text or "&lt;script&gt;" in text, path
+
+
+def test_an_unsafe_next_never_leaves_the_console(server: LiveServer, tokens: dict[str, str]) -> None:
+    with browser(server) as client:
+        form = client.get("/ui/signin?next=https://evil.example/")
+        assert 'value="/ui"' in form.text
+        answer = client.post("/ui/signin", data={"csrf": csrf_of(form.text), "token": tokens["bob"],
+                                                 "next": "//evil.example/"})
+        assert answer.headers["location"] == "/ui"
