@@ -362,6 +362,10 @@ def _reference_problems(doc: PolicyDocument, loc: Locations) -> Iterator[Problem
     for name, target in targets.items():
         if target.environment not in envs:
             yield loc.problem(("targets", name, "environment"), _unknown("environment", target.environment, envs))
+    from interlock.rollout.groups import problems as group_problems
+
+    for problem in group_problems(doc):
+        yield loc.problem(problem.path, str(problem))
     yield from _urls_with_passwords(doc, loc)
     yield from _twin_problems(doc, loc)
     for role, grants in roles.items():

@@ -130,6 +130,7 @@ class Target(Model):
     network: bool = Field(
         default=False, description="shell, when this target is a twin: rehearsals may reach the network"
     )
+    labels: dict[Name, str] = Field(default_factory=dict, description="free labels; a target group may select on them")
     audit_output: Literal["digest", "excerpt"] = Field(
         default="digest",
         description="what the permanent audit log keeps of an execution's output: its size and SHA-256 "
@@ -404,6 +405,19 @@ class Guards(Model):
     anomalies: Anomalies = Field(default_factory=Anomalies)
 
 
+class TargetGroup(Model):
+    """A named set of targets of one kind that a rollout changes in waves (docs/rollouts.md): a list of
+    target names, or a selector on target labels (`{selector: {tier: billing}}`)."""
+
+    targets: tuple[Name, ...] = ()
+    selector: dict[Name, str] = Field(default_factory=dict, description="every label must match")
+
+
+def _group_shorthand(value: Any) -> Any:
+    """`billing-dbs: [db-eu, db-us]` is `billing-dbs: {targets: [db-eu, db-us]}`."""
+    return {"targets": value} if isinstance(value, list | tuple) else value
+
+
 class PolicyDocument(Model):
     """The whole policy file."""
 
@@ -415,6 +429,8 @@ class PolicyDocument(Model):
     agents: dict[Name, Agent] = Field(default_factory=dict)
     environments: dict[Name, Environment]
     targets: dict[Name, Target] = Field(default_factory=dict)
+    groups: dict[Name, Annotated[TargetGroup, BeforeValidator(_group_shorthand)]] = Field(
+        default_factory=dict, description="target groups for rollouts: a list of targets or a label selector")
     roles: dict[Name, dict[str, RoleScope]] = Field(
         default_factory=dict, description="role → environment (or '*' for any other) → grant"
     )

@@ -1,0 +1,723 @@
+"""Rollouts: submit (decide every member, one approval), humans' commands, and the runner's `tick`.
+
+A rollout sits above the Gateway (DESIGN.md §9): each target's step is `Gateway.propose`, decided,
+gated and audited like any action. What the rollout adds:
+
+- **one approval** for the whole rollout: every member's forward and rollback action is decided at
+  submission (a deny on any member refuses the rollout, nothing runs); the humans approve once, and
+  that approval issues one single-use grant per (target, payload) fingerprint, forward and rollback,
+  valid until the rollout's `progressDeadline` (invariant 5 per target: docs/design-deviations.md);
+- **durable progress**: the `rollouts` row is updated compare-and-set, and a target is marked
+  `started` (durably, audited) before its action is proposed, so a runner that dies mid-step leaves
+  `started` behind, which the next runner turns into `outcome_unknown` and a pause: never a repeat;
+- **rollback** in reverse order of change, without analysis, of changed targets only.
+
+`tick` moves one rollout as far as it can without waiting (a pause, an analysis interval) and is what
+the server's leased runner calls; times come from the injected clock.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from interlock.audit.events import AuditEvent
+from interlock.fingerprint import fingerprint as action_fingerprint
+from interlock.gate import repo as gate_repo
+from interlock.gate.clock import Clock, parse_stamp, stamp, system_clock
+from interlock.gate.events import GRANT_ISSUED
+from interlock.gate.quorum import eligible_humans, evaluate, humans_of, ineligible_reason, possible
+from interlock.gate.requests import ApprovalRequest, Grant, RequestState
+from interlock.gateway import Gateway, GatewayError, GatewayUnavailable, State
+from interlock.identity import AuthError, Principal, require_human
+from interlock.model import Action, ApprovalRequirement, Outcome
+from interlock.policy import Policy, decide
+from interlock.rollout import checks, model
+from interlock.rollout.checks import Measurement, Phase
+from interlock.rollout.model import Plan, RolloutError, RolloutSpec
+from interlock.store import Store, Transaction
+from interlock.store.events import Channel, publish
+
+
+class RolloutPhase(StrEnum):
+    pending_approval = "pending_approval"
+    progressing = "progressing"
+    paused = "paused"
+    rolling_back = "rolling_back"
+    succeeded = "succeeded"
+    rolled_back = "rolled_back"
+    failed = "failed"  # a rollback step failed: a human takes over
+    denied = "denied"  # a human denied the approval
+    aborted = "aborted"  # aborted before anything changed
+
+
+TERMINAL = frozenset({RolloutPhase.succeeded, RolloutPhase.rolled_back, RolloutPhase.failed,
+                      RolloutPhase.denied, RolloutPhase.aborted})
+
+#: Target states. `changed` / `failed` / `outcome_unknown` are what a rollback takes back.
+UNTOUCHED, STARTED, CHANGED, FAILED, UNKNOWN = "untouched", "started", "changed", "failed", "outcome_unknown"
+ROLLBACK_STARTED, ROLLED_BACK, ROLLBACK_FAILED = "rollback_started", "rolled_back", "rollback_failed"
+TAKEN_BACK = (CHANGED, FAILED, UNKNOWN, ROLLBACK_STARTED)
+
+MeasureFn = Callable[..., Measurement]
+
+
+class CommandError(Exception):
+    """A refused command (promote, pause, …): `code` names it, the message says what to do."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Rollout:
+    id: str
+    agent: str
+    fingerprint: str
+    policy_version: str
+    spec: RolloutSpec
+    phase: RolloutPhase
+    state: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    version: int = 0
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list, repr=False)
+
+    @property
+    def targets(self) -> dict[str, dict[str, Any]]:
+        targets: dict[str, dict[str, Any]] = self.state["targets"]
+        return targets
+
+    def to_json(self) -> dict[str, Any]:
+        members = list(self.state["members"])
+        steps = []
+        for i, step in enumerate(self.spec.steps):
+            body = step.model_dump(mode="json", by_alias=True, exclude_none=True)
+            count = self.state["counts"][i]
+            steps.append({"index": i, "step": body, **({"targets": count, "wave": self.state["waves"][i]}
+                                                       if count is not None else {}),
+                          "state": "done" if i < self.state["step"] else
+                          ("current" if i == self.state["step"] else "next")})
+        return {
+            "id": self.id, "name": self.spec.name, "agent": self.agent, "fingerprint": self.fingerprint,
+            "phase": self.phase.value, "reason": self.state.get("reason", ""), "step": self.state["step"],
+            "group": self.spec.group, "kind": self.spec.kind.value,
+            "members": members, "steps": steps,
+            "targets": [{"name": t, **self.targets[t]} for t in members],
+            "analysis": self.state.get("analysis"), "approval": self.state.get("approval"),
+            "deadline": self.state.get("deadline"), "abort_policy": self.spec.abort_policy,
+            "rollout": self.spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+            "created_at": stamp(self.created_at), "updated_at": stamp(self.updated_at),
+        }
+
+
+_COLUMNS = "id, agent, fingerprint, policy_version, spec_json, state_json, phase, created_at, updated_at, version"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _row(row: Any) -> Rollout:
+    return Rollout(id=row["id"], agent=row["agent"], fingerprint=row["fingerprint"],
+                   policy_version=row["policy_version"], spec=RolloutSpec.model_validate_json(row["spec_json"]),
+                   phase=RolloutPhase(row["phase"]), state=json.loads(row["state_json"]),
+                   created_at=parse_stamp(row["created_at"]), updated_at=parse_stamp(row["updated_at"]),
+                   version=int(row["version"]))
+
+
+class Rollouts:
+    def __init__(self, store: Store, policy: Policy, audit: Any, gateway: Gateway, *,
+                 clock: Clock = system_clock, measure: MeasureFn = checks.measure,
+                 check_prometheus: bool = True) -> None:
+        self.store, self.policy, self.audit, self.gateway = store, policy, audit, gateway
+        self.clock, self.measure, self.check_prometheus = clock, measure, check_prometheus
+        self._plans: dict[str, Plan] = {}
+
+    # --- submission -----------------------------------------------------------------------------
+
+    def submit(self, agent: str, body: Any) -> Rollout:
+        """Check, decide and store a rollout; RolloutError (audited) before anything runs."""
+        try:
+            return self._submit(agent, body)
+        except RolloutError as exc:
+            group = body.get("group") if isinstance(body, dict) else None
+            self.audit.append(AuditEvent.ROLLOUT_REFUSED.value, {
+                "agent": agent, "code": exc.code, "error": str(exc), "field": exc.field,
+                "group": group if isinstance(group, str) else None})
+            raise
+
+    def _submit(self, agent: str, body: Any) -> Rollout:
+        doc = self.policy.doc
+        if agent not in doc.agents:
+            raise RolloutError("unknown_agent", f"agent {agent!r} is not in the policy")
+        spec = model.parse(body)
+        plan = model.plan(spec, doc)
+        if self.check_prometheus:
+            for i, step in enumerate(spec.steps):
+                for check in step.analysis.checks if step.analysis else ():
+                    if check.prometheus is not None:
+                        problem = checks.prometheus_answers(check.prometheus)
+                        if problem is not None:
+                            raise RolloutError("prometheus_unreachable", f"steps[{i}] check {check.name}: "
+                                               f"{problem}: fix the url or start the server", f"steps[{i}].analysis")
+        decisions: dict[str, Any] = {}
+        requirements: list[ApprovalRequirement] = []
+        for target in plan.members:
+            for direction, action in (("forward", plan.forward(target, doc)), ("rollback", plan.backward(target, doc))):
+                decision = decide(self.policy, agent, action, self.gateway.classify(action))
+                decisions.setdefault(target, {})[direction] = {
+                    "decision": decision.outcome.value, "risk": decision.risk.value, "rules": list(decision.rules)}
+                if decision.outcome is Outcome.deny:
+                    raise RolloutError("denied", f"the {direction} action on {target} is denied "
+                                       f"({', '.join(decision.rules)}: {'; '.join(decision.reasons)}): a deny on any "
+                                       "member denies the rollout; nothing ran", "group")
+                if decision.outcome is Outcome.sandbox_required:
+                    raise RolloutError("sandbox_required", f"the {direction} action on {target} must be rehearsed "
+                                       "on a twin first (docs/sandbox.md); rollouts do not rehearse yet: rehearse "
+                                       "it, then roll out", "group")
+                requirements.extend(r for r in decision.approvals if r not in requirements)
+        owner = doc.agents[agent].owner
+        humans = humans_of(doc.humans)
+        if requirements and not possible(requirements, humans, agent, owner).satisfied:
+            raise RolloutError("unsatisfiable", "no set of eligible humans can approve this rollout "
+                               f"({possible(requirements, humans, agent, owner).describe()}; the owner {owner} never "
+                               "counts): fix the policy's humans or groups")
+        now = self.clock()
+        rollout_id = "rol_" + secrets.token_hex(10)
+        fp = model.fingerprint(agent, plan, self.policy.version)
+        phase = RolloutPhase.pending_approval if requirements else RolloutPhase.progressing
+        state: dict[str, Any] = {
+            "members": list(plan.members), "counts": list(plan.counts),
+            "waves": [plan.wave_of(i) if c is not None else None for i, c in enumerate(plan.counts)],
+            "step": 0, "order": [], "analysis": None, "pause": None, "reason": "", "resume_to": None,
+            "targets": {t: {"state": UNTOUCHED} for t in plan.members},
+            "decisions": decisions,
+            "approval": {"requirements": [r.describe() for r in requirements],
+                         "requirements_json": [r.model_dump(mode="json") for r in requirements],
+                         "eligible": list(eligible_humans(requirements, humans, agent, owner)),
+                         "approved_by": [], "still_needs": "" if not requirements else
+                         evaluate(requirements, humans, agent, owner, []).describe()} if requirements else None,
+            "deadline": None if requirements else stamp(now + timedelta(seconds=spec.progress_deadline)),
+        }
+        rollout = Rollout(rollout_id, agent, fp, self.policy.version, spec, phase, state, now, now)
+        with self.store.transaction() as tx:
+            tx.execute(f"INSERT INTO rollouts({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (rollout_id, agent, fp, self.policy.version, spec.model_dump_json(by_alias=True),
+                        _dumps(state), phase.value, stamp(now), stamp(now), 0))
+            self.audit.append_in(tx, AuditEvent.ROLLOUT_PROPOSED.value, {
+                "rollout_id": rollout_id, "agent": agent, "fingerprint": fp, "policy_version": self.policy.version,
+                "group": spec.group, "members": list(plan.members),
+                "rollout": spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+                "decisions": decisions, "requirements": state["approval"]["requirements"] if requirements else [],
+                "phase": phase.value})
+            publish(tx, Channel.rollouts, {"id": rollout_id})
+        return rollout
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def get(self, rollout_id: str) -> Rollout:
+        with self.store.transaction(readonly=True) as tx:
+            row = tx.fetchone(f"SELECT {_COLUMNS} FROM rollouts WHERE id = ?", (rollout_id,))
+        if row is None:
+            raise CommandError("unknown_rollout", f"no rollout {rollout_id!r}: see `interlock rollout list`")
+        return _row(row)
+
+    def all(self, limit: int = 100) -> list[Rollout]:
+        with self.store.transaction(readonly=True) as tx:
+            rows = tx.fetchall(f"SELECT {_COLUMNS} FROM rollouts ORDER BY created_at DESC, id LIMIT ?", (limit,))
+        return [_row(r) for r in rows]
+
+    def due(self) -> list[str]:
+        """Rollouts the runner has work on (it waits out pauses and intervals inside `tick`)."""
+        with self.store.transaction(readonly=True) as tx:
+            rows = tx.fetchall("SELECT id FROM rollouts WHERE phase IN ('progressing', 'rolling_back') "
+                               "ORDER BY created_at, id")
+        return [str(r["id"]) for r in rows]
+
+    def plan_of(self, rollout: Rollout) -> Plan:
+        found = self._plans.get(rollout.id)
+        if found is None:
+            counts = tuple(rollout.state["counts"])
+            found = self._plans[rollout.id] = Plan(rollout.spec, tuple(rollout.state["members"]), counts)
+        return found
+
+    # --- writing --------------------------------------------------------------------------------
+
+    @contextmanager
+    def _change(self, rollout_id: str) -> Iterator[Rollout]:
+        """Read, let the caller change, and write back one rollout in one transaction under its lock,
+        with the audit entries it queued (`rollout.events`) in the same transaction."""
+        with self.store.transaction() as tx:
+            tx.lock(f"rollout:{rollout_id}")
+            row = tx.fetchone(f"SELECT {_COLUMNS} FROM rollouts WHERE id = ?", (rollout_id,))
+            if row is None:
+                raise CommandError("unknown_rollout", f"no rollout {rollout_id!r}: see `interlock rollout list`")
+            rollout = _row(row)
+            before = rollout.phase
+            yield rollout
+            now = self.clock()
+            if rollout.phase is not before and not any(e == AuditEvent.ROLLOUT_TRANSITION.value
+                                                       for e, _ in rollout.events):
+                self._transition(rollout, before, "runner")
+            self._issue_grants(tx, rollout)
+            tx.execute("UPDATE rollouts SET state_json = ?, phase = ?, updated_at = ?, version = version + 1 "
+                       "WHERE id = ? AND version = ?",
+                       (_dumps(rollout.state), rollout.phase.value, stamp(now), rollout_id, rollout.version))
+            for event, data in rollout.events:
+                self.audit.append_in(tx, event, {"rollout_id": rollout_id, **data})
+            publish(tx, Channel.rollouts, {"id": rollout_id, "phase": rollout.phase.value})
+
+    def _transition(self, rollout: Rollout, before: RolloutPhase, by: str) -> None:
+        rollout.events.append((AuditEvent.ROLLOUT_TRANSITION.value, {
+            "from": before.value, "to": rollout.phase.value, "step": rollout.state["step"],
+            "reason": rollout.state.get("reason", ""), "by": by}))
+
+    def _issue_grants(self, tx: Transaction, rollout: Rollout) -> None:
+        """On the approval that satisfied the quorum: one single-use grant per (target, payload) whose
+        decision needs approval, forward and rollback, valid until the progress deadline."""
+        pending = rollout.state.pop("issue_grants", None)
+        if not pending:
+            return
+        now = self.clock()
+        expires = parse_stamp(rollout.state["deadline"])
+        doc = self.policy.doc
+        plan = self.plan_of(rollout)
+        owner = doc.agents[rollout.agent].owner
+        humans = humans_of(doc.humans)
+        issued = 0
+        for target in plan.members:
+            for action in (plan.forward(target, doc), plan.backward(target, doc)):
+                classification = self.gateway.classify(action)
+                decision = decide(self.policy, rollout.agent, action, classification)
+                if decision.outcome is not Outcome.approval_required:
+                    continue
+                fp = action_fingerprint(rollout.agent, action, self.policy.version)
+                request = ApprovalRequest(
+                    id="apr_" + secrets.token_hex(10), agent=rollout.agent, owner=owner, action=action,
+                    fingerprint=fp, policy_version=self.policy.version, classification=classification,
+                    rules=decision.rules, requirements=decision.approvals,
+                    eligible=eligible_humans(decision.approvals, humans, rollout.agent, owner),
+                    state=RequestState.approved, state_reason=f"approved with rollout {rollout.id} by "
+                    f"{', '.join(pending)}", created_at=now, expires_at=expires, decided_at=now)
+                gate_repo.insert_request(tx, request)
+                grant = Grant(id="gnt_" + secrets.token_hex(10), request_id=request.id, agent=rollout.agent,
+                              fingerprint=fp, policy_version=self.policy.version, created_at=now, expires_at=expires)
+                gate_repo.insert_grant(tx, grant)
+                receipt = self.audit.append_in(tx, GRANT_ISSUED, {
+                    "grant_id": grant.id, "request_id": request.id, "action_id": None, "agent": rollout.agent,
+                    "fingerprint": fp, "expires_at": stamp(expires), "approved_by": list(pending),
+                    "rollout_id": rollout.id, "target": target})
+                gate_repo.bind_grant(tx, grant.id, issued_idx=receipt.index)
+                issued += 1
+        rollout.state["approval"]["grants"] = issued
+
+    # --- humans ---------------------------------------------------------------------------------
+
+    def approve(self, rollout_id: str, principal: Principal, comment: str = "") -> Rollout:
+        return self._vote(rollout_id, principal, "approve", comment)
+
+    def deny(self, rollout_id: str, principal: Principal, reason: str) -> Rollout:
+        if not reason.strip():
+            raise CommandError("reason_required", "a denial needs a reason (--reason …): the agent is told why")
+        return self._vote(rollout_id, principal, "deny", reason.strip())
+
+    def _vote(self, rollout_id: str, principal: Principal, verdict: str, reason: str) -> Rollout:
+        _human(principal)
+        doc = self.policy.doc
+        with self._change(rollout_id) as rollout:
+            if rollout.phase is not RolloutPhase.pending_approval:
+                raise CommandError(rollout.phase.value, f"rollout {rollout_id} is {rollout.phase.value}: "
+                                   "nothing to approve")
+            if rollout.policy_version != self.policy.version:
+                raise CommandError("stale_policy", f"rollout {rollout_id} was decided under policy "
+                                   f"{rollout.policy_version[:12]}, the server runs {self.policy.version[:12]}: "
+                                   "the agent must submit it again")
+            approval = rollout.state["approval"]
+            requirements = [ApprovalRequirement.model_validate(r) for r in approval["requirements_json"]]
+            owner = doc.agents[rollout.agent].owner
+            humans = humans_of(doc.humans)
+            why = ineligible_reason(principal.name, requirements, humans, rollout.agent, owner)
+            if why is not None and not (verdict == "deny" and principal.name == owner):
+                raise CommandError("not_eligible", f"{why}: this vote does not count")
+            voters = set(approval.get("voters", []))
+            if principal.name in voters:
+                raise CommandError("already_voted", f"{principal.name} already voted on {rollout_id}; one human "
+                                   "counts once")
+            approval["voters"] = sorted(voters | {principal.name})
+            if verdict == "deny":
+                rollout.phase = RolloutPhase.denied
+                rollout.state["reason"] = f"denied by {principal.name}: {reason}"
+                rollout.events.append((AuditEvent.ROLLOUT_VOTED.value, {
+                    "principal": principal.name, "token_id": principal.token_id, "verdict": verdict,
+                    "reason": reason, "satisfied": False, "counted": [], "still_needs": ""}))
+            else:
+                approvers = [*approval["approved_by"], principal.name]
+                quorum = evaluate(requirements, humans, rollout.agent, owner, approvers)
+                approval["approved_by"] = approvers
+                approval["still_needs"] = quorum.describe()
+                rollout.events.append((AuditEvent.ROLLOUT_VOTED.value, {
+                    "principal": principal.name, "token_id": principal.token_id, "verdict": verdict,
+                    "reason": reason, "satisfied": quorum.satisfied, "counted": list(quorum.counted),
+                    "still_needs": quorum.describe()}))
+                if quorum.satisfied:
+                    rollout.phase = RolloutPhase.progressing
+                    rollout.state["reason"] = f"approved by {', '.join(quorum.counted)}"
+                    rollout.state["deadline"] = stamp(self.clock() + timedelta(seconds=rollout.spec.progress_deadline))
+                    rollout.state["issue_grants"] = list(quorum.counted)
+        return self.get(rollout_id)
+
+    def promote(self, rollout_id: str, principal: Principal) -> Rollout:
+        """Go past the current pause or analysis step (Argo's promote)."""
+        _human(principal)
+        with self._change(rollout_id) as rollout:
+            step = rollout.state["step"]
+            current = rollout.spec.steps[step] if step < len(rollout.spec.steps) else None
+            waiting = rollout.phase in (RolloutPhase.paused, RolloutPhase.progressing) and current is not None and \
+                (current.pause is not None or current.analysis is not None) and \
+                rollout.state.get("resume_to") in (None, RolloutPhase.progressing.value) and \
+                not any(t["state"] in (UNKNOWN, FAILED) for t in rollout.targets.values())
+            if not waiting:
+                raise CommandError("not_promotable", f"rollout {rollout_id} is {rollout.phase.value} at step {step}: "
+                                   "promote passes a pause or analysis step; use resume after a human pause or "
+                                   "abort to roll back")
+            before = rollout.phase
+            rollout.state.update(step=step + 1, pause=None, analysis=None, resume_to=None,
+                                 reason=f"promoted past step {step} by {principal.name}")
+            rollout.phase = RolloutPhase.progressing
+            self._transition(rollout, before, principal.name)
+        return self.get(rollout_id)
+
+    def pause(self, rollout_id: str, principal: Principal, reason: str = "") -> Rollout:
+        _human(principal)
+        with self._change(rollout_id) as rollout:
+            if rollout.phase not in (RolloutPhase.progressing, RolloutPhase.rolling_back,
+                                     RolloutPhase.pending_approval):
+                raise CommandError("not_running", f"rollout {rollout_id} is {rollout.phase.value}: nothing to pause")
+            before = rollout.phase
+            if before is RolloutPhase.pending_approval:
+                raise CommandError("not_running", f"rollout {rollout_id} waits for its approval: nothing runs yet")
+            rollout.state["resume_to"] = before.value
+            rollout.phase = RolloutPhase.paused
+            rollout.state["reason"] = f"paused by {principal.name}" + (f": {reason}" if reason else "")
+            self._transition(rollout, before, principal.name)
+        return self.get(rollout_id)
+
+    def resume(self, rollout_id: str, principal: Principal) -> Rollout:
+        """Continue after a pause. Targets left `outcome_unknown` count as changed: the human checked them."""
+        _human(principal)
+        with self._change(rollout_id) as rollout:
+            if rollout.phase is not RolloutPhase.paused:
+                raise CommandError("not_paused", f"rollout {rollout_id} is {rollout.phase.value}: nothing to resume")
+            for target in rollout.targets.values():
+                if target["state"] == UNKNOWN:
+                    target["state"] = CHANGED
+                    target["message"] = f"outcome unknown; counted as changed by {principal.name}"
+            before = rollout.phase
+            rollout.phase = RolloutPhase(rollout.state.get("resume_to") or RolloutPhase.progressing.value)
+            rollout.state.update(resume_to=None, reason=f"resumed by {principal.name}")
+            self._transition(rollout, before, principal.name)
+        return self.get(rollout_id)
+
+    def abort(self, rollout_id: str, principal: Principal, reason: str = "") -> Rollout:
+        """Roll back every changed target now (fast track), whatever the abortPolicy."""
+        _human(principal)
+        with self._change(rollout_id) as rollout:
+            if rollout.phase in TERMINAL:
+                raise CommandError(rollout.phase.value, f"rollout {rollout_id} is {rollout.phase.value} already")
+            before = rollout.phase
+            why = f"aborted by {principal.name}" + (f": {reason}" if reason else "")
+            if before is RolloutPhase.pending_approval:
+                rollout.phase = RolloutPhase.aborted
+            else:
+                rollout.phase = RolloutPhase.rolling_back
+                rollout.state["explicit_rollback"] = True
+            rollout.state.update(reason=why, resume_to=None)
+            self._transition(rollout, before, principal.name)
+        return self.get(rollout_id)
+
+    # --- the runner -----------------------------------------------------------------------------
+
+    def run_due(self, keep_going: Callable[[], bool] = lambda: True) -> int:
+        """One round of the runner: every rollout with work, as far as each goes without waiting.
+        `keep_going` (the lease's renewal) is asked between units: False stops the round."""
+        moved = 0
+        for rollout_id in self.due():
+            if not keep_going():
+                break
+            moved += self.tick(rollout_id, keep_going)
+        return moved
+
+    def tick(self, rollout_id: str, keep_going: Callable[[], bool] = lambda: True) -> int:
+        """Advance one rollout until it must wait; the number of units of work done."""
+        units = 0
+        while keep_going() and self._unit(self.get(rollout_id)):
+            units += 1
+        return units
+
+    def _unit(self, rollout: Rollout) -> bool:
+        if rollout.phase is RolloutPhase.progressing:
+            return self._forward_unit(rollout)
+        if rollout.phase is RolloutPhase.rolling_back:
+            return self._rollback_unit(rollout)
+        return False
+
+    def _forward_unit(self, rollout: Rollout) -> bool:
+        state, steps = rollout.state, rollout.spec.steps
+        stuck = [t for t, s in rollout.targets.items() if s["state"] in (STARTED, ROLLBACK_STARTED)]
+        if stuck:  # a runner died mid-step: the outcome is unknown, a human decides (never repeated)
+            with self._change(rollout.id) as r:
+                for t in stuck:
+                    r.targets[t]["state"] = UNKNOWN
+                    r.targets[t]["message"] = "its step started and no outcome was recorded (the runner stopped)"
+                    r.events.append(_target_event(t, "forward", UNKNOWN, r, r.targets[t]["message"]))
+                r.phase = RolloutPhase.paused
+                r.state["reason"] = (f"outcome unknown on {', '.join(stuck)}: check them, then resume (counts them "
+                                     "as changed) or abort (rolls them back)")
+            return True
+        if state["deadline"] and self.clock() >= parse_stamp(state["deadline"]) and state["step"] < len(steps):
+            with self._change(rollout.id) as r:
+                r.phase = RolloutPhase.paused
+                r.state["reason"] = ("the progressDeadline passed and the rollout's grants expired: abort rolls "
+                                     "back (with new approvals where the policy asks)")
+            return True
+        index = state["step"]
+        if index >= len(steps):
+            with self._change(rollout.id) as r:
+                r.phase = RolloutPhase.succeeded
+                r.state["reason"] = f"all {len(r.targets)} targets changed"
+            return True
+        step = steps[index]
+        count = state["counts"][index]
+        if count is not None:
+            todo = [t for t in state["members"][:count] if rollout.targets[t]["state"] == UNTOUCHED]
+            if not todo:
+                with self._change(rollout.id) as r:
+                    r.state["step"] = index + 1
+                return True
+            self._run_targets(rollout, todo[: rollout.spec.max_parallel], "forward")
+            return True
+        if step.pause is not None:
+            return self._pause_unit(rollout, index, step.pause.duration)
+        assert step.analysis is not None
+        return self._analysis_unit(rollout, index)
+
+    def _pause_unit(self, rollout: Rollout, index: int, duration: int | None) -> bool:
+        pause = rollout.state.get("pause")
+        now = self.clock()
+        if pause is None or pause["step"] != index:
+            with self._change(rollout.id) as r:
+                r.state["pause"] = {"step": index, "until": stamp(now + timedelta(seconds=duration))
+                                    if duration is not None else None}
+                if duration is None:
+                    r.phase = RolloutPhase.paused
+                    r.state["reason"] = f"step {index} is `pause: {{}}`: waits for a human's promote"
+            return True
+        if pause["until"] is None:
+            with self._change(rollout.id) as r:  # resumed at a pause {}: only promote passes it
+                r.phase = RolloutPhase.paused
+                r.state["reason"] = f"step {index} is `pause: {{}}`: waits for a human's promote"
+            return True
+        if now < parse_stamp(pause["until"]):
+            return False
+        with self._change(rollout.id) as r:
+            r.state.update(step=index + 1, pause=None)
+        return True
+
+    def _analysis_unit(self, rollout: Rollout, index: int) -> bool:
+        analysis = rollout.spec.steps[index].analysis
+        assert analysis is not None
+        run = rollout.state.get("analysis")
+        now = self.clock()
+        if run is None or run["step"] != index:
+            run = {"step": index, "taken": 0, "failed": 0, "errors": 0, "consecutive_errors": 0,
+                   "inconclusive": 0, "next_at": stamp(now), "last": []}
+        if now < parse_stamp(run["next_at"]):
+            return False
+        doc = self.policy.doc
+        changed = [t for t in rollout.state["order"] if rollout.targets[t]["state"] == CHANGED]
+        found = [self.measure(check, t, doc.targets[t]) for check in analysis.checks for t in changed]
+        phases = {m.phase for m in found}
+        verdict = Phase.failed if Phase.failed in phases else Phase.error if Phase.error in phases else \
+            Phase.inconclusive if Phase.inconclusive in phases else Phase.successful
+        run = {**run, "taken": run["taken"] + 1, "last": [m.to_json() for m in found]}
+        if verdict is Phase.failed:
+            run["failed"] += 1
+        if verdict is Phase.error:
+            run["errors"] += 1
+            run["consecutive_errors"] += 1
+        else:
+            run["consecutive_errors"] = 0
+        if verdict is Phase.inconclusive:
+            run["inconclusive"] += 1
+        run["next_at"] = stamp(now + timedelta(seconds=analysis.interval or 0))
+        run["verdict"] = verdict.value
+        with self._change(rollout.id) as r:
+            r.state["analysis"] = run
+            r.events.append((AuditEvent.ROLLOUT_MEASUREMENT.value, {
+                "step": index, "round": run["taken"], "phase": verdict.value,
+                "measurements": run["last"]}))
+            failing = [f"{m.check} on {m.target}: {m.message}" for m in found if m.phase in (Phase.failed, Phase.error)]
+            if run["failed"] > analysis.failure_limit:
+                self._fail(r, f"analysis at step {index} failed ({'; '.join(failing)[:1000]})")
+            elif run["consecutive_errors"] > analysis.consecutive_error_limit:
+                self._fail(r, f"analysis at step {index} errored {run['consecutive_errors']} times in a row "
+                           f"({'; '.join(failing)[:1000]})")
+            elif verdict is Phase.inconclusive:
+                r.phase = RolloutPhase.paused
+                r.state["reason"] = (f"analysis at step {index} is Inconclusive: promote continues, abort rolls "
+                                     "back")
+            elif run["taken"] >= analysis.count:
+                r.state["step"] = index + 1
+        return True
+
+    def _fail(self, rollout: Rollout, why: str) -> None:
+        if rollout.spec.abort_policy == "pause":
+            rollout.phase = RolloutPhase.paused
+            rollout.state["reason"] = f"{why}; abortPolicy pause: abort rolls back, resume continues"
+            rollout.state["resume_to"] = RolloutPhase.progressing.value
+        else:
+            rollout.phase = RolloutPhase.rolling_back
+            rollout.state["reason"] = f"{why}; rolling back the changed targets"
+
+    def _rollback_unit(self, rollout: Rollout) -> bool:
+        todo = [t for t in reversed(rollout.state["order"]) if rollout.targets[t]["state"] in TAKEN_BACK]
+        stuck = [t for t in todo if rollout.targets[t]["state"] == ROLLBACK_STARTED]
+        if stuck:
+            with self._change(rollout.id) as r:
+                for t in stuck:
+                    r.targets[t]["state"] = ROLLBACK_FAILED
+                    r.targets[t]["message"] = "its rollback started and no outcome was recorded (the runner stopped)"
+                    r.events.append(_target_event(t, "rollback", UNKNOWN, r, r.targets[t]["message"]))
+                r.phase = RolloutPhase.paused
+                r.state["resume_to"] = RolloutPhase.rolling_back.value
+                r.state["reason"] = f"rollback outcome unknown on {', '.join(stuck)}: check them; resume continues"
+            return True
+        if not todo:
+            with self._change(rollout.id) as r:
+                r.phase = RolloutPhase.rolled_back
+                taken = [t for t in r.state["order"] if r.targets[t]["state"] == ROLLED_BACK]
+                r.state["reason"] = f"rolled back {len(taken)} target(s) ({', '.join(reversed(taken))}); " \
+                    f"{len(r.targets) - len(taken)} never touched. Why: {r.state.get('reason', '')}"[:2000]
+            return True
+        target = todo[0]
+        guard = self.gateway.guard
+        if guard is not None and not rollout.state.get("explicit_rollback"):
+            freeze = guard.freeze_for(rollout.agent, self.plan_of(rollout).backward(target, self.policy.doc))
+            if freeze is not None:
+                with self._change(rollout.id) as r:
+                    r.phase = RolloutPhase.paused
+                    r.state["resume_to"] = RolloutPhase.rolling_back.value
+                    r.state["reason"] = (f"freeze {freeze.id} covers {target}: under a freeze a rollback runs only "
+                                         "on a human's explicit `rollout abort`")
+                return True
+        self._run_targets(rollout, [target], "rollback")
+        return True
+
+    def _run_targets(self, rollout: Rollout, targets: list[str], direction: str) -> None:
+        """Mark the targets started (durably, audited), propose each through the Gateway, record outcomes."""
+        started = STARTED if direction == "forward" else ROLLBACK_STARTED
+        index = rollout.state["step"]
+        wave = rollout.state["waves"][index] if direction == "forward" and index < len(rollout.state["waves"]) \
+            else None
+        with self._change(rollout.id) as r:
+            for t in targets:
+                r.targets[t]["state"] = started
+                if direction == "forward":
+                    r.targets[t]["wave"] = wave
+                    r.targets[t]["step"] = index
+                    r.state["order"].append(t)
+                r.events.append(_target_event(t, direction, started, r, ""))
+        plan = self.plan_of(rollout)
+        actions = {t: plan.forward(t, self.policy.doc) if direction == "forward" else
+                   plan.backward(t, self.policy.doc) for t in targets}
+        if len(targets) == 1:
+            outcomes = {targets[0]: self._propose(rollout.agent, actions[targets[0]])}
+        else:
+            with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+                futures = {t: pool.submit(self._propose, rollout.agent, actions[t]) for t in targets}
+                outcomes = {t: f.result() for t, f in futures.items()}
+        with self._change(rollout.id) as r:
+            problems: list[str] = []
+            unknown: list[str] = []
+            refused: list[str] = []
+            for t in targets:
+                kind, action_id, message = outcomes[t]
+                entry = r.targets[t]
+                entry["message"] = message
+                if direction == "rollback":
+                    entry["rollback_action"] = action_id
+                    entry["state"] = ROLLED_BACK if kind == "succeeded" else ROLLBACK_FAILED
+                    if kind != "succeeded":
+                        problems.append(f"{t}: {message}")
+                else:
+                    entry["action"] = action_id
+                    entry["state"] = {"succeeded": CHANGED, "failed": FAILED, "unknown": UNKNOWN}.get(kind, UNTOUCHED)
+                    (problems if kind == "failed" else unknown if kind == "unknown" else
+                     refused if kind == "refused" else []).append(f"{t}: {message}")
+                r.events.append(_target_event(t, direction, entry["state"], r, message, action_id))
+            if direction == "rollback" and problems:
+                r.phase = RolloutPhase.failed
+                r.state["reason"] = f"rollback failed on {'; '.join(problems)}: a human takes over"[:2000]
+            elif unknown:
+                r.phase = RolloutPhase.paused
+                r.state["resume_to"] = RolloutPhase.progressing.value
+                r.state["reason"] = (f"outcome unknown on {'; '.join(unknown)}: check them, then resume (counts them "
+                                     "as changed) or abort (rolls them back)")[:2000]
+            elif problems:
+                self._fail(r, f"the step failed on {'; '.join(problems)}"[:2000])
+            elif refused:
+                r.phase = RolloutPhase.paused
+                r.state["resume_to"] = RolloutPhase.progressing.value
+                r.state["reason"] = (f"not run: {'; '.join(refused)}; resume retries, abort rolls back")[:2000]
+
+    def _propose(self, agent: str, action: Action) -> tuple[str, str | None, str]:
+        """(succeeded | failed | unknown | refused, action id, message) of one target's step."""
+        try:
+            proposal = self.gateway.propose(agent, action)
+        except GatewayError as exc:
+            return "refused", None, f"{exc.code}: {exc}"
+        except GatewayUnavailable as exc:
+            return "unknown", None, f"the gateway could not record the step: {exc}"
+        except Exception as exc:  # the executor crashed: whether it changed the target is unknown
+            return "unknown", None, f"{type(exc).__name__}: {exc}"
+        result = proposal.result or {}
+        if proposal.state is State.succeeded:
+            return "succeeded", proposal.id, f"succeeded ({_result_summary(result)})"
+        if proposal.state is State.failed:
+            return "failed", proposal.id, f"failed ({_result_summary(result)})"
+        if proposal.state is State.cancelled:
+            return "unknown", proposal.id, "cancelled while it ran (a freeze or the kill switch)"
+        reasons = "; ".join(proposal.decision.reasons) or proposal.state.value
+        if proposal.state is State.pending_approval:
+            reasons = "no usable grant (the approval's grant expired or the policy changed)"
+        return "refused", proposal.id, f"{proposal.state.value}: {reasons}"
+
+
+def _result_summary(result: dict[str, Any]) -> str:
+    parts = [f"{k} {result[k]}" for k in ("http_status", "exit_code", "rows_affected", "error") if
+             result.get(k) not in (None, "")]
+    return ", ".join(parts) or str(result.get("status", ""))
+
+
+def _target_event(target: str, direction: str, state: str, rollout: Rollout, message: str,
+                  action_id: str | None = None) -> tuple[str, dict[str, Any]]:
+    entry = rollout.targets[target]
+    return AuditEvent.ROLLOUT_TARGET.value, {
+        "target": target, "direction": direction, "state": state, "step": entry.get("step"),
+        "wave": entry.get("wave"), "action": action_id, "message": message[:2000]}
+
+
+def _human(principal: Principal) -> None:
+    try:
+        require_human(principal)
+    except AuthError as exc:
+        raise CommandError("agent_token", str(exc)) from None

@@ -1,0 +1,295 @@
+"""Rollouts in process, on both stores, over a fleet of real local HTTP services (one process each).
+
+The runner is driven by `Rollouts.tick` on an injected ManualClock (pauses and intervals never sleep);
+the targets' actions run through the real Gateway and the real http executor against real processes."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from interlock.identity import Principal
+from interlock.policy import PolicyError, load_policy_text
+from interlock.rollout.model import RolloutError
+from interlock.rollout.service import CommandError, RolloutPhase, Rollouts
+from interlock.runtime import Runtime
+from tests.gate_fixtures import ManualClock
+from tests.rollout_fleet import Service, fleet
+
+NAMES = ["web-1", "web-2", "web-3", "web-4"]
+BOB = Principal(kind="human", name="bob", token_id="tok_bob")
+CAROL = Principal(kind="human", name="carol", token_id="tok_carol")
+ALICE = Principal(kind="human", name="alice", token_id="tok_alice")
+
+
+def policy_text(urls: dict[str, str], extra_targets: str = "", groups: str = "") -> str:
+    targets = "".join(f"  {name}: {{environment: production, kind: http, url: '{url}', http_methods: {{POST: write}}, labels: {{tier: web}}}}\n"
+                      for name, url in urls.items())
+    return f"""
+version: 1
+humans:
+  alice: {{groups: [sre]}}
+  bob:   {{groups: [sre]}}
+  carol: {{groups: [sre]}}
+agents:
+  deployer: {{owner: alice, roles: [deployer]}}
+environments:
+  production: {{protected: true}}
+targets:
+{targets}{extra_targets}
+groups:
+  web-fleet: [{", ".join(urls)}]
+  web-by-label: {{selector: {{tier: web}}}}
+{groups}
+roles:
+  deployer:
+    production: {{autonomous: read, approve: {{write: 1, destructive: 2}}}}
+rules:
+  - id: web-2-never-destructive
+    when: {{target: web-2, risk: destructive}}
+    effect: deny
+    reason: web-2 serves the payment callbacks
+"""
+
+
+HEALTH = {"name": "health", "http": {"path": "/health"}, "successCondition": "status == 200 and json.healthy == true"}
+
+
+def rollout_doc(version: str, **changes: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "name": f"ship {version}",
+        "kind": "http",
+        "group": "web-fleet",
+        "payload": {"method": "POST", "url": "{target.url}/deploy", "body": {"version": version}},
+        "rationale": {"intent": f"ship {version}", "rollback": "deploy v1 again"},
+        "rollback": {"payload": {"method": "POST", "url": "{target.url}/deploy", "body": {"version": "v1"}}},
+        "steps": [
+            {"setTargets": 1},
+            {"analysis": {"checks": [HEALTH]}},
+            {"setTargets": 2},
+            {"analysis": {"checks": [HEALTH], "count": 2, "interval": "30s"}},
+            {"percent": 100},
+        ],
+    }
+    doc.update(changes)
+    return doc
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    # grants are checked by the gate on the system clock: start the injected one at the real time
+    return ManualClock(now=datetime.now(UTC))
+
+
+World = Callable[..., tuple[Rollouts, dict[str, Service]]]
+
+
+@pytest.fixture
+def world(store_url: str, tmp_path: Path, clock: ManualClock) -> Iterator[World]:
+    opened: list[Runtime] = []
+    stack: list[Any] = []
+
+    def build(breaks_on: dict[str, str] | None = None, names: list[str] = NAMES) -> tuple[Rollouts, dict[str, Service]]:
+        ctx = fleet(names, breaks_on)
+        services = ctx.__enter__()
+        stack.append(ctx)
+        path = tmp_path / "policy.yaml"
+        path.write_text(policy_text({n: s.url for n, s in services.items()}))
+        runtime = Runtime(path, store_url, tmp_path / "keys", clock=clock)
+        opened.append(runtime)
+        return Rollouts(runtime.store, runtime.policy, runtime.audit, runtime.gateway, clock=clock), services
+
+    yield build
+    for runtime in opened:
+        runtime.close()
+    for ctx in stack:
+        ctx.__exit__(None, None, None)
+
+
+def deploys(services: dict[str, Service]) -> dict[str, list[str]]:
+    return {name: s.state()["deploys"] for name, s in services.items()}
+
+
+def test_a_good_change_rolls_out_in_waves_to_all(world: World, clock: ManualClock) -> None:
+    rollouts, services = world()
+    rollout = rollouts.submit("deployer", rollout_doc("v2"))
+    assert rollout.phase is RolloutPhase.pending_approval
+    assert rollouts.tick(rollout.id) == 0 and deploys(services) == {n: [] for n in NAMES}, "nothing before approval"
+    with pytest.raises(CommandError, match=r"never counts|owner"):
+        rollouts.approve(rollout.id, ALICE)  # the agent's owner
+    approved = rollouts.approve(rollout.id, BOB)
+    assert approved.phase is RolloutPhase.progressing
+    assert approved.state["approval"]["grants"] == 8  # one per (target, payload): 4 forward + 4 rollback
+
+    rollouts.tick(rollout.id)  # wave 1, its analysis, wave 2, the first of two measurements
+    now = rollouts.get(rollout.id)
+    assert [now.targets[n]["state"] for n in NAMES] == ["changed", "changed", "untouched", "untouched"]
+    assert now.state["analysis"]["taken"] == 1 and deploys(services)["web-3"] == []
+    assert rollouts.tick(rollout.id) == 0, "the interval runs on the injected clock"
+    clock.advance(30)
+    rollouts.tick(rollout.id)
+    done = rollouts.get(rollout.id)
+    assert done.phase is RolloutPhase.succeeded, done.state["reason"]
+    assert deploys(services) == {n: ["v2"] for n in NAMES}
+    assert [done.targets[n]["wave"] for n in NAMES] == [1, 2, 3, 3]
+
+
+def test_a_bad_change_fails_at_wave_two_and_rolls_back_changed_targets_only(world: World) -> None:
+    rollouts, services = world(breaks_on={"web-2": "v3"})
+    rollout = rollouts.submit("deployer", rollout_doc("v3"))
+    rollouts.approve(rollout.id, CAROL)
+    rollouts.tick(rollout.id)
+    after = rollouts.get(rollout.id)
+    assert after.phase is RolloutPhase.rolled_back, after.state["reason"]
+    assert "web-2" in after.state["reason"] and "never touched" in after.state["reason"]
+    # reverse order: web-2 (changed last) is rolled back first, then web-1; web-3 and web-4 never touched
+    assert deploys(services) == {"web-1": ["v3", "v1"], "web-2": ["v3", "v1"], "web-3": [], "web-4": []}
+    assert [after.targets[n]["state"] for n in NAMES] == ["rolled_back", "rolled_back", "untouched", "untouched"]
+    entries = rollouts.audit.search(event="rollout.target", limit=100)
+    rolled = [e["data"]["target"] for e in sorted(entries, key=lambda e: e["index"])
+              if e["data"]["direction"] == "rollback" and e["data"]["state"] == "rolled_back"]
+    assert rolled == ["web-2", "web-1"]
+
+
+def test_abort_policy_pause_stops_and_asks(world: World) -> None:
+    rollouts, services = world(breaks_on={"web-2": "v3"})
+    rollout = rollouts.submit("deployer", rollout_doc("v3", abortPolicy="pause"))
+    rollouts.approve(rollout.id, BOB)
+    rollouts.tick(rollout.id)
+    paused = rollouts.get(rollout.id)
+    assert paused.phase is RolloutPhase.paused and "abortPolicy pause" in paused.state["reason"]
+    assert deploys(services)["web-1"] == ["v3"], "nothing rolled back without a human"
+    rollouts.abort(rollout.id, BOB, "v3 breaks web-2")
+    rollouts.tick(rollout.id)
+    assert rollouts.get(rollout.id).phase is RolloutPhase.rolled_back
+    assert deploys(services)["web-2"] == ["v3", "v1"] and deploys(services)["web-3"] == []
+
+
+def test_pause_waits_for_a_humans_promote_and_a_timed_pause_for_the_clock(world: World, clock: ManualClock) -> None:
+    rollouts, services = world(names=["web-1", "web-2"])
+    doc = rollout_doc("v2", steps=[{"setTargets": 1}, {"pause": {}}, {"pause": {"duration": "10m"}},
+                                   {"percent": 100}])
+    rollout = rollouts.submit("deployer", doc)
+    rollouts.approve(rollout.id, BOB)
+    rollouts.tick(rollout.id)
+    waiting = rollouts.get(rollout.id)
+    assert waiting.phase is RolloutPhase.paused and "promote" in waiting.state["reason"]
+    clock.advance(1800)
+    assert rollouts.tick(rollout.id) == 0 and deploys(services)["web-2"] == [], "a pause {} ignores time"
+    rollouts.resume(rollout.id, BOB)
+    rollouts.tick(rollout.id)
+    assert rollouts.get(rollout.id).phase is RolloutPhase.paused, "resume does not pass a pause {}"
+    rollouts.promote(rollout.id, BOB)
+    rollouts.tick(rollout.id)
+    timed = rollouts.get(rollout.id)
+    assert timed.phase is RolloutPhase.progressing and timed.state["step"] == 2
+    clock.advance(599)
+    assert rollouts.tick(rollout.id) == 0
+    clock.advance(1)
+    rollouts.tick(rollout.id)
+    assert rollouts.get(rollout.id).phase is RolloutPhase.succeeded
+    assert deploys(services) == {"web-1": ["v2"], "web-2": ["v2"]}
+
+
+def test_a_step_started_without_outcome_is_outcome_unknown_and_never_repeated(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    rollouts, services = world(names=["web-1", "web-2"])
+    rollout = rollouts.submit("deployer", rollout_doc("v2", steps=[{"setTargets": 1}, {"percent": 100}]))
+    rollouts.approve(rollout.id, BOB)
+
+    class RunnerDied(BaseException):
+        """Stands in for the runner's process dying between `started` and the outcome."""
+
+    def dies(*_: Any, **__: Any) -> Any:
+        raise RunnerDied
+
+    monkeypatch.setattr(rollouts.gateway, "propose", dies)
+    with pytest.raises(RunnerDied):
+        rollouts.tick(rollout.id)
+    monkeypatch.undo()
+    fresh = Rollouts(rollouts.store, rollouts.policy, rollouts.audit, rollouts.gateway, clock=rollouts.clock)
+    fresh.tick(rollout.id)
+    paused = fresh.get(rollout.id)
+    assert paused.phase is RolloutPhase.paused and paused.targets["web-1"]["state"] == "outcome_unknown"
+    assert deploys(services) == {"web-1": [], "web-2": []}, "the unknown step is not run again"
+    fresh.resume(rollout.id, BOB)  # the human checked web-1: counted as changed
+    fresh.tick(rollout.id)
+    assert fresh.get(rollout.id).phase is RolloutPhase.succeeded
+    assert deploys(services) == {"web-1": [], "web-2": ["v2"]}
+
+
+def test_a_deny_on_any_member_refuses_the_rollout_before_anything_runs(world: World) -> None:
+    rollouts, services = world(names=["web-1", "web-2"])
+    doc = rollout_doc("v2", payload={"method": "DELETE", "url": "{target.url}/deploy"})
+    with pytest.raises(RolloutError) as refused:
+        rollouts.submit("deployer", doc)
+    assert refused.value.code == "denied"
+    assert "forward action on web-2 is denied (web-2-never-destructive" in str(refused.value)
+    assert rollouts.all() == [] and deploys(services) == {"web-1": [], "web-2": []}
+    assert rollouts.audit.search(event="rollout.refused", limit=5)
+
+
+def test_any_change_to_the_rollout_is_a_new_fingerprint(world: World) -> None:
+    rollouts, _ = world(names=["web-1", "web-2"])
+    base = rollout_doc("v2")
+    first = rollouts.submit("deployer", base).fingerprint
+    variants = []
+    for path, value in ((("payload", "body", "version"), "v9"), (("rollback", "payload", "body", "version"), "v0"),
+                        (("steps", 0, "setTargets"), 2), (("group",), "web-by-label")):
+        doc = copy.deepcopy(base)
+        node: Any = doc
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+        variants.append(rollouts.submit("deployer", doc).fingerprint)
+    assert first not in variants and len(set(variants)) == len(variants)
+
+
+BAD_INPUT = [
+    ({"percent_over": True}, {"steps": [{"percent": 120}]}, "invalid_rollout", "steps[0].percent"),
+    ({}, {"steps": [{"setTargets": 1}]}, "bad_steps", "never reach 100%"),
+    ({}, {"steps": [{"setTargets": 2}, {"setTargets": 1}, {"percent": 100}]}, "bad_steps", "never go down"),
+    ({}, {"rollback": {"kind": "sql", "payload": {"sql": "select 1"}}}, "rollback_kind", "same kind"),
+    ({}, {"group": "nosuch"}, "bad_group", "unknown target group"),
+    ({}, {"steps": [{"analysis": {"checks": [{**HEALTH, "successCondition": "status =="}]}}, {"percent": 100}]},
+     "invalid_rollout", "does not parse"),
+    ({}, {"steps": [{"analysis": {"checks": [{**HEALTH, "successCondition": "__import__('os')"}]}},
+                    {"percent": 100}]}, "invalid_rollout", "Call"),
+    ({}, {"steps": [{"analysis": {"checks": [{"name": "errors", "prometheus": {
+        "url": "http://127.0.0.1:9", "query": "up"}, "successCondition": "result < 1"}]}}, {"percent": 100}]},
+     "prometheus_unreachable", "does not answer"),
+    ({}, {"steps": [{"setTargets": 1, "percent": 50}, {"percent": 100}]}, "invalid_rollout", "exactly one"),
+]
+
+
+@pytest.mark.parametrize(("groups", "says"), [
+    ("  mixed: [web-1, db-1]\n", "group mixed mixes target kinds (http: web-1; sql: db-1)"),
+    ("  nobody: {selector: {tier: none}}\n", "group nobody is empty (no target has the labels"),
+    ("  none: []\n", "group none is empty (it lists no targets)"),
+    ("  typo: [web-1, web-9]\n", "group typo names unknown target 'web-9'"),
+    ("  both: {targets: [web-1], selector: {tier: web}}\n", "has both `targets` and `selector`"),
+])
+def test_the_policy_refuses_a_bad_group(groups: str, says: str) -> None:
+    extra = "  db-1: {environment: production, kind: sql, dsn: 'env:NOPE'}\n"
+    with pytest.raises(PolicyError) as refused:
+        load_policy_text(policy_text({"web-1": "http://127.0.0.1:9"}, extra, groups))
+    assert says in str(refused.value)
+
+
+@pytest.mark.parametrize(("_", "changes", "code", "says"), BAD_INPUT)
+def test_bad_input_is_a_clear_error_before_anything_runs(tmp_path: Path, _: dict[str, Any], changes: dict[str, Any],
+                                                         code: str, says: str) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(policy_text({"web-1": "http://127.0.0.1:9", "web-2": "http://127.0.0.1:9"}))
+    with Runtime(path, f"sqlite:///{tmp_path / 'r.db'}", tmp_path / "keys") as runtime:
+        rollouts = Rollouts(runtime.store, runtime.policy, runtime.audit, runtime.gateway)
+        with pytest.raises(RolloutError) as refused:
+            rollouts.submit("deployer", rollout_doc("v2", **changes))
+        assert refused.value.code == code, refused.value
+        assert says in str(refused.value)
+        assert rollouts.all() == []
