@@ -81,7 +81,7 @@ class GatewayUnavailable(Exception):
 
 
 class AuditSink(Protocol):
-    def append(self, event: str, data: dict[str, Any]) -> Any: ...
+    def append(self, event: str, data: dict[str, Any], *, timeout: float | None = None) -> Any: ...
 
     def action_entries(self, action_id: str) -> list[tuple[int, str, dict[str, Any]]]: ...
 
@@ -597,8 +597,12 @@ class Gateway:
         }
 
     def _record(self, event: str, data: dict[str, Any]) -> None:
+        limit = self.guard.decision_timeout if self.guard is not None else None
         try:
-            self.audit.append(event, data)
+            if limit is None:
+                self.audit.append(event, data)
+            else:  # guards.decision_timeout: a store slower than this answers deny
+                self.audit.append(event, data, timeout=limit)
         except (StoreError, OSError) as exc:
             raise GatewayUnavailable(f"the audit log could not record {event}: {type(exc).__name__}") from exc
         except Exception as exc:

@@ -35,10 +35,6 @@ class Runtime:
         notifier = Notifier(self.policy.doc.notify, self.audit, public_url=public_url) \
             if self.policy.doc.notify else None
         self.gate = Gate(self.store, self.policy, self.audit, notifier=notifier)
-        guards = self.policy.doc.guards
-        if guards.decision_timeout is not None:
-            # A store slower than this answers deny: the proposal's audit entry is not durable in time.
-            self.audit.append_timeout_s = guards.decision_timeout
         self.guard = Guard(self.store, self.policy, self.audit, clock=clock, notifier=notifier)
         self.gateway = Gateway(self.store, self.policy, self.audit, self.gate, guard=self.guard)
 

@@ -273,10 +273,11 @@ class AuditLog:
 
     # --- writing -----------------------------------------------------------------------------
 
-    def append(self, event: str, data: Mapping[str, Any]) -> Receipt:
+    def append(self, event: str, data: Mapping[str, Any], *, timeout: float | None = None) -> Receipt:
         """Append one entry; returns once it is durably committed. Raises AuditError for bad
-        input and StoreError when the store fails (callers fail closed)."""
-        return self._wait(self._enqueue([self._prepare(event, data)])[0])
+        input and StoreError when the store fails or is not durable within `timeout` (default
+        `append_timeout_s`; callers fail closed)."""
+        return self._wait(self._enqueue([self._prepare(event, data)])[0], timeout)
 
     def append_many(self, items: Iterable[tuple[str, Mapping[str, Any]]]) -> list[Receipt]:
         """Append several entries in order (one transaction when they fit one batch). All are
@@ -354,12 +355,11 @@ class AuditLog:
             raise AuditError(f"audit data for {event!r} is not JSON: {exc}") from exc
         return _Pending(str(event), stamp, text, _columns(clean), clean)
 
-    def _wait(self, pending: _Pending) -> Receipt:
-        if not pending.done.acquire(timeout=self.append_timeout_s):
+    def _wait(self, pending: _Pending, timeout: float | None = None) -> Receipt:
+        limit = self.append_timeout_s if timeout is None else timeout
+        if not pending.done.acquire(timeout=limit):
             # The entry may still land later; the caller must treat the step as not audited (deny).
-            raise StoreUnavailable(
-                f"audit entry not durable within {self.append_timeout_s:.0f} s on {self.store.url}"
-            )
+            raise StoreUnavailable(f"audit entry not durable within {limit:g} s on {self.store.url}")
         if pending.error is not None:
             raise pending.error
         if pending.receipt is None:  # released without a result: never treat it as written

@@ -68,6 +68,8 @@ class Guard:
                  notifier: Any = None) -> None:
         self.store, self.policy, self.audit, self.clock, self.notifier = store, policy, audit, clock, notifier
         self.guards = policy.doc.guards
+        #: The Gateway's records (proposal, execution start, …) must be durable within this, or it denies.
+        self.decision_timeout: float | None = self.guards.decision_timeout
         self.events = subscriber(store)
         self._freezes = _Cache(value=())
         self._breakers = _Cache(value={})
