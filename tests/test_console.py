@@ -8,6 +8,7 @@ import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +17,8 @@ import pytest
 from interlock.audit import AuditLog
 from interlock.identity import revoke
 from interlock.store import open_store
-from interlock.testing import LiveServer
+from interlock.testing import LiveServer, live_server
+from tests.conftest import EXAMPLE_POLICY
 
 XSS = '<script>alert(1)</script> "><img src=x onerror=alert(2)>'
 
@@ -198,3 +200,73 @@ def test_an_unsafe_next_never_leaves_the_console(server: LiveServer, tokens: dic
         answer = client.post("/ui/signin", data={"csrf": csrf_of(form.text), "token": tokens["bob"],
                                                  "next": "//evil.example/"})
         assert answer.headers["location"] == "/ui"
+
+
+def test_an_actions_timeline_is_verified_and_the_agent_page_lists_it(server: LiveServer,
+                                                                       tokens: dict[str, str]) -> None:
+    action = propose(server, tokens["kiro"], "kubectl delete namespace billing-11")
+    with sign_in(server, tokens["carol"]) as client:
+        page = client.get(f"/ui/actions/{action['id']}")
+        assert page.status_code == 200, page.text
+        assert "Verified: each of these" in page.text and "action.proposed" in page.text
+        assert "approval.requested" in page.text or "action.pending" in page.text
+        agent = client.get("/ui/agents/kiro")
+        assert agent.status_code == 200 and action["id"] in agent.text
+        assert client.get("/ui/actions/act_nope").status_code == 404
+        assert client.get("/ui/agents/nobody").status_code == 404
+
+
+def test_the_live_queue_hears_of_a_request_made_through_another_replica(store_url: str, tmp_path: Path) -> None:
+    """Two servers on one store (replicas): a page open on the first hears of a request proposed through
+    the second, from the store's events, with no poll of its own."""
+    with live_server(EXAMPLE_POLICY, store_url, tmp_path) as first, \
+            live_server(EXAMPLE_POLICY, store_url, tmp_path) as second:  # one store, one key directory
+        bob, kiro = first.token("human", "bob"), first.token("agent", "kiro")
+        with sign_in(first, bob) as client, client.stream("GET", "/ui/events", timeout=30) as events:
+            lines = events.iter_lines()
+            assert next(lines).startswith("retry:")
+            request_id = propose(second, kiro, "kubectl delete namespace billing-12")["approval"]["id"]
+            assert any(line.startswith("event: approvals") for line in lines)
+        with sign_in(first, bob) as client:
+            assert request_id in client.get("/ui/queue/rows").text
+
+
+def test_a_trusted_proxy_header_signs_in_only_from_the_proxy_range(store_url: str, tmp_path: Path) -> None:
+    trusted = {"INTERLOCK_TRUST_PROXY_HEADER": "X-Forwarded-User", "INTERLOCK_TRUST_PROXY_FROM": "127.0.0.0/8"}
+    elsewhere = {"INTERLOCK_TRUST_PROXY_HEADER": "X-Forwarded-User", "INTERLOCK_TRUST_PROXY_FROM": "10.9.9.9/32"}
+    with live_server(EXAMPLE_POLICY, store_url, tmp_path, env=trusted) as proxied:
+        with browser(proxied) as client:
+            page = client.get("/ui", headers={"X-Forwarded-User": "carol"})
+            assert page.status_code == 200 and "carol" in page.text
+            assert client.get("/ui", headers={"X-Forwarded-User": "bob"}).status_code == 303  # not carol's any more
+        with browser(proxied) as client:
+            assert client.get("/ui", headers={"X-Forwarded-User": "kiro"}).status_code == 303  # not a human
+            assert client.get("/ui").status_code == 303
+    with live_server(EXAMPLE_POLICY, store_url, tmp_path, env=elsewhere) as direct, browser(direct) as client:
+        assert client.get("/ui", headers={"X-Forwarded-User": "carol"}).status_code == 303  # not from the proxy
+
+
+def test_proxy_trust_needs_its_range(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from interlock.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--policy", str(EXAMPLE_POLICY), "--db", f"sqlite:///{tmp_path / 'x.db'}",
+                                      "--trust-proxy-header", "X-Forwarded-User"])
+    assert result.exit_code == 2 and "--trust-proxy-from" in result.output
+
+
+def test_a_terraform_plan_is_a_table_with_deletes_marked(server: LiveServer, tokens: dict[str, str]) -> None:
+    plan = {"format_version": "1.2", "resource_changes": [
+        {"address": "aws_s3_bucket.assets", "change": {"actions": ["create"]}},
+        {"address": "aws_instance.legacy", "change": {"actions": ["delete"]}},
+        {"address": "aws_security_group.web", "change": {"actions": ["update"]}}]}
+    with server.client(tokens["kiro"]) as agent:
+        proposed = agent.post("/v1/actions", json={"kind": "terraform", "environment": "production",
+                                                   "payload": {"plan": plan}}).json()
+    assert proposed["decision"] == "approval_required", proposed
+    with sign_in(server, tokens["bob"]) as client:
+        page = client.get(f"/ui/approvals/{proposed['approval']['id']}").text
+    rows = re.findall(r'<tr class="(marked)? act-(\w+)">', page)
+    assert rows == [("marked", "delete"), ("", "create"), ("", "update")], rows
+    assert "3 resource changes" in page

@@ -4,15 +4,16 @@ the target. Screenshots go to test-artifacts/console/ (not committed)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Dialog, Page, expect, sync_playwright
 
 from interlock.testing import LiveServer, live_server
 from tests.conftest import EXAMPLE_POLICY, PgAdmin
@@ -71,7 +72,9 @@ class Watched:
         self.page: Page = self.context.new_page()
         self.dialogs: list[str] = []
         self.errors: list[str] = []
-        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        #: What to do with a dialog once recorded (default: dismiss; none is expected but the freeze's confirm).
+        self.on_dialog: Callable[[Dialog], None] = lambda d: d.dismiss()
+        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), self.on_dialog(d)))
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
 
@@ -236,3 +239,32 @@ def test_the_review_page_is_usable_on_a_phone(browser: Browser, console: LiveSer
     finally:
         phone.close()
 
+
+
+def test_the_freeze_button_asks_first_then_freezes_and_an_sre_thaws(browser: Browser, console: LiveServer,
+                                                                     people: dict[str, str]) -> None:
+    bob = Watched(browser, console.url)
+    answers: list[bool] = [False, True]  # dismiss the first confirm dialog, accept the second
+    try:
+        page = bob.sign_in(people["bob"])
+        bob.on_dialog = lambda d: d.accept() if answers.pop(0) else d.dismiss()
+        page.goto("/ui/guards")
+        page.select_option("#f-env", "production")
+        page.fill("#f-reason", "incident 42: stop everything in production")
+        page.click("#freeze")
+        expect(page.locator("body")).not_to_contain_text("Frozen.")
+        with console.client(people["bob"]) as api:
+            assert api.get("/v1/freezes").json()["freezes"] == []  # dismissed: nothing frozen
+        page.click("#freeze")
+        expect(page.locator(".notice")).to_contain_text("Frozen.")
+        expect(page.locator("tr[data-freeze]")).to_contain_text("incident 42")
+        with console.client(people["kiro"]) as agent:
+            denied = agent.post("/v1/actions", json={"kind": "shell", "environment": "production",
+                                                      "payload": {"command": "kubectl get pods"}}).json()
+        assert denied["decision"] == "deny" and "incident 42" in json.dumps(denied), denied
+        assert len(bob.dialogs) == 2 and "Freeze now?" in bob.dialogs[0]
+    finally:
+        with console.client(people["bob"]) as api:  # leave nothing frozen for the other tests
+            for found in api.get("/v1/freezes").json()["freezes"]:
+                assert api.delete(f"/v1/freezes/{found['id']}").status_code == 200
+        bob.close()

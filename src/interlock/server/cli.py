@@ -47,10 +47,13 @@ def serve(
         help="where approvers reach this server (links in webhooks and Slack to the console's review page); "
              f"default scheme://host:port or ${ENV_PUBLIC_URL}")] = None,
     trust_proxy_header: Annotated[str | None, typer.Option(
+        envvar=ENV_TRUST_PROXY_HEADER,
         help="console: trust this header (e.g. X-Forwarded-User) from an authenticating proxy to name the "
              "human; needs --trust-proxy-from; off by default (docs/console.md says the risks)")] = None,
     trust_proxy_from: Annotated[list[str] | None, typer.Option(
-        help="the proxy's address range (CIDR, repeatable): the header is ignored from anywhere else")] = None,
+        envvar=ENV_TRUST_PROXY_FROM,
+        help="the proxy's address range (CIDR, repeatable; in the variable: separated by spaces): the header is "
+             "ignored from anywhere else")] = None,
 ) -> None:
     """Serve the HTTP API: agents propose, humans approve, Interlock executes and audits.
 
@@ -104,7 +107,7 @@ def serve(
     typer.echo(banner, err=True)
     os.environ.update({ENV_POLICY: str(policy), ENV_DB: db, ENV_KEY_DIR: str(keys),
                        ENV_ALLOW_MISSING_SECRETS: "1" if allow_missing_secrets else "0", ENV_PUBLIC_URL: public_url,
-                       ENV_TRUST_PROXY_HEADER: trust_proxy_header or "", ENV_TRUST_PROXY_FROM: ",".join(ranges)})
+                       ENV_TRUST_PROXY_HEADER: trust_proxy_header or "", ENV_TRUST_PROXY_FROM: " ".join(ranges)})
     uvicorn.run("interlock.server.app:create_app_from_env", factory=True, workers=workers, **served)  # type: ignore[arg-type]
 
 

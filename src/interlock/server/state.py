@@ -54,14 +54,14 @@ class Settings:
                         allow_missing_secrets=os.environ.get(ENV_ALLOW_MISSING_SECRETS) == "1",
                         public_url=os.environ.get(ENV_PUBLIC_URL) or "http://127.0.0.1:8700",
                         trust_proxy_header=os.environ.get(ENV_TRUST_PROXY_HEADER) or None,
-                        trust_proxy_from=tuple(n for n in os.environ.get(ENV_TRUST_PROXY_FROM, "").split(",") if n))
+                        trust_proxy_from=tuple(os.environ.get(ENV_TRUST_PROXY_FROM, "").split()))
 
 
 #: Carries `--allow-missing-secrets` to the worker processes of `serve --workers N`.
 ENV_ALLOW_MISSING_SECRETS = "INTERLOCK_ALLOW_MISSING_SECRETS"
 #: Where approvers reach the server (webhook links), when not `scheme://host:port` (a reverse proxy).
 ENV_PUBLIC_URL = "INTERLOCK_PUBLIC_URL"
-#: Carry `--trust-proxy-header` / `--trust-proxy-from` to the workers (comma-separated ranges).
+#: `--trust-proxy-header` / `--trust-proxy-from` (ranges separated by spaces), also read by the workers.
 ENV_TRUST_PROXY_HEADER = "INTERLOCK_TRUST_PROXY_HEADER"
 ENV_TRUST_PROXY_FROM = "INTERLOCK_TRUST_PROXY_FROM"
 

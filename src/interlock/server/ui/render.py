@@ -62,7 +62,7 @@ class PlanRow:
     @property
     def marked(self) -> bool:
         """Rows a reviewer must not miss: something is destroyed."""
-        return self.action in ("delete", "replace", "forget")
+        return self.action in ("delete", "replace", "forget", "unreadable")
 
 
 def plan_rows(payload: dict[str, Any]) -> list[PlanRow] | None:

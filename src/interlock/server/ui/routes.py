@@ -22,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from interlock.audit import AuditError
 from interlock.audit.events import AuditEvent
 from interlock.gate.service import GateError
+from interlock.guard.freezes import FreezeError
 from interlock.identity import AuthError, Principal, authenticate
 from interlock.server.state import Server
 from interlock.server.ui import pages, render
@@ -371,6 +372,76 @@ async def agent_page(request: Request, agent: str) -> Response:
     outcome = {str(r["data"].get("action_id")): r["data"] for r in ends}
     return _finish(request, page(request, "agent.html", session=session, agent=agent, rows=list(reversed(rows)),
                                  outcome=outcome, owner=server.policy.doc.agents[agent].owner))
+
+
+# --- guards: the kill switch ---------------------------------------------------------------------
+
+
+@router.get("/ui/guards")
+async def guards_page(request: Request) -> Response:
+    """Freezes (with the freeze button and thaw), change-freeze windows, open breakers, detectors."""
+    session = await session_of(request)
+    if session is None:
+        return _to_signin(request)
+    return _finish(request, await _guards(request, session, "", 200))
+
+
+async def _guards(request: Request, session: Session, error: str, code: int) -> Response:
+    server = _server(request)
+    try:
+        state = await anyio.to_thread.run_sync(server.runtime.guard.status)
+    except StoreError:
+        return await _refuse(request, 503, "unavailable", "the store is unavailable: guards cannot be read", session)
+    human = server.policy.doc.humans.get(session.principal.name)
+    groups = set(human.groups) if human else set()
+    thaw_by = set(state["thaw_by"])
+    doc = server.policy.doc
+    return page(request, "guards.html", code, session=session, state=state, error=error,
+                notice=request.query_params.get("done", ""),
+                may_thaw=not thaw_by or bool(groups & thaw_by), agents=sorted(doc.agents),
+                environments=sorted(doc.environments), targets=sorted(doc.targets))
+
+
+@router.post("/ui/guards/freeze")
+async def freeze(request: Request) -> Response:
+    session = await session_of(request)
+    form = await _form(request)
+    if session is None:
+        return await _refuse(request, 401, "unauthenticated", "sign in first: your session ended", None)
+    if not csrf_ok(session, form.get("csrf")):
+        return await _refuse(request, 403, "csrf", "this form did not come from your console page: reload it", session)
+    server = _server(request)
+    try:
+        await anyio.to_thread.run_sync(lambda: server.runtime.guard.freeze(
+            agent=form.get("agent") or None, environment=form.get("environment") or None,
+            target=form.get("target") or None, reason=form.get("reason", "")[:500], by=session.principal.name))
+    except FreezeError as exc:
+        await server.audit_rejection("POST", request.url.path, exc.status, exc.code, session.principal)
+        return await _guards(request, session, str(exc), exc.status)
+    except StoreError:
+        return await _refuse(request, 503, "unavailable", "the store is unavailable: nothing was frozen", session)
+    return RedirectResponse("/ui/guards?done=frozen", status_code=303)
+
+
+@router.post("/ui/guards/thaw/{freeze_id}")
+async def thaw(request: Request, freeze_id: str) -> Response:
+    session = await session_of(request)
+    form = await _form(request)
+    if session is None:
+        return await _refuse(request, 401, "unauthenticated", "sign in first: your session ended", None)
+    if not csrf_ok(session, form.get("csrf")):
+        return await _refuse(request, 403, "csrf", "this form did not come from your console page: reload it", session)
+    server = _server(request)
+    human = server.policy.doc.humans.get(session.principal.name)
+    try:
+        await anyio.to_thread.run_sync(lambda: server.runtime.guard.thaw(
+            freeze_id, by=session.principal.name, groups=tuple(human.groups) if human else ()))
+    except FreezeError as exc:
+        await server.audit_rejection("POST", request.url.path, exc.status, exc.code, session.principal)
+        return await _guards(request, session, str(exc), exc.status)
+    except StoreError:
+        return await _refuse(request, 503, "unavailable", "the store is unavailable: nothing was thawed", session)
+    return RedirectResponse("/ui/guards?done=thawed", status_code=303)
 
 
 # --- assets --------------------------------------------------------------------------------------
