@@ -98,7 +98,7 @@ class EntryKey:
         return created
 
     def mac(self, index: int, leaf_hash: str) -> str:
-        return hmac.new(self._secret, f"{index}:{leaf_hash}".encode("ascii"), hashlib.sha256).hexdigest()
+        return hmac.digest(self._secret, f"{index}:{leaf_hash}".encode("ascii"), "sha256").hex()
 
     def check(self, index: int, leaf_hash: str, mac: str | None) -> bool:
         return mac is not None and hmac.compare_digest(self.mac(index, leaf_hash), mac)
