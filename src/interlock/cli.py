@@ -302,6 +302,7 @@ _mount_optional("interlock.sandbox.cli", "rehearse", "rehearse")
 _mount_optional("interlock.guard.cli", "freeze", "freeze")
 _mount_optional("interlock.guard.cli", "thaw", "thaw")
 _mount_optional("interlock.guard.cli", "app", "guards")
+_mount_optional("interlock.rollout.cli", "app", "rollout")
 
 
 def main() -> None:

@@ -207,6 +207,29 @@ class Client:
         evidence once it ran (it may need approval in the twin's environment: `wait` on its id)."""
         return self._post(f"/v1/actions/{action_id}/rehearse")
 
+    # --- rollouts (docs/rollouts.md): an agent starts one; humans' tokens approve and command it ---
+
+    def start_rollout(self, rollout: Mapping[str, Any]) -> dict[str, Any]:
+        """Start a rollout (kind, group, payload, rationale, rollback, steps …); the answer is its state."""
+        return self._post("/v1/rollouts", dict(rollout))
+
+    def rollout(self, rollout_id: str) -> dict[str, Any]:
+        return self._get(f"/v1/rollouts/{rollout_id}")
+
+    def rollouts(self, limit: int = 100) -> list[dict[str, Any]]:
+        return list(self._get("/v1/rollouts", params={"limit": limit})["rollouts"])
+
+    def rollout_command(self, rollout_id: str, command: str, reason: str = "") -> dict[str, Any]:
+        """approve | deny | promote | pause | resume | abort (a human's token)."""
+        return self._post(f"/v1/rollouts/{rollout_id}/{command}", {"reason": reason})
+
+    def _get(self, path: str, *, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        try:
+            response = self._http.get(path, params=params)
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc, self.url) from exc
+        return _raise_for(response)
+
     def close(self) -> None:
         self._http.close()
 

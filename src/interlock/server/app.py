@@ -20,7 +20,7 @@ from interlock.server import background, errors, ui
 from interlock.server.logs import configure_logging
 from interlock.server.middleware import BodyLimit, Observe
 from interlock.server.responses import JSON
-from interlock.server.routes import actions, apidocs, approvals, audit, guards, ops
+from interlock.server.routes import actions, apidocs, approvals, audit, guards, ops, rollouts
 from interlock.server.state import DEFAULT_MAX_BODY, Server, ServerError, Settings, check_policy_for_serving
 
 __all__ = ["DEFAULT_MAX_BODY", "Server", "ServerError", "Settings", "check_policy_for_serving", "create_app",
@@ -34,7 +34,7 @@ def create_app(settings: Settings, policy: Policy | None = None) -> FastAPI:
                   exception_handlers=errors.HANDLERS, lifespan=background.lifespan,
                   docs_url=None, redoc_url=None)  # their pages need a CDN: routes/apidocs.py works offline
     app.state.server = Server(settings, policy)
-    for area in (actions, approvals, audit, guards, ops, apidocs):
+    for area in (actions, approvals, audit, guards, ops, rollouts, apidocs):
         app.include_router(area.router)
     app.include_router(ui.router)  # the approvers' console under /ui (docs/console.md)
     app.add_middleware(ui.ConsoleHeaders)

@@ -150,6 +150,11 @@ class Server:
         # new policy asks for exactly the same approvals, else invalidated with the reason, so no agent
         # waits forever on a request nobody can vote on.
         self.redecided = self.gateway.redecide_pending()
+        from interlock.rollout.service import Rollouts
+
+        self.rollouts = Rollouts(self.store, self.policy, self.audit, self.gateway)
+        #: Set when a rollout is started or commanded on this process: wakes the runner at once.
+        self.rollouts_changed = asyncio.Event()
 
     def close(self) -> None:
         self.runtime.close()

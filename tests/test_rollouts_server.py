@@ -1,0 +1,71 @@
+"""Rollouts through a real `interlock serve` (both stores): the agent starts one over the HTTP API, a human
+approves it once and promotes it, the leased runner in the server moves it; the server is killed
+(SIGKILL) mid-rollout and a new one on the same store resumes it without repeating a step. The CLI
+(`interlock rollout …`) is run as a real process against the server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from interlock.rollout.cli import view
+from interlock.testing import eventually, live_server
+from tests.rollout_fleet import fleet
+from tests.test_rollouts import policy_text, rollout_doc
+
+
+def cli(server_url: str, token: str, *args: str) -> tuple[int, str]:
+    done = subprocess.run([sys.executable, "-m", "interlock.cli", "rollout", *args, "--gateway", server_url,
+                           "--token", token], capture_output=True, text=True, timeout=120, check=False)
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_a_killed_server_resumes_the_rollout_without_repeating_a_step(store_url: str, tmp_path: Path) -> None:
+    names = ["web-1", "web-2", "web-3"]
+    with fleet(names) as services:
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(policy_text({n: s.url for n, s in services.items()}))
+        doc = rollout_doc("v2", steps=[{"setTargets": 1}, {"pause": {}}, {"percent": 100}])
+        (tmp_path / "rollout.yaml").write_text(json.dumps(doc))
+        with live_server(policy, store_url, tmp_path) as first:
+            agent, bob = first.token("agent", "deployer"), first.token("human", "bob")
+            code, shown = cli(first.url, agent, "start", str(tmp_path / "rollout.yaml"), "--format", "json")
+            assert code == 0, shown
+            rollout_id = json.loads(shown)["id"]
+            with first.client(agent) as http:
+                refused = http.post(f"/v1/rollouts/{rollout_id}/approve", json={})
+                assert refused.status_code == 403, "an agent never approves"
+            code, shown = cli(first.url, bob, "approve", rollout_id)
+            assert code == 0, shown
+            with first.client(bob) as http:
+                def paused() -> dict[str, Any] | None:
+                    body: dict[str, Any] = http.get(f"/v1/rollouts/{rollout_id}").json()
+                    return body if body["phase"] == "paused" else None
+
+                at_pause = eventually(paused, what="the rollout at its pause {} step")
+            assert [t["state"] for t in at_pause["targets"]] == ["changed", "untouched", "untouched"]
+            first.process.kill()  # no goodbye: the runner is gone mid-rollout
+            first.process.wait()
+        with live_server(policy, store_url, tmp_path) as second:
+            code, shown = cli(second.url, bob, "promote", rollout_id)
+            assert code == 0, shown
+            with second.client(bob) as http:
+                def finished() -> dict[str, Any] | None:
+                    body: dict[str, Any] = http.get(f"/v1/rollouts/{rollout_id}").json()
+                    return body if body["phase"] == "succeeded" else None
+
+                done = eventually(finished, what="the rollout to finish on the second server")
+            code, listed = cli(second.url, bob, "list", "--format", "json")
+            assert code == 0 and rollout_id in listed
+            code, status = cli(second.url, bob, "status", rollout_id)
+            assert code == 0 and "succeeded" in status and "web-3" in status
+        assert {n: s.state()["deploys"] for n, s in services.items()} == {n: ["v2"] for n in names}, \
+            "each target changed exactly once across the restart"
+        console = Console(record=True, width=120)
+        console.print(view(done))
+        assert "changed" in console.export_text()
