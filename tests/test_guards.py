@@ -536,3 +536,12 @@ def test_a_local_mode_hook_honours_a_freeze_in_its_store(tmp_path: Path, clock: 
         rt.guard.freeze(agent="kiro", environment=None, target=None, reason="agent misbehaving", by="alice")
     verdict, reason = answer(hook("claude-code", json.dumps(event("Bash", {"command": "ls"})), *args))
     assert verdict == "deny" and "agent misbehaving" in reason
+
+
+def test_a_failed_rehearsal_is_not_the_agents_failure(make: Callable[[str], Runtime]) -> None:
+    rt = make("guards: {breakers: {consecutive_failures: 1}}\n")
+    finished = {"action_id": "act_r", "agent": "kiro", "target": None, "outcome": "failed", "result": {}}
+    rt.audit.append("execution.finished", {**finished, "rehearsal": True})  # a twin is where failing is fine
+    assert rt.guard.status()["breakers"] == []
+    rt.audit.append("execution.finished", finished)
+    assert [b["state"] for b in rt.guard.status()["breakers"]] == ["open"]

@@ -428,7 +428,8 @@ class Gateway:
         recorded = _audited_result(body, _keeps_excerpt(twin))
         with contextlib.suppress(GatewayUnavailable):
             self._record("execution.finished", {"action_id": proposal.id, "agent": proposal.agent,
-                                                "outcome": proposal.state.value, "result": recorded})
+                                                "outcome": proposal.state.value, "result": recorded,
+                                                "rehearsal": True})
         status, summary = result.status.value, outcome.summary
         expected, planned = proposal.rehearsal.get("expected_plan"), outcome.effects.get("plan")
         if status == "succeeded" and isinstance(expected, dict) and isinstance(planned, dict):

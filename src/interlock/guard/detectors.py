@@ -191,8 +191,8 @@ class Counting:
         agent = str(data.get("agent") or "")
         target = str(data.get("target") or "")
         outcome = str(data.get("outcome") or "")
-        if outcome == "cancelled":
-            return  # a freeze stopped it: not the agent's failure
+        if outcome == "cancelled" or data.get("rehearsal"):
+            return  # a freeze stopped it, or a twin is where failing is the point: not the agent's failure
         failed = outcome in FAILED
         scopes = [AGENT_WIDE] + ([target] if target and self.guards.breakers is not None else [])
         for scope in scopes:
