@@ -329,3 +329,37 @@ def test_a_request_whose_terms_were_lowered_in_the_database_takes_no_vote(store_
         assert caught.value.code == "unrecorded_request"
         assert runtime.gateway.advance(pending.id).state.value == "pending_approval"
         assert any(p.where == f"approval request {request_id}" for p in gate_problems(runtime.audit))
+
+
+def test_the_api_never_shows_or_folds_a_row_outside_the_tree(store_url: str, tmp_path: Path) -> None:
+    """GET /v1/audit/entries and GET /v1/actions/{id} read only what the proof covers (issue 10.1)."""
+    from starlette.testclient import TestClient
+
+    from interlock.identity import create_token
+    from interlock.server.app import Settings, create_app
+
+    app = create_app(Settings(policy=EXAMPLE, db=store_url, key_dir=tmp_path / "keys", allow_missing_secrets=True))
+    server = app.state.server
+    with TestClient(app) as http:
+        _, agent = create_token(server.store, "agent", "kiro", None, server.audit, policy=server.policy)
+        _, human = create_token(server.store, "human", "bob", None, server.audit, policy=server.policy)
+        denied = http.post("/v1/actions", headers={"Authorization": f"Bearer {agent}"},
+                           json={"kind": "sql", "environment": "production", "target": "billing-db",
+                                 "payload": {"sql": "DROP DATABASE billing"}}).json()
+        assert denied["state"] == "denied"
+        _drop_guards(server.store)
+        with server.store.transaction(readonly=True) as tx:
+            first = tx.fetchone("SELECT idx FROM audit_entries WHERE action_id = ?", (denied["id"],))
+        assert first is not None
+        row = _row(server.store, int(first["idx"]))
+        _copy_to(server.store, -5, {**row, "outcome": "allow"},
+                 str(row["entry"]).replace('"decision":"deny"', '"decision":"allow"'))
+        _copy_to(server.store, 2**50, row)
+        shown = http.get("/v1/audit/entries", params={"action_id": denied["id"]},
+                         headers={"Authorization": f"Bearer {human}"}).json()["entries"]
+        assert [e["index"] for e in shown] == [int(first["idx"])]
+        listed = http.get("/v1/audit/entries", params={"limit": 1000},
+                          headers={"Authorization": f"Bearer {human}"}).json()["entries"]
+        assert all(0 <= e["index"] < 2**40 for e in listed)
+        again = http.get(f"/v1/actions/{denied['id']}", headers={"Authorization": f"Bearer {agent}"}).json()
+        assert again["state"] == "denied"
