@@ -76,7 +76,8 @@ class Guard:
         self._seen: set[tuple[str, str]] = set()
         self._running: dict[str, Running] = {}
         self._running_lock = threading.Lock()
-        self.counts: dict[tuple[str, ...], int] = {}  # Prometheus counters (see metrics())
+        self.counts: dict[tuple[str, ...], int] = {}  # Prometheus counters (see collector())
+        self._counts_lock = threading.Lock()
         self._alerts: queue.SimpleQueue[list[Alert] | None] = queue.SimpleQueue()
         self._alert_thread: threading.Thread | None = None
         self._unsubscribe = self.events.subscribe(Channel.freezes, self._on_freeze_event)
@@ -324,7 +325,8 @@ class Guard:
     # --- metrics ----------------------------------------------------------------------------------
 
     def _count(self, *key: str) -> None:
-        self.counts[key] = self.counts.get(key, 0) + 1
+        with self._counts_lock:  # request threads, the listener and the audit writer all count
+            self.counts[key] = self.counts.get(key, 0) + 1
 
     def collector(self) -> Collector:
         return _Metrics(self)
