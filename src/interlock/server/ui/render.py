@@ -7,16 +7,20 @@ HTML formatter, which escapes every token: no agent value is ever inserted as ma
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexer import Lexer
 from pygments.lexers import BashLexer, JsonLexer, SqlLexer
 
 from interlock.classify.terraform import read_change
+
+if TYPE_CHECKING:
+    from interlock.server.ui.pages import QueueRow
 
 _FORMATTER = HtmlFormatter(nowrap=True)
 #: Which payload field holds the text a reviewer must read, per kind, and how to colour it.
@@ -32,6 +36,7 @@ _TEXT_FIELDS: dict[str, tuple[str, type[Lexer]]] = {
 class Block:
     label: str
     html: Markup
+    collapsed: bool = False  # long machine output (a terraform plan's JSON) behind a <details>
 
 
 def payload_blocks(kind: str, payload: dict[str, Any]) -> list[Block]:
@@ -41,10 +46,9 @@ def payload_blocks(kind: str, payload: dict[str, Any]) -> list[Block]:
     field = _TEXT_FIELDS.get(kind)
     if field is not None and isinstance(payload.get(field[0]), str):
         blocks.append(Block(field[0], colour(payload[field[0]], field[1]())))
-    shown = {k: v for k, v in payload.items() if k != "plan"} if kind == "terraform" else payload
-    if shown:
-        blocks.append(Block("payload (JSON)", colour(json.dumps(shown, indent=2, ensure_ascii=False,
-                                                               sort_keys=True), JsonLexer())))
+    whole = colour(json.dumps(payload, indent=2, ensure_ascii=False, sort_keys=True), JsonLexer())
+    # A terraform plan is read as the table of its resource changes; its JSON stays one click away.
+    blocks.append(Block("payload (JSON)", whole, collapsed=kind == "terraform"))
     return blocks
 
 
@@ -105,3 +109,27 @@ def one_line(kind: str, payload: dict[str, Any], limit: int = 140) -> str:
 
 def pygments_css() -> str:
     return str(_FORMATTER.get_style_defs(".hl"))
+
+
+_MINE = {"vote": ' <span class="you">your vote counts</span>', "voted": ' <span class="muted">you voted</span>',
+         "owner": ' <span class="muted">you own this agent</span>', "": ""}
+_EMPTY = '<tr class="empty"><td colspan="6">Nothing waiting. New requests appear here as they arrive.</td></tr>\n'
+
+
+def queue_rows(rows: Sequence[QueueRow]) -> Markup:
+    """The queue's table rows. Built here rather than in a Jinja loop: 1,000 rows took 50 ms through the
+    template and take a fraction of that this way. Every value goes through `escape`."""
+    if not rows:
+        return Markup(_EMPTY)
+    out = []
+    for r in rows:
+        i, risk = escape(r.id), escape(r.risk)
+        where = escape(r.environment) + (Markup("/") + escape(r.target) if r.target else "")
+        tags = "".join(f'<span class="tag">{escape(t)}</span>' for t in r.tags)
+        out.append(
+            f'<tr class="risk-{risk}" data-id="{i}"><td><span class="badge {risk}">{risk}</span></td>'
+            f'<td class="what"><a href="/ui/approvals/{i}">{escape(r.summary)}</a><code class="line">'
+            f'{escape(r.action)}</code>{tags}</td><td>{escape(r.agent)}</td><td>{where} <span class="muted">'
+            f'{escape(r.kind)}</span></td><td>{escape(r.time_left)}</td><td>{escape(r.still_needs)}'
+            f'{_MINE.get(r.mine, "")}</td></tr>\n')
+    return Markup("".join(out))

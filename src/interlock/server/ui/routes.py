@@ -237,8 +237,9 @@ async def queue_page(request: Request) -> Response:
     if session is None:
         return _to_signin(request)
     server = _server(request)
-    rows = await anyio.to_thread.run_sync(pages.queue, server.gate, session.principal.name)
-    return _finish(request, page(request, "queue.html", rows=rows, session=session))
+    found = await anyio.to_thread.run_sync(pages.queue, server.gate, session.principal.name)
+    return _finish(request, page(request, "queue.html", queue=found, rows_html=render.queue_rows(found.rows),
+                                 session=session))
 
 
 @router.get("/ui/queue/rows")
@@ -247,8 +248,10 @@ async def queue_rows(request: Request) -> Response:
     session = await session_of(request)
     if session is None:
         return Response(status_code=401)
-    rows = await anyio.to_thread.run_sync(pages.queue, _server(request).gate, session.principal.name)
-    return _finish(request, page(request, "_rows.html", rows=rows, session=session))
+    found = await anyio.to_thread.run_sync(pages.queue, _server(request).gate, session.principal.name)
+    response = page(request, "_rows.html", rows_html=render.queue_rows(found.rows))
+    response.headers["X-Interlock-Pending"] = str(found.total)
+    return _finish(request, response)
 
 
 @router.get("/ui/events")

@@ -6,20 +6,25 @@
     var url = table.getAttribute("data-live");
     var body = document.getElementById("rows");
     var count = document.getElementById("count");
-    var pending = false;
+    var pending = false, again = false;
     function reload() {
-      if (pending) { return; }
+      if (pending) { again = true; return; }  // one fetch at a time; a change during it fetches once more
       pending = true;
       fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
-        .then(function (r) { if (r.status === 401) { window.location.reload(); } return r.ok ? r.text() : null; })
+        .then(function (r) {
+          if (r.status === 401) { window.location.reload(); }
+          if (r.ok && count) { count.textContent = r.headers.get("X-Interlock-Pending") || count.textContent; }
+          return r.ok ? r.text() : null;
+        })
         .then(function (html) {
           pending = false;
-          if (html === null) { return; }
-          body.innerHTML = html;  // server-rendered, escaped rows
-          if (count) { count.textContent = String(body.querySelectorAll("tr[data-id]").length); }
-          table.setAttribute("data-updated", String(Date.now()));
+          if (html !== null) {
+            body.innerHTML = html;  // server-rendered, escaped rows
+            table.setAttribute("data-updated", String(Date.now()));
+          }
+          if (again) { again = false; reload(); }
         })
-        .catch(function () { pending = false; });
+        .catch(function () { pending = false; if (again) { again = false; reload(); } });
     }
     var source = new EventSource("/ui/events");
     source.addEventListener("approvals", reload);
