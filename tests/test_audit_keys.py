@@ -171,3 +171,30 @@ def test_verify_py_checks_an_export_against_a_saved_witness(store: Store, tmp_pa
     run = check(rolled_back)
     assert run.returncode == 1 and "covers 10" in run.stdout, run.stdout
     assert default_key_dir("sqlite:///x/y.db") == Path("x/keys")  # the derived default the CLI uses
+
+
+def test_verify_py_with_the_entry_key_places_a_renumbering_in_an_export_exactly(store: Store, tmp_path: Path) -> None:
+    with AuditLog(store, key_dir=tmp_path / "keys") as log:
+        log.append_many([("policy.loaded", {"k": k}) for k in range(10)])
+        log.checkpoint()
+        export = tmp_path / "audit.jsonl"
+        with export.open("w") as out:
+            log.export(out)
+    lines = export.read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    kept = [r for r in records if r.get("index") != 4]  # entry 4 deleted, the rest renumbered
+    for r in kept:
+        if r["type"] == "entry" and r["index"] > 4:
+            r["index"] -= 1
+    tampered = tmp_path / "tampered.jsonl"
+    tampered.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    pem, key = tmp_path / "keys" / "audit-ed25519.pub.pem", tmp_path / "keys" / ENTRY_KEY_FILE
+
+    def run(*extra: str, export_file: Path = tampered) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-I", str(VERIFY_PY), "--json", *extra, str(export_file), str(pem)],
+                              capture_output=True, text=True, check=False)
+
+    assert run("--entry-key", str(key), export_file=export).returncode == 0
+    without, with_key = json.loads(run().stdout), json.loads(run("--entry-key", str(key)).stdout)
+    assert without["first_bad_index"] == 9  # without MACs: only "entries are missing at the end" is known
+    assert with_key["first_bad_index"] == 4 and not with_key["ok"]

@@ -643,7 +643,7 @@ class AuditLog:
             stop = position + chunk if end is None else min(end, position + chunk)
             with self.store.transaction(readonly=True) as tx:
                 rows = tx.fetchall(
-                    "SELECT idx, entry, leaf_hash FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+                    "SELECT idx, entry, leaf_hash, mac FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx",
                     (position, stop),
                 )
             yield from rows
@@ -820,21 +820,17 @@ class AuditLog:
     def export(self, out: TextIO) -> int:
         """Write the JSONL export (header, entries, checkpoints); returns the number of entries."""
         with self.store.transaction(readonly=True) as tx:
-            size = _size(tx)
+            size, mac_from = _head(tx)
             # Every checkpoint, including any beyond the entries: that is how truncation shows.
             rows = tx.fetchall("SELECT body, signature FROM audit_checkpoints ORDER BY tree_size")
-        out.write(_line({"type": "header", "format": EXPORT_FORMAT, "tree_size": size}))
+        # Entry MACs travel with the export: whoever holds the entry key (`verify.py --entry-key`) can
+        # locate an entry moved or forged in it exactly; without the key they are inert.
+        out.write(_line({"type": "header", "format": EXPORT_FORMAT, "tree_size": size, "mac_from": mac_from}))
         for row in self.iter_entries(0, size):
-            out.write(
-                _line(
-                    {
-                        "type": "entry",
-                        "index": int(row["idx"]),
-                        "entry": row["entry"],
-                        "leaf_hash": row["leaf_hash"],
-                    }
-                )
-            )
+            record = {"type": "entry", "index": int(row["idx"]), "entry": row["entry"], "leaf_hash": row["leaf_hash"]}
+            if row.get("mac"):
+                record["mac"] = row["mac"]
+            out.write(_line(record))
         for row in rows:
             out.write(_line({"type": "checkpoint", "body": row["body"], "signature": row["signature"]}))
         return size

@@ -19,6 +19,7 @@ The leaf is SHA-256(0x00 ‖ UTF-8 bytes of "entry"); the signature covers the U
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -406,8 +407,11 @@ class ExportError(ValueError):
     pass
 
 
-def read_export(lines: Iterable[str]) -> tuple[list[tuple[int, bytes, str | None]], list[Checkpoint]]:
-    """Parse an export's JSON lines into entries and checkpoints; raises ExportError naming the line."""
+def read_export(
+    lines: Iterable[str], macs: dict[int, str | None] | None = None, mac_from: list[int] | None = None
+) -> tuple[list[tuple[int, bytes, str | None]], list[Checkpoint]]:
+    """Parse an export's JSON lines into entries and checkpoints (and, when asked, each entry's MAC and
+    the header's mac_from); raises ExportError naming the line."""
     entries: list[tuple[int, bytes, str | None]] = []
     checkpoints: list[Checkpoint] = []
     for number, line in enumerate(lines, start=1):
@@ -419,11 +423,15 @@ def read_export(lines: Iterable[str]) -> tuple[list[tuple[int, bytes, str | None
             if kind == "header":
                 if record.get("format") != EXPORT_FORMAT:
                     raise ExportError(f"line {number}: unknown export format {record.get('format')!r}")
+                if mac_from is not None and isinstance(record.get("mac_from"), int):
+                    mac_from.append(record["mac_from"])
             elif kind == "entry":
                 index, entry = record["index"], record["entry"]
                 if not isinstance(index, int) or not isinstance(entry, str):
                     raise ExportError(f"line {number}: entry needs an integer index and a string entry")
                 entries.append((index, entry.encode("utf-8"), record.get("leaf_hash")))
+                if macs is not None:
+                    macs[index] = record.get("mac")
             elif kind == "checkpoint":
                 checkpoints.append(Checkpoint(body=str(record["body"]), signature=str(record["signature"])))
             else:
@@ -433,19 +441,34 @@ def read_export(lines: Iterable[str]) -> tuple[list[tuple[int, bytes, str | None
     return entries, checkpoints
 
 
-def verify_export(lines: Iterable[str], public_key: Keys, witness: Checkpoint | None = None) -> Report:
+def verify_export(
+    lines: Iterable[str], public_key: Keys, witness: Checkpoint | None = None, entry_key: bytes | None = None
+) -> Report:
     """Verify an export; `witness` is a checkpoint saved earlier by a third party: the export must
-    hold its entries unchanged (the log did not roll back or rewrite what the witness saw)."""
+    hold its entries unchanged (the log did not roll back or rewrite what the witness saw). With the
+    log's `entry_key` (operators), each entry's MAC is checked too, which places a moved or forged
+    entry exactly (a deletion followed by renumbering, say)."""
+    macs: dict[int, str | None] = {}
+    mac_from: list[int] = []
     try:
-        entries, checkpoints = read_export(lines)
+        entries, checkpoints = read_export(lines, macs, mac_from)
     except ExportError as exc:
         return Report(problems=[Problem("export", str(exc))])
-    if witness is None:
-        return verify_log(entries, checkpoints, public_key)
-    report = verify_log(entries, [*checkpoints, witness], public_key)
-    report.checkpoints -= 1
-    if witness.body not in {c.body for c in checkpoints}:
-        report.notes.append("the witness checkpoint was checked like the export's own (its problems name it last)")
+    report = verify_log(entries, [*checkpoints, witness] if witness else checkpoints, public_key)
+    if witness is not None:
+        report.checkpoints -= 1
+        if witness.body not in {c.body for c in checkpoints}:
+            report.notes.append("the witness checkpoint was checked like the export's own (its problems name it last)")
+    if entry_key is not None:
+        start = mac_from[0] if mac_from else 0
+        for index, _, leaf_hash in entries:
+            mac = macs.get(index)
+            good = hmac.new(entry_key, f"{index}:{leaf_hash}".encode("ascii"), hashlib.sha256).hexdigest()
+            if index >= start and (mac is None or not hmac.compare_digest(good, mac)):
+                report.problems.append(Problem(
+                    f"entry {index}", "is not authenticated by the entry key (forged, or moved to another index)",
+                    index=index, until=index + 1,
+                ))
     return report
 
 
@@ -505,10 +528,12 @@ def _lines(path: str) -> Iterator[str]:
 
 
 USAGE = (
-    "usage: python verify.py [--json] [--witness CHECKPOINT.json] EXPORT.jsonl PUBLIC_KEY.pem [MORE_KEYS.pem …]\n"
+    "usage: python verify.py [--json] [--witness CHECKPOINT.json] [--entry-key audit-entry.key] EXPORT.jsonl\n"
+    "                        PUBLIC_KEY.pem [MORE_KEYS.pem …]\n"
     "       python verify.py --proof PROOF.json PUBLIC_KEY.pem [MORE_KEYS.pem …]\n"
     "Several public keys form a keyring (key rotation): each checkpoint is checked with the key it names.\n"
-    "--witness: a checkpoint saved earlier (`interlock audit checkpoint`); the export must extend it."
+    "--witness: a checkpoint saved earlier (`interlock audit checkpoint`); the export must extend it.\n"
+    "--entry-key: the log's audit-entry.key (operators): each entry's MAC is checked too."
 )
 
 
@@ -517,6 +542,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     as_json = "--json" in args
     proof_mode = "--proof" in args
     args = [a for a in args if a not in ("--json", "--proof")]
+    entry_key_file = None
+    if "--entry-key" in args:
+        at = args.index("--entry-key")
+        if at + 1 >= len(args):
+            print(USAGE, file=sys.stderr)
+            return 2
+        entry_key_file = args[at + 1]
+        del args[at : at + 2]
     witness_file = None
     if "--witness" in args:
         at = args.index("--witness")
@@ -550,8 +583,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ValueError) as exc:
             print(f"cannot read the witness checkpoint {witness_file}: {exc}", file=sys.stderr)
             return 2
+    entry_key = None
+    if entry_key_file is not None:
+        try:
+            entry_key = bytes.fromhex(Path(entry_key_file).read_text(encoding="ascii").strip())
+        except (OSError, ValueError) as exc:
+            print(f"cannot read the entry key {entry_key_file}: {exc}", file=sys.stderr)
+            return 2
     try:
-        report = verify_export(_lines(args[0]), keys, witness)
+        report = verify_export(_lines(args[0]), keys, witness, entry_key)
     except (OSError, UnicodeError) as exc:
         print(f"cannot read the export {args[0]}: {exc}", file=sys.stderr)
         return 2
