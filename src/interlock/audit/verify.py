@@ -11,7 +11,8 @@ place where the log is wrong. Exit status 0 = the export verifies, 1 = it does n
 
 Export format (JSON Lines): a header line {"type": "header", "format": "interlock-audit-export/1"},
 then {"type": "entry", "index": i, "entry": "<canonical JSON text>", "leaf_hash": "<hex>"} in index
-order, then {"type": "checkpoint", "body": "<canonical JSON text>", "signature": "<hex>"} lines.
+order (with "mac": HMAC-SHA256 of "index:leaf_hash" under the log's entry key, checked only with
+--entry-key), then {"type": "checkpoint", "body": "<canonical JSON text>", "signature": "<hex>"} lines.
 The leaf is SHA-256(0x00 ‖ UTF-8 bytes of "entry"); the signature covers the UTF-8 bytes of
 "body", whose fields are format, key_id, root (hex), time and tree_size.
 """
