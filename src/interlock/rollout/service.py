@@ -126,9 +126,22 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
+_SPECS: dict[str, RolloutSpec] = {}
+
+
+def _spec(text: str) -> RolloutSpec:
+    """The parsed rollout document (immutable once stored: parsed once per process, not per unit of work)."""
+    found = _SPECS.get(text)
+    if found is None:
+        if len(_SPECS) > 1000:
+            _SPECS.clear()
+        found = _SPECS[text] = RolloutSpec.model_validate_json(text)
+    return found
+
+
 def _row(row: Any) -> Rollout:
     return Rollout(id=row["id"], agent=row["agent"], fingerprint=row["fingerprint"],
-                   policy_version=row["policy_version"], spec=RolloutSpec.model_validate_json(row["spec_json"]),
+                   policy_version=row["policy_version"], spec=_spec(row["spec_json"]),
                    phase=RolloutPhase(row["phase"]), state=json.loads(row["state_json"]),
                    created_at=parse_stamp(row["created_at"]), updated_at=parse_stamp(row["updated_at"]),
                    version=int(row["version"]))
@@ -141,6 +154,10 @@ class Rollouts:
         self.store, self.policy, self.audit, self.gateway = store, policy, audit, gateway
         self.clock, self.measure, self.check_prometheus = clock, measure, check_prometheus
         self._plans: dict[str, Plan] = {}
+        #: Targets this runner marked `started` in the same transaction as the previous target's outcome
+        #: (one commit per target instead of two) and has not run yet. Only this process knows them: after
+        #: a crash they are `started` without a claim, hence outcome_unknown, never run twice.
+        self._claimed: dict[str, list[str]] = {}
 
     # --- submission -----------------------------------------------------------------------------
 
@@ -472,6 +489,10 @@ class Rollouts:
 
     def _forward_unit(self, rollout: Rollout) -> bool:
         state, steps = rollout.state, rollout.spec.steps
+        claimed = [t for t in self._claimed.pop(rollout.id, []) if rollout.targets[t]["state"] == STARTED]
+        if claimed:
+            self._run_targets(rollout, claimed, "forward", marked=True)
+            return True
         stuck = [t for t, s in rollout.targets.items() if s["state"] in (STARTED, ROLLBACK_STARTED)]
         if stuck:  # a runner died mid-step: the outcome is unknown, a human decides (never repeated)
             with self._change(rollout.id) as r:
@@ -589,6 +610,18 @@ class Rollouts:
             rollout.state["reason"] = f"{why}; rolling back the changed targets"
 
     def _rollback_unit(self, rollout: Rollout) -> bool:
+        claimed = set(self._claimed.pop(rollout.id, []))
+        never_ran = [t for t, s in rollout.targets.items() if s["state"] == STARTED]
+        if never_ran:  # claimed by this runner and not run: untouched; else its runner died: unknown
+            with self._change(rollout.id) as r:
+                for t in never_ran:
+                    r.targets[t]["state"] = UNTOUCHED if t in claimed else UNKNOWN
+                    if t in claimed:
+                        r.state["order"].remove(t)
+                    r.events.append(_target_event(t, "forward", r.targets[t]["state"], r,
+                                                  "not run: the rollout is rolling back" if t in claimed else
+                                                  "its step started and no outcome was recorded"))
+            return True
         todo = [t for t in reversed(rollout.state["order"]) if rollout.targets[t]["state"] in TAKEN_BACK]
         stuck = [t for t in todo if rollout.targets[t]["state"] == ROLLBACK_STARTED]
         if stuck:
@@ -622,20 +655,25 @@ class Rollouts:
         self._run_targets(rollout, [target], "rollback")
         return True
 
-    def _run_targets(self, rollout: Rollout, targets: list[str], direction: str) -> None:
-        """Mark the targets started (durably, audited), propose each through the Gateway, record outcomes."""
+    def _mark(self, r: Rollout, targets: list[str], direction: str) -> None:
+        """Mark targets started (durably, audited, in the caller's transaction) before anything runs them."""
         started = STARTED if direction == "forward" else ROLLBACK_STARTED
-        index = rollout.state["step"]
-        wave = rollout.state["waves"][index] if direction == "forward" and index < len(rollout.state["waves"]) \
-            else None
-        with self._change(rollout.id) as r:
-            for t in targets:
-                r.targets[t]["state"] = started
-                if direction == "forward":
-                    r.targets[t]["wave"] = wave
-                    r.targets[t]["step"] = index
-                    r.state["order"].append(t)
-                r.events.append(_target_event(t, direction, started, r, ""))
+        index = r.state["step"]
+        wave = r.state["waves"][index] if direction == "forward" and index < len(r.state["waves"]) else None
+        for t in targets:
+            r.targets[t]["state"] = started
+            if direction == "forward":
+                r.targets[t]["wave"] = wave
+                r.targets[t]["step"] = index
+                r.state["order"].append(t)
+            r.events.append(_target_event(t, direction, started, r, ""))
+
+    def _run_targets(self, rollout: Rollout, targets: list[str], direction: str, *, marked: bool = False) -> None:
+        """Mark the targets started (unless the previous outcome's transaction did), propose each through
+        the Gateway, record the outcomes and, when the step goes on, mark the next targets in the same commit."""
+        if not marked:
+            with self._change(rollout.id) as r:
+                self._mark(r, targets, direction)
         plan = self.plan_of(rollout)
         actions = {t: plan.forward(t, self.policy.doc) if direction == "forward" else
                    plan.backward(t, self.policy.doc) for t in targets}
@@ -678,6 +716,14 @@ class Rollouts:
                 r.phase = RolloutPhase.paused
                 r.state["resume_to"] = RolloutPhase.progressing.value
                 r.state["reason"] = (f"not run: {'; '.join(refused)}; resume retries, abort rolls back")[:2000]
+            elif direction == "forward" and r.phase is RolloutPhase.progressing:
+                index = r.state["step"]
+                count = r.state["counts"][index] if index < len(r.state["counts"]) else None
+                following = [t for t in r.state["members"][:count or 0] if r.targets[t]["state"] == UNTOUCHED]
+                if following:
+                    claim = following[: r.spec.max_parallel]
+                    self._mark(r, claim, "forward")
+                    self._claimed[r.id] = claim
 
     def _propose(self, agent: str, action: Action) -> tuple[str, str | None, str]:
         """(succeeded | failed | unknown | refused, action id, message) of one target's step."""

@@ -1,0 +1,193 @@
+"""Rollout runner overhead: a 100-target rollout with trivial actions and checks, on SQLite and PostgreSQL.
+
+The actions go through the real Gateway (decide, consume the target's grant, audit) with a stand-in
+executor that succeeds at once, and the checks are an instant `Successful`: what is left when the time
+inside `Gateway.propose` and inside the checks is taken away is the runner's own work (its durable
+state writes, its audit entries, its bookkeeping). Goal (issue 16): ≤ 5 ms per target.
+
+Steps: setTargets 1, analysis, percent 10, analysis, percent 50, analysis, percent 100, analysis
+(8 steps, 4 waves). The approval that issues the 200 grants (100 targets × forward and rollback) is
+timed apart. The baseline is the same 100 actions proposed one by one with their own grants (what an
+agent does without a rollout); rollouts and baseline alternate in one run so the loaded machine hits
+both alike.
+
+    .venv/bin/python -m bench.bench_rollouts [--targets 100] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from interlock.audit import AuditLog
+from interlock.gate.service import Gate
+from interlock.gateway import Gateway
+from interlock.identity import Principal
+from interlock.model import Action
+from interlock.policy import Policy, load_policy_text
+from interlock.rollout.checks import Measurement, Phase
+from interlock.rollout.model import Check
+from interlock.rollout.service import RolloutPhase, Rollouts
+from interlock.store import Store, open_store
+
+PG = "postgresql://postgres@127.0.0.1:5432"
+BOB = Principal(kind="human", name="bob", token_id="tok_bob")
+
+
+def policy(n: int) -> Policy:
+    targets = "\n".join(f"  web-{i}: {{environment: production, kind: http, url: 'http://127.0.0.1:9', "
+                        "http_methods: {POST: write}, labels: {tier: web}}" for i in range(n))
+    return load_policy_text(f"""
+version: 1
+humans: {{alice: {{groups: [sre]}}, bob: {{groups: [sre]}}}}
+agents: {{deployer: {{owner: alice, roles: [deployer]}}}}
+environments: {{production: {{protected: true}}}}
+targets:
+{targets}
+groups: {{fleet: {{selector: {{tier: web}}}}}}
+roles: {{deployer: {{production: {{autonomous: read, approve: {{write: 1}}}}}}}}
+""")
+
+
+DOC = {
+    "kind": "http", "group": "fleet", "rationale": {"intent": "bench"},
+    "payload": {"method": "POST", "url": "{target.url}/deploy", "body": {"version": "v2"}},
+    "rollback": {"payload": {"method": "POST", "url": "{target.url}/deploy", "body": {"version": "v1"}}},
+    "steps": [step for pct in (None, 10, 50, 100) for step in (
+        {"setTargets": 1} if pct is None else {"percent": pct},
+        {"analysis": {"checks": [{"name": "ok", "http": {"path": "/health"}, "successCondition": "status == 200"}]}})],
+}
+
+
+class Timed:
+    """Wall time spent inside a callable (the action, the checks), summed."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn, self.seconds, self.calls = fn, 0.0, 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - start
+            self.calls += 1
+
+
+def trivial_executor(action: Action, target: Any, *, timeout: float | None = None) -> dict[str, Any]:
+    return {"status": "succeeded", "http_status": 200, "duration_ms": 0.0}
+
+
+def trivial_check(check: Check, target_name: str, target: Any) -> Measurement:
+    return Measurement(check.name, target_name, Phase.successful, "instant", None)
+
+
+@contextmanager
+def stores() -> Iterator[tuple[str, str]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        name = f"interlock_bench_rollouts_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"'.encode())
+        try:
+            yield f"sqlite:///{tmp}/bench.db", f"{PG}/{name}"
+        finally:
+            with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+
+
+def assemble(store: Store, pol: Policy, keys: Path) -> tuple[AuditLog, Gateway, Timed]:
+    audit = AuditLog(store, key_dir=keys)
+    gate = Gate(store, pol, audit)
+    gateway = Gateway(store, pol, audit, gate, executor=trivial_executor, check_credentials=False)
+    propose = Timed(gateway.propose)
+    gateway.propose = propose  # type: ignore[method-assign]
+    return audit, gateway, propose
+
+
+def one_rollout(store: Store, pol: Policy, keys: Path, n: int) -> dict[str, float]:
+    audit, gateway, propose = assemble(store, pol, keys)
+    checks = Timed(trivial_check)
+    rollouts = Rollouts(store, pol, audit, gateway, measure=checks, check_prometheus=False)
+    try:
+        rollout = rollouts.submit("deployer", DOC)
+        start = time.perf_counter()
+        rollouts.approve(rollout.id, BOB)
+        approve_s = time.perf_counter() - start
+        start = time.perf_counter()
+        rollouts.tick(rollout.id)
+        total = time.perf_counter() - start
+        assert rollouts.get(rollout.id).phase is RolloutPhase.succeeded, rollouts.get(rollout.id).state["reason"]
+    finally:
+        audit.close()
+    overhead = total - propose.seconds - checks.seconds
+    return {"total_ms": total * 1000, "action_ms": propose.seconds * 1000, "check_ms": checks.seconds * 1000,
+            "overhead_per_target_ms": overhead * 1000 / n, "overhead_per_step_ms": overhead * 1000 / len(DOC["steps"]),
+            "approve_ms": approve_s * 1000, "action_per_target_ms": propose.seconds * 1000 / n}
+
+
+def baseline(store: Store, pol: Policy, keys: Path, n: int) -> dict[str, float]:
+    """The same n actions proposed one by one, each with a grant already issued (as if approved)."""
+    audit, gateway, _propose = assemble(store, pol, keys)
+    rollouts = Rollouts(store, pol, audit, gateway, check_prometheus=False)
+    try:
+        rollout = rollouts.submit("deployer", {**DOC, "steps": [{"percent": 100}]})
+        rollouts.approve(rollout.id, BOB)  # issues the grants; the loop below uses them like a rollout would
+        plan = rollouts.plan_of(rollouts.get(rollout.id))
+        start = time.perf_counter()
+        for target in plan.members:
+            assert gateway.propose("deployer", plan.forward(target, pol.doc)).state.value == "succeeded"
+        total = time.perf_counter() - start
+    finally:
+        audit.close()
+    return {"per_action_ms": total * 1000 / n}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--targets", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
+    args, _ = parser.parse_known_args()
+    pol = policy(args.targets)
+    started = datetime.now(UTC)
+    print(f"{args.targets}-target rollout, {len(DOC['steps'])} steps, {args.rounds} rounds, trivial actions and "
+          f"checks; medians (the machine is shared: other engineers' tests run alongside)")
+    with stores() as (sqlite_url, pg_url):
+        for label, url in (("sqlite", sqlite_url), ("postgresql", pg_url)):
+            store = open_store(url)
+            store.migrate()
+            keys = Path(tempfile.mkdtemp())
+            runs, bases = [], []
+            try:
+                for _ in range(args.rounds):  # rollout and baseline interleaved
+                    runs.append(one_rollout(store, pol, keys, args.targets))
+                    bases.append(baseline(store, pol, keys, args.targets))
+            finally:
+                store.close()
+
+            def med(key: str, found: list[dict[str, float]] = runs) -> float:
+                return statistics.median(r[key] for r in found)
+
+            print(f"\n[{label}]")
+            print(f"  whole rollout (tick to succeeded)      {med('total_ms'):9.1f} ms")
+            print(f"  inside Gateway.propose (the actions)   {med('action_ms'):9.1f} ms "
+                  f"({med('action_per_target_ms'):.2f} ms per target)")
+            print(f"  inside the checks                      {med('check_ms'):9.1f} ms")
+            print(f"  runner overhead per target             {med('overhead_per_target_ms'):9.2f} ms   (goal <= 5 ms)")
+            print(f"  runner overhead per step               {med('overhead_per_step_ms'):9.2f} ms")
+            print(f"  approval issuing {2 * args.targets} grants            {med('approve_ms'):9.1f} ms")
+            print(f"  baseline: one proposal alone           {med('per_action_ms', bases):9.2f} ms per action")
+    print(f"\n(started {started:%Y-%m-%d %H:%M} UTC)")
+
+
+if __name__ == "__main__":
+    main()
