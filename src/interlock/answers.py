@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 #: States after which waiting longer changes nothing.
 TERMINAL_STATES = frozenset({"denied", "sandbox_required", "approved", "allowed", "succeeded", "failed",
-                             "rejected", "expired", "invalidated", "cancelled", "superseded"})
+                             "rejected", "expired", "invalidated", "cancelled", "superseded",
+                             "outcome_unknown"})
 #: States in which the caller may run the action itself now (advisory mode).
 MAY_RUN = frozenset({"allowed", "approved"})
 #: States in which Interlock ran the action (brokered mode); `executing` with a result counts too.
@@ -142,6 +143,10 @@ def explain(body: Body, *, name: str | None = None, waited: float | None = None,
         return (f"Interlock: {approval_needed(body, name)} ({ref}{seen}); {after} is still waiting for approval, so "
                 f"nothing ran. Once it is approved, {again}: the grant matches this exact action, and any change "
                 "needs a new approval.")
+    if state == "outcome_unknown":
+        return (f"Interlock started {thing} ({ref}) but the replica running it stopped before its outcome was "
+                "recorded: the outcome is unknown. It is never re-run automatically; a human checks the target "
+                "and decides (docs/deploy.md, 'Several replicas'). Do not retry it blindly.")
     if state == "rejected":
         return (f"Interlock: a human denied approval request {request} for {thing} ({ref}): "
                 f"{approval.get('reason') or reasons or 'no reason given'}. Nothing ran; do not retry it.")

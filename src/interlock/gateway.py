@@ -39,6 +39,7 @@ from interlock.policy.classifying import classify_action
 from interlock.sandbox import evidence as evidence_store
 from interlock.sandbox import twins
 from interlock.store import Store, StoreError
+from interlock.store.events import Channel, publish
 from interlock.wire import decision_json
 
 
@@ -61,6 +62,8 @@ class State(StrEnum):
     invalidated = "invalidated"
     cancelled = "cancelled"  # a freeze stopped it while it ran
     superseded = "superseded"  # a later proposal of the same action used the grant it waited for
+    #: its replica died while it ran (execution.started, no outcome): never re-run (interlock.recovery)
+    outcome_unknown = "outcome_unknown"
 
 
 #: Waiting longer changes nothing (the one definition is `interlock.answers.TERMINAL_STATES`).
@@ -180,6 +183,10 @@ class Gateway:
 
             rehearser = rehearse
         self.rehearser = rehearser
+        #: The lease job that says this process is alive (`replica:<holder>`, interlock.recovery), written
+        #: into `execution.started`: if that lease expires with no outcome recorded, the recovery sweep
+        #: marks the action outcome_unknown. None (local modes): no sweep judges this process's runs.
+        self.replica: str | None = None
 
     # --- the sequence -------------------------------------------------------------------------
 
@@ -280,15 +287,30 @@ class Gateway:
         if proposal.mode is Mode.advisory:
             proposal.state = State.approved if grant_id else State.allowed
             return proposal
-        return self._execute(proposal)
+        if grant_id is None:
+            return self._execute(proposal)
+        # Someone may wait for this approved action on another replica: announce its outcome.
+        try:
+            return self._execute(proposal)
+        finally:
+            self._announce(proposal)
+
+    def _announce(self, proposal: Proposal) -> None:
+        """Wake waiters on every replica (Channel.actions). If it fails they learn within their fallback
+        re-read: nothing depends on it but latency."""
+        with contextlib.suppress(StoreError), self.store.transaction() as tx:
+            publish(tx, Channel.actions, {"id": proposal.id, "op": proposal.state.value})
 
     def _execute(self, proposal: Proposal) -> Proposal:
         if proposal.rehearsal is not None:
             return self._execute_rehearsal(proposal)
         action = proposal.action
         target = self.policy.doc.targets.get(action.target) if action.target else None
-        self._record("execution.started", {"action_id": proposal.id, "agent": proposal.agent,
-                                           "kind": action.kind.value, "target": action.target})
+        started = {"action_id": proposal.id, "agent": proposal.agent, "kind": action.kind.value,
+                   "target": action.target}
+        if self.replica is not None:
+            started["replica"] = self.replica
+        self._record("execution.started", started)
         if self.guard is None:
             result = self.executor(action, target)
         else:
@@ -530,6 +552,8 @@ class Gateway:
                 proposal.state = State(data["outcome"])
             elif event == "execution.reported":
                 proposal.reported = data["outcome"]
+            elif event == "execution.outcome_unknown" and proposal.state is State.executing:
+                proposal.state = State.outcome_unknown
             elif event == evidence_store.EVENT:
                 proposal.evidence = {k: v for k, v in data.items() if k != "action_id"}
         if proposal.state is State.executing and proposal.decision.outcome is Outcome.allow and \

@@ -16,6 +16,7 @@ class AuditEvent(StrEnum):
     EXECUTION_STARTED = "execution.started"
     EXECUTION_FINISHED = "execution.finished"
     EXECUTION_REPORTED = "execution.reported"
+    EXECUTION_OUTCOME_UNKNOWN = "execution.outcome_unknown"
     APPROVAL_REQUESTED = "approval.requested"
     APPROVAL_APPROVED = "approval.approved"
     APPROVAL_DENIED = "approval.denied"

@@ -158,6 +158,10 @@ class AuditLog:
         self.checkpoint_interval_s = checkpoint_interval_s
         self.max_batch = max_batch
         self.append_timeout_s = append_timeout_s
+        #: Sign checkpoints from the writer thread (every `checkpoint_every` entries or
+        #: `checkpoint_interval_s`). The server turns it off and signs from one leased job instead, so
+        #: several replicas do not each sign (interlock.server.background).
+        self.auto_checkpoint = True
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._start_lock = threading.Lock()
         self._writer: threading.Thread | None = None
@@ -483,6 +487,8 @@ class AuditLog:
         return _fetch_nodes(tx, set(merkle.frontier(size)))
 
     def _checkpoint_due(self, tx: Transaction, size: int) -> bool:
+        if not self.auto_checkpoint:
+            return False
         if self._last_checkpoint is None:
             self._last_checkpoint = (self._last_checkpoint_size(tx), time.monotonic())
         last_size, last_time = self._last_checkpoint
@@ -506,6 +512,8 @@ class AuditLog:
         self._last_checkpoint = (checkpoint.tree_size, time.monotonic())
 
     def _timed_checkpoint(self) -> None:
+        if not self.auto_checkpoint:
+            return
         try:
             if (
                 self._last_checkpoint is not None
@@ -515,6 +523,11 @@ class AuditLog:
                 self.checkpoint()
         except Exception:
             self._last_checkpoint = None
+
+    def checkpoint_behind(self) -> bool:
+        """The tree grew since the last signed checkpoint (a read, no lock: whether `checkpoint` has work)."""
+        with self.store.transaction(readonly=True) as tx:
+            return _size(tx) > self._last_checkpoint_size(tx)
 
     def checkpoint(self) -> Checkpoint:
         """Sign a checkpoint of the tree as committed now (or return the one at this size)."""

@@ -1,36 +1,121 @@
-"""Background work of one server process, started and stopped by the app's `lifespan`."""
+"""Background work of one server process, started and stopped by the app's `lifespan`.
+
+Several replicas (or `serve --workers N`) share one store, and each background job must run in exactly
+one of them (DESIGN.md §9): the expiry sweep, checkpoint signing and the recovery sweep each run under
+a lease (`interlock.store.lease`); when the holder dies another process takes the job over within the
+lease time. Each process also holds a heartbeat lease of its own (`interlock.recovery`), named in the
+`execution.started` entries it writes, so the recovery sweep can tell its runs were orphaned.
+
+Webhook deliveries are not a job here: the process where an event happens sends it, and retries it
+from memory (interlock.gate.webhook); a delivery queued in a replica that dies is lost (docs/deploy.md).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 import anyio
 from fastapi import FastAPI
 
+from interlock.recovery import Heartbeat, Sweeper, replica_job
 from interlock.server.logs import log_event
 from interlock.server.state import Server
-from interlock.store.lease import Lease
+from interlock.store.lease import DEFAULT_TTL_SECONDS, Lease, run_leased_async
+
+#: Lease time of every background job and of a replica's heartbeat: a dead holder's job moves (and its
+#: orphaned executions are found) within about this long.
+ENV_LEASE_SECONDS = "INTERLOCK_LEASE_SECONDS"
+#: How often the expiry and recovery sweeps run.
+ENV_SWEEP_SECONDS = "INTERLOCK_SWEEP_SECONDS"
+#: How often a checkpoint is signed when the log grew.
+ENV_CHECKPOINT_SECONDS = "INTERLOCK_CHECKPOINT_SECONDS"
 
 EXPIRY_SWEEP_SECONDS = 5.0
+CHECKPOINT_SECONDS = 60.0
 #: How often the rollout runner looks for work when nothing wakes it (a start or command wakes it at once).
 ROLLOUT_ROUND_SECONDS = 1.0
 #: The runner's lease: renewed between units of work, so a long action never lets another replica in
 #: while this one still runs (a holder that dies is replaced within this time).
 ROLLOUT_LEASE_SECONDS = 30.0
 
+#: The lease job names (rows of `leases`; `SELECT * FROM leases` shows who runs what).
+EXPIRY_JOB = "expiry-sweep"
+CHECKPOINT_JOB = "audit-checkpoint"
+RECOVERY_JOB = "recovery-sweep"
 
-async def expire_requests(server: Server, every: float = EXPIRY_SWEEP_SECONDS) -> None:
-    """Close requests nobody decided in time (denied: fail closed), audited, even if nobody looks."""
-    while True:
-        await asyncio.sleep(every)
+
+@dataclass(frozen=True)
+class Timing:
+    lease: float = DEFAULT_TTL_SECONDS
+    sweep: float = EXPIRY_SWEEP_SECONDS
+    checkpoint: float = CHECKPOINT_SECONDS
+
+    @staticmethod
+    def from_env() -> Timing:
+        def seconds(name: str, default: float) -> float:
+            text = os.environ.get(name)
+            if not text:
+                return default
+            try:
+                value = float(text)
+            except ValueError:
+                raise ValueError(f"{name}={text!r} is not a number of seconds") from None
+            if value <= 0:
+                raise ValueError(f"{name}={text!r} must be above 0 seconds")
+            return value
+
+        return Timing(lease=seconds(ENV_LEASE_SECONDS, DEFAULT_TTL_SECONDS),
+                      sweep=seconds(ENV_SWEEP_SECONDS, EXPIRY_SWEEP_SECONDS),
+                      checkpoint=seconds(ENV_CHECKPOINT_SECONDS, CHECKPOINT_SECONDS))
+
+
+def _logged(job: str, step: Callable[[], object]) -> Callable[[], object]:
+    def run() -> object:
         try:
-            if await anyio.to_thread.run_sync(server.gate.expire_due):
-                server.changed.set()
+            return step()
         except Exception as exc:
-            log_event("expiry_sweep_failed", error=type(exc).__name__)
+            log_event("background_job_failed", job=job, error=type(exc).__name__)
+            raise
+    return run
+
+
+def expire_requests(server: Server) -> None:
+    """Close requests nobody decided in time (denied: fail closed), audited, even if nobody looks."""
+    if server.gate.expire_due():
+        server.changed.set()
+
+
+class CheckpointSigner:
+    """Signs a checkpoint when the log grew and `every` seconds passed since this process last signed
+    (a new holder signs at once: at most one extra checkpoint per takeover)."""
+
+    def __init__(self, server: Server, every: float) -> None:
+        self.server, self.every = server, every
+        self.last: float | None = None
+
+    def __call__(self) -> None:
+        audit = self.server.audit
+        if not audit.signs or (self.last is not None and time.monotonic() - self.last < self.every):
+            return
+        if audit.checkpoint_behind():
+            audit.checkpoint()
+            self.last = time.monotonic()
+
+
+async def heartbeat(beat: Heartbeat, every: float, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await anyio.to_thread.run_sync(beat.beat)
+        except Exception as exc:
+            log_event("heartbeat_failed", job=beat.job, error=type(exc).__name__)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
 
 
 async def run_rollouts(server: Server, stopping: threading.Event, every: float = ROLLOUT_ROUND_SECONDS) -> None:
@@ -67,15 +152,40 @@ async def run_rollouts(server: Server, stopping: threading.Event, every: float =
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Runs the background jobs while the app serves; closes the store when it stops."""
     server: Server = app.state.server
-    stopping = threading.Event()
-    jobs = [asyncio.create_task(expire_requests(server)), asyncio.create_task(run_rollouts(server, stopping))]
+    timing = Timing.from_env()
+    store = server.store
+    beat = Heartbeat(store, replica_job(), ttl=timing.lease)
+    await anyio.to_thread.run_sync(beat.beat)
+    server.gateway.replica = beat.job
+    server.audit.auto_checkpoint = False  # signed by the one holder of CHECKPOINT_JOB
+    sweeper = Sweeper(store, server.audit, notifier=server.gate.notifier)
+    server.sweeper = sweeper
+    stop = asyncio.Event()
+    stopping = threading.Event()  # the rollout runner's: checked between its units of work
+
+    def leased(job: str, step: Callable[[], object], every: float) -> asyncio.Task[None]:
+        run = _logged(job, step)
+        return asyncio.create_task(run_leased_async(
+            store, job, lambda: anyio.to_thread.run_sync(run), every=every, stop=stop, ttl=timing.lease))
+
+    # A round at least every third of the lease time, so the holder renews it well before it expires.
+    renew = timing.lease / 3
+    jobs = [asyncio.create_task(heartbeat(beat, renew, stop)),
+            leased(EXPIRY_JOB, lambda: expire_requests(server), min(timing.sweep, renew)),
+            leased(CHECKPOINT_JOB, CheckpointSigner(server, timing.checkpoint), min(timing.checkpoint, renew)),
+            leased(RECOVERY_JOB, sweeper.sweep, min(timing.sweep, renew))]
+    runner = asyncio.create_task(run_rollouts(server, stopping))
     try:
         yield
     finally:
         stopping.set()
+        stop.set()
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
         for job in jobs:
-            job.cancel()
-        for job in jobs:
-            with contextlib.suppress(asyncio.CancelledError):
-                await job
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(job, timeout=10)
+        with contextlib.suppress(Exception):
+            await anyio.to_thread.run_sync(beat.stop)
         server.close()

@@ -19,6 +19,7 @@ from interlock.credentials import Missing, references, unresolved
 from interlock.identity import Principal, secret_hash
 from interlock.policy import Policy, load_policy, run_tests
 from interlock.policy.lint import lint_file
+from interlock.recovery import Sweeper, count_unknown
 from interlock.runtime import Runtime
 from interlock.server.logs import log_event
 from interlock.store import StoreError
@@ -135,6 +136,8 @@ class Server:
         #: Set when an approval request changes on this process: wakes long polls at once.
         self.changed = asyncio.Event()
         self.tokens = TokenCache()
+        #: The recovery sweep (set by the lifespan; interlock.recovery).
+        self.sweeper: Sweeper | None = None
         self.registry = CollectorRegistry()
         self.requests = Counter("interlock_http_requests", "HTTP requests", ["route", "status"],
                                 registry=self.registry)
@@ -200,6 +203,13 @@ class GateCollector(Collector):
         except StoreError:
             pending.add_metric([], float("nan"))
         yield pending
+        unknown = CounterMetricFamily("interlock_outcome_unknown",
+                                      "Actions whose replica died while they ran (never re-run; a human checks)")
+        try:
+            unknown.add_metric([], count_unknown(self.server.store))
+        except StoreError:
+            unknown.add_metric([], float("nan"))
+        yield unknown
         notifier = self.server.gate.notifier
         failed = CounterMetricFamily("interlock_webhook_failures", "Webhook deliveries that failed after every retry")
         failed.add_metric([], notifier.failures if notifier is not None else 0)

@@ -80,6 +80,7 @@ class Channel(StrEnum):
     grants = "grants"
     rollouts = "rollouts"
     console = "console"
+    actions = "actions"  # an approved action's execution finished, or was marked outcome_unknown
 
 
 @dataclass(frozen=True)
@@ -285,6 +286,27 @@ class Subscriber:
             with self._cond, contextlib.suppress(ValueError):
                 self._async.get(channel, []).remove((loop, future))
         return self._generations.get(channel, 0)
+
+    async def wait_any_async(self, after: Mapping[str, int], timeout: float) -> dict[str, int]:
+        """`wait_async` on several channels at once: until any channel's generation passes its `after`
+        (or `timeout`); returns every channel's generation then. One future, registered on each channel."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        with self._cond:
+            if not any(self._generations.get(c, 0) > g for c, g in after.items()):
+                for channel in after:
+                    self._async.setdefault(channel, []).append((loop, future))
+            else:
+                future.set_result(0)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(future, timeout)
+        finally:
+            with self._cond:
+                for channel in after:
+                    with contextlib.suppress(ValueError):
+                        self._async.get(channel, []).remove((loop, future))
+        return {c: self._generations.get(c, 0) for c in after}
 
     # --- the background thread --------------------------------------------------------------------
 

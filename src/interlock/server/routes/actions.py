@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import Any
 
 import anyio
@@ -18,10 +16,14 @@ from interlock.server.deps import Agent, AnyPrincipal, ServerDep, bearer, get_se
 from interlock.server.errors import call_gateway, gateway_error
 from interlock.server.responses import JSON
 from interlock.store import StoreError
+from interlock.store.events import Channel, subscriber
 
 MAX_WAIT_SECONDS = answers.MAX_POLL_SECONDS
-#: How often a long poll looks at the store for decisions made on other replicas.
-POLL_SECONDS = 0.1
+#: A long poll is woken by the store's events (any replica's votes, expiries, freezes, outcomes); it
+#: re-reads the action at least this often anyway, should an announcement itself have failed.
+FALLBACK_SECONDS = 5.0
+#: What can move a waiting action: its request (votes, expiry), a freeze or thaw, its execution's end.
+WAKE_CHANNELS = (Channel.approvals, Channel.freezes, Channel.actions)
 
 router = APIRouter(tags=["agents"])
 
@@ -78,17 +80,19 @@ async def wait(action_id: str, who: Agent, server: ServerDep,
                timeout: float = Query(30.0, ge=0, le=MAX_WAIT_SECONDS)) -> Response:
     """Long poll: returns when the action is decided, executed, denied or expired, or at `timeout`."""
 
+    events = subscriber(server.store)
+    seen: dict[str, int] = {}
+
     async def step(_: float) -> dict[str, Any]:
+        # The generations are taken before the read: a change after it wakes the next wait.
+        seen.update(await anyio.to_thread.run_sync(lambda: {c: events.generation(c) for c in WAKE_CHANNELS}))
         proposal: Proposal = await call_gateway(server.gateway.advance, action_id, who.name)
         return proposal.to_json()
 
     async def until_changed(seconds: float) -> None:
-        # Woken at once by an approval on this process; polls for other replicas.
-        server.changed.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(server.changed.wait(), timeout=seconds)
+        await events.wait_any_async(seen, min(seconds, FALLBACK_SECONDS))
 
-    body = await answers.wait_async(step, timeout, pause=POLL_SECONDS, sleep=until_changed)
+    body = await answers.wait_async(step, timeout, pause=FALLBACK_SECONDS, sleep=until_changed)
     return JSON(body)
 
 

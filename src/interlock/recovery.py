@@ -1,0 +1,137 @@
+"""What happens to an action whose replica dies while it runs (issue 18.3).
+
+Every server process holds a lease of its own, `replica:<host:pid:random>` (`Heartbeat`), renewed a few
+times per lease time, and the gateway writes that job name into each `execution.started` entry. An
+action whose `execution.started` has no outcome (`execution.finished`) while its replica's lease has
+expired was running in a process that is gone: nobody will ever record how it ended. The recovery
+sweep (`sweep`, run by exactly one replica under the `recovery-sweep` lease) then appends
+`execution.outcome_unknown` for it, announces it on `Channel.actions` (its waiters return with state
+`outcome_unknown`), sends a webhook alert, and counts it (`interlock_outcome_unknown_total`).
+
+It is **never re-executed**: the grant was consumed when it started, and `outcome_unknown` is terminal.
+A human finds out what happened on the target (docs/deploy.md, "Several replicas").
+
+A replica that is alive but could not renew its lease for a whole lease time (store unreachable) can
+be swept while its action still runs; its late `execution.finished` then wins in the action's state
+(the log keeps both entries, in order).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from interlock.gate.clock import Clock, system_clock
+from interlock.gateway import AuditSink
+from interlock.store import Store, StoreError
+from interlock.store.events import Channel, publish
+from interlock.store.lease import Lease, default_holder
+
+_log = logging.getLogger("interlock.recovery")
+
+EVENT = "execution.outcome_unknown"
+#: The lease job name prefix of a replica's heartbeat.
+REPLICA_PREFIX = "replica:"
+#: At most this many open executions are looked at per round (the rest next round).
+BATCH = 200
+
+_OPEN = (
+    "SELECT s.idx, s.action_id FROM audit_entries s WHERE s.event = 'execution.started' AND s.idx >= ? "
+    "AND NOT EXISTS (SELECT 1 FROM audit_entries f WHERE f.action_id = s.action_id "
+    "AND f.event IN ('execution.finished', 'execution.outcome_unknown')) ORDER BY s.idx LIMIT ?"
+)
+
+
+def replica_job(holder: str | None = None) -> str:
+    """This process's heartbeat lease name (a new one per process: a restarted replica is a new one)."""
+    return REPLICA_PREFIX + (holder or default_holder())
+
+
+class Heartbeat:
+    """Holds `job`'s lease while the process lives: `beat()` every `ttl / 3` seconds."""
+
+    def __init__(self, store: Store, job: str, ttl: float, clock: Clock = system_clock) -> None:
+        self.job = job
+        self.lease = Lease(store, job, ttl=ttl, clock=clock, holder=job)
+
+    def beat(self) -> bool:
+        return self.lease.acquire()
+
+    def stop(self) -> None:
+        self.lease.release()
+
+
+class Alert(Protocol):
+    """Where a sweep reports what it marked (the gate's webhook notifier, when the policy has one)."""
+
+    def alert(self, event: str, alert: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class Sweeper:
+    """The recovery sweep's state: from which log index open executions are looked for."""
+
+    store: Store
+    audit: AuditSink
+    notifier: Alert | None = None
+    clock: Clock = system_clock
+    start: int = 0
+    marked: list[str] = field(default_factory=list)
+
+    def sweep(self) -> list[str]:
+        """One round: mark every open execution whose replica's lease expired. Returns their action ids."""
+        with self.store.transaction(readonly=True) as tx:
+            rows = tx.fetchall(_OPEN, (self.start, BATCH))
+        found: list[str] = []
+        still_open: list[int] = []
+        for row in rows:
+            idx, action_id = int(row["idx"]), str(row["action_id"])
+            started = _started(self.audit, action_id)
+            replica = started.get("replica") if started else None
+            if not replica or self._alive(str(replica)):
+                still_open.append(idx)  # local mode (no replica) or still running: look again later
+                continue
+            self._mark(action_id, started or {})
+            found.append(action_id)
+        if len(rows) < BATCH:
+            last = max((int(r["idx"]) for r in rows), default=self.start - 1)
+            self.start = min(still_open, default=last + 1)
+        self.marked.extend(found)
+        return found
+
+    def _alive(self, replica: str) -> bool:
+        info = Lease.current(self.store, replica)
+        return info is not None and info.expires_at > self.clock()
+
+    def _mark(self, action_id: str, started: dict[str, Any]) -> None:
+        data = {"action_id": action_id, "agent": started.get("agent"), "target": started.get("target"),
+                "replica": started.get("replica"),
+                "reason": "its replica stopped before recording an outcome; never re-run automatically"}
+        self.audit.append(EVENT, data)
+        try:
+            with self.store.transaction() as tx:
+                publish(tx, Channel.actions, {"id": action_id, "op": "outcome_unknown"})
+        except StoreError as exc:  # waiters find it at their fallback re-read
+            _log.warning("could not announce outcome_unknown of %s: %s", action_id, exc)
+        if self.notifier is not None:
+            self.notifier.alert(EVENT, {"detector": "recovery-sweep", "agent": started.get("agent"),
+                                        "target": started.get("target"), "trigger_action": action_id,
+                                        "detail": f"action {action_id} started on {started.get('replica')}, which "
+                                                  "stopped before its outcome was recorded: outcome unknown, "
+                                                  "not re-run; check the target"})
+
+
+def _started(audit: AuditSink, action_id: str) -> dict[str, Any] | None:
+    """The verified `execution.started` entry's data (read through the log, as every state is)."""
+    for _, event, data in audit.action_entries(action_id):
+        if event == "execution.started":
+            return data
+    return None
+
+
+def count_unknown(store: Store) -> int:
+    """How many actions were ever marked outcome_unknown (the metric every replica agrees on)."""
+    with store.transaction(readonly=True) as tx:
+        row = tx.fetchone("SELECT count(*) AS n FROM audit_entries WHERE event = 'execution.outcome_unknown'")
+    return int(row["n"]) if row else 0

@@ -1,0 +1,173 @@
+"""Several `interlock serve` replicas on one real PostgreSQL (issue 18), as real processes on loopback.
+
+- an agent waits on replica A; two humans approve on B and C; A's wait returns and the action ran once;
+- a replica is SIGKILLed while it runs an approved action: another replica's recovery sweep marks it
+  `outcome_unknown` (never re-run), the metric counts it, its waiter on a live replica is released;
+  the leased jobs (expiry sweep, checkpoints, recovery sweep) each have one holder and move on the kill;
+  the log verifies afterwards.
+
+PostgreSQL only: replicas share a database server; SQLite replicas on one host are `serve --workers N`.
+Lease times are 2 s here (INTERLOCK_LEASE_SECONDS) so takeover is quick; tests poll, never sleep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from interlock.audit import AuditLog
+from interlock.store import open_store
+from interlock.testing import LiveServer, eventually, live_server
+from tests.conftest import PgAdmin
+
+POLICY = """\
+version: 1
+humans:
+  alice: {groups: [sre]}
+  bob: {groups: [sre]}
+  carol: {groups: [sre]}
+agents:
+  kiro: {owner: alice, roles: [deployer]}
+environments:
+  production: {protected: true}
+roles:
+  deployer:
+    production: {autonomous: read, approve: {write: 2, destructive: 2}}
+tests:
+  - {agent: kiro, env: production, kind: shell, input: "touch /tmp/x", expect: approval_required}
+"""
+FAST = {"INTERLOCK_LEASE_SECONDS": "2", "INTERLOCK_SWEEP_SECONDS": "0.5", "INTERLOCK_CHECKPOINT_SECONDS": "0.5"}
+JOBS = ("expiry-sweep", "audit-checkpoint", "recovery-sweep")
+
+
+@pytest.fixture
+def pg_url(pg_admin: PgAdmin) -> Iterator[str]:
+    name = pg_admin.create_database("replicas")
+    url = pg_admin.url(name)
+    with open_store(url) as store:
+        store.migrate()
+    yield url
+    pg_admin.drop_database(name)
+
+
+def replicas(stack: ExitStack, pg_url: str, tmp_path: Path, n: int) -> list[LiveServer]:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    # One directory, so one signing key shared by every replica (docs/deploy.md); each has its own log.
+    return [stack.enter_context(live_server(policy, pg_url, tmp_path, env=FAST)) for _ in range(n)]
+
+
+def sql(url: str, query: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    with open_store(url) as store, store.transaction() as tx:
+        return [dict(r) for r in tx.fetchall(query, params)]
+
+
+def events_of(url: str, action_id: str) -> list[str]:
+    return [r["event"] for r in sql(url, "SELECT event FROM audit_entries WHERE action_id = ? ORDER BY idx",
+                                    (action_id,)) if r["event"].startswith(("action.", "execution."))]
+
+
+def holders(url: str) -> dict[str, str]:
+    return {r["job"]: r["holder"] for r in sql(url, "SELECT job, holder FROM leases WHERE expires_at > ?",
+                                                (_now(),)) if r["job"] in JOBS}
+
+
+def every_job_held(url: str, not_by: int | None = None) -> dict[str, str] | None:
+    """{job: holder} once every leased job has a live holder (none of them process `not_by`)."""
+    found = holders(url)
+    if len(found) < len(JOBS) or any(h.split(":")[1] == str(not_by) for h in found.values()):
+        return None
+    return found
+
+
+def _now() -> str:
+    from interlock.gate.clock import stamp, system_clock
+
+    return stamp(system_clock())
+
+
+def propose(server: LiveServer, token: str, command: str) -> dict[str, Any]:
+    with server.client(token) as agent:
+        answer = agent.post("/v1/actions", json={"kind": "shell", "environment": "production",
+                                                 "payload": {"command": command}})
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def approve(server: LiveServer, token: str, request_id: str) -> None:
+    with server.client(token) as human:
+        answer = human.post(f"/v1/approvals/{request_id}/approve", json={})
+    assert answer.status_code == 200, answer.text
+
+
+def verify(url: str, key_dir: Path) -> None:
+    with open_store(url) as store, AuditLog(store, key_dir=key_dir, create_key=False) as log:
+        report = log.verify()
+    assert report.ok, report.problems
+
+
+def test_a_wait_on_one_replica_is_released_by_votes_on_two_others(pg_url: str, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    with ExitStack() as stack:
+        a, b, c = replicas(stack, pg_url, tmp_path, 3)
+        kiro, bob, carol = a.token("agent", "kiro"), a.token("human", "bob"), a.token("human", "carol")
+        proposed = propose(a, kiro, f"echo x >> {marker}")
+        assert proposed["state"] == "pending_approval", proposed
+        approve(b, bob, proposed["approval"]["id"])
+        approve(c, carol, proposed["approval"]["id"])
+        with a.client(kiro, timeout=60) as agent:
+            done = agent.post(f"/v1/actions/{proposed['id']}/wait", params={"timeout": 30}).json()
+        assert done["state"] == "succeeded", done
+        assert marker.read_text() == "x\n"  # ran exactly once
+        assert events_of(pg_url, proposed["id"]).count("execution.started") == 1
+
+
+def test_killed_replica_in_flight_action_is_outcome_unknown_and_jobs_move(pg_url: str, tmp_path: Path) -> None:
+    marker = tmp_path / "after-sleep"
+    with ExitStack() as stack:
+        servers = replicas(stack, pg_url, tmp_path, 3)
+        a, b, c = servers
+        kiro, bob, carol = a.token("agent", "kiro"), a.token("human", "bob"), a.token("human", "carol")
+        # Each leased job has exactly one holder among the three.
+        jobs = eventually(lambda: every_job_held(pg_url), what="a holder per job")
+        # A long approved action whose only waiter (which runs it) is on replica A.
+        proposed = propose(a, kiro, f"sleep 60; touch {marker}")
+        request_id = proposed["approval"]["id"]
+        approve(b, bob, request_id)
+        approve(c, carol, request_id)
+        with a.client(kiro, timeout=3) as agent, contextlib.suppress(httpx.ReadTimeout):
+            agent.post(f"/v1/actions/{proposed['id']}/wait", params={"timeout": 1})  # runs it: 60 s
+        eventually(lambda: "execution.started" in events_of(pg_url, proposed["id"]), what="A started it")
+        # Meanwhile an agent waits for it on replica B.
+        started = sql(pg_url, "SELECT entry FROM audit_entries WHERE action_id = ? AND event = 'execution.started'",
+                      (proposed["id"],))
+        assert '"replica":"replica:' in started[0]["entry"]
+        os.kill(a.process.pid, signal.SIGKILL)
+        a.process.wait()
+        with b.client(kiro, timeout=60) as agent:
+            waited = agent.post(f"/v1/actions/{proposed['id']}/wait", params={"timeout": 30}).json()
+        assert waited["state"] == "outcome_unknown", waited
+        assert events_of(pg_url, proposed["id"]).count("execution.started") == 1  # never re-run
+        assert events_of(pg_url, proposed["id"]).count("execution.outcome_unknown") == 1
+        assert not marker.exists()
+        with c.client(bob) as human:
+            assert "interlock_outcome_unknown_total 1.0" in human.get("/metrics").text
+            shown = human.get(f"/v1/actions/{proposed['id']}").json()
+        assert shown["state"] == "outcome_unknown"
+        # The killed replica's jobs moved to a live one; every job still has one holder.
+        dead = {job for job, holder in jobs.items() if holder.split(":")[1] == str(a.process.pid)}
+        moved = eventually(lambda: every_job_held(pg_url, not_by=a.process.pid), what="jobs moved")
+        assert set(moved) == set(JOBS), (dead, moved)
+        # Checkpoints continue under the new holder, signed with the shared key; the log verifies.
+        size = sql(pg_url, "SELECT count(*) AS n FROM audit_entries")[0]["n"]
+        eventually(lambda: sql(pg_url, "SELECT max(tree_size) AS n FROM audit_checkpoints")[0]["n"] == size,
+                   what="a checkpoint of the whole log")
+        verify(pg_url, b.key_dir)
