@@ -83,6 +83,10 @@ def serve(
               f"{public_url.rstrip('/')}/ui")
     served = {"host": host, "port": port, "log_level": "warning", "access_log": False, "timeout_keep_alive": 5,
               "limit_concurrency": 1000, "timeout_graceful_shutdown": 10, **tls}
+    if trust_proxy_header:
+        # The proxy's range is checked against the connection's own peer address: uvicorn must not
+        # replace it with an X-Forwarded-For value, which any client can send.
+        served["proxy_headers"] = False
     if workers == 1:
         try:
             app = create_app(settings)  # opens the store, then resolves every credential reference

@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from interlock.audit import AuditError
+from interlock.audit.cli import summary
 from interlock.audit.events import AuditEvent
 from interlock.gate.service import GateError
 from interlock.guard.freezes import FreezeError
@@ -354,8 +355,12 @@ async def action_page(request: Request, action_id: str) -> Response:
     checkpoint = await anyio.to_thread.run_sync(server.audit.latest_checkpoint)
     if not entries and not problem:
         return await _refuse(request, 404, "unknown_action", f"no audit entries for action {action_id!r}", session)
+    found = await anyio.to_thread.run_sync(lambda: server.audit.search(action_id=action_id, limit=10_000))
+    times = {row["index"]: row["time"] for row in found}
+    steps = [{"index": i, "event": e, "data": d, "time": times.get(i, ""), "line": summary(e, d)}
+             for i, e, d in entries]
     agent = next((str(d.get("agent")) for _, _, d in entries if d.get("agent")), "")
-    return _finish(request, page(request, "action.html", session=session, action_id=action_id, entries=entries,
+    return _finish(request, page(request, "action.html", session=session, action_id=action_id, steps=steps,
                                  problem=problem, checkpoint=checkpoint, agent=agent))
 
 
