@@ -293,3 +293,47 @@ def test_bad_input_is_a_clear_error_before_anything_runs(tmp_path: Path, _: dict
         assert refused.value.code == code, refused.value
         assert says in str(refused.value)
         assert rollouts.all() == []
+
+
+def test_a_freeze_pauses_the_rollout_before_the_frozen_target(world: World) -> None:
+    rollouts, services = world()
+    guard = rollouts.gateway.guard
+    assert guard is not None
+    frozen = guard.freeze(agent=None, environment=None, target="web-3", reason="incident 4711", by="bob")
+    rollout = rollouts.submit("deployer", rollout_doc("v2", steps=[{"setTargets": 2}, {"percent": 100}]))
+    rollouts.approve(rollout.id, BOB)
+    rollouts.tick(rollout.id)
+    paused = rollouts.get(rollout.id)
+    assert paused.phase is RolloutPhase.paused and "web-3" in paused.state["reason"], paused.state["reason"]
+    assert deploys(services) == {"web-1": ["v2"], "web-2": ["v2"], "web-3": [], "web-4": []}
+    guard.thaw(frozen.id, by="bob", groups=("sre",))
+    rollouts.resume(rollout.id, BOB)
+    rollouts.tick(rollout.id)
+    assert rollouts.get(rollout.id).phase is RolloutPhase.succeeded
+    assert deploys(services) == {n: ["v2"] for n in NAMES}
+
+
+def test_under_a_freeze_an_automatic_rollback_waits_for_a_human(world: World, clock: ManualClock) -> None:
+    rollouts, services = world(breaks_on={"web-2": "v3"})
+    guard = rollouts.gateway.guard
+    assert guard is not None
+    steps = [{"setTargets": 2}, {"analysis": {"checks": [HEALTH], "count": 2, "interval": "1m", "failureLimit": 1}},
+             {"percent": 100}]
+    rollout = rollouts.submit("deployer", rollout_doc("v3", steps=steps))
+    rollouts.approve(rollout.id, BOB)
+    rollouts.tick(rollout.id)  # both changed; the first failed measurement is within failureLimit
+    frozen = guard.freeze(agent=None, environment=None, target="web-1", reason="incident 4712", by="bob")
+    clock.advance(60)
+    rollouts.tick(rollout.id)
+    waiting = rollouts.get(rollout.id)
+    assert waiting.phase is RolloutPhase.paused and "explicit" in waiting.state["reason"], waiting.state["reason"]
+    assert deploys(services)["web-2"] == ["v3", "v1"] and deploys(services)["web-1"] == ["v3"]
+    rollouts.abort(rollout.id, BOB, "roll web-1 back too")
+    rollouts.tick(rollout.id)
+    refused = rollouts.get(rollout.id)
+    assert refused.phase is RolloutPhase.paused and "rollback not run" in refused.state["reason"]
+    guard.thaw(frozen.id, by="bob", groups=("sre",))
+    rollouts.resume(rollout.id, BOB)
+    rollouts.tick(rollout.id)
+    assert rollouts.get(rollout.id).phase is RolloutPhase.rolled_back
+    assert deploys(services) == {"web-1": ["v3", "v1"], "web-2": ["v3", "v1"], "web-3": [], "web-4": []}

@@ -693,8 +693,12 @@ class Rollouts:
                 entry["message"] = message
                 if direction == "rollback":
                     entry["rollback_action"] = action_id
-                    entry["state"] = ROLLED_BACK if kind == "succeeded" else ROLLBACK_FAILED
-                    if kind != "succeeded":
+                    if kind == "refused":  # not run (a freeze, the kill switch, an expired grant): ask
+                        entry["state"] = CHANGED
+                        refused.append(f"{t}: {message}")
+                    else:
+                        entry["state"] = ROLLED_BACK if kind == "succeeded" else ROLLBACK_FAILED
+                    if kind not in ("succeeded", "refused"):
                         problems.append(f"{t}: {message}")
                 else:
                     entry["action"] = action_id
@@ -712,6 +716,10 @@ class Rollouts:
                                      "as changed) or abort (rolls them back)")[:2000]
             elif problems:
                 self._fail(r, f"the step failed on {'; '.join(problems)}"[:2000])
+            elif refused and direction == "rollback":
+                r.phase = RolloutPhase.paused
+                r.state["resume_to"] = RolloutPhase.rolling_back.value
+                r.state["reason"] = (f"rollback not run: {'; '.join(refused)}; resume retries it (after a thaw)")[:2000]
             elif refused:
                 r.phase = RolloutPhase.paused
                 r.state["resume_to"] = RolloutPhase.progressing.value
