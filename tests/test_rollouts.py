@@ -337,3 +337,37 @@ def test_under_a_freeze_an_automatic_rollback_waits_for_a_human(world: World, cl
     rollouts.tick(rollout.id)
     assert rollouts.get(rollout.id).phase is RolloutPhase.rolled_back
     assert deploys(services) == {"web-1": ["v3", "v1"], "web-2": ["v3", "v1"], "web-3": [], "web-4": []}
+
+
+def test_two_runners_on_one_store_one_holds_the_lease_and_each_target_changes_once(
+        world: World, store_url: str, tmp_path: Path, clock: ManualClock) -> None:
+    import threading
+
+    from interlock.rollout.runner import Runner
+    from interlock.testing import eventually
+
+    rollouts, services = world()
+    with Runtime(tmp_path / "policy.yaml", store_url, tmp_path / "keys", clock=clock) as replica:
+        other = Rollouts(replica.store, replica.policy, replica.audit, replica.gateway, clock=clock)
+        rollout = rollouts.submit("deployer", rollout_doc("v2", steps=[{"setTargets": 2}, {"percent": 100}]))
+        rollouts.approve(rollout.id, BOB)
+        stopping = threading.Event()
+        units = {"a": 0, "b": 0}
+
+        def loop(name: str, runner: Runner) -> None:
+            while not stopping.is_set():
+                units[name] += runner.round(stopping)
+                stopping.wait(0.01)
+
+        runners = {"a": Runner(rollouts, holder="replica-a"), "b": Runner(other, holder="replica-b")}
+        threads = [threading.Thread(target=loop, args=item) for item in runners.items()]
+        for thread in threads:
+            thread.start()
+        try:
+            eventually(lambda: rollouts.get(rollout.id).phase is RolloutPhase.succeeded, what="the rollout to finish")
+        finally:
+            stopping.set()
+            for thread in threads:
+                thread.join()
+        assert sorted(units.values())[0] == 0 < sorted(units.values())[1], units
+        assert deploys(services) == {n: ["v2"] for n in NAMES}

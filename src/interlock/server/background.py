@@ -24,9 +24,10 @@ import anyio
 from fastapi import FastAPI
 
 from interlock.recovery import Heartbeat, Sweeper, replica_job
+from interlock.rollout.runner import Runner
 from interlock.server.logs import log_event
 from interlock.server.state import Server
-from interlock.store.lease import DEFAULT_TTL_SECONDS, Lease, run_leased_async
+from interlock.store.lease import DEFAULT_TTL_SECONDS, run_leased_async
 
 #: Lease time of every background job and of a replica's heartbeat: a dead holder's job moves (and its
 #: orphaned executions are found) within about this long.
@@ -40,9 +41,6 @@ EXPIRY_SWEEP_SECONDS = 5.0
 CHECKPOINT_SECONDS = 60.0
 #: How often the rollout runner looks for work when nothing wakes it (a start or command wakes it at once).
 ROLLOUT_ROUND_SECONDS = 1.0
-#: The runner's lease: renewed between units of work, so a long action never lets another replica in
-#: while this one still runs (a holder that dies is replaced within this time).
-ROLLOUT_LEASE_SECONDS = 30.0
 
 #: The lease job names (rows of `leases`; `SELECT * FROM leases` shows who runs what).
 EXPIRY_JOB = "expiry-sweep"
@@ -119,33 +117,21 @@ async def heartbeat(beat: Heartbeat, every: float, stop: asyncio.Event) -> None:
 
 
 async def run_rollouts(server: Server, stopping: threading.Event, every: float = ROLLOUT_ROUND_SECONDS) -> None:
-    """The rollout runner (docs/rollouts.md): exactly one replica holds the lease and moves every rollout
-    that has work; the others wait to take over. Between units of work it renews the lease and checks
-    that the server is not stopping, so a shutdown never starts another target's step."""
-    lease = Lease(server.store, "rollout-runner", ttl=ROLLOUT_LEASE_SECONDS)
-
-    def keep_going() -> bool:
-        if stopping.is_set():
-            return False
-        left = (lease.expires_at - lease.clock()).total_seconds() if lease.expires_at else 0.0
-        return left > ROLLOUT_LEASE_SECONDS / 2 or lease.acquire()
-
-    def one_round() -> None:
-        if lease.acquire():
-            server.rollouts.run_due(keep_going)
-
+    """The rollout runner (docs/rollouts.md, interlock.rollout.runner): exactly one replica holds the
+    lease and moves every rollout that has work; the others wait to take over."""
+    runner = Runner(server.rollouts)
     try:
         while True:
             server.rollouts_changed.clear()
             try:
-                await anyio.to_thread.run_sync(one_round)
+                await anyio.to_thread.run_sync(runner.round, stopping)
             except Exception as exc:
                 log_event("rollout_runner_failed", error=type(exc).__name__, detail=str(exc)[:300])
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.rollouts_changed.wait(), every)
     finally:
         with contextlib.suppress(Exception):
-            lease.release()
+            runner.release()
 
 
 @contextlib.asynccontextmanager
