@@ -20,10 +20,10 @@ import pytest
 from typer.testing import CliRunner
 
 from interlock.integrations.hooks import (
+    HookAnswer,
     HookError,
     HookSettings,
     ProposedAction,
-    Verdict,
     actions_for,
     parse_args,
     parse_event,
@@ -272,23 +272,23 @@ def test_tools_that_cannot_be_judged_are_errors(tool: str, tool_input: dict[str,
         actions_for(parse_event(json.dumps(event(tool, tool_input))))
 
 
-@pytest.mark.parametrize(("flavor", "verdict", "stdout"), [
-    ("claude-code", Verdict("allow", "ok"), {"hookSpecificOutput": {"hookEventName": "PreToolUse",
+@pytest.mark.parametrize(("flavor", "hook_answer", "stdout"), [
+    ("claude-code", HookAnswer("allow", "ok"), {"hookSpecificOutput": {"hookEventName": "PreToolUse",
                                                                     "permissionDecision": "allow",
                                                                     "permissionDecisionReason": "ok"}}),
-    ("claude-code", Verdict("deny", "no"), {"hookSpecificOutput": {"hookEventName": "PreToolUse",
+    ("claude-code", HookAnswer("deny", "no"), {"hookSpecificOutput": {"hookEventName": "PreToolUse",
                                                                    "permissionDecision": "deny",
                                                                    "permissionDecisionReason": "no"}}),
-    ("claude-code", Verdict("ask", "you"), {"hookSpecificOutput": {"hookEventName": "PreToolUse",
+    ("claude-code", HookAnswer("ask", "you"), {"hookSpecificOutput": {"hookEventName": "PreToolUse",
                                                                    "permissionDecision": "ask",
                                                                    "permissionDecisionReason": "you"}}),
-    ("codex", Verdict("allow", "ok"), None),
-    ("codex", Verdict("deny", "no"), {"hookSpecificOutput": {"hookEventName": "PreToolUse",
+    ("codex", HookAnswer("allow", "ok"), None),
+    ("codex", HookAnswer("deny", "no"), {"hookSpecificOutput": {"hookEventName": "PreToolUse",
                                                              "permissionDecision": "deny",
                                                              "permissionDecisionReason": "no"}}),
 ])
-def test_render(flavor: str, verdict: Verdict, stdout: dict[str, Any] | None) -> None:
-    text = render(flavor, verdict)
+def test_render(flavor: str, hook_answer: HookAnswer, stdout: dict[str, Any] | None) -> None:
+    text = render(flavor, hook_answer)
     assert (json.loads(text) if text else None) == stdout
 
 

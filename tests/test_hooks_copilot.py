@@ -17,7 +17,7 @@ import pytest
 
 from interlock.classify import paths
 from interlock.integrations import hook_copilot
-from interlock.integrations.hooks import HookError, ProposedAction, Verdict
+from interlock.integrations.hooks import HookAnswer, HookError, ProposedAction
 from interlock.testing import LiveServer, free_port
 from tests.hook_fixtures import install, run_hook, unique
 
@@ -87,7 +87,7 @@ def test_inputs_it_cannot_judge_are_errors(stdin: str, words: str) -> None:
 
 @pytest.mark.parametrize("decision", ["allow", "deny", "ask"])
 def test_render(decision: str) -> None:
-    assert json.loads(hook_copilot.render(Verdict(decision, "why"))) == {"permissionDecision": decision,
+    assert json.loads(hook_copilot.render(HookAnswer(decision, "why"))) == {"permissionDecision": decision,
                                                                          "permissionDecisionReason": "why"}
     assert json.loads(hook_copilot.blocked("broken"))["permissionDecision"] == "deny"
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from interlock.integrations import hook_cursor
-from interlock.integrations.hooks import HookError, ProposedAction, Verdict
+from interlock.integrations.hooks import HookAnswer, HookError, ProposedAction
 from interlock.testing import LiveServer, free_port
 from tests.hook_fixtures import install, run_hook, unique
 
@@ -91,7 +91,7 @@ def test_inputs_it_cannot_judge_are_errors(stdin: str, words: str) -> None:
 
 @pytest.mark.parametrize("decision", ["allow", "deny", "ask"])
 def test_render(decision: str) -> None:
-    assert json.loads(hook_cursor.render(Verdict(decision, "why"))) == {"permission": decision, "user_message": "why",
+    assert json.loads(hook_cursor.render(HookAnswer(decision, "why"))) == {"permission": decision, "user_message": "why",
                                                                         "agent_message": "why"}
     assert json.loads(hook_cursor.blocked("broken"))["permission"] == "deny"
 

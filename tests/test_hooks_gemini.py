@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from interlock.integrations import hook_gemini
-from interlock.integrations.hooks import HookError, ProposedAction, Verdict
+from interlock.integrations.hooks import HookAnswer, HookError, ProposedAction
 from interlock.testing import LiveServer, free_port
 from tests.hook_fixtures import install, run_hook, unique
 
@@ -89,13 +89,13 @@ def test_inputs_it_cannot_judge_are_errors(stdin: str, words: str) -> None:
     assert words in str(caught.value)
 
 
-@pytest.mark.parametrize(("verdict", "stdout"), [
-    (Verdict("allow", "Interlock: ls"), {"decision": "allow", "reason": "Interlock: ls"}),
-    (Verdict("deny", "Interlock denied"), {"decision": "deny", "reason": "Interlock denied",
+@pytest.mark.parametrize(("hook_answer", "stdout"), [
+    (HookAnswer("allow", "Interlock: ls"), {"decision": "allow", "reason": "Interlock: ls"}),
+    (HookAnswer("deny", "Interlock denied"), {"decision": "deny", "reason": "Interlock denied",
                                            "systemMessage": "Interlock denied"}),
 ])
-def test_render(verdict: Verdict, stdout: dict[str, Any]) -> None:
-    assert json.loads(hook_gemini.render(verdict)) == stdout
+def test_render(hook_answer: HookAnswer, stdout: dict[str, Any]) -> None:
+    assert json.loads(hook_gemini.render(hook_answer)) == stdout
     assert hook_gemini.blocked("anything") == ""  # exit 2 + stderr is Gemini's blocking answer
 
 

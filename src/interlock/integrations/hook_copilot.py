@@ -20,9 +20,9 @@ import json
 import os
 
 from interlock.integrations.hooks import (
+    HookAnswer,
     HookError,
     ProposedAction,
-    Verdict,
     arguments,
     file_action,
     json_object,
@@ -87,13 +87,13 @@ def actions(text: str) -> list[ProposedAction]:
                     "hook's matcher if it touches nothing outside the agent, or ask for a mapping")
 
 
-def render(verdict: Verdict) -> str:
-    return json.dumps({"permissionDecision": verdict.decision, "permissionDecisionReason": verdict.reason})
+def render(answer: HookAnswer) -> str:
+    return json.dumps({"permissionDecision": answer.decision, "permissionDecisionReason": answer.reason})
 
 
 def blocked(reason: str) -> str:
     """Beside exit 2 (which already denies): the reason where Copilot shows it."""
-    return render(Verdict("deny", reason))
+    return render(HookAnswer("deny", reason))
 
 
 # --- install -------------------------------------------------------------------------------------

@@ -20,9 +20,9 @@ import json
 import os
 
 from interlock.integrations.hooks import (
+    HookAnswer,
     HookError,
     ProposedAction,
-    Verdict,
     arguments,
     file_action,
     json_object,
@@ -91,14 +91,14 @@ def edit_actions(tool: str, event: dict[str, Any], cwd: str | None) -> list[Prop
                     f"installed matcher is {EDIT_MATCHER}")
 
 
-def render(verdict: Verdict) -> str:
+def render(answer: HookAnswer) -> str:
     """`agent_message` is what the model reads; `user_message` what the person in Cursor sees."""
-    return json.dumps({"permission": verdict.decision, "user_message": verdict.reason,
-                       "agent_message": verdict.reason})
+    return json.dumps({"permission": answer.decision, "user_message": answer.reason,
+                       "agent_message": answer.reason})
 
 
 def blocked(reason: str) -> str:
-    return render(Verdict("deny", reason))  # beside exit 2, which blocks on its own
+    return render(HookAnswer("deny", reason))  # beside exit 2, which blocks on its own
 
 
 # --- install -------------------------------------------------------------------------------------

@@ -16,9 +16,9 @@ import os
 import re
 
 from interlock.integrations.hooks import (
+    HookAnswer,
     HookError,
     ProposedAction,
-    Verdict,
     arguments,
     file_action,
     json_object,
@@ -91,11 +91,11 @@ def actions(text: str) -> list[ProposedAction]:
                     "hook's matcher if it touches nothing outside the agent, or ask for a mapping")
 
 
-def render(verdict: Verdict) -> str:
+def render(answer: HookAnswer) -> str:
     """Exit 0's answer: allow, or deny with the reason the model reads as the tool's error."""
-    if verdict.decision == "allow":
-        return json.dumps({"decision": "allow", "reason": verdict.reason})
-    return json.dumps({"decision": "deny", "reason": verdict.reason, "systemMessage": verdict.reason})
+    if answer.decision == "allow":
+        return json.dumps({"decision": "allow", "reason": answer.reason})
+    return json.dumps({"decision": "deny", "reason": answer.reason, "systemMessage": answer.reason})
 
 
 def blocked(reason: str) -> str:

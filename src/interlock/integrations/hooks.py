@@ -2,7 +2,7 @@
 
 Claude Code and Codex (PreToolUse) are spoken here; Gemini CLI, GitHub Copilot CLI and Cursor are
 thin dialects over this module (`hook_gemini.py`, `hook_copilot.py`, `hook_cursor.py`): each turns
-its agent's stdin into `ProposedAction`s and a `Verdict` into its agent's answer; proposing, waiting,
+its agent's stdin into `ProposedAction`s and a `HookAnswer` into its agent's answer; proposing, waiting,
 the client choice and the failure rule are this module's, the words `answers.py`'s.
 
 The agent runs the hook as a process per tool call, feeding the PreToolUse JSON on stdin
@@ -74,7 +74,7 @@ if TYPE_CHECKING:
 
         def actions(self, text: str) -> list[ProposedAction]: ...
 
-        def render(self, verdict: Verdict) -> str: ...
+        def render(self, answer: HookAnswer) -> str: ...
 
         def blocked(self, reason: str) -> str: ...
 
@@ -262,7 +262,7 @@ def patch_actions(patch: str) -> list[ProposedAction]:
 # --- the answer (pure) -------------------------------------------------------------------------
 
 
-class Verdict:
+class HookAnswer:
     __slots__ = ("action_ids", "decision", "reason")
 
     def __init__(self, decision: str, reason: str, action_ids: list[str] | None = None) -> None:
@@ -271,16 +271,16 @@ class Verdict:
         self.action_ids = action_ids or []
 
     def __repr__(self) -> str:
-        return f"Verdict({self.decision!r}, {self.reason!r}, {self.action_ids!r})"
+        return f"HookAnswer({self.decision!r}, {self.reason!r}, {self.action_ids!r})"
 
 
-def render(flavor: str, verdict: Verdict) -> str:
-    """What the hook prints on stdout (exit 0) for a verdict."""
-    if flavor == "codex" and verdict.decision == "allow":
+def render(flavor: str, answer: HookAnswer) -> str:
+    """What the hook prints on stdout (exit 0) for an answer."""
+    if flavor == "codex" and answer.decision == "allow":
         return ""
     return json.dumps({"hookSpecificOutput": {"hookEventName": "PreToolUse",
-                                              "permissionDecision": verdict.decision,
-                                              "permissionDecisionReason": verdict.reason}})
+                                              "permissionDecision": answer.decision,
+                                              "permissionDecisionReason": answer.reason}})
 
 
 class PreToolUse:
@@ -294,15 +294,15 @@ class PreToolUse:
     def actions(self, text: str) -> list[ProposedAction]:
         return actions_for(parse_event(text))
 
-    def render(self, verdict: Verdict) -> str:
-        return render(self.flavor, verdict)
+    def render(self, answer: HookAnswer) -> str:
+        return render(self.flavor, answer)
 
     def blocked(self, reason: str) -> str:
         return ""  # exit 2 with the reason on stderr is the blocking answer both agents document
 
 
 def dialect_for(flavor: str) -> Dialect:
-    """The dialect a hook speaks for `flavor`: `actions(stdin)`, `render(verdict)`, `blocked(reason)`
+    """The dialect a hook speaks for `flavor`: `actions(stdin)`, `render(answer)`, `blocked(reason)`
     (stdout beside exit 2) and `NO_ASK`. Other agents' modules are imported only for their hook."""
     if flavor in ("claude-code", "codex"):
         return PreToolUse(flavor)
@@ -313,11 +313,11 @@ def dialect_for(flavor: str) -> Dialect:
     return importlib.import_module(DIALECTS[flavor])  # a module is the dialect
 
 
-def explain(body: dict[str, Any], wait: float) -> Verdict | None:
-    """None when the settled proposal may run; else the deny verdict with `answers.explain`'s words."""
+def explain(body: dict[str, Any], wait: float) -> HookAnswer | None:
+    """None when the settled proposal may run; else the deny answer with `answers.explain`'s words."""
     if answers.may_run(body):
         return None
-    return Verdict("deny", answers.explain(body, waited=wait), [str(body.get("id", ""))])
+    return HookAnswer("deny", answers.explain(body, waited=wait), [str(body.get("id", ""))])
 
 
 # --- talking to the gateway ----------------------------------------------------------------------
@@ -511,7 +511,7 @@ def client_for(settings: HookSettings) -> Proposer:
     return LocalClient(chosen.policy, str(chosen.agent), db=chosen.db, key_dir=chosen.key_dir)
 
 
-def decide(client: Proposer, settings: HookSettings, actions: list[ProposedAction]) -> Verdict:
+def decide(client: Proposer, settings: HookSettings, actions: list[ProposedAction]) -> HookAnswer:
     """Propose every action of the tool call (advisory); the call runs only if all may run."""
     assert settings.env is not None
     deadline = time.monotonic() + settings.wait
@@ -522,7 +522,7 @@ def decide(client: Proposer, settings: HookSettings, actions: list[ProposedActio
                               rationale=action.rationale, mode="advisory")
         if body.get("state") == "pending_approval":
             if settings.owner_may_decide:
-                return Verdict("ask", f"Interlock: {answers.approval_needed(body)}; the hook's --owner-may-decide "
+                return HookAnswer("ask", f"Interlock: {answers.approval_needed(body)}; the hook's --owner-may-decide "
                                       "hands the decision to you.", [str(body["id"])])
             body = client.wait(str(body["id"]), max(deadline - time.monotonic(), 0.0))
         refusal = explain(body, settings.wait)
@@ -531,7 +531,7 @@ def decide(client: Proposer, settings: HookSettings, actions: list[ProposedActio
             return refusal
         ids.append(str(body.get("id", "")))
         summaries.append(f"{body.get('summary') or action.kind} ({body.get('state')})")
-    return Verdict("allow", "Interlock: " + "; ".join(summaries), ids)
+    return HookAnswer("allow", "Interlock: " + "; ".join(summaries), ids)
 
 
 def run(settings: HookSettings, stdin_text: str,
@@ -550,12 +550,12 @@ def run(settings: HookSettings, stdin_text: str,
         actions = dialect.actions(stdin_text)
         client = make_client(settings)
         try:
-            verdict = decide(client, settings, actions)
+            answer = decide(client, settings, actions)
         finally:
             close = getattr(client, "close", None)
             if callable(close):
                 close()
-        return dialect.render(verdict), "", 0
+        return dialect.render(answer), "", 0
     except HookError as exc:
         reason = f"interlock hook: {exc}"
     except Exception as exc:  # fail closed on anything: exit 2 blocks the tool in every agent here
