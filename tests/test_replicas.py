@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -171,3 +173,87 @@ def test_killed_replica_in_flight_action_is_outcome_unknown_and_jobs_move(pg_url
         eventually(lambda: sql(pg_url, "SELECT max(tree_size) AS n FROM audit_checkpoints")[0]["n"] == size,
                    what="a checkpoint of the whole log")
         verify(pg_url, b.key_dir)
+
+
+def test_bounded_load_with_a_replica_killed_and_restarted(pg_url: str, tmp_path: Path) -> None:
+    """Agents propose (reads run alone, writes need two humans) and wait on random replicas while humans
+    vote on random replicas; one replica is SIGKILLed mid-run and a new one started. Afterwards every
+    2xx proposal is in the log, no action ran twice, and the log verifies."""
+    ran = tmp_path / "ran"
+    with ExitStack() as stack:
+        servers = replicas(stack, pg_url, tmp_path, 3)
+        kiro, bob, carol = (servers[0].token(k, n) for k, n in (("agent", "kiro"), ("human", "bob"),
+                                                               ("human", "carol")))
+        live = list(servers)
+        accepted: list[str] = []
+        lock = threading.Lock()
+        done = threading.Event()
+
+        def call(token: str, path: str, body: dict[str, Any] | None = None,
+                 params: dict[str, Any] | None = None) -> dict[str, Any] | None:
+            server = random.choice(live)
+            try:
+                with server.client(token, timeout=30) as http:
+                    answer = http.post(path, json=body or {}, params=params)
+            except httpx.TransportError:
+                return None  # that replica is down: the caller tries elsewhere
+            return dict(answer.json()) if answer.status_code == 200 else None
+
+        def agent(worker: int) -> None:
+            for i in range(8):
+                write = i % 2 == 1
+                command = f"echo {worker}-{i} >> {ran}" if write else f"echo {worker}-{i}"
+                answer = call(kiro, "/v1/actions", {"kind": "shell", "environment": "production",
+                                                    "payload": {"command": command}})
+                if answer is None:
+                    continue
+                with lock:
+                    accepted.append(answer["id"])
+                if answer["state"] == "pending_approval":
+                    for _ in range(5):
+                        settled = call(kiro, f"/v1/actions/{answer['id']}/wait", params={"timeout": 5})
+                        if settled and settled["state"] != "pending_approval":
+                            break
+
+        def humans() -> None:
+            while not done.is_set():
+                listing = call_get(bob, "/v1/approvals")
+                for request in (listing or {}).get("approvals", []):
+                    for token in (bob, carol):
+                        call(token, f"/v1/approvals/{request['id']}/approve")
+                done.wait(0.2)
+
+        def call_get(token: str, path: str) -> dict[str, Any] | None:
+            try:
+                with random.choice(live).client(token, timeout=10) as http:
+                    answer = http.get(path)
+            except httpx.TransportError:
+                return None
+            return dict(answer.json()) if answer.status_code == 200 else None
+
+        voter = threading.Thread(target=humans)
+        voter.start()
+        agents = [threading.Thread(target=agent, args=(w,)) for w in range(3)]
+        for t in agents:
+            t.start()
+        eventually(lambda: len(accepted) >= 6, what="some proposals before the kill")
+        victim = live[0]
+        live.remove(victim)
+        os.kill(victim.process.pid, signal.SIGKILL)
+        victim.process.wait()
+        live.append(stack.enter_context(live_server(tmp_path / "policy.yaml", pg_url, tmp_path, env=FAST)))
+        for t in agents:
+            t.join(timeout=180)
+        done.set()
+        voter.join(timeout=30)
+
+        proposed = {r["action_id"] for r in sql(pg_url, "SELECT action_id FROM audit_entries "
+                                                        "WHERE event = 'action.proposed'")}
+        assert set(accepted) <= proposed  # every 2xx proposal is on record
+        starts = sql(pg_url, "SELECT action_id, count(*) AS n FROM audit_entries WHERE event = 'execution.started' "
+                             "GROUP BY action_id")
+        assert all(r["n"] == 1 for r in starts), starts  # nothing started twice
+        lines = ran.read_text().split() if ran.exists() else []
+        assert len(lines) == len(set(lines)), lines  # no approved action ran twice
+        assert lines, "some approved writes ran"
+        verify(pg_url, servers[1].key_dir)
