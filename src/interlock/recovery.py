@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Protocol
 
-from interlock.gate.clock import Clock, system_clock
+from interlock.gate.clock import Clock, stamp, system_clock
 from interlock.gateway import AuditSink
 from interlock.store import Store, StoreError
 from interlock.store.events import Channel, publish
@@ -33,6 +34,8 @@ _log = logging.getLogger("interlock.recovery")
 EVENT = "execution.outcome_unknown"
 #: The lease job name prefix of a replica's heartbeat.
 REPLICA_PREFIX = "replica:"
+#: Heartbeat rows of replicas gone this long are deleted by the sweep.
+PRUNE_AFTER = timedelta(hours=1)
 #: At most this many open executions are looked at per round (the rest next round).
 BATCH = 200
 
@@ -59,7 +62,9 @@ class Heartbeat:
         return self.lease.acquire()
 
     def stop(self) -> None:
-        self.lease.release()
+        """A clean stop removes the row: an execution still naming it is then found by the sweep."""
+        with self.lease.store.transaction() as tx:
+            tx.execute("DELETE FROM leases WHERE job = ? AND holder = ?", (self.job, self.job))
 
 
 class Alert(Protocol):
@@ -94,11 +99,19 @@ class Sweeper:
                 continue
             self._mark(action_id, started or {})
             found.append(action_id)
+        self._prune()
         if len(rows) < BATCH:
             last = max((int(r["idx"]) for r in rows), default=self.start - 1)
             self.start = min(still_open, default=last + 1)
         self.marked.extend(found)
         return found
+
+    def _prune(self) -> None:
+        """Heartbeat rows of replicas dead for over PRUNE_AFTER go (one row per process start would pile
+        up). Safe: a missing row reads as a dead replica, which it is."""
+        cutoff = stamp(self.clock() - PRUNE_AFTER)
+        with self.store.transaction() as tx:
+            tx.execute("DELETE FROM leases WHERE job LIKE ? AND expires_at < ?", (REPLICA_PREFIX + "%", cutoff))
 
     def _alive(self, replica: str) -> bool:
         info = Lease.current(self.store, replica)
