@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -210,6 +211,16 @@ def test_the_queue_updates_live_without_reload(browser: Browser, console: LiveSe
         with console.client(people["bob"]) as api:  # a vote elsewhere updates what it still needs
             assert api.post(f"/v1/approvals/{request_id}/approve").status_code == 200
         expect(page.locator(f"tr[data-id='{request_id}']")).to_contain_text("1 more from dba", timeout=10_000)
+        page.goto(f"/ui/approvals/{request_id}")  # an open review page says when the request changes
+        expect(page.locator("#watch")).to_have_attribute("data-connected", "1")
+        expect(page.locator("#changed")).to_be_hidden()
+        propose(console, people["kiro"], "DELETE FROM invoices WHERE id = 15")  # another request: no notice
+        expect(page.locator("#watch")).to_have_attribute("data-checked", re.compile(r"^[1-9]"), timeout=10_000)
+        expect(page.locator("#changed")).to_be_hidden()
+        with console.client(people["carol"]) as api:
+            assert api.post(f"/v1/approvals/{request_id}/deny", json={"reason": "not today"}).status_code == 200
+        expect(page.locator("#changed")).to_be_visible(timeout=10_000)
+        page.evaluate("window.__notReloaded = true")
         with console.client(people["bob"]) as api:
             assert api.post(f"/v1/approvals/{request_id}/deny", json={"reason": "x"}).status_code == 409
         assert page.evaluate("window.__notReloaded") is True

@@ -137,12 +137,18 @@ def ballot(status: RequestStatus, human: str, humans: dict[str, tuple[str, ...]]
     return Ballot(False, owner, why + (" (you may still deny it)" if owner else ""))
 
 
+def version(status: RequestStatus) -> str:
+    """Changes whenever what the review page shows of the request's progress changes."""
+    return f"{status.request.state.value}:{len(status.votes)}"
+
+
 def review(gate: Gate, status: RequestStatus, human: str) -> dict[str, Any]:
     """The review page's context."""
     req = status.request
     action = req.action
     return {
         "status": status,
+        "version": version(status),
         "req": req,
         "action": action,
         "blocks": render.payload_blocks(action.kind.value, action.payload),

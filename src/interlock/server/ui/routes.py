@@ -306,6 +306,19 @@ async def review_page(request: Request, request_id: str) -> Response:
     return _finish(request, page(request, "review.html", session=session, notice=notice, error="", **context))
 
 
+@router.get("/ui/approvals/{request_id}/version")
+async def review_version(request: Request, request_id: str) -> Response:
+    """What an open review page compares when the events stream says something changed: its state and
+    votes. A different answer shows the page's "this request changed" notice."""
+    session = await session_of(request)
+    if session is None:
+        return Response(status_code=401)
+    status = await _status(request, request_id, session)
+    if isinstance(status, Response):
+        return status
+    return Response(pages.version(status), media_type="text/plain")
+
+
 @router.post("/ui/approvals/{request_id}/{verdict}")
 async def vote(request: Request, request_id: str, verdict: str) -> Response:
     session = await session_of(request)

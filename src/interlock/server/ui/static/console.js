@@ -31,6 +31,25 @@
     source.addEventListener("open", function () { table.setAttribute("data-connected", "1"); });
   }
 
+  function watchRequest(watch) {
+    // A review page: when any request changes, ask whether this one did; if so, say so (never reload
+    // by itself: the reader may be typing a reason).
+    var url = watch.getAttribute("data-watch");
+    var shown = watch.getAttribute("data-version");
+    var banner = document.getElementById("changed");
+    var source = new EventSource("/ui/events");
+    source.addEventListener("open", function () { watch.setAttribute("data-connected", "1"); });
+    source.addEventListener("approvals", function () {
+      fetch(url, { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (now) {
+          if (now !== null && now !== shown && banner) { banner.hidden = false; }
+          watch.setAttribute("data-checked", String(Number(watch.getAttribute("data-checked") || 0) + 1));
+        })
+        .catch(function () {});
+    });
+  }
+
   function confirmForms() {
     document.querySelectorAll("form[data-confirm]").forEach(function (form) {
       form.addEventListener("submit", function (e) {
@@ -42,6 +61,8 @@
   document.addEventListener("DOMContentLoaded", function () {
     var table = document.querySelector("table[data-live]");
     if (table) { liveQueue(table); }
+    var watch = document.getElementById("watch");
+    if (watch) { watchRequest(watch); }
     confirmForms();
   });
 })();
