@@ -270,3 +270,26 @@ def test_a_terraform_plan_is_a_table_with_deletes_marked(server: LiveServer, tok
     rows = re.findall(r'<tr class="(marked)? act-(\w+)">', page)
     assert rows == [("marked", "delete"), ("", "create"), ("", "update")], rows
     assert "3 resource changes" in page
+
+
+def test_each_command_of_a_shell_line_is_judged_on_the_page(server: LiveServer, tokens: dict[str, str]) -> None:
+    request_id = propose(server, tokens["kiro"], "kubectl delete namespace billing-13 && rm -rf /srv/data")["approval"]["id"]
+    with sign_in(server, tokens["bob"]) as client:
+        page = client.get(f"/ui/approvals/{request_id}").text
+    assert "Per command" in page and "<code>rm -rf /srv/data</code>" in page and "recursive delete" in page
+
+
+def test_over_tls_the_cookie_is_secure_and_host_prefixed(tmp_path: Path) -> None:
+    from tests.test_server_operability import self_signed
+
+    cert, key = self_signed(tmp_path)
+    with live_server(EXAMPLE_POLICY, f"sqlite:///{tmp_path / 'i.db'}", tmp_path, tls=(cert, key)) as server, \
+            httpx.Client(base_url=server.url, verify=server.verify, follow_redirects=False) as client:
+        form = client.get("/ui/signin")
+        answer = client.post("/ui/signin", data={"csrf": csrf_of(form.text), "token": server.token("human", "bob")})
+        assert answer.status_code == 303, answer.text
+        set_cookie = answer.headers["set-cookie"]
+        assert set_cookie.startswith("__Host-interlock_session=") and "Secure" in set_cookie
+        assert "HttpOnly" in set_cookie and "SameSite=strict" in set_cookie and "Path=/" in set_cookie
+        assert "Secure" in form.headers["set-cookie"]  # the sign-in nonce too
+        assert client.get("/ui").status_code == 200

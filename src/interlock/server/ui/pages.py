@@ -161,16 +161,17 @@ def review(gate: Gate, status: RequestStatus, human: str) -> dict[str, Any]:
     }
 
 
-def _reasons(details: dict[str, Any]) -> list[str]:
-    """Per-command reasons a classifier gave, when it gave them (shell lines with several commands)."""
-    found: list[str] = []
-    for key in ("reasons", "commands"):
-        value = details.get(key)
-        if isinstance(value, list):
-            for item in value[:50]:
-                if isinstance(item, dict):
-                    text = " ".join(f"{k}: {v}" for k, v in item.items() if isinstance(v, str | int | float))
-                    found.append(text)
-                elif isinstance(item, str):
-                    found.append(item)
+def _reasons(details: dict[str, Any]) -> list[dict[str, str]]:
+    """Per-command judgements a classifier gave (a shell line of several commands): command, risk, tags,
+    reason. Values are shown as text."""
+    found: list[dict[str, str]] = []
+    commands = details.get("commands")
+    if not isinstance(commands, list):
+        return found
+    for item in commands[:50]:
+        if isinstance(item, dict):
+            tags = item.get("tags")
+            found.append({"command": str(item.get("command", "")), "risk": str(item.get("risk", "")),
+                          "tags": ", ".join(str(t) for t in tags) if isinstance(tags, list) else "",
+                          "reason": str(item.get("reason", ""))})
     return found
