@@ -101,7 +101,7 @@ default_classify: ClassifyFn = classify_action
 
 
 @dataclass(frozen=True)
-class _Outcome:
+class _AfterCommit:
     """What a transaction decided; events are audited and errors raised after it commits."""
 
     events: tuple[tuple[str, dict[str, Any]], ...] = ()
@@ -153,7 +153,7 @@ class Gate:
         problem = self._open_problem(agent, action, decision, classification, sandboxed=evidence is not None)
         if problem is not None:
             self._fail(
-                _Outcome(
+                _AfterCommit(
                     events=((APPROVAL_REFUSED, {"agent": agent, "code": problem.code, "error": str(problem)}),),
                     error=problem,
                 )
@@ -212,7 +212,7 @@ class Gate:
             repo.bind_request(tx, request.id, receipt.index)
             request = request.model_copy(update={"entry_idx": receipt.index})
         notes.append((APPROVAL_REQUESTED, request, ""))
-        self._finish(_Outcome(events=tuple(events), notify=tuple(notes)))
+        self._finish(_AfterCommit(events=tuple(events), notify=tuple(notes)))
         return request
 
     def _open_problem(
@@ -295,7 +295,7 @@ class Gate:
             return won
         assert error is not None
         self._fail(
-            _Outcome(
+            _AfterCommit(
                 events=(
                     (
                         GRANT_REFUSED,
@@ -385,8 +385,8 @@ class Gate:
         at = stamp(now)
         with self.store.transaction() as tx:
             tx.lock(f"gate:request:{request_id}")
-            outcome = self._vote_in(tx, request_id, principal, verdict, reason, now, at, who)
-        self._finish(outcome)
+            after = self._vote_in(tx, request_id, principal, verdict, reason, now, at, who)
+        self._finish(after)
         return self.status(request_id)
 
     def _vote_in(
@@ -399,10 +399,11 @@ class Gate:
         now: datetime,
         at: str,
         who: dict[str, Any],
-    ) -> _Outcome:
-        def refused(code: str, message: str, *extra: tuple[str, dict[str, Any]]) -> _Outcome:
+    ) -> _AfterCommit:
+        def refused(code: str, message: str, *extra: tuple[str, dict[str, Any]]) -> _AfterCommit:
             error = GateError(code, message, request_id)
-            return _Outcome(events=(*extra, (APPROVAL_REFUSED, {**who, "code": code, "error": message})), error=error)
+            refusal = (APPROVAL_REFUSED, {**who, "code": code, "error": message})
+            return _AfterCommit(events=(*extra, refusal), error=error)
 
         request = repo.get_request(tx, request_id)
         if request is None:
@@ -416,7 +417,7 @@ class Gate:
                 "the agent must propose the action again",
                 (APPROVAL_EXPIRED, {"request_id": request_id, "fingerprint": request.fingerprint}),
             )
-            return _Outcome(events=out.events, notify=((APPROVAL_EXPIRED, expired, ""),), error=out.error)
+            return _AfterCommit(events=out.events, notify=((APPROVAL_EXPIRED, expired, ""),), error=out.error)
         if request.state is not RequestState.pending:
             return refused(
                 request.state.value,
@@ -457,7 +458,7 @@ class Gate:
             receipt = self.audit.append_in(tx, APPROVAL_DENIED, {**who, "reason": reason})
             repo.bind_vote(tx, request_id, principal.name, receipt.index)
             denied = request.model_copy(update={"state": RequestState.denied})
-            return _Outcome(notify=((APPROVAL_DENIED, denied, f"{principal.name}: {reason}"),))
+            return _AfterCommit(notify=((APPROVAL_DENIED, denied, f"{principal.name}: {reason}"),))
         votes = [*self._recorded_votes(tx, request_id, previous), Vote(human=principal.name, verdict="approve", at=now)]
         quorum = self._quorum(request, votes)
         receipt = self.audit.append_in(tx, APPROVAL_APPROVED, {
@@ -469,7 +470,7 @@ class Gate:
         })
         repo.bind_vote(tx, request_id, principal.name, receipt.index)
         if not quorum.satisfied:
-            return _Outcome()
+            return _AfterCommit()
         repo.set_state(tx, request_id, RequestState.approved, f"approved by {', '.join(quorum.counted)}", at)
         grant = Grant(
             id="gnt_" + secrets.token_hex(10),
@@ -492,7 +493,7 @@ class Gate:
         })
         repo.bind_grant(tx, grant.id, issued_idx=receipt.index)
         approved = request.model_copy(update={"state": RequestState.approved})
-        return _Outcome(notify=((APPROVAL_APPROVED, approved, ", ".join(quorum.counted)),))
+        return _AfterCommit(notify=((APPROVAL_APPROVED, approved, ", ".join(quorum.counted)),))
 
     # --- reading, expiry, policy change -----------------------------------------------------------
 
@@ -542,7 +543,7 @@ class Gate:
                     if request is not None:
                         expired.append(request)
         self._finish(
-            _Outcome(
+            _AfterCommit(
                 events=tuple((APPROVAL_EXPIRED, {"request_id": r.id, "fingerprint": r.fingerprint}) for r in expired),
                 notify=tuple((APPROVAL_EXPIRED, r, "") for r in expired),
             )
@@ -617,7 +618,7 @@ class Gate:
                         )
                     )
         self.policy = new_policy
-        self._finish(_Outcome(events=tuple(events), notify=tuple(notes)))
+        self._finish(_AfterCommit(events=tuple(events), notify=tuple(notes)))
         return result
 
     def _still_valid(self, policy: Policy, request: ApprovalRequest, classify: ClassifyFn) -> str | None:
@@ -662,19 +663,19 @@ class Gate:
 
     def _refuse(self, error: GateError, who: dict[str, Any]) -> NoReturn:
         self._fail(
-            _Outcome(events=((APPROVAL_REFUSED, {**who, "code": error.code, "error": str(error)}),), error=error)
+            _AfterCommit(events=((APPROVAL_REFUSED, {**who, "code": error.code, "error": str(error)}),), error=error)
         )
 
-    def _finish(self, outcome: _Outcome) -> None:
+    def _finish(self, after: _AfterCommit) -> None:
         """Audit (durably) what the transaction decided, notify, then raise its error if any."""
-        for event, data in outcome.events:
+        for event, data in after.events:
             self.audit.append(event, data)
         if self.notifier is not None:
-            for event, request, detail in outcome.notify:
+            for event, request, detail in after.notify:
                 self.notifier.notify(event, request, detail)
-        if outcome.error is not None:
-            raise outcome.error
+        if after.error is not None:
+            raise after.error
 
-    def _fail(self, outcome: _Outcome) -> NoReturn:
-        self._finish(outcome)
-        raise AssertionError("an outcome passed to _fail carries its error")
+    def _fail(self, after: _AfterCommit) -> NoReturn:
+        self._finish(after)
+        raise AssertionError("what _fail is given carries its error")
