@@ -49,12 +49,12 @@ groups:
 roles:
   deployer:
     production: {{autonomous: read, approve: {{write: 1, destructive: 2}}}}
-rules:
+""" + ("""rules:
   - id: web-2-never-destructive
-    when: {{target: web-2, risk: destructive}}
+    when: {target: web-2, risk: destructive}
     effect: deny
     reason: web-2 serves the payment callbacks
-"""
+""" if "web-2" in urls else "")
 
 
 HEALTH = {"name": "health", "http": {"path": "/health"}, "successCondition": "status == 200 and json.healthy == true"}
@@ -371,3 +371,25 @@ def test_two_runners_on_one_store_one_holds_the_lease_and_each_target_changes_on
                 thread.join()
         assert sorted(units.values())[0] == 0 < sorted(units.values())[1], units
         assert deploys(services) == {n: ["v2"] for n in NAMES}
+
+
+def test_the_one_approval_counts_each_human_once_takes_a_reason_to_deny_and_expires(
+        world: World, clock: ManualClock) -> None:
+    rollouts, services = world(names=["web-1"])
+    doc = rollout_doc("v2", steps=[{"percent": 100}], payload={"method": "DELETE", "url": "{target.url}/deploy"})
+    destructive = rollouts.submit("deployer", doc)  # DELETE is destructive: two humans
+    rollouts.approve(destructive.id, BOB)
+    with pytest.raises(CommandError) as again:
+        rollouts.approve(destructive.id, BOB)
+    assert again.value.code == "already_voted"
+    with pytest.raises(CommandError) as no_reason:
+        rollouts.deny(destructive.id, CAROL, "  ")
+    assert no_reason.value.code == "reason_required"
+    denied = rollouts.deny(destructive.id, CAROL, "not during the sale")
+    assert denied.phase is RolloutPhase.denied and "not during the sale" in denied.state["reason"]
+    late = rollouts.submit("deployer", rollout_doc("v2", steps=[{"percent": 100}]))
+    clock.advance(3600)  # the policy's approval_ttl
+    with pytest.raises(CommandError) as expired:
+        rollouts.approve(late.id, BOB)
+    assert expired.value.code == "expired" and rollouts.get(late.id).phase is RolloutPhase.expired
+    assert rollouts.tick(late.id) == 0 and deploys(services) == {"web-1": []}

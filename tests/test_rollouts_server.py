@@ -40,6 +40,14 @@ def test_a_killed_server_resumes_the_rollout_without_repeating_a_step(store_url:
             with first.client(agent) as http:
                 refused = http.post(f"/v1/rollouts/{rollout_id}/approve", json={})
                 assert refused.status_code == 403, "an agent never approves"
+                bad = http.post("/v1/rollouts", json={**doc, "steps": [{"percent": 120}]})
+                assert bad.status_code == 422 and bad.json()["error"]["field"] == "steps[0].percent", bad.text
+                short = http.post("/v1/rollouts", json={**doc, "steps": [{"setTargets": 1}]})
+                assert short.json()["error"]["code"] == "bad_steps" and "100%" in short.json()["error"]["message"]
+            with first.client(bob) as http:
+                assert http.post("/v1/rollouts", json=doc).status_code == 403, "a human does not start rollouts"
+                assert http.post(f"/v1/rollouts/{rollout_id}/deny", json={}).json()["error"]["code"] == \
+                    "reason_required"
             code, shown = cli(first.url, bob, "approve", rollout_id)
             assert code == 0, shown
             with first.client(bob) as http:

@@ -56,10 +56,11 @@ class RolloutPhase(StrEnum):
     failed = "failed"  # a rollback step failed: a human takes over
     denied = "denied"  # a human denied the approval
     aborted = "aborted"  # aborted before anything changed
+    expired = "expired"  # nobody approved it within the policy's approval_ttl
 
 
 TERMINAL = frozenset({RolloutPhase.succeeded, RolloutPhase.rolled_back, RolloutPhase.failed,
-                      RolloutPhase.denied, RolloutPhase.aborted})
+                      RolloutPhase.denied, RolloutPhase.aborted, RolloutPhase.expired})
 
 #: Target states. `changed` / `failed` / `outcome_unknown` are what a rollback takes back.
 UNTOUCHED, STARTED, CHANGED, FAILED, UNKNOWN = "untouched", "started", "changed", "failed", "outcome_unknown"
@@ -349,48 +350,62 @@ class Rollouts:
 
     def _vote(self, rollout_id: str, principal: Principal, verdict: str, reason: str) -> Rollout:
         _human(principal)
-        doc = self.policy.doc
         with self._change(rollout_id) as rollout:
             if rollout.phase is not RolloutPhase.pending_approval:
                 raise CommandError(rollout.phase.value, f"rollout {rollout_id} is {rollout.phase.value}: "
                                    "nothing to approve")
-            if rollout.policy_version != self.policy.version:
+            ttl = timedelta(seconds=self.policy.doc.defaults.approval_ttl)
+            expired = self.clock() >= rollout.created_at + ttl
+            if expired:  # recorded (the transition commits), then refused below
+                rollout.phase = RolloutPhase.expired
+                rollout.state["reason"] = "nobody approved it within the policy's approval_ttl: submit it again"
+            elif rollout.policy_version != self.policy.version:
                 raise CommandError("stale_policy", f"rollout {rollout_id} was decided under policy "
                                    f"{rollout.policy_version[:12]}, the server runs {self.policy.version[:12]}: "
                                    "the agent must submit it again")
-            approval = rollout.state["approval"]
-            requirements = [ApprovalRequirement.model_validate(r) for r in approval["requirements_json"]]
-            owner = doc.agents[rollout.agent].owner
-            humans = humans_of(doc.humans)
-            why = ineligible_reason(principal.name, requirements, humans, rollout.agent, owner)
-            if why is not None and not (verdict == "deny" and principal.name == owner):
-                raise CommandError("not_eligible", f"{why}: this vote does not count")
-            voters = set(approval.get("voters", []))
-            if principal.name in voters:
-                raise CommandError("already_voted", f"{principal.name} already voted on {rollout_id}; one human "
-                                   "counts once")
-            approval["voters"] = sorted(voters | {principal.name})
-            if verdict == "deny":
-                rollout.phase = RolloutPhase.denied
-                rollout.state["reason"] = f"denied by {principal.name}: {reason}"
-                rollout.events.append((AuditEvent.ROLLOUT_VOTED.value, {
-                    "principal": principal.name, "token_id": principal.token_id, "verdict": verdict,
-                    "reason": reason, "satisfied": False, "counted": [], "still_needs": ""}))
             else:
-                approvers = [*approval["approved_by"], principal.name]
-                quorum = evaluate(requirements, humans, rollout.agent, owner, approvers)
-                approval["approved_by"] = approvers
-                approval["still_needs"] = quorum.describe()
-                rollout.events.append((AuditEvent.ROLLOUT_VOTED.value, {
-                    "principal": principal.name, "token_id": principal.token_id, "verdict": verdict,
-                    "reason": reason, "satisfied": quorum.satisfied, "counted": list(quorum.counted),
-                    "still_needs": quorum.describe()}))
-                if quorum.satisfied:
-                    rollout.phase = RolloutPhase.progressing
-                    rollout.state["reason"] = f"approved by {', '.join(quorum.counted)}"
-                    rollout.state["deadline"] = stamp(self.clock() + timedelta(seconds=rollout.spec.progress_deadline))
-                    rollout.state["issue_grants"] = list(quorum.counted)
+                self._count_vote(rollout, principal, verdict, reason)
+        if expired:
+            raise CommandError("expired", f"rollout {rollout_id} expired before enough approvals: the agent must "
+                               "submit it again")
         return self.get(rollout_id)
+
+    def _count_vote(self, rollout: Rollout, principal: Principal, verdict: str, reason: str) -> None:
+        """One human's vote on the rollout's one approval (the gate's quorum rules)."""
+        doc = self.policy.doc
+        rollout_id = rollout.id
+        approval = rollout.state["approval"]
+        requirements = [ApprovalRequirement.model_validate(r) for r in approval["requirements_json"]]
+        owner = doc.agents[rollout.agent].owner
+        humans = humans_of(doc.humans)
+        why = ineligible_reason(principal.name, requirements, humans, rollout.agent, owner)
+        if why is not None and not (verdict == "deny" and principal.name == owner):
+            raise CommandError("not_eligible", f"{why}: this vote does not count")
+        voters = set(approval.get("voters", []))
+        if principal.name in voters:
+            raise CommandError("already_voted", f"{principal.name} already voted on {rollout_id}; one human "
+                               "counts once")
+        approval["voters"] = sorted(voters | {principal.name})
+        if verdict == "deny":
+            rollout.phase = RolloutPhase.denied
+            rollout.state["reason"] = f"denied by {principal.name}: {reason}"
+            rollout.events.append((AuditEvent.ROLLOUT_VOTED.value, {
+                "principal": principal.name, "token_id": principal.token_id, "verdict": verdict,
+                "reason": reason, "satisfied": False, "counted": [], "still_needs": ""}))
+        else:
+            approvers = [*approval["approved_by"], principal.name]
+            quorum = evaluate(requirements, humans, rollout.agent, owner, approvers)
+            approval["approved_by"] = approvers
+            approval["still_needs"] = quorum.describe()
+            rollout.events.append((AuditEvent.ROLLOUT_VOTED.value, {
+                "principal": principal.name, "token_id": principal.token_id, "verdict": verdict,
+                "reason": reason, "satisfied": quorum.satisfied, "counted": list(quorum.counted),
+                "still_needs": quorum.describe()}))
+            if quorum.satisfied:
+                rollout.phase = RolloutPhase.progressing
+                rollout.state["reason"] = f"approved by {', '.join(quorum.counted)}"
+                rollout.state["deadline"] = stamp(self.clock() + timedelta(seconds=rollout.spec.progress_deadline))
+                rollout.state["issue_grants"] = list(quorum.counted)
 
     def promote(self, rollout_id: str, principal: Principal) -> Rollout:
         """Go past the current pause or analysis step (Argo's promote)."""
