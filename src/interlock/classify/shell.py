@@ -324,7 +324,10 @@ def word_of(node: Node) -> Word:
 
 
 @dataclass
-class Outcome:
+class ShellJudgement:
+    """The judgement of one whole shell text (every command in it), before it becomes a
+    `Classification`; each command's own finding is a `programs.Verdict`."""
+
     risk: Risk
     tags: frozenset[str]
     summary: str
@@ -372,8 +375,8 @@ class Judging:
         if self.depth + 1 > MAX_DEPTH:
             return Verdict(Risk.unknown, f"commands nested more than {MAX_DEPTH} levels deep")
         inner = Judging(self.context, self.depth + 1, self.functions, self.budget, deadline=self.deadline)
-        outcome = inner.run(text, stdin)
-        return Verdict(outcome.risk, outcome.summary, outcome.tags, outcome.paths, tuple(outcome.commands))
+        judged = inner.run(text, stdin)
+        return Verdict(judged.risk, judged.summary, judged.tags, judged.paths, tuple(judged.commands))
 
     def argv(self, words: list[Word], stdin: Stdin) -> Verdict:
         self._spend()
@@ -395,12 +398,12 @@ class Judging:
 
     # --- the walk
 
-    def run(self, text: str, stdin: Stdin = TTY) -> Outcome:
+    def run(self, text: str, stdin: Stdin = TTY) -> ShellJudgement:
         self.text = text
         words = simple_words(text) if FAST_PATH else None
         if words is not None:
             self.simple(words, stdin)
-            return self.outcome(False)
+            return self.judgement(False)
         joined = join_continuations(text)
         source = parser_bytes(joined)
         root = parse(source, self.deadline).root_node
@@ -414,7 +417,7 @@ class Judging:
             self.walk(root, stdin)
         finally:
             _SOURCE.bytes = outer
-        return self.outcome(parse_error or self.anomalous)
+        return self.judgement(parse_error or self.anomalous)
 
     def simple(self, words: list[Word], stdin: Stdin) -> None:
         """A line that is one command of plain words: judged as `command` judges it, without a parse."""
@@ -424,14 +427,14 @@ class Judging:
             change_dir(operands[0].value if operands else "~")
         self.record(self.text, program, verdict)
 
-    def outcome(self, parse_error: bool) -> Outcome:
+    def judgement(self, parse_error: bool) -> ShellJudgement:
         overall = worst(self.verdicts)
         risk = overall.risk
         summary = self._summary()
         if parse_error and risk is not Risk.destructive:
             risk = Risk.unknown
             summary = f"could not parse the command line: {_one_line(self.text, 100)}"
-        return Outcome(risk, overall.tags, summary, self.commands, overall.paths, parse_error)
+        return ShellJudgement(risk, overall.tags, summary, self.commands, overall.paths, parse_error)
 
     def _summary(self) -> str:
         if not self.commands:
@@ -971,10 +974,10 @@ def feed_from(node: Node) -> Stdin:
 # --------------------------------------------------------------------------- the classifier
 
 
-def judge_text(command: str, context: ClassifyContext) -> Outcome:
+def judge_text(command: str, context: ClassifyContext) -> ShellJudgement:
     """Judge a whole command line; never raises."""
     if len(command) > MAX_CHARS:
-        return Outcome(
+        return ShellJudgement(
             Risk.unknown,
             frozenset(),
             f"command longer than {MAX_CHARS} characters is not judged",
@@ -989,27 +992,28 @@ def judge_text(command: str, context: ClassifyContext) -> Outcome:
     try:
         return judging.run(command)
     except TooMuch as exc:
-        return Outcome(Risk.unknown, frozenset(), f"too much to judge: {exc}", judging.commands[:50], (), False)
+        return ShellJudgement(Risk.unknown, frozenset(), f"too much to judge: {exc}", judging.commands[:50], (), False)
     except RecursionError:
-        return Outcome(Risk.unknown, frozenset(), "command nested too deeply to judge", [], (), False)
+        return ShellJudgement(Risk.unknown, frozenset(), "command nested too deeply to judge", [], (), False)
     except Exception as exc:  # a bug here must end in unknown, never in a crash or in "read"
-        return Outcome(Risk.unknown, frozenset(), f"shell classifier failed: {type(exc).__name__}", [], (), False)
+        failed = f"shell classifier failed: {type(exc).__name__}"
+        return ShellJudgement(Risk.unknown, frozenset(), failed, [], (), False)
     finally:
         WORKING_DIR.reset(token)
         LINE.reset(line)
 
 
-def _classification(outcome: Outcome, command: str) -> Classification:
-    details: dict[str, Any] = {"commands": outcome.commands}
-    if outcome.paths:
-        details["paths"] = list(outcome.paths)
-    if "mass" in outcome.tags:
+def _classification(judged: ShellJudgement, command: str) -> Classification:
+    details: dict[str, Any] = {"commands": judged.commands}
+    if judged.paths:
+        details["paths"] = list(judged.paths)
+    if "mass" in judged.tags:
         details["blast_radius"] = "mass"
-    if outcome.parse_error:
+    if judged.parse_error:
         details["parse_error"] = True
     # `kinds` is taken here, inside the cached function, so a cache hit still knows what the line contains.
     return built_classification(
-        outcome.risk, tuple(sorted(outcome.tags)), _one_line(outcome.summary, 200), details, found_kinds(Kind.shell)
+        judged.risk, tuple(sorted(judged.tags)), _one_line(judged.summary, 200), details, found_kinds(Kind.shell)
     )
 
 
