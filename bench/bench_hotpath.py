@@ -1,0 +1,101 @@
+"""Interlock's hot path as a fraction of its floor (issue 18.5), measured interleaved in one run:
+
+- baseline: `bench/baseline_app.py` on uvicorn, the same JSON body parsed and one group-committed,
+  fsync'd SQLite append per request (WAL, synchronous=FULL);
+- Interlock: `interlock serve`, one worker, SQLite, the example policy (guards on), a mix of 9 allowed
+  reads to 1 approval-required write (advisory), each answered after its audit entries are durable.
+
+32 connections, wrk, loopback. The ratio is the gate (goal ≥ 20%, p99 ≤ 25 ms); the absolute figures
+depend on how loaded the machine is. Run: `scripts/bench hotpath` (INTERLOCK_BENCH_SECONDS, default 10).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from interlock.testing import free_port, live_server
+
+ROOT = Path(__file__).resolve().parent.parent
+POLICY = ROOT / "examples" / "policy.yaml"
+DURATION_S = int(os.environ.get("INTERLOCK_BENCH_SECONDS", "10"))
+CONNECTIONS = 32
+ROUNDS = 2
+READ = {"kind": "shell", "environment": "production", "payload": {"command": "ls -la /srv/app"},
+        "rationale": {"intent": "look around"}, "mode": "advisory"}
+WRITE = {"kind": "shell", "environment": "production",
+         "payload": {"command": "kubectl scale deployment/api --replicas=5 -n billing"},
+         "rationale": {"intent": "more capacity"}, "mode": "advisory"}
+
+
+def _wrk(url: str, bodies: list[dict[str, object]], token: str, workdir: Path) -> dict[str, float]:
+    script = workdir / "mix.lua"
+    texts = ", ".join(json.dumps(json.dumps(b)) for b in bodies)
+    script.write_text(
+        f"local bodies = {{{texts}}}\n"
+        "local n = 0\n"
+        "request = function()\n"
+        "  n = n + 1\n"
+        "  return wrk.format('POST', nil, {['Content-Type'] = 'application/json', "
+        f"['Authorization'] = 'Bearer {token}'}}, bodies[(n % #bodies) + 1])\n"
+        "end\n"
+        "done = function(summary, latency, requests)\n"
+        '  io.write(string.format("P50 %d\\nP99 %d\\nNON2XX %d\\n", latency:percentile(50), '
+        "latency:percentile(99), summary.errors.status))\n"
+        "end\n")
+    out = subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{DURATION_S}s", "--timeout", "5s", "-s", str(script),
+                          url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    values = dict(re.findall(r"^(P50|P99|NON2XX) (\d+)$", out, re.M))
+    return {"rps": rps, "p50_ms": int(values["P50"]) / 1000, "p99_ms": int(values["P99"]) / 1000,
+            "non2xx": int(values["NON2XX"])}
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="interlock-hotpath-") as scratch:
+        work = Path(scratch)
+        port = free_port()
+        baseline = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "bench.baseline_app:create",
+                                     "--port", str(port), "--log-level", "warning", "--no-access-log"],
+                                    cwd=ROOT, env={**os.environ, "BASELINE_DB": str(work / "baseline.db")})
+        try:
+            url = f"http://127.0.0.1:{port}"
+            for _ in range(100):
+                try:
+                    if httpx.post(f"{url}/append", json=READ).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            with live_server(POLICY, f"sqlite:///{work / 'interlock.db'}", work) as server:
+                token = server.token("agent", "kiro")
+                probe = [httpx.post(f"{server.url}/v1/actions", json=b, headers={"Authorization": f"Bearer {token}"})
+                         .json()["state"] for b in (READ, WRITE)]
+                assert probe == ["allowed", "pending_approval"], probe
+                print(f"\nhot path vs its floor: {CONNECTIONS} connections, {DURATION_S} s a run, {ROUNDS} rounds "
+                      "interleaved, loopback, SQLite, one worker")
+                print(f"{'round':>5} {'app':<34} {'req/s':>8} {'p50':>9} {'p99':>9} {'non-2xx':>8}")
+                ratios = []
+                for i in range(ROUNDS):
+                    base = _wrk(f"{url}/append", [READ], token, work)
+                    mine = _wrk(f"{server.url}/v1/actions", [READ] * 9 + [WRITE], token, work)
+                    ratios.append(mine["rps"] / base["rps"])
+                    for name, row in (("baseline (parse + durable append)", base),
+                                      ("interlock POST /v1/actions (mix)", mine)):
+                        print(f"{i + 1:>5} {name:<34} {row['rps']:>8.0f} {row['p50_ms']:>7.1f}ms "
+                              f"{row['p99_ms']:>7.1f}ms {row['non2xx']:>8}", flush=True)
+                print(f"Interlock / baseline: {', '.join(f'{r:.1%}' for r in ratios)} (goal ≥ 20%, p99 ≤ 25 ms)")
+        finally:
+            baseline.terminate()
+            baseline.wait(timeout=15)
+
+
+if __name__ == "__main__":
+    main()
