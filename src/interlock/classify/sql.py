@@ -107,7 +107,7 @@ OPAQUE_CREATES = frozenset({"FUNCTION", "PROCEDURE", "RULE", "LANGUAGE", "AGGREG
 
 
 @dataclass
-class Verdict:
+class StatementJudgement:
     """What one statement would do."""
 
     type: str
@@ -146,11 +146,11 @@ def classify_sql(payload: dict[str, Any], context: ClassifyContext) -> Classific
     statements = split_statements(tokens)
     if not statements:
         return unknown("no SQL statement found")
-    verdicts = [judge_statement(group, sql, dialect) for group in statements]
-    for verdict in verdicts:
-        if verdict.calls:
-            judge_calls(verdict, context.read_only_functions)
-    return combine(verdicts)
+    judgements = [judge_statement(group, sql, dialect) for group in statements]
+    for judgement in judgements:
+        if judgement.calls:
+            judge_calls(judgement, context.read_only_functions)
+    return combine(judgements)
 
 
 def split_statements(tokens: list[Token]) -> list[list[Token]]:
@@ -187,15 +187,15 @@ STATEMENT_TAGS = {
 }
 
 
-def judge_statement(tokens: list[Token], sql: str, dialect: Dialect) -> Verdict:
-    verdict = judge_statement_text(tokens, sql, dialect)
+def judge_statement(tokens: list[Token], sql: str, dialect: Dialect) -> StatementJudgement:
+    judgement = judge_statement_text(tokens, sql, dialect)
     tag = STATEMENT_TAGS.get(tokens[0].text.upper())
     if tag is not None:
-        verdict.tags.add(tag)
-    return verdict
+        judgement.tags.add(tag)
+    return judgement
 
 
-def judge_statement_text(tokens: list[Token], sql: str, dialect: Dialect) -> Verdict:
+def judge_statement_text(tokens: list[Token], sql: str, dialect: Dialect) -> StatementJudgement:
     words = words_of(tokens[:8])
     first = words[0] if words else ""
     body = tokens  # the statement's tokens, with a Command's text read back into tokens
@@ -206,7 +206,7 @@ def judge_statement_text(tokens: list[Token], sql: str, dialect: Dialect) -> Ver
         try:
             rest_tokens = dialect.tokenize(rest)
         except Exception:
-            return Verdict(first.lower(), Risk.unknown, note=f"{first} with text we cannot read")
+            return StatementJudgement(first.lower(), Risk.unknown, note=f"{first} with text we cannot read")
         if first == "EXPLAIN":
             return judge_explain(rest_tokens, rest, dialect)
         if first in ("PREPARE", "DECLARE"):
@@ -218,27 +218,27 @@ def judge_statement_text(tokens: list[Token], sql: str, dialect: Dialect) -> Ver
 
     if first in TRANSACTION_WORDS:
         if first in ("PREPARE", "COMMIT", "ROLLBACK") and second == "PREPARED":
-            return Verdict("transaction", Risk.write, note=f"{first} PREPARED")
-        return Verdict("transaction", Risk.read, note=first)
+            return StatementJudgement("transaction", Risk.write, note=f"{first} PREPARED")
+        return StatementJudgement("transaction", Risk.read, note=first)
     if first in READ_WORDS:
-        return Verdict(first.lower(), Risk.read, note=first)
+        return StatementJudgement(first.lower(), Risk.read, note=first)
     if first in ("SET", "RESET"):
         return judge_set(words)
     if first == "EXPLAIN":
         return judge_explain(tokens[1:], sql, dialect)
     if first in OPAQUE_WORDS:
-        return Verdict(first.lower(), Risk.unknown, note=f"{first} runs code we cannot see into")
+        return StatementJudgement(first.lower(), Risk.unknown, note=f"{first} runs code we cannot see into")
     if first in ("PREPARE", "DECLARE"):
         return judge_wrapped(tokens[1:], sql, dialect, first)
     if first in MAINTENANCE_WORDS:
         tags = {"schema"} if first in ("COMMENT", "SECURITY", "IMPORT") else set()
-        return Verdict(first.lower(), Risk.write, tags, note=" ".join(words[:2]))
+        return StatementJudgement(first.lower(), Risk.write, tags, note=" ".join(words[:2]))
     if first == "COPY":
         return judge_copy(tokens, sql, dialect)
     if first == "GRANT":
         return judge_grant(body, text)
     if first == "REVOKE":
-        return Verdict(
+        return StatementJudgement(
             "revoke",
             Risk.destructive,
             {"privilege"},
@@ -251,42 +251,50 @@ def judge_statement_text(tokens: list[Token], sql: str, dialect: Dialect) -> Ver
         server_role = kind == "SERVER" and "ROLE" in words[2:4]  # SQL Server: ALTER SERVER ROLE sysadmin …
         if kind in PRIVILEGE_OBJECTS or (first == "ALTER" and (server_role or kind == "AUTHORIZATION")):
             if first == "DROP":
-                return Verdict(f"drop {kind.lower()}", Risk.destructive, {"privilege"}, note=f"DROP {kind}")
+                return StatementJudgement(f"drop {kind.lower()}", Risk.destructive, {"privilege"}, note=f"DROP {kind}")
             return judge_role(body, first, kind)
         if first == "ALTER" and (owner := new_owner(body)) is not None:
-            return Verdict(
+            return StatementJudgement(
                 "alter owner", Risk.destructive, {"privilege"},
                 note=f"ALTER … OWNER TO {owner}: the owner may drop it and grant anything on it",
             )
         if first == "CREATE" and kind in OPAQUE_CREATES:
-            return Verdict(f"create {kind.lower()}", Risk.unknown, {"schema"}, note=f"CREATE {kind} body is code")
+            return StatementJudgement(
+                f"create {kind.lower()}", Risk.unknown, {"schema"}, note=f"CREATE {kind} body is code",
+            )
         if first == "ALTER" and kind == "SYSTEM":
-            return Verdict("alter system", Risk.write, {"schema"}, note="ALTER SYSTEM changes server settings")
+            return StatementJudgement(
+                "alter system", Risk.write, {"schema"}, note="ALTER SYSTEM changes server settings",
+            )
         if first == "DROP" and kind == "OWNED":
-            return Verdict("drop owned", Risk.destructive, {"mass", "privilege"}, note="DROP OWNED drops every object")
+            return StatementJudgement(
+                "drop owned", Risk.destructive, {"mass", "privilege"}, note="DROP OWNED drops every object",
+            )
     if first == "REPLACE":
-        return Verdict("replace", Risk.write, {"replace"}, note="REPLACE INTO deletes and re-inserts rows")
+        return StatementJudgement("replace", Risk.write, {"replace"}, note="REPLACE INTO deletes and re-inserts rows")
     if first == "REASSIGN":
-        return Verdict(
+        return StatementJudgement(
             "reassign owned", Risk.destructive, {"privilege"},
             note="REASSIGN OWNED gives away every object a role owns",
         )
     if first == "TRUNCATE":
-        verdict = Verdict("truncate", Risk.destructive, {"mass", "irreversible"}, note="TRUNCATE empties tables")
+        judgement = StatementJudgement(
+            "truncate", Risk.destructive, {"mass", "irreversible"}, note="TRUNCATE empties tables",
+        )
         if "CASCADE" in words_of(tokens):
-            verdict.tags.add("cascade")
-        verdict.tables = [t.text for t in tokens[1:] if t.token_type in (TokenType.VAR, TokenType.IDENTIFIER)][:1]
+            judgement.tags.add("cascade")
+        judgement.tables = [t.text for t in tokens[1:] if t.token_type in (TokenType.VAR, TokenType.IDENTIFIER)][:1]
         parsed = parse(tokens, sql, dialect)
         if parsed is not None:
-            verdict.tables = tables_in(parsed)
-        return verdict
+            judgement.tables = tables_in(parsed)
+        return judgement
     parsed = parse(tokens, sql, dialect)
     if parsed is None:
-        return Verdict("unparsable", Risk.unknown, note=f"could not parse `{shorten(text, 40)}`")
-    verdict = judge_tree(parsed)
-    if is_locking_read(tokens) and verdict.risk is Risk.read:
-        verdict.raise_to(Risk.write, note="SELECT … FOR UPDATE/SHARE locks rows")
-    return verdict
+        return StatementJudgement("unparsable", Risk.unknown, note=f"could not parse `{shorten(text, 40)}`")
+    judgement = judge_tree(parsed)
+    if is_locking_read(tokens) and judgement.risk is Risk.read:
+        judgement.raise_to(Risk.write, note="SELECT … FOR UPDATE/SHARE locks rows")
+    return judgement
 
 
 def parse(tokens: list[Token], sql: str, dialect: Dialect) -> exp.Expr | None:
@@ -367,50 +375,50 @@ def grant_escalation(tokens: list[Token]) -> str | None:
     return None
 
 
-def judge_grant(tokens: list[Token], text: str) -> Verdict:
+def judge_grant(tokens: list[Token], text: str) -> StatementJudgement:
     why = grant_escalation(tokens)
     if why is not None:
-        return Verdict("grant", Risk.destructive, {"privilege"}, note=f"{why}: {shorten(text, 80)}")
-    return Verdict("grant", Risk.write, {"privilege"}, note=f"GRANT: {shorten(text, 100)}")
+        return StatementJudgement("grant", Risk.destructive, {"privilege"}, note=f"{why}: {shorten(text, 80)}")
+    return StatementJudgement("grant", Risk.write, {"privilege"}, note=f"GRANT: {shorten(text, 100)}")
 
 
-def judge_default_privileges(tokens: list[Token], text: str) -> Verdict:
+def judge_default_privileges(tokens: list[Token], text: str) -> StatementJudgement:
     """ALTER DEFAULT PRIVILEGES … GRANT …: the grant applies to every future object."""
     grant = find_word(tokens, "GRANT")
     why = grant_escalation(tokens[grant:]) if grant < len(tokens) else None
     if why is not None:
         note = f"ALTER DEFAULT PRIVILEGES {why} on every future object"
-        return Verdict("alter default privileges", Risk.destructive, {"privilege", "grant"}, note=note)
+        return StatementJudgement("alter default privileges", Risk.destructive, {"privilege", "grant"}, note=note)
     note = f"ALTER DEFAULT PRIVILEGES: {shorten(text, 80)}"
-    return Verdict("alter default privileges", Risk.write, {"privilege"}, note=note)
+    return StatementJudgement("alter default privileges", Risk.write, {"privilege"}, note=note)
 
 
-def judge_role(tokens: list[Token], first: str, kind: str) -> Verdict:
+def judge_role(tokens: list[Token], first: str, kind: str) -> StatementJudgement:
     """CREATE/ALTER ROLE|USER|GROUP, ALTER SERVER ROLE, ALTER AUTHORIZATION: which power does it give?"""
     flat = top_level(tokens)
     words = [t.text.upper() if t.token_type != TokenType.STRING else "" for t in flat]
     kind_at = words.index(kind) if kind in words else 1
     if kind == "AUTHORIZATION":  # SQL Server: ALTER AUTHORIZATION ON x TO owner
         note = "ALTER AUTHORIZATION gives an object a new owner"
-        return Verdict("alter authorization", Risk.destructive, {"privilege"}, note=note)
+        return StatementJudgement("alter authorization", Risk.destructive, {"privilege"}, note=note)
     if kind == "SERVER":  # ALTER SERVER ROLE name …
         kind_at = find_word(flat, "ROLE")
     name = flat[kind_at + 1].text if kind_at + 1 < len(flat) else ""
     rest = words[kind_at + 2 : find_word(flat, "SET", "RESET", start=kind_at + 2)]
     note = f"{first} {kind} {name}".strip()
-    verdict = Verdict(f"{first.lower()} {kind.lower()}", Risk.write, {"privilege"}, note=note)
+    judgement = StatementJudgement(f"{first.lower()} {kind.lower()}", Risk.write, {"privilege"}, note=note)
     attribute = next((w for w in rest if w in ADMIN_ATTRIBUTES), None)
     if attribute is not None:
-        verdict.raise_to(Risk.destructive, note=f"{first} {kind} {name} {attribute}: administrator power")
+        judgement.raise_to(Risk.destructive, note=f"{first} {kind} {name} {attribute}: administrator power")
     if "ADD" in rest and is_admin_name(name):  # ALTER SERVER ROLE sysadmin ADD MEMBER x; ALTER GROUP admins ADD USER x
-        verdict.raise_to(Risk.destructive, note=f"adds a member to the administrator role {name}")
+        judgement.raise_to(Risk.destructive, note=f"adds a member to the administrator role {name}")
     for index, word in enumerate(rest[:-1]):  # CREATE ROLE x IN ROLE postgres
         if word == "IN" and rest[index + 1] in ("ROLE", "GROUP"):
             members = flat[kind_at + 2 + index + 2 :]
             admin = next((t.text for t in members if is_admin_name(t.text)), None)
             if admin is not None:
-                verdict.raise_to(Risk.destructive, note=f"{first} {kind} {name} joins the administrator role {admin}")
-    return verdict
+                judgement.raise_to(Risk.destructive, note=f"{first} {kind} {name} joins the administrator role {admin}")
+    return judgement
 
 
 def new_owner(tokens: list[Token]) -> str | None:
@@ -425,16 +433,16 @@ def new_owner(tokens: list[Token]) -> str | None:
     return None
 
 
-def judge_set(words: list[str]) -> Verdict:
+def judge_set(words: list[str]) -> StatementJudgement:
     rest = [w for w in words[1:] if w not in ("SESSION", "LOCAL")]
     if rest[:1] == ["ROLE"] or rest[:1] == ["AUTHORIZATION"]:
-        return Verdict("set role", Risk.write, {"privilege"}, note="SET ROLE changes whose rights apply")
+        return StatementJudgement("set role", Risk.write, {"privilege"}, note="SET ROLE changes whose rights apply")
     if rest[:1] == ["SESSION_REPLICATION_ROLE"]:
-        return Verdict("set", Risk.write, note="session_replication_role disables triggers and foreign keys")
-    return Verdict("set", Risk.read, note=" ".join(words[:2]))
+        return StatementJudgement("set", Risk.write, note="session_replication_role disables triggers and foreign keys")
+    return StatementJudgement("set", Risk.read, note=" ".join(words[:2]))
 
 
-def judge_explain(tokens: list[Token], sql: str, dialect: Dialect) -> Verdict:
+def judge_explain(tokens: list[Token], sql: str, dialect: Dialect) -> StatementJudgement:
     """EXPLAIN only plans; EXPLAIN ANALYZE *runs* the statement, so it is as risky as it."""
     statement_starts = {
         "SELECT",
@@ -463,37 +471,37 @@ def judge_explain(tokens: list[Token], sql: str, dialect: Dialect) -> Verdict:
         elif depth == 0 and word in statement_starts:
             inner = judge_statement(tokens[index:], sql, dialect)
             if not analyze:
-                return Verdict("explain", Risk.read, tables=inner.tables, note="EXPLAIN (plans only)")
+                return StatementJudgement("explain", Risk.read, tables=inner.tables, note="EXPLAIN (plans only)")
             inner.note = f"EXPLAIN ANALYZE executes it: {inner.note or inner.type}"
             return inner
-    return Verdict("explain", Risk.unknown, note="EXPLAIN of something we cannot read")
+    return StatementJudgement("explain", Risk.unknown, note="EXPLAIN of something we cannot read")
 
 
 #: What PostgreSQL's parse_bool reads as false (it accepts unique prefixes).
 FALSE_WORDS = frozenset({"F", "FA", "FAL", "FALS", "FALSE", "N", "NO", "OF", "OFF", "0"})
 
 
-def judge_wrapped(tokens: list[Token], sql: str, dialect: Dialect, word: str) -> Verdict:
+def judge_wrapped(tokens: list[Token], sql: str, dialect: Dialect, word: str) -> StatementJudgement:
     """PREPARE x AS stmt / DECLARE c CURSOR FOR stmt: judge the statement inside."""
     marker = "AS" if word == "PREPARE" else "FOR"
     for index, token in enumerate(tokens):
         if token.text.upper() == marker and index + 1 < len(tokens):
             return judge_statement(tokens[index + 1 :], sql, dialect)
-    return Verdict(word.lower(), Risk.unknown, note=f"{word} without a statement we can read")
+    return StatementJudgement(word.lower(), Risk.unknown, note=f"{word} without a statement we can read")
 
 
-def judge_copy(tokens: list[Token], sql: str, dialect: Dialect) -> Verdict:
+def judge_copy(tokens: list[Token], sql: str, dialect: Dialect) -> StatementJudgement:
     """COPY … TO/FROM PROGRAM runs a shell command on the database server; `COPY (query) TO` runs
     the query, which may be a `DELETE … RETURNING`."""
     depth = 0
     direction = ""
     target: Token | None = None
-    inner = Verdict("copy", Risk.read)
+    inner = StatementJudgement("copy", Risk.read)
     for index, token in enumerate(tokens[1:], start=1):
         if token.token_type == TokenType.L_PAREN and depth == 0 and index == 1:
             closing = matching_paren(tokens, index)
             if closing is None:
-                return Verdict("copy", Risk.unknown, note="COPY with an unclosed query")
+                return StatementJudgement("copy", Risk.unknown, note="COPY with an unclosed query")
             inner = judge_statement(tokens[index + 1 : closing], sql, dialect) if closing > index + 1 else inner
         if token.token_type == TokenType.L_PAREN:
             depth += 1
@@ -506,12 +514,16 @@ def judge_copy(tokens: list[Token], sql: str, dialect: Dialect) -> Verdict:
     table = tokens[1].text if len(tokens) > 1 and tokens[1].token_type != TokenType.L_PAREN else ""
     tables = [table] if table else []
     if target is None:
-        return Verdict("copy", Risk.unknown, tables=tables, note="COPY without TO/FROM")
+        return StatementJudgement("copy", Risk.unknown, tables=tables, note="COPY without TO/FROM")
     where = target.text.upper() if target.token_type != TokenType.STRING else "FILE"
     if where == "PROGRAM":
-        return Verdict("copy", Risk.destructive, {"interpreter"}, tables, note="COPY … PROGRAM runs a server command")
+        return StatementJudgement(
+            "copy", Risk.destructive, {"interpreter"}, tables, note="COPY … PROGRAM runs a server command",
+        )
     if direction == "FROM":
-        return Verdict("copy", Risk.write, set(), tables, note=f"COPY {table} FROM {where.lower()} loads rows")
+        return StatementJudgement(
+            "copy", Risk.write, set(), tables, note=f"COPY {table} FROM {where.lower()} loads rows",
+        )
     if where == "STDOUT":
         inner.raise_to(Risk.read, note="COPY … TO STDOUT exports rows")
         return inner
@@ -603,14 +615,14 @@ JUDGED_TREES: tuple[type[exp.Expr], ...] = (
 )
 
 
-def judge_tree(tree: exp.Expr) -> Verdict:
+def judge_tree(tree: exp.Expr) -> StatementJudgement:
     """Walk every node: the riskiest thing anywhere in the statement decides."""
     if not isinstance(tree, JUDGED_TREES):
-        return Verdict(type(tree).__name__.lower(), Risk.unknown, note="a statement we do not understand")
-    verdict = Verdict(statement_type(tree), Risk.read, tables=tables_in(tree))
+        return StatementJudgement(type(tree).__name__.lower(), Risk.unknown, note="a statement we do not understand")
+    judgement = StatementJudgement(statement_type(tree), Risk.read, tables=tables_in(tree))
     for node in tree.walk():
-        judge_node(node, verdict)
-    return verdict
+        judge_node(node, judgement)
+    return judgement
 
 
 def statement_type(tree: exp.Expr) -> str:
@@ -619,30 +631,32 @@ def statement_type(tree: exp.Expr) -> str:
     return type(tree).__name__.lower()
 
 
-def judge_node(node: exp.Expr, verdict: Verdict) -> None:
+def judge_node(node: exp.Expr, judgement: StatementJudgement) -> None:
     if isinstance(node, exp.Delete):
         target = table_name(node.this)
         where = node.args.get("where")
         if where is None or always_true(where.this):
             why = "without WHERE" if where is None else f"with always-true WHERE {shorten(where.this.sql(), 30)}"
-            verdict.raise_to(Risk.destructive, "mass", "delete", note=f"DELETE FROM {target} {why}: every row")
+            judgement.raise_to(Risk.destructive, "mass", "delete", note=f"DELETE FROM {target} {why}: every row")
         else:
             note = f"DELETE FROM {target} WHERE {shorten(where.this.sql(), 40)}"
-            verdict.raise_to(Risk.destructive, "delete", note=note)
+            judgement.raise_to(Risk.destructive, "delete", note=note)
     elif isinstance(node, exp.Update) and node.find_ancestor(exp.Merge) is None:
         target = table_name(node.this)
         where = node.args.get("where")
         if where is None or always_true(where.this):
             why = "without WHERE" if where is None else f"with always-true WHERE {shorten(where.this.sql(), 30)}"
-            verdict.raise_to(Risk.destructive, "mass", "update", note=f"UPDATE {target} {why}: every row")
+            judgement.raise_to(Risk.destructive, "mass", "update", note=f"UPDATE {target} {why}: every row")
         else:
-            verdict.raise_to(Risk.write, "update", note=f"UPDATE {target} WHERE {shorten(where.this.sql(), 40)}")
+            judgement.raise_to(Risk.write, "update", note=f"UPDATE {target} WHERE {shorten(where.this.sql(), 40)}")
     elif isinstance(node, exp.Insert):
         target = table_name(node.this)
         if node.args.get("overwrite"):
-            verdict.raise_to(Risk.destructive, "replace", "insert", note=f"INSERT OVERWRITE {target} replaces all rows")
+            judgement.raise_to(
+                Risk.destructive, "replace", "insert", note=f"INSERT OVERWRITE {target} replaces all rows",
+            )
         else:
-            verdict.raise_to(Risk.write, "insert", note=f"INSERT INTO {target}")
+            judgement.raise_to(Risk.write, "insert", note=f"INSERT INTO {target}")
     elif isinstance(node, exp.Merge):
         target = table_name(node.this)
         deletes = any(
@@ -650,43 +664,43 @@ def judge_node(node: exp.Expr, verdict: Verdict) -> None:
             for w in node.find_all(exp.When)
         )
         if deletes:
-            verdict.raise_to(Risk.destructive, "merge", "delete", note=f"MERGE INTO {target} deletes matched rows")
+            judgement.raise_to(Risk.destructive, "merge", "delete", note=f"MERGE INTO {target} deletes matched rows")
         else:
-            verdict.raise_to(Risk.write, "merge", note=f"MERGE INTO {target}")
+            judgement.raise_to(Risk.write, "merge", note=f"MERGE INTO {target}")
     elif isinstance(node, exp.Create):
-        judge_create(node, verdict)
+        judge_create(node, judgement)
     elif isinstance(node, exp.Drop):
         if isinstance(node.parent, exp.Alter):
             kind = str(node.args.get("kind") or "part").upper()
             parts = node.args.get("tables") or []
             dropped = ", ".join(table_name(t) if isinstance(t, exp.Table) else t.sql() for t in parts)
             target = table_name(node.parent.this)
-            verdict.raise_to(Risk.destructive, "schema", note=f"ALTER {target} DROP {kind} {dropped}".strip())
+            judgement.raise_to(Risk.destructive, "schema", note=f"ALTER {target} DROP {kind} {dropped}".strip())
         else:
-            judge_drop(node, verdict)
+            judge_drop(node, judgement)
     elif isinstance(node, exp.Alter):
-        verdict.raise_to(Risk.write, "schema", note=f"ALTER {node.args.get('kind') or ''} {table_name(node.this)}")
+        judgement.raise_to(Risk.write, "schema", note=f"ALTER {node.args.get('kind') or ''} {table_name(node.this)}")
         drops = [a for a in node.args.get("actions") or [] if "Drop" in type(a).__name__]
         if drops and not isinstance(drops[0], exp.Drop):  # exp.Drop children say it themselves
-            verdict.raise_to(Risk.destructive, "schema", note=f"ALTER {table_name(node.this)} drops a part")
+            judgement.raise_to(Risk.destructive, "schema", note=f"ALTER {table_name(node.this)} drops a part")
     elif isinstance(node, exp.TruncateTable):
-        verdict.raise_to(Risk.destructive, "mass", "irreversible", "truncate", note="TRUNCATE empties tables")
+        judgement.raise_to(Risk.destructive, "mass", "irreversible", "truncate", note="TRUNCATE empties tables")
     elif isinstance(node, exp.Grant):
-        verdict.raise_to(Risk.write, "privilege", "grant", note="GRANT")
+        judgement.raise_to(Risk.write, "privilege", "grant", note="GRANT")
     elif isinstance(node, exp.Revoke):
-        verdict.raise_to(Risk.destructive, "privilege", "revoke", note="REVOKE")
+        judgement.raise_to(Risk.destructive, "privilege", "revoke", note="REVOKE")
     elif isinstance(node, exp.Analyze):
-        verdict.raise_to(Risk.write, note="ANALYZE")
+        judgement.raise_to(Risk.write, note="ANALYZE")
     elif isinstance(node, exp.Command):
-        verdict.raise_to(Risk.unknown, note=f"{node.this} … we cannot read")
+        judgement.raise_to(Risk.unknown, note=f"{node.this} … we cannot read")
     elif isinstance(node, exp.Select) and node.args.get("into") is not None:
         note = f"SELECT INTO {table_name(node.args['into'])} creates a table"
-        verdict.raise_to(Risk.write, "schema", "create", note=note)
+        judgement.raise_to(Risk.write, "schema", "create", note=note)
     elif isinstance(node, exp.Func):
-        judge_call(node, verdict)
+        judge_call(node, judgement)
 
 
-def judge_call(node: exp.Func, verdict: Verdict) -> None:
+def judge_call(node: exp.Func, judgement: StatementJudgement) -> None:
     """A function call is as risky as what the function does; one we do not know could do anything."""
     if not isinstance(node, NAMED_CALLS):
         effect = RISKY_TYPED.get(type(node), "pure")  # a built-in sqlglot has a grammar for
@@ -702,17 +716,17 @@ def judge_call(node: exp.Func, verdict: Verdict) -> None:
     if name == "set_config":
         setting = constant(node.expressions[0]) if node.expressions else None
         if not isinstance(setting, str) or setting.lower() in ("role", "session_authorization"):
-            verdict.raise_to(Risk.write, "privilege", note="set_config(role …) changes whose rights apply")
+            judgement.raise_to(Risk.write, "privilege", note="set_config(role …) changes whose rights apply")
         else:
-            verdict.raise_to(Risk.write, note=f"set_config({setting[:30]}) changes a setting")
+            judgement.raise_to(Risk.write, note=f"set_config({setting[:30]}) changes a setting")
     elif effect == "destructive":
-        verdict.raise_to(Risk.destructive, note=f"{name}(…)")
+        judgement.raise_to(Risk.destructive, note=f"{name}(…)")
     elif effect == "opaque":
-        verdict.raise_to(Risk.unknown, note=f"{name}(…) runs SQL or touches files we cannot see")
+        judgement.raise_to(Risk.unknown, note=f"{name}(…) runs SQL or touches files we cannot see")
     elif effect == "write":
-        verdict.raise_to(Risk.write, note=f"{name}(…) changes server state")
+        judgement.raise_to(Risk.write, note=f"{name}(…) changes server state")
     elif effect == "unknown":
-        verdict.calls.append(name)  # judged once the target's own read-only functions are known
+        judgement.calls.append(name)  # judged once the target's own read-only functions are known
 
 
 def function_schema(node: exp.Func) -> str:
@@ -725,33 +739,33 @@ def function_schema(node: exp.Func) -> str:
     return ""
 
 
-def judge_calls(verdict: Verdict, read_only: frozenset[str]) -> None:
+def judge_calls(judgement: StatementJudgement, read_only: frozenset[str]) -> None:
     """Calls to functions we do not know make the statement `unknown`, unless the target declares them."""
-    unknown_calls = [name for name in verdict.calls if name.lower() not in read_only]
+    unknown_calls = [name for name in judgement.calls if name.lower() not in read_only]
     if unknown_calls:
         shown = ", ".join(f"{name}()" for name in dict.fromkeys(unknown_calls))
-        verdict.raise_to(
+        judgement.raise_to(
             Risk.unknown,
             note=f"calls {shorten(shown, 80)}: a function we do not know can change anything "
             "(declare it in the target's read_only_functions if it only reads)",
         )
 
 
-def judge_create(node: exp.Create, verdict: Verdict) -> None:
+def judge_create(node: exp.Create, judgement: StatementJudgement) -> None:
     kind = str(node.args.get("kind") or "").upper()
     name = table_name(node.this)
     if kind in OPAQUE_CREATES:
-        verdict.raise_to(Risk.unknown, "schema", note=f"CREATE {kind} body is code we do not judge")
+        judgement.raise_to(Risk.unknown, "schema", note=f"CREATE {kind} body is code we do not judge")
         return
-    verdict.creates.append((kind, name.lower()))
+    judgement.creates.append((kind, name.lower()))
     if node.args.get("replace") and kind == "TABLE":
         # CREATE OR REPLACE TABLE (Snowflake, BigQuery, Databricks) drops the old table's rows.
-        verdict.raise_to(Risk.destructive, "replace", "schema", note=f"CREATE OR REPLACE TABLE {name} drops its rows")
+        judgement.raise_to(Risk.destructive, "replace", "schema", note=f"CREATE OR REPLACE TABLE {name} drops its rows")
     else:
-        verdict.raise_to(Risk.write, "schema", note=f"CREATE {kind} {name}")
+        judgement.raise_to(Risk.write, "schema", note=f"CREATE {kind} {name}")
 
 
-def judge_drop(node: exp.Drop, verdict: Verdict) -> None:
+def judge_drop(node: exp.Drop, judgement: StatementJudgement) -> None:
     kind = str(node.args.get("kind") or "").upper()
     names = [table_name(t) for t in node.args.get("tables") or []] or [table_name(node.this)]
     names = [n for n in names if n]
@@ -762,8 +776,8 @@ def judge_drop(node: exp.Drop, verdict: Verdict) -> None:
         tags.add("mass")
     if kind in PRIVILEGE_OBJECTS:
         tags.add("privilege")
-    verdict.drops.extend((kind, n.lower()) for n in names)
-    verdict.raise_to(Risk.destructive, *tags, note=f"DROP {kind} {', '.join(names)}".rstrip())
+    judgement.drops.extend((kind, n.lower()) for n in names)
+    judgement.raise_to(Risk.destructive, *tags, note=f"DROP {kind} {', '.join(names)}".rstrip())
 
 
 # --- always-true WHERE ------------------------------------------------------------------------------
@@ -892,41 +906,41 @@ def constant(node: exp.Expr | None) -> float | str | None:
 # --- the answer ---------------------------------------------------------------------------------------
 
 
-def combine(verdicts: list[Verdict]) -> Classification:
-    risk = Risk.highest([v.risk for v in verdicts])
+def combine(judgements: list[StatementJudgement]) -> Classification:
+    risk = Risk.highest([v.risk for v in judgements])
     tags: set[str] = set()
-    for v in verdicts:
+    for v in judgements:
         tags |= v.tags
     dropped: set[tuple[str, str]] = set()
     replaced: list[str] = []
-    for v in verdicts:
+    for v in judgements:
         if dropped & set(v.creates):
             tags.add("replace")
             replaced.extend(name for _, name in dropped & set(v.creates))
         dropped.update(v.drops)
     tables: list[str] = []
-    for v in verdicts:
+    for v in judgements:
         tables.extend(t for t in v.tables if t not in tables)
     details = {
-        "statements": [{"type": v.type, "tables": v.tables, "risk": v.risk.value} for v in verdicts],
+        "statements": [{"type": v.type, "tables": v.tables, "risk": v.risk.value} for v in judgements],
         "tables": tables,
     }
-    summary = summarize(verdicts, risk)
+    summary = summarize(judgements, risk)
     if replaced:
         summary = shorten(f"drops and recreates {', '.join(replaced)}: {summary}", 200)
     return Classification(risk=risk, tags=tuple(tags), summary=summary, details=details)
 
 
-def summarize(verdicts: list[Verdict], risk: Risk) -> str:
-    def describe(v: Verdict) -> str:
+def summarize(judgements: list[StatementJudgement], risk: Risk) -> str:
+    def describe(v: StatementJudgement) -> str:
         if v.note:
             return v.note
         return f"{v.type.upper()} from {', '.join(v.tables)}" if v.tables else v.type.upper()
 
-    if len(verdicts) == 1:
-        return shorten(describe(verdicts[0]), 200)
-    worst = [v for v in verdicts if v.risk is risk]
-    text = f"{len(verdicts)} statements, riskiest: " + "; ".join(describe(v) for v in worst[:3])
+    if len(judgements) == 1:
+        return shorten(describe(judgements[0]), 200)
+    worst = [v for v in judgements if v.risk is risk]
+    text = f"{len(judgements)} statements, riskiest: " + "; ".join(describe(v) for v in worst[:3])
     if len(worst) > 3:
         text += f"; and {len(worst) - 3} more"
     return shorten(text, 200)
