@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from interlock.execute import ExecutionResult, Status, execute
-from interlock.execute.result import OutputCapture, Redactor
+from interlock.execute.result import CredentialRedactor, OutputCapture
 from interlock.model import Action, Kind
 from interlock.policy.schema import Target
 
@@ -27,7 +27,7 @@ from interlock.policy.schema import Target
     ],
 )
 def test_redactor_replaces_every_form_of_a_secret(secrets: list[str], text: str, expected: str) -> None:
-    redactor = Redactor()
+    redactor = CredentialRedactor()
     for secret in secrets:
         redactor.add(secret)
     assert redactor.redact(text) == expected
@@ -43,7 +43,7 @@ def test_redactor_replaces_every_form_of_a_secret(secrets: list[str], text: str,
     ],
 )
 def test_a_cut_secret_prefix_is_trimmed(text: str, expected: str) -> None:
-    redactor = Redactor()
+    redactor = CredentialRedactor()
     redactor.add("tok3n-full")
     assert redactor.trim_partial(text) == expected
 
@@ -63,7 +63,7 @@ def test_capture_digests_everything_and_keeps_the_limit(
     capture = OutputCapture(limit)
     for chunk in chunks:
         capture.feed(chunk)
-    assert capture.text(Redactor()) == kept and capture.truncated is truncated
+    assert capture.text(CredentialRedactor()) == kept and capture.truncated is truncated
     assert capture.sha256 == hashlib.sha256(b"".join(chunks)).hexdigest()
     assert capture.total == sum(map(len, chunks))
 

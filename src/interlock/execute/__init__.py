@@ -12,9 +12,9 @@ from typing import Protocol
 
 from interlock.execute.result import (
     Clock,
+    CredentialRedactor,
     ExecutionError,
     ExecutionResult,
-    Redactor,
     Status,
     make_result,
 )
@@ -28,7 +28,7 @@ DEFAULT_TIMEOUT = 30.0
 
 class Executor(Protocol):
     def __call__(
-        self, action: Action, target: Target | None, timeout: float, redactor: Redactor, clock: Clock
+        self, action: Action, target: Target | None, timeout: float, redactor: CredentialRedactor, clock: Clock
     ) -> ExecutionResult: ...
 
 
@@ -79,7 +79,7 @@ def check_target(action: Action, target: Target | None) -> None:
 def execute(action: Action, target: Target | None, *, timeout: float | None = None) -> ExecutionResult:
     """Run `action` against `target`; never raises."""
     clock = Clock()
-    redactor = Redactor()
+    redactor = CredentialRedactor()
     try:
         seconds = float(timeout if timeout is not None else (target.timeout if target else DEFAULT_TIMEOUT))
         if not seconds > 0:

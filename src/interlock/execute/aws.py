@@ -21,10 +21,10 @@ from typing import Any
 
 from interlock.execute.result import (
     Clock,
+    CredentialRedactor,
     ExecutionError,
     ExecutionResult,
     OutputCapture,
-    Redactor,
     Status,
     make_result,
 )
@@ -198,7 +198,7 @@ class Account:
             )
 
 
-def account_of(target: Target, redactor: Redactor) -> Account:
+def account_of(target: Target, redactor: CredentialRedactor) -> Account:
     aws = target.aws
     if aws is None or aws.access_key_id is None or aws.secret_access_key is None:
         raise ExecutionError("aws target needs `aws: {access_key_id: env:…, secret_access_key: env:…, region: …}`")
@@ -239,7 +239,9 @@ def _call_of(action: Action) -> tuple[str, str, dict[str, Any]]:
     raise ExecutionError('aws payload needs `operation` + `params`, or `command` ("aws ec2 describe-instances")')
 
 
-def run(action: Action, target: Target | None, timeout: float, redactor: Redactor, clock: Clock) -> ExecutionResult:
+def run(
+    action: Action, target: Target | None, timeout: float, redactor: CredentialRedactor, clock: Clock
+) -> ExecutionResult:
     assert target is not None
     from botocore.config import Config
     from botocore.exceptions import (

@@ -32,10 +32,10 @@ from typing import Any, Literal
 from interlock.execute.process import run_process
 from interlock.execute.result import (
     Clock,
+    CredentialRedactor,
     ExecutionError,
     ExecutionResult,
     OutputCapture,
-    Redactor,
     Status,
     make_result,
 )
@@ -246,7 +246,7 @@ def _overlay_ok(workdir: str) -> bool:
     return not any(c in workdir for c in ",:\\")
 
 
-def run_in_bwrap(action: Action, target: Target | None, timeout: float, redactor: Redactor, clock: Clock,
+def run_in_bwrap(action: Action, target: Target | None, timeout: float, redactor: CredentialRedactor, clock: Clock,
                  *, mode: Mode | None = None) -> tuple[ExecutionResult, dict[str, Any]]:
     """Run the shell action in bubblewrap; returns the result and the effects on the working directory."""
     command = command_of(action)

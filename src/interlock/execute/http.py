@@ -22,10 +22,10 @@ import httpx
 
 from interlock.execute.result import (
     Clock,
+    CredentialRedactor,
     ExecutionError,
     ExecutionResult,
     OutputCapture,
-    Redactor,
     Status,
     make_result,
 )
@@ -82,7 +82,7 @@ def resolve_url(base: str, requested: str) -> httpx.URL:
     return url
 
 
-def request_headers(action: Action, target: Target, redactor: Redactor) -> dict[str, str]:
+def request_headers(action: Action, target: Target, redactor: CredentialRedactor) -> dict[str, str]:
     agent_headers = action.payload.get("headers") or {}
     if not isinstance(agent_headers, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in agent_headers.items()
@@ -116,7 +116,9 @@ def body_of(action: Action) -> dict[str, Any]:
     raise ExecutionError("http payload `body` must be a string or a JSON object/array")
 
 
-def run(action: Action, target: Target | None, timeout: float, redactor: Redactor, clock: Clock) -> ExecutionResult:
+def run(
+    action: Action, target: Target | None, timeout: float, redactor: CredentialRedactor, clock: Clock
+) -> ExecutionResult:
     assert target is not None
     if not target.url:
         raise ExecutionError("http target has no `url`: add the base URL the agent may call under")

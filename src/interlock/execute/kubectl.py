@@ -25,10 +25,10 @@ from ruamel.yaml import YAML
 from interlock.execute.process import BASE_PATH, run_process
 from interlock.execute.result import (
     Clock,
+    CredentialRedactor,
     ExecutionError,
     ExecutionResult,
     OutputCapture,
-    Redactor,
     Status,
     make_result,
 )
@@ -100,7 +100,7 @@ def arguments(payload: dict[str, Any]) -> list[str]:
     return words
 
 
-def _collect_secrets(node: Any, redactor: Redactor) -> None:
+def _collect_secrets(node: Any, redactor: CredentialRedactor) -> None:
     if isinstance(node, dict):
         for key, value in node.items():
             if key in SECRET_KEYS and isinstance(value, str):
@@ -112,7 +112,7 @@ def _collect_secrets(node: Any, redactor: Redactor) -> None:
             _collect_secrets(item, redactor)
 
 
-def write_kubeconfig(target: Target, redactor: Redactor, directory: str) -> str | None:
+def write_kubeconfig(target: Target, redactor: CredentialRedactor, directory: str) -> str | None:
     if target.kubeconfig is None:
         return None
     content = redactor.resolve(target.kubeconfig, "target kubeconfig")
@@ -126,7 +126,9 @@ def write_kubeconfig(target: Target, redactor: Redactor, directory: str) -> str 
     return str(path)
 
 
-def run(action: Action, target: Target | None, timeout: float, redactor: Redactor, clock: Clock) -> ExecutionResult:
+def run(
+    action: Action, target: Target | None, timeout: float, redactor: CredentialRedactor, clock: Clock
+) -> ExecutionResult:
     assert target is not None
     words = arguments(action.payload)
     binary = kubectl_binary()

@@ -1,7 +1,7 @@
 """What an execution produced, and the two tools every executor uses to build it safely.
 
 `OutputCapture` digests the whole output while keeping only a bounded prefix (a hostile command can
-print forever without growing our memory). `Redactor` knows the credential values resolved for this
+print forever without growing our memory). `CredentialRedactor` knows the credential values resolved for this
 target and replaces them before anything leaves the executor: the result, its excerpt and its error
 message are all redacted, so the audit log and the agent never see a secret even when the command
 echoes it.
@@ -103,8 +103,9 @@ def _audit_redact() -> Callable[[Any], Any] | None:
     return func if callable(func) else None
 
 
-class Redactor:
-    """Replaces the credential values of one execution with `[REDACTED]`."""
+class CredentialRedactor:
+    """Replaces the credential values of one execution with `[REDACTED]` (then applies the audit
+    module's pattern `Redactor`, which knows token shapes but no values)."""
 
     def __init__(self) -> None:
         self._values: set[str] = set()
@@ -170,6 +171,9 @@ class Redactor:
         return text[:cut]
 
 
+Redactor = CredentialRedactor  # temporary alias for branches in flight, removed at 21:05
+
+
 class OutputCapture:
     """Digests every byte, keeps the first `limit` bytes."""
 
@@ -198,7 +202,7 @@ class OutputCapture:
         """The kept bytes, NOT redacted: only for parsing, never for storing or returning."""
         return bytes(self._kept)
 
-    def text(self, redactor: Redactor) -> str:
+    def text(self, redactor: CredentialRedactor) -> str:
         text = redactor.redact(bytes(self._kept).decode("utf-8", errors="replace"))
         return redactor.trim_partial(text) if self.truncated else text
 
@@ -216,7 +220,7 @@ class Clock:
         return int(self.elapsed() * 1000)
 
 
-def _redact_statement(statement: StatementResult, redactor: Redactor) -> StatementResult:
+def _redact_statement(statement: StatementResult, redactor: CredentialRedactor) -> StatementResult:
     if statement.rows is None and statement.columns is None:
         return statement
     columns = [Column(name=redactor.redact_values(c.name), type=c.type) for c in statement.columns or []]
@@ -225,7 +229,7 @@ def _redact_statement(statement: StatementResult, redactor: Redactor) -> Stateme
 
 def make_result(
     status: Status,
-    redactor: Redactor,
+    redactor: CredentialRedactor,
     clock: Clock,
     capture: OutputCapture | None = None,
     *,

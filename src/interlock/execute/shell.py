@@ -12,10 +12,10 @@ from pathlib import Path
 from interlock.execute.process import base_env, run_process
 from interlock.execute.result import (
     Clock,
+    CredentialRedactor,
     ExecutionError,
     ExecutionResult,
     OutputCapture,
-    Redactor,
     Status,
     make_result,
 )
@@ -26,7 +26,7 @@ BASH = "/bin/bash"
 DEFAULT_MAX_OUTPUT = 1024 * 1024
 
 
-def target_env(target: Target | None, redactor: Redactor, home: str) -> dict[str, str]:
+def target_env(target: Target | None, redactor: CredentialRedactor, home: str) -> dict[str, str]:
     """The controlled environment plus the target's resolved `env` (values registered as secrets)."""
     env = base_env(home)
     if target is not None:
@@ -52,7 +52,9 @@ def command_of(action: Action) -> str:
     return command
 
 
-def run(action: Action, target: Target | None, timeout: float, redactor: Redactor, clock: Clock) -> ExecutionResult:
+def run(
+    action: Action, target: Target | None, timeout: float, redactor: CredentialRedactor, clock: Clock
+) -> ExecutionResult:
     command = command_of(action)
     limit = target.max_output_bytes if target is not None else DEFAULT_MAX_OUTPUT
     cwd = workdir(target)

@@ -24,10 +24,10 @@ from interlock.execute.cancel import current as current_cancellation
 from interlock.execute.result import (
     Clock,
     Column,
+    CredentialRedactor,
     ExecutionError,
     ExecutionResult,
     OutputCapture,
-    Redactor,
     StatementResult,
     Status,
     make_result,
@@ -159,7 +159,7 @@ def total_rows(statements: list[StatementResult]) -> int:
     return sum(st.rows_affected or 0 for st in statements)
 
 
-def connect(target: Target, redactor: Redactor, timeout: float) -> psycopg.Connection[Any]:
+def connect(target: Target, redactor: CredentialRedactor, timeout: float) -> psycopg.Connection[Any]:
     if target.dsn is None:
         raise ExecutionError("sql target has no `dsn`: add `dsn: env:NAME` (a libpq connection string reference)")
     dsn = redactor.resolve(target.dsn, "target dsn")
@@ -176,7 +176,9 @@ def connect(target: Target, redactor: Redactor, timeout: float) -> psycopg.Conne
         raise ExecutionError(f"cannot connect to the target database ({target.dsn}): {exc}") from None
 
 
-def run(action: Action, target: Target | None, timeout: float, redactor: Redactor, clock: Clock) -> ExecutionResult:
+def run(
+    action: Action, target: Target | None, timeout: float, redactor: CredentialRedactor, clock: Clock
+) -> ExecutionResult:
     assert target is not None
     if target.dialect.lower() not in POSTGRES_DIALECTS:
         raise ExecutionError(

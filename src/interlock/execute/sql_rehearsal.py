@@ -28,10 +28,10 @@ from sqlglot.tokenizer_core import TokenType
 
 from interlock.execute.result import (
     Clock,
+    CredentialRedactor,
     ExecutionError,
     ExecutionResult,
     OutputCapture,
-    Redactor,
     Status,
     make_result,
 )
@@ -173,7 +173,7 @@ def summary(effects: dict[str, Any]) -> str:
     return "; ".join(parts) + f" ({tail})" if parts else f"no statements ({tail})"
 
 
-def run_rehearsal(action: Action, target: Target, timeout: float, redactor: Redactor,
+def run_rehearsal(action: Action, target: Target, timeout: float, redactor: CredentialRedactor,
                   clock: Clock) -> tuple[ExecutionResult, dict[str, Any]]:
     if target.dialect.lower() not in POSTGRES_DIALECTS:
         raise ExecutionError(f"sql rehearsals run on PostgreSQL only; twin dialect is {target.dialect!r}")

@@ -26,10 +26,10 @@ from typing import Any
 from interlock.execute.process import run_process
 from interlock.execute.result import (
     Clock,
+    CredentialRedactor,
     ExecutionError,
     ExecutionResult,
     OutputCapture,
-    Redactor,
     Status,
     make_result,
 )
@@ -103,7 +103,7 @@ def verified_copy(target: Target, payload: dict[str, Any], directory: str) -> tu
     return copy, str(workdir)
 
 
-def _terraform_env(target: Target, redactor: Redactor, home: str) -> dict[str, str]:
+def _terraform_env(target: Target, redactor: CredentialRedactor, home: str) -> dict[str, str]:
     env = target_env(target, redactor, home)
     env.update({"TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1"})
     return env
@@ -113,7 +113,7 @@ def load_plan(target: Target, payload: dict[str, Any], *, timeout: float | None 
     """`terraform show -json` of the verified plan file, for the Gateway to classify.
 
     Raises PlanError / ExecutionError (the caller must then deny: fail closed)."""
-    redactor = Redactor()
+    redactor = CredentialRedactor()
     seconds = float(timeout if timeout is not None else target.timeout)
     with tempfile.TemporaryDirectory(prefix="interlock-terraform-", ignore_cleanup_errors=True) as scratch:
         try:
@@ -146,7 +146,9 @@ def load_plan(target: Target, payload: dict[str, Any], *, timeout: float | None 
     return redacted
 
 
-def run(action: Action, target: Target | None, timeout: float, redactor: Redactor, clock: Clock) -> ExecutionResult:
+def run(
+    action: Action, target: Target | None, timeout: float, redactor: CredentialRedactor, clock: Clock
+) -> ExecutionResult:
     assert target is not None
     output = OutputCapture(target.max_output_bytes)
     with tempfile.TemporaryDirectory(prefix="interlock-terraform-", ignore_cleanup_errors=True) as scratch:

@@ -27,10 +27,10 @@ from typing import Any
 from interlock.execute import DEFAULT_TIMEOUT, check_target, executor_for
 from interlock.execute.result import (
     Clock,
+    CredentialRedactor,
     ExecutionError,
     ExecutionResult,
     OutputCapture,
-    Redactor,
     Status,
     make_result,
 )
@@ -48,7 +48,7 @@ class Rehearsal:
 def rehearse(action: Action, twin: Target | None, *, timeout: float | None = None,
              shell_mode: str | None = None) -> Rehearsal:
     """Run `action` (already pointed at the twin) on `twin`; never raises."""
-    clock, redactor = Clock(), Redactor()
+    clock, redactor = Clock(), CredentialRedactor()
     effects: dict[str, Any] = {}
     try:
         if twin is None:
@@ -64,7 +64,7 @@ def rehearse(action: Action, twin: Target | None, *, timeout: float | None = Non
     return Rehearsal(result=result, effects=effects, summary=summarize(action.kind, result, effects))
 
 
-def _run(action: Action, twin: Target, seconds: float, redactor: Redactor, clock: Clock,
+def _run(action: Action, twin: Target, seconds: float, redactor: CredentialRedactor, clock: Clock,
          shell_mode: str | None) -> tuple[ExecutionResult, dict[str, Any]]:
     if action.kind is Kind.sql:
         from interlock.execute.sql_rehearsal import run_rehearsal
@@ -123,7 +123,7 @@ def _aws_resources(action: Action) -> dict[str, Any]:
 _DRY_RUN_LINE = re.compile(r"^(?P<resource>\S+/\S+) (?P<verb>[a-z ]+?)(?: \(server dry run\))?$")
 
 
-def _kubectl(action: Action, twin: Target, seconds: float, redactor: Redactor,
+def _kubectl(action: Action, twin: Target, seconds: float, redactor: CredentialRedactor,
              clock: Clock) -> tuple[ExecutionResult, dict[str, Any]]:
     """The same kubectl command with `--dry-run=server` (any --dry-run the agent gave is replaced)."""
     from interlock.execute import kubectl
@@ -164,7 +164,7 @@ def plan_summary(plan: dict[str, Any]) -> dict[str, Any]:
     return {"counts": counts, "replaces": replaces, "deletes": deletes}
 
 
-def _terraform(action: Action, twin: Target, seconds: float, redactor: Redactor,
+def _terraform(action: Action, twin: Target, seconds: float, redactor: CredentialRedactor,
                clock: Clock) -> tuple[ExecutionResult, dict[str, Any]]:
     from interlock.execute import terraform
     from interlock.execute.process import run_process
