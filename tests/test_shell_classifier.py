@@ -238,7 +238,7 @@ def test_input_that_crashes_tree_sitter_bash_is_judged_without_crashing(command:
     assert result.risk is not Risk.read or "{" not in command or not _has_parse_error(command)
 
 
-def test_a_parse_error_keeps_a_sure_destructive_verdict() -> None:
+def test_a_parse_error_keeps_a_sure_destructive_judgement() -> None:
     assert shell("rm -rf / (").risk is Risk.destructive
 
 

@@ -11,7 +11,7 @@ no value, and a program name without a value is `unknown`. Per-program judges li
 `programs/` (one module per family), interpreter snippets in `snippets.py`.
 
 A line tree-sitter cannot parse is `unknown`, unless a command we did understand in it is
-already `destructive` (the verdict can only get worse).
+already `destructive` (the judgement can only get worse).
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from interlock.classify.programs import (
     LINE,
     TTY,
     WORKING_DIR,
+    Judgement,
     LineFacts,
     Stdin,
-    Verdict,
     Word,
     change_dir,
     hijacks,
@@ -102,7 +102,7 @@ _REDIRECTS = frozenset({"file_redirect", "heredoc_redirect", "herestring_redirec
 _PASS_STDIN = frozenset({"subshell", "compound_statement", "list", "negated_command", "do_group"})
 
 
-_NO_REDIRECT = Verdict(Risk.read, "no redirection")
+_NO_REDIRECT = Judgement(Risk.read, "no redirection")
 #: Leaves whose text bash may still expand (a backtick in one means tree-sitter missed a substitution).
 _TEXT_LEAVES = frozenset({"word", "string_content", "extglob_pattern", "regex", "special_character"})
 _ESCAPED = re.compile(r"\\.", re.S)
@@ -326,7 +326,7 @@ def word_of(node: Node) -> Word:
 @dataclass
 class ShellJudgement:
     """The judgement of one whole shell text (every command in it), before it becomes a
-    `Classification`; each command's own finding is a `programs.Verdict`."""
+    `Classification`; each command's own is a `programs.Judgement`."""
 
     risk: Risk
     tags: frozenset[str]
@@ -349,7 +349,7 @@ class Judging:
     A plain class with slots: one is made per classification (and per nested shell), and a
     dataclass with default factories costs more to build than a short command takes to judge."""
 
-    __slots__ = ("anomalous", "budget", "commands", "context", "deadline", "depth", "functions", "text", "verdicts")
+    __slots__ = ("anomalous", "budget", "commands", "context", "deadline", "depth", "functions", "judgements", "text")
 
     def __init__(
         self,
@@ -364,29 +364,29 @@ class Judging:
         self.functions: set[str] = set() if functions is None else functions
         self.budget: list[int] = [MAX_COMMANDS] if budget is None else budget
         self.commands: list[dict[str, Any]] = []
-        self.verdicts: list[Verdict] = []
+        self.judgements: list[Judgement] = []
         self.text = ""
         self.anomalous = False
         self.deadline = deadline
 
     # --- Runner
 
-    def shell(self, text: str, stdin: Stdin = TTY) -> Verdict:
+    def shell(self, text: str, stdin: Stdin = TTY) -> Judgement:
         if self.depth + 1 > MAX_DEPTH:
-            return Verdict(Risk.unknown, f"commands nested more than {MAX_DEPTH} levels deep")
+            return Judgement(Risk.unknown, f"commands nested more than {MAX_DEPTH} levels deep")
         inner = Judging(self.context, self.depth + 1, self.functions, self.budget, deadline=self.deadline)
         judged = inner.run(text, stdin)
-        return Verdict(judged.risk, judged.summary, judged.tags, judged.paths, tuple(judged.commands))
+        return Judgement(judged.risk, judged.summary, judged.tags, judged.paths, tuple(judged.commands))
 
-    def argv(self, words: list[Word], stdin: Stdin) -> Verdict:
+    def argv(self, words: list[Word], stdin: Stdin) -> Judgement:
         self._spend()
         return judge_argv(words, stdin, self)[1]
 
-    def delegate(self, kind: Kind, payload: dict[str, Any], dialect: str | None = None) -> Verdict:
+    def delegate(self, kind: Kind, payload: dict[str, Any], dialect: str | None = None) -> Judgement:
         context = self.context if dialect is None else self.context.model_copy(update={"sql_dialect": dialect})
         result = classify(kind, payload, context)
         paths = result.details.get("paths", ())
-        return Verdict(
+        return Judgement(
             result.risk,
             result.summary,
             frozenset(result.tags),
@@ -403,7 +403,7 @@ class Judging:
         words = simple_words(text) if FAST_PATH else None
         if words is not None:
             self.simple(words, stdin)
-            return self.judgement(False)
+            return self.whole(False)
         joined = join_continuations(text)
         source = parser_bytes(joined)
         root = parse(source, self.deadline).root_node
@@ -417,18 +417,18 @@ class Judging:
             self.walk(root, stdin)
         finally:
             _SOURCE.bytes = outer
-        return self.judgement(parse_error or self.anomalous)
+        return self.whole(parse_error or self.anomalous)
 
     def simple(self, words: list[Word], stdin: Stdin) -> None:
         """A line that is one command of plain words: judged as `command` judges it, without a parse."""
-        program, verdict = judge_argv(words, stdin, self)
+        program, judgement = judge_argv(words, stdin, self)
         if program in ("cd", "pushd"):
             operands = [w for w in words[1:] if w.value is None or not w.value.startswith("-") or w.value == "-"]
             change_dir(operands[0].value if operands else "~")
-        self.record(self.text, program, verdict)
+        self.record(self.text, program, judgement)
 
-    def judgement(self, parse_error: bool) -> ShellJudgement:
-        overall = worst(self.verdicts)
+    def whole(self, parse_error: bool) -> ShellJudgement:
+        overall = worst(self.judgements)
         risk = overall.risk
         summary = self._summary()
         if parse_error and risk is not Risk.destructive:
@@ -461,21 +461,21 @@ class Judging:
         if monotonic() > self.deadline:
             raise TooMuch(f"took longer than {MAX_SECONDS} s")
 
-    def record(self, display: str, program: str, verdict: Verdict) -> None:
+    def record(self, display: str, program: str, judgement: Judgement) -> None:
         self._spend()
         entry: dict[str, Any] = {
             "command": _one_line(display),
             "program": program,
-            "risk": verdict.risk.value,
-            "tags": sorted(verdict.tags),
-            "reason": verdict.reason,
+            "risk": judgement.risk.value,
+            "tags": sorted(judgement.tags),
+            "reason": judgement.reason,
         }
-        if verdict.paths:
-            entry["paths"] = list(verdict.paths)
-        if verdict.nested:
-            entry["nested"] = list(verdict.nested)
+        if judgement.paths:
+            entry["paths"] = list(judgement.paths)
+        if judgement.nested:
+            entry["nested"] = list(judgement.nested)
         self.commands.append(entry)
-        self.verdicts.append(verdict)
+        self.judgements.append(judgement)
 
     def walk(self, node: Node, stdin: Stdin = TTY) -> None:
         kind = node.type
@@ -495,7 +495,7 @@ class Judging:
                     self.record(
                         _text(node),
                         _text(name),
-                        Verdict(Risk.destructive, "a function that starts copies of itself (a fork bomb)", _MASS),
+                        Judgement(Risk.destructive, "a function that starts copies of itself (a fork bomb)", _MASS),
                     )
             for child in node.named_children:
                 self.walk(child)
@@ -506,7 +506,7 @@ class Judging:
             for child in node.children:
                 self.walk(child)
             if len(self.commands) == before:
-                self.record(_text(node), _text(node.children[0]), Verdict(Risk.read, "sets shell variables"))
+                self.record(_text(node), _text(node.children[0]), Judgement(Risk.read, "sets shell variables"))
         elif kind == "comment" or kind == "heredoc_start" or kind == "heredoc_end":
             return
         elif not node.child_count:
@@ -521,7 +521,7 @@ class Judging:
         name = node.child_by_field_name("name")
         variable = _text(name) if name is not None else ""
         if hijacks(variable):
-            self.record(_text(node), "", Verdict(Risk.unknown, f"sets {variable}, which changes what programs run"))
+            self.record(_text(node), "", Judgement(Risk.unknown, f"sets {variable}, which changes what programs run"))
         for child in node.children:
             self.walk(child)
 
@@ -565,17 +565,17 @@ class Judging:
             if extra_args:
                 self.anomalous = True
             self.walk(body, own_stdin)
-            verdict = self.redirect_verdict(redirects)
-            self.record(_text(node).split("\n", 1)[0], "", verdict)
+            judgement = self.redirect_verdict(redirects)
+            self.record(_text(node).split("\n", 1)[0], "", judgement)
         for part in continuation:
             self.pipeline(part.named_children, TTY, first_feed=node)
         for part in later:
             self.walk(part)
 
-    def redirect_verdict(self, redirects: list[Node]) -> Verdict:
+    def redirect_verdict(self, redirects: list[Node]) -> Judgement:
         if not redirects:
             return _NO_REDIRECT
-        verdicts = [Verdict(Risk.read, "redirects")]
+        judgements = [Judgement(Risk.read, "redirects")]
         for redirect in redirects:
             for child in redirect.children:
                 if child.type in _SUBSTITUTIONS or _is_dynamic(child):
@@ -584,8 +584,8 @@ class Judging:
                 self.heredoc_substitutions(redirect)
             if redirect.type != "file_redirect":
                 continue
-            verdicts.append(file_redirect_verdict(redirect))
-        return worst(verdicts)
+            judgements.append(file_redirect_verdict(redirect))
+        return worst(judgements)
 
     def heredoc_substitutions(self, redirect: Node) -> None:
         """Commands bash runs while expanding a here-doc whose delimiter is not quoted."""
@@ -594,9 +594,10 @@ class Judging:
             return
         # Judge the body as the double-quoted string bash expands it like; tree-sitter-bash leaves
         # backticks in here-doc bodies unparsed.
-        verdict = self.shell(f'echo "{_as_double_quoted(heredoc.body)}"')
-        if verdict.risk is not Risk.read:
-            self.record(heredoc.body, "", Verdict(verdict.risk, f"here-doc expansion: {verdict.reason}", verdict.tags))
+        judgement = self.shell(f'echo "{_as_double_quoted(heredoc.body)}"')
+        if judgement.risk is not Risk.read:
+            expanded = Judgement(judgement.risk, f"here-doc expansion: {judgement.reason}", judgement.tags)
+            self.record(heredoc.body, "", expanded)
 
     def command(
         self, node: Node, display: Node, redirects: list[Node], stdin: Stdin, extra_args: list[Node] | None = None
@@ -628,41 +629,41 @@ class Judging:
         stdin = stdin_from(inline, stdin) if inline else stdin
         redirect = truncation(self.redirect_verdict(all_redirects), all_redirects, words)
         if hijack is not None:
-            program, verdict = (
+            program, judgement = (
                 (words[0].show if words else ""),
-                Verdict(Risk.unknown, f"sets {hijack}, which changes what programs run"),
+                Judgement(Risk.unknown, f"sets {hijack}, which changes what programs run"),
             )
         elif words:
-            program, verdict = judge_argv(words, stdin, self)
+            program, judgement = judge_argv(words, stdin, self)
             if program in ("cd", "pushd"):
                 operands = [w for w in words[1:] if w.value is None or not w.value.startswith("-") or w.value == "-"]
                 change_dir(operands[0].value if operands else "~")
         else:
-            program, verdict = "", Verdict(Risk.read, "sets variables")
+            program, judgement = "", Judgement(Risk.read, "sets variables")
         if redirect is _NO_REDIRECT:
             pass
-        elif redirect.risk.rank > verdict.risk.rank or (
-            redirect.risk is Risk.unknown and verdict.risk is not Risk.unknown
+        elif redirect.risk.rank > judgement.risk.rank or (
+            redirect.risk is Risk.unknown and judgement.risk is not Risk.unknown
         ):
-            verdict = Verdict(
+            judgement = Judgement(
                 redirect.risk,
                 redirect.reason,
-                verdict.tags | redirect.tags,
-                verdict.paths + redirect.paths,
-                verdict.nested,
+                judgement.tags | redirect.tags,
+                judgement.paths + redirect.paths,
+                judgement.nested,
             )
         elif redirect.tags or redirect.paths:
-            verdict = Verdict(
-                verdict.risk,
-                verdict.reason,
-                verdict.tags | redirect.tags,
-                verdict.paths + redirect.paths,
-                verdict.nested,
+            judgement = Judgement(
+                judgement.risk,
+                judgement.reason,
+                judgement.tags | redirect.tags,
+                judgement.paths + redirect.paths,
+                judgement.nested,
             )
         text = _text(display)
         if display.type == "redirected_statement" and "<<" in text:
             text = text.split("\n", 1)[0]
-        self.record(text, program, verdict)
+        self.record(text, program, judgement)
 
     def scan(self, node: Node) -> None:
         """Judge the commands a word runs when bash expands it."""
@@ -736,10 +737,10 @@ def backtick_commands(text: str) -> list[str]:
 _PRINTS_NOTHING = frozenset({(), (":",), ("true",), ("false",), ("cat", "/dev/null"), ("echo", "-n"), ("printf", "")})
 
 
-def truncation(verdict: Verdict, redirects: list[Node], words: list[Word]) -> Verdict:
+def truncation(judgement: Judgement, redirects: list[Node], words: list[Word]) -> Judgement:
     """`> F` after a command that prints nothing empties F: as destructive as `truncate -s 0 F`."""
-    if verdict.risk is not Risk.write or len(words) > 2 or tuple(w.value for w in words) not in _PRINTS_NOTHING:
-        return verdict
+    if judgement.risk is not Risk.write or len(words) > 2 or tuple(w.value for w in words) not in _PRINTS_NOTHING:
+        return judgement
     emptied: list[str] = []
     for redirect in redirects:
         if redirect.type != "file_redirect":
@@ -751,15 +752,15 @@ def truncation(verdict: Verdict, redirects: list[Node], words: list[Word]) -> Ve
             if word.value is not None and not in_scratch_word(word):
                 emptied.append(word.value)
     if not emptied:
-        return verdict
-    tags = verdict.tags | {"irreversible"}
-    return Verdict(Risk.destructive, f"empties {', '.join(emptied)}", tags, verdict.paths, verdict.nested)
+        return judgement
+    tags = judgement.tags | {"irreversible"}
+    return Judgement(Risk.destructive, f"empties {', '.join(emptied)}", tags, judgement.paths, judgement.nested)
 
 
 _DUP_TARGET = re.compile(r"^([0-9]+|-)$")
 
 
-def file_redirect_verdict(redirect: Node) -> Verdict:
+def file_redirect_verdict(redirect: Node) -> Judgement:
     operator = ""
     target: Node | None = None
     for child in redirect.children:
@@ -771,16 +772,16 @@ def file_redirect_verdict(redirect: Node) -> Verdict:
             target = child
     if target is None:
         if operator in (">&-", "<&-"):
-            return Verdict(Risk.read, "closes a file descriptor")
-        return Verdict(Risk.unknown, f"redirection {operator} without a target")
+            return Judgement(Risk.read, "closes a file descriptor")
+        return Judgement(Risk.unknown, f"redirection {operator} without a target")
     word = word_of(target)
     if operator in ("<", "<<-"):
         found = names_secret([word])
         if found is not None:
-            return Verdict(Risk.write, f"reads {found}, a secret file", frozenset({"secrets"}))
-        return Verdict(Risk.read, f"reads {word.show}")
+            return Judgement(Risk.write, f"reads {found}, a secret file", frozenset({"secrets"}))
+        return Judgement(Risk.read, f"reads {word.show}")
     if operator in (">&", "<&", ">&-", "<&-") and word.value is not None and _DUP_TARGET.match(word.value):
-        return Verdict(Risk.read, "duplicates a file descriptor")
+        return Judgement(Risk.read, "duplicates a file descriptor")
     action = "appends to" if operator in (">>", "&>>") else "overwrites"
     return write_to(word, action)
 

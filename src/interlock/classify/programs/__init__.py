@@ -16,7 +16,7 @@ Decisions worth knowing (see docs/classifiers.md):
 - A write whose destination comes from an expansion (`> $OUT`) is `unknown`: it could be anywhere.
 """
 
-from interlock.classify.programs.base import JUDGES, TTY, Stdin, Verdict, Word, worst
+from interlock.classify.programs.base import JUDGES, TTY, Judgement, Stdin, Word, worst
 from interlock.classify.programs.dispatch import READ_ONLY, judge_argv, program_name
 from interlock.classify.programs.targets import (
     LINE,
@@ -36,9 +36,9 @@ __all__ = [
     "READ_ONLY",
     "TTY",
     "WORKING_DIR",
+    "Judgement",
     "LineFacts",
     "Stdin",
-    "Verdict",
     "Word",
     "change_dir",
     "hijacks",

@@ -1,4 +1,4 @@
-"""What every program judge is made of: words, verdicts, option parsing, and the judge registry.
+"""What every program judge is made of: words, judgements, option parsing, and the judge registry.
 
 A judge is one function per program family, registered with `@judge("rm", "unlink")` beside it.
 Programs whose risk is decided by a verb alone describe it as data: a `Verbs(read=, write=,
@@ -25,7 +25,7 @@ def name_set(text: str) -> frozenset[str]:
 class Word(NamedTuple):
     """One shell word: `value` after quote removal, or None when an expansion produces it.
 
-    Words, stdins and verdicts are named tuples: a classification makes dozens of them, and a
+    Words, stdins and judgements are named tuples: a classification makes dozens of them, and a
     tuple is built several times faster than a frozen dataclass."""
 
     value: str | None
@@ -48,41 +48,46 @@ class Stdin(NamedTuple):
 TTY = Stdin()
 
 
-class Verdict(NamedTuple):
+class Judgement(NamedTuple):
+    """What one judge found one command would do (a shell text's whole is a `ShellJudgement`)."""
+
     risk: Risk
     reason: str
     tags: frozenset[str] = frozenset()
     paths: tuple[str, ...] = ()
     nested: tuple[dict[str, Any], ...] = ()
 
-    def with_tags(self, *tags: str) -> Verdict:
-        return Verdict(self.risk, self.reason, self.tags | frozenset(tags), self.paths, self.nested)
+    def with_tags(self, *tags: str) -> Judgement:
+        return Judgement(self.risk, self.reason, self.tags | frozenset(tags), self.paths, self.nested)
+
+
+Verdict = Judgement  # temporary alias for branches in flight, removed at 21:05
 
 
 class Runner(Protocol):
     """What judges may ask of the classifier: judge nested shell text, argvs and other kinds."""
 
-    def shell(self, text: str, stdin: Stdin = TTY) -> Verdict: ...
+    def shell(self, text: str, stdin: Stdin = TTY) -> Judgement: ...
 
-    def argv(self, words: list[Word], stdin: Stdin) -> Verdict: ...
+    def argv(self, words: list[Word], stdin: Stdin) -> Judgement: ...
 
-    def delegate(self, kind: Kind, payload: dict[str, Any], dialect: str | None = None) -> Verdict: ...
+    def delegate(self, kind: Kind, payload: dict[str, Any], dialect: str | None = None) -> Judgement: ...
 
     def is_function(self, name: str) -> bool: ...
 
 
-def worst(verdicts: Iterable[Verdict], reason: str | None = None) -> Verdict:
-    """The most dangerous verdict; tags and paths are the union of all of them."""
-    items = list(verdicts)
+def worst(judgements: Iterable[Judgement], reason: str | None = None) -> Judgement:
+    """The most dangerous judgement; tags and paths are the union of all of them."""
+    items = list(judgements)
     if not items:
-        return Verdict(R, reason or "nothing to run")
+        return Judgement(R, reason or "nothing to run")
     if len(items) == 1 and reason is None:
         return items[0]
     top = max(items, key=lambda v: (v.risk.rank, v.risk is U))
     tags = frozenset().union(*(v.tags for v in items))
     paths = tuple(dict.fromkeys(p for v in items for p in v.paths))
     nested = tuple(n for v in items for n in v.nested)
-    return Verdict(top.risk, reason or top.reason, tags, paths, nested)
+    return Judgement(top.risk, reason or top.reason, tags, paths, nested)
 
 
 def lit(words: list[Word]) -> list[str] | None:
@@ -183,7 +188,7 @@ def first_operand(args: list[Word], takes: str = "", long_takes: Iterable[str] =
     return "", []
 
 
-Judge = Callable[[str, list[Word], Stdin, Runner], Verdict]
+Judge = Callable[[str, list[Word], Stdin, Runner], Judgement]
 
 #: program name → its judge; filled by `@judge` as the family modules are imported.
 JUDGES: dict[str, Judge] = {}

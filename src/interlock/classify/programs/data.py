@@ -6,12 +6,12 @@ import re
 
 from interlock.classify.programs.base import (
     D,
+    Judgement,
     R,
     Runner,
     Stdin,
     U,
     Verbs,
-    Verdict,
     W,
     Word,
     judge,
@@ -29,7 +29,7 @@ _SQL_DIALECT = {"psql": "postgres", "mysql": "mysql", "mariadb": "mysql", "sqlit
 
 
 @judge(*_SQL_DIALECT)
-def judge_sql_client(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_sql_client(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     dialect = _SQL_DIALECT[prog]
     sql: list[str] = []
     if prog == "psql":
@@ -39,43 +39,43 @@ def judge_sql_client(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> 
             name_set("command dbname file host port username set variable output log-file"),
         )
         if opts.flags & {"l", "list", "version", "V", "help"}:
-            return Verdict(R, "psql lists databases")
+            return Judgement(R, "psql lists databases")
         script = opts.values.get("f") or opts.values.get("file")
         if "f" in opts.values or "file" in opts.values:
-            return Verdict(U, f"psql runs the script file {script}")
+            return Judgement(U, f"psql runs the script file {script}")
         sql = [v for k, v in opts.values.items() if k in ("c", "command") and v is not None]
         if any(w.value is None for w in args):
             for k in ("c", "command"):
                 if k in opts.values and opts.values[k] is None:
-                    return Verdict(U, "psql -c with SQL produced by an expansion")
+                    return Judgement(U, "psql -c with SQL produced by an expansion")
         _collect_repeated(args, ("-c", "--command"), sql)
     elif prog in ("mysql", "mariadb"):
         opts = parse_opts(args, "ehuPDS", ["execute", "host", "user", "port", "database", "socket"])
         if opts.flags & {"version", "V", "help"}:
-            return Verdict(R, f"{prog} prints its version")
+            return Judgement(R, f"{prog} prints its version")
         for k in ("e", "execute"):
             if k in opts.values:
                 if opts.values[k] is None:
-                    return Verdict(U, f"{prog} -e with SQL produced by an expansion")
+                    return Judgement(U, f"{prog} -e with SQL produced by an expansion")
                 sql.append(opts.values[k] or "")
     else:
         opts = parse_opts(args, "", ["cmd", "separator", "nullvalue"])
         if opts.flags & {"version", "help"}:
-            return Verdict(R, "sqlite3 prints its version")
+            return Judgement(R, "sqlite3 prints its version")
         if any(w.value is None for w in opts.operands[1:]):
-            return Verdict(U, "sqlite3 SQL produced by an expansion")
+            return Judgement(U, "sqlite3 SQL produced by an expansion")
         sql = [w.value for w in opts.operands[1:] if w.value is not None]
         if opts.values.get("cmd"):
             sql.insert(0, opts.values["cmd"] or "")
     if sql:
         nested = run.delegate(Kind.sql, {"sql": "\n".join(sql)}, dialect)
-        return Verdict(nested.risk, f"{prog} runs SQL: {nested.reason}", nested.tags, nested.paths, nested.nested)
+        return Judgement(nested.risk, f"{prog} runs SQL: {nested.reason}", nested.tags, nested.paths, nested.nested)
     if stdin.text is not None:
         nested = run.delegate(Kind.sql, {"sql": stdin.text}, dialect)
-        return Verdict(nested.risk, f"{prog} runs SQL from {stdin.origin}: {nested.reason}", nested.tags | stdin.tags)
+        return Judgement(nested.risk, f"{prog} runs SQL from {stdin.origin}: {nested.reason}", nested.tags | stdin.tags)
     if stdin.origin == "tty":
-        return Verdict(U, f"{prog} opens an interactive session")
-    return Verdict(U, f"{prog} runs SQL from {stdin.source or stdin.origin}")
+        return Judgement(U, f"{prog} opens an interactive session")
+    return Judgement(U, f"{prog} runs SQL from {stdin.source or stdin.origin}")
 
 
 def _collect_repeated(args: list[Word], names: tuple[str, ...], into: list[str]) -> None:
@@ -120,15 +120,15 @@ REDIS = Verbs(
 
 
 @judge("redis-cli", "valkey-cli")
-def judge_redis(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_redis(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     takes_value = {"-h", "-p", "-a", "-n", "-u", "-s", "-r", "-i", "-d", "--user", "--pass", "--tls-cert"}
     i = 0
     while i < len(args):
         v = args[i].value
         if v is None:
-            return Verdict(U, "redis-cli argument produced by an expansion")
+            return Judgement(U, "redis-cli argument produced by an expansion")
         if v in ("--scan", "--bigkeys", "--memkeys", "--stat", "--latency", "--hotkeys", "--version"):
-            return Verdict(R, f"redis-cli {v}")
+            return Judgement(R, f"redis-cli {v}")
         if v in takes_value:
             i += 2
             continue
@@ -139,50 +139,50 @@ def judge_redis(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdi
     if i >= len(args):
         if stdin.origin != "tty" and stdin.text is not None:
             lines = [ln.split() for ln in stdin.text.splitlines() if ln.strip()]
-            verdicts = [_redis_command([Word(x, x) for x in ln]) for ln in lines]
-            return worst(verdicts) if verdicts else Verdict(R, "redis-cli with empty input")
-        return Verdict(U, "redis-cli opens an interactive session")
+            judgements = [_redis_command([Word(x, x) for x in ln]) for ln in lines]
+            return worst(judgements) if judgements else Judgement(R, "redis-cli with empty input")
+        return Judgement(U, "redis-cli opens an interactive session")
     return _redis_command(args[i:])
 
 
-def _redis_command(words: list[Word]) -> Verdict:
+def _redis_command(words: list[Word]) -> Judgement:
     name = (words[0].value or "").upper()
     sub = (words[1].value or "").upper() if len(words) > 1 else ""
     if words[0].value is None:
-        return Verdict(U, "redis command produced by an expansion")
+        return Judgement(U, "redis command produced by an expansion")
     if name in ("FLUSHALL", "FLUSHDB"):
-        return Verdict(D, f"redis {name} deletes every key", frozenset({"mass", "irreversible"}))
+        return Judgement(D, f"redis {name} deletes every key", frozenset({"mass", "irreversible"}))
     if name == "CONFIG":
-        return Verdict(R if sub == "GET" else D, f"redis CONFIG {sub}")
+        return Judgement(R if sub == "GET" else D, f"redis CONFIG {sub}")
     if name in ("CLIENT", "CLUSTER", "SCRIPT", "FUNCTION", "ACL", "MODULE"):
         read = sub in name_set("LIST INFO GETNAME ID NODES SLOTS SHARDS EXISTS WHOAMI USERS CAT")
-        return Verdict(R if read else D, f"redis {name} {sub}")
+        return Judgement(R if read else D, f"redis {name} {sub}")
     risk = REDIS.risk(name)
     if risk is not None:
-        return Verdict(risk, f"redis {name} {_REDIS_DOES[risk]}")
-    return Verdict(U, f"redis {name} not understood")
+        return Judgement(risk, f"redis {name} {_REDIS_DOES[risk]}")
+    return Judgement(U, f"redis {name} not understood")
 
 
 @judge(*name_set("dropdb dropuser createdb createuser pg_dump pg_dumpall mysqldump pg_restore"))
-def judge_pg_tools(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_pg_tools(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     if prog in ("dropdb", "dropuser"):
-        return Verdict(D, f"{prog} drops a {'database' if prog == 'dropdb' else 'role'}", frozenset({"irreversible"}))
+        return Judgement(D, f"{prog} drops a {'database' if prog == 'dropdb' else 'role'}", frozenset({"irreversible"}))
     if prog in ("createdb", "createuser"):
-        return Verdict(W, f"{prog} creates a {'database' if prog == 'createdb' else 'role'}")
+        return Judgement(W, f"{prog} creates a {'database' if prog == 'createdb' else 'role'}")
     if prog in ("pg_dump", "pg_dumpall", "mysqldump"):
         opts = parse_opts(args, "fdhpUnNtTrF" if prog != "mysqldump" else "hupPrS", ["file", "result-file"])
         out = opts.values.get("f") or opts.values.get("file") or opts.values.get("r") or opts.values.get("result-file")
         if out:
             return write_to(Word(out, out), f"{prog} writes a dump to")
-        return Verdict(R, f"{prog} dumps to standard output")
+        return Judgement(R, f"{prog} dumps to standard output")
     if prog == "pg_restore":
         opts = parse_opts(args, "dfhpUnNtTIjL", ["dbname", "file"])
         if opts.flags & {"c", "clean"}:
-            return Verdict(D, "pg_restore --clean drops objects before restoring", frozenset({"replace"}))
+            return Judgement(D, "pg_restore --clean drops objects before restoring", frozenset({"replace"}))
         if opts.flags & {"l", "list"}:
-            return Verdict(R, "pg_restore lists an archive")
-        return Verdict(W, "pg_restore restores into a database")
-    return Verdict(U, f"{prog} not understood")
+            return Judgement(R, "pg_restore lists an archive")
+        return Judgement(W, "pg_restore restores into a database")
+    return Judgement(U, f"{prog} not understood")
 
 
 # --------------------------------------------------------------------------- kafka
@@ -219,41 +219,41 @@ _KAFKA = sorted({*_KAFKA_ACTIONS, *_KAFKA_TOOLS, "kafka-acls", "kafka-run-class"
 
 
 @judge(*_KAFKA, *(name + ".sh" for name in _KAFKA))
-def judge_kafka(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_kafka(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     tool = prog.removesuffix(".sh")
     values = lit(args)
     if values is None:
-        return Verdict(U, f"{prog} argument produced by an expansion")
+        return Judgement(U, f"{prog} argument produced by an expansion")
     if tool in _KAFKA_TOOLS:
         risk, what = _KAFKA_TOOLS[tool]
         tags = frozenset({"irreversible"}) if risk is D and tool == "kafka-delete-records" else frozenset()
-        return Verdict(risk, f"{prog} {what}", tags)
+        return Judgement(risk, f"{prog} {what}", tags)
     if tool == "kafka-acls":
         return _kafka_acls(prog, values)
     for option, risk in _KAFKA_ACTIONS.get(tool, ()):
         if option in values:
             if tool == "kafka-consumer-groups" and option == "--reset-offsets" and "--execute" in values:
-                return Verdict(D, f"{prog} --reset-offsets --execute replays or skips messages")
+                return Judgement(D, f"{prog} --reset-offsets --execute replays or skips messages")
             tags = frozenset({"irreversible"}) if risk is D else frozenset()
-            return Verdict(risk, f"{prog} {option}", tags)
-    return Verdict(U, f"{prog} {' '.join(values[:3])} not understood")
+            return Judgement(risk, f"{prog} {option}", tags)
+    return Judgement(U, f"{prog} {' '.join(values[:3])} not understood")
 
 
-def _kafka_acls(prog: str, values: list[str]) -> Verdict:
+def _kafka_acls(prog: str, values: list[str]) -> Judgement:
     priv = frozenset({"privilege"})
     if "--list" in values:
-        return Verdict(R, f"{prog} --list")
+        return Judgement(R, f"{prog} --list")
     if "--remove" in values:
-        return Verdict(D, f"{prog} --remove takes access away", priv)
+        return Judgement(D, f"{prog} --remove takes access away", priv)
     if "--add" in values:
         principals = [values[i + 1] for i, v in enumerate(values[:-1]) if v.endswith("-principal")]
         operations = [values[i + 1].lower() for i, v in enumerate(values[:-1]) if v == "--operation"]
         if any(p.endswith(":*") for p in principals) or {"all", "alter", "alterconfigs", "clusteraction"} & set(
             operations
         ):
-            return Verdict(D, f"{prog} --add grants everyone or everything", priv)
-        return Verdict(W, f"{prog} --add grants {', '.join(operations) or 'access'}", priv)
-    return Verdict(U, f"{prog} not understood", priv)
+            return Judgement(D, f"{prog} --add grants everyone or everything", priv)
+        return Judgement(W, f"{prog} --add grants {', '.join(operations) or 'access'}", priv)
+    return Judgement(U, f"{prog} not understood", priv)
 
 
 # --------------------------------------------------------------------------- mongosh
@@ -294,11 +294,11 @@ _HIDDEN_CALL = re.compile(r"\[\s*['\"`][^'\"`]*['\"`]\s*\]\s*\(|`|\beval\b|\bFun
 _MASS_FILTER = re.compile(r"\b(deleteMany|updateMany|remove|update)\(\s*\{\s*\}")
 
 
-def judge_mongo_js(code: str) -> Verdict:
+def judge_mongo_js(code: str) -> Judgement:
     """A mongo shell snippet: the riskiest method it calls; any call we do not know is `unknown`."""
     if _HIDDEN_CALL.search(code):
-        return Verdict(U, "mongo shell code that calls by computed name, eval or template")
-    verdicts = [Verdict(R, "mongo shell reads")]
+        return Judgement(U, "mongo shell code that calls by computed name, eval or template")
+    judgements = [Judgement(R, "mongo shell reads")]
     for line in code.splitlines():
         if re.match(r"^\s*(show\s+\w+|use\s+\w+)\s*;?\s*$", line):
             continue
@@ -306,17 +306,17 @@ def judge_mongo_js(code: str) -> Verdict:
             if name in _MONGO_PRIVILEGE:
                 admin = _MONGO_ADMIN_ROLES.search(code)
                 risk = D if admin else W
-                verdicts.append(Verdict(risk, f"mongo {name}{' grants ' + admin.group(1) if admin else ''}", _PRIV))
+                judgements.append(Judgement(risk, f"mongo {name}{' grants ' + admin.group(1) if admin else ''}", _PRIV))
                 continue
             found = MONGO.risk(name) if dot else (R if name in _MONGO_FUNCTIONS else None)
             if found is None:
-                verdicts.append(Verdict(U, f"mongo {name}() is not judged"))
+                judgements.append(Judgement(U, f"mongo {name}() is not judged"))
             elif found is not R:
                 tags = frozenset({"irreversible"}) if name in ("drop", "dropDatabase") else frozenset()
-                verdicts.append(Verdict(found, f"mongo {name}", tags))
+                judgements.append(Judgement(found, f"mongo {name}", tags))
     if re.search(r"\$(out|merge)\b", code):
-        verdicts.append(Verdict(W, "mongo aggregate writes a collection ($out/$merge)"))
-    top = worst(verdicts)
+        judgements.append(Judgement(W, "mongo aggregate writes a collection ($out/$merge)"))
+    top = worst(judgements)
     if _MASS_FILTER.search(code) and top.risk in (W, D):
         return top.with_tags("mass")
     return top
@@ -326,25 +326,25 @@ _PRIV = frozenset({"privilege"})
 
 
 @judge("mongosh", "mongo")
-def judge_mongosh(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_mongosh(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     opts = parse_opts(args, "uph", name_set("eval file username password host port authenticationDatabase"))
     if opts.flags & {"version", "help"}:
-        return Verdict(R, f"{prog} prints its version")
+        return Judgement(R, f"{prog} prints its version")
     if "f" in opts.flags or "file" in opts.flags:
-        return Verdict(U, f"{prog} runs a script file")
+        return Judgement(U, f"{prog} runs a script file")
     if any(w.value is None or w.value.endswith(".js") for w in opts.operands):
-        return Verdict(U, f"{prog} runs a script file")
+        return Judgement(U, f"{prog} runs a script file")
     if "eval" in opts.flags:
         code = opts.values.get("eval")
         if code is None:
-            return Verdict(U, f"{prog} --eval with code produced by an expansion")
+            return Judgement(U, f"{prog} --eval with code produced by an expansion")
         return _mongo_verdict(prog, judge_mongo_js(code))
     if stdin.text is not None:
         return _mongo_verdict(prog, judge_mongo_js(stdin.text))
     if stdin.origin == "tty":
-        return Verdict(U, f"{prog} opens an interactive session")
-    return Verdict(U, f"{prog} runs code from {stdin.source or stdin.origin}")
+        return Judgement(U, f"{prog} opens an interactive session")
+    return Judgement(U, f"{prog} runs code from {stdin.source or stdin.origin}")
 
 
-def _mongo_verdict(prog: str, verdict: Verdict) -> Verdict:
-    return Verdict(verdict.risk, f"{prog}: {verdict.reason}", verdict.tags)
+def _mongo_verdict(prog: str, judgement: Judgement) -> Judgement:
+    return Judgement(judgement.risk, f"{prog}: {judgement.reason}", judgement.tags)

@@ -1,4 +1,4 @@
-"""From one command's words to a verdict: look through wrappers, then ask the program's judge.
+"""From one command's words to a judgement: look through wrappers, then ask the program's judge.
 
 A program with no judge and not in `READ_ONLY` is `unknown`: we never assume a program we do not
 know is harmless.
@@ -21,11 +21,11 @@ from interlock.classify.programs import (  # noqa: F401
 )
 from interlock.classify.programs.base import (
     JUDGES,
+    Judgement,
     R,
     Runner,
     Stdin,
     U,
-    Verdict,
     W,
     Word,
     name_set,
@@ -95,40 +95,40 @@ def looks_obfuscated(word: Word) -> bool:
     return "$'" in text or "'" in text or '"' in text or "\\" in text[1:]
 
 
-def judge_argv(words: list[Word], stdin: Stdin, run: Runner) -> tuple[str, Verdict]:
-    """(program, verdict) for one simple command's words."""
+def judge_argv(words: list[Word], stdin: Stdin, run: Runner) -> tuple[str, Judgement]:
+    """(program, judgement) for one simple command's words."""
     tags: set[str] = set()
     for _ in range(32):
         if not words:
-            return "", Verdict(R, "no command", frozenset(tags))
+            return "", Judgement(R, "no command", frozenset(tags))
         name, why = program_name(words[0])
         if name is None:
-            return words[0].text, Verdict(U, why, frozenset(tags))
+            return words[0].text, Judgement(U, why, frozenset(tags))
         if looks_obfuscated(words[0]):
             tags.add("obfuscated")
         wrapper = WRAPPERS.get(name)
         if wrapper is None:
             break
         result = wrapper(name, words[1:], stdin, run)
-        if isinstance(result, Verdict):
+        if isinstance(result, Judgement):
             return name, result.with_tags(*tags) if tags else result
         tags |= result.tags
         words = result.words
     else:
-        return "", Verdict(U, "too many nested wrappers", frozenset(tags))
+        return "", Judgement(U, "too many nested wrappers", frozenset(tags))
     args = words[1:]
     judge = JUDGES.get(name)
     if judge is not None:
-        verdict = asks_for_help(name, args) or judge(name, args, stdin, run)
+        judgement = asks_for_help(name, args) or judge(name, args, stdin, run)
     elif name in READ_ONLY:
-        verdict = Verdict(R, f"{name} only reads")
+        judgement = Judgement(R, f"{name} only reads")
     elif run.is_function(name):
-        verdict = Verdict(R, f"calls the function {name} (its body is judged on its own)")
+        judgement = Judgement(R, f"calls the function {name} (its body is judged on its own)")
     else:
-        verdict = Verdict(U, f"{name} is not a program we know")
+        judgement = Judgement(U, f"{name} is not a program we know")
     if args and name not in NAMES_ONLY:
-        verdict = reading_secrets(verdict, args)
-    return name, verdict.with_tags(*tags) if tags else verdict
+        judgement = reading_secrets(judgement, args)
+    return name, judgement.with_tags(*tags) if tags else judgement
 
 
 #: Programs whose `-h` alone prints help (elsewhere `-h` may mean a host, or halt: `shutdown -h`).
@@ -140,13 +140,13 @@ HELP_SHORT = name_set(
 )
 
 
-def asks_for_help(name: str, args: list[Word]) -> Verdict | None:
+def asks_for_help(name: str, args: list[Word]) -> Judgement | None:
     """`PROGRAM --help`, `--version` (or `-h` where it means help) alone only prints."""
     if len(args) != 1:
         return None
     flag = args[0].value
     if flag in ("--help", "--version") or (flag == "-h" and name in HELP_SHORT):
-        return Verdict(R, f"{name} {flag} prints {'its version' if flag == '--version' else 'help'}")
+        return Judgement(R, f"{name} {flag} prints {'its version' if flag == '--version' else 'help'}")
     return None
 
 
@@ -156,12 +156,13 @@ NAMES_ONLY = name_set(
 )
 
 
-def reading_secrets(verdict: Verdict, args: list[Word]) -> Verdict:
+def reading_secrets(judgement: Judgement, args: list[Word]) -> Judgement:
     """A command that names a secret file (`cat ~/.aws/credentials`, `base64 id_ed25519`, `grep K .env`)
     reveals credentials: at least `write`, tag `secrets`, so it is never autonomous where reads are."""
     found = names_secret(args)
     if found is None:
-        return verdict
-    if verdict.risk is R:
-        return Verdict(W, f"reads {found}, a secret file", verdict.tags | {"secrets"}, verdict.paths, verdict.nested)
-    return verdict.with_tags("secrets")
+        return judgement
+    if judgement.risk is R:
+        tags = judgement.tags | {"secrets"}
+        return Judgement(W, f"reads {found}, a secret file", tags, judgement.paths, judgement.nested)
+    return judgement.with_tags("secrets")

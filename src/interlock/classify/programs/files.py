@@ -7,12 +7,12 @@ import re
 from interlock.classify.programs.base import (
     TTY,
     D,
+    Judgement,
     Opts,
     R,
     Runner,
     Stdin,
     U,
-    Verdict,
     W,
     Word,
     judge,
@@ -35,7 +35,7 @@ from interlock.classify.programs.targets import (
 
 
 @judge("rm", "unlink")
-def judge_rm(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_rm(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     opts = parse_opts(args)
     recursive = bool(opts.flags & {"r", "R", "recursive"})
     targets = opts.operands
@@ -44,34 +44,34 @@ def judge_rm(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
     kind = "recursive delete" if recursive else "delete"
     if any(w.value is not None and w.value in ("/", "/*") for w in targets):
         kind += " of the root filesystem"
-    return removing(Verdict(D, kind, frozenset(tags), paths_of(targets)), targets)
+    return removing(Judgement(D, kind, frozenset(tags), paths_of(targets)), targets)
 
 
-def removing(verdict: Verdict, targets: list[Word]) -> Verdict:
+def removing(judgement: Judgement, targets: list[Word]) -> Judgement:
     """A removal judged by the shared path judge: taking a protected path (or a directory holding
     one) away is destructive + `protected-target`; removing only things strictly inside scratch
     space (`rm -rf /tmp/build`) is `write`."""
     why, scratch = removal(targets)
     if why is not None:
         system = any(w.value is not None and is_system_path(w.value) for w in targets)
-        reason = verdict.reason if system else f"{verdict.reason} of {why}"
-        return Verdict(D, reason, verdict.tags | {"protected-target"}, verdict.paths)
+        reason = judgement.reason if system else f"{judgement.reason} of {why}"
+        return Judgement(D, reason, judgement.tags | {"protected-target"}, judgement.paths)
     if scratch:
-        return Verdict(W, f"{verdict.reason} in scratch space", frozenset({"scratch"}), verdict.paths)
-    return verdict
+        return Judgement(W, f"{judgement.reason} in scratch space", frozenset({"scratch"}), judgement.paths)
+    return judgement
 
 
 @judge("rmdir")
-def judge_rmdir(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_rmdir(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     opts = parse_opts(args)
-    return removing(Verdict(D, "removes directories", frozenset(), paths_of(opts.operands)), opts.operands)
+    return removing(Judgement(D, "removes directories", frozenset(), paths_of(opts.operands)), opts.operands)
 
 
 @judge("shred", "srm", "wipe")
-def judge_shred(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_shred(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     opts = parse_opts(args, "nsx", ["iterations", "size", "random-source", "remove"])
-    verdict = Verdict(D, "overwrites files beyond recovery", frozenset({"irreversible"}), paths_of(opts.operands))
-    return removing(verdict, opts.operands)
+    judgement = Judgement(D, "overwrites files beyond recovery", frozenset({"irreversible"}), paths_of(opts.operands))
+    return removing(judgement, opts.operands)
 
 
 #: Per disk tool: the options that only print (anything else may rewrite the disk).
@@ -92,39 +92,40 @@ _DISK_LISTING = {
     """
     )
 )
-def judge_disk(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_disk(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     values = {w.value for w in args}
     if prog == "wipefs" and not values & name_set("-a --all -o --offset -f --force"):
-        return Verdict(R, "wipefs lists signatures")
+        return Judgement(R, "wipefs lists signatures")
     listing = _DISK_LISTING.get(prog)
     if listing is not None and values & listing:
-        return Verdict(R, f"{prog} lists partitions")
+        return Judgement(R, f"{prog} lists partitions")
     opts = parse_opts(args)
-    return Verdict(
+    return Judgement(
         D, f"{prog} rewrites a disk or filesystem", frozenset({"irreversible", "mass"}), paths_of(opts.operands)
     )
 
 
 @judge("truncate", "fallocate")
-def judge_truncate(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_truncate(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     opts = parse_opts(args, "sr", ["size", "reference"])
-    return removing(Verdict(D, "truncates files", frozenset({"irreversible"}), paths_of(opts.operands)), opts.operands)
+    truncates = Judgement(D, "truncates files", frozenset({"irreversible"}), paths_of(opts.operands))
+    return removing(truncates, opts.operands)
 
 
 @judge("dd")
-def judge_dd(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_dd(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     for word in args:
         if word.value is None:
-            return Verdict(U, f"dd operand produced by an expansion ({word.text})")
+            return Judgement(U, f"dd operand produced by an expansion ({word.text})")
         if word.value.startswith("of="):
-            verdict = write_to(Word(word.value[3:], word.text[3:]), "dd writes to")
-            return verdict.with_tags("irreversible") if verdict.risk is D else verdict
-    return Verdict(R, "dd copies to standard output")
+            judgement = write_to(Word(word.value[3:], word.text[3:]), "dd writes to")
+            return judgement.with_tags("irreversible") if judgement.risk is D else judgement
+    return Judgement(R, "dd copies to standard output")
 
 
 @judge("find")
-def judge_find(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
-    verdicts = [Verdict(R, "find lists files")]
+def judge_find(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
+    judgements = [Judgement(R, "find lists files")]
     i = 0
     starts: list[Word] = []
     while i < len(args) and (args[i].value is None or not args[i].value.startswith(("-", "(", "!"))):  # type: ignore[union-attr]
@@ -135,8 +136,8 @@ def judge_find(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdic
         v = args[i].value
         i += 1
         if v in ("-delete",):
-            deletes = Verdict(D, "find deletes the files it matches", frozenset({"mass", "irreversible"}), paths)
-            verdicts.append(removing(deletes, starts or [Word(".", ".")]))
+            deletes = Judgement(D, "find deletes the files it matches", frozenset({"mass", "irreversible"}), paths)
+            judgements.append(removing(deletes, starts or [Word(".", ".")]))
         elif v in ("-exec", "-execdir", "-ok", "-okdir"):
             inner: list[Word] = []
             while i < len(args) and args[i].value not in (";", "+"):
@@ -145,11 +146,11 @@ def judge_find(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdic
                 i += 1
             i += 1
             if not inner:
-                verdicts.append(Verdict(U, f"find {v} without a command"))
+                judgements.append(Judgement(U, f"find {v} without a command"))
                 continue
             nested = run.argv(inner, TTY)
-            verdicts.append(
-                Verdict(
+            judgements.append(
+                Judgement(
                     nested.risk,
                     f"find {v} runs {inner[0].show}: {nested.reason}",
                     nested.tags,
@@ -159,16 +160,16 @@ def judge_find(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdic
             )
         elif v in ("-fprint", "-fprint0", "-fprintf", "-fls"):
             if i < len(args):
-                verdicts.append(write_to(args[i], f"find {v} writes to"))
+                judgements.append(write_to(args[i], f"find {v} writes to"))
             i += 1
         elif v is None:
-            verdicts.append(Verdict(U, "find expression produced by an expansion"))
-    top = worst(verdicts)
-    return Verdict(top.risk, top.reason, top.tags, paths if top.risk is not R else top.paths, top.nested)
+            judgements.append(Judgement(U, "find expression produced by an expansion"))
+    top = worst(judgements)
+    return Judgement(top.risk, top.reason, top.tags, paths if top.risk is not R else top.paths, top.nested)
 
 
 @judge("mv")
-def judge_mv(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_mv(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     """mv and ln. mv also takes its sources away, so a source on a system path counts too."""
     opts = parse_opts(args, "tS", ["target-directory", "suffix", "backup"])
     dest_value = opts.values.get("t") or opts.values.get("target-directory")
@@ -179,27 +180,27 @@ def judge_mv(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
         dest = opts.operands[-1] if len(opts.operands) >= 2 else None
         sources = opts.operands[:-1] if dest is not None else opts.operands
     if dest is None:
-        return Verdict(W, f"{prog} without a destination", frozenset(), paths_of(sources))
-    verdict = write_to(dest, f"{prog} {'moves to' if prog == 'mv' else 'links'}")
+        return Judgement(W, f"{prog} without a destination", frozenset(), paths_of(sources))
+    judgement = write_to(dest, f"{prog} {'moves to' if prog == 'mv' else 'links'}")
     if prog == "mv" and dest.value is not None and harmless_sink(dest.value):
-        verdict = Verdict(D, f"mv into {dest.value} destroys the files", frozenset({"irreversible"}))
-    verdicts = [verdict, *into_directory(dest, sources, f"{prog} {'moves to' if prog == 'mv' else 'links'}")]
+        judgement = Judgement(D, f"mv into {dest.value} destroys the files", frozenset({"irreversible"}))
+    judgements = [judgement, *into_directory(dest, sources, f"{prog} {'moves to' if prog == 'mv' else 'links'}")]
     if prog == "mv":
-        verdicts += [
+        judgements += [
             write_to(w, "mv moves away").with_tags() for w in sources if w.value is None or is_system_path(w.value)
         ]
         why, _ = removal(sources)
         if why is not None:
-            verdicts.append(Verdict(D, f"mv moves away {why}", frozenset({"protected-target"})))
-        verdicts += moved_onto_again(opts, sources, dest, dest_value is not None)
-    top = worst(verdicts)
+            judgements.append(Judgement(D, f"mv moves away {why}", frozenset({"protected-target"})))
+        judgements += moved_onto_again(opts, sources, dest, dest_value is not None)
+    top = worst(judgements)
     paths = paths_of([*sources, dest])
     if opts.flags & {"f", "force"} and top.risk is W:
-        return Verdict(D, f"{prog} -f replaces {dest.show}", top.tags | {"replace"}, paths)
-    return Verdict(top.risk, top.reason, top.tags, paths)
+        return Judgement(D, f"{prog} -f replaces {dest.show}", top.tags | {"replace"}, paths)
+    return Judgement(top.risk, top.reason, top.tags, paths)
 
 
-def moved_onto_again(opts: Opts, sources: list[Word], dest: Word, to_directory: bool) -> list[Verdict]:
+def moved_onto_again(opts: Opts, sources: list[Word], dest: Word, to_directory: bool) -> list[Judgement]:
     """Several moves in one line onto one destination not shown to be a directory overwrite each
     other (the Gemini CLI incident: `mv a ../d; mv b ../d` after a failed `mkdir ../d` leaves only
     the last file, named `d`). Shown to be a directory: `-t`, a trailing `/`, several sources (mv
@@ -214,39 +215,39 @@ def moved_onto_again(opts: Opts, sources: list[Word], dest: Word, to_directory: 
         return []
     if target in line.moved_onto:
         why = f"mv onto {dest.value} again: each move overwrites the one before (not shown to be a directory)"
-        return [Verdict(D, why, frozenset({"replace", "irreversible"}))]
+        return [Judgement(D, why, frozenset({"replace", "irreversible"}))]
     line.moved_onto.add(target)
     return []
 
 
 @judge("cp", "install")
-def judge_cp(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_cp(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     opts = parse_opts(args, "tS", ["target-directory", "suffix", "backup"])
     dest = opts.values.get("t") or opts.values.get("target-directory")
     target = Word(dest, dest or "") if dest else (opts.operands[-1] if opts.operands else None)
     if target is None:
-        return Verdict(W, f"{prog} copies files")
-    verdict = write_to(target, f"{prog} copies to")
-    if verdict.risk is R:
-        verdict = Verdict(R, f"{prog} copies to {target.show}")
+        return Judgement(W, f"{prog} copies files")
+    judgement = write_to(target, f"{prog} copies to")
+    if judgement.risk is R:
+        judgement = Judgement(R, f"{prog} copies to {target.show}")
     sources = opts.operands if dest else opts.operands[:-1]
     if (
-        verdict.risk is W
+        judgement.risk is W
         and any(w.value == "/dev/null" for w in sources)
         and target.value is not None
         and not in_scratch_word(target)
     ):
-        verdict = Verdict(D, f"{prog} /dev/null empties {target.value}", frozenset({"irreversible"}))
-    verdict = worst([verdict, *into_directory(target, sources, f"{prog} copies to")])
+        judgement = Judgement(D, f"{prog} /dev/null empties {target.value}", frozenset({"irreversible"}))
+    judgement = worst([judgement, *into_directory(target, sources, f"{prog} copies to")])
     tags = (
         frozenset({"mass"})
-        if opts.flags & {"r", "R", "a", "recursive", "archive"} and verdict.risk is D
+        if opts.flags & {"r", "R", "a", "recursive", "archive"} and judgement.risk is D
         else frozenset()
     )
-    return Verdict(verdict.risk, verdict.reason, verdict.tags | tags, paths_of(opts.operands))
+    return Judgement(judgement.risk, judgement.reason, judgement.tags | tags, paths_of(opts.operands))
 
 
-def into_directory(dest: Word, sources: list[Word], action: str) -> list[Verdict]:
+def into_directory(dest: Word, sources: list[Word], action: str) -> list[Judgement]:
     """`cp settings.json .claude/` writes `.claude/settings.json`: when the destination is a
     directory, each source lands in it under its own name, which may be a protected path."""
     if dest.value is None:
@@ -258,36 +259,36 @@ def into_directory(dest: Word, sources: list[Word], action: str) -> list[Verdict
         landed = dest.value.rstrip("/") + "/" + source.value.rstrip("/").rpartition("/")[2]
         why = protected_path(landed)
         if why is not None:
-            found.append(Verdict(D, f"{action} {landed}, a protected path ({why})", frozenset({"protected-target"})))
+            found.append(Judgement(D, f"{action} {landed}, a protected path ({why})", frozenset({"protected-target"})))
     return found
 
 
 @judge("ln")
-def judge_ln(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_ln(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     return judge_mv("ln", args, stdin, run)
 
 
 @judge("touch", "mkdir", "mkfifo", "mknod")
-def judge_touch(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_touch(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     opts = parse_opts(args, "dtrm" if prog == "touch" else "m", ["date", "reference", "mode", "context"])
-    verdicts = [write_to(w, f"{prog} creates") for w in opts.operands]
+    judgements = [write_to(w, f"{prog} creates") for w in opts.operands]
     # Creating a file or directory overwrites nothing, even in a system path (tag `privilege`); a
     # protected path stays destructive (an empty hook file, a directory where a hook will go).
-    verdicts = [
-        Verdict(W, v.reason, v.tags - {"irreversible"} | {"privilege"}, v.paths)
+    judgements = [
+        Judgement(W, v.reason, v.tags - {"irreversible"} | {"privilege"}, v.paths)
         if v.risk is D and ("protected-target" not in v.tags or any(is_system_path(p) for p in v.paths))
         else v
-        for v in verdicts
+        for v in judgements
     ]
-    return worst(verdicts) if verdicts else Verdict(W, f"{prog} creates files")
+    return worst(judgements) if judgements else Judgement(W, f"{prog} creates files")
 
 
 @judge("tee")
-def judge_tee(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_tee(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     opts = parse_opts(args)
     action = "tee appends to" if opts.flags & {"a", "append"} else "tee writes to"
-    verdicts = [write_to(w, action) for w in opts.operands]
-    return worst(verdicts) if verdicts else Verdict(R, "tee copies standard input to standard output")
+    judgements = [write_to(w, action) for w in opts.operands]
+    return worst(judgements) if judgements else Judgement(R, "tee copies standard input to standard output")
 
 
 #: chmod modes that set the setuid or setgid bit: `u+s`, `g+s`, `+s`, `a=rwxs`, `4755`, `2755`, `6755`.
@@ -295,7 +296,7 @@ _SETUID = re.compile(r"(^[ugoa]*[+=][rwxXt]*s)|(,[ugoa]*[+=][rwxXt]*s)|(^0?[2-7]
 
 
 @judge("chmod", "chown", "chgrp", "chattr", "setfacl")
-def judge_chmod(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_chmod(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     opts = parse_opts(args, "", ["reference", "from"])
     operands = opts.operands
     mode_word = operands[0].value if operands and prog == "chmod" else None
@@ -311,33 +312,33 @@ def judge_chmod(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdi
         tags.add("privilege")
     if mode_word and _SETUID.search(mode_word):
         # A setuid or setgid program runs with its owner's rights, whoever starts it.
-        return Verdict(
+        return Judgement(
             D, f"chmod {mode_word} sets the setuid/setgid bit", frozenset(tags | {"privilege"}), paths_of(files)
         )
     if any(w.value is None for w in files):
-        return Verdict(U, f"{prog} on a path produced by an expansion", frozenset(tags), paths_of(files))
+        return Judgement(U, f"{prog} on a path produced by an expansion", frozenset(tags), paths_of(files))
     why, _ = removal(files)
     if why is not None:
-        return Verdict(D, f"{prog} changes {why}", frozenset(tags | {"protected-target"}), paths_of(files))
+        return Judgement(D, f"{prog} changes {why}", frozenset(tags | {"protected-target"}), paths_of(files))
     system = [w.value for w in files if w.value is not None and (is_system_path(w.value) or is_mass_path(w.value))]
     if system:
-        return Verdict(D, f"{prog} changes {', '.join(system)}", frozenset(tags), paths_of(files))
+        return Judgement(D, f"{prog} changes {', '.join(system)}", frozenset(tags), paths_of(files))
     what = "recursively changes" if recursive else "changes"
     noun = {"chmod": "permissions", "chown": "ownership", "chgrp": "group"}.get(prog, "attributes")
-    return Verdict(W, f"{prog} {what} {noun}", frozenset(tags), paths_of(files))
+    return Judgement(W, f"{prog} {what} {noun}", frozenset(tags), paths_of(files))
 
 
 @judge("sed", "gsed")
-def judge_sed(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_sed(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     opts = parse_opts(args, "ef", ["expression", "file"])
     if "f" in opts.values or "file" in opts.values:
-        return Verdict(U, "sed runs a script file")
+        return Judgement(U, "sed runs a script file")
     scripts = [opts.values[k] for k in ("e", "expression") if k in opts.values]
     operands = opts.operands
     if not scripts and operands:
         scripts, operands = [operands[0].value], operands[1:]
     if any(s is None for s in scripts):
-        return Verdict(U, "sed script produced by an expansion")
+        return Judgement(U, "sed script produced by an expansion")
     for script in scripts:
         assert script is not None
         # `e` executes the pattern space as a command; `s///e` runs the replacement.
@@ -345,7 +346,7 @@ def judge_sed(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict
             r"(^|[;\n{}])\s*(\d+|\$|/[^/]*/)?(,\s*(\d+|\$|/[^/]*/))?\s*!?\s*e(\s|;|$)|s(.).*\6.*\6[gpiImM0-9w]*e",
             script,
         ):
-            return Verdict(D, "sed runs a shell command (e)", frozenset({"interpreter"}))
+            return Judgement(D, "sed runs a shell command (e)", frozenset({"interpreter"}))
         target = re.search(r"(^|[;\n}]\s*|s(.).*\2.*\2[gpiImM0-9e]*)w\s*(\S+)", script)
         if target:
             return write_to(Word(target.group(3), target.group(3)), "sed writes to")
@@ -354,74 +355,74 @@ def judge_sed(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict
         or "in-place" in opts.flags
         or any(f.startswith("in-place") for f in opts.values)
     ):
-        verdicts = [write_to(w, "sed edits") for w in operands]
-        return worst(verdicts) if verdicts else Verdict(W, "sed edits")
-    return Verdict(R, "sed prints edited text")
+        judgements = [write_to(w, "sed edits") for w in operands]
+        return worst(judgements) if judgements else Judgement(W, "sed edits")
+    return Judgement(R, "sed prints edited text")
 
 
 @judge("awk", "gawk", "mawk", "nawk")
-def judge_awk(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_awk(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     opts = parse_opts(args, "fvF", ["file", "assign", "field-separator"])
     if "f" in opts.values or "file" in opts.values:
-        return Verdict(U, f"{prog} runs a script file")
+        return Judgement(U, f"{prog} runs a script file")
     if not opts.operands:
-        return Verdict(U, f"{prog} without a program")
+        return Judgement(U, f"{prog} without a program")
     program = opts.operands[0].value
     if program is None:
-        return Verdict(U, f"{prog} program produced by an expansion")
+        return Judgement(U, f"{prog} program produced by an expansion")
     if re.search(r"\bsystem\s*\(|\|\s*getline|print[f]?[^;}]*\|\s*\"", program):
-        return Verdict(D, f"{prog} runs shell commands", frozenset({"interpreter"}))
+        return Judgement(D, f"{prog} runs shell commands", frozenset({"interpreter"}))
     target = re.search(r"print[f]?[^;}]*?>>?\s*(\"[^\"]*\"|\S+)", program)
     if target:
         path = target.group(1).strip('"')
         return write_to(Word(path if target.group(1).startswith('"') else None, path), f"{prog} writes to")
-    return Verdict(R, f"{prog} prints text")
+    return Judgement(R, f"{prog} prints text")
 
 
 @judge("sort", "uniq")
-def judge_sort(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_sort(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     opts = parse_opts(args, "otkSTn" if prog == "sort" else "", ["output", "key", "temporary-directory"])
     out = opts.values.get("o") or opts.values.get("output")
     if prog == "sort" and ("o" in opts.values or "output" in opts.values):
         return write_to(Word(out, out or "$?"), "sort writes to")
     if prog == "uniq" and len(opts.operands) >= 2:
         return write_to(opts.operands[1], "uniq writes to")
-    return Verdict(R, f"{prog} prints text")
+    return Judgement(R, f"{prog} prints text")
 
 
 @judge(*name_set("tar zip unzip gzip gunzip xz unxz bzip2 bunzip2 zstd 7z zcat bzcat xzcat zless zgrep"))
-def judge_archive(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_archive(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     values = [w.value or "" for w in args]
     hook = _archive_hook(prog, values)
     if hook is not None:
-        return Verdict(U, f"{prog} {hook} names a program to run", frozenset({"interpreter"}))
+        return Judgement(U, f"{prog} {hook} names a program to run", frozenset({"interpreter"}))
     if prog == "tar":
         first = values[0] if values else ""
         letters = set(first.lstrip("-")) if first and not first.startswith("--") else set()
         letters |= {c for v in values if v.startswith("-") and not v.startswith("--") for c in v[1:]}
         longs = {v for v in values if v.startswith("--")}
         if "t" in letters or "--list" in longs:
-            return Verdict(R, "tar lists an archive")
+            return Judgement(R, "tar lists an archive")
         if "x" in letters or "--extract" in longs or "--get" in longs:
             into = [values[i + 1] for i, v in enumerate(values[:-1]) if v in ("-C", "--directory")]
             into += [v.partition("=")[2] for v in values if v.startswith("--directory=")]
             if any(is_system_path(v) for v in into):
-                return Verdict(D, "tar extracts over a system path")
-            return extracting(Verdict(W, "tar extracts files"), into)
+                return Judgement(D, "tar extracts over a system path")
+            return extracting(Judgement(W, "tar extracts files"), into)
         if "c" in letters or "r" in letters or "u" in letters or "--create" in longs:
-            return Verdict(W, "tar writes an archive")
-        return Verdict(U, "tar mode not understood")
+            return Judgement(W, "tar writes an archive")
+        return Judgement(U, "tar mode not understood")
     if prog in ("unzip",) and "-l" in values:
-        return Verdict(R, "unzip lists an archive")
+        return Judgement(R, "unzip lists an archive")
     if prog in ("unzip",):
         into = [values[i + 1] for i, v in enumerate(values[:-1]) if v == "-d"]
-        return extracting(Verdict(W, f"{prog} writes files"), into)
+        return extracting(Judgement(W, f"{prog} writes files"), into)
     if prog in ("zcat", "bzcat", "xzcat", "zless", "zgrep") or (
         prog in ("gzip", "gunzip", "xz", "bzip2", "zstd")
         and set(values) & {"-c", "-l", "--stdout", "-t", "--list", "--test"}
     ):
-        return Verdict(R, f"{prog} prints")
-    return Verdict(W, f"{prog} writes files")
+        return Judgement(R, f"{prog} prints")
+    return Judgement(W, f"{prog} writes files")
 
 
 #: tar options whose value is a program tar runs (GTFOBins: `--checkpoint-action=exec=sh`).
@@ -448,29 +449,29 @@ def _archive_hook(prog: str, values: list[str]) -> str | None:
     return None
 
 
-def extracting(verdict: Verdict, into: list[str]) -> Verdict:
+def extracting(judgement: Judgement, into: list[str]) -> Judgement:
     """Extracting an archive into a directory that holds protected paths may overwrite them."""
     why, _ = removal([Word(v, v) for v in into])
     if why is not None:
-        return Verdict(D, f"{verdict.reason} into {why}", frozenset({"protected-target"}))
-    return verdict
+        return Judgement(D, f"{judgement.reason} into {why}", frozenset({"protected-target"}))
+    return judgement
 
 
 @judge("xxd")
-def judge_xxd(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_xxd(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     opts = parse_opts(args, "cglosn", ["cols", "len", "seek", "name"])
     if len(opts.operands) >= 2:
         return write_to(opts.operands[1], f"{prog} writes to")
-    return Verdict(R, f"{prog} prints a hex dump")
+    return Judgement(R, f"{prog} prints a hex dump")
 
 
 @judge("less", "more", "most", "man")
-def judge_pager(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_pager(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     """less/more `+cmd` and man `-P`/`--pager` run commands of the caller's choosing."""
     for word in args:
         value = word.value
         if value is None or value.startswith(("+", "-H")) or value in ("-P", "--pager", "--html"):
-            return Verdict(U, f"{prog} {word.show} may run a command")
+            return Judgement(U, f"{prog} {word.show} may run a command")
         if value.startswith(("--pager=", "--html=", "-P")):
-            return Verdict(U, f"{prog} {word.show} may run a command")
-    return Verdict(R, f"{prog} only reads")
+            return Judgement(U, f"{prog} {word.show} may run a command")
+    return Judgement(R, f"{prog} only reads")

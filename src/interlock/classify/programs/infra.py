@@ -8,12 +8,12 @@ from interlock.classify import privilege
 from interlock.classify.programs.base import (
     TTY,
     D,
+    Judgement,
     R,
     Runner,
     Stdin,
     U,
     Verbs,
-    Verdict,
     W,
     Word,
     first_operand,
@@ -25,12 +25,12 @@ from interlock.model import Kind
 
 
 @judge("kubectl", "oc", "aws")
-def judge_delegate(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_delegate(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     """kubectl and aws have their own classifiers; they take the command line as text."""
     kind = {"kubectl": Kind.kubectl, "oc": Kind.kubectl, "aws": Kind.aws}[prog]
     values = lit(args)
     if values is None:
-        return Verdict(U, f"{prog} argument produced by an expansion")
+        return Judgement(U, f"{prog} argument produced by an expansion")
     line = " ".join([prog if prog != "oc" else "kubectl", *(_quote(v) for v in values)])
     return run.delegate(kind, {"command": line})
 
@@ -42,10 +42,10 @@ def _quote(value: str) -> str:
 
 
 @judge("terraform", "tofu", "terragrunt")
-def judge_terraform(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_terraform(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     values = lit(args)
     if values is None:
-        return Verdict(U, f"{prog} argument produced by an expansion")
+        return Judgement(U, f"{prog} argument produced by an expansion")
     words = [v for v in values if not v.startswith("-chdir")]
     sub = next((v for v in words if not v.startswith("-")), "")
     rest = words[words.index(sub) + 1 :] if sub else []
@@ -55,34 +55,34 @@ def judge_terraform(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> V
         sub == "fmt" and flags & {"-check", "-diff"}
     ):
         if sub == "plan" and "-destroy" in flags:
-            return Verdict(R, f"{prog} plan -destroy only plans")
-        return Verdict(R, f"{prog} {sub} reads")
+            return Judgement(R, f"{prog} plan -destroy only plans")
+        return Judgement(R, f"{prog} {sub} reads")
     if sub in ("init", "fmt", "get", "login", "logout"):
-        return Verdict(W, f"{prog} {sub} writes local files")
+        return Judgement(W, f"{prog} {sub} writes local files")
     if sub == "workspace":
         action = operands[0] if operands else ""
         if action in ("list", "show", ""):
-            return Verdict(R, f"{prog} workspace {action}")
-        return Verdict(D if action == "delete" else W, f"{prog} workspace {action}")
+            return Judgement(R, f"{prog} workspace {action}")
+        return Judgement(D if action == "delete" else W, f"{prog} workspace {action}")
     if sub == "state":
         action = operands[0] if operands else ""
         if action in ("list", "show", "pull"):
-            return Verdict(R, f"{prog} state {action}")
-        return Verdict(D, f"{prog} state {action} changes the state", frozenset({"irreversible"}))
+            return Judgement(R, f"{prog} state {action}")
+        return Judgement(D, f"{prog} state {action} changes the state", frozenset({"irreversible"}))
     if sub == "destroy" or (sub == "apply" and "-destroy" in flags):
-        return Verdict(D, f"{prog} destroy deletes every resource", frozenset({"mass", "irreversible"}))
+        return Judgement(D, f"{prog} destroy deletes every resource", frozenset({"mass", "irreversible"}))
     if sub == "apply" and flags & {"-replace", "--replace"}:
         # `-replace=ADDR` / `-replace ADDR`: delete and recreate, the Kiro incident's first step.
-        return Verdict(D, f"{prog} apply -replace deletes and recreates a resource", frozenset({"replace"}))
+        return Judgement(D, f"{prog} apply -replace deletes and recreates a resource", frozenset({"replace"}))
     if sub == "apply":
         if operands and "-auto-approve" not in flags:
-            return Verdict(D, f"{prog} apply of a saved plan changes infrastructure")
-        return Verdict(D, f"{prog} apply changes infrastructure without a reviewed plan")
+            return Judgement(D, f"{prog} apply of a saved plan changes infrastructure")
+        return Judgement(D, f"{prog} apply changes infrastructure without a reviewed plan")
     if sub == "taint":
-        return Verdict(D, f"{prog} taint marks a resource to be deleted and recreated", frozenset({"replace"}))
+        return Judgement(D, f"{prog} taint marks a resource to be deleted and recreated", frozenset({"replace"}))
     if sub in ("import", "untaint", "force-unlock", "refresh", "push"):
-        return Verdict(D, f"{prog} {sub} changes the state")
-    return Verdict(U, f"{prog} {sub} not understood")
+        return Judgement(D, f"{prog} {sub} changes the state")
+    return Judgement(U, f"{prog} {sub} not understood")
 
 
 HELM = Verbs(
@@ -93,25 +93,25 @@ HELM = Verbs(
 
 
 @judge("helm")
-def judge_helm(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_helm(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     sub, rest = first_operand(args, "nf", ["namespace", "kube-context", "kubeconfig", "values", "set", "version"])
     if sub is None:
-        return Verdict(U, "helm subcommand produced by an expansion")
+        return Judgement(U, "helm subcommand produced by an expansion")
     risk = HELM.risk(sub)
     if risk is R:
-        return Verdict(R, f"helm {sub} reads")
+        return Judgement(R, f"helm {sub} reads")
     if risk in (W, D) and any((w.value or "").startswith("--dry-run") for w in rest):
-        return Verdict(R, f"helm {sub} --dry-run only renders")
+        return Judgement(R, f"helm {sub} --dry-run only renders")
     if sub == "repo":
         action = rest[0].value if rest else ""
-        return Verdict(R if action == "list" else D if action == "remove" else W, f"helm repo {action}")
+        return Judgement(R if action == "list" else D if action == "remove" else W, f"helm repo {action}")
     if risk is W:
         if sub == "upgrade" and any(w.value == "--force" for w in rest):
-            return Verdict(D, "helm upgrade --force replaces resources", frozenset({"replace"}))
-        return Verdict(W, f"helm {sub} changes releases or files")
+            return Judgement(D, "helm upgrade --force replaces resources", frozenset({"replace"}))
+        return Judgement(W, f"helm {sub} changes releases or files")
     if risk is D:
-        return Verdict(D, f"helm {sub} removes or reverts a release")
-    return Verdict(U, f"helm {sub} not understood")
+        return Judgement(D, f"helm {sub} removes or reverts a release")
+    return Judgement(U, f"helm {sub} not understood")
 
 
 _CLOUD_DESTRUCTIVE = re.compile(
@@ -130,10 +130,10 @@ _CLOUD_WRITE = re.compile(
 
 
 @judge("gcloud", "az", "gsutil", "doctl")
-def judge_cloud(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_cloud(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     values = lit(args)
     if values is None:
-        return Verdict(U, f"{prog} argument produced by an expansion")
+        return Judgement(U, f"{prog} argument produced by an expansion")
     words = [v for v in values if not v.startswith("-")]
     granted = cloud_grant(prog, values, words)
     if granted is not None:
@@ -141,16 +141,16 @@ def judge_cloud(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdi
     # The verb is the first word that looks like one; resource groups come before it.
     for word in words:
         if _CLOUD_DESTRUCTIVE.match(word):
-            return Verdict(D, f"{prog} {' '.join(words[: words.index(word) + 1])}")
+            return Judgement(D, f"{prog} {' '.join(words[: words.index(word) + 1])}")
         if _CLOUD_READ.match(word):
-            return Verdict(R, f"{prog} {' '.join(words[: words.index(word) + 1])}")
+            return Judgement(R, f"{prog} {' '.join(words[: words.index(word) + 1])}")
         if _CLOUD_WRITE.match(word):
             if (prog == "gcloud" and word == "config") or word == "configure":
                 continue
-            return Verdict(W, f"{prog} {' '.join(words[: words.index(word) + 1])}")
+            return Judgement(W, f"{prog} {' '.join(words[: words.index(word) + 1])}")
     if any(f in ("--version", "--help", "-h") for f in values):
-        return Verdict(R, f"{prog} help")
-    return Verdict(U, f"{prog} {' '.join(words[:3])} not understood")
+        return Judgement(R, f"{prog} help")
+    return Judgement(U, f"{prog} {' '.join(words[:3])} not understood")
 
 
 #: Cloud roles broad enough to be administrator power though their names do not say so.
@@ -166,7 +166,7 @@ def _option(values: list[str], name: str) -> str | None:
     return None
 
 
-def cloud_grant(prog: str, values: list[str], words: list[str]) -> Verdict | None:
+def cloud_grant(prog: str, values: list[str], words: list[str]) -> Judgement | None:
     """Granting roles and minting credentials with gcloud and az (aws goes to its own classifier):
     an administrator, owner or broad role, or a new credential, is destructive + `privilege`; a
     narrow role is write + `privilege` (the line of classify/privilege.py)."""
@@ -177,24 +177,24 @@ def cloud_grant(prog: str, values: list[str], words: list[str]) -> Verdict | Non
     )
     if granting:
         if role is None:
-            return Verdict(U, f"{prog} grants a role we cannot see", priv)
+            return Judgement(U, f"{prog} grants a role we cannot see", priv)
         if privilege.is_admin_name(role) or role.lower() in _BROAD_ROLES:
-            return Verdict(D, f"{prog} grants {role}: administrator power", priv)
-        return Verdict(W, f"{prog} grants the narrow role {role}", priv)
+            return Judgement(D, f"{prog} grants {role}: administrator power", priv)
+        return Judgement(W, f"{prog} grants the narrow role {role}", priv)
     if prog == "gcloud" and "set-iam-policy" in words:
-        return Verdict(D, "gcloud set-iam-policy replaces who may do what", priv | {"replace"})
+        return Judgement(D, "gcloud set-iam-policy replaces who may do what", priv | {"replace"})
     if (prog == "gcloud" and "keys" in words and "create" in words) or (
         prog == "az" and "credential" in words and "reset" in words
     ):
-        return Verdict(D, f"{prog} mints a credential", priv | {"secrets"})
+        return Judgement(D, f"{prog} mints a credential", priv | {"secrets"})
     return None
 
 
 @judge("docker", "podman", "nerdctl")
-def judge_docker(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_docker(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     sub, rest = first_operand(args, "Hc", ["host", "context", "config", "log-level"])
     if sub is None:
-        return Verdict(U, f"{prog} subcommand produced by an expansion")
+        return Judgement(U, f"{prog} subcommand produced by an expansion")
     values = [w.value or "" for w in rest]
     if sub in name_set(
         """
@@ -205,34 +205,34 @@ def judge_docker(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verd
         obj = sub
         sub2, rest2 = first_operand(rest, "fp", ["file", "project-name", "profile", "env-file"])
         if sub2 is None:
-            return Verdict(U, f"{prog} {obj} subcommand produced by an expansion")
+            return Judgement(U, f"{prog} {obj} subcommand produced by an expansion")
         if obj == "compose":
             if sub2 in ("ps", "logs", "config", "images", "ls", "top", "version", "port", "events", "ls"):
-                return Verdict(R, f"{prog} compose {sub2}")
+                return Judgement(R, f"{prog} compose {sub2}")
             if sub2 in ("down", "rm", "kill", "stop", "restart", "pause"):
                 tags = (
                     frozenset({"mass"}) if any(w.value in ("-v", "--volumes", "--rmi") for w in rest2) else frozenset()
                 )
-                return Verdict(D, f"{prog} compose {sub2} stops or removes services", tags)
+                return Judgement(D, f"{prog} compose {sub2} stops or removes services", tags)
             if sub2 in ("up", "build", "pull", "push", "create", "start", "run", "exec", "cp", "unpause"):
                 if sub2 in ("run", "exec"):
-                    return Verdict(U, f"{prog} compose {sub2} runs a command inside a container")
-                return Verdict(W, f"{prog} compose {sub2}")
-            return Verdict(U, f"{prog} compose {sub2} not understood")
+                    return Judgement(U, f"{prog} compose {sub2} runs a command inside a container")
+                return Judgement(W, f"{prog} compose {sub2}")
+            return Judgement(U, f"{prog} compose {sub2} not understood")
         if sub2 in name_set("ls list inspect df info history events logs top stats port diff ps"):
-            return Verdict(R, f"{prog} {obj} {sub2}")
+            return Judgement(R, f"{prog} {obj} {sub2}")
         if sub2 in ("rm", "remove", "prune", "kill", "stop", "restart", "leave"):
             tags = frozenset({"mass"}) if sub2 == "prune" else frozenset()
-            return Verdict(
+            return Judgement(
                 D,
                 f"{prog} {obj} {sub2} removes or stops",
                 tags | {"irreversible"} if obj == "volume" else tags,
             )
         if sub2 in name_set("create build pull push tag load import save connect disconnect start update use rename"):
-            return Verdict(W, f"{prog} {obj} {sub2}")
+            return Judgement(W, f"{prog} {obj} {sub2}")
         if sub2 in ("run", "exec"):
-            return Verdict(U, f"{prog} {obj} {sub2} runs a command inside a container")
-        return Verdict(U, f"{prog} {obj} {sub2} not understood")
+            return Judgement(U, f"{prog} {obj} {sub2} runs a command inside a container")
+        return Judgement(U, f"{prog} {obj} {sub2} not understood")
     if sub in (
         "ps",
         "images",
@@ -250,9 +250,9 @@ def judge_docker(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verd
         "help",
         "",
     ):
-        return Verdict(R, f"{prog} {sub} reads")
+        return Judgement(R, f"{prog} {sub} reads")
     if sub in ("rm", "rmi", "kill", "stop", "restart", "pause"):
-        return Verdict(
+        return Judgement(
             D,
             f"{prog} {sub} removes or stops containers",
             frozenset({"mass"}) if "-a" in values or "--all" in values else frozenset(),
@@ -262,27 +262,27 @@ def judge_docker(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verd
             v in ("-v", "--volume") and i + 1 < len(values) and values[i + 1].startswith("/:")
             for i, v in enumerate(values)
         ):
-            return Verdict(D, f"{prog} run with host privileges", frozenset({"privilege"}))
-        return Verdict(W, f"{prog} run starts a container")
+            return Judgement(D, f"{prog} run with host privileges", frozenset({"privilege"}))
+        return Judgement(W, f"{prog} run starts a container")
     if sub in name_set(
         "build pull push tag create start login logout load import commit cp save unpause rename update"
     ):
-        return Verdict(W, f"{prog} {sub}")
+        return Judgement(W, f"{prog} {sub}")
     if sub == "exec":
         return judge_container_exec(prog, rest, run)
-    return Verdict(U, f"{prog} {sub} not understood")
+    return Judgement(U, f"{prog} {sub} not understood")
 
 
-def judge_container_exec(prog: str, args: list[Word], run: Runner) -> Verdict:
+def judge_container_exec(prog: str, args: list[Word], run: Runner) -> Judgement:
     """`docker exec [options] CONTAINER CMD…`: the command is judged as if it ran here."""
     takes = name_set("-u --user -w --workdir -e --env --env-file --detach-keys")
     i = 0
     while i < len(args) and (args[i].value or "").startswith("-"):
         i += 2 if args[i].value in takes else 1
     if i >= len(args) or args[i].value is None:
-        return Verdict(U, f"{prog} exec: container not understood")
+        return Judgement(U, f"{prog} exec: container not understood")
     inner = args[i + 1 :]
     if not inner:
-        return Verdict(U, f"{prog} exec without a command")
+        return Judgement(U, f"{prog} exec without a command")
     nested = run.argv(inner, TTY)
-    return Verdict(nested.risk, f"{prog} exec {args[i].show}: {nested.reason}", nested.tags, nested.paths)
+    return Judgement(nested.risk, f"{prog} exec {args[i].show}: {nested.reason}", nested.tags, nested.paths)

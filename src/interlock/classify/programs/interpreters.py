@@ -8,11 +8,11 @@ from __future__ import annotations
 from interlock.classify.programs.base import (
     TTY,
     D,
+    Judgement,
     R,
     Runner,
     Stdin,
     U,
-    Verdict,
     W,
     Word,
     has_flag,
@@ -27,14 +27,14 @@ from interlock.classify.snippets import judge_code
 _SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "ash", "fish", "busybox-sh", "mksh", "tcsh", "csh"})
 
 
-def judge_piped_code(stdin: Stdin, what: str, run: Runner, language: str | None = None) -> Verdict:
+def judge_piped_code(stdin: Stdin, what: str, run: Runner, language: str | None = None) -> Judgement:
     """An interpreter reading its program from standard input."""
     if stdin.text is not None:
         if language is None:
             nested = run.shell(stdin.text)
         else:
             snippet = judge_code(language, stdin.text)
-            nested = Verdict(
+            nested = Judgement(
                 snippet.risk, snippet.reason, frozenset({"interpreter"}) if snippet.risk is D else frozenset()
             )
             nested = code_on_paths(nested, stdin.text, [])
@@ -42,25 +42,25 @@ def judge_piped_code(stdin: Stdin, what: str, run: Runner, language: str | None 
         risk = nested.risk
         if "obfuscated" in stdin.tags and risk is not U:
             risk = D
-        return Verdict(risk, f"{what} runs {stdin.origin} input: {nested.reason}", tags, nested.paths, nested.nested)
+        return Judgement(risk, f"{what} runs {stdin.origin} input: {nested.reason}", tags, nested.paths, nested.nested)
     if "network" in stdin.tags:
-        return Verdict(D, f"{what} runs code downloaded by {stdin.source}", stdin.tags | {"interpreter"})
+        return Judgement(D, f"{what} runs code downloaded by {stdin.source}", stdin.tags | {"interpreter"})
     if "obfuscated" in stdin.tags:
-        return Verdict(D, f"{what} runs decoded code from {stdin.source}", stdin.tags | {"interpreter"})
+        return Judgement(D, f"{what} runs decoded code from {stdin.source}", stdin.tags | {"interpreter"})
     if stdin.origin == "tty":
-        return Verdict(U, f"{what} reads commands interactively")
-    return Verdict(U, f"{what} runs code from {stdin.source or stdin.origin}", stdin.tags | {"interpreter"})
+        return Judgement(U, f"{what} reads commands interactively")
+    return Judgement(U, f"{what} runs code from {stdin.source or stdin.origin}", stdin.tags | {"interpreter"})
 
 
 @judge(*_SHELLS)
-def judge_shell(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_shell(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     i = 0
     command: str | None = None
     has_command = False
     while i < len(args):
         v = args[i].value
         if v is None:
-            return Verdict(U, f"{prog} argument produced by an expansion ({args[i].text})")
+            return Judgement(U, f"{prog} argument produced by an expansion ({args[i].text})")
         if v in ("-o", "+o", "-O", "+O", "--rcfile", "--init-file"):
             i += 2
             continue
@@ -69,31 +69,31 @@ def judge_shell(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdi
                 has_command = True
                 command = args[i + 1].value if i + 1 < len(args) else None
                 if i + 1 < len(args) and args[i + 1].value is None:
-                    return Verdict(U, f"{prog} -c with a command produced by an expansion")
+                    return Judgement(U, f"{prog} -c with a command produced by an expansion")
                 break
             if "i" in v[1:]:
-                return Verdict(U, f"{prog} -i starts an interactive shell")
+                return Judgement(U, f"{prog} -i starts an interactive shell")
             i += 1
             continue
         if v.startswith("--"):
             i += 1
             continue
-        return Verdict(U, f"{prog} runs the script {v}")
+        return Judgement(U, f"{prog} runs the script {v}")
     if has_command:
         if command is None:
-            return Verdict(U, f"{prog} -c without a command")
+            return Judgement(U, f"{prog} -c without a command")
         nested = run.shell(command)
-        return Verdict(nested.risk, f"{prog} -c: {nested.reason}", nested.tags, nested.paths, nested.nested)
+        return Judgement(nested.risk, f"{prog} -c: {nested.reason}", nested.tags, nested.paths, nested.nested)
     return judge_piped_code(stdin, prog, run)
 
 
 @judge("eval")
-def judge_eval(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_eval(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     values = lit(args)
     if values is None:
-        return Verdict(U, f"{prog} of text produced by an expansion")
+        return Judgement(U, f"{prog} of text produced by an expansion")
     nested = run.shell(" ".join(values))
-    return Verdict(nested.risk, f"eval: {nested.reason}", nested.tags, nested.paths, nested.nested)
+    return Judgement(nested.risk, f"eval: {nested.reason}", nested.tags, nested.paths, nested.nested)
 
 
 _INTERPRETER_FLAG = {
@@ -106,46 +106,46 @@ _INTERPRETER_FLAG = {
 
 
 @judge(*_INTERPRETER_FLAG)
-def judge_interpreter(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_interpreter(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     flag, language = _INTERPRETER_FLAG[prog]
     in_place = False
     i = 0
     while i < len(args):
         v = args[i].value
         if v is None:
-            return Verdict(U, f"{prog} argument produced by an expansion")
+            return Judgement(U, f"{prog} argument produced by an expansion")
         if v in ("--version", "-V", "-v", "--help", "-h") and len(args) == 1:
-            return Verdict(R, f"{prog} prints its version")
+            return Judgement(R, f"{prog} prints its version")
         if language == "python" and v == "-m":
             module = args[i + 1].value if i + 1 < len(args) else None
             return judge_python_module(module, args[i + 2 :], stdin, run)
         if v == flag or (v in ("--eval", "-E", "-p", "--print") and language in ("node", "perl")):
             code = args[i + 1].value if i + 1 < len(args) else None
             if code is None:
-                return Verdict(U, f"{prog} {v} with code produced by an expansion")
+                return Judgement(U, f"{prog} {v} with code produced by an expansion")
             snippet = judge_code(language, code)
             risk = snippet.risk
             if in_place and risk is R:
                 risk = W
             tags = frozenset({"interpreter"}) if risk in (D, U) else frozenset()
-            verdict = Verdict(risk, snippet.reason + (" (edits files in place)" if in_place else ""), tags)
-            return code_on_paths(verdict, code, args[i + 2 :] if in_place else [])
+            judgement = Judgement(risk, snippet.reason + (" (edits files in place)" if in_place else ""), tags)
+            return code_on_paths(judgement, code, args[i + 2 :] if in_place else [])
         if v.startswith(flag) and len(v) > 2 and language != "perl":
             snippet = judge_code(language, v[2:])
-            verdict = Verdict(
+            judgement = Judgement(
                 snippet.risk, snippet.reason, frozenset({"interpreter"}) if snippet.risk is D else frozenset()
             )
-            return code_on_paths(verdict, v[2:], [])
+            return code_on_paths(judgement, v[2:], [])
         if language == "perl" and v.startswith("-") and not v.startswith("--"):
             in_place = in_place or "i" in v[1:]
             if v.endswith("e"):
                 code = args[i + 1].value if i + 1 < len(args) else None
                 if code is None:
-                    return Verdict(U, "perl -e with code produced by an expansion")
+                    return Judgement(U, "perl -e with code produced by an expansion")
                 snippet = judge_code("perl", code)
                 risk = W if in_place and snippet.risk is R else snippet.risk
-                verdict = Verdict(risk, snippet.reason, frozenset({"interpreter"}) if risk is D else frozenset())
-                return code_on_paths(verdict, code, args[i + 2 :] if in_place else [])
+                judgement = Judgement(risk, snippet.reason, frozenset({"interpreter"}) if risk is D else frozenset())
+                return code_on_paths(judgement, code, args[i + 2 :] if in_place else [])
             i += 1
             continue
         if v.startswith("-") and v != "-":
@@ -153,51 +153,51 @@ def judge_interpreter(prog: str, args: list[Word], stdin: Stdin, run: Runner) ->
             continue
         if v == "-":
             break
-        return Verdict(U, f"{prog} runs the script {v}", frozenset({"interpreter"}))
+        return Judgement(U, f"{prog} runs the script {v}", frozenset({"interpreter"}))
     return judge_piped_code(stdin, prog, run, language)
 
 
-def code_on_paths(verdict: Verdict, code: str, edited: list[Word]) -> Verdict:
+def code_on_paths(judgement: Judgement, code: str, edited: list[Word]) -> Judgement:
     """A snippet judged with the paths it touches: the files `perl -i` edits in place are written
     (a protected one makes it destructive), and code that changes anything while naming a
     protected path (`open('.claude/settings.json', 'w')`) is at least destructive."""
     files = [w for w in edited if w.value is None or not w.value.startswith("-")]
     if files:
-        verdict = worst([verdict, *(write_to(w, "edits in place") for w in files)])
-    if verdict.risk is not R:
+        judgement = worst([judgement, *(write_to(w, "edits in place") for w in files)])
+    if judgement.risk is not R:
         why = mentions_protected(code)
         if why is not None:
-            risk = U if verdict.risk is U else D
-            return Verdict(risk, f"{verdict.reason}; the code names {why}", verdict.tags | {"protected-target"})
-    return verdict
+            risk = U if judgement.risk is U else D
+            return Judgement(risk, f"{judgement.reason}; the code names {why}", judgement.tags | {"protected-target"})
+    return judgement
 
 
 @judge("make", "gmake")
-def judge_make(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_make(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     """make runs the recipes of a Makefile we cannot see, unless told only to print them."""
     if has_flag(args, "nq", ("dry-run", "just-print", "recon", "question"), takes="CfIjloW"):
-        return Verdict(R, f"{prog} -n prints the recipes it would run")
-    return Verdict(U, f"{prog} runs the recipes of a Makefile", frozenset({"interpreter"}))
+        return Judgement(R, f"{prog} -n prints the recipes it would run")
+    return Judgement(U, f"{prog} runs the recipes of a Makefile", frozenset({"interpreter"}))
 
 
-def judge_python_module(module: str | None, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_python_module(module: str | None, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     if module in ("pip", "pip3"):
         return judge_packages("pip", args, stdin, run)
     if module in ("json.tool", "platform", "site", "this", "tabnanny", "py_compile", "pydoc", "timeit"):
-        return Verdict(R, f"python -m {module}")
+        return Judgement(R, f"python -m {module}")
     if module in ("venv", "virtualenv", "ensurepip", "compileall", "zipfile", "tarfile"):
-        return Verdict(W, f"python -m {module} writes files")
-    return Verdict(U, f"python -m {module} runs a module we do not know", frozenset({"interpreter"}))
+        return Judgement(W, f"python -m {module} writes files")
+    return Judgement(U, f"python -m {module} runs a module we do not know", frozenset({"interpreter"}))
 
 
 @judge("xargs", "parallel")
-def judge_xargs(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_xargs(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     takes = "IdEnLPsaL"
     i = 0
     while i < len(args):
         v = args[i].value
         if v is None:
-            return Verdict(U, "xargs option produced by an expansion")
+            return Judgement(U, "xargs option produced by an expansion")
         if v == "--":
             i += 1
             break
@@ -211,9 +211,9 @@ def judge_xargs(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdi
         break
     inner = args[i:]
     if not inner:
-        return Verdict(R, "xargs echoes its input")
+        return Judgement(R, "xargs echoes its input")
     nested = run.argv([*inner, Word(None, "<input>")], TTY)
-    return Verdict(
+    return Judgement(
         nested.risk,
         f"xargs runs {inner[0].show} on its input: {nested.reason}",
         nested.tags,
@@ -223,20 +223,20 @@ def judge_xargs(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdi
 
 
 @judge("trap", "alias", "source", ".")
-def judge_builtin_text(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_builtin_text(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     """trap and watch and su take a command string and run it later or elsewhere."""
     if prog == "trap":
         values = [w.value for w in args]
         if not values or values[0] in ("-l", "-p") or values[0] in ("-", ""):
-            return Verdict(R, "trap lists or resets handlers")
+            return Judgement(R, "trap lists or resets handlers")
         if values[0] is None:
-            return Verdict(U, "trap command produced by an expansion")
+            return Judgement(U, "trap command produced by an expansion")
         nested = run.shell(values[0])
-        return Verdict(nested.risk, f"trap: {nested.reason}", nested.tags, nested.paths, nested.nested)
+        return Judgement(nested.risk, f"trap: {nested.reason}", nested.tags, nested.paths, nested.nested)
     if prog == "alias":
         if any(w.value is None or "=" in (w.value or "") for w in args):
-            return Verdict(U, "alias redefines a command")
-        return Verdict(R, "alias lists aliases")
+            return Judgement(U, "alias redefines a command")
+        return Judgement(R, "alias lists aliases")
     if prog in ("source", "."):
-        return Verdict(U, f"{prog} runs a script file")
-    return Verdict(U, f"{prog} not understood")
+        return Judgement(U, f"{prog} runs a script file")
+    return Judgement(U, f"{prog} not understood")

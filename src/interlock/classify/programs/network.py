@@ -6,11 +6,11 @@ import re
 
 from interlock.classify.programs.base import (
     D,
+    Judgement,
     R,
     Runner,
     Stdin,
     U,
-    Verdict,
     W,
     Word,
     has_flag,
@@ -26,7 +26,7 @@ from interlock.classify.programs.targets import (
 
 
 @judge("curl")
-def judge_curl(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_curl(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     opts = parse_opts(
         args,
         "XdoHuAeEFTKbcrwmxyzYQt",
@@ -40,12 +40,12 @@ def judge_curl(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdic
     )
     tags = {"network"}
     if any(w.value is not None and w.value.startswith("--engine") for w in args):
-        return Verdict(U, "curl --engine loads a library of the caller's choosing", frozenset(tags))
+        return Judgement(U, "curl --engine loads a library of the caller's choosing", frozenset(tags))
     if "K" in opts.values or "config" in opts.values:
-        return Verdict(U, "curl reads its options from a file", frozenset(tags))
+        return Judgement(U, "curl reads its options from a file", frozenset(tags))
     method = (opts.values.get("X") or opts.values.get("request") or "").upper()
     if ("X" in opts.values or "request" in opts.values) and not method:
-        return Verdict(U, "curl method produced by an expansion", frozenset(tags))
+        return Judgement(U, "curl method produced by an expansion", frozenset(tags))
     data_keys = name_set("d data data-raw data-binary data-urlencode F form json T upload-file form-string")
     sent = [opts.values[k] for k in data_keys if k in opts.values]
     if (
@@ -54,23 +54,23 @@ def judge_curl(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdic
         or "upload-file" in opts.values
     ):
         tags.add("exfiltration")
-    verdicts: list[Verdict] = []
+    judgements: list[Judgement] = []
     if method == "DELETE":
-        verdicts.append(Verdict(D, "curl sends a DELETE request", frozenset(tags)))
+        judgements.append(Judgement(D, "curl sends a DELETE request", frozenset(tags)))
     elif method in ("POST", "PUT", "PATCH") or sent:
-        verdicts.append(Verdict(W, f"curl sends a {method or 'POST'} request", frozenset(tags)))
+        judgements.append(Judgement(W, f"curl sends a {method or 'POST'} request", frozenset(tags)))
     elif method not in ("", "GET", "HEAD", "OPTIONS"):
-        verdicts.append(Verdict(U, f"curl sends a {method} request", frozenset(tags)))
+        judgements.append(Judgement(U, f"curl sends a {method} request", frozenset(tags)))
     out = opts.values.get("o") or opts.values.get("output")
     if "o" in opts.values or "output" in opts.values:
-        verdicts.append(write_to(Word(out, out or "$?"), "curl saves to").with_tags(*tags))
+        judgements.append(write_to(Word(out, out or "$?"), "curl saves to").with_tags(*tags))
     if opts.flags & {"O", "remote-name", "remote-name-all", "J"}:
-        verdicts.append(Verdict(W, "curl saves the download in the current directory", frozenset(tags)))
-    return worst(verdicts) if verdicts else Verdict(R, "curl fetches to standard output", frozenset(tags))
+        judgements.append(Judgement(W, "curl saves the download in the current directory", frozenset(tags)))
+    return worst(judgements) if judgements else Judgement(R, "curl fetches to standard output", frozenset(tags))
 
 
 @judge("wget")
-def judge_wget(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_wget(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     opts = parse_opts(
         args,
         "OoPaAeTtUi",
@@ -84,20 +84,20 @@ def judge_wget(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdic
     tags = frozenset({"network"})
     method = (opts.values.get("method") or "").upper()
     if method == "DELETE":
-        return Verdict(D, "wget sends a DELETE request", tags)
+        return Judgement(D, "wget sends a DELETE request", tags)
     if opts.flags & {"post-data", "post-file", "body-data"} or method in ("POST", "PUT", "PATCH"):
         extra = {"exfiltration"} if "post-file" in opts.flags else set()
-        return Verdict(W, "wget sends data", tags | extra)
+        return Judgement(W, "wget sends data", tags | extra)
     if opts.flags & {"spider"}:
-        return Verdict(R, "wget checks a URL", tags)
+        return Judgement(R, "wget checks a URL", tags)
     out = opts.values.get("O") or opts.values.get("output-document")
     if out == "-":
-        return Verdict(R, "wget fetches to standard output", tags)
+        return Judgement(R, "wget fetches to standard output", tags)
     if out is not None:
         return write_to(Word(out, out), "wget saves to").with_tags(*tags)
     if "O" in opts.values or "output-document" in opts.values:
-        return Verdict(U, "wget output produced by an expansion", tags)
-    return Verdict(W, "wget saves the download in the current directory", tags)
+        return Judgement(U, "wget output produced by an expansion", tags)
+    return Judgement(W, "wget saves the download in the current directory", tags)
 
 
 #: ssh settings that run a program (GTFOBins: `-o ProxyCommand=…`, `LocalCommand`, `Match exec`).
@@ -137,38 +137,38 @@ def transport_hook(prog: str, args: list[Word]) -> str | None:
 
 
 @judge("ssh", "scp", "rsync", "sftp")
-def judge_ssh(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_ssh(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     opts = parse_opts(args, "bcDEeFIiJLlmOopQRSWw")
     hook = transport_hook(prog, args)
     if hook is not None:
-        return Verdict(U, f"{prog} {hook} names a program to run", frozenset({"network", "interpreter"}))
+        return Judgement(U, f"{prog} {hook} names a program to run", frozenset({"network", "interpreter"}))
     if prog == "rsync" and has_flag(args, "n", ("dry-run",), takes="eBfTM"):
-        return Verdict(R, "rsync --dry-run lists what it would copy", frozenset({"network"}))
+        return Judgement(R, "rsync --dry-run lists what it would copy", frozenset({"network"}))
     if prog in ("scp", "rsync", "sftp"):
         if prog == "rsync" and any(
             (w.value or "").startswith("--delete") or w.value == "--remove-source-files" for w in args
         ):
-            return Verdict(D, "rsync --delete removes files at the destination", frozenset({"mass", "network"}))
+            return Judgement(D, "rsync --delete removes files at the destination", frozenset({"mass", "network"}))
         if prog == "sftp":
-            return Verdict(U, "sftp runs an interactive session", frozenset({"network"}))
+            return Judgement(U, "sftp runs an interactive session", frozenset({"network"}))
         dest = opts.operands[-1] if opts.operands else None
         if dest is not None and dest.value is not None and ":" not in dest.value:
             return write_to(dest, f"{prog} copies to").with_tags("network")
-        return Verdict(W, f"{prog} copies files to {dest.show if dest else 'a host'}", frozenset({"network"}))
+        return Judgement(W, f"{prog} copies files to {dest.show if dest else 'a host'}", frozenset({"network"}))
     if not opts.operands:
-        return Verdict(U, "ssh without a host", frozenset({"network"}))
+        return Judgement(U, "ssh without a host", frozenset({"network"}))
     remote = opts.operands[1:]
     if not remote:
         if stdin.text is not None:
             # The remote login shell runs the here-doc (or piped text) as commands.
             nested = run.shell(stdin.text)
-            return Verdict(nested.risk, f"ssh {opts.operands[0].show}: {nested.reason}", nested.tags | {"network"})
-        return Verdict(U, f"ssh opens an interactive session on {opts.operands[0].show}", frozenset({"network"}))
+            return Judgement(nested.risk, f"ssh {opts.operands[0].show}: {nested.reason}", nested.tags | {"network"})
+        return Judgement(U, f"ssh opens an interactive session on {opts.operands[0].show}", frozenset({"network"}))
     values = lit(remote)
     if values is None:
-        return Verdict(U, "ssh remote command produced by an expansion", frozenset({"network"}))
+        return Judgement(U, "ssh remote command produced by an expansion", frozenset({"network"}))
     nested = run.shell(" ".join(values))
-    return Verdict(
+    return Judgement(
         nested.risk,
         f"ssh {opts.operands[0].show}: {nested.reason}",
         nested.tags | {"network"},

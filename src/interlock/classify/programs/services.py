@@ -11,12 +11,12 @@ import re
 from interlock.classify import privilege
 from interlock.classify.programs.base import (
     D,
+    Judgement,
     R,
     Runner,
     Stdin,
     U,
     Verbs,
-    Verdict,
     W,
     Word,
     first_operand,
@@ -68,29 +68,29 @@ _API_FIELDS = name_set("-f -F --field --raw-field --input -H --header")
 
 
 @judge("gh", "glab")
-def judge_forge(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_forge(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     values = lit(args)
     if values is None:
-        return Verdict(U, f"{prog} argument produced by an expansion")
+        return Judgement(U, f"{prog} argument produced by an expansion")
     sub, rest = first_operand(args, "R", ["repo"])
     if sub == "api":
         return _forge_api(prog, [w.value or "" for w in rest])
     if sub in _FORGE_READS or not sub:
-        return Verdict(R, f"{prog} {sub or 'help'} reads")
+        return Judgement(R, f"{prog} {sub or 'help'} reads")
     table = FORGE.get(sub or "")
     if table is None:
-        return Verdict(U, f"{prog} {sub} not understood (an alias or extension runs code we cannot see)")
+        return Judgement(U, f"{prog} {sub} not understood (an alias or extension runs code we cannot see)")
     action, _ = first_operand(rest, "R", ["repo"])
     if sub == "auth" and action == "token":
-        return Verdict(W, f"{prog} auth token prints the login token", frozenset({"secrets"}))
+        return Judgement(W, f"{prog} auth token prints the login token", frozenset({"secrets"}))
     risk = table.risk(action or "")
     if risk is None:
-        return Verdict(U, f"{prog} {sub} {action} not understood")
+        return Judgement(U, f"{prog} {sub} {action} not understood")
     tags = frozenset({"irreversible"}) if risk is D and sub in ("repo", "gist") else frozenset()
-    return Verdict(risk, f"{prog} {sub} {action}", tags)
+    return Judgement(risk, f"{prog} {sub} {action}", tags)
 
 
-def _forge_api(prog: str, values: list[str]) -> Verdict:
+def _forge_api(prog: str, values: list[str]) -> Judgement:
     method = ""
     for i, v in enumerate(values):
         if v in ("-X", "--method") and i + 1 < len(values):
@@ -102,15 +102,15 @@ def _forge_api(prog: str, values: list[str]) -> Verdict:
     fields = any(v in _API_FIELDS or v.startswith(("--field=", "--raw-field=", "--input=")) for v in values)
     if "graphql" in values:
         mutation = any(re.search(r"\bmutation\b", v) for v in values)
-        return Verdict(W if mutation else R, f"{prog} api graphql {'mutation' if mutation else 'query'}")
+        return Judgement(W if mutation else R, f"{prog} api graphql {'mutation' if mutation else 'query'}")
     method = method or ("POST" if fields else "GET")
     if method in ("GET", "HEAD"):
-        return Verdict(R, f"{prog} api {method}")
+        return Judgement(R, f"{prog} api {method}")
     if method == "DELETE":
-        return Verdict(D, f"{prog} api DELETE")
+        return Judgement(D, f"{prog} api DELETE")
     if method in ("POST", "PUT", "PATCH"):
-        return Verdict(W, f"{prog} api {method}")
-    return Verdict(U, f"{prog} api {method} not understood")
+        return Judgement(W, f"{prog} api {method}")
+    return Judgement(U, f"{prog} api {method} not understood")
 
 
 # --------------------------------------------------------------------------- vault
@@ -139,28 +139,28 @@ _VAULT_GROUPS = name_set("kv policy auth secrets token lease operator audit plug
 
 
 @judge("vault")
-def judge_vault(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_vault(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     values = lit(args)
     if values is None:
-        return Verdict(U, "vault argument produced by an expansion")
+        return Judgement(U, "vault argument produced by an expansion")
     words = [v for v in values if not v.startswith("-")]
     if not words:
-        return Verdict(R, "vault prints usage")
+        return Judgement(R, "vault prints usage")
     verb = f"{words[0]}-{words[1]}" if words[0] in _VAULT_GROUPS and len(words) > 1 else words[0]
     if verb in _VAULT_REVEALS:
-        return Verdict(W, f"vault {verb.replace('-', ' ')} prints a secret's value", frozenset({"secrets"}))
+        return Judgement(W, f"vault {verb.replace('-', ' ')} prints a secret's value", frozenset({"secrets"}))
     if verb == "token-create":
         policies = [v.partition("=")[2] for v in values if v.startswith("-policy=")]
         if not policies or any(p in ("root", "sudo") or privilege.is_admin_name(p) for p in policies):
-            return Verdict(D, "vault token create mints a token with root or its parent's power", _PRIV | {"secrets"})
-        return Verdict(W, f"vault token create mints a token for {', '.join(policies)}", _PRIV | {"secrets"})
+            return Judgement(D, "vault token create mints a token with root or its parent's power", _PRIV | {"secrets"})
+        return Judgement(W, f"vault token create mints a token for {', '.join(policies)}", _PRIV | {"secrets"})
     risk = VAULT.risk(verb)
     if risk is None:
-        return Verdict(U, f"vault {verb.replace('-', ' ')} not understood")
+        return Judgement(U, f"vault {verb.replace('-', ' ')} not understood")
     tags = frozenset({"irreversible"}) if verb in ("kv-destroy", "kv-metadata-delete") else frozenset()
     if verb.startswith(("policy-", "auth-", "operator-generate-root")) and risk is not R:
         tags = tags | _PRIV
-    return Verdict(risk, f"vault {verb.replace('-', ' ')}", tags)
+    return Judgement(risk, f"vault {verb.replace('-', ' ')}", tags)
 
 
 _PRIV = frozenset({"privilege"})
@@ -187,37 +187,37 @@ _CONSUL_GROUPS = name_set("kv services snapshot keyring intention config acl ope
 
 
 @judge("consul")
-def judge_consul(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_consul(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     values = lit(args)
     if values is None:
-        return Verdict(U, "consul argument produced by an expansion")
+        return Judgement(U, "consul argument produced by an expansion")
     words = [v for v in values if not v.startswith("-")]
     if not words:
-        return Verdict(R, "consul prints usage")
+        return Judgement(R, "consul prints usage")
     if words[0] == "exec":
         # `consul exec CMD` runs CMD on every matching node: judged as if it ran here.
         command = " ".join(words[1:])
         if not command:
-            return Verdict(U, "consul exec without a command")
+            return Judgement(U, "consul exec without a command")
         nested = run.shell(command)
-        return Verdict(nested.risk, f"consul exec: {nested.reason}", nested.tags, nested.paths, nested.nested)
+        return Judgement(nested.risk, f"consul exec: {nested.reason}", nested.tags, nested.paths, nested.nested)
     if words[0] in ("watch", "lock"):
-        return Verdict(U, f"consul {words[0]} runs a handler program")
+        return Judgement(U, f"consul {words[0]} runs a handler program")
     verb = "-".join(words[:2]) if words[0] in _CONSUL_GROUPS and len(words) > 1 else words[0]
     if verb.startswith("acl-") and len(words) > 2:
         verb = "-".join(words[:3])
     if verb == "acl-token-create":
-        return Verdict(D, "consul acl token create mints a token", _PRIV | {"secrets"})
+        return Judgement(D, "consul acl token create mints a token", _PRIV | {"secrets"})
     if verb == "operator-raft" and len(words) > 2 and words[2] == "remove-peer":
         verb = "operator-raft-remove-peer"
     risk = CONSUL.risk(verb)
     if risk is None:
-        return Verdict(U, f"consul {verb.replace('-', ' ')} not understood")
+        return Judgement(U, f"consul {verb.replace('-', ' ')} not understood")
     recursive = verb == "kv-delete" and "-recurse" in values
     tags = frozenset({"mass"}) if recursive else frozenset({"replace"}) if verb == "snapshot-restore" else frozenset()
     if verb.startswith("acl-") and risk is not R:
         tags = tags | _PRIV
-    return Verdict(risk, f"consul {verb.replace('-', ' ')}", tags)
+    return Judgement(risk, f"consul {verb.replace('-', ' ')}", tags)
 
 
 # --------------------------------------------------------------------------- etcdctl
@@ -242,24 +242,24 @@ _ETCD_GROUPS = name_set("endpoint member alarm user role auth lease snapshot che
 
 
 @judge("etcdctl")
-def judge_etcdctl(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_etcdctl(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     values = lit(args)
     if values is None:
-        return Verdict(U, "etcdctl argument produced by an expansion")
+        return Judgement(U, "etcdctl argument produced by an expansion")
     words = [v for v in values if not v.startswith("-")]
     if not words:
-        return Verdict(R, "etcdctl prints usage")
+        return Judgement(R, "etcdctl prints usage")
     verb = f"{words[0]}-{words[1]}" if words[0] in _ETCD_GROUPS and len(words) > 1 else words[0]
     if verb == "txn":
-        return Verdict(U, "etcdctl txn reads its operations from standard input")
+        return Judgement(U, "etcdctl txn reads its operations from standard input")
     if verb == "user-grant-role":
         role = words[3] if len(words) > 3 else ""
         if role == "root" or privilege.is_admin_name(role):
-            return Verdict(D, f"etcdctl grants {role}: administrator power", _PRIV)
-        return Verdict(W, f"etcdctl grants the role {role}", _PRIV)
+            return Judgement(D, f"etcdctl grants {role}: administrator power", _PRIV)
+        return Judgement(W, f"etcdctl grants the role {role}", _PRIV)
     risk = ETCD.risk(verb)
     if risk is None:
-        return Verdict(U, f"etcdctl {verb.replace('-', ' ')} not understood")
+        return Judgement(U, f"etcdctl {verb.replace('-', ' ')} not understood")
     tags: frozenset[str] = frozenset()
     if verb == "del" and (
         any(v in ("--prefix", "--from-key") for v in values) or (len(words) > 1 and words[1] in ("/", ""))
@@ -269,4 +269,4 @@ def judge_etcdctl(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Ver
         tags = frozenset({"irreversible"})
     if verb.startswith(("user-", "role-", "auth-")) and risk is not R:
         tags = tags | _PRIV
-    return Verdict(risk, f"etcdctl {verb.replace('-', ' ')}", tags)
+    return Judgement(risk, f"etcdctl {verb.replace('-', ' ')}", tags)

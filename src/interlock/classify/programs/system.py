@@ -7,12 +7,12 @@ import re
 from interlock.classify import privilege
 from interlock.classify.programs.base import (
     D,
+    Judgement,
     R,
     Runner,
     Stdin,
     U,
     Verbs,
-    Verdict,
     W,
     Word,
     first_operand,
@@ -48,72 +48,72 @@ _SYSTEMCTL_POWER = name_set("poweroff reboot halt kexec suspend hibernate hybrid
 
 
 @judge("systemctl")
-def judge_systemctl(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_systemctl(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     sub, rest = first_operand(
         args, "HMpPtno", ["host", "machine", "property", "type", "state", "signal", "lines", "output"]
     )
     if sub is None:
-        return Verdict(U, "systemctl subcommand produced by an expansion")
+        return Judgement(U, "systemctl subcommand produced by an expansion")
     risk = SYSTEMCTL.risk(sub)
     if risk is R or sub == "":
-        return Verdict(R, f"systemctl {sub or 'list-units'} reads")
+        return Judgement(R, f"systemctl {sub or 'list-units'} reads")
     if risk is W:
-        return Verdict(W, f"systemctl {sub} {' '.join(w.show for w in rest)}".rstrip())
+        return Judgement(W, f"systemctl {sub} {' '.join(w.show for w in rest)}".rstrip())
     if risk is D:
-        return Verdict(D, f"systemctl {sub} {' '.join(w.show for w in rest)} interrupts a service".replace("  ", " "))
+        return Judgement(D, f"systemctl {sub} {' '.join(w.show for w in rest)} interrupts a service".replace("  ", " "))
     if sub in _SYSTEMCTL_POWER:
-        return Verdict(D, f"systemctl {sub} takes the host down", frozenset({"mass"}))
-    return Verdict(U, f"systemctl {sub} not understood")
+        return Judgement(D, f"systemctl {sub} takes the host down", frozenset({"mass"}))
+    return Judgement(U, f"systemctl {sub} not understood")
 
 
 @judge("service")
-def judge_service(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_service(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     values = lit(args)
     if values is None:
-        return Verdict(U, "service argument produced by an expansion")
+        return Judgement(U, "service argument produced by an expansion")
     if not values or values[0] in ("--status-all", "--help", "--version"):
-        return Verdict(R, "service lists services")
+        return Judgement(R, "service lists services")
     action = values[1] if len(values) > 1 else ""
     if action in ("status", ""):
-        return Verdict(R, f"service {values[0]} status")
+        return Judgement(R, f"service {values[0]} status")
     if action in ("start", "reload", "force-reload"):
-        return Verdict(W, f"service {values[0]} {action}")
+        return Judgement(W, f"service {values[0]} {action}")
     if action in ("stop", "restart", "try-restart", "condrestart"):
-        return Verdict(D, f"service {values[0]} {action} interrupts a service")
-    return Verdict(U, f"service {values[0]} {action} not understood")
+        return Judgement(D, f"service {values[0]} {action} interrupts a service")
+    return Judgement(U, f"service {values[0]} {action} not understood")
 
 
 @judge("kill", "pkill", "killall", "killall5", "pgrep", "pidof", "skill")
-def judge_kill(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_kill(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     values = [w.value for w in args]
     if prog == "kill" and (not values or values[0] in ("-l", "-L", "--list") or "-0" in values or "-s0" in values):
-        return Verdict(R, "kill lists signals or checks a process exists")
+        return Judgement(R, "kill lists signals or checks a process exists")
     if prog in ("pgrep", "pidof"):
-        return Verdict(R, f"{prog} finds processes")
+        return Judgement(R, f"{prog} finds processes")
     mass = prog in ("killall", "killall5") or "-1" in values or any(v in ("-u", "--user") for v in values)
-    return Verdict(D, f"{prog} stops processes", frozenset({"mass"}) if mass else frozenset())
+    return Judgement(D, f"{prog} stops processes", frozenset({"mass"}) if mass else frozenset())
 
 
 @judge("shutdown", "reboot", "halt", "poweroff", "init", "telinit")
-def judge_power(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_power(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     values = [w.value for w in args]
     if prog == "shutdown" and "-c" in values:
-        return Verdict(W, "shutdown -c cancels a shutdown")
+        return Judgement(W, "shutdown -c cancels a shutdown")
     if prog in ("init", "telinit") and values and values[0] not in ("0", "6", "1", "s", "S"):
-        return Verdict(W, f"{prog} {values[0]} changes the runlevel")
-    return Verdict(D, f"{prog} takes the host down", frozenset({"mass"}))
+        return Judgement(W, f"{prog} {values[0]} changes the runlevel")
+    return Judgement(D, f"{prog} takes the host down", frozenset({"mass"}))
 
 
 @judge("crontab")
-def judge_crontab(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_crontab(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     opts = parse_opts(args, "u")
     if "r" in opts.flags:
-        return Verdict(D, "crontab -r deletes the crontab", frozenset({"irreversible"}))
+        return Judgement(D, "crontab -r deletes the crontab", frozenset({"irreversible"}))
     if "l" in opts.flags:
-        return Verdict(R, "crontab -l lists jobs")
+        return Judgement(R, "crontab -l lists jobs")
     if "e" in opts.flags:
-        return Verdict(U, "crontab -e edits interactively")
-    return Verdict(D, "crontab FILE replaces the whole crontab", frozenset({"replace"}))
+        return Judgement(U, "crontab -e edits interactively")
+    return Judgement(D, "crontab FILE replaces the whole crontab", frozenset({"replace"}))
 
 
 @judge(
@@ -124,46 +124,46 @@ def judge_crontab(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Ver
     """
     )
 )
-def judge_firewall(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_firewall(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     values = [w.value or "" for w in args]
     if prog in ("iptables", "ip6tables", "iptables-legacy", "iptables-nft"):
         flags = set(values)
         if flags & {"-F", "--flush", "-X", "--delete-chain", "-Z", "--zero"}:
-            return Verdict(D, f"{prog} flushes rules", frozenset({"mass"}))
+            return Judgement(D, f"{prog} flushes rules", frozenset({"mass"}))
         if flags & {"-D", "--delete"}:
-            return Verdict(D, f"{prog} deletes a rule")
+            return Judgement(D, f"{prog} deletes a rule")
         if flags & {"-P", "--policy"}:
-            return Verdict(D, f"{prog} changes a chain policy")
+            return Judgement(D, f"{prog} changes a chain policy")
         if flags & {"-A", "--append", "-I", "--insert", "-N", "--new-chain", "-R", "--replace", "-E"}:
-            return Verdict(W, f"{prog} adds a rule")
+            return Judgement(W, f"{prog} adds a rule")
         if flags & {"-L", "--list", "-S", "--list-rules", "-C", "--check", "-h", "--help", "--version"}:
-            return Verdict(R, f"{prog} lists rules")
-        return Verdict(U, f"{prog} {' '.join(values)} not understood")
+            return Judgement(R, f"{prog} lists rules")
+        return Judgement(U, f"{prog} {' '.join(values)} not understood")
     if prog in ("iptables-save", "ip6tables-save"):
-        return Verdict(R, f"{prog} prints rules")
+        return Judgement(R, f"{prog} prints rules")
     if prog in ("iptables-restore", "ip6tables-restore"):
-        return Verdict(D, f"{prog} replaces the rules", frozenset({"replace", "mass"}))
+        return Judgement(D, f"{prog} replaces the rules", frozenset({"replace", "mass"}))
     if prog == "nft":
         words = [v for v in values if not v.startswith("-")]
         verb = words[0] if words else ""
         if verb in ("list", "describe", "monitor") or "-c" in values or "--check" in values:
-            return Verdict(R, f"nft {verb}")
+            return Judgement(R, f"nft {verb}")
         if verb in ("flush", "delete", "destroy", "reset"):
-            return Verdict(D, f"nft {verb}", frozenset({"mass"}) if verb == "flush" else frozenset())
+            return Judgement(D, f"nft {verb}", frozenset({"mass"}) if verb == "flush" else frozenset())
         if verb in ("add", "insert", "create", "replace", "rename"):
-            return Verdict(W, f"nft {verb}")
+            return Judgement(W, f"nft {verb}")
         if "-f" in values:
-            return Verdict(U, "nft runs a rules file")
-        return Verdict(U, f"nft {verb} not understood")
+            return Judgement(U, "nft runs a rules file")
+        return Judgement(U, f"nft {verb} not understood")
     words = [v for v in values if not v.startswith("-")]
     verb = words[0] if words else ""
     if verb in ("status", "show", "version", "app", "help"):
-        return Verdict(R, f"ufw {verb}")
+        return Judgement(R, f"ufw {verb}")
     if verb in ("disable", "reset", "delete", "deny", "reject"):
-        return Verdict(D, f"ufw {verb}", frozenset({"mass"}) if verb in ("reset", "disable") else frozenset())
+        return Judgement(D, f"ufw {verb}", frozenset({"mass"}) if verb in ("reset", "disable") else frozenset())
     if verb in ("allow", "limit", "enable", "reload", "insert", "route", "default", "logging"):
-        return Verdict(W, f"ufw {verb}")
-    return Verdict(U, f"ufw {verb} not understood")
+        return Judgement(W, f"ufw {verb}")
+    return Judgement(U, f"ufw {verb} not understood")
 
 
 @judge(
@@ -174,25 +174,25 @@ def judge_firewall(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Ve
     """
     )
 )
-def judge_users(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_users(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     if prog in ("userdel", "deluser", "groupdel", "delgroup"):
         opts = parse_opts(args)
         tags = {"irreversible"} | ({"mass"} if opts.flags & {"r", "remove", "remove-home"} else set())
-        return Verdict(D, f"{prog} deletes an account", frozenset(tags))
+        return Judgement(D, f"{prog} deletes an account", frozenset(tags))
     priv = frozenset({"privilege"})
     if prog == "visudo":
         if has_flag(args, "c", ("check",)):
-            return Verdict(R, "visudo -c checks the sudoers files")
-        return Verdict(D, "visudo edits who may act as root", priv)
+            return Judgement(R, "visudo -c checks the sudoers files")
+        return Judgement(D, "visudo edits who may act as root", priv)
     values = lit(args)
     if values is None:
-        return Verdict(U, f"{prog} argument produced by an expansion", priv)
+        return Judgement(U, f"{prog} argument produced by an expansion", priv)
     granted = admin_group(prog, args)
     if granted is not None:
-        return Verdict(D, f"{prog} puts an account in {granted}: administrator power", priv)
+        return Judgement(D, f"{prog} puts an account in {granted}: administrator power", priv)
     if prog in ("passwd", "chpasswd", "usermod", "gpasswd", "chage"):
-        return Verdict(W, f"{prog} changes accounts or credentials", priv)
-    return Verdict(W, f"{prog} creates an account", priv)
+        return Judgement(W, f"{prog} changes accounts or credentials", priv)
+    return Judgement(W, f"{prog} creates an account", priv)
 
 
 #: Unix groups whose members are root in all but name (sudo, the docker socket, raw disks …).
@@ -214,16 +214,16 @@ def admin_group(prog: str, args: list[Word]) -> str | None:
 
 
 @judge("mount", "umount", "swapon", "swapoff")
-def judge_mount(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_mount(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     if prog in ("umount", "swapoff"):
-        return Verdict(D, f"{prog} detaches a filesystem")
+        return Judgement(D, f"{prog} detaches a filesystem")
     if not args or (
         all(w.value in ("-l", "-t", "--list") or (w.value or "").startswith("-t") for w in args)
         and len(args) <= 2
         and not any((w.value or "").startswith("/") for w in args)
     ):
-        return Verdict(R, f"{prog} lists mounts")
-    return Verdict(W, f"{prog} attaches a filesystem", frozenset({"privilege"}))
+        return Judgement(R, f"{prog} lists mounts")
+    return Judgement(W, f"{prog} attaches a filesystem", frozenset({"privilege"}))
 
 
 #: Package managers' verbs (apt, pip, npm, cargo …): installing is write, removing destructive.
@@ -328,54 +328,54 @@ _DRY_RUN = {
     """
     )
 )
-def judge_packages(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_packages(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     values = lit(args)
     if values is None:
-        return Verdict(U, f"{prog} argument produced by an expansion")
+        return Judgement(U, f"{prog} argument produced by an expansion")
     hook = package_hook(prog, values)
     if hook is not None:
-        return Verdict(U, f"{prog}: {hook}", frozenset({"interpreter"}))
+        return Judgement(U, f"{prog}: {hook}", frozenset({"interpreter"}))
     dry = _DRY_RUN.get(prog)
     if dry is not None and has_flag(args, dry[0], dry[1]):
-        return Verdict(R, f"{prog} only simulates ({dry[2]})")
+        return Judgement(R, f"{prog} only simulates ({dry[2]})")
     if prog == "rpm" and any(v in ("--eval", "-E") or v.startswith("--eval=") for v in values):
-        return Verdict(R, "rpm --eval expands a macro")
+        return Judgement(R, "rpm --eval expands a macro")
     if prog in ("dpkg", "rpm"):
         flags = {v for v in values if v.startswith("-")}
         if flags & name_set("-l -L -s -S --list --status --search -q -qa -ql -qi --get-selections --version"):
-            return Verdict(R, f"{prog} queries packages")
+            return Judgement(R, f"{prog} queries packages")
         if flags & {"-r", "-P", "--remove", "--purge", "-e", "--erase"}:
-            return Verdict(D, f"{prog} removes packages")
-        return Verdict(W, f"{prog} installs packages", frozenset({"privilege"}))
+            return Judgement(D, f"{prog} removes packages")
+        return Judgement(W, f"{prog} installs packages", frozenset({"privilege"}))
     words = [v for v in values if not v.startswith("-")]
     if prog in ("npx", "pipx") and words[:1] != ["list"]:
-        return Verdict(U, f"{prog} runs a downloaded package", frozenset({"network"}))
+        return Judgement(U, f"{prog} runs a downloaded package", frozenset({"network"}))
     verb = words[0] if words else ""
     if not verb:
-        return Verdict(R if any(v in ("--version", "-v", "-V", "--help", "-h") for v in values) else U, f"{prog}")
+        return Judgement(R if any(v in ("--version", "-v", "-V", "--help", "-h") for v in values) else U, f"{prog}")
     risk = PACKAGES.risk(verb)
     if risk is R:
-        return Verdict(R, f"{prog} {verb} reads")
+        return Judgement(R, f"{prog} {verb} reads")
     if risk is D:
-        return Verdict(D, f"{prog} {verb} removes packages")
+        return Judgement(D, f"{prog} {verb} removes packages")
     if risk is W:
-        return Verdict(W, f"{prog} {verb} changes installed software", frozenset({"network"}))
+        return Judgement(W, f"{prog} {verb} changes installed software", frozenset({"network"}))
     if verb in ("run", "exec", "x", "test", "start"):
-        return Verdict(U, f"{prog} {verb} runs project scripts")
-    return Verdict(U, f"{prog} {verb} not understood")
+        return Judgement(U, f"{prog} {verb} runs project scripts")
+    return Judgement(U, f"{prog} {verb} not understood")
 
 
 @judge("journalctl", "dmesg")
-def judge_logs(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_logs(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     """journalctl and dmesg read logs, unless told to delete or clear them."""
     values = [w.value or "" for w in args]
     if prog == "journalctl":
         if any(v.startswith(("--vacuum", "--rotate", "--flush", "--relinquish-var", "--setup-keys")) for v in values):
-            return Verdict(D, "journalctl deletes or rotates logs", frozenset({"irreversible"}))
-        return Verdict(R, "journalctl reads logs")
+            return Judgement(D, "journalctl deletes or rotates logs", frozenset({"irreversible"}))
+        return Judgement(R, "journalctl reads logs")
     if any(v in ("-c", "-C", "--clear", "--read-clear", "-D", "-E", "--console-off", "--console-on") for v in values):
-        return Verdict(W, "dmesg clears the kernel log or changes the console")
-    return Verdict(R, "dmesg reads the kernel log")
+        return Judgement(W, "dmesg clears the kernel log or changes the console")
+    return Judgement(R, "dmesg reads the kernel log")
 
 
 IP = Verbs(
@@ -386,42 +386,42 @@ IP = Verbs(
 
 
 @judge("ip")
-def judge_ip(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_ip(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     """`ip OBJECT [VERB …]`: showing is read; adding is write; deleting, flushing or setting
     (`ip link set eth0 down`) can cut the host off the network."""
     values = lit(args)
     if values is None:
-        return Verdict(U, "ip argument produced by an expansion")
+        return Judgement(U, "ip argument produced by an expansion")
     words = [v for v in values if not v.startswith("-")]
     verb = words[1] if len(words) > 1 else ""
     risk = IP.risk(verb)
     if len(words) <= 1 or risk is R:
-        return Verdict(R, f"ip {' '.join(words[:2])} reads".replace("  ", " "))
+        return Judgement(R, f"ip {' '.join(words[:2])} reads".replace("  ", " "))
     if risk is W:
-        return Verdict(W, f"ip {words[0]} {verb} changes the network", frozenset({"privilege"}))
+        return Judgement(W, f"ip {words[0]} {verb} changes the network", frozenset({"privilege"}))
     if risk is D:
-        return Verdict(D, f"ip {words[0]} {verb} changes or removes network settings")
-    return Verdict(U, f"ip {' '.join(words[:2])} not understood")
+        return Judgement(D, f"ip {words[0]} {verb} changes or removes network settings")
+    return Judgement(U, f"ip {' '.join(words[:2])} not understood")
 
 
 @judge("date", "hostname")
-def judge_date(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_date(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     values = [w.value for w in args]
     if prog == "date" and any(v is not None and (v.startswith("-s") or v.startswith("--set")) for v in values):
-        return Verdict(W, "date sets the clock", frozenset({"privilege"}))
+        return Judgement(W, "date sets the clock", frozenset({"privilege"}))
     if prog == "hostname" and any(v is not None and not v.startswith("-") for v in values):
-        return Verdict(W, "hostname renames the host", frozenset({"privilege"}))
-    return Verdict(R, f"{prog} prints")
+        return Judgement(W, "hostname renames the host", frozenset({"privilege"}))
+    return Judgement(R, f"{prog} prints")
 
 
 @judge("setcap", "getcap", "ssh-copy-id")
-def judge_grants(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_grants(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     """File capabilities and ssh logins: powers that outlive the command."""
     priv = frozenset({"privilege"})
     if prog == "getcap":
-        return Verdict(R, "getcap lists file capabilities")
+        return Judgement(R, "getcap lists file capabilities")
     if prog == "setcap":
         if has_flag(args, "rv"):
-            return Verdict(W, "setcap removes or verifies capabilities", priv)
-        return Verdict(D, "setcap gives a program root's powers (capabilities)", priv)
-    return Verdict(D, "ssh-copy-id adds a key to a remote authorized_keys: a new login", priv | {"network"})
+            return Judgement(W, "setcap removes or verifies capabilities", priv)
+        return Judgement(D, "setcap gives a program root's powers (capabilities)", priv)
+    return Judgement(D, "ssh-copy-id adds a key to a remote authorized_keys: a new login", priv | {"network"})

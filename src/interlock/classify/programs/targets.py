@@ -13,9 +13,9 @@ from interlock.classify import paths
 from interlock.classify.paths import DEFAULT_RULES, PathRules
 from interlock.classify.programs.base import (
     D,
+    Judgement,
     R,
     U,
-    Verdict,
     W,
     Word,
     name_set,
@@ -150,33 +150,33 @@ LINE: ContextVar[LineFacts] = ContextVar("LINE", default=LineFacts())  # noqa: B
 _PROTECTED = frozenset({"protected-target"})
 
 
-def write_to(word: Word, action: str = "writes to") -> Verdict:
+def write_to(word: Word, action: str = "writes to") -> Judgement:
     """Writing to one file: harmless sink, device, protected or system file, ordinary file or unknown place."""
     written = word.value
     if written is None:
-        return Verdict(U, f"{action} a path produced by an expansion ({word.text})")
+        return Judgement(U, f"{action} a path produced by an expansion ({word.text})")
     path = resolve_path(written)
     if path is None:
-        return Verdict(U, f"{action} {written} after a cd we cannot follow")
+        return Judgement(U, f"{action} {written} after a cd we cannot follow")
     normal = _normal(path)
     if normal in _HARMLESS_DEVICES or normal.startswith("/dev/fd/"):
-        return Verdict(R, f"{action} {written}")
+        return Judgement(R, f"{action} {written}")
     if normal.startswith("/dev/"):
         if normal.startswith(("/dev/tcp/", "/dev/udp/")):
-            return Verdict(U, f"{action} a network socket {path}", frozenset({"network", "exfiltration"}), (path,))
-        return Verdict(D, f"{action} device {path}", frozenset({"irreversible", "protected-target"}), (path,))
+            return Judgement(U, f"{action} a network socket {path}", frozenset({"network", "exfiltration"}), (path,))
+        return Judgement(D, f"{action} device {path}", frozenset({"irreversible", "protected-target"}), (path,))
     why = protected_path(path, written)
     tags = _PROTECTED if why else frozenset()
     if ("/" in path or "authorized_keys" in path) and paths.grants_power(path):
         tags = tags | {"privilege"}
     if is_system_path(normal):
-        return Verdict(D, f"{action} system path {path}", tags, (path,))
+        return Judgement(D, f"{action} system path {path}", tags, (path,))
     if why is not None:
-        return Verdict(D, f"{action} {written}, a protected path ({why})", tags, (path,))
+        return Judgement(D, f"{action} {written}, a protected path ({why})", tags, (path,))
     seen = LINE.get().written
     if seen is not None:
         seen.add(written.rpartition("/")[2])
-    return Verdict(W, f"{action} {written}", frozenset(), (written,))
+    return Judgement(W, f"{action} {written}", frozenset(), (written,))
 
 
 def protected_path(path: str, written: str | None = None) -> str | None:

@@ -6,12 +6,12 @@ import re
 
 from interlock.classify.programs.base import (
     D,
+    Judgement,
     R,
     Runner,
     Stdin,
     U,
     Verbs,
-    Verdict,
     W,
     Word,
     judge,
@@ -45,17 +45,17 @@ _GIT_EXEC_SETTING = re.compile(
 
 
 @judge("git")
-def judge_git(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict:
+def judge_git(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     i = 0
     while i < len(args):
         v = args[i].value
         if v is None:
-            return Verdict(U, "git argument produced by an expansion")
+            return Judgement(U, "git argument produced by an expansion")
         if v == "-c" and i + 1 < len(args):
             setting = (args[i + 1].value or "").lower()
             # Settings that name a program git will run turn `git` into an arbitrary command.
             if args[i + 1].value is None or _GIT_EXEC_SETTING.match(setting):
-                return Verdict(U, f"git -c {setting} makes git run another program")
+                return Judgement(U, f"git -c {setting} makes git run another program")
             i += 2
             continue
         if v in ("-C", "--git-dir", "--work-tree", "--namespace", "--exec-path"):
@@ -66,7 +66,7 @@ def judge_git(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict
             continue
         break
     if i >= len(args):
-        return Verdict(R, "git prints usage")
+        return Judgement(R, "git prints usage")
     sub = args[i].value or ""
     rest = args[i + 1 :]
     values = [w.value for w in rest]
@@ -78,87 +78,87 @@ def judge_git(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Verdict
         )
 
     if sub in ("push", "add", "rm", "mv") and has("--dry-run", "-n"):
-        return Verdict(R, f"git {sub} --dry-run only lists")
+        return Judgement(R, f"git {sub} --dry-run only lists")
     if sub in ("commit", "fetch") and has("--dry-run"):
-        return Verdict(R, f"git {sub} --dry-run only lists")
+        return Judgement(R, f"git {sub} --dry-run only lists")
     if sub == "push":
         if has("--force", "-f", "--force-with-lease", "--force-if-includes", "--mirror", "--prune") or any(
             v is not None and v.startswith("+") for v in values
         ):
-            return Verdict(D, "git push --force rewrites remote history", frozenset({"irreversible", "replace"}))
+            return Judgement(D, "git push --force rewrites remote history", frozenset({"irreversible", "replace"}))
         if has("--delete", "-d") or any(v is not None and v.startswith(":") and len(v) > 1 for v in values):
-            return Verdict(D, "git push --delete deletes a remote branch", frozenset({"irreversible"}))
-        return Verdict(W, "git push publishes commits")
+            return Judgement(D, "git push --delete deletes a remote branch", frozenset({"irreversible"}))
+        return Judgement(W, "git push publishes commits")
     if sub == "reset":
         if has("--hard", "--merge", "--keep"):
-            return Verdict(D, "git reset --hard discards changes", frozenset({"irreversible"}))
-        return Verdict(W, "git reset moves the branch")
+            return Judgement(D, "git reset --hard discards changes", frozenset({"irreversible"}))
+        return Judgement(W, "git reset moves the branch")
     if sub == "clean":
         if has("-n", "--dry-run"):
-            return Verdict(R, "git clean --dry-run lists files")
-        return Verdict(D, "git clean deletes untracked files", frozenset({"irreversible", "mass"}))
+            return Judgement(R, "git clean --dry-run lists files")
+        return Judgement(D, "git clean deletes untracked files", frozenset({"irreversible", "mass"}))
     if sub == "branch":
         if has("-D") or (has("-d", "--delete") and has("-f", "--force")):
-            return Verdict(D, "git branch -D deletes a branch", frozenset({"irreversible"}))
+            return Judgement(D, "git branch -D deletes a branch", frozenset({"irreversible"}))
         if has("-d", "--delete", "-m", "-M", "--move", "-c", "-C", "--set-upstream-to", "-u", "--unset-upstream"):
-            return Verdict(W, "git branch changes branches")
+            return Judgement(W, "git branch changes branches")
         operands = [v for v in values if v is not None and not v.startswith("-")]
         listing = name_set("--list -l -a -r -v -vv --all --remotes --show-current --contains --merged")
         if operands and not (flags & listing):
-            return Verdict(W, "git branch creates a branch")
-        return Verdict(R, "git branch lists branches")
+            return Judgement(W, "git branch creates a branch")
+        return Judgement(R, "git branch lists branches")
     if sub == "tag":
         if has("-d", "--delete"):
-            return Verdict(D, "git tag -d deletes a tag")
+            return Judgement(D, "git tag -d deletes a tag")
         operands = [v for v in values if v is not None and not v.startswith("-")]
-        return Verdict(W if operands and not has("-l", "--list") else R, "git tag")
+        return Judgement(W if operands and not has("-l", "--list") else R, "git tag")
     if sub in ("checkout", "restore"):
         if sub == "restore" and has("--staged", "-S") and not has("--worktree", "-W"):
-            return Verdict(W, "git restore --staged unstages")
+            return Judgement(W, "git restore --staged unstages")
         if has("-f", "--force") or "--" in values or "." in values or sub == "restore":
-            return Verdict(D, f"git {sub} discards working-tree changes", frozenset({"irreversible"}))
-        return Verdict(W, f"git {sub} switches branches")
+            return Judgement(D, f"git {sub} discards working-tree changes", frozenset({"irreversible"}))
+        return Judgement(W, f"git {sub} switches branches")
     if sub == "stash":
         action = values[0] if values else "push"
         if action in ("drop", "clear"):
-            return Verdict(D, f"git stash {action} deletes stashed changes", frozenset({"irreversible"}))
+            return Judgement(D, f"git stash {action} deletes stashed changes", frozenset({"irreversible"}))
         if action in ("list", "show"):
-            return Verdict(R, f"git stash {action}")
-        return Verdict(W, f"git stash {action}")
+            return Judgement(R, f"git stash {action}")
+        return Judgement(W, f"git stash {action}")
     if sub in ("filter-branch", "filter-repo", "replace"):
-        return Verdict(D, f"git {sub} rewrites history", frozenset({"irreversible", "mass"}))
+        return Judgement(D, f"git {sub} rewrites history", frozenset({"irreversible", "mass"}))
     if sub == "rm":
         if has("--cached"):
-            return Verdict(W, "git rm --cached untracks files")
-        return Verdict(D, "git rm deletes files", frozenset({"mass"}) if has("-r") else frozenset())
+            return Judgement(W, "git rm --cached untracks files")
+        return Judgement(D, "git rm deletes files", frozenset({"mass"}) if has("-r") else frozenset())
     if sub == "reflog":
         if values and values[0] in ("expire", "delete"):
-            return Verdict(D, f"git reflog {values[0]} drops history", frozenset({"irreversible"}))
-        return Verdict(R, "git reflog")
+            return Judgement(D, f"git reflog {values[0]} drops history", frozenset({"irreversible"}))
+        return Judgement(R, "git reflog")
     if sub in ("gc", "prune"):
-        return Verdict(D if has("--prune", "--aggressive") or sub == "prune" else W, f"git {sub}")
+        return Judgement(D if has("--prune", "--aggressive") or sub == "prune" else W, f"git {sub}")
     if sub == "update-ref":
-        return Verdict(D if has("-d") else W, "git update-ref")
+        return Judgement(D if has("-d") else W, "git update-ref")
     if sub == "worktree":
         action = values[0] if values else ""
-        return Verdict(R if action == "list" else D if action in ("remove", "prune") else W, f"git worktree {action}")
+        return Judgement(R if action == "list" else D if action in ("remove", "prune") else W, f"git worktree {action}")
     if sub == "remote":
         action = values[0] if values else ""
         if action in ("", "-v", "show", "get-url", "--verbose"):
-            return Verdict(R, "git remote lists remotes")
-        return Verdict(D if action in ("remove", "rm", "prune") else W, f"git remote {action}")
+            return Judgement(R, "git remote lists remotes")
+        return Judgement(D if action in ("remove", "rm", "prune") else W, f"git remote {action}")
     if sub == "config":
         if has("--unset", "--unset-all", "--remove-section", "--rename-section", "--edit", "-e"):
-            return Verdict(W, "git config changes a setting")
+            return Judgement(W, "git config changes a setting")
         if (
             has("--get", "--list", "-l", "--get-all", "--get-regexp", "--show-origin")
             or len([v for v in values if v is not None and not v.startswith("-")]) == 1
         ):
-            return Verdict(R, "git config reads a setting")
+            return Judgement(R, "git config reads a setting")
         if any(v is None or _GIT_EXEC_SETTING.match(v.lower()) for v in values):
-            return Verdict(U, "git config sets a program git will run")
-        return Verdict(W, "git config changes a setting")
+            return Judgement(U, "git config sets a program git will run")
+        return Judgement(W, "git config changes a setting")
     risk = GIT.risk(sub)
     if risk is not None:
-        return Verdict(risk, f"git {sub} {'reads' if risk is R else 'changes'} the repository")
-    return Verdict(U, f"git {sub} not understood (an alias or extension?)")
+        return Judgement(risk, f"git {sub} {'reads' if risk is R else 'changes'} the repository")
+    return Judgement(U, f"git {sub} not understood (an alias or extension?)")

@@ -1,6 +1,6 @@
 """Wrappers: programs that run another program (`sudo`, `env`, `timeout`, `watch` …).
 
-A wrapper answers either the inner command (`Unwrapped`, judged in turn) or a verdict of its own.
+A wrapper answers either the inner command (`Unwrapped`, judged in turn) or a judgement of its own.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from interlock.classify.programs.base import (
+    Judgement,
     R,
     Runner,
     Stdin,
     U,
-    Verdict,
     W,
     Word,
     lit,
@@ -55,7 +55,7 @@ class Unwrapped:
     wrapper: str = ""
 
 
-WrapperResult = Unwrapped | Verdict
+WrapperResult = Unwrapped | Judgement
 
 
 def _skip_options(args: list[Word], takes: str, long_takes: Iterable[str] = ()) -> tuple[int, set[str]]:
@@ -95,10 +95,10 @@ def wrap_sudo(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Wrapper
     priv = frozenset({"privilege"})
     if i >= len(args):
         if seen & name_set("l list v validate k K reset-timestamp remove-timestamp V version h help"):
-            return Verdict(R, f"{prog} lists privileges", priv)
+            return Judgement(R, f"{prog} lists privileges", priv)
         if seen & {"e", "edit"}:
-            return Verdict(W, f"{prog} -e edits a file as root", priv)
-        return Verdict(U, f"{prog} opens a root shell", priv)
+            return Judgement(W, f"{prog} -e edits a file as root", priv)
+        return Judgement(U, f"{prog} opens a root shell", priv)
     if seen & {"e", "edit"}:
         return worst([write_to(w, f"{prog} -e edits") for w in args[i:]]).with_tags("privilege")
     return Unwrapped(args[i:], priv, prog)
@@ -110,14 +110,15 @@ def wrap_su(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> WrapperRe
         if w.value in ("-c", "--command") and j + 1 < len(args):
             text = args[j + 1].value
             if text is None:
-                return Verdict(U, f"{prog} -c with a command produced by an expansion", priv)
+                return Judgement(U, f"{prog} -c with a command produced by an expansion", priv)
             nested = run.shell(text)
-            return Verdict(nested.risk, f"{prog} -c: {nested.reason}", nested.tags | priv, nested.paths, nested.nested)
+            reason = f"{prog} -c: {nested.reason}"
+            return Judgement(nested.risk, reason, nested.tags | priv, nested.paths, nested.nested)
     if prog == "runuser":
         i, _ = _skip_options(args, "ugG", ["user", "group"])
         if i < len(args):
             return Unwrapped(args[i:], priv, prog)
-    return Verdict(U, f"{prog} opens a shell as another user", priv)
+    return Judgement(U, f"{prog} opens a shell as another user", priv)
 
 
 def wrap_env(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> WrapperResult:
@@ -126,7 +127,7 @@ def wrap_env(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> WrapperR
         w = args[i]
         v = w.value
         if v is None:
-            return Verdict(U, f"env argument produced by an expansion ({w.text})")
+            return Judgement(U, f"env argument produced by an expansion ({w.text})")
         if v in ("-u", "--unset", "-C", "--chdir"):
             i += 2
             continue
@@ -140,9 +141,9 @@ def wrap_env(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> WrapperR
             )
             rest = lit(args[i + 2 :] if v in ("-S", "--split-string") else args[i + 1 :])
             if text is None or rest is None:
-                return Verdict(U, "env -S with text produced by an expansion")
+                return Judgement(U, "env -S with text produced by an expansion")
             nested = run.shell(" ".join([text, *rest]))
-            return Verdict(nested.risk, f"env -S: {nested.reason}", nested.tags, nested.paths, nested.nested)
+            return Judgement(nested.risk, f"env -S: {nested.reason}", nested.tags, nested.paths, nested.nested)
         if v == "--":
             i += 1
             break
@@ -152,12 +153,12 @@ def wrap_env(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> WrapperR
         if "=" in v and not v.startswith("="):
             name = v.partition("=")[0]
             if hijacks(name):
-                return Verdict(U, f"env sets {name}, which changes what programs run")
+                return Judgement(U, f"env sets {name}, which changes what programs run")
             i += 1
             continue
         break
     if i >= len(args):
-        return Verdict(R, "env prints the environment")
+        return Judgement(R, "env prints the environment")
     return Unwrapped(args[i:], frozenset(), prog)
 
 
@@ -197,27 +198,27 @@ def wrap_simple(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Wrapp
         args = args[1:]
     i, seen = _skip_options(args, takes, long_takes)
     if prog == "command" and seen & {"v", "V"}:
-        return Verdict(R, "command -v looks up a program")
+        return Judgement(R, "command -v looks up a program")
     if prog in ("ionice", "taskset", "prlimit", "strace", "ltrace") and seen & {"p", "pid"} and i >= len(args):
-        return Verdict(W if prog != "strace" else R, f"{prog} changes or watches a running process")
+        return Judgement(W if prog != "strace" else R, f"{prog} changes or watches a running process")
     if prog == "flock" and (seen & {"c", "command"}):
         for j, w in enumerate(args):
             if w.value in ("-c", "--command") and j + 1 < len(args):
                 text = args[j + 1].value
                 if text is None:
-                    return Verdict(U, "flock -c with a command produced by an expansion")
+                    return Judgement(U, "flock -c with a command produced by an expansion")
                 nested = run.shell(text)
-                return Verdict(nested.risk, f"flock -c: {nested.reason}", nested.tags, nested.paths, nested.nested)
+                return Judgement(nested.risk, f"flock -c: {nested.reason}", nested.tags, nested.paths, nested.nested)
     i += skip
     tags = frozenset({"privilege"}) if prog in ("chroot", "sg") else frozenset()
     if prog == "strace" and "o" in seen:
         tags = tags  # strace -o writes a trace file; the inner command dominates
     if i >= len(args):
         if prog == "chroot":
-            return Verdict(U, "chroot opens a shell in another root", tags)
+            return Judgement(U, "chroot opens a shell in another root", tags)
         if prog in ("nice", "time", "command", "builtin", "exec", "nohup"):
-            return Verdict(R, f"{prog} without a command")
-        return Verdict(U, f"{prog} without a command")
+            return Judgement(R, f"{prog} without a command")
+        return Judgement(U, f"{prog} without a command")
     return Unwrapped(args[i:], tags, prog)
 
 
@@ -225,19 +226,19 @@ def wrap_watch(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Wrappe
     i, seen = _skip_options(args, "nq", ["interval", "equexit"])
     rest = args[i:]
     if not rest:
-        return Verdict(U, "watch without a command")
+        return Judgement(U, "watch without a command")
     if seen & {"x", "exec"}:
         return Unwrapped(rest, frozenset(), prog)
     values = lit(rest)
     if values is None:
-        return Verdict(U, "watch command produced by an expansion")
+        return Judgement(U, "watch command produced by an expansion")
     nested = run.shell(" ".join(values))
-    return Verdict(nested.risk, f"watch: {nested.reason}", nested.tags, nested.paths, nested.nested)
+    return Judgement(nested.risk, f"watch: {nested.reason}", nested.tags, nested.paths, nested.nested)
 
 
 def wrap_busybox(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> WrapperResult:
     if not args:
-        return Verdict(R, "busybox lists applets")
+        return Judgement(R, "busybox lists applets")
     return Unwrapped(args, frozenset(), prog)
 
 
