@@ -163,6 +163,12 @@ class Gate:
         reqs = decision.approvals
         fp = fingerprint(agent, action, policy.version)
         now = self.clock()
+        # Joining a pending request is a read: the hot path's approval-required proposals must not queue
+        # for the store's write lock behind the audit writer (SQLite has one writer) just to find it.
+        with self.store.transaction(readonly=True) as tx:
+            found = repo.pending_for(tx, fp)
+        if found is not None and found.expires_at > now:
+            return found
         with self.store.transaction() as tx:
             tx.lock(f"gate:fingerprint:{fp}")
             existing = repo.pending_for(tx, fp)
