@@ -267,3 +267,46 @@ def test_a_shell_probe_is_judged_by_its_exit_code(tmp_path: Path) -> None:
 
 
 
+
+
+SHELL_POLICY = """
+version: 1
+humans: {alice: {groups: [sre]}, bob: {groups: [sre]}}
+agents: {deployer: {owner: alice, roles: [deployer]}}
+environments: {production: {protected: true}}
+targets:
+  host-1: {environment: production, kind: shell, workdir: WORKDIR, timeout: 120}
+  host-2: {environment: production, kind: shell, workdir: WORKDIR, timeout: 120}
+groups: {hosts: [host-1, host-2]}
+roles: {deployer: {production: {autonomous: read, approve: {write: 1, destructive: 2}}}}
+"""
+
+
+def test_the_kill_switch_cancels_a_running_step_its_target_is_outcome_unknown_and_the_rollout_pauses(
+        store_url: str, tmp_path: Path) -> None:
+    import threading
+
+    from interlock.testing import eventually
+
+    path = tmp_path / "policy.yaml"
+    path.write_text(SHELL_POLICY.replace("WORKDIR", str(tmp_path)))
+    doc = {"kind": "shell", "group": "hosts", "rationale": {"intent": "a long step"},
+           "payload": {"command": "sleep 60"}, "rollback": {"payload": {"command": "true"}},
+           "steps": [{"percent": 100}]}
+    with Runtime(path, store_url, tmp_path / "keys") as runtime:
+        rollouts = Rollouts(runtime.store, runtime.policy, runtime.audit, runtime.gateway)
+        rollout = rollouts.submit("deployer", doc)  # reads only: autonomous, no approval needed
+        runner = threading.Thread(target=rollouts.tick, args=(rollout.id,))
+        runner.start()
+        try:
+            eventually(lambda: rollouts.get(rollout.id).targets["host-1"]["state"] == "started",
+                       what="host-1's step to start")
+            runtime.guard.freeze(agent=None, environment="production", target=None, reason="incident 4713",
+                                 by="bob")
+        finally:
+            runner.join(timeout=60)
+        stopped = rollouts.get(rollout.id)
+        assert stopped.phase is RolloutPhase.paused, stopped.state["reason"]
+        assert stopped.targets["host-1"]["state"] == "outcome_unknown"
+        assert stopped.targets["host-2"]["state"] == "untouched"
+        assert "cancelled" in stopped.targets["host-1"]["message"]
