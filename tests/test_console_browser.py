@@ -208,6 +208,10 @@ def test_the_queue_updates_live_without_reload(browser: Browser, console: LiveSe
         request_id = propose(console, people["kiro"], "DELETE FROM invoices WHERE id = 5")["approval"]["id"]
         expect(page.locator(f"tr[data-id='{request_id}']")).to_be_visible(timeout=10_000)
         assert page.evaluate("window.__notReloaded") is True
+        left = page.locator(f"tr[data-id='{request_id}'] td.left")
+        shown = left.inner_text()
+        expect(left).not_to_have_text(shown, timeout=10_000)  # the time left counts down on the page
+        expect(left).to_have_text(re.compile(r"^(59m \d\ds|1h 00m)$"))
         with console.client(people["bob"]) as api:  # a vote elsewhere updates what it still needs
             assert api.post(f"/v1/approvals/{request_id}/approve").status_code == 200
         expect(page.locator(f"tr[data-id='{request_id}']")).to_contain_text("1 more from dba", timeout=10_000)

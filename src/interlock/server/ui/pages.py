@@ -35,6 +35,7 @@ class QueueRow:
     summary: str
     action: str
     time_left: str
+    seconds_left: int
     still_needs: str
     mine: str  # what this human may do: "vote", "owner", "voted", ""
 
@@ -93,6 +94,7 @@ def queue(gate: Gate, human: str) -> Queue:
             agent=row["agent"], environment=action["environment"], target=action.get("target") or "",
             kind=action["kind"], summary=classification["summary"],
             action=render.one_line(action["kind"], action["payload"]), time_left=render.time_left(left),
+            seconds_left=left,
             still_needs=still_needs, mine=mine))
     return Queue(out, int(total_row["n"]) if total_row else len(out))
 

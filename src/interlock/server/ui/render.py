@@ -130,6 +130,7 @@ def queue_rows(rows: Sequence[QueueRow]) -> Markup:
             f'<tr class="risk-{risk}" data-id="{i}"><td><span class="badge {risk}">{risk}</span></td>'
             f'<td class="what"><a href="/ui/approvals/{i}">{escape(r.summary)}</a><code class="line">'
             f'{escape(r.action)}</code>{tags}</td><td>{escape(r.agent)}</td><td>{where} <span class="muted">'
-            f'{escape(r.kind)}</span></td><td>{escape(r.time_left)}</td><td>{escape(r.still_needs)}'
+            f'{escape(r.kind)}</span></td><td class="left" data-left="{int(r.seconds_left)}">{escape(r.time_left)}</td>'
+            f'<td>{escape(r.still_needs)}'
             f'{_MINE.get(r.mine, "")}</td></tr>\n')
     return Markup("".join(out))

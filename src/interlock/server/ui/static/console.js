@@ -20,6 +20,7 @@
           pending = false;
           if (html !== null) {
             body.innerHTML = html;  // server-rendered, escaped rows
+            body.setAttribute("data-at", String(Date.now()));
             table.setAttribute("data-updated", String(Date.now()));
           }
           if (again) { again = false; reload(); }
@@ -50,6 +51,23 @@
     });
   }
 
+  function timeLeft(seconds) {  // as the server writes it (render.time_left)
+    if (seconds <= 0) { return "expired"; }
+    if (seconds < 60) { return seconds + "s"; }
+    if (seconds < 3600) { return Math.floor(seconds / 60) + "m " + String(seconds % 60).padStart(2, "0") + "s"; }
+    return Math.floor(seconds / 3600) + "h " + String(Math.floor(seconds % 3600 / 60)).padStart(2, "0") + "m";
+  }
+
+  function countDown(body) {
+    body.setAttribute("data-at", String(Date.now()));
+    window.setInterval(function () {
+      var gone = Math.floor((Date.now() - Number(body.getAttribute("data-at"))) / 1000);
+      body.querySelectorAll("td[data-left]").forEach(function (cell) {
+        cell.textContent = timeLeft(Number(cell.getAttribute("data-left")) - gone);
+      });
+    }, 1000);
+  }
+
   function confirmForms() {
     document.querySelectorAll("form[data-confirm]").forEach(function (form) {
       form.addEventListener("submit", function (e) {
@@ -60,7 +78,7 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     var table = document.querySelector("table[data-live]");
-    if (table) { liveQueue(table); }
+    if (table) { liveQueue(table); countDown(document.getElementById("rows")); }
     var watch = document.getElementById("watch");
     if (watch) { watchRequest(watch); }
     confirmForms();
