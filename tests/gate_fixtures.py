@@ -147,7 +147,7 @@ def propose(gate: Gate, action: Action, agent: str = "kiro") -> ApprovalRequest:
 
 def login(store: Store, audit: Recorded, name: str, kind: str = "human") -> Principal:
     _, secret = create_token(store, kind, name, None, audit)  # type: ignore[arg-type]
-    return authenticate(store, secret)
+    return authenticate(store, secret, log=audit)
 
 
 SECRET = "whsec-test-0123456789"

@@ -39,7 +39,7 @@ def _gate(url: str, keys: Path) -> tuple[Gate, AuditLog, Any]:
 def _approver(url: str, keys: Path, request_id: str, secret: str, barrier: Any, results: Any) -> None:
     gate, audit, store = _gate(url, keys)
     try:
-        principal = authenticate(store, secret)
+        principal = authenticate(store, secret, log=audit)
         barrier.wait(30)
         try:
             status = gate.approve(request_id, principal)
@@ -124,7 +124,7 @@ def test_concurrent_consumers_execute_exactly_once(setup: tuple[str, Path, Gate,
         request = propose(gate, sql())
         for h in HUMANS[:3]:
             _, secret = create_token(store, "human", h, None, audit)
-            gate.approve(request.id, authenticate(store, secret))
+            gate.approve(request.id, authenticate(store, secret, log=audit))
         results = _run(_consumer, [(url, keys, i) for i in range(N)])
         executed = [r for r in results if r[0] == "executed"]
         assert len(executed) == 1

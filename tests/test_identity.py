@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from interlock.audit import AuditLog
 from interlock.identity import (
     AuthError,
     authenticate,
@@ -31,7 +32,7 @@ audit, clock = support.audit, support.clock
 def test_create_and_authenticate(store: Store, audit: Recorded, kind: str, prefix: str) -> None:
     token_id, secret = create_token(store, kind, "bob", None, audit)  # type: ignore[arg-type]
     assert re.fullmatch(re.escape(prefix) + r"[A-Za-z0-9_-]{43}", secret)
-    principal = authenticate(store, secret)
+    principal = authenticate(store, secret, log=audit)
     assert (principal.kind, principal.name, principal.token_id) == (kind, "bob", token_id)
     with store.transaction() as tx:
         row = tx.fetchone("SELECT * FROM tokens WHERE id = ?", (token_id,))
@@ -80,7 +81,7 @@ def test_refused_tokens(
 ) -> None:
     secret = _bad(store, audit, clock, case)
     with pytest.raises(AuthError) as info:
-        authenticate(store, secret, audit=audit, clock=clock)
+        authenticate(store, secret, log=audit, audit=audit, clock=clock)
     assert info.value.reason == reason
     assert message in str(info.value)
     assert secret not in str(info.value) and secret[6:] not in str(info.value)  # never echoed
@@ -91,10 +92,10 @@ def test_refused_tokens(
 def test_agent_token_refused_at_human_endpoint(store: Store, audit: Recorded) -> None:
     _, secret = create_token(store, "agent", "kiro", None, audit)
     with pytest.raises(AuthError) as info:
-        require_human(authenticate(store, secret))
+        require_human(authenticate(store, secret, log=audit))
     assert info.value.reason == "agent_token"
     _, human = create_token(store, "human", "bob", None, audit)
-    assert require_human(authenticate(store, human)).name == "bob"
+    assert require_human(authenticate(store, human, log=audit)).name == "bob"
 
 
 @pytest.mark.parametrize(
@@ -130,7 +131,7 @@ def test_revoke_list(store: Store, audit: Recorded) -> None:
     assert audit.names().count("token.revoked") == 1
 
 
-def test_cli_create_list_revoke(store: Store, tmp_path: Path) -> None:
+def test_cli_create_list_revoke(store: Store, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     runner = CliRunner()
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text(support.POLICY)
@@ -140,7 +141,9 @@ def test_cli_create_list_revoke(store: Store, tmp_path: Path) -> None:
     )
     assert created.exit_code == 0, created.output
     token = json.loads(created.stdout)
-    assert authenticate(store, token["secret"]).name == "bob"
+    log = AuditLog(store, key_dir=tmp_path / "keys")
+    request.addfinalizer(log.close)
+    assert authenticate(store, token["secret"], log=log).name == "bob"
     unknown = runner.invoke(app, ["create", "--agent", "mallory", "--policy", str(policy_file), *db])
     assert unknown.exit_code == 1 and "is not in policy" in unknown.output
     both = runner.invoke(app, ["create", "--agent", "kiro", "--human", "bob", *db])
@@ -151,4 +154,4 @@ def test_cli_create_list_revoke(store: Store, tmp_path: Path) -> None:
     revoked = runner.invoke(app, ["revoke", token["id"], *db])
     assert revoked.exit_code == 0, revoked.output
     with pytest.raises(AuthError, match="revoked"):
-        authenticate(store, token["secret"])
+        authenticate(store, token["secret"], log=log)

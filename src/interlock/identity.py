@@ -121,23 +121,24 @@ def authenticate(
     store: Store,
     secret: str,
     *,
+    log: GateAudit,
     audit: AuditSink | None = None,
     clock: Clock = system_clock,
-    log: GateAudit | None = None,
 ) -> Principal:
     """The principal a secret belongs to; AuthError (audited as token.refused when `audit` is given).
-    The token row must be recorded by its token.created entry, checked through `log` (or `audit` when
-    it can read entries): a row written into the database directly is refused as `unrecorded`."""
-    reader = log if log is not None else audit if hasattr(audit, "entry_at") else None
+
+    `log` is required (fail closed, so the check cannot be forgotten): the token row must say what its
+    token.created entry says (a row written into the database directly is refused as `unrecorded`),
+    and a token the log records as revoked is refused even when the database says otherwise."""
     try:
-        return _authenticate(store, secret, clock, reader)  # type: ignore[arg-type]
+        return _authenticate(store, secret, clock, log)
     except AuthError as exc:
         if audit is not None:
             audit.append(TOKEN_REFUSED, {"reason": exc.reason, "error": str(exc), "token_id": exc.token_id})
         raise
 
 
-def _authenticate(store: Store, secret: str, clock: Clock, log: GateAudit | None = None) -> Principal:
+def _authenticate(store: Store, secret: str, clock: Clock, log: GateAudit) -> Principal:
     match = _SECRET.match(secret) if isinstance(secret, str) else None
     if match is None:
         raise AuthError(
@@ -148,11 +149,12 @@ def _authenticate(store: Store, secret: str, clock: Clock, log: GateAudit | None
     # The lookup key is a hash of the secret, so index timing reveals nothing an attacker can steer.
     with store.transaction(readonly=True) as tx:
         row = tx.fetchone(
-            "SELECT id, kind, name, secret_sha256, expires_at, revoked_at, entry_idx FROM tokens "
+            "SELECT id, kind, name, secret_sha256, expires_at, revoked_at, revoked_idx, entry_idx FROM tokens "
             "WHERE secret_sha256 = ?",
             (secret_hash(secret),),
         )
-        recorded = row is None or log is None or token_recorded(log, tx, row)
+        recorded = row is None or token_recorded(log, tx, row)
+        revoked_in_log = None if row is None or row["revoked_at"] is not None else revocation_in_log(log, tx, row)
     if row is None or row["kind"][0] != match.group(1):
         raise AuthError("unknown", "unknown token: it was never issued here (check the server or --db)")
     if not recorded:
@@ -165,6 +167,13 @@ def _authenticate(store: Store, secret: str, clock: Clock, log: GateAudit | None
     if row["revoked_at"] is not None:
         raise AuthError(
             "revoked", f"token {row['id']} was revoked at {row['revoked_at']}; ask for a new one", row["id"]
+        )
+    if revoked_in_log is not None:
+        raise AuthError(
+            "revoked",
+            f"token {row['id']} was revoked (audit entry {revoked_in_log}) although the tokens table says it is "
+            "not: the table was changed in the database; run `interlock audit verify` and ask for a new token",
+            row["id"],
         )
     if row["expires_at"] is not None and parse_stamp(row["expires_at"]) <= clock():
         raise AuthError(
@@ -184,6 +193,28 @@ def token_recorded(log: GateAudit, tx: Any, row: dict[str, Any]) -> bool:
             and data.get("expires_at") == row["expires_at"])
 
 
+def revocation_in_log(log: GateAudit, tx: Any, row: dict[str, Any]) -> int | None:
+    """The index of a token.revoked entry in the tree that names this token, or None.
+
+    One indexed read (migration 0026's partial index holds only token.revoked entries, and the text
+    filter leaves the few naming this id). An entry that names the token but does not check out (its
+    MAC or leaf hash broken) still counts: fail closed, a revocation is never undone by damaging it.
+    What this cannot see at use — the entry's `event` side column changed so the index misses it — is
+    named by `audit verify` (side columns are checked against the entry)."""
+    since = 0 if row.get("entry_idx") is None else int(row["entry_idx"])
+    # The literal event (not a parameter) lets SQLite use the partial index.
+    found = tx.fetchall(
+        "SELECT e.idx, e.entry FROM audit_entries e, audit_head h WHERE h.id = 1 "
+        "AND e.event = 'token.revoked' AND e.idx >= ? AND e.idx < h.size AND e.entry LIKE ? ORDER BY e.idx",
+        (since, f'%"token_id":"{row["id"]}"%'),
+    )
+    for entry in found:
+        checked = log.entry_at(tx, int(entry["idx"]))
+        if checked is None or checked[1].get("token_id") == row["id"]:
+            return int(entry["idx"])
+    return None
+
+
 def require_human(principal: Principal) -> Principal:
     """Refuse agent tokens at human endpoints: an agent can never approve (invariant 4)."""
     if principal.kind != "human":
@@ -196,23 +227,40 @@ def require_human(principal: Principal) -> Principal:
     return principal
 
 
-def revoke(store: Store, token_id: str, audit: AuditSink, *, clock: Clock = system_clock) -> TokenInfo:
-    """Revoke a token at once; revoking twice is an error naming when it was revoked."""
+def revoke(store: Store, token_id: str, audit: GateAudit, *, clock: Clock = system_clock) -> TokenInfo:
+    """Revoke a token at once; revoking twice is an error naming when it was revoked.
+
+    The token.revoked entry is written in the transaction that sets revoked_at and the row keeps its
+    index (migration 0026): authentication finds the revocation in the log even if the column is cleared."""
     now = stamp(clock())
     with store.transaction() as tx:
-        changed = tx.execute(
-            "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, token_id)
-        )
         row = tx.fetchone(
             "SELECT id, kind, name, created_at, expires_at, revoked_at FROM tokens WHERE id = ?", (token_id,)
         )
-    if row is None:
-        raise AuthError("unknown", f"no token {token_id!r}: see `interlock token list`")
-    if not changed:
-        raise AuthError("revoked", f"token {token_id} was already revoked at {row['revoked_at']}", token_id)
-    info = _info(row)
-    audit.append(TOKEN_REVOKED, {"token_id": token_id, "kind": info.kind, "name": info.name})
-    return info
+        if row is None:
+            raise AuthError("unknown", f"no token {token_id!r}: see `interlock token list`")
+        if row["revoked_at"] is not None:
+            raise AuthError("revoked", f"token {token_id} was already revoked at {row['revoked_at']}", token_id)
+        changed = tx.execute(
+            "UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, token_id)
+        )
+        if not changed:  # revoked by another process between our read and this write
+            raise AuthError("revoked", f"token {token_id} was already revoked", token_id)
+        receipt = audit.append_in(tx, TOKEN_REVOKED, {"token_id": token_id, "kind": row["kind"], "name": row["name"],
+                                                      "revoked_at": now})
+        tx.execute("UPDATE tokens SET revoked_idx = ? WHERE id = ?", (receipt.index, token_id))
+        row = dict(row, revoked_at=now)
+    return _info(row)
+
+
+def revocation_recorded(log: GateAudit, tx: Any, row: dict[str, Any]) -> bool:
+    """Whether a revoked tokens row says what its token.revoked entry says (in the tree, authenticated)."""
+    found = log.entry_at(tx, None if row.get("revoked_idx") is None else int(row["revoked_idx"]))
+    if found is None:
+        return False
+    event, data = found
+    return (event == TOKEN_REVOKED and data.get("token_id") == row["id"]
+            and data.get("revoked_at") == row["revoked_at"])
 
 
 def list_tokens(store: Store) -> list[TokenInfo]:

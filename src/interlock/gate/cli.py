@@ -132,7 +132,7 @@ def local_session(db: str, policy_path: Path, token: str, key_dir: Path) -> Iter
     Approvers append their votes; they never need the private key, and never sign."""
     with on_store(db, policy_path, key_dir) as (policy, store, audit):
         try:
-            principal = authenticate(store, token, audit=audit)
+            principal = authenticate(store, token, log=audit, audit=audit)
             require_human(principal)
         except AuthError as exc:
             if exc.reason == "agent_token":

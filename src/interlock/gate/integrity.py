@@ -5,11 +5,14 @@ tampering: the gate ignores such rows at use, and verify names them."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from interlock.audit.log import AuditLog
 from interlock.audit.verify import Problem
 from interlock.gate import repo
 from interlock.gate.service import grant_recorded, request_recorded, vote_recorded
-from interlock.identity import token_recorded
+from interlock.identity import revocation_recorded, token_recorded
+from interlock.store import Transaction
 
 
 def gate_problems(log: AuditLog, limit: int = 50) -> list[Problem]:
@@ -46,7 +49,9 @@ def gate_problems(log: AuditLog, limit: int = 50) -> list[Problem]:
                 ))
             if len(problems) >= limit:
                 break
-        for row in tx.fetchall("SELECT id, kind, name, secret_sha256, expires_at, entry_idx FROM tokens ORDER BY id"):
+        tokens = tx.fetchall("SELECT id, kind, name, secret_sha256, expires_at, revoked_at, revoked_idx, entry_idx "
+                             "FROM tokens ORDER BY id")
+        for row in tokens:
             if not token_recorded(log, tx, row):
                 problems.append(Problem(
                     f"token {row['id']} ({row['kind']} {row['name']})",
@@ -54,4 +59,38 @@ def gate_problems(log: AuditLog, limit: int = 50) -> list[Problem]:
                     "written outside Interlock; it does not authenticate",
                     index=row["entry_idx"], until=None if row["entry_idx"] is None else int(row["entry_idx"]) + 1,
                 ))
+            # revoked_idx is NULL for tokens revoked before migration 0026: their revocation is only the column
+            # (still refused). A revoked_idx whose entry does not match is a changed row.
+            if row["revoked_idx"] is not None and not revocation_recorded(log, tx, row):
+                problems.append(Problem(
+                    f"revocation of token {row['id']} ({row['kind']} {row['name']})",
+                    f"its row does not match the token.revoked entry it names (entry {row['revoked_idx']}): "
+                    "changed in the database; the token stays refused",
+                    index=int(row["revoked_idx"]), until=int(row["revoked_idx"]) + 1,
+                ))
+        problems.extend(_revocations_undone(log, tx, {row["id"]: row for row in tokens}))
     return problems[:limit]
+
+
+def _revocations_undone(log: AuditLog, tx: Transaction, tokens: dict[str, dict[str, Any]]) -> list[Problem]:
+    """Every token.revoked entry in the tree must find its token still revoked: a revoked_at cleared (or the
+    row deleted) in the database is named here. Authentication refuses such a token anyway."""
+    problems: list[Problem] = []
+    rows = tx.fetchall("SELECT e.idx FROM audit_entries e, audit_head h WHERE h.id = 1 "
+                       "AND e.event = 'token.revoked' AND e.idx < h.size ORDER BY e.idx")
+    for entry in rows:
+        index = int(entry["idx"])
+        found = log.entry_at(tx, index)
+        if found is None:
+            continue  # a broken entry is named by the log's own pass (leaf hash, MAC, side columns)
+        token_id = found[1].get("token_id")
+        row = tokens.get(str(token_id))
+        if row is None or row["revoked_at"] is None:
+            state = "is missing from the tokens table" if row is None else "is active in the tokens table"
+            problems.append(Problem(
+                f"revocation of token {token_id}",
+                f"entry {index} revoked it but the token {state}: the revocation was undone in the database; "
+                "authentication still refuses the token",
+                index=index, until=index + 1,
+            ))
+    return problems

@@ -92,7 +92,7 @@ def _local(db: str, policy_path: Path, token: str, key_dir: Path) -> Iterator[Gu
     with on_store(db, policy_path, key_dir) as (policy, store, audit):
         guard = None
         try:
-            principal = require_human(authenticate(store, token, audit=audit))
+            principal = require_human(authenticate(store, token, log=audit, audit=audit))
             human = policy.doc.humans.get(principal.name)
             guard = Guard(store, policy, audit)
             yield LocalGuards(guard, principal, human.groups if human else ())

@@ -82,7 +82,8 @@ async def session_of(request: Request) -> Session | None:
     secret = request.cookies.get(_cookie_name(request), "")
     now = server.gate.clock()
     try:
-        found = await anyio.to_thread.run_sync(find_session, server.store, secret, now) if secret else None
+        found = (await anyio.to_thread.run_sync(find_session, server.store, secret, now, server.audit)
+                 if secret else None)
     except StoreError:
         return None  # fail closed: no session, so no vote
     proxied = _proxy_human(request)
@@ -190,7 +191,7 @@ async def signin(request: Request) -> Response:
     token = form.get("token", "").strip()
     try:
         principal = await anyio.to_thread.run_sync(
-            lambda: authenticate(server.store, token, audit=server.audit, clock=server.gate.clock))
+            lambda: authenticate(server.store, token, log=server.audit, audit=server.audit, clock=server.gate.clock))
     except AuthError as exc:
         return _signin_page(request, str(exc), 401)
     except StoreError:

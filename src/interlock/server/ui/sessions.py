@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from interlock.gate.clock import parse_stamp, stamp
-from interlock.identity import Principal, secret_hash
+from interlock.gate.events import GateAudit
+from interlock.identity import Principal, revocation_in_log, secret_hash
 from interlock.store import Store
 
 #: The cookie's name; `__Host-` under TLS (the browser then insists on Secure, Path=/ and no Domain).
@@ -65,22 +66,25 @@ def open_session(store: Store, principal: Principal, now: datetime, *, via: str 
     return Session(principal, secret, expires, via)
 
 
-def find_session(store: Store, secret: str, now: datetime) -> Session | None:
+def find_session(store: Store, secret: str, now: datetime, log: GateAudit) -> Session | None:
     """The live session of a cookie value, or None (unknown, signed out, expired, or its token revoked
-    or expired)."""
+    or expired). A revocation the log records counts even if the tokens table was cleared in the database."""
     if not secret or len(secret) > 100:
         return None
     with store.transaction(readonly=True) as tx:
         row = tx.fetchone(
             "SELECT s.token_id, s.human, s.via, s.expires_at, s.revoked_at, "
-            "t.revoked_at AS token_revoked, t.expires_at AS token_expires, t.kind AS token_kind "
+            "t.revoked_at AS token_revoked, t.expires_at AS token_expires, t.kind AS token_kind, "
+            "t.id AS id, t.entry_idx AS entry_idx "
             "FROM console_sessions s LEFT JOIN tokens t ON t.id = s.token_id WHERE s.secret_sha256 = ?",
             (_hash(secret),),
         )
+        revoked_in_log = (row is not None and row["id"] is not None and row["token_revoked"] is None
+                          and revocation_in_log(log, tx, row) is not None)
     if row is None or row["revoked_at"] is not None or parse_stamp(row["expires_at"]) <= now:
         return None
     if row["via"] == "token":
-        if row["token_kind"] != "human" or row["token_revoked"] is not None:
+        if row["token_kind"] != "human" or row["token_revoked"] is not None or revoked_in_log:
             return None
         if row["token_expires"] is not None and parse_stamp(row["token_expires"]) <= now:
             return None
