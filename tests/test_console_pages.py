@@ -31,32 +31,32 @@ def test_a_session_lives_until_it_expires_is_closed_or_its_token_is_revoked(stor
                                                                             clock: ManualClock) -> None:
     bob = login(store, audit, "bob")
     opened = open_session(store, bob, clock())
-    found = find_session(store, opened.secret, clock())
+    found = find_session(store, opened.secret, clock(), audit)
     assert found is not None and found.principal == bob and csrf_ok(found, opened.csrf)
     assert not csrf_ok(found, None) and not csrf_ok(found, "") and not csrf_ok(found, opened.csrf[:-1] + "0")
-    assert find_session(store, opened.secret + "x", clock()) is None
+    assert find_session(store, opened.secret + "x", clock(), audit) is None
     clock.advance(SESSION_SECONDS + 1)
-    assert find_session(store, opened.secret, clock()) is None  # expired
+    assert find_session(store, opened.secret, clock(), audit) is None  # expired
 
     second = open_session(store, bob, clock())
     assert second.csrf != opened.csrf  # each session its own CSRF token
     assert close_session(store, second.secret, clock()) and not close_session(store, second.secret, clock())
-    assert find_session(store, second.secret, clock()) is None  # signed out
+    assert find_session(store, second.secret, clock(), audit) is None  # signed out
 
     third = open_session(store, bob, clock())
     revoke(store, bob.token_id, audit, clock=clock)
-    assert find_session(store, third.secret, clock()) is None  # its token was revoked
+    assert find_session(store, third.secret, clock(), audit) is None  # its token was revoked
 
 
 def test_a_session_never_outlives_its_token(store: Store, audit: Recorded, clock: ManualClock) -> None:
     from interlock.identity import authenticate, create_token
 
     _, secret = create_token(store, "human", "carol", 600, audit, clock=clock)
-    carol = authenticate(store, secret, clock=clock)
+    carol = authenticate(store, secret, log=audit, clock=clock)
     session = open_session(store, carol, clock(), token_expires_at=token_expiry(store, carol.token_id))
     assert session.expires_at == clock() + timedelta(seconds=600)
     clock.advance(601)
-    assert find_session(store, session.secret, clock()) is None
+    assert find_session(store, session.secret, clock(), audit) is None
 
 
 def test_agents_get_no_session(store: Store, audit: Recorded, clock: ManualClock) -> None:
