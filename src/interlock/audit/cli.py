@@ -105,7 +105,8 @@ def verify(
         except (OSError, ValueError) as exc:
             _fail(f"cannot read the public key {path}: {exc}")
     with _opened(db, key_dir) as log:
-        trusted = keys or log.public_key()
+        # Default keyring: the log's key and the keys it retired (`audit rotate-key` archives them).
+        trusted = keys or [log.public_key(), *_retired(log.key_dir)]
         report = log.verify(trusted)
         report.problems.extend(_gate_problems(log))
         if witness is not None:
@@ -364,6 +365,54 @@ def checkpoint(db: Db = DEFAULT_DB, key_dir: KeyDir = None) -> None:
     with _opened(db, key_dir, create_key=True, sign=True) as log:  # the operator as the designated signer
         made = log.checkpoint()
     typer.echo(json.dumps(made.to_json(), sort_keys=True))
+
+
+@app.command("rotate-key")
+@options.shared
+def rotate_key_command(db: Db = DEFAULT_DB, key_dir: KeyDir = None, format: Fmt = Format.text) -> None:
+    """Replace the signing key: the old key signs a last checkpoint over an audit.key_rotated entry, a
+    new key pair (0600) takes over, and the old public key is archived under retired/ for verify.
+    Needs the current private key; stop every server using the key directory first."""
+    from interlock.audit.rotation import rotate_key
+
+    with _opened_store(db) as store:
+        try:
+            done = rotate_key(store, options.key_dir_for(db, key_dir))
+        except (AuditError, SigningKeyError, StoreError) as exc:
+            _fail(str(exc))
+    where = done.archived.parent.parent
+    text = (
+        f"signing key rotated: {done.old_key_id} -> {done.new_key_id}\n"
+        + (f"the old key signed its last checkpoint at size {done.final_checkpoint.tree_size} "
+           f"(entry {done.entry_index}: audit.key_rotated)\n" if done.final_checkpoint else
+           "finished the key files of an interrupted rotation\n")
+        + f"old public key archived at {done.archived}; new public key in {where}\n"
+        "copy the key directory to every replica, then start the servers again"
+    )
+    _emit(done.to_json(), format, text)
+
+
+def _retired(key_dir: Path) -> list[Any]:
+    from interlock.audit.rotation import retired_keys
+
+    try:
+        return list(retired_keys(key_dir))
+    except SigningKeyError as exc:
+        _fail(str(exc))
+
+
+@contextmanager
+def _opened_store(db: str) -> Iterator[Any]:
+    if db.startswith("sqlite:///") and db != "sqlite:///:memory:" and not Path(db[len("sqlite:///"):]).exists():
+        _fail(f"no audit database at {db}: pass --db, or run `interlock serve` first")
+    try:
+        store = open_store(db)
+    except StoreError as exc:
+        _fail(str(exc))
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 @app.command()

@@ -46,3 +46,4 @@ class AuditEvent(StrEnum):
     ROLLOUT_TRANSITION = "rollout.transition"
     ROLLOUT_TARGET = "rollout.target"
     ROLLOUT_MEASUREMENT = "rollout.measurement"
+    AUDIT_KEY_ROTATED = "audit.key_rotated"

@@ -179,7 +179,10 @@ class AuditLog:
         except StoreError:
             migrated = False
         if not migrated:
-            raise AuditError(f"the store {store.url} has no audit tables: call store.migrate() first")
+            raise AuditError(
+                f"the store {store.url} has no Interlock tables yet: start `interlock serve` on it once "
+                "(it creates them), or check --db (INTERLOCK_DB)"
+            )
         self._bind_keys(create_key=create_key, sign=sign)
 
     def _bind_keys(self, *, create_key: bool, sign: bool) -> None:
@@ -187,7 +190,7 @@ class AuditLog:
         whose key directory holds other keys refuses to start, and no key is created for a log that
         already has one: a stray key would sign a checkpoint nobody can verify with the log's key."""
         with self.store.transaction(readonly=True) as tx:
-            recorded = _recorded_keys(tx)
+            recorded = recorded_keys(tx)
         key_dir = self.key_dir
         held: Signer | None = None  # the private key in key_dir, whether or not this process signs
         if (key_dir / PRIVATE_KEY_FILE).exists() and (sign or create_key):
@@ -228,7 +231,7 @@ class AuditLog:
                 "ON CONFLICT (role) DO NOTHING",
                 (role, kid, self._public_pem if role == "signing" else None, now()),
             )
-        bound = _recorded_keys(tx)
+        bound = recorded_keys(tx)
         for role, kid in self._unrecorded.items():
             if bound.get(role) != kid:  # another process bound the log first, with another key
                 raise KeyMismatch(
@@ -460,7 +463,8 @@ class AuditLog:
             tx.executemany(_INSERT_NODE, new_nodes)
             for hook in self.hooks:
                 hook(tx, [(p.event, p.data or {}) for p in batch])
-            if self._signer is not None and self._tainted is None and self._checkpoint_due(tx, size):
+            if (self._signer is not None and self._tainted is None and self._checkpoint_due(tx, size)
+                    and self._key_in_force(tx)):
                 self._insert_checkpoint(tx, self._signer.sign(size, merkle.root(size, get)))
         self._cache = (size, {key: nodes[key] for key in merkle.frontier(size)})
         return receipts
@@ -476,6 +480,12 @@ class AuditLog:
         bad = _first_unauthenticated(tx, self._entry_key, since, size)
         if bad is not None and (self._tainted is None or bad < self._tainted):
             self._tainted = bad
+
+    def _key_in_force(self, tx: Transaction) -> bool:
+        """Is this process's signing key still the log's? After `audit rotate-key`, a process still
+        holding the old key must not sign: its checkpoints would carry a retired key."""
+        bound = recorded_keys(tx).get("signing")
+        return self._signer is not None and bound in (None, self._signer.key_id)
 
     def _last_checkpoint_size(self, tx: Transaction) -> int:
         row = tx.fetchone("SELECT MAX(tree_size) AS n FROM audit_checkpoints")
@@ -549,10 +559,66 @@ class AuditLog:
                     f"refusing to sign a checkpoint: entry {self._tainted} is not authenticated by the entry "
                     "key (written by someone without it); run `interlock audit verify`"
                 )
+            if self._signer is not None and not self._key_in_force(tx):
+                raise KeyMismatch(
+                    f"refusing to sign a checkpoint: the log's signing key was rotated to "
+                    f"{recorded_keys(tx).get('signing')}, and this process holds {self._signer.key_id} "
+                    "(retired): restart it with the key directory `interlock audit rotate-key` updated"
+                )
             nodes = _fetch_nodes(tx, merkle.needed_nodes(lambda g: merkle.root(size, g)))
             checkpoint = self.signer.sign(size, merkle.root(size, lambda lv, i: nodes[(lv, i)]))
             self._insert_checkpoint(tx, checkpoint)
         return checkpoint
+
+    def rotate_signing_key(self, new: Signer) -> tuple[Receipt, Checkpoint]:
+        """Hand the log over from this process's signing key to `new`, in one transaction: an
+        `audit.key_rotated` entry naming both keys, the last checkpoint the old key signs (it covers
+        that entry, so the old key vouches for the handover), and the rotation row that binds the log
+        to `new` from then on. The caller writes the new key files afterwards (audit/rotation.py)."""
+        old = self.signer
+        key = self.entry_key
+        with self.store.transaction() as tx:
+            tx.lock("audit")
+            bound = recorded_keys(tx).get("signing")
+            if bound not in (None, old.key_id):
+                raise KeyMismatch(
+                    f"the audit log of {self.store.url} is bound to signing key {bound}, but {self.key_dir} "
+                    f"holds {old.key_id}: rotation needs the current private key"
+                )
+            if new.key_id == old.key_id:
+                raise AuditError("the new signing key is the current one: nothing to rotate")
+            size = _size(tx)
+            start = self._last_checkpoint_size(tx)
+            bad = _first_unauthenticated(tx, key, start, size) if start < size else None
+            if bad is not None:
+                raise AuditError(
+                    f"refusing to rotate: entry {bad} is not authenticated by the entry key (written by "
+                    "someone without it); run `interlock audit verify` first"
+                )
+            receipt = self.append_in(tx, AuditEvent.AUDIT_KEY_ROTATED, {
+                "old_key_id": old.key_id, "new_key_id": new.key_id, "from_size": size + 1,
+                "entry_key_id": key.key_id,
+            })
+            nodes = _fetch_nodes(tx, merkle.needed_nodes(lambda g: merkle.root(size + 1, g)))
+            final = old.sign(size + 1, merkle.root(size + 1, lambda lv, i: nodes[(lv, i)]))
+            self._insert_checkpoint(tx, final)
+            tx.execute(
+                "INSERT INTO audit_key_rotations(entry_idx, role, old_key_id, key_id, public_key, from_size, "
+                "created_at) VALUES (?, 'signing', ?, ?, ?, ?, ?)",
+                (receipt.index, old.key_id, new.key_id, new.public_pem().decode("ascii"), size + 1, now()),
+            )
+        self._signer = new
+        self._public_pem = new.public_pem().decode("ascii")
+        self._cache = None
+        return receipt, final
+
+    def rotations(self) -> list[dict[str, Any]]:
+        """Every signing key rotation, oldest first (entry_idx, old_key_id, key_id, from_size)."""
+        with self.store.transaction(readonly=True) as tx:
+            rows = tx.fetchall(
+                "SELECT entry_idx, old_key_id, key_id, from_size FROM audit_key_rotations ORDER BY entry_idx"
+            )
+        return [dict(r) for r in rows]
 
     def close(self) -> None:
         """Finish pending appends and stop the writer thread."""
@@ -714,7 +780,44 @@ class AuditLog:
             )
         report.problems.extend(found)
         self._check_nodes(report, checkpoints)
+        report.problems.extend(self._rotation_problems(checkpoints))
         return report
+
+    def _rotation_problems(self, checkpoints: list[Checkpoint]) -> list[Problem]:
+        """Each rotation row against the audit.key_rotated entry that recorded it, and each checkpoint
+        against the key in force at its size: after a rotation a checkpoint signed by the retired key
+        (a process that kept it) is named, even though the keyring holds that key."""
+        rotations = self.rotations()
+        problems: list[Problem] = []
+        with self.store.transaction(readonly=True) as tx:
+            for row in rotations:
+                index = int(row["entry_idx"])
+                entry = self.entry_at(tx, index)
+                expected = {"old_key_id": row["old_key_id"], "new_key_id": row["key_id"],
+                            "from_size": int(row["from_size"])}
+                if entry is None or entry[0] != AuditEvent.AUDIT_KEY_ROTATED or any(
+                    entry[1].get(k) != v for k, v in expected.items()
+                ):
+                    problems.append(Problem(
+                        f"key rotation at entry {index}",
+                        "the audit_key_rotations row does not match an audit.key_rotated entry at that index "
+                        "(the table was altered)", index=index, until=index + 1,
+                    ))
+        for checkpoint in checkpoints:
+            try:
+                size, signed_by = checkpoint.tree_size, str(checkpoint.fields["key_id"])
+            except (ValueError, KeyError):
+                continue  # verify_log already reports a checkpoint it cannot read
+            in_force = None
+            for row in rotations:
+                in_force = row["key_id"] if size > int(row["from_size"]) else (in_force or row["old_key_id"])
+            if in_force is not None and signed_by != in_force:
+                problems.append(Problem(
+                    f"checkpoint at size {size}",
+                    f"signed by key {signed_by}, but key {in_force} was in force at that size "
+                    "(a process kept a retired key)",
+                ))
+        return problems
 
     def _check_nodes(self, report: Report, checkpoints: list[Checkpoint]) -> None:
         """Blame audit_nodes only when they disagree with what is known good: the root of the largest
@@ -874,10 +977,15 @@ def _insert_entries(tx: Transaction, entries: list[tuple[Any, ...]]) -> None:
         tx.execute(head + "VALUES " + ", ".join([row] * len(chunk)), [v for e in chunk for v in e])
 
 
-def _recorded_keys(tx: Transaction) -> dict[str, str]:
+def recorded_keys(tx: Transaction) -> dict[str, str]:
     """{role: key id} the store's log is bound to; a log from before audit_keys is bound to the key
     that signed its newest checkpoint."""
     found = {r["role"]: r["key_id"] for r in tx.fetchall("SELECT role, key_id FROM audit_keys")}
+    rotated = tx.fetchone(
+        "SELECT key_id FROM audit_key_rotations WHERE role = 'signing' ORDER BY entry_idx DESC LIMIT 1"
+    )
+    if rotated is not None:  # the newest rotation names the key in force (migration 0090)
+        found["signing"] = rotated["key_id"]
     if "signing" not in found:
         row = tx.fetchone("SELECT key_id FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1")
         if row is not None:
