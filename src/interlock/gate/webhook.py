@@ -235,9 +235,10 @@ class Notifier:
             for hook in hooks:
                 delivery = secrets.token_hex(12)
                 if hook.format == "slack":
+                    mode = "enforced: breaker tripped" if alert.get("tripped") else "shadow mode: alert only"
                     text = (f"[Interlock] {event}: {alert.get('detector')} for agent {alert.get('agent')}"
                             f"{' on ' + str(alert['target']) if alert.get('target') else ''} — {alert.get('detail')}"
-                            f" ({'enforced: breaker tripped' if alert.get('tripped') else 'shadow mode: alert only'})")
+                            + (f" ({mode})" if event == "guard.tripped" else ""))
                     doc: dict[str, Any] = {"text": text, "timestamp": timestamp, "delivery": delivery}
                 else:
                     doc = {"event": event, "timestamp": timestamp, "delivery": delivery, "alert": alert}
