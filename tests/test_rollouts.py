@@ -137,6 +137,8 @@ def test_a_good_change_rolls_out_in_waves_to_all(world: World, clock: ManualCloc
     assert done.phase is RolloutPhase.succeeded, done.state["reason"]
     assert deploys(services) == {n: ["v2"] for n in NAMES}
     assert [done.targets[n]["wave"] for n in NAMES] == [1, 2, 3, 3]
+    steps = sorted(rollouts.audit.search(event="rollout.step", limit=50), key=lambda e: e["index"])
+    assert [e["data"]["step"] for e in steps if e["data"]["rollout_id"] == rollout.id] == [0, 1, 2, 3, 4]
 
 
 def test_a_bad_change_fails_at_wave_two_and_rolls_back_changed_targets_only(world: World) -> None:

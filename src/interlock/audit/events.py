@@ -44,6 +44,7 @@ class AuditEvent(StrEnum):
     ROLLOUT_REFUSED = "rollout.refused"
     ROLLOUT_VOTED = "rollout.voted"
     ROLLOUT_TRANSITION = "rollout.transition"
+    ROLLOUT_STEP = "rollout.step"
     ROLLOUT_TARGET = "rollout.target"
     ROLLOUT_MEASUREMENT = "rollout.measurement"
     AUDIT_KEY_ROTATED = "audit.key_rotated"

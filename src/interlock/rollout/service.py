@@ -280,9 +280,14 @@ class Rollouts:
             if row is None:
                 raise CommandError("unknown_rollout", f"no rollout {rollout_id!r}: see `interlock rollout list`")
             rollout = _row(row)
-            before = rollout.phase
+            before, step_before = rollout.phase, rollout.state["step"]
             yield rollout
             now = self.clock()
+            for index in range(step_before, min(rollout.state["step"], len(rollout.spec.steps))):
+                step = rollout.spec.steps[index]
+                rollout.events.append((AuditEvent.ROLLOUT_STEP.value, {
+                    "step": index, "state": "finished", "wave": rollout.state["waves"][index],
+                    "what": step.model_dump(mode="json", by_alias=True, exclude_none=True)}))
             if rollout.phase is not before and not any(e == AuditEvent.ROLLOUT_TRANSITION.value
                                                        for e, _ in rollout.events):
                 self._transition(rollout, before, "runner")
