@@ -20,7 +20,7 @@ from typing import Any
 
 import cedarpy
 
-from interlock.model import Action, Classification, Kind, Outcome, Risk
+from interlock.model import Action, Classification, DecisionValue, Kind, Risk
 from interlock.policy import Policy, decide, load_policy_text
 
 ENVS = ("dev", "sandbox", "staging", "production")
@@ -154,7 +154,7 @@ def check_equivalence(policy: Policy, policy_set: Any, entities: Any, qs: list[Q
     """Number of questions both engines answer the same way; the bench refuses to report otherwise."""
     same = 0
     for q in qs:
-        ours = decide(policy, q.agent, q.action, q.classification).outcome is Outcome.allow
+        ours = decide(policy, q.agent, q.action, q.classification).outcome is DecisionValue.allow
         theirs = cedarpy.is_authorized(q.cedar, policy_set, entities).allowed
         same += ours == theirs
     return same

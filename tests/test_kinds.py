@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from interlock.classify import classify
-from interlock.model import Action, Classification, Kind, Outcome, Risk
+from interlock.model import Action, Classification, DecisionValue, Kind, Risk
 from interlock.policy import decide, load_policy_text
 
 FOUND = [
@@ -42,14 +42,14 @@ rules:
 """, "kinds.yaml")
 
 DECISIONS = [
-    ("psql -c 'DROP DATABASE billing'", Outcome.deny, "no-drop-db"),
-    ("psql -c 'DELETE FROM invoices'", Outcome.approval_required, "dba-for-sql"),
-    ("rm -rf /tmp/build", Outcome.allow, None),
+    ("psql -c 'DROP DATABASE billing'", DecisionValue.deny, "no-drop-db"),
+    ("psql -c 'DELETE FROM invoices'", DecisionValue.approval_required, "dba-for-sql"),
+    ("rm -rf /tmp/build", DecisionValue.allow, None),
 ]
 
 
 @pytest.mark.parametrize(("command", "outcome", "rule"), DECISIONS, ids=[d[0] for d in DECISIONS])
-def test_sql_rules_apply_to_sql_run_from_a_shell(command: str, outcome: Outcome, rule: str | None) -> None:
+def test_sql_rules_apply_to_sql_run_from_a_shell(command: str, outcome: DecisionValue, rule: str | None) -> None:
     action = Action(kind=Kind.shell, environment="sandbox", payload={"command": command})
     decision = decide(POLICY, "kiro", action, classify(Kind.shell, action.payload))
     assert decision.outcome is outcome
@@ -61,5 +61,5 @@ def test_kinds_given_explicitly_are_matched() -> None:
     action = Action(kind=Kind.shell, environment="sandbox", payload={"command": "x"})
     with_sql = Classification(risk=Risk.destructive, summary="x", kinds=("sql",))
     without = Classification(risk=Risk.destructive, summary="x")
-    assert decide(POLICY, "kiro", action, with_sql).outcome is Outcome.approval_required
-    assert decide(POLICY, "kiro", action, without).outcome is Outcome.allow
+    assert decide(POLICY, "kiro", action, with_sql).outcome is DecisionValue.approval_required
+    assert decide(POLICY, "kiro", action, without).outcome is DecisionValue.allow

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from interlock.model import Action, Classification, Kind, Outcome, Risk
+from interlock.model import Action, Classification, DecisionValue, Kind, Risk
 from interlock.policy import decide, load_policy_text
 
 POLICY = """\
@@ -72,7 +72,7 @@ rules:
 P = load_policy_text(POLICY, "decide.yaml")
 
 R, W, D, U = Risk.read, Risk.write, Risk.destructive, Risk.unknown
-ALLOW, DENY, APPROVE, SANDBOX = Outcome.allow, Outcome.deny, Outcome.approval_required, Outcome.sandbox_required
+ALLOW, DENY, APPROVE, SANDBOX = DecisionValue.allow, DecisionValue.deny, DecisionValue.approval_required, DecisionValue.sandbox_required
 
 # (id, agent, env, kind, target, risk, tags, input, outcome, approvals, rule)
 CASES = [
@@ -120,7 +120,7 @@ CASES = [
     CASES, ids=[c[0] for c in CASES],
 )
 def test_decision(name: str, agent: str, env: str, kind: str, target: str | None, risk: Risk,
-                  tags: tuple[str, ...], text: str, outcome: Outcome, approvals: int, rule: str | None) -> None:
+                  tags: tuple[str, ...], text: str, outcome: DecisionValue, approvals: int, rule: str | None) -> None:
     field = {"sql": "sql"}.get(kind, "command")
     action = Action(kind=Kind(kind), environment=env, target=target, payload={field: text})
     decision = decide(P, agent, action, Classification(risk=risk, tags=tags, summary=text))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from interlock.classify import classify
-from interlock.model import Action, Kind, Outcome
+from interlock.model import Action, DecisionValue, Kind
 from interlock.policy import decide, load_policy_text
 from interlock.policy.normalize import input_forms, render_sql, strip_shell_comments, strip_sql_comments
 
@@ -30,18 +30,18 @@ rules:
 
 
 @pytest.mark.parametrize("kind, target, text, outcome", [
-    ("sql", "db", "DROP TABLE users", Outcome.deny),
-    ("sql", "db", "DROP/**/TABLE users", Outcome.deny),
-    ("sql", "db", "drop\n  table users -- tidy", Outcome.deny),
-    ("sql", "db", "DROP /* a */ TABLE /* b */ users", Outcome.deny),
-    ("sql", "db", "dRoP\ttAbLe users", Outcome.deny),  # sqlglot renders keywords upper-case
-    ("sql", "db", "SELECT 'DROP/**/TABLE is text'", Outcome.allow),  # inside a literal: kept as written
-    ("shell", None, 'psql -c "DROP/**/TABLE users"', Outcome.deny),
-    ("shell", None, "rm  -rf   /srv", Outcome.deny),
-    ("shell", None, "rm -rf /srv # tidy", Outcome.deny),
-    ("shell", None, "rm -rf /tmp/x", Outcome.allow),
+    ("sql", "db", "DROP TABLE users", DecisionValue.deny),
+    ("sql", "db", "DROP/**/TABLE users", DecisionValue.deny),
+    ("sql", "db", "drop\n  table users -- tidy", DecisionValue.deny),
+    ("sql", "db", "DROP /* a */ TABLE /* b */ users", DecisionValue.deny),
+    ("sql", "db", "dRoP\ttAbLe users", DecisionValue.deny),  # sqlglot renders keywords upper-case
+    ("sql", "db", "SELECT 'DROP/**/TABLE is text'", DecisionValue.allow),  # inside a literal: kept as written
+    ("shell", None, 'psql -c "DROP/**/TABLE users"', DecisionValue.deny),
+    ("shell", None, "rm  -rf   /srv", DecisionValue.deny),
+    ("shell", None, "rm -rf /srv # tidy", DecisionValue.deny),
+    ("shell", None, "rm -rf /tmp/x", DecisionValue.allow),
 ])
-def test_restriction_matches_normalized_forms(kind: str, target: str | None, text: str, outcome: Outcome) -> None:
+def test_restriction_matches_normalized_forms(kind: str, target: str | None, text: str, outcome: DecisionValue) -> None:
     payload = {"sql": text} if kind == "sql" else {"command": text}
     action = Action(kind=Kind(kind), environment="lab", target=target, payload=payload)
     decision = decide(POLICY, "kiro", action, classify(action.kind, action.payload))

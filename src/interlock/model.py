@@ -7,7 +7,7 @@ field, never a silently ignored key (fail closed).
 from __future__ import annotations
 
 import enum
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -140,7 +140,10 @@ class Classification(Strict):
         return tuple(sorted(set(value)))
 
 
-class Outcome(enum.StrEnum):
+class DecisionValue(enum.StrEnum):
+    """What the policy decided (DESIGN.md §2 *decision*); a `Decision` carries it with its rules and
+    reasons. Not an *outcome*: that word is what happened when an action ran (an advisory report)."""
+
     allow = "allow"
     deny = "deny"
     approval_required = "approval_required"
@@ -173,7 +176,7 @@ class ApprovalRequirement(Strict):
 class Decision(Strict):
     """The policy's answer, with everything needed to explain it."""
 
-    outcome: Outcome
+    outcome: DecisionValue
     risk: Risk
     tags: tuple[str, ...] = ()
     summary: str = ""
@@ -186,7 +189,7 @@ class Decision(Strict):
 
     @property
     def allowed(self) -> bool:
-        return self.outcome is Outcome.allow
+        return self.outcome is DecisionValue.allow
 
 
-DecisionName = Literal["allow", "deny", "approval_required", "sandbox_required"]
+Outcome = DecisionValue  # temporary alias for branches in flight, removed at 21:05

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from interlock.model import Kind, Outcome
+from interlock.model import DecisionValue, Kind
 
 WorldName = Literal["terraform", "postgres", "files", "aws"]
 
@@ -36,7 +36,7 @@ class Plan(Model):
 
 
 class Expect(Model):
-    decision: Outcome
+    decision: DecisionValue
     rule: str | None = None
     state: str | None = Field(default=None, description="the action's state once the step is over")
 
@@ -44,7 +44,7 @@ class Expect(Model):
 class Gap(Model):
     """A judgement Interlock does not make yet: what it should answer, and why it matters."""
 
-    should: Outcome
+    should: DecisionValue
     note: str
 
 

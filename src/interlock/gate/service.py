@@ -37,7 +37,7 @@ from interlock.gate.quorum import Quorum, eligible_humans, evaluate, humans_of, 
 from interlock.gate.requests import ApprovalRequest, Grant, RequestState, RequestStatus, Vote
 from interlock.gate.webhook import Notifier
 from interlock.identity import AuthError, Principal, require_human
-from interlock.model import Action, Classification, Decision, Outcome
+from interlock.model import Action, Classification, Decision, DecisionValue
 from interlock.policy import Policy, decide
 from interlock.policy.classifying import classify_action
 from interlock.store import Store, Transaction
@@ -226,7 +226,7 @@ class Gate:
         *, sandboxed: bool = False,
     ) -> GateError | None:
         policy = self.policy
-        if decision.outcome is not Outcome.approval_required or not decision.approvals:
+        if decision.outcome is not DecisionValue.approval_required or not decision.approvals:
             return GateError(
                 "not_approval_required",
                 f"decision is {decision.outcome.value}, not approval_required: nothing to approve",
@@ -244,7 +244,7 @@ class Gate:
         # freeze, an open breaker, an anomaly) may only add requirements: every one must hold anyway.
         # A promotion (evidence attached) is decided as sandboxed; the Gateway checked the evidence.
         expected = decide(policy, agent, action, classification, sandboxed=sandboxed)
-        if expected.outcome not in (Outcome.approval_required, Outcome.allow) \
+        if expected.outcome not in (DecisionValue.approval_required, DecisionValue.allow) \
                 or not set(expected.approvals) <= set(decision.approvals):
             wanted = "; ".join(r.describe() for r in expected.approvals) or expected.outcome.value
             return GateError(
@@ -637,7 +637,7 @@ class Gate:
             decision = decide(policy, request.agent, request.action, classify(policy, request.action))
         except Exception as exc:
             return f"re-deciding failed ({type(exc).__name__}); propose again"
-        if decision.outcome is not Outcome.approval_required:
+        if decision.outcome is not DecisionValue.approval_required:
             return f"the new policy says {decision.outcome.value} ({', '.join(decision.rules)})"
         if set(decision.approvals) != set(request.requirements):
             wanted = "; ".join(r.describe() for r in decision.approvals)

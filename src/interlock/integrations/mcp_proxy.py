@@ -41,7 +41,7 @@ from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
 from interlock import answers
 from interlock.integrations.mcp_gate import GatePort
-from interlock.model import Action, Kind, Outcome
+from interlock.model import Action, DecisionValue, Kind
 from interlock.policy import Policy, decide
 from interlock.policy.classifying import classify_action
 
@@ -216,7 +216,7 @@ def could_ever_allow(policy: Policy, settings: ProxySettings, tool: types.Tool) 
     except Exception:
         log.exception("cannot decide tool %s for tools/list; hiding it", tool.name[:100])
         return False
-    return decision.outcome is not Outcome.deny
+    return decision.outcome is not DecisionValue.deny
 
 
 def visible_tools(policy: Policy | None, settings: ProxySettings, tools: list[types.Tool]) -> list[types.Tool]:

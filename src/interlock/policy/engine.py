@@ -24,7 +24,7 @@ import regex
 
 from interlock.classify.registry import TEXT_FIELD
 from interlock.fingerprint import canonical_json
-from interlock.model import Action, ApprovalRequirement, Classification, Decision, Outcome, Risk
+from interlock.model import Action, ApprovalRequirement, Classification, Decision, DecisionValue, Risk
 from interlock.policy.load import Policy, _predecessor
 from interlock.policy.normalize import input_forms
 from interlock.policy.schema import Approvals, Rule
@@ -74,7 +74,7 @@ class _Compiled:
 class _Baseline:
     """What the agent's roles say about one risk level in one environment."""
 
-    outcome: Outcome
+    outcome: DecisionValue
     source: str
     requirement: ApprovalRequirement | None
     reason: str
@@ -143,13 +143,13 @@ def _compute_baseline(policy: Policy, agent: str, env: str, risk: Risk) -> _Base
             continue
         source = f"role:{role}@{env}"
         if grant.autonomous != "ask" and risk.at_most(Risk(grant.autonomous)):
-            return _Baseline(Outcome.allow, source, None,
+            return _Baseline(DecisionValue.allow, source, None,
                              f"role {role} may take {risk.value} actions alone in {env}", "")
         spec = grant.approve.get(risk.value)  # type: ignore[call-overload]
         if spec is not None:
             req = _requirement(spec, source)
             if best is None or (best.requirement is not None and req.count < best.requirement.count):
-                best = _Baseline(Outcome.approval_required, source, req,
+                best = _Baseline(DecisionValue.approval_required, source, req,
                                  f"{risk.value} actions in {env} need approval (role {role})", "")
         top = max((Risk(r) for r in grant.approve), key=lambda r: r.rank, default=None)
         alone = "nothing" if grant.autonomous == "ask" else f"{grant.autonomous} actions"
@@ -159,10 +159,10 @@ def _compute_baseline(policy: Policy, agent: str, env: str, risk: Risk) -> _Base
         return best
     roles = ", ".join(doc.agents[agent].roles) or "none"
     if ceilings:
-        return _Baseline(Outcome.deny, "default-deny", None,
+        return _Baseline(DecisionValue.deny, "default-deny", None,
                          f"no role of agent {agent} grants {risk.value} actions in {env}",
                          "; ".join(ceilings) + ": a human must do this, or the policy must grant it")
-    return _Baseline(Outcome.deny, "default-deny", None,
+    return _Baseline(DecisionValue.deny, "default-deny", None,
                      f"agent {agent} has no grant in environment {env} (roles: {roles})",
                      f"add a grant for {env} to one of its roles in the policy")
 
@@ -197,7 +197,7 @@ def action_text(action: Action) -> str:
 def _deny(classification: Classification, policy: Policy, rules: tuple[str, ...], reason: str,
           remedy: str) -> Decision:
     return Decision.model_construct(
-        outcome=Outcome.deny, risk=classification.risk, tags=classification.tags, summary=classification.summary,
+        outcome=DecisionValue.deny, risk=classification.risk, tags=classification.tags, summary=classification.summary,
         rules=rules, reasons=(reason,), remedy=(remedy,) if remedy else (), approvals=(), sandbox=None,
         policy_version=policy.version,
     )
@@ -257,10 +257,10 @@ def decide(policy: Policy, agent: str, action: Action, classification: Classific
     reasons: list[str] = []
     reqs: list[ApprovalRequirement] = []
     if allows:
-        outcome = Outcome.allow
+        outcome = DecisionValue.allow
         rules += [r.id for r in allows]
         reasons += [r.reason or f"rule {r.id} allows it" for r in allows]
-    elif base.outcome is Outcome.deny:
+    elif base.outcome is DecisionValue.deny:
         tighter = [f"rule {r.id} would also require {_requirement(r.approvals, r.id).describe()}"
                    for r in approves if r.approvals]
         return _deny(classification, policy, (base.source, *(r.id for r in approves)), base.reason,
@@ -274,21 +274,21 @@ def decide(policy: Policy, agent: str, action: Action, classification: Classific
 
     for r in approves:
         assert r.approvals is not None
-        outcome = Outcome.approval_required
+        outcome = DecisionValue.approval_required
         rules.append(r.id)
         reasons.append(r.reason or f"rule {r.id} requires approval")
         reqs.append(_requirement(r.approvals, r.id))
 
-    if outcome is Outcome.allow and level is Risk.destructive and doc.environments[env].protected:
+    if outcome is DecisionValue.allow and level is Risk.destructive and doc.environments[env].protected:
         # The loader refuses policies that could get here; this keeps invariant 6 even if one slipped by.
-        outcome = Outcome.approval_required
+        outcome = DecisionValue.approval_required
         rules.append("hard-floor")
         reasons.append(f"destructive actions in protected environment {env} always need a human")
         reqs.append(ApprovalRequirement(count=1, source="hard-floor"))
 
     sandbox_env: str | None = None
     if sandboxes and not sandboxed:
-        outcome = Outcome.sandbox_required
+        outcome = DecisionValue.sandbox_required
         first = sandboxes[0]
         sandbox_env = first.sandbox or _predecessor(doc, env)
         rules += [r.id for r in sandboxes]
@@ -296,13 +296,13 @@ def decide(policy: Policy, agent: str, action: Action, classification: Classific
 
     approvals = _strictest(reqs)
     remedy: list[str] = []
-    if outcome is Outcome.sandbox_required:
+    if outcome is DecisionValue.sandbox_required:
         remedy.append(f"run in {sandbox_env} first, then propose it in {env} again with the evidence")
-    if approvals and outcome is not Outcome.allow:
+    if approvals and outcome is not DecisionValue.allow:
         remedy += [f"needs {req.describe()} ({req.source})" for req in approvals]
     return Decision.model_construct(
         outcome=outcome, risk=risk, tags=classification.tags, summary=classification.summary,
         rules=tuple(rules), reasons=tuple(reasons), remedy=tuple(remedy),
-        approvals=approvals if outcome is not Outcome.allow else (), sandbox=sandbox_env,
+        approvals=approvals if outcome is not DecisionValue.allow else (), sandbox=sandbox_env,
         policy_version=policy.version,
     )

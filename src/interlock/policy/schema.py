@@ -23,7 +23,7 @@ from pydantic import (
 
 from interlock.classify.paths import DEFAULT_RULES, PathRules
 from interlock.guard.windows import OneOff, Recurring, parse_window
-from interlock.model import DEFAULT_MAX_PAYLOAD_BYTES, Kind, Outcome, Risk
+from interlock.model import DEFAULT_MAX_PAYLOAD_BYTES, DecisionValue, Kind, Risk
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 Name = Annotated[str, Field(pattern=NAME)]
@@ -246,7 +246,7 @@ class PolicyTest(Model):
     input: str
     risk: Risk | None = Field(default=None, description="override the classifier (tests the policy alone)")
     tags: tuple[str, ...] | None = None
-    expect: Outcome
+    expect: DecisionValue
     at: str | None = Field(default=None, description="the time the test runs at (RFC 3339, e.g. "
                            "'2026-07-18T10:00:00Z'): change-freeze windows apply; without it, none does")
     approvals: int | None = Field(default=None, description="expected total number of approvals required")
