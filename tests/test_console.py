@@ -209,6 +209,7 @@ def test_an_actions_timeline_is_verified_and_the_agent_page_lists_it(server: Liv
         page = client.get(f"/ui/actions/{action['id']}")
         assert page.status_code == 200, page.text
         assert "Verified: each of these" in page.text and "action.proposed" in page.text
+        assert "covers entries" not in page.text  # a checkpoint, when there is one, says how many it covers
         assert "approval.requested" in page.text or "action.pending" in page.text
         agent = client.get("/ui/agents/kiro")
         assert agent.status_code == 200 and action["id"] in agent.text
