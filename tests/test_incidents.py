@@ -11,8 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from interlock.cli import app
-from interlock.demo.replay import Report, replay
-from interlock.demo.scenario import ScenarioError, gallery_dir, load, names
+from interlock.demo.replay import Report, StepReport, replay
+from interlock.demo.scenario import Expect, Gap, ScenarioError, Step, gallery_dir, load, names
+from interlock.model import Kind, Outcome
 from interlock.policy import load_policy, run_tests
 from interlock.policy.lint import lint_file
 
@@ -50,7 +51,7 @@ REPLAYS: dict[str, list[tuple[str, str]]] = {
         ("allow", "succeeded"),  # mkdir "..\new-dir": a directory named ..\new-dir in the project, not ../new-dir
         ("allow", "failed"),  # mv * ../new-dir: GNU mv refuses several files into a missing directory
         ("approval_required", "pending_approval"),  # the loop: unknown (paths from an expansion)
-        ("allow", "succeeded"),  # KNOWN GAP: mv a ../d; mv b ../d; mv c ../d overwrite each other
+        ("approval_required", "pending_approval"),  # mv a ../d; mv b ../d; mv c ../d: each overwrites the one before
     ],
 }
 
@@ -113,15 +114,10 @@ def test_a_bad_scenario_names_file_and_field(tmp_path: Path) -> None:
         load("broken", tmp_path)
 
 
-def test_mv_nowhere_gap_is_shown_with_its_damage() -> None:
-    """Until the shell classifier sees several moves onto one destination, the replay shows the loss
-    (and says so); once it does, nothing is lost."""
+def test_mv_nowhere_loses_nothing() -> None:
     report = replayed("mv-nowhere")
-    if report.gaps_open():
-        assert report.after == {"projects/app/notes.md": "gone", "projects/app/main.py": "gone",
-                                "projects/app/data.csv": "gone", "projects/new-dir": "a file"}
-    else:
-        assert report.after == report.before
+    assert report.gaps_open() == []
+    assert report.after == report.before
 
 
 @pytest.mark.parametrize(
@@ -154,3 +150,19 @@ def test_an_unreachable_postgresql_is_a_clear_error_not_a_replay() -> None:
     assert result.exit_code == 2
     assert "PostgreSQL is not reachable at postgresql://postgres@127.0.0.1:1/postgres" in result.output
     assert "INTERLOCK_DEMO_PG" in result.output
+
+
+@pytest.mark.parametrize(
+    ("expect", "gap", "problems"),
+    [
+        ("deny", None, []),
+        ("allow", None, ["step 1: decision deny, expected allow"]),
+        ("allow", "deny", []),  # a known gap, now closed: what it should answer holds
+        ("allow", "approval_required", ["step 1: decision deny, expected allow"]),  # neither today's nor the goal
+    ],
+)
+def test_a_step_is_judged_against_its_expectation_and_its_known_gap(expect: str, gap: str | None,
+                                                                     problems: list[str]) -> None:
+    step = Step(say="s", kind=Kind.shell, environment="e", input="x", expect=Expect(decision=Outcome(expect)),
+                gap=Gap(should=Outcome(gap), note="n") if gap else None)
+    assert StepReport(number=1, step=step, tried="x").mismatches() == problems  # no proposal: the input was refused
