@@ -789,6 +789,8 @@ class AuditLog:
         (a process that kept it) is named, even though the keyring holds that key."""
         rotations = self.rotations()
         problems: list[Problem] = []
+        if not rotations:
+            return problems
         with self.store.transaction(readonly=True) as tx:
             for row in rotations:
                 index = int(row["entry_idx"])
@@ -806,7 +808,7 @@ class AuditLog:
         for checkpoint in checkpoints:
             try:
                 size, signed_by = checkpoint.tree_size, str(checkpoint.fields["key_id"])
-            except (ValueError, KeyError):
+            except (ValueError, KeyError, TypeError):
                 continue  # verify_log already reports a checkpoint it cannot read
             in_force = None
             for row in rotations:
