@@ -18,6 +18,8 @@ from interlock.identity import AuthError, authenticate, create_token, revoke
 from interlock.server.ui.sessions import find_session, open_session
 from interlock.store import Store
 
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "policy.yaml"
+
 
 def _revoked_token(store: Store, log: AuditLog) -> tuple[str, str]:
     token_id, secret = create_token(store, "human", "bob", None, log)
@@ -92,3 +94,76 @@ def test_authentication_cannot_forget_the_log() -> None:
     assert inspect.signature(authenticate).parameters["log"].default is inspect.Parameter.empty
     with pytest.raises(TypeError, match="log"):
         authenticate(None, "ilk_h_" + "A" * 43)  # type: ignore[arg-type,call-arg]
+
+
+# --- grants: a use and an expiry are what the log says --------------------------------------------
+
+
+def _approved_gate(store: Store, tmp_path: Path):  # type: ignore[no-untyped-def]
+    from interlock.gate.service import Gate
+    from tests.gate_fixtures import Recorded, login, policy_from, propose, sql
+
+    log = AuditLog(store, key_dir=tmp_path / "keys")
+    audit = Recorded(log)
+    gate = Gate(store, policy_from(), audit)
+    request = propose(gate, sql())
+    for name in ("bob", "dave"):
+        gate.approve(request.id, login(store, audit, name))
+    return log, gate, sql, request
+
+
+def test_a_grant_made_unused_in_the_database_does_not_run_again(store: Store, tmp_path: Path) -> None:
+    from interlock.gate.service import GateError
+
+    log, gate, sql, request = _approved_gate(store, tmp_path)
+    with log:
+        grant = gate.consume_grant("kiro", sql())
+        assert gate_problems(log) == []
+        with store.transaction() as tx:  # the replay: the row and the request look unused again
+            tx.execute("UPDATE grants SET consumed_at = NULL, consumed_by = NULL, consumed_idx = NULL")
+            tx.execute("UPDATE approval_requests SET state = 'approved' WHERE id = ?", (request.id,))
+        with pytest.raises(GateError) as caught:
+            gate.consume_grant("kiro", sql())
+        assert caught.value.code == "grant_consumed" and "changed in the database" in str(caught.value)
+        problems = gate_problems(log)
+        assert [p.where for p in problems] == [f"use of grant {grant.id}"], problems
+        assert "is unused in the grants table" in problems[0].what
+
+
+def test_a_grant_whose_expiry_was_widened_in_the_database_is_not_honoured(store: Store, tmp_path: Path) -> None:
+    from interlock.gate.service import GateError
+
+    log, gate, sql, _ = _approved_gate(store, tmp_path)
+    with log:
+        with store.transaction() as tx:
+            tx.execute("UPDATE grants SET expires_at = '2999-01-01T00:00:00.000000Z'")
+        with pytest.raises(GateError):
+            gate.consume_grant("kiro", sql())
+        assert [p.where.split(" of ")[0][:5] for p in gate_problems(log)] == ["grant"]
+
+
+# --- freezes: a thaw by the database is named by verify ---------------------------------------------
+
+THAWS = [
+    ("deleted", "DELETE FROM guard_freezes", "is missing from guard_freezes"),
+    ("thawed_at set", "UPDATE guard_freezes SET thawed_at = '2026-01-01T00:00:00.000000Z'", "no guard.thawed entry"),
+    ("scope narrowed", "UPDATE guard_freezes SET environment = 'sandbox'", "different scope"),
+]
+
+
+@pytest.mark.parametrize(("how", "sql", "named"), THAWS, ids=[t[0] for t in THAWS])
+def test_a_freeze_thawed_in_the_database_is_named_by_verify(
+    store_url: str, tmp_path: Path, how: str, sql: str, named: str
+) -> None:
+    from interlock.runtime import Runtime
+
+    with Runtime(EXAMPLE, store_url, tmp_path / "keys") as runtime:
+        frozen = runtime.guard.freeze(agent=None, environment="production", target=None, reason="incident", by="bob")
+        kept = runtime.guard.freeze(agent=None, environment="staging", target=None, reason="drill", by="bob")
+        runtime.guard.thaw(kept.id, by="bob", groups=("sre",))  # a real thaw is not a problem
+        assert gate_problems(runtime.audit) == []
+        with runtime.store.transaction() as tx:
+            tx.execute(sql + " WHERE id = ?", (frozen.id,))
+        problems = gate_problems(runtime.audit)
+        assert [p.where for p in problems] == [f"freeze {frozen.id}"]
+        assert named in problems[0].what

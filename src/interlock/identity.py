@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
+from interlock.gate.bindings import named_in_log
 from interlock.gate.clock import Clock, parse_stamp, stamp, system_clock
 from interlock.gate.events import TOKEN_CREATED, TOKEN_REFUSED, TOKEN_REVOKED, AuditSink, GateAudit
 from interlock.policy import Policy
@@ -194,25 +195,9 @@ def token_recorded(log: GateAudit, tx: Any, row: dict[str, Any]) -> bool:
 
 
 def revocation_in_log(log: GateAudit, tx: Any, row: dict[str, Any]) -> int | None:
-    """The index of a token.revoked entry in the tree that names this token, or None.
-
-    One indexed read (migration 0026's partial index holds only token.revoked entries, and the text
-    filter leaves the few naming this id). An entry that names the token but does not check out (its
-    MAC or leaf hash broken) still counts: fail closed, a revocation is never undone by damaging it.
-    What this cannot see at use — the entry's `event` side column changed so the index misses it — is
-    named by `audit verify` (side columns are checked against the entry)."""
+    """The index of a token.revoked entry in the tree that names this token, or None (gate.bindings)."""
     since = 0 if row.get("entry_idx") is None else int(row["entry_idx"])
-    # The literal event (not a parameter) lets SQLite use the partial index.
-    found = tx.fetchall(
-        "SELECT e.idx, e.entry FROM audit_entries e, audit_head h WHERE h.id = 1 "
-        "AND e.event = 'token.revoked' AND e.idx >= ? AND e.idx < h.size AND e.entry LIKE ? ORDER BY e.idx",
-        (since, f'%"token_id":"{row["id"]}"%'),
-    )
-    for entry in found:
-        checked = log.entry_at(tx, int(entry["idx"]))
-        if checked is None or checked[1].get("token_id") == row["id"]:
-            return int(entry["idx"])
-    return None
+    return named_in_log(log, tx, TOKEN_REVOKED, "token_id", str(row["id"]), since)
 
 
 def require_human(principal: Principal) -> Principal:

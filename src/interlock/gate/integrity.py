@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from interlock.audit.events import AuditEvent
 from interlock.audit.log import AuditLog
 from interlock.audit.verify import Problem
 from interlock.gate import repo
+from interlock.gate.bindings import entries_of
+from interlock.gate.events import GRANT_CONSUMED
 from interlock.gate.service import grant_recorded, request_recorded, vote_recorded
 from interlock.identity import revocation_recorded, token_recorded
 from interlock.store import Transaction
@@ -69,6 +72,8 @@ def gate_problems(log: AuditLog, limit: int = 50) -> list[Problem]:
                     index=int(row["revoked_idx"]), until=int(row["revoked_idx"]) + 1,
                 ))
         problems.extend(_revocations_undone(log, tx, {row["id"]: row for row in tokens}))
+        problems.extend(_uses_undone(log, tx))
+        problems.extend(_freezes_undone(log, tx))
     return problems[:limit]
 
 
@@ -93,4 +98,53 @@ def _revocations_undone(log: AuditLog, tx: Transaction, tokens: dict[str, dict[s
                 "authentication still refuses the token",
                 index=index, until=index + 1,
             ))
+    return problems
+
+
+def _uses_undone(log: AuditLog, tx: Transaction) -> list[Problem]:
+    """Every grant.consumed entry in the tree must find its grant used, at that entry: a consumed_at cleared
+    in the database (to run the action again) is named here. The gate refuses such a grant anyway."""
+    problems: list[Problem] = []
+    for index, data in entries_of(log, tx, GRANT_CONSUMED):
+        row = tx.fetchone("SELECT consumed_at, consumed_idx FROM grants WHERE id = ?", (str(data.get("grant_id")),))
+        if row is None or row["consumed_at"] is None or row["consumed_idx"] != index:
+            state = "is missing from the grants table" if row is None else "is unused in the grants table"
+            if row is not None and row["consumed_at"] is not None:
+                state = f"names another entry ({row['consumed_idx']})"
+            problems.append(Problem(
+                f"use of grant {data.get('grant_id')}",
+                f"entry {index} recorded its use but the grant {state}: the use was undone in the database; "
+                "the gate still refuses the grant",
+                index=index, until=index + 1,
+            ))
+    return problems
+
+
+def _freezes_undone(log: AuditLog, tx: Transaction) -> list[Problem]:
+    """A freeze the log records as made and not thawed must be in force in guard_freezes with the scope
+    the entry says: a thaw by deletion, by setting thawed_at, or a scope narrowed in the database is
+    named here. (At use the gateway reads the table: see docs/audit.md, what is checked only by verify.)"""
+    thawed = {str(data.get("freeze", {}).get("id")) for _, data in entries_of(log, tx, AuditEvent.GUARD_THAWED)}
+    problems: list[Problem] = []
+    for index, data in entries_of(log, tx, AuditEvent.GUARD_FROZEN):
+        found = data.get("freeze")
+        made: dict[str, Any] = found if isinstance(found, dict) else {}
+        freeze_id = str(made.get("id"))
+        if freeze_id in thawed:
+            continue
+        row = tx.fetchone("SELECT agent, environment, target, thawed_at FROM guard_freezes WHERE id = ?", (freeze_id,))
+        if row is None:
+            state = "is missing from guard_freezes (deleted)"
+        elif row["thawed_at"] is not None:
+            state = f"is thawed in guard_freezes at {row['thawed_at']} with no guard.thawed entry"
+        elif any(row[k] != made.get(k) for k in ("agent", "environment", "target")):
+            state = "covers a different scope in guard_freezes than the entry says"
+        else:
+            continue
+        problems.append(Problem(
+            f"freeze {freeze_id}",
+            f"entry {index} froze {made.get('scope')} but the freeze {state}: changed in the database "
+            "(or the thawing process stopped before its entry); freeze again with `interlock guards freeze`",
+            index=index, until=index + 1,
+        ))
     return problems

@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 from interlock.fingerprint import fingerprint
 from interlock.gate import repo
+from interlock.gate.bindings import named_in_log
 from interlock.gate.clock import Clock, stamp, system_clock
 from interlock.gate.events import (
     APPROVAL_APPROVED,
@@ -77,7 +78,8 @@ def grant_recorded(audit: GateAudit, tx: Transaction, grant: Grant) -> bool:
         return False
     event, data = found
     issued = (event == GRANT_ISSUED and data.get("grant_id") == grant.id and data.get("request_id") == grant.request_id
-              and data.get("agent") == grant.agent and data.get("fingerprint") == grant.fingerprint)
+              and data.get("agent") == grant.agent and data.get("fingerprint") == grant.fingerprint
+              and data.get("expires_at") == stamp(grant.expires_at))
     if not issued or grant.consumed_at is None:
         return issued
     used = audit.entry_at(tx, grant.consumed_idx)
@@ -275,7 +277,8 @@ class Gate:
             # honoured: a grants row written into the database directly is not an approval.
             grants = [g for g in repo.grants_for(tx, agent, fp) if self._issued(tx, g)]
             for grant in grants:
-                if grant.consumed_at is None and grant.expires_at > now and repo.consume(tx, grant.id, at, by):
+                if (grant.consumed_at is None and grant.expires_at > now and not self._used_in_log(tx, grant)
+                        and repo.consume(tx, grant.id, at, by)):
                     repo.set_state(
                         tx,
                         grant.request_id,
@@ -319,6 +322,15 @@ class Gate:
         )
 
     def _no_grant(self, tx: Transaction, agent: str, fp: str, grants: list[Grant], now: datetime) -> GateError:
+        replayed = next((g for g in grants if g.consumed_at is None and self._used_in_log(tx, g)), None)
+        if replayed is not None:
+            return GateError(
+                "grant_consumed",
+                f"grant {replayed.id} was already used (the audit log records it) although the grants table says "
+                "it was not: the table was changed in the database; run `interlock audit verify`. A grant runs "
+                "once: propose the action again for a new approval",
+                replayed.request_id,
+            )
         used = next((g for g in grants if g.consumed_at is not None), None)
         if used is not None and used.consumed_at is not None:
             return GateError(
@@ -660,6 +672,12 @@ class Gate:
 
     def _issued(self, tx: Transaction, grant: Grant) -> bool:
         return grant_recorded(self.audit, tx, grant)
+
+    def _used_in_log(self, tx: Transaction, grant: Grant) -> bool:
+        """Whether the log records a use of this grant although its row says unused: consumed_at was
+        cleared in the database to run the action again. One indexed read (gate.bindings)."""
+        since = 0 if grant.issued_idx is None else grant.issued_idx
+        return named_in_log(self.audit, tx, GRANT_CONSUMED, "grant_id", grant.id, since) is not None
 
     def _quorum(self, request: ApprovalRequest, votes: list[Vote]) -> Quorum:
         approvers = [v.human for v in votes if v.verdict == "approve"]
