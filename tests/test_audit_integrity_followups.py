@@ -167,3 +167,22 @@ def test_a_freeze_thawed_in_the_database_is_named_by_verify(
         problems = gate_problems(runtime.audit)
         assert [p.where for p in problems] == [f"freeze {frozen.id}"]
         assert named in problems[0].what
+
+
+def test_a_vote_whose_human_was_swapped_in_the_database_is_not_counted(store: Store, tmp_path: Path) -> None:
+    """bob approved; the attacker renames his vote to dave (an eligible dba) so the next approval completes
+    the quorum with one human fewer than the policy asks."""
+    from interlock.gate.service import Gate
+    from tests.gate_fixtures import Recorded, login, policy_from, propose, sql
+
+    with AuditLog(store, key_dir=tmp_path / "keys") as log:
+        audit = Recorded(log)
+        gate = Gate(store, policy_from(), audit)
+        request = propose(gate, sql())
+        gate.approve(request.id, login(store, audit, "carol"))
+        with store.transaction() as tx:
+            tx.execute("UPDATE approval_votes SET human = 'dave' WHERE request_id = ?", (request.id,))
+        assert gate.status(request.id).request.state.value == "pending"
+        status = gate.approve(request.id, login(store, audit, "bob"))
+        assert status.request.state.value == "pending"  # dave's "vote" was never cast: not counted
+        assert [p.where for p in gate_problems(log)] == [f"vote of dave on {request.id}"]
