@@ -5,7 +5,8 @@
   gateway) repeated until the proposal is settled or the deadline passed;
 - `explain(proposal)`: why it did not run (or that it did), in words a person and a model can act on;
 - `ERROR_STATUS` / `status_of(code)`: the one error-code → HTTP status table (the server answers with
-  it, the SDK's in-process client reports the same status).
+  it, the SDK's in-process client reports the same status, the human commands exit by it:
+  `exit_code_of(status)`).
 
 A proposal here is the API's JSON (`Proposal.to_json()`): the HTTP API, the SDK, hooks, `exec` and
 the MCP proxy all hold that shape. Standard library only, and no `typing`/`dataclasses` at import:
@@ -194,3 +195,9 @@ def status_of(code: str, default: int = 422) -> int:
     if code.startswith("token_"):
         return 401
     return ERROR_STATUS.get(code, default)
+
+
+def exit_code_of(status: int) -> int:
+    """A command's exit code for an error answer's HTTP status: 1 when the request was refused (4xx:
+    as sent it cannot be done, and the refusal is audited), 2 when no answer could be had (5xx)."""
+    return 1 if status < 500 else 2

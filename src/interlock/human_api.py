@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import httpx
 
-from interlock import options
+from interlock import answers, options
 from interlock.console import fail
 from interlock.options import InProcess
 from interlock.policy import Policy, PolicyError, load_policy
@@ -49,8 +49,15 @@ class HumanApi:
         if response.status_code >= 400:
             problem = body.get("error", {}) if isinstance(body, dict) else {}
             code = problem.get("code", f"http_{response.status_code}")
-            fail(f"[{code}] {problem.get('message', response.reason_phrase)}", 1 if response.status_code < 500 else 2)
+            refused(code, problem.get("message", response.reason_phrase), response.status_code)
         return body
+
+
+def refused(code: str, message: str, status: int | None = None) -> NoReturn:
+    """End a human command on an error, over HTTP or in-process alike: `[code] message` on stderr,
+    exit 1 or 2 by its status (`answers.exit_code_of`); without a status, the one error-code table's
+    (`answers.status_of`, 409 for a gate code it does not list, as the server answers)."""
+    fail(f"[{code}] {message}", answers.exit_code_of(answers.status_of(code, 409) if status is None else status))
 
 
 @contextmanager

@@ -29,7 +29,7 @@ from interlock.gate.events import APPROVAL_REFUSED
 from interlock.gate.requests import RequestState, api_json
 from interlock.gate.service import Gate, GateError
 from interlock.gate.webhook import Notifier
-from interlock.human_api import HumanApi, human_session, on_store
+from interlock.human_api import HumanApi, human_session, on_store, refused
 from interlock.identity import AuthError, Principal, authenticate, require_human
 from interlock.options import DEFAULT_DB, Format
 
@@ -144,7 +144,7 @@ def local_session(db: str, policy_path: Path, token: str, key_dir: Path) -> Iter
         try:
             yield LocalReviewer(Gate(store, policy, audit, notifier=notifier), principal)
         except GateError as exc:
-            fail(f"[{exc.code}] {exc}", 1)
+            refused(exc.code, str(exc))
         finally:
             notifier.close(timeout=20)
 

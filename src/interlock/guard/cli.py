@@ -20,7 +20,7 @@ import typer
 from interlock import options
 from interlock.console import fail, out
 from interlock.guard.freezes import FreezeError
-from interlock.human_api import HumanApi, human_session, on_store
+from interlock.human_api import HumanApi, human_session, on_store, refused
 from interlock.identity import AuthError, Principal, authenticate, require_human
 from interlock.options import DEFAULT_DB, Format
 
@@ -99,7 +99,7 @@ def _local(db: str, policy_path: Path, token: str, key_dir: Path) -> Iterator[Gu
         except AuthError as exc:
             fail(str(exc), 1)
         except FreezeError as exc:
-            fail(f"[{exc.code}] {exc}", 1 if exc.status < 500 else 2)
+            refused(exc.code, str(exc), exc.status)
         finally:
             if guard is not None:
                 guard.close()
