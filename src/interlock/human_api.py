@@ -18,6 +18,7 @@ import httpx
 
 from interlock import answers, options
 from interlock.console import fail
+from interlock.identity import AuthError, Principal, authenticate, require_human
 from interlock.options import InProcess
 from interlock.policy import Policy, PolicyError, load_policy
 from interlock.store import Store, StoreError, open_store
@@ -92,6 +93,17 @@ def on_store(db: str, policy_path: Path, key_dir: Path) -> Iterator[tuple[Policy
         fail(f"policy {policy_path} does not load:\n{exc}", 2)
     with appending_store(db, key_dir) as (store, audit):
         yield policy, store, audit
+
+
+def signed_in(store: Store, token: str, audit: AuditLog, refusal_event: str | None = None) -> Principal:
+    """The token's human, checked against the log; otherwise the command ends (exit 1, the reason on
+    stderr). An agent's token is audited as `refusal_event` when the command names one."""
+    try:
+        return require_human(authenticate(store, token, log=audit, audit=audit))
+    except AuthError as exc:
+        if refusal_event and exc.reason == "agent_token":
+            audit.append(refusal_event, {"code": "agent_token", "token_id": exc.token_id, "error": str(exc)})
+        fail(str(exc), 1)
 
 
 @contextmanager

@@ -23,15 +23,16 @@ import typer
 from rich.table import Table
 
 from interlock import options
-from interlock.console import fail, out
+from interlock.console import out
 from interlock.gate.clock import Clock, stamp, system_clock
 from interlock.gate.events import APPROVAL_REFUSED
 from interlock.gate.requests import RequestState, api_json
 from interlock.gate.service import Gate, GateError
 from interlock.gate.webhook import Notifier
-from interlock.human_api import HumanApi, human_session, on_store, refused
-from interlock.identity import AuthError, Principal, authenticate, require_human
-from interlock.options import DEFAULT_DB, Format
+from interlock.human_api import HumanApi, human_session, on_store, refused, signed_in
+from interlock.identity import Principal
+from interlock.options import DEFAULT_DB, Db, Fmt, Format, Gateway, KeyDir, Token
+from interlock.options import PolicyFile as PolicyOpt
 
 app = typer.Typer(
     help="Review approval requests: list, show, approve, deny (a human's token).",
@@ -59,15 +60,6 @@ class StateFilter(StrEnum):
 #: `approvals list --watch` redraws on these (tests inject a clock and a sleep that advances it).
 CLOCK: Clock = system_clock
 SLEEP: Callable[[float], None] = time.sleep
-
-
-Gateway = options.Gateway
-Db = options.Db
-PolicyOpt = options.PolicyFile
-Token = options.Token
-KeyDir = options.KeyDir
-Fmt = options.Fmt
-
 
 
 class Reviewer(Protocol):
@@ -131,13 +123,7 @@ def local_session(db: str, policy_path: Path, token: str, key_dir: Path) -> Iter
     """The gate on the store; the caller authenticated as a human (fail closed on anything).
     Approvers append their votes; they never need the private key, and never sign."""
     with on_store(db, policy_path, key_dir) as (policy, store, audit):
-        try:
-            principal = authenticate(store, token, log=audit, audit=audit)
-            require_human(principal)
-        except AuthError as exc:
-            if exc.reason == "agent_token":
-                audit.append(APPROVAL_REFUSED, {"code": "agent_token", "token_id": exc.token_id, "error": str(exc)})
-            fail(str(exc), 1)
+        principal = signed_in(store, token, audit, refusal_event=APPROVAL_REFUSED)
         # The policy's webhooks hear about outcomes decided here too; the CLI waits for deliveries
         # (retries included) before it exits, and failures are audited as webhook.failed.
         notifier = Notifier(policy.doc.notify, audit)

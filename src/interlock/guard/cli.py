@@ -20,20 +20,15 @@ import typer
 from interlock import options
 from interlock.console import fail, out
 from interlock.guard.freezes import FreezeError
-from interlock.human_api import HumanApi, human_session, on_store, refused
-from interlock.identity import AuthError, Principal, authenticate, require_human
-from interlock.options import DEFAULT_DB, Format
+from interlock.human_api import HumanApi, human_session, on_store, refused, signed_in
+from interlock.identity import Principal
+from interlock.options import DEFAULT_DB, Db, Fmt, Format, Gateway, KeyDir, Token
+from interlock.options import PolicyFile as PolicyOpt
 
 app = typer.Typer(help="Circuit breakers, freezes and anomaly detectors: status (a human's token).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 View = dict[str, Any]
-Gateway = options.Gateway
-Db = options.Db
-PolicyOpt = options.PolicyFile
-Token = options.Token
-KeyDir = options.KeyDir
-Fmt = options.Fmt
 
 
 
@@ -90,19 +85,15 @@ def _local(db: str, policy_path: Path, token: str, key_dir: Path) -> Iterator[Gu
     from interlock.guard.service import Guard
 
     with on_store(db, policy_path, key_dir) as (policy, store, audit):
-        guard = None
+        principal = signed_in(store, token, audit)
+        human = policy.doc.humans.get(principal.name)
+        guard = Guard(store, policy, audit)
         try:
-            principal = require_human(authenticate(store, token, log=audit, audit=audit))
-            human = policy.doc.humans.get(principal.name)
-            guard = Guard(store, policy, audit)
             yield LocalGuards(guard, principal, human.groups if human else ())
-        except AuthError as exc:
-            fail(str(exc), 1)
         except FreezeError as exc:
             refused(exc.code, str(exc), exc.status)
         finally:
-            if guard is not None:
-                guard.close()
+            guard.close()
 
 
 def _print(view: View, format: Format) -> None:
