@@ -165,6 +165,19 @@ def _where(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname or '?'}{f':{parts.port}' if parts.port else ''}"
 
 
+def alert_body(format: str, event: str, alert: dict[str, Any], *, timestamp: int, delivery: str) -> bytes:
+    """The signed body of a guard alert: Slack's text, or the alert itself."""
+    if format == "slack":
+        mode = "enforced: breaker tripped" if alert.get("tripped") else "shadow mode: alert only"
+        text = (f"[Interlock] {event}: {alert.get('detector')} for agent {alert.get('agent')}"
+                f"{' on ' + str(alert['target']) if alert.get('target') else ''} — {alert.get('detail')}"
+                + (f" ({mode})" if event == "guard.tripped" else ""))
+        doc: dict[str, Any] = {"text": text, "timestamp": timestamp, "delivery": delivery}
+    else:
+        doc = {"event": event, "timestamp": timestamp, "delivery": delivery, "alert": alert}
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+
+
 class Notifier:
     """Sends the policy's webhooks on a background thread; `notify` never blocks on the network."""
 
@@ -193,38 +206,24 @@ class Notifier:
         self.failures = 0
 
     def notify(self, event: str, request: ApprovalRequest, detail: str = "") -> None:
-        hooks = [h for h in self.webhooks if not h.events or event in h.events]
-        if not hooks:
-            return
-        timestamp = int(self.wall())
-        with self._cond:
-            if self._closed:
-                return
-            for hook in hooks:
-                delivery = secrets.token_hex(12)
-                body = body_for(
-                    hook.format,
-                    event,
-                    request,
-                    public_url=self.public_url,
-                    timestamp=timestamp,
-                    delivery=delivery,
-                    detail=detail,
-                )
-                heapq.heappush(
-                    self._heap,
-                    _Delivery(
-                        time.monotonic(), next(self._seq), hook, body, event, request.id, timestamp, delivery
-                    ),
-                )
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="interlock-webhooks", daemon=True)
-                self._thread.start()
-            self._cond.notify_all()
+        def render(hook: Webhook, timestamp: int, delivery: str) -> bytes:
+            return body_for(hook.format, event, request, public_url=self.public_url, timestamp=timestamp,
+                            delivery=delivery, detail=detail)
+
+        self._enqueue(event, request.id, render)
 
     def alert(self, event: str, alert: dict[str, Any]) -> None:
         """A guard alert (`guard.tripped`): the same signing, headers and retries as approvals; the
         body names the detector, agent and target, never an action's payload."""
+
+        def render(hook: Webhook, timestamp: int, delivery: str) -> bytes:
+            return alert_body(hook.format, event, alert, timestamp=timestamp, delivery=delivery)
+
+        self._enqueue(event, str(alert.get("trigger_action") or alert.get("agent") or ""), render)
+
+    def _enqueue(self, event: str, subject: str, render: Callable[[Webhook, int, str], bytes]) -> None:
+        """Queue one delivery of `event` per webhook that wants it (each with its own delivery id),
+        and start the sender; `subject` names the request (or the alert's action) in failures."""
         hooks = [h for h in self.webhooks if not h.events or event in h.events]
         if not hooks:
             return
@@ -234,17 +233,8 @@ class Notifier:
                 return
             for hook in hooks:
                 delivery = secrets.token_hex(12)
-                if hook.format == "slack":
-                    mode = "enforced: breaker tripped" if alert.get("tripped") else "shadow mode: alert only"
-                    text = (f"[Interlock] {event}: {alert.get('detector')} for agent {alert.get('agent')}"
-                            f"{' on ' + str(alert['target']) if alert.get('target') else ''} — {alert.get('detail')}"
-                            + (f" ({mode})" if event == "guard.tripped" else ""))
-                    doc: dict[str, Any] = {"text": text, "timestamp": timestamp, "delivery": delivery}
-                else:
-                    doc = {"event": event, "timestamp": timestamp, "delivery": delivery, "alert": alert}
-                body = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
-                heapq.heappush(self._heap, _Delivery(time.monotonic(), next(self._seq), hook, body, event,
-                                                     str(alert.get("trigger_action") or alert.get("agent") or ""),
+                body = render(hook, timestamp, delivery)
+                heapq.heappush(self._heap, _Delivery(time.monotonic(), next(self._seq), hook, body, event, subject,
                                                      timestamp, delivery))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="interlock-webhooks", daemon=True)
