@@ -16,6 +16,7 @@ import os
 import shlex
 import shutil
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -64,49 +65,34 @@ def _run(flavor: str, env: str | None, target: str | None, gateway: str | None, 
     raise typer.Exit(execute(settings))
 
 
-@app.command("claude-code")
-@options.shared
-def claude_code(env: Env = None, target: Target = None, gateway: Gateway = None, token: Token = None,
-                policy: PolicyFile = None, agent: Agent = None, db: Db = DEFAULT_DB, key_dir: KeyDir = None,
-                wait: Wait = DEFAULT_WAIT, owner_may_decide: OwnerMayDecide = False) -> None:
-    """The Claude Code PreToolUse hook: reads the tool call on stdin, answers allow/deny on stdout."""
-    _run("claude-code", env, target, gateway, token, policy, agent, db, key_dir, wait, owner_may_decide)
+def _hook(flavor: str, doc: str, *, may_ask: bool) -> None:
+    """Register `interlock hook FLAVOR`: the same command for every dialect but for its words, with
+    `--owner-may-decide` only where the agent has an `ask` answer."""
+    def asks(env: Env = None, target: Target = None, gateway: Gateway = None, token: Token = None,
+             policy: PolicyFile = None, agent: Agent = None, db: Db = DEFAULT_DB, key_dir: KeyDir = None,
+             wait: Wait = DEFAULT_WAIT, owner_may_decide: OwnerMayDecide = False) -> None:
+        _run(flavor, env, target, gateway, token, policy, agent, db, key_dir, wait, owner_may_decide)
+
+    def never_asks(env: Env = None, target: Target = None, gateway: Gateway = None, token: Token = None,
+                   policy: PolicyFile = None, agent: Agent = None, db: Db = DEFAULT_DB, key_dir: KeyDir = None,
+                   wait: Wait = DEFAULT_WAIT) -> None:
+        _run(flavor, env, target, gateway, token, policy, agent, db, key_dir, wait, False)
+
+    command: Callable[..., None] = asks if may_ask else never_asks
+    command.__name__ = command.__qualname__ = flavor.replace("-", "_")
+    command.__doc__ = doc
+    app.command(flavor)(options.shared(command))
 
 
-@app.command("codex")
-@options.shared
-def codex(env: Env = None, target: Target = None, gateway: Gateway = None, token: Token = None,
-          policy: PolicyFile = None, agent: Agent = None, db: Db = DEFAULT_DB, key_dir: KeyDir = None,
-          wait: Wait = DEFAULT_WAIT) -> None:
-    """The Codex PreToolUse hook: a deny is the JSON answer, an allow is an empty answer."""
-    _run("codex", env, target, gateway, token, policy, agent, db, key_dir, wait, False)
-
-
-@app.command("gemini")
-@options.shared
-def gemini(env: Env = None, target: Target = None, gateway: Gateway = None, token: Token = None,
-           policy: PolicyFile = None, agent: Agent = None, db: Db = DEFAULT_DB, key_dir: KeyDir = None,
-           wait: Wait = DEFAULT_WAIT) -> None:
-    """The Gemini CLI BeforeTool hook: answers {"decision": "allow"|"deny", "reason"} on stdout."""
-    _run("gemini", env, target, gateway, token, policy, agent, db, key_dir, wait, False)
-
-
-@app.command("copilot")
-@options.shared
-def copilot(env: Env = None, target: Target = None, gateway: Gateway = None, token: Token = None,
-            policy: PolicyFile = None, agent: Agent = None, db: Db = DEFAULT_DB, key_dir: KeyDir = None,
-            wait: Wait = DEFAULT_WAIT, owner_may_decide: OwnerMayDecide = False) -> None:
-    """The GitHub Copilot CLI preToolUse hook: answers {"permissionDecision", "permissionDecisionReason"}."""
-    _run("copilot", env, target, gateway, token, policy, agent, db, key_dir, wait, owner_may_decide)
-
-
-@app.command("cursor")
-@options.shared
-def cursor(env: Env = None, target: Target = None, gateway: Gateway = None, token: Token = None,
-           policy: PolicyFile = None, agent: Agent = None, db: Db = DEFAULT_DB, key_dir: KeyDir = None,
-           wait: Wait = DEFAULT_WAIT, owner_may_decide: OwnerMayDecide = False) -> None:
-    """The Cursor hook (beforeShellExecution, beforeMCPExecution, beforeReadFile, preToolUse for edits)."""
-    _run("cursor", env, target, gateway, token, policy, agent, db, key_dir, wait, owner_may_decide)
+_hook("claude-code", "The Claude Code PreToolUse hook: reads the tool call on stdin, answers allow/deny on stdout.",
+      may_ask=True)
+_hook("codex", "The Codex PreToolUse hook: a deny is the JSON answer, an allow is an empty answer.", may_ask=False)
+_hook("gemini", 'The Gemini CLI BeforeTool hook: answers {"decision": "allow"|"deny", "reason"} on stdout.',
+      may_ask=False)
+_hook("copilot", 'The GitHub Copilot CLI preToolUse hook: answers {"permissionDecision", "permissionDecisionReason"}.',
+      may_ask=True)
+_hook("cursor", "The Cursor hook (beforeShellExecution, beforeMCPExecution, beforeReadFile, preToolUse for edits).",
+      may_ask=True)
 
 
 # --- install ---------------------------------------------------------------------------------------
