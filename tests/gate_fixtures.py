@@ -185,3 +185,11 @@ class Receiver:
 
     def events(self) -> list[str]:
         return [json.loads(r["body"]).get("event", "slack") for r in self.received]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+    r.server.server_close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,15 +16,7 @@ from interlock.store import Store
 from tests import gate_fixtures as support
 from tests.gate_fixtures import POLICY, SECRET, ManualClock, Receiver, Recorded, login, policy_from, propose, sql
 
-audit, clock = support.audit, support.clock
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.server.shutdown()
-    r.server.server_close()
-
-
+audit, clock, receiver = support.audit, support.clock, support.receiver
 def _gate(store: Store, audit: Recorded, clock: ManualClock, notify: str, **options: Any) -> Gate:
     policy = policy_from(POLICY + "notify:\n" + notify)
     notifier = Notifier(policy.doc.notify, audit, public_url="https://interlock.example", **options)

@@ -20,7 +20,10 @@ import pytest
 from interlock.audit import AuditLog
 from interlock.store import open_store
 from interlock.testing import LiveServer, eventually, live_server
+from tests import gate_fixtures as support
 from tests.gate_fixtures import SECRET, Receiver
+
+receiver = support.receiver
 
 POLICY = """
 version: 1
@@ -44,14 +47,6 @@ guards:
 notify:
   - {url: "RECEIVER", secret: "env:GUARDS_WEBHOOK_SECRET", events: [guard.tripped]}
 """
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.server.shutdown()
-    r.server.server_close()
 
 
 @pytest.fixture

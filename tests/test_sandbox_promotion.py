@@ -6,19 +6,20 @@ evidence must not promote: another payload, another agent, expired, failed, anot
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
 
-from interlock.audit import AuditLog
 from interlock.gate.service import Gate
 from interlock.gateway import Gateway, GatewayError, State
 from interlock.model import Action, Kind, Rationale
 from interlock.policy import Policy, load_policy_text
 from interlock.store import Store
+from tests import gate_fixtures as support
 from tests.conftest import PgAdmin
 from tests.gate_fixtures import ManualClock, Recorded, login
+
+audit, clock = support.audit, support.clock
 
 POLICY = """
 version: 1
@@ -85,20 +86,6 @@ def databases(pg_admin: PgAdmin, monkeypatch: pytest.MonkeyPatch) -> Iterator[di
 @pytest.fixture
 def policy() -> Policy:
     return load_policy_text(POLICY, "sandbox-policy.yaml")
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def audit(store: Store, tmp_path: Path) -> Iterator[Recorded]:
-    log = AuditLog(store, key_dir=tmp_path / "keys")
-    try:
-        yield Recorded(log)
-    finally:
-        log.close()
 
 
 @pytest.fixture
