@@ -50,29 +50,33 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 
 @contextmanager
-def _opened(db: str, key_dir: Path | None, *, create_key: bool = False, sign: bool = False) -> Iterator[AuditLog]:
-    if (
-        db.startswith("sqlite:///")
-        and db != "sqlite:///:memory:"
-        and not Path(db[len("sqlite:///") :]).exists()
-    ):
+def _opened_store(db: str) -> Iterator[Any]:
+    """The store at `db`; a SQLite file that does not exist is an error, not a new empty log."""
+    if db.startswith("sqlite:///") and db != "sqlite:///:memory:" and not Path(db[len("sqlite:///"):]).exists():
         _fail(f"no audit database at {db}: pass --db, or run `interlock serve` first")
     try:
         store = open_store(db)
     except StoreError as exc:
         _fail(str(exc))
     try:
-        log = AuditLog(store, key_dir=options.key_dir_for(db, key_dir), create_key=create_key, sign=sign)
-    except (AuditError, SigningKeyError, StoreError) as exc:
-        store.close()
-        _fail(str(exc))
-    try:
-        yield log
-    except (AuditError, SigningKeyError, StoreError) as exc:
-        _fail(str(exc))
+        yield store
     finally:
-        log.close()
         store.close()
+
+
+@contextmanager
+def _opened(db: str, key_dir: Path | None, *, create_key: bool = False, sign: bool = False) -> Iterator[AuditLog]:
+    with _opened_store(db) as store:
+        try:
+            log = AuditLog(store, key_dir=options.key_dir_for(db, key_dir), create_key=create_key, sign=sign)
+        except (AuditError, SigningKeyError, StoreError) as exc:
+            _fail(str(exc))
+        try:
+            yield log
+        except (AuditError, SigningKeyError, StoreError) as exc:
+            _fail(str(exc))
+        finally:
+            log.close()
 
 
 def _emit(data: Any, fmt: Format, text: str) -> None:
@@ -399,20 +403,6 @@ def _retired(key_dir: Path) -> list[Any]:
         return list(retired_keys(key_dir))
     except SigningKeyError as exc:
         _fail(str(exc))
-
-
-@contextmanager
-def _opened_store(db: str) -> Iterator[Any]:
-    if db.startswith("sqlite:///") and db != "sqlite:///:memory:" and not Path(db[len("sqlite:///"):]).exists():
-        _fail(f"no audit database at {db}: pass --db, or run `interlock serve` first")
-    try:
-        store = open_store(db)
-    except StoreError as exc:
-        _fail(str(exc))
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 @app.command()
