@@ -30,7 +30,7 @@ from interlock import (
     LocalClient,
     guarded,
 )
-from interlock.client import BadRequest, Unauthorized, Unavailable, _verdict, build_payload
+from interlock.client import BadRequest, Unauthorized, Unavailable, _raise_unless_may_run, build_payload
 from interlock.identity import Principal
 from interlock.store import open_store
 from interlock.testing import LiveServer, free_port, live_server
@@ -451,12 +451,12 @@ def test_build_payload(kind: str, fn: Any, args: tuple[Any, ...], kwargs: dict[s
     ({"state": "succeeded"}, Denied),  # brokered states never mean "run it again here"
     ({}, Denied),
 ])
-def test_verdict_of_each_state(body: dict[str, Any], error: type[Exception] | None) -> None:
+def test_what_each_state_raises(body: dict[str, Any], error: type[Exception] | None) -> None:
     if error is None:
-        _verdict(body)
+        _raise_unless_may_run(body)
     else:
         with pytest.raises(error):
-            _verdict(body)
+            _raise_unless_may_run(body)
 
 
 def test_http_client_sends_the_documented_body(server: LiveServer, tokens: dict[str, str]) -> None:

@@ -426,7 +426,7 @@ def _check_signature(kind: str, fn: Callable[..., Any]) -> None:
         raise TypeError(f"@guarded(kind='sql') needs a `sql` or `query` parameter on {fn.__qualname__}")
 
 
-def _verdict(body: dict[str, Any], waited: float | None = None) -> None:
+def _raise_unless_may_run(body: dict[str, Any], waited: float | None = None) -> None:
     """Raise unless the (settled) proposal lets the function run now; the error's message is
     `answers.explain`'s."""
     state = body.get("state")
@@ -492,7 +492,7 @@ def _guard_sync(fn: Callable[P, R], kind: str, env: str, target: str | None, cli
         body = sdk.propose(real_kind, env, payload, target=target, rationale=rationale, mode="advisory")
         if body.get("state") == "pending_approval":
             body = sdk.wait(body["id"], wait)
-        _verdict(body, wait)
+        _raise_unless_may_run(body, wait)
         start = time.monotonic()
         error: BaseException | None = None
         try:
@@ -531,7 +531,7 @@ def _guard_async(fn: Callable[P, Awaitable[Any]], kind: str, env: str, target: s
                          mode="advisory")
         if body.get("state") == "pending_approval":
             body = await ask(sdk, "wait", body["id"], wait)
-        _verdict(body, wait)
+        _raise_unless_may_run(body, wait)
         start = time.monotonic()
         error: BaseException | None = None
         try:

@@ -556,7 +556,7 @@ class Judging:
                         elif part.type in _HEREDOC_FOLLOWERS:
                             later.append(part)
         if body is None:
-            self.record(_text(node), "", truncation(self.redirect_verdict(redirects), redirects, []))
+            self.record(_text(node), "", truncation(self.redirect_judgement(redirects), redirects, []))
             return
         own_stdin = stdin_from(redirects, stdin)
         if body.type == "command":
@@ -565,14 +565,14 @@ class Judging:
             if extra_args:
                 self.anomalous = True
             self.walk(body, own_stdin)
-            judgement = self.redirect_verdict(redirects)
+            judgement = self.redirect_judgement(redirects)
             self.record(_text(node).split("\n", 1)[0], "", judgement)
         for part in continuation:
             self.pipeline(part.named_children, TTY, first_feed=node)
         for part in later:
             self.walk(part)
 
-    def redirect_verdict(self, redirects: list[Node]) -> Judgement:
+    def redirect_judgement(self, redirects: list[Node]) -> Judgement:
         if not redirects:
             return _NO_REDIRECT
         judgements = [Judgement(Risk.read, "redirects")]
@@ -584,7 +584,7 @@ class Judging:
                 self.heredoc_substitutions(redirect)
             if redirect.type != "file_redirect":
                 continue
-            judgements.append(file_redirect_verdict(redirect))
+            judgements.append(file_redirect_judgement(redirect))
         return worst(judgements)
 
     def heredoc_substitutions(self, redirect: Node) -> None:
@@ -627,7 +627,7 @@ class Judging:
             self.scan(extra)
         all_redirects = redirects + inline
         stdin = stdin_from(inline, stdin) if inline else stdin
-        redirect = truncation(self.redirect_verdict(all_redirects), all_redirects, words)
+        redirect = truncation(self.redirect_judgement(all_redirects), all_redirects, words)
         if hijack is not None:
             program, judgement = (
                 (words[0].show if words else ""),
@@ -760,7 +760,7 @@ def truncation(judgement: Judgement, redirects: list[Node], words: list[Word]) -
 _DUP_TARGET = re.compile(r"^([0-9]+|-)$")
 
 
-def file_redirect_verdict(redirect: Node) -> Judgement:
+def file_redirect_judgement(redirect: Node) -> Judgement:
     operator = ""
     target: Node | None = None
     for child in redirect.children:

@@ -338,13 +338,13 @@ def judge_mongosh(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Jud
         code = opts.values.get("eval")
         if code is None:
             return Judgement(U, f"{prog} --eval with code produced by an expansion")
-        return _mongo_verdict(prog, judge_mongo_js(code))
+        return _mongo_judgement(prog, judge_mongo_js(code))
     if stdin.text is not None:
-        return _mongo_verdict(prog, judge_mongo_js(stdin.text))
+        return _mongo_judgement(prog, judge_mongo_js(stdin.text))
     if stdin.origin == "tty":
         return Judgement(U, f"{prog} opens an interactive session")
     return Judgement(U, f"{prog} runs code from {stdin.source or stdin.origin}")
 
 
-def _mongo_verdict(prog: str, judgement: Judgement) -> Judgement:
+def _mongo_judgement(prog: str, judgement: Judgement) -> Judgement:
     return Judgement(judgement.risk, f"{prog}: {judgement.reason}", judgement.tags)
