@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -66,15 +67,20 @@ def pg_database(pg_admin: PgAdmin) -> Iterator[str]:
         pg_admin.drop_database(name)
 
 
-def _fresh_url(dialect: str, tmp_path: Path, pg_admin: PgAdmin) -> Iterator[str]:
+def _fresh_url(dialect: str, tmp_path: Path, pg_admin: PgAdmin, prefix: str = "interlock_test") -> Iterator[str]:
     if dialect == "sqlite":
         yield f"sqlite:///{tmp_path / 'interlock.db'}"
         return
-    name = pg_admin.create_database()
+    name = pg_admin.create_database(prefix)
     try:
         yield pg_admin.url(name)
     finally:
         pg_admin.drop_database(name)
+
+
+#: A fresh store's URL in `dialect` ("sqlite": a file in `tmp_path`; "postgresql": a new database,
+#: dropped afterwards), for fixtures that start a server on it.
+fresh_url = contextmanager(_fresh_url)
 
 
 @pytest.fixture(params=DIALECTS)
@@ -124,18 +130,8 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     """A real `interlock serve` with examples/policy.yaml on a fresh store, one per test module and
     store flavour (SQLite and PostgreSQL)."""
     tmp = tmp_path_factory.mktemp(f"server-{request.param}")
-    dbname = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp / 'interlock.db'}"
-    else:
-        dbname = pg_admin.create_database("interlock_server")
-        url = pg_admin.url(dbname)
-    try:
-        with live_server(EXAMPLE_POLICY, url, tmp) as live:
-            yield live
-    finally:
-        if dbname:
-            pg_admin.drop_database(dbname)
+    with fresh_url(request.param, tmp, pg_admin, "interlock_server") as url, live_server(EXAMPLE_POLICY, url, tmp) as live:
+        yield live
 
 
 @pytest.fixture(scope="module")

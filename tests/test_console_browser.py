@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Dialog, Page, expect, sync_playwright
 
 from interlock.testing import LiveServer, live_server
-from tests.conftest import EXAMPLE_POLICY, PgAdmin
+from tests.conftest import EXAMPLE_POLICY, PgAdmin, fresh_url
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("INTERLOCK_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts")) / "console"
@@ -49,14 +49,9 @@ def billing_db(pg_admin: PgAdmin) -> Iterator[str]:
 def console(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, pg_admin: PgAdmin,
             billing_db: str) -> Iterator[LiveServer]:
     tmp = tmp_path_factory.mktemp(f"console-{request.param}")
-    dbname = pg_admin.create_database("console_store") if request.param == "postgresql" else None
-    url = pg_admin.url(dbname) if dbname else f"sqlite:///{tmp / 'interlock.db'}"
-    try:
-        with live_server(EXAMPLE_POLICY, url, tmp, env={"BILLING_DSN": billing_db}) as live:
-            yield live
-    finally:
-        if dbname:
-            pg_admin.drop_database(dbname)
+    with fresh_url(request.param, tmp, pg_admin, "console_store") as url, \
+            live_server(EXAMPLE_POLICY, url, tmp, env={"BILLING_DSN": billing_db}) as live:
+        yield live
 
 
 @pytest.fixture(scope="module")

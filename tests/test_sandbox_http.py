@@ -18,7 +18,7 @@ import pytest
 
 from interlock.client import AsyncClient, BadRequest, Client
 from interlock.testing import LiveServer, live_server
-from tests.conftest import DIALECTS, PgAdmin
+from tests.conftest import DIALECTS, PgAdmin, fresh_url
 
 POLICY = """
 version: 1
@@ -61,18 +61,8 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     prod, staging = build_tree(tmp / "prod"), build_tree(tmp / "staging")
     policy = tmp / "policy.yaml"
     policy.write_text(POLICY.replace("{prod}", str(prod)).replace("{staging}", str(staging)))
-    dbname = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp / 'interlock.db'}"
-    else:
-        dbname = pg_admin.create_database("interlock_sandbox")
-        url = pg_admin.url(dbname)
-    try:
-        with live_server(policy, url, tmp) as live:
-            yield live, prod, staging
-    finally:
-        if dbname:
-            pg_admin.drop_database(dbname)
+    with fresh_url(request.param, tmp, pg_admin, "interlock_sandbox") as url, live_server(policy, url, tmp) as live:
+        yield live, prod, staging
 
 
 def test_rehearse_and_promote_over_http(served: tuple[LiveServer, Path, Path]) -> None:
