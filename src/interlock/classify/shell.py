@@ -640,26 +640,15 @@ class Judging:
                 change_dir(operands[0].value if operands else "~")
         else:
             program, judgement = "", Judgement(Risk.read, "sets variables")
-        if redirect is _NO_REDIRECT:
-            pass
-        elif redirect.risk.rank > judgement.risk.rank or (
-            redirect.risk is Risk.unknown and judgement.risk is not Risk.unknown
-        ):
-            judgement = Judgement(
-                redirect.risk,
-                redirect.reason,
-                judgement.tags | redirect.tags,
-                judgement.paths + redirect.paths,
-                judgement.nested,
+        if redirect is not _NO_REDIRECT:
+            riskier = redirect.risk.rank > judgement.risk.rank or (
+                redirect.risk is Risk.unknown and judgement.risk is not Risk.unknown
             )
-        elif redirect.tags or redirect.paths:
-            judgement = Judgement(
-                judgement.risk,
-                judgement.reason,
-                judgement.tags | redirect.tags,
-                judgement.paths + redirect.paths,
-                judgement.nested,
-            )
+            if riskier or redirect.tags or redirect.paths:
+                # The riskier side names the risk and the reason; tags and paths add up.
+                worse = redirect if riskier else judgement
+                judgement = Judgement(worse.risk, worse.reason, judgement.tags | redirect.tags,
+                                      judgement.paths + redirect.paths, judgement.nested)
         text = _text(display)
         if display.type == "redirected_statement" and "<<" in text:
             text = text.split("\n", 1)[0]
