@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from interlock.cli import app
 from interlock.demo.replay import Report, StepReport, replay
 from interlock.demo.scenario import Expect, Gap, ScenarioError, Step, gallery_dir, load, names
-from interlock.model import Kind, Outcome
+from interlock.model import DecisionValue, Kind
 from interlock.policy import load_policy, run_tests
 from interlock.policy.lint import lint_file
 
@@ -163,6 +163,6 @@ def test_an_unreachable_postgresql_is_a_clear_error_not_a_replay() -> None:
 )
 def test_a_step_is_judged_against_its_expectation_and_its_known_gap(expect: str, gap: str | None,
                                                                      problems: list[str]) -> None:
-    step = Step(say="s", kind=Kind.shell, environment="e", input="x", expect=Expect(decision=Outcome(expect)),
-                gap=Gap(should=Outcome(gap), note="n") if gap else None)
+    step = Step(say="s", kind=Kind.shell, environment="e", input="x", expect=Expect(decision=DecisionValue(expect)),
+                gap=Gap(should=DecisionValue(gap), note="n") if gap else None)
     assert StepReport(number=1, step=step, tried="x").mismatches() == problems  # no proposal: the input was refused

@@ -192,4 +192,3 @@ class Decision(Strict):
         return self.outcome is DecisionValue.allow
 
 
-Outcome = DecisionValue  # temporary alias for branches in flight, removed at 21:05

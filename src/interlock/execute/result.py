@@ -171,9 +171,6 @@ class CredentialRedactor:
         return text[:cut]
 
 
-Redactor = CredentialRedactor  # temporary alias for branches in flight, removed at 21:05
-
-
 class OutputCapture:
     """Digests every byte, keeps the first `limit` bytes."""
 

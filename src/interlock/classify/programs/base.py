@@ -61,9 +61,6 @@ class Judgement(NamedTuple):
         return Judgement(self.risk, self.reason, self.tags | frozenset(tags), self.paths, self.nested)
 
 
-Verdict = Judgement  # temporary alias for branches in flight, removed at 21:05
-
-
 class Runner(Protocol):
     """What judges may ask of the classifier: judge nested shell text, argvs and other kinds."""
 
