@@ -449,8 +449,10 @@ def _both_ways(command: str) -> tuple[Any, Any]:
 
 
 def test_plain_word_lines_skip_the_parser_with_the_same_answer_on_the_corpus() -> None:
+    from interlock.classify.aws import catalog
     from interlock.classify.shell import simple_words
 
+    catalog()  # load the IAM catalog first: its first load can outlast the judging deadline on a busy machine
     lines = [json.loads(line)["input"] for line in (Path(__file__).parent / "corpus" / "shell.jsonl").read_text().splitlines() if line]
     simple = [line for line in lines if simple_words(line) is not None]
     assert len(simple) > 150  # the fast path is the common case
