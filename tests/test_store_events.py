@@ -57,7 +57,10 @@ def test_this_process_is_woken_right_after_commit(store: Store) -> None:
     generation = _publish(store, payload={"id": "frz_1"})
     # No poll, no notification round trip: the publishing process hears it before publish() returns.
     assert sub._generations[Channel.freezes] == generation
-    assert seen == [Event("freezes", generation, {"id": "frz_1"})]
+    # Delivered once. The listener's generation check on another thread may get there first, and it
+    # carries no payload: subscribers must treat the payload as a hint (store/events.py).
+    assert [(e.channel, e.generation) for e in seen] == [("freezes", generation)]
+    assert seen[0].payload in ({"id": "frz_1"}, None)
     stop()
     _publish(store)
     assert len(seen) == 1
