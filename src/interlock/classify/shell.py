@@ -20,12 +20,12 @@ import functools
 import re
 import threading
 from dataclasses import dataclass
-from time import monotonic
 from typing import Any
 
 import tree_sitter
 import tree_sitter_bash
 
+from interlock.classify import budget
 from interlock.classify.paths import line_may_name
 from interlock.classify.programs import (
     LINE,
@@ -53,7 +53,8 @@ MAX_DEPTH = 6
 MAX_CHARS = 100_000
 #: Commands judged per classification, nested ones included (bounds the work on hostile input).
 MAX_COMMANDS = 2_000
-#: Wall-clock budget of one classification, nested shells included; past it the answer is unknown.
+#: CPU-time budget of one classification, nested shells included; past it the answer is unknown
+#: (`budget.spent`: not the wall clock, so a busy machine does not change the answer).
 MAX_SECONDS = 0.5
 #: Inputs up to this many bytes parse in well under a millisecond whatever they hold.
 _SHORT_INPUT = 2_048
@@ -68,7 +69,7 @@ def parse(source: bytes, deadline: float = float("inf")) -> tree_sitter.Tree:
 
     tree-sitter-bash's error recovery is quadratic on some input (`a=(` repeated: 60 KB takes
     17 s), so a long input is parsed with a progress callback that gives up at `deadline`
-    (`time.monotonic()`), and the classification ends in `unknown`.
+    (`budget.spent()`), and the classification ends in `unknown`.
     """
     parser = getattr(_PARSERS, "parser", None)
     if parser is None:
@@ -77,7 +78,7 @@ def parse(source: bytes, deadline: float = float("inf")) -> tree_sitter.Tree:
         return parser.parse(source)
     try:
         return parser.parse(
-            lambda offset, _point: source[offset : offset + 65_536], progress_callback=lambda *_: monotonic() > deadline
+            lambda offset, _point: source[offset : offset + 65_536], progress_callback=lambda *_: budget.spent() > deadline
         )
     except ValueError as exc:  # the callback halted the parse
         parser.reset()
@@ -458,7 +459,7 @@ class Judging:
         self.budget[0] -= 1
         if self.budget[0] < 0:
             raise TooMuch(f"more than {MAX_COMMANDS} commands")
-        if monotonic() > self.deadline:
+        if budget.spent() > self.deadline:
             raise TooMuch(f"took longer than {MAX_SECONDS} s")
 
     def record(self, display: str, program: str, judgement: Judgement) -> None:
@@ -975,7 +976,7 @@ def judge_text(command: str, context: ClassifyContext) -> ShellJudgement:
             (),
             False,
         )
-    judging = Judging(context, deadline=monotonic() + MAX_SECONDS)
+    judging = Judging(context, deadline=budget.spent() + MAX_SECONDS)
     token = WORKING_DIR.set("")
     may_protect, may_secret = line_may_name(command, context.paths)
     line = LINE.set(LineFacts(context.paths, may_protect, may_secret, set(), set()))
