@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,12 @@ from interlock.gateway import GatewayUnavailable
 from interlock.guard.freezes import FreezeError
 from interlock.identity import Principal
 from interlock.model import Action, Kind
-from interlock.policy import PolicyError, load_policy_text, run_tests
+from interlock.policy import PolicyError, load_policy, load_policy_text, run_tests
 from interlock.runtime import Runtime
 from interlock.store import open_store
 from interlock.store.events import subscriber
 from interlock.testing import eventually
+from tests.conftest import EXAMPLE_POLICY
 from tests.gate_fixtures import ManualClock
 
 BASE = """
@@ -545,3 +546,19 @@ def test_a_failed_rehearsal_is_not_the_agents_failure(make: Callable[[str], Runt
     assert rt.guard.status()["breakers"] == []
     rt.audit.append("execution.finished", finished)
     assert [b["state"] for b in rt.guard.status()["breakers"]] == ["open"]
+
+
+def test_the_example_freeze_is_not_near() -> None:
+    """The example policy's year-end freeze is dated ahead so that the docs and live-server tests that run
+    on that file at real time are outside it. This fuse fails 60 days before the window opens, naming what
+    to do, instead of letting dozens of unrelated tests turn `approval_required` into `deny` inside it."""
+    doc = load_policy(EXAMPLE_POLICY).doc
+    soon = datetime.now(UTC) + timedelta(days=60)
+    for freeze in doc.guards.freezes:
+        for window in freeze.window:
+            starts = getattr(window, "start", None)
+            if isinstance(starts, datetime):
+                assert soon < starts, (
+                    f"examples/policy.yaml freeze {freeze.name!r} opens {starts:%Y-%m-%d}: move its window and the "
+                    "policy tests that name it (`at:`) a year ahead"
+                )

@@ -78,7 +78,8 @@ def parse(source: bytes, deadline: float = float("inf")) -> tree_sitter.Tree:
         return parser.parse(source)
     try:
         return parser.parse(
-            lambda offset, _point: source[offset : offset + 65_536], progress_callback=lambda *_: budget.spent() > deadline
+            lambda offset, _point: source[offset : offset + 65_536],
+            progress_callback=lambda *_: budget.spent() > deadline,
         )
     except ValueError as exc:  # the callback halted the parse
         parser.reset()
