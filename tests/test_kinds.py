@@ -48,11 +48,11 @@ DECISIONS = [
 ]
 
 
-@pytest.mark.parametrize(("command", "outcome", "rule"), DECISIONS, ids=[d[0] for d in DECISIONS])
-def test_sql_rules_apply_to_sql_run_from_a_shell(command: str, outcome: DecisionValue, rule: str | None) -> None:
+@pytest.mark.parametrize(("command", "value", "rule"), DECISIONS, ids=[d[0] for d in DECISIONS])
+def test_sql_rules_apply_to_sql_run_from_a_shell(command: str, value: DecisionValue, rule: str | None) -> None:
     action = Action(kind=Kind.shell, environment="sandbox", payload={"command": command})
     decision = decide(POLICY, "kiro", action, classify(Kind.shell, action.payload))
-    assert decision.outcome is outcome
+    assert decision.value is value
     if rule:
         assert rule in decision.rules
 
@@ -61,5 +61,5 @@ def test_kinds_given_explicitly_are_matched() -> None:
     action = Action(kind=Kind.shell, environment="sandbox", payload={"command": "x"})
     with_sql = Classification(risk=Risk.destructive, summary="x", kinds=("sql",))
     without = Classification(risk=Risk.destructive, summary="x")
-    assert decide(POLICY, "kiro", action, with_sql).outcome is DecisionValue.approval_required
-    assert decide(POLICY, "kiro", action, without).outcome is DecisionValue.allow
+    assert decide(POLICY, "kiro", action, with_sql).value is DecisionValue.approval_required
+    assert decide(POLICY, "kiro", action, without).value is DecisionValue.allow

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from interlock.audit.log import jsonable
 from interlock.fingerprint import PayloadError, canonical_json, fingerprint
-from interlock.model import Action, Risk
+from interlock.model import Action, ApprovalRequirement, Decision, DecisionValue, Risk
+from interlock.wire import decision_json
 
 GOOD: dict[str, Any] = {"kind": "sql", "environment": "production", "target": "billing-db",
                         "payload": {"sql": "DELETE FROM invoices"},
@@ -92,3 +96,56 @@ def test_canonical_json_is_rfc8785() -> None:
 def test_values_json_cannot_carry_are_refused(value: float) -> None:
     with pytest.raises(PayloadError):
         canonical_json({"x": value})
+
+
+# --- Decision.value is "outcome" on every wire (docs/design-deviations.md, issue 12.6) ---------------
+
+_DECISION = Decision(value=DecisionValue.approval_required, risk=Risk.write, tags=("db",), summary="delete rows",
+                     rules=("prod-writes",), reasons=("writes in production need a DBA",), remedy=("ask a DBA",),
+                     approvals=(ApprovalRequirement(count=1, from_groups=("dba",), source="prod-writes"),),
+                     policy_version="v7")
+#: Byte for byte what every earlier version wrote: old audit entries must verify and replay.
+_DECISION_JSON = ('{"outcome":"approval_required","risk":"write","tags":["db"],"summary":"delete rows",'
+                  '"rules":["prod-writes"],"reasons":["writes in production need a DBA"],"remedy":["ask a DBA"],'
+                  '"approvals":[{"count":1,"from_groups":["dba"],"at_least":[],"source":"prod-writes"}],'
+                  '"sandbox":null,"policy_version":"v7"}')
+
+DECISION_SHAPES: list[tuple[str, Callable[[Decision], Any], Any]] = [
+    ("model_dump_json", lambda d: d.model_dump_json(), _DECISION_JSON),
+    ("model_dump(mode=json)", lambda d: d.model_dump(mode="json"), json.loads(_DECISION_JSON)),
+    ("audit jsonable", jsonable, json.loads(_DECISION_JSON)),
+    ("model_copy keeps the wire name", lambda d: d.model_copy(update={"value": DecisionValue.deny}).model_dump()["outcome"],
+     DecisionValue.deny),
+    ("model_construct (the engine's fast path)",
+     lambda d: Decision.model_construct(value=d.value, risk=d.risk).model_dump(mode="json")["outcome"],
+     "approval_required"),
+    ("HTTP / check --format json body", lambda d: decision_json(d)["decision"], "approval_required"),
+    ("JSON schema names the field outcome", lambda d: next(iter(Decision.model_json_schema(mode="serialization")["properties"])),
+     "outcome"),
+    ("validation schema too", lambda d: next(iter(Decision.model_json_schema(mode="validation")["properties"])), "outcome"),
+]
+
+
+@pytest.mark.parametrize(("name", "shape", "expected"), DECISION_SHAPES, ids=[s[0] for s in DECISION_SHAPES])
+def test_decision_value_serializes_as_outcome(name: str, shape: Callable[[Decision], Any], expected: Any) -> None:
+    assert shape(_DECISION) == expected
+
+
+DECISION_INPUTS = [
+    ("the wire name, as old entries hold it", {"outcome": "deny", "risk": "read"}, DecisionValue.deny),
+    ("the Python name", {"value": "allow", "risk": "read"}, DecisionValue.allow),
+    ("the full pinned JSON", json.loads(_DECISION_JSON), DecisionValue.approval_required),
+]
+
+
+@pytest.mark.parametrize(("name", "data", "expected"), DECISION_INPUTS, ids=[s[0] for s in DECISION_INPUTS])
+def test_decision_reads_outcome_and_value(name: str, data: dict[str, Any], expected: DecisionValue) -> None:
+    decision = Decision.model_validate(data)
+    assert decision.value is expected
+    assert Decision.model_validate_json(decision.model_dump_json()) == decision
+
+
+def test_decision_without_a_value_or_with_an_unknown_field_is_refused() -> None:
+    for data in ({"risk": "read"}, {"outcome": "allow", "risk": "read", "verdict": "allow"}):
+        with pytest.raises(ValidationError):
+            Decision.model_validate(data)

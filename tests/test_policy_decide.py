@@ -1,4 +1,4 @@
-"""The decision semantics, as a table: (agent, environment, kind, target, risk, tags, input) → outcome."""
+"""The decision semantics, as a table: (agent, environment, kind, target, risk, tags, input) → decision value."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ P = load_policy_text(POLICY, "decide.yaml")
 R, W, D, U = Risk.read, Risk.write, Risk.destructive, Risk.unknown
 ALLOW, DENY, APPROVE, SANDBOX = DecisionValue.allow, DecisionValue.deny, DecisionValue.approval_required, DecisionValue.sandbox_required
 
-# (id, agent, env, kind, target, risk, tags, input, outcome, approvals, rule)
+# (id, agent, env, kind, target, risk, tags, input, value, approvals, rule)
 CASES = [
     ("read alone in production", "kiro", "production", "shell", None, R, (), "ls", ALLOW, 0, "role:deployer@production"),
     ("write needs one", "kiro", "production", "shell", None, W, (), "touch x", APPROVE, 1, "role:deployer@production"),
@@ -116,22 +116,22 @@ CASES = [
 
 
 @pytest.mark.parametrize(
-    ("name", "agent", "env", "kind", "target", "risk", "tags", "text", "outcome", "approvals", "rule"),
+    ("name", "agent", "env", "kind", "target", "risk", "tags", "text", "value", "approvals", "rule"),
     CASES, ids=[c[0] for c in CASES],
 )
 def test_decision(name: str, agent: str, env: str, kind: str, target: str | None, risk: Risk,
-                  tags: tuple[str, ...], text: str, outcome: DecisionValue, approvals: int, rule: str | None) -> None:
+                  tags: tuple[str, ...], text: str, value: DecisionValue, approvals: int, rule: str | None) -> None:
     field = {"sql": "sql"}.get(kind, "command")
     action = Action(kind=Kind(kind), environment=env, target=target, payload={field: text})
     decision = decide(P, agent, action, Classification(risk=risk, tags=tags, summary=text))
-    assert decision.outcome is outcome, decision.reasons
+    assert decision.value is value, decision.reasons
     assert max((r.count for r in decision.approvals), default=0) == approvals
     if rule is not None:
         assert rule in decision.rules
     assert decision.reasons, "every decision says why"
     assert decision.policy_version == P.version
-    if outcome is not ALLOW:
-        assert decision.remedy or outcome is DENY
+    if value is not ALLOW:
+        assert decision.remedy or value is DENY
 
 
 def _decide(agent: str, env: str, text: str, risk: Risk = W, tags: tuple[str, ...] = ()) -> object:
@@ -162,7 +162,7 @@ def test_catastrophic_pattern_fails_closed_and_fast() -> None:
                Classification(risk=R, summary="x"))
     assert time.perf_counter() - start < 1.0
     # The approve rule's pattern could not finish: treated as matched (a restriction), never as an allow.
-    assert d.outcome is APPROVE and "slow-pattern" in d.rules
+    assert d.value is APPROVE and "slow-pattern" in d.rules
 
 
 def test_decide_is_pure_and_repeatable() -> None:

@@ -29,7 +29,7 @@ rules:
 """, "p.yaml")
 
 
-@pytest.mark.parametrize("kind, target, text, outcome", [
+@pytest.mark.parametrize("kind, target, text, value", [
     ("sql", "db", "DROP TABLE users", DecisionValue.deny),
     ("sql", "db", "DROP/**/TABLE users", DecisionValue.deny),
     ("sql", "db", "drop\n  table users -- tidy", DecisionValue.deny),
@@ -41,11 +41,11 @@ rules:
     ("shell", None, "rm -rf /srv # tidy", DecisionValue.deny),
     ("shell", None, "rm -rf /tmp/x", DecisionValue.allow),
 ])
-def test_restriction_matches_normalized_forms(kind: str, target: str | None, text: str, outcome: DecisionValue) -> None:
+def test_restriction_matches_normalized_forms(kind: str, target: str | None, text: str, value: DecisionValue) -> None:
     payload = {"sql": text} if kind == "sql" else {"command": text}
     action = Action(kind=Kind(kind), environment="lab", target=target, payload=payload)
     decision = decide(POLICY, "kiro", action, classify(action.kind, action.payload))
-    assert decision.outcome is outcome, decision.reasons
+    assert decision.value is value, decision.reasons
 
 
 def test_allow_patterns_match_the_text_as_written_only() -> None:

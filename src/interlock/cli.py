@@ -71,12 +71,12 @@ def _payload(kind: Kind, text: str) -> dict[str, Any]:
         fail(str(exc))
 
 
-_OUTCOME_STYLE = {"allow": "green", "deny": "red", "approval_required": "yellow", "sandbox_required": "yellow"}
+_VALUE_STYLE = {"allow": "green", "deny": "red", "approval_required": "yellow", "sandbox_required": "yellow"}
 
 
 def print_decision(decision: Decision) -> None:
-    style = _OUTCOME_STYLE[decision.outcome.value]
-    out.print(f"[bold {style}]{decision.outcome.value}[/]  risk {decision.risk.value}"
+    style = _VALUE_STYLE[decision.value.value]
+    out.print(f"[bold {style}]{decision.value.value}[/]  risk {decision.risk.value}"
               + (f"  tags {', '.join(decision.tags)}" if decision.tags else ""))
     if decision.summary:
         out.print(f"  what:   {decision.summary}", markup=False)
@@ -152,7 +152,7 @@ def check(
         out.print_json(data=decision_json(decision, fingerprint(agent, action, loaded.version)))
     else:
         print_decision(decision)
-    raise typer.Exit(decision.outcome.exit_code)
+    raise typer.Exit(decision.value.exit_code)
 
 
 @app.command()
@@ -237,7 +237,7 @@ def policy_test(
         table = Table("test", "agent", "env", "input", "risk", "decision", "rules", box=None)
         for r in results:
             d = r.decision
-            got = d.outcome.value if d else "error"
+            got = d.value.value if d else "error"
             style = "green" if r.passed else "red"
             table.add_row(r.test.name or str(r.index), r.test.agent, r.test.env, r.test.input[:60],
                           d.risk.value if d else "-", f"[{style}]{got}[/]", ", ".join(d.rules) if d else "")

@@ -129,7 +129,7 @@ class Proposal:
     def to_json(self) -> dict[str, Any]:
         body = {"id": self.id, "state": self.state.value, "mode": self.mode.value,
                 **decision_json(self.decision, self.fingerprint)}
-        body["autonomous"] = self.decision.outcome is DecisionValue.allow
+        body["autonomous"] = self.decision.value is DecisionValue.allow
         if self.approval is not None:
             body["approval"] = self.approval
         if self.result is not None:
@@ -152,7 +152,7 @@ def _unrunnable(decision: Decision, missing: list[Missing], target: str | None) 
     if not missing:
         return decision
     return decision.model_copy(update={
-        "outcome": DecisionValue.deny, "rules": ("credentials-unresolved",), "approvals": (), "sandbox": None,
+        "value": DecisionValue.deny, "rules": ("credentials-unresolved",), "approvals": (), "sandbox": None,
         "reasons": (f"target {target}'s credentials cannot be resolved where Interlock runs: "
                     + "; ".join(str(m) for m in missing),),
         "remedy": ("an operator provides them to the gateway (see docs/deploy.md) and the agent proposes again; "
@@ -206,9 +206,9 @@ class Gateway:
         decision = decide(policy, agent, action, classification)
         evidence: dict[str, Any] | None = None
         hint: dict[str, Any] | None = None
-        if decision.outcome is DecisionValue.sandbox_required:
+        if decision.value is DecisionValue.sandbox_required:
             decision, evidence, hint = self._promote(agent, action, classification, decision, action_id)
-        if mode is Mode.brokered and self.check_credentials and decision.outcome is not DecisionValue.deny:
+        if mode is Mode.brokered and self.check_credentials and decision.value is not DecisionValue.deny:
             decision = _unrunnable(decision, missing_for_target(policy.doc, action.target), action.target)
         findings: list[dict[str, Any]] = []
         if self.guard is not None:
@@ -230,13 +230,13 @@ class Gateway:
             "policy_version": policy.version,
             **extra,
         })
-        if decision.outcome is DecisionValue.deny:
+        if decision.value is DecisionValue.deny:
             proposal.state = State.denied
             return proposal
-        if decision.outcome is DecisionValue.sandbox_required:
+        if decision.value is DecisionValue.sandbox_required:
             proposal.state = State.sandbox_required
             return proposal
-        if decision.outcome is DecisionValue.approval_required:
+        if decision.value is DecisionValue.approval_required:
             return self._gate(proposal, classification)
         return self._go(proposal, grant_id=None)
 
@@ -556,7 +556,7 @@ class Gateway:
                 proposal.state = State.outcome_unknown
             elif event == evidence_store.EVENT:
                 proposal.evidence = {k: v for k, v in data.items() if k != "action_id"}
-        if proposal.state is State.executing and proposal.decision.outcome is DecisionValue.allow and \
+        if proposal.state is State.executing and proposal.decision.value is DecisionValue.allow and \
                 proposal.mode is Mode.advisory:
             proposal.state = State.allowed
         if request_id is not None:
@@ -672,14 +672,14 @@ def _seen_key(action: Action) -> str:
 
 def _initial_state(decision: Decision) -> State:
     return {DecisionValue.deny: State.denied, DecisionValue.sandbox_required: State.sandbox_required,
-            DecisionValue.approval_required: State.pending_approval}.get(decision.outcome, State.allowed)
+            DecisionValue.approval_required: State.pending_approval}.get(decision.value, State.allowed)
 
 
 def _decision_from_json(body: dict[str, Any], policy_version: str) -> Decision:
     from interlock.model import ApprovalRequirement
 
     return Decision(
-        outcome=DecisionValue(body["decision"]), risk=Risk(body["risk"]), tags=tuple(body["tags"]),
+        value=DecisionValue(body["decision"]), risk=Risk(body["risk"]), tags=tuple(body["tags"]),
         summary=body.get("summary", ""), rules=tuple(body["rules"]), reasons=tuple(body["reasons"]),
         remedy=tuple(body.get("remedy", ())),
         approvals=tuple(ApprovalRequirement(count=a["count"], from_groups=tuple(a["from"]),

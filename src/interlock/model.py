@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 #: Default limit on the canonical JSON size of an action's payload (configurable in the policy).
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
@@ -174,9 +174,16 @@ class ApprovalRequirement(Strict):
 
 
 class Decision(Strict):
-    """The policy's answer, with everything needed to explain it."""
+    """The policy's answer, with everything needed to explain it.
 
-    outcome: DecisionValue
+    Its value is spelled "outcome" on every wire (audit entries, `check --format json` callers'
+    tooling, webhook bodies) because old versions wrote it so and their entries must still verify and
+    replay; Python says `value` (DESIGN.md §2: an *outcome* is what happened when an action ran).
+    Validation accepts both names; serialization writes "outcome"."""
+
+    model_config = ConfigDict(serialize_by_alias=True)
+
+    value: DecisionValue = Field(validation_alias=AliasChoices("outcome", "value"), serialization_alias="outcome")
     risk: Risk
     tags: tuple[str, ...] = ()
     summary: str = ""
@@ -189,6 +196,6 @@ class Decision(Strict):
 
     @property
     def allowed(self) -> bool:
-        return self.outcome is DecisionValue.allow
+        return self.value is DecisionValue.allow
 
 

@@ -14,7 +14,7 @@ def requirement_json(req: ApprovalRequirement) -> dict[str, Any]:
 
 def decision_json(decision: Decision, fp: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "decision": decision.outcome.value,
+        "decision": decision.value.value,
         "risk": decision.risk.value,
         "tags": list(decision.tags),
         "summary": decision.summary,

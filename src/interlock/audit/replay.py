@@ -94,7 +94,7 @@ def replay(
         if old is None:
             result.undecided += 1
             continue
-        if old == decision.outcome.value:
+        if old == decision.value.value:
             result.unchanged += 1
             continue
         result.changes.append(
@@ -107,7 +107,7 @@ def replay(
                 kind=action.kind.value,
                 summary=classification.summary,
                 before=old,
-                after=decision.outcome.value,
+                after=decision.value.value,
                 rules=decision.rules,
                 reasons=decision.reasons,
             )

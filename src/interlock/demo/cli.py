@@ -48,7 +48,7 @@ def show_step(report: StepReport) -> None:
         return
     decision = report.proposal.decision
     tags = f"  tags {', '.join(decision.tags)}" if decision.tags else ""
-    out.print(f"  {'decided':<9} [bold {_STYLE[decision.outcome.value]}]{decision.outcome.value}[/]"
+    out.print(f"  {'decided':<9} [bold {_STYLE[decision.value.value]}]{decision.value.value}[/]"
               f"  risk {decision.risk.value}{tags}")
     if decision.summary:
         _line("what", decision.summary)

@@ -42,7 +42,7 @@ class StepReport:
 
     @property
     def decision(self) -> str:
-        return self.proposal.decision.outcome.value if self.proposal else "deny"
+        return self.proposal.decision.value.value if self.proposal else "deny"
 
     @property
     def state(self) -> str:

@@ -228,10 +228,10 @@ class Gate:
         *, sandboxed: bool = False,
     ) -> GateError | None:
         policy = self.policy
-        if decision.outcome is not DecisionValue.approval_required or not decision.approvals:
+        if decision.value is not DecisionValue.approval_required or not decision.approvals:
             return GateError(
                 "not_approval_required",
-                f"decision is {decision.outcome.value}, not approval_required: nothing to approve",
+                f"decision is {decision.value.value}, not approval_required: nothing to approve",
             )
         if decision.policy_version != policy.version:
             return GateError(
@@ -246,9 +246,9 @@ class Gate:
         # freeze, an open breaker, an anomaly) may only add requirements: every one must hold anyway.
         # A promotion (evidence attached) is decided as sandboxed; the Gateway checked the evidence.
         expected = decide(policy, agent, action, classification, sandboxed=sandboxed)
-        if expected.outcome not in (DecisionValue.approval_required, DecisionValue.allow) \
+        if expected.value not in (DecisionValue.approval_required, DecisionValue.allow) \
                 or not set(expected.approvals) <= set(decision.approvals):
-            wanted = "; ".join(r.describe() for r in expected.approvals) or expected.outcome.value
+            wanted = "; ".join(r.describe() for r in expected.approvals) or expected.value.value
             return GateError(
                 "decision_mismatch",
                 f"the decision does not match the policy for this action (policy says: {wanted}): decide again",
@@ -649,8 +649,8 @@ class Gate:
             decision = decide(policy, request.agent, request.action, classify(policy, request.action))
         except Exception as exc:
             return f"re-deciding failed ({type(exc).__name__}); propose again"
-        if decision.outcome is not DecisionValue.approval_required:
-            return f"the new policy says {decision.outcome.value} ({', '.join(decision.rules)})"
+        if decision.value is not DecisionValue.approval_required:
+            return f"the new policy says {decision.value.value} ({', '.join(decision.rules)})"
         if set(decision.approvals) != set(request.requirements):
             wanted = "; ".join(r.describe() for r in decision.approvals)
             return f"the new policy requires different approvals ({wanted})"

@@ -176,7 +176,7 @@ def window_in_force(freeze: ChangeFreeze, agent: str, action: Action, at: dateti
 def apply_windows(doc: PolicyDocument, agent: str, action: Action, decision: Decision, at: datetime | None) -> Decision:
     """The decision with the policy's change-freeze windows applied at `at` (None: none applies).
     Reads pass; anything else in a window needs the freeze's approvers too, or is denied."""
-    if at is None or not doc.guards.freezes or decision.outcome is DecisionValue.deny or decision.risk is Risk.read:
+    if at is None or not doc.guards.freezes or decision.value is DecisionValue.deny or decision.risk is Risk.read:
         return decision
     for index, freeze in enumerate(doc.guards.freezes):
         if not window_in_force(freeze, agent, action, at):
@@ -185,7 +185,7 @@ def apply_windows(doc: PolicyDocument, agent: str, action: Action, decision: Dec
         windows = ", ".join(w.describe() for w in freeze.window)
         reason = f"change freeze {freeze.name or index} is in force ({windows}): {freeze.reason}"
         if freeze.approvers is None:
-            return decision.model_copy(update={"outcome": DecisionValue.deny, "rules": (*decision.rules, rule),
+            return decision.model_copy(update={"value": DecisionValue.deny, "rules": (*decision.rules, rule),
                 "reasons": (*decision.reasons, reason), "approvals": (),
                 "remedy": ("wait until the change freeze ends, or ask a human to do it",)})
         spec = freeze.approvers
@@ -198,15 +198,15 @@ def apply_windows(doc: PolicyDocument, agent: str, action: Action, decision: Dec
 def add_requirement(decision: Decision, req: ApprovalRequirement, rule: str, reason: str) -> Decision:
     """`decision` now also needs `req` (an allowed action now needs approval; a sandbox or approval
     requirement stays and gains it). A denial stays a denial."""
-    if decision.outcome is DecisionValue.deny:
+    if decision.value is DecisionValue.deny:
         return decision.model_copy(update={"rules": (*decision.rules, rule),
                                            "reasons": (*decision.reasons, reason)})
-    outcome = DecisionValue.approval_required if decision.outcome is DecisionValue.allow else decision.outcome
-    return decision.model_copy(update={"outcome": outcome, "rules": (*decision.rules, rule),
+    value = DecisionValue.approval_required if decision.value is DecisionValue.allow else decision.value
+    return decision.model_copy(update={"value": value, "rules": (*decision.rules, rule),
         "reasons": (*decision.reasons, reason), "approvals": (*decision.approvals, req),
         "remedy": (*decision.remedy, f"needs {req.describe()} ({rule})")})
 
 
 def deny(decision: Decision, rule: str, reason: str, remedy: str) -> Decision:
-    return decision.model_copy(update={"outcome": DecisionValue.deny, "rules": (*decision.rules, rule),
+    return decision.model_copy(update={"value": DecisionValue.deny, "rules": (*decision.rules, rule),
                                        "reasons": (*decision.reasons, reason), "approvals": (), "remedy": (remedy,)})

@@ -145,7 +145,7 @@ class Guard:
         now = self.clock()
         decision = freezes.apply_windows(self.policy.doc, agent, action, decision, now)
         findings: list[dict[str, Any]] = []
-        if decision.outcome is DecisionValue.deny:
+        if decision.value is DecisionValue.deny:
             return decision, findings
         decision = self._breakers_review(agent, action, decision, now)
         decision = self._working_hours(agent, action, decision, now, findings)
@@ -196,7 +196,7 @@ class Guard:
             return decision
         detail = f"first action of agent {agent} on {target}"
         findings.append({"detector": "first_action", "enforce": detector.enforce, "trip": False, "detail": detail})
-        if not detector.enforce or decision.outcome is not DecisionValue.allow:
+        if not detector.enforce or decision.value is not DecisionValue.allow:
             return decision
         rule = "anomaly:first_action"
         return freezes.add_requirement(decision, ApprovalRequirement(count=1, source=rule), rule,

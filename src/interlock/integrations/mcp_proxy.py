@@ -216,7 +216,7 @@ def could_ever_allow(policy: Policy, settings: ProxySettings, tool: types.Tool) 
     except Exception:
         log.exception("cannot decide tool %s for tools/list; hiding it", tool.name[:100])
         return False
-    return decision.outcome is not DecisionValue.deny
+    return decision.value is not DecisionValue.deny
 
 
 def visible_tools(policy: Policy | None, settings: ProxySettings, tools: list[types.Tool]) -> list[types.Tool]:

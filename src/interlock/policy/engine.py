@@ -74,7 +74,7 @@ class _Compiled:
 class _Baseline:
     """What the agent's roles say about one risk level in one environment."""
 
-    outcome: DecisionValue
+    value: DecisionValue
     source: str
     requirement: ApprovalRequirement | None
     reason: str
@@ -197,7 +197,7 @@ def action_text(action: Action) -> str:
 def _deny(classification: Classification, policy: Policy, rules: tuple[str, ...], reason: str,
           remedy: str) -> Decision:
     return Decision.model_construct(
-        outcome=DecisionValue.deny, risk=classification.risk, tags=classification.tags, summary=classification.summary,
+        value=DecisionValue.deny, risk=classification.risk, tags=classification.tags, summary=classification.summary,
         rules=rules, reasons=(reason,), remedy=(remedy,) if remedy else (), approvals=(), sandbox=None,
         policy_version=policy.version,
     )
@@ -257,16 +257,16 @@ def decide(policy: Policy, agent: str, action: Action, classification: Classific
     reasons: list[str] = []
     reqs: list[ApprovalRequirement] = []
     if allows:
-        outcome = DecisionValue.allow
+        value = DecisionValue.allow
         rules += [r.id for r in allows]
         reasons += [r.reason or f"rule {r.id} allows it" for r in allows]
-    elif base.outcome is DecisionValue.deny:
+    elif base.value is DecisionValue.deny:
         tighter = [f"rule {r.id} would also require {_requirement(r.approvals, r.id).describe()}"
                    for r in approves if r.approvals]
         return _deny(classification, policy, (base.source, *(r.id for r in approves)), base.reason,
                      "; ".join([base.remedy, *tighter]))
     else:
-        outcome = base.outcome
+        value = base.value
         rules.append(base.source)
         reasons.append(base.reason)
         if base.requirement is not None:
@@ -274,21 +274,21 @@ def decide(policy: Policy, agent: str, action: Action, classification: Classific
 
     for r in approves:
         assert r.approvals is not None
-        outcome = DecisionValue.approval_required
+        value = DecisionValue.approval_required
         rules.append(r.id)
         reasons.append(r.reason or f"rule {r.id} requires approval")
         reqs.append(_requirement(r.approvals, r.id))
 
-    if outcome is DecisionValue.allow and level is Risk.destructive and doc.environments[env].protected:
+    if value is DecisionValue.allow and level is Risk.destructive and doc.environments[env].protected:
         # The loader refuses policies that could get here; this keeps invariant 6 even if one slipped by.
-        outcome = DecisionValue.approval_required
+        value = DecisionValue.approval_required
         rules.append("hard-floor")
         reasons.append(f"destructive actions in protected environment {env} always need a human")
         reqs.append(ApprovalRequirement(count=1, source="hard-floor"))
 
     sandbox_env: str | None = None
     if sandboxes and not sandboxed:
-        outcome = DecisionValue.sandbox_required
+        value = DecisionValue.sandbox_required
         first = sandboxes[0]
         sandbox_env = first.sandbox or _predecessor(doc, env)
         rules += [r.id for r in sandboxes]
@@ -296,13 +296,13 @@ def decide(policy: Policy, agent: str, action: Action, classification: Classific
 
     approvals = _strictest(reqs)
     remedy: list[str] = []
-    if outcome is DecisionValue.sandbox_required:
+    if value is DecisionValue.sandbox_required:
         remedy.append(f"run in {sandbox_env} first, then propose it in {env} again with the evidence")
-    if approvals and outcome is not DecisionValue.allow:
+    if approvals and value is not DecisionValue.allow:
         remedy += [f"needs {req.describe()} ({req.source})" for req in approvals]
     return Decision.model_construct(
-        outcome=outcome, risk=risk, tags=classification.tags, summary=classification.summary,
+        value=value, risk=risk, tags=classification.tags, summary=classification.summary,
         rules=tuple(rules), reasons=tuple(reasons), remedy=tuple(remedy),
-        approvals=approvals if outcome is not DecisionValue.allow else (), sandbox=sandbox_env,
+        approvals=approvals if value is not DecisionValue.allow else (), sandbox=sandbox_env,
         policy_version=policy.version,
     )

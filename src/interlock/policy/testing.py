@@ -67,8 +67,8 @@ def run_test(policy: Policy, index: int, test: PolicyTest) -> TestResult:
         decision = apply_windows(policy.doc, test.agent, action, decision,
                                  datetime.fromisoformat(test.at.replace("Z", "+00:00")))
     problems: list[str] = []
-    if decision.outcome is not test.expect:
-        problems.append(f"expected {test.expect.value}, got {decision.outcome.value}")
+    if decision.value is not test.expect:
+        problems.append(f"expected {test.expect.value}, got {decision.value.value}")
     if test.approvals is not None:
         got = max((r.count for r in decision.approvals), default=0)
         if got != test.approvals:

@@ -193,12 +193,12 @@ class Rollouts:
             for direction, action in (("forward", plan.forward(target, doc)), ("rollback", plan.backward(target, doc))):
                 decision = decide(self.policy, agent, action, self.gateway.classify(action))
                 decisions.setdefault(target, {})[direction] = {
-                    "decision": decision.outcome.value, "risk": decision.risk.value, "rules": list(decision.rules)}
-                if decision.outcome is DecisionValue.deny:
+                    "decision": decision.value.value, "risk": decision.risk.value, "rules": list(decision.rules)}
+                if decision.value is DecisionValue.deny:
                     raise RolloutError("denied", f"the {direction} action on {target} is denied "
                                        f"({', '.join(decision.rules)}: {'; '.join(decision.reasons)}): a deny on any "
                                        "member denies the rollout; nothing ran", "group")
-                if decision.outcome is DecisionValue.sandbox_required:
+                if decision.value is DecisionValue.sandbox_required:
                     raise RolloutError("sandbox_required", f"the {direction} action on {target} must be rehearsed "
                                        "on a twin first (docs/sandbox.md); rollouts do not rehearse yet: rehearse "
                                        "it, then roll out", "group")
@@ -321,7 +321,7 @@ class Rollouts:
             for action in (plan.forward(target, doc), plan.backward(target, doc)):
                 classification = self.gateway.classify(action)
                 decision = decide(self.policy, rollout.agent, action, classification)
-                if decision.outcome is not DecisionValue.approval_required:
+                if decision.value is not DecisionValue.approval_required:
                     continue
                 fp = action_fingerprint(rollout.agent, action, self.policy.version)
                 request = ApprovalRequest(

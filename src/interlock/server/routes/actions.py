@@ -65,7 +65,7 @@ async def propose(body: ActionRequest, request: Request) -> Response:
         server.decisions.labels("deny", body.kind.value).inc()
         return JSON({"decision": "deny", "state": "denied",
                      "reasons": [f"{exc} (fail closed: nothing ran)"]}, status_code=503)
-    server.decisions.labels(proposal.decision.outcome.value, body.kind.value).inc()
+    server.decisions.labels(proposal.decision.value.value, body.kind.value).inc()
     return JSON(proposal.to_json())
 
 
@@ -102,7 +102,7 @@ async def rehearse(action_id: str, who: Agent, server: ServerDep) -> Response:
     kind and payload there, brokered, decided by the policy of the twin's environment. The answer is
     the rehearsal (an action of its own, with `rehearsal.of` and, once it ran, its `evidence`)."""
     proposal = await call_gateway(server.gateway.rehearse, action_id, who.name)
-    server.decisions.labels(proposal.decision.outcome.value, proposal.action.kind.value).inc()
+    server.decisions.labels(proposal.decision.value.value, proposal.action.kind.value).inc()
     return JSON(proposal.to_json())
 
 
