@@ -3,7 +3,9 @@ door shares. Pure: a fake monotonic clock stands in for time, so nothing sleeps.
 
 from __future__ import annotations
 
+import ast
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -169,3 +171,70 @@ def test_answers_is_standard_library_only() -> None:
     out = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(__import__("pathlib").Path(answers.__file__).parents[1])}).stdout
     assert out.strip() == "[]"
+
+
+# --- every raise site answers its code's status from the one table ---------------------------------
+
+_SRC = Path(answers.__file__).parent
+#: Error types whose status comes from `status_of` (the caller's default for codes the table leaves out).
+_BY_TABLE = {"GatewayError": 422, "GateError": 409, "FreezeError": None}
+#: Errors built with a literal status: (type, index of the status argument, index of the code argument).
+_LITERAL = {"ApiError": (0, 1)}
+
+
+def _literal(node: ast.expr | None) -> Any:
+    return node.value if isinstance(node, ast.Constant) else None
+
+
+def _raise_sites() -> list[tuple[str, str, int | None, int | None]]:
+    """(where, code, status written at the site or None, the status its error type answers with)."""
+    sites = []
+    for path in sorted(_SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Call):
+                continue
+            name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+            where = f"{path.relative_to(_SRC)}:{node.lineno}"
+            keywords = {k.arg: _literal(k.value) for k in node.keywords}
+            if name in _BY_TABLE and node.args and isinstance(code := _literal(node.args[0]), str):
+                default = _BY_TABLE[name]
+                sites.append((where, code, None, answers.status_of(code, default) if default else None))
+            elif name in _LITERAL and len(node.args) > 1:
+                at_status, at_code = _LITERAL[name]
+                code, status = _literal(node.args[at_code]), _literal(node.args[at_status])
+                if isinstance(code, str) and isinstance(status, int):
+                    sites.append((where, code, status, None))
+            elif isinstance(keywords.get("code"), str) and isinstance(keywords.get("status"), int):
+                sites.append((where, keywords["code"], keywords["status"], None))
+    return sites
+
+
+RAISE_SITES = _raise_sites()
+
+
+def test_the_scan_finds_the_raise_sites() -> None:
+    found = {(where.split(":")[0], code) for where, code, _, _ in RAISE_SITES}
+    assert {("guard/freezes.py", "overlapping_freeze"), ("client.py", "unknown_agent"),
+            ("server/deps.py", "agent_token"), ("gateway.py", "payload_too_large")} <= found, sorted(found)
+
+
+@pytest.mark.parametrize(("where", "code", "written", "answered"), RAISE_SITES, ids=[s[0] for s in RAISE_SITES])
+def test_every_error_code_has_the_tables_status(where: str, code: str, written: int | None,
+                                                answered: int | None) -> None:
+    if written is not None:  # a status spelled at the site must be the table's, and the code listed
+        assert code in answers.ERROR_STATUS or code.startswith("token_"), f"{where}: {code} is not in the table"
+        assert written == answers.status_of(code), f"{where}: {code} answers {written}, the table another"
+    elif answered is None:  # FreezeError: no default, its status is the table's
+        assert code in answers.ERROR_STATUS, f"{where}: {code} is not in the table"
+
+
+FREEZE_CODES = [("unknown_agent", 403), ("unknown_environment", 422), ("unknown_target", 422),
+                ("target_environment", 422), ("reason_required", 422), ("reason_too_long", 422),
+                ("overlapping_freeze", 409), ("not_eligible", 403), ("unknown_freeze", 404), ("already_thawed", 409)]
+
+
+@pytest.mark.parametrize(("code", "status"), FREEZE_CODES)
+def test_a_freeze_error_answers_the_tables_status(code: str, status: int) -> None:
+    from interlock.guard.freezes import FreezeError
+
+    assert FreezeError(code, "refused").status == status == answers.status_of(code)

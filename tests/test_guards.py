@@ -112,7 +112,8 @@ def test_freeze_denies_naming_it_and_thaw_restores(make: Callable[[str], Runtime
 @pytest.mark.parametrize(("scope", "reason", "status", "code"), [
     ({}, "", 422, "reason_required"),
     ({}, "   ", 422, "reason_required"),
-    ({"agent": "kiroo"}, "x", 422, "unknown_agent"),
+    # 403 as unknown_agent answers everywhere (the one table in answers.py); it said 422 here before (issue 12)
+    ({"agent": "kiroo"}, "x", 403, "unknown_agent"),
     ({"environment": "prod"}, "x", 422, "unknown_environment"),
     ({"target": "billing-db", "environment": "sandbox"}, "x", 422, "target_environment"),
     ({"environment": "production", "agent": "kiro"}, "x", 409, "overlapping_freeze"),  # covered by the first

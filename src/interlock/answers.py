@@ -176,16 +176,21 @@ def explain(body: Body, *, name: str | None = None, waited: float | None = None,
 #: The HTTP status of each error code the API answers with. Codes not here: `token_*` are 401, and the
 #: caller's default otherwise (a gateway error 422: the request, as sent, cannot be done; a gate error
 #: 409: the approval request's state forbids it, e.g. `already_voted`, `expired`).
+#: A code has one status wherever it is raised (the server, the SDK's in-process client, the guards'
+#: freezes and thaws, the human commands' exit codes); tests/test_answers.py checks every raise site.
 ERROR_STATUS = {
     "malformed_json": 400,
     "unauthenticated": 401,
-    "human_token": 403, "agent_token": 403, "not_eligible": 403, "unknown_agent": 403,
-    "unknown_action": 404, "unknown_request": 404, "no_such_entry": 404,
+    "human_token": 403, "agent_token": 403, "not_eligible": 403, "unknown_agent": 403, "csrf": 403,
+    "unknown_action": 404, "unknown_request": 404, "no_such_entry": 404, "unknown_freeze": 404,
+    "unknown_command": 404, "unknown_rollout": 404, "not_found": 404,
     "request_timeout": 408,
+    "overlapping_freeze": 409, "already_thawed": 409,
     "body_too_large": 413, "payload_too_large": 413,
     "unsupported_media_type": 415,
     "invalid_field": 422, "unknown_field": 422, "invalid_payload": 422, "not_advisory": 422, "not_allowed": 422,
-    "reason_required": 422,
+    "reason_required": 422, "reason_too_long": 422, "unknown_environment": 422, "unknown_target": 422,
+    "target_environment": 422,
     "unavailable": 503, "store_unavailable": 503,
 }
 

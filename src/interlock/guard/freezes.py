@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from interlock.answers import status_of
 from interlock.gate.clock import parse_stamp, stamp
 from interlock.model import Action, ApprovalRequirement, Decision, DecisionValue, Risk
 from interlock.policy.schema import ChangeFreeze, PolicyDocument
@@ -26,11 +27,13 @@ MAX_REASON = 500
 
 
 class FreezeError(Exception):
-    """A freeze or thaw that was refused; `status` is the HTTP status that says so."""
+    """A freeze or thaw that was refused; `status` is its code's HTTP status in the one table
+    (`answers.ERROR_STATUS`), as every other error's."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.field = status, code, field
+        self.code, self.field = code, field
+        self.status = status_of(code)
 
 
 @dataclass(frozen=True)
@@ -100,10 +103,10 @@ def check_scope(doc: PolicyDocument, agent: str | None, environment: str | None,
     for value, known, field in ((agent, doc.agents, "agent"), (environment, doc.environments, "environment"),
                                 (target, doc.targets, "target")):
         if value is not None and value not in known:
-            raise FreezeError(422, f"unknown_{field}", f"{field} {value!r} is not in the policy: "
+            raise FreezeError(f"unknown_{field}", f"{field} {value!r} is not in the policy: "
                               f"use one of {', '.join(sorted(known)) or '(none)'}, or leave it out", field)
     if target is not None and environment is not None and doc.targets[target].environment != environment:
-        raise FreezeError(422, "target_environment", f"target {target} is in {doc.targets[target].environment}, "
+        raise FreezeError("target_environment", f"target {target} is in {doc.targets[target].environment}, "
                           f"not {environment}", "target")
 
 
@@ -113,10 +116,10 @@ def create_freeze(store: Store, doc: PolicyDocument, *, agent: str | None, envir
     that an active freeze already covers (409, naming it)."""
     reason = (reason or "").strip()
     if not reason:
-        raise FreezeError(422, "reason_required", "a freeze needs a reason: say why, e.g. --reason \"incident 4711\"",
+        raise FreezeError("reason_required", "a freeze needs a reason: say why, e.g. --reason \"incident 4711\"",
                           "reason")
     if len(reason) > MAX_REASON:
-        raise FreezeError(422, "reason_too_long", f"a freeze reason is at most {MAX_REASON} characters", "reason")
+        raise FreezeError("reason_too_long", f"a freeze reason is at most {MAX_REASON} characters", "reason")
     check_scope(doc, agent, environment, target)
     freeze = Freeze(id="frz_" + secrets.token_hex(8), agent=agent, environment=environment, target=target,
                     reason=reason, created_by=by, created_at=now)
@@ -124,7 +127,7 @@ def create_freeze(store: Store, doc: PolicyDocument, *, agent: str | None, envir
         tx.lock("guard_freezes")
         for other in active_freezes(tx):
             if other.includes(freeze):
-                raise FreezeError(409, "overlapping_freeze",
+                raise FreezeError("overlapping_freeze",
                                   f"freeze {other.id} ({other.scope()}: {other.reason}) already covers "
                                   f"{freeze.scope()}; thaw it first or keep it", "scope")
         tx.execute("INSERT INTO guard_freezes(id, agent, environment, target, reason, created_by, created_at) "
@@ -143,16 +146,16 @@ def thaw_freeze(store: Store, freeze_id: str, *, by: str, groups: tuple[str, ...
     """End an active freeze. Only members of the policy's `guards.thaw_by` groups may (any human when
     none are named); a second thaw is a 409, never a silent success."""
     if not may_thaw(thaw_by, groups):
-        raise FreezeError(403, "not_eligible", f"{by} may not thaw freezes: only members of "
+        raise FreezeError("not_eligible", f"{by} may not thaw freezes: only members of "
                           f"{', '.join(thaw_by)} may (policy guards.thaw_by)")
     with store.transaction() as tx:
         tx.lock("guard_freezes")
         found = get_freeze(tx, freeze_id)
         if found is None:
-            raise FreezeError(404, "unknown_freeze", f"no freeze {freeze_id!r}: list them with `interlock guards "
+            raise FreezeError("unknown_freeze", f"no freeze {freeze_id!r}: list them with `interlock guards "
                               "status`", "id")
         if not found.active:
-            raise FreezeError(409, "already_thawed", f"freeze {freeze_id} was thawed by {found.thawed_by} at "
+            raise FreezeError("already_thawed", f"freeze {freeze_id} was thawed by {found.thawed_by} at "
                               f"{stamp(found.thawed_at) if found.thawed_at else '?'}")
         tx.execute("UPDATE guard_freezes SET thawed_at = ?, thawed_by = ? WHERE id = ? AND thawed_at IS NULL",
                    (stamp(now), by, freeze_id))
