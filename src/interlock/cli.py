@@ -209,10 +209,11 @@ def _classify_jsonl(context: ClassifyContext | None = None) -> None:
 
 @policy_app.command("lint")
 def policy_lint(
-    file: Annotated[Path, typer.Argument(help="the policy file")],
+    file: options.PolicyArgument = None,
     strict: Annotated[bool, typer.Option(help="fail on warnings too")] = False,
 ) -> None:
     """Check a policy: problems as file:line:col: message. Exit 1 when there are errors."""
+    file = options.policy_file(file)
     problems = lint_file(file)
     for problem in problems:
         (err if problem.severity in LINT_ERRORS else out).print(str(problem), markup=False)
@@ -227,10 +228,11 @@ def policy_lint(
 
 @policy_app.command("test")
 def policy_test(
-    file: Annotated[Path, typer.Argument(help="the policy file")],
+    file: options.PolicyArgument = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show every case's decision")] = False,
 ) -> None:
     """Run the policy's inline tests: each failure as expected vs got, with the deciding rules."""
+    file = options.policy_file(file)
     loaded = _load(file)
     results = run_tests(loaded)
     if verbose:

@@ -78,6 +78,19 @@ PolicyFile = Annotated[Path | None, typer.Option(
 #: A policy file the command cannot run without.
 RequiredPolicy = Annotated[Path, typer.Option(
     "--policy", envvar=ENV_POLICY, show_envvar=True, show_default=False, help="the policy file")]
+#: The policy file a command works on (`policy lint|test [FILE]`), given as the argument or, like
+#: `--policy` everywhere else, by INTERLOCK_POLICY; `policy_file` refuses neither.
+PolicyArgument = Annotated[Path | None, typer.Argument(
+    envvar=ENV_POLICY, show_envvar=True, show_default=False, help="the policy file (default: $INTERLOCK_POLICY)")]
+
+
+def policy_file(given: Path | None) -> Path:
+    """The policy file of a `PolicyArgument`, or a usage error (exit 2) saying how to give one."""
+    if given is None:
+        usage_error(f"no policy file: give FILE, or set {ENV_POLICY} (as for --policy)")
+    return given
+
+
 #: text for people, json for programs (on stdout).
 Fmt = Annotated[Format, typer.Option("--format", help="text, or json on stdout")]
 #: Seconds to wait for a pending approval.

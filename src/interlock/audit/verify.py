@@ -529,20 +529,46 @@ def _lines(path: str) -> Iterator[str]:
 
 
 USAGE = (
-    "usage: python verify.py [--json] [--witness CHECKPOINT.json] [--entry-key audit-entry.key] EXPORT.jsonl\n"
-    "                        PUBLIC_KEY.pem [MORE_KEYS.pem …]\n"
-    "       python verify.py --proof PROOF.json PUBLIC_KEY.pem [MORE_KEYS.pem …]\n"
+    "usage: python verify.py [--format text|json] [--witness CHECKPOINT.json] [--entry-key audit-entry.key]\n"
+    "                        EXPORT.jsonl PUBLIC_KEY.pem [MORE_KEYS.pem …]\n"
+    "       python verify.py [--format text|json] --proof PROOF.json PUBLIC_KEY.pem [MORE_KEYS.pem …]\n"
+    "--format json: the report as JSON on stdout, as every `interlock` command answers it.\n"
     "Several public keys form a keyring (key rotation): each checkpoint is checked with the key it names.\n"
     "--witness: a checkpoint saved earlier (`interlock audit checkpoint`); the export must extend it.\n"
     "--entry-key: the log's audit-entry.key (operators): each entry's MAC is checked too."
 )
 
 
+def _format(args: list[str]) -> str | None:
+    """Take `--format text|json` (or `--format=…`) out of `args`: the format asked for, or None when
+    the option is malformed. `--json`, the spelling before `--format`, still means json (not in the usage)."""
+    chosen = "json" if "--json" in args else "text"
+    args[:] = [a for a in args if a != "--json"]
+    while True:
+        at = next((i for i, a in enumerate(args) if a == "--format" or a.startswith("--format=")), None)
+        if at is None:
+            return chosen
+        if args[at] == "--format":
+            if at + 1 >= len(args):
+                return None
+            chosen = args[at + 1]
+            del args[at : at + 2]
+        else:
+            chosen = args[at].partition("=")[2]
+            del args[at]
+        if chosen not in ("text", "json"):
+            return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    as_json = "--json" in args
+    chosen = _format(args)
+    if chosen is None:
+        print(USAGE, file=sys.stderr)
+        return 2
+    as_json = chosen == "json"
     proof_mode = "--proof" in args
-    args = [a for a in args if a not in ("--json", "--proof")]
+    args = [a for a in args if a != "--proof"]
     entry_key_file = None
     if "--entry-key" in args:
         at = args.index("--entry-key")
@@ -575,7 +601,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ValueError) as exc:
             print(f"cannot read the proof {args[0]}: {exc}", file=sys.stderr)
             return 2
-        print("\n".join(problems) if problems else "OK: the entry is in the signed checkpoint")
+        if as_json:
+            print(json.dumps({"ok": not problems, "problems": problems}, indent=2))
+        else:
+            print("\n".join(problems) if problems else "OK: the entry is in the signed checkpoint")
         return 1 if problems else 0
     witness = None
     if witness_file is not None:
