@@ -86,6 +86,10 @@ DEFAULT_SECRET: tuple[str, ...] = (
     "/etc/sudoers",
     "**/*.pem",
     "**/*.key",
+    # A process's environment holds the tokens it was started with; memory devices hold everything.
+    "/proc/*/environ",
+    "/dev/mem",
+    "/dev/kmem",
 )
 #: Defaults of the policy's `paths.scratch`: roots of throw-away space. `$TMPDIR` stands for the
 #: variable's guarded expansions `${TMPDIR:?}` and `${TMPDIR:-/tmp}`; a bare `$TMPDIR` may be unset,
@@ -109,9 +113,23 @@ class PathRules(Strict):
 DEFAULT_RULES = PathRules()
 
 
+#: `/proc/self/root/etc/shadow` is `/etc/shadow` and `/proc/self/cwd/.env` is `./.env`: the kernel's
+#: links to a process's root and working directory are other spellings of the same files.
+_PROC_LINK = re.compile(r"^/+proc/+(?:self|thread-self|[0-9]+)(?:/+task/+[0-9]+)?/+(root|cwd)(?=/|$)")
+
+
+def _unlinked(text: str) -> str:
+    found = _PROC_LINK.match(text)
+    if found is None:
+        return text
+    rest = text[found.end() :]
+    return (rest or "/") if found.group(1) == "root" else "." + rest
+
+
 def normalise(path: str) -> str:
-    """`./a/../.git//config` → `.git/config`; `\\` is `/`; `~` stays as the home marker."""
-    text = path.replace("\\", "/").strip()
+    """`./a/../.git//config` → `.git/config`; `\\` is `/`; `~` stays as the home marker;
+    `/proc/self/root/x` → `/x`, `/proc/self/cwd/x` → `x`."""
+    text = _unlinked(path.replace("\\", "/").strip())
     if not text:
         return text
     normal = posixpath.normpath(text)
@@ -121,8 +139,8 @@ def normalise(path: str) -> str:
 
 
 #: What normalising would change: `//`, `.` and `..` components, a trailing `/`, backslashes, names
-#: ending in a dot or a space, surrounding white space.
-_NOT_NORMAL = re.compile(r"//|(?:^|/)\.\.?(?:/|$)|[. ](?:/|$)|/$|\\|^\s")
+#: ending in a dot or a space, surrounding white space, a `/proc/…/root|cwd` link.
+_NOT_NORMAL = re.compile(r"//|(?:^|/)\.\.?(?:/|$)|[. ](?:/|$)|/$|\\|^\s|^/proc/")
 
 
 def folded(path: str) -> str:
@@ -312,6 +330,46 @@ def secret(path: str, rules: PathRules = DEFAULT_RULES) -> bool:
 #: Files named as templates of secret files hold placeholders, not credentials: `.env.example`,
 #: `.env.sample`, `id_rsa.pub` (a public key). Reading them is what every new checkout does.
 _TEMPLATE = re.compile(r"(\.(example|sample|template|dist|defaults?|pub)|\.example\.\w+)$")
+
+
+#: Expansions a path may start with whose value we know: `$HOME` is the directory `~` names, and
+#: `$PWD` or `$(pwd)` the working directory (resolved against a `cd` in the line like any relative path).
+_HOME_START = re.compile(r"^\$(?:HOME(?![A-Za-z0-9_])|\{HOME\})(?=/|$)")
+_CWD_START = re.compile(
+    r"^(?:\$(?:PWD(?![A-Za-z0-9_])|\{PWD\})|\$\(\s*pwd(?:\s+-[LP])?\s*\)|`\s*pwd(?:\s+-[LP])?\s*`)(?=/|$)"
+)
+_HOME_MENTION = re.compile(r"\$(?:HOME(?![A-Za-z0-9_])|\{HOME\})")
+_CWD_MENTION = re.compile(r"\$(?:PWD(?![A-Za-z0-9_])|\{PWD\})")
+
+
+def stable_variables(line: str) -> frozenset[str]:
+    """Which of HOME and PWD keep their value through `line`: it names them only to expand them (a
+    line that could assign one, `HOME=/etc`, `export PWD=/`, `read HOME`, leaves it out)."""
+    stable = []
+    if "HOME" not in _HOME_MENTION.sub("", line):
+        stable.append("HOME")
+    if "PWD" not in _CWD_MENTION.sub("", line):
+        stable.append("PWD")
+    return frozenset(stable)
+
+
+def spelled(text: str, stable: frozenset[str]) -> str | None:
+    """The path a shell word's text names when its only expansion is a leading `$HOME`, `${HOME}`,
+    `$PWD`, `${PWD}` or `$(pwd)` (double quotes allowed): `"$HOME/.claude/settings.json"` →
+    `~/.claude/settings.json`, `$(pwd)/.env` → `./.env`. None when anything else is expanded, quoted
+    otherwise or escaped, or when `stable` (`stable_variables`) does not vouch for the variable."""
+    if "$" not in text and "`" not in text:
+        return None
+    bare = text.replace('"', "")
+    if "'" in bare or "\\" in bare:
+        return None
+    if "HOME" in stable:
+        bare = _HOME_START.sub("~", bare, count=1)
+    if "PWD" in stable:
+        bare = _CWD_START.sub(".", bare, count=1)
+    if "$" in bare or "`" in bare:
+        return None
+    return bare
 
 
 #: Characters that make a path component a pattern or an expansion.

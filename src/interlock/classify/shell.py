@@ -26,7 +26,7 @@ import tree_sitter
 import tree_sitter_bash
 
 from interlock.classify import budget
-from interlock.classify.paths import line_may_name
+from interlock.classify.paths import line_may_name, spelled, stable_variables
 from interlock.classify.programs import (
     LINE,
     TTY,
@@ -319,7 +319,11 @@ def value_of(node: Node, text: str | None = None) -> str | None:
 
 def word_of(node: Node) -> Word:
     text = _text(node)
-    return Word(value_of(node, text), text)
+    value = value_of(node, text)
+    if value is None:
+        # `$HOME/.claude/settings.json` is `~/.claude/settings.json` to every judge (paths.spelled).
+        value = spelled(text, LINE.get().stable)
+    return Word(value, text)
 
 
 # --------------------------------------------------------------------------- judging
@@ -980,7 +984,8 @@ def judge_text(command: str, context: ClassifyContext) -> ShellJudgement:
     judging = Judging(context, deadline=budget.spent() + MAX_SECONDS)
     token = WORKING_DIR.set("")
     may_protect, may_secret = line_may_name(command, context.paths)
-    line = LINE.set(LineFacts(context.paths, may_protect, may_secret, set(), set()))
+    stable = stable_variables(command) if "$" in command or "`" in command else frozenset()
+    line = LINE.set(LineFacts(context.paths, may_protect, may_secret, set(), set(), stable))
     try:
         return judging.run(command)
     except TooMuch as exc:

@@ -143,6 +143,8 @@ class LineFacts:
     written: set[str] | None = None
     #: Destinations of single-file moves so far (a second move onto one overwrites the first).
     moved_onto: set[str] | None = None
+    #: Variables whose leading expansion in a word we may spell out (`paths.stable_variables`).
+    stable: frozenset[str] = frozenset()
 
 
 #: The default (outside a classification) is frozen and holds no set: nothing can change it.

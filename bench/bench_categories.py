@@ -1,0 +1,47 @@
+"""How many hostile cases of each category the classifiers get wrong (docs/judgement.md).
+
+    .venv/bin/python -m bench.bench_categories [CORPUS_DIR]
+
+The corpus lines whose `category` starts with `hostile:` are cases written for a category before
+fixing it (issue 13's lesson: judge categories, not cases). A case is wrong when the risk differs
+from the line's or a listed tag is missing, as tests/test_corpus.py checks. Run it with another
+checkout's `src` first on PYTHONPATH to count what that version gets wrong on the same cases.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+from interlock.classify import classify, payload_from_input
+from interlock.model import Kind
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main(argv: list[str]) -> int:
+    corpus = Path(argv[0]) if argv else ROOT / "tests" / "corpus"
+    cases: Counter[str] = Counter()
+    wrong: Counter[str] = Counter()
+    for path in sorted(corpus.glob("*.jsonl")):
+        kind = Kind(path.stem)
+        for line in path.read_text().splitlines():
+            case = json.loads(line) if line.strip() else {}
+            category = str(case.get("category", ""))
+            if not category.startswith("hostile:"):
+                continue
+            got = classify(kind, payload_from_input(kind, case["input"]))
+            cases[category] += 1
+            if got.risk.value != case["risk"] or not set(case.get("tags", [])) <= set(got.tags):
+                wrong[category] += 1
+    print(f"{'category':44} cases  wrong")
+    for category in sorted(cases):
+        print(f"{category:44} {cases[category]:5}  {wrong[category]:5}")
+    print(f"{'total':44} {sum(cases.values()):5}  {sum(wrong.values()):5}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
