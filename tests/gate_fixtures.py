@@ -159,6 +159,9 @@ class Receiver:
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
         self.status = 200
+        #: While set to an unset Event, each POST is recorded and then not answered until it is set
+        #: (a delivery in flight, to kill its sender mid-way).
+        self.hold: threading.Event | None = None
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -173,6 +176,8 @@ class Receiver:
                         "valid": hmac.compare_digest(expected, self.headers.get("X-Interlock-Signature", "")),
                     }
                 )
+                if receiver.hold is not None:
+                    receiver.hold.wait(60)
                 self.send_response(receiver.status)
                 self.end_headers()
 
@@ -185,6 +190,13 @@ class Receiver:
 
     def events(self) -> list[str]:
         return [json.loads(r["body"]).get("event", "slack") for r in self.received]
+
+    def deliveries(self) -> dict[str, int]:
+        """How often each delivery id was received."""
+        counts: dict[str, int] = {}
+        for r in list(self.received):
+            counts[r["headers"]["X-Interlock-Delivery"]] = counts.get(r["headers"]["X-Interlock-Delivery"], 0) + 1
+        return counts
 
 
 @pytest.fixture

@@ -6,7 +6,9 @@ action whose `execution.started` has no outcome (`execution.finished`) while its
 expired was running in a process that is gone: nobody will ever record how it ended. The recovery
 sweep (`sweep`, run by exactly one replica under the `recovery-sweep` lease) then appends
 `execution.outcome_unknown` for it, announces it on `Channel.actions` (its waiters return with state
-`outcome_unknown`), sends a webhook alert, and counts it (`interlock_outcome_unknown_total`).
+`outcome_unknown`), and counts it (`interlock_outcome_unknown_total`). The entry's audit batch stages a
+webhook alert to the policy's `notify` hooks in the same transaction (interlock.gate.webhook), so the
+alert is sent even if this replica dies next.
 
 It is **never re-executed**: the grant was consumed when it started, and `outcome_unknown` is terminal.
 A human finds out what happened on the target (docs/deploy.md, "Several replicas").
@@ -21,7 +23,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from interlock.gate.clock import Clock, stamp, system_clock
 from interlock.gateway import AuditSink
@@ -67,19 +69,12 @@ class Heartbeat:
             tx.execute("DELETE FROM leases WHERE job = ? AND holder = ?", (self.job, self.job))
 
 
-class Alert(Protocol):
-    """Where a sweep reports what it marked (the gate's webhook notifier, when the policy has one)."""
-
-    def alert(self, event: str, alert: dict[str, Any]) -> None: ...
-
-
 @dataclass
 class Sweeper:
     """The recovery sweep's state: from which log index open executions are looked for."""
 
     store: Store
     audit: AuditSink
-    notifier: Alert | None = None
     clock: Clock = system_clock
     start: int = 0
     marked: list[str] = field(default_factory=list)
@@ -127,12 +122,6 @@ class Sweeper:
                 publish(tx, Channel.actions, {"id": action_id, "op": "outcome_unknown"})
         except StoreError as exc:  # waiters find it at their fallback re-read
             _log.warning("could not announce outcome_unknown of %s: %s", action_id, exc)
-        if self.notifier is not None:
-            self.notifier.alert(EVENT, {"detector": "recovery-sweep", "agent": started.get("agent"),
-                                        "target": started.get("target"), "trigger_action": action_id,
-                                        "detail": f"action {action_id} started on {started.get('replica')}, which "
-                                                  "stopped before its outcome was recorded: outcome unknown, "
-                                                  "not re-run; check the target"})
 
 
 def _started(audit: AuditSink, action_id: str) -> dict[str, Any] | None:

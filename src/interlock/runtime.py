@@ -32,13 +32,16 @@ class Runtime:
         except BaseException:
             self.store.close()
             raise
-        notifier = Notifier(self.policy.doc.notify, self.audit, public_url=public_url) \
+        # Its deliveries are staged in the outbox with their cause (alerts: through an audit hook it adds).
+        self.notifier = Notifier(self.policy.doc.notify, self.audit, self.store, public_url=public_url) \
             if self.policy.doc.notify else None
-        self.gate = Gate(self.store, self.policy, self.audit, notifier=notifier)
-        self.guard = Guard(self.store, self.policy, self.audit, clock=clock, notifier=notifier)
+        self.gate = Gate(self.store, self.policy, self.audit, notifier=self.notifier)
+        self.guard = Guard(self.store, self.policy, self.audit, clock=clock)
         self.gateway = Gateway(self.store, self.policy, self.audit, self.gate, guard=self.guard)
 
     def close(self) -> None:
+        if self.notifier is not None:  # what it has not sent stays in the outbox for the next holder
+            self.notifier.close()
         self.guard.close()
         self.audit.close()
         self.store.close()

@@ -124,15 +124,18 @@ def local_session(db: str, policy_path: Path, token: str, key_dir: Path) -> Iter
     Approvers append their votes; they never need the private key, and never sign."""
     with on_store(db, policy_path, key_dir) as (policy, store, audit):
         principal = signed_in(store, token, audit, refusal_event=APPROVAL_REFUSED)
-        # The policy's webhooks hear about outcomes decided here too; the CLI waits for deliveries
-        # (retries included) before it exits, and failures are audited as webhook.failed.
-        notifier = Notifier(policy.doc.notify, audit)
+        # The policy's webhooks hear about outcomes decided here too: the deliveries commit with the vote
+        # (the webhook outbox); the CLI waits up to 20 s for them to be sent (retries included) by
+        # whoever holds the delivery lease (itself, or a running server), and what is left is sent later.
+        notifier = Notifier(policy.doc.notify, audit, store)
         try:
             yield LocalReviewer(Gate(store, policy, audit, notifier=notifier), principal)
         except GateError as exc:
             refused(exc.code, str(exc))
         finally:
-            notifier.close(timeout=20)
+            if notifier.webhooks:
+                notifier.flush(timeout=20)
+            notifier.close()
 
 
 def _left(seconds: int) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
@@ -107,7 +107,7 @@ class _AfterCommit:
     """What a transaction decided; events are audited and errors raised after it commits."""
 
     events: tuple[tuple[str, dict[str, Any]], ...] = ()
-    notify: tuple[tuple[str, ApprovalRequest, str], ...] = ()
+    notify: tuple[tuple[str, ApprovalRequest, str], ...] = ()  # staged in the transaction: Gate._stage
     error: GateError | None = None
 
 
@@ -175,7 +175,6 @@ class Gate:
             tx.lock(f"gate:fingerprint:{fp}")
             existing = repo.pending_for(tx, fp)
             events: list[tuple[str, dict[str, Any]]] = []
-            notes: list[tuple[str, ApprovalRequest, str]] = []
             if existing is not None and existing.expires_at > now:
                 return existing
             if existing is not None:
@@ -219,8 +218,8 @@ class Gate:
             })
             repo.bind_request(tx, request.id, receipt.index)
             request = request.model_copy(update={"entry_idx": receipt.index})
-        notes.append((APPROVAL_REQUESTED, request, ""))
-        self._finish(_AfterCommit(events=tuple(events), notify=tuple(notes)))
+            self._stage(tx, ((APPROVAL_REQUESTED, request, ""),))
+        self._finish(_AfterCommit(events=tuple(events)))
         return request
 
     def _open_problem(
@@ -404,6 +403,7 @@ class Gate:
         with self.store.transaction() as tx:
             tx.lock(f"gate:request:{request_id}")
             after = self._vote_in(tx, request_id, principal, verdict, reason, now, at, who)
+            self._stage(tx, after.notify)
         self._finish(after)
         return self.status(request_id)
 
@@ -560,10 +560,10 @@ class Gate:
                     request = repo.get_request(tx, request_id)
                     if request is not None:
                         expired.append(request)
+            self._stage(tx, ((APPROVAL_EXPIRED, r, "") for r in expired))
         self._finish(
             _AfterCommit(
                 events=tuple((APPROVAL_EXPIRED, {"request_id": r.id, "fingerprint": r.fingerprint}) for r in expired),
-                notify=tuple((APPROVAL_EXPIRED, r, "") for r in expired),
             )
         )
         return [r.id for r in expired]
@@ -635,8 +635,9 @@ class Gate:
                             {"request_id": request.id, "reason": why, "policy_version": new_policy.version},
                         )
                     )
+            self._stage(tx, notes)
         self.policy = new_policy
-        self._finish(_AfterCommit(events=tuple(events), notify=tuple(notes)))
+        self._finish(_AfterCommit(events=tuple(events)))
         return result
 
     def _still_valid(self, policy: Policy, request: ApprovalRequest, classify: ClassifyFn) -> str | None:
@@ -690,13 +691,18 @@ class Gate:
             _AfterCommit(events=((APPROVAL_REFUSED, {**who, "code": error.code, "error": str(error)}),), error=error)
         )
 
+    def _stage(self, tx: Transaction, notes: Iterable[tuple[str, ApprovalRequest, str]]) -> None:
+        """Webhook deliveries go into the outbox in the transaction of the change they announce: they
+        exist exactly when it does, and the lease holder sends them (interlock.gate.webhook)."""
+        if self.notifier is not None:
+            for event, request, detail in notes:
+                self.notifier.stage(tx, event, request, detail)
+
     def _finish(self, after: _AfterCommit) -> None:
-        """Audit (durably) what the transaction decided, notify, then raise its error if any."""
+        """Audit (durably) what the transaction decided, then raise its error if any (its webhooks were
+        staged in the transaction)."""
         for event, data in after.events:
             self.audit.append(event, data)
-        if self.notifier is not None:
-            for event, request, detail in after.notify:
-                self.notifier.notify(event, request, detail)
         if after.error is not None:
             raise after.error
 

@@ -64,9 +64,8 @@ class _Cache:
 
 
 class Guard:
-    def __init__(self, store: Store, policy: Policy, audit: Any, *, clock: Clock = system_clock,
-                 notifier: Any = None) -> None:
-        self.store, self.policy, self.audit, self.clock, self.notifier = store, policy, audit, clock, notifier
+    def __init__(self, store: Store, policy: Policy, audit: Any, *, clock: Clock = system_clock) -> None:
+        self.store, self.policy, self.audit, self.clock = store, policy, audit, clock
         self.guards = policy.doc.guards
         #: The Gateway's records (proposal, execution start, …) must be durable within this, or it denies.
         self.decision_timeout: float | None = self.guards.decision_timeout
@@ -298,7 +297,8 @@ class Guard:
 
     def _queue_alerts(self, alerts: list[Alert]) -> None:
         """Called after the batch that fired them committed (on the audit writer's thread, which must
-        not wait for its own queue): the audit entry, webhook and counters go on a thread of ours."""
+        not wait for its own queue): the audit entry (whose batch stages its webhooks, interlock.gate.webhook)
+        and counters go on a thread of ours."""
         for alert in alerts:
             self._count("alerts", alert.detector, "enforced" if alert.enforce else "shadow")
             if alert.tripped:
@@ -316,11 +316,6 @@ class Guard:
                     self.audit.append(GUARD_TRIPPED, alert.to_json())
                 except Exception:
                     _log.exception("could not audit a guard alert (%s)", alert.detector)
-                if self.notifier is not None:
-                    try:
-                        self.notifier.alert(GUARD_TRIPPED, alert.to_json())
-                    except Exception:
-                        _log.exception("could not queue a guard alert webhook")
 
     # --- metrics ----------------------------------------------------------------------------------
 

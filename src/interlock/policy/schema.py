@@ -254,6 +254,8 @@ class PolicyTest(Model):
 
 
 class Webhook(Model):
+    name: Name | None = Field(default=None, description="what the webhook outbox and `webhook.failed` call it "
+                              "(default: a digest of format and URL, so a changed URL drops pending deliveries)")
     url: str = Field(pattern=r"^https?://")
     secret: SecretRef | None = Field(default=None, description="HMAC-SHA256 signing key reference")
     format: Literal["json", "slack"] = "json"
@@ -438,3 +440,12 @@ class PolicyDocument(Model):
     notify: tuple[Webhook, ...] = ()
     guards: Guards = Field(default_factory=Guards)
     tests: tuple[PolicyTest, ...] = ()
+
+    @field_validator("notify")
+    @classmethod
+    def _unique_webhook_names(cls, hooks: tuple[Webhook, ...]) -> tuple[Webhook, ...]:
+        names = [h.name for h in hooks if h.name]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"two notify entries are named {', '.join(twice)}: give each webhook its own name")
+        return hooks

@@ -6,8 +6,9 @@ a lease (`interlock.store.lease`); when the holder dies another process takes th
 lease time. Each process also holds a heartbeat lease of its own (`interlock.recovery`), named in the
 `execution.started` entries it writes, so the recovery sweep can tell its runs were orphaned.
 
-Webhook deliveries are not a job here: the process where an event happens sends it, and retries it
-from memory (interlock.gate.webhook); a delivery queued in a replica that dies is lost (docs/deploy.md).
+Webhook deliveries are staged in the store's outbox with their cause, by whichever replica it happens
+on; the holder of the `webhook-delivery` lease sends and retries them (interlock.gate.webhook), so a
+delivery outlives the replica that staged it (at least once, same delivery id: docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await anyio.to_thread.run_sync(beat.beat)
     server.gateway.replica = beat.job
     server.audit.auto_checkpoint = False  # signed by the one holder of CHECKPOINT_JOB
-    sweeper = Sweeper(store, server.audit, notifier=server.gate.notifier)
+    sweeper = Sweeper(store, server.audit)
     server.sweeper = sweeper
     stop = asyncio.Event()
     stopping = threading.Event()  # the rollout runner's: checked between its units of work
@@ -161,6 +162,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             leased(CHECKPOINT_JOB, CheckpointSigner(server, timing.checkpoint), min(timing.checkpoint, renew)),
             leased(RECOVERY_JOB, sweeper.sweep, min(timing.sweep, renew))]
     runner = asyncio.create_task(run_rollouts(server, stopping))
+    notifier = server.gate.notifier
+    if notifier is not None:  # at once, not at its first delivery: it may have to take over another's
+        notifier.start(ttl=timing.lease)
     try:
         yield
     finally:

@@ -81,6 +81,7 @@ class Channel(StrEnum):
     rollouts = "rollouts"
     console = "console"
     actions = "actions"  # an approved action's execution finished, or was marked outcome_unknown
+    webhooks = "webhooks"  # a delivery entered the webhook outbox (interlock.gate.webhook): its sender looks
 
 
 @dataclass(frozen=True)
