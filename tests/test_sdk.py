@@ -470,3 +470,44 @@ def test_http_client_sends_the_documented_body(server: LiveServer, tokens: dict[
                            "mode": "advisory"}).json()
     assert via_sdk["fingerprint"] == raw["fingerprint"]
     assert via_sdk["decision"] == raw["decision"] == "allow"
+
+
+# --- Client and AsyncClient: one request-building core, two transports -----------------------------
+
+SHARED_CALLS: list[tuple[str, tuple[Any, ...], type[InterlockError] | None, int, str]] = [
+    # (method, arguments, error expected (None: an answer), status, code)
+    ("rollouts", (), None, 0, ""),
+    ("rollout", ("rol_nope",), BadRequest, 404, "unknown_rollout"),
+    ("rollout_command", ("rol_nope", "pause", "why"), Unauthorized, 403, "agent_token"),  # a human's command
+    ("get", ("act_nope",), BadRequest, 404, "unknown_action"),
+    ("rehearse", ("act_nope",), BadRequest, 404, "unknown_action"),
+    ("report", ("act_nope", "succeeded"), BadRequest, 404, "unknown_action"),
+]
+
+
+@pytest.mark.parametrize(("method", "args", "error", "status", "code"), SHARED_CALLS, ids=[c[0] for c in SHARED_CALLS])
+def test_client_and_async_client_answer_alike(server: LiveServer, tokens: dict[str, str], method: str,
+                                              args: tuple[Any, ...], error: type[InterlockError] | None, status: int,
+                                              code: str) -> None:
+    def sync() -> Any:
+        with Client(server.url, tokens["kiro"]) as sdk:
+            return getattr(sdk, method)(*args)
+
+    async def in_async() -> Any:
+        async with AsyncClient(server.url, tokens["kiro"]) as sdk:
+            return await getattr(sdk, method)(*args)
+
+    for call in (sync, lambda: asyncio.run(in_async())):
+        if error is None:
+            assert isinstance(call(), list)
+            continue
+        with pytest.raises(error) as refused:
+            call()
+        assert (refused.value.status, refused.value.code) == (status, code)
+
+
+def test_both_clients_have_the_same_api() -> None:
+    def public(cls: type) -> set[str]:
+        return {n for n in dir(cls) if not n.startswith("_")} - {"close", "aclose"}
+
+    assert public(Client) == public(AsyncClient)

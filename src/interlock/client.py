@@ -18,9 +18,10 @@ import functools
 import inspect
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast
 
 import httpx
 
@@ -156,79 +157,107 @@ def _transport_error(exc: Exception, url: str) -> Unavailable:
                        "(fail closed: do not run)", code="unreachable")
 
 
-# --- HTTP clients ------------------------------------------------------------------------------
+# --- HTTP clients: one core that builds the requests, two thin transports that send them --------
 
 
-class Client:
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One request to `/v1`, before any transport: what `_Api` builds and a transport sends."""
+
+    method: str
+    path: str
+    body: dict[str, Any] | None = None
+    params: dict[str, Any] | None = None
+    #: Seconds for this request when it is not the client's default (a long poll waits longer).
+    timeout: float | None = None
+
+    def arguments(self) -> dict[str, Any]:
+        """The keyword arguments of `httpx.Client.request` / `httpx.AsyncClient.request`."""
+        args: dict[str, Any] = {"method": self.method, "url": self.path, "json": self.body, "params": self.params}
+        if self.timeout is not None:
+            args["timeout"] = self.timeout
+        return args
+
+
+Answer = TypeVar("Answer")
+
+
+class _Api(Generic[Answer]):
+    """Every call an agent (or, for rollouts, a human) makes to `interlock serve`, as a `Call`.
+
+    `Answer` is what the transport gives back for one call: the answer's JSON (`Client`) or an
+    coroutine of it (`AsyncClient`); each transport implements only `_send`, `wait` and closing."""
+
+    url: str
+    timeout: float
+
+    def _send(self, call: Call) -> Answer:
+        raise NotImplementedError
+
+    def _headers(self, token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}", "User-Agent": "interlock-sdk"}
+
+    def _poll(self, action_id: str, seconds: float) -> Answer:
+        """One long poll of the wait loop (`answers.wait`): at most `seconds` on the server."""
+        return self._send(Call("POST", f"/v1/actions/{action_id}/wait", params={"timeout": round(seconds, 3)},
+                               timeout=seconds + self.timeout))
+
+    def propose(self, kind: str, environment: str, payload: Mapping[str, Any], *, target: str | None = None,
+                rationale: Any = None, mode: str = "brokered") -> Answer:
+        return self._send(Call("POST", "/v1/actions", _action_body(kind, environment, payload, target, rationale,
+                                                                   mode)))
+
+    def get(self, action_id: str) -> Answer:
+        return self._send(Call("GET", f"/v1/actions/{action_id}"))
+
+    def report(self, action_id: str, status: str, exit_code: int | None = None, duration_ms: float | None = None,
+               output_excerpt: str = "") -> Answer:
+        return self._send(Call("POST", f"/v1/actions/{action_id}/outcome",
+                               _outcome_body(status, exit_code, duration_ms, output_excerpt)))
+
+    def rehearse(self, action_id: str) -> Answer:
+        """Have Interlock run the action on its target's twin; the answer is the rehearsal, with its
+        evidence once it ran (it may need approval in the twin's environment: `wait` on its id)."""
+        return self._send(Call("POST", f"/v1/actions/{action_id}/rehearse"))
+
+    # --- rollouts (docs/rollouts.md): an agent starts one; humans' tokens approve and command it ---
+
+    def start_rollout(self, rollout: Mapping[str, Any]) -> Answer:
+        """Start a rollout (kind, group, payload, rationale, rollback, steps …); the answer is its state."""
+        return self._send(Call("POST", "/v1/rollouts", dict(rollout)))
+
+    def rollout(self, rollout_id: str) -> Answer:
+        return self._send(Call("GET", f"/v1/rollouts/{rollout_id}"))
+
+    def rollout_command(self, rollout_id: str, command: str, reason: str = "") -> Answer:
+        """approve | deny | promote | pause | resume | abort (a human's token)."""
+        return self._send(Call("POST", f"/v1/rollouts/{rollout_id}/{command}", {"reason": reason}))
+
+    def _rollouts_call(self, limit: int) -> Call:
+        return Call("GET", "/v1/rollouts", params={"limit": limit})
+
+
+class Client(_Api[dict[str, Any]]):
     """A synchronous client of `interlock serve`, for one agent token."""
 
     def __init__(self, url: str, token: str, *, timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
-        self._http = httpx.Client(base_url=self.url, timeout=timeout,
-                                  headers={"Authorization": f"Bearer {token}", "User-Agent": "interlock-sdk"})
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=self._headers(token))
 
-    def _post(self, path: str, body: dict[str, Any] | None = None, *, params: dict[str, Any] | None = None,
-              timeout: float | None = None) -> dict[str, Any]:
+    def _send(self, call: Call) -> dict[str, Any]:
         try:
-            response = self._http.post(path, json=body, params=params,
-                                       timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT)
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc, self.url) from exc
-        return _raise_for(response)
-
-    def propose(self, kind: str, environment: str, payload: Mapping[str, Any], *, target: str | None = None,
-                rationale: Any = None, mode: str = "brokered") -> dict[str, Any]:
-        return self._post("/v1/actions", _action_body(kind, environment, payload, target, rationale, mode))
-
-    def get(self, action_id: str) -> dict[str, Any]:
-        try:
-            response = self._http.get(f"/v1/actions/{action_id}")
+            response = self._http.request(**call.arguments())
         except httpx.HTTPError as exc:
             raise _transport_error(exc, self.url) from exc
         return _raise_for(response)
 
     def wait(self, action_id: str, timeout: float) -> dict[str, Any]:
         """Long-poll until the action is settled or `timeout` seconds passed; answers its last state."""
-
-        def poll(seconds: float) -> dict[str, Any]:
-            return self._post(f"/v1/actions/{action_id}/wait", params={"timeout": round(seconds, 3)},
-                              timeout=seconds + self.timeout)
-
-        return dict(answers.wait(poll, timeout))
-
-    def report(self, action_id: str, status: str, exit_code: int | None = None, duration_ms: float | None = None,
-               output_excerpt: str = "") -> dict[str, Any]:
-        return self._post(f"/v1/actions/{action_id}/outcome",
-                          _outcome_body(status, exit_code, duration_ms, output_excerpt))
-
-    def rehearse(self, action_id: str) -> dict[str, Any]:
-        """Have Interlock run the action on its target's twin; the answer is the rehearsal, with its
-        evidence once it ran (it may need approval in the twin's environment: `wait` on its id)."""
-        return self._post(f"/v1/actions/{action_id}/rehearse")
-
-    # --- rollouts (docs/rollouts.md): an agent starts one; humans' tokens approve and command it ---
-
-    def start_rollout(self, rollout: Mapping[str, Any]) -> dict[str, Any]:
-        """Start a rollout (kind, group, payload, rationale, rollback, steps …); the answer is its state."""
-        return self._post("/v1/rollouts", dict(rollout))
-
-    def rollout(self, rollout_id: str) -> dict[str, Any]:
-        return self._get(f"/v1/rollouts/{rollout_id}")
+        return dict(answers.wait(functools.partial(self._poll, action_id), timeout))
 
     def rollouts(self, limit: int = 100) -> list[dict[str, Any]]:
-        return list(self._get("/v1/rollouts", params={"limit": limit})["rollouts"])
-
-    def rollout_command(self, rollout_id: str, command: str, reason: str = "") -> dict[str, Any]:
-        """approve | deny | promote | pause | resume | abort (a human's token)."""
-        return self._post(f"/v1/rollouts/{rollout_id}/{command}", {"reason": reason})
-
-    def _get(self, path: str, *, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        try:
-            response = self._http.get(path, params=params)
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc, self.url) from exc
-        return _raise_for(response)
+        return list(self._send(self._rollouts_call(limit))["rollouts"])
 
     def close(self) -> None:
         self._http.close()
@@ -240,49 +269,27 @@ class Client:
         self.close()
 
 
-class AsyncClient:
+class AsyncClient(_Api[Coroutine[Any, Any, dict[str, Any]]]):
     """The asynchronous twin of `Client` (same methods, awaited)."""
 
     def __init__(self, url: str, token: str, *, timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
-        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout,
-                                       headers={"Authorization": f"Bearer {token}", "User-Agent": "interlock-sdk"})
+        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout, headers=self._headers(token))
 
-    async def _post(self, path: str, body: dict[str, Any] | None = None, *, params: dict[str, Any] | None = None,
-                    timeout: float | None = None) -> dict[str, Any]:
+    async def _send(self, call: Call) -> dict[str, Any]:
         try:
-            response = await self._http.post(path, json=body, params=params,
-                                             timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT)
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc, self.url) from exc
-        return _raise_for(response)
-
-    async def propose(self, kind: str, environment: str, payload: Mapping[str, Any], *, target: str | None = None,
-                      rationale: Any = None, mode: str = "brokered") -> dict[str, Any]:
-        return await self._post("/v1/actions", _action_body(kind, environment, payload, target, rationale, mode))
-
-    async def get(self, action_id: str) -> dict[str, Any]:
-        try:
-            response = await self._http.get(f"/v1/actions/{action_id}")
+            response = await self._http.request(**call.arguments())
         except httpx.HTTPError as exc:
             raise _transport_error(exc, self.url) from exc
         return _raise_for(response)
 
     async def wait(self, action_id: str, timeout: float) -> dict[str, Any]:
-        async def poll(seconds: float) -> dict[str, Any]:
-            return await self._post(f"/v1/actions/{action_id}/wait", params={"timeout": round(seconds, 3)},
-                                    timeout=seconds + self.timeout)
+        """Long-poll until the action is settled or `timeout` seconds passed; answers its last state."""
+        return dict(await answers.wait_async(functools.partial(self._poll, action_id), timeout))
 
-        return dict(await answers.wait_async(poll, timeout))
-
-    async def report(self, action_id: str, status: str, exit_code: int | None = None,
-                     duration_ms: float | None = None, output_excerpt: str = "") -> dict[str, Any]:
-        return await self._post(f"/v1/actions/{action_id}/outcome",
-                                _outcome_body(status, exit_code, duration_ms, output_excerpt))
-
-    async def rehearse(self, action_id: str) -> dict[str, Any]:
-        return await self._post(f"/v1/actions/{action_id}/rehearse")
+    async def rollouts(self, limit: int = 100) -> list[dict[str, Any]]:
+        return list((await self._send(self._rollouts_call(limit)))["rollouts"])
 
     async def aclose(self) -> None:
         await self._http.aclose()
