@@ -45,13 +45,26 @@ def named_in_log(log: GateAudit, tx: Any, event: str, key: str, value: str, sinc
 def entries_of(log: GateAudit, tx: Any, event: str) -> list[tuple[int, dict[str, Any]]]:
     """Every authenticated entry of an indexed event in the tree, as (index, data), for `audit verify`.
     Entries that do not check out are left to the log's own pass, which names them."""
-    if event not in INDEXED:
-        raise ValueError(f"{event!r} has no partial index (migrations 0026/0027)")
-    rows = tx.fetchall(f"SELECT e.idx FROM audit_entries e, audit_head h WHERE h.id = 1 AND e.event = '{event}' "
-                       "AND e.idx < h.size ORDER BY e.idx")
-    out = []
-    for row in rows:
-        found = log.entry_at(tx, int(row["idx"]))
-        if found is not None:
-            out.append((int(row["idx"]), found[1]))
-    return out
+    return [(index, found[1]) for index, found in entries_since(log, tx, (event,), 0, tree_size(tx))
+            if found is not None]
+
+
+def tree_size(tx: Any) -> int:
+    row = tx.fetchone("SELECT size FROM audit_head WHERE id = 1")
+    return int(row["size"]) if row else 0
+
+
+def entries_since(log: GateAudit, tx: Any, events: tuple[str, ...], since: int,
+                  size: int) -> list[tuple[int, tuple[str, dict[str, Any]] | None]]:
+    """The entries of indexed `events` at indexes since <= idx < size, in order, each as (index,
+    (event, data)) or (index, None) when it does not check out: a caller folding state from them decides
+    how to fail closed. Read `size` first (tree_size) in the same transaction: an entry below a size
+    already read is committed, so folding [since, size) and then [size, next) misses none."""
+    unknown = [e for e in events if e not in INDEXED]
+    if unknown:
+        raise ValueError(f"{unknown!r} have no partial index (migrations 0026/0027): add one before looking them up")
+    # One SELECT per event, each repeating its partial index's WHERE term (see INDEXED).
+    union = " UNION ALL ".join(f"SELECT idx FROM audit_entries WHERE event = '{event}' AND idx >= ? AND idx < ?"
+                               for event in events)
+    rows = tx.fetchall(f"SELECT idx FROM ({union}) found ORDER BY idx", tuple(x for _ in events for x in (since, size)))
+    return [(int(row["idx"]), log.entry_at(tx, int(row["idx"]))) for row in rows]

@@ -5,19 +5,29 @@ reason. While it is active every proposal in scope is denied naming it, pending 
 are suspended, and running executions in scope are cancelled. Creating and thawing one publishes on
 `Channel.freezes` in the same transaction, so every process sees it at its next decision.
 
+The log, not the table, says which freezes are in force (DESIGN.md §9): the `guard.frozen` and
+`guard.thawed` entries are written in the transaction that writes the row, and `Ledger` folds them.
+A freeze the log records as made and not thawed stays in force though its row was deleted, thawed or
+narrowed in the database; a row the log does not know (written into the database) freezes too: more
+freezes only ever deny more.
+
 A change-freeze window (policy `guards.freezes`) is pure: inside the window every non-read action in
 scope needs the freeze's approvers on top of everything else, or is denied when none are named.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from interlock.answers import status_of
+from interlock.audit.events import AuditEvent
+from interlock.gate.bindings import entries_since, tree_size
 from interlock.gate.clock import parse_stamp, stamp
+from interlock.gate.events import GateAudit
 from interlock.model import Action, ApprovalRequirement, Decision, DecisionValue, Risk
 from interlock.policy.schema import ChangeFreeze, PolicyDocument
 from interlock.store import Store, Transaction
@@ -83,8 +93,63 @@ def _row(row: dict[str, Any]) -> Freeze:
 
 
 def active_freezes(tx: Transaction) -> list[Freeze]:
+    """The active rows of guard_freezes, as the table says (see `in_force` for what the gateway honours)."""
     rows = tx.fetchall("SELECT * FROM guard_freezes WHERE thawed_at IS NULL ORDER BY created_at, id")
     return [_row(r) for r in rows]
+
+
+FROZEN, THAWED = AuditEvent.GUARD_FROZEN.value, AuditEvent.GUARD_THAWED.value
+
+
+def _from_entry(index: int, found: tuple[str, dict[str, Any]] | None) -> Freeze:
+    """The freeze a guard.frozen entry made. One that does not check out (edited or forged in the
+    database) freezes everything, naming the entry: a freeze is never undone by damaging its entry."""
+    made = found[1].get("freeze") if found is not None else None
+    try:
+        assert isinstance(made, dict)
+        return Freeze(id=str(made["id"]), agent=made["agent"], environment=made["environment"],
+                      target=made["target"], reason=str(made["reason"]), created_by=str(made["created_by"]),
+                      created_at=parse_stamp(made["created_at"]))
+    except (AssertionError, KeyError, TypeError, ValueError):
+        return Freeze(id=f"entry-{index}", agent=None, environment=None, target=None,
+                      reason=f"audit entry {index} (guard.frozen) does not check out: it was changed in the "
+                      "database; run `interlock audit verify` and restore the store",
+                      created_by="audit log", created_at=datetime(1970, 1, 1, tzinfo=UTC))
+
+
+@dataclass
+class Ledger:
+    """The freezes the log holds as made and not thawed, folded from the guard.frozen / guard.thawed
+    entries. The log only grows, so `fold` reads just the entries appended since the last fold: one
+    query on two partial indexes (migration 0027) that finds nothing on a decision with no new freeze."""
+
+    size: int = 0
+    made: dict[str, Freeze] = dataclasses.field(default_factory=dict)
+    thawed: set[str] = dataclasses.field(default_factory=set)
+
+    def fold(self, log: GateAudit, tx: Transaction) -> Ledger:
+        size = tree_size(tx)
+        for index, found in entries_since(log, tx, (FROZEN, THAWED), self.size, size):
+            if found is not None and found[0] == THAWED:
+                thawed = found[1].get("freeze")
+                if isinstance(thawed, dict):
+                    self.thawed.add(str(thawed.get("id")))
+                continue  # a thaw entry that does not check out thaws nothing
+            freeze = _from_entry(index, found)
+            self.made[freeze.id] = freeze
+        self.size = max(self.size, size)
+        return self
+
+    def in_force(self) -> dict[str, Freeze]:
+        return {k: f for k, f in self.made.items() if k not in self.thawed}
+
+
+def in_force(tx: Transaction, ledger: Ledger, log: GateAudit) -> list[Freeze]:
+    """What the gateway honours: every freeze the log holds in force (with the scope its entry says),
+    and every active row of guard_freezes the log does not know."""
+    recorded = ledger.fold(log, tx).in_force()
+    extra = [f for f in active_freezes(tx) if f.id not in recorded and f.id not in ledger.thawed]
+    return sorted([*recorded.values(), *extra], key=lambda f: (f.created_at, f.id))
 
 
 def list_freezes(tx: Transaction, *, include_thawed: bool = False, limit: int = 200) -> list[Freeze]:
@@ -110,10 +175,10 @@ def check_scope(doc: PolicyDocument, agent: str | None, environment: str | None,
                           f"not {environment}", "target")
 
 
-def create_freeze(store: Store, doc: PolicyDocument, *, agent: str | None, environment: str | None,
-                  target: str | None, reason: str, by: str, now: datetime) -> Freeze:
-    """Record an active freeze and announce it (one transaction). Refuses an empty reason and a scope
-    that an active freeze already covers (409, naming it)."""
+def create_freeze(store: Store, doc: PolicyDocument, log: GateAudit, *, agent: str | None,
+                  environment: str | None, target: str | None, reason: str, by: str, now: datetime) -> Freeze:
+    """Record an active freeze, its guard.frozen entry and announce it (one transaction). Refuses an
+    empty reason and a scope that a freeze in force already covers (409, naming it)."""
     reason = (reason or "").strip()
     if not reason:
         raise FreezeError("reason_required", "a freeze needs a reason: say why, e.g. --reason \"incident 4711\"",
@@ -125,7 +190,7 @@ def create_freeze(store: Store, doc: PolicyDocument, *, agent: str | None, envir
                     reason=reason, created_by=by, created_at=now)
     with store.transaction() as tx:
         tx.lock("guard_freezes")
-        for other in active_freezes(tx):
+        for other in in_force(tx, Ledger(), log):
             if other.includes(freeze):
                 raise FreezeError("overlapping_freeze",
                                   f"freeze {other.id} ({other.scope()}: {other.reason}) already covers "
@@ -134,6 +199,7 @@ def create_freeze(store: Store, doc: PolicyDocument, *, agent: str | None, envir
                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
                    (freeze.id, agent, environment, target, reason, by, stamp(now)))
         publish(tx, Channel.freezes, {"id": freeze.id, "op": "freeze"})
+        log.append_in(tx, FROZEN, {"freeze": freeze.to_json(), "human": by})
     return freeze
 
 
@@ -141,26 +207,35 @@ def may_thaw(thaw_by: tuple[str, ...], groups: tuple[str, ...] | frozenset[str])
     return not thaw_by or bool(set(thaw_by) & set(groups))
 
 
-def thaw_freeze(store: Store, freeze_id: str, *, by: str, groups: tuple[str, ...], thaw_by: tuple[str, ...],
-                now: datetime) -> Freeze:
-    """End an active freeze. Only members of the policy's `guards.thaw_by` groups may (any human when
-    none are named); a second thaw is a 409, never a silent success."""
+def thaw_freeze(store: Store, log: GateAudit, freeze_id: str, *, by: str, groups: tuple[str, ...],
+                thaw_by: tuple[str, ...], now: datetime) -> Freeze:
+    """End a freeze in force, with its guard.thawed entry (one transaction). Only members of the policy's
+    `guards.thaw_by` groups may (any human when none are named); a second thaw is a 409, never a silent
+    success. A freeze whose row was deleted or thawed in the database is still in force, so it is
+    thawed here too (the row is put back, thawed)."""
     if not may_thaw(thaw_by, groups):
         raise FreezeError("not_eligible", f"{by} may not thaw freezes: only members of "
                           f"{', '.join(thaw_by)} may (policy guards.thaw_by)")
     with store.transaction() as tx:
         tx.lock("guard_freezes")
-        found = get_freeze(tx, freeze_id)
-        if found is None:
+        row = get_freeze(tx, freeze_id)
+        found = {f.id: f for f in in_force(tx, Ledger(), log)}.get(freeze_id)
+        if found is None and row is None:
             raise FreezeError("unknown_freeze", f"no freeze {freeze_id!r}: list them with `interlock guards "
                               "status`", "id")
-        if not found.active:
-            raise FreezeError("already_thawed", f"freeze {freeze_id} was thawed by {found.thawed_by} at "
-                              f"{stamp(found.thawed_at) if found.thawed_at else '?'}")
-        tx.execute("UPDATE guard_freezes SET thawed_at = ?, thawed_by = ? WHERE id = ? AND thawed_at IS NULL",
-                   (stamp(now), by, freeze_id))
+        if found is None:
+            assert row is not None
+            raise FreezeError("already_thawed", f"freeze {freeze_id} was thawed by {row.thawed_by} at "
+                              f"{stamp(row.thawed_at) if row.thawed_at else '?'}")
+        tx.execute("DELETE FROM guard_freezes WHERE id = ?", (freeze_id,))
+        tx.execute("INSERT INTO guard_freezes(id, agent, environment, target, reason, created_by, created_at, "
+                   "thawed_at, thawed_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (found.id, found.agent, found.environment, found.target, found.reason, found.created_by,
+                    stamp(found.created_at), stamp(now), by))
         publish(tx, Channel.freezes, {"id": freeze_id, "op": "thaw"})
-    return Freeze(**{**found.__dict__, "thawed_at": now, "thawed_by": by})
+        thawed = Freeze(**{**found.__dict__, "thawed_at": now, "thawed_by": by})
+        log.append_in(tx, THAWED, {"freeze": thawed.to_json(), "human": by})
+    return thawed
 
 
 # --- change-freeze windows (pure) -----------------------------------------------------------------

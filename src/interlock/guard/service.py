@@ -40,8 +40,6 @@ from interlock.store.events import Channel, Event, subscriber
 _log = logging.getLogger("interlock.guard")
 
 GUARD_TRIPPED = AuditEvent.GUARD_TRIPPED
-GUARD_FROZEN = AuditEvent.GUARD_FROZEN
-GUARD_THAWED = AuditEvent.GUARD_THAWED
 GUARD_REFUSED = AuditEvent.GUARD_REFUSED
 
 
@@ -71,6 +69,7 @@ class Guard:
         self.decision_timeout: float | None = self.guards.decision_timeout
         self.events = subscriber(store)
         self._freezes = _Cache(value=())
+        self._ledger = freezes.Ledger()  # the freezes folded from the log; grows under _freezes.lock
         self._breakers = _Cache(value={})
         self._seen: set[tuple[str, str]] = set()
         self._running: dict[str, Running] = {}
@@ -97,8 +96,10 @@ class Guard:
     # --- cached state -------------------------------------------------------------------------
 
     def active_freezes(self) -> tuple[Freeze, ...]:
+        """The freezes in force: what the log holds (a row thawed or deleted in the database stays
+        frozen) and every active row; reloaded when the freezes channel's generation moves."""
         found: tuple[Freeze, ...] = self._cached(self._freezes, Channel.freezes,
-                                                 lambda tx: tuple(freezes.active_freezes(tx)))
+                                                 lambda tx: tuple(freezes.in_force(tx, self._ledger, self.audit)))
         return found
 
     def breakers(self) -> dict[tuple[str, str], Breaker]:
@@ -249,29 +250,27 @@ class Guard:
 
     def freeze(self, *, agent: str | None, environment: str | None, target: str | None, reason: str,
                by: str) -> Freeze:
-        found = freezes.create_freeze(self.store, self.policy.doc, agent=agent, environment=environment,
+        found = freezes.create_freeze(self.store, self.policy.doc, self.audit, agent=agent, environment=environment,
                                       target=target, reason=reason, by=by, now=self.clock())
-        self.audit.append(GUARD_FROZEN, {"freeze": found.to_json(), "human": by})
         self._on_freeze_event(Event(Channel.freezes, 0, None))
         return found
 
     def thaw(self, freeze_id: str, *, by: str, groups: tuple[str, ...]) -> Freeze:
         try:
-            found = freezes.thaw_freeze(self.store, freeze_id, by=by, groups=groups, thaw_by=self.guards.thaw_by,
-                                        now=self.clock())
+            found = freezes.thaw_freeze(self.store, self.audit, freeze_id, by=by, groups=groups,
+                                        thaw_by=self.guards.thaw_by, now=self.clock())
         except FreezeError as exc:
             with contextlib.suppress(Exception):
                 self.audit.append(GUARD_REFUSED, {"op": "thaw", "freeze_id": freeze_id[:64], "human": by,
                                                   "code": exc.code, "message": str(exc)})
             raise
-        self.audit.append(GUARD_THAWED, {"freeze": found.to_json(), "human": by})
         return found
 
     def status(self) -> dict[str, Any]:
         now = self.clock()
         cool_down = breaker_settings(self.guards).cool_down
+        active = self.active_freezes()
         with self.store.transaction(readonly=True) as tx:
-            active = freezes.list_freezes(tx)
             table = breakers.load(tx)
         windows = [{"name": f.name, "environments": list(f.environments), "targets": list(f.targets),
                     "agents": list(f.agents), "window": [w.describe() for w in f.window], "reason": f.reason,

@@ -1,0 +1,110 @@
+"""Integrity at use (both stores): what the product reads from the store checks out against the log when
+it is used, not only when `audit verify` runs (DESIGN.md §9). Threat model: write access to the database,
+not to the key directory. Each test changes rows with SQL the way that attacker would, and shows the
+product still refuses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from interlock.gate.integrity import gate_problems
+from interlock.gateway import Mode
+from interlock.model import Action, Kind
+from interlock.runtime import Runtime
+from interlock.store.events import Channel, publish
+from tests.conftest import EXAMPLE_POLICY
+
+
+@pytest.fixture
+def runtime(store_url: str, tmp_path: Path) -> Iterator[Runtime]:
+    with Runtime(EXAMPLE_POLICY, store_url, tmp_path / "keys") as opened:
+        yield opened
+
+
+def _read_in_production(rt: Runtime) -> Any:
+    """An action the example policy lets kiro do alone (a read in production): only a freeze stops it."""
+    action = Action(kind=Kind.shell, environment="production", payload={"command": "kubectl get pods"})
+    return rt.gateway.propose("kiro", action, mode=Mode.advisory)
+
+
+def _freeze_rules(answer: Any) -> list[str]:
+    return [r for r in answer.decision.rules if r.startswith("freeze:")]
+
+
+def _tamper(rt: Runtime, sql: str, *args: object, announce: str | None = None) -> None:
+    """Run the attacker's SQL; `announce` also publishes on that channel, so every cache reloads."""
+    with rt.store.transaction() as tx:
+        tx.execute(sql, args)
+        if announce is not None:
+            publish(tx, announce, {"op": "tampered"})
+
+
+# --- freezes: the log says which are in force ----------------------------------------------------------
+
+# How the attacker thaws a freeze in the database (and tells every process to reload).
+THAWS = [
+    ("row deleted", "DELETE FROM guard_freezes WHERE id = ?"),
+    ("thawed_at set", "UPDATE guard_freezes SET thawed_at = '2026-01-01T00:00:00.000000Z', thawed_by = 'mallory' "
+                      "WHERE id = ?"),
+    ("scope narrowed", "UPDATE guard_freezes SET environment = 'staging' WHERE id = ?"),
+]
+
+
+@pytest.mark.parametrize(("how", "sql"), THAWS, ids=[t[0] for t in THAWS])
+def test_a_freeze_thawed_in_the_database_still_denies(
+    runtime: Runtime, store_url: str, tmp_path: Path, how: str, sql: str
+) -> None:
+    assert _freeze_rules(_read_in_production(runtime)) == []
+    frozen = runtime.guard.freeze(agent=None, environment="production", target=None, reason="incident", by="bob")
+    assert _freeze_rules(_read_in_production(runtime)) == [f"freeze:{frozen.id}"]
+    _tamper(runtime, sql, frozen.id, announce=Channel.freezes)
+    assert _freeze_rules(_read_in_production(runtime)) == [f"freeze:{frozen.id}"]  # this process, reloaded
+    with Runtime(EXAMPLE_POLICY, store_url, tmp_path / "keys") as fresh:  # a process started after it
+        assert _freeze_rules(_read_in_production(fresh)) == [f"freeze:{frozen.id}"]
+        assert [f["id"] for f in fresh.guard.status()["freezes"]] == [frozen.id]
+        # A human can still end it: the thaw is recorded and the row put back, thawed.
+        fresh.guard.thaw(frozen.id, by="alice", groups=("sre",))
+        assert _freeze_rules(_read_in_production(fresh)) == []
+        assert gate_problems(fresh.audit) == []
+    assert _freeze_rules(_read_in_production(runtime)) == []  # the thaw reached the first process too
+
+
+def test_a_thawed_freeze_stays_thawed_and_its_row_revived_in_the_database_does_not_count(runtime: Runtime) -> None:
+    frozen = runtime.guard.freeze(agent="kiro", environment=None, target=None, reason="drill", by="bob")
+    runtime.guard.thaw(frozen.id, by="alice", groups=("sre",))
+    _tamper(runtime, "UPDATE guard_freezes SET thawed_at = NULL, thawed_by = NULL", announce=Channel.freezes)
+    assert _freeze_rules(_read_in_production(runtime)) == []  # the log says thawed
+
+
+def test_a_freeze_row_written_into_the_database_denies_too(runtime: Runtime) -> None:
+    """A row the log does not know is honoured: an extra freeze only ever denies more (fail closed)."""
+    _tamper(runtime, "INSERT INTO guard_freezes(id, agent, environment, target, reason, created_by, created_at) "
+            "VALUES ('frz_forged', NULL, 'production', NULL, 'forged', 'mallory', '2026-01-01T00:00:00.000000Z')",
+            announce=Channel.freezes)
+    assert _freeze_rules(_read_in_production(runtime)) == ["freeze:frz_forged"]
+
+
+def test_a_freeze_entry_changed_in_the_database_freezes_everything(
+    runtime: Runtime, store_url: str, tmp_path: Path
+) -> None:
+    """The attacker narrows the entry as well as the row: the entry no longer checks out, so a process
+    that reads it cannot tell what it froze and freezes everything, naming the entry (a process that
+    read it before keeps what it read)."""
+    frozen = runtime.guard.freeze(agent=None, environment="production", target=None, reason="incident", by="bob")
+    with runtime.store.transaction() as tx:
+        index = tx.fetchone("SELECT idx FROM audit_entries WHERE event = 'guard.frozen'")["idx"]
+        tx.execute("DROP TRIGGER audit_entries_append_only_update" if runtime.store.dialect == "sqlite"
+                   else "DROP TRIGGER audit_entries_append_only ON audit_entries")  # the attacker can
+        tx.execute("UPDATE audit_entries SET entry = REPLACE(entry, '\"environment\":\"production\"', "
+                   "'\"environment\":\"staging\"') WHERE idx = ?", (index,))
+    _tamper(runtime, "DELETE FROM guard_freezes WHERE id = ?", frozen.id, announce=Channel.freezes)
+    assert _freeze_rules(_read_in_production(runtime)) == [f"freeze:{frozen.id}"]
+    with Runtime(EXAMPLE_POLICY, store_url, tmp_path / "keys") as fresh:
+        sandbox = Action(kind=Kind.shell, environment="sandbox", payload={"command": "ls"})
+        for answer in (_read_in_production(fresh), fresh.gateway.propose("kiro", sandbox, mode=Mode.advisory)):
+            assert _freeze_rules(answer) == [f"freeze:entry-{index}"]
+            assert f"audit entry {index} (guard.frozen) does not check out" in answer.decision.reasons[-1]
