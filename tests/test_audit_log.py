@@ -361,3 +361,27 @@ def test_append_many_is_all_or_nothing_on_bad_input(log: AuditLog) -> None:
         log.append_many([("webhook.failed", {"k": 1}), ("webhook.failed", {"k": float("inf")}), ("webhook.failed", {"k": 3})])
     assert log.size() == 0
     assert [r.index for r in log.append_many([("webhook.failed", {"k": k}) for k in range(3)])] == [0, 1, 2]
+
+
+def test_append_many_in_writes_entries_in_order_inside_the_callers_transaction(log: AuditLog, store: Store) -> None:
+    log.append("webhook.failed", {"k": "before"})  # the group-commit writer and the caller share one tree
+    with store.transaction() as tx:
+        receipts = log.append_many_in(tx, [("webhook.failed", {"k": k}) for k in range(5)])
+        assert log.append_many_in(tx, []) == []
+    log.append("webhook.failed", {"k": "after"})
+    assert [r.index for r in receipts] == [1, 2, 3, 4, 5]
+    assert [json.loads(e["entry"])["data"]["k"] for e in log.iter_entries()] == ["before", 0, 1, 2, 3, 4, "after"]
+    log.checkpoint()
+    report = log.verify()
+    assert report.ok and report.entries == 7, report.problems
+    proof = log.inclusion_proof(3)
+    assert proof.leaf_hash == receipts[2].leaf_hash
+
+
+def test_append_many_in_rolls_back_with_the_callers_transaction(log: AuditLog, store: Store) -> None:
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        log.append_many_in(tx, [("webhook.failed", {"k": 1}), ("webhook.failed", {"k": 2})])
+        raise RuntimeError("the caller's own write failed")
+    with pytest.raises(AuditError), store.transaction() as tx:
+        log.append_many_in(tx, [("webhook.failed", {"k": 1}), ("no.such.event", {"k": 2})])
+    assert log.size() == 0 and log.append("webhook.failed", {"k": 3}).index == 0

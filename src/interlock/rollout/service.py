@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -159,6 +160,8 @@ class Rollouts:
         #: (one commit per target instead of two) and has not run yet. Only this process knows them: after
         #: a crash they are `started` without a claim, hence outcome_unknown, never run twice.
         self._claimed: dict[str, list[str]] = {}
+        self._written: dict[str, Rollout] = {}
+        self._written_lock = threading.Lock()
 
     # --- submission -----------------------------------------------------------------------------
 
@@ -275,8 +278,10 @@ class Rollouts:
         """Read, let the caller change, and write back one rollout in one transaction under its lock,
         with the audit entries it queued (`rollout.events`) in the same transaction."""
         with self.store.transaction() as tx:
-            tx.lock(f"rollout:{rollout_id}")
-            row = tx.fetchone(f"SELECT {_COLUMNS} FROM rollouts WHERE id = ?", (rollout_id,))
+            # PostgreSQL: the row lock is the rollout's lock (one round trip, not an advisory lock and a
+            # read); SQLite: the transaction already holds the database's only write lock.
+            row = tx.fetchone(f"SELECT {_COLUMNS} FROM rollouts WHERE id = ?"
+                              + (" FOR UPDATE" if tx.dialect == "postgresql" else ""), (rollout_id,))
             if row is None:
                 raise CommandError("unknown_rollout", f"no rollout {rollout_id!r}: see `interlock rollout list`")
             rollout = _row(row)
@@ -295,9 +300,21 @@ class Rollouts:
             tx.execute("UPDATE rollouts SET state_json = ?, phase = ?, updated_at = ?, version = version + 1 "
                        "WHERE id = ? AND version = ?",
                        (_dumps(rollout.state), rollout.phase.value, stamp(now), rollout_id, rollout.version))
-            for event, data in rollout.events:
-                self.audit.append_in(tx, event, {"rollout_id": rollout_id, **data})
+            self.audit.append_many_in(tx, [(event, {"rollout_id": rollout_id, **data})
+                                           for event, data in rollout.events])
             publish(tx, Channel.rollouts, {"id": rollout_id, "phase": rollout.phase.value})
+        rollout.events, rollout.version, rollout.updated_at = [], rollout.version + 1, now
+        self._remember(rollout)
+
+    def _remember(self, rollout: Rollout) -> None:
+        """Keep the rollout as this process last wrote it, so the runner's next unit needs no read of its
+        own (every change still reads the row under its lock). Never replaced by an older version."""
+        with self._written_lock:
+            known = self._written.get(rollout.id)
+            if rollout.phase in TERMINAL:
+                self._written.pop(rollout.id, None)
+            elif known is None or known.version < rollout.version:
+                self._written[rollout.id] = rollout
 
     def _transition(self, rollout: Rollout, before: RolloutPhase, by: str) -> None:
         rollout.events.append((AuditEvent.ROLLOUT_TRANSITION.value, {
@@ -496,8 +513,13 @@ class Rollouts:
     def tick(self, rollout_id: str, keep_going: Callable[[], bool] = lambda: True) -> int:
         """Advance one rollout until it must wait; the number of units of work done."""
         units = 0
-        while keep_going() and self._unit(self.get(rollout_id)):
+        rollout = self.get(rollout_id)
+        while keep_going() and self._unit(rollout):
             units += 1
+            with self._written_lock:
+                written = self._written.pop(rollout_id, None)
+            rollout = written if written is not None and written.version >= rollout.version else \
+                self.get(rollout_id)
         return units
 
     def _unit(self, rollout: Rollout) -> bool:
