@@ -9,8 +9,10 @@ and number spelling, so the same action always has the same fingerprint and any 
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
+import orjson
 import rfc8785
 
 from interlock.model import Action
@@ -21,11 +23,55 @@ class PayloadError(ValueError):
 
 
 def canonical_json(value: Any) -> bytes:
-    """RFC 8785 bytes of a JSON value; raises PayloadError naming the problem."""
+    """RFC 8785 bytes of a JSON value; raises PayloadError naming the problem.
+
+    Values without floats, unsafe integers, lone surrogates or astral-plane keys (`fast_canonical`)
+    are written by orjson with sorted keys: the identical bytes (tested against the rfc8785 package)
+    at a fraction of the cost, on the hot path (every fingerprint and audit entry). Anything else goes
+    through the rfc8785 package."""
+    if fast_canonical(value):
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            pass  # nested deeper than orjson goes (254 levels): the rfc8785 package decides
     try:
         return rfc8785.dumps(value)
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
         raise PayloadError(f"payload is not canonical JSON: {exc}") from exc
+
+
+MAX_SAFE_INT = 2**53 - 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_OR_ASTRAL = re.compile("[\ud800-\udfff\U00010000-\U0010ffff]")
+
+
+def fast_text(text: str) -> bool:
+    """A string orjson writes exactly as RFC 8785 does (no lone surrogate)."""
+    return text.isascii() or _SURROGATE.search(text) is None
+
+
+def fast_key(key: str) -> bool:
+    """A key that sorts the same by code point (orjson) as by UTF-16 unit (RFC 8785)."""
+    return key.isascii() or _SURROGATE_OR_ASTRAL.search(key) is None
+
+
+def fast_canonical(value: Any) -> bool:
+    """True when orjson's sorted output of `value` is its RFC 8785 form: only dicts with string keys,
+    lists, strings, safe integers, booleans and None (RFC 8785 spells floats its own way)."""
+    if isinstance(value, str):
+        return fast_text(value)
+    if value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return -MAX_SAFE_INT <= value <= MAX_SAFE_INT
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or not fast_key(key) or not fast_canonical(item):
+                return False
+        return True
+    if isinstance(value, list):
+        return all(fast_canonical(item) for item in value)
+    return False
 
 
 def fingerprint(agent: str, action: Action, policy_version: str) -> str:

@@ -17,7 +17,6 @@ import enum
 import hashlib
 import json
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -25,13 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel
 
 from interlock.audit import merkle
 from interlock.audit.checkpoint import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, EntryKey, Signer, now
 from interlock.audit.events import AuditEvent
-from interlock.audit.redact import Redactor
+from interlock.audit.redact import MASK, Redactor, secret_key
 from interlock.audit.verify import (
     EXPORT_FORMAT,
     Checkpoint,
@@ -41,7 +41,7 @@ from interlock.audit.verify import (
     load_public_key,
     verify_log,
 )
-from interlock.fingerprint import canonical_json
+from interlock.fingerprint import MAX_SAFE_INT, canonical_json, fast_key, fast_text
 from interlock.store import Store, StoreError, StoreUnavailable, Transaction
 from interlock.vocabulary import default_key_dir
 
@@ -372,8 +372,9 @@ class AuditLog:
             raise AuditError(f"audit data for {event!r} must be a JSON object, not {type(data).__name__}")
         stamp = now()
         try:
-            clean = self.redactor(jsonable(dict(data)))
-            text = entry_json({"event": event, "time": stamp, "data": clean}).decode("utf-8")
+            clean, fast = cleaned(data, self.redactor)
+            entry = {"event": str(event), "time": stamp, "data": clean}
+            text = (orjson.dumps(entry, option=orjson.OPT_SORT_KEYS) if fast else canonical_json(entry)).decode("utf-8")
         except (ValueError, TypeError) as exc:
             raise AuditError(f"audit data for {event!r} is not JSON: {exc}") from exc
         return _Pending(str(event), stamp, text, _columns(clean), clean)
@@ -1127,38 +1128,67 @@ def _columns(data: Mapping[str, Any]) -> tuple[str | None, ...]:
     )
 
 
-_MAX_SAFE_INT = 2**53 - 1
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_SURROGATE_OR_ASTRAL = re.compile("[\ud800-\udfff\U00010000-\U0010ffff]")
-
-
 def entry_json(value: Any) -> bytes:
-    """RFC 8785 canonical JSON. For values without floats, unsafe integers, lone surrogates or
-    astral-plane keys, json.dumps with sorted keys produces the identical bytes (tested against
-    the rfc8785 implementation) at a fraction of the cost; anything else goes through
-    `interlock.fingerprint.canonical_json`."""
-    if _simple(value):
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """RFC 8785 canonical JSON (`interlock.fingerprint.canonical_json`, orjson for the common values)."""
     return canonical_json(value)
 
 
-def _simple(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.isascii() or _SURROGATE.search(value) is None
-    if value is None or isinstance(value, bool):
-        return True
-    if isinstance(value, int):
-        return -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str) or not (key.isascii() or _SURROGATE_OR_ASTRAL.search(key) is None):
-                return False
-            if not _simple(item):
-                return False
-        return True
-    if isinstance(value, list):
-        return all(_simple(item) for item in value)
-    return False
+def cleaned(data: Mapping[str, Any], redactor: Redactor) -> tuple[dict[str, Any], bool]:
+    """An entry's data as the log keeps it, built in one walk: `jsonable` (plain JSON values) and then
+    `redactor` (secrets masked), exactly as applying the two in turn would; plus whether orjson's
+    sorted output of it is its RFC 8785 form (`fingerprint.fast_canonical`). One walk instead of
+    three: building the entry was the largest single cost of a proposal (docs/benchmarks.md)."""
+    fast = True
+
+    def walk(value: Any) -> Any:  # value is already jsonable: mask and check
+        nonlocal fast
+        kind = type(value)
+        if kind is str:
+            out = redactor.safe_text(value)
+            if fast and not fast_text(out):
+                fast = False
+            return out
+        if kind is dict:
+            return dict(pairs(value))
+        if kind is list:
+            return [walk(item) for item in value]
+        if value is None or kind is bool:
+            return value
+        if kind is int:
+            if fast and not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+                fast = False
+            return value
+        return convert(value)
+
+    def pairs(mapping: Mapping[Any, Any]) -> Iterator[tuple[str, Any]]:
+        nonlocal fast
+        for raw, item in mapping.items():
+            key = raw if type(raw) is str else str(raw)
+            if fast and not fast_key(key):
+                fast = False
+            if secret_key(key):
+                plain = jsonable(item)
+                yield key, MASK if plain not in (None, "") else walk(plain)
+            else:
+                yield key, walk(item)
+
+    def convert(value: Any) -> Any:  # anything else: what jsonable makes of it, then masked
+        nonlocal fast
+        if isinstance(value, Mapping):
+            return dict(pairs(value))
+        if isinstance(value, tuple):
+            return [walk(item) for item in value]
+        plain = jsonable(value)
+        if type(plain) in _PLAIN:
+            return walk(plain)
+        fast = False  # a float, or an object jsonable leaves alone: the rfc8785 package decides
+        return redactor(plain)
+
+    return dict(pairs(data)), fast
+
+
+#: What `cleaned` walks directly; anything else is converted by `jsonable` first.
+_PLAIN = frozenset((str, dict, list, int, bool, type(None)))
 
 
 def jsonable(value: Any) -> Any:

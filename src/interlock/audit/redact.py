@@ -27,6 +27,20 @@ SECRET_KEYS = re.compile(
     r"session[_-]?id|dsn|connection[_-]?string)$"
 )
 
+
+
+def secret_key(key: str) -> bool:
+    """Is `key` a secret-sounding name (its whole value is masked)? Cached: an entry's keys repeat."""
+    known = _SECRET_KEY_SEEN.get(key)
+    if known is None:
+        known = SECRET_KEYS.match(key) is not None
+        if len(_SECRET_KEY_SEEN) < 4096:  # bounded: arbitrary payload keys must not grow it forever
+            _SECRET_KEY_SEEN[key] = known
+    return known
+
+
+_SECRET_KEY_SEEN: dict[str, bool] = {}
+
 _SECRET_WORDS = (
     "password",
     "passwd",
@@ -113,20 +127,25 @@ class Redactor:
             value = configured.sub(MASK, value, timeout=1.0)
         return value
 
+    def safe_text(self, value: str) -> str:
+        """`text`, or the mask when the string is pathological (a pattern timed out): hide it rather
+        than risk a leak."""
+        try:
+            return self.text(value)
+        except TimeoutError:
+            return MASK
+
     def __call__(self, value: Any) -> Any:
         return self._walk(value)
 
     def _walk(self, value: Any) -> Any:
         if isinstance(value, str):
-            try:
-                return self.text(value)
-            except TimeoutError:
-                return MASK  # a pathological string: hide it rather than risk a leak
+            return self.safe_text(value)
         if isinstance(value, Mapping):
             return {
                 k: (
                     MASK
-                    if isinstance(k, str) and SECRET_KEYS.match(k) and v not in (None, "")
+                    if isinstance(k, str) and secret_key(k) and v not in (None, "")
                     else self._walk(v)
                 )
                 for k, v in value.items()

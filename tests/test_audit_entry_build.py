@@ -1,0 +1,107 @@
+"""Each audit entry is built in one walk (`audit.log.cleaned`) and written by orjson when that is its
+RFC 8785 form: the same data and the same bytes as `redactor(jsonable(data))` through the rfc8785
+package, for every kind of value callers pass (the hot path's speed must not change one entry)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from pathlib import Path
+from typing import Any
+
+import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from interlock.audit import Redactor
+from interlock.audit.log import cleaned, entry_json, jsonable
+from interlock.fingerprint import canonical_json, fast_canonical
+from interlock.model import Action, Rationale
+
+
+class Color(enum.StrEnum):
+    red = "red"
+
+
+class Level(enum.IntEnum):
+    high = 3
+
+
+class Name(str):
+    pass
+
+
+AT = dt.datetime(2026, 11, 25, 21, 0, tzinfo=dt.UTC)
+ACTION = Action(kind="shell", environment="production", payload={"command": "ls", "token": "ilk_x"},
+                rationale=Rationale(intent="look"))
+
+# (what, entry data): every kind of value `jsonable` converts, secrets in keys and in text, and the
+# values that leave the fast path (floats, unsafe integers, astral keys; a str subclass, conservatively);
+# whether orjson writes it.
+DATA: list[tuple[str, dict[Any, Any], bool]] = [
+    ("plain", {"agent": "kiro", "n": 3, "ok": True, "none": None, "list": [1, "a", [None]]}, True),
+    ("secret key", {"password": "hunter2", "token": "", "api_key": None, "auth": {"x": 1}, "dsn": 0}, True),
+    ("secret in text", {"command": "psql postgresql://admin:Sup3r@db/x", "note": "Bearer abcdefghijkl"}, True),
+    ("secret key whose value converts", {"secret": Color.red, "token": Path("/p"), "pwd": b""}, True),
+    ("pydantic model", {"action": ACTION, "nested": [{"a": ACTION}]}, True),
+    ("enums", {"color": Color.red, "level": Level.high, Color.red: "as key", "list": [Color.red]}, True),
+    ("datetime, date, path, bytes", {"at": AT, "day": AT.date(), "path": Path("/srv/app"), "raw": b"x\xff"}, True),
+    ("tuple and set", {"t": (1, "password=hunter2", (2,)), "s": {"b", "a", "token=abc123456"}}, True),
+    ("non-str keys", {1: "one", None: "none", 2.5: "half"}, True),
+    ("str subclass", {"name": Name("bob"), "token": Name("t")}, False),
+    ("float", {"ratio": 0.5, "big": 1e21, "nested": {"f": [1.0]}}, False),
+    ("unsafe integer", {"n": 2**53 + 1}, False),
+    ("astral key", {"😀": 1, "\uffff": 2}, False),
+    ("astral text", {"emoji": "😀 password=hunter2"}, True),
+    ("control characters", {"s": "\x00\x1f\x7f\u2028\"\\\t\n"}, True),
+]
+
+
+@pytest.mark.parametrize(("what", "data", "fast"), DATA, ids=[d[0] for d in DATA])
+def test_one_walk_builds_the_same_entry(what: str, data: dict[Any, Any], fast: bool) -> None:
+    redactor = Redactor([r"secret-\d+"])
+    expected = redactor(jsonable(dict(data)))
+    clean, written_by_orjson = cleaned(data, redactor)
+    assert clean == expected
+    assert written_by_orjson == fast
+    assert not fast or fast_canonical(expected)
+    entry = {"event": "action.proposed", "time": "2026-11-25T21:00:00.000000Z", "data": clean}
+    try:
+        reference = rfc8785.dumps(entry)
+    except rfc8785.CanonicalizationError:  # JSON cannot carry it: refused either way
+        with pytest.raises(ValueError):
+            entry_json(entry)
+        return
+    assert entry_json(entry) == reference
+
+
+@pytest.mark.parametrize(("value", "refused"), [({"n": 2**60}, True), ({"f": float("nan")}, True),
+                                                 ({"s": "\ud800"}, True), ({"ok": [1, "é"]}, False)])
+def test_values_outside_the_fast_path_go_through_rfc8785(value: dict[str, Any], refused: bool) -> None:
+    assert not fast_canonical(value) or not refused
+    if refused:
+        with pytest.raises(ValueError):
+            canonical_json(value)
+    else:
+        assert canonical_json(value) == rfc8785.dumps(value)
+
+
+def test_deeper_than_orjson_still_canonical() -> None:
+    value: Any = "leaf"
+    for _ in range(300):
+        value = [value]
+    assert canonical_json(value) == rfc8785.dumps(value)
+
+
+_KEYS = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=6)
+_SCALARS = (st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(max_size=12)
+            | st.text(alphabet=st.characters(max_codepoint=0x3F), max_size=12))
+_VALUES = st.recursive(_SCALARS, lambda c: st.lists(c, max_size=4) | st.dictionaries(_KEYS, c, max_size=4),
+                       max_leaves=20)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_VALUES)
+def test_fast_canonical_json_is_rfc8785(value: Any) -> None:
+    assert canonical_json(value) == rfc8785.dumps(value)
