@@ -29,10 +29,11 @@ import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import mcp.types as types
+from anyio import AsyncFile
 from anyio.abc import TaskGroup
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.server import Server
@@ -41,6 +42,7 @@ from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
 from interlock import answers
 from interlock.integrations.mcp_gate import GatePort
+from interlock.integrations.mcp_pipes import agent_pipes
 from interlock.model import Action, DecisionValue, Kind
 from interlock.policy import Policy, decide
 from interlock.policy.classifying import classify_action
@@ -403,8 +405,11 @@ async def _serve(settings: ProxySettings, gate: GatePort, command: list[str], po
         if listen is None:
             from mcp.server.stdio import stdio_server
 
-            async with stdio_server() as (read_stream, write_stream):
-                await server.run(read_stream, write_stream, server.create_initialization_options())
+            with agent_pipes() as pipes:
+                # Our pipes are duck-typed files: the SDK only iterates lines and writes and flushes text.
+                wire = (None, None) if pipes is None else cast("tuple[AsyncFile[str], AsyncFile[str]]", pipes)
+                async with stdio_server(*wire) as (read_stream, write_stream):
+                    await server.run(read_stream, write_stream, server.create_initialization_options())
             return
         import uvicorn
 

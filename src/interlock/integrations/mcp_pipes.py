@@ -1,0 +1,122 @@
+"""The agent's stdio pipes, read and written by the proxy's event loop itself.
+
+The MCP SDK's `stdio_server` reads each line of stdin in a worker thread and writes, then flushes,
+each answer in two more: three thread hand-offs per tool call, each a wake-up and a fight for the
+GIL with whatever else runs (the audit writer, an outcome report). Here the event loop waits on the
+pipes (epoll) and reads and writes them without blocking, so a message costs no thread at all. The
+SDK's framing and parsing stay as they are: these objects are what `stdio_server(stdin, stdout)`
+reads lines from and writes messages to.
+
+Only pipes and sockets are taken over: a file cannot be waited on, and a terminal's non-blocking
+flag is shared with the shell that owns it. Anything else keeps the SDK's threaded transport
+(`agent_pipes` yields None).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections.abc import Iterator
+
+import anyio
+
+#: Read at most this much per wake-up; a longer message simply takes several.
+CHUNK = 1 << 16
+
+
+class PipeLines:
+    """The lines an agent writes to the proxy's stdin, as text (undecodable bytes replaced, as the SDK
+    does), each with its newline; the last one without if the pipe closes mid-line."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._buffer = bytearray()
+        self._searched = 0  # the buffer holds no newline before this offset
+
+    def __aiter__(self) -> PipeLines:
+        return self
+
+    async def __anext__(self) -> str:
+        while True:
+            end = self._buffer.find(b"\n", self._searched)
+            if end >= 0:
+                line = bytes(self._buffer[:end + 1])
+                del self._buffer[:end + 1]
+                self._searched = 0
+                return line.decode("utf-8", errors="replace")
+            self._searched = len(self._buffer)
+            await anyio.wait_readable(self.fd)
+            try:
+                chunk = os.read(self.fd, CHUNK)
+            except BlockingIOError:
+                continue  # woken without data after all: wait again
+            if not chunk:
+                if not self._buffer:
+                    raise StopAsyncIteration
+                rest = bytes(self._buffer)
+                self._buffer.clear()
+                self._searched = 0
+                return rest.decode("utf-8", errors="replace")
+            self._buffer += chunk
+
+
+class PipeWriter:
+    """Messages to the agent on the proxy's stdout, written without blocking the event loop: a full pipe
+    (an agent that does not read) parks only the writing task, never the proxy."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    async def write(self, text: str) -> None:
+        data = memoryview(text.encode("utf-8"))
+        while data:
+            try:
+                written = os.write(self.fd, data)
+            except BlockingIOError:
+                await anyio.wait_writable(self.fd)
+                continue
+            data = data[written:]
+
+    async def flush(self) -> None:
+        """Nothing is buffered: every write went to the pipe."""
+
+
+def _waitable(fd: int) -> bool:
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+@contextlib.contextmanager
+def agent_pipes(stdin: int = 0, stdout: int = 1) -> Iterator[tuple[PipeLines, PipeWriter] | None]:
+    """Take the agent's stdin and stdout for the wire, as the SDK's own transport does: private
+    duplicates carry the messages, while fd 0 reads /dev/null and fd 1 writes to stderr, so a stray
+    print (ours, a library's) cannot corrupt the wire. Both are put back on exit. None when either is
+    something the event loop cannot wait on (then use the SDK's transport)."""
+    if not (_waitable(stdin) and _waitable(stdout)):
+        yield None
+        return
+    wire_in, wire_out = os.dup(stdin), os.dup(stdout)
+    saved_in, saved_out = os.dup(stdin), os.dup(stdout)
+    null = os.open(os.devnull, os.O_RDONLY)
+    # The flag belongs to the pipe's end, shared by every descriptor of it: put back what it was.
+    blocking = {fd: os.get_blocking(fd) for fd in (wire_in, wire_out)}
+    try:
+        os.dup2(null, stdin)
+        os.dup2(2, stdout)
+        for fd in blocking:
+            os.set_blocking(fd, False)
+        yield PipeLines(wire_in), PipeWriter(wire_out)
+    finally:
+        for fd, was in blocking.items():
+            with contextlib.suppress(OSError):
+                os.set_blocking(fd, was)
+        for saved, fd in ((saved_in, stdin), (saved_out, stdout)):
+            with contextlib.suppress(OSError):
+                os.dup2(saved, fd)
+        for fd in (wire_in, wire_out, saved_in, saved_out, null):
+            with contextlib.suppress(OSError):
+                os.close(fd)
