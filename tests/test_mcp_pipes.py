@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -17,10 +18,8 @@ def pipe() -> Iterator[tuple[int, int]]:
     read, write = os.pipe()
     yield read, write
     for fd in (read, write):
-        try:
+        with contextlib.suppress(OSError):  # a test may have closed it already
             os.close(fd)
-        except OSError:
-            pass
 
 
 def read_lines(read: int) -> list[str]:
