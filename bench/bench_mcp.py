@@ -3,7 +3,8 @@
 The upstream is the real `@modelcontextprotocol/server-filesystem` from npm; the call is
 `read_text_file` of a small file (an allowed read: proposal → decision → forward → report). Each
 round calls direct, through the in-process proxy (`--policy`, SQLite) and through the remote proxy
-(`--gateway`, a real `interlock serve` on SQLite), interleaved so machine load hits all alike.
+(`--gateway`, a real `interlock serve` on SQLite), interleaved (each round starting at the next route)
+so machine load, and each proxy's outcome report after its answer, hit all routes alike.
 The last row is the Gateway's own share: one in-process `propose` (classify, decide, and a durable,
 fsync'd audit entry before anything may run), timed alone.
 
@@ -68,10 +69,13 @@ async def _measure(routes: dict[str, StdioServerParameters], path: str, n: int, 
                    ) -> dict[str, list[float]]:
     timings: dict[str, list[float]] = {name: [] for name in routes}
     async with AsyncExitStack() as stack:
-        clients = {name: await stack.enter_async_context(Client(params, cache=None))
-                   for name, params in routes.items()}
+        clients = [(name, await stack.enter_async_context(Client(params, cache=None)))
+                   for name, params in routes.items()]
         for i in range(warmup + n):
-            for name, client in clients.items():
+            # Each round starts at the next route, so none always follows another: a proxy's outcome
+            # report, written after its answer, lands on each route's next call alike.
+            turn = i % len(clients)
+            for name, client in clients[turn:] + clients[:turn]:
                 started = time.perf_counter()
                 result = await client.call_tool("read_text_file", {"path": path})
                 took = (time.perf_counter() - started) * 1000

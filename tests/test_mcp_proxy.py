@@ -389,6 +389,58 @@ def test_upstream_killed_mid_call_is_an_error_within_the_timeout(world: World, t
     assert last[-1][0] == "execution.reported" and last[-1][1]["outcome"]["status"] == "error"
 
 
+def _parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_proxy_killed_after_forwarding_leaves_the_allowed_proposal_on_record(world: World, tmp_path: Path) -> None:
+    """The outcome is reported after the agent has its answer, so a proxy that dies (SIGKILL) with a call
+    in flight upstream never reports one; what it forwarded is still on record: the proposal and its
+    allow decision were durable before the call went upstream. The log verifies; the action stays
+    `allowed` with no reported outcome (advisory actions have no `execution.started` for a recovery
+    sweep to mark outcome_unknown)."""
+    pidfile = tmp_path / "upstream.pid"
+    params = world.proxy("local", world.everything(pidfile), "--target", "everything", "--upstream-timeout", "120")
+    before = len(audited(world, "trigger-long-running-operation"))
+
+    def forwarded() -> bool:
+        return len(audited(world, "trigger-long-running-operation")) > before
+
+    async def scenario(client: Client) -> str:
+        async with anyio.create_task_group() as tg:
+            async def kill_the_proxy_once_forwarded() -> None:
+                await anyio.to_thread.run_sync(lambda: eventually(forwarded, timeout=60, what="the proposal"))
+                os.kill(_parent_of(int(pidfile.read_text())), signal.SIGKILL)
+
+            tg.start_soon(kill_the_proxy_once_forwarded)
+            try:
+                await client.call_tool("trigger-long-running-operation", {"duration": 60, "steps": 2})
+            except Exception as exc:  # the proxy is gone: the client's connection closes
+                return type(exc).__name__
+        return "answered"
+
+    try:
+        assert run(params, scenario) != "answered"
+    finally:
+        with contextlib.suppress(ProcessLookupError, ValueError, FileNotFoundError):
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+    last = audited(world, "trigger-long-running-operation")[-1]
+    assert [event for event, _ in last] == ["action.proposed"]
+    assert last[0][1]["decision"]["decision"] == "allow"
+    from interlock.audit import AuditLog
+    from interlock.client import LocalClient
+
+    with LocalClient(world.policy, "kiro", db=world.server.store_url, key_dir=world.server.key_dir) as local:
+        state = local.get(last[0][1]["action_id"])
+    assert state["state"] == "allowed" and not state.get("reported")
+    store = open_store(world.server.store_url)
+    try:
+        with AuditLog(store, key_dir=world.server.key_dir) as log:
+            assert log.verify().ok
+    finally:
+        store.close()
+
+
 def test_upstream_hang_times_out(world: World, tmp_path: Path) -> None:
     params = world.proxy("local", world.everything(tmp_path / "pid"), "--target", "everything",
                          "--upstream-timeout", "2")
