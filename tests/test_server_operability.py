@@ -100,6 +100,7 @@ def test_missing_secrets_reported_denied_early_and_counted(policy: Path, tmp_pat
         # The new request's webhook cannot be signed (its secret is missing): given up at once, said on
         # stderr with the reason readable, and counted.
         eventually(lambda: "interlock_webhook_failures_total 1.0" in metrics())
+        assert "interlock_webhook_outbox_pending 0.0" in metrics()  # given up: gone from the outbox
         logs = server.logs()
         assert '"event":"webhook_failed"' in logs
         assert "cannot sign the delivery: environment variable OPS_TEST_UNSET_HOOK_SECRET" in logs

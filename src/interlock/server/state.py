@@ -214,3 +214,10 @@ class GateCollector(Collector):
         failed = CounterMetricFamily("interlock_webhook_failures", "Webhook deliveries that failed after every retry")
         failed.add_metric([], notifier.failures if notifier is not None else 0)
         yield failed
+        waiting = GaugeMetricFamily("interlock_webhook_outbox_pending",
+                                    "Webhook deliveries in the store's outbox not yet sent or given up (all replicas')")
+        try:
+            waiting.add_metric([], notifier.pending() if notifier is not None else 0)
+        except StoreError:
+            waiting.add_metric([], float("nan"))
+        yield waiting
