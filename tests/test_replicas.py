@@ -13,6 +13,7 @@ Lease times are 2 s here (INTERLOCK_LEASE_SECONDS) so takeover is quick; tests p
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import signal
@@ -27,8 +28,13 @@ import pytest
 
 from interlock.audit import AuditLog
 from interlock.store import open_store
-from interlock.testing import LiveServer, eventually, live_server
+from interlock.testing import LiveServer, eventually, free_port, live_server
+from tests import gate_fixtures
 from tests.conftest import PgAdmin
+from tests.gate_fixtures import Receiver
+from tests.test_console import sign_in
+
+receiver = gate_fixtures.receiver
 
 POLICY = """\
 version: 1
@@ -43,11 +49,13 @@ environments:
 roles:
   deployer:
     production: {autonomous: read, approve: {write: 2, destructive: 2}}
+notify:
+  - {name: ops, url: 'RECEIVER', events: [execution.outcome_unknown]}
 tests:
   - {agent: kiro, env: production, kind: shell, input: "touch /tmp/x", expect: approval_required}
 """
 FAST = {"INTERLOCK_LEASE_SECONDS": "2", "INTERLOCK_SWEEP_SECONDS": "0.5", "INTERLOCK_CHECKPOINT_SECONDS": "0.5"}
-JOBS = ("expiry-sweep", "audit-checkpoint", "recovery-sweep")
+JOBS = ("expiry-sweep", "audit-checkpoint", "recovery-sweep", "webhook-delivery")
 
 
 @pytest.fixture
@@ -60,9 +68,11 @@ def pg_url(pg_admin: PgAdmin) -> Iterator[str]:
     pg_admin.drop_database(name)
 
 
-def replicas(stack: ExitStack, pg_url: str, tmp_path: Path, n: int) -> list[LiveServer]:
+def replicas(stack: ExitStack, pg_url: str, tmp_path: Path, n: int, receiver: Receiver | None = None
+             ) -> list[LiveServer]:
     policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY)
+    # Without a receiver the alert goes to a closed port: retried, then audited as webhook.failed.
+    policy.write_text(POLICY.replace("RECEIVER", receiver.url if receiver else f"http://127.0.0.1:{free_port()}/"))
     # One directory, so one signing key shared by every replica (docs/deploy.md); each has its own log.
     return [stack.enter_context(live_server(policy, pg_url, tmp_path, env=FAST)) for _ in range(n)]
 
@@ -132,10 +142,11 @@ def test_a_wait_on_one_replica_is_released_by_votes_on_two_others(pg_url: str, t
         assert events_of(pg_url, proposed["id"]).count("execution.started") == 1
 
 
-def test_killed_replica_in_flight_action_is_outcome_unknown_and_jobs_move(pg_url: str, tmp_path: Path) -> None:
+def test_killed_replica_in_flight_action_is_outcome_unknown_and_jobs_move(pg_url: str, tmp_path: Path,
+                                                                         receiver: Receiver) -> None:
     marker = tmp_path / "after-sleep"
     with ExitStack() as stack:
-        servers = replicas(stack, pg_url, tmp_path, 3)
+        servers = replicas(stack, pg_url, tmp_path, 3, receiver)
         a, b, c = servers
         kiro, bob, carol = a.token("agent", "kiro"), a.token("human", "bob"), a.token("human", "carol")
         # Each leased job has exactly one holder among the three.
@@ -164,6 +175,16 @@ def test_killed_replica_in_flight_action_is_outcome_unknown_and_jobs_move(pg_url
             assert "interlock_outcome_unknown_total 1.0" in human.get("/metrics").text
             shown = human.get(f"/v1/actions/{proposed['id']}").json()
         assert shown["state"] == "outcome_unknown"
+        # A human is alerted by webhook too, sent once by the holder of webhook-delivery.
+        (alert,) = eventually(lambda: [json.loads(r["body"]) for r in receiver.received], what="the alert")
+        assert alert["event"] == "execution.outcome_unknown"
+        assert alert["alert"]["trigger_action"] == proposed["id"] and "check the target" in alert["alert"]["detail"]
+        # ... and shown in the console: the queue lists it for a human to check, the agent's page says so.
+        with sign_in(c, bob) as console:
+            queue = console.get("/ui").text
+            assert "Outcome unknown" in queue and f'/ui/actions/{proposed["id"]}' in queue
+            assert "outcome_unknown" in console.get("/ui/agents/kiro").text
+            assert "execution.outcome_unknown" in console.get(f"/ui/actions/{proposed['id']}").text
         # The killed replica's jobs moved to a live one; every job still has one holder.
         dead = {job for job, holder in jobs.items() if holder.split(":")[1] == str(a.process.pid)}
         moved = eventually(lambda: every_job_held(pg_url, not_by=a.process.pid), what="jobs moved")

@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from interlock.audit import AuditLog
+from interlock.audit.events import AuditEvent
 from interlock.gate.clock import parse_stamp
 from interlock.gate.quorum import evaluate, humans_of, ineligible_reason
 from interlock.gate.requests import RequestState, RequestStatus, Vote
@@ -177,3 +179,20 @@ def _reasons(details: dict[str, Any]) -> list[dict[str, str]]:
                           "tags": ", ".join(str(t) for t in tags) if isinstance(tags, list) else "",
                           "reason": str(item.get("reason", ""))})
     return found
+
+
+#: How many outcome_unknown actions the queue page lists (newest first).
+UNKNOWN_LIMIT = 20
+
+
+def unknown_outcomes(audit: AuditLog, limit: int = UNKNOWN_LIMIT) -> list[dict[str, Any]]:
+    """Actions marked `execution.outcome_unknown` (their replica died while they ran, interlock.recovery)
+    and not finished since: a human must check the target. Newest first, from the log."""
+    marked = audit.search(event=AuditEvent.EXECUTION_OUTCOME_UNKNOWN.value, limit=limit)
+    out = []
+    for row in reversed(marked):
+        action_id = str(row["data"].get("action_id") or "")
+        if action_id and not audit.search(event=AuditEvent.EXECUTION_FINISHED.value, action_id=action_id, limit=1):
+            out.append({"action_id": action_id, "time": row["time"], **{k: row["data"].get(k) for k in
+                                                                        ("agent", "target", "replica")}})
+    return out

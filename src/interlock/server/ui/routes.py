@@ -240,8 +240,9 @@ async def queue_page(request: Request) -> Response:
         return _to_signin(request)
     server = _server(request)
     found = await anyio.to_thread.run_sync(pages.queue, server.gate, session.principal.name)
+    unknown = await anyio.to_thread.run_sync(pages.unknown_outcomes, server.audit)
     return _finish(request, page(request, "queue.html", queue=found, rows_html=render.queue_rows(found.rows),
-                                 session=session))
+                                 session=session, unknown=unknown))
 
 
 @router.get("/ui/queue/rows")
@@ -391,7 +392,11 @@ async def agent_page(request: Request, agent: str) -> Response:
         lambda: server.audit.search(agent=agent, event=AuditEvent.ACTION_PROPOSED.value, limit=50))
     ends = await anyio.to_thread.run_sync(
         lambda: server.audit.search(agent=agent, event=AuditEvent.EXECUTION_FINISHED.value, limit=200))
-    outcome = {str(r["data"].get("action_id")): r["data"] for r in ends}
+    unknown = await anyio.to_thread.run_sync(
+        lambda: server.audit.search(agent=agent, event=AuditEvent.EXECUTION_OUTCOME_UNKNOWN.value, limit=200))
+    # A late execution.finished wins over outcome_unknown (interlock.recovery): it comes second.
+    outcome = {str(r["data"].get("action_id")): {**r["data"], "status": "outcome_unknown"} for r in unknown}
+    outcome |= {str(r["data"].get("action_id")): r["data"] for r in ends}
     return _finish(request, page(request, "agent.html", session=session, agent=agent, rows=list(reversed(rows)),
                                  outcome=outcome, owner=server.policy.doc.agents[agent].owner))
 
