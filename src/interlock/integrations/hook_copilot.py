@@ -24,9 +24,15 @@ from interlock.integrations.hooks import (
     HookError,
     ProposedAction,
     arguments,
+    cwd_of,
     file_action,
+    http_get,
     json_object,
+    mcp_action,
     patch_actions,
+    picked,
+    read_action,
+    shell_action,
     text_field,
 )
 
@@ -55,11 +61,9 @@ def actions(text: str) -> list[ProposedAction]:
         raise HookError(f"{EVENT} input without a `toolName` string: register the hook under the camelCase "
                         f"`{EVENT}` event in .github/hooks/*.json")
     args = arguments(event.get("toolArgs"), tool, "toolArgs")
-    cwd = event.get("cwd") if isinstance(event.get("cwd"), str) else None
+    cwd = cwd_of(event)
     if tool in SHELL:
-        why = args.get("description")
-        return [ProposedAction("shell", {"command": text_field(tool, args, "command")},
-                               {"intent": why[:4000]} if isinstance(why, str) and why.strip() else None)]
+        return [shell_action(text_field(tool, args, "command"), args.get("description"))]
     if tool == "create":
         content = args.get("file_text", args.get("content", ""))
         return [file_action("write", text_field(tool, args, "path", "file_path"), content=str(content))]
@@ -68,21 +72,17 @@ def actions(text: str) -> list[ProposedAction]:
             return [file_action("write", text_field(tool, args, "path"), content=str(args.get("file_text", "")))]
         if args.get("command") == "view":
             return [file_action("read", text_field(tool, args, "path"))]
-        edit = {k: args[k] for k in ("old_str", "new_str", "insert_line") if k in args}
+        edit = picked(args, "old_str", "new_str", "insert_line")
         return [file_action("edit", text_field(tool, args, "path", "file_path"), edits=[edit])]
     if tool == "apply_patch":
         return patch_actions(text_field(tool, args, "input", "patch", "command"))
     if tool in READS:
         path = args.get("path") if isinstance(args.get("path"), str) and args["path"] else cwd
-        if not path:
-            raise HookError(f"{tool} input has no path and the event has no cwd")
-        extra = {k: args[k] for k in ("pattern", "glob") if isinstance(args.get(k), str)}
-        return [file_action("read", path, **extra)]
+        return [read_action(tool, path, args, "pattern", "glob")]
     if tool == "web_fetch":
-        return [ProposedAction("http", {"method": "GET", "url": text_field(tool, args, "url"), "headers": {},
-                                        "body": None})]
+        return [http_get(text_field(tool, args, "url"))]
     if "-" in tool and tool not in INTERNAL:
-        return [ProposedAction("mcp", {"server": "", "tool": tool, "arguments": args, "annotations": {}})]
+        return [mcp_action("", tool, args)]
     raise HookError(f"Interlock has no mapping for Copilot tool {tool!r}, so it cannot judge it: remove it from the "
                     "hook's matcher if it touches nothing outside the agent, or ask for a mapping")
 

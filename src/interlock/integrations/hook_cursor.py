@@ -17,15 +17,20 @@ Standard library only: the lean `interlock-hook cursor` imports this module on e
 from __future__ import annotations
 
 import json
-import os
 
 from interlock.integrations.hooks import (
     HookAnswer,
     HookError,
     ProposedAction,
+    absolute,
     arguments,
+    cwd_of,
     file_action,
     json_object,
+    mcp_action,
+    picked,
+    settings_path,
+    shell_action,
     text_field,
 )
 
@@ -44,15 +49,13 @@ def actions(text: str) -> list[ProposedAction]:
     """The actions one Cursor hook event amounts to; an event or tool with no mapping is an error."""
     event = json_object(text, "Cursor hook")
     name = event.get("hook_event_name")
-    cwd = event.get("cwd") if isinstance(event.get("cwd"), str) else None
+    cwd = cwd_of(event)
     if name == "beforeShellExecution":
-        return [ProposedAction("shell", {"command": text_field(name, event, "command")})]
+        return [shell_action(text_field(name, event, "command"))]
     if name == "beforeMCPExecution":
         tool = text_field(name, event, "tool_name")
         server = event.get("server") or event.get("url") or event.get("command") or ""
-        return [ProposedAction("mcp", {"server": str(server)[:200], "tool": tool,
-                                       "arguments": arguments(event.get("tool_input"), tool, "tool_input"),
-                                       "annotations": {}})]
+        return [mcp_action(str(server)[:200], tool, arguments(event.get("tool_input"), tool, "tool_input"))]
     if name == "beforeReadFile":
         reads = [file_action("read", text_field(name, event, "file_path"))]
         for attachment in event.get("attachments") or []:
@@ -69,14 +72,12 @@ def actions(text: str) -> list[ProposedAction]:
 def edit_actions(tool: str, event: dict[str, Any], cwd: str | None) -> list[ProposedAction]:
     args = arguments(event.get("tool_input"), tool, "tool_input")
     if tool == "Shell":  # only if Cursor ignored the matcher: judged as beforeShellExecution would be
-        return [ProposedAction("shell", {"command": text_field(tool, args, "command")})]
-    path = text_field(tool, args, *PATH_KEYS)
-    if cwd and not os.path.isabs(path):
-        path = os.path.join(cwd, path)
+        return [shell_action(text_field(tool, args, "command"))]
+    path = absolute(text_field(tool, args, *PATH_KEYS), cwd)
     if tool == "Write":
         return [file_action("write", path, content=str(args.get("contents", args.get("content", ""))))]
     if tool in ("StrReplace", "Edit"):
-        edit = {k: args[k] for k in ("old_string", "new_string", "replace_all") if k in args}
+        edit = picked(args, "old_string", "new_string", "replace_all")
         return [file_action("edit", path, edits=[edit])]
     if tool == "MultiEdit":
         edits = args.get("edits")
@@ -107,7 +108,7 @@ GROUPED = False  # {"version": 1, "hooks": {"beforeShellExecution": [handler, â€
 
 
 def settings_file(user: bool, project_dir: str) -> str:
-    return os.path.join(os.path.expanduser("~") if user else project_dir, ".cursor", "hooks.json")
+    return settings_path(user, project_dir, ".cursor", "hooks.json")
 
 
 def install_entries(command: str, timeout_seconds: int) -> dict[str, Any]:

@@ -12,16 +12,24 @@ Standard library only: the lean `interlock-hook gemini` imports this module on e
 from __future__ import annotations
 
 import json
-import os
 import re
 
 from interlock.integrations.hooks import (
     HookAnswer,
     HookError,
     ProposedAction,
+    absolute,
     arguments,
+    cwd_of,
     file_action,
+    http_get,
     json_object,
+    mcp_action,
+    mcp_name,
+    picked,
+    read_action,
+    settings_path,
+    shell_action,
     text_field,
 )
 
@@ -53,40 +61,31 @@ def actions(text: str) -> list[ProposedAction]:
     if not isinstance(tool, str) or not tool:
         raise HookError(f"{EVENT} input without a `tool_name` string")
     args = arguments(event.get("tool_input"), tool, "tool_input")
-    cwd = event.get("cwd") if isinstance(event.get("cwd"), str) else None
+    cwd = cwd_of(event)
     if tool in SHELL:
-        why = args.get("description")
-        return [ProposedAction("shell", {"command": text_field(tool, args, "command")},
-                               {"intent": why[:4000]} if isinstance(why, str) and why.strip() else None)]
+        return [shell_action(text_field(tool, args, "command"), args.get("description"))]
     if tool == "write_file":
         return [file_action("write", text_field(tool, args, *PATH_KEYS), content=str(args.get("content", "")))]
     if tool == "replace":
-        edit = {k: args[k] for k in ("old_string", "new_string", "expected_replacements") if k in args}
+        edit = picked(args, "old_string", "new_string", "expected_replacements")
         return [file_action("edit", text_field(tool, args, *PATH_KEYS), edits=[edit])]
     if tool in READS:
-        # Reads are judged too (a credential file is not harmless); a search without a path reads below cwd.
         path = next((args[k] for k in PATH_KEYS if isinstance(args.get(k), str) and args[k]), cwd)
-        if not path:
-            raise HookError(f"{tool} input has no path and the event has no cwd")
-        extra = {k: args[k] for k in ("pattern", "include") if isinstance(args.get(k), str)}
-        return [file_action("read", path, **extra)]
+        return [read_action(tool, path, args, "pattern", "include")]
     if tool == "read_many_files":
         paths = args.get("paths") or args.get("include")
         if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p for p in paths):
             raise HookError("read_many_files input has no `paths` list of file paths or globs")
-        return [file_action("read", p if os.path.isabs(p) or not cwd else os.path.join(cwd, p)) for p in paths]
+        return [file_action("read", absolute(p, cwd)) for p in paths]
     if tool == "web_fetch":
         urls = URL.findall(str(args.get("url") or args.get("prompt") or ""))
         if not urls:
             raise HookError("web_fetch input names no http(s) URL in `prompt`")
-        return [ProposedAction("http", {"method": "GET", "url": u, "headers": {}, "body": None}) for u in urls]
+        return [http_get(u) for u in urls]
     if tool.startswith("mcp__"):
-        server, _, name = tool[len("mcp__"):].partition("__")
         context = event.get("mcp_context")
-        server = str(context.get("server_name") or server) if isinstance(context, dict) else server
-        if not server or not name:
-            raise HookError(f"MCP tool name {tool!r} is not mcp__<server>__<tool>")
-        return [ProposedAction("mcp", {"server": server, "tool": name, "arguments": args, "annotations": {}})]
+        named = context.get("server_name") if isinstance(context, dict) else None
+        return [mcp_action(*mcp_name(tool, str(named) if named else None), args)]
     raise HookError(f"Interlock has no mapping for Gemini tool {tool!r}, so it cannot judge it: remove it from the "
                     "hook's matcher if it touches nothing outside the agent, or ask for a mapping")
 
@@ -108,7 +107,7 @@ GROUPED = True  # {"hooks": {"BeforeTool": [{"matcher", "hooks": [handler]}]}}, 
 
 
 def settings_file(user: bool, project_dir: str) -> str:
-    return os.path.join(os.path.expanduser("~") if user else project_dir, ".gemini", "settings.json")
+    return settings_path(user, project_dir, ".gemini", "settings.json")
 
 
 def install_entries(command: str, timeout_seconds: int) -> dict[str, Any]:

@@ -183,19 +183,76 @@ def file_action(operation: str, path: str, **extra: Any) -> ProposedAction:
     return ProposedAction("file", {"operation": operation, "path": path, **extra})
 
 
+# The building blocks every agent's adapter (this module's Claude Code and Codex, hook_gemini,
+# hook_copilot, hook_cursor) maps its tool calls with, so one action kind is proposed one way.
+
+
+def cwd_of(event: dict[str, Any]) -> str | None:
+    """The agent's working directory, when the event says it."""
+    cwd = event.get("cwd")
+    return cwd if isinstance(cwd, str) else None
+
+
+def shell_action(command: str, why: Any = None) -> ProposedAction:
+    """A shell command; the agent's own description of it, when it gave one, is the rationale."""
+    return ProposedAction("shell", {"command": command},
+                          {"intent": why[:4000]} if isinstance(why, str) and why.strip() else None)
+
+
+def read_action(tool: str, path: Any, args: dict[str, Any], *patterns: str) -> ProposedAction:
+    """A read of `path` (a search without a path reads below cwd: the adapter passes cwd then), with
+    the search's pattern arguments named in `patterns`. Reads are judged too: a credential file is
+    not harmless, and the file classifier says so."""
+    if not isinstance(path, str) or not path:
+        raise HookError(f"{tool} input has no path and the event has no cwd")
+    return file_action("read", path, **{k: args[k] for k in patterns if isinstance(args.get(k), str)})
+
+
+def mcp_action(server: str, tool: str, args: dict[str, Any]) -> ProposedAction:
+    return ProposedAction("mcp", {"server": server, "tool": tool, "arguments": args, "annotations": {}})
+
+
+def mcp_name(tool: str, server: str | None = None) -> tuple[str, str]:
+    """(server, tool) of an `mcp__<server>__<tool>` name (Claude Code's, Codex's and Gemini's spelling);
+    `server`, when the agent names it apart, wins over the one in the name."""
+    named, _, name = tool[len("mcp__"):].partition("__")
+    server = server or named
+    if not server or not name:
+        raise HookError(f"MCP tool name {tool!r} is not mcp__<server>__<tool>")
+    return server, name
+
+
+def http_get(url: str) -> ProposedAction:
+    return ProposedAction("http", {"method": "GET", "url": url, "headers": {}, "body": None})
+
+
+def picked(args: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """The arguments among `keys` that the call has (an edit's old and new text, and so on)."""
+    return {k: args[k] for k in keys if k in args}
+
+
+def absolute(path: str, cwd: str | None) -> str:
+    """`path` as the agent meant it: relative paths are below its working directory."""
+    return os.path.join(cwd, path) if cwd and not os.path.isabs(path) else path
+
+
+def settings_path(user: bool, project_dir: str, folder: str, name: str) -> str:
+    """Where `hook install` writes: `~/<folder>/<name>` with --user, else below the project."""
+    return os.path.join(os.path.expanduser("~") if user else project_dir, folder, name)
+
+
 def actions_for(event: dict[str, Any]) -> list[ProposedAction]:
     """The actions a tool call amounts to. A tool with no mapping is an error (fail closed)."""
     tool: str = event["tool_name"]
     args: dict[str, Any] = event["tool_input"]
-    cwd = event.get("cwd") if isinstance(event.get("cwd"), str) else None
+    cwd = cwd_of(event)
     if tool in SHELL_TOOLS:
         why = args.get("description") or args.get("justification")
-        rationale = {"intent": why[:4000]} if isinstance(why, str) and why.strip() else None
-        return [ProposedAction("shell", {"command": text_field(tool, args, "command", "cmd")}, rationale)]
+        return [shell_action(text_field(tool, args, "command", "cmd"), why)]
     if tool == "Write":
         return [file_action("write", text_field(tool, args, "file_path", "path"), content=str(args.get("content", "")))]
     if tool == "Edit":
-        edit = {k: args.get(k) for k in ("old_string", "new_string", "replace_all") if k in args}
+        edit = picked(args, "old_string", "new_string", "replace_all")
         return [file_action("edit", text_field(tool, args, "file_path", "path"), edits=[edit])]
     if tool == "MultiEdit":
         edits = args.get("edits")
@@ -203,24 +260,16 @@ def actions_for(event: dict[str, Any]) -> list[ProposedAction]:
             raise HookError("MultiEdit input has no `edits` list")
         return [file_action("edit", text_field(tool, args, "file_path", "path"), edits=edits)]
     if tool == "NotebookEdit":
-        change = {k: args.get(k) for k in ("cell_id", "cell_type", "edit_mode", "new_source") if k in args}
+        change = picked(args, "cell_id", "cell_type", "edit_mode", "new_source")
         return [file_action("edit", text_field(tool, args, "notebook_path", "file_path"), edits=[change])]
     if tool in READ_TOOLS:
-        # Reads are proposed too: reading a credential file (.env, ~/.aws/credentials) is not harmless,
-        # and the file classifier says so. Glob/Grep without a path read below the working directory.
+        # Glob/Grep without a path read below the working directory.
         path = args.get("file_path") or args.get("notebook_path") or args.get("path") or cwd
-        if not isinstance(path, str) or not path:
-            raise HookError(f"{tool} input has no path and the event has no cwd")
-        extra = {k: args[k] for k in ("pattern", "glob") if isinstance(args.get(k), str)}
-        return [file_action("read", path, **extra)]
+        return [read_action(tool, path, args, "pattern", "glob")]
     if tool == "WebFetch":
-        return [ProposedAction("http", {"method": "GET", "url": text_field(tool, args, "url"), "headers": {},
-                                        "body": None})]
+        return [http_get(text_field(tool, args, "url"))]
     if tool.startswith("mcp__"):
-        server, _, name = tool[len("mcp__"):].partition("__")
-        if not server or not name:
-            raise HookError(f"MCP tool name {tool!r} is not mcp__<server>__<tool>")
-        return [ProposedAction("mcp", {"server": server, "tool": name, "arguments": args, "annotations": {}})]
+        return [mcp_action(*mcp_name(tool), args)]
     if tool in PATCH_TOOLS:
         return patch_actions(text_field(tool, args, "command", "patch", "input"))
     raise HookError(f"Interlock has no mapping for tool {tool!r}, so it cannot judge it: remove it from the hook's "
