@@ -7,6 +7,7 @@ secret file is.
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 from interlock.classify import privilege
 from interlock.classify.programs.base import (
@@ -28,6 +29,26 @@ from interlock.classify.programs.base import (
 
 def verbs(read: str = "", write: str = "", destructive: str = "") -> Verbs:
     return Verbs(name_set(read), name_set(write), name_set(destructive))
+
+
+class CommandLine(NamedTuple):
+    """A vault, consul or etcdctl command line: `verb` joins a group and its verb (`kv-get`)."""
+
+    values: list[str]
+    words: list[str]
+    verb: str
+
+
+def command_line(name: str, args: list[Word], groups: frozenset[str]) -> CommandLine | Judgement:
+    """The command line, or the judgement when there is none to read (an expansion; usage)."""
+    values = lit(args)
+    if values is None:
+        return Judgement(U, f"{name} argument produced by an expansion")
+    words = [v for v in values if not v.startswith("-")]
+    if not words:
+        return Judgement(R, f"{name} prints usage")
+    verb = f"{words[0]}-{words[1]}" if words[0] in groups and len(words) > 1 else words[0]
+    return CommandLine(values, words, verb)
 
 
 # --------------------------------------------------------------------------- gh, glab
@@ -140,13 +161,10 @@ _VAULT_GROUPS = name_set("kv policy auth secrets token lease operator audit plug
 
 @judge("vault")
 def judge_vault(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
-    values = lit(args)
-    if values is None:
-        return Judgement(U, "vault argument produced by an expansion")
-    words = [v for v in values if not v.startswith("-")]
-    if not words:
-        return Judgement(R, "vault prints usage")
-    verb = f"{words[0]}-{words[1]}" if words[0] in _VAULT_GROUPS and len(words) > 1 else words[0]
+    line = command_line("vault", args, _VAULT_GROUPS)
+    if isinstance(line, Judgement):
+        return line
+    values, _, verb = line
     if verb in _VAULT_REVEALS:
         return Judgement(W, f"vault {verb.replace('-', ' ')} prints a secret's value", frozenset({"secrets"}))
     if verb == "token-create":
@@ -188,12 +206,10 @@ _CONSUL_GROUPS = name_set("kv services snapshot keyring intention config acl ope
 
 @judge("consul")
 def judge_consul(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
-    values = lit(args)
-    if values is None:
-        return Judgement(U, "consul argument produced by an expansion")
-    words = [v for v in values if not v.startswith("-")]
-    if not words:
-        return Judgement(R, "consul prints usage")
+    line = command_line("consul", args, _CONSUL_GROUPS)
+    if isinstance(line, Judgement):
+        return line
+    values, words, verb = line
     if words[0] == "exec":
         # `consul exec CMD` runs CMD on every matching node: judged as if it ran here.
         command = " ".join(words[1:])
@@ -203,7 +219,6 @@ def judge_consul(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judg
         return Judgement(nested.risk, f"consul exec: {nested.reason}", nested.tags, nested.paths, nested.nested)
     if words[0] in ("watch", "lock"):
         return Judgement(U, f"consul {words[0]} runs a handler program")
-    verb = "-".join(words[:2]) if words[0] in _CONSUL_GROUPS and len(words) > 1 else words[0]
     if verb.startswith("acl-") and len(words) > 2:
         verb = "-".join(words[:3])
     if verb == "acl-token-create":
@@ -243,13 +258,10 @@ _ETCD_GROUPS = name_set("endpoint member alarm user role auth lease snapshot che
 
 @judge("etcdctl")
 def judge_etcdctl(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
-    values = lit(args)
-    if values is None:
-        return Judgement(U, "etcdctl argument produced by an expansion")
-    words = [v for v in values if not v.startswith("-")]
-    if not words:
-        return Judgement(R, "etcdctl prints usage")
-    verb = f"{words[0]}-{words[1]}" if words[0] in _ETCD_GROUPS and len(words) > 1 else words[0]
+    line = command_line("etcdctl", args, _ETCD_GROUPS)
+    if isinstance(line, Judgement):
+        return line
+    values, words, verb = line
     if verb == "txn":
         return Judgement(U, "etcdctl txn reads its operations from standard input")
     if verb == "user-grant-role":
