@@ -44,6 +44,7 @@ DEFAULT_PROTECTED: tuple[tuple[str, str], ...] = (
     ("**/.copilot/*", "the agent's own configuration (GitHub Copilot CLI user hooks)"),
     ("**/.github/copilot/*", "the agent's repository settings (GitHub Copilot CLI inline hooks)"),
     ("**/.interlock/*", "Interlock's keys and state"),
+    ("**/.mcp.json", "the agent's MCP servers (each one a command its client starts)"),
     ("**/*policy*.yaml", "an Interlock policy"),
     ("**/*policy*.yml", "an Interlock policy"),
     ("**/.ssh/*", "ssh keys and authorized_keys"),
@@ -304,6 +305,73 @@ def protected(path: str, rules: PathRules = DEFAULT_RULES) -> str | None:
         return None
     glob = rules.protected[int(match.lastgroup[1:])]
     return _REASONS.get(glob, f"the policy's paths.protected lists {glob}")
+
+
+#: A word the shell expands into file names: `*`, `?`, `[…]` or a `{a,b}` brace list.
+_PATTERN = re.compile(r"[*?\[]|\{[^{}]*,[^{}]*\}")
+_BRACES = re.compile(r"\{([^{}]*,[^{}]*)\}")
+
+
+def is_pattern(path: str) -> bool:
+    return _PATTERN.search(path) is not None
+
+
+def _shell_glob(pattern: str) -> re.Pattern[str]:
+    """The file names a bash glob matches: `*` and `?` stay within one component and, as without
+    `dotglob`, never match the leading dot of one."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        start = i == 0 or pattern[i - 1] == "/"
+        if ch in "*?":
+            out.append(("(?!\\.)" if start else "") + ("[^/]*" if ch == "*" else "[^/]"))
+        elif ch == "[" and "]" in pattern[i + 2 :]:
+            end = pattern.index("]", i + 2)
+            body = pattern[i + 1 : end].replace("\\", "\\\\")
+            out.append("[" + ("^" + body[1:] if body[:1] in "!^" else body) + "]")
+            i = end
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return re.compile("".join(out), re.S)
+
+
+def _alternatives(pattern: str, limit: int = 16) -> list[str]:
+    """`{.claude,x}/settings.json` → `.claude/settings.json`, `x/settings.json` (at most `limit`)."""
+    found = [pattern]
+    while any(_BRACES.search(p) for p in found) and len(found) <= limit:
+        expanded: list[str] = []
+        for item in found:
+            match = _BRACES.search(item)
+            if match is None:
+                expanded.append(item)
+                continue
+            expanded += [item[: match.start()] + part + item[match.end() :] for part in match.group(1).split(",")]
+        found = expanded
+    return found[:limit]
+
+
+def pattern_protected(pattern: str, rules: PathRules = DEFAULT_RULES) -> str | None:
+    """Why a file name pattern (`*.yaml`, `.c*/settings.json`, `{.claude,x}/settings.json`) may name
+    a protected file, or None. Tried both ways: each protected glob's simplest names (below the
+    pattern's own folder for `**/` globs) against the pattern, and the pattern with its wildcards
+    filled in against the protected globs."""
+    for alternative in _alternatives(pattern.lower()):
+        glob = _shell_glob(alternative)
+        folder = _PATTERN.split(alternative, 1)[0].rpartition("/")[0]
+        below = folder + "/" if folder else ""
+        for protected_glob in rules.protected:
+            tail = protected_glob.lower()
+            tails = {tail[3:], below + tail[3:]} if tail.startswith("**/") else {tail}
+            for name in dict.fromkeys(t.replace("*", filler) for t in sorted(tails) for filler in ("", "x")):
+                if glob.fullmatch(name) and protected(name, rules) is not None:
+                    return f"{protected(name, rules)}: {pattern} may match {name}"
+        filled = re.sub(r"\[[^\]]*\]|[*?]", "x", alternative)
+        why = protected(filled, rules) if not is_pattern(filled) else None
+        if why is not None:
+            return why
+    return None
 
 
 def holds_protected(path: str, rules: PathRules = DEFAULT_RULES) -> str | None:

@@ -36,11 +36,13 @@ from interlock.classify.programs import (
     Stdin,
     Word,
     change_dir,
+    controls_changed,
     hijacks,
     in_scratch_word,
     judge_argv,
     names_secret,
     program_name,
+    sets_controls,
     worst,
     write_to,
 )
@@ -511,6 +513,8 @@ class Judging:
             before = len(self.commands)
             for child in node.children:
                 self.walk(child)
+                if kind == "unset_command" and sets_controls(_text(child)):
+                    self.record(_text(node), "unset", controls_changed(_text(child), "unsets"))
             if len(self.commands) == before:
                 self.record(_text(node), _text(node.children[0]), Judgement(Risk.read, "sets shell variables"))
         elif kind == "comment" or kind == "heredoc_start" or kind == "heredoc_end":
@@ -526,6 +530,8 @@ class Judging:
     def assignment(self, node: Node) -> None:
         name = node.child_by_field_name("name")
         variable = _text(name) if name is not None else ""
+        if sets_controls(variable):
+            self.record(_text(node), "", controls_changed(variable))
         if hijacks(variable):
             self.record(_text(node), "", Judgement(Risk.unknown, f"sets {variable}, which changes what programs run"))
         for child in node.children:
@@ -549,6 +555,10 @@ class Judging:
         for child in node.named_children:
             if child.type in _REDIRECTS and child is not body:
                 redirects.append(child)
+                if child.type == "file_redirect":
+                    # tree-sitter hangs the words after `< in` on the redirection (`tee < in F`,
+                    # `cat 2>/dev/null .env`); bash gives them to the command as arguments.
+                    extra_args += child.children_by_field_name("destination")[1:]
                 if child.type == "heredoc_redirect":
                     # tree-sitter hangs what follows `<<EOF` on the same line under the here-doc.
                     heredoc = heredoc_of(child)
@@ -615,6 +625,8 @@ class Judging:
             kind = child.type
             if kind == "variable_assignment":
                 name = child.child_by_field_name("name")
+                if name is not None and sets_controls(_text(name)):
+                    self.record(_text(child), "", controls_changed(_text(name)))
                 if name is not None and hijacks(_text(name)):
                     hijack = _text(name)
                 for part in child.children:

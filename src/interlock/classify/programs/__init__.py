@@ -27,7 +27,7 @@ from interlock.classify.programs.targets import (
     names_secret,
     write_to,
 )
-from interlock.classify.programs.wrappers import HIJACK_VARIABLES, hijacks
+from interlock.classify.programs.wrappers import HIJACK_VARIABLES, controls_changed, hijacks, sets_controls
 
 __all__ = [
     "HIJACK_VARIABLES",
@@ -41,11 +41,13 @@ __all__ = [
     "Stdin",
     "Word",
     "change_dir",
+    "controls_changed",
     "hijacks",
     "in_scratch_word",
     "judge_argv",
     "names_secret",
     "program_name",
+    "sets_controls",
     "worst",
     "write_to",
 ]

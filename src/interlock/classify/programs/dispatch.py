@@ -7,6 +7,7 @@ know is harmless.
 from __future__ import annotations
 
 import re
+from contextvars import Token
 
 # Importing the family modules registers their judges.
 from interlock.classify.programs import (  # noqa: F401
@@ -30,18 +31,18 @@ from interlock.classify.programs.base import (
     Word,
     name_set,
 )
-from interlock.classify.programs.targets import names_secret
+from interlock.classify.programs.targets import WORKING_DIR, change_dir, names_protected, names_secret
 from interlock.classify.programs.wrappers import WRAPPERS
 
 READ_ONLY = name_set(
     """
-    ls ll la dir vdir cat tac head tail grep egrep fgrep zgrep rg ag ack wc du df ps pstree
-    top htop which whereis type echo printf pwd whoami id groups uname cut tr jq yq diff cmp comm md5sum
-    sha1sum sha224sum sha256sum sha384sum sha512sum b2sum cksum sum shasum tree realpath readlink
+    ls ll la dir vdir cat tac head tail grep egrep fgrep zgrep ag ack wc du df ps pstree
+    top htop which whereis type echo printf pwd whoami id groups uname cut tr jq diff cmp comm md5sum
+    sha1sum sha224sum sha256sum sha384sum sha512sum b2sum cksum sum shasum realpath readlink
     dirname basename test [ true false sleep ping ping6 dig nslookup host traceroute tracepath getent
     nproc free uptime w who last lastlog lsblk lscpu lsmem lsof lsusb lspci lsattr findmnt vmstat iostat
     mpstat stat file yes history nl fold fmt column expand unexpand paste join rev seq od hexdump
-    strings base64 base32 printenv locale tput tty arch getconf info help whatis apropos jobs cd
+    strings base64 base32 locale tput tty arch getconf info help whatis apropos jobs cd
     pushd popd dirs set shopt unset export declare typeset local readonly read shift wait exit return
     break continue : umask ulimit times getopts ss netstat numfmt factor expr bc cal ncal zdump tokei cloc
     """
@@ -98,25 +99,36 @@ def looks_obfuscated(word: Word) -> bool:
 def judge_argv(words: list[Word], stdin: Stdin, run: Runner) -> tuple[str, Judgement]:
     """(program, judgement) for one simple command's words."""
     tags: set[str] = set()
-    for _ in range(32):
-        if not words:
-            return "", Judgement(R, "no command", frozenset(tags))
-        name, why = program_name(words[0])
-        if name is None:
-            return words[0].text, Judgement(U, why, frozenset(tags))
-        if looks_obfuscated(words[0]):
-            tags.add("obfuscated")
-        wrapper = WRAPPERS.get(name)
-        if wrapper is None:
-            break
-        result = wrapper(name, words[1:], stdin, run)
-        if isinstance(result, Judgement):
-            return name, result.with_tags(*tags) if tags else result
-        tags |= result.tags
-        words = result.words
-    else:
-        return "", Judgement(U, "too many nested wrappers", frozenset(tags))
-    args = words[1:]
+    moved: list[Token[str | None]] = []  # a wrapper's `-C DIR` holds for its inner command only
+    try:
+        for _ in range(32):
+            if not words:
+                return "", Judgement(R, "no command", frozenset(tags))
+            name, why = program_name(words[0])
+            if name is None:
+                return words[0].text, Judgement(U, why, frozenset(tags))
+            if looks_obfuscated(words[0]):
+                tags.add("obfuscated")
+            wrapper = WRAPPERS.get(name)
+            if wrapper is None:
+                break
+            result = wrapper(name, words[1:], stdin, run)
+            if isinstance(result, Judgement):
+                return name, result.with_tags(*tags) if tags else result
+            tags |= result.tags
+            words = result.words
+            if result.chdir != "":
+                moved.append(WORKING_DIR.set(WORKING_DIR.get()))
+                change_dir(result.chdir)
+        else:
+            return "", Judgement(U, "too many nested wrappers", frozenset(tags))
+        return name, _judge_program(name, words[1:], stdin, run, tags)
+    finally:
+        for token in reversed(moved):
+            WORKING_DIR.reset(token)
+
+
+def _judge_program(name: str, args: list[Word], stdin: Stdin, run: Runner, tags: set[str]) -> Judgement:
     judge = JUDGES.get(name)
     if judge is not None:
         judgement = asks_for_help(name, args) or judge(name, args, stdin, run)
@@ -126,9 +138,14 @@ def judge_argv(words: list[Word], stdin: Stdin, run: Runner) -> tuple[str, Judge
         judgement = Judgement(R, f"calls the function {name} (its body is judged on its own)")
     else:
         judgement = Judgement(U, f"{name} is not a program we know")
+        # What it does with a protected path it names is unknown; that it names one is a fact a
+        # policy's rule on `protected-target` must see (`vim .claude/settings.json`, `patch .git/config`).
+        why = names_protected(args)
+        if why is not None:
+            judgement = Judgement(U, f"{name} is not a program we know, on {why}", frozenset({"protected-target"}))
     if args and name not in NAMES_ONLY:
         judgement = reading_secrets(judgement, args)
-    return name, judgement.with_tags(*tags) if tags else judgement
+    return judgement.with_tags(*tags) if tags else judgement
 
 
 #: Programs whose `-h` alone prints help (elsewhere `-h` may mean a host, or halt: `shutdown -h`).

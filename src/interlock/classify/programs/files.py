@@ -15,21 +15,26 @@ from interlock.classify.programs.base import (
     U,
     W,
     Word,
+    has_flag,
     judge,
     name_set,
     parse_opts,
     worst,
 )
 from interlock.classify.programs.targets import (
+    EMPTY_SOURCES,
     LINE,
+    emptied,
     harmless_sink,
     in_scratch_word,
     is_mass_path,
     is_system_path,
+    names_protected,
     paths_of,
     protected_path,
     removal,
     resolve_path,
+    tree_into,
     write_to,
 )
 
@@ -114,11 +119,15 @@ def judge_truncate(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Ju
 
 @judge("dd")
 def judge_dd(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
+    source = next((w.value[3:] for w in args if w.value is not None and w.value.startswith("if=")), None)
     for word in args:
         if word.value is None:
             return Judgement(U, f"dd operand produced by an expansion ({word.text})")
         if word.value.startswith("of="):
-            judgement = write_to(Word(word.value[3:], word.text[3:]), "dd writes to")
+            target = Word(word.value[3:], word.text[3:])
+            judgement = write_to(target, "dd writes to")
+            if source in EMPTY_SOURCES:
+                judgement = emptied(judgement, target, f"dd overwrites with {source}")
             return judgement.with_tags("irreversible") if judgement.risk is D else judgement
     return Judgement(R, "dd copies to standard output")
 
@@ -238,12 +247,10 @@ def judge_cp(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgemen
         and not in_scratch_word(target)
     ):
         judgement = Judgement(D, f"{prog} /dev/null empties {target.value}", frozenset({"irreversible"}))
-    judgement = worst([judgement, *into_directory(target, sources, f"{prog} copies to")])
-    tags = (
-        frozenset({"mass"})
-        if opts.flags & {"r", "R", "a", "recursive", "archive"} and judgement.risk is D
-        else frozenset()
-    )
+    recursive = bool(opts.flags & {"r", "R", "a", "recursive", "archive"})
+    over = tree_into(target, f"{prog} copies a tree into") if recursive else None
+    judgement = worst([judgement, *into_directory(target, sources, f"{prog} copies to"), *([over] if over else [])])
+    tags = frozenset({"mass"}) if recursive and judgement.risk is D else frozenset()
     return Judgement(judgement.risk, judgement.reason, judgement.tags | tags, paths_of(opts.operands))
 
 
@@ -286,8 +293,12 @@ def judge_touch(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judge
 @judge("tee")
 def judge_tee(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     opts = parse_opts(args)
-    action = "tee appends to" if opts.flags & {"a", "append"} else "tee writes to"
+    appends = bool(opts.flags & {"a", "append"})
+    action = "tee appends to" if appends else "tee writes to"
     judgements = [write_to(w, action) for w in opts.operands]
+    if not appends and stdin.origin == "file" and stdin.source in EMPTY_SOURCES:
+        emptying = f"tee < {stdin.source} empties"
+        judgements = [emptied(j, w, emptying) for j, w in zip(judgements, opts.operands, strict=True)]
     return worst(judgements) if judgements else Judgement(R, "tee copies standard input to standard output")
 
 
@@ -328,6 +339,10 @@ def judge_chmod(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judge
     return Judgement(W, f"{prog} {what} {noun}", frozenset(tags), paths_of(files))
 
 
+#: A sed script that deletes every line: `d`, `1,$d`, `1,$ d;`.
+_DELETES_ALL = re.compile(r"\s*(1\s*,\s*\$\s*)?d\s*;?\s*")
+
+
 @judge("sed", "gsed")
 def judge_sed(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     opts = parse_opts(args, "ef", ["expression", "file"])
@@ -356,15 +371,25 @@ def judge_sed(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgeme
         or any(f.startswith("in-place") for f in opts.values)
     ):
         judgements = [write_to(w, "sed edits") for w in operands]
+        if any(_DELETES_ALL.fullmatch(s or "") for s in scripts):
+            # `sed -i d F` keeps no line of F: truncation by another name.
+            emptying = "sed -i deletes every line of"
+            judgements = [emptied(j, w, emptying) for j, w in zip(judgements, operands, strict=True)]
         return worst(judgements) if judgements else Judgement(W, "sed edits")
     return Judgement(R, "sed prints edited text")
 
 
 @judge("awk", "gawk", "mawk", "nawk")
 def judge_awk(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
-    opts = parse_opts(args, "fvF", ["file", "assign", "field-separator"])
+    opts = parse_opts(args, "fvFiElW", ["file", "assign", "field-separator", "include", "exec", "load"])
     if "f" in opts.values or "file" in opts.values:
         return Judgement(U, f"{prog} runs a script file")
+    included = [opts.values.get(k) for k in ("i", "include") if k in opts.values]
+    if included == ["inplace"] and opts.operands[1:]:
+        # gawk -i inplace rewrites each input file with what the program prints.
+        return worst([write_to(w, f"{prog} -i inplace rewrites") for w in opts.operands[1:]])
+    if included or opts.values.keys() & {"E", "exec", "l", "load"}:
+        return Judgement(U, f"{prog} loads a program file or library", frozenset({"interpreter"}))
     if not opts.operands:
         return Judgement(U, f"{prog} without a program")
     program = opts.operands[0].value
@@ -383,8 +408,15 @@ def judge_awk(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgeme
 def judge_sort(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     opts = parse_opts(args, "otkSTn" if prog == "sort" else "", ["output", "key", "temporary-directory"])
     out = opts.values.get("o") or opts.values.get("output")
+    if prog == "sort" and any((w.value or "--compress-program").startswith("--compress-program") for w in args):
+        return Judgement(U, "sort --compress-program names a program to run", frozenset({"interpreter"}))
     if prog == "sort" and ("o" in opts.values or "output" in opts.values):
-        return write_to(Word(out, out or "$?"), "sort writes to")
+        target = Word(out, out or "$?")
+        judgement = write_to(target, "sort writes to")
+        inputs = [w.value for w in opts.operands]
+        if inputs and all(v in EMPTY_SOURCES for v in inputs):
+            judgement = emptied(judgement, target, "sort of nothing empties")
+        return judgement
     if prog == "uniq" and len(opts.operands) >= 2:
         return write_to(opts.operands[1], "uniq writes to")
     return Judgement(R, f"{prog} prints text")
@@ -408,6 +440,10 @@ def judge_archive(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Jud
             into += [v.partition("=")[2] for v in values if v.startswith("--directory=")]
             if any(is_system_path(v) for v in into):
                 return Judgement(D, "tar extracts over a system path")
+            # Members named on the command line are written where they are named (`tar xf a.tar .claude/settings.json`).
+            members = names_protected([Word(v, v) for v in values[1:] if v not in into])
+            if members is not None:
+                return Judgement(D, f"tar extracts {members}", frozenset({"protected-target"}))
             return extracting(Judgement(W, "tar extracts files"), into)
         if "c" in letters or "r" in letters or "u" in letters or "--create" in longs:
             return Judgement(W, "tar writes an archive")
@@ -416,6 +452,12 @@ def judge_archive(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Jud
         return Judgement(R, "unzip lists an archive")
     if prog in ("unzip",):
         into = [values[i + 1] for i, v in enumerate(values[:-1]) if v == "-d"]
+        return extracting(Judgement(W, f"{prog} writes files"), into)
+    if prog == "7z" and values and values[0] in ("l", "t", "h", "i"):
+        return Judgement(R, "7z lists or tests an archive")
+    if prog == "7z":
+        # 7z spells the output folder glued to its option: `-o.claude`.
+        into = [v[2:] for v in values if v.startswith("-o") and len(v) > 2]
         return extracting(Judgement(W, f"{prog} writes files"), into)
     if prog in ("zcat", "bzcat", "xzcat", "zless", "zgrep") or (
         prog in ("gzip", "gunzip", "xz", "bzip2", "zstd")
@@ -468,10 +510,47 @@ def judge_xxd(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgeme
 @judge("less", "more", "most", "man")
 def judge_pager(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     """less/more `+cmd` and man `-P`/`--pager` run commands of the caller's choosing."""
-    for word in args:
+    for j, word in enumerate(args):
         value = word.value
         if value is None or value.startswith(("+", "-H")) or value in ("-P", "--pager", "--html"):
             return Judgement(U, f"{prog} {word.show} may run a command")
         if value.startswith(("--pager=", "--html=", "-P")):
             return Judgement(U, f"{prog} {word.show} may run a command")
+        if prog == "less" and (value.startswith(("-o", "-O", "--log-file", "--LOG-FILE"))):
+            # less -o FILE copies what it shows into FILE (-O overwrites without asking).
+            glued = value.partition("=")[2] if value.startswith("--") else value[2:]
+            log = glued or (args[j + 1].value if j + 1 < len(args) else None)
+            return write_to(Word(log, log or word.text), "less logs to")
     return Judgement(R, f"{prog} only reads")
+
+
+@judge("tree")
+def judge_tree(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
+    """tree -o FILE writes the listing to FILE."""
+    opts = parse_opts(args, "oLPIH", ["filelimit", "timefmt", "charset"])
+    if "o" in opts.values:
+        out = opts.values["o"]
+        return write_to(Word(out, out or "$?"), "tree writes to")
+    return Judgement(R, "tree lists files")
+
+
+@judge("rg")
+def judge_rg(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
+    """rg --pre COMMAND runs COMMAND on every file it searches."""
+    for word in args:
+        if word.value is not None and (word.value == "--pre" or word.value.startswith("--pre=")):
+            return Judgement(U, f"rg {word.show} runs a program on every file", frozenset({"interpreter"}))
+    return Judgement(R, "rg only reads")
+
+
+@judge("yq")
+def judge_yq(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
+    """yq -i edits its files in place; otherwise it prints."""
+    if not has_flag(args, "i", ("inplace",)):
+        return Judgement(R, "yq prints")
+    operands = parse_opts(args, "oIpn", ["output-format", "input-format", "indent"]).operands
+    if operands and operands[0].value in ("e", "eval", "ea", "eval-all"):
+        operands = operands[1:]
+    files = operands[1:]
+    judgements = [write_to(w, "yq edits") for w in files]
+    return worst(judgements) if judgements else Judgement(W, "yq edits files in place")

@@ -129,6 +129,10 @@ _CLOUD_WRITE = re.compile(
 )
 
 
+#: Command groups whose names read as verbs: the verb comes after them.
+_VERB_NAMED_GROUPS = frozenset({("gcloud", "run"), ("gcloud", "deploy"), ("doctl", "apps")})
+
+
 @judge("gcloud", "az", "gsutil", "doctl")
 def judge_cloud(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     values = lit(args)
@@ -138,8 +142,11 @@ def judge_cloud(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judge
     granted = cloud_grant(prog, values, words)
     if granted is not None:
         return granted
-    # The verb is the first word that looks like one; resource groups come before it.
-    for word in words:
+    # The verb is the first word that looks like one; resource groups come before it (and some
+    # groups are named like verbs: `gcloud run services delete`, `gcloud deploy releases create`).
+    for position, word in enumerate(words):
+        if position == 0 and (prog, word) in _VERB_NAMED_GROUPS:
+            continue
         if _CLOUD_DESTRUCTIVE.match(word):
             return Judgement(D, f"{prog} {' '.join(words[: words.index(word) + 1])}")
         if _CLOUD_READ.match(word):

@@ -21,6 +21,8 @@ from interlock.classify.programs.base import (
     worst,
 )
 from interlock.classify.programs.targets import (
+    names_protected,
+    tree_into,
     write_to,
 )
 
@@ -77,11 +79,14 @@ def judge_wget(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgem
         name_set(
             """
             output-document post-data post-file method directory-prefix body-data execute input-file
-            header user-agent
+            header user-agent config
             """
         ),
     )
     tags = frozenset({"network"})
+    if opts.values.keys() & {"e", "execute", "config"}:
+        # A wgetrc command can name any file to write (`output_document=`) or send (`post_file=`).
+        return Judgement(U, "wget runs wgetrc commands we do not judge", tags)
     method = (opts.values.get("method") or "").upper()
     if method == "DELETE":
         return Judgement(D, "wget sends a DELETE request", tags)
@@ -145,14 +150,24 @@ def judge_ssh(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgeme
     if prog == "rsync" and has_flag(args, "n", ("dry-run",), takes="eBfTM"):
         return Judgement(R, "rsync --dry-run lists what it would copy", frozenset({"network"}))
     if prog in ("scp", "rsync", "sftp"):
+        dest = opts.operands[-1] if opts.operands else None
+        local = dest is not None and dest.value is not None and ":" not in dest.value
         if prog == "rsync" and any(
             (w.value or "").startswith("--delete") or w.value == "--remove-source-files" for w in args
         ):
-            return Judgement(D, "rsync --delete removes files at the destination", frozenset({"mass", "network"}))
+            tags = frozenset({"mass", "network"})
+            # Taking protected files away, from the sources or the destination, is taking the controls away.
+            why = names_protected(opts.operands if local else opts.operands[:-1])
+            if why is not None:
+                return Judgement(D, f"rsync removes files of {why}", tags | {"protected-target"})
+            return Judgement(D, "rsync --delete removes files at the destination", tags)
         if prog == "sftp":
             return Judgement(U, "sftp runs an interactive session", frozenset({"network"}))
-        dest = opts.operands[-1] if opts.operands else None
-        if dest is not None and dest.value is not None and ":" not in dest.value:
+        if dest is not None and local:
+            recursive = prog == "rsync" and has_flag(args, "ar", ("archive", "recursive"), takes="eBfTM")
+            over = tree_into(dest, f"{prog} copies a tree into") if recursive or has_flag(args, "r") else None
+            if over is not None:
+                return over.with_tags("network")
             return write_to(dest, f"{prog} copies to").with_tags("network")
         return Judgement(W, f"{prog} copies files to {dest.show if dest else 'a host'}", frozenset({"network"}))
     if not opts.operands:

@@ -22,7 +22,8 @@ from interlock.classify.programs.base import (
     name_set,
     parse_opts,
 )
-from interlock.classify.programs.targets import LINE
+from interlock.classify.programs.targets import LINE, names_protected
+from interlock.classify.programs.wrappers import environment_shown
 
 SYSTEMCTL = Verbs(
     read=name_set(
@@ -190,6 +191,9 @@ def judge_users(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judge
     granted = admin_group(prog, args)
     if granted is not None:
         return Judgement(D, f"{prog} puts an account in {granted}: administrator power", priv)
+    if prog == "passwd" and has_flag(args, "d", ("delete",)):
+        # An account without a password is open to anyone who can reach a login prompt or `su`.
+        return Judgement(D, "passwd -d removes an account's password", priv)
     if prog in ("passwd", "chpasswd", "usermod", "gpasswd", "chage"):
         return Judgement(W, f"{prog} changes accounts or credentials", priv)
     return Judgement(W, f"{prog} creates an account", priv)
@@ -223,6 +227,10 @@ def judge_mount(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judge
         and not any((w.value or "").startswith("/") for w in args)
     ):
         return Judgement(R, f"{prog} lists mounts")
+    why = names_protected(parse_opts(args, "tooLUO").operands[1:])
+    if why is not None:
+        # Mounting over a directory hides what is in it: a new `.claude/` is new settings.
+        return Judgement(D, f"{prog} mounts over {why}", frozenset({"privilege", "protected-target"}))
     return Judgement(W, f"{prog} attaches a filesystem", frozenset({"privilege"}))
 
 
@@ -231,7 +239,7 @@ PACKAGES = Verbs(
     read=name_set(
         """
         list show search info freeze check policy madison depends rdepends outdated view ls audit help
-        version query files provides whatprovides history doctor config inspect download why
+        version query files provides whatprovides history doctor config inspect why
         """
     ),
     write=name_set(
@@ -242,6 +250,12 @@ PACKAGES = Verbs(
     ),
     destructive=name_set("remove purge uninstall autoremove erase prune unlink clean autoclean rm r un"),
 )
+
+
+#: `config` verbs that change settings (`npm config set`, `pip config unset`, `yarn config delete`).
+_CONFIG_CHANGES = name_set("set unset delete rm edit add remove")
+#: yarn and pnpm run a package.json script of that name for a verb that is not theirs (`yarn build`).
+_SCRIPT_NAMED = name_set("build test start lint dev serve deploy clean format typecheck")
 
 
 #: apt `-o` settings that name a program to run (hooks, pagers, compressors, methods).
@@ -354,6 +368,11 @@ def judge_packages(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Ju
     if not verb:
         return Judgement(R if any(v in ("--version", "-v", "-V", "--help", "-h") for v in values) else U, f"{prog}")
     risk = PACKAGES.risk(verb)
+    if verb == "config" and set(words[1:2]) & _CONFIG_CHANGES:
+        # `npm config set registry …`: every later install comes from where the agent said.
+        return Judgement(W, f"{prog} config {words[1]} changes the package manager's settings")
+    if prog in ("yarn", "pnpm") and verb in _SCRIPT_NAMED:
+        return Judgement(U, f"{prog} {verb} runs the project's own {verb} script")
     if risk is R:
         return Judgement(R, f"{prog} {verb} reads")
     if risk is D:
@@ -402,6 +421,12 @@ def judge_ip(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgemen
     if risk is D:
         return Judgement(D, f"ip {words[0]} {verb} changes or removes network settings")
     return Judgement(U, f"ip {' '.join(words[:2])} not understood")
+
+
+@judge("printenv")
+def judge_printenv(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
+    names = [w.value if w.value is not None else w.text for w in args if not (w.value or "").startswith("-")]
+    return environment_shown(prog, names or None)
 
 
 @judge("date", "hostname")

@@ -175,10 +175,28 @@ def write_to(word: Word, action: str = "writes to") -> Judgement:
         return Judgement(D, f"{action} system path {path}", tags, (path,))
     if why is not None:
         return Judgement(D, f"{action} {written}, a protected path ({why})", tags, (path,))
+    if paths.is_pattern(written):
+        # `sed -i … *.yaml` edits every file the pattern matches, the policy among them.
+        why = paths.pattern_protected(path, LINE.get().rules)
+        if why is not None:
+            return Judgement(D, f"{action} {written}, which may name a protected path ({why})", _PROTECTED, (path,))
     seen = LINE.get().written
     if seen is not None:
         seen.add(written.rpartition("/")[2])
     return Judgement(W, f"{action} {written}", frozenset(), (written,))
+
+
+#: Sources that hold nothing worth keeping: copying one over a file empties or wipes it.
+EMPTY_SOURCES = frozenset({"/dev/null", "/dev/zero", "/dev/urandom", "/dev/random", "/dev/full"})
+
+
+def emptied(judgement: Judgement, word: Word, how: str) -> Judgement:
+    """A write whose content comes from an empty source (`dd if=/dev/zero of=F`, `tee F < /dev/null`,
+    `sort -o F /dev/null`) destroys what F held, as `truncate -s 0 F` does; in scratch space it is
+    still only a write."""
+    if judgement.risk is not W or word.value is None or in_scratch_word(word):
+        return judgement
+    return Judgement(D, f"{how} {word.value}", judgement.tags | {"irreversible"}, judgement.paths, judgement.nested)
 
 
 def protected_path(path: str, written: str | None = None) -> str | None:
@@ -213,6 +231,28 @@ def removal(words: list[Word]) -> tuple[str | None, bool]:
     return None, scratch
 
 
+def tree_into(dest: Word, action: str) -> Judgement | None:
+    """Copying a whole tree into a directory that holds protected files (`cp -r x/ .claude`,
+    `rsync -a x/ .github/hooks/`) may overwrite any of them with whatever the tree holds."""
+    line = LINE.get()
+    if dest.value is None or not line.may_protect:
+        return None
+    path = resolve_path(dest.value)
+    for candidate in (path, dest.value) if path is not None and path != dest.value else (dest.value,):
+        why = paths.holds_protected(candidate, line.rules)
+        if why is not None:
+            return Judgement(D, f"{action} {dest.value} ({why})", _PROTECTED, (dest.value,))
+    return None
+
+
+def names_protected(words: list[Word]) -> str | None:
+    """The first of `words` that names a protected path (or a directory holding one), as `PATH: why`."""
+    if not LINE.get().may_protect:
+        return None
+    why, _ = removal([w for w in words if w.value is not None and not w.value.startswith("-")])
+    return why
+
+
 def mentions_protected(text: str) -> str | None:
     """A protected path quoted in code or text (`open('.claude/settings.json','w')`), as `PATH (why)`."""
     line = LINE.get()
@@ -236,6 +276,9 @@ def names_secret(words: list[Word]) -> str | None:
         return None
     rules = line.rules
     texts = [word.value if word.value is not None else word.text for word in words]
+    if WORKING_DIR.get():
+        # After `cd ~/.aws` (or `env -C /etc`), `credentials` is `~/.aws/credentials`.
+        texts += [resolved for text in texts if not text.startswith("-") and (resolved := resolve_path(text))]
     if not paths.may_name_secret("\n".join(texts), rules):
         return None
     for text in texts:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from interlock.classify.programs.base import (
+    TTY,
     D,
     Judgement,
     R,
@@ -16,7 +17,9 @@ from interlock.classify.programs.base import (
     Word,
     judge,
     name_set,
+    worst,
 )
+from interlock.classify.programs.targets import names_protected, write_to
 
 #: git subcommands whose risk is the verb alone; the others are judged in `judge_git` by their options.
 GIT = Verbs(
@@ -44,6 +47,11 @@ _GIT_EXEC_SETTING = re.compile(
 )
 
 
+#: Setting what git runs (`core.hooksPath`, an alias, `core.sshCommand`) rewrites the repository's
+#: hooks by another route than `.git/hooks`: the same protected target.
+_CONTROLS = frozenset({"protected-target"})
+
+
 @judge("git")
 def judge_git(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     i = 0
@@ -55,7 +63,7 @@ def judge_git(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgeme
             setting = (args[i + 1].value or "").lower()
             # Settings that name a program git will run turn `git` into an arbitrary command.
             if args[i + 1].value is None or _GIT_EXEC_SETTING.match(setting):
-                return Judgement(U, f"git -c {setting} makes git run another program")
+                return Judgement(U, f"git -c {setting} makes git run another program", _CONTROLS)
             i += 2
             continue
         if v in ("-C", "--git-dir", "--work-tree", "--namespace", "--exec-path"):
@@ -69,6 +77,107 @@ def judge_git(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgeme
         return Judgement(R, "git prints usage")
     sub = args[i].value or ""
     rest = args[i + 1 :]
+    judgement = _judge_sub(sub, rest, run)
+    runs = _runs_program(sub, rest, run)
+    if runs is not None:
+        judgement = worst([judgement, runs])
+    written = _writes_output(sub, rest)
+    if written is not None:
+        judgement = worst([judgement, written])
+    if sub in _TOUCHES_PATHS and judgement.risk is not R and not (sub == "rm" and "--cached" in _values(rest)):
+        why = names_protected(rest)
+        if why is not None:
+            judgement = Judgement(D, f"git {sub} changes {why}", judgement.tags | {"protected-target"}, judgement.paths)
+    return judgement
+
+
+#: Subcommands whose operands are working-tree paths they overwrite, move or delete.
+_TOUCHES_PATHS = frozenset({"checkout", "restore", "mv", "rm", "worktree", "clone"})
+#: Options whose value is a program git runs on the caller's behalf, per subcommand ("*": any).
+_PROGRAM_OPTIONS = {
+    "*": ("--upload-pack", "--receive-pack", "--exec"),
+    "clone": ("-u",),
+    "grep": ("-O", "--open-files-in-pager"),
+}
+#: Options that name a file the output is written to, per subcommand.
+_OUTPUT_OPTIONS = {
+    "log": ("--output",),
+    "diff": ("--output",),
+    "show": ("--output",),
+    "format-patch": ("--output",),
+    "archive": ("-o", "--output"),
+}
+
+
+def _values(words: list[Word]) -> list[str | None]:
+    return [w.value for w in words]
+
+
+def _option_value(words: list[Word], names: tuple[str, ...]) -> tuple[bool, str | None]:
+    """Whether one of the options `names` is given, and its value (`--opt=V`, `--opt V`, `-oV`)."""
+    for j, word in enumerate(words):
+        v = word.value
+        if v is None or v == "--":
+            if v == "--":
+                break
+            continue
+        for name in names:
+            if v == name:
+                return True, words[j + 1].value if j + 1 < len(words) else None
+            if v.startswith(name + "=") or (len(name) == 2 and v.startswith(name) and len(v) > 2):
+                return True, v[len(name) + 1 :] if v.startswith(name + "=") else v[len(name) :]
+    return False, None
+
+
+def _runs_program(sub: str, rest: list[Word], run: Runner) -> Judgement | None:
+    """A program git runs because an option or the subcommand names it: `rebase --exec CMD` and
+    `submodule foreach CMD` run shell text, `bisect run CMD …` a command; `--upload-pack`,
+    `grep -O` and the like a program of the caller's choosing (unknown)."""
+    values = _values(rest)
+    if sub == "rebase":
+        given, text = _option_value(rest, ("--exec", "-x"))
+        if given:
+            if text is None:
+                return Judgement(U, "git rebase --exec with a command produced by an expansion")
+            nested = run.shell(text)
+            return Judgement(nested.risk, f"git rebase --exec runs {text}: {nested.reason}", nested.tags)
+        return None
+    if sub == "bisect" and values[:1] == ["run"]:
+        if len(rest) < 2:
+            return Judgement(U, "git bisect run without a command")
+        nested = run.argv(rest[1:], TTY)
+        return Judgement(nested.risk, f"git bisect run: {nested.reason}", nested.tags)
+    if sub == "submodule" and "foreach" in values:
+        command = rest[values.index("foreach") + 1 :]
+        while command and (command[0].value or "").startswith("--"):
+            command = command[1:]
+        texts = [w.value for w in command]
+        if not command or any(t is None for t in texts):
+            return Judgement(U, "git submodule foreach with a command we cannot read")
+        nested = run.shell(" ".join(t for t in texts if t is not None))
+        return Judgement(nested.risk, f"git submodule foreach: {nested.reason}", nested.tags | {"mass"})
+    for name in (*_PROGRAM_OPTIONS["*"], *_PROGRAM_OPTIONS.get(sub, ())):
+        given, _ = _option_value(rest, (name,))
+        if given:
+            return Judgement(U, f"git {sub} {name} names a program to run", frozenset({"interpreter"}))
+    return None
+
+
+def _writes_output(sub: str, rest: list[Word]) -> Judgement | None:
+    """`git log --output=F`, `git archive -o F`: the output goes to a file, not to the terminal."""
+    names = _OUTPUT_OPTIONS.get(sub)
+    given, value = _option_value(rest, names) if names else (False, None)
+    if not given:
+        if sub == "format-patch":
+            given, folder = _option_value(rest, ("-o", "--output-directory"))
+            if given:
+                patch = Word(folder and folder.rstrip("/") + "/0001.patch", folder or "$?")
+                return write_to(patch, "git format-patch writes into")
+        return None
+    return write_to(Word(value, value or "$?"), f"git {sub} writes to")
+
+
+def _judge_sub(sub: str, rest: list[Word], run: Runner) -> Judgement:
     values = [w.value for w in rest]
     flags = {x for x in values if x is not None and x.startswith("-")}
 
@@ -156,7 +265,7 @@ def judge_git(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgeme
         ):
             return Judgement(R, "git config reads a setting")
         if any(v is None or _GIT_EXEC_SETTING.match(v.lower()) for v in values):
-            return Judgement(U, "git config sets a program git will run")
+            return Judgement(U, "git config sets a program git will run", _CONTROLS)
         return Judgement(W, "git config changes a setting")
     risk = GIT.risk(sub)
     if risk is not None:

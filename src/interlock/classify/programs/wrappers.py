@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from interlock.classify.programs.base import (
+    D,
     Judgement,
     R,
     Runner,
@@ -46,6 +47,35 @@ def hijacks(variable: str) -> bool:
     return variable in HIJACK_VARIABLES or variable.upper().endswith(_PROGRAM_SUFFIXES)
 
 
+#: Variable names that hold credentials by convention (AWS_SECRET_ACCESS_KEY, GITHUB_TOKEN, DATABASE_URL …).
+_SECRET_VARIABLE = re.compile(
+    r"secret|token|passw|credential|private|api_?key|access_?key|_key$|auth|cookie|dsn|_url$", re.I
+)
+
+
+def environment_shown(prog: str, names: list[str] | None = None) -> Judgement:
+    """Printing the whole environment (`env`, `printenv`) or a credential-named variable shows the
+    tokens the agent's session was started with: a secret read, like `cat .env` (tag `secrets`)."""
+    if names is None:
+        return Judgement(W, f"{prog} prints the whole environment, credentials included", frozenset({"secrets"}))
+    secret = [n for n in names if _SECRET_VARIABLE.search(n) or sets_controls(n)]
+    if secret:
+        return Judgement(W, f"{prog} prints {', '.join(secret)}, which holds a credential", frozenset({"secrets"}))
+    return Judgement(R, f"{prog} prints variables")
+
+
+def sets_controls(variable: str) -> bool:
+    """True for Interlock's own settings (INTERLOCK_POLICY, INTERLOCK_URL, INTERLOCK_TOKEN, …)."""
+    return variable.startswith("INTERLOCK_")
+
+
+def controls_changed(variable: str, how: str = "sets") -> Judgement:
+    """Changing one of Interlock's settings in the agent's shell is changing the agent's own controls:
+    the commands after it answer to another policy, gateway or token (like writing `.interlock/`)."""
+    why = f"{how} {variable}, one of Interlock's own settings (policy, gateway, token)"
+    return Judgement(D, why, frozenset({"protected-target"}))
+
+
 @dataclass(frozen=True)
 class Unwrapped:
     """A wrapper's inner command, and what the wrapper adds (e.g. `privilege` for sudo)."""
@@ -53,6 +83,9 @@ class Unwrapped:
     words: list[Word]
     tags: frozenset[str] = frozenset()
     wrapper: str = ""
+    #: The directory the inner command runs in (`env -C DIR`, `sudo -D DIR`): "" unchanged, None
+    #: a directory produced by an expansion.
+    chdir: str | None = ""
 
 
 WrapperResult = Unwrapped | Judgement
@@ -101,7 +134,7 @@ def wrap_sudo(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Wrapper
         return Judgement(U, f"{prog} opens a root shell", priv)
     if seen & {"e", "edit"}:
         return worst([write_to(w, f"{prog} -e edits") for w in args[i:]]).with_tags("privilege")
-    return Unwrapped(args[i:], priv, prog)
+    return Unwrapped(args[i:], priv, prog, _chdir_option(args[:i], "-D", "--chdir") if prog == "sudo" else "")
 
 
 def wrap_su(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> WrapperResult:
@@ -121,6 +154,22 @@ def wrap_su(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> WrapperRe
     return Judgement(U, f"{prog} opens a shell as another user", priv)
 
 
+def _chdir_option(args: list[Word], short: str, long: str) -> str | None:
+    """The directory a wrapper's `-C DIR`/`-CDIR`/`--chdir DIR`/`--chdir=DIR` names: "" when none is
+    given, None when an expansion produces it. Options only: the first operand ends the search."""
+    for j, word in enumerate(args):
+        v = word.value
+        if v is None or v == "--" or not v.startswith("-"):
+            return ""
+        if v in (short, long):
+            return args[j + 1].value if j + 1 < len(args) else None
+        if v.startswith(long + "="):
+            return v.partition("=")[2]
+        if v.startswith(short) and len(v) > 2 and not v.startswith("--"):
+            return v[2:]
+    return ""
+
+
 def wrap_env(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> WrapperResult:
     i = 0
     while i < len(args):
@@ -128,6 +177,8 @@ def wrap_env(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> WrapperR
         v = w.value
         if v is None:
             return Judgement(U, f"env argument produced by an expansion ({w.text})")
+        if v in ("-u", "--unset") and i + 1 < len(args) and sets_controls(args[i + 1].value or ""):
+            return controls_changed(args[i + 1].value or "", "env unsets")
         if v in ("-u", "--unset", "-C", "--chdir"):
             i += 2
             continue
@@ -152,14 +203,16 @@ def wrap_env(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> WrapperR
             continue
         if "=" in v and not v.startswith("="):
             name = v.partition("=")[0]
+            if sets_controls(name):
+                return controls_changed(name, "env sets")
             if hijacks(name):
                 return Judgement(U, f"env sets {name}, which changes what programs run")
             i += 1
             continue
         break
     if i >= len(args):
-        return Judgement(R, "env prints the environment")
-    return Unwrapped(args[i:], frozenset(), prog)
+        return environment_shown("env")
+    return Unwrapped(args[i:], frozenset(), prog, _chdir_option(args[:i], "-C", "--chdir"))
 
 
 #: wrapper → (short options taking a value, long options taking a value, operands before the command)
