@@ -80,7 +80,7 @@ def test_a_console_session_does_not_outlive_a_revocation_undone_in_the_database(
     with AuditLog(store, key_dir=tmp_path / "keys") as log:
         token_id, secret = create_token(store, "human", "bob", None, log)
         now = datetime.now(UTC)
-        session = open_session(store, authenticate(store, secret, log=log), now)
+        session = open_session(store, authenticate(store, secret, log=log), now, log)
         assert find_session(store, session.secret, now, log) is not None
         revoke(store, token_id, log)
         assert find_session(store, session.secret, now, log) is None

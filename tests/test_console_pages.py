@@ -30,7 +30,7 @@ audit, clock, gate, policy = support.audit, support.clock, support.gate, support
 def test_a_session_lives_until_it_expires_is_closed_or_its_token_is_revoked(store: Store, audit: Recorded,
                                                                             clock: ManualClock) -> None:
     bob = login(store, audit, "bob")
-    opened = open_session(store, bob, clock())
+    opened = open_session(store, bob, clock(), audit)
     found = find_session(store, opened.secret, clock(), audit)
     assert found is not None and found.principal == bob and csrf_ok(found, opened.csrf)
     tampered = opened.csrf[:-1] + ("1" if opened.csrf.endswith("0") else "0")  # always a different token
@@ -39,12 +39,12 @@ def test_a_session_lives_until_it_expires_is_closed_or_its_token_is_revoked(stor
     clock.advance(SESSION_SECONDS + 1)
     assert find_session(store, opened.secret, clock(), audit) is None  # expired
 
-    second = open_session(store, bob, clock())
+    second = open_session(store, bob, clock(), audit)
     assert second.csrf != opened.csrf  # each session its own CSRF token
-    assert close_session(store, second.secret, clock()) and not close_session(store, second.secret, clock())
+    assert close_session(store, second, clock(), audit) and not close_session(store, second, clock(), audit)
     assert find_session(store, second.secret, clock(), audit) is None  # signed out
 
-    third = open_session(store, bob, clock())
+    third = open_session(store, bob, clock(), audit)
     revoke(store, bob.token_id, audit, clock=clock)
     assert find_session(store, third.secret, clock(), audit) is None  # its token was revoked
 
@@ -54,7 +54,7 @@ def test_a_session_never_outlives_its_token(store: Store, audit: Recorded, clock
 
     _, secret = create_token(store, "human", "carol", 600, audit, clock=clock)
     carol = authenticate(store, secret, log=audit, clock=clock)
-    session = open_session(store, carol, clock(), token_expires_at=token_expiry(store, carol.token_id))
+    session = open_session(store, carol, clock(), audit, token_expires_at=token_expiry(store, carol.token_id))
     assert session.expires_at == clock() + timedelta(seconds=600)
     clock.advance(601)
     assert find_session(store, session.secret, clock(), audit) is None
@@ -62,7 +62,7 @@ def test_a_session_never_outlives_its_token(store: Store, audit: Recorded, clock
 
 def test_agents_get_no_session(store: Store, audit: Recorded, clock: ManualClock) -> None:
     with pytest.raises(ValueError, match="only humans"):
-        open_session(store, Principal(kind="agent", name="kiro", token_id="tok_x"), clock())
+        open_session(store, Principal(kind="agent", name="kiro", token_id="tok_x"), clock(), audit)
 
 
 BALLOTS = [

@@ -6,6 +6,7 @@ product still refuses."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,10 @@ import pytest
 
 from interlock.gate.integrity import gate_problems
 from interlock.gateway import Mode
+from interlock.identity import authenticate, create_token, secret_hash
 from interlock.model import Action, Kind
 from interlock.runtime import Runtime
+from interlock.server.ui.sessions import Session, close_session, find_session, open_session
 from interlock.store.events import Channel, publish
 from tests.conftest import EXAMPLE_POLICY
 
@@ -108,3 +111,50 @@ def test_a_freeze_entry_changed_in_the_database_freezes_everything(
         for answer in (_read_in_production(fresh), fresh.gateway.propose("kiro", sandbox, mode=Mode.advisory)):
             assert _freeze_rules(answer) == [f"freeze:entry-{index}"]
             assert f"audit entry {index} (guard.frozen) does not check out" in answer.decision.reasons[-1]
+
+
+# --- console sessions: a sign-out is what the log says ---------------------------------------------------
+
+
+def _signed_in(rt: Runtime, human: str = "bob") -> Session:
+    _, secret = create_token(rt.store, "human", human, None, rt.audit)
+    return open_session(rt.store, authenticate(rt.store, secret, log=rt.audit), datetime.now(UTC), rt.audit)
+
+
+def _live(rt: Runtime, session: Session) -> bool:
+    return find_session(rt.store, session.secret, datetime.now(UTC), rt.audit) is not None
+
+
+def test_a_session_signed_back_in_by_the_database_stays_signed_out(runtime: Runtime) -> None:
+    session, kept = _signed_in(runtime), _signed_in(runtime, "carol")
+    assert close_session(runtime.store, session, datetime.now(UTC), runtime.audit)
+    assert not _live(runtime, session) and _live(runtime, kept)
+    _tamper(runtime, "UPDATE console_sessions SET revoked_at = NULL")  # the copied cookie's comeback
+    assert not _live(runtime, session)
+    assert _live(runtime, kept)  # only a sign-out of this session counts
+
+
+# How the attacker opens a session with the database alone (a cookie secret of their choosing, or a row
+# changed to another human) -> the console opens nothing.
+FORGED = [
+    ("row written, proxy", "INSERT INTO console_sessions(secret_sha256, token_id, human, via, created_at, expires_at) "
+                           "VALUES (?, 'proxy', 'bob', 'proxy', '2026-01-01T00:00:00.000000Z', "
+                           "'2999-01-01T00:00:00.000000Z')"),
+    ("row copied with another entry", "INSERT INTO console_sessions(secret_sha256, token_id, human, via, created_at, "
+                                      "expires_at, entry_idx) SELECT ?, token_id, human, via, created_at, expires_at, "
+                                      "entry_idx FROM console_sessions"),
+]
+
+
+@pytest.mark.parametrize(("how", "sql"), FORGED, ids=[f[0] for f in FORGED])
+def test_a_session_row_written_into_the_database_opens_nothing(runtime: Runtime, how: str, sql: str) -> None:
+    real = _signed_in(runtime)
+    forged = Session(real.principal, "attacker-chosen-secret", real.expires_at, "proxy")
+    _tamper(runtime, sql, secret_hash(forged.secret))
+    assert not _live(runtime, forged) and _live(runtime, real)
+
+
+def test_a_session_given_to_another_human_in_the_database_opens_nothing(runtime: Runtime) -> None:
+    session = _signed_in(runtime)
+    _tamper(runtime, "UPDATE console_sessions SET human = 'alice'")
+    assert not _live(runtime, session)

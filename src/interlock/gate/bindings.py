@@ -19,7 +19,8 @@ from interlock.gate.events import GateAudit
 # Only these events have a partial index; the event is written into the SQL as a literal (never a
 # parameter) because SQLite uses a partial index only when the query repeats its WHERE term.
 INDEXED = frozenset({AuditEvent.TOKEN_REVOKED.value, AuditEvent.GRANT_CONSUMED.value,
-                     AuditEvent.GUARD_FROZEN.value, AuditEvent.GUARD_THAWED.value})
+                     AuditEvent.GUARD_FROZEN.value, AuditEvent.GUARD_THAWED.value,
+                     AuditEvent.CONSOLE_SIGNED_OUT.value})  # 0026, 0027, 0051
 
 
 def named_in_log(log: GateAudit, tx: Any, event: str, key: str, value: str, since: int = 0) -> int | None:

@@ -95,7 +95,8 @@ async def session_of(request: Request) -> Session | None:
     if proxied is None:
         return None
     principal = Principal(kind="human", name=proxied, token_id=PROXY_TOKEN_ID)
-    opened = await anyio.to_thread.run_sync(lambda: open_session(server.store, principal, now, via="proxy"))
+    opened = await anyio.to_thread.run_sync(
+        lambda: open_session(server.store, principal, now, server.audit, via="proxy"))
     request.state.new_session = opened
     request.state.principal = principal
     return opened
@@ -204,9 +205,7 @@ async def signin(request: Request) -> Response:
     now = server.gate.clock()
     expires = await anyio.to_thread.run_sync(token_expiry, server.store, principal.token_id)
     session = await anyio.to_thread.run_sync(
-        lambda: open_session(server.store, principal, now, token_expires_at=expires))
-    await _audit(request, AuditEvent.CONSOLE_SIGNED_IN, {"principal": principal.name, "token_id": principal.token_id,
-                                                         "via": "token"})
+        lambda: open_session(server.store, principal, now, server.audit, token_expires_at=expires))
     response = RedirectResponse(_safe_next(form.get("next", "/ui")), status_code=303)
     _set_cookie(request, response, session)
     response.delete_cookie(SIGNIN_COOKIE, path="/ui/signin")
@@ -222,9 +221,7 @@ async def signout(request: Request) -> Response:
     if not csrf_ok(session, form.get("csrf")):
         return await _refuse(request, 403, "csrf", "this form did not come from your console page: reload it", session)
     server = _server(request)
-    await anyio.to_thread.run_sync(close_session, server.store, session.secret, server.gate.clock())
-    await _audit(request, AuditEvent.CONSOLE_SIGNED_OUT, {"principal": session.principal.name,
-                                                          "token_id": session.principal.token_id})
+    await anyio.to_thread.run_sync(close_session, server.store, session, server.gate.clock(), server.audit)
     response = RedirectResponse("/ui/signin", status_code=303)
     response.delete_cookie(_cookie_name(request), path="/")
     return response
