@@ -17,7 +17,7 @@ from interlock.gateway import Mode
 from interlock.identity import authenticate, create_token, secret_hash
 from interlock.model import Action, Kind
 from interlock.runtime import Runtime
-from interlock.server.ui.sessions import Session, close_session, find_session, open_session
+from interlock.server.ui.sessions import Session, close_session, find_session, open_session, session_id
 from interlock.store.events import Channel, publish
 from tests.conftest import EXAMPLE_POLICY
 
@@ -129,9 +129,13 @@ def test_a_session_signed_back_in_by_the_database_stays_signed_out(runtime: Runt
     session, kept = _signed_in(runtime), _signed_in(runtime, "carol")
     assert close_session(runtime.store, session, datetime.now(UTC), runtime.audit)
     assert not _live(runtime, session) and _live(runtime, kept)
+    assert gate_problems(runtime.audit) == []
     _tamper(runtime, "UPDATE console_sessions SET revoked_at = NULL")  # the copied cookie's comeback
     assert not _live(runtime, session)
     assert _live(runtime, kept)  # only a sign-out of this session counts
+    problems = gate_problems(runtime.audit)
+    assert [p.where for p in problems] == [f"sign-out of bob's console session {session_id(secret_hash(session.secret))}"]
+    assert "the sign-out was undone in the database" in problems[0].what
 
 
 # How the attacker opens a session with the database alone (a cookie secret of their choosing, or a row

@@ -5,8 +5,8 @@ Two patterns, one helper each:
 - *a row bound to its entry* (`_unbound`): every approval request, vote, grant, token and revocation row
   keeps the index of the entry that recorded it, in the same transaction; a row whose entry is missing or
   says otherwise was written or changed in the database. The product ignores such rows at use.
-- *an entry whose effect was undone* (`_undone`): every token.revoked, grant.consumed and guard.frozen
-  entry must still find its row in that state; a revocation, a use or a freeze turned back in the
+- *an entry whose effect was undone* (`_undone`): every token.revoked, grant.consumed, guard.frozen and
+  console.signed_out entry must still find its row in that state; a revocation, a use or a freeze turned back in the
   database is named. The product asks the log at use, so it still refuses (docs/audit.md)."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from interlock.gate import repo
 from interlock.gate.bindings import entries_of
 from interlock.gate.service import grant_recorded, request_recorded, vote_recorded
 from interlock.identity import revocation_recorded, token_recorded
+from interlock.server.ui.sessions import session_id
 from interlock.store import Transaction
 
 
@@ -34,6 +35,7 @@ def gate_problems(log: AuditLog, limit: int = 50) -> list[Problem]:
             _undone(log, tx, AuditEvent.TOKEN_REVOKED, _revocation_state({row["id"]: row for row in tokens})),
             _undone(log, tx, AuditEvent.GRANT_CONSUMED, _use_state_of(tx)),
             _undone(log, tx, AuditEvent.GUARD_FROZEN, _freeze_state(log, tx)),
+            _undone(log, tx, AuditEvent.CONSOLE_SIGNED_OUT, _sign_out_state(tx)),
         ]
         problems: list[Problem] = []
         for check in checks:
@@ -173,5 +175,23 @@ def _freeze_state(log: AuditLog, tx: Transaction) -> Undone:
         return (f"freeze {freeze_id}",
                 f"entry {index} froze {made.get('scope')} but the freeze {state}: changed in the database; "
                 f"the gateway still honours it; end it with `interlock thaw {freeze_id}` if it should end")
+
+    return check
+
+
+def _sign_out_state(tx: Transaction) -> Undone:
+    """A console.signed_out entry must find its session still revoked: a revoked_at cleared in the database
+    (to bring a copied cookie back) is named. The console refuses such a session anyway. Sign-outs from
+    before migration 0051 name no session and are not checked; a deleted session row opens nothing."""
+    revoked = {session_id(row["secret_sha256"]): row["revoked_at"]
+               for row in tx.fetchall("SELECT secret_sha256, revoked_at FROM console_sessions")}
+
+    def check(index: int, data: dict[str, Any]) -> tuple[str, str] | None:
+        session = data.get("session")
+        if session is None or session not in revoked or revoked[session] is not None:
+            return None
+        return (f"sign-out of {data.get('principal')}'s console session {session}",
+                f"entry {index} signed it out but the session is active in console_sessions: the sign-out was "
+                "undone in the database; the console still refuses the session")
 
     return check
