@@ -16,7 +16,7 @@ from rich.console import Console
 from interlock.rollout.cli import view
 from interlock.testing import eventually, live_server
 from tests.rollout_fleet import fleet
-from tests.test_rollouts import policy_text, rollout_doc
+from tests.test_rollouts import HEALTH, policy_text, rollout_doc
 
 
 def cli(server_url: str, token: str, *args: str) -> tuple[int, str]:
@@ -77,3 +77,66 @@ def test_a_killed_server_resumes_the_rollout_without_repeating_a_step(store_url:
         console = Console(record=True, width=120)
         console.print(view(done))
         assert "changed" in console.export_text()
+
+
+def approvals_cli(server_url: str, token: str, *args: str) -> tuple[int, str]:
+    done = subprocess.run([sys.executable, "-m", "interlock.cli", "approvals", *args, "--gateway", server_url,
+                           "--token", token], capture_output=True, text=True, timeout=120, check=False)
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_a_rollouts_approval_is_an_ordinary_approval_request(store_url: str, tmp_path: Path) -> None:
+    """Listed by GET /v1/approvals and `interlock approvals`, with every target's decision, the steps, the
+    rollback and the deadline; voted on there under the gate's rules; the rollout follows its request."""
+    names = ["web-1", "web-2"]
+    with fleet(names) as services:
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(policy_text({n: s.url for n, s in services.items()}))
+        doc = rollout_doc("v2", steps=[{"setTargets": 1}, {"analysis": {"checks": [HEALTH]}}, {"percent": 100}],
+                          progressDeadline="30m")
+        with live_server(policy, store_url, tmp_path) as server:
+            agent, alice, bob = (server.token("agent", "deployer"), server.token("human", "alice"),
+                                 server.token("human", "bob"))
+            with server.client(agent) as http:
+                shipped = http.post("/v1/rollouts", json=doc).json()
+                kept = http.post("/v1/rollouts", json=rollout_doc("v3", steps=[{"percent": 100}])).json()
+                dropped = http.post("/v1/rollouts", json=rollout_doc("v4", steps=[{"percent": 100}])).json()
+            request_id = shipped["approval"]["request_id"]
+            with server.client(bob) as http:
+                listed = {a["id"]: a for a in http.get("/v1/approvals").json()["approvals"]}
+                assert {r["approval"]["request_id"] for r in (shipped, kept, dropped)} <= set(listed)
+                seen = listed[request_id]
+                assert seen["rollout_id"] == shipped["id"] and seen["fingerprint"] == shipped["fingerprint"]
+                view = seen["rollout"]
+                assert [(t["name"], t["wave"], t["forward"]["decision"], t["rollback"]["decision"])
+                        for t in view["targets"]] == [("web-1", 1, "approval_required", "approval_required"),
+                                                      ("web-2", 2, "approval_required", "approval_required")]
+                assert view["steps"][1]["step"]["analysis"]["checks"][0]["name"] == "health"
+                assert view["rollback"]["payload"]["body"] == {"version": "v1"}
+                assert view["progress_deadline"] == 1800 and "2 target(s) of group web-fleet" in seen["summary"]
+            code, shown = approvals_cli(server.url, bob, "show", request_id)
+            assert code == 0 and "web-2  wave 2: approval_required (write)" in shown and '"v1"' in shown, shown
+            code, refused = approvals_cli(server.url, alice, "approve", request_id)
+            assert code == 1 and "never counts as its approver" in refused, refused
+            code, voted = approvals_cli(server.url, bob, "approve", request_id, "--format", "json")
+            assert code == 0 and json.loads(voted)["state"] == "approved", voted
+            with server.client(bob) as http:
+                def finished() -> dict[str, Any] | None:
+                    body: dict[str, Any] = http.get(f"/v1/rollouts/{shipped['id']}").json()
+                    return body if body["phase"] == "succeeded" else None
+
+                done = eventually(finished, what="the rollout approved through /v1/approvals to finish")
+                assert done["approval"]["approved_by"] == ["bob"]
+                assert http.get(f"/v1/approvals/{request_id}").json()["state"] == "consumed", "its grant, used once"
+                no_reason = http.post(f"/v1/approvals/{kept['approval']['request_id']}/deny", json={"reason": ""})
+                assert no_reason.status_code == 422
+                http.post(f"/v1/approvals/{kept['approval']['request_id']}/deny", json={"reason": "not today"})
+                denied = eventually(lambda: (b := http.get(f"/v1/rollouts/{kept['id']}").json())["phase"] == "denied"
+                                    and b, what="the denied rollout")
+                assert "not today" in denied["reason"]
+                assert http.post(f"/v1/rollouts/{dropped['id']}/abort", json={"reason": "wrong week"}).json()[
+                    "phase"] == "aborted"
+                withdrawn = http.get(f"/v1/approvals/{dropped['approval']['request_id']}").json()
+                assert withdrawn["state"] == "invalidated" and "wrong week" in withdrawn["reason"]
+                assert http.get("/v1/approvals").json()["approvals"] == [], "nothing left to review"
+        assert {n: s.state()["deploys"] for n, s in services.items()} == {"web-1": ["v2"], "web-2": ["v2"]}

@@ -165,6 +165,8 @@ def _print_view(view: View) -> None:
         "  exact action (this is what runs, byte for byte):",
         *(f"    {line}" for line in json.dumps(action["payload"], indent=2, sort_keys=True).splitlines()),
     ]
+    if view.get("rollout"):
+        lines += _rollout_lines(view["rollout"])
     rationale = view.get("rationale")
     if rationale:
         lines += [
@@ -192,6 +194,27 @@ def _print_view(view: View) -> None:
     lines.append(f"  fingerprint: {view['fingerprint']}")
     for line in lines:
         out.print(line, markup=False)
+
+
+def _rollout_lines(rollout: View) -> list[str]:
+    """A rollout's approval: one vote for every target, so every target, step and the rollback are shown."""
+
+    def decided(d: View) -> str:
+        seen = f"{d['decision']} ({d['risk']})"
+        return seen + (" after its rehearsal" if d.get("sandboxed") else "")
+
+    lines = [f"  rollout:   {rollout['id']} over group {rollout['group']} ({len(rollout['targets'])} targets), "
+             f"maxParallel {rollout['max_parallel']}, progressDeadline {rollout['progress_deadline']} s, "
+             f"abortPolicy {rollout['abort_policy']}",
+             "  targets:   (wave: forward decision / rollback decision)"]
+    lines += [f"    {t['name']}  wave {t['wave']}: {decided(t['forward'])} / {decided(t['rollback'])}"
+              for t in rollout["targets"]]
+    lines.append("  steps:")
+    lines += [f"    {s['index']}. {json.dumps(s['step'], sort_keys=True)}" for s in rollout["steps"]]
+    lines.append("  rollback (runs on every changed target, newest first, when a check fails or on abort):")
+    undo = json.dumps(rollout["rollback"]["payload"], indent=2, sort_keys=True)
+    lines += [f"    {line}" for line in undo.splitlines()]
+    return lines
 
 
 def _emit(view: View, format: Format) -> None:

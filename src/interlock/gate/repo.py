@@ -18,7 +18,7 @@ from interlock.store.events import Channel, publish
 _REQUEST_COLUMNS = (
     "id, agent, owner, fingerprint, policy_version, action_json, classification_json, rules_json, "
     "requirements_json, eligible_json, state, state_reason, created_at, expires_at, decided_at, evidence_json, "
-    "action_id, entry_idx"
+    "action_id, entry_idx, rollout_id, rollout_json"
 )
 _GRANT_COLUMNS = "id, request_id, agent, fingerprint, policy_version, created_at, expires_at, consumed_at"
 _GRANT_READ = _GRANT_COLUMNS + ", issued_idx, consumed_idx"
@@ -31,7 +31,7 @@ def _dumps(value: Any) -> str:
 def insert_request(tx: Transaction, req: ApprovalRequest) -> None:
     tx.execute(
         f"INSERT INTO approval_requests({_REQUEST_COLUMNS}, pending_key) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             req.id,
             req.agent,
@@ -51,6 +51,8 @@ def insert_request(tx: Transaction, req: ApprovalRequest) -> None:
             _dumps(req.evidence) if req.evidence is not None else None,
             req.action_id,
             req.entry_idx,
+            req.rollout_id,
+            _dumps(req.rollout) if req.rollout is not None else None,
             req.fingerprint if req.state is RequestState.pending else None,
         ),
     )
@@ -80,6 +82,8 @@ def _request(row: Row) -> ApprovalRequest:
         evidence=json.loads(row["evidence_json"]) if row.get("evidence_json") else None,
         action_id=row["action_id"],
         entry_idx=None if row.get("entry_idx") is None else int(row["entry_idx"]),
+        rollout_id=row.get("rollout_id"),
+        rollout=json.loads(row["rollout_json"]) if row.get("rollout_json") else None,
     )
 
 

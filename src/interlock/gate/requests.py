@@ -42,6 +42,11 @@ class ApprovalRequest(Strict):
         default=None, description="the rehearsal on the twin that promoted this action (docs/sandbox.md)"
     )
     action_id: str | None = Field(default=None, description="the proposed action that opened this request")
+    rollout_id: str | None = Field(default=None, description="the rollout this request approves as a whole "
+                                   "(docs/rollouts.md); its fingerprint is the rollout's")
+    rollout: dict[str, Any] | None = Field(
+        default=None, description="what the rollout's approvers see: targets and their decisions, steps, checks, "
+        "rollback, progress deadline")
     entry_idx: int | None = Field(default=None, description="the audit entry that recorded its current terms")
 
     @property
@@ -112,4 +117,6 @@ def api_json(status: RequestStatus) -> dict[str, object]:
         "created_at": req.created_at.isoformat(),
         "reason": req.state_reason,
         "evidence": req.evidence,
+        "rollout_id": req.rollout_id,
+        "rollout": req.rollout,
     }

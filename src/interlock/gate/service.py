@@ -38,7 +38,7 @@ from interlock.gate.quorum import Quorum, eligible_humans, evaluate, humans_of, 
 from interlock.gate.requests import ApprovalRequest, Grant, RequestState, RequestStatus, Vote
 from interlock.gate.webhook import Notifier
 from interlock.identity import AuthError, Principal, require_human
-from interlock.model import Action, Classification, Decision, DecisionValue
+from interlock.model import Action, ApprovalRequirement, Classification, Decision, DecisionValue
 from interlock.policy import Policy, decide
 from interlock.policy.classifying import classify_action
 from interlock.store import Store, Transaction
@@ -68,7 +68,8 @@ def request_recorded(audit: GateAudit, tx: Transaction, request: ApprovalRequest
             and data.get("agent") == request.agent and data.get("fingerprint") == request.fingerprint
             and data.get("policy_version") == request.policy_version
             and data.get("approvals") == [r.model_dump(mode="json") for r in request.requirements]
-            and data.get("eligible") == list(request.eligible))
+            and data.get("eligible") == list(request.eligible)
+            and data.get("rollout_id") == request.rollout_id and data.get("rollout") == request.rollout)
 
 
 def grant_recorded(audit: GateAudit, tx: Transaction, grant: Grant) -> bool:
@@ -197,30 +198,86 @@ class Gate:
                 evidence=evidence,
                 action_id=action_id,
             )
-            repo.insert_request(tx, request)
-            # Its terms are recorded in this transaction (issue 10.2): votes are taken only while the
-            # row still says what this entry says.
-            receipt = self.audit.append_in(tx, APPROVAL_REQUESTED, {
-                "request_id": request.id,
-                "action_id": action_id,
-                "agent": agent,
-                "fingerprint": fp,
-                "policy_version": policy.version,
-                "action": action.model_dump(mode="json"),
-                "risk": classification.risk.value,
-                "summary": classification.summary,
-                "rules": list(decision.rules),
-                "requirements": [r.describe() for r in reqs],
-                "approvals": [r.model_dump(mode="json") for r in reqs],
-                "eligible": list(request.eligible),
-                "expires_at": stamp(request.expires_at),
-                **({"evidence": evidence.get("id")} if evidence else {}),
-            })
-            repo.bind_request(tx, request.id, receipt.index)
-            request = request.model_copy(update={"entry_idx": receipt.index})
+            request = self._insert(tx, request)
             self._stage(tx, ((APPROVAL_REQUESTED, request, ""),))
         self._finish(_AfterCommit(events=tuple(events)))
         return request
+
+    def _insert(self, tx: Transaction, request: ApprovalRequest) -> ApprovalRequest:
+        """Store a new pending request and record its terms in this transaction (issue 10.2): votes are
+        taken only while the row still says what this entry says."""
+        repo.insert_request(tx, request)
+        receipt = self.audit.append_in(tx, APPROVAL_REQUESTED, {
+            "request_id": request.id,
+            "action_id": request.action_id,
+            "agent": request.agent,
+            "fingerprint": request.fingerprint,
+            "policy_version": request.policy_version,
+            "action": request.action.model_dump(mode="json"),
+            "risk": request.classification.risk.value,
+            "summary": request.classification.summary,
+            "rules": list(request.rules),
+            "requirements": [r.describe() for r in request.requirements],
+            "approvals": [r.model_dump(mode="json") for r in request.requirements],
+            "eligible": list(request.eligible),
+            "expires_at": stamp(request.expires_at),
+            **({"evidence": request.evidence.get("id")} if request.evidence else {}),
+            **({"rollout_id": request.rollout_id, "rollout": request.rollout} if request.rollout_id else {}),
+        })
+        repo.bind_request(tx, request.id, receipt.index)
+        return request.model_copy(update={"entry_idx": receipt.index})
+
+    # --- a rollout's one approval (rollout/service.py) ------------------------------------------------
+
+    def open_rollout(
+        self,
+        tx: Transaction,
+        *,
+        agent: str,
+        rollout_id: str,
+        fingerprint: str,
+        action: Action,
+        classification: Classification,
+        rules: tuple[str, ...],
+        requirements: tuple[ApprovalRequirement, ...],
+        rollout: dict[str, Any],
+        evidence: dict[str, Any] | None = None,
+    ) -> ApprovalRequest:
+        """Open, in the caller's transaction, the one approval request of a rollout: an ordinary request
+        (listed, voted on under the same quorum rules, expiring, notified) bound to the rollout's
+        fingerprint. Its grant is used once, by the rollout, which then issues the per-target grants.
+        The rollout service decided every member first."""
+        policy = self.policy
+        owner = policy.doc.agents[agent].owner
+        now = self.clock()
+        request = ApprovalRequest(
+            id="apr_" + secrets.token_hex(10), agent=agent, owner=owner, action=action, fingerprint=fingerprint,
+            policy_version=policy.version, classification=classification, rules=rules, requirements=requirements,
+            eligible=eligible_humans(requirements, humans_of(policy.doc.humans), agent, owner),
+            state=RequestState.pending, created_at=now,
+            expires_at=now + timedelta(seconds=policy.doc.defaults.approval_ttl),
+            evidence=evidence, rollout_id=rollout_id, rollout=rollout,
+        )
+        request = self._insert(tx, request)
+        self._stage(tx, ((APPROVAL_REQUESTED, request, ""),))
+        return request
+
+    def withdraw_in(self, tx: Transaction, request_id: str, reason: str) -> ApprovalRequest | None:
+        """End a pending request whose subject went away (a rollout aborted before approval): invalidated,
+        audited and notified in the caller's transaction."""
+        if not repo.set_state(tx, request_id, RequestState.invalidated, reason, stamp(self.clock())):
+            return None
+        self.audit.append_in(tx, APPROVAL_INVALIDATED, {"request_id": request_id, "reason": reason,
+                                                        "policy_version": self.policy.version})
+        request = repo.get_request(tx, request_id)
+        if request is not None:
+            self._stage(tx, ((APPROVAL_INVALIDATED, request, reason),))
+        return request
+
+    def use_grant_in(self, tx: Transaction, agent: str, fp: str, consumer: str) -> Grant | None:
+        """Use the grant for fingerprint `fp` once, in the caller's transaction (a rollout starting on its
+        approval); None when there is no usable one. The same checks as `consume_grant`."""
+        return self._consume_in(tx, agent, fp, consumer, self.clock())
 
     def _open_problem(
         self, agent: str, action: Action, decision: Decision, classification: Classification,
@@ -268,35 +325,10 @@ class Gate:
         of any number of concurrent callers (threads, processes, replicas) gets the grant."""
         fp = fingerprint(agent, action, self.policy.version)
         now = self.clock()
-        at = stamp(now)
         by = consumer or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         with self.store.transaction() as tx:
-            won: Grant | None = None
-            # Only a grant whose issue the log records (in the tree, authenticated, saying the same) is
-            # honoured: a grants row written into the database directly is not an approval.
-            grants = [g for g in repo.grants_for(tx, agent, fp) if self._issued(tx, g)]
-            for grant in grants:
-                if (grant.consumed_at is None and grant.expires_at > now and not self._used_in_log(tx, grant)
-                        and repo.consume(tx, grant.id, at, by)):
-                    repo.set_state(
-                        tx,
-                        grant.request_id,
-                        RequestState.consumed,
-                        f"consumed by {by}",
-                        at,
-                        expected=RequestState.approved,
-                    )
-                    receipt = self.audit.append_in(tx, GRANT_CONSUMED, {
-                        "grant_id": grant.id,
-                        "request_id": grant.request_id,
-                        "action_id": consumer if consumer.startswith("act_") else None,
-                        "agent": agent,
-                        "fingerprint": fp,
-                        "by": by,
-                    })
-                    repo.bind_grant(tx, grant.id, consumed_idx=receipt.index)
-                    won = grant
-                    break
+            action_id = consumer if consumer.startswith("act_") else None
+            won = self._consume_in(tx, agent, fp, by, now, action_id=action_id)
             # A loser re-reads: under READ COMMITTED its first read may predate the winner's commit.
             error = None if won else self._no_grant(tx, agent, fp, repo.grants_for(tx, agent, fp), now)
         if won is not None:
@@ -319,6 +351,29 @@ class Gate:
                 error=error,
             )
         )
+
+    def _consume_in(self, tx: Transaction, agent: str, fp: str, by: str, now: datetime,
+                    action_id: str | None = None) -> Grant | None:
+        at = stamp(now)
+        # Only a grant whose issue the log records (in the tree, authenticated, saying the same) is
+        # honoured: a grants row written into the database directly is not an approval.
+        grants = [g for g in repo.grants_for(tx, agent, fp) if self._issued(tx, g)]
+        for grant in grants:
+            if (grant.consumed_at is None and grant.expires_at > now and not self._used_in_log(tx, grant)
+                    and repo.consume(tx, grant.id, at, by)):
+                repo.set_state(tx, grant.request_id, RequestState.consumed, f"consumed by {by}", at,
+                               expected=RequestState.approved)
+                receipt = self.audit.append_in(tx, GRANT_CONSUMED, {
+                    "grant_id": grant.id,
+                    "request_id": grant.request_id,
+                    "action_id": action_id,
+                    "agent": agent,
+                    "fingerprint": fp,
+                    "by": by,
+                })
+                repo.bind_grant(tx, grant.id, consumed_idx=receipt.index)
+                return grant
+        return None
 
     def _no_grant(self, tx: Transaction, agent: str, fp: str, grants: list[Grant], now: datetime) -> GateError:
         replayed = next((g for g in grants if g.consumed_at is None and self._used_in_log(tx, g)), None)
@@ -641,6 +696,9 @@ class Gate:
         return result
 
     def _still_valid(self, policy: Policy, request: ApprovalRequest, classify: ClassifyFn) -> str | None:
+        if request.rollout_id is not None:
+            return (f"rollout {request.rollout_id} was decided member by member under the old policy: the agent "
+                    "submits it again")
         agent = policy.doc.agents.get(request.agent)
         if agent is None:
             return f"agent {request.agent} is no longer in the policy"

@@ -34,11 +34,12 @@ from interlock.fingerprint import fingerprint as action_fingerprint
 from interlock.gate import repo as gate_repo
 from interlock.gate.clock import Clock, parse_stamp, stamp, system_clock
 from interlock.gate.events import GRANT_ISSUED
-from interlock.gate.quorum import eligible_humans, evaluate, humans_of, ineligible_reason, possible
-from interlock.gate.requests import ApprovalRequest, Grant, RequestState
+from interlock.gate.quorum import eligible_humans, evaluate, humans_of, possible
+from interlock.gate.requests import ApprovalRequest, Grant, RequestState, RequestStatus
+from interlock.gate.service import Gate, GateError
 from interlock.gateway import Gateway, GatewayError, GatewayUnavailable, State
 from interlock.identity import AuthError, Principal, require_human
-from interlock.model import Action, ApprovalRequirement, DecisionValue
+from interlock.model import Action, ApprovalRequirement, Classification, DecisionValue, Risk
 from interlock.policy import Policy, decide
 from interlock.rollout import checks, model
 from interlock.rollout.checks import Measurement, Phase
@@ -58,10 +59,11 @@ class RolloutPhase(StrEnum):
     denied = "denied"  # a human denied the approval
     aborted = "aborted"  # aborted before anything changed
     expired = "expired"  # nobody approved it within the policy's approval_ttl
+    invalidated = "invalidated"  # the policy changed before it was approved: submitted again or not at all
 
 
 TERMINAL = frozenset({RolloutPhase.succeeded, RolloutPhase.rolled_back, RolloutPhase.failed,
-                      RolloutPhase.denied, RolloutPhase.aborted, RolloutPhase.expired})
+                      RolloutPhase.denied, RolloutPhase.aborted, RolloutPhase.expired, RolloutPhase.invalidated})
 
 #: Target states. `changed` / `failed` / `outcome_unknown` are what a rollback takes back.
 UNTOUCHED, STARTED, CHANGED, FAILED, UNKNOWN = "untouched", "started", "changed", "failed", "outcome_unknown"
@@ -162,6 +164,10 @@ class Rollouts:
         self._claimed: dict[str, list[str]] = {}
         self._written: dict[str, Rollout] = {}
         self._written_lock = threading.Lock()
+        #: The one approval path: a rollout's approval is an ordinary request of the gate (same votes,
+        #: quorum, expiry, webhooks), read on this service's clock.
+        self.gate = gateway.gate if gateway.gate.clock is clock else Gate(
+            store, policy, audit, clock=clock, notifier=gateway.gate.notifier)
 
     # --- submission -----------------------------------------------------------------------------
 
@@ -192,11 +198,17 @@ class Rollouts:
                                                f"{problem}: fix the url or start the server", f"steps[{i}].analysis")
         decisions: dict[str, Any] = {}
         requirements: list[ApprovalRequirement] = []
+        seen: list[Classification] = []
+        rules: list[str] = []
         for target in plan.members:
             for direction, action in (("forward", plan.forward(target, doc)), ("rollback", plan.backward(target, doc))):
-                decision = decide(self.policy, agent, action, self.gateway.classify(action))
+                classification = self.gateway.classify(action)
+                decision = decide(self.policy, agent, action, classification)
+                seen.append(classification)
+                rules.extend(r for r in decision.rules if r not in rules)
                 decisions.setdefault(target, {})[direction] = {
-                    "decision": decision.value.value, "risk": decision.risk.value, "rules": list(decision.rules)}
+                    "decision": decision.value.value, "risk": decision.risk.value, "rules": list(decision.rules),
+                    "summary": classification.summary}
                 if decision.value is DecisionValue.deny:
                     raise RolloutError("denied", f"the {direction} action on {target} is denied "
                                        f"({', '.join(decision.rules)}: {'; '.join(decision.reasons)}): a deny on any "
@@ -222,8 +234,7 @@ class Rollouts:
             "step": 0, "order": [], "analysis": None, "pause": None, "reason": "", "resume_to": None,
             "targets": {t: {"state": UNTOUCHED} for t in plan.members},
             "decisions": decisions,
-            "approval": {"requirements": [r.describe() for r in requirements],
-                         "requirements_json": [r.model_dump(mode="json") for r in requirements],
+            "approval": {"request_id": None, "requirements": [r.describe() for r in requirements],
                          "eligible": list(eligible_humans(requirements, humans, agent, owner)),
                          "approved_by": [], "still_needs": "" if not requirements else
                          evaluate(requirements, humans, agent, owner, []).describe()} if requirements else None,
@@ -240,6 +251,13 @@ class Rollouts:
                 "rollout": spec.model_dump(mode="json", by_alias=True, exclude_none=True),
                 "decisions": decisions, "requirements": state["approval"]["requirements"] if requirements else [],
                 "phase": phase.value})
+            if requirements:
+                request = self.gate.open_rollout(
+                    tx, agent=agent, rollout_id=rollout_id, fingerprint=fp, action=_group_action(plan, doc),
+                    classification=_summed(rollout, seen), rules=tuple(rules), requirements=tuple(requirements),
+                    rollout=approver_view(rollout))
+                state["approval"]["request_id"] = request.id
+                tx.execute("UPDATE rollouts SET state_json = ? WHERE id = ?", (_dumps(state), rollout_id))
             publish(tx, Channel.rollouts, {"id": rollout_id})
         return rollout
 
@@ -260,8 +278,8 @@ class Rollouts:
     def due(self) -> list[str]:
         """Rollouts the runner has work on (it waits out pauses and intervals inside `tick`)."""
         with self.store.transaction(readonly=True) as tx:
-            rows = tx.fetchall("SELECT id FROM rollouts WHERE phase IN ('progressing', 'rolling_back') "
-                               "ORDER BY created_at, id")
+            rows = tx.fetchall("SELECT id FROM rollouts WHERE phase IN ('progressing', 'rolling_back', "
+                               "'pending_approval') ORDER BY created_at, id")
         return [str(r["id"]) for r in rows]
 
     def plan_of(self, rollout: Rollout) -> Plan:
@@ -277,6 +295,12 @@ class Rollouts:
     def _change(self, rollout_id: str) -> Iterator[Rollout]:
         """Read, let the caller change, and write back one rollout in one transaction under its lock,
         with the audit entries it queued (`rollout.events`) in the same transaction."""
+        with self._changing(rollout_id) as (rollout, _tx):
+            yield rollout
+
+    @contextmanager
+    def _changing(self, rollout_id: str) -> Iterator[tuple[Rollout, Transaction]]:
+        """`_change`, with the transaction (the gate's records change in it too)."""
         with self.store.transaction() as tx:
             # PostgreSQL: the row lock is the rollout's lock (one round trip, not an advisory lock and a
             # read); SQLite: the transaction already holds the database's only write lock.
@@ -286,7 +310,7 @@ class Rollouts:
                 raise CommandError("unknown_rollout", f"no rollout {rollout_id!r}: see `interlock rollout list`")
             rollout = _row(row)
             before, step_before = rollout.phase, rollout.state["step"]
-            yield rollout
+            yield rollout, tx
             now = self.clock()
             for index in range(step_before, min(rollout.state["step"], len(rollout.spec.steps))):
                 step = rollout.spec.steps[index]
@@ -334,10 +358,12 @@ class Rollouts:
         owner = doc.agents[rollout.agent].owner
         humans = humans_of(doc.humans)
         issued = 0
+        decided = rollout.state["decisions"]
         for target in plan.members:
-            for action in (plan.forward(target, doc), plan.backward(target, doc)):
+            for direction, action in (("forward", plan.forward(target, doc)), ("rollback", plan.backward(target, doc))):
                 classification = self.gateway.classify(action)
-                decision = decide(self.policy, rollout.agent, action, classification)
+                sandboxed = bool(decided.get(target, {}).get(direction, {}).get("sandboxed"))
+                decision = decide(self.policy, rollout.agent, action, classification, sandboxed=sandboxed)
                 if decision.value is not DecisionValue.approval_required:
                     continue
                 fp = action_fingerprint(rollout.agent, action, self.policy.version)
@@ -347,7 +373,8 @@ class Rollouts:
                     rules=decision.rules, requirements=decision.approvals,
                     eligible=eligible_humans(decision.approvals, humans, rollout.agent, owner),
                     state=RequestState.approved, state_reason=f"approved with rollout {rollout.id} by "
-                    f"{', '.join(pending)}", created_at=now, expires_at=expires, decided_at=now)
+                    f"{', '.join(pending)}", created_at=now, expires_at=expires, decided_at=now,
+                    rollout_id=rollout.id)
                 gate_repo.insert_request(tx, request)
                 grant = Grant(id="gnt_" + secrets.token_hex(10), request_id=request.id, agent=rollout.agent,
                               fingerprint=fp, policy_version=self.policy.version, created_at=now, expires_at=expires)
@@ -363,71 +390,91 @@ class Rollouts:
     # --- humans ---------------------------------------------------------------------------------
 
     def approve(self, rollout_id: str, principal: Principal, comment: str = "") -> Rollout:
+        """A vote on the rollout's approval request: the same as `interlock approvals approve REQUEST`."""
         return self._vote(rollout_id, principal, "approve", comment)
 
     def deny(self, rollout_id: str, principal: Principal, reason: str) -> Rollout:
-        if not reason.strip():
-            raise CommandError("reason_required", "a denial needs a reason (--reason …): the agent is told why")
-        return self._vote(rollout_id, principal, "deny", reason.strip())
+        return self._vote(rollout_id, principal, "deny", reason)
 
     def _vote(self, rollout_id: str, principal: Principal, verdict: str, reason: str) -> Rollout:
         _human(principal)
-        with self._change(rollout_id) as rollout:
-            if rollout.phase is not RolloutPhase.pending_approval:
-                raise CommandError(rollout.phase.value, f"rollout {rollout_id} is {rollout.phase.value}: "
-                                   "nothing to approve")
-            ttl = timedelta(seconds=self.policy.doc.defaults.approval_ttl)
-            expired = self.clock() >= rollout.created_at + ttl
-            if expired:  # recorded (the transition commits), then refused below
-                rollout.phase = RolloutPhase.expired
-                rollout.state["reason"] = "nobody approved it within the policy's approval_ttl: submit it again"
-            elif rollout.policy_version != self.policy.version:
-                raise CommandError("stale_policy", f"rollout {rollout_id} was decided under policy "
-                                   f"{rollout.policy_version[:12]}, the server runs {self.policy.version[:12]}: "
-                                   "the agent must submit it again")
-            else:
-                self._count_vote(rollout, principal, verdict, reason)
-        if expired:
-            raise CommandError("expired", f"rollout {rollout_id} expired before enough approvals: the agent must "
-                               "submit it again")
+        rollout = self.get(rollout_id)
+        request_id = (rollout.state.get("approval") or {}).get("request_id")
+        if rollout.phase is not RolloutPhase.pending_approval or request_id is None:
+            raise CommandError(rollout.phase.value,
+                               f"rollout {rollout_id} is {rollout.phase.value}: nothing to approve")
+        vote = self.gate.approve if verdict == "approve" else self.gate.deny
+        try:
+            vote(request_id, principal, reason)
+        except GateError as exc:
+            self.follow(rollout_id)  # a refusal may have recorded the request's expiry
+            raise CommandError(exc.code, str(exc)) from None
+        self.follow(rollout_id)
         return self.get(rollout_id)
 
-    def _count_vote(self, rollout: Rollout, principal: Principal, verdict: str, reason: str) -> None:
-        """One human's vote on the rollout's one approval (the gate's quorum rules)."""
-        doc = self.policy.doc
-        rollout_id = rollout.id
-        approval = rollout.state["approval"]
-        requirements = [ApprovalRequirement.model_validate(r) for r in approval["requirements_json"]]
-        owner = doc.agents[rollout.agent].owner
-        humans = humans_of(doc.humans)
-        why = ineligible_reason(principal.name, requirements, humans, rollout.agent, owner)
-        if why is not None and not (verdict == "deny" and principal.name == owner):
-            raise CommandError("not_eligible", f"{why}: this vote does not count")
-        voters = set(approval.get("voters", []))
-        if principal.name in voters:
-            raise CommandError("already_voted", f"{principal.name} already voted on {rollout_id}; one human "
-                               "counts once")
-        approval["voters"] = sorted(voters | {principal.name})
-        if verdict == "deny":
-            rollout.phase = RolloutPhase.denied
-            rollout.state["reason"] = f"denied by {principal.name}: {reason}"
-            rollout.events.append((AuditEvent.ROLLOUT_VOTED.value, {
-                "principal": principal.name, "token_id": principal.token_id, "verdict": verdict,
-                "reason": reason, "satisfied": False, "counted": [], "still_needs": ""}))
-        else:
-            approvers = [*approval["approved_by"], principal.name]
-            quorum = evaluate(requirements, humans, rollout.agent, owner, approvers)
-            approval["approved_by"] = approvers
-            approval["still_needs"] = quorum.describe()
-            rollout.events.append((AuditEvent.ROLLOUT_VOTED.value, {
-                "principal": principal.name, "token_id": principal.token_id, "verdict": verdict,
-                "reason": reason, "satisfied": quorum.satisfied, "counted": list(quorum.counted),
-                "still_needs": quorum.describe()}))
-            if quorum.satisfied:
+    def follow(self, rollout_id: str) -> Rollout:
+        """Bring a rollout waiting for its approval up to date with its request (votes may come through
+        `/v1/approvals`, the console or `interlock approvals`): the runner does this each round."""
+        rollout = self.get(rollout_id)
+        if rollout.phase is RolloutPhase.pending_approval:
+            self._approval_unit(rollout)
+            rollout = self.get(rollout_id)
+        return rollout
+
+    def _approval_unit(self, rollout: Rollout) -> bool:
+        """A pending rollout follows its approval request: still pending (its votes so far shown), or
+        approved (its grant used once, here, to start it and issue the per-target grants), denied,
+        expired or invalidated. True when the rollout moved on."""
+        request_id = rollout.state["approval"]["request_id"]
+        try:
+            status: RequestStatus | None = self.gate.status(request_id)
+        except GateError:
+            status = None  # its request is gone from the store: never approved (fail closed)
+        if status is not None and status.request.state is RequestState.pending:
+            approval = rollout.state["approval"]
+            if approval["approved_by"] == list(status.approved_by) and approval["still_needs"] == status.still_needs:
+                return False
+            with self._change(rollout.id) as r:
+                if r.phase is RolloutPhase.pending_approval:
+                    r.state["approval"].update(approved_by=list(status.approved_by), still_needs=status.still_needs)
+            return False
+        with self._changing(rollout.id) as (r, tx):
+            if r.phase is not RolloutPhase.pending_approval:
+                return True
+            self._settle(tx, r, status)
+        return True
+
+    def _settle(self, tx: Transaction, rollout: Rollout, status: RequestStatus | None) -> None:
+        before = rollout.phase
+        request = status.request if status is not None else None
+        state = request.state if request is not None else RequestState.invalidated
+        by = "gate"
+        if state is RequestState.approved and status is not None:
+            grant = self.gate.use_grant_in(tx, rollout.agent, rollout.fingerprint, consumer=rollout.id)
+            if grant is None:
+                rollout.phase = RolloutPhase.expired
+                rollout.state["reason"] = ("approved, but its grant expired before the rollout could start: "
+                                           "submit it again")
+            else:
+                counted = list(status.approved_by)
+                by = ", ".join(counted)
                 rollout.phase = RolloutPhase.progressing
-                rollout.state["reason"] = f"approved by {', '.join(quorum.counted)}"
+                rollout.state["reason"] = f"approved by {by}"
+                rollout.state["approval"].update(approved_by=counted, still_needs=status.still_needs,
+                                                 grant=grant.id)
                 rollout.state["deadline"] = stamp(self.clock() + timedelta(seconds=rollout.spec.progress_deadline))
-                rollout.state["issue_grants"] = list(quorum.counted)
+                rollout.state["issue_grants"] = counted
+        elif state is RequestState.denied and request is not None:
+            rollout.phase = RolloutPhase.denied
+            rollout.state["reason"] = request.state_reason
+        elif state is RequestState.expired:
+            rollout.phase = RolloutPhase.expired
+            rollout.state["reason"] = "nobody approved it within the policy's approval_ttl: submit it again"
+        else:  # invalidated (a policy change), gone, or consumed by anything but this rollout: never start
+            rollout.phase = RolloutPhase.invalidated
+            why = request.state_reason if request is not None else "its approval request is missing from the store"
+            rollout.state["reason"] = f"its approval request ended ({why}): submit it again"
+        self._transition(rollout, before, by)
 
     def promote(self, rollout_id: str, principal: Principal) -> Rollout:
         """Go past the current pause or analysis step (Argo's promote)."""
@@ -484,13 +531,15 @@ class Rollouts:
     def abort(self, rollout_id: str, principal: Principal, reason: str = "") -> Rollout:
         """Roll back every changed target now (fast track), whatever the abortPolicy."""
         _human(principal)
-        with self._change(rollout_id) as rollout:
+        with self._changing(rollout_id) as (rollout, tx):
             if rollout.phase in TERMINAL:
                 raise CommandError(rollout.phase.value, f"rollout {rollout_id} is {rollout.phase.value} already")
             before = rollout.phase
             why = f"aborted by {principal.name}" + (f": {reason}" if reason else "")
             if before is RolloutPhase.pending_approval:
                 rollout.phase = RolloutPhase.aborted
+                self.gate.withdraw_in(tx, rollout.state["approval"]["request_id"],
+                                                  f"rollout {rollout_id} was {why}")
             else:
                 rollout.phase = RolloutPhase.rolling_back
                 rollout.state["explicit_rollback"] = True
@@ -523,6 +572,8 @@ class Rollouts:
         return units
 
     def _unit(self, rollout: Rollout) -> bool:
+        if rollout.phase is RolloutPhase.pending_approval:
+            return self._approval_unit(rollout)
         if rollout.phase is RolloutPhase.progressing:
             return self._forward_unit(rollout)
         if rollout.phase is RolloutPhase.rolling_back:
@@ -817,3 +868,48 @@ def _human(principal: Principal) -> None:
         require_human(principal)
     except AuthError as exc:
         raise CommandError("agent_token", str(exc)) from None
+
+
+def _group_action(plan: Plan, doc: Any) -> Action:
+    """The rollout's action as one approval request names it: its kind and payload over the group (no one
+    target; the request's `rollout` lists them), in the first member's environment."""
+    first = plan.forward(plan.members[0], doc)
+    return Action(kind=plan.spec.kind, environment=first.environment, payload=plan.spec.payload,
+                  rationale=plan.spec.rationale)
+
+
+def _summed(rollout: Rollout, seen: list[Classification]) -> Classification:
+    """The rollout as one thing to approve: its riskiest member action, every tag, and what it is."""
+    spec = rollout.spec
+    members = rollout.state["members"]
+    waves = len([c for c in rollout.state["counts"] if c is not None])
+    tags = tuple(sorted({t for c in seen for t in c.tags}))
+    label = f"rollout {spec.name!r}" if spec.name else "rollout"
+    return Classification(
+        risk=Risk.highest([c.risk for c in seen]), tags=tags,
+        summary=f"{label}: {spec.kind.value} on {len(members)} target(s) of group {spec.group} in {waves} wave(s), "
+                "with its rollback")
+
+
+def approver_view(rollout: Rollout) -> dict[str, Any]:
+    """What a rollout's approvers see (the request's `rollout`): every target with its wave and the policy's
+    decision on its forward and rollback action, the steps with their analysis checks, the rollback, the
+    progress deadline. Recorded in the request's `approval.requested` entry."""
+    spec, state = rollout.spec, rollout.state
+    doc_steps = []
+    for i, step in enumerate(spec.steps):
+        body = step.model_dump(mode="json", by_alias=True, exclude_none=True)
+        count = state["counts"][i]
+        doc_steps.append({"index": i, "step": body, **({"targets": count, "wave": state["waves"][i]}
+                                                      if count is not None else {})})
+    targets = []
+    for position, name in enumerate(state["members"]):
+        wave = next((state["waves"][i] for i, c in enumerate(state["counts"]) if c is not None and position < c), None)
+        targets.append({"name": name, "wave": wave, **state["decisions"][name]})
+    return {
+        "id": rollout.id, "name": spec.name, "group": spec.group, "kind": spec.kind.value,
+        "payload": spec.payload, "rationale": spec.rationale.model_dump(mode="json", exclude_none=True),
+        "rollback": spec.rollback.model_dump(mode="json", exclude_none=True),
+        "targets": targets, "steps": doc_steps, "max_parallel": spec.max_parallel,
+        "progress_deadline": spec.progress_deadline, "abort_policy": spec.abort_policy,
+    }

@@ -6,11 +6,12 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import Field
 
-from interlock.gate.requests import RequestState, api_json
+from interlock.gate.requests import RequestState, RequestStatus, api_json
 from interlock.model import Strict
 from interlock.server.deps import Human, ServerDep
 from interlock.server.errors import call_gate
 from interlock.server.responses import JSON
+from interlock.server.state import Server
 
 router = APIRouter(tags=["humans"])
 
@@ -42,12 +43,20 @@ async def show_approval(request_id: str, who: Human, server: ServerDep) -> Respo
 @router.post("/v1/approvals/{request_id}/approve")
 async def approve(request_id: str, who: Human, server: ServerDep, body: ApproveRequest | None = None) -> Response:
     status = await call_gate(server.gate.approve, request_id, who, body.comment if body else "")
-    server.changed.set()
+    _voted(server, status)
     return JSON(api_json(status))
 
 
 @router.post("/v1/approvals/{request_id}/deny")
 async def deny(request_id: str, body: DenyRequest, who: Human, server: ServerDep) -> Response:
     status = await call_gate(server.gate.deny, request_id, who, body.reason)
-    server.changed.set()
+    _voted(server, status)
     return JSON(api_json(status))
+
+
+def _voted(server: Server, status: RequestStatus) -> None:
+    """Wake this process's long polls, and its rollout runner when the request is a rollout's approval
+    (the rollout starts, or ends, on its request's outcome)."""
+    server.changed.set()
+    if status.request.rollout_id is not None:
+        server.rollouts_changed.set()
