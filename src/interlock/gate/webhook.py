@@ -102,8 +102,12 @@ def request_doc(hook_format: str, event: str, request: ApprovalRequest, *, publi
     needs = "; ".join(r.describe() for r in request.requirements)
     url = link(public_url, request.id)
     evidence = request.evidence or {}
+    rollout = rollout_facts(request.rollout) if request.rollout else None
     if hook_format == "slack":
         seen = f" Evidence: {evidence.get('description') or evidence.get('summary')}." if evidence else ""
+        if rollout is not None:
+            where = f"{len(rollout['targets'])} targets of group {rollout['group']}"
+            seen = f" {rollout_text(rollout)}.{seen}"
         text = (
             f"[Interlock] {event}: agent {request.agent} ({action.kind.value} in {where}) — "
             f"{request.classification.summary} [{request.classification.risk.value}].{seen} "
@@ -131,9 +135,44 @@ def request_doc(hook_format: str, event: str, request: ApprovalRequest, *, publi
                 "review_url": url,
                 "api_url": api_link(public_url, request.id),
                 "evidence": request.evidence,
+                **({"rollout": rollout} if rollout is not None else {}),
             },
         }
     return doc
+
+
+def rollout_facts(view: Mapping[str, Any]) -> dict[str, Any]:
+    """What a notification says of a rollout's approval: every target with its wave and decisions, the
+    steps (their kind, target counts and check names), the deadline. Like an action's notification, no
+    payload (the forward or rollback action's): the review page and the API show those to approvers."""
+    steps = []
+    for step in view.get("steps", []):
+        body = step.get("step", {})
+        kind = next(iter(body), "?")
+        checks = [c.get("name") for c in body.get("analysis", {}).get("checks", [])] if kind == "analysis" else []
+        steps.append({"index": step.get("index"), "kind": kind,
+                      **({"targets": step["targets"], "wave": step.get("wave")} if "targets" in step else {}),
+                      **({"checks": checks} if checks else {}),
+                      **({"duration": body["pause"].get("duration")} if kind == "pause" else {})})
+    targets = [{"name": t.get("name"), "wave": t.get("wave"),
+                **{d: {k: t.get(d, {}).get(k) for k in ("decision", "risk", "sandboxed") if k in t.get(d, {})}
+                   for d in ("forward", "rollback")}} for t in view.get("targets", [])]
+    return {"id": view.get("id"), "name": view.get("name"), "group": view.get("group"), "targets": targets,
+            "steps": steps, "progress_deadline": view.get("progress_deadline"),
+            "abort_policy": view.get("abort_policy"), "max_parallel": view.get("max_parallel")}
+
+
+def rollout_text(facts: Mapping[str, Any]) -> str:
+    """One Slack sentence: the targets by wave, the checks, the rollback and the deadline."""
+    waves: dict[Any, list[str]] = {}
+    for t in facts["targets"]:
+        waves.setdefault(t["wave"], []).append(str(t["name"]))
+    shown = "; ".join(f"wave {w}: {', '.join(names[:10])}{' …' if len(names) > 10 else ''}"
+                      for w, names in waves.items())
+    checks = sorted({c for s in facts["steps"] for c in s.get("checks", [])})
+    failing = "rolls back the changed targets" if facts["abort_policy"] == "rollback" else "pauses for a human"
+    return (f"Rollout {facts['id']} ({shown}); checks: {', '.join(checks) or 'none'}; a failed check "
+            f"{failing}; progressDeadline {facts['progress_deadline']} s")
 
 
 def seal(doc: Mapping[str, Any], *, timestamp: int, delivery: str) -> bytes:
