@@ -26,6 +26,40 @@ from interlock.policy import Policy, decide, load_policy_text
 from interlock.policy.classifying import classify_action
 from interlock.store import Store
 
+#: Parts of the policies several test modules write out in full otherwise (each module adds its own).
+#: Three SREs and kiro, who may read production alone and needs two approvals for any change there.
+SERVED_PRODUCTION = """\
+version: 1
+humans:
+  alice: {groups: [sre]}
+  bob: {groups: [sre]}
+  carol: {groups: [sre]}
+agents:
+  kiro: {owner: alice, roles: [deployer]}
+environments:
+  production: {protected: true}
+roles:
+  deployer:
+    production: {autonomous: read, approve: {write: 2, destructive: 2}}
+"""
+#: Sandbox first: kiro and cline deploy; staging (production's predecessor) is theirs, production
+#: needs approvals. Goes between a policy's `humans:` and its `targets:`.
+STAGING_THEN_PRODUCTION = """\
+agents:
+  kiro:  {owner: alice, roles: [deployer]}
+  cline: {owner: alice, roles: [deployer]}
+environments:
+  staging:    {promotes_to: production}
+  production: {protected: true}
+"""
+#: The deployer role of STAGING_THEN_PRODUCTION. Goes between a policy's `targets:` and its `rules:`.
+DEPLOYER_STAGING_THEN_PRODUCTION = """\
+roles:
+  deployer:
+    staging:    {autonomous: destructive}
+    production: {autonomous: read, approve: {write: 1, destructive: 2}}
+"""
+
 POLICY = """
 version: 1
 defaults: {approval_ttl: 1h, grant_ttl: 15m}

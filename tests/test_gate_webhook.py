@@ -225,19 +225,7 @@ def test_an_alert_entry_stages_its_webhook_in_the_same_batch(
 
 # --- real `interlock serve` processes on one store (SQLite file or PostgreSQL) ---------------------------
 
-SERVED = """\
-version: 1
-humans:
-  alice: {groups: [sre]}
-  bob: {groups: [sre]}
-  carol: {groups: [sre]}
-agents:
-  kiro: {owner: alice, roles: [deployer]}
-environments:
-  production: {protected: true}
-roles:
-  deployer:
-    production: {autonomous: read, approve: {write: 2, destructive: 2}}
+SERVED = support.SERVED_PRODUCTION + """\
 notify:
   - {name: sre, url: 'RECEIVER', secret: env:IL_HOOK_SECRET}
 """

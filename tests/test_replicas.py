@@ -36,19 +36,7 @@ from tests.test_console import sign_in
 
 receiver = gate_fixtures.receiver
 
-POLICY = """\
-version: 1
-humans:
-  alice: {groups: [sre]}
-  bob: {groups: [sre]}
-  carol: {groups: [sre]}
-agents:
-  kiro: {owner: alice, roles: [deployer]}
-environments:
-  production: {protected: true}
-roles:
-  deployer:
-    production: {autonomous: read, approve: {write: 2, destructive: 2}}
+POLICY = gate_fixtures.SERVED_PRODUCTION + """\
 notify:
   - {name: ops, url: 'RECEIVER', events: [execution.outcome_unknown]}
 tests:

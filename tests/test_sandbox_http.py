@@ -19,6 +19,7 @@ import pytest
 from interlock.client import AsyncClient, BadRequest, Client
 from interlock.testing import LiveServer, live_server
 from tests.conftest import DIALECTS, PgAdmin, fresh_url
+from tests.gate_fixtures import DEPLOYER_STAGING_THEN_PRODUCTION, STAGING_THEN_PRODUCTION
 
 POLICY = """
 version: 1
@@ -26,19 +27,11 @@ humans:
   alice: {groups: [sre]}
   bob:   {groups: [sre]}
   carol: {groups: [sre]}
-agents:
-  kiro:  {owner: alice, roles: [deployer]}
-  cline: {owner: alice, roles: [deployer]}
-environments:
-  staging:    {promotes_to: production}
-  production: {protected: true}
+""" + STAGING_THEN_PRODUCTION + """\
 targets:
   prod-host:    {environment: production, kind: shell, workdir: "{prod}", twin: staging-host}
   staging-host: {environment: staging, kind: shell, workdir: "{staging}"}
-roles:
-  deployer:
-    staging:    {autonomous: destructive}
-    production: {autonomous: read, approve: {write: 1, destructive: 2}}
+""" + DEPLOYER_STAGING_THEN_PRODUCTION + """\
 rules:
   - id: prod-shell-rehearsed
     when: {environment: production, kind: shell, risk: [write, destructive]}

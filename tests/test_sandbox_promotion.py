@@ -28,21 +28,13 @@ humans:
   alice: {groups: [sre]}
   bob:   {groups: [sre, dba]}
   carol: {groups: [dba]}
-agents:
-  kiro:  {owner: alice, roles: [deployer]}
-  cline: {owner: alice, roles: [deployer]}
-environments:
-  staging:    {promotes_to: production}
-  production: {protected: true}
+""" + support.STAGING_THEN_PRODUCTION + """\
 targets:
   billing-db:      {environment: production, kind: sql, dsn: env:SBX_PROD_DSN, twin: billing-staging}
   billing-staging: {environment: staging, kind: sql, dsn: env:SBX_STAGING_DSN, strategy: rollback}
   other-staging:   {environment: staging, kind: sql, dsn: env:SBX_STAGING_DSN}
   ledger-db:       {environment: production, kind: sql, dsn: env:SBX_PROD_DSN, twin: other-staging}
-roles:
-  deployer:
-    staging:    {autonomous: destructive}
-    production: {autonomous: read, approve: {write: 1, destructive: 2}}
+""" + support.DEPLOYER_STAGING_THEN_PRODUCTION + """\
 rules:
   - id: prod-sql-dba
     when: {environment: production, kind: sql, risk: [write, destructive]}
