@@ -237,6 +237,44 @@ def test_default_server_name(command: list[str], name: str) -> None:
 
 # --- end to end: mcp client ↔ proxy ↔ server-filesystem -----------------------------------------------
 
+REPORTS = [
+    # (tool, the gate's decision, what the outcome report does)
+    ("read_text_file", "allowed", "recorded"),
+    ("move_file", "denied", "not_allowed"),  # the Gateway refuses a report of what it did not allow
+    ("write_file", "pending_approval", "not_allowed"),
+]
+
+
+@pytest.mark.parametrize(("tool", "state", "expected"), REPORTS)
+def test_the_in_process_gate_reports_without_reading_back(store_url: str, tmp_path: Path, tool: str, state: str,
+                                                          expected: str) -> None:
+    """LocalGate.report is Gateway.record_report: the same checks and entry as `report`, no answer."""
+    from interlock.integrations.mcp_gate import LocalGate
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    payload = {"server": "fs", "tool": tool, "arguments": {"path": "/srv/notes.txt"}, "annotations": {}}
+
+    async def main() -> str:
+        gate = LocalGate(policy, "kiro", db=store_url, key_dir=tmp_path / "keys")
+        try:
+            proposal = await gate.propose("mcp", "workspace", payload, mode="advisory")
+            assert proposal["state"] == state
+            try:
+                assert await gate.report(str(proposal["id"]), "succeeded", duration_ms=1.5,
+                                         output_excerpt="1 content block(s)") is None
+            except Exception as exc:
+                return str(getattr(exc, "code", exc))
+            after = await anyio.to_thread.run_sync(gate.client.get, str(proposal["id"]))
+            assert after["reported"]["status"] == "succeeded" and after["reported"]["duration_ms"] == 1.5
+            assert "output_excerpt" not in after["reported"]  # the log keeps its size and digest only
+            return "recorded"
+        finally:
+            await gate.aclose()
+
+    assert anyio.run(main) == expected
+
+
 MODES = ["remote", "local"]
 
 

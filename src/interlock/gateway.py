@@ -505,6 +505,12 @@ class Gateway:
 
     def report(self, action_id: str, agent: str, outcome: dict[str, Any]) -> Proposal:
         """Advisory mode: the client says what happened when it ran the action itself."""
+        self.record_report(action_id, agent, outcome)
+        return self.status(action_id, agent=agent)
+
+    def record_report(self, action_id: str, agent: str, outcome: dict[str, Any]) -> None:
+        """`report` without its answer (the action read back): for a caller that reports after every
+        tool call and reads nothing back (the MCP proxy). The same checks, the same audit entry."""
         proposal = self.status(action_id, agent=agent)
         if proposal.mode is not Mode.advisory:
             raise GatewayError("not_advisory", "only advisory actions take reported outcomes; Interlock ran this one")
@@ -514,7 +520,6 @@ class Gateway:
         target = self.policy.doc.targets.get(proposal.action.target or "")
         self._record("execution.reported", {"action_id": action_id, "agent": agent,
                                             "outcome": _audited_report(outcome, _keeps_excerpt(target))})
-        return self.status(action_id, agent=agent)
 
     # --- reading ------------------------------------------------------------------------------
 

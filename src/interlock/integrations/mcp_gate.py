@@ -17,13 +17,15 @@ import anyio.to_thread
 
 from interlock import answers
 from interlock.client import AsyncClient, LocalClient
+from interlock.client import _outcome_body as outcome_body  # the SDK's own check of a report
 
 #: How often the in-process gate looks for a human's decision while an action waits for approval.
 LOCAL_POLL_SECONDS = 0.1
 
 
 class GatePort(Protocol):
-    """The three Gateway calls the proxy makes (the SDK clients' signatures, awaited)."""
+    """The three Gateway calls the proxy makes (the SDK clients' signatures, awaited; a report's answer
+    is not read)."""
 
     async def propose(self, kind: str, environment: str, payload: Mapping[str, Any], *, target: str | None = None,
                       rationale: Any = None, mode: str = "brokered") -> dict[str, Any]: ...
@@ -31,7 +33,7 @@ class GatePort(Protocol):
     async def wait(self, action_id: str, timeout: float) -> dict[str, Any]: ...
 
     async def report(self, action_id: str, status: str, exit_code: int | None = None,
-                     duration_ms: float | None = None, output_excerpt: str = "") -> dict[str, Any]: ...
+                     duration_ms: float | None = None, output_excerpt: str = "") -> object: ...
 
     async def aclose(self) -> None: ...
 
@@ -57,11 +59,12 @@ class LocalGate:
         return dict(await answers.wait_async(look, timeout, pause=LOCAL_POLL_SECONDS, sleep=anyio.sleep))
 
     async def report(self, action_id: str, status: str, exit_code: int | None = None,
-                     duration_ms: float | None = None, output_excerpt: str = "") -> dict[str, Any]:
-        def run() -> dict[str, Any]:
-            return self.client.report(action_id, status, exit_code, duration_ms, output_excerpt)
-
-        return await anyio.to_thread.run_sync(run)
+                     duration_ms: float | None = None, output_excerpt: str = "") -> None:
+        """The outcome's audit entry; nothing is read back (the proxy reports after every call, in the
+        background, and the action's state would be one more read of the log it competes with)."""
+        outcome = outcome_body(status, exit_code, duration_ms, output_excerpt)
+        gateway = self.client.runtime.gateway
+        await anyio.to_thread.run_sync(gateway.record_report, action_id, self.client.agent, outcome)
 
     async def aclose(self) -> None:
         await anyio.to_thread.run_sync(self.client.close)
