@@ -41,7 +41,7 @@ from interlock.gateway import Gateway, GatewayError, GatewayUnavailable, State
 from interlock.identity import AuthError, Principal, require_human
 from interlock.model import Action, ApprovalRequirement, Classification, DecisionValue, Risk
 from interlock.policy import Policy, decide
-from interlock.rollout import checks, model
+from interlock.rollout import checks, model, rehearsals
 from interlock.rollout.checks import Measurement, Phase
 from interlock.rollout.model import Plan, RolloutError, RolloutSpec
 from interlock.store import Store, Transaction
@@ -198,6 +198,7 @@ class Rollouts:
                                                f"{problem}: fix the url or start the server", f"steps[{i}].analysis")
         decisions: dict[str, Any] = {}
         requirements: list[ApprovalRequirement] = []
+        needs: list[rehearsals.Needed] = []
         seen: list[Classification] = []
         rules: list[str] = []
         for target in plan.members:
@@ -214,10 +215,33 @@ class Rollouts:
                                        f"({', '.join(decision.rules)}: {'; '.join(decision.reasons)}): a deny on any "
                                        "member denies the rollout; nothing ran", "group")
                 if decision.value is DecisionValue.sandbox_required:
-                    raise RolloutError("sandbox_required", f"the {direction} action on {target} must be rehearsed "
-                                       "on a twin first (docs/sandbox.md); rollouts do not rehearse yet: rehearse "
-                                       "it, then roll out", "group")
+                    needs.append(rehearsals.Needed(target, direction, action, decision.sandbox))
+                    rehearsals.twin_for(doc, needs[-1])  # a member without a twin: refused before any rehearsal
+                    continue
                 requirements.extend(r for r in decision.approvals if r not in requirements)
+        rollout_id = "rol_" + secrets.token_hex(10)
+        evidence: dict[str, Any] | None = None
+        if needs:
+            templated = {"forward": "{target" in str(spec.payload.get("url", "")),
+                         "rollback": "{target" in str(spec.rollback.payload.get("url", ""))}
+            proven = rehearsals.rehearse(self.gateway, agent, rollout_id, needs, templated)
+            for need in needs:  # decided again as the Gateway decides a promotion: with the evidence attached
+                classification = self.gateway.classify(need.action)
+                decision = decide(self.policy, agent, need.action, classification, sandboxed=True)
+                shown = proven[(need.target, need.direction)]
+                decisions[need.target][need.direction].update(
+                    decision=decision.value.value, risk=decision.risk.value, sandboxed=True,
+                    rules=list(decision.rules), evidence=shown["id"], rehearsal=shown.get("description", ""))
+                rules.extend(r for r in decision.rules if r not in rules)
+                if decision.value is DecisionValue.deny:
+                    raise RolloutError("denied", f"the {need.direction} action on {need.target} is denied after its "
+                                       f"rehearsal ({', '.join(decision.rules)}: {'; '.join(decision.reasons)}): "
+                                       "a deny on any member denies the rollout; nothing ran", "group")
+                requirements.extend(r for r in decision.approvals if r not in requirements)
+            ids = sorted({e["id"] for e in proven.values()})
+            evidence = {"id": ids[0], "rehearsals": ids, "summary": f"{len(ids)} rehearsal(s) on twins succeeded",
+                        "description": "rehearsed on the twins before this request opened: " + "; ".join(
+                            sorted({str(e.get("description") or e.get("summary")) for e in proven.values()}))[:2000]}
         owner = doc.agents[agent].owner
         humans = humans_of(doc.humans)
         if requirements and not possible(requirements, humans, agent, owner).satisfied:
@@ -225,7 +249,6 @@ class Rollouts:
                                f"({possible(requirements, humans, agent, owner).describe()}; the owner {owner} never "
                                "counts): fix the policy's humans or groups")
         now = self.clock()
-        rollout_id = "rol_" + secrets.token_hex(10)
         fp = model.fingerprint(agent, plan, self.policy.version)
         phase = RolloutPhase.pending_approval if requirements else RolloutPhase.progressing
         state: dict[str, Any] = {
@@ -255,7 +278,7 @@ class Rollouts:
                 request = self.gate.open_rollout(
                     tx, agent=agent, rollout_id=rollout_id, fingerprint=fp, action=_group_action(plan, doc),
                     classification=_summed(rollout, seen), rules=tuple(rules), requirements=tuple(requirements),
-                    rollout=approver_view(rollout))
+                    rollout=approver_view(rollout), evidence=evidence)
                 state["approval"]["request_id"] = request.id
                 tx.execute("UPDATE rollouts SET state_json = ? WHERE id = ?", (_dumps(state), rollout_id))
             publish(tx, Channel.rollouts, {"id": rollout_id})

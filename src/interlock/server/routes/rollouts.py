@@ -23,7 +23,7 @@ from interlock.store import StoreError
 router = APIRouter(tags=["rollouts"])
 
 _STATUS = {"unknown_rollout": 404, "agent_token": 403, "not_eligible": 403, "unknown_agent": 403,
-           "denied": 403, "sandbox_required": 403, "unsatisfiable": 422}
+           "denied": 403, "rehearsal_failed": 403, "rehearsal_refused": 403, "unsatisfiable": 422}
 
 
 class Command(Strict):
