@@ -20,6 +20,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,10 @@ import httpx
 import pytest
 
 from interlock.audit import AuditLog
+from interlock.gate.service import Gate
+from interlock.model import Action, Kind
+from interlock.policy import decide, load_policy
+from interlock.policy.classifying import classify_action
 from interlock.store import open_store
 from interlock.testing import LiveServer, eventually, free_port, live_server
 from tests import gate_fixtures
@@ -128,6 +133,35 @@ def test_a_wait_on_one_replica_is_released_by_votes_on_two_others(pg_url: str, t
         assert done["state"] == "succeeded", done
         assert marker.read_text() == "x\n"  # ran exactly once
         assert events_of(pg_url, proposed["id"]).count("execution.started") == 1
+        # The expiry sweep runs once across the three: a request already past its time (opened here on a
+        # clock in the past, so nobody waits for its TTL) is expired by exactly one of them.
+        stale = open_stale_request(pg_url, tmp_path, a)
+        def expired() -> list[str]:
+            return [r["entry"] for r in sql(pg_url, "SELECT entry FROM audit_entries WHERE event = 'approval.expired'")]
+
+        eventually(expired, what="the stale request expired by a replica's sweep")
+        eventually(lambda: sql(pg_url, "SELECT state FROM approval_requests WHERE id = ?", (stale,))[0]["state"]
+                   == "expired")
+        assert [stale in entry for entry in expired()] == [True]  # by one replica, once
+
+
+def open_stale_request(url: str, tmp_path: Path, server: LiveServer) -> str:
+    """An approval request (through the real gate, on the replicas' policy and log) whose expiry passed
+    long ago: it was opened on a clock in January."""
+    policy = load_policy(server.policy)
+    action = Action(kind=Kind.shell, environment="production", payload={"command": "touch /tmp/stale"})
+    classification = classify_action(policy, action)
+    with open_store(url) as store, AuditLog(store, key_dir=server.key_dir) as log:
+        gate = Gate(store, policy, log, clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+        return gate.open_request("kiro", action, decide(policy, "kiro", action, classification), classification).id
+
+
+def open_executions(url: str) -> list[str]:
+    """Actions that started and have neither an outcome nor outcome_unknown."""
+    return [r["action_id"] for r in sql(
+        url, "SELECT s.action_id FROM audit_entries s WHERE s.event = 'execution.started' AND NOT EXISTS "
+             "(SELECT 1 FROM audit_entries f WHERE f.action_id = s.action_id "
+             "AND f.event IN ('execution.finished', 'execution.outcome_unknown'))")]
 
 
 def test_killed_replica_in_flight_action_is_outcome_unknown_and_jobs_move(pg_url: str, tmp_path: Path,
@@ -181,6 +215,8 @@ def test_killed_replica_in_flight_action_is_outcome_unknown_and_jobs_move(pg_url
         size = sql(pg_url, "SELECT count(*) AS n FROM audit_entries")[0]["n"]
         eventually(lambda: sql(pg_url, "SELECT max(tree_size) AS n FROM audit_checkpoints")[0]["n"] == size,
                    what="a checkpoint of the whole log")
+        # One signer at a time: no tree size was signed twice (by two replicas).
+        assert sql(pg_url, "SELECT tree_size FROM audit_checkpoints GROUP BY tree_size HAVING count(*) > 1") == []
         verify(pg_url, b.key_dir)
 
 
@@ -265,4 +301,10 @@ def test_bounded_load_with_a_replica_killed_and_restarted(pg_url: str, tmp_path:
         lines = ran.read_text().split() if ran.exists() else []
         assert len(lines) == len(set(lines)), lines  # no approved action ran twice
         assert lines, "some approved writes ran"
+        # Whatever the killed replica was running when it died is outcome_unknown, named as its; nothing is
+        # left open once the sweep has looked (the live replicas' runs all finished).
+        eventually(lambda: open_executions(pg_url) == [], what="no execution left without an outcome")
+        unknown = sql(pg_url, "SELECT entry FROM audit_entries WHERE event = 'execution.outcome_unknown'")
+        assert all(json.loads(r["entry"])["data"]["replica"].split(":")[2] == str(victim.process.pid)
+                   for r in unknown), unknown
         verify(pg_url, servers[1].key_dir)
