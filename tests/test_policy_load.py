@@ -147,6 +147,11 @@ BAD_INPUT = [
      "p.yaml:11:49", "postgresql://u:***@db/x' looks like a credential"),
     ("test names an unknown agent", policy("tests:\n  - {agent: kiri, env: staging, kind: shell, input: ls, expect: allow}\n"),
      "p.yaml:17:13", "unknown agent 'kiri'"),
+    ("two webhooks with one name", policy("notify:\n  - {name: ops, url: 'https://a.example/'}\n"
+                                          "  - {name: ops, url: 'https://b.example/'}\n"),
+     "p.yaml:", "two notify entries are named ops"),
+    ("a webhook name that is not a word", policy("notify:\n  - {name: 'ops hook', url: 'https://a.example/'}\n"),
+     "p.yaml:17:", "name"),
 ]
 
 
