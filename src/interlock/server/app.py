@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from interlock.policy import Policy
 from interlock.server import background, errors, ui
 from interlock.server.logs import configure_logging
-from interlock.server.middleware import BodyLimit, Observe
+from interlock.server.middleware import BodyLimit, Observe, PlainRoute
 from interlock.server.responses import JSON
 from interlock.server.routes import actions, apidocs, approvals, audit, guards, ops, rollouts
 from interlock.server.state import DEFAULT_MAX_BODY, Server, ServerError, Settings, check_policy_for_serving
@@ -38,6 +38,8 @@ def create_app(settings: Settings, policy: Policy | None = None) -> FastAPI:
         app.include_router(area.router)
     app.include_router(ui.router)  # the approvers' console under /ui (docs/console.md)
     app.add_middleware(ui.ConsoleHeaders)
+    # The hot path skips FastAPI's layers; its FastAPI route stays for /openapi.json (design-deviations.md).
+    app.add_middleware(PlainRoute, route=actions.PROPOSE, endpoint=actions.propose_plain)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(Observe, server=app.state.server)  # outermost: sees every answer, the body limit's too
     return app

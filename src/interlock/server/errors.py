@@ -7,7 +7,7 @@ before the answer leaves. Gateway and gate errors become API errors here, with t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -18,6 +18,7 @@ from fastapi.responses import Response
 from interlock.answers import status_of
 from interlock.gate.service import GateError
 from interlock.gateway import GatewayError, GatewayUnavailable
+from interlock.identity import Principal
 from interlock.server.responses import JSON
 from interlock.server.state import Server
 from interlock.store import StoreError
@@ -69,22 +70,31 @@ def _server(request: Request) -> Server:
 
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    await _server(request).audit_rejection(request.method, request.url.path, exc.status, exc.code,
-                                           getattr(request.state, "principal", None))
+    return await refusal(_server(request), request.method, request.url.path, exc,
+                         getattr(request.state, "principal", None))
+
+
+async def refusal(server: Server, method: str, path: str, exc: ApiError, who: Principal | None) -> Response:
+    """An API error's answer, audited as `request.rejected` before it leaves."""
+    await server.audit_rejection(method, path, exc.status, exc.code, who)
     return JSON(error_body(exc.code, str(exc), exc.field, exc.status), status_code=exc.status)
+
+
+def validation_problem(errors: Sequence[Any]) -> tuple[int, str, str, str]:
+    """(status, code, message, field) of a request body's validation errors (FastAPI's, or the plain
+    hot route's in the same shape: `loc` starts with "body"); the first error is the one reported."""
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
+    where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
+    if first.get("type") == "json_invalid":
+        return 400, "malformed_json", f"body is not valid JSON: {first.get('msg')}", where
+    if first.get("type") == "extra_forbidden":
+        return 422, "unknown_field", f"unknown field {where!r}: remove it", where
+    return 422, "invalid_field", f"{where}: {first['msg']}", where
 
 
 async def validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    errors = exc.errors()
-    first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
-    where = ".".join(str(p) for p in first["loc"] if p != "body") or "body"
-    if first.get("type") == "json_invalid":
-        status, code, message = 400, "malformed_json", f"body is not valid JSON: {first.get('msg')}"
-    elif first.get("type") == "extra_forbidden":
-        status, code, message = 422, "unknown_field", f"unknown field {where!r}: remove it"
-    else:
-        status, code, message = 422, "invalid_field", f"{where}: {first['msg']}"
+    status, code, message, where = validation_problem(exc.errors())
     await _server(request).audit_rejection(request.method, request.url.path, status, code,
                                            getattr(request.state, "principal", None))
     return JSON(error_body(code, message, where), status_code=status)

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import json
+from functools import partial
 from typing import Any
 
 import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from pydantic import Field
+from fastapi.routing import APIRoute
+from pydantic import Field, TypeAdapter, ValidationError
+from starlette.types import Receive, Scope, Send
 
 from interlock import answers
 from interlock.gateway import GatewayError, GatewayUnavailable, Mode, Proposal
+from interlock.identity import Principal
 from interlock.model import Action, Kind, Rationale, Strict
-from interlock.server.deps import Agent, AnyPrincipal, ServerDep, bearer, get_server, identify, require_agent
-from interlock.server.errors import call_gateway, gateway_error
+from interlock.server.deps import Agent, AnyPrincipal, ServerDep, get_server, require_agent
+from interlock.server.errors import ApiError, call_gateway, error_body, gateway_error, refusal, validation_problem
 from interlock.server.responses import JSON
+from interlock.server.state import Server
 from interlock.store import StoreError
 from interlock.store.events import Channel, subscriber
 
@@ -47,18 +53,23 @@ class OutcomeRequest(Strict):
 @router.post("/v1/actions")
 async def propose(body: ActionRequest, request: Request) -> Response:
     """Propose an action (agent token). The decision, and the result when Interlock ran it."""
-    # The hot path: no dependencies, and one worker-thread hop for the token check and the proposal.
-    server = get_server(request)
-    secret = bearer(request)
+    # Served by `propose_plain` (the hot path, mounted by create_app as a PlainRoute): this declaration is
+    # what /openapi.json describes, and answers the same should a request ever reach it.
+    return await decided(get_server(request), require_agent(request.state.principal), body)
+
+
+#: The FastAPI route `propose_plain` serves (server.middleware.PlainRoute).
+PROPOSE = next(r for r in router.routes
+               if isinstance(r, APIRoute) and r.path == "/v1/actions" and "POST" in (r.methods or ()))
+
+
+async def decided(server: Server, who: Principal, body: ActionRequest) -> Response:
+    """The proposal's answer: one worker-thread hop for the Gateway (it waits for the durable audit entry);
+    a store or audit failure answers deny with 503 (fail closed: nothing ran)."""
     action = Action(kind=body.kind, environment=body.environment, target=body.target, payload=body.payload,
                     rationale=body.rationale)
-
-    def decide_and_run() -> Proposal:
-        who = require_agent(identify(request, secret))
-        return server.gateway.propose(who.name, action, mode=body.mode)
-
     try:
-        proposal = await anyio.to_thread.run_sync(decide_and_run)
+        proposal = await anyio.to_thread.run_sync(partial(server.gateway.propose, who.name, action, mode=body.mode))
     except GatewayError as exc:
         raise gateway_error(exc) from exc
     except (GatewayUnavailable, StoreError) as exc:
@@ -67,6 +78,61 @@ async def propose(body: ActionRequest, request: Request) -> Response:
                      "reasons": [f"{exc} (fail closed: nothing ran)"]}, status_code=503)
     server.decisions.labels(proposal.decision.value.value, body.kind.value).inc()
     return JSON(proposal.to_json())
+
+
+#: FastAPI validates a body parameter with its type adapter, `from_attributes=True`; so does the plain route.
+_BODY: TypeAdapter[ActionRequest] = TypeAdapter(ActionRequest)
+
+
+class UnreadableBody(Exception):
+    """json.loads failed other than with a JSONDecodeError (FastAPI answers 400 with its `detail`)."""
+
+
+def parsed_body(raw: bytes) -> tuple[ActionRequest | None, list[dict[str, Any]]]:
+    """What FastAPI makes of a JSON body for an `ActionRequest` parameter, without FastAPI: the model, or
+    the errors FastAPI would raise (`loc` under "body"), so `errors.validation_problem` words them alike."""
+    if not raw:
+        return None, [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        return None, [{"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error", "input": {},
+                       "ctx": {"error": exc.msg}}]
+    except Exception as exc:
+        raise UnreadableBody(str(exc)) from exc
+    try:
+        return _BODY.validate_python(value, from_attributes=True), []
+    except ValidationError as exc:
+        return None, [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+
+
+async def propose_plain(scope: Scope, receive: Receive, send: Send) -> None:
+    """`POST /v1/actions` as a plain ASGI handler: the hot path without FastAPI's routing, dependency and
+    validation layers (docs/design-deviations.md). Same validation, errors (byte for byte), audit entries
+    and answers as `propose` above; BodyLimit has already authenticated the token and bounded the body."""
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    server: Server = scope["app"].state.server
+    who: Principal = scope["state"]["principal"]
+    try:
+        body, errors = parsed_body(b"".join(chunks))
+    except UnreadableBody:
+        await JSON({"detail": "There was an error parsing the body"}, status_code=400)(scope, receive, send)
+        return
+    try:
+        if body is None:
+            status, code, message_text, where = validation_problem(errors)
+            await server.audit_rejection(scope["method"], scope["path"], status, code, who)
+            response: Response = JSON(error_body(code, message_text, where), status_code=status)
+        else:
+            response = await decided(server, require_agent(who), body)
+    except ApiError as exc:
+        response = await refusal(server, scope["method"], scope["path"], exc, who)
+    await response(scope, receive, send)
 
 
 @router.get("/v1/actions/{action_id}")

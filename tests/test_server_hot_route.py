@@ -1,0 +1,134 @@
+"""`POST /v1/actions` is served by a plain ASGI handler (server.middleware.PlainRoute, the hot path), not by
+FastAPI's layers: every error answer is byte-identical to the one FastAPI gave, and audited as before.
+
+The expected bodies below were recorded from the FastAPI route (main at 2026-11-25 22:20 UTC) before the plain
+route existed; a real `interlock serve` on SQLite and PostgreSQL must give exactly these bytes."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+from interlock.testing import LiveServer
+from tests.test_server_api import rejected_entries
+
+READ = {"kind": "shell", "environment": "production", "payload": {"command": "ls /srv"}, "mode": "advisory"}
+JSON_TYPE = {"content-type": "application/json"}
+KINDS = "'shell', 'sql', 'kubectl', 'terraform', 'aws', 'http', 'mcp' or 'file'"
+
+
+def _body(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+def _error(code: str, message: str, field: str | None = None) -> bytes:
+    """The error shape as the server writes it (compact, UTF-8)."""
+    error = {"code": code, "message": message, **({"field": field} if field else {})}
+    return json.dumps({"error": error}, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+# (case, who sends it, headers, body, status, the exact answer FastAPI gave)
+ANSWERS: list[tuple[str, str | None, dict[str, str], bytes, int, bytes]] = [
+    ("malformed JSON", "kiro", JSON_TYPE, b'{"kind": "shell",', 400,
+     _error("malformed_json", "body is not valid JSON: JSON decode error", "17")),
+    ("malformed JSON at 0", "kiro", JSON_TYPE, b"nope", 400,
+     _error("malformed_json", "body is not valid JSON: JSON decode error", "0")),
+    ("trailing garbage", "kiro", JSON_TYPE, _body(READ) + b" x", 400,
+     _error("malformed_json", "body is not valid JSON: JSON decode error", "102")),
+    ("NaN, which Python's JSON reads", "kiro", JSON_TYPE,
+     b'{"kind": "shell", "environment": "production", "payload": {"x": NaN}, "mode": "advisory"}', 422,
+     _error("invalid_payload", "payload is not canonical JSON: nan is not representable in JCS", "payload")),
+    ("unknown field", "kiro", JSON_TYPE, _body({**READ, "approved": True}), 422,
+     _error("unknown_field", "unknown field 'approved': remove it", "approved")),
+    ("two unknown fields: the first is named", "kiro", JSON_TYPE, _body({**READ, "approved": True, "zz": 1}), 422,
+     _error("unknown_field", "unknown field 'approved': remove it", "approved")),
+    ("unknown rationale field", "kiro", JSON_TYPE, _body({**READ, "rationale": {"intent": "x", "approver": "bob"}}),
+     422, _error("unknown_field", "unknown field 'rationale.approver': remove it", "rationale.approver")),
+    ("missing environment", "kiro", JSON_TYPE, _body({k: v for k, v in READ.items() if k != "environment"}), 422,
+     _error("invalid_field", "environment: Field required", "environment")),
+    ("empty object", "kiro", JSON_TYPE, b"{}", 422, _error("invalid_field", "kind: Field required", "kind")),
+    ("unknown kind", "kiro", JSON_TYPE, _body({**READ, "kind": "telnet"}), 422,
+     _error("invalid_field", f"kind: Input should be {KINDS}", "kind")),
+    ("kind not a string", "kiro", JSON_TYPE, _body({**READ, "kind": 3}), 422,
+     _error("invalid_field", f"kind: Input should be {KINDS}", "kind")),
+    ("payload a list", "kiro", JSON_TYPE, _body({**READ, "payload": [1]}), 422,
+     _error("invalid_field", "payload: Input should be a valid dictionary", "payload")),
+    ("bad mode", "kiro", JSON_TYPE, _body({**READ, "mode": "yolo"}), 422,
+     _error("invalid_field", "mode: Input should be 'brokered' or 'advisory'", "mode")),
+    ("rationale a string", "kiro", JSON_TYPE, _body({**READ, "rationale": "because"}), 422,
+     _error("invalid_field", "rationale: Input should be a valid dictionary or object to extract fields from",
+            "rationale")),
+    ("body a list", "kiro", JSON_TYPE, b"[1, 2]", 422,
+     _error("invalid_field", "body: Input should be a valid dictionary or object to extract fields from", "body")),
+    ("body a string", "kiro", JSON_TYPE, b'"x"', 422,
+     _error("invalid_field", "body: Input should be a valid dictionary or object to extract fields from", "body")),
+    ("body null", "kiro", JSON_TYPE, b"null", 422,
+     _error("invalid_field", "body: Input should be a valid dictionary or object to extract fields from", "body")),
+    ("empty body", "kiro", JSON_TYPE, b"", 422, _error("invalid_field", "body: Field required", "body")),
+    ("empty body, no content type", "kiro", {}, b"", 422, _error("invalid_field", "body: Field required", "body")),
+    ("charset parameter", "kiro", {"content-type": "application/json; charset=utf-8"},
+     _body({**READ, "kind": "telnet"}), 422, _error("invalid_field", f"kind: Input should be {KINDS}", "kind")),
+    ("wrong content type", "kiro", {"content-type": "text/plain"}, _body(READ), 415,
+     _error("unsupported_media_type", "send the body as JSON with Content-Type: application/json")),
+    ("oversized body", "kiro", JSON_TYPE, b'{"kind": "' + b"x" * (3 * 1024 * 1024) + b'"}', 413,
+     _error("body_too_large", "request body over 2097152 bytes")),
+    ("oversized payload", "kiro", JSON_TYPE, _body({**READ, "payload": {"command": "echo " + "x" * (1024 * 1024 + 10)}}),
+     413, _error("payload_too_large", "payload is 1048605 bytes, over the policy's max_payload_bytes of 1048576",
+                 "payload")),
+    ("deeply nested", "kiro", JSON_TYPE,
+     _body({**READ, "payload": {"command": "ls", "x": functools.reduce(lambda a, _: [a], range(400), 0)}}), 400,
+     _error("payload_too_deep", "body nests deeper than 64 levels: flatten the payload")),
+    ("invalid UTF-8", "kiro", JSON_TYPE, b'{"kind": "shell", "environment": "\xff\xfe"}', 400,
+     _error("malformed_json", "body is not valid JSON: invalid UTF-8 at byte 34; send UTF-8")),
+    ("read as UTF-16 by json.loads", "kiro", JSON_TYPE, b'\x00{"x', 400,
+     _error("malformed_json", "body is not valid JSON: JSON decode error", "1")),
+    ("truncated UTF-32: FastAPI's own answer, not audited", "kiro", JSON_TYPE, b"\x00\x00\x00{\x00", 400,
+     b'{"detail":"There was an error parsing the body"}'),
+    ("human token, valid body", "alice", JSON_TYPE, _body(READ), 403,
+     _error("human_token", "this endpoint is for agents: propose with the agent's own token")),
+    ("human token, bad body: the body is judged first", "alice", JSON_TYPE, _body({**READ, "kind": "telnet"}), 422,
+     _error("invalid_field", f"kind: Input should be {KINDS}", "kind")),
+    ("no token", None, JSON_TYPE, _body(READ), 401,
+     _error("unauthenticated", "send your Interlock token as `Authorization: Bearer ilk_…`")),
+    ("forged token", "forged", JSON_TYPE, _body(READ), 401,
+     _error("token_unknown", "unknown token: it was never issued here (check the server or --db)")),
+]
+
+
+@pytest.mark.parametrize(("case", "who", "headers", "body", "status", "answer"), ANSWERS, ids=[a[0] for a in ANSWERS])
+def test_error_answers_are_byte_identical_and_audited(server: LiveServer, tokens: dict[str, str], case: str,
+                                                      who: str | None, headers: dict[str, str], body: bytes,
+                                                      status: int, answer: bytes) -> None:
+    token = {None: None, "forged": "ilk_a_" + "A" * 43}.get(who, tokens.get(who or ""))
+    sent = {**headers, **({"authorization": f"Bearer {token}"} if token else {})}
+    before = len(rejected_entries(server))
+    response = httpx.post(server.url + "/v1/actions", content=body, headers=sent, timeout=30)
+    assert (response.status_code, response.content) == (status, answer)
+    assert response.headers["content-type"] == "application/json"
+    audited = rejected_entries(server)
+    if b'"detail"' in answer:
+        assert len(audited) == before  # FastAPI never audited its own 400; neither does the plain route
+    else:
+        assert len(audited) == before + 1 and (audited[-1]["status"], audited[-1]["code"]) == (
+            status, json.loads(answer)["error"]["code"])
+
+
+def test_a_proposal_is_answered_and_counted_under_its_route(server: LiveServer, tokens: dict[str, str]) -> None:
+    answer = httpx.post(server.url + "/v1/actions", json=READ, headers={"authorization": f"Bearer {tokens['kiro']}"})
+    assert answer.status_code == 200 and answer.json()["state"] == "allowed"
+    metrics = httpx.get(server.url + "/metrics").text
+    assert 'interlock_http_requests_total{route="/v1/actions",status="200"}' in metrics
+    assert 'interlock_decisions_total{decision="allow",kind="shell"}' in metrics
+
+
+def test_openapi_still_describes_the_hot_route(server: LiveServer) -> None:
+    spec = httpx.get(server.url + "/openapi.json").json()
+    operation = spec["paths"]["/v1/actions"]["post"]
+    assert operation["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ActionRequest"}
+    assert set(spec["components"]["schemas"]["ActionRequest"]["required"]) == {"kind", "environment", "payload"}
+    assert operation["summary"] == "Propose" and "422" in operation["responses"]
