@@ -176,6 +176,31 @@ def connect(target: Target, redactor: CredentialRedactor, timeout: float) -> psy
         raise ExecutionError(f"cannot connect to the target database ({target.dsn}): {exc}") from None
 
 
+class Watchdog:
+    """The time limit of one SQL run (the executor's and the rehearsal's): the server's
+    `statement_timeout` for the time left, and a timer that cancels the connection's statement a
+    little after it, for a server that does not honour it. `cancel` is also what a freeze calls."""
+
+    def __init__(self, conn: psycopg.Connection[Any], timeout: float, clock: Clock) -> None:
+        self.conn = conn
+        #: Set once this watchdog (or a freeze through it) cancelled the statement.
+        self.fired = threading.Event()
+        self.remaining = max(0.001, timeout - clock.elapsed())
+        self._timer = threading.Timer(self.remaining + CANCEL_SLACK, self.cancel)
+
+    def cancel(self) -> None:
+        self.fired.set()
+        self.conn.cancel_safe(timeout=5)
+
+    def start(self) -> None:
+        """Inside `with conn:`, before the payload's statements."""
+        self.conn.execute(f"SET statement_timeout = {max(1, int(self.remaining * 1000))}".encode())
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._timer.cancel()
+
+
 def run(
     action: Action, target: Target | None, timeout: float, redactor: CredentialRedactor, clock: Clock
 ) -> ExecutionResult:
@@ -188,16 +213,9 @@ def run(
     refuse_transaction_control(sql, target.dialect)
     output = OutputCapture(target.max_output_bytes)
     conn = connect(target, redactor, timeout)
-    cancelled = threading.Event()
-
-    def cancel() -> None:
-        cancelled.set()
-        conn.cancel_safe(timeout=5)
-
-    remaining = max(0.001, timeout - clock.elapsed())
-    watchdog = threading.Timer(remaining + CANCEL_SLACK, cancel)
+    watchdog = Watchdog(conn, timeout, clock)
     stopping = current_cancellation()
-    forget = stopping.on_cancel(cancel) if stopping is not None else (lambda: None)
+    forget = stopping.on_cancel(watchdog.cancel) if stopping is not None else (lambda: None)
 
     def frozen() -> ExecutionResult | None:
         if stopping is None or not stopping.cancelled:
@@ -207,7 +225,6 @@ def run(
 
     try:
         with conn:
-            conn.execute(f"SET statement_timeout = {max(1, int(remaining * 1000))}".encode())
             watchdog.start()
             try:
                 statements = _run_statements(conn, sql, output, _RowBudget(target.max_output_bytes))
@@ -231,7 +248,7 @@ def run(
                     error=f"cancelled after {timeout:g}s; the transaction was rolled back",
                 )
             except psycopg.Error as exc:
-                if cancelled.is_set():
+                if watchdog.fired.is_set():
                     return frozen() or make_result(
                         Status.timeout,
                         redactor,
@@ -251,6 +268,6 @@ def run(
                 )
     finally:
         forget()
-        watchdog.cancel()
+        watchdog.stop()
     return make_result(Status.succeeded, redactor, clock, output, rows_affected=total_rows(statements),
                        statements=statements)

@@ -16,7 +16,6 @@ that is the twin's only trace, and it is said in docs/sandbox.md.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import psycopg
@@ -35,7 +34,7 @@ from interlock.execute.result import (
     Status,
     make_result,
 )
-from interlock.execute.sql import CANCEL_SLACK, POSTGRES_DIALECTS, connect, refuse_transaction_control, sql_of
+from interlock.execute.sql import POSTGRES_DIALECTS, Watchdog, connect, refuse_transaction_control, sql_of
 from interlock.model import Action
 from interlock.policy.schema import Target
 
@@ -190,17 +189,9 @@ def run_rehearsal(action: Action, target: Target, timeout: float, redactor: Cred
     effects: dict[str, Any] = {"strategy": strategy, "statements": [], "tables": {},
                                "rolled_back": strategy == "rollback"}
     conn = connect(target, redactor, timeout)
-    cancelled = threading.Event()
-
-    def cancel() -> None:
-        cancelled.set()
-        conn.cancel_safe(timeout=5)
-
-    remaining = max(0.001, timeout - clock.elapsed())
-    watchdog = threading.Timer(remaining + CANCEL_SLACK, cancel)
+    watchdog = Watchdog(conn, timeout, clock)
     try:
         with conn:
-            conn.execute(f"SET statement_timeout = {max(1, int(remaining * 1000))}".encode())
             watchdog.start()
             try:
                 with conn.cursor() as cursor:
@@ -221,13 +212,13 @@ def run_rehearsal(action: Action, target: Target, timeout: float, redactor: Cred
                 if not conn.closed:
                     conn.rollback()
                 effects["rolled_back"] = True
-                if cancelled.is_set() or isinstance(exc, psycopg.errors.QueryCanceled):
+                if watchdog.fired.is_set() or isinstance(exc, psycopg.errors.QueryCanceled):
                     return make_result(Status.timeout, redactor, clock, output,
                                        error=f"the rehearsal was cancelled after {timeout:g}s; rolled back"), effects
                 sqlstate = getattr(exc, "sqlstate", None)
                 return make_result(Status.failed, redactor, clock, output,
                                    error=f"{exc} (SQLSTATE {sqlstate}); rolled back".replace("\n", " ")), effects
     finally:
-        watchdog.cancel()
+        watchdog.stop()
     rows = sum(s["rows"] for s in effects["statements"] if s["command"] in {"INSERT", "UPDATE", "DELETE", "MERGE"})
     return make_result(Status.succeeded, redactor, clock, output, rows_affected=rows), effects
