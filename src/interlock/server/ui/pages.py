@@ -40,6 +40,7 @@ class QueueRow:
     seconds_left: int
     still_needs: str
     mine: str  # what this human may do: "vote", "owner", "voted", ""
+    rollout: str = ""  # a rollout's approval: where it runs ("3 targets of group web-fleet")
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class Queue:
 #: What the queue reads of a request: the columns it shows, never the whole model (1,000 rows must
 #: render in milliseconds; parsing 1,000 ApprovalRequest models alone took longer than that).
 _QUEUE_SQL = (
-    "SELECT id, agent, owner, action_json, classification_json, requirements_json, expires_at "
+    "SELECT id, agent, owner, action_json, classification_json, requirements_json, expires_at, rollout_json "
     "FROM approval_requests WHERE state = 'pending' ORDER BY created_at DESC, id DESC LIMIT ?"
 )
 
@@ -97,8 +98,15 @@ def queue(gate: Gate, human: str) -> Queue:
             kind=action["kind"], summary=classification["summary"],
             action=render.one_line(action["kind"], action["payload"]), time_left=render.time_left(left),
             seconds_left=left,
-            still_needs=still_needs, mine=mine))
+            still_needs=still_needs, mine=mine, rollout=_rollout_where(row.get("rollout_json"))))
     return Queue(out, int(total_row["n"]) if total_row else len(out))
+
+
+def _rollout_where(text: str | None) -> str:
+    if not text:
+        return ""
+    view = orjson.loads(text)
+    return f"rollout over {len(view.get('targets', []))} targets of group {view.get('group')}"
 
 
 def _judge(requirements: tuple[ApprovalRequirement, ...], humans: dict[str, tuple[str, ...]], agent: str,
@@ -162,7 +170,43 @@ def review(gate: Gate, status: RequestStatus, human: str) -> dict[str, Any]:
         "ballot": ballot(status, human, humans_of(gate.policy.doc.humans)),
         "time_left": render.time_left(status.seconds_left),
         "evidence": req.evidence,
+        **rollout_context(req.rollout),
     }
+
+
+def rollout_context(view: dict[str, Any] | None) -> dict[str, Any]:
+    """A rollout's approval on the review page: targets, steps in words, the rollback highlighted."""
+    if not view:
+        return {"rollout": None}
+    kind = str(view.get("kind", ""))
+    return {"rollout": view, "steps": [step_line(s) for s in view.get("steps", [])],
+            "rollback_blocks": render.payload_blocks(kind, view.get("rollback", {}).get("payload", {}))}
+
+
+def step_line(step: dict[str, Any]) -> str:
+    """One step as a reviewer reads it (Argo's words kept in brackets)."""
+    body = step.get("step", {})
+    if "setTargets" in body or "percent" in body:
+        how = f"{body['percent']}% [percent]" if "percent" in body else f"{body['setTargets']} [setTargets]"
+        return f"wave {step.get('wave')}: change targets up to {step.get('targets')} in all ({how})"
+    if "pause" in body:
+        duration = body["pause"].get("duration")
+        return f"pause {duration} s, then go on" if duration else "pause until a human promotes [pause: {}]"
+    analysis = body.get("analysis", {})
+    checks = "; ".join(_check_line(c) for c in analysis.get("checks", []))
+    return (f"analysis: {checks} — {analysis.get('count', 1)} measurement(s)"
+            + (f" every {analysis['interval']} s" if analysis.get("interval") else "")
+            + f", failureLimit {analysis.get('failureLimit', 0)}, "
+            f"consecutiveErrorLimit {analysis.get('consecutiveErrorLimit', 4)}")
+
+
+def _check_line(check: dict[str, Any]) -> str:
+    probe = next((p for p in ("http", "sql", "prometheus", "shell") if p in check), "?")
+    spec = check.get(probe, {})
+    what = {"http": spec.get("path") or spec.get("url"), "sql": spec.get("query"),
+            "prometheus": spec.get("query"), "shell": " ".join(spec.get("command", []))}.get(probe)
+    conditions = ", ".join(f"{k} {check[k]!r}" for k in ("successCondition", "failureCondition") if k in check)
+    return f"{check.get('name')} ({probe} {what}{': ' + conditions if conditions else ''})"
 
 
 def _reasons(details: dict[str, Any]) -> list[dict[str, str]]:

@@ -124,7 +124,8 @@ def queue_rows(rows: Sequence[QueueRow]) -> Markup:
     out = []
     for r in rows:
         i, risk = escape(r.id), escape(r.risk)
-        where = escape(r.environment) + (Markup("/") + escape(r.target) if r.target else "")
+        where = escape(r.rollout) if r.rollout else \
+            escape(r.environment) + (Markup("/") + escape(r.target) if r.target else "")
         tags = "".join(f'<span class="tag">{escape(t)}</span>' for t in r.tags)
         out.append(
             f'<tr class="risk-{risk}" data-id="{i}"><td><span class="badge {risk}">{risk}</span></td>'

@@ -346,7 +346,31 @@ async def vote(request: Request, request_id: str, verdict: str) -> Response:
         return await _refuse(request, 503, "unavailable", "the store is unavailable: your vote was not recorded",
                              session)
     server.changed.set()  # wakes this process's long polls at once, as the API's votes do
+    server.rollouts_changed.set()  # and its rollout runner (a rollout starts or ends on its request's outcome)
     return RedirectResponse(f"/ui/approvals/{quote(request_id)}?done={verdict}", status_code=303)
+
+
+# --- rollouts ------------------------------------------------------------------------------------
+
+
+@router.get("/ui/rollouts/{rollout_id}")
+async def rollout_page(request: Request, rollout_id: str) -> Response:
+    """A rollout's progress: phase, steps, every target's state and the last analysis (refreshes itself
+    while it runs); its approval links to the review page."""
+    session = await session_of(request)
+    if session is None:
+        return _to_signin(request)
+    from interlock.rollout.service import TERMINAL, CommandError
+
+    server = _server(request)
+    try:
+        rollout = await anyio.to_thread.run_sync(server.rollouts.get, rollout_id)
+    except CommandError as exc:
+        return await _refuse(request, 404, exc.code, str(exc), session)
+    except StoreError:
+        return await _refuse(request, 503, "unavailable", "the store is unavailable: try again shortly", session)
+    return _finish(request, page(request, "rollout.html", session=session, r=rollout.to_json(),
+                                 live=rollout.phase not in TERMINAL))
 
 
 # --- actions and agents --------------------------------------------------------------------------
