@@ -361,10 +361,15 @@ def pattern_protected(pattern: str, rules: PathRules = DEFAULT_RULES) -> str | N
         glob = _shell_glob(alternative)
         folder = _PATTERN.split(alternative, 1)[0].rpartition("/")[0]
         below = folder + "/" if folder else ""
+        # What follows the first patterned folder: `/e*/passwd` may be `/etc/` + `passwd`.
+        parts = alternative.split("/")
+        first = next((i for i, part in enumerate(parts) if _PATTERN.search(part)), len(parts))
+        after = re.sub(r"\[[^\]]*\]|[*?]", "x", "/".join(parts[first + 1 :]))
         for protected_glob in rules.protected:
             tail = protected_glob.lower()
             tails = {tail[3:], below + tail[3:]} if tail.startswith("**/") else {tail}
-            for name in dict.fromkeys(t.replace("*", filler) for t in sorted(tails) for filler in ("", "x")):
+            fillers = ("", "x", after) if after else ("", "x")
+            for name in dict.fromkeys(t.replace("*", filler) for t in sorted(tails) for filler in fillers):
                 if glob.fullmatch(name) and protected(name, rules) is not None:
                     return f"{protected(name, rules)}: {pattern} may match {name}"
         filled = re.sub(r"\[[^\]]*\]|[*?]", "x", alternative)

@@ -555,7 +555,7 @@ class Judging:
         for child in node.named_children:
             if child.type in _REDIRECTS and child is not body:
                 redirects.append(child)
-                if child.type == "file_redirect":
+                if child.type == "file_redirect" and child.named_child_count > 1:
                     # tree-sitter hangs the words after `< in` on the redirection (`tee < in F`,
                     # `cat 2>/dev/null .env`); bash gives them to the command as arguments.
                     extra_args += child.children_by_field_name("destination")[1:]

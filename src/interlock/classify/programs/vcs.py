@@ -78,12 +78,14 @@ def judge_git(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgeme
     sub = args[i].value or ""
     rest = args[i + 1 :]
     judgement = _judge_sub(sub, rest, run)
-    runs = _runs_program(sub, rest, run)
-    if runs is not None:
-        judgement = worst([judgement, runs])
-    written = _writes_output(sub, rest)
-    if written is not None:
-        judgement = worst([judgement, written])
+    if sub in _RUNS_BY_VERB or any(w.value is None or w.value.startswith(_PROGRAM_PREFIXES) for w in rest):
+        runs = _runs_program(sub, rest, run)
+        if runs is not None:
+            judgement = worst([judgement, runs])
+    if sub in _OUTPUT_OPTIONS or sub == "format-patch":
+        written = _writes_output(sub, rest)
+        if written is not None:
+            judgement = worst([judgement, written])
     if sub in _TOUCHES_PATHS and judgement.risk is not R and not (sub == "rm" and "--cached" in _values(rest)):
         why = names_protected(rest)
         if why is not None:
@@ -99,6 +101,9 @@ _PROGRAM_OPTIONS = {
     "clone": ("-u",),
     "grep": ("-O", "--open-files-in-pager"),
 }
+#: Subcommands that run a command they are given; and what options naming a program start with.
+_RUNS_BY_VERB = frozenset({"rebase", "bisect", "submodule"})
+_PROGRAM_PREFIXES = tuple(name for names in _PROGRAM_OPTIONS.values() for name in names)
 #: Options that name a file the output is written to, per subcommand.
 _OUTPUT_OPTIONS = {
     "log": ("--output",),
