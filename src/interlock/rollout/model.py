@@ -170,9 +170,18 @@ class Plan:
         return sum(1 for c in self.counts[: step + 1] if c is not None)
 
 
+#: terraform payload fields that may name one hash per target ({target: hash}): each stack's plan file
+#: (or revision) is its own, so one group-wide payload names each member's.
+PER_TARGET_HASHES = ("plan_sha256", "revision_sha256")
+
+
 def _for_target(payload: dict[str, Any], target: str, doc: PolicyDocument) -> dict[str, Any]:
     """An http payload's `url` may start with `{target.url}` (the target's base URL, so the classifier
-    sees an absolute URL) and name `{target}`; nothing else in a payload is templated."""
+    sees an absolute URL) and name `{target}`; a terraform payload's `plan_sha256` / `revision_sha256`
+    may be a mapping of target to hash. Nothing else in a payload is templated."""
+    if doc.targets[target].kind is Kind.terraform:
+        picked = {k: v[target] for k in PER_TARGET_HASHES if isinstance(v := payload.get(k), dict) and target in v}
+        return {**payload, **picked} if picked else payload
     url = payload.get("url")
     if not isinstance(url, str) or "{target" not in url:
         return payload
@@ -214,6 +223,8 @@ def plan(spec: RolloutSpec, doc: PolicyDocument) -> Plan:
         raise RolloutError("rollback_kind", f"the rollback is {spec.rollback.kind.value}, the action is "
                            f"{spec.kind.value}: a rollback is an action of the same kind on the same targets",
                            "rollback.kind")
+    if spec.kind is Kind.terraform:
+        _check_terraform(spec, found)
     counts: list[int | None] = []
     last = 0
     for i, step in enumerate(spec.steps):
@@ -244,6 +255,25 @@ def plan(spec: RolloutSpec, doc: PolicyDocument) -> Plan:
                 raise RolloutError("bad_check", f"steps[{i}] check {check.name}: `path` is under an http target's "
                                    "url; these targets are not http: give `url`", f"steps[{i}].analysis")
     return Plan(spec=spec, members=tuple(found), counts=tuple(counts))
+
+
+def _check_terraform(spec: RolloutSpec, found: list[str]) -> None:
+    """terraform: the rollback is a configuration revision (an old saved plan is stale once the forward
+    change applied), and a per-target hash mapping names exactly the group's members."""
+    rollback = spec.rollback.payload
+    if "plan_file" in rollback or "revision" not in rollback:
+        raise RolloutError("rollback_revision", "a terraform rollback cannot re-apply a saved plan (it is stale once "
+                           "the forward plan applied): name the previous configuration, planned at rollback time: "
+                           "rollback: {payload: {revision: revisions/v1, revision_sha256: <hex>}} (docs/rollouts.md)",
+                           "rollback.payload")
+    for where, payload in (("payload", spec.payload), ("rollback.payload", rollback)):
+        for key in PER_TARGET_HASHES:
+            value = payload.get(key)
+            if isinstance(value, dict) and set(value) != set(found):
+                missing, extra = sorted(set(found) - set(value)), sorted(set(value) - set(found))
+                wrong = f"missing {', '.join(missing)}" if missing else f"not members: {', '.join(extra)}"
+                raise RolloutError("bad_payload", f"{where}.{key} names one hash per target; {wrong} "
+                                   f"(group {spec.group}: {', '.join(found)})", f"{where}.{key}")
 
 
 def fingerprint(agent: str, p: Plan, policy_version: str) -> str:

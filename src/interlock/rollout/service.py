@@ -27,21 +27,26 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from interlock.audit.events import AuditEvent
+from interlock.classify.registry import classify
+from interlock.execute.result import ExecutionError
 from interlock.fingerprint import fingerprint as action_fingerprint
 from interlock.gate import repo as gate_repo
 from interlock.gate.clock import Clock, parse_stamp, stamp, system_clock
-from interlock.gate.events import GRANT_ISSUED
+from interlock.gate.events import GRANT_CONSUMED, GRANT_ISSUED
 from interlock.gate.quorum import eligible_humans, evaluate, humans_of, possible
 from interlock.gate.requests import ApprovalRequest, Grant, RequestState, RequestStatus
 from interlock.gate.service import Gate, GateError
 from interlock.gateway import Gateway, GatewayError, GatewayUnavailable, State
 from interlock.identity import AuthError, Principal, require_human
-from interlock.model import Action, ApprovalRequirement, Classification, DecisionValue, Risk
+from interlock.model import Action, ApprovalRequirement, Classification, DecisionValue, Kind, Risk
 from interlock.policy import Policy, decide
+from interlock.policy.testing import context_for
 from interlock.rollout import checks, model, rehearsals
+from interlock.rollout import terraform as tf_rollback
 from interlock.rollout.checks import Measurement, Phase
 from interlock.rollout.model import Plan, RolloutError, RolloutSpec
 from interlock.store import Store, Transaction
@@ -94,6 +99,8 @@ class Rollout:
     updated_at: datetime
     version: int = 0
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list, repr=False)
+    #: writes a change makes in its own transaction besides the row and its events (a grant exchange)
+    in_tx: list[Callable[[Transaction], None]] = field(default_factory=list, repr=False)
 
     @property
     def targets(self) -> dict[str, dict[str, Any]]:
@@ -203,13 +210,16 @@ class Rollouts:
         rules: list[str] = []
         for target in plan.members:
             for direction, action in (("forward", plan.forward(target, doc)), ("rollback", plan.backward(target, doc))):
-                classification = self.gateway.classify(action)
+                try:
+                    classification = self._classify(plan, target, direction, action)
+                except tf_rollback.RevisionError as exc:
+                    raise RolloutError("bad_revision", f"{exc}: nothing ran", "rollback.payload") from None
                 decision = decide(self.policy, agent, action, classification)
                 seen.append(classification)
                 rules.extend(r for r in decision.rules if r not in rules)
                 decisions.setdefault(target, {})[direction] = {
                     "decision": decision.value.value, "risk": decision.risk.value, "rules": list(decision.rules),
-                    "summary": classification.summary}
+                    "summary": classification.summary, **_planned_at_rollback(classification)}
                 if decision.value is DecisionValue.deny:
                     raise RolloutError("denied", f"the {direction} action on {target} is denied "
                                        f"({', '.join(decision.rules)}: {'; '.join(decision.reasons)}): a deny on any "
@@ -344,13 +354,15 @@ class Rollouts:
                                                        for e, _ in rollout.events):
                 self._transition(rollout, before, "runner")
             self._issue_grants(tx, rollout)
+            for write in rollout.in_tx:
+                write(tx)
             tx.execute("UPDATE rollouts SET state_json = ?, phase = ?, updated_at = ?, version = version + 1 "
                        "WHERE id = ? AND version = ?",
                        (_dumps(rollout.state), rollout.phase.value, stamp(now), rollout_id, rollout.version))
             self.audit.append_many_in(tx, [(event, {"rollout_id": rollout_id, **data})
                                            for event, data in rollout.events])
             publish(tx, Channel.rollouts, {"id": rollout_id, "phase": rollout.phase.value})
-        rollout.events, rollout.version, rollout.updated_at = [], rollout.version + 1, now
+        rollout.events, rollout.in_tx, rollout.version, rollout.updated_at = [], [], rollout.version + 1, now
         self._remember(rollout)
 
     def _remember(self, rollout: Rollout) -> None:
@@ -384,7 +396,10 @@ class Rollouts:
         decided = rollout.state["decisions"]
         for target in plan.members:
             for direction, action in (("forward", plan.forward(target, doc)), ("rollback", plan.backward(target, doc))):
-                classification = self.gateway.classify(action)
+                try:
+                    classification = self._classify(plan, target, direction, action)
+                except tf_rollback.RevisionError:
+                    continue  # changed since submission: no grant; at rollback time the plan is decided alone
                 sandboxed = bool(decided.get(target, {}).get(direction, {}).get("sandboxed"))
                 decision = decide(self.policy, rollout.agent, action, classification, sandboxed=sandboxed)
                 if decision.value is not DecisionValue.approval_required:
@@ -409,6 +424,15 @@ class Rollouts:
                 gate_repo.bind_grant(tx, grant.id, issued_idx=receipt.index)
                 issued += 1
         rollout.state["approval"]["grants"] = issued
+
+    def _classify(self, plan: Plan, target: str, direction: str, action: Action) -> Classification:
+        """What a member's action would do. A terraform rollback revision is judged by the inverse of the
+        forward plan: it is planned only when the rollback runs (rollout/terraform.py)."""
+        if direction == "rollback" and tf_rollback.is_revision(action.kind, action.payload):
+            tf_rollback.check_revision(self.policy, action)
+            expected = tf_rollback.expected_rollback(self.policy, plan.forward(target, self.policy.doc))
+            return tf_rollback.classify_expected(self.policy, action, expected)
+        return self.gateway.classify(action)
 
     # --- humans ---------------------------------------------------------------------------------
 
@@ -768,8 +792,108 @@ class Rollouts:
                     r.state["reason"] = (f"freeze {freeze.id} covers {target}: under a freeze a rollback runs only "
                                          "on a human's explicit `rollout abort`")
                 return True
+        if tf_rollback.is_revision(rollout.spec.kind, rollout.spec.rollback.payload):
+            return self._revision_unit(rollout, target)
         self._run_targets(rollout, [target], "rollback")
         return True
+
+    def _revision_unit(self, rollout: Rollout, target: str) -> bool:
+        """A terraform rollback: plan the configuration revision now, against the live state (once: the
+        plan is recorded), hold it against the rollback the humans approved, then apply it under the
+        rollout's approval — or pause, naming what it would do beyond that."""
+        doc = self.policy.doc
+        revision = self.plan_of(rollout).backward(target, doc)
+        recorded = rollout.targets[target].get("rollback_plan")
+        if recorded is not None:
+            action = revision.model_copy(update={"payload": {"plan_file": recorded["plan_file"],
+                                                             "plan_sha256": recorded["plan_sha256"]}})
+            self._run_targets(rollout, [target], "rollback", actions={target: action})
+            return True
+        from interlock.execute.terraform import plan_revision
+
+        try:
+            payload, shown = plan_revision(doc.targets[target], revision.payload, f"{rollout.id}-{target}")
+        except ExecutionError as exc:
+            with self._change(rollout.id) as r:
+                r.phase = RolloutPhase.paused
+                r.state["resume_to"] = RolloutPhase.rolling_back.value
+                r.state["reason"] = (f"the rollback revision for {target} could not be planned ({exc}); fix it, "
+                                     "then resume (plans it again)")[:2000]
+                r.events.append(_target_event(target, "rollback", r.targets[target]["state"], r, r.state["reason"]))
+            return True
+        action = revision.model_copy(update={"payload": payload})
+        # judged exactly as the Gateway judges a plan file (classify_action), from the JSON already shown
+        planned = classify(Kind.terraform, {"plan": shown}, context_for(self.policy, target))
+        approved = rollout.state["decisions"][target]["rollback"]
+        changes = tf_rollback.changes_of(shown)
+        problems = [f"{tf_rollback.describe(extra)}"] if (extra := tf_rollback.beyond(approved["expected"], changes)) \
+            else []
+        if Risk(planned.risk.value).rank > Risk(approved["risk"]).rank:
+            problems.append(f"is {planned.risk.value}, the approved rollback {approved['risk']}")
+        if new_tags := sorted(set(planned.tags) - set(approved.get("tags", []))):
+            problems.append(f"is tagged {', '.join(new_tags)}")
+        with self._change(rollout.id) as r:
+            r.targets[target]["rollback_plan"] = {**payload, "changes": changes, "risk": planned.risk.value,
+                                                  "beyond": "; ".join(problems)}
+            message = (f"planned revision {revision.payload.get('revision')} at rollback time: "
+                       f"{tf_rollback.describe(changes)} ({planned.summary})")
+            r.events.append(_target_event(target, "rollback", "planned", r, message[:2000], plan=payload,
+                                          changes=changes, risk=planned.risk.value, beyond=problems))
+            if problems:
+                r.phase = RolloutPhase.paused
+                r.state["resume_to"] = RolloutPhase.rolling_back.value
+                r.state["reason"] = (
+                    f"the rollback plan for {target} {'; '.join(problems)}: beyond the approved rollback "
+                    f"({tf_rollback.describe(approved['expected'])}, {approved['risk']}). Check it; resume proposes "
+                    "this plan on its own (the policy decides it, with its own approval where it asks), or take "
+                    "over by hand")[:2000]
+            else:
+                r.in_tx.append(partial(self._exchange_grant, rollout=r, target=target, revision=revision,
+                                       planned=action, classification=planned))
+        return True
+
+    def _exchange_grant(self, tx: Transaction, *, rollout: Rollout, target: str, revision: Action, planned: Action,
+                        classification: Classification) -> None:
+        """The revision's grant (issued by the rollout's approval) is used up, and a grant for exactly the
+        planned file issued in its place, expiring with it: the plan runs under the rollout's approval."""
+        agent = rollout.agent
+        now = self.clock()
+        at = stamp(now)
+        revision_fp = action_fingerprint(agent, revision, self.policy.version)
+        unused = [g for g in gate_repo.grants_for(tx, agent, revision_fp)
+                  if g.consumed_at is None and g.expires_at > now]
+        decision = decide(self.policy, agent, planned, classification)
+        if not unused or decision.value is not DecisionValue.approval_required:
+            return  # nothing approved to exchange, or the policy lets it run (or refuses it) on its own
+        old = unused[0]
+        if not gate_repo.consume(tx, old.id, at, f"rollout {rollout.id}"):
+            return
+        gate_repo.set_state(tx, old.request_id, RequestState.consumed, f"exchanged by rollout {rollout.id} for "
+                            "the plan of its revision", at, expected=RequestState.approved)
+        receipt = self.audit.append_in(tx, GRANT_CONSUMED, {
+            "grant_id": old.id, "request_id": old.request_id, "action_id": None, "agent": agent,
+            "fingerprint": revision_fp, "by": f"rollout {rollout.id}"})
+        gate_repo.bind_grant(tx, old.id, consumed_idx=receipt.index)
+        doc = self.policy.doc
+        owner = doc.agents[agent].owner
+        fp = action_fingerprint(agent, planned, self.policy.version)
+        approvers = list((rollout.state.get("approval") or {}).get("approved_by", []))
+        request = ApprovalRequest(
+            id="apr_" + secrets.token_hex(10), agent=agent, owner=owner, action=planned, fingerprint=fp,
+            policy_version=self.policy.version, classification=classification, rules=decision.rules,
+            requirements=decision.approvals,
+            eligible=eligible_humans(decision.approvals, humans_of(doc.humans), agent, owner),
+            state=RequestState.approved, state_reason=f"the plan of the rollback revision approved with rollout "
+            f"{rollout.id} by {', '.join(approvers)}", created_at=now, expires_at=old.expires_at, decided_at=now)
+        gate_repo.insert_request(tx, request)
+        grant = Grant(id="gnt_" + secrets.token_hex(10), request_id=request.id, agent=agent, fingerprint=fp,
+                      policy_version=self.policy.version, created_at=now, expires_at=old.expires_at)
+        gate_repo.insert_grant(tx, grant)
+        receipt = self.audit.append_in(tx, GRANT_ISSUED, {
+            "grant_id": grant.id, "request_id": request.id, "action_id": None, "agent": agent, "fingerprint": fp,
+            "expires_at": stamp(old.expires_at), "approved_by": approvers, "rollout_id": rollout.id,
+            "target": target, "derived_from": old.id})
+        gate_repo.bind_grant(tx, grant.id, issued_idx=receipt.index)
 
     def _mark(self, r: Rollout, targets: list[str], direction: str) -> None:
         """Mark targets started (durably, audited, in the caller's transaction) before anything runs them."""
@@ -784,15 +908,16 @@ class Rollouts:
                 r.state["order"].append(t)
             r.events.append(_target_event(t, direction, started, r, ""))
 
-    def _run_targets(self, rollout: Rollout, targets: list[str], direction: str, *, marked: bool = False) -> None:
+    def _run_targets(self, rollout: Rollout, targets: list[str], direction: str, *, marked: bool = False,
+                     actions: dict[str, Action] | None = None) -> None:
         """Mark the targets started (unless the previous outcome's transaction did), propose each through
         the Gateway, record the outcomes and, when the step goes on, mark the next targets in the same commit."""
         if not marked:
             with self._change(rollout.id) as r:
                 self._mark(r, targets, direction)
         plan = self.plan_of(rollout)
-        actions = {t: plan.forward(t, self.policy.doc) if direction == "forward" else
-                   plan.backward(t, self.policy.doc) for t in targets}
+        actions = actions or {t: plan.forward(t, self.policy.doc) if direction == "forward" else
+                              plan.backward(t, self.policy.doc) for t in targets}
         if len(targets) == 1:
             outcomes = {targets[0]: self._propose(rollout.agent, actions[targets[0]])}
         else:
@@ -868,7 +993,9 @@ class Rollouts:
             return "unknown", proposal.id, "cancelled while it ran (a freeze or the kill switch)"
         reasons = "; ".join(proposal.decision.reasons) or proposal.state.value
         if proposal.state is State.pending_approval:
-            reasons = "no usable grant (the approval's grant expired or the policy changed)"
+            request = (proposal.approval or {}).get("id")
+            reasons = (f"no usable grant: approval request {request} is open for this exact action (the "
+                       "rollout's grant expired, the policy changed, or this step needs its own approval)")
         return "refused", proposal.id, f"{proposal.state.value}: {reasons}"
 
 
@@ -879,11 +1006,19 @@ def _result_summary(result: dict[str, Any]) -> str:
 
 
 def _target_event(target: str, direction: str, state: str, rollout: Rollout, message: str,
-                  action_id: str | None = None) -> tuple[str, dict[str, Any]]:
+                  action_id: str | None = None, **more: Any) -> tuple[str, dict[str, Any]]:
     entry = rollout.targets[target]
     return AuditEvent.ROLLOUT_TARGET.value, {
         "target": target, "direction": direction, "state": state, "step": entry.get("step"),
-        "wave": entry.get("wave"), "action": action_id, "message": message[:2000]}
+        "wave": entry.get("wave"), "action": action_id, "message": message[:2000], **more}
+
+
+def _planned_at_rollback(classification: Classification) -> dict[str, Any]:
+    """What approvers see of a rollback planned at rollback time: the expected changes and the summary."""
+    if not classification.details.get("planned_at_rollback"):
+        return {}
+    return {"planned_at_rollback": True, "summary": classification.summary, "tags": list(classification.tags),
+            "expected": classification.details["expected_changes"]}
 
 
 def _human(principal: Principal) -> None:
