@@ -225,6 +225,40 @@ def test_a_step_started_without_outcome_is_outcome_unknown_and_never_repeated(
     assert deploys(services) == {"web-1": [], "web-2": ["v2"]}
 
 
+def test_a_rollback_step_started_without_outcome_pauses_and_is_never_repeated(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    rollouts, services = world(names=["web-1", "web-2"])
+    rollout = rollouts.submit("deployer", rollout_doc("v2", steps=[{"setTargets": 2}, {"percent": 100}]))
+    rollouts.approve(rollout.id, BOB)
+    rollouts.tick(rollout.id)
+    assert rollouts.get(rollout.id).phase is RolloutPhase.succeeded
+    rollout = rollouts.submit("deployer", rollout_doc("v3", steps=[{"setTargets": 2}, {"pause": {}}, {"percent": 100}]))
+    rollouts.approve(rollout.id, BOB)
+    rollouts.tick(rollout.id)
+    rollouts.abort(rollout.id, BOB, "v3 is wrong")
+
+    class RunnerDied(BaseException):
+        """Stands in for the runner's process dying between `rollback_started` and the outcome."""
+
+    def dies(*_: Any, **__: Any) -> Any:
+        raise RunnerDied
+
+    monkeypatch.setattr(rollouts.gateway, "propose", dies)
+    with pytest.raises(RunnerDied):
+        rollouts.tick(rollout.id)
+    monkeypatch.undo()
+    fresh = Rollouts(rollouts.store, rollouts.policy, rollouts.audit, rollouts.gateway, clock=rollouts.clock)
+    fresh.tick(rollout.id)
+    paused = fresh.get(rollout.id)
+    assert paused.phase is RolloutPhase.paused and "rollback outcome unknown on web-2" in paused.state["reason"]
+    assert [paused.targets[n]["state"] for n in ("web-1", "web-2")] == ["changed", "rollback_failed"]
+    assert deploys(services) == {"web-1": ["v2", "v3"], "web-2": ["v2", "v3"]}, "the unknown rollback is not re-run"
+    fresh.resume(rollout.id, BOB)  # the human checked web-2; the rollback goes on with web-1 only
+    fresh.tick(rollout.id)
+    assert fresh.get(rollout.id).phase is RolloutPhase.rolled_back
+    assert deploys(services) == {"web-1": ["v2", "v3", "v1"], "web-2": ["v2", "v3"]}
+
+
 def test_a_deny_on_any_member_refuses_the_rollout_before_anything_runs(world: World) -> None:
     rollouts, services = world(names=["web-1", "web-2"])
     doc = rollout_doc("v2", payload={"method": "DELETE", "url": "{target.url}/deploy"})
