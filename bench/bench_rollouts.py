@@ -15,6 +15,10 @@ timed apart. The baseline is the same 100 actions proposed one by one with their
 agent does without a rollout); rollouts and baseline alternate in one run so the loaded machine hits
 both alike.
 
+The runner's statements and transactions per target (outside the actions, on the runner's thread)
+are counted too: on PostgreSQL each statement is a round trip, and on a loaded machine the count is
+steadier than the time.
+
     .venv/bin/python -m bench.bench_rollouts [--targets 100] [--rounds 3]
 """
 
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -42,7 +47,7 @@ from interlock.policy import Policy, load_policy_text
 from interlock.rollout.checks import Measurement, Phase
 from interlock.rollout.model import Check
 from interlock.rollout.service import RolloutPhase, Rollouts
-from interlock.store import Store, open_store
+from interlock.store import Store, Transaction, open_store
 
 PG = "postgresql://postgres@127.0.0.1:5432"
 BOB = Principal(kind="human", name="bob", token_id="tok_bob")
@@ -73,6 +78,45 @@ DOC = {
 }
 
 
+class Statements:
+    """Counts the statements and transactions the calling thread runs while `counting` is set (the
+    bench wraps the store's transaction class for this; the audit writer's own thread is not counted)."""
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+        self.statements = self.transactions = 0
+
+    def install(self, store: Store) -> None:
+        with store.transaction(readonly=True) as tx:
+            kind = type(tx)
+        if getattr(kind, "_bench_counted", False):
+            return
+        for name in ("execute", "executemany", "fetchone", "fetchall"):
+            setattr(kind, name, self._wrap(getattr(kind, name)))
+        kind._bench_counted = True  # type: ignore[attr-defined]
+        original = type(store).transaction
+
+        def transaction(this: Store, *, readonly: bool = False) -> Any:
+            if getattr(self.local, "on", False):
+                self.transactions += 1
+            return original(this, readonly=readonly)
+
+        type(store).transaction = transaction  # type: ignore[method-assign,assignment]
+
+    def _wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(tx: Transaction, *args: Any, **kwargs: Any) -> Any:
+            if getattr(self.local, "on", False):
+                self.statements += 1
+            return fn(tx, *args, **kwargs)
+        return counted
+
+    def counting(self, on: bool) -> None:
+        self.local.on = on
+
+
+COUNT = Statements()
+
+
 class Timed:
     """Wall time spent inside a callable (the action, the checks), summed."""
 
@@ -81,9 +125,12 @@ class Timed:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         start = time.perf_counter()
+        was = getattr(COUNT.local, "on", False)
+        COUNT.counting(False)  # what the action itself runs is not the runner's
         try:
             return self.fn(*args, **kwargs)
         finally:
+            COUNT.counting(was)
             self.seconds += time.perf_counter() - start
             self.calls += 1
 
@@ -127,16 +174,23 @@ def one_rollout(store: Store, pol: Policy, keys: Path, n: int, parallel: int = 1
         start = time.perf_counter()
         rollouts.approve(rollout.id, BOB)
         approve_s = time.perf_counter() - start
+        statements, transactions = COUNT.statements, COUNT.transactions
+        COUNT.counting(True)
         start = time.perf_counter()
-        rollouts.tick(rollout.id)
-        total = time.perf_counter() - start
+        try:
+            rollouts.tick(rollout.id)
+        finally:
+            total = time.perf_counter() - start
+            COUNT.counting(False)
+        statements, transactions = COUNT.statements - statements, COUNT.transactions - transactions
         assert rollouts.get(rollout.id).phase is RolloutPhase.succeeded, rollouts.get(rollout.id).state["reason"]
     finally:
         audit.close()
     overhead = total - propose.seconds - checks.seconds
     return {"total_ms": total * 1000, "action_ms": propose.seconds * 1000, "check_ms": checks.seconds * 1000,
             "overhead_per_target_ms": overhead * 1000 / n, "overhead_per_step_ms": overhead * 1000 / len(DOC["steps"]),
-            "approve_ms": approve_s * 1000, "action_per_target_ms": propose.seconds * 1000 / n}
+            "approve_ms": approve_s * 1000, "action_per_target_ms": propose.seconds * 1000 / n,
+            "statements_per_target": statements / n, "transactions_per_target": transactions / n}
 
 
 def baseline(store: Store, pol: Policy, keys: Path, n: int) -> dict[str, float]:
@@ -169,6 +223,7 @@ def main() -> None:
         for label, url in (("sqlite", sqlite_url), ("postgresql", pg_url)):
             store = open_store(url)
             store.migrate()
+            COUNT.install(store)
             keys = Path(tempfile.mkdtemp())
             runs, wide, bases = [], [], []
             try:
@@ -189,6 +244,8 @@ def main() -> None:
             print(f"  inside the checks                      {med('check_ms'):9.1f} ms")
             print(f"  runner overhead per target             {med('overhead_per_target_ms'):9.2f} ms   (goal <= 5 ms)")
             print(f"  runner overhead per step               {med('overhead_per_step_ms'):9.2f} ms")
+            print(f"  runner statements / transactions       {med('statements_per_target'):9.2f} / "
+                  f"{med('transactions_per_target'):.2f} per target (maxParallel 1)")
             print(f"  maxParallel 10: whole rollout          {med('total_ms', wide):9.1f} ms (wall)")
             print(f"  approval issuing {2 * args.targets} grants            {med('approve_ms'):9.1f} ms")
             print(f"  baseline: one proposal alone           {med('per_action_ms', bases):9.2f} ms per action")
