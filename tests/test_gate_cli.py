@@ -258,3 +258,4 @@ def test_list_by_state_and_watch(gate: Gate, cli, store: Store, audit: Recorded,
     code, out, _ = cli("carol", "list", "--watch", "--state", "denied", "--interval", "5")
     assert code == 0 and "approval requests (denied) at 2026-01-02T03:04:05Z, every 5 s" in out
     assert first.id in out and second.id in out
+    assert out.count("approval requests (denied)") == 1  # redrawn in place (rich Live), not appended

@@ -20,7 +20,10 @@ from pathlib import Path
 from typing import Annotated, Any, Protocol
 
 import typer
+from rich.console import Group
+from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from interlock import options
 from interlock.console import out
@@ -246,17 +249,24 @@ def list_command(
             _print_list(r.list(wanted), wanted, format)
             return
         try:
-            while True:
-                views = r.list(wanted)
-                if format is Format.text:
-                    out.clear()
-                    out.print(f"approval requests ({wanted}) at {stamp(CLOCK())[:19]}Z, every {interval:g} s; "
-                              "Ctrl-C to stop", markup=False)
-                _print_list(views, wanted, format)
-                sys.stdout.flush()
-                SLEEP(interval)
+            if format is Format.json:  # one JSON array per redraw, for programs reading lines
+                while True:
+                    _print_list(r.list(wanted), wanted, format)
+                    sys.stdout.flush()
+                    SLEEP(interval)
+            # People get one view redrawn in place (rich Live), as `rollout status --watch` does.
+            with Live(_watch_view(r.list(wanted), wanted, interval), console=out, auto_refresh=False) as live:
+                while True:
+                    SLEEP(interval)
+                    live.update(_watch_view(r.list(wanted), wanted, interval), refresh=True)
         except KeyboardInterrupt:
             return
+
+
+def _watch_view(views: list[View], state: str, interval: float) -> Group:
+    """What `list --watch` shows: when it was read, how often, and the listing."""
+    header = Text(f"approval requests ({state}) at {stamp(CLOCK())[:19]}Z, every {interval:g} s; Ctrl-C to stop")
+    return Group(header, _list_view(views, state))
 
 
 def _print_list(views: list[View], state: str, format: Format) -> None:
@@ -264,9 +274,12 @@ def _print_list(views: list[View], state: str, format: Format) -> None:
     if format is Format.json:
         sys.stdout.write(json.dumps(views) + "\n")
         return
+    out.print(_list_view(views, state))
+
+
+def _list_view(views: list[View], state: str) -> Table | Text:
     if not views:
-        out.print("no approval requests" if state == ALL else f"no {state} approval requests", markup=False)
-        return
+        return Text("no approval requests" if state == ALL else f"no {state} approval requests")
     table = Table("id", "state", "agent", "where", "risk", "summary", "quorum", "left", box=None)
     for v in views:
         table.add_row(
@@ -279,7 +292,7 @@ def _print_list(views: list[View], state: str, format: Format) -> None:
             v["still_needs"],
             _left(v["seconds_left"]),
         )
-    out.print(table)
+    return table
 
 
 RequestId = Annotated[str, typer.Argument(help="the request id (apr_…)")]
