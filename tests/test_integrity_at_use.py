@@ -20,6 +20,10 @@ from interlock.runtime import Runtime
 from interlock.server.ui.sessions import Session, close_session, find_session, open_session, session_id
 from interlock.store.events import Channel, publish
 from tests.conftest import EXAMPLE_POLICY
+from tests.gate_fixtures import ManualClock
+from tests.test_guards import BASE as GUARDED
+from tests.test_guards import BREAKERS
+from tests.test_guards import shell as guarded_shell
 
 
 @pytest.fixture
@@ -162,3 +166,41 @@ def test_a_session_given_to_another_human_in_the_database_opens_nothing(runtime:
     session = _signed_in(runtime)
     _tamper(runtime, "UPDATE console_sessions SET human = 'alice'")
     assert not _live(runtime, session)
+
+
+# --- circuit breakers: an open breaker is what the log says ------------------------------------------------
+
+# How the attacker closes an open breaker in the database -> the agent still needs a human.
+RESETS = [
+    ("row closed", "UPDATE guard_breakers SET state = 'closed', successes = 0"),
+    ("row deleted", "DELETE FROM guard_breakers"),
+    ("cool-down cut short", "UPDATE guard_breakers SET opened_at = '2000-01-01T00:00:00.000000Z'"),
+]
+
+
+@pytest.mark.parametrize(("how", "sql"), RESETS, ids=[r[0] for r in RESETS])
+def test_a_breaker_closed_in_the_database_stays_open(store_url: str, tmp_path: Path, how: str, sql: str) -> None:
+    clock = ManualClock(now=datetime(2026, 7, 15, 10, 0, tzinfo=UTC))
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(GUARDED + BREAKERS)
+    with Runtime(policy, store_url, tmp_path / "keys", clock=clock) as rt:
+        for _ in range(3):
+            assert guarded_shell(rt, "false").state.value == "failed"
+        assert guarded_shell(rt, "true").decision.value.value == "approval_required"
+        assert gate_problems(rt.audit) == []
+        _tamper(rt, sql, announce=Channel.guards)
+        assert [p.where for p in gate_problems(rt.audit)] == ["breaker of agent kiro"]
+        held = guarded_shell(rt, "true")
+        assert held.decision.value.value == "approval_required"
+        assert "3 failed executions in a row" in held.decision.reasons[-1]
+        with Runtime(policy, store_url, tmp_path / "keys", clock=clock) as fresh:  # a process started after it
+            assert guarded_shell(fresh, "true").decision.value.value == "approval_required"
+        # It still recovers the audited way: after the cool-down two trial successes close it.
+        clock.advance(301)
+        assert guarded_shell(rt, "true").state.value == "succeeded"
+        assert guarded_shell(rt, "true").state.value == "succeeded"
+        assert rt.guard.status()["breakers"] == []
+        assert guarded_shell(rt, "true").decision.value.value == "allow"
+        assert gate_problems(rt.audit) == []
+        assert [e["event"] for e in rt.audit.search(event="guard.breaker_opened")] == ["guard.breaker_opened"]
+        assert len(rt.audit.search(event="guard.breaker_closed")) == 1

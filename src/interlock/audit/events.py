@@ -37,6 +37,8 @@ class AuditEvent(StrEnum):
     GUARD_THAWED = "guard.thawed"
     GUARD_REFUSED = "guard.refused"
     GUARD_TRIPPED = "guard.tripped"
+    GUARD_BREAKER_OPENED = "guard.breaker_opened"
+    GUARD_BREAKER_CLOSED = "guard.breaker_closed"
     CONSOLE_SIGNED_IN = "console.signed_in"
     CONSOLE_SIGNED_OUT = "console.signed_out"
     CONSOLE_REFUSED = "console.refused"

@@ -18,8 +18,10 @@ from interlock.audit.events import AuditEvent
 from interlock.audit.log import AuditLog
 from interlock.audit.verify import Problem
 from interlock.gate import repo
-from interlock.gate.bindings import entries_of
+from interlock.gate.bindings import entries_of, tree_size
+from interlock.gate.clock import stamp
 from interlock.gate.service import grant_recorded, request_recorded, vote_recorded
+from interlock.guard import breakers
 from interlock.identity import revocation_recorded, token_recorded
 from interlock.server.ui.sessions import session_id
 from interlock.store import Transaction
@@ -36,6 +38,7 @@ def gate_problems(log: AuditLog, limit: int = 50) -> list[Problem]:
             _undone(log, tx, AuditEvent.GRANT_CONSUMED, _use_state_of(tx)),
             _undone(log, tx, AuditEvent.GUARD_FROZEN, _freeze_state(log, tx)),
             _undone(log, tx, AuditEvent.CONSOLE_SIGNED_OUT, _sign_out_state(tx)),
+            _breakers_undone(log, tx),
         ]
         problems: list[Problem] = []
         for check in checks:
@@ -195,3 +198,21 @@ def _sign_out_state(tx: Transaction) -> Undone:
                 "undone in the database; the console still refuses the session")
 
     return check
+
+
+def _breakers_undone(log: AuditLog, tx: Transaction) -> Iterable[Problem]:
+    """A breaker whose last guard.breaker_opened entry no guard.breaker_closed follows must be open in
+    guard_breakers, opened when the entry says: one closed, deleted or moved back in the database is named.
+    The guards fold breakers from the log at use, so the agent still needs a human."""
+    ledger = breakers.Ledger().fold(log, tx, tree_size(tx))
+    table = breakers.load(tx)
+    for key, recorded in ledger.last.items():
+        row = table.get(key)
+        if recorded is None or breakers.in_force_one(row, recorded) is row:
+            continue
+        state = "is missing from guard_breakers" if row is None else (
+            "is closed in guard_breakers" if row.state is breakers.State.closed
+            else f"opened at {stamp(row.opened_at)} in guard_breakers, earlier than the entry says")
+        yield _at(f"breaker of {recorded.scope()}",
+                  f"entry {ledger.at[key]} opened it but the breaker {state}: changed in the database; the guards "
+                  "still hold it open until its half-open trials close it", ledger.at[key])

@@ -27,7 +27,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from interlock.gate.bindings import tree_size
 from interlock.gate.clock import stamp
+from interlock.gate.events import GateAudit
 from interlock.guard import breakers
 from interlock.guard.breakers import AGENT_WIDE, Breaker, State
 from interlock.policy.schema import Breakers, Guards
@@ -100,10 +102,19 @@ class Counting:
     alerts: Callable[[list[Alert]], None]
     #: (agent, target) pairs this process knows are recorded as seen: never written again (it only grows)
     seen: set[tuple[str, str]] = field(default_factory=set)
+    #: The log that records each breaker transition, in the batch's transaction (breakers.trip/close).
+    log: GateAudit | None = None
     _pruned: float = field(default=0.0)
+    #: The breakers the log holds open, folded from committed entries only (a batch may roll back).
+    _ledger: breakers.Ledger = field(default_factory=breakers.Ledger)
+    #: Breakers this batch changed: their rows are newer than the ledger, and right.
+    _changed: set[tuple[str, str]] = field(default_factory=set)
+    #: Entries of this batch, the log's own and our transitions: the tree's last ones, not yet committed.
+    _uncommitted: int = 0
 
     def on_batch(self, tx: Transaction, entries: list[tuple[str, Mapping[str, Any]]]) -> None:
         now = self.clock()
+        self._uncommitted, self._changed = len(entries), set()
         fired: list[Alert] = []
         for event, data in entries:
             if event == "action.proposed":
@@ -212,13 +223,15 @@ class Counting:
         """Half-open trials close or re-open a breaker whoever tripped it (a detector too); failures and
         rates trip one only when the policy has `breakers:`."""
         cfg = breaker_settings(self.guards)
-        found = breakers.get(tx, agent, target)
+        found = self._breaker(tx, agent, target)
         state = found.effective(now, cfg.cool_down) if found else State.closed
         if found is not None and state is State.half_open:
             if failed:
                 self._trip(tx, agent, target, "a trial action failed while half-open", now)
             elif breakers.count_success(tx, found) >= cfg.half_open_successes:
-                breakers.close(tx, found, f"{cfg.half_open_successes} successes while half-open")
+                self._changed.add((agent, target))
+                self._uncommitted += 1
+                breakers.close(tx, found, f"{cfg.half_open_successes} successes while half-open", self._log())
                 self._streak(tx, agent, target, "failures", 0)
             return
         if state is State.open or self.guards.breakers is None:
@@ -236,7 +249,29 @@ class Counting:
     # --- store helpers --------------------------------------------------------------------------
 
     def _trip(self, tx: Transaction, agent: str, target: str, reason: str, now: datetime) -> Breaker:
-        return breakers.trip(tx, agent, target, reason, now)
+        self._changed.add((agent, target))
+        self._uncommitted += 1
+        return breakers.trip(tx, agent, target, reason, now, self._log())
+
+    def _log(self) -> GateAudit:
+        if self.log is None:
+            raise RuntimeError("breaker transitions are recorded in the log: build Counting with log=")
+        return self.log
+
+    def _breaker(self, tx: Transaction, agent: str, target: str) -> Breaker | None:
+        """The breaker as the log says (guard.breakers.in_force_one); a row closed or moved in the database
+        is put back to the log's state first, so the half-open trials that close it count."""
+        row = breakers.get(tx, agent, target)
+        if (agent, target) in self._changed:
+            return row
+        committed = tree_size(tx) - self._uncommitted  # this batch's entries are the tree's last ones
+        recorded = self._ledger.fold(self._log(), tx, committed).last.get((agent, target))
+        found = breakers.in_force_one(row, recorded)
+        if found is not None and found is not row:
+            _log.warning("breaker of agent %s on %r was changed in the database: restored from the log",
+                         agent, target)
+            breakers.restore(tx, found)
+        return found
 
     def _streak(self, tx: Transaction, agent: str, target: str, column: str, step: int) -> int:
         """Add one (`step` 1) or reset (`step` 0) a streak; returns its new length."""

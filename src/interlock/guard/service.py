@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 
 from interlock.audit.events import AuditEvent
 from interlock.execute.cancel import Cancellation, cancellable
+from interlock.gate.bindings import tree_size
 from interlock.gate.clock import Clock, stamp, system_clock
 from interlock.guard import breakers, freezes
 from interlock.guard.breakers import AGENT_WIDE, Breaker, State
@@ -70,6 +71,7 @@ class Guard:
         self.events = subscriber(store)
         self._freezes = _Cache(value=())
         self._ledger = freezes.Ledger()  # the freezes folded from the log; grows under _freezes.lock
+        self._breaker_ledger = breakers.Ledger()  # likewise, under _breakers.lock
         self._breakers = _Cache(value={})
         self._seen: set[tuple[str, str]] = set()
         self._running: dict[str, Running] = {}
@@ -84,7 +86,7 @@ class Guard:
         if self.guards.breakers is not None or any(
                 getattr(anomalies, name) is not None for name in ("burst", "denial_streak", "first_action",
                                                                    "working_hours", "blast_radius")):
-            self.counting = Counting(self.guards, clock, self._queue_alerts, self._seen)
+            self.counting = Counting(self.guards, clock, self._queue_alerts, self._seen, log=audit)
             audit.add_hook(self.counting.on_batch)
 
     def close(self) -> None:
@@ -105,8 +107,14 @@ class Guard:
     def breakers(self) -> dict[tuple[str, str], Breaker]:
         if self.guards.breakers is None and self.counting is None:
             return {}
-        table: dict[tuple[str, str], Breaker] = self._cached(self._breakers, Channel.guards, breakers.load)
+        table: dict[tuple[str, str], Breaker] = self._cached(self._breakers, Channel.guards, self._load_breakers)
         return table
+
+    def _load_breakers(self, tx: Any) -> dict[tuple[str, str], Breaker]:
+        """The breakers in force: the rows, and every breaker the log holds open though its row says
+        otherwise (folded from committed entries, under the cache's lock)."""
+        self._breaker_ledger.fold(self.audit, tx, tree_size(tx))
+        return breakers.in_force(breakers.load(tx), self._breaker_ledger, sorted(self.policy.doc.agents))
 
     def _cached(self, cache: _Cache, channel: str, load: Callable[[Any], Any]) -> Any:
         try:
@@ -270,8 +278,7 @@ class Guard:
         now = self.clock()
         cool_down = breaker_settings(self.guards).cool_down
         active = self.active_freezes()
-        with self.store.transaction(readonly=True) as tx:
-            table = breakers.load(tx)
+        table = self._cached(self._breakers, Channel.guards, self._load_breakers)
         windows = [{"name": f.name, "environments": list(f.environments), "targets": list(f.targets),
                     "agents": list(f.agents), "window": [w.describe() for w in f.window], "reason": f.reason,
                     "in_force": any(w.contains(now) for w in f.window),
