@@ -31,7 +31,7 @@ from interlock import answers
 from interlock.answers import MAX_POLL_SECONDS as MAX_POLL_SECONDS
 from interlock.answers import TERMINAL_STATES as TERMINAL_STATES
 from interlock.answers import settled as settled
-from interlock.vocabulary import DEFAULT_DB, ENV_TOKEN, ENV_URL
+from interlock.vocabulary import DEFAULT_DB, ENV_TOKEN, ENV_URL, InProcess, Remote
 
 if TYPE_CHECKING:
     from interlock.runtime import Runtime
@@ -326,6 +326,11 @@ class LocalClient:
             raise Unauthorized(f"agent {agent!r} is not in the policy's agents: add it there or use another name",
                                code="unknown_agent", status=403)
 
+    @classmethod
+    def chosen(cls, choice: InProcess) -> LocalClient:
+        """The client for a command's in-process choice (`--policy`, `vocabulary.choose_client`)."""
+        return cls(choice.policy, str(choice.agent), db=choice.db, key_dir=choice.key_dir)
+
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
         from pydantic import ValidationError
 
@@ -382,6 +387,14 @@ class LocalClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def client_for(choice: Remote | InProcess, *, timeout: float = 30.0) -> Client | LocalClient:
+    """The SDK client for a command's one client choice: the `--gateway` URL with its token, or the
+    in-process gateway on `--policy` (`vocabulary.choose_client`)."""
+    if isinstance(choice, Remote):
+        return Client(choice.url, choice.token, timeout=timeout)
+    return LocalClient.chosen(choice)
 
 
 # --- @guarded ----------------------------------------------------------------------------------

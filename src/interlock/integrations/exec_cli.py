@@ -18,8 +18,8 @@ from typing import Annotated, Any
 import typer
 
 from interlock import answers, options
-from interlock.client import Client, InterlockError, LocalClient
-from interlock.vocabulary import DEFAULT_DB, DEFAULT_WAIT, Remote, UsageError, choose_client
+from interlock.client import Client, InterlockError, LocalClient, client_for
+from interlock.vocabulary import DEFAULT_DB, DEFAULT_WAIT, UsageError, choose_client
 
 EXIT_DENIED = 1
 EXIT_ERROR = 2
@@ -104,13 +104,8 @@ def exec_(
         raise typer.Exit(EXIT_ERROR) from exc
     assert env is not None
     try:
-        client: Client | LocalClient
-        if isinstance(chosen, Remote):
-            # Brokered: the answer comes after the command ran, so the HTTP timeout covers its run time.
-            client = Client(chosen.url, chosen.token, timeout=HTTP_TIMEOUT)
-        else:
-            client = LocalClient(chosen.policy, str(chosen.agent), db=chosen.db, key_dir=chosen.key_dir)
-        with client:
+        # Brokered: the answer comes after the command ran, so the HTTP timeout covers its run time.
+        with client_for(chosen, timeout=HTTP_TIMEOUT) as client:
             code = run(client, env, command, target, wait)
     except InterlockError as exc:
         _say(str(exc))

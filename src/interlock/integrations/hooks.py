@@ -557,7 +557,7 @@ def client_for(settings: HookSettings) -> Proposer:
         return GatewayClient(chosen.url, chosen.token, timeout=settings.http_timeout)
     from interlock.client import LocalClient
 
-    return LocalClient(chosen.policy, str(chosen.agent), db=chosen.db, key_dir=chosen.key_dir)
+    return LocalClient.chosen(chosen)
 
 
 def decide(client: Proposer, settings: HookSettings, actions: list[ProposedAction]) -> HookAnswer:

@@ -16,9 +16,9 @@ from typing import Any
 import typer
 
 from interlock import options
-from interlock.client import Client, InterlockError, LocalClient, settled
+from interlock.client import InterlockError, client_for, settled
 from interlock.console import err, out
-from interlock.options import DEFAULT_DB, Format, Remote
+from interlock.options import DEFAULT_DB, Format
 
 EXIT = {"succeeded": 0, "failed": 1, "denied": 1, "rejected": 1, "expired": 1, "invalidated": 1,
         "pending_approval": 3, "sandbox_required": 3}
@@ -62,12 +62,7 @@ def rehearse(
     """Rehearse an action on its target's twin (docs/sandbox.md); prints the rehearsal and its evidence."""
     chosen = options.client(gateway=gateway, policy=policy, token=token, agent=agent, db=db, key_dir=key_dir)
     try:
-        client: Client | LocalClient
-        if isinstance(chosen, Remote):
-            client = Client(chosen.url, chosen.token, timeout=600.0)
-        else:
-            client = LocalClient(chosen.policy, str(chosen.agent), db=chosen.db, key_dir=chosen.key_dir)
-        with client:
+        with client_for(chosen, timeout=600.0) as client:
             body = client.rehearse(action_id)
             if wait > 0 and not settled(body):
                 body = client.wait(str(body["id"]), wait)
