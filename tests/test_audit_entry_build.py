@@ -64,6 +64,7 @@ def test_one_walk_builds_the_same_entry(what: str, data: dict[Any, Any], fast: b
     expected = redactor(jsonable(dict(data)))
     clean, written_by_orjson = cleaned(data, redactor)
     assert clean == expected
+    assert cleaned(data, redactor)[0] == expected  # again, with its clean strings remembered
     assert written_by_orjson == fast
     assert not fast or fast_canonical(expected)
     entry = {"event": "action.proposed", "time": "2026-11-25T21:00:00.000000Z", "data": clean}
@@ -105,3 +106,10 @@ _VALUES = st.recursive(_SCALARS, lambda c: st.lists(c, max_size=4) | st.dictiona
 @given(_VALUES)
 def test_fast_canonical_json_is_rfc8785(value: Any) -> None:
     assert canonical_json(value) == rfc8785.dumps(value)
+
+
+def test_remembered_clean_strings_never_let_a_secret_through() -> None:
+    redactor = Redactor([r"secret-\d+"])
+    texts = ["ls -la /srv/app", "password=hunter2", "note secret-42", "ls -la /srv/app", "password=hunter2",
+             "note secret-42"]
+    assert [redactor.safe_text(t) for t in texts] == ["ls -la /srv/app", "password=[REDACTED]", "note [REDACTED]"] * 2

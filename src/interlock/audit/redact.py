@@ -40,6 +40,9 @@ def secret_key(key: str) -> bool:
 
 
 _SECRET_KEY_SEEN: dict[str, bool] = {}
+#: Strings up to this length that redaction left unchanged are remembered, up to this many.
+_REMEMBER_UP_TO = 256
+_REMEMBER_MOST = 8192
 
 _SECRET_WORDS = (
     "password",
@@ -109,6 +112,7 @@ class Redactor:
         self._builtin = [(words, regex.compile(p), r) for words, p, r in _BUILTIN]
         self._any_word = re.compile("|".join(re.escape(w) for words, _, _ in _BUILTIN for w in words))
         self._configured: list[regex.Pattern[str]] = []
+        self._clean: set[str] = set()  # short strings `text` left unchanged (see safe_text)
         for pattern in patterns:
             try:
                 self._configured.append(regex.compile(pattern))
@@ -129,11 +133,21 @@ class Redactor:
 
     def safe_text(self, value: str) -> str:
         """`text`, or the mask when the string is pathological (a pattern timed out): hide it rather
-        than risk a leak."""
+        than risk a leak. Short strings found clean are remembered: most of an audit entry's strings
+        (event names, risks, rule ids, reasons, policy versions) repeat from entry to entry, and the
+        redaction search was most of the cost of building one. A string that was redacted is never
+        remembered, so the memory holds no secret the log would not."""
+        if value in self._clean:
+            return value
         try:
-            return self.text(value)
+            out = self.text(value)
         except TimeoutError:
             return MASK
+        if out is value and len(value) <= _REMEMBER_UP_TO:
+            if len(self._clean) >= _REMEMBER_MOST:
+                self._clean.clear()  # crude bound: a busy writer simply searches again
+            self._clean.add(value)
+        return out
 
     def __call__(self, value: Any) -> Any:
         return self._walk(value)
