@@ -7,10 +7,14 @@
 
 32 connections, wrk, loopback. The ratio is the gate (goal ≥ 20%, p99 ≤ 25 ms); the absolute figures
 depend on how loaded the machine is. Run: `scripts/bench hotpath` (INTERLOCK_BENCH_SECONDS, default 10).
+
+`INTERLOCK_BENCH_PEER_SRC=/path/to/other/src` also measures the Interlock of that source tree (e.g.
+`git archive <commit> src | tar -x -C /tmp/peer`) in every round, interleaved: before/after on one machine.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -28,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 POLICY = ROOT / "examples" / "policy.yaml"
 DURATION_S = int(os.environ.get("INTERLOCK_BENCH_SECONDS", "10"))
 CONNECTIONS = 32
-ROUNDS = 2
+ROUNDS = int(os.environ.get("INTERLOCK_BENCH_ROUNDS", "2"))
+PEER_SRC = os.environ.get("INTERLOCK_BENCH_PEER_SRC")
 READ = {"kind": "shell", "environment": "production", "payload": {"command": "ls -la /srv/app"},
         "rationale": {"intent": "look around"}, "mode": "advisory"}
 WRITE = {"kind": "shell", "environment": "production",
@@ -74,24 +79,36 @@ def main() -> None:
                         break
                 except httpx.TransportError:
                     time.sleep(0.1)
-            with live_server(POLICY, f"sqlite:///{work / 'interlock.db'}", work) as server:
-                token = server.token("agent", "kiro")
-                probe = [httpx.post(f"{server.url}/v1/actions", json=b, headers={"Authorization": f"Bearer {token}"})
-                         .json()["state"] for b in (READ, WRITE)]
-                assert probe == ["allowed", "pending_approval"], probe
+            with contextlib.ExitStack() as stack:
+                servers = {"interlock POST /v1/actions (mix)": stack.enter_context(
+                    live_server(POLICY, f"sqlite:///{work / 'interlock.db'}", work))}
+                if PEER_SRC:
+                    peer_work = work / "peer"
+                    peer_work.mkdir()
+                    servers["peer POST /v1/actions (mix)"] = stack.enter_context(
+                        live_server(POLICY, f"sqlite:///{peer_work / 'interlock.db'}", peer_work,
+                                    env={"PYTHONPATH": PEER_SRC}))
+                tokens = {name: server.token("agent", "kiro") for name, server in servers.items()}
+                for name, server in servers.items():
+                    probe = [httpx.post(f"{server.url}/v1/actions", json=b,
+                                        headers={"Authorization": f"Bearer {tokens[name]}"}).json()["state"]
+                             for b in (READ, WRITE)]
+                    assert probe == ["allowed", "pending_approval"], (name, probe)
                 print(f"\nhot path vs its floor: {CONNECTIONS} connections, {DURATION_S} s a run, {ROUNDS} rounds "
                       "interleaved, loopback, SQLite, one worker")
                 print(f"{'round':>5} {'app':<34} {'req/s':>8} {'p50':>9} {'p99':>9} {'non-2xx':>8}")
-                ratios = []
+                ratios: dict[str, list[float]] = {name: [] for name in servers}
                 for i in range(ROUNDS):
-                    base = _wrk(f"{url}/append", [READ], token, work)
-                    mine = _wrk(f"{server.url}/v1/actions", [READ] * 9 + [WRITE], token, work)
-                    ratios.append(mine["rps"] / base["rps"])
-                    for name, row in (("baseline (parse + durable append)", base),
-                                      ("interlock POST /v1/actions (mix)", mine)):
+                    rows = [("baseline (parse + durable append)", _wrk(f"{url}/append", [READ], "", work))]
+                    for name, server in servers.items():
+                        rows.append((name, _wrk(f"{server.url}/v1/actions", [READ] * 9 + [WRITE], tokens[name], work)))
+                        ratios[name].append(rows[-1][1]["rps"] / rows[0][1]["rps"])
+                    for name, row in rows:
                         print(f"{i + 1:>5} {name:<34} {row['rps']:>8.0f} {row['p50_ms']:>7.1f}ms "
                               f"{row['p99_ms']:>7.1f}ms {row['non2xx']:>8}", flush=True)
-                print(f"Interlock / baseline: {', '.join(f'{r:.1%}' for r in ratios)} (goal ≥ 20%, p99 ≤ 25 ms)")
+                for name, values in ratios.items():
+                    print(f"{name.split(' ')[0].capitalize()} / baseline: {', '.join(f'{r:.1%}' for r in values)} "
+                          "(goal ≥ 20%, p99 ≤ 25 ms)")
         finally:
             baseline.terminate()
             baseline.wait(timeout=15)
