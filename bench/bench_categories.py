@@ -35,7 +35,8 @@ def main(argv: list[str]) -> int:
             category = str(case.get("category", ""))
             if not category.startswith("hostile:"):
                 continue
-            got = classify(kind, payload_from_input(kind, case["input"]))
+            text = case["input"] if isinstance(case["input"], str) else json.dumps(case["input"])
+            got = classify(kind, payload_from_input(kind, text))
             cases[category] += 1
             if got.risk.value != case["risk"] or not set(case.get("tags", [])) <= set(got.tags):
                 wrong[category] += 1

@@ -342,6 +342,10 @@ def judge_operation(
     if prefix == "kms" and name == "ScheduleKeyDeletion":
         tags.add("irreversible")
     summary = f"{api_name} ({level or 'unknown level'})"
+    removed = removes_safety_net(flags, params)
+    if removed is not None and risk is Risk.write:
+        risk = Risk.destructive
+        summary = f"{summary}: takes a safety net away ({removed})"
     escalation = judge_privilege(action, api_name, params)
     if escalation is not None:
         risk = Risk.highest([risk, escalation[0]])
@@ -349,6 +353,34 @@ def judge_operation(
         summary = f"{summary}: {escalation[1]}"
     details = {"operation": api_name, "iam_action": action, "access_level": level}
     return Classification(risk=risk, tags=tuple(tags), summary=shorten(summary, 200), details=details)
+
+
+#: Options that take a safety net away: deletion or termination protection, automated backups.
+#: The next mistake is then unrecoverable, so removing one is as destructive as what it prevented.
+_SAFETY_NET_FLAGS = frozenset(
+    {
+        "--no-deletion-protection",
+        "--no-deletion-protection-enabled",
+        "--no-disable-api-termination",
+        "--no-enable-termination-protection",
+        "--no-termination-protection",
+    }
+)
+_SAFETY_NET_PARAMS = ("DeletionProtection", "DeletionProtectionEnabled", "DisableApiTermination",
+                      "EnableTerminationProtection", "TerminationProtection")
+
+
+def removes_safety_net(flags: set[str], params: dict[str, Any]) -> str | None:
+    """The option or parameter of a call that turns a protection off, or None."""
+    found = next((f for f in sorted(flags) if f in _SAFETY_NET_FLAGS), None)
+    if found is not None:
+        return found
+    for name in _SAFETY_NET_PARAMS:
+        if str(param(params, name)).lower() == "false":
+            return f"{name}=false"
+    if str(param(params, "BackupRetentionPeriod")) == "0":
+        return "BackupRetentionPeriod=0"
+    return None
 
 
 def judge_action(action: str, api_name: str, level: str) -> tuple[Risk, set[str]]:

@@ -29,8 +29,12 @@ METHOD_RISK = {
 }
 #: A path segment that starts with one of these verbs (then ends, or goes on with -, _ or a capital).
 DESTRUCTIVE_SEGMENT = re.compile(
-    r"^(?i:delete|destroy|drop|purge|terminate|remove|wipe|truncate|erase|kill|nuke)(?:$|[-_.]|[A-Z])"
+    r"^_?(?i:delete|destroy|drop|purge|terminate|remove|wipe|truncate|erase|kill|nuke)(?:$|[-_.]|[A-Z])"
 )
+
+
+#: Query parameters that name the operation an RPC-style endpoint performs.
+VERB_PARAMETERS = frozenset({"action", "op", "operation", "cmd", "command", "do", "verb", "method", "task"})
 
 
 #: A GraphQL mutation field whose name starts with a destructive verb (`deleteUser`, `remove_item`).
@@ -99,6 +103,11 @@ def classify_http(payload: dict[str, Any], context: ClassifyContext) -> Classifi
     if segment is not None:
         risk = Risk.highest([risk, Risk.destructive])
         why = f": path names a destructive verb ({segment[:40]})"
+    elif any(k.lower() in VERB_PARAMETERS and DESTRUCTIVE_SEGMENT.match(v) for k, v in parse_qsl(parts.query)):
+        # `?action=delete`, `?op=purge`: RPC-style endpoints take the verb as a parameter (a search
+        # for the word, `?q=delete`, is not one). The query may hold tokens: the summary omits it.
+        risk = Risk.highest([risk, Risk.destructive])
+        why = ": a query parameter names a destructive verb"
     mutation = graphql_mutation(payload.get("body"))
     if mutation is not None:
         risk = Risk.highest([risk, mutation[0]])

@@ -484,6 +484,10 @@ def judge_verb(inv: Invocation, verb: str, subverb: str, resources: list[dict[st
         if is_zero(inv.value("--replicas")):
             return Judgement(Risk.destructive, set(), "scales to zero replicas: the service stops")
         return Judgement(Risk.write)
+    if verb == "patch":
+        effect = patch_effect(inv.value("-p", "--patch") or "")
+        if effect is not None:
+            return Judgement(Risk.destructive, set(), effect)
     if verb in ("replace", "apply") and inv.has("--force"):
         return Judgement(Risk.destructive, {"replace"}, f"{verb} --force deletes and recreates")
     if verb == "apply" and inv.has("--prune"):
@@ -532,6 +536,28 @@ def rbac_escalation(inv: Invocation, verb: str, subverb: str,
         if inv.value("--patch-file") is not None:
             return Risk.unknown, "the RBAC patch is in a file we cannot see"
         return patch_power(inv.value("-p", "--patch") or "")
+    return None
+
+
+def patch_effect(text: str) -> str | None:
+    """What a patch does that `scale` or `delete` would be judged destructive for: zero replicas
+    (`{"spec":{"replicas":0}}`, a JSON patch replacing `/spec/replicas` with 0), or finalizers taken
+    away (`{"metadata":{"finalizers":null}}`, `remove /metadata/finalizers`): the object goes
+    without its cleanup. None when it does neither, or cannot be read (judged as a patch)."""
+    try:
+        document = load_yaml_documents(text)
+    except Unreadable:
+        return None
+    for node in walk(document):
+        if not isinstance(node, dict):
+            continue
+        if "replicas" in node and is_zero(str(node["replicas"])):
+            return "patches to zero replicas: the service stops"
+        if node.get("finalizers", ()) in (None, []) or (
+            node.get("path") in ("/spec/replicas", "/metadata/finalizers")
+            and (node.get("op") == "remove" or is_zero(str(node.get("value"))))
+        ):
+            return "takes the finalizers away or scales to zero"
     return None
 
 
