@@ -1,0 +1,130 @@
+"""CPU per proposal of the hot path, without sockets or wrk (the profile behind docs/benchmarks.md, issue 18.5).
+
+Two figures, each the process CPU time (every thread: request threads, the audit writer) divided by the
+proposals served, with the bench mix (9 allowed reads : 1 approval-required write, advisory, guards on,
+example policy, SQLite) and 32 at a time:
+
+- gateway: `Gateway.propose` called from 32 threads in process;
+- app: the whole ASGI app (middleware, the plain route, the gateway) called directly by 32 asyncio tasks.
+
+CPU per request is what the ratio to the floor comes down to on a CPU-bound machine, and it moves less with
+other engineers' load than req/s does. Compare two source trees in one run, interleaved:
+
+    git archive <commit> src | tar -x -C /tmp/before
+    for src in /tmp/before/src src; do PYTHONPATH=$src .venv/bin/python -m bench.hotpath_cpu; done
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from interlock.gateway import Mode
+from interlock.identity import create_token
+from interlock.model import Action
+from interlock.server.app import create_app
+from interlock.server.state import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+READ = {"kind": "shell", "environment": "production", "payload": {"command": "ls -la /srv/app"},
+        "rationale": {"intent": "look around"}, "mode": "advisory"}
+WRITE = {"kind": "shell", "environment": "production",
+         "payload": {"command": "kubectl scale deployment/api --replicas=5 -n billing"},
+         "rationale": {"intent": "more capacity"}, "mode": "advisory"}
+MIX = [READ] * 9 + [WRITE]
+AT_ONCE = 32
+
+
+def gateway_cpu(settings: Settings, n: int) -> float:
+    """µs of CPU per `Gateway.propose`, 32 threads."""
+    app = create_app(settings)
+    gateway = app.state.server.gateway
+    actions = [Action(**{k: v for k, v in body.items() if k != "mode"}) for body in MIX]
+    for action in actions * 2:
+        gateway.propose("kiro", action, mode=Mode.advisory)
+    each = n // AT_ONCE
+
+    def run() -> None:
+        for i in range(each):
+            gateway.propose("kiro", actions[i % len(actions)], mode=Mode.advisory)
+
+    threads = [threading.Thread(target=run) for _ in range(AT_ONCE)]
+    start = time.process_time()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return (time.process_time() - start) / (each * AT_ONCE) * 1e6
+
+
+def app_cpu(settings: Settings, n: int) -> float:
+    """µs of CPU per `POST /v1/actions` through the whole ASGI app, 32 tasks."""
+    app = create_app(settings)
+    server = app.state.server
+    _, token = create_token(server.store, "agent", "kiro", None, server.audit, policy=server.policy)
+    bodies = [json.dumps(b).encode() for b in MIX]
+
+    async def one(i: int) -> None:
+        body = bodies[i % len(bodies)]
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": "/v1/actions", "raw_path": b"/v1/actions", "query_string": b"",
+                 "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "state": {},
+                 "headers": [(b"host", b"bench"), (b"content-type", b"application/json"),
+                             (b"content-length", str(len(body)).encode()),
+                             (b"authorization", f"Bearer {token}".encode())]}
+        sent = False
+        status: list[int] = []
+
+        async def receive() -> dict[str, object]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.Event().wait()  # no disconnect while the answer is written
+            raise AssertionError("unreachable")
+
+        async def send(message: dict[str, object]) -> None:
+            if message["type"] == "http.response.start":
+                status.append(int(message["status"]))  # type: ignore[call-overload]
+
+        await app(scope, receive, send)
+        assert status == [200], status
+
+    async def main() -> float:
+        for i in range(20):
+            await one(i)
+        queue = list(range(n))
+
+        async def worker() -> None:
+            while queue:
+                await one(queue.pop())
+
+        start = time.process_time()
+        await asyncio.gather(*(worker() for _ in range(AT_ONCE)))
+        return (time.process_time() - start) / n * 1e6
+
+    return asyncio.run(main())
+
+
+def main() -> None:
+    logging.getLogger("interlock").disabled = True  # one log line per request would be measured too
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 3000
+    import interlock
+
+    print(f"hot path CPU per proposal ({interlock.__file__}), {n} proposals, {AT_ONCE} at a time, SQLite")
+    for name, measure in (("gateway (in process)", gateway_cpu), ("app (ASGI, no sockets)", app_cpu)):
+        with tempfile.TemporaryDirectory(prefix="interlock-hotpath-cpu-") as scratch:
+            work = Path(scratch)
+            settings = Settings(policy=ROOT / "examples" / "policy.yaml", db=f"sqlite:///{work / 'i.db'}",
+                                key_dir=work / "keys", allow_missing_secrets=True)
+            print(f"  {name:<24} {measure(settings, n):7.0f} µs CPU per proposal", flush=True)
+
+
+if __name__ == "__main__":
+    main()
