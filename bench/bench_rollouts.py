@@ -91,7 +91,9 @@ class Statements:
             kind = type(tx)
         if getattr(kind, "_bench_counted", False):
             return
-        for name in ("execute", "executemany", "fetchone", "fetchall"):
+        # a PostgreSQL lock is a statement (pg_advisory_xact_lock); SQLite's is a no-op
+        for name in ("execute", "executemany", "fetchone", "fetchall", *(("lock",) if store.dialect == "postgresql"
+                                                                          else ())):
             setattr(kind, name, self._wrap(getattr(kind, name)))
         kind._bench_counted = True  # type: ignore[attr-defined]
         original = type(store).transaction
