@@ -345,6 +345,22 @@ class AuditLog:
         if not 0 <= index < size:
             return None
         row = tx.fetchone(f"SELECT {_ROW_COLUMNS} FROM audit_entries WHERE idx = ?", (index,))
+        return self._checked(row, mac_from)
+
+    def entries_at(self, tx: Transaction, indexes: list[int]) -> dict[int, tuple[str, dict[str, Any]] | None]:
+        """`entry_at` for many indexes in a few reads (the guards fold their entries with it)."""
+        size, mac_from = _head(tx)
+        found: dict[int, tuple[str, dict[str, Any]] | None] = dict.fromkeys(indexes)
+        inside = [i for i in indexes if 0 <= i < size]
+        for start in range(0, len(inside), 500):
+            chunk = inside[start:start + 500]
+            rows = tx.fetchall(f"SELECT {_ROW_COLUMNS} FROM audit_entries WHERE idx IN "
+                               f"({', '.join('?' * len(chunk))})", tuple(chunk))
+            for row in rows:
+                found[int(row["idx"])] = self._checked(row, mac_from)
+        return found
+
+    def _checked(self, row: Mapping[str, Any] | None, mac_from: int) -> tuple[str, dict[str, Any]] | None:
         if row is None or merkle.leaf_hash(row["entry"].encode("utf-8")).hex() != row["leaf_hash"]:
             return None
         if row_problems(row, self._entry_key, mac_from):

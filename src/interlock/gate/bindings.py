@@ -69,4 +69,7 @@ def entries_since(log: GateAudit, tx: Any, events: tuple[str, ...], since: int,
     union = " UNION ALL ".join(f"SELECT idx FROM audit_entries WHERE event = '{event}' AND idx >= ? AND idx < ?"
                                for event in events)
     rows = tx.fetchall(f"SELECT idx FROM ({union}) found ORDER BY idx", tuple(x for _ in events for x in (since, size)))
-    return [(int(row["idx"]), log.entry_at(tx, int(row["idx"]))) for row in rows]
+    if not rows:
+        return []  # the common case at use: nothing new since the last fold, one read
+    found = log.entries_at(tx, [int(row["idx"]) for row in rows])
+    return list(found.items())

@@ -23,6 +23,8 @@ class GateAudit(AuditSink, Protocol):
 
     def entry_at(self, tx: Any, index: int | None) -> tuple[str, dict[str, Any]] | None: ...
 
+    def entries_at(self, tx: Any, indexes: list[int]) -> dict[int, tuple[str, dict[str, Any]] | None]: ...
+
 
 APPROVAL_REQUESTED = AuditEvent.APPROVAL_REQUESTED
 APPROVAL_APPROVED = AuditEvent.APPROVAL_APPROVED
