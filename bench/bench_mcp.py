@@ -8,12 +8,18 @@ so machine load, and each proxy's outcome report after its answer, hit all route
 The last row is the Gateway's own share: one in-process `propose` (classify, decide, and a durable,
 fsync'd audit entry before anything may run), timed alone.
 
-    .venv/bin/python -m bench.bench_mcp [--n 300] [--warmup 30]
+The proxies' CPU per call (user + system time of the proxy process alone, its upstream not counted)
+is printed beside: on this shared 2-core machine it moves far less with load than wall time does.
+`--baseline-src DIR` adds one more in-process proxy run from another checkout's `src` (e.g.
+`git archive REV src | tar -x -C /tmp/base`), interleaved in the same run: a before/after comparison.
+
+    .venv/bin/python -m bench.bench_mcp [--n 300] [--warmup 30] [--baseline-src /tmp/base/src]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -65,13 +71,30 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _cpu_seconds(marker: str) -> float | None:
+    """User + system CPU of the process whose command line holds `marker` (a proxy's own --db or
+    --gateway argument), or None if there is none."""
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if marker.encode() in (entry / "cmdline").read_bytes().split(b"\0"):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
 async def _measure(routes: dict[str, StdioServerParameters], path: str, n: int, warmup: int,
-                   ) -> dict[str, list[float]]:
+                   markers: dict[str, str]) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Each route's call times (ms), and each marked route's process CPU per measured call (ms)."""
     timings: dict[str, list[float]] = {name: [] for name in routes}
+    cpu: dict[str, float] = {}
     async with AsyncExitStack() as stack:
         clients = [(name, await stack.enter_async_context(Client(params, cache=None)))
                    for name, params in routes.items()]
         for i in range(warmup + n):
+            if i == warmup:
+                cpu = {name: _cpu_seconds(marker) or 0.0 for name, marker in markers.items()}
             # Each round starts at the next route, so none always follows another: a proxy's outcome
             # report, written after its answer, lands on each route's next call alike.
             turn = i % len(clients)
@@ -83,7 +106,8 @@ async def _measure(routes: dict[str, StdioServerParameters], path: str, n: int, 
                     raise RuntimeError(f"{name}: read_text_file failed: {result.content}")
                 if i >= warmup:
                     timings[name].append(took)
-    return timings
+        cpu = {name: ((_cpu_seconds(marker) or 0.0) - cpu[name]) * 1000 / n for name, marker in markers.items()}
+    return timings, cpu
 
 
 def _propose_alone(policy: Path, db: str, tmp: Path, path: str, n: int) -> list[float]:
@@ -102,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=300, help="measured calls per route")
     parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--baseline-src", type=Path, default=None,
+                        help="another checkout's src/: its in-process proxy is measured too, interleaved")
     args = parser.parse_args(argv if argv is not None else [])
     npm_bin = ensure_servers(REPO / ".interlock" / "npm")
     upstream = [str(npm_bin / "mcp-server-filesystem")]
@@ -126,15 +152,24 @@ def main(argv: list[str] | None = None) -> int:
                                             *upstream, str(tmp / "data")],
                     cwd=str(tmp), env={"INTERLOCK_TOKEN": token}),
             }
-            timings = anyio.run(_measure, routes, str(target), args.n, args.warmup)
+            markers = {"proxy, in-process": local_db, "proxy, remote": url}
+            if args.baseline_src is not None:
+                baseline_db = f"sqlite:///{tmp / 'baseline.db'}"
+                routes["in-process, baseline"] = StdioServerParameters(
+                    command=proxy[0], args=[*proxy[1:], "--policy", str(policy), "--db", baseline_db, "--key-dir",
+                                            str(tmp / "keys"), "--", *upstream, str(tmp / "data")], cwd=str(tmp),
+                    env={"PYTHONPATH": str(args.baseline_src.resolve())})
+                markers["in-process, baseline"] = baseline_db
+            timings, cpu = anyio.run(_measure, routes, str(target), args.n, args.warmup, markers)
         timings["gateway propose alone"] = _propose_alone(policy, local_db, tmp, str(target), args.n)
 
     direct = statistics.median(timings["direct"])
     print(f"MCP proxy latency per tools/call (read_text_file, server-filesystem; n={args.n} per route, interleaved)")
-    print(f"{'route':<24} {'p50 ms':>8} {'p99 ms':>8} {'added p50 ms':>13}")
+    print(f"{'route':<24} {'p50 ms':>8} {'p99 ms':>8} {'added p50 ms':>13} {'proxy CPU ms/call':>18}")
     for route, values in timings.items():
         added = "" if route in ("direct", "gateway propose alone") else f"{statistics.median(values) - direct:13.2f}"
-        print(f"{route:<24} {statistics.median(values):8.2f} {_percentile(values, 0.99):8.2f} {added:>13}")
+        used = f"{cpu[route]:18.2f}" if route in cpu else ""
+        print(f"{route:<24} {statistics.median(values):8.2f} {_percentile(values, 0.99):8.2f} {added:>13} {used:>18}")
     added_local = statistics.median(timings["proxy, in-process"]) - direct
     verdict = "meets" if added_local <= GOAL_MS else "misses"
     print(f"in-process proxy adds {added_local:.2f} ms at p50: {verdict} the {GOAL_MS:g} ms goal "
