@@ -114,6 +114,8 @@ def test_a_rollouts_approval_is_an_ordinary_approval_request(store_url: str, tmp
                 assert view["steps"][1]["step"]["analysis"]["checks"][0]["name"] == "health"
                 assert view["rollback"]["payload"]["body"] == {"version": "v1"}
                 assert view["progress_deadline"] == 1800 and "2 target(s) of group web-fleet" in seen["summary"]
+            code, listed = approvals_cli(server.url, bob, "list")
+            assert code == 0 and listed.count("rollout over 2 targets of") == 3 and request_id in listed, listed
             code, shown = approvals_cli(server.url, bob, "show", request_id)
             assert code == 0 and "web-2  wave 2: approval_required (write)" in shown and '"v1"' in shown, shown
             code, refused = approvals_cli(server.url, alice, "approve", request_id)

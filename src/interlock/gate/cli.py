@@ -286,7 +286,8 @@ def _list_view(views: list[View], state: str) -> Table | Text:
             v["id"],
             v["state"],
             v["agent"],
-            _where(v["action"]),
+            f"rollout over {len(v['rollout']['targets'])} targets of {v['rollout']['group']}" if v.get("rollout")
+            else _where(v["action"]),
             v["risk"],
             v["summary"],
             v["still_needs"],

@@ -98,7 +98,8 @@ def view(rollout: dict[str, Any]) -> Group:
         parts.append(checks)
     approval = rollout.get("approval")
     if approval and phase == "pending_approval":
-        parts.append(Text(f"approval: {'; '.join(approval['requirements'])} — {approval['still_needs']}; "
+        parts.append(Text(f"approval {approval.get('request_id') or ''} (`interlock approvals show`): "
+                          f"{'; '.join(approval['requirements'])} — {approval['still_needs']}; "
                           f"eligible: {', '.join(approval['eligible'])}"))
     return Group(*parts)
 
