@@ -2,7 +2,8 @@
 FastAPI's layers: every error answer is byte-identical to the one FastAPI gave, and audited as before.
 
 The expected bodies below were recorded from the FastAPI route (main at 2026-11-25 22:20 UTC) before the plain
-route existed; a real `interlock serve` on SQLite and PostgreSQL must give exactly these bytes."""
+route existed, except the rows from "empty payload" to "environment not a string" (bare 500s then, 422s since);
+a real `interlock serve` on SQLite and PostgreSQL must give exactly these bytes."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from interlock.model import NAME_RULE
 from interlock.testing import LiveServer
 from tests.test_server_api import rejected_entries
 
@@ -59,6 +61,20 @@ ANSWERS: list[tuple[str, str | None, dict[str, str], bytes, int, bytes]] = [
      _error("invalid_field", "payload: Input should be a valid dictionary", "payload")),
     ("bad mode", "kiro", JSON_TYPE, _body({**READ, "mode": "yolo"}), 422,
      _error("invalid_field", "mode: Input should be 'brokered' or 'advisory'", "mode")),
+    # Inputs the Action refuses once refused only when it was built (a bare, unaudited 500): now 422 at the door.
+    ("empty payload", "kiro", JSON_TYPE, _body({**READ, "payload": {}}), 422,
+     _error("invalid_field", 'payload: should not be empty: say what the action does (e.g. {"command": "ls"})',
+            "payload")),
+    ("environment with a space", "kiro", JSON_TYPE, _body({**READ, "environment": "prod env"}), 422,
+     _error("invalid_field", f"environment: should be a name: {NAME_RULE}", "environment")),
+    ("empty environment", "kiro", JSON_TYPE, _body({**READ, "environment": ""}), 422,
+     _error("invalid_field", f"environment: should be a name: {NAME_RULE}", "environment")),
+    ("environment name too long", "kiro", JSON_TYPE, _body({**READ, "environment": "p" * 129}), 422,
+     _error("invalid_field", f"environment: should be a name: {NAME_RULE}", "environment")),
+    ("target starting with a dash", "kiro", JSON_TYPE, _body({**READ, "target": "-rf"}), 422,
+     _error("invalid_field", f"target: should be a name: {NAME_RULE}", "target")),
+    ("environment not a string", "kiro", JSON_TYPE, _body({**READ, "environment": 7}), 422,
+     _error("invalid_field", "environment: Input should be a valid string", "environment")),
     ("rationale a string", "kiro", JSON_TYPE, _body({**READ, "rationale": "because"}), 422,
      _error("invalid_field", "rationale: Input should be a valid dictionary or object to extract fields from",
             "rationale")),

@@ -7,14 +7,54 @@ field, never a silently ignored key (fail closed).
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 #: Default limit on the canonical JSON size of an action's payload (configurable in the policy).
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$"
+
+#: What a name may be, in words (the pattern is what the OpenAPI document shows).
+NAME_RULE = "a letter or digit, then up to 127 letters, digits or _ . : @ / -"
+
+
+def _named(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    try:
+        return handler(value)
+    except ValidationError as exc:
+        if any(e["type"] == "string_pattern_mismatch" for e in exc.errors()):
+            raise PydanticCustomError("name_invalid", f"should be a name: {NAME_RULE}",
+                                      {"pattern": NAME_PATTERN}) from None
+        raise
+
+
+def _payload_not_empty(value: dict[str, Any]) -> dict[str, Any]:
+    if not value:
+        raise PydanticCustomError("payload_empty",
+                                  'should not be empty: say what the action does (e.g. {"command": "ls"})')
+    return value
+
+
+#: An environment's or a target's name as an action carries it. `Action` and every request that becomes
+#: one share this type, so a name the Action would refuse is refused where it arrives (a 422 naming the
+#: field), never later, when the Action is built (a bare 500).
+Name = Annotated[str, Field(pattern=NAME_PATTERN), WrapValidator(_named)]
+
+#: An action's payload: a JSON object with at least one key (shared for the same reason as `Name`).
+Payload = Annotated[dict[str, Any], AfterValidator(_payload_not_empty)]
 
 
 class Strict(BaseModel):
@@ -110,17 +150,10 @@ class Action(Strict):
     """What an agent proposes. The agent's identity is not part of it: it comes from the token."""
 
     kind: Kind
-    environment: str = Field(pattern=NAME_PATTERN)
-    target: str | None = Field(default=None, pattern=NAME_PATTERN)
-    payload: dict[str, Any]
+    environment: Name
+    target: Name | None = None
+    payload: Payload
     rationale: Rationale | None = None
-
-    @field_validator("payload")
-    @classmethod
-    def _payload_not_empty(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if not value:
-            raise ValueError("payload is empty: say what the action does (e.g. {\"command\": \"ls\"})")
-        return value
 
 
 class Classification(Strict):

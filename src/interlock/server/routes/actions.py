@@ -16,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 from interlock import answers
 from interlock.gateway import GatewayError, GatewayUnavailable, Mode, Proposal
 from interlock.identity import Principal
-from interlock.model import Action, Kind, Rationale, Strict
+from interlock.model import Action, Kind, Name, Payload, Rationale, Strict
 from interlock.server.deps import Agent, AnyPrincipal, ServerDep, get_server, require_agent
 from interlock.server.errors import ApiError, call_gateway, error_body, gateway_error, refusal, validation_problem
 from interlock.server.responses import JSON
@@ -35,10 +35,11 @@ router = APIRouter(tags=["agents"])
 
 
 class ActionRequest(Strict):
+    # The Action's own field types: whatever the Action would refuse is refused here, with a 422.
     kind: Kind
-    environment: str
-    target: str | None = None
-    payload: dict[str, Any]
+    environment: Name
+    target: Name | None = None
+    payload: Payload
     rationale: Rationale | None = None
     mode: Mode = Mode.brokered
 
