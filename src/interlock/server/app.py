@@ -32,7 +32,10 @@ def create_app(settings: Settings, policy: Policy | None = None) -> FastAPI:
     app = FastAPI(title="Interlock", version="0.1.0", default_response_class=JSON,
                   description="A safety gateway between AI agents and production systems.",
                   exception_handlers=errors.HANDLERS, lifespan=background.lifespan,
-                  docs_url=None, redoc_url=None)  # their pages need a CDN: routes/apidocs.py works offline
+                  docs_url=None, redoc_url=None,  # their pages need a CDN: routes/apidocs.py works offline
+                  # Interlock exports Prometheus metrics and JSON logs, not OpenTelemetry; FastAPI's native
+                  # telemetry asked the global OTel providers on every request (~25 µs) to find none.
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.server = Server(settings, policy)
     for area in (actions, approvals, audit, guards, ops, rollouts, apidocs):
         app.include_router(area.router)

@@ -65,8 +65,8 @@ def json_depth(value: Any) -> int:
 class BodyLimit:
     """Refuses oversized, non-JSON and slowly sent bodies before FastAPI reads anything."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, deadline: float = BODY_DEADLINE_SECONDS) -> None:
+        self.app, self.max_bytes, self.deadline = app, max_bytes, deadline
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
@@ -94,26 +94,28 @@ class BodyLimit:
             return
         # Read the whole (bounded) body here, against a deadline, and replay it to the app: FastAPI turns any
         # error raised while it reads a body into a generic 400, which would hide the real reason.
-        deadline = time.monotonic() + BODY_DEADLINE_SECONDS
+        # One timer for the whole body (not one `wait_for` task and timer per message): the same deadline.
         chunks: list[bytes] = []
         seen = 0
         more = True
-        while more:
-            try:
-                message = await asyncio.wait_for(receive(), timeout=max(deadline - time.monotonic(), 0.001))
-            except TimeoutError:
-                await reject(scope, send, 408, "request_timeout",
-                             f"body not received within {BODY_DEADLINE_SECONDS:g} s")
-                return
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            seen += len(chunk)
-            if seen > self.max_bytes:
-                await reject(scope, send, 413, "body_too_large", f"request body over {self.max_bytes} bytes")
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
+        try:
+            async with asyncio.timeout(self.deadline):
+                while more:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return
+                    chunk = message.get("body", b"")
+                    seen += len(chunk)
+                    if seen > self.max_bytes:
+                        break
+                    chunks.append(chunk)
+                    more = message.get("more_body", False)
+        except TimeoutError:
+            await reject(scope, send, 408, "request_timeout", f"body not received within {self.deadline:g} s")
+            return
+        if seen > self.max_bytes:
+            await reject(scope, send, 413, "body_too_large", f"request body over {self.max_bytes} bytes")
+            return
         body = b"".join(chunks)
         if who is not None:
             problem = body_problem(body)
@@ -156,8 +158,7 @@ class Observe:
         finally:
             elapsed = time.perf_counter() - start
             name = getattr(scope.get("route"), "path", "unmatched")
-            self.server.requests.labels(name, str(status)).inc()
-            self.server.latency.labels(name).observe(elapsed)
+            self.server.observe_request(name, status, elapsed)
             who = scope.get("state", {}).get("principal")
             log_request(scope["method"], scope["path"], status, elapsed,
                         f"{who.kind}:{who.name}" if who else None)

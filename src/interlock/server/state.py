@@ -147,6 +147,7 @@ class Server:
         self.latency = Histogram("interlock_http_request_seconds", "Request latency", ["route"],
                                  registry=self.registry,
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30, 300))
+        self._request_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
         self.audit.append("policy.loaded", {"file": str(settings.policy), "policy_hash": self.policy.version,
                                             "rules": len(self.policy.doc.rules)})
         # Requests left pending under another policy are re-decided now (issue 10.7): re-pinned when the
@@ -158,6 +159,17 @@ class Server:
         self.rollouts = Rollouts(self.store, self.policy, self.audit, self.gateway)
         #: Set when a rollout is started or commanded on this process: wakes the runner at once.
         self.rollouts_changed = asyncio.Event()
+
+    def observe_request(self, route: str, status: int, seconds: float) -> None:
+        """Count one answered request and its latency. The labelled children are kept per (route, status):
+        `labels()` re-validates and hashes its labels under a lock on every call. Route names are
+        templates (or "unmatched"), so the map stays as small as the metric's own."""
+        children = self._request_children.get((route, status))
+        if children is None:
+            children = (self.requests.labels(route, str(status)), self.latency.labels(route))
+            self._request_children[(route, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def close(self) -> None:
         self.runtime.close()
