@@ -229,9 +229,14 @@ class _Api(Generic[Answer]):
     def rollout(self, rollout_id: str) -> Answer:
         return self._send(Call("GET", f"/v1/rollouts/{rollout_id}"))
 
-    def rollout_command(self, rollout_id: str, command: str, reason: str = "") -> Answer:
-        """approve | deny | promote | pause | resume | abort (a human's token)."""
-        return self._send(Call("POST", f"/v1/rollouts/{rollout_id}/{command}", {"reason": reason}))
+    def rollout_command(self, rollout_id: str, command: str, reason: str = "", *,
+                        under_freeze: bool = False) -> Answer:
+        """approve | deny | promote | pause | resume | abort (a human's token). `under_freeze` (abort): roll
+        back past the freezes in force, as a human in the policy's guards.thaw_by (reason required)."""
+        body: dict[str, Any] = {"reason": reason}
+        if under_freeze:
+            body["under_freeze"] = True
+        return self._send(Call("POST", f"/v1/rollouts/{rollout_id}/{command}", body))
 
     def _rollouts_call(self, limit: int) -> Call:
         return Call("GET", "/v1/rollouts", params={"limit": limit})

@@ -32,6 +32,7 @@ from interlock.gate import repo as gate_repo
 from interlock.gate.requests import RequestState
 from interlock.gate.service import Gate, GateError
 from interlock.guard.detectors import blast_of
+from interlock.guard.rollback_pass import Pass
 from interlock.guard.service import Guard, GuardUnavailable
 from interlock.model import Action, Classification, Decision, DecisionValue, Kind, Risk
 from interlock.policy import Policy, decide
@@ -125,6 +126,8 @@ class Proposal:
     rehearse: dict[str, Any] | None = None
     #: the classifier's details (not part of the answer): what the blast-radius detector counts
     details: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: the freezes a rollout's rollback passed on a human's abort under freeze (guard.rollback_pass)
+    passed: frozenset[str] = field(default_factory=frozenset, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         body = {"id": self.id, "state": self.state.value, "mode": self.mode.value,
@@ -196,9 +199,11 @@ class Gateway:
         return classify_action(self.policy, action)
 
     def propose(self, agent: str, action: Action, *, mode: Mode = Mode.brokered,
-                rehearsal: dict[str, Any] | None = None) -> Proposal:
+                rehearsal: dict[str, Any] | None = None, rollback: Pass | None = None) -> Proposal:
         """Decide, record, gate and (brokered, allowed) run one action. `rehearsal` marks a run on a
-        twin (see `rehearse`): it is decided like any action there, and run by a rehearsal executor."""
+        twin (see `rehearse`): it is decided like any action there, and run by a rehearsal executor.
+        `rollback`: a rollout's rollback on a human's abort under freeze (only the in-process runner
+        passes one; no route takes it from a request)."""
         policy = self.policy
         self._check_input(action)
         classification = self.classify(action)
@@ -213,13 +218,15 @@ class Gateway:
         findings: list[dict[str, Any]] = []
         if self.guard is not None:
             try:
-                decision, findings = self.guard.review(agent, action, classification, decision)
+                decision, findings = self.guard.review(agent, action, classification, decision, rollback)
             except GuardUnavailable as exc:
                 raise GatewayUnavailable(str(exc)) from exc
         fp = fingerprint(agent, action, policy.version)
         proposal = Proposal(id=action_id, agent=agent, mode=mode, action=action,
                             fingerprint=fp, decision=decision, state=State.denied, rehearsal=rehearsal,
-                            evidence=evidence, rehearse=hint, details=classification.details)
+                            evidence=evidence, rehearse=hint, details=classification.details,
+                            passed=frozenset(i for f in findings if f.get("guard") == "freeze_pass"
+                                             for i in f["freezes"]))
         extra = {k: v for k, v in (("rehearsal", rehearsal), ("evidence", evidence), ("rehearse", hint),
                                    ("guards", findings)) if v}
         self._record("action.proposed", {
@@ -314,7 +321,7 @@ class Gateway:
         if self.guard is None:
             result = self.executor(action, target)
         else:
-            with self.guard.running(proposal.id, proposal.agent, action):
+            with self.guard.running(proposal.id, proposal.agent, action, proposal.passed):
                 result = self.executor(action, target)
         body = result.model_dump(mode="json") if hasattr(result, "model_dump") else dict(result)
         proposal.result = body

@@ -49,4 +49,6 @@ class AuditEvent(StrEnum):
     ROLLOUT_STEP = "rollout.step"
     ROLLOUT_TARGET = "rollout.target"
     ROLLOUT_MEASUREMENT = "rollout.measurement"
+    ROLLOUT_ABORT_UNDER_FREEZE = "rollout.abort_under_freeze"
+    ROLLOUT_FREEZE_PASSED = "rollout.freeze_passed"
     AUDIT_KEY_ROTATED = "audit.key_rotated"

@@ -21,7 +21,8 @@ from interlock.gate.events import GateAudit
 INDEXED = frozenset({AuditEvent.TOKEN_REVOKED.value, AuditEvent.GRANT_CONSUMED.value,
                      AuditEvent.GUARD_FROZEN.value, AuditEvent.GUARD_THAWED.value,
                      AuditEvent.CONSOLE_SIGNED_OUT.value, AuditEvent.GUARD_BREAKER_OPENED.value,
-                     AuditEvent.GUARD_BREAKER_CLOSED.value})  # 0026, 0027, 0051, 0052
+                     AuditEvent.GUARD_BREAKER_CLOSED.value,
+                     AuditEvent.ROLLOUT_FREEZE_PASSED.value})  # 0026, 0027, 0051, 0052, 0091
 
 
 def named_in_log(log: GateAudit, tx: Any, event: str, key: str, value: str, since: int = 0) -> int | None:

@@ -27,12 +27,14 @@ from prometheus_client.registry import Collector
 
 from interlock.audit.events import AuditEvent
 from interlock.execute.cancel import Cancellation, cancellable
+from interlock.fingerprint import fingerprint
 from interlock.gate.bindings import tree_size
 from interlock.gate.clock import Clock, stamp, system_clock
-from interlock.guard import breakers, freezes
+from interlock.guard import breakers, freezes, rollback_pass
 from interlock.guard.breakers import AGENT_WIDE, Breaker, State
 from interlock.guard.detectors import Alert, Counting, breaker_settings
 from interlock.guard.freezes import Freeze, FreezeError
+from interlock.guard.rollback_pass import Pass
 from interlock.model import Action, ApprovalRequirement, Classification, Decision, DecisionValue
 from interlock.policy import Policy
 from interlock.store import Store, StoreError
@@ -53,6 +55,7 @@ class Running:
     agent: str
     action: Action
     cancellation: Cancellation
+    passed: frozenset[str] = frozenset()  # freezes a rollback passed (guard.rollback_pass): they do not cancel it
 
 
 @dataclass
@@ -140,25 +143,55 @@ class Guard:
 
     # --- the decision -------------------------------------------------------------------------
 
-    def review(self, agent: str, action: Action, classification: Classification,
-               decision: Decision) -> tuple[Decision, list[dict[str, Any]]]:
-        """The decision after the guards, and the findings to record in the proposal's entry."""
+    def review(self, agent: str, action: Action, classification: Classification, decision: Decision,
+               rollback: Pass | None = None) -> tuple[Decision, list[dict[str, Any]]]:
+        """The decision after the guards, and the findings to record in the proposal's entry.
+        `rollback`: a rollout's rollback under a human's abort under freeze (guard.rollback_pass),
+        which passes the freezes and windows that entry names, once; every other guard still applies."""
         found = self.freeze_for(agent, action)
-        if found is not None:
+        findings: list[dict[str, Any]] = []
+        passed: dict[str, Any] | str | None = None
+        if rollback is not None and (found is not None or self._windows_for(agent, action)):
+            passed = self._pass(agent, action, rollback)
+        if isinstance(passed, dict):
+            findings.append(passed)
+        elif found is not None:
             self._count("freeze_denials", found.id)
+            why = f"; {passed}" if passed else ""
             return freezes.deny(decision, f"freeze:{found.id}",
                                 f"frozen: {found.reason} (freeze {found.id} by {found.created_by}, "
-                                f"{found.scope()})",
+                                f"{found.scope()}){why}",
                                 f"wait until a human thaws freeze {found.id}"), [{"guard": "freeze", "id": found.id}]
         now = self.clock()
-        decision = freezes.apply_windows(self.policy.doc, agent, action, decision, now)
-        findings: list[dict[str, Any]] = []
+        if not isinstance(passed, dict):
+            decision = freezes.apply_windows(self.policy.doc, agent, action, decision, now)
         if decision.value is DecisionValue.deny:
             return decision, findings
         decision = self._breakers_review(agent, action, decision, now)
         decision = self._working_hours(agent, action, decision, now, findings)
         decision = self._first_action(agent, action, classification, decision, findings)
         return decision, findings
+
+    def _windows_for(self, agent: str, action: Action) -> list[str]:
+        now = self.clock()
+        return [f.name or str(i) for i, f in enumerate(self.guards.freezes)
+                if freezes.window_in_force(f, agent, action, now)]
+
+    def _pass(self, agent: str, action: Action, rollback: Pass) -> dict[str, Any] | str:
+        """Use the rollback's pass past every freeze and window covering it (the finding), or why not."""
+        covering = sorted(f.id for f in self.active_freezes() if f.covers(agent, action.environment, action.target))
+        windows = self._windows_for(agent, action)
+        fp = fingerprint(agent, action, self.policy.version)
+        try:
+            with self.store.transaction() as tx:
+                why = rollback_pass.use(self.audit, tx, rollback, agent, fp, covering, windows)
+        except StoreError as exc:
+            raise GuardUnavailable(f"the abort under freeze could not be checked: {exc}") from exc
+        if why is not None:
+            return why
+        self._count("freeze_passes", rollback.rollout_id)
+        return {"guard": "freeze_pass", "rollout_id": rollback.rollout_id, "entry": rollback.entry,
+                "freezes": covering, "windows": windows}
 
     def _breakers_review(self, agent: str, action: Action, decision: Decision, now: datetime) -> Decision:
         table = self.breakers()
@@ -224,13 +257,17 @@ class Guard:
     # --- running executions ---------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def running(self, action_id: str, agent: str, action: Action) -> Iterator[Cancellation]:
-        """Run an execution under a Cancellation that a freeze in its scope triggers."""
+    def running(self, action_id: str, agent: str, action: Action,
+                passed: frozenset[str] = frozenset()) -> Iterator[Cancellation]:
+        """Run an execution under a Cancellation that a freeze in its scope triggers (but one in `passed`:
+        a rollback past the freezes a human's abort under freeze named)."""
         cancellation = Cancellation()
         with self._running_lock:
-            self._running[action_id] = Running(agent, action, cancellation)
+            self._running[action_id] = Running(agent, action, cancellation, passed)
         try:
-            found = self.freeze_for(agent, action)  # a freeze that landed between decision and start
+            # a freeze that landed between decision and start
+            found = next((f for f in self.active_freezes() if f.id not in passed
+                          and f.covers(agent, action.environment, action.target)), None)
             if found is not None:
                 cancellation.cancel(f"freeze {found.id}: {found.reason}")
             with cancellable(cancellation):
@@ -249,7 +286,8 @@ class Guard:
             running = list(self._running.values())
         for item in running:
             for found in active:
-                if found.covers(item.agent, item.action.environment, item.action.target):
+                if found.id not in item.passed and \
+                        found.covers(item.agent, item.action.environment, item.action.target):
                     if item.cancellation.cancel(f"freeze {found.id}: {found.reason}"):
                         self._count("cancelled", found.id)
                     break

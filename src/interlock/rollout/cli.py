@@ -182,4 +182,14 @@ _command("deny", "Deny the rollout (a human's token; --reason required).")
 _command("promote", "Go past the current pause or analysis step.")
 _command("pause", "Pause a running rollout (it finishes the target step it is in).")
 _command("resume", "Continue a paused rollout (targets left outcome_unknown count as changed).")
-_command("abort", "Roll back every changed target now, in reverse order, without analysis.")
+UnderFreeze = Annotated[bool, typer.Option("--under-freeze", help="roll back past the freezes in force (a human "
+                                            "in the policy's guards.thaw_by; --reason required)")]
+
+
+@app.command("abort")
+@options.shared
+def abort(rollout_id: RolloutId, reason: Reason = "", under_freeze: UnderFreeze = False, gateway: Gateway = None,
+          token: Token = None, format: Fmt = Format.text) -> None:
+    """Roll back every changed target now, in reverse order, without analysis."""
+    with _client(gateway, token) as client:
+        _show(_call(lambda: client.rollout_command(rollout_id, "abort", reason, under_freeze=under_freeze)), format)

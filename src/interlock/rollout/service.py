@@ -41,6 +41,8 @@ from interlock.gate.quorum import eligible_humans, evaluate, humans_of, possible
 from interlock.gate.requests import ApprovalRequest, Grant, RequestState, RequestStatus
 from interlock.gate.service import Gate, GateError
 from interlock.gateway import Gateway, GatewayError, GatewayUnavailable, State
+from interlock.guard import freezes
+from interlock.guard.rollback_pass import Pass
 from interlock.identity import AuthError, Principal, require_human
 from interlock.model import Action, ApprovalRequirement, Classification, DecisionValue, Kind, Risk
 from interlock.policy import Policy, decide
@@ -575,14 +577,21 @@ class Rollouts:
             self._transition(rollout, before, principal.name)
         return self.get(rollout_id)
 
-    def abort(self, rollout_id: str, principal: Principal, reason: str = "") -> Rollout:
-        """Roll back every changed target now (fast track), whatever the abortPolicy."""
+    def abort(self, rollout_id: str, principal: Principal, reason: str = "", *, under_freeze: bool = False) -> Rollout:
+        """Roll back every changed target now (fast track), whatever the abortPolicy. `under_freeze`: a
+        human who may thaw the freezes lets exactly these rollbacks past them (guard.rollback_pass)."""
         _human(principal)
+        if under_freeze and not reason.strip():
+            raise CommandError("reason_required", "an abort under freeze needs a reason: say why, e.g. "
+                               "--reason \"incident 4711: take v2 back\"")
         with self._changing(rollout_id) as (rollout, tx):
             if rollout.phase in TERMINAL:
                 raise CommandError(rollout.phase.value, f"rollout {rollout_id} is {rollout.phase.value} already")
             before = rollout.phase
-            why = f"aborted by {principal.name}" + (f": {reason}" if reason else "")
+            why = f"aborted by {principal.name}" + (" under freeze" if under_freeze else "") + \
+                (f": {reason}" if reason else "")
+            if under_freeze:
+                rollout.state["freeze_pass"] = self._freeze_pass(tx, rollout, principal, reason)
             if before is RolloutPhase.pending_approval:
                 rollout.phase = RolloutPhase.aborted
                 self.gate.withdraw_in(tx, rollout.state["approval"]["request_id"],
@@ -593,6 +602,40 @@ class Rollouts:
             rollout.state.update(reason=why, resume_to=None)
             self._transition(rollout, before, principal.name)
         return self.get(rollout_id)
+
+    def _freeze_pass(self, tx: Transaction, rollout: Rollout, principal: Principal, reason: str) -> int:
+        """Write the rollout.abort_under_freeze entry (its index): the human, the freezes and windows in force
+        over the rollbacks to run, and their exact fingerprints. Refuses a human outside `guards.thaw_by`
+        and a rollout no freeze covers (a plain abort does)."""
+        doc = self.policy.doc
+        human = doc.humans.get(principal.name)
+        if not freezes.may_thaw(doc.guards.thaw_by, human.groups if human else ()):
+            raise CommandError("not_eligible", f"{principal.name} may not roll back under a freeze: only members of "
+                               f"{', '.join(doc.guards.thaw_by)} may (policy guards.thaw_by), as for a thaw")
+        in_force = freezes.in_force(tx, freezes.Ledger(), self.audit)  # as the Gateway reads them: the log's
+        plan = self.plan_of(rollout)
+        now = self.clock()
+        rollbacks, frozen, windows = [], set(), set()
+        for target in reversed(rollout.state["order"]):
+            if rollout.targets[target]["state"] not in (*TAKEN_BACK, STARTED):
+                continue
+            action = plan.backward(target, doc)
+            rollbacks.append({"target": target,
+                              "fingerprint": action_fingerprint(rollout.agent, action, self.policy.version)})
+            frozen |= {f.id for f in in_force if f.covers(rollout.agent, action.environment, action.target)}
+            windows |= {f.name or str(i) for i, f in enumerate(doc.guards.freezes)
+                        if freezes.window_in_force(f, rollout.agent, action, now)}
+        if not rollbacks:
+            raise CommandError("nothing_to_roll_back", f"rollout {rollout.id} changed no target yet: abort it "
+                               "without --under-freeze")
+        if not frozen and not windows:
+            raise CommandError("not_frozen", f"no freeze or change-freeze window covers the rollbacks of rollout "
+                               f"{rollout.id}: abort it without --under-freeze")
+        receipt = self.audit.append_in(tx, AuditEvent.ROLLOUT_ABORT_UNDER_FREEZE.value, {
+            "rollout_id": rollout.id, "agent": rollout.agent, "human": principal.name, "reason": reason,
+            "freezes": sorted(frozen), "windows": sorted(windows), "rollbacks": rollbacks,
+            "fingerprints": [r["fingerprint"] for r in rollbacks]})
+        return int(receipt.index)
 
     # --- the runner -----------------------------------------------------------------------------
 
@@ -918,11 +961,13 @@ class Rollouts:
         plan = self.plan_of(rollout)
         actions = actions or {t: plan.forward(t, self.policy.doc) if direction == "forward" else
                               plan.backward(t, self.policy.doc) for t in targets}
+        ticket = rollout.state.get("freeze_pass")
+        passing = Pass(rollout.id, int(ticket)) if direction == "rollback" and ticket is not None else None
         if len(targets) == 1:
-            outcomes = {targets[0]: self._propose(rollout.agent, actions[targets[0]])}
+            outcomes = {targets[0]: self._propose(rollout.agent, actions[targets[0]], passing)}
         else:
             with ThreadPoolExecutor(max_workers=len(targets)) as pool:
-                futures = {t: pool.submit(self._propose, rollout.agent, actions[t]) for t in targets}
+                futures = {t: pool.submit(self._propose, rollout.agent, actions[t], passing) for t in targets}
                 outcomes = {t: f.result() for t, f in futures.items()}
         with self._change(rollout.id) as r:
             problems: list[str] = []
@@ -974,10 +1019,10 @@ class Rollouts:
                     self._mark(r, claim, "forward")
                     self._claimed[r.id] = claim
 
-    def _propose(self, agent: str, action: Action) -> tuple[str, str | None, str]:
+    def _propose(self, agent: str, action: Action, rollback: Pass | None = None) -> tuple[str, str | None, str]:
         """(succeeded | failed | unknown | refused, action id, message) of one target's step."""
         try:
-            proposal = self.gateway.propose(agent, action)
+            proposal = self.gateway.propose(agent, action, rollback=rollback)
         except GatewayError as exc:
             return "refused", None, f"{exc.code}: {exc}"
         except GatewayUnavailable as exc:

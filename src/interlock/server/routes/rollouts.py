@@ -22,12 +22,14 @@ from interlock.store import StoreError
 
 router = APIRouter(tags=["rollouts"])
 
-_STATUS = {"unknown_rollout": 404, "agent_token": 403, "not_eligible": 403, "unknown_agent": 403,
-           "denied": 403, "rehearsal_failed": 403, "rehearsal_refused": 403, "unsatisfiable": 422}
+_STATUS = {"reason_required": 422, "unknown_rollout": 404, "agent_token": 403, "not_eligible": 403,
+           "unknown_agent": 403, "denied": 403, "rehearsal_failed": 403, "rehearsal_refused": 403, "unsatisfiable": 422}
 
 
 class Command(Strict):
     reason: str = Field(default="", max_length=2000, description="why (required to deny)")
+    under_freeze: bool = Field(default=False, description="abort only: roll back past the freezes in force "
+                               "(a human in the policy's guards.thaw_by; reason required)")
 
 
 async def _call(fn: Any, *args: Any) -> Any:
@@ -66,14 +68,21 @@ async def show_rollout(rollout_id: str, who: AnyPrincipal, server: ServerDep) ->
     return JSON(_visible(await _call(server.rollouts.get, rollout_id), who).to_json())
 
 
+def _abort(server: Any, body: Command | None) -> Any:
+    under_freeze = body is not None and body.under_freeze
+    return lambda rollout_id, who, reason: server.rollouts.abort(rollout_id, who, reason, under_freeze=under_freeze)
+
+
 @router.post("/v1/rollouts/{rollout_id}/{command}")
 async def command(rollout_id: str, command: str, who: Human, server: ServerDep,
                   body: Command | None = None) -> Response:
     """approve | deny | promote | pause | resume | abort (humans)."""
     reason = body.reason if body else ""
+    if body is not None and body.under_freeze and command != "abort":
+        raise ApiError(422, "under_freeze", "under_freeze goes with abort only", "under_freeze")
     calls = {"approve": (server.rollouts.approve, reason), "deny": (server.rollouts.deny, reason),
              "promote": (server.rollouts.promote, None), "pause": (server.rollouts.pause, reason),
-             "resume": (server.rollouts.resume, None), "abort": (server.rollouts.abort, reason)}
+             "resume": (server.rollouts.resume, None), "abort": (_abort(server, body), reason)}
     if command not in calls:
         raise ApiError(404, "unknown_command", f"no rollout command {command!r}: one of {', '.join(calls)}")
     fn, extra = calls[command]
