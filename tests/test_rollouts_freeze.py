@@ -7,6 +7,8 @@ injected clock (tests.test_rollouts shows the same world)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +21,7 @@ from interlock.guard.rollback_pass import Pass
 from interlock.identity import Principal
 from interlock.rollout.service import CommandError, RolloutPhase, Rollouts
 from interlock.runtime import Runtime
+from interlock.testing import eventually, live_server
 from tests.gate_fixtures import ManualClock
 from tests.rollout_fleet import Service, fleet
 from tests.test_rollouts import BOB, CAROL, deploys, policy_text, rollout_doc
@@ -198,3 +201,43 @@ def test_a_change_freeze_window_behaves_the_same(world: World, clock: ManualCloc
     assert deploys(services) == {"web-1": ["v2", "v1"], "web-2": ["v2", "v1"], "web-3": []}
     [command] = entries(rollouts, "rollout.abort_under_freeze")
     assert (command["freezes"], command["windows"]) == ([], ["incident"])
+
+
+def test_through_the_server_only_the_cli_command_of_a_human_who_may_thaw_rolls_back(
+        store_url: str, tmp_path: Path) -> None:
+    with fleet(NAMES) as services:
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(guarded(policy_text({n: s.url for n, s in services.items()}), None))
+        with live_server(policy, store_url, tmp_path) as server:
+            agent, bob, carol = (server.token("agent", "deployer"), server.token("human", "bob"),
+                                 server.token("human", "carol"))
+            with server.client(agent) as http:
+                rollout_id = http.post("/v1/rollouts", json=rollout_doc("v2", steps=STEPS)).json()["id"]
+            with server.client(carol) as http:
+                assert http.post(f"/v1/rollouts/{rollout_id}/approve", json={}).status_code == 200
+
+                def paused() -> dict[str, Any] | None:
+                    body: dict[str, Any] = http.get(f"/v1/rollouts/{rollout_id}").json()
+                    return body if body["phase"] == "paused" else None
+
+                eventually(paused, what="the rollout at its pause {} step")
+                made = http.post("/v1/freezes", json={"environment": "production", "reason": "incident 4726"})
+                assert made.status_code == 201, made.text
+                body = {"reason": "take it back", "under_freeze": True}
+                refused = http.post(f"/v1/rollouts/{rollout_id}/abort", json=body)
+                assert (refused.status_code, refused.json()["error"]["code"]) == (403, "not_eligible"), refused.text
+                assert "thaw_by" in refused.json()["error"]["message"]
+            with server.client(agent) as http:
+                assert http.post(f"/v1/rollouts/{rollout_id}/abort", json=body).status_code == 403
+            done = subprocess.run([sys.executable, "-m", "interlock.cli", "rollout", "abort", rollout_id,
+                                   "--under-freeze", "--reason", "incident 4726: take v2 back", "--gateway",
+                                   server.url, "--token", bob], capture_output=True, text=True, timeout=120,
+                                  check=False)
+            assert done.returncode == 0, done.stdout + done.stderr
+            with server.client(bob) as http:
+                def rolled_back() -> dict[str, Any] | None:
+                    body: dict[str, Any] = http.get(f"/v1/rollouts/{rollout_id}").json()
+                    return body if body["phase"] == "rolled_back" else None
+
+                eventually(rolled_back, what="the rollback past the freeze")
+        assert deploys(services) == {"web-1": ["v2", "v1"], "web-2": ["v2", "v1"], "web-3": []}
