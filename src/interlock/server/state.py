@@ -148,6 +148,7 @@ class Server:
                                  registry=self.registry,
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30, 300))
         self._request_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+        self._decision_children: dict[tuple[str, str], Counter] = {}
         self.audit.append("policy.loaded", {"file": str(settings.policy), "policy_hash": self.policy.version,
                                             "rules": len(self.policy.doc.rules)})
         # Requests left pending under another policy are re-decided now (issue 10.7): re-pinned when the
@@ -170,6 +171,13 @@ class Server:
             self._request_children[(route, status)] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def count_decision(self, decision: str, kind: str) -> None:
+        """Count one decision, keeping the labelled child (decisions × kinds: a handful)."""
+        child = self._decision_children.get((decision, kind))
+        if child is None:
+            child = self._decision_children[(decision, kind)] = self.decisions.labels(decision, kind)
+        child.inc()
 
     def close(self) -> None:
         self.runtime.close()

@@ -74,10 +74,10 @@ async def decided(server: Server, who: Principal, body: ActionRequest) -> Respon
     except GatewayError as exc:
         raise gateway_error(exc) from exc
     except (GatewayUnavailable, StoreError) as exc:
-        server.decisions.labels("deny", body.kind.value).inc()
+        server.count_decision("deny", body.kind.value)
         return JSON({"decision": "deny", "state": "denied",
                      "reasons": [f"{exc} (fail closed: nothing ran)"]}, status_code=503)
-    server.decisions.labels(proposal.decision.value.value, body.kind.value).inc()
+    server.count_decision(proposal.decision.value.value, body.kind.value)
     return JSON(proposal.to_json())
 
 
@@ -169,7 +169,7 @@ async def rehearse(action_id: str, who: Agent, server: ServerDep) -> Response:
     kind and payload there, brokered, decided by the policy of the twin's environment. The answer is
     the rehearsal (an action of its own, with `rehearsal.of` and, once it ran, its `evidence`)."""
     proposal = await call_gateway(server.gateway.rehearse, action_id, who.name)
-    server.decisions.labels(proposal.decision.value.value, proposal.action.kind.value).inc()
+    server.count_decision(proposal.decision.value.value, proposal.action.kind.value)
     return JSON(proposal.to_json())
 
 
