@@ -138,6 +138,9 @@ def test_only_a_human_who_may_thaw_aborts_under_a_freeze(world: World, who: Prin
         rollouts.abort(rollout_id, who, "take it back", under_freeze=True)
     assert refused.value.code == code, refused.value
     assert entries(rollouts, "rollout.abort_under_freeze") == []
+    if who.kind == "human":  # audited, as a refused thaw is
+        [audited] = entries(rollouts, "guard.refused")
+        assert (audited["op"], audited["human"], audited["code"]) == ("abort_under_freeze", "carol", code)
     assert rollouts.get(rollout_id).phase is RolloutPhase.paused
 
 

@@ -23,7 +23,7 @@ import secrets
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -581,6 +581,18 @@ class Rollouts:
         """Roll back every changed target now (fast track), whatever the abortPolicy. `under_freeze`: a
         human who may thaw the freezes lets exactly these rollbacks past them (guard.rollback_pass)."""
         _human(principal)
+        if not under_freeze:
+            return self._abort(rollout_id, principal, reason, under_freeze=False)
+        try:
+            return self._abort(rollout_id, principal, reason, under_freeze=True)
+        except CommandError as exc:  # a refused attempt to pass a freeze is audited, as a refused thaw is
+            with suppress(Exception):
+                self.audit.append(AuditEvent.GUARD_REFUSED.value, {
+                    "op": "abort_under_freeze", "rollout_id": rollout_id[:64], "human": principal.name,
+                    "code": exc.code, "message": str(exc)})
+            raise
+
+    def _abort(self, rollout_id: str, principal: Principal, reason: str, *, under_freeze: bool) -> Rollout:
         if under_freeze and not reason.strip():
             raise CommandError("reason_required", "an abort under freeze needs a reason: say why, e.g. "
                                "--reason \"incident 4711: take v2 back\"")
