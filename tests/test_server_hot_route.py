@@ -2,8 +2,9 @@
 FastAPI's layers: every error answer is byte-identical to the one FastAPI gave, and audited as before.
 
 The expected bodies below were recorded from the FastAPI route (main at 2026-11-25 22:20 UTC) before the plain
-route existed, except the rows from "empty payload" to "environment not a string" (bare 500s then, 422s since);
-a real `interlock serve` on SQLite and PostgreSQL must give exactly these bytes."""
+route existed, except the rows from "empty payload" to "environment not a string" (bare 500s then, 422s since)
+and "truncated UTF-32" (FastAPI's bare `detail`, in the error shape since); a real `interlock serve` on SQLite
+and PostgreSQL must give exactly these bytes."""
 
 from __future__ import annotations
 
@@ -102,8 +103,8 @@ ANSWERS: list[tuple[str, str | None, dict[str, str], bytes, int, bytes]] = [
      _error("malformed_json", "body is not valid JSON: invalid UTF-8 at byte 34; send UTF-8")),
     ("read as UTF-16 by json.loads", "kiro", JSON_TYPE, b'\x00{"x', 400,
      _error("malformed_json", "body is not valid JSON: JSON decode error", "1")),
-    ("truncated UTF-32: FastAPI's own answer, not audited", "kiro", JSON_TYPE, b"\x00\x00\x00{\x00", 400,
-     b'{"detail":"There was an error parsing the body"}'),
+    ("truncated UTF-32 (was FastAPI's bare, unaudited detail)", "kiro", JSON_TYPE, b"\x00\x00\x00{\x00", 400,
+     _error("malformed_json", "body is not valid JSON: it could not be decoded; send UTF-8")),
     ("human token, valid body", "alice", JSON_TYPE, _body(READ), 403,
      _error("human_token", "this endpoint is for agents: propose with the agent's own token")),
     ("human token, bad body: the body is judged first", "alice", JSON_TYPE, _body({**READ, "kind": "telnet"}), 422,
@@ -126,11 +127,8 @@ def test_error_answers_are_byte_identical_and_audited(server: LiveServer, tokens
     assert (response.status_code, response.content) == (status, answer)
     assert response.headers["content-type"] == "application/json"
     audited = rejected_entries(server)
-    if b'"detail"' in answer:
-        assert len(audited) == before  # FastAPI never audited its own 400; neither does the plain route
-    else:
-        assert len(audited) == before + 1 and (audited[-1]["status"], audited[-1]["code"]) == (
-            status, json.loads(answer)["error"]["code"])
+    assert len(audited) == before + 1 and (audited[-1]["status"], audited[-1]["code"]) == (
+        status, json.loads(answer)["error"]["code"])
 
 
 def test_a_proposal_is_answered_and_counted_under_its_route(server: LiveServer, tokens: dict[str, str]) -> None:

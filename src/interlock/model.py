@@ -54,7 +54,7 @@ def _payload_not_empty(value: dict[str, Any]) -> dict[str, Any]:
 Name = Annotated[str, Field(pattern=NAME_PATTERN), WrapValidator(_named)]
 
 #: An action's payload: a JSON object with at least one key (shared for the same reason as `Name`).
-Payload = Annotated[dict[str, Any], AfterValidator(_payload_not_empty)]
+Payload = Annotated[dict[str, Any], Field(json_schema_extra={"minProperties": 1}), AfterValidator(_payload_not_empty)]
 
 
 class Strict(BaseModel):

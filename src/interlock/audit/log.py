@@ -696,6 +696,8 @@ class AuditLog:
         checkpoint: Checkpoint | None = None
         consistency: list[str] | None = None
         if tree_size is not None:
+            if tree_size > (held := self.size()):  # else its nodes are "missing", which reads as tampering
+                raise AuditError(f"no tree of {tree_size} entries: the log holds {held}; ask for a smaller tree_size")
             checkpoint = self._checkpoint_from(tree_size)
             if checkpoint is not None and checkpoint.tree_size != tree_size and 0 <= index < tree_size:
                 consistency = self.consistency_proof(tree_size, checkpoint.tree_size)

@@ -37,7 +37,9 @@ def create_app(settings: Settings, policy: Policy | None = None) -> FastAPI:
                   # telemetry asked the global OTel providers on every request (~25 µs) to find none.
                   telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.server = Server(settings, policy)
-    for area in (actions, approvals, audit, guards, ops, rollouts, apidocs):
+    for area in (actions, approvals, audit, guards, rollouts):
+        app.include_router(area.router, responses=errors.DOCUMENTED)
+    for area in (ops, apidocs):  # no token, no body: their answers are their own
         app.include_router(area.router)
     app.include_router(ui.router)  # the approvers' console under /ui (docs/console.md)
     app.add_middleware(ui.ConsoleHeaders)

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse
 
 
-class JSON(Response):
-    """orjson-rendered JSON (FastAPI's ORJSONResponse is deprecated; this is the same ten lines)."""
+class JSON(JSONResponse):
+    """orjson-rendered JSON (FastAPI's ORJSONResponse is deprecated; this is the same ten lines). A
+    JSONResponse, so /openapi.json says the answers are JSON objects (a plain Response is documented as a
+    string, which every answer then contradicts)."""
 
     media_type = "application/json"
 

@@ -18,7 +18,15 @@ from interlock.gateway import GatewayError, GatewayUnavailable, Mode, Proposal
 from interlock.identity import Principal
 from interlock.model import Action, Kind, Name, Payload, Rationale, Strict
 from interlock.server.deps import Agent, AnyPrincipal, ServerDep, get_server, require_agent
-from interlock.server.errors import ApiError, call_gateway, error_body, gateway_error, refusal, validation_problem
+from interlock.server.errors import (
+    UNREADABLE_BODY,
+    ApiError,
+    call_gateway,
+    error_body,
+    gateway_error,
+    refusal,
+    validation_problem,
+)
 from interlock.server.responses import JSON
 from interlock.server.state import Server
 from interlock.store import StoreError
@@ -86,7 +94,7 @@ _BODY: TypeAdapter[ActionRequest] = TypeAdapter(ActionRequest)
 
 
 class UnreadableBody(Exception):
-    """json.loads failed other than with a JSONDecodeError (FastAPI answers 400 with its `detail`)."""
+    """json.loads failed other than with a JSONDecodeError (FastAPI raises its 400; errors.http_error words it)."""
 
 
 def parsed_body(raw: bytes) -> tuple[ActionRequest | None, list[dict[str, Any]]]:
@@ -121,16 +129,15 @@ async def propose_plain(scope: Scope, receive: Receive, send: Send) -> None:
     who: Principal = scope["state"]["principal"]
     try:
         body, errors = parsed_body(b"".join(chunks))
-    except UnreadableBody:
-        await JSON({"detail": "There was an error parsing the body"}, status_code=400)(scope, receive, send)
-        return
-    try:
         if body is None:
             status, code, message_text, where = validation_problem(errors)
             await server.audit_rejection(scope["method"], scope["path"], status, code, who)
             response: Response = JSON(error_body(code, message_text, where), status_code=status)
         else:
             response = await decided(server, require_agent(who), body)
+    except UnreadableBody:
+        response = await refusal(server, scope["method"], scope["path"],
+                                 ApiError(400, "malformed_json", UNREADABLE_BODY), who)
     except ApiError as exc:
         response = await refusal(server, scope["method"], scope["path"], exc, who)
     await response(scope, receive, send)

@@ -6,18 +6,23 @@ import json
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
+from interlock.audit.log import AuditError
 from interlock.server.deps import Human, ServerDep
 from interlock.server.errors import ApiError
 from interlock.server.responses import JSON
 
 router = APIRouter(tags=["audit"])
 
+#: The largest index or tree size either store can hold (a signed 64-bit integer): a larger one is a 422
+#: here, not an overflow in the database driver (a 500).
+MAX_INDEX = 2**63 - 1
+
 
 @router.get("/v1/audit/entries")
-async def audit_entries(who: Human, server: ServerDep, start: int = Query(0, ge=0),
+async def audit_entries(who: Human, server: ServerDep, start: int = Query(0, ge=0, le=MAX_INDEX),
                         limit: int = Query(100, ge=1, le=1000), action_id: str | None = None) -> Response:
     def read() -> list[dict[str, Any]]:
         # Only rows inside the tree (0 <= idx < the tree size): a row slipped in at another index is
@@ -43,9 +48,10 @@ async def audit_checkpoint(who: Human, server: ServerDep) -> Response:
 
 
 @router.get("/v1/audit/proof/{index}")
-async def audit_proof(index: int, who: Human, server: ServerDep, tree_size: int | None = None) -> Response:
+async def audit_proof(who: Human, server: ServerDep, index: int = Path(ge=0, le=MAX_INDEX),
+                      tree_size: int | None = Query(None, ge=1, le=MAX_INDEX)) -> Response:
     try:
         proof = await anyio.to_thread.run_sync(lambda: server.audit.inclusion_proof(index, tree_size))
-    except (ValueError, IndexError) as exc:
+    except (AuditError, ValueError, IndexError) as exc:  # AuditError: the entry is not in that tree
         raise ApiError(404, "no_such_entry", str(exc)) from exc
     return JSON(proof.to_json())

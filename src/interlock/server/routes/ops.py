@@ -26,6 +26,6 @@ async def readyz(server: ServerDep) -> Response:
                  "policy_version": server.policy.version}, status_code=200 if ok else 503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(server: ServerDep) -> Response:
     return PlainTextResponse(generate_latest(server.registry).decode(), media_type=CONTENT_TYPE_LATEST)
