@@ -177,7 +177,7 @@ def test_answers_is_standard_library_only() -> None:
 
 _SRC = Path(answers.__file__).parent
 #: Error types whose status comes from `status_of` (the caller's default for codes the table leaves out).
-_BY_TABLE = {"GatewayError": 422, "GateError": 409, "FreezeError": None}
+_BY_TABLE = {"GatewayError": 422, "GateError": 409, "FreezeError": None, "RolloutError": 422, "CommandError": 409}
 #: Errors built with a literal status: (type, index of the status argument, index of the code argument).
 _LITERAL = {"ApiError": (0, 1)}
 
@@ -215,7 +215,8 @@ RAISE_SITES = _raise_sites()
 def test_the_scan_finds_the_raise_sites() -> None:
     found = {(where.split(":")[0], code) for where, code, _, _ in RAISE_SITES}
     assert {("guard/freezes.py", "overlapping_freeze"), ("client.py", "unknown_agent"),
-            ("server/deps.py", "agent_token"), ("gateway.py", "payload_too_large")} <= found, sorted(found)
+            ("server/deps.py", "agent_token"), ("gateway.py", "payload_too_large"),
+            ("rollout/service.py", "denied"), ("rollout/service.py", "unknown_rollout")} <= found, sorted(found)
 
 
 @pytest.mark.parametrize(("where", "code", "written", "answered"), RAISE_SITES, ids=[s[0] for s in RAISE_SITES])

@@ -174,14 +174,15 @@ def explain(body: Body, *, name: str | None = None, waited: float | None = None,
 
 
 #: The HTTP status of each error code the API answers with. Codes not here: `token_*` are 401, and the
-#: caller's default otherwise (a gateway error 422: the request, as sent, cannot be done; a gate error
-#: 409: the approval request's state forbids it, e.g. `already_voted`, `expired`).
+#: caller's default otherwise (a gateway or rollout error 422: the request, as sent, cannot be done; a gate
+#: or rollout command error 409: the request's or rollout's state forbids it, e.g. `already_voted`, `not_paused`).
 #: A code has one status wherever it is raised (the server, the SDK's in-process client, the guards'
 #: freezes and thaws, the human commands' exit codes); tests/test_answers.py checks every raise site.
 ERROR_STATUS = {
     "malformed_json": 400,
     "unauthenticated": 401,
     "human_token": 403, "agent_token": 403, "not_eligible": 403, "unknown_agent": 403, "csrf": 403,
+    "denied": 403, "rehearsal_failed": 403, "rehearsal_refused": 403,
     "unknown_action": 404, "unknown_request": 404, "no_such_entry": 404, "unknown_freeze": 404,
     "unknown_command": 404, "unknown_rollout": 404, "not_found": 404,
     "request_timeout": 408,

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Body
 from fastapi.responses import Response
 from pydantic import Field
 
+from interlock.answers import status_of
 from interlock.identity import Principal
 from interlock.model import Strict
 from interlock.rollout.model import RolloutError
@@ -21,9 +22,6 @@ from interlock.server.responses import JSON
 from interlock.store import StoreError
 
 router = APIRouter(tags=["rollouts"])
-
-_STATUS = {"reason_required": 422, "unknown_rollout": 404, "agent_token": 403, "not_eligible": 403,
-           "unknown_agent": 403, "denied": 403, "rehearsal_failed": 403, "rehearsal_refused": 403, "unsatisfiable": 422}
 
 
 class Command(Strict):
@@ -36,9 +34,9 @@ async def _call(fn: Any, *args: Any) -> Any:
     try:
         return await anyio.to_thread.run_sync(lambda: fn(*args))
     except RolloutError as exc:
-        raise ApiError(_STATUS.get(exc.code, 422), exc.code, str(exc), exc.field) from exc
+        raise ApiError(status_of(exc.code, 422), exc.code, str(exc), exc.field) from exc
     except CommandError as exc:
-        raise ApiError(_STATUS.get(exc.code, 409), exc.code, str(exc)) from exc
+        raise ApiError(status_of(exc.code, 409), exc.code, str(exc)) from exc
     except StoreError as exc:
         raise ApiError(503, "unavailable", f"the store is unavailable: {exc} (nothing changed)") from exc
 
@@ -79,7 +77,7 @@ async def command(rollout_id: str, command: str, who: Human, server: ServerDep,
     """approve | deny | promote | pause | resume | abort (humans)."""
     reason = body.reason if body else ""
     if body is not None and body.under_freeze and command != "abort":
-        raise ApiError(422, "under_freeze", "under_freeze goes with abort only", "under_freeze")
+        raise ApiError(422, "invalid_field", "under_freeze goes with abort only: send it with `abort`, or leave it out", "under_freeze")
     calls = {"approve": (server.rollouts.approve, reason), "deny": (server.rollouts.deny, reason),
              "promote": (server.rollouts.promote, None), "pause": (server.rollouts.pause, reason),
              "resume": (server.rollouts.resume, None), "abort": (_abort(server, body), reason)}
