@@ -466,6 +466,9 @@ class Judging:
         self.budget[0] -= 1
         if self.budget[0] < 0:
             raise TooMuch(f"more than {MAX_COMMANDS} commands")
+        self.in_time()
+
+    def in_time(self) -> None:
         if budget.spent() > self.deadline:
             raise TooMuch(f"took longer than {MAX_SECONDS} s")
 
@@ -638,6 +641,8 @@ class Judging:
             else:
                 word = word_of(child)
                 words.append(word)
+                if len(words) % 512 == 0:  # one command of many thousand words: keep to the budget inside it
+                    self.in_time()
                 if child.child_count or "`" in word.text or "$(" in word.text:
                     self.scan(child)
         for extra in extra_args or ():

@@ -77,7 +77,8 @@ async def command(rollout_id: str, command: str, who: Human, server: ServerDep,
     """approve | deny | promote | pause | resume | abort (humans)."""
     reason = body.reason if body else ""
     if body is not None and body.under_freeze and command != "abort":
-        raise ApiError(422, "invalid_field", "under_freeze goes with abort only: send it with `abort`, or leave it out", "under_freeze")
+        raise ApiError(422, "invalid_field", "under_freeze goes with abort only: send it with `abort`, or leave it out",
+                       "under_freeze")
     calls = {"approve": (server.rollouts.approve, reason), "deny": (server.rollouts.deny, reason),
              "promote": (server.rollouts.promote, None), "pause": (server.rollouts.pause, reason),
              "resume": (server.rollouts.resume, None), "abort": (_abort(server, body), reason)}
