@@ -25,9 +25,6 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(_redactor(body)).decode()
 
 
-_stream = sys.stderr
-
-
 def configure_logging(level: int = logging.INFO) -> None:
     if any(isinstance(h.formatter, JsonFormatter) for h in _logger.handlers):
         return
@@ -50,4 +47,6 @@ def log_request(method: str, path: str, status: int, seconds: float, principal: 
         line = {"time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                 "level": "info", "event": "request", "method": method, "path": path[:200], "status": status,
                 "ms": round(seconds * 1000, 2), "principal": principal}
-        _stream.write(orjson.dumps(line).decode() + "\n")
+        # sys.stderr looked up at each call, not kept from import time: whoever replaced it since (a test
+        # runner capturing output, a daemon redirecting it) gets the line, and a closed old stream is not used.
+        sys.stderr.write(orjson.dumps(line).decode() + "\n")
