@@ -315,26 +315,7 @@ class AuditLog:
             self._record_keys(tx)
         size = _size(tx)
         nodes = _fetch_nodes(tx, set(merkle.frontier(size)))
-        entries: list[tuple[Any, ...]] = []
-        new_nodes: list[tuple[int, str]] = []
-        receipts: list[Receipt] = []
-
-        def get(level: int, index: int) -> bytes:
-            return nodes[(level, index)]
-
-        for pending in batch:
-            leaf = merkle.leaf_hash(pending.text.encode("utf-8"))
-            for level, index, digest in merkle.appended_nodes(size, leaf, get):
-                nodes[(level, index)] = digest
-                new_nodes.append((merkle.node_id(level, index), digest.hex()))
-            leaf_hex = leaf.hex()
-            entries.append((size, pending.event, pending.time, *pending.columns, pending.text, leaf_hex,
-                            key.mac(size, leaf_hex)))
-            receipts.append(Receipt(size, leaf_hex, pending.event, pending.time))
-            size += 1
-        _insert_entries(tx, entries)
-        tx.executemany(_INSERT_NODE, new_nodes)
-        return receipts
+        return _insert_batch(tx, key, batch, size, nodes)
 
     def entry_at(self, tx: Transaction, index: int | None) -> tuple[str, dict[str, Any]] | None:
         """(event, data) of the entry at `index` when it is inside the tree and checks out (leaf hash,
@@ -465,7 +446,7 @@ class AuditLog:
             pending.resolve(receipt)
 
     def _write(self, batch: list[_Pending]) -> list[Receipt]:
-        key = self.entry_key
+        key = self.entry_key  # no key: refuse before opening a transaction
         with self.store.transaction() as tx:
             tx.lock("audit")
             if self._unrecorded:
@@ -473,33 +454,18 @@ class AuditLog:
             size = _size(tx)
             self._check_foreign(tx, size)
             nodes = self._frontier_nodes(tx, size)
-            entries: list[tuple[Any, ...]] = []
-            new_nodes: list[tuple[int, str]] = []
-            receipts: list[Receipt] = []
+            receipts = _insert_batch(tx, key, batch, size, nodes)
+            size += len(receipts)
 
             def get(level: int, index: int) -> bytes:
                 return nodes[(level, index)]
 
-            for pending in batch:
-                leaf = merkle.leaf_hash(pending.text.encode("utf-8"))
-                for level, index, digest in merkle.appended_nodes(size, leaf, get):
-                    nodes[(level, index)] = digest
-                    new_nodes.append((merkle.node_id(level, index), digest.hex()))
-                leaf_hex = leaf.hex()
-                entries.append(
-                    (size, pending.event, pending.time, *pending.columns, pending.text, leaf_hex,
-                     key.mac(size, leaf_hex))
-                )
-                receipts.append(Receipt(size, leaf.hex(), pending.event, pending.time))
-                size += 1
-            _insert_entries(tx, entries)
-            tx.executemany(_INSERT_NODE, new_nodes)
             for hook in self.hooks:
                 hook(tx, [(p.event, p.data or {}) for p in batch])
             if (self._signer is not None and self._tainted is None and self._checkpoint_due(tx, size)
                     and self._key_in_force(tx)):
                 self._insert_checkpoint(tx, self._signer.sign(size, merkle.root(size, get)))
-        self._cache = (size, {key: nodes[key] for key in merkle.frontier(size)})
+        self._cache = (size, {node: nodes[node] for node in merkle.frontier(size)})
         return receipts
 
     def _check_foreign(self, tx: Transaction, size: int) -> None:
@@ -998,6 +964,34 @@ def _line(record: dict[str, Any]) -> str:
 
 #: Rows per multi-row INSERT on PostgreSQL (11 parameters each, under the 65,535 a statement takes).
 _ROWS_PER_INSERT = 1_000
+
+
+
+def _insert_batch(tx: Transaction, key: EntryKey, batch: list[_Pending], size: int,
+                  nodes: dict[tuple[int, int], bytes]) -> list[Receipt]:
+    """Write `batch` as the entries at `size`, `size + 1`, … with their tree nodes and MACs, in `tx`
+    (which holds the audit lock). `nodes` holds the frontier at `size` and is updated to the new one.
+    The one way entries enter the tree: the writer thread's batches and `append_many_in` both use it."""
+    entries: list[tuple[Any, ...]] = []
+    new_nodes: list[tuple[int, str]] = []
+    receipts: list[Receipt] = []
+
+    def get(level: int, index: int) -> bytes:
+        return nodes[(level, index)]
+
+    for pending in batch:
+        leaf = merkle.leaf_hash(pending.text.encode("utf-8"))
+        for level, index, digest in merkle.appended_nodes(size, leaf, get):
+            nodes[(level, index)] = digest
+            new_nodes.append((merkle.node_id(level, index), digest.hex()))
+        leaf_hex = leaf.hex()
+        entries.append((size, pending.event, pending.time, *pending.columns, pending.text, leaf_hex,
+                        key.mac(size, leaf_hex)))
+        receipts.append(Receipt(size, leaf_hex, pending.event, pending.time))
+        size += 1
+    _insert_entries(tx, entries)
+    tx.executemany(_INSERT_NODE, new_nodes)
+    return receipts
 
 
 def _insert_entries(tx: Transaction, entries: list[tuple[Any, ...]]) -> None:
