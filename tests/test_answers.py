@@ -216,7 +216,7 @@ def test_the_scan_finds_the_raise_sites() -> None:
     found = {(where.split(":")[0], code) for where, code, _, _ in RAISE_SITES}
     assert {("guard/freezes.py", "overlapping_freeze"), ("client.py", "unknown_agent"),
             ("server/deps.py", "agent_token"), ("gateway.py", "payload_too_large"),
-            ("rollout/service.py", "denied"), ("rollout/service.py", "unknown_rollout")} <= found, sorted(found)
+            ("rollout/service.py", "policy_denied"), ("rollout/service.py", "unknown_rollout")} <= found, sorted(found)
 
 
 @pytest.mark.parametrize(("where", "code", "written", "answered"), RAISE_SITES, ids=[s[0] for s in RAISE_SITES])

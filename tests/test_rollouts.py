@@ -264,7 +264,7 @@ def test_a_deny_on_any_member_refuses_the_rollout_before_anything_runs(world: Wo
     doc = rollout_doc("v2", payload={"method": "DELETE", "url": "{target.url}/deploy"})
     with pytest.raises(RolloutError) as refused:
         rollouts.submit("deployer", doc)
-    assert refused.value.code == "denied"
+    assert refused.value.code == "policy_denied"
     assert "forward action on web-2 is denied (web-2-never-destructive" in str(refused.value)
     assert rollouts.all() == [] and deploys(services) == {"web-1": [], "web-2": []}
     assert rollouts.audit.search(event="rollout.refused", limit=5)

@@ -182,7 +182,7 @@ ERROR_STATUS = {
     "malformed_json": 400,
     "unauthenticated": 401,
     "human_token": 403, "agent_token": 403, "not_eligible": 403, "unknown_agent": 403, "csrf": 403,
-    "denied": 403, "rehearsal_failed": 403, "rehearsal_refused": 403,
+    "policy_denied": 403, "rehearsal_failed": 403, "rehearsal_refused": 403,
     "unknown_action": 404, "unknown_request": 404, "no_such_entry": 404, "unknown_freeze": 404,
     "unknown_command": 404, "unknown_rollout": 404, "not_found": 404,
     "request_timeout": 408,

@@ -223,7 +223,7 @@ class Rollouts:
                     "decision": decision.value.value, "risk": decision.risk.value, "rules": list(decision.rules),
                     "summary": classification.summary, **_planned_at_rollback(classification)}
                 if decision.value is DecisionValue.deny:
-                    raise RolloutError("denied", f"the {direction} action on {target} is denied "
+                    raise RolloutError("policy_denied", f"the {direction} action on {target} is denied "
                                        f"({', '.join(decision.rules)}: {'; '.join(decision.reasons)}): a deny on any "
                                        "member denies the rollout; nothing ran", "group")
                 if decision.value is DecisionValue.sandbox_required:
@@ -246,9 +246,10 @@ class Rollouts:
                     rules=list(decision.rules), evidence=shown["id"], rehearsal=shown.get("description", ""))
                 rules.extend(r for r in decision.rules if r not in rules)
                 if decision.value is DecisionValue.deny:
-                    raise RolloutError("denied", f"the {need.direction} action on {need.target} is denied after its "
-                                       f"rehearsal ({', '.join(decision.rules)}: {'; '.join(decision.reasons)}): "
-                                       "a deny on any member denies the rollout; nothing ran", "group")
+                    raise RolloutError("policy_denied", f"the {need.direction} action on {need.target} is denied "
+                                       f"after its rehearsal ({', '.join(decision.rules)}: "
+                                       f"{'; '.join(decision.reasons)}): a deny on any member denies the rollout; "
+                                       "nothing ran", "group")
                 requirements.extend(r for r in decision.approvals if r not in requirements)
             ids = sorted({e["id"] for e in proven.values()})
             evidence = {"id": ids[0], "rehearsals": ids, "summary": f"{len(ids)} rehearsal(s) on twins succeeded",
