@@ -30,7 +30,9 @@ How the cache learns of changes:
   The size grows with every publish, so two publishes within one tick of the file system's coarse
   clock are still seen. A poll thread does the same to wake waiters, and re-reads unconditionally
   every second in case a publisher died between its commit and its append.
-- In the publishing process, waiters and callbacks are woken right after commit.
+- In the publishing process, the cached generation moves and waiters wake before commit returns;
+  callbacks run on whichever thread delivers first (on PostgreSQL the listener may hear the NOTIFY
+  before the committing thread gets there, and then runs them on its own thread).
 """
 
 from __future__ import annotations
@@ -105,7 +107,8 @@ def publish(tx: Transaction, channel: str, payload: Mapping[str, Any] | None = N
     """Announce a change on `channel` inside the transaction `tx` that makes it; returns the new generation.
 
     Nothing is announced if the transaction rolls back. Subscribers in other processes hear of it
-    after the commit (PostgreSQL: NOTIFY; SQLite: the sidecar file); in this process, right after it."""
+    after the commit (PostgreSQL: NOTIFY; SQLite: the sidecar file); in this process, its generation
+    moves before the commit returns (callbacks may still be running on the listener's thread)."""
     name = channel_name(channel)
     body = dict(payload or {})
     text = json.dumps({"c": name, "g": 0, "p": body}, separators=(",", ":"))
