@@ -73,9 +73,12 @@ def test_a_freeze_thawed_in_the_database_still_denies(
     with Runtime(EXAMPLE_POLICY, store_url, tmp_path / "keys") as fresh:  # a process started after it
         assert _freeze_rules(_read_in_production(fresh)) == [f"freeze:{frozen.id}"]
         assert [f["id"] for f in fresh.guard.status()["freezes"]] == [frozen.id]
+        assert [f.id for f in fresh.guard.listing()] == [frozen.id]  # what GET /v1/freezes shows
         # A human can still end it: the thaw is recorded and the row put back, thawed.
         fresh.guard.thaw(frozen.id, by="alice", groups=("sre",))
         assert _freeze_rules(_read_in_production(fresh)) == []
+        assert fresh.guard.listing() == []
+        assert [f.id for f in fresh.guard.listing(include_thawed=True)] == [frozen.id]
         assert gate_problems(fresh.audit) == []
     assert _freeze_rules(_read_in_production(runtime)) == []  # the thaw reached the first process too
 
@@ -85,6 +88,7 @@ def test_a_thawed_freeze_stays_thawed_and_its_row_revived_in_the_database_does_n
     runtime.guard.thaw(frozen.id, by="alice", groups=("sre",))
     _tamper(runtime, "UPDATE guard_freezes SET thawed_at = NULL, thawed_by = NULL", announce=Channel.freezes)
     assert _freeze_rules(_read_in_production(runtime)) == []  # the log says thawed
+    assert runtime.guard.listing() == []
 
 
 def test_a_freeze_row_written_into_the_database_denies_too(runtime: Runtime) -> None:
@@ -93,6 +97,7 @@ def test_a_freeze_row_written_into_the_database_denies_too(runtime: Runtime) -> 
             "VALUES ('frz_forged', NULL, 'production', NULL, 'forged', 'mallory', '2026-01-01T00:00:00.000000Z')",
             announce=Channel.freezes)
     assert _freeze_rules(_read_in_production(runtime)) == ["freeze:frz_forged"]
+    assert [f.id for f in runtime.guard.listing()] == ["frz_forged"]
 
 
 def test_a_freeze_entry_changed_in_the_database_freezes_everything(

@@ -312,6 +312,19 @@ class Guard:
             raise
         return found
 
+    def listing(self, *, include_thawed: bool = False, limit: int = 200) -> list[Freeze]:
+        """Freezes newest first as `GET /v1/freezes` shows them: what is in force comes from the log
+        (a row deleted or marked thawed in the database still shows, as the gateway still honours it);
+        `include_thawed` adds the rows thawed through the API."""
+        active = self.active_freezes()
+        if not include_thawed:
+            return sorted(active, key=lambda f: (f.created_at, f.id), reverse=True)[:limit]
+        with self.store.transaction(readonly=True) as tx:
+            rows = freezes.list_freezes(tx, include_thawed=True, limit=limit)
+        seen = {f.id for f in active}
+        found = [*active, *(f for f in rows if f.id not in seen and f.thawed_at is not None)]
+        return sorted(found, key=lambda f: (f.created_at, f.id), reverse=True)[:limit]
+
     def status(self) -> dict[str, Any]:
         now = self.clock()
         cool_down = breaker_settings(self.guards).cool_down

@@ -50,11 +50,11 @@ async def create_freeze(body: FreezeRequest, who: Human, server: ServerDep) -> R
 
 @router.get("/v1/freezes")
 async def list_freezes(who: Human, server: ServerDep, all: bool = False) -> Response:
-    from interlock.guard.freezes import list_freezes as read
+    """The freezes in force, as the gateway honours them (the log's, not just the table's rows);
+    `all=true` adds the thawed ones."""
 
     def load() -> list[dict[str, Any]]:
-        with server.store.transaction(readonly=True) as tx:
-            return [f.to_json() for f in read(tx, include_thawed=all)]
+        return [f.to_json() for f in server.runtime.guard.listing(include_thawed=all)]
 
     return JSON({"freezes": await _guard_call(load)})
 
