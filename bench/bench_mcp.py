@@ -141,16 +141,20 @@ def main(argv: list[str] | None = None) -> int:
         local_db, server_db = f"sqlite:///{tmp / 'local.db'}", f"sqlite:///{tmp / 'server.db'}"
         token = _agent_token(policy, server_db, tmp)
         proxy = [sys.executable, "-m", "interlock.cli", "mcp-proxy", "--agent", "kiro", "--env", "workspace"]
+        # The SDK's client passes a server only PATH, HOME and a few more: without PYTHONPATH the proxies
+        # would run whatever `interlock` the venv has installed, not this tree.
+        here = {"PYTHONPATH": str(REPO / "src")}
         with _serve(policy, server_db, tmp) as url:
             routes = {
                 "direct": StdioServerParameters(command=upstream[0], args=[str(tmp / "data")]),
                 "proxy, in-process": StdioServerParameters(
                     command=proxy[0], args=[*proxy[1:], "--policy", str(policy), "--db", local_db, "--key-dir",
-                                            str(tmp / "keys"), "--", *upstream, str(tmp / "data")], cwd=str(tmp)),
+                                            str(tmp / "keys"), "--", *upstream, str(tmp / "data")], cwd=str(tmp),
+                    env=here),
                 "proxy, remote": StdioServerParameters(
                     command=proxy[0], args=[*proxy[1:], "--gateway", url, "--policy", str(policy), "--",
                                             *upstream, str(tmp / "data")],
-                    cwd=str(tmp), env={"INTERLOCK_TOKEN": token}),
+                    cwd=str(tmp), env={"INTERLOCK_TOKEN": token, **here}),
             }
             markers = {"proxy, in-process": local_db, "proxy, remote": url}
             if args.baseline_src is not None:

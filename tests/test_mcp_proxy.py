@@ -77,8 +77,10 @@ class World:
     npm_bin: Path
 
     def proxy(self, mode: str, upstream: list[str], *options: str) -> StdioServerParameters:
-        """`interlock mcp-proxy` as the agent's MCP client would start it."""
-        env = {}
+        """`interlock mcp-proxy` as the agent's MCP client would start it. The SDK's client passes the
+        server only a few variables (PATH, HOME …), so PYTHONPATH names this tree's code: without it the
+        proxy would be whatever `interlock` the venv has installed."""
+        env = {"PYTHONPATH": str(REPO / "src")}
         if mode == "local":
             gate = ["--policy", str(self.policy), "--db", self.server.store_url, "--key-dir", str(self.server.key_dir)]
         else:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from collections import deque
 from collections.abc import Iterator
 
 import anyio
@@ -27,7 +28,8 @@ CHUNK = 1 << 16
 
 class PipeLines:
     """The lines an agent writes to the proxy's stdin, as text (undecodable bytes replaced, as the SDK
-    does), each with its newline; the last one without if the pipe closes mid-line."""
+    does), each with its newline; the last one without if the pipe closes mid-line. `next_line` gives
+    them as bytes (the proxy's own relay parses bytes; the upstream's stdout is read the same way)."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
@@ -38,13 +40,20 @@ class PipeLines:
         return self
 
     async def __anext__(self) -> str:
+        line = await self.next_line()
+        if line is None:
+            raise StopAsyncIteration
+        return line.decode("utf-8", errors="replace")
+
+    async def next_line(self) -> bytes | None:
+        """The next line as bytes, or None once the pipe is closed and every line was read."""
         while True:
             end = self._buffer.find(b"\n", self._searched)
             if end >= 0:
                 line = bytes(self._buffer[:end + 1])
                 del self._buffer[:end + 1]
                 self._searched = 0
-                return line.decode("utf-8", errors="replace")
+                return line
             self._searched = len(self._buffer)
             await anyio.wait_readable(self.fd)
             try:
@@ -53,30 +62,61 @@ class PipeLines:
                 continue  # woken without data after all: wait again
             if not chunk:
                 if not self._buffer:
-                    raise StopAsyncIteration
+                    return None
                 rest = bytes(self._buffer)
                 self._buffer.clear()
                 self._searched = 0
-                return rest.decode("utf-8", errors="replace")
+                return rest
             self._buffer += chunk
 
 
 class PipeWriter:
     """Messages to the agent on the proxy's stdout, written without blocking the event loop: a full pipe
-    (an agent that does not read) parks only the writing task, never the proxy."""
+    (an agent that does not read) parks only the writing task, never the proxy. Whole messages, in the
+    order sent: while one waits for room in the pipe, later ones queue behind it (concurrent tool calls
+    answer concurrently), so no message is ever cut into by another."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
+        self._queue: deque[memoryview] = deque()
+        self._drained: anyio.Event | None = None  # set when the queue is written; None when empty
 
     async def write(self, text: str) -> None:
-        data = memoryview(text.encode("utf-8"))
+        await self.send(text.encode("utf-8"))
+
+    async def send(self, data: bytes) -> None:
+        """Write `data` whole. Usually one os.write and no wait at all."""
+        if self._drained is not None:  # another message waits for room: go after it
+            self._queue.append(memoryview(data))
+            await self._drained.wait()
+            return
+        rest = self._write_now(memoryview(data))
+        if not rest:
+            return
+        drained = self._drained = anyio.Event()
+        self._queue.append(rest)
+        try:
+            while self._queue:
+                await anyio.wait_writable(self.fd)
+                head = self._write_now(self._queue[0])
+                if head:
+                    self._queue[0] = head
+                else:
+                    self._queue.popleft()
+        finally:
+            self._queue.clear()  # cancelled or broken: the wire is unusable anyway; nobody waits forever
+            self._drained = None
+            drained.set()
+
+    def _write_now(self, data: memoryview) -> memoryview:
+        """Write what the pipe takes now; the part it did not take."""
         while data:
             try:
                 written = os.write(self.fd, data)
             except BlockingIOError:
-                await anyio.wait_writable(self.fd)
-                continue
+                return data
             data = data[written:]
+        return data
 
     async def flush(self) -> None:
         """Nothing is buffered: every write went to the pipe."""

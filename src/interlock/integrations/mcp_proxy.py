@@ -21,28 +21,28 @@ Resources and prompts are not proxied: only tools, each through the Gateway (fai
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import signal
+import subprocess
 import threading
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import anyio
 import mcp.types as types
-from anyio import AsyncFile
 from anyio.abc import TaskGroup
-from mcp import Client, MCPError, StdioServerParameters
 from mcp.server import Server
 from mcp.server.context import ServerRequestContext
-from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
 from interlock import answers
+from interlock.integrations import mcp_wire as wire
 from interlock.integrations.mcp_gate import GatePort
-from interlock.integrations.mcp_pipes import agent_pipes
+from interlock.integrations.mcp_pipes import PipeLines, PipeWriter, agent_pipes
 from interlock.model import Action, DecisionValue, Kind
 from interlock.policy import Policy, decide
 from interlock.policy.classifying import classify_action
@@ -81,8 +81,28 @@ class UpstreamError(Exception):
 # --- the upstream server ------------------------------------------------------------------------
 
 
+#: Spoken to the upstream: the initialize handshake's newest revision (every stdio server answers it).
+UPSTREAM_PROTOCOL = "2025-11-25"
+CLIENT_INFO = {"name": "interlock-mcp-proxy", "version": "1"}
+#: After its stdin closes, the upstream may take this long to exit; then SIGTERM, then as long again, SIGKILL.
+UPSTREAM_EXIT_SECONDS = 2.0
+
+
+class _Pending:
+    """One request to the upstream awaiting its answer (or the connection's end)."""
+
+    __slots__ = ("answer", "done")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.answer: wire.Response | None = None  # None once done: the connection ended first
+
+
 class Upstream:
-    """The real MCP server: spawned by the proxy, reached only through it, every call bounded."""
+    """The real MCP server: spawned by the proxy, reached only through it, every call bounded.
+
+    Spoken to over its stdio as plain JSON-RPC (`mcp_wire`), not through the SDK's client: a tool
+    result goes back to the agent as the upstream wrote it, checked, never rebuilt (issue 18.6)."""
 
     def __init__(self, command: list[str], *, timeout: float, env: dict[str, str] | None = None,
                  cwd: str | None = None) -> None:
@@ -91,44 +111,80 @@ class Upstream:
                                 "@modelcontextprotocol/server-filesystem /srv/data`")
         self.command = command
         self.timeout = timeout
-        self.params = StdioServerParameters(command=command[0], args=command[1:], env=env, cwd=cwd)
-        self.client: Client | None = None
+        self.env = env
+        self.cwd = cwd
+        self.process: subprocess.Popen[bytes] | None = None
         self.dead: str | None = None  # why the upstream is unusable, once it is
         self.tools: dict[str, types.Tool] = {}
+        self.listed: dict[str, dict[str, Any]] = {}  # each tool as the upstream described it on the wire
+        self._pending: dict[int, _Pending] = {}
+        self._ids = itertools.count(1)
+        self._writer: PipeWriter | None = None
+        self._tasks: TaskGroup | None = None
 
     async def start(self, stack: AsyncExitStack) -> None:
         """Spawn and initialize the upstream; it is stopped (and killed if need be) when `stack` closes."""
-        client = Client(self.params, cache=None, read_timeout_seconds=self.timeout)
+        from mcp.client.stdio import get_default_environment
+
         try:
-            # Not under fail_after: the client's task group must outlive this call. Its requests
-            # (initialize included) are bounded by read_timeout_seconds instead.
-            self.client = await stack.enter_async_context(client)
-            await self.list_tools()
-        except OSError as exc:
+            # Its own session: the proxy stops it (and its children) by process group, and a signal to
+            # the agent's terminal does not reach it first.
+            process = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       env=get_default_environment() | (self.env or {}), cwd=self.cwd,
+                                       start_new_session=True)
+        except (OSError, ValueError) as exc:
             raise UpstreamError(f"cannot start upstream {self.command[0]}: {exc}") from exc
-        except UpstreamError:
-            raise
-        except Exception as exc:
-            cause = _leaf(exc)
-            raise UpstreamError(f"upstream {self.command[0]} failed to initialize: {type(cause).__name__}: "
-                                f"{str(cause)[:500]} (does the command start an MCP server on stdio?)") from exc
+        assert process.stdin is not None and process.stdout is not None
+        self.process = process
+        for pipe in (process.stdin, process.stdout):
+            os.set_blocking(pipe.fileno(), False)
+        self._writer = PipeWriter(process.stdin.fileno())
+        # Left in reverse: stop the process, then end the reader's task group, then close its pipe (not
+        # before: a waited-on descriptor must not be closed and its number reused under the reader).
+        stack.callback(process.stdout.close)
+        self._tasks = await stack.enter_async_context(anyio.create_task_group())
+        stack.push_async_callback(self._stop)
+        self._tasks.start_soon(self._read, PipeLines(process.stdout.fileno()))
+        try:
+            answer = await self._bounded("initialize", "initialize", {
+                "protocolVersion": UPSTREAM_PROTOCOL, "capabilities": {}, "clientInfo": CLIENT_INFO})
+            if not isinstance(answer.get("protocolVersion"), str):
+                raise UpstreamError("its initialize answer names no protocolVersion")
+            await self._send(wire.notification("notifications/initialized", {}))
+            await self.list_tools()
+        except UpstreamError as exc:
+            raise UpstreamError(f"upstream {self.command[0]} failed to initialize: {exc} (does the command start "
+                                "an MCP server on stdio?)") from exc
 
     async def list_tools(self) -> list[types.Tool]:
-        """Every tool of the upstream (all pages); the last good listing stays known for annotations."""
+        """Every tool of the upstream (all pages); the last good listing stays known for annotations.
+        Validated with the SDK's models: the policy reads each tool's annotations (rare; not per call)."""
         tools: list[types.Tool] = []
+        listed: dict[str, dict[str, Any]] = {}
         cursor: str | None = None
         for _ in range(MAX_TOOL_PAGES):
-            page = await self._bounded("tools/list", lambda c=cursor: self._client().list_tools(cursor=c))
+            answer = await self._bounded("tools/list", "tools/list", {} if cursor is None else {"cursor": cursor})
+            try:
+                page = types.ListToolsResult.model_validate(answer)
+            except ValueError as exc:
+                raise UpstreamError(f"upstream tools/list answered a malformed list: {str(exc)[:300]}") from exc
             tools.extend(page.tools)
+            listed.update((raw["name"], raw) for raw in answer["tools"])
             cursor = page.next_cursor
             if cursor is None:
                 break
         self.tools = {tool.name: tool for tool in tools}
+        self.listed = listed
         return tools
 
-    async def call_tool(self, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
-        result: types.CallToolResult = await self._bounded(f"tools/call {name}", lambda: self._client().call_tool(
-            name, arguments, read_timeout_seconds=self.timeout))
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The upstream's result for the call, as it wrote it (checked by `mcp_wire.check_tool_result`)."""
+        what = f"tools/call {name}"
+        result = await self._bounded(what, "tools/call", {"name": name, "arguments": arguments})
+        try:
+            wire.check_tool_result(result)
+        except ValueError as exc:
+            raise UpstreamError(f"upstream {what} answered a malformed result: {exc}") from exc
         return result
 
     async def annotations(self, name: str) -> dict[str, Any]:
@@ -142,39 +198,109 @@ class Upstream:
             return {}
         return tool.annotations.model_dump(by_alias=True, exclude_none=True, mode="json")
 
-    def _client(self) -> Client:
-        if self.client is None:
-            raise UpstreamError("the upstream server is not started")
-        return self.client
-
-    async def _bounded(self, what: str, call: Any) -> Any:
+    async def _bounded(self, what: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """One request, answered within the timeout, as its result object; UpstreamError otherwise."""
         if self.dead is not None:
             raise UpstreamError(f"the upstream server is unusable ({self.dead}); restart the proxy")
+        rid = next(self._ids)
+        pending = self._pending[rid] = _Pending()
         try:
             with anyio.fail_after(self.timeout):
-                return await call()
+                await self._send(wire.request(rid, method, params))
+                await pending.done.wait()
         except TimeoutError as exc:
+            await self._cancel(rid, "timed out")
             raise _timed_out(what, self.timeout) from exc
-        except MCPError as exc:
-            if exc.code == REQUEST_TIMEOUT:
-                raise _timed_out(what, self.timeout) from exc
-            if exc.code == CONNECTION_CLOSED:
-                self.dead = f"it exited or closed its connection during {what}"
-                raise UpstreamError(f"upstream server gone during {what}: {exc.message}; restart the proxy") \
-                    from exc
-            raise UpstreamError(f"upstream {what} failed: {exc.message}") from exc
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
+        except OSError as exc:
             self.dead = f"its connection broke during {what}"
             raise UpstreamError(f"upstream server gone during {what}; restart the proxy") from exc
-        except Exception as exc:
-            raise UpstreamError(f"upstream {what} failed: {type(exc).__name__}: {exc}") from exc
+        except BaseException:
+            if not pending.done.is_set():  # the agent cancelled: tell the upstream, as the SDK does
+                await self._cancel(rid, "cancelled by the client")
+            raise
+        finally:
+            del self._pending[rid]
+        answer = pending.answer
+        if answer is None:
+            self.dead = self.dead or f"it exited or closed its connection during {what}"
+            raise UpstreamError(f"upstream server gone during {what}: connection closed; restart the proxy")
+        if answer.error is not None:
+            raise UpstreamError(f"upstream {what} failed: {str(answer.error['message'])[:EXCERPT_CHARS]}")
+        assert answer.result is not None
+        return answer.result
+
+    async def _send(self, data: bytes) -> None:
+        if self._writer is None:
+            raise UpstreamError("the upstream server is not started")
+        await self._writer.send(data)
+
+    async def _cancel(self, rid: int, reason: str) -> None:
+        """Tell the upstream a request is abandoned: best effort, never waiting long (shielded, since it
+        runs while the caller is being cancelled)."""
+        with anyio.move_on_after(1.0, shield=True), contextlib.suppress(OSError, UpstreamError):
+            await self._send(wire.notification("notifications/cancelled", {"requestId": rid, "reason": reason}))
+
+    async def _read(self, lines: PipeLines) -> None:
+        """The upstream's stdout: answers go to their requests; its own requests get a JSON-RPC answer
+        (ping, or method not found: the proxy offers the upstream no client features); notifications
+        (progress, logs, list changes) are dropped, as they were under the SDK's client."""
+        try:
+            while (line := await lines.next_line()) is not None:
+                if not line.strip():
+                    continue
+                message = wire.parse(line)
+                if isinstance(message, wire.Response):
+                    pending = self._pending.get(message.id) if isinstance(message.id, int) else None
+                    if pending is not None and not pending.done.is_set():
+                        pending.answer = message
+                        pending.done.set()
+                elif isinstance(message, wire.Request):
+                    answer = wire.result(message.id, {}) if message.method == "ping" else \
+                        wire.error(message.id, wire.METHOD_NOT_FOUND, f"Method not found: {message.method[:100]}")
+                    assert self._tasks is not None
+                    self._tasks.start_soon(self._send_quietly, answer)
+                elif isinstance(message, wire.Invalid):
+                    log.warning("upstream %s wrote a line that is not a JSON-RPC message (%s); ignored",
+                                self.command[0], message.message)
+        except OSError as exc:
+            log.warning("reading upstream %s failed: %s", self.command[0], exc)
+        finally:
+            self.dead = self.dead or "it exited or closed its connection"
+            for pending in self._pending.values():
+                pending.done.set()  # answer None: gone
+
+    async def _send_quietly(self, data: bytes) -> None:
+        with contextlib.suppress(OSError, UpstreamError):
+            await self._send(data)
+
+    async def _stop(self) -> None:
+        """The MCP way to stop a stdio server: close its stdin, let it exit; then SIGTERM, then SIGKILL
+        (its whole process group). Shielded and bounded: runs on every way out, cancellation included."""
+        process = self.process
+        if process is None:
+            return
+        with anyio.CancelScope(shield=True):
+            with contextlib.suppress(OSError):
+                assert process.stdin is not None
+                process.stdin.close()
+            for signum in (None, signal.SIGTERM, signal.SIGKILL):
+                if signum is not None:
+                    with contextlib.suppress(OSError):
+                        os.killpg(process.pid, signum)
+                if await _exited(process, UPSTREAM_EXIT_SECONDS):
+                    break
+            if self._tasks is not None:
+                self._tasks.cancel_scope.cancel()  # a child still holding its stdout must not keep the reader
 
 
-def _leaf(exc: BaseException) -> BaseException:
-    """The first real error inside task-group wrappers (ExceptionGroup of ExceptionGroup of …)."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
+async def _exited(process: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Whether the process exited (and was reaped) within `timeout`, polled without blocking the loop."""
+    deadline = anyio.current_time() + timeout
+    while process.poll() is None:
+        if anyio.current_time() >= deadline:
+            return False
+        await anyio.sleep(0.01)
+    return True
 
 
 def _timed_out(what: str, timeout: float) -> UpstreamError:
@@ -230,8 +356,9 @@ def visible_tools(policy: Policy | None, settings: ProxySettings, tools: list[ty
 # --- one tools/call -----------------------------------------------------------------------------
 
 
-def tool_error(text: str) -> types.CallToolResult:
-    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
+def tool_error(text: str) -> dict[str, Any]:
+    """A `tools/call` result that tells the agent (and its human) what went wrong, as on the wire."""
+    return {"content": [{"type": "text", "text": text}], "isError": True}
 
 
 def refusal(tool: str, proposal: dict[str, Any], approval_timeout: float) -> str:
@@ -240,19 +367,25 @@ def refusal(tool: str, proposal: dict[str, Any], approval_timeout: float) -> str
                            again=f"call {tool} again with the same arguments")
 
 
-def result_excerpt(result: types.CallToolResult) -> str:
-    if not result.is_error:
-        size = sum(len(block.text) for block in result.content if isinstance(block, types.TextContent))
-        return f"{len(result.content)} content block(s), {size} characters of text"
-    text = " ".join(block.text for block in result.content if isinstance(block, types.TextContent))
-    return " ".join(text.split())[:EXCERPT_CHARS]
+def _texts(result: dict[str, Any]) -> list[str]:
+    return [block["text"] for block in result["content"]
+            if block.get("type") == "text" and isinstance(block.get("text"), str)]
+
+
+def result_excerpt(result: dict[str, Any]) -> str:
+    """What the audit log keeps of a result: a success's size only (tool output is the upstream's data,
+    not Interlock's to copy), a failure's error text (cut to EXCERPT_CHARS)."""
+    if not result.get("isError"):
+        size = sum(len(text) for text in _texts(result))
+        return f"{len(result['content'])} content block(s), {size} characters of text"
+    return " ".join(" ".join(_texts(result)).split())[:EXCERPT_CHARS]
 
 
 class Proxy:
     """The proxy's behaviour, independent of the transport towards the agent."""
 
     def __init__(self, settings: ProxySettings, gate: GatePort, upstream: Upstream,
-                 policy: Policy | None, *, background: TaskGroup | None = None) -> None:
+                 policy: Policy | None, *, background: TaskGroup) -> None:
         self.settings = settings
         self.gate = gate
         self.upstream = upstream
@@ -269,7 +402,16 @@ class Proxy:
             tools = list(self.upstream.tools.values())
         return visible_tools(self.policy, self.settings, tools)
 
-    async def call_tool(self, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+    async def list_tools_wire(self) -> list[dict[str, Any]]:
+        """`list_tools` as on the wire: each visible tool as the upstream described it, without what the
+        proxy does not relay (task execution, `_meta`)."""
+        shown = await self.list_tools()
+        listed = self.upstream.listed
+        return [{k: v for k, v in listed[tool.name].items() if k not in ("execution", "_meta")}
+                for tool in shown if tool.name in listed]
+
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The `tools/call` result for the agent, as on the wire: the upstream's own, or a tool error."""
         settings = self.settings
         annotations = await self.upstream.annotations(name)
         payload = tool_payload(settings.server, name, arguments, annotations)
@@ -285,20 +427,25 @@ class Proxy:
             return tool_error(refusal(name, proposal, settings.approval_timeout))
         return await self._forward(str(proposal["id"]), name, arguments)
 
-    async def _forward(self, action_id: str, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+    async def _forward(self, action_id: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
         try:
             result = await self.upstream.call_tool(name, arguments)
-            status = "failed" if result.is_error else "succeeded"
+            status = "failed" if result.get("isError") else "succeeded"
         except UpstreamError as exc:
             result = tool_error(f"Interlock allowed {name} (action {action_id}) but the upstream failed: {exc}")
             status = "timeout" if exc.timed_out else "error"
-        duration_ms = round((time.perf_counter() - started) * 1000, 3)
-        if self.background is None:
-            await self._report(action_id, status, duration_ms, result_excerpt(result))
-        else:
-            self.background.start_soon(self._report, action_id, status, duration_ms, result_excerpt(result))
+        except anyio.get_cancelled_exc_class():
+            # The agent cancelled (or left) after the call went upstream: say so; it may have run there.
+            self._outcome(action_id, "error", started, f"the agent cancelled {name} after Interlock forwarded it; "
+                                                      "whether the upstream ran it is unknown")
+            raise
+        self._outcome(action_id, status, started, result_excerpt(result))
         return result
+
+    def _outcome(self, action_id: str, status: str, started: float, excerpt: str) -> None:
+        duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        self.background.start_soon(self._report, action_id, status, duration_ms, excerpt)
 
     async def _report(self, action_id: str, status: str, duration_ms: float, excerpt: str) -> None:
         try:
@@ -310,7 +457,8 @@ class Proxy:
 
 
 def build_server(proxy: Proxy, name: str = "interlock-mcp-proxy") -> Server[Any]:
-    """The MCP server the agent talks to: tools only, each call through the Gateway."""
+    """The SDK's MCP server around the proxy, for streamable HTTP (and a stdio that is not a pipe):
+    tools only, each call through the Gateway. Over stdio pipes `relay` serves the agent instead."""
 
     async def on_list_tools(ctx: ServerRequestContext[Any],
                             params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
@@ -318,10 +466,98 @@ def build_server(proxy: Proxy, name: str = "interlock-mcp-proxy") -> Server[Any]
 
     async def on_call_tool(ctx: ServerRequestContext[Any],
                            params: types.CallToolRequestParams) -> types.CallToolResult:
-        return await proxy.call_tool(params.name, dict(params.arguments or {}))
+        result = await proxy.call_tool(params.name, dict(params.arguments or {}))
+        return types.CallToolResult.model_validate(result)
 
-    return Server(name, version="1", instructions="Interlock gates every tool call of this server.",
-                  on_list_tools=on_list_tools, on_call_tool=on_call_tool)
+    return Server(name, version="1", instructions=INSTRUCTIONS, on_list_tools=on_list_tools,
+                  on_call_tool=on_call_tool)
+
+
+# --- the agent's stdio, relayed -------------------------------------------------------------------
+
+
+INSTRUCTIONS = "Interlock gates every tool call of this server."
+SERVER_INFO = {"name": "interlock-mcp-proxy", "version": "1"}
+#: The handshake revisions the relay answers `initialize` with (the client's own if known, else the
+#: newest). The stateless 2026 revision's `server/discover` is answered "method not found", which is how
+#: a handshake-era server says so: clients then initialize, as they do with every npm stdio server.
+HANDSHAKE_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
+
+
+def initialize_result(params: dict[str, Any]) -> dict[str, Any]:
+    requested = params.get("protocolVersion")
+    version = requested if requested in HANDSHAKE_VERSIONS else HANDSHAKE_VERSIONS[-1]
+    return {"protocolVersion": version, "capabilities": {"tools": {"listChanged": False}},
+            "serverInfo": SERVER_INFO, "instructions": INSTRUCTIONS}
+
+
+class Relay:
+    """The MCP server the agent talks to over stdio pipes, as plain JSON-RPC: `initialize`, `ping`,
+    `tools/list`, `tools/call` (each through the Gateway, concurrently) and `notifications/cancelled`;
+    anything else is answered "method not found", anything malformed a JSON-RPC error. A tool result is
+    relayed as the upstream wrote it: no SDK models on the way (issue 18.6)."""
+
+    def __init__(self, proxy: Proxy, lines: PipeLines, out: PipeWriter) -> None:
+        self.proxy = proxy
+        self.lines = lines
+        self.out = out
+        self.calls: dict[wire.RequestId, anyio.CancelScope] = {}
+
+    async def run(self) -> None:
+        """Serve until the agent closes its end; then calls still in flight are cancelled (nobody is left
+        to read their answers)."""
+        async with anyio.create_task_group() as tg:
+            while (line := await self.lines.next_line()) is not None:
+                if line.strip():
+                    await self._dispatch(wire.parse(line), tg)
+            tg.cancel_scope.cancel()
+
+    async def _dispatch(self, message: wire.Message, tg: TaskGroup) -> None:
+        if isinstance(message, wire.Request):
+            if message.method == "tools/call":
+                try:
+                    name, arguments = wire.tool_call(message.params)
+                except ValueError as exc:
+                    await self._send(wire.error(message.id, wire.INVALID_PARAMS, f"Invalid params: {exc}"))
+                    return
+                scope = self.calls[message.id] = anyio.CancelScope()
+                tg.start_soon(self._call, message.id, name, arguments, scope)
+            elif message.method == "tools/list":
+                tg.start_soon(self._list, message.id)
+            elif message.method == "initialize":
+                await self._send(wire.result(message.id, initialize_result(message.params)))
+            elif message.method == "ping":
+                await self._send(wire.result(message.id, {}))
+            else:
+                await self._send(wire.error(message.id, wire.METHOD_NOT_FOUND,
+                                            f"Method not found: {message.method[:100]}"))
+        elif isinstance(message, wire.Notification):
+            if message.method == "notifications/cancelled":
+                cancelled = self.calls.get(message.params.get("requestId"))  # type: ignore[arg-type]
+                if cancelled is not None:
+                    cancelled.cancel()
+        elif isinstance(message, wire.Invalid):
+            await self._send(wire.error(message.id, message.code, message.message))
+        # A response: the proxy sends the agent no requests, so there is nothing to match it to.
+
+    async def _call(self, rid: wire.RequestId, name: str, arguments: dict[str, Any], scope: anyio.CancelScope) -> None:
+        try:
+            with scope:
+                result = await self.proxy.call_tool(name, arguments)
+                await self._send(wire.result(rid, result))
+            # Cancelled by the agent: no answer, as MCP asks.
+        finally:
+            if self.calls.get(rid) is scope:
+                del self.calls[rid]
+
+    async def _list(self, rid: wire.RequestId) -> None:
+        await self._send(wire.result(rid, {"tools": await self.proxy.list_tools_wire()}))
+
+    async def _send(self, data: bytes) -> None:
+        try:
+            await self.out.send(data)
+        except OSError as exc:  # the agent is gone; its stdin closing ends the relay
+            log.debug("cannot answer the agent: %s", exc)
 
 
 # --- running it ---------------------------------------------------------------------------------
@@ -401,18 +637,21 @@ async def _serve(settings: ProxySettings, gate: GatePort, command: list[str], po
         # Entered after the upstream, so it is left first: pending outcome reports finish before the
         # upstream is stopped and the gate closed.
         background = await stack.enter_async_context(anyio.create_task_group())
-        server = build_server(Proxy(settings, gate, upstream, policy, background=background))
+        proxy = Proxy(settings, gate, upstream, policy, background=background)
         if listen is None:
-            from mcp.server.stdio import stdio_server
-
             with agent_pipes() as pipes:
-                # Our pipes are duck-typed files: the SDK only iterates lines and writes and flushes text.
-                wire = (None, None) if pipes is None else cast("tuple[AsyncFile[str], AsyncFile[str]]", pipes)
-                async with stdio_server(*wire) as (read_stream, write_stream):
+                if pipes is not None:
+                    await Relay(proxy, *pipes).run()
+                    return
+                # A file or a terminal: the SDK's own (threaded) stdio transport.
+                from mcp.server.stdio import stdio_server
+
+                async with stdio_server() as (read_stream, write_stream):
+                    server = build_server(proxy)
                     await server.run(read_stream, write_stream, server.create_initialization_options())
             return
         import uvicorn
 
         host, port = listen
-        app = server.streamable_http_app(host=host)
+        app = build_server(proxy).streamable_http_app(host=host)
         await uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).serve()
