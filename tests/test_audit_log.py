@@ -378,6 +378,38 @@ def test_append_many_in_writes_entries_in_order_inside_the_callers_transaction(l
     assert proof.leaf_hash == receipts[2].leaf_hash
 
 
+@pytest.mark.parametrize("writes", [
+    # w: the writer thread (append), t: append_many_in committed, r: append_many_in rolled back,
+    # o: another process's log on the same store. append_many_in reuses the frontier this process last
+    # committed when nobody appended since, and moves it past its own entries only once they commit.
+    "wttw", "wtrtw", "wrrtw", "wotw", "totto", "wtowtw", "trt", "wrotw", "trow",
+])
+def test_append_many_in_and_the_writer_build_one_tree_whoever_appends_between(
+        log: AuditLog, store: Store, tmp_path: Path, writes: str) -> None:
+    expected: list[str] = []
+    with AuditLog(store, key_dir=tmp_path / "keys") as other:
+        for n, who in enumerate(writes):
+            item = [("webhook.failed", {"k": f"{who}{n}"})]
+            if who == "w":
+                log.append_many(item)
+            elif who == "o":
+                other.append_many(item)
+            elif who == "t":
+                with store.transaction() as tx:
+                    log.append_many_in(tx, item)
+            else:
+                with pytest.raises(RuntimeError), store.transaction() as tx:
+                    log.append_many_in(tx, item)
+                    raise RuntimeError("the caller's write failed")
+                continue
+            expected.append(f"{who}{n}")
+    log.append("webhook.failed", {"k": "last"})
+    assert [json.loads(e["entry"])["data"]["k"] for e in log.iter_entries()] == [*expected, "last"]
+    log.checkpoint()
+    report = log.verify()
+    assert report.ok and report.entries == len(expected) + 1, report.problems
+
+
 def test_append_many_in_rolls_back_with_the_callers_transaction(log: AuditLog, store: Store) -> None:
     with pytest.raises(RuntimeError), store.transaction() as tx:
         log.append_many_in(tx, [("webhook.failed", {"k": 1}), ("webhook.failed", {"k": 2})])

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -166,7 +167,8 @@ class AuditLog:
         self._start_lock = threading.Lock()
         self._writer: threading.Thread | None = None
         self._closed = False
-        self._cache: tuple[int, dict[tuple[int, int], bytes]] | None = None  # writer thread only
+        #: (tree size, frontier) this process last committed: the writer thread's, and append_many_in's
+        self._cache: tuple[int, dict[tuple[int, int], bytes]] | None = None
         self._last_checkpoint: tuple[int, float] | None = None  # (tree size, monotonic time)
         self.hooks: tuple[BatchHook, ...] = ()
         self.batches = 0  # committed batches and entries, for metrics and benchmarks
@@ -314,8 +316,24 @@ class AuditLog:
         if self._unrecorded:
             self._record_keys(tx)
         size = _size(tx)
-        nodes = _fetch_nodes(tx, set(merkle.frontier(size)))
-        return _insert_batch(tx, key, batch, size, nodes)
+        cached = self._cache
+        if cached is None or cached[0] != size:
+            return _insert_batch(tx, key, batch, size, _fetch_nodes(tx, set(merkle.frontier(size))))
+        # Nobody appended since this process's last batch: its frontier saves a read (a round trip on
+        # PostgreSQL). The cache then moves past our own entries only, once they are committed, so the
+        # signer's check of other processes' entries (_check_foreign) still starts where they begin.
+        nodes = dict(cached[1])
+        receipts = _insert_batch(tx, key, batch, size, nodes)
+        end = size + len(receipts)
+        tx.on_commit(partial(self._advance_cache, cached, (end, {n: nodes[n] for n in merkle.frontier(end)})))
+        return receipts
+
+    def _advance_cache(self, seen: tuple[int, dict[tuple[int, int], bytes]],
+                       after: tuple[int, dict[tuple[int, int], bytes]]) -> None:
+        """After an `append_many_in` commit: the frontier it ended at, unless the writer moved on already
+        (any committed frontier is right for its size: an older one only costs the next batch a read)."""
+        if self._cache is seen:
+            self._cache = after
 
     def entry_at(self, tx: Transaction, index: int | None) -> tuple[str, dict[str, Any]] | None:
         """(event, data) of the entry at `index` when it is inside the tree and checks out (leaf hash,
@@ -491,8 +509,9 @@ class AuditLog:
         return int(row["n"]) if row and row["n"] is not None else 0
 
     def _frontier_nodes(self, tx: Transaction, size: int) -> dict[tuple[int, int], bytes]:
-        if self._cache is not None and self._cache[0] == size:
-            return dict(self._cache[1])  # nobody else appended since our last batch
+        cached = self._cache  # read once: append_many_in's commit may replace it (_advance_cache)
+        if cached is not None and cached[0] == size:
+            return dict(cached[1])  # nobody else appended since our last batch
         return _fetch_nodes(tx, set(merkle.frontier(size)))
 
     def _checkpoint_due(self, tx: Transaction, size: int) -> bool:
