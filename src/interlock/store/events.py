@@ -103,6 +103,11 @@ def channel_name(channel: str) -> str:
     return name
 
 
+_BUMP = ("INSERT INTO event_generations(channel, generation, changed_at) VALUES (?, 1, ?) "
+         "ON CONFLICT (channel) DO UPDATE SET generation = event_generations.generation + 1, "
+         "changed_at = excluded.changed_at RETURNING generation")
+
+
 def publish(tx: Transaction, channel: str, payload: Mapping[str, Any] | None = None) -> int:
     """Announce a change on `channel` inside the transaction `tx` that makes it; returns the new generation.
 
@@ -114,18 +119,20 @@ def publish(tx: Transaction, channel: str, payload: Mapping[str, Any] | None = N
     text = json.dumps({"c": name, "g": 0, "p": body}, separators=(",", ":"))
     if len(text.encode()) > MAX_PAYLOAD_BYTES:
         raise ValueError(f"event payload for {name!r} is over {MAX_PAYLOAD_BYTES} bytes: send ids, not data")
-    row = tx.fetchone(
-        "INSERT INTO event_generations(channel, generation, changed_at) VALUES (?, 1, ?) "
-        "ON CONFLICT (channel) DO UPDATE SET generation = event_generations.generation + 1, "
-        "changed_at = excluded.changed_at RETURNING generation",
-        (name, _now()),
-    )
+    if tx.dialect == "postgresql":
+        # One round trip: the bump and the NOTIFY (its text built around the new generation, the same
+        # JSON as `text`), instead of a read of the generation and a second statement to notify.
+        row = tx.fetchone(
+            f"WITH bumped AS ({_BUMP}) SELECT generation, pg_notify(?, ? || generation::text || ?) AS sent "
+            "FROM bumped",
+            (name, _now(), PG_CHANNEL, f'{{"c":{json.dumps(name)},"g":',
+             f',"p":{json.dumps(body, separators=(",", ":"))}}}'),
+        )
+    else:
+        row = tx.fetchone(_BUMP, (name, _now()))
     if row is None:  # pragma: no cover - RETURNING always answers
         raise StoreError(f"publishing on {name!r} returned no generation")
     generation = int(row["generation"])
-    if tx.dialect == "postgresql":
-        note = json.dumps({"c": name, "g": generation, "p": body}, separators=(",", ":"))
-        tx.fetchone("SELECT pg_notify(?, ?) AS sent", (PG_CHANNEL, note))
     tx.on_commit(partial(_committed, tx.store, Event(name, generation, body)))
     return generation
 
