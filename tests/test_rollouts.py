@@ -225,6 +225,37 @@ def test_a_step_started_without_outcome_is_outcome_unknown_and_never_repeated(
     assert deploys(services) == {"web-1": [], "web-2": ["v2"]}
 
 
+@pytest.mark.parametrize(("command", "phase", "web_1"), [
+    # a human's command lands while web-1's action runs: the runner's write of the outcome (a compare-and-set
+    # on the version it wrote last) finds the row moved, and records the outcome on top of the command
+    ("pause", RolloutPhase.paused, ["v2"]),  # paused by the human, web-1 counted as changed
+    ("abort", RolloutPhase.rolled_back, ["v2", "v1"]),  # the outcome recorded, then rolled back
+])
+def test_a_command_while_a_step_runs_is_kept_and_the_outcome_recorded_on_top(
+        world: World, monkeypatch: pytest.MonkeyPatch, command: str, phase: RolloutPhase, web_1: list[str]) -> None:
+    rollouts, services = world(names=["web-1", "web-2"])
+    rollout = rollouts.submit("deployer", rollout_doc("v2", steps=[{"setTargets": 1}, {"percent": 100}]))
+    rollouts.approve(rollout.id, BOB)
+    human = Rollouts(rollouts.store, rollouts.policy, rollouts.audit, rollouts.gateway, clock=rollouts.clock)
+    propose = rollouts.gateway.propose
+
+    def with_a_command(*args: Any, **kwargs: Any) -> Any:
+        getattr(human, command)(rollout.id, BOB, "looks odd")  # another replica's API call, meanwhile
+        monkeypatch.undo()
+        return propose(*args, **kwargs)
+
+    monkeypatch.setattr(rollouts.gateway, "propose", with_a_command)
+    rollouts.tick(rollout.id)
+    after = rollouts.get(rollout.id)
+    assert after.phase is phase, after.state["reason"]
+    assert deploys(services) == {"web-1": web_1, "web-2": []}
+    assert after.targets["web-1"]["action"] is not None, "the outcome is recorded, not lost"
+    outcomes = [e["data"]["state"] for e in sorted(rollouts.audit.search(event="rollout.target", limit=50),
+                                                   key=lambda e: e["index"])
+                if e["data"]["rollout_id"] == rollout.id and e["data"]["direction"] == "forward"]
+    assert outcomes == ["started", "changed"], "each write audited once (the rolled back attempt wrote nothing)"
+
+
 def test_a_rollback_step_started_without_outcome_pauses_and_is_never_repeated(
         world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     rollouts, services = world(names=["web-1", "web-2"])

@@ -18,13 +18,14 @@ the server's leased runner calls; times come from the injected clock.
 
 from __future__ import annotations
 
+import copy
 import json
 import secrets
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import partial
@@ -150,6 +151,15 @@ def _spec(text: str) -> RolloutSpec:
             _SPECS.clear()
         found = _SPECS[text] = RolloutSpec.model_validate_json(text)
     return found
+
+
+class _Stale(Exception):
+    """The rollout's row moved on since the version a change started from (rolled back, then retried)."""
+
+
+def _copy(rollout: Rollout) -> Rollout:
+    """A rollout to change without touching the one kept in memory (a rolled back change leaves it as it was)."""
+    return replace(rollout, state=copy.deepcopy(rollout.state), events=[], in_tx=[])
 
 
 def _row(row: Any) -> Rollout:
@@ -334,17 +344,35 @@ class Rollouts:
         with self._changing(rollout_id) as (rollout, _tx):
             yield rollout
 
+    def _update(self, known: Rollout, change: Callable[[Rollout], None]) -> Rollout:
+        """`change` applied to the rollout as this process last wrote it (`known`), without reading its row:
+        the write is a compare-and-set on its version. If anyone wrote it since (a human's command), the
+        transaction rolls back and `change` runs again on the row read under its lock. The runner's
+        per-target writes go this way: one round trip fewer each on PostgreSQL. Returns the written rollout."""
+        try:
+            with self._changing(known.id, known=known) as (rollout, _tx):
+                change(rollout)
+        except _Stale:
+            self._claimed.pop(known.id, None)  # claimed in the rolled back change: never marked
+            with self._changing(known.id) as (rollout, _tx):
+                change(rollout)
+        return rollout
+
     @contextmanager
-    def _changing(self, rollout_id: str) -> Iterator[tuple[Rollout, Transaction]]:
-        """`_change`, with the transaction (the gate's records change in it too)."""
+    def _changing(self, rollout_id: str, *, known: Rollout | None = None) -> Iterator[tuple[Rollout, Transaction]]:
+        """`_change`, with the transaction (the gate's records change in it too). With `known`: a copy of it
+        instead of a read, and _Stale (rolled back) when its version is no longer the row's (see `_update`)."""
         with self.store.transaction() as tx:
-            # PostgreSQL: the row lock is the rollout's lock (one round trip, not an advisory lock and a
-            # read); SQLite: the transaction already holds the database's only write lock.
-            row = tx.fetchone(f"SELECT {_COLUMNS} FROM rollouts WHERE id = ?"
-                              + (" FOR UPDATE" if tx.dialect == "postgresql" else ""), (rollout_id,))
-            if row is None:
-                raise CommandError("unknown_rollout", f"no rollout {rollout_id!r}: see `interlock rollout list`")
-            rollout = _row(row)
+            if known is not None:
+                rollout = _copy(known)
+            else:
+                # PostgreSQL: the row lock is the rollout's lock (one round trip, not an advisory lock and a
+                # read); SQLite: the transaction already holds the database's only write lock.
+                row = tx.fetchone(f"SELECT {_COLUMNS} FROM rollouts WHERE id = ?"
+                                  + (" FOR UPDATE" if tx.dialect == "postgresql" else ""), (rollout_id,))
+                if row is None:
+                    raise CommandError("unknown_rollout", f"no rollout {rollout_id!r}: see `interlock rollout list`")
+                rollout = _row(row)
             before, step_before = rollout.phase, rollout.state["step"]
             yield rollout, tx
             now = self.clock()
@@ -359,9 +387,11 @@ class Rollouts:
             self._issue_grants(tx, rollout)
             for write in rollout.in_tx:
                 write(tx)
-            tx.execute("UPDATE rollouts SET state_json = ?, phase = ?, updated_at = ?, version = version + 1 "
-                       "WHERE id = ? AND version = ?",
-                       (_dumps(rollout.state), rollout.phase.value, stamp(now), rollout_id, rollout.version))
+            written = tx.execute("UPDATE rollouts SET state_json = ?, phase = ?, updated_at = ?, "
+                                 "version = version + 1 WHERE id = ? AND version = ?",
+                                 (_dumps(rollout.state), rollout.phase.value, stamp(now), rollout_id, rollout.version))
+            if written != 1:  # read under the row lock it is always 1; a `known` copy may be outdated
+                raise _Stale(rollout_id)
             self.audit.append_many_in(tx, [(event, {"rollout_id": rollout_id, **data})
                                            for event, data in rollout.events])
             publish(tx, Channel.rollouts, {"id": rollout_id, "phase": rollout.phase.value})
@@ -951,7 +981,7 @@ class Rollouts:
             "target": target, "derived_from": old.id})
         gate_repo.bind_grant(tx, grant.id, issued_idx=receipt.index)
 
-    def _mark(self, r: Rollout, targets: list[str], direction: str) -> None:
+    def _mark(self, r: Rollout, *, targets: list[str], direction: str) -> None:
         """Mark targets started (durably, audited, in the caller's transaction) before anything runs them."""
         started = STARTED if direction == "forward" else ROLLBACK_STARTED
         index = r.state["step"]
@@ -969,8 +999,7 @@ class Rollouts:
         """Mark the targets started (unless the previous outcome's transaction did), propose each through
         the Gateway, record the outcomes and, when the step goes on, mark the next targets in the same commit."""
         if not marked:
-            with self._change(rollout.id) as r:
-                self._mark(r, targets, direction)
+            rollout = self._update(rollout, partial(self._mark, targets=targets, direction=direction))
         plan = self.plan_of(rollout)
         actions = actions or {t: plan.forward(t, self.policy.doc) if direction == "forward" else
                               plan.backward(t, self.policy.doc) for t in targets}
@@ -982,55 +1011,60 @@ class Rollouts:
             with ThreadPoolExecutor(max_workers=len(targets)) as pool:
                 futures = {t: pool.submit(self._propose, rollout.agent, actions[t], passing) for t in targets}
                 outcomes = {t: f.result() for t, f in futures.items()}
-        with self._change(rollout.id) as r:
-            problems: list[str] = []
-            unknown: list[str] = []
-            refused: list[str] = []
-            for t in targets:
-                kind, action_id, message = outcomes[t]
-                entry = r.targets[t]
-                entry["message"] = message
-                if direction == "rollback":
-                    entry["rollback_action"] = action_id
-                    if kind == "refused":  # not run (a freeze, the kill switch, an expired grant): ask
-                        entry["state"] = CHANGED
-                        refused.append(f"{t}: {message}")
-                    else:
-                        entry["state"] = ROLLED_BACK if kind == "succeeded" else ROLLBACK_FAILED
-                    if kind not in ("succeeded", "refused"):
-                        problems.append(f"{t}: {message}")
+        self._update(rollout, partial(self._record, targets=targets, direction=direction, outcomes=outcomes))
+
+    def _record(self, r: Rollout, *, targets: list[str], direction: str,
+                outcomes: dict[str, tuple[str, str | None, str]]) -> None:
+        """The targets' outcomes and what follows from them; when the step goes on, the next targets are
+        marked started here too (one commit per target, not two: `_claimed`)."""
+        problems: list[str] = []
+        unknown: list[str] = []
+        refused: list[str] = []
+        for t in targets:
+            kind, action_id, message = outcomes[t]
+            entry = r.targets[t]
+            entry["message"] = message
+            if direction == "rollback":
+                entry["rollback_action"] = action_id
+                if kind == "refused":  # not run (a freeze, the kill switch, an expired grant): ask
+                    entry["state"] = CHANGED
+                    refused.append(f"{t}: {message}")
                 else:
-                    entry["action"] = action_id
-                    entry["state"] = {"succeeded": CHANGED, "failed": FAILED, "unknown": UNKNOWN}.get(kind, UNTOUCHED)
-                    (problems if kind == "failed" else unknown if kind == "unknown" else
-                     refused if kind == "refused" else []).append(f"{t}: {message}")
-                r.events.append(_target_event(t, direction, entry["state"], r, message, action_id))
-            if direction == "rollback" and problems:
-                r.phase = RolloutPhase.failed
-                r.state["reason"] = f"rollback failed on {'; '.join(problems)}: a human takes over"[:2000]
-            elif unknown:
-                r.phase = RolloutPhase.paused
-                r.state["resume_to"] = RolloutPhase.progressing.value
-                r.state["reason"] = (f"outcome unknown on {'; '.join(unknown)}: check them, then resume (counts them "
-                                     "as changed) or abort (rolls them back)")[:2000]
-            elif problems:
-                self._fail(r, f"the step failed on {'; '.join(problems)}"[:2000])
-            elif refused and direction == "rollback":
-                r.phase = RolloutPhase.paused
-                r.state["resume_to"] = RolloutPhase.rolling_back.value
-                r.state["reason"] = (f"rollback not run: {'; '.join(refused)}; resume retries it (after a thaw)")[:2000]
-            elif refused:
-                r.phase = RolloutPhase.paused
-                r.state["resume_to"] = RolloutPhase.progressing.value
-                r.state["reason"] = (f"not run: {'; '.join(refused)}; resume retries, abort rolls back")[:2000]
-            elif direction == "forward" and r.phase is RolloutPhase.progressing:
-                index = r.state["step"]
-                count = r.state["counts"][index] if index < len(r.state["counts"]) else None
-                following = [t for t in r.state["members"][:count or 0] if r.targets[t]["state"] == UNTOUCHED]
-                if following:
-                    claim = following[: r.spec.max_parallel]
-                    self._mark(r, claim, "forward")
-                    self._claimed[r.id] = claim
+                    entry["state"] = ROLLED_BACK if kind == "succeeded" else ROLLBACK_FAILED
+                if kind not in ("succeeded", "refused"):
+                    problems.append(f"{t}: {message}")
+            else:
+                entry["action"] = action_id
+                entry["state"] = {"succeeded": CHANGED, "failed": FAILED, "unknown": UNKNOWN}.get(kind, UNTOUCHED)
+                (problems if kind == "failed" else unknown if kind == "unknown" else
+                 refused if kind == "refused" else []).append(f"{t}: {message}")
+            r.events.append(_target_event(t, direction, entry["state"], r, message, action_id))
+        if direction == "rollback" and problems:
+            r.phase = RolloutPhase.failed
+            r.state["reason"] = f"rollback failed on {'; '.join(problems)}: a human takes over"[:2000]
+        elif unknown:
+            r.phase = RolloutPhase.paused
+            r.state["resume_to"] = RolloutPhase.progressing.value
+            r.state["reason"] = (f"outcome unknown on {'; '.join(unknown)}: check them, then resume (counts them "
+                                 "as changed) or abort (rolls them back)")[:2000]
+        elif problems:
+            self._fail(r, f"the step failed on {'; '.join(problems)}"[:2000])
+        elif refused and direction == "rollback":
+            r.phase = RolloutPhase.paused
+            r.state["resume_to"] = RolloutPhase.rolling_back.value
+            r.state["reason"] = (f"rollback not run: {'; '.join(refused)}; resume retries it (after a thaw)")[:2000]
+        elif refused:
+            r.phase = RolloutPhase.paused
+            r.state["resume_to"] = RolloutPhase.progressing.value
+            r.state["reason"] = (f"not run: {'; '.join(refused)}; resume retries, abort rolls back")[:2000]
+        elif direction == "forward" and r.phase is RolloutPhase.progressing:
+            index = r.state["step"]
+            count = r.state["counts"][index] if index < len(r.state["counts"]) else None
+            following = [t for t in r.state["members"][:count or 0] if r.targets[t]["state"] == UNTOUCHED]
+            if following:
+                claim = following[: r.spec.max_parallel]
+                self._mark(r, targets=claim, direction="forward")
+                self._claimed[r.id] = claim
 
     def _propose(self, agent: str, action: Action, rollback: Pass | None = None) -> tuple[str, str | None, str]:
         """(succeeded | failed | unknown | refused, action id, message) of one target's step."""
