@@ -12,6 +12,9 @@ Reference), which gives each action an access level.
   → destructive, whatever the access level says.
 - Operations that run commands on machines (ssm SendCommand, ecs ExecuteCommand …) → unknown.
 - An operation not in the catalog → unknown. `--dry-run` / `DryRun: true` → read.
+- Calls whose answer is a secret's value (GetSecretValue, a decrypted parameter, kms Decrypt, tokens,
+  temporary credentials, a function's environment) disclose it: the registry makes them at least
+  write + `secrets` (docs/classifiers.md, "Secrets and credentials").
 - The high-level `aws s3` commands are judged explicitly: `rm`, `rb`, `mv` → destructive
   (`--recursive`, `rb --force`, `sync --delete` → `mass`), `cp`, `sync`, `mb` → write, `ls` → read.
 """
@@ -26,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from interlock.classify import budget, privilege
-from interlock.classify.registry import ClassifyContext, register, unaccepted, unknown
+from interlock.classify.registry import DISCLOSES, ClassifyContext, register, unaccepted, unknown
 from interlock.model import Classification, Kind, Risk
 
 #: CLI service names that differ from the IAM prefix.
@@ -167,6 +170,7 @@ CLI_COMMANDS: dict[tuple[str, str], tuple[Risk, tuple[str, ...], str]] = {
     ("eks", "update-kubeconfig"): (Risk.write, ("secrets",), "writes cluster credentials to kubeconfig"),
     ("eks", "get-token"): (Risk.read, ("secrets",), "prints a cluster token"),
     ("ecr", "get-login-password"): (Risk.read, ("secrets",), "prints a registry password"),
+    ("ecr-public", "get-login-password"): (Risk.read, ("secrets",), "prints a registry password"),
     ("codeartifact", "login"): (Risk.write, ("secrets",), "logs a package manager in"),
     ("rds", "generate-db-auth-token"): (Risk.read, ("secrets",), "prints a database token"),
     ("cloudformation", "deploy"): (
@@ -179,6 +183,13 @@ CLI_COMMANDS: dict[tuple[str, str], tuple[Risk, tuple[str, ...], str]] = {
     ("ecs", "execute-command"): (Risk.unknown, ("interpreter",), "runs a command in a container"),
     ("ssm", "start-session"): (Risk.unknown, ("interpreter",), "opens a session on an instance"),
     ("deploy", "push"): (Risk.write, (), "uploads a revision"),
+}
+#: CLI commands that print a credential (what they disclose, for `registry.DISCLOSES`).
+CLI_DISCLOSING = {
+    ("eks", "get-token"): "a cluster token",
+    ("ecr", "get-login-password"): "a registry password",
+    ("ecr-public", "get-login-password"): "a registry password",
+    ("rds", "generate-db-auth-token"): "a database password",
 }
 #: Global CLI options that take a value (skipped when looking for service and operation).
 GLOBAL_VALUE_OPTIONS = frozenset(
@@ -303,12 +314,10 @@ def from_cli_table(service: str, operation: str, flags: set[str]) -> Classificat
             what = "syncs and deletes destination objects missing from the source"
         if "--dryrun" in flags:
             return Classification(risk=Risk.read, summary=f"aws s3 {operation} --dryrun: changes nothing")
-    return Classification(
-        risk=risk,
-        tags=tuple(found),
-        summary=f"aws {service} {operation}: {what}",
-        details={"operation": f"{service} {operation}", "cli": True},
-    )
+    details: dict[str, Any] = {"operation": f"{service} {operation}", "cli": True}
+    if (service, operation) in CLI_DISCLOSING:
+        details[DISCLOSES] = CLI_DISCLOSING[(service, operation)]
+    return Classification(risk=risk, tags=tuple(found), summary=f"aws {service} {operation}: {what}", details=details)
 
 
 def judge_operation(
@@ -351,7 +360,11 @@ def judge_operation(
         risk = Risk.highest([risk, escalation[0]])
         tags.add("privilege")
         summary = f"{summary}: {escalation[1]}"
-    details = {"operation": api_name, "iam_action": action, "access_level": level}
+    details: dict[str, Any] = {"operation": api_name, "iam_action": action, "access_level": level}
+    disclosed = disclosure(action, flags, params)
+    if disclosed is not None:
+        tags.add("secrets")
+        details[DISCLOSES] = disclosed
     return Classification(risk=risk, tags=tuple(tags), summary=shorten(summary, 200), details=details)
 
 
@@ -402,6 +415,69 @@ def judge_action(action: str, api_name: str, level: str) -> tuple[Risk, set[str]
     if level in ("Write", "Tagging", "Permissions management", "Read", "List"):
         return Risk.write, tags
     return Risk.unknown, tags
+
+
+# --- disclosure: calls whose answer is a secret's value --------------------------------------------------
+
+#: Calls the name rule below cannot tell: what each discloses.
+DISCLOSING_OPERATIONS = {
+    "secretsmanager:GetSecretValue": "a secret's value",
+    "secretsmanager:BatchGetSecretValue": "secrets' values",
+    "sts:GetSessionToken": "temporary credentials",
+    "sts:GetFederationToken": "temporary credentials",
+    "kms:GenerateDataKey": "a plaintext data key",
+    "sts:AssumeRole": "the role's temporary credentials",
+    "sts:AssumeRoleWithSAML": "the role's temporary credentials",
+    "sts:AssumeRoleWithWebIdentity": "the role's temporary credentials",
+    "sts:AssumeRoot": "root temporary credentials",
+    "kms:Decrypt": "decrypted data",
+    "payment-cryptography:DecryptData": "decrypted data",
+    # A function's configuration carries its environment variables in plain text, where teams keep keys.
+    "lambda:GetFunction": "the function's environment variables",
+    "lambda:GetFunctionConfiguration": "the function's environment variables",
+    "cognito-idp:InitiateAuth": "a user's tokens",
+    "cognito-idp:AdminInitiateAuth": "a user's tokens",
+    "cognito-idp:RespondToAuthChallenge": "a user's tokens",
+    "cognito-idp:AdminRespondToAuthChallenge": "a user's tokens",
+    "cognito-idp:DescribeUserPoolClient": "the app client's secret",
+    "cognito-identity:GetCredentialsForIdentity": "an identity's AWS credentials",
+    "cognito-identity:GetOpenIdTokenForDeveloperIdentity": "an identity's token",
+    "redshift:GetClusterCredentialsWithIAM": "a database password",
+    "storagegateway:DescribeChapCredentials": "CHAP secrets",
+}
+#: The name rule: a verb that returns what it names, and a name that ends in a credential
+#: (`GetSecretValue`, `GetAuthorizationToken`, `GetClusterCredentials`, `GenerateDataKey`,
+#: `GetRelationalDatabaseMasterUserPassword`, `DownloadDefaultKeyPair`, `CreateAccessKey`).
+DISCLOSING_NAME = re.compile(
+    r"^(?:Get|BatchGet|Generate|Retrieve|Download|Describe|AdminGet|Create|Reset)\w*?"
+    r"(?:SecretValue|Token|Tokens|Credentials?|Password|AccessKeys?|KeyPair|ConnectionString|APIKey|DataKey)$"
+)
+#: Names the rule would take that return no secret: a WAF change token, an IPAM DNS token, a random
+#: string, public halves of key pairs, key ids without secrets, encrypted Windows passwords (the key pair
+#: is the secret), and resets that set a password the caller gives.
+NOT_DISCLOSING = re.compile(
+    r"ChangeToken|VerificationTokens?$|RandomPassword$|^GetPlaybackKeyPair$|^GetKeyPair$|^GetBucketAccessKeys$"
+    r"|PasswordData$|^Reset\w*Password$"
+)
+#: Parameter reads that decrypt SecureStrings only when asked (`--with-decryption`, `WithDecryption`).
+DECRYPTING_READS = frozenset(
+    {"ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath", "ssm:GetParameterHistory"}
+)
+
+
+def disclosure(action: str, flags: set[str], params: dict[str, Any]) -> str | None:
+    """What the call's answer discloses of a secret, or None. A parameter read without decryption returns
+    a SecureString encrypted (a String parameter is no secret by AWS's contract: anyone who may read the
+    parameter store sees it), so only `--with-decryption` discloses."""
+    if action in DECRYPTING_READS:
+        asked = "--with-decryption" in flags or str(param(params, "WithDecryption")).lower() == "true"
+        return "decrypted parameter values" if asked else None
+    if action in DISCLOSING_OPERATIONS:
+        return DISCLOSING_OPERATIONS[action]
+    name = action.split(":", 1)[1]
+    if DISCLOSING_NAME.match(name) and not NOT_DISCLOSING.search(name):
+        return f"the credential {name} returns"
+    return None
 
 
 # --- privilege escalation: the line between a narrow grant (write) and administrator power --------------

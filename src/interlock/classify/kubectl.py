@@ -14,18 +14,23 @@ Decisions (documented in docs/classifiers.md):
   (judged by the shell classifier); interactive (`-it`) or without a command it is unknown.
   `attach` and `debug` are unknown for the same reason.
 - Any `--dry-run` other than `none` changes nothing: read.
+- Printing a Secret's data (`get secret -o yaml|json`, a template or columns reading `.data`,
+  `get --raw` of the secrets API) or the raw kubeconfig (`config view --raw`) discloses a secret's
+  value: the registry makes it at least write. Names, types and key sizes (`get secrets`,
+  `-o name`, `describe secret`) stay read.
 - A verb or plugin we do not know is unknown.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
 from interlock.classify import privilege, registry
-from interlock.classify.registry import ClassifyContext, register, unaccepted, unknown
+from interlock.classify.registry import DISCLOSES, ClassifyContext, register, unaccepted, unknown
 from interlock.model import Classification, Kind, Risk
 
 #: Flags that take a value in the next word when not written `--flag=value`.
@@ -428,7 +433,8 @@ def judge(inv: Invocation) -> Classification:
         escalation = rbac_escalation(inv, verb, subverb, resources)
         if escalation is not None:
             judgement = Judgement(Risk.highest([judgement.risk, escalation[0]]), judgement.tags, escalation[1])
-    if "secrets" in kinds or (verb == "config" and inv.has("--raw")):
+    disclosed = disclosure(inv, verb, subverb, kinds)
+    if "secrets" in kinds or disclosed is not None:
         judgement.tags.add("secrets")
     namespace = inv.value("-n", "--namespace")
     details: dict[str, Any] = {
@@ -441,8 +447,65 @@ def judge(inv: Invocation) -> Classification:
     }
     if inv.value("--context"):
         details["context"] = inv.value("--context")
+    if disclosed is not None:
+        details[DISCLOSES] = disclosed
     summary = summarize(inv, judgement, resources, namespace, scope)
     return Classification(risk=judgement.risk, tags=tuple(judgement.tags), summary=summary, details=details)
+
+
+#: What Go's strconv.ParseBool reads as false (`--raw=false`).
+GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+#: The Kubernetes API's paths to Secrets (`/api/v1/secrets`, `/api/v1/namespaces/prod/secrets/db`): a GET
+#: returns their data, a list included. Shared with the http classifier (a GET to the API server).
+KUBE_SECRETS_API = re.compile(r"^/api/v1/(?:namespaces/[^/]+/)?secrets(?:/[^/]+)?/?$")
+#: Output formats that print whole objects, a Secret's `data` with them.
+WHOLE_OBJECT_OUTPUTS = frozenset({"yaml", "json"})
+#: Output formats that print what a template or column list picks (judged by the fields it reads).
+TEMPLATE_OUTPUTS = frozenset({"jsonpath", "go-template", "template", "custom-columns", "jsonpath-as-json"})
+#: Fields of a Secret that hold no value: its name and the like. Not `annotations`: one written by
+#: `kubectl apply` (`last-applied-configuration`) holds the whole object, data included.
+NAME_FIELDS = re.compile(
+    r"\.(?:items(?:\[[^\]]*\])?\.)?(?:metadata\.(?:name|namespace|uid|creationTimestamp|resourceVersion|labels"
+    r"(?:\.[\w./-]+|\[[^\]]*\])?)|type|kind|apiVersion)\b"
+)
+_QUOTED = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'[^']*'")
+_RANGE_ITEMS = re.compile(r"\brange\s+\.items(?:\[[^\]]*\])?")
+
+
+def disclosure(inv: Invocation, verb: str, subverb: str, kinds: set[str]) -> str | None:
+    """What the command prints of a secret's value (for `registry.DISCLOSES`), or None when it shows
+    names and metadata only."""
+    if verb == "config" and subverb == "view" and inv.has("--raw") and inv.value("--raw") not in GO_FALSE:
+        return "the raw kubeconfig (its tokens and keys)"
+    if verb != "get":
+        return None
+    raw = inv.value("--raw")
+    if raw is not None:  # `get --raw PATH`: the parser took `--raw` as a switch, so PATH is the first word
+        path = raw or (inv.words[1] if len(inv.words) > 1 else "")
+        return "Secrets' data from the API" if KUBE_SECRETS_API.match(path.split("?", 1)[0]) else None
+    if "secrets" not in kinds:
+        return None
+    output = inv.value("-o", "--output")
+    template = inv.value("--template")
+    if output is None and template is None:
+        return None  # the table: names, types, key counts, ages
+    form, _, spec = (output or "go-template").removeprefix("=").partition("=")
+    form = form.lower()
+    if form in ("name", "wide"):
+        return None
+    if form in TEMPLATE_OUTPUTS and not template_reads_values(spec or template or ""):
+        return None
+    return f"Secrets' data (-o {form})"
+
+
+def template_reads_values(text: str) -> bool:
+    """Whether a jsonpath, go-template or custom-columns spec may print more than names: after taking
+    away quoted text, `range .items` and the name fields, any field reference left (`.data`, `{@}`,
+    `{{.}}`, `..`) may print values. An empty spec (the template is in a file) may too."""
+    if not text.strip():
+        return True
+    rest = NAME_FIELDS.sub("", _RANGE_ITEMS.sub("", _QUOTED.sub("", text)))
+    return any(mark in rest for mark in (".", "@", "$", "index", "json", "yaml"))
 
 
 def scope_of(inv: Invocation) -> str:

@@ -87,6 +87,24 @@ DEFAULT_SECRET: tuple[str, ...] = (
     "/etc/sudoers",
     "**/*.pem",
     "**/*.key",
+    # Where CLIs keep their login tokens: reading one is the same as `gcloud auth print-access-token`.
+    "**/.vault-token",
+    "**/gcloud/application_default_credentials.json",
+    "**/gcloud/credentials.db",
+    "**/gcloud/access_tokens.db",
+    "**/gcloud/legacy_credentials/*",
+    "**/.azure/msal_token_cache.*",
+    "**/.azure/accesstokens.json",
+    "**/gh/hosts.yml",
+    "**/.npmrc",
+    "**/.pypirc",
+    "**/.terraform.d/credentials.tfrc.json",
+    # Mounted secrets: a pod's service account token, Docker and Compose secrets.
+    "/var/run/secrets/*",
+    "/run/secrets/*",
+    # Terraform state holds every attribute in plain text, passwords and keys included.
+    "**/*.tfstate",
+    "**/*.tfstate.backup",
     # A process's environment holds the tokens it was started with; memory devices hold everything.
     "/proc/*/environ",
     "/dev/mem",

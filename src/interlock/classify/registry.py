@@ -74,6 +74,28 @@ def classifier_for(kind: Kind) -> Classifier | None:
     return _CLASSIFIERS.get(kind)
 
 
+#: The `details` key of a classification whose action prints or returns a secret's value (a password, a
+#: token, a private key, decrypted data), saying what it discloses. `classify()` makes every such action at
+#: least `write` + `secrets` (docs/classifiers.md, "Secrets and credentials"): whoever holds the value can
+#: act outside Interlock, so a role that may only read must not walk away with one (mission safeguard 2).
+#: Classifiers only recognise the disclosure; this one rule decides what it costs, for every kind.
+DISCLOSES = "discloses"
+
+
+def at_least_write_when_disclosing(result: Classification) -> Classification:
+    """A classification that discloses a secret's value, lifted to at least `write` + `secrets`."""
+    what = result.details.get(DISCLOSES)
+    if not what:
+        return result
+    update: dict[str, Any] = {}
+    if "secrets" not in result.tags:
+        update["tags"] = tuple(sorted({*result.tags, "secrets"}))
+    if result.risk is Risk.read:
+        update["risk"] = Risk.write
+        update["summary"] = f"{result.summary}; discloses {what}: at least write"
+    return result.model_copy(update=update) if update else result
+
+
 def unknown(summary: str, **details: Any) -> Classification:
     return Classification(risk=Risk.unknown, summary=summary, details=details)
 
@@ -106,6 +128,7 @@ def classify(kind: Kind, payload: dict[str, Any], context: ClassifyContext | Non
         result = unknown(f"{kind.value} classifier could not judge this: {type(exc).__name__}", error=str(exc)[:200])
     finally:
         _FOUND_KINDS.reset(token)
+    result = at_least_write_when_disclosing(result)
     if not found and not result.kinds:
         return result  # the common case: nothing inside
     found.update(result.kinds)
