@@ -61,6 +61,15 @@ class Judgement(NamedTuple):
         return Judgement(self.risk, self.reason, self.tags | frozenset(tags), self.paths, self.nested)
 
 
+SECRETS = frozenset({"secrets"})
+
+
+def discloses(reason: str, tags: frozenset[str] = frozenset()) -> Judgement:
+    """A command that prints or hands over a credential or a secret's value: at least write + `secrets`,
+    the registry's rule for every kind (docs/classifiers.md, "Secrets and credentials")."""
+    return Judgement(W, f"{reason}: discloses a secret's value", SECRETS | tags)
+
+
 class Runner(Protocol):
     """What judges may ask of the classifier: judge nested shell text, argvs and other kinds."""
 

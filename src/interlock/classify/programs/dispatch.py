@@ -18,6 +18,7 @@ from interlock.classify.programs import (  # noqa: F401
     network,
     services,
     system,
+    vaults,
     vcs,
 )
 from interlock.classify.programs.base import (
@@ -143,9 +144,23 @@ def _judge_program(name: str, args: list[Word], stdin: Stdin, run: Runner, tags:
         why = names_protected(args)
         if why is not None:
             judgement = Judgement(U, f"{name} is not a program we know, on {why}", frozenset({"protected-target"}))
+        elif prints_token(args):
+            # Unknown, so never autonomous; that it prints a credential is a fact a rule on `secrets` must see.
+            judgement = Judgement(U, f"{name} is not a program we know, and looks like it prints a token",
+                                  frozenset({"secrets"}))
     if args and name not in NAMES_ONLY:
         judgement = reading_secrets(judgement, args)
     return judgement.with_tags(*tags) if tags else judgement
+
+
+#: Words of everyday CLIs that print a credential: `fly auth token`, `x auth print-access-token`,
+#: `heroku auth:token`, `get-password`, `show-credentials`.
+_TOKEN_WORDS = re.compile(r"^(?:auth:)?token$|^(?:print|get|show)-[\w-]*(?:token|credentials?|password|secret)s?$")
+
+
+def prints_token(args: list[Word]) -> bool:
+    values = [w.value for w in args if w.value and not w.value.startswith("-")]
+    return any(_TOKEN_WORDS.match(v) and (v != "token" or values[i - 1 : i] == ["auth"]) for i, v in enumerate(values))
 
 
 #: Programs whose `-h` alone prints help (elsewhere `-h` may mean a host, or halt: `shutdown -h`).

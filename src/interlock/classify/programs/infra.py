@@ -16,6 +16,7 @@ from interlock.classify.programs.base import (
     Verbs,
     W,
     Word,
+    discloses,
     first_operand,
     judge,
     lit,
@@ -51,6 +52,11 @@ def judge_terraform(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> J
     rest = words[words.index(sub) + 1 :] if sub else []
     flags = {v.partition("=")[0] for v in rest if v.startswith("-")}
     operands = [v for v in rest if not v.startswith("-")]
+    if (sub == "output" and flags & {"-json", "-raw"}) or (sub == "show" and "-json" in flags):
+        # Sensitive values are shown as <sensitive> in the human form, in plain text in -json and -raw.
+        return discloses(f"{prog} {sub} {' '.join(sorted(flags & {'-json', '-raw'}))} prints sensitive values")
+    if sub == "state" and operands[:1] == ["pull"]:
+        return discloses(f"{prog} state pull prints the state, every secret in it in plain text")
     if sub in ("plan", "show", "validate", "output", "version", "providers", "graph", "console") or (
         sub == "fmt" and flags & {"-check", "-diff"}
     ):
@@ -98,6 +104,10 @@ def judge_helm(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgem
     if sub is None:
         return Judgement(U, "helm subcommand produced by an expansion")
     risk = HELM.risk(sub)
+    what = next((w.value for w in rest if w.value and not w.value.startswith("-")), "") if sub == "get" else ""
+    if what in ("values", "manifest", "all"):
+        # A release's values carry its passwords; its manifest holds its Secrets with their data.
+        return discloses(f"helm get {what}")
     if risk is R:
         return Judgement(R, f"helm {sub} reads")
     if risk in (W, D) and any((w.value or "").startswith("--dry-run") for w in rest):
@@ -142,6 +152,9 @@ def judge_cloud(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judge
     granted = cloud_grant(prog, values, words)
     if granted is not None:
         return granted
+    disclosed = cloud_disclosure(prog, values, words)
+    if disclosed is not None:
+        return discloses(f"{prog} {' '.join(words[:5])} {disclosed}")
     # The verb is the first word that looks like one; resource groups come before it (and some
     # groups are named like verbs: `gcloud run services delete`, `gcloud deploy releases create`).
     for position, word in enumerate(words):
@@ -158,6 +171,44 @@ def judge_cloud(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judge
     if any(f in ("--version", "--help", "-h") for f in values):
         return Judgement(R, f"{prog} help")
     return Judgement(U, f"{prog} {' '.join(words[:3])} not understood")
+
+
+#: Cloud CLI commands that print or hand over a credential, whatever their verb looks like (`print-…`,
+#: `show`, `list`): a word that names it, or a group followed by its verb.
+_TOKEN_WORD = re.compile(r"^(?:print|get|show)-[\w-]*(?:token|credentials?|password|secret)s?$|^config-helper$")
+_CLOUD_DISCLOSING: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("gcloud", ("secrets", "versions", "access"), "prints a secret's value"),
+    ("az", ("keyvault", "secret", "show"), "prints a secret's value"),
+    ("az", ("keyvault", "secret", "download"), "writes a secret's value"),
+    ("az", ("keyvault", "secret", "backup"), "writes a secret's value (encrypted for Key Vault)"),
+    ("az", ("credential", "show"), "prints registry passwords"),
+    ("az", ("keys", "list"), "lists the keys' values"),
+    ("az", ("list-keys",), "lists the keys' values"),
+    ("az", ("generate-sas",), "mints a shared access signature"),
+    ("az", ("list-publishing-credentials",), "prints deployment passwords"),
+    ("az", ("list-publishing-profiles",), "prints deployment passwords"),
+    ("doctl", ("kubeconfig", "show"), "prints a kubeconfig with its token"),
+    ("doctl", ("kubeconfig", "save"), "writes a kubeconfig with its token"),
+    ("doctl", ("registry", "docker-config"), "prints registry credentials"),
+    ("doctl", ("databases", "connection"), "prints a database's password"),
+    ("doctl", ("databases", "user", "get"), "prints a user's password"),
+    ("doctl", ("databases", "user", "list"), "prints users' passwords"),
+)
+
+
+def cloud_disclosure(prog: str, values: list[str], words: list[str]) -> str | None:
+    """What a gcloud, az or doctl command discloses of a credential, or None."""
+    token = next((w for w in words if _TOKEN_WORD.match(w)), None)
+    if token is not None:
+        return f"({token})"
+    if "--expose-token" in values:
+        return "prints a registry token"
+    if "show-connection-string" in words:
+        return "prints a connection string with its key"
+    for name, run, what in _CLOUD_DISCLOSING:
+        if name == prog and any(tuple(words[i : i + len(run)]) == run for i in range(len(words))):
+            return what
+    return None
 
 
 #: Cloud roles broad enough to be administrator power though their names do not say so.

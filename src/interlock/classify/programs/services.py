@@ -20,6 +20,7 @@ from interlock.classify.programs.base import (
     Verbs,
     W,
     Word,
+    discloses,
     first_operand,
     judge,
     lit,
@@ -102,8 +103,8 @@ def judge_forge(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judge
     if table is None:
         return Judgement(U, f"{prog} {sub} not understood (an alias or extension runs code we cannot see)")
     action, _ = first_operand(rest, "R", ["repo"])
-    if sub == "auth" and action == "token":
-        return Judgement(W, f"{prog} auth token prints the login token", frozenset({"secrets"}))
+    if sub == "auth" and (action == "token" or any(w.value in ("--show-token", "-t") for w in rest)):
+        return discloses(f"{prog} auth {action} prints the login token")
     risk = table.risk(action or "")
     if risk is None:
         return Judgement(U, f"{prog} {sub} {action} not understood")
@@ -155,7 +156,7 @@ VAULT = verbs(
     """,
 )
 #: Verbs that print a secret's value.
-_VAULT_REVEALS = name_set("read kv-get")
+_VAULT_REVEALS = name_set("read kv-get unwrap")
 _VAULT_GROUPS = name_set("kv policy auth secrets token lease operator audit plugin")
 
 
@@ -165,8 +166,12 @@ def judge_vault(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judge
     if isinstance(line, Judgement):
         return line
     values, _, verb = line
-    if verb in _VAULT_REVEALS:
-        return Judgement(W, f"vault {verb.replace('-', ' ')} prints a secret's value", frozenset({"secrets"}))
+    if verb == "kv-metadata" and len(line.words) > 2:
+        verb = f"kv-metadata-{line.words[2]}"  # `vault kv metadata get|put|delete`: three words
+    if verb in _VAULT_REVEALS or (verb == "print" and line.words[1:2] == ["token"]) or (
+        verb == "token-lookup" and not any(v.startswith("-accessor") for v in values)
+    ):
+        return discloses(f"vault {' '.join(line.words[:2])} prints a secret's value or the session's token")
     if verb == "token-create":
         policies = [v.partition("=")[2] for v in values if v.startswith("-policy=")]
         if not policies or any(p in ("root", "sudo") or privilege.is_admin_name(p) for p in policies):

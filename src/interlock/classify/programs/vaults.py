@@ -1,0 +1,182 @@
+"""Judges of password managers and secret stores: 1Password (`op`), Bitwarden (`bw`), `pass`/`gopass`,
+LastPass (`lpass`), `sops`, `ansible-vault`, `chamber`, the Heroku CLI, macOS `security` and `secret-tool`.
+
+What prints or hands over a secret's value (`op read`, `bw get password`, `pass show`, `sops -d`) is at
+least write + `secrets` (docs/classifiers.md, "Secrets and credentials"); names and metadata (`op item
+list`, `pass ls`) are read; a command they run with the secrets in its environment (`op run -- CMD`,
+`chamber exec`) cannot be judged: unknown.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from interlock.classify.programs.base import (
+    SECRETS,
+    D,
+    Judgement,
+    R,
+    Runner,
+    Stdin,
+    U,
+    W,
+    Word,
+    discloses,
+    judge,
+    lit,
+    name_set,
+)
+
+
+class Store(NamedTuple):
+    """A secret store's verbs (`group-verb` for grouped ones: `item-get`), by what they do."""
+
+    groups: frozenset[str]
+    reveals: frozenset[str]
+    read: frozenset[str]
+    write: frozenset[str]
+    destructive: frozenset[str] = frozenset()
+    runs: frozenset[str] = frozenset()
+
+
+def store(groups: str = "", reveals: str = "", read: str = "", write: str = "", destructive: str = "",
+          runs: str = "") -> Store:
+    return Store(*(name_set(text) for text in (groups, reveals, read, write, destructive, runs)))
+
+
+STORES = {
+    "op": store(
+        groups="item vault document account user group connect service-account plugin events-api",
+        reveals="read inject item-get document-get signin",
+        read="item-list vault-list vault-get account-list account-get whoami user-list user-get group-list "
+        "group-get completion update",
+        write="item-create item-edit item-move document-create document-edit vault-create vault-edit signout "
+        "account-add account-forget user-provision user-edit group-create",
+        destructive="item-delete document-delete vault-delete user-delete user-suspend group-delete",
+        runs="run",
+    ),
+    "bw": store(
+        reveals="get export unlock serve",
+        read="status generate completion",
+        write="create edit sync login logout lock config import move restore confirm send receive",
+        destructive="delete",
+    ),
+    "lpass": store(
+        reveals="show export",
+        read="ls status",
+        write="login logout sync add edit mv duplicate passwd generate",
+        destructive="rm",
+    ),
+    "ansible-vault": store(
+        reveals="view decrypt",
+        write="encrypt encrypt_string create edit rekey",
+    ),
+    "chamber": store(
+        reveals="read export env",
+        read="list list-services history find version",
+        write="write import",
+        destructive="delete",
+        runs="exec",
+    ),
+    "secret-tool": store(
+        reveals="lookup search",
+        write="store lock",
+        destructive="clear",
+    ),
+    "heroku": store(
+        reveals="auth:token config config:get pg:credentials pg:credentials:url redis:credentials",
+        read="apps apps:info info ps logs releases addons domains auth:whoami pg:info status access regions "
+        "features labs stack",
+        write="config:set config:unset ps:scale ps:restart restart maintenance:on maintenance:off",
+        runs="run run:detached console",
+    ),
+}
+
+
+@judge(*STORES)
+def judge_store(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
+    values = lit(args)
+    if values is None:
+        return Judgement(U, f"{prog} argument produced by an expansion")
+    table = STORES[prog]
+    words = [v for v in values if not v.startswith("-")]
+    if not words:
+        return Judgement(R, f"{prog} prints usage")
+    verb = f"{words[0]}-{words[1]}" if words[0] in table.groups and len(words) > 1 else words[0]
+    shown = verb.replace("-", " ") if words[0] in table.groups else verb
+    if prog == "bw" and verb == "list":
+        # `bw list items` prints every item with its password; folders, collections and members are names.
+        if words[1:2] in (["folders"], ["collections"], ["organizations"], ["org-collections"], ["org-members"]):
+            return Judgement(R, f"bw list {words[1]} shows names", SECRETS)
+        return discloses(f"bw list {' '.join(words[1:2])}")
+    if verb in table.reveals:
+        return discloses(f"{prog} {shown}")
+    if verb in table.runs:
+        return Judgement(U, f"{prog} {shown} runs a command with the secrets in its environment",
+                         SECRETS | {"interpreter"})
+    if verb in table.read:
+        return Judgement(R, f"{prog} {shown}")
+    if verb in table.write:
+        return Judgement(W, f"{prog} {shown}", SECRETS)
+    if verb in table.destructive:
+        return Judgement(D, f"{prog} {shown}", SECRETS)
+    return Judgement(U, f"{prog} {shown} not understood", SECRETS)
+
+
+#: `pass`/`gopass` verbs; any other first word is an entry's name, which `pass NAME` shows.
+_PASS_READ = name_set("ls list find search version help")
+_PASS_WRITE = name_set("init insert generate edit mv cp git sync setup")
+_PASS_REVEALS = name_set("show otp grep cat")
+
+
+@judge("pass", "gopass")
+def judge_pass(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
+    values = lit(args)
+    if values is None:
+        return Judgement(U, f"{prog} argument produced by an expansion")
+    words = [v for v in values if not v.startswith("-")]
+    if not words or words[0] in _PASS_READ:
+        return Judgement(R, f"{prog} {words[0] if words else ''} lists entry names".replace("  ", " "), SECRETS)
+    if words[0] in _PASS_WRITE:
+        return Judgement(W, f"{prog} {words[0]}", SECRETS)
+    if words[0] in ("rm", "delete", "remove"):
+        return Judgement(D, f"{prog} {words[0]}", SECRETS)
+    if words[0] in _PASS_REVEALS:
+        return discloses(f"{prog} {words[0]}")
+    return discloses(f"{prog} {words[0]} shows the entry")
+
+
+@judge("sops")
+def judge_sops(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
+    values = lit(args)
+    if values is None:
+        return Judgement(U, "sops argument produced by an expansion")
+    words = [v for v in values if not v.startswith("-")]
+    flags = {v.partition("=")[0] for v in values if v.startswith("-")}
+    if words[:1] in (["exec-env"], ["exec-file"]):
+        return Judgement(U, f"sops {words[0]} runs a command with the decrypted file", SECRETS | {"interpreter"})
+    if words[:1] == ["decrypt"] or flags & {"-d", "--decrypt", "--extract"}:
+        return discloses("sops decrypts")
+    if not words:
+        return Judgement(R, "sops prints usage")
+    return Judgement(W, f"sops {words[0]} edits or encrypts", SECRETS)
+
+
+@judge("security")
+def judge_security(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
+    """macOS `security`: `find-*-password -w|-g` and `dump-keychain -d` print secrets; without them the
+    attributes only."""
+    values = lit(args)
+    if values is None:
+        return Judgement(U, "security argument produced by an expansion")
+    verb = next((v for v in values if not v.startswith("-")), "")
+    flags = {v for v in values if v.startswith("-")}
+    if verb.startswith("find-") and verb.endswith("-password"):
+        if flags & {"-w", "-g"}:
+            return discloses(f"security {verb} {' '.join(sorted(flags & {'-w', '-g'}))}")
+        return Judgement(R, f"security {verb} shows the item's attributes", SECRETS)
+    if verb == "dump-keychain":
+        return discloses("security dump-keychain -d") if "-d" in flags else Judgement(R, "security dump-keychain")
+    if verb.startswith(("list-", "show-", "find-")):
+        return Judgement(R, f"security {verb}")
+    return Judgement(U, f"security {verb} not understood")
