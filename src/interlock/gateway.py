@@ -20,9 +20,11 @@ import contextlib
 import hashlib
 import json
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import partial
 from typing import Any, Protocol
 
 from interlock.answers import TERMINAL_STATES
@@ -87,6 +89,8 @@ class GatewayUnavailable(Exception):
 class AuditSink(Protocol):
     def append(self, event: str, data: dict[str, Any], *, timeout: float | None = None) -> Any: ...
 
+    async def append_async(self, event: str, data: dict[str, Any], *, timeout: float | None = None) -> Any: ...
+
     def action_entries(self, action_id: str) -> list[tuple[int, str, dict[str, Any]]]: ...
 
     def search(self, *, event: str | None = None, text: str | None = None,
@@ -143,6 +147,23 @@ class Proposal:
             if getattr(self, key) is not None:
                 body[key] = getattr(self, key)
         return body
+
+
+@dataclass(frozen=True)
+class Proposed:
+    """A decided proposal before its `action.proposed` entry is durable (`Gateway.decided`)."""
+
+    proposal: Proposal
+    classification: Classification
+    #: the data of its `action.proposed` entry
+    entry: dict[str, Any]
+
+    @property
+    def answered(self) -> bool:
+        """Nothing follows the durable entry but the answer: no gate to open, nothing to run."""
+        value = self.proposal.decision.value
+        return value is DecisionValue.deny or value is DecisionValue.sandbox_required or (
+            value is DecisionValue.allow and self.proposal.mode is Mode.advisory)
 
 
 def _now() -> datetime:
@@ -204,6 +225,31 @@ class Gateway:
         twin (see `rehearse`): it is decided like any action there, and run by a rehearsal executor.
         `rollback`: a rollout's rollback on a human's abort under freeze (only the in-process runner
         passes one; no route takes it from a request)."""
+        proposed = self.decided(agent, action, mode=mode, rehearsal=rehearsal, rollback=rollback)
+        self._record("action.proposed", proposed.entry)
+        return self.settle(proposed)
+
+    async def propose_async(self, agent: str, action: Action, *, mode: Mode,
+                            offload: Callable[[Callable[[], Proposal]], Awaitable[Proposal]]) -> Proposal:
+        """`propose` for a caller on an event loop (the HTTP hot route): the same steps, entries and
+        answers, in the same order. Deciding is CPU work done here (a guard reads the store only when its
+        cached state changed); the `action.proposed` entry is awaited without parking a thread; only what
+        follows it with more store work or an execution (the gate, a brokered run) goes to `offload` (a
+        worker thread). The common proposal thus costs no thread hop and no GIL hand-off of its own."""
+        proposed = self.decided(agent, action, mode=mode)
+        limit = self.guard.decision_timeout if self.guard is not None else None
+        try:
+            await self.audit.append_async("action.proposed", proposed.entry, timeout=limit)
+        except Exception as exc:
+            raise _unrecorded("action.proposed", exc) from exc
+        if proposed.answered:
+            return self.settle(proposed)
+        return await offload(partial(self.settle, proposed))
+
+    def decided(self, agent: str, action: Action, *, mode: Mode = Mode.brokered,
+                rehearsal: dict[str, Any] | None = None, rollback: Pass | None = None) -> Proposed:
+        """Everything `propose` does before its first durable entry: check, classify, decide (promote with
+        evidence, credentials, guards), fingerprint; and that entry's data."""
         policy = self.policy
         self._check_input(action)
         classification = self.classify(action)
@@ -229,7 +275,7 @@ class Gateway:
                                              for i in f["freezes"]))
         extra = {k: v for k, v in (("rehearsal", rehearsal), ("evidence", evidence), ("rehearse", hint),
                                    ("guards", findings)) if v}
-        self._record("action.proposed", {
+        return Proposed(proposal, classification, {
             "action_id": proposal.id, "agent": agent, "mode": mode.value, "fingerprint": fp,
             "action": action.model_dump(mode="json"),
             "classification": classification.model_dump(mode="json"),
@@ -237,6 +283,11 @@ class Gateway:
             "policy_version": policy.version,
             **extra,
         })
+
+    def settle(self, proposed: Proposed) -> Proposal:
+        """What follows the durable `action.proposed` entry: the answer, the gate, or the run."""
+        proposal, classification = proposed.proposal, proposed.classification
+        decision = proposal.decision
         if decision.value is DecisionValue.deny:
             proposal.state = State.denied
             return proposal
@@ -640,10 +691,16 @@ class Gateway:
                 self.audit.append(event, data)
             else:  # guards.decision_timeout: a store slower than this answers deny
                 self.audit.append(event, data, timeout=limit)
-        except (StoreError, OSError) as exc:
-            raise GatewayUnavailable(f"the audit log could not record {event}: {type(exc).__name__}") from exc
         except Exception as exc:
-            raise GatewayUnavailable(f"the audit log could not record {event}: {exc}") from exc
+            raise _unrecorded(event, exc) from exc
+
+
+def _unrecorded(event: str, exc: Exception) -> GatewayUnavailable:
+    """An entry that is not durable: the step is denied (fail closed), saying why without the store's words
+    (they may name hosts or paths) when the store or the disk failed."""
+    if isinstance(exc, StoreError | OSError):
+        return GatewayUnavailable(f"the audit log could not record {event}: {type(exc).__name__}")
+    return GatewayUnavailable(f"the audit log could not record {event}: {exc}")
 
 
 def _output_evidence(body: dict[str, Any], excerpt: bool) -> dict[str, Any]:

@@ -11,6 +11,8 @@ processes (or replicas on one PostgreSQL) interleave into one valid tree.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import enum
@@ -103,21 +105,42 @@ class InclusionProof:
 
 class _Pending:
     """One entry waiting for the writer. `done` is a held lock the writer releases once the entry's
-    batch committed or failed: a latch far cheaper than a Future at tens of thousands per second."""
+    batch committed or failed: a latch far cheaper than a Future at tens of thousands per second.
+    `wake`: set (before queueing) by a caller awaiting on an event loop (`append_async`): the writer also
+    completes that future, on its loop, once per batch and loop."""
 
-    __slots__ = ("columns", "data", "done", "error", "event", "receipt", "text", "time")
+    __slots__ = ("columns", "data", "done", "error", "event", "receipt", "text", "time", "wake")
 
     def __init__(self, event: str, time: str, text: str, columns: tuple[str | None, ...],
                  data: Mapping[str, Any] | None = None) -> None:
         self.event, self.time, self.text, self.columns, self.data = event, time, text, columns, data
         self.receipt: Receipt | None = None
         self.error: BaseException | None = None
+        self.wake: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
         self.done = threading.Lock()
         self.done.acquire()
 
     def resolve(self, receipt: Receipt | None, error: BaseException | None = None) -> None:
         self.receipt, self.error = receipt, error
         self.done.release()
+
+
+def _wake(batch: list[_Pending]) -> None:
+    """Complete the futures of a resolved batch's async waiters: one hand-off per event loop, not one
+    per entry (each `call_soon_threadsafe` wakes the loop through its self-pipe)."""
+    futures: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for pending in batch:
+        if pending.wake is not None:
+            futures.setdefault(pending.wake[0], []).append(pending.wake[1])
+    for loop, waiting in futures.items():
+        with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits on it any more
+            loop.call_soon_threadsafe(_settle, waiting)
+
+
+def _settle(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():  # a waiter that timed out cancelled its future
+            future.set_result(None)
 
 
 _STOP = object()
@@ -288,6 +311,23 @@ class AuditLog:
         `append_timeout_s`; callers fail closed)."""
         return self._wait(self._enqueue([self._prepare(event, data)])[0], timeout)
 
+    async def append_async(self, event: str, data: Mapping[str, Any], *, timeout: float | None = None) -> Receipt:
+        """`append` for a caller on an event loop: the same entry, checks, errors and durability, awaited
+        without parking a thread on it. The writer completes the caller's future once the batch committed
+        (the HTTP hot path: no worker-thread hop and its GIL hand-offs per proposal)."""
+        pending = self._prepare(event, data)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        pending.wake = (loop, future)  # before queueing: the writer cannot resolve it unseen
+        self._enqueue([pending])
+        limit = self.append_timeout_s if timeout is None else timeout
+        try:
+            async with asyncio.timeout(limit):
+                await future
+        except TimeoutError:
+            raise self._late(limit) from None
+        return self._outcome(pending)
+
     def append_many(self, items: Iterable[tuple[str, Mapping[str, Any]]]) -> list[Receipt]:
         """Append several entries in order (one transaction when they fit one batch). All are
         checked first: one bad entry refuses the whole call and nothing is written."""
@@ -397,8 +437,15 @@ class AuditLog:
     def _wait(self, pending: _Pending, timeout: float | None = None) -> Receipt:
         limit = self.append_timeout_s if timeout is None else timeout
         if not pending.done.acquire(timeout=limit):
-            # The entry may still land later; the caller must treat the step as not audited (deny).
-            raise StoreUnavailable(f"audit entry not durable within {limit:g} s on {self.store.url}")
+            raise self._late(limit)
+        return self._outcome(pending)
+
+    def _late(self, limit: float) -> StoreUnavailable:
+        # The entry may still land later; the caller must treat the step as not audited (deny).
+        return StoreUnavailable(f"audit entry not durable within {limit:g} s on {self.store.url}")
+
+    @staticmethod
+    def _outcome(pending: _Pending) -> Receipt:
         if pending.error is not None:
             raise pending.error
         if pending.receipt is None:  # released without a result: never treat it as written
@@ -457,11 +504,13 @@ class AuditLog:
             )
             for pending in batch:
                 pending.resolve(None, error)
+            _wake(batch)
             return
         self.batches += 1
         self.committed += len(batch)
         for pending, receipt in zip(batch, receipts, strict=True):
             pending.resolve(receipt)
+        _wake(batch)
 
     def _write(self, batch: list[_Pending]) -> list[Receipt]:
         key = self.entry_key  # no key: refuse before opening a transaction

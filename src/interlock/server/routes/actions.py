@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from functools import partial
 from typing import Any
 
 import anyio
@@ -73,12 +72,15 @@ PROPOSE = next(r for r in router.routes
 
 
 async def decided(server: Server, who: Principal, body: ActionRequest) -> Response:
-    """The proposal's answer: one worker-thread hop for the Gateway (it waits for the durable audit entry);
-    a store or audit failure answers deny with 503 (fail closed: nothing ran)."""
+    """The proposal's answer: decided on the event loop, its durable audit entry awaited there, and only a
+    gate or an execution after it on a worker thread (`Gateway.propose_async`: the thread hop and its GIL
+    hand-offs were the largest cost left on the hot path, docs/benchmarks.md); a store or audit failure
+    answers deny with 503 (fail closed: nothing ran)."""
     action = Action(kind=body.kind, environment=body.environment, target=body.target, payload=body.payload,
                     rationale=body.rationale)
     try:
-        proposal = await anyio.to_thread.run_sync(partial(server.gateway.propose, who.name, action, mode=body.mode))
+        proposal = await server.gateway.propose_async(who.name, action, mode=body.mode,
+                                                      offload=anyio.to_thread.run_sync)
     except GatewayError as exc:
         raise gateway_error(exc) from exc
     except (GatewayUnavailable, StoreError) as exc:

@@ -1,0 +1,195 @@
+"""The hot path awaited on an event loop (issue 18.5): `AuditLog.append_async` and `Gateway.propose_async`
+keep every promise of their thread-waiting twins: the entry is durable before the answer, the same entries
+and errors, fail closed when the store fails or is slow, and only a gate or a run leaves the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from interlock.audit import AuditError, AuditLog
+from interlock.gateway import Mode, Proposal
+from interlock.model import Action
+from interlock.runtime import Runtime
+from interlock.store import Store, StoreError, open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+POLICY = ROOT / "examples" / "policy.yaml"
+
+
+@pytest.fixture
+def log(store: Store, tmp_path: Path) -> Iterator[AuditLog]:
+    with AuditLog(store, key_dir=tmp_path / "keys") as opened:
+        yield opened
+
+
+def test_an_awaited_entry_is_the_entry_append_writes(log: AuditLog, store: Store) -> None:
+    data = {"agent": "kiro", "action_id": "a1", "outcome": "allow", "tags": ("x", "y"), "token": "hunter2"}
+    threaded = log.append("action.proposed", data)
+    awaited = asyncio.run(log.append_async("action.proposed", data))
+    assert awaited.index == threaded.index + 1
+    with store.transaction() as tx:  # durable when the await returned: readable from another connection
+        rows = tx.fetchall("SELECT idx, entry FROM audit_entries ORDER BY idx")
+    texts = [row["entry"].replace(r.time, "T") for row, r in zip(rows, (threaded, awaited), strict=True)]
+    assert texts[0] == texts[1] and '"token":"[REDACTED]"' in texts[1]
+    assert log.verify().ok
+
+
+@pytest.mark.parametrize(
+    ("event", "data", "message"),
+    [
+        ("action.decided", {}, "unknown audit event"),
+        ("webhook.failed", ["not", "a", "dict"], "JSON object"),
+        ("webhook.failed", {"x": float("nan")}, "not JSON"),
+    ],
+)
+def test_bad_entries_are_refused_before_anything_is_queued(log: AuditLog, event: str, data: object,
+                                                           message: str) -> None:
+    with pytest.raises(AuditError, match=message):
+        asyncio.run(log.append_async(event, data))  # type: ignore[arg-type]
+    assert log.size() == 0
+
+
+def test_many_tasks_and_threads_build_one_valid_tree(log: AuditLog) -> None:
+    """Awaiting tasks on two loops and blocking threads share the writer's batches; each hears of its own entry."""
+
+    async def tasks(prefix: str) -> list[int]:
+        receipts = await asyncio.gather(*(log.append_async("action.proposed", {"action_id": f"{prefix}{i}"})
+                                          for i in range(60)))
+        return [r.index for r in receipts]
+
+    indexes: list[int] = []
+    lock = threading.Lock()
+
+    def on_a_loop(prefix: str) -> None:
+        found = asyncio.run(tasks(prefix))
+        with lock:
+            indexes.extend(found)
+
+    def blocking(prefix: str) -> None:
+        for i in range(30):
+            index = log.append("action.proposed", {"action_id": f"{prefix}{i}"}).index
+            with lock:
+                indexes.append(index)
+
+    workers = [threading.Thread(target=f, args=(p,)) for f, p in ((on_a_loop, "a"), (on_a_loop, "b"),
+                                                                   (blocking, "c"), (blocking, "d"))]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert sorted(indexes) == list(range(180))
+    assert log.batches < 180  # grouped: the awaiting tasks joined batches
+    report = log.verify()
+    assert report.ok and report.entries == 180, report.describe()
+
+
+def test_a_store_failure_reaches_the_awaiting_caller(store: Store, tmp_path: Path) -> None:
+    log = AuditLog(store, key_dir=tmp_path / "keys")
+    store.close()
+    with pytest.raises(StoreError):
+        asyncio.run(log.append_async("webhook.failed", {"message": "store is gone"}))
+    log.close()
+
+
+def test_an_entry_not_durable_in_time_fails_closed_and_lands_later(store_url: str, tmp_path: Path) -> None:
+    """Another process holds the audit lock past the timeout: the awaiting caller hears StoreUnavailable
+    (its step is denied), the loop is never blocked, and the entry is written once the lock is free."""
+    holder_started, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with open_store(store_url) as other, other.transaction() as tx:
+            tx.lock("audit")
+            tx.execute("INSERT INTO meta(key, value) VALUES ('holder', 'x')")
+            holder_started.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holder_started.wait(10)
+
+    async def late() -> int:
+        ticks = 0
+
+        async def tick() -> None:  # the loop keeps running while the entry waits
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        try:
+            with pytest.raises(StoreError, match=r"not durable within 0\.5 s"):
+                await log.append_async("webhook.failed", {"message": "held"}, timeout=0.5)
+        finally:
+            ticker.cancel()
+        return ticks
+
+    with open_store(store_url) as store, AuditLog(store, key_dir=tmp_path / "keys") as log:
+        try:
+            assert asyncio.run(late()) >= 10
+        finally:
+            release.set()
+            holder.join()
+        log.append("webhook.failed", {"message": "after"})
+        report = log.verify()
+        assert report.ok and report.entries == 2, report.describe()
+
+
+# --- Gateway.propose_async against Gateway.propose ------------------------------------------------------
+
+READ = {"command": "ls -la /srv/app"}
+SCALE = {"command": "kubectl scale deployment/api --replicas=5 -n billing"}
+DROP = {"command": "psql -c 'DROP DATABASE billing'"}
+
+
+@pytest.fixture
+def runtime(store_url: str, tmp_path: Path) -> Iterator[Runtime]:
+    with Runtime(POLICY, store_url, tmp_path / "keys") as opened:
+        yield opened
+
+
+@pytest.mark.parametrize(
+    ("environment", "payload", "state", "offloaded"),
+    [
+        ("production", READ, "allowed", False),  # the common proposal: answered on the loop
+        ("sandbox", DROP, "denied", False),  # a deny rule: answered on the loop
+        ("production", SCALE, "pending_approval", True),  # the gate opens a request: on a worker thread
+    ],
+)
+def test_propose_async_answers_and_records_as_propose_does(runtime: Runtime, environment: str,
+                                                           payload: dict[str, Any], state: str,
+                                                           offloaded: bool) -> None:
+    action = Action(kind="shell", environment=environment, payload=payload)
+    sent: list[str] = []
+
+    async def offload(call: Callable[[], Proposal]) -> Proposal:
+        sent.append(threading.current_thread().name)
+        return await asyncio.to_thread(call)
+
+    runtime.gateway.propose("kiro", action, mode=Mode.advisory)  # the first action's guard finding: once
+    threaded = runtime.gateway.propose("kiro", action, mode=Mode.advisory)
+    awaited = asyncio.run(runtime.gateway.propose_async("kiro", action, mode=Mode.advisory, offload=offload))
+    assert (threaded.state.value, awaited.state.value) == (state, state)
+    assert bool(sent) is offloaded
+
+    def answer(p: Proposal) -> dict[str, Any]:
+        body = p.to_json()
+        body.pop("id")
+        if "approval" in body:  # the second proposal joined the first one's request
+            body["approval"] = {k: v for k, v in body["approval"].items() if k != "seconds_left"}
+        return body
+
+    assert answer(awaited) == answer(threaded)
+
+    def recorded(p: Proposal) -> list[tuple[str, dict[str, Any]]]:
+        return [(event, {k: v for k, v in data.items() if k != "action_id"})
+                for _, event, data in runtime.audit.action_entries(p.id)]
+
+    assert recorded(awaited) == recorded(threaded)
+    assert recorded(awaited)[0][0] == "action.proposed"
