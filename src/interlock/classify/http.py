@@ -5,7 +5,9 @@ unknown. The policy may override the judgement per target and method
 (`ClassifyContext.http_methods`, e.g. a search API where POST only reads). A path segment that
 names a destructive verb (`/users/5/delete`, `/purgeCache`) raises the risk to destructive
 whatever the method: unsafe GETs exist. Header values and the query string never reach the
-summary or details: they carry tokens.
+summary or details: they carry tokens. A request to a secret store's API that returns a secret's value
+(Kubernetes Secrets, Vault, GCP Secret Manager, Azure Key Vault, AWS JSON APIs by `X-Amz-Target`)
+discloses it: the registry makes it at least write + `secrets`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from interlock.classify.registry import ClassifyContext, register, unaccepted, unknown
+from interlock.classify import aws
+from interlock.classify.registry import DISCLOSES, ClassifyContext, register, unaccepted, unknown
 from interlock.model import Classification, Kind, Risk
 
 METHOD_RISK = {
@@ -114,10 +117,65 @@ def classify_http(payload: dict[str, Any], context: ClassifyContext) -> Classifi
         why = f": GraphQL {mutation[1]}"
     if "authorization" in (str(k).lower() for k in headers) or parts.username or parts.password:
         tags.add("secrets")
-    details = {
+    disclosed = disclosure(method, parts.hostname, parts.port, unquote(parts.path), headers, payload.get("body"))
+    details: dict[str, Any] = {
         "method": method,
         "host": parts.hostname,
         "path": parts.path or "/",
         "header_names": sorted(str(k) for k in headers)[:50],
     }
+    if disclosed is not None:
+        tags.add("secrets")
+        details[DISCLOSES] = disclosed
     return Classification(risk=risk, tags=tuple(tags), summary=f"{method[:20]} {shown[:160]}{why}", details=details)
+
+
+# --- secret stores' APIs: the requests whose answer is a secret's value ------------------------------------
+
+#: The Kubernetes API's Secrets, one or a list (a list carries every value), behind any proxy prefix.
+KUBE_SECRETS = re.compile(r"/api/v1/(?:namespaces/[^/]+/)?secrets(?:/[^/]+)?/?$")
+#: Vault paths that return secrets: KV v2 data, the default KV v1 mount, dynamic credentials, the caller's
+#: cubbyhole, unwrapping, decryption and new tokens. Not `…/metadata/…` (versions and dates).
+VAULT_SECRET_PATHS = re.compile(
+    r"^/v1/(?:[^/]+/data/|secret/(?!metadata/)|cubbyhole/|[^/]+/creds/|sys/wrapping/unwrap$|[^/]+/decrypt/"
+    r"|auth/token/(?:create|lookup-self$))"
+)
+#: AWS JSON protocol services (`X-Amz-Target: PREFIX.Operation`) → IAM prefix, for aws.disclosure.
+AMZ_TARGETS = {
+    "secretsmanager": "secretsmanager",
+    "amazonssm": "ssm",
+    "trentservice": "kms",
+    "awscognitoidentityproviderservice": "cognito-idp",
+    "awscognitoidentityservice": "cognito-identity",
+    "amazonec2containerregistry_v20150921": "ecr",
+}
+
+
+def disclosure(method: str, host: str, port: int | None, path: str, headers: dict[Any, Any],
+               body: Any) -> str | None:
+    """What the request's answer discloses of a secret (for `registry.DISCLOSES`), or None. Only APIs
+    recognisable from the request are judged; any other GET is read (its answer cannot be known)."""
+    names = {str(k).lower(): v for k, v in headers.items()}
+    if method == "GET" and KUBE_SECRETS.search(path):
+        return "Kubernetes Secrets' data"
+    vaultish = "x-vault-token" in names or port == 8200 or host.split(".", 1)[0].startswith("vault")
+    if vaultish and VAULT_SECRET_PATHS.match(path):
+        return "a Vault secret or token"
+    if host == "secretmanager.googleapis.com" and path.endswith(":access"):
+        return "a Secret Manager secret's value"
+    if host.endswith(".vault.azure.net") and re.fullmatch(r"/secrets/[^/]+(?:/[^/]*)?", path.rstrip("/")):
+        return "a Key Vault secret's value"
+    target = str(names.get("x-amz-target", ""))
+    prefix, _, operation = target.partition(".")
+    if prefix.lower() in AMZ_TARGETS and operation:
+        params = body if isinstance(body, dict) else _json_object(body)
+        return aws.disclosure(f"{AMZ_TARGETS[prefix.lower()]}:{operation}", set(), params)
+    return None
+
+
+def _json_object(text: Any) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if isinstance(text, str | bytes) else None
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -33,7 +33,7 @@ from sqlglot.tokenizer_core import Token, TokenType
 
 from interlock.classify import sql_functions
 from interlock.classify.privilege import is_admin_name
-from interlock.classify.registry import ClassifyContext, register, unaccepted, unknown
+from interlock.classify.registry import DISCLOSES, ClassifyContext, register, unaccepted, unknown
 from interlock.classify.sql_functions import BUILTIN_SCHEMAS, RISKY_TYPED
 from interlock.model import Classification, Kind, Risk
 
@@ -150,7 +150,58 @@ def classify_sql(payload: dict[str, Any], context: ClassifyContext) -> Classific
     for judgement in judgements:
         if judgement.calls:
             judge_calls(judgement, context.read_only_functions)
-    return combine(judgements)
+    result = combine(judgements)
+    disclosed = next((what for group in statements if (what := credential_read(words_of(group)))), None)
+    if disclosed is None:
+        return result
+    return result.model_copy(update={"tags": tuple(sorted({*result.tags, "secrets"})),
+                                     "details": {**result.details, DISCLOSES: disclosed}})
+
+
+#: The catalogs that hold credentials (last part of the name, upper case): PostgreSQL's password hashes
+#: (an MD5 hash logs in as is) and the passwords of user mappings to foreign servers. Their `pg_roles`
+#: and `pg_user` views show `********`. Judged as tables: what is selected from them is not looked at.
+CREDENTIAL_CATALOGS = {
+    "PG_AUTHID": "PostgreSQL password hashes (pg_authid)",
+    "PG_SHADOW": "PostgreSQL password hashes (pg_shadow)",
+    "PG_USER_MAPPING": "passwords of foreign-server user mappings",
+    "PG_USER_MAPPINGS": "passwords of foreign-server user mappings",
+}
+#: Qualified tables that hold password hashes: SQL Server logins, Oracle's user$.
+CREDENTIAL_TABLES = {
+    "SYS.SQL_LOGINS": "SQL Server password hashes (sys.sql_logins)",
+    "SYS.USER$": "Oracle password hashes (sys.user$)",
+}
+#: MySQL's `mysql.user` is also where everyone lists accounts: only its hash columns (or `*`) disclose.
+MYSQL_HASH_COLUMNS = frozenset({"AUTHENTICATION_STRING", "PASSWORD", "*"})
+QUOTES = '`"[]'
+
+
+
+def credential_read(words: list[str]) -> str | None:
+    """What a statement reads of the database's own credentials (for `registry.DISCLOSES`), or None.
+    Judged on the tokens, so a statement sqlglot cannot parse is still seen."""
+    names: list[str] = []
+    joining = False
+    for word in words:
+        part = word.strip(QUOTES)
+        if word == ".":
+            joining = bool(names)
+        elif joining:
+            names[-1] = f"{names[-1]}.{part}"
+            joining = False
+        else:
+            names.append(part)
+    for name in names:
+        last = name.rsplit(".", 1)[-1]
+        if last in CREDENTIAL_CATALOGS:
+            return CREDENTIAL_CATALOGS[last]
+        found = next((what for table, what in CREDENTIAL_TABLES.items() if name.endswith(table)), None)
+        if found is not None:
+            return found
+        if name.endswith("MYSQL.USER") and MYSQL_HASH_COLUMNS & set(words):
+            return "MySQL password hashes (mysql.user)"
+    return None
 
 
 def split_statements(tokens: list[Token]) -> list[list[Token]]:
