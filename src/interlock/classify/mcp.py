@@ -14,17 +14,21 @@ riskiest of these signals:
 - its path arguments (`path`, `paths`, `source`, `destination`, `file`, …), judged by the shared
   judge of paths.py: a tool that changes anything given a protected path is destructive +
   `protected-target`; any tool given a secret file (`.env`, `~/.aws/credentials`) is at least
-  write + `secrets`, the same answers as the file kind and the shell classifier give.
+  write + `secrets`, the same answers as the file kind and the shell classifier give;
+- a name that returns a secret's value (`get_secret`, `read_password`, `getApiKey`, `decrypt`, a
+  kubectl tool getting `secrets`) discloses it: the registry makes it at least write + `secrets`;
+  one that lists or describes secrets (`list_secrets`) stays read, tagged `secrets`.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import shlex
 from typing import Any
 
 from interlock.classify import paths, registry
-from interlock.classify.registry import ClassifyContext, register, unaccepted, unknown
+from interlock.classify.registry import DISCLOSES, ClassifyContext, register, unaccepted, unknown
 from interlock.model import Classification, Kind, Risk
 
 READ_VERBS = frozenset(
@@ -73,6 +77,10 @@ READ_VERBS = frozenset(
         "retrieve",
         "recall",
         "scan",
+        "access",
+        "reveal",
+        "decrypt",
+        "unwrap",
     }
 )
 #: Nouns a tool is named after when it shows them (`git_status`, `pod_logs`, `db_stats`, `info`): read,
@@ -213,7 +221,13 @@ def classify_mcp(payload: dict[str, Any], context: ClassifyContext) -> Classific
         tags.update(found[2])
     risk = Risk.highest([risk for risk, _ in signals])
     why = next(reason for r, reason in signals if r is risk)
-    details = {"server": server, "tool": tool, "argument_names": sorted(str(k) for k in arguments)[:50]}
+    details: dict[str, Any] = {"server": server, "tool": tool,
+                               "argument_names": sorted(str(k) for k in arguments)[:50]}
+    disclosed = name_disclosure(tool, arguments) if ran is None else None
+    if disclosed is not None:
+        details[DISCLOSES] = disclosed
+    if disclosed is not None or secret_nouns(name_words(tool)):
+        tags.add("secrets")
     return Classification(risk=risk, tags=tuple(tags), summary=shorten(f"mcp {where}: {why}", 200), details=details)
 
 
@@ -281,6 +295,60 @@ def name_risk(tool: str) -> tuple[Risk, str]:
     if words and words[-1] in SHOWN_NOUNS and all(word in THING_WORDS for word in words[:-1]):
         return Risk.read, f"the tool is named after what it shows ({tool[:60]})"
     return Risk.unknown, f"a tool whose name says nothing we know ({tool[:60]})"
+
+
+#: Words naming a credential in a tool name (`get_secret`, `read_password`, `getApiKey` = get api key).
+SECRET_NOUNS = frozenset(
+    {"secret", "secrets", "password", "passwords", "passwd", "token", "tokens", "credential", "credentials",
+     "creds", "apikey", "kubeconfig", "passphrase", "otp", "totp"}
+)
+#: Two-word credential names: the second word after the first (`api_key`, `private-key`, `access key`).
+SECRET_PAIRS = frozenset({("api", "key"), ("api", "keys"), ("private", "key"), ("access", "key"),
+                          ("access", "keys"), ("secret", "key"), ("ssh", "key"), ("connection", "string")})
+#: Verbs that return only names or metadata of what they are given: `list_secrets`, `describe_secret`.
+METADATA_VERBS = frozenset(
+    {"list", "search", "describe", "count", "find", "ls", "check", "validate", "verify", "ping", "stat", "tree",
+     "browse", "poll", "watch", "monitor", "scan", "explain", "estimate", "compare", "whoami", "delete", "remove",
+     "revoke"}
+)
+#: Verbs that disclose whatever they are given: the answer is the plaintext.
+REVEALING_VERBS = frozenset({"reveal", "decrypt", "unwrap"})
+#: Arguments naming a Kubernetes resource type (mcp-server-kubernetes' `kubectl_get {"resourceType"}`).
+RESOURCE_ARGUMENTS = frozenset({"resourcetype", "resource_type", "resource", "kind", "type"})
+
+
+#: Last words that make a credential word metadata: `get_token_usage` (an LLM's tokens),
+#: `get_password_policy`, `get_secret_metadata`.
+METADATA_TAILS = frozenset(
+    {"usage", "count", "counts", "balance", "limit", "limits", "metadata", "status", "info", "policy", "policies",
+     "expiry", "expiration", "names", "ids", "stats", "history", "rotation", "strength", "length", "price"}
+)
+
+
+def secret_nouns(words: list[str]) -> list[str]:
+    """The credentials a tool name names (none when the name is about their metadata)."""
+    if words and words[-1] in METADATA_TAILS:
+        return []
+    pairs = [f"{a} {b}" for a, b in itertools.pairwise(words) if (a, b) in SECRET_PAIRS]
+    return [w for w in words if w in SECRET_NOUNS] + pairs
+
+
+def name_disclosure(tool: str, arguments: dict[str, Any]) -> str | None:
+    """What a call returns of a secret, judged by the tool's name (for `registry.DISCLOSES`), or None.
+    The verb decides: the first known one (`get`, `read`, `create` …); listing and describing return
+    names and metadata. A kubectl-like `get` of `secrets` returns their data unless its output is names."""
+    words = name_words(tool)
+    if any(w in REVEALING_VERBS for w in words):
+        return f"what {tool[:60]} decrypts or reveals"
+    verb = next((w for w in words if w in READ_VERBS or w in WRITE_VERBS or w in DESTRUCTIVE_VERBS), "")
+    nouns = secret_nouns(words)
+    if nouns and verb not in METADATA_VERBS:
+        return f"the {nouns[0]} {tool[:60]} returns"
+    kinds = {str(v).lower() for k, v in arguments.items() if k.lower() in RESOURCE_ARGUMENTS}
+    output = str(arguments.get("output", "json")).lower()
+    if verb == "get" and kinds & {"secret", "secrets"} and output not in ("name", "wide"):
+        return f"Secrets' data ({tool[:60]} prints objects as {output})"
+    return None
 
 
 #: Words a tool name may hold besides "runs code" and still say nothing else (`run_shell_command`,
