@@ -18,8 +18,6 @@ the server's leased runner calls; times come from the injected clock.
 
 from __future__ import annotations
 
-import copy
-import json
 import secrets
 import threading
 from collections.abc import Callable, Iterator
@@ -30,6 +28,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import partial
 from typing import Any
+
+import orjson
 
 from interlock.audit.events import AuditEvent
 from interlock.classify.registry import classify
@@ -137,7 +137,8 @@ _COLUMNS = "id, agent, fingerprint, policy_version, spec_json, state_json, phase
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    # orjson: the state holds every member's decisions and is written once per target (10x json.dumps)
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode("utf-8")
 
 
 _SPECS: dict[str, RolloutSpec] = {}
@@ -159,13 +160,14 @@ class _Stale(Exception):
 
 def _copy(rollout: Rollout) -> Rollout:
     """A rollout to change without touching the one kept in memory (a rolled back change leaves it as it was)."""
-    return replace(rollout, state=copy.deepcopy(rollout.state), events=[], in_tx=[])
+    # a JSON round trip: the state is plain JSON, and this is several times faster than copy.deepcopy
+    return replace(rollout, state=orjson.loads(orjson.dumps(rollout.state)), events=[], in_tx=[])
 
 
 def _row(row: Any) -> Rollout:
     return Rollout(id=row["id"], agent=row["agent"], fingerprint=row["fingerprint"],
                    policy_version=row["policy_version"], spec=_spec(row["spec_json"]),
-                   phase=RolloutPhase(row["phase"]), state=json.loads(row["state_json"]),
+                   phase=RolloutPhase(row["phase"]), state=orjson.loads(row["state_json"]),
                    created_at=parse_stamp(row["created_at"]), updated_at=parse_stamp(row["updated_at"]),
                    version=int(row["version"]))
 
