@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from enum import StrEnum
 from functools import partial
 from typing import Any, Protocol
 
+from interlock import ids
 from interlock.answers import TERMINAL_STATES
 from interlock.credentials import Missing, missing_for_target
 from interlock.fingerprint import PayloadError, fingerprint, payload_size
@@ -253,7 +253,7 @@ class Gateway:
         policy = self.policy
         self._check_input(action)
         classification = self.classify(action)
-        action_id = "act_" + secrets.token_hex(10)
+        action_id = "act_" + ids.token_hex(10)
         decision = decide(policy, agent, action, classification)
         evidence: dict[str, Any] | None = None
         hint: dict[str, Any] | None = None

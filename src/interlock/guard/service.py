@@ -107,10 +107,12 @@ class Guard:
                                                  lambda tx: tuple(freezes.in_force(tx, self._ledger, self.audit)))
         return found
 
-    def breakers(self) -> dict[tuple[str, str], Breaker]:
+    def breakers(self, *, look: bool = True) -> dict[tuple[str, str], Breaker]:
+        """The breakers in force (`look`: as `events.generation`'s)."""
         if self.guards.breakers is None and self.counting is None:
             return {}
-        table: dict[tuple[str, str], Breaker] = self._cached(self._breakers, Channel.guards, self._load_breakers)
+        table: dict[tuple[str, str], Breaker] = self._cached(self._breakers, Channel.guards, self._load_breakers,
+                                                             look=look)
         return table
 
     def _load_breakers(self, tx: Any) -> dict[tuple[str, str], Breaker]:
@@ -119,9 +121,9 @@ class Guard:
         self._breaker_ledger.fold(self.audit, tx, tree_size(tx))
         return breakers.in_force(breakers.load(tx), self._breaker_ledger, sorted(self.policy.doc.agents))
 
-    def _cached(self, cache: _Cache, channel: str, load: Callable[[Any], Any]) -> Any:
+    def _cached(self, cache: _Cache, channel: str, load: Callable[[Any], Any], *, look: bool = True) -> Any:
         try:
-            generation = self.events.generation(channel)
+            generation = self.events.generation(channel, look=look)
             # PostgreSQL without a listening connection hears of no freeze: read the store every time
             # until it is back (fail closed: slower, never stale for long).
             if generation == cache.generation and self.events.listening:
@@ -194,7 +196,9 @@ class Guard:
                 "freezes": covering, "windows": windows}
 
     def _breakers_review(self, agent: str, action: Action, decision: Decision, now: datetime) -> Decision:
-        table = self.breakers()
+        # `review` looked at the store's generations for the freezes a moment ago: one look per proposal
+        # (on SQLite a stat() of the sidecar, which on the event loop lets the audit writer take the GIL).
+        table = self.breakers(look=False)
         if not table:
             return decision
         cool_down = breaker_settings(self.guards).cool_down

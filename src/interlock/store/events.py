@@ -214,10 +214,12 @@ class Subscriber:
 
     # --- reading ----------------------------------------------------------------------------------
 
-    def generation(self, channel: str) -> int:
+    def generation(self, channel: str, *, look: bool = True) -> int:
         """The channel's generation (0: never published). PostgreSQL: the cache the listener keeps.
-        SQLite: the cache, re-read first if the sidecar file changed (raises StoreError if that read fails)."""
-        if self.sidecar is not None:
+        SQLite: the cache, re-read first if the sidecar file changed (raises StoreError if that read fails).
+        `look=False`: the cache as it is, for a caller that looked (for any channel: a look re-reads them
+        all) a moment ago in the same step; each look is a stat(), which releases the GIL."""
+        if look and self.sidecar is not None:
             self._check_sidecar()
         return self._generations.get(channel, 0)
 
