@@ -20,19 +20,26 @@ are counted too: on PostgreSQL each statement is a round trip, and on a loaded m
 steadier than the time.
 
     .venv/bin/python -m bench.bench_rollouts [--targets 100] [--rounds 3]
+
+`--replicas N [--server-src TREE/src]` measures something else: how soon a rollout started on one
+replica takes its first step when the runner's lease is held by another (store events vs the poll).
+
+    .venv/bin/python -m bench.bench_rollouts --replicas 20
 """
 
 from __future__ import annotations
 
 import argparse
+import queue
 import statistics
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -212,11 +219,89 @@ def baseline(store: Store, pol: Policy, keys: Path, n: int) -> dict[str, float]:
     return {"per_action_ms": total * 1000 / n}
 
 
+class Deploys:
+    """A local HTTP target that notes when each POST arrives (time.monotonic: one clock for the host)."""
+
+    def __init__(self) -> None:
+        arrived = self.arrived = queue.SimpleQueue[float]()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                arrived.put(time.monotonic())
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *_: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def replicas_latency(src: str, n: int) -> list[float]:
+    """Start→first step across replicas: two `interlock serve` processes (code from `src`) on one
+    PostgreSQL database; A holds the runner's lease; n one-target rollouts (no approval needed) are
+    started one after another on B. Each: ms from just before B's POST /v1/rollouts to the target's POST."""
+    from interlock.testing import eventually, live_server
+
+    deploys = Deploys()
+    with tempfile.TemporaryDirectory() as tmp, stores() as (_, pg_url), ExitStack() as stack:
+        policy = Path(tmp) / "policy.yaml"
+        policy.write_text(f"""
+version: 1
+humans: {{bob: {{groups: [sre]}}}}
+agents: {{deployer: {{owner: bob, roles: [deployer]}}}}
+environments: {{staging: {{}}}}
+targets:
+  web-0: {{environment: staging, kind: http, url: '{deploys.url}', http_methods: {{POST: write}}}}
+groups: {{fleet: [web-0]}}
+roles: {{deployer: {{staging: {{autonomous: write}}}}}}
+""")
+        env = {"PYTHONPATH": src}
+        a = stack.enter_context(live_server(policy, pg_url, Path(tmp), env=env))
+
+        def holder() -> str | None:
+            with open_store(pg_url) as store, store.transaction(readonly=True) as tx:
+                row = tx.fetchone("SELECT holder FROM leases WHERE job = 'rollout-runner'")
+            return str(row["holder"]) if row else None
+
+        assert eventually(holder, what="A to hold the runner's lease").split(":")[1] == str(a.process.pid)
+        b = stack.enter_context(live_server(policy, pg_url, Path(tmp), env=env))
+        agent = b.token("agent", "deployer")
+        doc = {**DOC, "group": "fleet", "steps": [{"percent": 100}]}
+        found: list[float] = []
+        with b.client(agent) as http:
+            for _ in range(n):
+                time.sleep(0.2)  # not in step with the poll of the old runner
+                start = time.monotonic()
+                answer = http.post("/v1/rollouts", json=doc)
+                assert answer.status_code == 201, answer.text
+                found.append((deploys.arrived.get(timeout=30) - start) * 1000)
+                rollout = answer.json()["id"]
+                eventually(lambda: http.get(f"/v1/rollouts/{rollout}").json()["phase"] == "succeeded",  # noqa: B023
+                           what="the rollout to finish")
+        assert (holder() or "").split(":")[1:2] == [str(a.process.pid)], "A held the lease throughout"
+    deploys.server.shutdown()
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--targets", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--replicas", type=int, default=0,
+                        help="instead: start→first step latency across two replicas, this many rollouts")
+    parser.add_argument("--server-src", default="src", help="with --replicas: the servers' source tree")
     args, _ = parser.parse_known_args()
+    if args.replicas:
+        found = replicas_latency(str(Path(args.server_src).resolve()), args.replicas)
+        print(f"start on replica B -> first step by replica A's runner ({args.server_src}, {len(found)} rollouts): "
+              f"p50 {statistics.median(found):.1f} ms, min {min(found):.1f}, max {max(found):.1f}")
+        return
     pol = policy(args.targets)
     started = datetime.now(UTC)
     print(f"{args.targets}-target rollout, {len(DOC['steps'])} steps, {args.rounds} rounds, trivial actions and "

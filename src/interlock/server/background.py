@@ -20,14 +20,16 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 from fastapi import FastAPI
 
 from interlock.recovery import Heartbeat, Sweeper, replica_job
-from interlock.rollout.runner import Runner
+from interlock.rollout.runner import LEASE_SECONDS, Runner
 from interlock.server.logs import log_event
 from interlock.server.state import Server
+from interlock.store.events import Channel, subscriber
 from interlock.store.lease import DEFAULT_TTL_SECONDS, run_leased_async
 
 #: Lease time of every background job and of a replica's heartbeat: a dead holder's job moves (and its
@@ -35,13 +37,19 @@ from interlock.store.lease import DEFAULT_TTL_SECONDS, run_leased_async
 ENV_LEASE_SECONDS = "INTERLOCK_LEASE_SECONDS"
 #: How often the expiry and recovery sweeps run.
 ENV_SWEEP_SECONDS = "INTERLOCK_SWEEP_SECONDS"
+#: How often the rollout runner looks for work when no event wakes it.
+ENV_ROLLOUT_POLL_SECONDS = "INTERLOCK_ROLLOUT_POLL_SECONDS"
 #: How often a checkpoint is signed when the log grew.
 ENV_CHECKPOINT_SECONDS = "INTERLOCK_CHECKPOINT_SECONDS"
 
 EXPIRY_SWEEP_SECONDS = 5.0
 CHECKPOINT_SECONDS = 60.0
-#: How often the rollout runner looks for work when nothing wakes it (a start or command wakes it at once).
+#: How often the rollout runner looks for work when nothing wakes it: timed pauses and analysis intervals
+#: come due at this pace. A start, command or vote on any replica wakes the lease holder at once (store
+#: events on `rollouts` and `approvals`: LISTEN/NOTIFY on PostgreSQL, the sidecar file on SQLite).
 ROLLOUT_ROUND_SECONDS = 1.0
+#: The channels that wake the rollout runner: rollouts started or commanded, approval votes.
+ROLLOUT_WAKE = (Channel.rollouts, Channel.approvals)
 
 #: The lease job names (rows of `leases`; `SELECT * FROM leases` shows who runs what).
 EXPIRY_JOB = "expiry-sweep"
@@ -54,6 +62,7 @@ class Timing:
     lease: float = DEFAULT_TTL_SECONDS
     sweep: float = EXPIRY_SWEEP_SECONDS
     checkpoint: float = CHECKPOINT_SECONDS
+    rollouts: float = ROLLOUT_ROUND_SECONDS
 
     @staticmethod
     def from_env() -> Timing:
@@ -71,7 +80,8 @@ class Timing:
 
         return Timing(lease=seconds(ENV_LEASE_SECONDS, DEFAULT_TTL_SECONDS),
                       sweep=seconds(ENV_SWEEP_SECONDS, EXPIRY_SWEEP_SECONDS),
-                      checkpoint=seconds(ENV_CHECKPOINT_SECONDS, CHECKPOINT_SECONDS))
+                      checkpoint=seconds(ENV_CHECKPOINT_SECONDS, CHECKPOINT_SECONDS),
+                      rollouts=seconds(ENV_ROLLOUT_POLL_SECONDS, ROLLOUT_ROUND_SECONDS))
 
 
 def _logged(job: str, step: Callable[[], object]) -> Callable[[], object]:
@@ -119,17 +129,37 @@ async def heartbeat(beat: Heartbeat, every: float, stop: asyncio.Event) -> None:
 
 async def run_rollouts(server: Server, stopping: threading.Event, every: float = ROLLOUT_ROUND_SECONDS) -> None:
     """The rollout runner (docs/rollouts.md, interlock.rollout.runner): exactly one replica holds the
-    lease and moves every rollout that has work; the others wait to take over."""
-    runner = Runner(server.rollouts)
+    lease and moves every rollout that has work; the others wait to take over.
+
+    Between rounds the holder waits for the first of: a start or command in this process
+    (`server.rollouts_changed`), a change on a `ROLLOUT_WAKE` channel made by any replica, or `every`
+    seconds (timed pauses, analysis intervals, a lost notification). The others only poll: every event
+    would otherwise cost each of them a lease attempt, and the holder's own writes publish too."""
+    # The lease outlives three polls, so an idle holder renews it in time.
+    runner = Runner(server.rollouts, ttl=max(LEASE_SECONDS, 3 * every))
+    events = subscriber(server.store)
+
+    def one_round() -> dict[str, int]:
+        seen = {str(c): events.generation(c) for c in ROLLOUT_WAKE}  # before: a change during it wakes us
+        runner.round(stopping)
+        return seen
+
     try:
         while True:
             server.rollouts_changed.clear()
+            seen: dict[str, int] | None = None
             try:
-                await anyio.to_thread.run_sync(runner.round, stopping)
+                seen = await anyio.to_thread.run_sync(one_round)
             except Exception as exc:
                 log_event("rollout_runner_failed", error=type(exc).__name__, detail=str(exc)[:300])
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(server.rollouts_changed.wait(), every)
+            waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(server.rollouts_changed.wait())]
+            if seen is not None and runner.lease.held:
+                waits.append(asyncio.ensure_future(events.wait_any_async(seen, every)))
+            try:
+                await asyncio.wait(waits, timeout=every, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
     finally:
         with contextlib.suppress(Exception):
             runner.release()
@@ -161,7 +191,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             leased(EXPIRY_JOB, lambda: expire_requests(server), min(timing.sweep, renew)),
             leased(CHECKPOINT_JOB, CheckpointSigner(server, timing.checkpoint), min(timing.checkpoint, renew)),
             leased(RECOVERY_JOB, sweeper.sweep, min(timing.sweep, renew))]
-    runner = asyncio.create_task(run_rollouts(server, stopping))
+    runner = asyncio.create_task(run_rollouts(server, stopping, timing.rollouts))
     notifier = server.gate.notifier
     if notifier is not None:  # at once, not at its first delivery: it may have to take over another's
         notifier.start(ttl=timing.lease)
