@@ -142,7 +142,11 @@ async def decide_when_pending(world: World, path: str, verdict: str, reason: str
 
 def audited(world: World, tool: str) -> list[list[tuple[str, dict[str, Any]]]]:
     """The audit entries of each action that called `tool`, oldest action first."""
-    store = open_store(world.server.store_url)
+    return audited_at(world.server.store_url, tool)
+
+
+def audited_at(url: str, tool: str) -> list[list[tuple[str, dict[str, Any]]]]:
+    store = open_store(url)
     try:
         with store.transaction() as tx:
             rows = tx.fetchall("SELECT event, action_id, entry FROM audit_entries WHERE action_id IS NOT NULL "
@@ -278,6 +282,10 @@ def test_the_in_process_gate_reports_without_reading_back(store_url: str, tmp_pa
 
 
 MODES = ["remote", "local"]
+#: An allowed call's entries: the in-process gate records it started (with its proposal, one write), so a
+#: proxy that dies before reporting leaves it to the recovery sweep; a remote server cannot tell.
+STEPS = {"remote": ["action.proposed", "execution.reported"],
+         "local": ["action.proposed", "execution.started", "execution.reported"]}
 
 
 @pytest.mark.parametrize(("mode", "expected"), [
@@ -300,9 +308,9 @@ def test_reads_pass_and_are_audited(world: World, data: Path, mode: str) -> None
     result = run(world.proxy(mode, world.filesystem(data)), scenario)
     assert not result.is_error and "hello from the workspace" in text_of(result)
     last = audited(world, "read_text_file")[-1]
-    assert [event for event, _ in last] == ["action.proposed", "execution.reported"]
+    assert [event for event, _ in last] == STEPS[mode]
     assert last[0][1]["decision"]["decision"] == "allow"
-    assert last[1][1]["outcome"]["status"] == "succeeded"
+    assert last[-1][1]["outcome"]["status"] == "succeeded"
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -326,10 +334,11 @@ def test_write_waits_for_a_human_then_runs(world: World, data: Path, mode: str) 
     assert Path(path).read_text() == "approved by bob\n"
     assert set(snapshot(data)) == set(before) | {Path(path).name}
     last = audited(world, "write_file")[-1]
-    assert [event for event, _ in last] == ["action.proposed", "action.pending", "action.approved",
+    started = ["execution.started"] if mode == "local" else []
+    assert [event for event, _ in last] == ["action.proposed", "action.pending", "action.approved", *started,
                                             "execution.reported"]
     assert last[2][1]["request_id"] == request_id
-    assert last[3][1]["outcome"]["status"] == "succeeded"
+    assert last[-1][1]["outcome"]["status"] == "succeeded"
 
 
 DENIED_CALLS = [
@@ -433,23 +442,32 @@ def _parent_of(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
-def test_proxy_killed_after_forwarding_leaves_the_allowed_proposal_on_record(world: World, tmp_path: Path) -> None:
-    """The outcome is reported after the agent has its answer, so a proxy that dies (SIGKILL) with a call
-    in flight upstream never reports one; what it forwarded is still on record: the proposal and its
-    allow decision were durable before the call went upstream. The log verifies; the action stays
-    `allowed` with no reported outcome (advisory actions have no `execution.started` for a recovery
-    sweep to mark outcome_unknown)."""
-    pidfile = tmp_path / "upstream.pid"
+def _local_proxy(world: World, store_url: str, tmp_path: Path, pidfile: Path) -> StdioServerParameters:
+    """An in-process proxy on `store_url` with a one-second heartbeat lease, before server-everything."""
     params = world.proxy("local", world.everything(pidfile), "--target", "everything", "--upstream-timeout", "120")
-    before = len(audited(world, "trigger-long-running-operation"))
+    params.args[params.args.index("--db") + 1] = store_url
+    params.args[params.args.index("--key-dir") + 1] = str(tmp_path / "keys")
+    params.env = {**(params.env or {}), "INTERLOCK_LEASE_SECONDS": "1"}
+    return params
 
-    def forwarded() -> bool:
-        return len(audited(world, "trigger-long-running-operation")) > before
+
+def test_proxy_killed_after_forwarding_is_outcome_unknown(world: World, store_url: str, tmp_path: Path) -> None:
+    """Issue 18.6: a proxy killed (SIGKILL) while a call it forwarded runs upstream never reports; the call
+    was recorded started (with its proposal) under the proxy's heartbeat lease, so once that expires the
+    next proxy on the store (or any server's recovery sweep) marks it outcome_unknown. Never re-run; the
+    log verifies."""
+    pidfile = tmp_path / "upstream.pid"
+    params = _local_proxy(world, store_url, tmp_path, pidfile)
+
+    def started() -> bool:
+        found = audited_at(store_url, "trigger-long-running-operation")
+        return bool(found) and "execution.started" in [event for event, _ in found[-1]]
 
     async def scenario(client: Client) -> str:
         async with anyio.create_task_group() as tg:
             async def kill_the_proxy_once_forwarded() -> None:
-                await anyio.to_thread.run_sync(lambda: eventually(forwarded, timeout=60, what="the proposal"))
+                await anyio.to_thread.run_sync(lambda: eventually(started, timeout=60, what="the call started"))
+                await anyio.sleep(0.5)  # the call reaches the upstream (it runs for a minute)
                 os.kill(_parent_of(int(pidfile.read_text())), signal.SIGKILL)
 
             tg.start_soon(kill_the_proxy_once_forwarded)
@@ -464,18 +482,28 @@ def test_proxy_killed_after_forwarding_leaves_the_allowed_proposal_on_record(wor
     finally:
         with contextlib.suppress(ProcessLookupError, ValueError, FileNotFoundError):
             os.kill(int(pidfile.read_text()), signal.SIGKILL)
-    last = audited(world, "trigger-long-running-operation")[-1]
-    assert [event for event, _ in last] == ["action.proposed"]
-    assert last[0][1]["decision"]["decision"] == "allow"
+    [killed] = audited_at(store_url, "trigger-long-running-operation")
+    assert [event for event, _ in killed] == ["action.proposed", "execution.started"]
+    action_id = killed[0][1]["action_id"]
+    assert killed[1][1]["replica"].startswith("replica:mcp-proxy:")
+
+    time.sleep(1.5)  # its lease (one second) runs out
+
+    async def next_proxy(client: Client) -> None:
+        await client.list_tools()
+
+    run(_local_proxy(world, store_url, tmp_path, tmp_path / "next.pid"), next_proxy)
+    [swept] = audited_at(store_url, "trigger-long-running-operation")
+    assert [event for event, _ in swept] == ["action.proposed", "execution.started", "execution.outcome_unknown"]
     from interlock.audit import AuditLog
     from interlock.client import LocalClient
 
-    with LocalClient(world.policy, "kiro", db=world.server.store_url, key_dir=world.server.key_dir) as local:
-        state = local.get(last[0][1]["action_id"])
-    assert state["state"] == "allowed" and not state.get("reported")
-    store = open_store(world.server.store_url)
+    with LocalClient(world.policy, "kiro", db=store_url, key_dir=tmp_path / "keys") as local:
+        state = local.get(action_id)
+    assert state["state"] == "outcome_unknown" and not state.get("reported")
+    store = open_store(store_url)
     try:
-        with AuditLog(store, key_dir=world.server.key_dir) as log:
+        with AuditLog(store, key_dir=tmp_path / "keys") as log:
             assert log.verify().ok
     finally:
         store.close()

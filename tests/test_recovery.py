@@ -57,3 +57,25 @@ def test_sweep_marks_only_executions_of_dead_replicas(store: Store, tmp_path: Pa
         assert Lease.current(store, "replica:dead") is None
         alive.stop()
         assert Lease.current(store, "replica:alive") is None
+
+
+ADVISORY = [
+    # (what the advisory caller (the in-process MCP proxy) recorded after execution.started, swept?)
+    ([], True),  # it died before reporting: outcome unknown
+    ([("execution.reported", {"outcome": {"status": "succeeded"}})], False),  # its report is the outcome
+    ([("execution.reported", {"outcome": {"status": "error"}})], False),
+]
+
+
+def test_an_advisory_report_closes_the_execution(store: Store, tmp_path: Path) -> None:
+    clock = Clock()
+    with AuditLog(store, key_dir=tmp_path / "keys") as audit:
+        proxy = Heartbeat(store, "replica:mcp-proxy:gone", 10, clock)
+        assert proxy.beat()
+        for i, (after, _) in enumerate(ADVISORY):
+            started(audit, f"act_{i}", "replica:mcp-proxy:gone")
+            for event, data in after:
+                audit.append(event, {"action_id": f"act_{i}", "agent": "kiro", **data})
+        clock.now += timedelta(seconds=11)
+        marked = Sweeper(store, audit, clock=clock).sweep()
+    assert marked == [f"act_{i}" for i, (_, swept) in enumerate(ADVISORY) if swept]

@@ -91,6 +91,8 @@ class AuditSink(Protocol):
 
     async def append_async(self, event: str, data: dict[str, Any], *, timeout: float | None = None) -> Any: ...
 
+    def append_many(self, items: list[tuple[str, dict[str, Any]]], *, timeout: float | None = None) -> Any: ...
+
     def action_entries(self, action_id: str) -> list[tuple[int, str, dict[str, Any]]]: ...
 
     def search(self, *, event: str | None = None, text: str | None = None,
@@ -220,13 +222,22 @@ class Gateway:
         return classify_action(self.policy, action)
 
     def propose(self, agent: str, action: Action, *, mode: Mode = Mode.brokered,
-                rehearsal: dict[str, Any] | None = None, rollback: Pass | None = None) -> Proposal:
+                rehearsal: dict[str, Any] | None = None, rollback: Pass | None = None,
+                started: str | None = None) -> Proposal:
         """Decide, record, gate and (brokered, allowed) run one action. `rehearsal` marks a run on a
         twin (see `rehearse`): it is decided like any action there, and run by a rehearsal executor.
         `rollback`: a rollout's rollback on a human's abort under freeze (only the in-process runner
-        passes one; no route takes it from a request)."""
+        passes one; no route takes it from a request). `started`: an advisory caller that runs an
+        allowed action at once (the in-process MCP proxy) names its heartbeat lease, and the action's
+        `execution.started` is written in the same batch as its proposal (one durable write, not two),
+        so the recovery sweep finds it if that caller dies before reporting (interlock.recovery)."""
         proposed = self.decided(agent, action, mode=mode, rehearsal=rehearsal, rollback=rollback)
-        self._record("action.proposed", proposed.entry)
+        proposal = proposed.proposal
+        if started is not None and mode is Mode.advisory and proposal.decision.value is DecisionValue.allow:
+            self._record_many([("action.proposed", proposed.entry),
+                               ("execution.started", _advisory_start(proposal, started))])
+        else:
+            self._record("action.proposed", proposed.entry)
         return self.settle(proposed)
 
     async def propose_async(self, agent: str, action: Action, *, mode: Mode,
@@ -568,16 +579,30 @@ class Gateway:
 
     def record_report(self, action_id: str, agent: str, outcome: dict[str, Any]) -> None:
         """`report` without its answer (the action read back): for a caller that reports after every
-        tool call and reads nothing back (the MCP proxy). The same checks, the same audit entry."""
-        proposal = self.status(action_id, agent=agent)
-        if proposal.mode is not Mode.advisory:
-            raise GatewayError("not_advisory", "only advisory actions take reported outcomes; Interlock ran this one")
-        if proposal.state not in (State.allowed, State.approved):
-            raise GatewayError("not_allowed",
-                               f"action {action_id} is {proposal.state.value}: it was not allowed to run")
+        tool call and reads nothing back (the MCP proxy). The same checks, the same audit entry. A report
+        after the recovery sweep marked the action outcome_unknown is taken: it is the outcome, late."""
+        proposal = self._advisory_runnable(action_id, agent, late=True)
         target = self.policy.doc.targets.get(proposal.action.target or "")
         self._record("execution.reported", {"action_id": action_id, "agent": agent,
                                             "outcome": _audited_report(outcome, _keeps_excerpt(target))})
+
+    def record_started(self, action_id: str, agent: str, started: str) -> None:
+        """An advisory caller is about to run the allowed (or approved) action `action_id` itself and
+        names its heartbeat lease `started`: `execution.started`, so the recovery sweep marks the action
+        outcome_unknown if that caller dies before its report. (Allowed at once: `propose(started=…)`
+        writes it with the proposal instead.)"""
+        proposal = self._advisory_runnable(action_id, agent, late=False)
+        self._record("execution.started", _advisory_start(proposal, started))
+
+    def _advisory_runnable(self, action_id: str, agent: str, *, late: bool) -> Proposal:
+        proposal = self.status(action_id, agent=agent)
+        if proposal.mode is not Mode.advisory:
+            raise GatewayError("not_advisory", "only advisory actions take reported outcomes; Interlock ran this one")
+        runnable = (State.allowed, State.approved, State.outcome_unknown) if late else (State.allowed, State.approved)
+        if proposal.state not in runnable:
+            raise GatewayError("not_allowed",
+                               f"action {action_id} is {proposal.state.value}: it was not allowed to run")
+        return proposal
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -601,21 +626,28 @@ class Gateway:
                             evidence=first.get("evidence"), rehearse=first.get("rehearse"),
                             details=(first.get("classification") or {}).get("details") or {})
         request_id = None
+        advisory = proposal.mode is Mode.advisory
+        runnable = proposal.state  # advisory: what the action is once it may run (allowed or approved)
         for event, data in entries[1:]:
             proposal.events.append(event)
             if event == "action.pending":
                 request_id = data["request_id"]
                 proposal.state = State.pending_approval
             elif event == "action.approved":
-                proposal.state = State.approved if proposal.mode is Mode.advisory else State.executing
-            elif event == "execution.started":
+                proposal.state = runnable = State.approved if advisory else State.executing
+            elif event == "execution.started" and not advisory:
+                # Advisory: the client runs it, and its report does not end it; it stays allowed/approved.
                 proposal.state = State.executing
             elif event == "execution.finished":
                 proposal.result = data["result"]
                 proposal.state = State(data["outcome"])
             elif event == "execution.reported":
                 proposal.reported = data["outcome"]
-            elif event == "execution.outcome_unknown" and proposal.state is State.executing:
+                if proposal.state is State.outcome_unknown:  # the client's report came late: it wins
+                    proposal.state = runnable
+            elif event == "execution.outcome_unknown" and (
+                    proposal.state is State.executing
+                    or (advisory and proposal.state in (State.allowed, State.approved) and not proposal.reported)):
                 proposal.state = State.outcome_unknown
             elif event == evidence_store.EVENT:
                 proposal.evidence = {k: v for k, v in data.items() if k != "action_id"}
@@ -684,6 +716,14 @@ class Gateway:
             "reason": req.state_reason,
         }
 
+    def _record_many(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        """Several entries in one durable batch, or none (GatewayUnavailable), as `_record` for one."""
+        limit = self.guard.decision_timeout if self.guard is not None else None
+        try:
+            self.audit.append_many(items, timeout=limit)
+        except Exception as exc:
+            raise _unrecorded(items[0][0], exc) from exc
+
     def _record(self, event: str, data: dict[str, Any]) -> None:
         limit = self.guard.decision_timeout if self.guard is not None else None
         try:
@@ -701,6 +741,13 @@ def _unrecorded(event: str, exc: Exception) -> GatewayUnavailable:
     if isinstance(exc, StoreError | OSError):
         return GatewayUnavailable(f"the audit log could not record {event}: {type(exc).__name__}")
     return GatewayUnavailable(f"the audit log could not record {event}: {exc}")
+
+
+def _advisory_start(proposal: Proposal, replica: str) -> dict[str, Any]:
+    """`execution.started` of an action its advisory caller runs: `replica` is that caller's heartbeat
+    lease, which the recovery sweep checks (interlock.recovery)."""
+    return {"action_id": proposal.id, "agent": proposal.agent, "kind": proposal.action.kind.value,
+            "target": proposal.action.target, "replica": replica, "advisory": True}
 
 
 def _output_evidence(body: dict[str, Any], excerpt: bool) -> dict[str, Any]:

@@ -44,7 +44,8 @@ BATCH = 200
 _OPEN = (
     "SELECT s.idx, s.action_id FROM audit_entries s WHERE s.event = 'execution.started' AND s.idx >= ? "
     "AND NOT EXISTS (SELECT 1 FROM audit_entries f WHERE f.action_id = s.action_id "
-    "AND f.event IN ('execution.finished', 'execution.outcome_unknown')) ORDER BY s.idx LIMIT ?"
+    "AND f.event IN ('execution.finished', 'execution.reported', 'execution.outcome_unknown')) "
+    "ORDER BY s.idx LIMIT ?"
 )
 
 

@@ -328,11 +328,13 @@ class AuditLog:
             raise self._late(limit) from None
         return self._outcome(pending)
 
-    def append_many(self, items: Iterable[tuple[str, Mapping[str, Any]]]) -> list[Receipt]:
+    def append_many(self, items: Iterable[tuple[str, Mapping[str, Any]]], *,
+                    timeout: float | None = None) -> list[Receipt]:
         """Append several entries in order (one transaction when they fit one batch). All are
-        checked first: one bad entry refuses the whole call and nothing is written."""
+        checked first: one bad entry refuses the whole call and nothing is written. `timeout` as in
+        `append`, for each entry."""
         pending = [self._prepare(event, data) for event, data in items]
-        return [self._wait(p) for p in self._enqueue(pending)]
+        return [self._wait(p, timeout) for p in self._enqueue(pending)]
 
     def add_hook(self, hook: BatchHook) -> None:
         """Run `hook` inside every later batch's transaction (see BatchHook)."""

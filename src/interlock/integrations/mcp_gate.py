@@ -4,20 +4,36 @@ Both answer the API's JSON (`Proposal.to_json()`), so the proxy does not care wh
 remote one is the SDK's `AsyncClient`; the in-process one runs the SDK's `LocalClient` (a
 synchronous Gateway on the store) in worker threads, one short step at a time, so a wait for
 approval stays cancellable when the MCP client gives up.
+
+The in-process gate also says when a call goes upstream: it holds a heartbeat lease in the store
+(`mcp-proxy:<host:pid:…>`, renewed while the proxy lives) and writes `execution.started` naming it for
+every call it forwards (with the proposal itself when allowed at once: no extra durable write). A proxy
+that dies before reporting (SIGKILL, a crash, the machine) leaves a started action with no outcome; once
+its lease expires, the recovery sweep of any `interlock serve` on the store, or of the next proxy to
+start on it, marks it `outcome_unknown` (interlock.recovery; docs/integrations.md). A remote proxy
+cannot: the server cannot tell when that process dies (its actions stay `allowed` without a report).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.to_thread
 
 from interlock import answers
 from interlock.client import AsyncClient, LocalClient
+from interlock.client import _action_body as action_body  # the SDK's own request body
 from interlock.client import _outcome_body as outcome_body  # the SDK's own check of a report
+from interlock.store.lease import DEFAULT_TTL_SECONDS
+
+if TYPE_CHECKING:
+    from interlock.recovery import Heartbeat
+
+log = logging.getLogger("interlock.mcp_proxy")
 
 #: How often the in-process gate looks for a human's decision while an action waits for approval.
 LOCAL_POLL_SECONDS = 0.1
@@ -35,6 +51,15 @@ class GatePort(Protocol):
     async def report(self, action_id: str, status: str, exit_code: int | None = None,
                      duration_ms: float | None = None, output_excerpt: str = "") -> object: ...
 
+    async def open(self) -> None:
+        """Before serving: the gate's own setup (the in-process one's heartbeat lease)."""
+
+    async def started(self, action_id: str) -> None:
+        """An approved action is about to go upstream (an allowed one was recorded started by `propose`)."""
+
+    async def keep_alive(self) -> None:
+        """Hold the gate's heartbeat while the proxy serves; returns when cancelled (or at once)."""
+
     async def aclose(self) -> None: ...
 
 
@@ -43,11 +68,35 @@ class LocalGate:
 
     def __init__(self, policy: str | Path, agent: str, *, db: str, key_dir: str | Path) -> None:
         self.client = LocalClient(policy, agent, db=db, key_dir=key_dir)
+        self.heartbeat: Heartbeat | None = None
+        self.ttl = DEFAULT_TTL_SECONDS
+
+    async def open(self) -> None:
+        """Take this proxy's heartbeat lease, then run one recovery sweep round (under the sweep's lease):
+        a proxy that died on this store before is found by the next one even with no server running."""
+        from interlock.recovery import Heartbeat, replica_job
+        from interlock.server.background import RECOVERY_JOB, Timing
+        from interlock.store.lease import default_holder
+
+        self.ttl = Timing.from_env().lease
+        runtime = self.client.runtime
+        self.heartbeat = Heartbeat(runtime.store, replica_job(f"mcp-proxy:{default_holder()}"), ttl=self.ttl)
+        await anyio.to_thread.run_sync(self.heartbeat.beat)
+        await anyio.to_thread.run_sync(_sweep_once, runtime, RECOVERY_JOB, self.ttl)
 
     async def propose(self, kind: str, environment: str, payload: Mapping[str, Any], *, target: str | None = None,
                       rationale: Any = None, mode: str = "brokered") -> dict[str, Any]:
+        client = self.client
+        started = self.heartbeat.job if self.heartbeat is not None and mode == "advisory" else None
+
         def run() -> dict[str, Any]:
-            return self.client.propose(kind, environment, payload, target=target, rationale=rationale, mode=mode)
+            from interlock.gateway import Mode
+            from interlock.model import Action
+
+            body = action_body(kind, environment, payload, target, rationale, mode)
+            chosen = Mode(body.pop("mode"))
+            return client._call(lambda: client.runtime.gateway.propose(
+                client.agent, Action.model_validate(body), mode=chosen, started=started))
 
         return await anyio.to_thread.run_sync(run)
 
@@ -66,10 +115,72 @@ class LocalGate:
         gateway = self.client.runtime.gateway
         await anyio.to_thread.run_sync(gateway.record_report, action_id, self.client.agent, outcome)
 
+    async def started(self, action_id: str) -> None:
+        if self.heartbeat is None:
+            return
+        gateway = self.client.runtime.gateway
+        await anyio.to_thread.run_sync(gateway.record_started, action_id, self.client.agent, self.heartbeat.job)
+
+    async def keep_alive(self) -> None:
+        """Renew the heartbeat a few times per lease time until cancelled. A renewal that fails (store
+        unreachable) is logged and retried: if it stays down a whole lease time, this proxy's open calls
+        may be swept as outcome_unknown, and their late reports then win (interlock.recovery)."""
+        if self.heartbeat is None:
+            return
+        while True:
+            await anyio.sleep(self.ttl / 3)
+            try:
+                if not await anyio.to_thread.run_sync(self.heartbeat.beat):
+                    log.warning("could not renew the proxy's heartbeat lease %s", self.heartbeat.job)
+            except Exception as exc:
+                log.warning("could not renew the proxy's heartbeat lease: %s", exc)
+
     async def aclose(self) -> None:
-        await anyio.to_thread.run_sync(self.client.close)
+        def close() -> None:
+            try:
+                if self.heartbeat is not None:  # a clean stop: a call left open is swept at once
+                    self.heartbeat.stop()
+            finally:
+                self.client.close()
+
+        await anyio.to_thread.run_sync(close)
+
+
+def _sweep_once(runtime: Any, job: str, ttl: float) -> None:
+    """One recovery sweep round, if no one else (a server) holds the sweep's lease right now."""
+    from interlock.recovery import Sweeper
+    from interlock.store.lease import Lease
+
+    lease = Lease(runtime.store, job, ttl=ttl)
+    try:
+        if not lease.acquire():
+            return  # a server sweeps this store
+        try:
+            marked = Sweeper(runtime.store, runtime.audit).sweep()
+        finally:
+            lease.release()
+    except Exception as exc:  # bookkeeping of others' calls: never keeps this proxy from serving
+        log.warning("the recovery sweep at start failed: %s", exc)
+        return
+    if marked:
+        log.warning("marked %d call(s) of a proxy that died before reporting as outcome_unknown: %s",
+                    len(marked), ", ".join(marked))
+
+
+class RemoteGate(AsyncClient):
+    """A remote `interlock serve` (`--gateway URL`), as the agent whose token this is. It records no
+    `execution.started` for forwarded calls: the server cannot tell when this process dies."""
+
+    async def open(self) -> None:
+        return None
+
+    async def started(self, action_id: str) -> None:
+        return None
+
+    async def keep_alive(self) -> None:
+        return None
 
 
 def remote_gate(url: str, token: str, *, timeout: float = 30.0) -> GatePort:
     """A remote `interlock serve` (`--gateway URL`), as the agent whose token this is."""
-    return AsyncClient(url, token, timeout=timeout)
+    return RemoteGate(url, token, timeout=timeout)

@@ -425,6 +425,11 @@ class Proxy:
             return tool_error(f"Interlock could not decide {name}, so it was not run: {exc}")
         if not answers.may_run(proposal):
             return tool_error(refusal(name, proposal, settings.approval_timeout))
+        if proposal.get("state") == "approved":
+            try:  # allowed at once, it was recorded started with its proposal
+                await self.gate.started(str(proposal["id"]))
+            except Exception as exc:
+                return tool_error(f"Interlock could not record that {name} starts, so it was not run: {exc}")
         return await self._forward(str(proposal["id"]), name, arguments)
 
     async def _forward(self, action_id: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -631,9 +636,14 @@ async def _serve(settings: ProxySettings, gate: GatePort, command: list[str], po
                  listen: tuple[str, int] | None, upstream_env: dict[str, str] | None, groups: set[int]) -> None:
     async with AsyncExitStack() as stack:
         stack.push_async_callback(gate.aclose)
+        await gate.open()
         upstream = Upstream(command, timeout=settings.upstream_timeout, env=upstream_env)
         await upstream.start(stack)
         groups.update(_child_groups())
+        # The gate's heartbeat lives until the reports below are written (left in reverse order).
+        alive = await stack.enter_async_context(anyio.create_task_group())
+        alive.start_soon(gate.keep_alive)
+        stack.callback(alive.cancel_scope.cancel)
         # Entered after the upstream, so it is left first: pending outcome reports finish before the
         # upstream is stopped and the gate closed.
         background = await stack.enter_async_context(anyio.create_task_group())
