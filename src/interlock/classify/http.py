@@ -85,13 +85,15 @@ def classify_http(payload: dict[str, Any], context: ClassifyContext) -> Classifi
         parts = urlsplit(url)
     except ValueError:
         return unknown("http action with a url we cannot read")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    host, path = parts.hostname, unquote(parts.path)  # properties: computed again on each use
+    if parts.scheme not in ("http", "https") or not host:
         return unaccepted(Kind.http, "http action whose url is not http(s)://host/…")
+    port = parts.port
     headers = payload.get("headers", {})
     if not isinstance(headers, dict):
         return unknown("http action whose `headers` is not an object")
     # Never show the query string or user:password@: either may hold a credential.
-    shown = f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path or '/'}"
+    shown = f"{parts.scheme}://{host}{f':{port}' if port else ''}{parts.path or '/'}"
     if parts.query:
         shown += "?…"
     risk = method_risk(method, context)
@@ -102,7 +104,7 @@ def classify_http(payload: dict[str, Any], context: ClassifyContext) -> Classifi
             risk = Risk.highest([risk, method_risk(override, context)])
             why = f": overridden to {override[:20]}"
     tags: set[str] = set()
-    segment = next((s for s in unquote(parts.path).split("/") if DESTRUCTIVE_SEGMENT.match(s)), None)
+    segment = next((s for s in path.split("/") if DESTRUCTIVE_SEGMENT.match(s)), None)
     if segment is not None:
         risk = Risk.highest([risk, Risk.destructive])
         why = f": path names a destructive verb ({segment[:40]})"
@@ -115,12 +117,14 @@ def classify_http(payload: dict[str, Any], context: ClassifyContext) -> Classifi
     if mutation is not None:
         risk = Risk.highest([risk, mutation[0]])
         why = f": GraphQL {mutation[1]}"
-    if "authorization" in (str(k).lower() for k in headers) or parts.username or parts.password:
+    lowered = [str(k).lower() for k in headers]
+    if "authorization" in lowered or parts.username or parts.password:
         tags.add("secrets")
-    disclosed = disclosure(method, parts.hostname, parts.port, unquote(parts.path), headers, payload.get("body"))
+    disclosed = disclosure(method, host, port, path, lowered, headers,
+                           payload.get("body"))
     details: dict[str, Any] = {
         "method": method,
-        "host": parts.hostname,
+        "host": host,
         "path": parts.path or "/",
         "header_names": sorted(str(k) for k in headers)[:50],
     }
@@ -151,21 +155,23 @@ AMZ_TARGETS = {
 }
 
 
-def disclosure(method: str, host: str, port: int | None, path: str, headers: dict[Any, Any],
-               body: Any) -> str | None:
+def disclosure(method: str, host: str, port: int | None, path: str, lowered: list[str],
+               headers: dict[Any, Any], body: Any) -> str | None:
     """What the request's answer discloses of a secret (for `registry.DISCLOSES`), or None. Only APIs
     recognisable from the request are judged; any other GET is read (its answer cannot be known)."""
-    names = {str(k).lower(): v for k, v in headers.items()}
     if method == "GET" and KUBE_SECRETS.search(path):
         return "Kubernetes Secrets' data"
-    vaultish = "x-vault-token" in names or port == 8200 or host.split(".", 1)[0].startswith("vault")
-    if vaultish and VAULT_SECRET_PATHS.match(path):
+    if path.startswith("/v1/") and VAULT_SECRET_PATHS.match(path) and (
+        port == 8200 or host.startswith("vault") or "x-vault-token" in lowered
+    ):
         return "a Vault secret or token"
     if host == "secretmanager.googleapis.com" and path.endswith(":access"):
         return "a Secret Manager secret's value"
     if host.endswith(".vault.azure.net") and re.fullmatch(r"/secrets/[^/]+(?:/[^/]*)?", path.rstrip("/")):
         return "a Key Vault secret's value"
-    target = str(names.get("x-amz-target", ""))
+    if "x-amz-target" not in lowered:
+        return None
+    target = str(next(v for k, v in headers.items() if str(k).lower() == "x-amz-target"))
     prefix, _, operation = target.partition(".")
     if prefix.lower() in AMZ_TARGETS and operation:
         params = body if isinstance(body, dict) else _json_object(body)

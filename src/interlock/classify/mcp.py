@@ -22,6 +22,7 @@ riskiest of these signals:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 import shlex
@@ -223,10 +224,12 @@ def classify_mcp(payload: dict[str, Any], context: ClassifyContext) -> Classific
     why = next(reason for r, reason in signals if r is risk)
     details: dict[str, Any] = {"server": server, "tool": tool,
                                "argument_names": sorted(str(k) for k in arguments)[:50]}
-    disclosed = name_disclosure(tool, arguments) if ran is None else None
+    words = name_words(tool)
+    nouns = secret_nouns(words)
+    disclosed = name_disclosure(tool, words, nouns, arguments) if ran is None else None
     if disclosed is not None:
         details[DISCLOSES] = disclosed
-    if disclosed is not None or secret_nouns(name_words(tool)):
+    if disclosed is not None or nouns:
         tags.add("secrets")
     return Classification(risk=risk, tags=tuple(tags), summary=shorten(f"mcp {where}: {why}", 200), details=details)
 
@@ -274,10 +277,12 @@ def nested_fields(value: Any, depth: int = 0) -> list[tuple[str, Any]]:
     return found
 
 
-def name_words(tool: str) -> list[str]:
-    """`delete_file`, `deleteFile`, `files.delete`, `github-delete-repo` → lower-case words."""
+@functools.lru_cache(maxsize=1024)
+def name_words(tool: str) -> tuple[str, ...]:
+    """`delete_file`, `deleteFile`, `files.delete`, `github-delete-repo` → lower-case words. Cached: one call
+    asks for them up to three times (the code it runs, the verb, the secrets it names)."""
     spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", tool)
-    return [w for w in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if w]
+    return tuple(w for w in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if w)
 
 
 def name_risk(tool: str) -> tuple[Risk, str]:
@@ -325,28 +330,32 @@ METADATA_TAILS = frozenset(
 )
 
 
-def secret_nouns(words: list[str]) -> list[str]:
+#: Words without which a name names no credential (a quick test: most names hold none of them).
+SECRET_HINTS = SECRET_NOUNS | {b for _, b in SECRET_PAIRS}
+
+
+def secret_nouns(words: tuple[str, ...]) -> list[str]:
     """The credentials a tool name names (none when the name is about their metadata)."""
-    if words and words[-1] in METADATA_TAILS:
+    if SECRET_HINTS.isdisjoint(words) or words[-1] in METADATA_TAILS:
         return []
     pairs = [f"{a} {b}" for a, b in itertools.pairwise(words) if (a, b) in SECRET_PAIRS]
     return [w for w in words if w in SECRET_NOUNS] + pairs
 
 
-def name_disclosure(tool: str, arguments: dict[str, Any]) -> str | None:
+def name_disclosure(tool: str, words: tuple[str, ...], nouns: list[str], arguments: dict[str, Any]) -> str | None:
     """What a call returns of a secret, judged by the tool's name (for `registry.DISCLOSES`), or None.
     The verb decides: the first known one (`get`, `read`, `create` …); listing and describing return
     names and metadata. A kubectl-like `get` of `secrets` returns their data unless its output is names."""
-    words = name_words(tool)
-    if any(w in REVEALING_VERBS for w in words):
+    if not REVEALING_VERBS.isdisjoint(words):
         return f"what {tool[:60]} decrypts or reveals"
     verb = next((w for w in words if w in READ_VERBS or w in WRITE_VERBS or w in DESTRUCTIVE_VERBS), "")
-    nouns = secret_nouns(words)
     if nouns and verb not in METADATA_VERBS:
         return f"the {nouns[0]} {tool[:60]} returns"
+    if verb != "get":
+        return None
     kinds = {str(v).lower() for k, v in arguments.items() if k.lower() in RESOURCE_ARGUMENTS}
     output = str(arguments.get("output", "json")).lower()
-    if verb == "get" and kinds & {"secret", "secrets"} and output not in ("name", "wide"):
+    if kinds & {"secret", "secrets"} and output not in ("name", "wide"):
         return f"Secrets' data ({tool[:60]} prints objects as {output})"
     return None
 
