@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from interlock.audit import Redactor
-from interlock.audit.log import cleaned, entry_json, jsonable
+from interlock.audit.log import Unchanged, cleaned, entry_json, jsonable
 from interlock.fingerprint import canonical_json, fast_canonical
 from interlock.model import Action, Rationale
 
@@ -113,3 +114,41 @@ def test_remembered_clean_strings_never_let_a_secret_through() -> None:
     texts = ["ls -la /srv/app", "password=hunter2", "note secret-42", "ls -la /srv/app", "password=hunter2",
              "note secret-42"]
     assert [redactor.safe_text(t) for t in texts] == ["ls -la /srv/app", "password=[REDACTED]", "note [REDACTED]"] * 2
+
+
+# (what, the first entry's data, the second's): the second has a top-level object or array that orjson writes
+# exactly as the first's; it must come out as walking it alone would (remembered values are never reused
+# for a different value, nor ever hold what redaction masked).
+SECOND: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+    ("the same value", {"decision": {"rules": ["a"], "sandbox": None}}, {"decision": {"rules": ["a"], "sandbox": None}}),
+    ("NaN written as null", {"c": {"x": None}}, {"c": {"x": float("nan")}}),
+    ("infinity written as null", {"c": [None]}, {"c": [float("inf")]}),
+    ("a UUID written as its string", {"c": {"id": "6f1c2c4e-2b3a-4c1d-9a7e-0d5f3e2b1a00"}},
+     {"c": {"id": uuid.UUID("6f1c2c4e-2b3a-4c1d-9a7e-0d5f3e2b1a00")}}),
+    ("an enum written as its value", {"c": {"k": "red"}}, {"c": {"k": Color.red}}),
+    ("a tuple written as an array", {"c": [1, 2]}, {"c": (1, 2)}),
+    ("a str subclass", {"c": ["bob"]}, {"c": [Name("bob")]}),
+    ("a secret, masked, then again", {"c": {"password": "hunter2"}}, {"c": {"password": "hunter2"}}),
+    ("a secret in text, then again", {"c": ["password=hunter2"]}, {"c": ["password=hunter2"]}),
+    ("under a secret key", {"token": {"a": 1}}, {"token": {"a": 1}}),
+    ("same value, other key", {"a": {"v": "x"}}, {"b": {"v": "x"}}),
+]
+
+
+@pytest.mark.parametrize(("what", "first", "second"), SECOND, ids=[s[0] for s in SECOND])
+def test_remembered_top_level_values_build_the_same_entry(what: str, first: dict[str, Any],
+                                                          second: dict[str, Any]) -> None:
+    redactor, unchanged = Redactor(), Unchanged()
+    for data in (first, second, second):  # the data and whether orjson writes it: as without the memory
+        assert cleaned(data, redactor, unchanged) == cleaned(data, redactor)
+    assert all("hunter2" not in repr(v) for v in unchanged._seen.values())
+
+
+def test_a_remembered_value_is_a_fresh_copy_each_time() -> None:
+    redactor, unchanged = Redactor(), Unchanged()
+    data = {"classification": {"risk": "read", "tags": []}}
+    cleaned(data, redactor, unchanged)
+    one, _ = cleaned(data, redactor, unchanged)
+    one["classification"]["tags"].append("changed by a hook")
+    two, fast = cleaned(data, redactor, unchanged)
+    assert two == data and fast

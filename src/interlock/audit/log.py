@@ -174,6 +174,7 @@ class AuditLog:
         the approvals CLI), which then need only the entry key."""
         self.store = store
         self.redactor = Redactor(redact_patterns)
+        self._unchanged = Unchanged()
         self.key_dir = Path(key_dir) if key_dir else default_key_dir(store.url)
         self._signer: Signer | None = None
         self._entry_key: EntryKey | None = None
@@ -429,7 +430,7 @@ class AuditLog:
             raise AuditError(f"audit data for {event!r} must be a JSON object, not {type(data).__name__}")
         stamp = now()
         try:
-            clean, fast = cleaned(data, self.redactor)
+            clean, fast = cleaned(data, self.redactor, self._unchanged)
             entry = {"event": str(event), "time": stamp, "data": clean}
             text = (orjson.dumps(entry, option=orjson.OPT_SORT_KEYS) if fast else canonical_json(entry)).decode("utf-8")
         except (ValueError, TypeError) as exc:
@@ -1224,11 +1225,52 @@ def entry_json(value: Any) -> bytes:
     return canonical_json(value)
 
 
-def cleaned(data: Mapping[str, Any], redactor: Redactor) -> tuple[dict[str, Any], bool]:
+class Unchanged:
+    """What `cleaned` found it had nothing to do to: top-level values (objects and arrays) of plain JSON that
+    came out of the walk exactly as they went in (nothing to convert, nothing redacted, written by orjson
+    as RFC 8785), remembered by their key and orjson text. Most of a proposal's entry repeats from one
+    proposal to the next (its classification, decision and guard findings; often its action), and the walk
+    over those was the largest part of building it. Holds nothing the log would not: a value in which
+    redaction masked anything is never remembered. Bounded: when full it is simply emptied."""
+
+    MOST = 512
+    #: orjson's output of a value it is given, refusing (rather than converting) str/int/dict/list
+    #: subclasses, datetimes and dataclasses: those take the walk, which converts them its own way.
+    OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, bytes], Any] = {}
+
+    def text(self, value: Any) -> bytes | None:
+        try:
+            return orjson.dumps(value, option=self.OPTIONS)
+        except TypeError:  # orjson.JSONEncodeError: not plain JSON
+            return None
+
+    def get(self, key: str, text: bytes, value: Any) -> Any | None:
+        """A fresh copy of `value` when it is remembered unchanged, else None. The stored value must also
+        equal `value`: orjson writes a few different values alike (NaN and None, a UUID and its string), and
+        those must take the walk."""
+        known = self._seen.get((key, text))
+        if known is None or known != value:
+            return None
+        return orjson.loads(text)  # fresh: the entry's data goes to the batch's hooks
+
+    def add(self, key: str, text: bytes, out: Any) -> None:
+        plain = orjson.loads(text)
+        if plain == out:
+            if len(self._seen) >= self.MOST:
+                self._seen.clear()
+            self._seen[(key, text)] = plain
+
+
+def cleaned(data: Mapping[str, Any], redactor: Redactor,
+            unchanged: Unchanged | None = None) -> tuple[dict[str, Any], bool]:
     """An entry's data as the log keeps it, built in one walk: `jsonable` (plain JSON values) and then
     `redactor` (secrets masked), exactly as applying the two in turn would; plus whether orjson's
     sorted output of it is its RFC 8785 form (`fingerprint.fast_canonical`). One walk instead of
-    three: building the entry was the largest single cost of a proposal (docs/benchmarks.md)."""
+    three: building the entry was the largest single cost of a proposal (docs/benchmarks.md).
+    `unchanged`: top-level objects and arrays already found to need nothing are not walked again."""
     fast = True
 
     def walk(value: Any) -> Any:  # value is already jsonable: mask and check
@@ -1263,6 +1305,23 @@ def cleaned(data: Mapping[str, Any], redactor: Redactor) -> tuple[dict[str, Any]
             else:
                 yield key, walk(item)
 
+    def top(key: str, item: Any) -> Any:  # a top-level value: remembered when the walk leaves it alone
+        nonlocal fast
+        if unchanged is None or (type(item) is not dict and type(item) is not list):
+            return walk(item)
+        text = unchanged.text(item)
+        if text is None:
+            return walk(item)
+        known = unchanged.get(key, text, item)
+        if known is not None:
+            return known
+        before, fast = fast, True
+        out = walk(item)
+        if fast:
+            unchanged.add(key, text, out)
+        fast = before and fast
+        return out
+
     def convert(value: Any) -> Any:  # anything else: what jsonable makes of it, then masked
         nonlocal fast
         if isinstance(value, Mapping):
@@ -1275,7 +1334,19 @@ def cleaned(data: Mapping[str, Any], redactor: Redactor) -> tuple[dict[str, Any]
         fast = False  # a float, or an object jsonable leaves alone: the rfc8785 package decides
         return redactor(plain)
 
-    return dict(pairs(data)), fast
+    if unchanged is None:
+        return dict(pairs(data)), fast
+    clean: dict[str, Any] = {}
+    for raw, item in data.items():
+        key = raw if type(raw) is str else str(raw)
+        if fast and not fast_key(key):
+            fast = False
+        if secret_key(key):
+            plain = jsonable(item)
+            clean[key] = MASK if plain not in (None, "") else walk(plain)
+        else:
+            clean[key] = top(key, item)
+    return clean, fast
 
 
 #: What `cleaned` walks directly; anything else is converted by `jsonable` first.
