@@ -432,9 +432,14 @@ DISCLOSING_OPERATIONS = {
     "sts:AssumeRoot": "root temporary credentials",
     "kms:Decrypt": "decrypted data",
     "payment-cryptography:DecryptData": "decrypted data",
-    # A function's configuration carries its environment variables in plain text, where teams keep keys.
+    # A function's configuration carries its environment variables in plain text: Lambda's documented
+    # place for keys (encrypted at rest with KMS, with helpers to encrypt them in transit), so listings
+    # that return configurations disclose them too. Unlike ECS `environment` or EC2 user data, where the
+    # service has a separate place for secrets (ECS `secrets`): those stay read.
     "lambda:GetFunction": "the function's environment variables",
     "lambda:GetFunctionConfiguration": "the function's environment variables",
+    "lambda:ListFunctions": "every function's environment variables",
+    "lambda:ListVersionsByFunction": "the versions' environment variables",
     "cognito-idp:InitiateAuth": "a user's tokens",
     "cognito-idp:AdminInitiateAuth": "a user's tokens",
     "cognito-idp:RespondToAuthChallenge": "a user's tokens",

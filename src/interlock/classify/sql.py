@@ -169,8 +169,11 @@ CREDENTIAL_CATALOGS = {
     "PG_SHADOW": "PostgreSQL password hashes (pg_shadow)",
     "PG_USER_MAPPING": "passwords of foreign-server user mappings",
     "PG_USER_MAPPINGS": "passwords of foreign-server user mappings",
+    "PG_SUBSCRIPTION": "replication connection strings with their passwords (subconninfo)",
+    # MySQL keeps the replication source's password in plain text here.
+    "SLAVE_MASTER_INFO": "the replication password (mysql.slave_master_info)",
 }
-CREDENTIAL_HINT = re.compile(r"(?i)pg_authid|pg_shadow|pg_user_mapping|sql_logins|user\$|mysql")
+CREDENTIAL_HINT = re.compile(r"(?i)pg_authid|pg_shadow|pg_user_mapping|pg_subscription|sql_logins|user\$|mysql|show")
 #: Qualified tables that hold password hashes: SQL Server logins, Oracle's user$.
 CREDENTIAL_TABLES = {
     "SYS.SQL_LOGINS": "SQL Server password hashes (sys.sql_logins)",
@@ -185,6 +188,8 @@ QUOTES = '`"[]'
 def credential_read(words: list[str]) -> str | None:
     """What a statement reads of the database's own credentials (for `registry.DISCLOSES`), or None.
     Judged on the tokens, so a statement sqlglot cannot parse is still seen."""
+    if words[:3] == ["SHOW", "CREATE", "USER"]:
+        return "a MySQL account's password hash (SHOW CREATE USER)"
     names: list[str] = []
     joining = False
     for word in words:

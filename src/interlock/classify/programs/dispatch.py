@@ -155,7 +155,9 @@ def _judge_program(name: str, args: list[Word], stdin: Stdin, run: Runner, tags:
 
 #: Words of everyday CLIs that print a credential: `fly auth token`, `x auth print-access-token`,
 #: `heroku auth:token`, `get-password`, `show-credentials`.
-_TOKEN_WORDS = re.compile(r"^(?:auth:)?token$|^(?:print|get|show)-[\w-]*(?:token|credentials?|password|secret)s?$")
+_TOKEN_WORDS = re.compile(
+    r"^(?:auth:)?token$|^(?:print|get|show|generate|create)-[\w-]*(?:token|credentials?|password|secret)s?$"
+)
 
 
 def prints_token(args: list[Word]) -> bool:
