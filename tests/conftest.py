@@ -4,11 +4,18 @@
 - `store_url`  the URL of a fresh, migrated database in both flavours (for tests that spawn processes)
 - `empty_store_url` the same, not migrated
 - `pg_admin`   creates / drops uniquely named PostgreSQL databases (PgAdmin below)
+
+A migrated database is a copy of one migrated once per test process (PostgreSQL: `CREATE DATABASE …
+TEMPLATE`; SQLite: a file copy), and the fixtures drop their PostgreSQL databases on a background thread:
+migrating every test's database and waiting for each drop was a third of the suite's time (docs/development.md).
 """
 
 from __future__ import annotations
 
 import os
+import queue
+import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,14 +49,65 @@ class PgAdmin:
         with psycopg.connect(self.url("postgres"), autocommit=True, connect_timeout=5) as conn:
             conn.execute(sql.encode())
 
-    def create_database(self, prefix: str = "interlock_test") -> str:
-        """Create a uniquely named database; returns its name."""
+    def create_database(self, prefix: str = "interlock_test", template: str | None = None) -> str:
+        """Create a uniquely named database (a copy of `template` if given); returns its name."""
         name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:12]}"
-        self.execute(f'CREATE DATABASE "{name}"')
+        self.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
         return name
 
     def drop_database(self, name: str) -> None:
         self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class _Dropper:
+    """Drops fixtures' databases on one background thread: a test's teardown need not wait for
+    PostgreSQL to remove the files. `finish` waits for every drop (end of session) and raises the first
+    failure, so no database is left behind silently."""
+
+    def __init__(self, admin: PgAdmin) -> None:
+        self.admin, self.names, self.errors = admin, queue.Queue[str | None](), list[BaseException]()
+        self.thread = threading.Thread(target=self._run, name="drop-databases", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (name := self.names.get()) is not None:
+            try:
+                self.admin.drop_database(name)
+            except Exception as exc:  # reported by finish(); the other drops still run
+                self.errors.append(exc)
+
+    def finish(self) -> None:
+        self.names.put(None)
+        self.thread.join()
+        if self.errors:
+            raise self.errors[0]
+
+
+class _Migrated:
+    """The migrated originals this test process copies: one PostgreSQL template database and one
+    SQLite file, each migrated on first use. A copy is exactly what `migrate()` on an empty database
+    gives (the migrations are deterministic), and the fixtures still call `migrate()` on it."""
+
+    def __init__(self, admin: PgAdmin, folder: Path) -> None:
+        self.admin, self.folder = admin, folder
+        self.pg_template: str | None = None
+        self.sqlite_file: Path | None = None
+
+    def postgresql(self) -> str:
+        if self.pg_template is None:
+            name = self.admin.create_database("interlock_template")
+            with open_store(self.admin.url(name)) as store:  # closed: a template must have no connections
+                store.migrate()
+            self.pg_template = name
+        return self.pg_template
+
+    def sqlite(self) -> Path:
+        if self.sqlite_file is None:
+            path = self.folder / "migrated.db"
+            with open_store(f"sqlite:///{path}") as store:
+                store.migrate()
+            self.sqlite_file = path
+        return self.sqlite_file
 
 
 @pytest.fixture(scope="session")
@@ -57,25 +115,49 @@ def pg_admin() -> PgAdmin:
     return PgAdmin()
 
 
+@pytest.fixture(scope="session")
+def _dropper(pg_admin: PgAdmin) -> Iterator[_Dropper]:
+    dropper = _Dropper(pg_admin)
+    yield dropper
+    dropper.finish()
+
+
+@pytest.fixture(scope="session")
+def _migrated(pg_admin: PgAdmin, _dropper: _Dropper, tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Migrated]:
+    migrated = _Migrated(pg_admin, tmp_path_factory.mktemp("migrated"))
+    yield migrated
+    if migrated.pg_template is not None:
+        _dropper.names.put(migrated.pg_template)
+
+
 @pytest.fixture
-def pg_database(pg_admin: PgAdmin) -> Iterator[str]:
+def pg_database(pg_admin: PgAdmin, _dropper: _Dropper) -> Iterator[str]:
     """The URL of a fresh, empty PostgreSQL database, dropped after the test."""
     name = pg_admin.create_database()
     try:
         yield pg_admin.url(name)
     finally:
-        pg_admin.drop_database(name)
+        _dropper.names.put(name)
 
 
-def _fresh_url(dialect: str, tmp_path: Path, pg_admin: PgAdmin, prefix: str = "interlock_test") -> Iterator[str]:
+def _fresh_url(dialect: str, tmp_path: Path, pg_admin: PgAdmin, prefix: str = "interlock_test",
+               migrated: _Migrated | None = None, dropper: _Dropper | None = None) -> Iterator[str]:
+    """`migrated`: start from a copy of the migrated original instead of nothing. `dropper`: drop the
+    PostgreSQL database in the background (else before returning)."""
     if dialect == "sqlite":
-        yield f"sqlite:///{tmp_path / 'interlock.db'}"
+        path = tmp_path / "interlock.db"
+        if migrated is not None:
+            shutil.copyfile(migrated.sqlite(), path)  # closed, so the file holds everything (no -wal)
+        yield f"sqlite:///{path}"
         return
-    name = pg_admin.create_database(prefix)
+    name = pg_admin.create_database(prefix, migrated.postgresql() if migrated is not None else None)
     try:
         yield pg_admin.url(name)
     finally:
-        pg_admin.drop_database(name)
+        if dropper is not None:
+            dropper.names.put(name)
+        else:
+            pg_admin.drop_database(name)
 
 
 #: A fresh store's URL in `dialect` ("sqlite": a file in `tmp_path`; "postgresql": a new database,
@@ -84,24 +166,27 @@ fresh_url = contextmanager(_fresh_url)
 
 
 @pytest.fixture(params=DIALECTS)
-def empty_store_url(request: pytest.FixtureRequest, tmp_path: Path, pg_admin: PgAdmin) -> Iterator[str]:
+def empty_store_url(request: pytest.FixtureRequest, tmp_path: Path, pg_admin: PgAdmin,
+                    _dropper: _Dropper) -> Iterator[str]:
     """URL of a fresh database with nothing in it (not migrated), in both flavours."""
-    yield from _fresh_url(request.param, tmp_path, pg_admin)
+    yield from _fresh_url(request.param, tmp_path, pg_admin, dropper=_dropper)
 
 
 @pytest.fixture(params=DIALECTS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path, pg_admin: PgAdmin) -> Iterator[str]:
+def store_url(request: pytest.FixtureRequest, tmp_path: Path, pg_admin: PgAdmin, _migrated: _Migrated,
+              _dropper: _Dropper) -> Iterator[str]:
     """URL of a fresh database with all migrations applied, in both flavours."""
-    for url in _fresh_url(request.param, tmp_path, pg_admin):
+    for url in _fresh_url(request.param, tmp_path, pg_admin, migrated=_migrated, dropper=_dropper):
         with open_store(url) as store:
             store.migrate()
         yield url
 
 
 @pytest.fixture(params=DIALECTS)
-def store(request: pytest.FixtureRequest, tmp_path: Path, pg_admin: PgAdmin) -> Iterator[Store]:
+def store(request: pytest.FixtureRequest, tmp_path: Path, pg_admin: PgAdmin, _migrated: _Migrated,
+          _dropper: _Dropper) -> Iterator[Store]:
     """A migrated Store on a fresh database, in both flavours; closed (and dropped) afterwards."""
-    for url in _fresh_url(request.param, tmp_path, pg_admin):
+    for url in _fresh_url(request.param, tmp_path, pg_admin, migrated=_migrated, dropper=_dropper):
         opened = open_store(url)
         try:
             opened.migrate()
@@ -126,11 +211,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="module", params=DIALECTS)
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-           pg_admin: PgAdmin) -> Iterator[LiveServer]:
+           pg_admin: PgAdmin, _migrated: _Migrated, _dropper: _Dropper) -> Iterator[LiveServer]:
     """A real `interlock serve` with examples/policy.yaml on a fresh store, one per test module and
     store flavour (SQLite and PostgreSQL)."""
     tmp = tmp_path_factory.mktemp(f"server-{request.param}")
-    with fresh_url(request.param, tmp, pg_admin, "interlock_server") as url, live_server(EXAMPLE_POLICY, url, tmp) as live:
+    with fresh_url(request.param, tmp, pg_admin, "interlock_server", _migrated, _dropper) as url, \
+            live_server(EXAMPLE_POLICY, url, tmp) as live:
         yield live
 
 
