@@ -70,6 +70,16 @@ def test_pages_need_a_session(server: LiveServer) -> None:
             assert answer.status_code == 303 and answer.headers["location"].startswith("/ui/signin?next="), path
         assert client.get("/ui/queue/rows").status_code == 401
         assert client.get("/ui/events").status_code == 401
+        assert client.get("/ui/events?on=rollouts").status_code == 401
+
+
+def test_the_events_stream_names_its_channels(server: LiveServer, tokens: dict[str, str]) -> None:
+    with sign_in(server, tokens["bob"]) as client:
+        for on, status in [("approvals", 200), ("rollouts", 200), ("freezes", 400), ("", 400)]:
+            with client.stream("GET", f"/ui/events?on={on}", timeout=30) as answer:
+                assert answer.status_code == status, on
+                if status == 200:
+                    assert next(answer.iter_lines()).startswith("retry:")
 
 
 def test_security_headers_on_every_console_answer(server: LiveServer, tokens: dict[str, str]) -> None:

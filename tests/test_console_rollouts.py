@@ -1,7 +1,7 @@
 """A rollout's approval in the console, in Debian's Chromium against a real `interlock serve` (both stores)
 over a fleet of real local HTTP services: the live queue lists it, the review page shows every target with
 its decision, the steps and the rollback; approving there (CSRF as every vote) starts it, and its progress
-page follows it to the end."""
+page follows it to the end (reloaded on the store's `rollouts` events, not a timer)."""
 
 from __future__ import annotations
 
@@ -48,12 +48,16 @@ def test_a_rollout_is_reviewed_and_approved_in_the_console(browser: Browser, sto
                 expect(page.locator(".notice")).to_contain_text("approval was recorded")
                 page.goto(f"/ui/rollouts/{started['id']}")
                 expect(page.locator("#phase")).to_have_text("paused", timeout=30_000)  # at its pause {} step
+                expect(page.locator("main")).to_have_attribute("data-connected", "1")  # to /ui/events?on=rollouts
+                assert page.locator("meta[http-equiv=refresh]").count() == 0, "driven by events, not a timer"
                 expect(page.locator("tr[data-target='web-1']")).to_contain_text("changed")
                 expect(page.locator("tr[data-target='web-2']")).to_contain_text("untouched")
                 shot(page, f"rollout-progress-{store_url.split(':')[0]}.png")
                 with server.client(bob) as http:
                     assert http.post(f"/v1/rollouts/{started['id']}/promote", json={}).status_code == 200
-                expect(page.locator("#phase")).to_have_text("succeeded", timeout=30_000)  # the page refreshes itself
+                expect(page.locator("#phase")).to_have_text("succeeded", timeout=30_000)  # the page follows it
+                assert int(page.locator("main").get_attribute("data-reloaded") or 0) >= 1
+                expect(page.locator("#live")).to_have_count(0)  # it stops following a finished rollout
                 assert watched.dialogs == [] and watched.errors == [], (watched.dialogs, watched.errors)
             finally:
                 watched.close()

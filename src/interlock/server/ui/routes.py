@@ -254,25 +254,36 @@ async def queue_rows(request: Request) -> Response:
     return _finish(request, response)
 
 
-@router.get("/ui/events")
-async def events(request: Request) -> Response:
-    """Server-sent events: one `approvals` event each time a request opens, gets a vote, or ends.
+#: The store channels a console page may follow (`/ui/events?on=…`), each sent as an event of its name.
+EVENT_CHANNELS = {"approvals": Channel.approvals, "rollouts": Channel.rollouts}
 
-    Fed by the store's events (`Channel.approvals`): every replica's pages hear of a change made by any
-    replica, and an open page costs no database read until something changed."""
+
+@router.get("/ui/events")
+async def events(request: Request, on: str = "approvals") -> Response:
+    """Server-sent events, one named after the channel each time it changes: `approvals` (the default: a
+    request opens, gets a vote, or ends) or, with `?on=rollouts`, `rollouts` (a rollout starts, records a
+    target's step, a measurement or a transition, or is commanded: its progress page follows it).
+
+    Fed by the store's events: every replica's pages hear of a change made by any replica, and an open
+    page costs no database read until something changed."""
     session = await session_of(request)
     if session is None:
         return Response(status_code=401)
+    channel = EVENT_CHANNELS.get(on)
+    if channel is None:
+        return Response(f"no such event channel: {on[:40]!r} (one of {', '.join(EVENT_CHANNELS)})",
+                        status_code=400, media_type="text/plain")
     sub = subscriber(_server(request).store)
+    name = channel.value.encode()
 
     async def stream() -> AsyncIterator[bytes]:
-        seen = sub.generation(Channel.approvals)
+        seen = sub.generation(channel)
         yield b"retry: 2000\n: connected\n\n"
         while not await request.is_disconnected():
-            now = await sub.wait_async(Channel.approvals, seen, SSE_KEEPALIVE_SECONDS)
+            now = await sub.wait_async(channel, seen, SSE_KEEPALIVE_SECONDS)
             if now > seen:
                 seen = now
-                yield f"event: approvals\ndata: {now}\n\n".encode()
+                yield b"event: " + name + f"\ndata: {now}\n\n".encode()
             else:
                 yield b": keep-alive\n\n"
 
@@ -355,8 +366,8 @@ async def vote(request: Request, request_id: str, verdict: str) -> Response:
 
 @router.get("/ui/rollouts/{rollout_id}")
 async def rollout_page(request: Request, rollout_id: str) -> Response:
-    """A rollout's progress: phase, steps, every target's state and the last analysis (refreshes itself
-    while it runs); its approval links to the review page."""
+    """A rollout's progress: phase, steps, every target's state and the last analysis (while it runs the
+    page follows it: console.js reloads it on the `rollouts` events); its approval links to the review page."""
     session = await session_of(request)
     if session is None:
         return _to_signin(request)

@@ -51,6 +51,42 @@
     });
   }
 
+  function followRollout(main) {
+    // A rollout's progress page: on each `rollouts` event (any rollout, any replica) fetch this page again
+    // and put its <main> in place, at most once a second (a wave of 100 targets is 100 events); stop
+    // once the page no longer says the rollout runs.
+    var source = new EventSource("/ui/events?on=rollouts");
+    var pending = false, again = false, last = 0;
+    function mark(name) { main.setAttribute(name, String(Number(main.getAttribute(name) || 0) + 1)); }
+    function reload() {
+      var live = document.getElementById("live");
+      if (!live) { source.close(); return; }
+      if (pending) { again = true; return; }
+      var wait = Math.max(0, last + 1000 - Date.now());
+      pending = true;
+      window.setTimeout(function () {
+        last = Date.now();
+        fetch(live.getAttribute("data-live-rollout"), { credentials: "same-origin", headers: { "Accept": "text/html" } })
+          .then(function (r) {
+            if (r.status === 401) { window.location.reload(); }
+            return r.ok ? r.text() : null;
+          })
+          .then(function (html) {
+            pending = false;
+            if (html !== null) {
+              var fresh = new DOMParser().parseFromString(html, "text/html").querySelector("main");
+              if (fresh) { main.innerHTML = fresh.innerHTML; mark("data-reloaded"); }  // server-rendered, escaped
+            }
+            if (again) { again = false; reload(); }
+          })
+          .catch(function () { pending = false; if (again) { again = false; reload(); } });
+      }, wait);
+    }
+    source.addEventListener("open", function () { main.setAttribute("data-connected", "1"); });
+    source.addEventListener("rollouts", reload);
+    window.setInterval(reload, 15000);  // a change missed while the stream reconnected still shows
+  }
+
   function timeLeft(seconds) {  // as the server writes it (render.time_left)
     if (seconds <= 0) { return "expired"; }
     if (seconds < 60) { return seconds + "s"; }
@@ -81,6 +117,7 @@
     if (table) { liveQueue(table); countDown(document.getElementById("rows")); }
     var watch = document.getElementById("watch");
     if (watch) { watchRequest(watch); }
+    if (document.getElementById("live")) { followRollout(document.querySelector("main")); }
     confirmForms();
   });
 })();
