@@ -172,7 +172,15 @@ def test_a_freeze_made_after_the_abort_still_holds(world: World) -> None:
     rollouts.tick(rollout_id)
     paused = rollouts.get(rollout_id)
     assert paused.phase is RolloutPhase.paused and later.id in paused.state["reason"], paused.state["reason"]
+    assert "abort --under-freeze again" in paused.state["reason"]
     assert deploys(services) == {"web-1": ["v2"], "web-2": ["v2", "v1"], "web-3": []}
+    # a second explicit command (a new entry naming both freezes) takes web-1 back; web-2's pass stays used
+    rollouts.abort(rollout_id, BOB, "take web-1 back too", under_freeze=True)
+    rollouts.tick(rollout_id)
+    assert rollouts.get(rollout_id).phase is RolloutPhase.rolled_back
+    assert deploys(services) == {"web-1": ["v2", "v1"], "web-2": ["v2", "v1"], "web-3": []}
+    second = entries(rollouts, "rollout.abort_under_freeze")
+    assert sorted(len(e["rollbacks"]) for e in second) == [1, 2], "the second names only what is left: web-1"
 
 
 def test_a_pass_counts_only_against_its_own_entry(world: World) -> None:

@@ -1054,7 +1054,10 @@ class Rollouts:
         elif refused and direction == "rollback":
             r.phase = RolloutPhase.paused
             r.state["resume_to"] = RolloutPhase.rolling_back.value
-            r.state["reason"] = (f"rollback not run: {'; '.join(refused)}; resume retries it (after a thaw)")[:2000]
+            again = ("; or abort --under-freeze again: the last one let each of its rollbacks past the freeze once, "
+                     "whatever became of it") if r.state.get("freeze_pass") is not None else ""
+            r.state["reason"] = (f"rollback not run: {'; '.join(refused)}; resume retries it (after a thaw)"
+                                 f"{again}")[:2000]
         elif refused:
             r.phase = RolloutPhase.paused
             r.state["resume_to"] = RolloutPhase.progressing.value
