@@ -93,6 +93,9 @@ class AuditSink(Protocol):
 
     def append_many(self, items: list[tuple[str, dict[str, Any]]], *, timeout: float | None = None) -> Any: ...
 
+    async def append_many_async(self, items: list[tuple[str, dict[str, Any]]], *,
+                                timeout: float | None = None) -> Any: ...
+
     def action_entries(self, action_id: str) -> list[tuple[int, str, dict[str, Any]]]: ...
 
     def search(self, *, event: str | None = None, text: str | None = None,
@@ -241,16 +244,24 @@ class Gateway:
         return self.settle(proposed)
 
     async def propose_async(self, agent: str, action: Action, *, mode: Mode,
-                            offload: Callable[[Callable[[], Proposal]], Awaitable[Proposal]]) -> Proposal:
+                            offload: Callable[[Callable[[], Proposal]], Awaitable[Proposal]],
+                            started: str | None = None) -> Proposal:
         """`propose` for a caller on an event loop (the HTTP hot route): the same steps, entries and
         answers, in the same order. Deciding is CPU work done here (a guard reads the store only when its
         cached state changed); the `action.proposed` entry is awaited without parking a thread; only what
         follows it with more store work or an execution (the gate, a brokered run) goes to `offload` (a
-        worker thread). The common proposal thus costs no thread hop and no GIL hand-off of its own."""
+        worker thread). The common proposal thus costs no thread hop and no GIL hand-off of its own.
+        `started` as in `propose` (the in-process MCP proxy)."""
         proposed = self.decided(agent, action, mode=mode)
         limit = self.guard.decision_timeout if self.guard is not None else None
+        proposal = proposed.proposal
         try:
-            await self.audit.append_async("action.proposed", proposed.entry, timeout=limit)
+            if started is not None and mode is Mode.advisory and proposal.decision.value is DecisionValue.allow:
+                await self.audit.append_many_async([("action.proposed", proposed.entry),
+                                                    ("execution.started", _advisory_start(proposal, started))],
+                                                   timeout=limit)
+            else:
+                await self.audit.append_async("action.proposed", proposed.entry, timeout=limit)
         except Exception as exc:
             raise _unrecorded("action.proposed", exc) from exc
         if proposed.answered:

@@ -17,7 +17,7 @@ cannot: the server cannot tell when that process dies (its actions stay `allowed
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -86,19 +86,32 @@ class LocalGate:
 
     async def propose(self, kind: str, environment: str, payload: Mapping[str, Any], *, target: str | None = None,
                       rationale: Any = None, mode: str = "brokered") -> dict[str, Any]:
+        """The Gateway's `propose_async` on the proxy's own loop: decided here, the durable entries awaited
+        without a worker thread (its hop and GIL hand-offs were a good part of a call's cost, issue 18.6);
+        an approval request or a brokered run still goes to a thread. Errors as the SDK's LocalClient
+        gives them."""
+        from interlock.gateway import Mode, Proposal
+        from interlock.model import Action
+
         client = self.client
         started = self.heartbeat.job if self.heartbeat is not None and mode == "advisory" else None
 
-        def run() -> dict[str, Any]:
-            from interlock.gateway import Mode
-            from interlock.model import Action
+        async def offload(step: Callable[[], Proposal]) -> Proposal:
+            return await anyio.to_thread.run_sync(step)
 
+        try:
             body = action_body(kind, environment, payload, target, rationale, mode)
             chosen = Mode(body.pop("mode"))
-            return client._call(lambda: client.runtime.gateway.propose(
-                client.agent, Action.model_validate(body), mode=chosen, started=started))
+            proposal = await client.runtime.gateway.propose_async(
+                client.agent, Action.model_validate(body), mode=chosen, offload=offload, started=started)
+        except Exception as exc:
+            failure = exc
 
-        return await anyio.to_thread.run_sync(run)
+            def fail() -> Proposal:
+                raise failure
+
+            return client._call(fail)  # the SDK's own mapping of a gateway error (BadRequest, Unavailable …)
+        return client._call(lambda: proposal)
 
     async def wait(self, action_id: str, timeout: float) -> dict[str, Any]:
         async def look(_: float) -> dict[str, Any]:
