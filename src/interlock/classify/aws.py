@@ -28,7 +28,7 @@ import shlex
 from collections.abc import Callable
 from typing import Any
 
-from interlock.classify import budget, privilege
+from interlock.classify import budget, paths, privilege
 from interlock.classify.registry import DISCLOSES, ClassifyContext, register, unaccepted, unknown
 from interlock.model import Classification, Kind, Risk
 
@@ -239,10 +239,13 @@ def classify_aws(payload: dict[str, Any], context: ClassifyContext) -> Classific
         if match is None:
             return unknown(f"aws operation {operation[:80]!r} is not `service:Operation`")
         dry_run = params.get("DryRun") is True
-        return judge_operation(match.group(1), match.group(2), dry_run=dry_run, flags=set(), params=params)
+        judged = judge_operation(match.group(1), match.group(2), dry_run=dry_run, flags=set(), params=params)
+        key = param(params, "Key") if operation in ("s3:GetObject", "s3:GetObjectVersion") else None
+        return with_secret_object(judged, [key] if isinstance(key, str) else [], context)
     command = payload.get("command")
     if isinstance(command, str):
-        return classify_command(command)
+        judged = classify_command(command)
+        return with_secret_object(judged, s3_keys(command), context) if " s3" in command else judged
     return unaccepted(Kind.aws, "aws action without an `operation` or a `command`")
 
 
@@ -292,6 +295,35 @@ def classify_command(command: str) -> Classification:
     prefix = CLI_SERVICES.get(service, service)
     pascal = "".join(part[:1].upper() + part[1:] for part in operation.split("-"))
     return judge_operation(prefix, pascal, dry_run="--dry-run" in flags, flags=flags, params=params)
+
+
+#: Commands that fetch an S3 object's content (`get-object --key K`, `cp|sync|mv s3://B/K …`).
+S3_FETCHES = frozenset({("s3api", "get-object"), ("s3", "cp"), ("s3", "sync"), ("s3", "mv")})
+
+
+def s3_keys(command: str) -> list[str]:
+    """The object keys an S3 fetch reads: `--key K` and the key part of `s3://BUCKET/KEY` sources."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return []
+    plain = [w for w in words[1:] if not w.startswith("-")]
+    if tuple(plain[:2]) not in S3_FETCHES:
+        return []
+    keys = [words[i + 1] for i, w in enumerate(words[:-1]) if w == "--key"]
+    keys += [w.partition("=")[2] for w in words if w.startswith("--key=")]
+    sources = [w for w in plain[2:3] if w.startswith("s3://")]  # the first operand is the source
+    return keys + [w.removeprefix("s3://").partition("/")[2] for w in sources]
+
+
+def with_secret_object(judged: Classification, keys: list[str], context: ClassifyContext) -> Classification:
+    """An S3 object named like a secret file (`prod/terraform.tfstate`, `app/.env`) discloses it, as the
+    same name read from disk would (paths.py's secret files, with the policy's `paths.secret`)."""
+    key = next((k for k in keys if k and paths.secret(k, context.paths)), None)
+    if key is None:
+        return judged
+    details = {**judged.details, DISCLOSES: f"the S3 object {shorten(key, 80)}, a secret file"}
+    return judged.model_copy(update={"tags": tuple(sorted({*judged.tags, "secrets"})), "details": details})
 
 
 def cli_parameter(option: str) -> str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote, urlsplit
 
+from interlock.classify import http as http_kind
 from interlock.classify.programs.base import (
     D,
     Judgement,
@@ -13,6 +15,7 @@ from interlock.classify.programs.base import (
     U,
     W,
     Word,
+    discloses,
     has_flag,
     judge,
     lit,
@@ -68,7 +71,45 @@ def judge_curl(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgem
         judgements.append(write_to(Word(out, out or "$?"), "curl saves to").with_tags(*tags))
     if opts.flags & {"O", "remote-name", "remote-name-all", "J"}:
         judgements.append(Judgement(W, "curl saves the download in the current directory", frozenset(tags)))
+    urls = [w.value for w in opts.operands if w.value] + [v for k in ("url",) if (v := opts.values.get(k))]
+    disclosed = secret_api("curl", method or ("POST" if sent else "GET"), urls, header_values(args, ("-H", "--header")))
+    if disclosed is not None:
+        judgements.append(disclosed.with_tags(*tags))
     return worst(judgements) if judgements else Judgement(R, "curl fetches to standard output", frozenset(tags))
+
+
+def header_values(args: list[Word], names: tuple[str, ...]) -> dict[str, str]:
+    """The headers a command line sends (`-H 'X-Vault-Token: …'`, `--header=…`): name → value."""
+    found: dict[str, str] = {}
+    for index, word in enumerate(args):
+        value = word.value or ""
+        text = None
+        if value in names and index + 1 < len(args):
+            text = args[index + 1].value
+        elif value.startswith(tuple(f"{n}=" for n in names if n.startswith("--"))):
+            text = value.partition("=")[2]
+        if text and ":" in text:
+            name, _, header = text.partition(":")
+            found[name.strip()] = header.strip()
+    return found
+
+
+def secret_api(prog: str, method: str, urls: list[str], headers: dict[str, str]) -> Judgement | None:
+    """A request to a secret store's API whose answer is a secret's value (the http kind's judge: the
+    Kubernetes API's secrets, Vault, Secret Manager, Key Vault), as `discloses`; None for any other."""
+    lowered = [name.lower() for name in headers]
+    for url in urls:
+        try:
+            parts = urlsplit(url if "://" in url else f"http://{url}")
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            continue
+        if not host:
+            continue
+        what = http_kind.disclosure(method, host, port, unquote(parts.path), lowered, headers, None)
+        if what is not None:
+            return discloses(f"{prog} {method} {host}{parts.path[:80]} returns {what}")
+    return None
 
 
 @judge("wget")
@@ -95,6 +136,10 @@ def judge_wget(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgem
         return Judgement(W, "wget sends data", tags | extra)
     if opts.flags & {"spider"}:
         return Judgement(R, "wget checks a URL", tags)
+    urls = [w.value for w in opts.operands if w.value]
+    disclosed = secret_api("wget", "GET", urls, header_values(args, ("--header",)))
+    if disclosed is not None:
+        return disclosed.with_tags(*tags)
     out = opts.values.get("O") or opts.values.get("output-document")
     if out == "-":
         return Judgement(R, "wget fetches to standard output", tags)
