@@ -563,3 +563,37 @@ def test_the_example_freeze_is_not_near() -> None:
                     f"examples/policy.yaml freeze {freeze.name!r} opens {starts:%Y-%m-%d}: move its window and the "
                     "policy tests that name it (`at:`) a year ahead"
                 )
+
+
+def _proposed(i: int, outcome: str, finding: bool) -> tuple[str, dict[str, Any]]:
+    """An `action.proposed` entry as the Gateway writes it, as far as the detectors read it."""
+    return "action.proposed", {
+        "action_id": f"a{i}", "agent": "kiro", "action": {"environment": "sandbox", "target": None},
+        "decision": {"decision": outcome, "rules": []}, "classification": {"risk": "read"},
+        "guards": [{"detector": "working_hours", "enforce": False, "trip": True, "detail": "night"}] if finding else []}
+
+
+@pytest.mark.parametrize(("batch", "alerts", "counted", "denials"), [
+    ([("allow", True)] * 5, 1, 5, 0),  # five findings in one batch: one alert, all five counted
+    ([("deny", False), ("deny", False), ("allow", False), ("allow", False)], 0, 0, 0),  # reset after the streak
+    ([("allow", False), ("deny", False), ("allow", False), ("deny", False), ("deny", False)], 0, 0, 2),
+    ([("allow", True), ("deny", True), ("allow", True)], 1, 3, 0),
+])
+def test_one_batch_counts_as_its_entries_one_by_one_would(make: Callable[[str], Runtime],
+                                                          batch: list[tuple[str, bool]], alerts: int, counted: int,
+                                                          denials: int) -> None:
+    """The detectors fold a batch with one reset per streak and one count per repeated alert: the same
+    alerts, counts and streaks as entry by entry."""
+    rt = make("guards: {anomalies: {denial_streak: {threshold: 9}, working_hours: {enforce: false, "
+              "agents: {kiro: 'mon-fri 08:00-18:00 UTC'}}}}\n")
+    before = rt.audit.batches
+    rt.audit.append_many([_proposed(i, outcome, finding) for i, (outcome, finding) in enumerate(batch)])
+    assert rt.audit.batches == before + 1  # one batch, one transaction
+    with rt.store.transaction() as tx:
+        counts = tx.fetchone("SELECT COALESCE(SUM(value), 0) AS n FROM guard_counts WHERE metric = 'alert:working_hours'")
+        streak = tx.fetchone("SELECT denials FROM guard_streaks WHERE agent = 'kiro'")
+    assert int(counts["n"]) == counted
+    assert (int(streak["denials"]) if streak else 0) == denials
+    if alerts:
+        assert len(eventually(lambda: tripped(rt))) == alerts
+    assert len(tripped(rt)) == alerts

@@ -111,10 +111,18 @@ class Counting:
     _changed: set[tuple[str, str]] = field(default_factory=set)
     #: Entries of this batch, the log's own and our transitions: the tree's last ones, not yet committed.
     _uncommitted: int = 0
+    #: This batch's streaks known to be 0 (reset, not counted up since): resetting one again changes nothing.
+    _zeroed: set[tuple[str, str, str]] = field(default_factory=set)
+    #: Repeat-alert counts this batch already counted (agent, target, metric): later ones cannot alert (their
+    #: total is over one), so they are only added, at the end of the batch, in one statement per count.
+    _repeats: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
     def on_batch(self, tx: Transaction, entries: list[tuple[str, Mapping[str, Any]]]) -> None:
         now = self.clock()
         self._uncommitted, self._changed = len(entries), set()
+        # Per batch, not per entry: a busy batch repeats the same agent's reset and alert counts, and each
+        # statement is a round trip and, on the audit writer's thread, a GIL hand-off (docs/benchmarks.md).
+        self._zeroed, self._repeats = set(), {}
         fired: list[Alert] = []
         for event, data in entries:
             if event == "action.proposed":
@@ -123,6 +131,9 @@ class Counting:
                 self._seen(tx, data, now)
             elif event == "execution.finished":
                 self._finished(tx, data, now, fired)
+        for (agent, target, metric), more in self._repeats.items():
+            if more:
+                self._add(tx, agent, target, metric, more, now)
         second = now.timestamp()
         if second - self._pruned >= PRUNE_EVERY_SECONDS:
             self._pruned = second
@@ -155,7 +166,12 @@ class Counting:
             detector = str(finding.get("detector"))
             enforce = bool(finding.get("enforce"))
             # These fire on every such action: alert (and trip) once per agent, target and hour, not per retry.
-            if self._count(tx, agent, target, f"alert:{detector}", 1, now, REPEAT_SECONDS) > 1:
+            repeat = (agent, target, f"alert:{detector}")
+            if repeat in self._repeats:  # counted earlier in this batch: now over one whatever it was then
+                self._repeats[repeat] += 1
+                continue
+            self._repeats[repeat] = 0
+            if self._count(tx, agent, target, repeat[2], 1, now, REPEAT_SECONDS) > 1:
                 continue
             trips = enforce and bool(finding.get("trip"))
             if trips:
@@ -276,15 +292,26 @@ class Counting:
     def _streak(self, tx: Transaction, agent: str, target: str, column: str, step: int) -> int:
         """Add one (`step` 1) or reset (`step` 0) a streak; returns its new length."""
         assert column in ("failures", "denials")
+        key = (agent, target, column)
         if step == 0:
-            tx.execute(f"UPDATE guard_streaks SET {column} = 0 WHERE agent = ? AND target = ? AND {column} > 0",
-                       (agent, target))
+            if key not in self._zeroed:
+                tx.execute(f"UPDATE guard_streaks SET {column} = 0 WHERE agent = ? AND target = ? AND {column} > 0",
+                           (agent, target))
+                self._zeroed.add(key)
             return 0
+        self._zeroed.discard(key)
         row = tx.fetchone(
             f"INSERT INTO guard_streaks(agent, target, failures, denials) VALUES (?, ?, ?, ?) "
             f"ON CONFLICT (agent, target) DO UPDATE SET {column} = guard_streaks.{column} + 1 RETURNING {column}",
             (agent, target, 1 if column == "failures" else 0, 1 if column == "denials" else 0))
         return int(row[column]) if row else 0
+
+    @staticmethod
+    def _add(tx: Transaction, agent: str, target: str, metric: str, amount: int, now: datetime) -> None:
+        """Add `amount` to this second's bucket."""
+        tx.execute("INSERT INTO guard_counts(agent, target, metric, bucket, value) VALUES (?, ?, ?, ?, ?) "
+                   "ON CONFLICT (agent, target, metric, bucket) DO UPDATE SET "
+                   "value = guard_counts.value + excluded.value", (agent, target, metric, int(now.timestamp()), amount))
 
     def _count(self, tx: Transaction, agent: str, target: str, metric: str, amount: int, now: datetime,
                window: int) -> int:
@@ -302,9 +329,7 @@ class Counting:
                 (agent, target, metric, second, amount, agent, target, metric, second - window, second))
             return int(row["total"]) if row else 0
         if amount:
-            tx.execute("INSERT INTO guard_counts(agent, target, metric, bucket, value) VALUES (?, ?, ?, ?, ?) "
-                       "ON CONFLICT (agent, target, metric, bucket) DO UPDATE SET "
-                       "value = guard_counts.value + excluded.value", (agent, target, metric, second, amount))
+            self._add(tx, agent, target, metric, amount, now)
         row = tx.fetchone("SELECT COALESCE(SUM(value), 0) AS total FROM guard_counts WHERE agent = ? AND target = ? "
                           "AND metric = ? AND bucket > ?", (agent, target, metric, second - window))
         return int(row["total"]) if row else 0
