@@ -7,6 +7,9 @@
 
 32 connections, wrk, loopback. The ratio is the gate (goal ≥ 20%, p99 ≤ 25 ms); the absolute figures
 depend on how loaded the machine is. Run: `scripts/bench hotpath` (INTERLOCK_BENCH_SECONDS, default 10).
+Each row also gives the server process's CPU time per request (user + system, every thread, from
+/proc): on a machine other work loads, it moves far less than req/s does, so it shows a change that the
+rates hide in the noise.
 
 `INTERLOCK_BENCH_PEER_SRC=/path/to/other/src` also measures the Interlock of that source tree (e.g.
 `git archive <commit> src | tar -x -C /tmp/peer`) in every round, interleaved: before/after on one machine.
@@ -64,6 +67,20 @@ def _wrk(url: str, bodies: list[dict[str, object]], token: str, workdir: Path) -
             "non2xx": int(values["NON2XX"])}
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far, every thread (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _measured(pid: int, url: str, bodies: list[dict[str, object]], token: str, workdir: Path) -> dict[str, float]:
+    """wrk's figures, and the server's CPU µs per request over the run."""
+    before = _cpu_seconds(pid)
+    row = _wrk(url, bodies, token, workdir)
+    row["cpu_us"] = (_cpu_seconds(pid) - before) / max(1.0, row["rps"] * DURATION_S) * 1e6
+    return row
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="interlock-hotpath-") as scratch:
         work = Path(scratch)
@@ -96,19 +113,26 @@ def main() -> None:
                     assert probe == ["allowed", "pending_approval"], (name, probe)
                 print(f"\nhot path vs its floor: {CONNECTIONS} connections, {DURATION_S} s a run, {ROUNDS} rounds "
                       "interleaved, loopback, SQLite, one worker")
-                print(f"{'round':>5} {'app':<34} {'req/s':>8} {'p50':>9} {'p99':>9} {'non-2xx':>8}")
+                print(f"{'round':>5} {'app':<34} {'req/s':>8} {'p50':>9} {'p99':>9} {'non-2xx':>8} {'CPU/req':>9}")
                 ratios: dict[str, list[float]] = {name: [] for name in servers}
+                cpu: dict[str, list[float]] = {name: [] for name in ("baseline", *servers)}
                 for i in range(ROUNDS):
-                    rows = [("baseline (parse + durable append)", _wrk(f"{url}/append", [READ], "", work))]
+                    floor = _measured(baseline.pid, f"{url}/append", [READ], "", work)
+                    cpu["baseline"].append(floor["cpu_us"])
+                    rows = [("baseline (parse + durable append)", floor)]
                     for name, server in servers.items():
-                        rows.append((name, _wrk(f"{server.url}/v1/actions", [READ] * 9 + [WRITE], tokens[name], work)))
-                        ratios[name].append(rows[-1][1]["rps"] / rows[0][1]["rps"])
+                        rows.append((name, _measured(server.process.pid, f"{server.url}/v1/actions",
+                                                     [READ] * 9 + [WRITE], tokens[name], work)))
+                        ratios[name].append(rows[-1][1]["rps"] / floor["rps"])
+                        cpu[name].append(rows[-1][1]["cpu_us"])
                     for name, row in rows:
                         print(f"{i + 1:>5} {name:<34} {row['rps']:>8.0f} {row['p50_ms']:>7.1f}ms "
-                              f"{row['p99_ms']:>7.1f}ms {row['non2xx']:>8}", flush=True)
+                              f"{row['p99_ms']:>7.1f}ms {row['non2xx']:>8} {row['cpu_us']:>7.0f}µs", flush=True)
                 for name, values in ratios.items():
                     print(f"{name.split(' ')[0].capitalize()} / baseline: {', '.join(f'{r:.1%}' for r in values)} "
-                          "(goal ≥ 20%, p99 ≤ 25 ms)")
+                          "(goal ≥ 20%, p99 ≤ 25 ms); CPU per request x"
+                          f"{', x'.join(f'{c / b:.1f}' for c, b in zip(cpu[name], cpu['baseline'], strict=True))} "
+                          "the baseline's")
         finally:
             baseline.terminate()
             baseline.wait(timeout=15)
