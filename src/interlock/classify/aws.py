@@ -508,6 +508,10 @@ def disclosure(action: str, flags: set[str], params: dict[str, Any]) -> str | No
     parameter store sees it), so only `--with-decryption` discloses."""
     if action in DECRYPTING_READS:
         asked = "--with-decryption" in flags or str(param(params, "WithDecryption")).lower() == "true"
+        hidden = param(params, "CliInputJson", "CliInputYaml")
+        if not asked and hidden is not None and privilege.load_document(hidden) is None:
+            # Its options are in a file or YAML we do not read: it may ask for decryption (fail closed).
+            return "parameter values, perhaps decrypted (its options are not in the call)"
         return "decrypted parameter values" if asked else None
     if action in DISCLOSING_OPERATIONS:
         return DISCLOSING_OPERATIONS[action]
