@@ -597,6 +597,20 @@ class Gateway:
         self._record("execution.reported", {"action_id": action_id, "agent": agent,
                                             "outcome": _audited_report(outcome, _keeps_excerpt(target))})
 
+    async def record_own_report(self, action_id: str, agent: str, target: str | None,
+                                outcome: dict[str, Any]) -> None:
+        """`record_report` for the in-process caller that proposed `action_id` itself (on target `target`)
+        and ran it because this gateway allowed it (the in-process MCP proxy): the same entry, awaited on
+        the caller's loop, without reading the action back to check what that caller already knows. A
+        report from a client over the API is checked: `record_report`."""
+        found = self.policy.doc.targets.get(target or "")
+        limit = self.guard.decision_timeout if self.guard is not None else None
+        data = {"action_id": action_id, "agent": agent, "outcome": _audited_report(outcome, _keeps_excerpt(found))}
+        try:
+            await self.audit.append_async("execution.reported", data, timeout=limit)
+        except Exception as exc:
+            raise _unrecorded("execution.reported", exc) from exc
+
     def record_started(self, action_id: str, agent: str, started: str) -> None:
         """An advisory caller is about to run the allowed (or approved) action `action_id` itself and
         names its heartbeat lease `started`: `execution.started`, so the recovery sweep marks the action

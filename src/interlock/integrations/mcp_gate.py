@@ -70,6 +70,10 @@ class LocalGate:
         self.client = LocalClient(policy, agent, db=db, key_dir=key_dir)
         self.heartbeat: Heartbeat | None = None
         self.ttl = DEFAULT_TTL_SECONDS
+        #: The target of each action this gate proposed that may run (or may once approved), until its
+        #: report: what `Gateway.record_own_report` needs instead of reading the action back.
+        self.runnable: dict[str, str | None] = {}
+        self.awaiting: dict[str, str | None] = {}  # the same, of actions pending approval, until their wait
 
     async def open(self) -> None:
         """Take this proxy's heartbeat lease, then run one recovery sweep round (under the sweep's lease):
@@ -111,21 +115,35 @@ class LocalGate:
                 raise failure
 
             return client._call(fail)  # the SDK's own mapping of a gateway error (BadRequest, Unavailable …)
-        return client._call(lambda: proposal)
+        answer = client._call(lambda: proposal)
+        if answer.get("state") in ("allowed", "approved"):
+            self.runnable[str(answer["id"])] = target
+        elif answer.get("state") == "pending_approval":
+            self.awaiting[str(answer["id"])] = target
+        return answer
 
     async def wait(self, action_id: str, timeout: float) -> dict[str, Any]:
         async def look(_: float) -> dict[str, Any]:
             # One step at a time (`wait(…, 0)` advances once), so cancelling this coroutine stops the wait.
             return await anyio.to_thread.run_sync(self.client.wait, action_id, 0.0)
 
-        return dict(await answers.wait_async(look, timeout, pause=LOCAL_POLL_SECONDS, sleep=anyio.sleep))
+        target = self.awaiting.pop(action_id, None)
+        answer = dict(await answers.wait_async(look, timeout, pause=LOCAL_POLL_SECONDS, sleep=anyio.sleep))
+        if answer.get("state") == "approved":
+            self.runnable[action_id] = target
+        return answer
 
     async def report(self, action_id: str, status: str, exit_code: int | None = None,
                      duration_ms: float | None = None, output_excerpt: str = "") -> None:
         """The outcome's audit entry; nothing is read back (the proxy reports after every call, in the
-        background, and the action's state would be one more read of the log it competes with)."""
+        background, and the action's state would be one more read of the log it competes with). An
+        action this gate proposed and saw allowed is reported on the loop without a check of its state
+        (`record_own_report`); any other goes through `record_report`'s checks."""
         outcome = outcome_body(status, exit_code, duration_ms, output_excerpt)
         gateway = self.client.runtime.gateway
+        if action_id in self.runnable:
+            await gateway.record_own_report(action_id, self.client.agent, self.runnable.pop(action_id), outcome)
+            return
         await anyio.to_thread.run_sync(gateway.record_report, action_id, self.client.agent, outcome)
 
     async def started(self, action_id: str) -> None:
