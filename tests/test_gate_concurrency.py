@@ -75,8 +75,17 @@ def _proposer(url: str, keys: Path, barrier: Any, results: Any) -> None:
         store.close()
 
 
+def _context() -> Any:
+    """Separate processes from a fork server that imported this module (so Interlock) once: each racer
+    is a fresh fork of a single-threaded process, not a spawn that imports everything again (8 imports
+    of ~1 s each per test). The fork server outlives the test; it is the test process's child."""
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
+    return ctx
+
+
 def _run(target: Any, args_for: list[tuple[Any, ...]]) -> list[tuple[str, Any, str]]:
-    ctx = mp.get_context("spawn")
+    ctx = _context()
     barrier = ctx.Barrier(len(args_for))
     results = ctx.Queue()
     procs = [ctx.Process(target=target, args=(*args, barrier, results)) for args in args_for]
