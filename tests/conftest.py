@@ -17,7 +17,7 @@ import queue
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -35,11 +35,36 @@ DIALECTS = ["sqlite", "postgresql"]
 EXAMPLE_POLICY = Path(__file__).parent.parent / "examples" / "policy.yaml"
 
 
+class _Dropper:
+    """Drops databases on one background thread: a test's teardown need not wait for PostgreSQL to
+    remove the files. `finish` waits for every drop (end of session) and raises the first failure, so
+    no database is left behind silently."""
+
+    def __init__(self, drop: Callable[[str], None]) -> None:
+        self.drop, self.names, self.errors = drop, queue.Queue[str | None](), list[BaseException]()
+        self.thread = threading.Thread(target=self._run, name="drop-databases", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (name := self.names.get()) is not None:
+            try:
+                self.drop(name)
+            except Exception as exc:  # reported by finish(); the other drops still run
+                self.errors.append(exc)
+
+    def finish(self) -> None:
+        self.names.put(None)
+        self.thread.join()
+        if self.errors:
+            raise self.errors[0]
+
+
 class PgAdmin:
     """Creates and drops throwaway databases on the test PostgreSQL server (trust auth)."""
 
     def __init__(self, host: str = PG_HOST, port: int = PG_PORT, user: str = PG_USER) -> None:
         self.host, self.port, self.user = host, port, user
+        self.dropper: _Dropper | None = None
 
     def url(self, dbname: str) -> str:
         return f"postgresql://{self.user}@{self.host}:{self.port}/{dbname}"
@@ -58,29 +83,17 @@ class PgAdmin:
     def drop_database(self, name: str) -> None:
         self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-
-class _Dropper:
-    """Drops fixtures' databases on one background thread: a test's teardown need not wait for
-    PostgreSQL to remove the files. `finish` waits for every drop (end of session) and raises the first
-    failure, so no database is left behind silently."""
-
-    def __init__(self, admin: PgAdmin) -> None:
-        self.admin, self.names, self.errors = admin, queue.Queue[str | None](), list[BaseException]()
-        self.thread = threading.Thread(target=self._run, name="drop-databases", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while (name := self.names.get()) is not None:
-            try:
-                self.admin.drop_database(name)
-            except Exception as exc:  # reported by finish(); the other drops still run
-                self.errors.append(exc)
+    def drop_later(self, name: str) -> None:
+        """Drop `name` in the background (a fixture's teardown: nothing uses the database any more)."""
+        if self.dropper is None:
+            self.dropper = _Dropper(self.drop_database)
+        self.dropper.names.put(name)
 
     def finish(self) -> None:
-        self.names.put(None)
-        self.thread.join()
-        if self.errors:
-            raise self.errors[0]
+        """Wait for the background drops (end of session)."""
+        if self.dropper is not None:
+            self.dropper.finish()
+            self.dropper = None
 
 
 class _Migrated:
@@ -111,39 +124,34 @@ class _Migrated:
 
 
 @pytest.fixture(scope="session")
-def pg_admin() -> PgAdmin:
-    return PgAdmin()
+def pg_admin() -> Iterator[PgAdmin]:
+    admin = PgAdmin()
+    yield admin
+    admin.finish()
 
 
 @pytest.fixture(scope="session")
-def _dropper(pg_admin: PgAdmin) -> Iterator[_Dropper]:
-    dropper = _Dropper(pg_admin)
-    yield dropper
-    dropper.finish()
-
-
-@pytest.fixture(scope="session")
-def _migrated(pg_admin: PgAdmin, _dropper: _Dropper, tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Migrated]:
+def _migrated(pg_admin: PgAdmin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Migrated]:
     migrated = _Migrated(pg_admin, tmp_path_factory.mktemp("migrated"))
     yield migrated
     if migrated.pg_template is not None:
-        _dropper.names.put(migrated.pg_template)
+        pg_admin.drop_later(migrated.pg_template)
 
 
 @pytest.fixture
-def pg_database(pg_admin: PgAdmin, _dropper: _Dropper) -> Iterator[str]:
+def pg_database(pg_admin: PgAdmin) -> Iterator[str]:
     """The URL of a fresh, empty PostgreSQL database, dropped after the test."""
     name = pg_admin.create_database()
     try:
         yield pg_admin.url(name)
     finally:
-        _dropper.names.put(name)
+        pg_admin.drop_later(name)
 
 
 def _fresh_url(dialect: str, tmp_path: Path, pg_admin: PgAdmin, prefix: str = "interlock_test",
-               migrated: _Migrated | None = None, dropper: _Dropper | None = None) -> Iterator[str]:
-    """`migrated`: start from a copy of the migrated original instead of nothing. `dropper`: drop the
-    PostgreSQL database in the background (else before returning)."""
+               migrated: _Migrated | None = None) -> Iterator[str]:
+    """`migrated`: start from a copy of the migrated original instead of nothing. The PostgreSQL
+    database is dropped in the background afterwards."""
     if dialect == "sqlite":
         path = tmp_path / "interlock.db"
         if migrated is not None:
@@ -154,10 +162,7 @@ def _fresh_url(dialect: str, tmp_path: Path, pg_admin: PgAdmin, prefix: str = "i
     try:
         yield pg_admin.url(name)
     finally:
-        if dropper is not None:
-            dropper.names.put(name)
-        else:
-            pg_admin.drop_database(name)
+        pg_admin.drop_later(name)
 
 
 #: A fresh store's URL in `dialect` ("sqlite": a file in `tmp_path`; "postgresql": a new database,
@@ -166,27 +171,24 @@ fresh_url = contextmanager(_fresh_url)
 
 
 @pytest.fixture(params=DIALECTS)
-def empty_store_url(request: pytest.FixtureRequest, tmp_path: Path, pg_admin: PgAdmin,
-                    _dropper: _Dropper) -> Iterator[str]:
+def empty_store_url(request: pytest.FixtureRequest, tmp_path: Path, pg_admin: PgAdmin) -> Iterator[str]:
     """URL of a fresh database with nothing in it (not migrated), in both flavours."""
-    yield from _fresh_url(request.param, tmp_path, pg_admin, dropper=_dropper)
+    yield from _fresh_url(request.param, tmp_path, pg_admin)
 
 
 @pytest.fixture(params=DIALECTS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path, pg_admin: PgAdmin, _migrated: _Migrated,
-              _dropper: _Dropper) -> Iterator[str]:
+def store_url(request: pytest.FixtureRequest, tmp_path: Path, pg_admin: PgAdmin, _migrated: _Migrated) -> Iterator[str]:
     """URL of a fresh database with all migrations applied, in both flavours."""
-    for url in _fresh_url(request.param, tmp_path, pg_admin, migrated=_migrated, dropper=_dropper):
+    for url in _fresh_url(request.param, tmp_path, pg_admin, migrated=_migrated):
         with open_store(url) as store:
             store.migrate()
         yield url
 
 
 @pytest.fixture(params=DIALECTS)
-def store(request: pytest.FixtureRequest, tmp_path: Path, pg_admin: PgAdmin, _migrated: _Migrated,
-          _dropper: _Dropper) -> Iterator[Store]:
+def store(request: pytest.FixtureRequest, tmp_path: Path, pg_admin: PgAdmin, _migrated: _Migrated) -> Iterator[Store]:
     """A migrated Store on a fresh database, in both flavours; closed (and dropped) afterwards."""
-    for url in _fresh_url(request.param, tmp_path, pg_admin, migrated=_migrated, dropper=_dropper):
+    for url in _fresh_url(request.param, tmp_path, pg_admin, migrated=_migrated):
         opened = open_store(url)
         try:
             opened.migrate()
@@ -211,11 +213,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="module", params=DIALECTS)
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-           pg_admin: PgAdmin, _migrated: _Migrated, _dropper: _Dropper) -> Iterator[LiveServer]:
+           pg_admin: PgAdmin, _migrated: _Migrated) -> Iterator[LiveServer]:
     """A real `interlock serve` with examples/policy.yaml on a fresh store, one per test module and
     store flavour (SQLite and PostgreSQL)."""
     tmp = tmp_path_factory.mktemp(f"server-{request.param}")
-    with fresh_url(request.param, tmp, pg_admin, "interlock_server", _migrated, _dropper) as url, \
+    with fresh_url(request.param, tmp, pg_admin, "interlock_server", _migrated) as url, \
             live_server(EXAMPLE_POLICY, url, tmp) as live:
         yield live
 

@@ -42,7 +42,7 @@ def billing_db(pg_admin: PgAdmin) -> Iterator[str]:
         conn.execute("CREATE TABLE invoices (id int PRIMARY KEY, amount numeric NOT NULL, note text)")
         conn.execute("INSERT INTO invoices SELECT g, g * 10, 'test' FROM generate_series(1, 25) g")
     yield url
-    pg_admin.drop_database(name)
+    pg_admin.drop_later(name)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

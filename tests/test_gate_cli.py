@@ -220,7 +220,7 @@ def test_through_the_server(tmp_path: Path, pg_admin: PgAdmin, dialect: str) -> 
             assert code == 0 and "no pending approval requests" in out
     finally:
         if dbname:
-            pg_admin.drop_database(dbname)
+            pg_admin.drop_later(dbname)
 
 
 def test_list_by_state_and_watch(gate: Gate, cli, store: Store, audit: Recorded,  # type: ignore[no-untyped-def]

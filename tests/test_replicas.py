@@ -58,7 +58,7 @@ def pg_url(pg_admin: PgAdmin) -> Iterator[str]:
     with open_store(url) as store:
         store.migrate()
     yield url
-    pg_admin.drop_database(name)
+    pg_admin.drop_later(name)
 
 
 def replicas(stack: ExitStack, pg_url: str, tmp_path: Path, n: int, receiver: Receiver | None = None

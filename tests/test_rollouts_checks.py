@@ -44,7 +44,7 @@ def region_dbs(pg_admin: PgAdmin, monkeypatch: pytest.MonkeyPatch) -> Iterator[d
         yield {region: pg_admin.url(name) for region, name in names.items()}
     finally:
         for name in names.values():
-            pg_admin.drop_database(name)
+            pg_admin.drop_later(name)
 
 
 SQL_POLICY = """

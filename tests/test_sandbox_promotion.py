@@ -72,7 +72,7 @@ def databases(pg_admin: PgAdmin, monkeypatch: pytest.MonkeyPatch) -> Iterator[di
         yield urls
     finally:
         for name in names.values():
-            pg_admin.drop_database(name)
+            pg_admin.drop_later(name)
 
 
 @pytest.fixture

@@ -213,7 +213,7 @@ def test_store_down_is_unavailable(tmp_path: Path, pg_admin: PgAdmin) -> None:
             # psycopg error escapes the store's read-only transaction, reported to the lead)
             assert caught.value.status >= 500
     finally:
-        pg_admin.drop_database(dbname)
+        pg_admin.drop_later(dbname)
 
 
 # --- LocalClient ------------------------------------------------------------------------------

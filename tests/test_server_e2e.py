@@ -58,7 +58,7 @@ def billing_db(pg_admin: PgAdmin) -> Any:
         conn.execute("CREATE TABLE invoices (id int PRIMARY KEY, amount numeric NOT NULL)")
         conn.execute("INSERT INTO invoices SELECT g, g * 10 FROM generate_series(1, 25) g")
     yield url
-    pg_admin.drop_database(name)
+    pg_admin.drop_later(name)
 
 
 def test_delete_from_invoices_needs_two_humans_then_runs(store_url: str, tmp_path: Path, billing_db: str) -> None:
@@ -184,7 +184,7 @@ def test_store_unreachable_means_deny_and_nothing_runs(tmp_path: Path, pg_admin:
             assert httpx_get_status(server.url + "/readyz") == 503
     finally:
         pg_admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
-        pg_admin.drop_database(name)
+        pg_admin.drop_later(name)
 
 
 def httpx_get_status(url: str) -> int:
