@@ -14,6 +14,8 @@ from typing import Any
 from rich.console import Console
 
 from interlock.rollout.cli import view
+from interlock.rollout.runner import JOB as RUNNER_JOB
+from interlock.store import open_store
 from interlock.testing import eventually, live_server
 from tests.rollout_fleet import fleet
 from tests.test_rollouts import HEALTH, policy_text, rollout_doc
@@ -23,6 +25,13 @@ def cli(server_url: str, token: str, *args: str) -> tuple[int, str]:
     done = subprocess.run([sys.executable, "-m", "interlock.cli", "rollout", *args, "--gateway", server_url,
                            "--token", token], capture_output=True, text=True, timeout=120, check=False)
     return done.returncode, done.stdout + done.stderr
+
+
+def expire_the_runners_lease(store_url: str) -> None:
+    """The dead holder's `rollout-runner` lease runs out now, as its 30 s would (the CI waited them):
+    the takeover itself is a real one. Lease expiry and takeover by time are test_store_lease.py's."""
+    with open_store(store_url) as store, store.transaction() as tx:
+        tx.execute("UPDATE leases SET expires_at = acquired_at WHERE job = ?", (RUNNER_JOB,))
 
 
 def test_a_killed_server_resumes_the_rollout_without_repeating_a_step(store_url: str, tmp_path: Path) -> None:
@@ -59,6 +68,7 @@ def test_a_killed_server_resumes_the_rollout_without_repeating_a_step(store_url:
             assert [t["state"] for t in at_pause["targets"]] == ["changed", "untouched", "untouched"]
             first.process.kill()  # no goodbye: the runner is gone mid-rollout
             first.process.wait()
+        expire_the_runners_lease(store_url)
         with live_server(policy, store_url, tmp_path) as second:
             code, shown = cli(second.url, bob, "promote", rollout_id)
             assert code == 0, shown
