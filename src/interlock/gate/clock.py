@@ -6,6 +6,7 @@ same string comparison works in SQL on SQLite and PostgreSQL (`expires_at > ?`) 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -23,5 +24,14 @@ def stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+#: The stored form exactly (ASCII digits only: `\d` would take other scripts' digits too).
+_STORED = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+
+
 def parse_stamp(text: str) -> datetime:
+    """The time a stored stamp says. The stored form is read with `fromisoformat` (a few times cheaper than
+    `strptime`: an approval-required proposal reads four); anything else takes `strptime`, which accepts and
+    refuses exactly what it always did."""
+    if _STORED.fullmatch(text):
+        return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
