@@ -47,6 +47,10 @@ targets:
     environment: workspace
     kind: mcp
     mcp_tools: {trigger-long-running-operation: read, echo: read}
+  hostile:
+    environment: workspace
+    kind: mcp
+    mcp_tools: {echo: read, malformed: read, garbage: read, huge_int: read}
 roles:
   developer:
     workspace: {autonomous: read, approve: {write: 1, destructive: 1}}
@@ -91,6 +95,9 @@ class World:
 
     def filesystem(self, directory: Path) -> list[str]:
         return [str(self.npm_bin / "mcp-server-filesystem"), str(directory)]
+
+    def hostile(self) -> list[str]:
+        return [sys.executable, str(REPO / "tests" / "mcp_hostile_server.py")]
 
     def everything(self, pidfile: Path) -> list[str]:
         # The shell records the upstream's pid, then becomes it (exec), so the test can kill it.
@@ -642,3 +649,91 @@ def test_the_upstream_dies_with_the_proxy_even_when_hung(world: World, tmp_path:
             os.kill(upstream, signal.SIGKILL)
         if proxy.poll() is None:
             proxy.kill()
+
+
+# --- the relay: what does not parse fails closed; a hostile upstream's answers are checked ----------------
+
+HOSTILE = [
+    # (tool, arguments, the tool error?, words of the answer, the reported outcome)
+    ("echo", {"message": "hi"}, False, "hi", "succeeded"),
+    ("malformed", {}, True, 'answered a malformed result: "content" must be a list', "error"),
+    ("garbage", {"message": "after a stray line"}, False, "after a stray line", "succeeded"),  # the line is skipped
+    ("huge_int", {"n": 2**52}, False, "4503599627370496", "succeeded"),
+    # beyond JSON's safe integers: the Gateway cannot fingerprint it, so it is refused, not rounded and run
+    ("huge_int", {"n": 2**70}, True, "payload is not canonical JSON", None),
+]
+
+
+@pytest.mark.parametrize(("tool", "arguments", "is_error", "words", "status"), HOSTILE)
+def test_a_hostile_upstreams_answers_are_checked(world: World, tool: str, arguments: dict[str, Any], is_error: bool,
+                                                  words: str, status: str | None) -> None:
+    async def scenario(client: Client) -> Any:
+        return await client.call_tool(tool, arguments)
+
+    before = len(audited(world, tool))
+    result = run(world.proxy("local", world.hostile(), "--target", "hostile", "--upstream-timeout", "20"), scenario)
+    assert result.is_error is is_error and words in text_of(result), text_of(result)
+    if status is None:  # refused before anything was recorded or forwarded
+        assert len(audited(world, tool)) == before
+        return
+
+    def reported() -> bool:
+        return audited(world, tool)[-1][-1][0] == "execution.reported"
+
+    eventually(reported, timeout=10, what="the outcome report")
+    assert audited(world, tool)[-1][-1][1]["outcome"]["status"] == status
+
+
+@pytest.fixture(scope="module")
+def raw_proxy(world: World) -> Iterator[Callable[[bytes], dict[str, Any]]]:
+    """A proxy (in-process, hostile upstream) spoken to as raw lines: write one, read the answer."""
+    params = world.proxy("local", world.hostile(), "--target", "hostile")
+    proxy = subprocess.Popen([params.command, *params.args], cwd=params.cwd, env={**os.environ, **(params.env or {})},
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proxy.stdin is not None and proxy.stdout is not None
+
+    def exchange(line: bytes) -> dict[str, Any]:
+        assert proxy.stdin is not None and proxy.stdout is not None
+        proxy.stdin.write(line + b"\n")
+        proxy.stdin.flush()
+        ready, _, _ = select.select([proxy.stdout], [], [], 60)
+        assert ready, f"no answer to {line!r}"
+        answer: dict[str, Any] = json.loads(proxy.stdout.readline())
+        return answer
+
+    try:
+        yield exchange
+    finally:
+        proxy.stdin.close()
+        proxy.wait(timeout=30)
+
+
+RAW = [
+    # (a line from the agent, the answer's id, its error code, or None for a result (and what it holds))
+    (b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},'
+     b'"clientInfo":{"name":"raw","version":"1"}}}', 1, None, {"protocolVersion": "2025-06-18"}),
+    (b'{"jsonrpc":"2.0","id":2,"method":"initialize","params":{"protocolVersion":"1999-01-01"}}', 2, None,
+     {"protocolVersion": "2025-11-25"}),  # unknown revision: the newest the relay speaks
+    (b'{"jsonrpc":"2.0","id":3,"method":"ping"}', 3, None, {}),
+    (b'{"jsonrpc":"2.0","id":"s","method":"server/discover","params":{}}', "s", -32601, None),
+    (b'{"jsonrpc":"2.0","id":4,"method":"resources/list"}', 4, -32601, None),  # only tools are proxied
+    (b"not json at all", None, -32700, None),
+    (b'[{"jsonrpc":"2.0","id":5,"method":"ping"}]', None, -32600, None),  # no batches
+    (b'{"jsonrpc":"2.0","id":true,"method":"ping"}', None, -32600, None),
+    (b'{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"","arguments":{}}}', 6, -32602, None),
+    (b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":"rm -rf /"}}', 7, -32602,
+     None),
+    (b'{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"echo","arguments":{"message":"ok"}}}', 8,
+     None, {"content": [{"type": "text", "text": "ok"}]}),
+]
+
+
+@pytest.mark.parametrize(("line", "rid", "code", "holds"), RAW)
+def test_what_does_not_parse_fails_closed(raw_proxy: Callable[[bytes], dict[str, Any]], line: bytes, rid: Any,
+                                          code: int | None, holds: dict[str, Any] | None) -> None:
+    answer = raw_proxy(line)
+    assert answer["jsonrpc"] == "2.0" and answer["id"] == rid
+    if code is None:
+        assert holds is not None and holds.items() <= answer["result"].items(), answer
+    else:
+        assert answer["error"]["code"] == code and "result" not in answer
