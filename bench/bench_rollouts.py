@@ -16,8 +16,9 @@ agent does without a rollout); rollouts and baseline alternate in one run so the
 both alike.
 
 The runner's statements and transactions per target (outside the actions, on the runner's thread)
-are counted too: on PostgreSQL each statement is a round trip, and on a loaded machine the count is
-steadier than the time.
+are counted too: on PostgreSQL each statement is a round trip unless it goes out in pipeline mode
+with the next one (`Transaction.pipelined`: the runner's row, audit and event writes), and on a loaded
+machine the count is steadier than the time.
 
     .venv/bin/python -m bench.bench_rollouts [--targets 100] [--rounds 3]
 
@@ -99,9 +100,10 @@ class Statements:
         if getattr(kind, "_bench_counted", False):
             return
         # a PostgreSQL lock is a statement (pg_advisory_xact_lock); SQLite's is a no-op
-        for name in ("execute", "executemany", "fetchone", "fetchall", *(("lock",) if store.dialect == "postgresql"
-                                                                          else ())):
-            setattr(kind, name, self._wrap(getattr(kind, name)))
+        for name in ("execute", "executemany", "fetchone", "fetchall", "send",
+                     *(("lock",) if store.dialect == "postgresql" else ())):
+            if hasattr(kind, name):  # `send` is new: the bench also runs against older trees
+                setattr(kind, name, self._wrap(getattr(kind, name)))
         kind._bench_counted = True  # type: ignore[attr-defined]
         original = type(store).transaction
 
@@ -114,9 +116,14 @@ class Statements:
 
     def _wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         def counted(tx: Transaction, *args: Any, **kwargs: Any) -> Any:
-            if getattr(self.local, "on", False):
+            inside = getattr(self.local, "inside", False)  # `send` may run `execute`: one statement
+            if getattr(self.local, "on", False) and not inside:
                 self.statements += 1
-            return fn(tx, *args, **kwargs)
+            self.local.inside = True
+            try:
+                return fn(tx, *args, **kwargs)
+            finally:
+                self.local.inside = inside
         return counted
 
     def counting(self, on: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import textwrap
@@ -134,6 +135,43 @@ def test_compare_and_set_rowcount(store: Store) -> None:
         with store.transaction() as tx:
             outcomes.append(tx.execute(consume, ("2026-01-01T00:00:00Z", 1)))
     assert outcomes == [1, 0, 0]
+
+
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_sent_statements_answer_their_counts_inside_a_pipeline_or_not(store: Store, pipelined: bool) -> None:
+    """`send` defers a statement's answer (PostgreSQL's pipeline mode) but never changes it: counts for
+    compare-and-set, rows read after it, the same as `execute` one by one."""
+    _things(store)
+    with store.transaction() as tx:
+        tx.executemany("INSERT INTO things(id, name) VALUES (?, ?)", [(1, "a"), (2, "b")])
+    consume = "UPDATE things SET consumed_at = ? WHERE id = ? AND consumed_at IS NULL"
+    with store.transaction() as tx, (tx.pipelined() if pipelined else contextlib.nullcontext()):
+        first = tx.send(consume, ("t", 1))
+        again = tx.send(consume, ("t", 1))  # sees the first: nothing left to consume
+        both = tx.execute("UPDATE things SET name = name || '!' WHERE id IN (1, 2)")
+        rows = tx.fetchall("SELECT id, name, consumed_at FROM things ORDER BY id")
+        assert (first(), again(), both) == (1, 0, 2)
+    assert rows == [{"id": 1, "name": "a!", "consumed_at": "t"}, {"id": 2, "name": "b!", "consumed_at": None}]
+
+
+@pytest.mark.parametrize(("then", "error"), [
+    ("fetch", StoreConflict),  # raised by the next statement that waits for an answer
+    ("count", StoreConflict),  # or by the count
+    ("end", StoreConflict),  # or when the pipeline ends
+])
+def test_a_sent_statement_that_fails_fails_the_transaction(store: Store, then: str, error: type[Exception]) -> None:
+    _things(store)
+    with store.transaction() as tx:
+        tx.execute("INSERT INTO things(id, name) VALUES (?, ?)", (1, "a"))
+    with pytest.raises(error), store.transaction() as tx, tx.pipelined():
+        tx.send("INSERT INTO things(id, name) VALUES (?, ?)", (2, "new"))
+        count = tx.send("INSERT INTO things(id, name) VALUES (?, ?)", (3, "a"))  # name is UNIQUE
+        if then == "fetch":
+            tx.fetchone("SELECT 1 AS one")
+        elif then == "count":
+            count()
+    with store.transaction() as tx:
+        assert tx.fetchall("SELECT id FROM things ORDER BY id") == [{"id": 1}], "nothing of it committed"
 
 
 def test_constraint_violation_is_conflict(store: Store) -> None:

@@ -1085,9 +1085,9 @@ def _insert_batch(tx: Transaction, key: EntryKey, batch: list[_Pending], size: i
         # (the tree-size trigger still runs once, for the entries).
         head, _, _ = _INSERT_ENTRY.partition("VALUES")
         row = "(" + ", ".join("?" * len(entries[0])) + ")"
-        tx.execute("WITH nodes AS (INSERT INTO audit_nodes(id, hash) VALUES " + ", ".join(["(?, ?)"] * len(new_nodes))
-                   + ") " + head + "VALUES " + ", ".join([row] * len(entries)),
-                   [v for n in new_nodes for v in n] + [v for e in entries for v in e])
+        tx.send("WITH nodes AS (INSERT INTO audit_nodes(id, hash) VALUES " + ", ".join(["(?, ?)"] * len(new_nodes))
+                + ") " + head + "VALUES " + ", ".join([row] * len(entries)),
+                [v for n in new_nodes for v in n] + [v for e in entries for v in e])
         return receipts
     _insert_entries(tx, entries)
     tx.executemany(_INSERT_NODE, new_nodes)

@@ -389,14 +389,18 @@ class Rollouts:
             self._issue_grants(tx, rollout)
             for write in rollout.in_tx:
                 write(tx)
-            written = tx.execute("UPDATE rollouts SET state_json = ?, phase = ?, updated_at = ?, "
-                                 "version = version + 1 WHERE id = ? AND version = ?",
-                                 (_dumps(rollout.state), rollout.phase.value, stamp(now), rollout_id, rollout.version))
-            if written != 1:  # read under the row lock it is always 1; a `known` copy may be outdated
-                raise _Stale(rollout_id)
-            self.audit.append_many_in(tx, [(event, {"rollout_id": rollout_id, **data})
-                                           for event, data in rollout.events])
-            publish(tx, Channel.rollouts, {"id": rollout_id, "phase": rollout.phase.value})
+            # PostgreSQL: the row, the audit lock and head go out in one round trip, the entries and the
+            # event in a second (pipeline mode); the row's count is checked once they are all answered.
+            with tx.pipelined():
+                written = tx.send("UPDATE rollouts SET state_json = ?, phase = ?, updated_at = ?, "
+                                  "version = version + 1 WHERE id = ? AND version = ?",
+                                  (_dumps(rollout.state), rollout.phase.value, stamp(now), rollout_id,
+                                   rollout.version))
+                self.audit.append_many_in(tx, [(event, {"rollout_id": rollout_id, **data})
+                                               for event, data in rollout.events])
+                publish(tx, Channel.rollouts, {"id": rollout_id, "phase": rollout.phase.value})
+                if written() != 1:  # read under the row lock it is always 1; a `known` copy may be outdated
+                    raise _Stale(rollout_id)
         rollout.events, rollout.in_tx, rollout.version, rollout.updated_at = [], [], rollout.version + 1, now
         self._remember(rollout)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import abc
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -57,6 +57,20 @@ class Transaction(abc.ABC):
     @abc.abstractmethod
     def execute(self, sql: str, params: Params = ()) -> int:
         """Run one statement; returns the number of rows it changed (use it for compare-and-set)."""
+
+    def send(self, sql: str, params: Params = ()) -> Callable[[], int]:
+        """`execute` for a statement whose row count is read later, if at all: inside `pipelined()` on
+        PostgreSQL it goes out with the next statement that needs an answer (one round trip for both),
+        and its error is raised there. Returns the function that gives the count (waiting if need be)."""
+        changed = self.execute(sql, params)
+        return lambda: changed
+
+    @contextmanager
+    def pipelined(self) -> Iterator[None]:
+        """Send statements without waiting for each answer until one is needed (`fetchone`, `fetchall`,
+        `execute`, a `send`'s count): PostgreSQL's pipeline mode, for a run of statements each a round
+        trip otherwise. Results are the same; only `send` and `lock` defer. SQLite: nothing changes."""
+        yield
 
     @abc.abstractmethod
     def executemany(self, sql: str, rows: Iterable[Params]) -> int:

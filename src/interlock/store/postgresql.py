@@ -7,7 +7,7 @@ conditional updates whose rowcount they check.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -40,6 +40,7 @@ class PostgresTransaction(Transaction):
     def __init__(self, cursor: psycopg.Cursor[Row], url: str) -> None:
         self._cursor = cursor
         self._url = url
+        self._pipeline: psycopg.Pipeline | None = None
 
     def _run(self, sql: str, params: Params) -> psycopg.Cursor[Row]:
         try:
@@ -48,7 +49,48 @@ class PostgresTransaction(Transaction):
             raise wrap_pg_error(exc, self._url, redact_url(self._url)) from exc
 
     def execute(self, sql: str, params: Params = ()) -> int:
-        return self._run(sql, params).rowcount
+        cursor = self._run(sql, params)
+        if self._pipeline is not None:
+            self._sync()  # its count is wanted now (a compare-and-set): never a count from before
+        return cursor.rowcount
+
+    def _sync(self) -> None:
+        assert self._pipeline is not None
+        try:
+            self._pipeline.sync()
+        except psycopg.Error as exc:
+            raise wrap_pg_error(exc, self._url, redact_url(self._url)) from exc
+
+    def send(self, sql: str, params: Params = ()) -> Callable[[], int]:
+        if self._pipeline is None:
+            return super().send(sql, params)
+        cursor = self._cursor.connection.cursor()  # its own: the shared cursor holds only the last result
+        try:
+            cursor.execute(qmark_to_format(sql), tuple(params))
+        except psycopg.Error as exc:
+            raise wrap_pg_error(exc, self._url, redact_url(self._url)) from exc
+
+        def count() -> int:
+            if self._pipeline is not None:
+                self._sync()
+            return cursor.rowcount
+
+        return count
+
+    @contextmanager
+    def pipelined(self) -> Iterator[None]:
+        if self._pipeline is not None:
+            yield
+            return
+        try:
+            with self._cursor.connection.pipeline() as pipeline:
+                self._pipeline = pipeline
+                try:
+                    yield
+                finally:
+                    self._pipeline = None
+        except psycopg.Error as exc:
+            raise wrap_pg_error(exc, self._url, redact_url(self._url)) from exc
 
     def executemany(self, sql: str, rows: Iterable[Params]) -> int:
         try:
