@@ -240,7 +240,7 @@ def classify_aws(payload: dict[str, Any], context: ClassifyContext) -> Classific
             return unknown(f"aws operation {operation[:80]!r} is not `service:Operation`")
         dry_run = params.get("DryRun") is True
         judged = judge_operation(match.group(1), match.group(2), dry_run=dry_run, flags=set(), params=params)
-        key = param(params, "Key") if operation in ("s3:GetObject", "s3:GetObjectVersion") else None
+        key = param(params, "Key") if operation.lower() in ("s3:getobject", "s3:getobjectversion") else None
         return with_secret_object(judged, [key] if isinstance(key, str) else [], context)
     command = payload.get("command")
     if isinstance(command, str):
@@ -515,6 +515,8 @@ def disclosure(action: str, flags: set[str], params: dict[str, Any]) -> str | No
         return "decrypted parameter values" if asked else None
     if action in DISCLOSING_OPERATIONS:
         return DISCLOSING_OPERATIONS[action]
+    if action == "ec2:GetPasswordData" and "--priv-launch-key" in flags:
+        return "a Windows administrator password (decrypted with the key given)"
     name = action.split(":", 1)[1]
     if DISCLOSING_NAME.match(name) and not NOT_DISCLOSING.search(name):
         return f"the credential {name} returns"

@@ -137,7 +137,7 @@ def classify_http(payload: dict[str, Any], context: ClassifyContext) -> Classifi
 # --- secret stores' APIs: the requests whose answer is a secret's value ------------------------------------
 
 #: The Kubernetes API's Secrets, one or a list (a list carries every value), behind any proxy prefix.
-KUBE_SECRETS = re.compile(r"/api/v1/(?:namespaces/[^/]+/)?secrets(?:/[^/]+)?/?$")
+KUBE_SECRETS = re.compile(r"/api/v1/(?:watch/)?(?:namespaces/[^/]+/)?secrets(?:/[^/]+)?/?$")
 #: Vault paths that return secrets: KV v2 data, the default KV v1 mount, dynamic credentials, the caller's
 #: cubbyhole, unwrapping, decryption and new tokens. Not `…/metadata/…` (versions and dates).
 VAULT_SECRET_PATHS = re.compile(

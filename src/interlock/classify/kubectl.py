@@ -457,7 +457,7 @@ def judge(inv: Invocation) -> Classification:
 GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 #: The Kubernetes API's paths to Secrets (`/api/v1/secrets`, `/api/v1/namespaces/prod/secrets/db`): a GET
 #: returns their data, a list included. Shared with the http classifier (a GET to the API server).
-KUBE_SECRETS_API = re.compile(r"^/api/v1/(?:namespaces/[^/]+/)?secrets(?:/[^/]+)?/?$")
+KUBE_SECRETS_API = re.compile(r"^/api/v1/(?:watch/)?(?:namespaces/[^/]+/)?secrets(?:/[^/]+)?/?$")
 #: Output formats that print whole objects, a Secret's `data` with them.
 WHOLE_OBJECT_OUTPUTS = frozenset({"yaml", "json"})
 #: Output formats that print what a template or column list picks (judged by the fields it reads).
@@ -493,9 +493,32 @@ def disclosure(inv: Invocation, verb: str, subverb: str, kinds: set[str]) -> str
     form = form.lower()
     if form in ("name", "wide"):
         return None
-    if form in TEMPLATE_OUTPUTS and not template_reads_values(spec or template or ""):
+    if form == "custom-columns" and not columns_read_values(spec or template or ""):
+        return None
+    if form in TEMPLATE_OUTPUTS - {"custom-columns"} and not template_reads_values(spec or template or ""):
         return None
     return f"Secrets' data (-o {form})"
+
+
+#: Top-level fields of a Secret that hold no value (custom-columns may name them without a leading dot).
+NAME_ROOTS = re.compile(
+    r"^\{?\.?(?:metadata\.(?:name|namespace|uid|creationTimestamp|resourceVersion|labels(?:\.[\w./-]+)?)"
+    r"|type|kind|apiVersion)\}?$"
+)
+
+
+def columns_read_values(spec: str) -> bool:
+    """Whether a custom-columns spec (`NAME:.metadata.name,PW:data.password`) prints a field other than
+    names: kubectl relaxes each column's path (`data`, `.data`, `{.data}` are the same), so each is
+    judged whole. An empty spec (the columns are in a file) may print anything."""
+    columns = [column.partition(":")[2].strip() for column in spec.split(",") if column.strip()]
+    return not columns or any(not NAME_ROOTS.match(column) for column in columns)
+
+
+#: A bracketed field name (`{['data']}`, `{.items[*]["data"]}`): quoted, but a field, not text.
+_BRACKETED = re.compile(r"\[\s*(['\"]?)([A-Za-z_][\w.-]*)\1\s*\]")
+NAME_KEYS = frozenset({"metadata", "name", "namespace", "uid", "labels", "type", "kind", "apiversion",
+                       "creationtimestamp", "resourceversion"})
 
 
 def template_reads_values(text: str) -> bool:
@@ -504,6 +527,10 @@ def template_reads_values(text: str) -> bool:
     `{{.}}`, `..`) may print values. An empty spec (the template is in a file) may too."""
     if not text.strip():
         return True
+    if any(name.lower() not in NAME_KEYS for _, name in _BRACKETED.findall(text)):
+        return True
+    if "{" not in text:
+        return True  # a relaxed path (`data`) or something kubectl reads another way: may print values
     rest = NAME_FIELDS.sub("", _RANGE_ITEMS.sub("", _QUOTED.sub("", text)))
     return any(mark in rest for mark in (".", "@", "$", "index", "json", "yaml"))
 

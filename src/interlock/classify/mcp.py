@@ -305,7 +305,7 @@ def name_risk(tool: str) -> tuple[Risk, str]:
 #: Words naming a credential in a tool name (`get_secret`, `read_password`, `getApiKey` = get api key).
 SECRET_NOUNS = frozenset(
     {"secret", "secrets", "password", "passwords", "passwd", "token", "tokens", "credential", "credentials",
-     "creds", "apikey", "kubeconfig", "passphrase", "otp", "totp"}
+     "creds", "apikey", "kubeconfig", "passphrase", "otp", "totp", "vault", "keyvault"}
 )
 #: Two-word credential names: the second word after the first (`api_key`, `private-key`, `access key`).
 SECRET_PAIRS = frozenset({("api", "key"), ("api", "keys"), ("private", "key"), ("access", "key"),

@@ -46,6 +46,7 @@ from interlock.classify.programs import (
     worst,
     write_to,
 )
+from interlock.classify.programs.wrappers import environment_shown
 from interlock.classify.registry import DEFAULT_CONTEXT, ClassifyContext, classify, found_kinds, register
 from interlock.model import Classification, Kind, Risk
 
@@ -519,7 +520,7 @@ class Judging:
                 if kind == "unset_command" and sets_controls(_text(child)):
                     self.record(_text(node), "unset", controls_changed(_text(child), "unsets"))
             if len(self.commands) == before:
-                self.record(_text(node), _text(node.children[0]), Judgement(Risk.read, "sets shell variables"))
+                self.record(_text(node), _text(node.children[0]), declaration(node))
         elif kind == "comment" or kind == "heredoc_start" or kind == "heredoc_end":
             return
         elif not node.child_count:
@@ -1078,3 +1079,16 @@ def classify_shell(payload: dict[str, Any], context: ClassifyContext) -> Classif
     ):
         return _classify_default(command)
     return _classification(judge_text(command, context), command)
+
+
+def declaration(node: Node) -> Judgement:
+    """`export`, `declare`, `typeset`, `readonly`, `local` with no variable print every variable with its
+    value (`export -p`, `declare -x`): the session's tokens, like `env`. `declare -p NAME` prints NAME."""
+    program = _text(node.children[0])
+    names = [_text(c) for c in node.children[1:] if c.type == "variable_name"]
+    flags = [_text(c) for c in node.children[1:] if c.type == "word" and _text(c).startswith(("-", "+"))]
+    if not any(c.type in ("variable_name", "variable_assignment") for c in node.children[1:]):
+        return environment_shown(program)
+    if names and any("p" in flag for flag in flags if flag.startswith("-")):
+        return environment_shown(program, names)
+    return Judgement(Risk.read, "sets shell variables")

@@ -170,10 +170,14 @@ CREDENTIAL_CATALOGS = {
     "PG_USER_MAPPING": "passwords of foreign-server user mappings",
     "PG_USER_MAPPINGS": "passwords of foreign-server user mappings",
     "PG_SUBSCRIPTION": "replication connection strings with their passwords (subconninfo)",
+    "USER_MAPPING_OPTIONS": "passwords of foreign-server user mappings",
     # MySQL keeps the replication source's password in plain text here.
     "SLAVE_MASTER_INFO": "the replication password (mysql.slave_master_info)",
 }
-CREDENTIAL_HINT = re.compile(r"(?i)pg_authid|pg_shadow|pg_user_mapping|pg_subscription|sql_logins|user\$|mysql|show")
+CREDENTIAL_HINT = re.compile(
+    r"(?i)pg_authid|pg_shadow|user_mapping|pg_subscription|subconninfo|sql_logins|user\$|mysql|show"
+    r"|authentication_string"
+)
 #: Qualified tables that hold password hashes: SQL Server logins, Oracle's user$.
 CREDENTIAL_TABLES = {
     "SYS.SQL_LOGINS": "SQL Server password hashes (sys.sql_logins)",
@@ -190,6 +194,11 @@ def credential_read(words: list[str]) -> str | None:
     Judged on the tokens, so a statement sqlglot cannot parse is still seen."""
     if words[:3] == ["SHOW", "CREATE", "USER"]:
         return "a MySQL account's password hash (SHOW CREATE USER)"
+    # Columns only these catalogs have, however the table is reached (`USE mysql; SELECT … FROM user`).
+    if "AUTHENTICATION_STRING" in words:
+        return "MySQL password hashes (authentication_string)"
+    if "SUBCONNINFO" in words:
+        return "replication connection strings with their passwords (subconninfo)"
     names: list[str] = []
     joining = False
     for word in words:

@@ -55,6 +55,9 @@ def judge_terraform(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> J
     if (sub == "output" and flags & {"-json", "-raw"}) or (sub == "show" and "-json" in flags):
         # Sensitive values are shown as <sensitive> in the human form, in plain text in -json and -raw.
         return discloses(f"{prog} {sub} {' '.join(sorted(flags & {'-json', '-raw'}))} prints sensitive values")
+    if sub == "console":
+        # It evaluates any expression against the state; `nonsensitive(…)` prints a sensitive value.
+        return discloses(f"{prog} console evaluates expressions over the state, sensitive values included")
     if sub == "state" and operands[:1] == ["pull"]:
         return discloses(f"{prog} state pull prints the state, every secret in it in plain text")
     if sub in ("plan", "show", "validate", "output", "version", "providers", "graph", "console") or (
@@ -175,7 +178,9 @@ def judge_cloud(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judge
 
 #: Cloud CLI commands that print or hand over a credential, whatever their verb looks like (`print-…`,
 #: `show`, `list`): a word that names it, or a group followed by its verb.
-_TOKEN_WORD = re.compile(r"^(?:print|get|show)-[\w-]*(?:token|credentials?|password|secret)s?$|^config-helper$")
+_TOKEN_WORD = re.compile(
+    r"^(?:print|get|show|generate)-[\w-]*(?:token|credentials?|password|secret)s?$|^config-helper$"
+)
 _CLOUD_DISCLOSING: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("gcloud", ("secrets", "versions", "access"), "prints a secret's value"),
     ("az", ("keyvault", "secret", "show"), "prints a secret's value"),
@@ -236,9 +241,11 @@ def cloud_grant(prog: str, values: list[str], words: list[str]) -> Judgement | N
     if granting:
         if role is None:
             return Judgement(U, f"{prog} grants a role we cannot see", priv)
+        # `az ad sp create-for-rbac` also prints the new principal's password.
+        minted = priv | {"secrets"} if "create-for-rbac" in words else priv
         if privilege.is_admin_name(role) or role.lower() in _BROAD_ROLES:
-            return Judgement(D, f"{prog} grants {role}: administrator power", priv)
-        return Judgement(W, f"{prog} grants the narrow role {role}", priv)
+            return Judgement(D, f"{prog} grants {role}: administrator power", minted)
+        return Judgement(W, f"{prog} grants the narrow role {role}", minted)
     if prog == "gcloud" and "set-iam-policy" in words:
         return Judgement(D, "gcloud set-iam-policy replaces who may do what", priv | {"replace"})
     if (prog == "gcloud" and "keys" in words and "create" in words) or (

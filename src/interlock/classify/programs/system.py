@@ -423,6 +423,32 @@ def judge_ip(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgemen
     return Judgement(U, f"ip {' '.join(words[:2])} not understood")
 
 
+@judge("set")
+def judge_set(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
+    """`set` alone prints every shell variable with its value (the session's tokens); with options or
+    words it sets options or the positional parameters."""
+    if not args:
+        return environment_shown(prog)
+    return Judgement(R, "set changes shell options or positional parameters")
+
+
+#: ps options that take a value (`-C apache`, `-o pid,etime`): their value is no BSD option word.
+_PS_TAKES = frozenset("CGgOopqstUu")
+
+
+@judge("ps")
+def judge_ps(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
+    """`ps e`, `ps eww`, `ps auxe`: the BSD `e` option prints each process's environment after its
+    command line: the tokens of every process we may see, like `cat /proc/*/environ`."""
+    for index, word in enumerate(args):
+        value = word.value or ""
+        before = args[index - 1].value or "" if index else ""
+        takes = before.startswith("-") and not before.startswith("--") and before[-1:] in _PS_TAKES
+        if not takes and value.isalpha() and "e" in value:
+            return environment_shown("ps e")
+    return Judgement(R, "ps only reads")
+
+
 @judge("printenv")
 def judge_printenv(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     names = [w.value if w.value is not None else w.text for w in args if not (w.value or "").startswith("-")]

@@ -171,12 +171,13 @@ def judge_security(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Ju
         return Judgement(U, "security argument produced by an expansion")
     verb = next((v for v in values if not v.startswith("-")), "")
     flags = {v for v in values if v.startswith("-")}
+    letters = {letter for flag in flags if not flag.startswith("--") for letter in flag[1:]}  # `-wa` = -w -a
     if verb.startswith("find-") and verb.endswith("-password"):
-        if flags & {"-w", "-g"}:
-            return discloses(f"security {verb} {' '.join(sorted(flags & {'-w', '-g'}))}")
+        if letters & {"w", "g"}:
+            return discloses(f"security {verb} -{''.join(sorted(letters & {'w', 'g'}))}")
         return Judgement(R, f"security {verb} shows the item's attributes", SECRETS)
     if verb == "dump-keychain":
-        return discloses("security dump-keychain -d") if "-d" in flags else Judgement(R, "security dump-keychain")
+        return discloses("security dump-keychain -d") if "d" in letters else Judgement(R, "security dump-keychain")
     if verb.startswith(("list-", "show-", "find-")):
         return Judgement(R, f"security {verb}")
     return Judgement(U, f"security {verb} not understood")
