@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
 
 from interlock.classify.programs.base import (
@@ -14,6 +15,7 @@ from interlock.classify.programs.base import (
     Verbs,
     W,
     Word,
+    discloses,
     judge,
     lit,
     name_set,
@@ -145,6 +147,10 @@ def judge_redis(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judge
     return _redis_command(args[i:])
 
 
+#: The settings CONFIG GET prints passwords from (its argument is a glob: `*`, `*pass*`, `master*`).
+_REDIS_PASSWORDS = ("requirepass", "masterauth", "masteruser")
+
+
 def _redis_command(words: list[Word]) -> Judgement:
     name = (words[0].value or "").upper()
     sub = (words[1].value or "").upper() if len(words) > 1 else ""
@@ -153,7 +159,13 @@ def _redis_command(words: list[Word]) -> Judgement:
     if name in ("FLUSHALL", "FLUSHDB"):
         return Judgement(D, f"redis {name} deletes every key", frozenset({"mass", "irreversible"}))
     if name == "CONFIG":
+        patterns = [(w.value or "*").lower() for w in words[2:]]  # an expansion may be any pattern
+        matched = [p for p in patterns if any(fnmatch.fnmatchcase(name, p) for name in _REDIS_PASSWORDS)]
+        if sub == "GET" and matched:
+            return discloses(f"redis CONFIG GET {matched[0]} prints the server's passwords")
         return Judgement(R if sub == "GET" else D, f"redis CONFIG {sub}")
+    if name == "ACL" and sub in ("LIST", "GETUSER"):
+        return discloses(f"redis ACL {sub} prints users' password hashes")
     if name in ("CLIENT", "CLUSTER", "SCRIPT", "FUNCTION", "ACL", "MODULE"):
         read = sub in name_set("LIST INFO GETNAME ID NODES SLOTS SHARDS EXISTS WHOAMI USERS CAT")
         return Judgement(R if read else D, f"redis {name} {sub}")

@@ -272,6 +272,10 @@ def judge_docker(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judg
         if sub2 is None:
             return Judgement(U, f"{prog} {obj} subcommand produced by an expansion")
         if obj == "compose":
+            if sub2 == "config" and not any(w.value in ("--no-interpolate", "--services", "--volumes", "-q",
+                                                        "--quiet", "--images", "--profiles") for w in rest2):
+                # It prints the project with `.env` and the environment interpolated: their secrets too.
+                return discloses(f"{prog} compose config prints the project with .env's values")
             if sub2 in ("ps", "logs", "config", "images", "ls", "top", "version", "port", "events", "ls"):
                 return Judgement(R, f"{prog} compose {sub2}")
             if sub2 in ("down", "rm", "kill", "stop", "restart", "pause"):

@@ -261,6 +261,18 @@ ETCD = verbs(
 _ETCD_GROUPS = name_set("endpoint member alarm user role auth lease snapshot check")
 
 
+def reads_kube_secrets(key: str, values: list[str]) -> bool:
+    """A key under Kubernetes' `/registry/secrets/`, or a `--prefix`/`--from-key` read that reaches it;
+    `--keys-only` and `--count-only` print names and numbers."""
+    if "--keys-only" in values or "--count-only" in values:
+        return False
+    if key.startswith("/registry/secrets"):
+        return True
+    if "--prefix" in values:
+        return "/registry/secrets/".startswith(key)
+    return "--from-key" in values and key <= "/registry/secrets/"
+
+
 @judge("etcdctl")
 def judge_etcdctl(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     line = command_line("etcdctl", args, _ETCD_GROUPS)
@@ -274,6 +286,8 @@ def judge_etcdctl(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Jud
         if role == "root" or privilege.is_admin_name(role):
             return Judgement(D, f"etcdctl grants {role}: administrator power", _PRIV)
         return Judgement(W, f"etcdctl grants the role {role}", _PRIV)
+    if verb == "get" and len(words) > 1 and reads_kube_secrets(words[1], values):
+        return discloses(f"etcdctl get {words[1]} reads Kubernetes Secrets as stored (/registry/secrets/)")
     risk = ETCD.risk(verb)
     if risk is None:
         return Judgement(U, f"etcdctl {verb.replace('-', ' ')} not understood")

@@ -15,6 +15,7 @@ from interlock.classify.programs.base import (
     Verbs,
     W,
     Word,
+    discloses,
     first_operand,
     has_flag,
     judge,
@@ -252,6 +253,8 @@ PACKAGES = Verbs(
 )
 
 
+#: Package manager settings that hold credentials (`//registry.npmjs.org/:_authToken`, `_auth`, `_password`).
+_AUTH_SETTING = re.compile(r"_auth|_password|authtoken|token$", re.I)
 #: `config` verbs that change settings (`npm config set`, `pip config unset`, `yarn config delete`).
 _CONFIG_CHANGES = name_set("set unset delete rm edit add remove")
 #: yarn and pnpm run a package.json script of that name for a verb that is not theirs (`yarn build`).
@@ -368,6 +371,8 @@ def judge_packages(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Ju
     if not verb:
         return Judgement(R if any(v in ("--version", "-v", "-V", "--help", "-h") for v in values) else U, f"{prog}")
     risk = PACKAGES.risk(verb)
+    if verb == "config" and words[1:2] == ["get"] and any(_AUTH_SETTING.search(w) for w in words[2:]):
+        return discloses(f"{prog} config get prints a registry credential")
     if verb == "config" and set(words[1:2]) & _CONFIG_CHANGES:
         # `npm config set registry …`: every later install comes from where the agent said.
         return Judgement(W, f"{prog} config {words[1]} changes the package manager's settings")

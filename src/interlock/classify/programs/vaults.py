@@ -181,3 +181,35 @@ def judge_security(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Ju
     if verb.startswith(("list-", "show-", "find-")):
         return Judgement(R, f"security {verb}")
     return Judgement(U, f"security {verb} not understood")
+
+
+#: gpg commands that print a secret: private keys exported, data decrypted.
+_GPG_REVEALS = name_set("--export-secret-keys --export-secret-subkeys --export-ssh-key -d --decrypt --decrypt-files")
+_GPG_READS = name_set(
+    "--list-keys -k --list-public-keys --list-secret-keys -K --list-sigs --fingerprint --check-sigs --verify "
+    "--version --help --list-packets --show-keys --export --armor -a"
+)
+
+
+@judge("gpg", "gpg2")
+def judge_gpg(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
+    values = lit(args)
+    if values is None:
+        return Judgement(U, f"{prog} argument produced by an expansion")
+    found = [v for v in values if v in _GPG_REVEALS]
+    if found:
+        return discloses(f"{prog} {found[0]} prints a private key or decrypted data")
+    commands = [v for v in values if v.startswith("-")]
+    if commands and all(v in _GPG_READS or v.startswith(("--keyid-format", "--with-")) for v in commands):
+        return Judgement(R, f"{prog} lists or verifies keys")
+    return Judgement(U, f"{prog} {' '.join(commands[:2])} not understood (it signs, encrypts, imports or deletes)")
+
+
+@judge("age")
+def judge_age(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
+    values = lit(args)
+    if values is None:
+        return Judgement(U, "age argument produced by an expansion")
+    if any(v in ("-d", "--decrypt") for v in values):
+        return discloses("age -d decrypts")
+    return Judgement(W, "age encrypts", SECRETS)
