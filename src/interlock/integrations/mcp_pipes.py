@@ -14,6 +14,7 @@ flag is shared with the shell that owns it. Anything else keeps the SDK's thread
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import stat
@@ -55,7 +56,7 @@ class PipeLines:
                 self._searched = 0
                 return line
             self._searched = len(self._buffer)
-            await anyio.wait_readable(self.fd)
+            await _readable(self.fd)
             try:
                 chunk = os.read(self.fd, CHUNK)
             except BlockingIOError:
@@ -120,6 +121,24 @@ class PipeWriter:
 
     async def flush(self) -> None:
         """Nothing is buffered: every write went to the pipe."""
+
+
+async def _readable(fd: int) -> None:
+    """Until `fd` has data (or its end is closed): `anyio.wait_readable` without anyio's layers, which
+    cost more than the rest of reading a message (this runs twice per relayed tool call). The proxy runs
+    on asyncio (`anyio.run`'s default); a cancellation arrives as at any await."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+    loop.add_reader(fd, _set_ready, ready)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+
+
+def _set_ready(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)
 
 
 def _waitable(fd: int) -> bool:

@@ -28,8 +28,10 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -355,6 +357,9 @@ def visible_tools(policy: Policy | None, settings: ProxySettings, tools: list[ty
 
 # --- one tools/call -----------------------------------------------------------------------------
 
+#: The outcome report of a forwarded call, to await after the agent has its answer (None: nothing ran).
+Report = Callable[[], Coroutine[Any, Any, None]] | None
+
 
 def tool_error(text: str) -> dict[str, Any]:
     """A `tools/call` result that tells the agent (and its human) what went wrong, as on the wire."""
@@ -411,7 +416,16 @@ class Proxy:
                 for tool in shown if tool.name in listed]
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        """The `tools/call` result for the agent, as on the wire: the upstream's own, or a tool error."""
+        """The `tools/call` result for the agent, as on the wire: the upstream's own, or a tool error. Its
+        outcome is reported in the background task group, after the answer."""
+        result, report = await self.call_tool_then_report(name, arguments)
+        if report is not None:
+            self.background.start_soon(report)
+        return result
+
+    async def call_tool_then_report(self, name: str, arguments: dict[str, Any]) -> tuple[dict[str, Any], Report]:
+        """`call_tool`, with the outcome report left to the caller to await once the agent has its answer
+        (the relay does it in the call's own task: one task fewer per call), or None when there is none."""
         settings = self.settings
         annotations = await self.upstream.annotations(name)
         payload = tool_payload(settings.server, name, arguments, annotations)
@@ -422,17 +436,17 @@ class Proxy:
                 proposal = await self.gate.wait(str(proposal["id"]), settings.approval_timeout)
         except Exception as exc:
             # Fail closed: whatever went wrong, the upstream is not called.
-            return tool_error(f"Interlock could not decide {name}, so it was not run: {exc}")
+            return tool_error(f"Interlock could not decide {name}, so it was not run: {exc}"), None
         if not answers.may_run(proposal):
-            return tool_error(refusal(name, proposal, settings.approval_timeout))
+            return tool_error(refusal(name, proposal, settings.approval_timeout)), None
         if proposal.get("state") == "approved":
             try:  # allowed at once, it was recorded started with its proposal
                 await self.gate.started(str(proposal["id"]))
             except Exception as exc:
-                return tool_error(f"Interlock could not record that {name} starts, so it was not run: {exc}")
+                return tool_error(f"Interlock could not record that {name} starts, so it was not run: {exc}"), None
         return await self._forward(str(proposal["id"]), name, arguments)
 
-    async def _forward(self, action_id: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    async def _forward(self, action_id: str, name: str, arguments: dict[str, Any]) -> tuple[dict[str, Any], Report]:
         started = time.perf_counter()
         try:
             result = await self.upstream.call_tool(name, arguments)
@@ -442,15 +456,17 @@ class Proxy:
             status = "timeout" if exc.timed_out else "error"
         except anyio.get_cancelled_exc_class():
             # The agent cancelled (or left) after the call went upstream: say so; it may have run there.
-            self._outcome(action_id, "error", started, f"the agent cancelled {name} after Interlock forwarded it; "
-                                                      "whether the upstream ran it is unknown")
+            # Reported in the background: this task is being cancelled.
+            self.background.start_soon(self._outcome(
+                action_id, "error", started,
+                f"the agent cancelled {name} after Interlock forwarded it; whether the upstream ran it is unknown"))
             raise
-        self._outcome(action_id, status, started, result_excerpt(result))
-        return result
+        return result, self._outcome(action_id, status, started, result_excerpt(result))
 
-    def _outcome(self, action_id: str, status: str, started: float, excerpt: str) -> None:
+    def _outcome(self, action_id: str, status: str, started: float,
+                 excerpt: str) -> Callable[[], Coroutine[Any, Any, None]]:
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
-        self.background.start_soon(self._report, action_id, status, duration_ms, excerpt)
+        return partial(self._report, action_id, status, duration_ms, excerpt)
 
     async def _report(self, action_id: str, status: str, duration_ms: float, excerpt: str) -> None:
         try:
@@ -546,14 +562,18 @@ class Relay:
         # A response: the proxy sends the agent no requests, so there is nothing to match it to.
 
     async def _call(self, rid: wire.RequestId, name: str, arguments: dict[str, Any], scope: anyio.CancelScope) -> None:
+        report: Report = None
         try:
             with scope:
-                result = await self.proxy.call_tool(name, arguments)
+                result, report = await self.proxy.call_tool_then_report(name, arguments)
                 await self._send(wire.result(rid, result))
             # Cancelled by the agent: no answer, as MCP asks.
         finally:
             if self.calls.get(rid) is scope:
                 del self.calls[rid]
+            if report is not None:  # after the answer; it ran upstream, so its outcome is written whatever happens
+                with anyio.CancelScope(shield=True):
+                    await report()
 
     async def _list(self, rid: wire.RequestId) -> None:
         await self._send(wire.result(rid, {"tools": await self.proxy.list_tools_wire()}))
