@@ -112,7 +112,7 @@ def main() -> None:
                              for b in (READ, WRITE)]
                     assert probe == ["allowed", "pending_approval"], (name, probe)
                 print(f"\nhot path vs its floor: {CONNECTIONS} connections, {DURATION_S} s a run, {ROUNDS} rounds "
-                      "interleaved, loopback, SQLite, one worker")
+                      f"interleaved, loopback, SQLite, one worker; load average {os.getloadavg()[0]:.1f} at the start")
                 print(f"{'round':>5} {'app':<34} {'req/s':>8} {'p50':>9} {'p99':>9} {'non-2xx':>8} {'CPU/req':>9}")
                 ratios: dict[str, list[float]] = {name: [] for name in servers}
                 cpu: dict[str, list[float]] = {name: [] for name in ("baseline", *servers)}
@@ -128,6 +128,7 @@ def main() -> None:
                     for name, row in rows:
                         print(f"{i + 1:>5} {name:<34} {row['rps']:>8.0f} {row['p50_ms']:>7.1f}ms "
                               f"{row['p99_ms']:>7.1f}ms {row['non2xx']:>8} {row['cpu_us']:>7.0f}µs", flush=True)
+                print(f"load average {os.getloadavg()[0]:.1f} at the end (other work on the machine moves req/s most)")
                 for name, values in ratios.items():
                     print(f"{name.split(' ')[0].capitalize()} / baseline: {', '.join(f'{r:.1%}' for r in values)} "
                           "(goal ≥ 20%, p99 ≤ 25 ms); CPU per request x"
