@@ -737,3 +737,49 @@ def test_what_does_not_parse_fails_closed(raw_proxy: Callable[[bytes], dict[str,
         assert holds is not None and holds.items() <= answer["result"].items(), answer
     else:
         assert answer["error"]["code"] == code and "result" not in answer
+
+
+def test_a_call_the_agent_cancels_after_forwarding_is_reported_as_such(world: World, tmp_path: Path) -> None:
+    """notifications/cancelled for a call already upstream: no answer to it (as MCP asks), the upstream
+    is told, the proxy keeps serving, and the outcome is reported as an error (it may have run)."""
+    params = world.proxy("local", world.everything(tmp_path / "pid"), "--target", "everything")
+    proxy = subprocess.Popen([params.command, *params.args], cwd=params.cwd, env={**os.environ, **(params.env or {})},
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proxy.stdin is not None and proxy.stdout is not None
+
+    def send(message: dict[str, Any]) -> None:
+        assert proxy.stdin is not None
+        proxy.stdin.write((json.dumps({"jsonrpc": "2.0", **message}) + "\n").encode())
+        proxy.stdin.flush()
+
+    def answer() -> dict[str, Any]:
+        assert proxy.stdout is not None
+        ready, _, _ = select.select([proxy.stdout], [], [], 60)
+        assert ready
+        found: dict[str, Any] = json.loads(proxy.stdout.readline())
+        return found
+
+    before = len(audited(world, "trigger-long-running-operation"))
+    try:
+        send({"id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                                                           "clientInfo": {"name": "test", "version": "1"}}})
+        assert answer()["id"] == 1
+        send({"id": 2, "method": "tools/call",
+              "params": {"name": "trigger-long-running-operation", "arguments": {"duration": 30, "steps": 3}}})
+        eventually(lambda: len(audited(world, "trigger-long-running-operation")) > before, timeout=30,
+                   what="the call proposed")
+        time.sleep(0.5)  # and gone upstream (it runs for 30 s there)
+        send({"method": "notifications/cancelled", "params": {"requestId": 2, "reason": "the user changed their mind"}})
+        send({"id": 3, "method": "ping"})
+        assert answer() == {"jsonrpc": "2.0", "id": 3, "result": {}}  # and nothing for id 2
+
+        def reported() -> bool:
+            return audited(world, "trigger-long-running-operation")[-1][-1][0] == "execution.reported"
+
+        eventually(reported, timeout=30, what="the cancelled call's report")
+    finally:
+        proxy.stdin.close()
+        proxy.wait(timeout=30)
+    steps = audited(world, "trigger-long-running-operation")[-1]
+    assert [event for event, _ in steps] == ["action.proposed", "execution.started", "execution.reported"]
+    assert steps[-1][1]["outcome"]["status"] == "error"

@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from interlock.audit import AuditLog
 from interlock.recovery import PRUNE_AFTER, Heartbeat, Sweeper, count_unknown
 from interlock.store import Store
@@ -79,3 +81,45 @@ def test_an_advisory_report_closes_the_execution(store: Store, tmp_path: Path) -
         clock.now += timedelta(seconds=11)
         marked = Sweeper(store, audit, clock=clock).sweep()
     assert marked == [f"act_{i}" for i, (_, swept) in enumerate(ADVISORY) if swept]
+
+
+ADVISORY_STATES = [
+    # (what follows an allowed advisory proposal recorded started by the MCP proxy, its state, reported?)
+    ([], "allowed", False),
+    (["outcome_unknown"], "outcome_unknown", False),  # the proxy died: the sweep marked it
+    (["outcome_unknown", "report"], "allowed", True),  # its report came late (store cut off): the report wins
+    (["report", "outcome_unknown"], "allowed", True),  # a mark after a report changes nothing
+]
+
+POLICY = """\
+version: 1
+humans: {alice: {groups: [sre]}}
+agents: {kiro: {owner: alice, roles: [developer]}}
+environments: {workspace: {}}
+roles: {developer: {workspace: {autonomous: read, approve: {write: 1}}}}
+"""
+
+
+@pytest.mark.parametrize(("steps", "state", "reported"), ADVISORY_STATES)
+def test_an_advisory_action_through_the_sweep(store_url: str, tmp_path: Path, steps: list[str], state: str,
+                                              reported: bool) -> None:
+    from interlock.client import LocalClient
+    from interlock.gateway import Mode
+    from interlock.model import Action
+
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    with LocalClient(tmp_path / "policy.yaml", "kiro", db=store_url, key_dir=tmp_path / "keys") as local:
+        gateway = local.runtime.gateway
+        action = Action(kind="mcp", environment="workspace",
+                        payload={"server": "fs", "tool": "read_text_file", "arguments": {}, "annotations": {}})
+        proposal = gateway.propose("kiro", action, mode=Mode.advisory, started="replica:mcp-proxy:gone")
+        assert proposal.state.value == "allowed"
+        for step in steps:
+            if step == "report":
+                gateway.record_report(proposal.id, "kiro", {"status": "succeeded", "duration_ms": 1.0})
+            else:
+                gateway.audit.append("execution.outcome_unknown", {"action_id": proposal.id, "agent": "kiro"})
+        after = gateway.status(proposal.id, agent="kiro")
+        events = [e for _, e, _ in gateway.audit.action_entries(proposal.id)]
+    assert events[:2] == ["action.proposed", "execution.started"]
+    assert after.state.value == state and (after.reported is not None) is reported
