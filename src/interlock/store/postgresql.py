@@ -43,8 +43,11 @@ class PostgresTransaction(Transaction):
         self._pipeline: psycopg.Pipeline | None = None
 
     def _run(self, sql: str, params: Params) -> psycopg.Cursor[Row]:
+        # In pipeline mode each statement gets a cursor of its own, so a fetch can only ever answer with
+        # its own statement's rows, never an earlier queued statement's that arrived in between.
+        cursor = self._cursor if self._pipeline is None else self._cursor.connection.cursor()
         try:
-            return self._cursor.execute(qmark_to_format(sql), tuple(params))
+            return cursor.execute(qmark_to_format(sql), tuple(params))
         except psycopg.Error as exc:
             raise wrap_pg_error(exc, self._url, redact_url(self._url)) from exc
 
@@ -64,11 +67,7 @@ class PostgresTransaction(Transaction):
     def send(self, sql: str, params: Params = ()) -> Callable[[], int]:
         if self._pipeline is None:
             return super().send(sql, params)
-        cursor = self._cursor.connection.cursor()  # its own: the shared cursor holds only the last result
-        try:
-            cursor.execute(qmark_to_format(sql), tuple(params))
-        except psycopg.Error as exc:
-            raise wrap_pg_error(exc, self._url, redact_url(self._url)) from exc
+        cursor = self._run(sql, params)  # a cursor of its own: its count is read after later statements
 
         def count() -> int:
             if self._pipeline is not None:
