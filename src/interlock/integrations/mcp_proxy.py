@@ -565,7 +565,12 @@ class Relay:
         report: Report = None
         try:
             with scope:
-                result, report = await self.proxy.call_tool_then_report(name, arguments)
+                try:
+                    result, report = await self.proxy.call_tool_then_report(name, arguments)
+                except Exception as exc:  # a bug, not a refusal: say so, keep serving (the SDK's server did too)
+                    log.exception("tools/call %s failed inside the proxy", name[:100])
+                    await self._send(wire.error(rid, wire.INTERNAL_ERROR, f"Internal error: {type(exc).__name__}"))
+                    return
                 await self._send(wire.result(rid, result))
             # Cancelled by the agent: no answer, as MCP asks.
         finally:
@@ -576,7 +581,13 @@ class Relay:
                     await report()
 
     async def _list(self, rid: wire.RequestId) -> None:
-        await self._send(wire.result(rid, {"tools": await self.proxy.list_tools_wire()}))
+        try:
+            tools = await self.proxy.list_tools_wire()
+        except Exception as exc:
+            log.exception("tools/list failed inside the proxy")
+            await self._send(wire.error(rid, wire.INTERNAL_ERROR, f"Internal error: {type(exc).__name__}"))
+            return
+        await self._send(wire.result(rid, {"tools": tools}))
 
     async def _send(self, data: bytes) -> None:
         try:

@@ -22,6 +22,7 @@ PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
 
 #: A JSON-RPC id as MCP allows it: a string or an integer (never null, never a boolean).
 RequestId = str | int
