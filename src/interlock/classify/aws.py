@@ -307,12 +307,15 @@ def s3_keys(command: str) -> list[str]:
         words = shlex.split(command)
     except ValueError:
         return []
-    plain = [w for w in words[1:] if not w.startswith("-")]
+    values_of_globals = {i + 1 for i, w in enumerate(words) if w in GLOBAL_VALUE_OPTIONS}
+    plain = [w for i, w in enumerate(words[1:], 1)
+             if (w == "-" or not w.startswith("-")) and i not in values_of_globals]  # `-` is standard output
     if tuple(plain[:2]) not in S3_FETCHES:
         return []
     keys = [words[i + 1] for i, w in enumerate(words[:-1]) if w == "--key"]
     keys += [w.partition("=")[2] for w in words if w.startswith("--key=")]
-    sources = [w for w in plain[2:3] if w.startswith("s3://")]  # the first operand is the source
+    # The last operand is the destination; an s3:// before it is read (an option's value may come first).
+    sources = [w for w in plain[2:-1] if w.startswith("s3://")]
     return keys + [w.removeprefix("s3://").partition("/")[2] for w in sources]
 
 

@@ -456,10 +456,8 @@ def judge(inv: Invocation) -> Classification:
 #: What Go's strconv.ParseBool reads as false (`--raw=false`).
 GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 #: The Kubernetes API's paths to Secrets (`/api/v1/secrets`, `/api/v1/namespaces/prod/secrets/db`): a GET
-#: returns their data, a list included. Shared with the http classifier (a GET to the API server).
+#: returns their data, a list included (http.KUBE_SECRETS is the same behind any proxy prefix).
 KUBE_SECRETS_API = re.compile(r"^/api/v1/(?:watch/)?(?:namespaces/[^/]+/)?secrets(?:/[^/]+)?/?$")
-#: Output formats that print whole objects, a Secret's `data` with them.
-WHOLE_OBJECT_OUTPUTS = frozenset({"yaml", "json"})
 #: Output formats that print what a template or column list picks (judged by the fields it reads).
 TEMPLATE_OUTPUTS = frozenset({"jsonpath", "go-template", "template", "custom-columns", "jsonpath-as-json"})
 #: Fields of a Secret that hold no value: its name and the like. Not `annotations`: one written by
@@ -493,6 +491,7 @@ def disclosure(inv: Invocation, verb: str, subverb: str, kinds: set[str]) -> str
     form = form.lower()
     if form in ("name", "wide"):
         return None
+    # yaml, json and any format we do not know print whole objects; templates and columns are read.
     if form == "custom-columns" and not columns_read_values(spec or template or ""):
         return None
     if form in TEMPLATE_OUTPUTS - {"custom-columns"} and not template_reads_values(spec or template or ""):
@@ -522,7 +521,7 @@ NAME_KEYS = frozenset({"metadata", "name", "namespace", "uid", "labels", "type",
 
 
 def template_reads_values(text: str) -> bool:
-    """Whether a jsonpath, go-template or custom-columns spec may print more than names: after taking
+    """Whether a jsonpath or go-template spec may print more than names: after taking
     away quoted text, `range .items` and the name fields, any field reference left (`.data`, `{@}`,
     `{{.}}`, `..`) may print values. An empty spec (the template is in a file) may too."""
     if not text.strip():
