@@ -136,14 +136,17 @@ def judge_pass(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgem
         return Judgement(U, f"{prog} argument produced by an expansion")
     words = [v for v in values if not v.startswith("-")]
     if not words or words[0] in _PASS_READ:
-        return Judgement(R, f"{prog} {words[0] if words else ''} lists entry names".replace("  ", " "), SECRETS)
+        return Judgement(R, f"{' '.join([prog, *words[:1]])} lists entry names", SECRETS)
     if words[0] in _PASS_WRITE:
         return Judgement(W, f"{prog} {words[0]}", SECRETS)
     if words[0] in ("rm", "delete", "remove"):
         return Judgement(D, f"{prog} {words[0]}", SECRETS)
     if words[0] in _PASS_REVEALS:
         return discloses(f"{prog} {words[0]}")
-    return discloses(f"{prog} {words[0]} shows the entry")
+    if prog == "gopass":
+        # gopass has many more subcommands (mounts, recipients, fsck …): a word we do not know may be one.
+        return Judgement(U, f"gopass {words[0]} not understood", SECRETS)
+    return discloses(f"pass {words[0]} shows the entry")
 
 
 @judge("sops")
