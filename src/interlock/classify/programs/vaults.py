@@ -162,7 +162,12 @@ def judge_sops(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgem
         return discloses("sops decrypts")
     if not words:
         return Judgement(R, "sops prints usage")
-    return Judgement(W, f"sops {words[0]} edits or encrypts", SECRETS)
+    if words[0] in _SOPS_WRITES or "." in words[0] or "/" in words[0]:  # `sops FILE` opens it to edit
+        return Judgement(W, f"sops {words[0]} edits or encrypts", SECRETS)
+    return Judgement(U, f"sops {words[0]} not understood", SECRETS)
+
+
+_SOPS_WRITES = name_set("encrypt edit publish updatekeys rotate set unset groups keyservice filestatus")
 
 
 @judge("security")
