@@ -430,8 +430,12 @@ class Proxy:
         annotations = await self.upstream.annotations(name)
         payload = tool_payload(settings.server, name, arguments, annotations)
         try:
-            proposal = await self.gate.propose("mcp", settings.environment, payload, target=settings.target,
-                                               mode="advisory")
+            # Not cut short by the agent's cancellation: once durable, an allowed proposal is also recorded
+            # started, so it must reach `_forward`, which reports a cancelled call (bounded by the audit
+            # log's append timeout). A cancellation meanwhile lands at the first wait after it.
+            with anyio.CancelScope(shield=True):
+                proposal = await self.gate.propose("mcp", settings.environment, payload, target=settings.target,
+                                                   mode="advisory")
             if proposal.get("state") == "pending_approval":
                 proposal = await self.gate.wait(str(proposal["id"]), settings.approval_timeout)
         except Exception as exc:
