@@ -5,8 +5,9 @@ The upstream is the real `@modelcontextprotocol/server-filesystem` from npm; the
 round calls direct, through the in-process proxy (`--policy`, SQLite) and through the remote proxy
 (`--gateway`, a real `interlock serve` on SQLite), interleaved (each round starting at the next route)
 so machine load, and each proxy's outcome report after its answer, hit all routes alike.
-The last row is the Gateway's own share: one in-process `propose` (classify, decide, and a durable,
-fsync'd audit entry before anything may run), timed alone.
+The last rows are the Gateway's own share as the in-process proxy pays it, timed alone: its gate's
+`propose` (classify, decide, and the durable, fsync'd proposal with its `execution.started` before
+anything may run) and the outcome report written after the answer.
 
 The proxies' CPU per call (user + system time of the proxy process alone, its upstream not counted)
 is printed beside: on this shared 2-core machine it moves far less with load than wall time does.
@@ -32,8 +33,8 @@ import anyio
 from mcp import Client, StdioServerParameters
 
 from interlock.audit import AuditLog
-from interlock.client import LocalClient
 from interlock.identity import create_token
+from interlock.integrations.mcp_gate import LocalGate
 from interlock.integrations.mcp_npm import ensure_servers
 from interlock.policy import load_policy
 from interlock.store import open_store
@@ -110,16 +111,30 @@ async def _measure(routes: dict[str, StdioServerParameters], path: str, n: int, 
     return timings, cpu
 
 
-def _propose_alone(policy: Path, db: str, tmp: Path, path: str, n: int) -> list[float]:
+def _gate_alone(policy: Path, db: str, tmp: Path, path: str, n: int) -> tuple[list[float], list[float]]:
+    """The Gateway's share of a call as the in-process proxy pays it: its gate's propose (decide, and the
+    proposal with its `execution.started`, durable, awaited on the loop) and the outcome report after the
+    answer, each timed alone."""
     payload = {"server": "mcp-server-filesystem", "tool": "read_text_file", "arguments": {"path": path},
                "annotations": {"readOnlyHint": True}}
-    timings = []
-    with LocalClient(policy, "kiro", db=db, key_dir=tmp / "keys") as local:
-        for _ in range(n):
-            started = time.perf_counter()
-            local.propose("mcp", "workspace", payload, mode="advisory")
-            timings.append((time.perf_counter() - started) * 1000)
-    return timings
+
+    async def run() -> tuple[list[float], list[float]]:
+        gate = LocalGate(policy, "kiro", db=db, key_dir=tmp / "keys")
+        proposals, reports = [], []
+        try:
+            await gate.open()
+            for _ in range(n):
+                started = time.perf_counter()
+                proposal = await gate.propose("mcp", "workspace", payload, mode="advisory")
+                proposals.append((time.perf_counter() - started) * 1000)
+                started = time.perf_counter()
+                await gate.report(str(proposal["id"]), "succeeded", duration_ms=1.0, output_excerpt="1 block")
+                reports.append((time.perf_counter() - started) * 1000)
+        finally:
+            await gate.aclose()
+        return proposals, reports
+
+    return anyio.run(run)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,13 +180,15 @@ def main(argv: list[str] | None = None) -> int:
                     env={"PYTHONPATH": str(args.baseline_src.resolve())})
                 markers["in-process, baseline"] = baseline_db
             timings, cpu = anyio.run(_measure, routes, str(target), args.n, args.warmup, markers)
-        timings["gateway propose alone"] = _propose_alone(policy, local_db, tmp, str(target), args.n)
+        timings["gateway propose alone"], timings["outcome report alone"] = _gate_alone(
+            policy, local_db, tmp, str(target), args.n)
 
     direct = statistics.median(timings["direct"])
     print(f"MCP proxy latency per tools/call (read_text_file, server-filesystem; n={args.n} per route, interleaved)")
     print(f"{'route':<24} {'p50 ms':>8} {'p99 ms':>8} {'added p50 ms':>13} {'proxy CPU ms/call':>18}")
     for route, values in timings.items():
-        added = "" if route in ("direct", "gateway propose alone") else f"{statistics.median(values) - direct:13.2f}"
+        alone = route in ("direct", "gateway propose alone", "outcome report alone")
+        added = "" if alone else f"{statistics.median(values) - direct:13.2f}"
         used = f"{cpu[route]:18.2f}" if route in cpu else ""
         print(f"{route:<24} {statistics.median(values):8.2f} {_percentile(values, 0.99):8.2f} {added:>13} {used:>18}")
     added_local = statistics.median(timings["proxy, in-process"]) - direct
