@@ -9,6 +9,7 @@ list`, `pass ls`) are read; a command they run with the secrets in its environme
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 from interlock.classify.programs.base import (
@@ -49,17 +50,18 @@ STORES = {
         groups="item vault document account user group connect service-account plugin events-api",
         reveals="read inject item-get document-get signin",
         read="item-list vault-list vault-get account-list account-get whoami user-list user-get group-list "
-        "group-get completion update",
+        "group-get completion",
         write="item-create item-edit item-move document-create document-edit vault-create vault-edit signout "
-        "account-add account-forget user-provision user-edit group-create",
+        "account-add account-forget user-provision user-edit group-create update",
         destructive="item-delete document-delete vault-delete user-delete user-suspend group-delete",
         runs="run",
     ),
     "bw": store(
-        reveals="get export unlock serve",
+        reveals="get export unlock",
         read="status generate completion",
         write="create edit sync login logout lock config import move restore confirm send receive",
         destructive="delete",
+        runs="serve",  # a local API that hands the unlocked vault to any process that asks
     ),
     "lpass": store(
         reveals="show export",
@@ -87,7 +89,9 @@ STORES = {
         reveals="auth:token config config:get pg:credentials pg:credentials:url redis:credentials",
         read="apps apps:info info ps logs releases addons domains auth:whoami pg:info status access regions "
         "features labs stack",
-        write="config:set config:unset ps:scale ps:restart restart maintenance:on maintenance:off",
+        write="config:set ps:scale maintenance:off",
+        # Restarting, stopping or taking the app offline is an outage; unsetting a variable may break it.
+        destructive="config:unset ps:restart restart ps:stop ps:kill maintenance:on",
         runs="run run:detached console",
     ),
 }
@@ -111,16 +115,20 @@ def judge_store(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judge
         return discloses(f"bw list {' '.join(words[1:2])}")
     if verb in table.reveals:
         return discloses(f"{prog} {shown}")
+    # Everything a secret store does concerns secrets; Heroku's other commands concern an app.
+    tags = frozenset() if prog == "heroku" else SECRETS
+    if prog == "heroku" and verb == "ps:scale" and any(re.search(r"=0+(?::|$)", w) for w in words[1:]):
+        return Judgement(D, "heroku ps:scale to zero: the process type stops")
     if verb in table.runs:
-        return Judgement(U, f"{prog} {shown} runs a command with the secrets in its environment",
+        return Judgement(U, f"{prog} {shown} runs a command or a server that holds the secrets",
                          SECRETS | {"interpreter"})
     if verb in table.read:
         return Judgement(R, f"{prog} {shown}")
     if verb in table.write:
-        return Judgement(W, f"{prog} {shown}", SECRETS)
+        return Judgement(W, f"{prog} {shown}", tags)
     if verb in table.destructive:
-        return Judgement(D, f"{prog} {shown}", SECRETS)
-    return Judgement(U, f"{prog} {shown} not understood", SECRETS)
+        return Judgement(D, f"{prog} {shown}", tags)
+    return Judgement(U, f"{prog} {shown} not understood", tags)
 
 
 #: `pass`/`gopass` verbs; any other first word is an entry's name, which `pass NAME` shows.
@@ -167,7 +175,7 @@ def judge_sops(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgem
     return Judgement(U, f"sops {words[0]} not understood", SECRETS)
 
 
-_SOPS_WRITES = name_set("encrypt edit publish updatekeys rotate set unset groups keyservice filestatus")
+_SOPS_WRITES = name_set("encrypt edit publish updatekeys rotate set unset groups filestatus")
 
 
 @judge("security")
