@@ -229,7 +229,7 @@ def classify_mcp(payload: dict[str, Any], context: ClassifyContext) -> Classific
     disclosed = name_disclosure(tool, words, nouns, arguments) if ran is None else None
     if disclosed is not None:
         details[DISCLOSES] = disclosed
-    if disclosed is not None or nouns:
+    if disclosed is not None or nouns or "secrets" in resource_kinds(arguments):
         tags.add("secrets")
     return Classification(risk=risk, tags=tuple(tags), summary=shorten(f"mcp {where}: {why}", 200), details=details)
 
@@ -318,6 +318,9 @@ METADATA_VERBS = frozenset(
 )
 #: Verbs that disclose whatever they are given: the answer is the plaintext.
 REVEALING_VERBS = frozenset({"reveal", "decrypt", "unwrap"})
+#: Verbs of Kubernetes tools that return whole objects (`kubectl_get`, `resources_get`, `resources_list`:
+#: the API's list of Secrets carries their data too); `describe` shows key names and sizes.
+OBJECT_VERBS = frozenset({"get", "list", "read", "fetch", "show", "view"})
 #: Arguments naming a Kubernetes resource type (mcp-server-kubernetes' `kubectl_get {"resourceType"}`).
 RESOURCE_ARGUMENTS = frozenset({"resourcetype", "resource_type", "resource", "kind", "type"})
 
@@ -342,20 +345,26 @@ def secret_nouns(words: tuple[str, ...]) -> list[str]:
     return [w for w in words if w in SECRET_NOUNS] + pairs
 
 
+def resource_kinds(arguments: dict[str, Any]) -> set[str]:
+    """The Kubernetes resource types a call's arguments name (`{"kind": "Secret"}` → `secrets`)."""
+    kinds = {str(v).lower() for k, v in arguments.items() if k.lower() in RESOURCE_ARGUMENTS}
+    return {kind if kind.endswith("s") else f"{kind}s" for kind in kinds}
+
+
 def name_disclosure(tool: str, words: tuple[str, ...], nouns: list[str], arguments: dict[str, Any]) -> str | None:
     """What a call returns of a secret, judged by the tool's name (for `registry.DISCLOSES`), or None.
     The verb decides: the first known one (`get`, `read`, `create` …); listing and describing return
-    names and metadata. A kubectl-like `get` of `secrets` returns their data unless its output is names."""
+    names and metadata. A Kubernetes tool getting or listing `secrets` returns their data unless its output
+    is names."""
     if not REVEALING_VERBS.isdisjoint(words):
         return f"what {tool[:60]} decrypts or reveals"
     verb = next((w for w in words if w in READ_VERBS or w in WRITE_VERBS or w in DESTRUCTIVE_VERBS), "")
     if nouns and verb not in METADATA_VERBS:
         return f"the {nouns[0]} {tool[:60]} returns"
-    if verb != "get":
+    if verb not in OBJECT_VERBS:
         return None
-    kinds = {str(v).lower() for k, v in arguments.items() if k.lower() in RESOURCE_ARGUMENTS}
     output = str(arguments.get("output", "json")).lower()
-    if kinds & {"secret", "secrets"} and output not in ("name", "wide"):
+    if "secrets" in resource_kinds(arguments) and output not in ("name", "wide"):
         return f"Secrets' data ({tool[:60]} prints objects as {output})"
     return None
 
