@@ -5,6 +5,8 @@ The code is judged by the shell classifier in turn, or by `snippets.py` for othe
 
 from __future__ import annotations
 
+import re
+
 from interlock.classify.programs.base import (
     TTY,
     D,
@@ -22,6 +24,7 @@ from interlock.classify.programs.base import (
 )
 from interlock.classify.programs.system import judge_packages
 from interlock.classify.programs.targets import mentions_protected, write_to
+from interlock.classify.programs.wrappers import environment_shown
 from interlock.classify.snippets import judge_code
 
 _SHELLS = frozenset({"sh", "bash", "zsh", "dash", "ksh", "ash", "fish", "busybox-sh", "mksh", "tcsh", "csh"})
@@ -157,6 +160,32 @@ def judge_interpreter(prog: str, args: list[Word], stdin: Stdin, run: Runner) ->
     return judge_piped_code(stdin, prog, run, language)
 
 
+#: Any access to the environment from code: Python `os.environ`/`getenv`, Node `process.env`, Perl and
+#: Ruby `ENV`/`%ENV`, PHP `getenv`/`$_ENV`/`$_SERVER`.
+_ENV_ACCESS = re.compile(r"\benviron\b|\bgetenv\b|process\.env\b|\bENV\b|\$_ENV\b|\$_SERVER\b")
+#: An access that names one variable: `environ["X"]`, `environ.get("X")`, `getenv("X")`, `process.env.X`,
+#: `ENV["X"]`, `ENV.fetch("X")`, `$ENV{X}`.
+_ENV_KEYED = re.compile(
+    r"(?:\benviron|\bENV|\$_ENV|\$_SERVER|process\.env)\s*\[\s*['\"]([^'\"]+)['\"]"
+    r"|(?:\benviron\.get|\bgetenv|\bENV\.fetch|\bENV\.get)\s*\(\s*['\"]([^'\"]+)['\"]"
+    r"|process\.env\.([A-Za-z_]\w*)|\$ENV\{\s*['\"]?(\w+)"
+)
+
+
+def environment_in_code(code: str) -> str | None:
+    """What of the environment code reads and may print: "the whole environment" when an access names
+    no variable (`print(os.environ)`, `console.log(process.env)`, `p ENV`), a credential-named variable
+    (`os.environ["AWS_SECRET_ACCESS_KEY"]`), or None (only ordinary ones: `getenv("HOME")`)."""
+    accesses = len(_ENV_ACCESS.findall(code))
+    if not accesses:
+        return None
+    keys = [next(k for k in match if k) for match in _ENV_KEYED.findall(code)]
+    if accesses > len(keys):
+        return "the whole environment"
+    shown = environment_shown("code", keys)
+    return f"{', '.join(keys)}, which holds a credential" if shown.risk is W else None
+
+
 def code_on_paths(judgement: Judgement, code: str, edited: list[Word]) -> Judgement:
     """A snippet judged with the paths it touches: the files `perl -i` edits in place are written
     (a protected one makes it destructive), and code that changes anything while naming a
@@ -164,6 +193,12 @@ def code_on_paths(judgement: Judgement, code: str, edited: list[Word]) -> Judgem
     files = [w for w in edited if w.value is None or not w.value.startswith("-")]
     if files:
         judgement = worst([judgement, *(write_to(w, "edits in place") for w in files)])
+    shown = environment_in_code(code)
+    if shown is not None:
+        # Printing the environment from code is `printenv` by another name: a secret read.
+        risk = W if judgement.risk is R else judgement.risk
+        judgement = Judgement(risk, f"{judgement.reason}; it reads {shown}", judgement.tags | {"secrets"},
+                              judgement.paths, judgement.nested)
     if judgement.risk is not R:
         why = mentions_protected(code)
         if why is not None:

@@ -428,6 +428,20 @@ def judge_ip(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgemen
     return Judgement(U, f"ip {' '.join(words[:2])} not understood")
 
 
+#: A variable's expansion in a word: `$NAME`, `${NAME}`, `${NAME:-x}` (the name is what we judge).
+_EXPANDED = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
+
+
+@judge("echo", "printf")
+def judge_echo(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
+    """`echo $AWS_SECRET_ACCESS_KEY` prints a credential as `printenv AWS_SECRET_ACCESS_KEY` does; only
+    words with an expansion are looked at (`'$TOKEN'` in single quotes is the text itself)."""
+    names = [name for w in args if w.value is None for name in _EXPANDED.findall(w.text)]
+    if names:
+        return environment_shown(prog, names)
+    return Judgement(R, f"{prog} only reads")
+
+
 @judge("set")
 def judge_set(prog: str, args: list[Word], stdin: Stdin, run: Runner) -> Judgement:
     """`set` alone prints every shell variable with its value (the session's tokens); with options or
