@@ -6,7 +6,7 @@ import ipaddress
 import os
 import ssl
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -82,7 +82,7 @@ def serve(
               f"{workers} worker{'s' if workers > 1 else ''}); API docs at /docs, approvers' console at "
               f"{public_url.rstrip('/')}/ui")
     served = {"host": host, "port": port, "log_level": "warning", "access_log": False, "timeout_keep_alive": 5,
-              "limit_concurrency": 1000, "timeout_graceful_shutdown": 10, **tls}
+              "limit_concurrency": 1000, "timeout_graceful_shutdown": 10, "http": _http_protocol(), **tls}
     if trust_proxy_header:
         # The proxy's range is checked against the connection's own peer address: uvicorn must not
         # replace it with an X-Forwarded-For value, which any client can send.
@@ -101,7 +101,7 @@ def serve(
             raise typer.Exit(2) from exc
         _warn(app.state.server.missing_secrets, policy)
         typer.echo(banner, err=True)
-        uvicorn.run(app, **served)  # type: ignore[arg-type]
+        uvicorn.run(app, **served)
         return
     try:  # each worker checks again; say it once, here, before any starts
         _warn(check_credentials(loaded, allow_missing_secrets), policy)
@@ -112,7 +112,17 @@ def serve(
     os.environ.update({ENV_POLICY: str(policy), ENV_DB: db, ENV_KEY_DIR: str(keys),
                        ENV_ALLOW_MISSING_SECRETS: "1" if allow_missing_secrets else "0", ENV_PUBLIC_URL: public_url,
                        ENV_TRUST_PROXY_HEADER: trust_proxy_header or "", ENV_TRUST_PROXY_FROM: " ".join(ranges)})
-    uvicorn.run("interlock.server.app:create_app_from_env", factory=True, workers=workers, **served)  # type: ignore[arg-type]
+    uvicorn.run("interlock.server.app:create_app_from_env", factory=True, workers=workers, **served)
+
+
+def _http_protocol() -> Any:
+    """uvicorn's httptools protocol writing each response in one piece (server/http.py); uvicorn's own
+    choice where httptools is not installed."""
+    try:
+        from interlock.server.http import OneWriteHttp
+    except ImportError:
+        return "auto"
+    return OneWriteHttp
 
 
 def _warn(missing: list[Missing], policy: Path) -> None:
