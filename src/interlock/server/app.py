@@ -11,6 +11,7 @@ Where things live: `state.py` (what one process serves with), `deps.py` (who is 
 
 from __future__ import annotations
 
+import gc
 import logging
 
 from fastapi import FastAPI
@@ -24,7 +25,7 @@ from interlock.server.routes import actions, apidocs, approvals, audit, guards, 
 from interlock.server.state import DEFAULT_MAX_BODY, Server, ServerError, Settings, check_policy_for_serving
 
 __all__ = ["DEFAULT_MAX_BODY", "Server", "ServerError", "Settings", "check_policy_for_serving", "create_app",
-           "create_app_from_env"]
+           "create_app_from_env", "settle_heap"]
 
 
 def create_app(settings: Settings, policy: Policy | None = None) -> FastAPI:
@@ -51,8 +52,23 @@ def create_app(settings: Settings, policy: Policy | None = None) -> FastAPI:
 
 
 def create_app_from_env() -> FastAPI:
-    """For `uvicorn --factory` with several workers: settings come from INTERLOCK_* variables."""
-    return create_app(Settings.from_env())
+    """For `uvicorn --factory` with several workers: settings come from INTERLOCK_* variables. A serving
+    process's entry point, so its heap is settled (`settle_heap`) once the app is built."""
+    app = create_app(Settings.from_env())
+    settle_heap()
+    return app
+
+
+def settle_heap() -> None:
+    """Move everything a serving process built before its first request (modules, the app, the policy, the
+    classifiers: ~265,000 tracked objects) out of the cyclic garbage collector's sight (`gc.freeze`).
+    Every full collection walked all of them: ~130 ms of CPU each, a pause of the whole event loop, and
+    with the younger generations ~125 µs of CPU per proposal in the live server; ~38 µs after
+    (docs/benchmarks.md). They live as long as the process anyway; reference counting still frees them.
+    Called by `interlock serve`'s entry points only, never by `create_app` (a test process builds many
+    apps and must be able to collect them)."""
+    gc.collect()
+    gc.freeze()
 
 
 logging.getLogger("uvicorn.access").disabled = True

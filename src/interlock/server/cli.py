@@ -17,7 +17,7 @@ from interlock.options import DEFAULT_DB
 from interlock.policy import PolicyError
 from interlock.policy.lint import lint_file
 from interlock.policy.load import UNSATISFIABLE
-from interlock.server.app import ServerError, Settings, check_policy_for_serving, create_app
+from interlock.server.app import ServerError, Settings, check_policy_for_serving, create_app, settle_heap
 from interlock.server.state import (
     ENV_ALLOW_MISSING_SECRETS,
     ENV_PUBLIC_URL,
@@ -101,6 +101,7 @@ def serve(
             raise typer.Exit(2) from exc
         _warn(app.state.server.missing_secrets, policy)
         typer.echo(banner, err=True)
+        settle_heap()
         uvicorn.run(app, **served)
         return
     try:  # each worker checks again; say it once, here, before any starts
