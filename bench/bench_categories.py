@@ -17,7 +17,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from interlock.classify import classify, payload_from_input
+from interlock.classify import ClassifyContext, classify, payload_from_input
 from interlock.model import Kind, Risk
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +36,9 @@ def main(argv: list[str]) -> int:
             if not category.startswith("hostile:"):
                 continue
             text = case["input"] if isinstance(case["input"], str) else json.dumps(case["input"])
-            got = classify(kind, payload_from_input(kind, text))
+            # A line may say what the policy says about its target (`{"sql_dialect": "mysql"}`), as the test does.
+            context = ClassifyContext.model_validate(case["context"]) if "context" in case else None
+            got = classify(kind, payload_from_input(kind, text), context)
             cases[category] += 1
             if got.risk.value != case["risk"] or not set(case.get("tags", [])) <= set(got.tags):
                 wrong[category] += 1

@@ -245,7 +245,7 @@ def classify_aws(payload: dict[str, Any], context: ClassifyContext) -> Classific
     command = payload.get("command")
     if isinstance(command, str):
         judged = classify_command(command)
-        return with_secret_object(judged, s3_keys(command), context) if " s3" in command else judged
+        return with_secret_object(judged, s3_keys(command), context) if S3_FETCH.search(command) else judged
     return unaccepted(Kind.aws, "aws action without an `operation` or a `command`")
 
 
@@ -299,6 +299,8 @@ def classify_command(command: str) -> Classification:
 
 #: Commands that fetch an S3 object's content (`get-object --key K`, `cp|sync|mv s3://B/K …`).
 S3_FETCHES = frozenset({("s3api", "get-object"), ("s3", "cp"), ("s3", "sync"), ("s3", "mv")})
+#: A quick test on the text before splitting it again (shlex is slow; most aws lines are no S3 fetch).
+S3_FETCH = re.compile(r"\bs3api\s.*\bget-object\b|\bs3\s.*\b(?:cp|sync|mv)\b")
 
 
 def s3_keys(command: str) -> list[str]:
