@@ -113,7 +113,7 @@ async def _measure(routes: dict[str, StdioServerParameters], path: str, n: int, 
 
 def _gate_alone(policy: Path, db: str, tmp: Path, path: str, n: int) -> tuple[list[float], list[float]]:
     """The Gateway's share of a call as the in-process proxy pays it: its gate's propose (decide, and the
-    proposal with its `execution.started`, durable, awaited on the loop) and the outcome report after the
+    proposal with its `execution.started`, durable; in a worker thread) and the outcome report after the
     answer, each timed alone."""
     payload = {"server": "mcp-server-filesystem", "tool": "read_text_file", "arguments": {"path": path},
                "annotations": {"readOnlyHint": True}}

@@ -93,9 +93,6 @@ class AuditSink(Protocol):
 
     def append_many(self, items: list[tuple[str, dict[str, Any]]], *, timeout: float | None = None) -> Any: ...
 
-    async def append_many_async(self, items: list[tuple[str, dict[str, Any]]], *,
-                                timeout: float | None = None) -> Any: ...
-
     def action_entries(self, action_id: str) -> list[tuple[int, str, dict[str, Any]]]: ...
 
     def search(self, *, event: str | None = None, text: str | None = None,
@@ -244,24 +241,16 @@ class Gateway:
         return self.settle(proposed)
 
     async def propose_async(self, agent: str, action: Action, *, mode: Mode,
-                            offload: Callable[[Callable[[], Proposal]], Awaitable[Proposal]],
-                            started: str | None = None) -> Proposal:
+                            offload: Callable[[Callable[[], Proposal]], Awaitable[Proposal]]) -> Proposal:
         """`propose` for a caller on an event loop (the HTTP hot route): the same steps, entries and
         answers, in the same order. Deciding is CPU work done here (a guard reads the store only when its
         cached state changed); the `action.proposed` entry is awaited without parking a thread; only what
         follows it with more store work or an execution (the gate, a brokered run) goes to `offload` (a
-        worker thread). The common proposal thus costs no thread hop and no GIL hand-off of its own.
-        `started` as in `propose` (the in-process MCP proxy)."""
+        worker thread). The common proposal thus costs no thread hop and no GIL hand-off of its own."""
         proposed = self.decided(agent, action, mode=mode)
         limit = self.guard.decision_timeout if self.guard is not None else None
-        proposal = proposed.proposal
         try:
-            if started is not None and mode is Mode.advisory and proposal.decision.value is DecisionValue.allow:
-                await self.audit.append_many_async([("action.proposed", proposed.entry),
-                                                    ("execution.started", _advisory_start(proposal, started))],
-                                                   timeout=limit)
-            else:
-                await self.audit.append_async("action.proposed", proposed.entry, timeout=limit)
+            await self.audit.append_async("action.proposed", proposed.entry, timeout=limit)
         except Exception as exc:
             raise _unrecorded("action.proposed", exc) from exc
         if proposed.answered:
@@ -597,19 +586,14 @@ class Gateway:
         self._record("execution.reported", {"action_id": action_id, "agent": agent,
                                             "outcome": _audited_report(outcome, _keeps_excerpt(target))})
 
-    async def record_own_report(self, action_id: str, agent: str, target: str | None,
-                                outcome: dict[str, Any]) -> None:
+    def record_own_report(self, action_id: str, agent: str, target: str | None, outcome: dict[str, Any]) -> None:
         """`record_report` for the in-process caller that proposed `action_id` itself (on target `target`)
-        and ran it because this gateway allowed it (the in-process MCP proxy): the same entry, awaited on
-        the caller's loop, without reading the action back to check what that caller already knows. A
-        report from a client over the API is checked: `record_report`."""
+        and ran it because this gateway allowed it (the in-process MCP proxy): the same entry, without
+        reading the action back to check what that caller already knows. A report from a client over the
+        API is checked: `record_report`."""
         found = self.policy.doc.targets.get(target or "")
-        limit = self.guard.decision_timeout if self.guard is not None else None
-        data = {"action_id": action_id, "agent": agent, "outcome": _audited_report(outcome, _keeps_excerpt(found))}
-        try:
-            await self.audit.append_async("execution.reported", data, timeout=limit)
-        except Exception as exc:
-            raise _unrecorded("execution.reported", exc) from exc
+        self._record("execution.reported", {"action_id": action_id, "agent": agent,
+                                            "outcome": _audited_report(outcome, _keeps_excerpt(found))})
 
     def record_started(self, action_id: str, agent: str, started: str) -> None:
         """An advisory caller is about to run the allowed (or approved) action `action_id` itself and

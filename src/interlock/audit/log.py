@@ -329,26 +329,6 @@ class AuditLog:
             raise self._late(limit) from None
         return self._outcome(pending)
 
-    async def append_many_async(self, items: Iterable[tuple[str, Mapping[str, Any]]], *,
-                                timeout: float | None = None) -> list[Receipt]:
-        """`append_many` for a caller on an event loop, as `append_async` is `append`'s (the in-process
-        MCP proxy's allowed call: its proposal and `execution.started` in one batch, awaited on its loop)."""
-        pending = [self._prepare(event, data) for event, data in items]
-        loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[None]] = []
-        for each in pending:
-            future: asyncio.Future[None] = loop.create_future()
-            each.wake = (loop, future)
-            futures.append(future)
-        self._enqueue(pending)
-        limit = self.append_timeout_s if timeout is None else timeout
-        try:
-            async with asyncio.timeout(limit):
-                await asyncio.gather(*futures)
-        except TimeoutError:
-            raise self._late(limit) from None
-        return [self._outcome(each) for each in pending]
-
     def append_many(self, items: Iterable[tuple[str, Mapping[str, Any]]], *,
                     timeout: float | None = None) -> list[Receipt]:
         """Append several entries in order (one transaction when they fit one batch). All are

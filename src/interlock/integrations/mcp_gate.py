@@ -17,7 +17,7 @@ cannot: the server cannot tell when that process dies (its actions stay `allowed
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -90,32 +90,22 @@ class LocalGate:
 
     async def propose(self, kind: str, environment: str, payload: Mapping[str, Any], *, target: str | None = None,
                       rationale: Any = None, mode: str = "brokered") -> dict[str, Any]:
-        """The Gateway's `propose_async` on the proxy's own loop: decided here, the durable entries awaited
-        without a worker thread (its hop and GIL hand-offs were a good part of a call's cost, issue 18.6);
-        an approval request or a brokered run still goes to a thread. Errors as the SDK's LocalClient
-        gives them."""
-        from interlock.gateway import Mode, Proposal
-        from interlock.model import Action
-
+        """The Gateway's `propose` in a worker thread, with this proxy's heartbeat as `started` (an allowed
+        call's `execution.started` goes in its proposal's batch). Not `propose_async` on the proxy's own
+        loop: measured under load, deciding on the loop made calls slower (docs/benchmarks.md, 18.6)."""
         client = self.client
         started = self.heartbeat.job if self.heartbeat is not None and mode == "advisory" else None
 
-        async def offload(step: Callable[[], Proposal]) -> Proposal:
-            return await anyio.to_thread.run_sync(step)
+        def run() -> dict[str, Any]:
+            from interlock.gateway import Mode
+            from interlock.model import Action
 
-        try:
             body = action_body(kind, environment, payload, target, rationale, mode)
             chosen = Mode(body.pop("mode"))
-            proposal = await client.runtime.gateway.propose_async(
-                client.agent, Action.model_validate(body), mode=chosen, offload=offload, started=started)
-        except Exception as exc:
-            failure = exc
+            return client._call(lambda: client.runtime.gateway.propose(
+                client.agent, Action.model_validate(body), mode=chosen, started=started))
 
-            def fail() -> Proposal:
-                raise failure
-
-            return client._call(fail)  # the SDK's own mapping of a gateway error (BadRequest, Unavailable …)
-        answer = client._call(lambda: proposal)
+        answer = await anyio.to_thread.run_sync(run)
         if answer.get("state") in ("allowed", "approved"):
             self.runnable[str(answer["id"])] = target
         elif answer.get("state") == "pending_approval":
@@ -137,12 +127,14 @@ class LocalGate:
                      duration_ms: float | None = None, output_excerpt: str = "") -> None:
         """The outcome's audit entry; nothing is read back (the proxy reports after every call, in the
         background, and the action's state would be one more read of the log it competes with). An
-        action this gate proposed and saw allowed is reported on the loop without a check of its state
-        (`record_own_report`); any other goes through `record_report`'s checks."""
+        action this gate proposed and saw allowed is reported without a check of its state
+        (`record_own_report`); any other goes through `record_report`'s checks. In a worker thread, as
+        the proposal: on the loop it measured slower under load."""
         outcome = outcome_body(status, exit_code, duration_ms, output_excerpt)
         gateway = self.client.runtime.gateway
         if action_id in self.runnable:
-            await gateway.record_own_report(action_id, self.client.agent, self.runnable.pop(action_id), outcome)
+            await anyio.to_thread.run_sync(gateway.record_own_report, action_id, self.client.agent,
+                                           self.runnable.pop(action_id), outcome)
             return
         await anyio.to_thread.run_sync(gateway.record_report, action_id, self.client.agent, outcome)
 
