@@ -144,6 +144,15 @@ VAULT_SECRET_PATHS = re.compile(
     r"^/v1/(?:[^/]+/data/|secret/(?!metadata/)|cubbyhole/|[^/]+/creds/|sys/wrapping/unwrap$|[^/]+/decrypt/"
     r"|auth/token/(?:create|lookup-self$))"
 )
+#: Cloud instance metadata services: any process on the machine may ask them for its credentials.
+METADATA_HOSTS = frozenset({"169.254.169.254", "metadata.google.internal", "metadata", "169.254.170.2",
+                            "fd00:ec2::254"})
+#: Their credential paths: AWS role credentials, GCP service account tokens and identity, Azure managed
+#: identity tokens, ECS task role credentials.
+METADATA_CREDENTIALS = re.compile(
+    r"/latest/meta-data/iam/security-credentials|/computeMetadata/v1/instance/service-accounts/[^/]+/"
+    r"(?:token|identity)|/metadata/identity/oauth2/token|^/v2/credentials|^/v1/credentials"
+)
 #: AWS JSON protocol services (`X-Amz-Target: PREFIX.Operation`) → IAM prefix, for aws.disclosure.
 AMZ_TARGETS = {
     "secretsmanager": "secretsmanager",
@@ -161,6 +170,8 @@ def disclosure(method: str, host: str, port: int | None, path: str, lowered: lis
     recognisable from the request are judged; any other GET is read (its answer cannot be known)."""
     if method == "GET" and KUBE_SECRETS.search(path):
         return "Kubernetes Secrets' data"
+    if host in METADATA_HOSTS and METADATA_CREDENTIALS.search(path):
+        return "the machine's cloud credentials (instance metadata)"
     if path.startswith("/v1/") and VAULT_SECRET_PATHS.match(path) and (
         port == 8200 or host.startswith("vault") or "x-vault-token" in lowered
     ):
