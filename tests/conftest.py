@@ -228,3 +228,30 @@ def tokens(server: LiveServer) -> dict[str, str]:
     return {name: server.token(kind, name) for kind, name in
             [("agent", "kiro"), ("agent", "reporter"), ("human", "alice"), ("human", "bob"), ("human", "carol"),
              ("human", "dave")]}
+
+
+@contextmanager
+def audit_lock_held(store_url: str) -> Iterator[Callable[[], None]]:
+    """Another connection holds the audit lock (and, on SQLite, the write lock) from the start of the block;
+    the block gets the function that lets go (it waits for the holder's commit). Let go at the end anyway."""
+    started, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with open_store(store_url) as other, other.transaction() as tx:
+            tx.lock("audit")
+            tx.execute("INSERT INTO meta(key, value) VALUES ('holder', 'x')")
+            started.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert started.wait(10)
+
+    def let_go() -> None:
+        release.set()
+        holder.join()
+
+    try:
+        yield let_go
+    finally:
+        let_go()

@@ -22,6 +22,7 @@ from interlock.fingerprint import canonical_json
 from interlock.model import Action, Kind, Rationale
 from interlock.store import Store, StoreError, open_store
 from interlock.testing import eventually
+from tests.conftest import audit_lock_held
 
 
 @pytest.fixture
@@ -310,25 +311,13 @@ def test_cli_verify_without_a_database_is_a_usage_error(tmp_path: Path) -> None:
 def test_append_fails_closed_when_the_log_is_held(store_url: str, tmp_path: Path) -> None:
     """Another process holding the audit lock (or SQLite's write lock) past the timeout: the
     caller gets StoreUnavailable instead of waiting forever; the entry lands once it is free."""
-    holder_started, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with open_store(store_url) as other, other.transaction() as tx:
-            tx.lock("audit")
-            tx.execute("INSERT INTO meta(key, value) VALUES ('holder', 'x')")
-            holder_started.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert holder_started.wait(10)
-    with open_store(store_url) as store, AuditLog(store, key_dir=tmp_path / "keys", append_timeout_s=0.5) as log:
+    with audit_lock_held(store_url) as let_go, open_store(store_url) as store, \
+            AuditLog(store, key_dir=tmp_path / "keys", append_timeout_s=0.5) as log:
         try:
             with pytest.raises(StoreError, match="not durable within"):
                 log.append("webhook.failed", {"message": "held"})
         finally:
-            release.set()
-            holder.join()
+            let_go()
         log.append("webhook.failed", {"message": "after"})
         log.checkpoint()
         report = log.verify()

@@ -17,6 +17,7 @@ from interlock.gateway import Mode, Proposal
 from interlock.model import Action
 from interlock.runtime import Runtime
 from interlock.store import Store, StoreError, open_store
+from tests.conftest import audit_lock_held
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = ROOT / "examples" / "policy.yaml"
@@ -100,19 +101,6 @@ def test_a_store_failure_reaches_the_awaiting_caller(store: Store, tmp_path: Pat
 def test_an_entry_not_durable_in_time_fails_closed_and_lands_later(store_url: str, tmp_path: Path) -> None:
     """Another process holds the audit lock past the timeout: the awaiting caller hears StoreUnavailable
     (its step is denied), the loop is never blocked, and the entry is written once the lock is free."""
-    holder_started, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with open_store(store_url) as other, other.transaction() as tx:
-            tx.lock("audit")
-            tx.execute("INSERT INTO meta(key, value) VALUES ('holder', 'x')")
-            holder_started.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert holder_started.wait(10)
-
     async def late() -> int:
         ticks = 0
 
@@ -130,12 +118,12 @@ def test_an_entry_not_durable_in_time_fails_closed_and_lands_later(store_url: st
             ticker.cancel()
         return ticks
 
-    with open_store(store_url) as store, AuditLog(store, key_dir=tmp_path / "keys") as log:
+    with audit_lock_held(store_url) as let_go, open_store(store_url) as store, \
+            AuditLog(store, key_dir=tmp_path / "keys") as log:
         try:
             assert asyncio.run(late()) >= 10
         finally:
-            release.set()
-            holder.join()
+            let_go()
         log.append("webhook.failed", {"message": "after"})
         report = log.verify()
         assert report.ok and report.entries == 2, report.describe()

@@ -1293,7 +1293,7 @@ def cleaned(data: Mapping[str, Any], redactor: Redactor,
             return value
         return convert(value)
 
-    def pairs(mapping: Mapping[Any, Any]) -> Iterator[tuple[str, Any]]:
+    def pairs(mapping: Mapping[Any, Any], at_top: bool = False) -> Iterator[tuple[str, Any]]:
         nonlocal fast
         for raw, item in mapping.items():
             key = raw if type(raw) is str else str(raw)
@@ -1303,7 +1303,7 @@ def cleaned(data: Mapping[str, Any], redactor: Redactor,
                 plain = jsonable(item)
                 yield key, MASK if plain not in (None, "") else walk(plain)
             else:
-                yield key, walk(item)
+                yield key, top(key, item) if at_top else walk(item)
 
     def top(key: str, item: Any) -> Any:  # a top-level value: remembered when the walk leaves it alone
         nonlocal fast
@@ -1334,19 +1334,7 @@ def cleaned(data: Mapping[str, Any], redactor: Redactor,
         fast = False  # a float, or an object jsonable leaves alone: the rfc8785 package decides
         return redactor(plain)
 
-    if unchanged is None:
-        return dict(pairs(data)), fast
-    clean: dict[str, Any] = {}
-    for raw, item in data.items():
-        key = raw if type(raw) is str else str(raw)
-        if fast and not fast_key(key):
-            fast = False
-        if secret_key(key):
-            plain = jsonable(item)
-            clean[key] = MASK if plain not in (None, "") else walk(plain)
-        else:
-            clean[key] = top(key, item)
-    return clean, fast
+    return dict(pairs(data, at_top=unchanged is not None)), fast
 
 
 #: What `cleaned` walks directly; anything else is converted by `jsonable` first.
