@@ -17,6 +17,9 @@ fi
 # Real bubblewrap for shell rehearsals (docs/sandbox.md): Debian's package, 0.8 or later.
 command -v bwrap >/dev/null 2>&1 || apt_install bubblewrap
 
+# systemd-analyze for the deploy test that verifies the shipped unit (deploy/interlock.service).
+command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd
+
 # Real MCP servers from npm for the MCP proxy tests (installed once into .interlock/npm).
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 if [ ! -d .interlock/npm/node_modules/@modelcontextprotocol/server-filesystem ] || \

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -89,26 +90,37 @@ def clock() -> ManualClock:
 World = Callable[..., tuple[Rollouts, dict[str, Service]]]
 
 
-@pytest.fixture
-def world(store_url: str, tmp_path: Path, clock: ManualClock) -> Iterator[World]:
+@contextmanager
+def rollout_worlds(store_url: str, tmp_path: Path, clock: ManualClock) -> Iterator[World]:
+    """Builds fleets of real services with a Runtime over them on one store (`edit` changes the policy
+    text first); everything built is closed at the end."""
     opened: list[Runtime] = []
     stack: list[Any] = []
 
-    def build(breaks_on: dict[str, str] | None = None, names: list[str] = NAMES) -> tuple[Rollouts, dict[str, Service]]:
+    def build(breaks_on: dict[str, str] | None = None, names: list[str] = NAMES,
+              edit: Callable[[str], str] = str) -> tuple[Rollouts, dict[str, Service]]:
         ctx = fleet(names, breaks_on)
         services = ctx.__enter__()
         stack.append(ctx)
         path = tmp_path / "policy.yaml"
-        path.write_text(policy_text({n: s.url for n, s in services.items()}))
+        path.write_text(edit(policy_text({n: s.url for n, s in services.items()})))
         runtime = Runtime(path, store_url, tmp_path / "keys", clock=clock)
         opened.append(runtime)
         return Rollouts(runtime.store, runtime.policy, runtime.audit, runtime.gateway, clock=clock), services
 
-    yield build
-    for runtime in opened:
-        runtime.close()
-    for ctx in stack:
-        ctx.__exit__(None, None, None)
+    try:
+        yield build
+    finally:
+        for runtime in opened:
+            runtime.close()
+        for ctx in stack:
+            ctx.__exit__(None, None, None)
+
+
+@pytest.fixture
+def world(store_url: str, tmp_path: Path, clock: ManualClock) -> Iterator[World]:
+    with rollout_worlds(store_url, tmp_path, clock) as build:
+        yield build
 
 
 def deploys(services: dict[str, Service]) -> dict[str, list[str]]:

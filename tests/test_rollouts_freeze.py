@@ -20,11 +20,10 @@ from interlock.gateway import State
 from interlock.guard.rollback_pass import Pass
 from interlock.identity import Principal
 from interlock.rollout.service import CommandError, RolloutPhase, Rollouts
-from interlock.runtime import Runtime
 from interlock.testing import eventually, live_server
 from tests.gate_fixtures import ManualClock
 from tests.rollout_fleet import Service, fleet
-from tests.test_rollouts import BOB, CAROL, deploys, policy_text, rollout_doc
+from tests.test_rollouts import BOB, CAROL, deploys, policy_text, rollout_doc, rollout_worlds
 
 NAMES = ["web-1", "web-2", "web-3"]
 AGENT = Principal(kind="agent", name="deployer", token_id="tok_deployer")
@@ -57,24 +56,9 @@ World = Callable[..., tuple[Rollouts, dict[str, Service]]]
 
 @pytest.fixture
 def world(store_url: str, tmp_path: Path, clock: ManualClock) -> Iterator[World]:
-    opened: list[Runtime] = []
-    stack: list[Any] = []
-
-    def build(window_from: datetime | None = None) -> tuple[Rollouts, dict[str, Service]]:
-        ctx = fleet(NAMES)
-        services = ctx.__enter__()
-        stack.append(ctx)
-        path = tmp_path / "policy.yaml"
-        path.write_text(guarded(policy_text({n: s.url for n, s in services.items()}), window_from))
-        runtime = Runtime(path, store_url, tmp_path / "keys", clock=clock)
-        opened.append(runtime)
-        return Rollouts(runtime.store, runtime.policy, runtime.audit, runtime.gateway, clock=clock), services
-
-    yield build
-    for runtime in opened:
-        runtime.close()
-    for ctx in stack:
-        ctx.__exit__(None, None, None)
+    """test_rollouts' world under the guarded policy (`window_from`: a change-freeze window from then)."""
+    with rollout_worlds(store_url, tmp_path, clock) as build:
+        yield lambda window_from=None: build(names=NAMES, edit=lambda text: guarded(text, window_from))
 
 
 def started(rollouts: Rollouts) -> str:
