@@ -2,8 +2,12 @@
 
 - baseline: `bench/baseline_app.py` on uvicorn, the same JSON body parsed and one group-committed,
   fsync'd SQLite append per request (WAL, synchronous=FULL);
-- Interlock: `interlock serve`, one worker, SQLite, the example policy (guards on), a mix of 9 allowed
-  reads to 1 approval-required write (advisory), each answered after its audit entries are durable.
+- Interlock: `interlock serve`, one worker, SQLite, the example policy (guards on), 9 allowed reads to 1
+  approval-required write (advisory), each answered after its audit entries are durable, in two mixes:
+  - fixed: the same read and the same write over and over (the mix every earlier figure was taken with);
+  - varied: 300 distinct proposals (`varied_mix`: shell, kubectl, sql and http commands of tests/corpus that
+    the example policy lets kiro read in production, and writes it sends for approval, 9:1), so a cache
+    or shortcut whose win depends on repeated payloads shows as the gap between the two rows.
 
 32 connections, wrk, loopback. The ratio is the gate (goal ≥ 20%, p99 ≤ 25 ms); the absolute figures
 depend on how loaded the machine is. Run: `scripts/bench hotpath` (INTERLOCK_BENCH_SECONDS, default 10).
@@ -20,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -29,6 +34,11 @@ from pathlib import Path
 
 import httpx
 
+from interlock.classify.registry import classify, payload_from_input
+from interlock.model import Action, Kind, Risk
+from interlock.policy import load_policy
+from interlock.policy.engine import decide
+from interlock.policy.testing import context_for
 from interlock.testing import free_port, live_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +52,44 @@ READ = {"kind": "shell", "environment": "production", "payload": {"command": "ls
 WRITE = {"kind": "shell", "environment": "production",
          "payload": {"command": "kubectl scale deployment/api --replicas=5 -n billing"},
          "rationale": {"intent": "more capacity"}, "mode": "advisory"}
+FIXED = [READ] * 9 + [WRITE]
+#: The varied mix's size: reads and approval-required writes, 9:1.
+VARIED_READS, VARIED_WRITES = 270, 30
+
+
+def varied_mix(policy: Path = POLICY) -> list[dict[str, object]]:
+    """300 distinct proposal bodies, 9 reads to 1 write in every ten (the order wrk and hotpath_cpu cycle
+    through): commands of tests/corpus (shell, kubectl, sql, http) that the policy decides for kiro in
+    production as allow (reads) or approval_required with risk write (no destructive ones: the burst and
+    blast-radius guards would trip on them and turn the mix into denials). No target: the example policy's
+    targets hold credentials the bench does not have. Deterministic (seeded), so runs compare."""
+    loaded = load_policy(policy)
+    reads: list[dict[str, object]] = []
+    writes: list[dict[str, object]] = []
+    for kind in (Kind.shell, Kind.kubectl, Kind.sql, Kind.http):
+        for line in (ROOT / "tests" / "corpus" / f"{kind.value}.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            text = row["input"] if isinstance(row["input"], str) else json.dumps(row["input"])
+            try:
+                action = Action(kind=kind, environment="production", payload=payload_from_input(kind, text))
+            except ValueError:
+                continue
+            found = classify(kind, action.payload, context_for(loaded, None))
+            decision = decide(loaded, "kiro", action, found).value.value
+            body = {"kind": kind.value, "environment": "production", "payload": action.payload,
+                    "rationale": {"intent": str(row.get("why") or "bench")}, "mode": "advisory"}
+            if decision == "allow":
+                reads.append(body)
+            elif decision == "approval_required" and found.risk is Risk.write:
+                writes.append(body)
+    rng = random.Random(185)
+    reads, writes = rng.sample(reads, VARIED_READS), rng.sample(writes, VARIED_WRITES)
+    return [body for i in range(VARIED_WRITES) for body in (*reads[i * 9:i * 9 + 9], writes[i])]
+
+
+def expected_state(index: int) -> str:
+    """The state the mixes' body at `index` is answered with: every tenth is the approval-required write."""
+    return "pending_approval" if index % 10 == 9 else "allowed"
 
 
 def _wrk(url: str, bodies: list[dict[str, object]], token: str, workdir: Path) -> dict[str, float]:
@@ -106,31 +154,38 @@ def main() -> None:
                         live_server(POLICY, f"sqlite:///{peer_work / 'interlock.db'}", peer_work,
                                     env={"PYTHONPATH": PEER_SRC}))
                 tokens = {name: server.token("agent", "kiro") for name, server in servers.items()}
+                mixes = {"fixed": FIXED, "varied": varied_mix()}
                 for name, server in servers.items():
-                    probe = [httpx.post(f"{server.url}/v1/actions", json=b,
-                                        headers={"Authorization": f"Bearer {tokens[name]}"}).json()["state"]
-                             for b in (READ, WRITE)]
-                    assert probe == ["allowed", "pending_approval"], (name, probe)
+                    # Every body of both mixes once: each is answered as the mix says (and the server warmed).
+                    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {tokens[name]}"}) as c:
+                        for mix in mixes.values():
+                            states = [c.post("/v1/actions", json=b).json()["state"] for b in mix]
+                            wrong = [(i, s) for i, s in enumerate(states) if s != expected_state(i)]
+                            assert not wrong, (name, wrong[:5])
                 print(f"\nhot path vs its floor: {CONNECTIONS} connections, {DURATION_S} s a run, {ROUNDS} rounds "
-                      f"interleaved, loopback, SQLite, one worker; load average {os.getloadavg()[0]:.1f} at the start")
+                      f"interleaved, loopback, SQLite, one worker; load average {os.getloadavg()[0]:.1f} at the start; "
+                      f"mixes: fixed (1 read, 1 write), varied ({len(mixes['varied'])} distinct proposals)")
                 print(f"{'round':>5} {'app':<34} {'req/s':>8} {'p50':>9} {'p99':>9} {'non-2xx':>8} {'CPU/req':>9}")
-                ratios: dict[str, list[float]] = {name: [] for name in servers}
-                cpu: dict[str, list[float]] = {name: [] for name in ("baseline", *servers)}
+                runs = [(f"{name.split(' ')[0]} {mix}", name, mix) for name in servers for mix in mixes]
+                ratios: dict[str, list[float]] = {run: [] for run, _, _ in runs}
+                cpu: dict[str, list[float]] = {name: [] for name in ("baseline", *ratios)}
                 for i in range(ROUNDS):
                     floor = _measured(baseline.pid, f"{url}/append", [READ], "", work)
                     cpu["baseline"].append(floor["cpu_us"])
                     rows = [("baseline (parse + durable append)", floor)]
-                    for name, server in servers.items():
-                        rows.append((name, _measured(server.process.pid, f"{server.url}/v1/actions",
-                                                     [READ] * 9 + [WRITE], tokens[name], work)))
-                        ratios[name].append(rows[-1][1]["rps"] / floor["rps"])
-                        cpu[name].append(rows[-1][1]["cpu_us"])
-                    for name, row in rows:
-                        print(f"{i + 1:>5} {name:<34} {row['rps']:>8.0f} {row['p50_ms']:>7.1f}ms "
+                    for run, name, mix in runs:
+                        server = servers[name]
+                        rows.append((f"{name.removesuffix(' (mix)')} ({mix})",
+                                     _measured(server.process.pid, f"{server.url}/v1/actions", mixes[mix],
+                                               tokens[name], work)))
+                        ratios[run].append(rows[-1][1]["rps"] / floor["rps"])
+                        cpu[run].append(rows[-1][1]["cpu_us"])
+                    for label, row in rows:
+                        print(f"{i + 1:>5} {label:<34} {row['rps']:>8.0f} {row['p50_ms']:>7.1f}ms "
                               f"{row['p99_ms']:>7.1f}ms {row['non2xx']:>8} {row['cpu_us']:>7.0f}µs", flush=True)
                 print(f"load average {os.getloadavg()[0]:.1f} at the end (other work on the machine moves req/s most)")
                 for name, values in ratios.items():
-                    print(f"{name.split(' ')[0].capitalize()} / baseline: {', '.join(f'{r:.1%}' for r in values)} "
+                    print(f"{name.capitalize()} / baseline: {', '.join(f'{r:.1%}' for r in values)} "
                           "(goal ≥ 20%, p99 ≤ 25 ms); CPU per request x"
                           f"{', x'.join(f'{c / b:.1f}' for c, b in zip(cpu[name], cpu['baseline'], strict=True))} "
                           "the baseline's")

@@ -1,8 +1,9 @@
 """CPU per proposal of the hot path, without sockets or wrk (the profile behind docs/benchmarks.md, issue 18.5).
 
-Two figures, each the process CPU time (every thread: request threads, the audit writer) divided by the
-proposals served, with the bench mix (9 allowed reads : 1 approval-required write, advisory, guards on,
-example policy, SQLite) and 32 at a time:
+Three figures, each the process CPU time (every thread: request threads, the audit writer) divided by the
+proposals served, with the bench's mixes (9 allowed reads : 1 approval-required write, advisory, guards on,
+example policy, SQLite; `--mix fixed`: the same read and write repeated, the mix of every earlier figure;
+`--mix varied`: 300 distinct proposals, bench_hotpath.varied_mix; both by default) and 32 at a time:
 
 - gateway: `Gateway.propose` called from 32 threads in process (what the SDK, hooks and CLI use);
 - gateway on a loop: `Gateway.propose_async` from 32 asyncio tasks (what the HTTP route uses since the
@@ -14,14 +15,16 @@ other engineers' load than req/s does. Compare two source trees in one run, inte
 
     git archive <commit> src | tar -x -C /tmp/before
     for src in /tmp/before/src src; do PYTHONPATH=$src .venv/bin/python -m bench.hotpath_cpu; done
+
+    python -m bench.hotpath_cpu [N=3000] [--mix fixed|varied]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
-import sys
 import tempfile
 import threading
 import time
@@ -29,6 +32,7 @@ from pathlib import Path
 
 import anyio
 
+from bench.bench_hotpath import FIXED, varied_mix
 from interlock.gateway import Mode
 from interlock.identity import create_token
 from interlock.model import Action
@@ -36,29 +40,24 @@ from interlock.server.app import create_app
 from interlock.server.state import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-READ = {"kind": "shell", "environment": "production", "payload": {"command": "ls -la /srv/app"},
-        "rationale": {"intent": "look around"}, "mode": "advisory"}
-WRITE = {"kind": "shell", "environment": "production",
-         "payload": {"command": "kubectl scale deployment/api --replicas=5 -n billing"},
-         "rationale": {"intent": "more capacity"}, "mode": "advisory"}
-MIX = [READ] * 9 + [WRITE]
 AT_ONCE = 32
+Mix = list[dict[str, object]]
 
 
-def gateway_cpu(settings: Settings, n: int) -> float:
+def gateway_cpu(settings: Settings, n: int, mix: Mix) -> float:
     """µs of CPU per `Gateway.propose`, 32 threads."""
     app = create_app(settings)
     gateway = app.state.server.gateway
-    actions = [Action(**{k: v for k, v in body.items() if k != "mode"}) for body in MIX]
-    for action in actions * 2:
+    actions = [Action(**{k: v for k, v in body.items() if k != "mode"}) for body in mix]  # type: ignore[arg-type]
+    for action in actions[:20]:
         gateway.propose("kiro", action, mode=Mode.advisory)
     each = n // AT_ONCE
 
-    def run() -> None:
-        for i in range(each):
+    def run(first: int) -> None:  # each thread its own stretch of the mix (varied: not the same body at once)
+        for i in range(first, first + each):
             gateway.propose("kiro", actions[i % len(actions)], mode=Mode.advisory)
 
-    threads = [threading.Thread(target=run) for _ in range(AT_ONCE)]
+    threads = [threading.Thread(target=run, args=(t * each,)) for t in range(AT_ONCE)]
     start = time.process_time()
     for thread in threads:
         thread.start()
@@ -67,14 +66,14 @@ def gateway_cpu(settings: Settings, n: int) -> float:
     return (time.process_time() - start) / (each * AT_ONCE) * 1e6
 
 
-def gateway_loop_cpu(settings: Settings, n: int) -> float:
+def gateway_loop_cpu(settings: Settings, n: int, mix: Mix) -> float:
     """µs of CPU per `Gateway.propose_async`, 32 tasks on one event loop."""
     app = create_app(settings)
     gateway = app.state.server.gateway
-    actions = [Action(**{k: v for k, v in body.items() if k != "mode"}) for body in MIX]
+    actions = [Action(**{k: v for k, v in body.items() if k != "mode"}) for body in mix]  # type: ignore[arg-type]
 
     async def main() -> float:
-        for action in actions * 2:
+        for action in actions[:20]:
             await gateway.propose_async("kiro", action, mode=Mode.advisory, offload=anyio.to_thread.run_sync)
         queue = list(range(n))
 
@@ -91,12 +90,12 @@ def gateway_loop_cpu(settings: Settings, n: int) -> float:
     return asyncio.run(main())
 
 
-def app_cpu(settings: Settings, n: int) -> float:
+def app_cpu(settings: Settings, n: int, mix: Mix) -> float:
     """µs of CPU per `POST /v1/actions` through the whole ASGI app, 32 tasks."""
     app = create_app(settings)
     server = app.state.server
     _, token = create_token(server.store, "agent", "kiro", None, server.audit, policy=server.policy)
-    bodies = [json.dumps(b).encode() for b in MIX]
+    bodies = [json.dumps(b).encode() for b in mix]
 
     async def one(i: int) -> None:
         body = bodies[i % len(bodies)]
@@ -141,23 +140,30 @@ def app_cpu(settings: Settings, n: int) -> float:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("n", nargs="?", type=int, default=3000, help="proposals per figure")
+    parser.add_argument("--mix", choices=("fixed", "varied"), action="append",
+                        help="the proposals sent (default: both, fixed first)")
+    args = parser.parse_args()
     logging.getLogger("interlock").disabled = True  # one log line per request would be measured too
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 3000
     import interlock
 
-    print(f"hot path CPU per proposal ({interlock.__file__}), {n} proposals, {AT_ONCE} at a time, SQLite")
-    figures: list[float] = []
-    for name, measure in (("gateway (in process)", gateway_cpu), ("gateway on a loop", gateway_loop_cpu),
-                          ("app (ASGI, no sockets)", app_cpu)):
-        with tempfile.TemporaryDirectory(prefix="interlock-hotpath-cpu-") as scratch:
-            work = Path(scratch)
-            settings = Settings(policy=ROOT / "examples" / "policy.yaml", db=f"sqlite:///{work / 'i.db'}",
-                                key_dir=work / "keys", allow_missing_secrets=True)
-            figures.append(measure(settings, n))
-            print(f"  {name:<24} {figures[-1]:7.0f} µs CPU per proposal", flush=True)
-    # What the HTTP side adds (middleware, route, metrics): the part issue 18.5 cuts. The route calls the
-    # gateway on its loop, so that is the figure to take away.
-    print(f"  {'HTTP side (app - loop)':<24} {figures[2] - figures[1]:7.0f} µs CPU per proposal", flush=True)
+    for mix_name in args.mix or ["fixed", "varied"]:
+        mix = FIXED if mix_name == "fixed" else varied_mix()
+        print(f"hot path CPU per proposal ({interlock.__file__}), {args.n} proposals, {AT_ONCE} at a time, SQLite, "
+              f"{mix_name} mix ({len({json.dumps(b, sort_keys=True) for b in mix})} distinct proposals)")
+        figures: list[float] = []
+        for name, measure in (("gateway (in process)", gateway_cpu), ("gateway on a loop", gateway_loop_cpu),
+                              ("app (ASGI, no sockets)", app_cpu)):
+            with tempfile.TemporaryDirectory(prefix="interlock-hotpath-cpu-") as scratch:
+                work = Path(scratch)
+                settings = Settings(policy=ROOT / "examples" / "policy.yaml", db=f"sqlite:///{work / 'i.db'}",
+                                    key_dir=work / "keys", allow_missing_secrets=True)
+                figures.append(measure(settings, args.n, mix))
+                print(f"  {name:<24} {figures[-1]:7.0f} µs CPU per proposal", flush=True)
+        # What the HTTP side adds (middleware, route, metrics): the part issue 18.5 cuts. The route calls the
+        # gateway on its loop, so that is the figure to take away.
+        print(f"  {'HTTP side (app - loop)':<24} {figures[2] - figures[1]:7.0f} µs CPU per proposal", flush=True)
 
 
 if __name__ == "__main__":
