@@ -19,7 +19,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -44,6 +45,23 @@ from interlock.sandbox import twins
 from interlock.store import Store, StoreError
 from interlock.store.events import Channel, publish
 from interlock.wire import decision_json
+
+#: Entries a caller above the Gateway adds to the durable batch of an entry the Gateway records for it:
+#: called with each (event, data) before it is appended, in the caller's thread; what it returns is appended
+#: with that entry, in order, in one `append_many`. A rollout's runner rides its target states this way
+#: (rollout/service.py): they commit with the proposal's own entries, not in a commit of their own.
+Riders = Callable[[str, Mapping[str, Any]], list[tuple[str, dict[str, Any]]]]
+_RIDERS: ContextVar[Riders | None] = ContextVar("interlock_gateway_riders", default=None)
+
+
+@contextlib.contextmanager
+def riding(riders: Riders) -> Iterator[None]:
+    """`riders` rides every entry the Gateway records for calls made inside this block, in this thread."""
+    token = _RIDERS.set(riders)
+    try:
+        yield
+    finally:
+        _RIDERS.reset(token)
 
 
 class Mode(StrEnum):
@@ -727,6 +745,8 @@ class Gateway:
 
     def _record_many(self, items: list[tuple[str, dict[str, Any]]]) -> None:
         """Several entries in one durable batch, or none (GatewayUnavailable), as `_record` for one."""
+        if (riders := _RIDERS.get()) is not None:
+            items = [ridden for item in items for ridden in (item, *riders(*item))]
         limit = self.guard.decision_timeout if self.guard is not None else None
         try:
             self.audit.append_many(items, timeout=limit)
@@ -734,6 +754,9 @@ class Gateway:
             raise _unrecorded(items[0][0], exc) from exc
 
     def _record(self, event: str, data: dict[str, Any]) -> None:
+        if _RIDERS.get() is not None:  # a caller's entries ride with this one (`riding`)
+            self._record_many([(event, data)])
+            return
         limit = self.guard.decision_timeout if self.guard is not None else None
         try:
             if limit is None:
