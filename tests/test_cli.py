@@ -147,3 +147,18 @@ def test_entry_point_runs_as_a_real_process() -> None:
                             check=False)
     assert result.returncode == 1, result.stderr
     assert "deny" in result.stdout
+
+
+@pytest.mark.parametrize(("argv", "not_imported"), [
+    (["--version"], ["interlock.server.app", "fastapi", "interlock.integrations.hooks_cli"]),
+    (["hook", "--help"], ["interlock.server.app", "fastapi", "interlock.rollout.service"]),
+    (["policy", "--help"], ["interlock.server.app", "fastapi"]),
+])
+def test_a_command_imports_only_what_it_runs(argv: list[str], not_imported: list[str]) -> None:
+    """Sub-commands are imported when run (cli.Mounted): `interlock hook` runs before each tool call an agent
+    makes, and importing the server and console with it cost ~1.1 s of CPU each time."""
+    probe = ("import sys\nfrom interlock.cli import app\n"
+             f"try:\n    app({argv!r})\nexcept SystemExit:\n    pass\n"
+             f"print([m for m in {not_imported!r} if m in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr

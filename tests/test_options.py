@@ -144,7 +144,8 @@ COMMANDS = {
 
 
 def commands(group: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    for name, command in sorted(group.commands.items()):
+    for name in sorted(group.list_commands(None)):
+        command = group.get_command(None, name)
         path = f"{prefix}{name}"
         if hasattr(command, "commands"):
             yield from commands(command, path + " ")

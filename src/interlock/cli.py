@@ -10,11 +10,15 @@ import importlib
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, ClassVar, NoReturn
 
 import typer
+import typer.main
+import typer.models
 from pydantic import ValidationError
 from rich.table import Table
+from typer import _click as click  # typer vendors click; its groups hold these Command classes
+from typer.core import TyperGroup
 
 from interlock import options
 from interlock.classify.registry import ClassifyContext, payload_from_input
@@ -28,15 +32,49 @@ from interlock.policy.classifying import classify_action
 from interlock.policy.lint import LINT_ERRORS, lint_file
 from interlock.wire import decision_json
 
+
+class Mounted(TyperGroup):
+    """A command group whose sub-commands living beside their feature (audit/, gate/, server/…) are imported
+    when they are run or listed, not when `interlock` starts. Importing all of them cost ~1.1 s of CPU per
+    process (the server and its console, FastAPI, the policy engine), paid by every `interlock hook …` an
+    agent's harness runs before each tool call and by every CLI call in the tests; `interlock hook` alone
+    needs a fifth of that. Click's own lazy-group pattern (click.palletsprojects.com "Lazily Loading
+    Subcommands"): `list_commands` names them, `get_command` imports one."""
+
+    #: name → (module, attribute, passthrough); set per group by `mount`.
+    mounted: ClassVar[dict[str, tuple[str, str, bool]]] = {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        own = super().list_commands(ctx)
+        return own + [name for name in self.mounted if name not in own]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in self.mounted:
+            command = _load_mounted(cmd_name, *self.mounted[cmd_name])
+            if command is not None:
+                self.add_command(command, cmd_name)  # once per process
+        return command
+
+
+class Commands(Mounted):
+    mounted: ClassVar[dict[str, tuple[str, str, bool]]] = {}
+
+
+class PolicyCommands(Mounted):
+    mounted: ClassVar[dict[str, tuple[str, str, bool]]] = {}
+
+
 app = typer.Typer(
     name="interlock",
+    cls=Commands,
     help="A safety gateway between AI agents and production systems. Options and their environment "
          "variables: docs/cli.md.",
     no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
 )
-policy_app = typer.Typer(help="Lint, test, export and replay policies.", no_args_is_help=True)
+policy_app = typer.Typer(help="Lint, test, export and replay policies.", no_args_is_help=True, cls=PolicyCommands)
 app.add_typer(policy_app, name="policy")
 
 
@@ -273,38 +311,43 @@ def version() -> None:
     out.print(__version__)
 
 
-def _mount_optional(module: str, attr: str, name: str, parent: typer.Typer = app, *,
-                    passthrough: bool = False) -> None:
-    """Sub-commands live beside their feature (audit/, gate/, server/); mount those present."""
+def _load_mounted(name: str, module: str, attr: str, passthrough: bool) -> click.Command | None:
     try:
         mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
+    except ModuleNotFoundError as exc:  # a feature not installed is simply not offered
         if exc.name and module.startswith(exc.name):
-            return
+            return None
         raise
-    obj = getattr(mod, attr, None)
+    obj = getattr(mod, attr)
     if isinstance(obj, typer.Typer):
-        parent.add_typer(obj, name=name)
-    elif callable(obj):
-        # `passthrough`: commands that take `-- CMD…` after their own options (exec, mcp-proxy).
-        settings = {"allow_extra_args": True, "ignore_unknown_options": True} if passthrough else None
-        parent.command(name, context_settings=settings)(obj)
+        group = typer.main.get_group(obj)
+        group.name = name
+        return group
+    # `passthrough`: commands that take `-- CMD…` after their own options (exec, mcp-proxy).
+    settings = {"allow_extra_args": True, "ignore_unknown_options": True} if passthrough else {}
+    return typer.main.get_command_from_info(
+        typer.models.CommandInfo(name=name, callback=obj, context_settings=settings),
+        pretty_exceptions_short=app.pretty_exceptions_short, rich_markup_mode=app.rich_markup_mode)
 
 
-_mount_optional("interlock.audit.cli", "app", "audit")
-_mount_optional("interlock.audit.cli", "replay_command", "replay", policy_app)
-_mount_optional("interlock.gate.cli", "app", "approvals")
-_mount_optional("interlock.identity_cli", "app", "token")
-_mount_optional("interlock.server.cli", "serve", "serve")
-_mount_optional("interlock.integrations.hooks_cli", "app", "hook")
-_mount_optional("interlock.integrations.exec_cli", "exec_", "exec", passthrough=True)
-_mount_optional("interlock.integrations.mcp_cli", "mcp_proxy", "mcp-proxy", passthrough=True)
-_mount_optional("interlock.demo.cli", "demo", "demo")
-_mount_optional("interlock.sandbox.cli", "rehearse", "rehearse")
-_mount_optional("interlock.guard.cli", "freeze", "freeze")
-_mount_optional("interlock.guard.cli", "thaw", "thaw")
-_mount_optional("interlock.guard.cli", "app", "guards")
-_mount_optional("interlock.rollout.cli", "app", "rollout")
+def mount(group: type[Mounted], name: str, module: str, attr: str, *, passthrough: bool = False) -> None:
+    group.mounted[name] = (module, attr, passthrough)
+
+
+mount(Commands, "audit", "interlock.audit.cli", "app")
+mount(PolicyCommands, "replay", "interlock.audit.cli", "replay_command")
+mount(Commands, "approvals", "interlock.gate.cli", "app")
+mount(Commands, "token", "interlock.identity_cli", "app")
+mount(Commands, "serve", "interlock.server.cli", "serve")
+mount(Commands, "hook", "interlock.integrations.hooks_cli", "app")
+mount(Commands, "exec", "interlock.integrations.exec_cli", "exec_", passthrough=True)
+mount(Commands, "mcp-proxy", "interlock.integrations.mcp_cli", "mcp_proxy", passthrough=True)
+mount(Commands, "demo", "interlock.demo.cli", "demo")
+mount(Commands, "rehearse", "interlock.sandbox.cli", "rehearse")
+mount(Commands, "freeze", "interlock.guard.cli", "freeze")
+mount(Commands, "thaw", "interlock.guard.cli", "thaw")
+mount(Commands, "guards", "interlock.guard.cli", "app")
+mount(Commands, "rollout", "interlock.rollout.cli", "app")
 
 
 def main() -> None:
