@@ -597,3 +597,31 @@ def test_one_batch_counts_as_its_entries_one_by_one_would(make: Callable[[str], 
     if alerts:
         assert len(eventually(lambda: tripped(rt))) == alerts
     assert len(tripped(rt)) == alerts
+
+
+# --- remembered window answers (windows.Steady) -------------------------------------------------------------
+
+@pytest.mark.parametrize(("window", "moments"), [
+    # a minute tick in Berlin, the edge of the window, and a clock that goes back
+    ("mon-fri 08:00-18:00 Europe/Berlin", ["2026-07-15T05:59:59.999999", "2026-07-15T06:00:00", "2026-07-15T06:00:30",
+                                           "2026-07-15T15:59:59", "2026-07-15T16:00:00", "2026-07-15T05:59:00"]),
+    # over midnight, across the spring-forward change in Berlin
+    ("sat,sun 22:00-03:00 Europe/Berlin", ["2026-03-28T20:59:59", "2026-03-28T21:00:00", "2026-03-29T00:59:59",
+                                           "2026-03-29T01:00:00", "2026-03-29T01:00:01"]),
+    # a zone 45 minutes off the hour, and one whose offset had seconds (Amsterdam, 1936)
+    ("mon-sun 10:00-10:01 Asia/Kathmandu", ["2026-07-15T04:14:59", "2026-07-15T04:15:00", "2026-07-15T04:15:59",
+                                            "2026-07-15T04:16:00"]),
+    ("mon-sun 10:00-10:01 Europe/Amsterdam", ["1936-07-15T09:40:27", "1936-07-15T09:40:28", "1936-07-15T09:41:27",
+                                              "1936-07-15T09:41:28"]),
+    ("2026-12-24 00:00 to 2026-12-27 08:00 Europe/Berlin", ["2026-12-23T22:59:59", "2026-12-23T23:00:00",
+                                                            "2026-12-27T06:59:59", "2026-12-27T07:00:00"]),
+])
+def test_a_remembered_window_answers_as_the_window_at_every_moment(window: str, moments: list[str]) -> None:
+    from interlock.guard.windows import Steady, parse_window
+
+    found = parse_window(window)
+    steady = Steady((found,))
+    for text in moments:
+        at = datetime.fromisoformat(text).replace(tzinfo=UTC)
+        for moment in (at, at + timedelta(microseconds=1)):  # computed, then remembered
+            assert steady.contains(moment) == (found.contains(moment),), moment

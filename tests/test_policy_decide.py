@@ -169,3 +169,17 @@ def test_decide_is_pure_and_repeatable() -> None:
     a = _decide("kiro", "production", "touch x")
     b = _decide("kiro", "production", "touch x")
     assert a == b
+
+
+def test_the_fast_decision_is_the_one_model_construct_builds() -> None:
+    from interlock.model import ApprovalRequirement, Decision, DecisionValue, Risk, built_decision
+
+    values = {"value": DecisionValue.approval_required, "risk": Risk.write, "tags": ("mass",), "summary": "s",
+              "rules": ("r",), "reasons": ("why",), "remedy": ("needs",), "sandbox": None, "policy_version": "v",
+              "approvals": (ApprovalRequirement(count=2, from_groups=("dba",), source="r"),)}
+    fast = built_decision(**values)  # type: ignore[arg-type]
+    slow = Decision.model_construct(**values)
+    assert fast == slow
+    assert fast.model_dump() == slow.model_dump() and fast.model_dump(mode="json") == slow.model_dump(mode="json")
+    assert fast.model_fields_set == slow.model_fields_set
+    assert Decision.model_validate(fast.model_dump()) == fast

@@ -232,3 +232,24 @@ class Decision(Strict):
         return self.value is DecisionValue.allow
 
 
+
+
+_DECISION_FIELDS = ("value", "risk", "tags", "summary", "rules", "reasons", "remedy", "approvals", "sandbox",
+                    "policy_version")
+_set_attribute = object.__setattr__
+
+
+def built_decision(value: DecisionValue, risk: Risk, tags: tuple[str, ...], summary: str, rules: tuple[str, ...],
+                   reasons: tuple[str, ...], remedy: tuple[str, ...], approvals: tuple[ApprovalRequirement, ...],
+                   sandbox: str | None, policy_version: str) -> Decision:
+    """A `Decision` from values the policy engine already checked, built as `Decision.model_construct`
+    builds one with every field given (its generic loop over fields and aliases was most of the cost of
+    deciding a short command). tests/test_policy_decide.py checks the two agree."""
+    made = Decision.__new__(Decision)
+    _set_attribute(made, "__dict__", {
+        "value": value, "risk": risk, "tags": tags, "summary": summary, "rules": rules, "reasons": reasons,
+        "remedy": remedy, "approvals": approvals, "sandbox": sandbox, "policy_version": policy_version})
+    _set_attribute(made, "__pydantic_fields_set__", set(_DECISION_FIELDS))
+    _set_attribute(made, "__pydantic_extra__", None)
+    _set_attribute(made, "__pydantic_private__", None)
+    return made

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -241,23 +242,32 @@ def thaw_freeze(store: Store, log: GateAudit, freeze_id: str, *, by: str, groups
 # --- change-freeze windows (pure) -----------------------------------------------------------------
 
 
+def in_scope(freeze: ChangeFreeze, agent: str, action: Action) -> bool:
+    return not ((freeze.environments and action.environment not in freeze.environments)
+                or (freeze.targets and action.target not in freeze.targets)
+                or (freeze.agents and agent not in freeze.agents))
+
+
 def window_in_force(freeze: ChangeFreeze, agent: str, action: Action, at: datetime) -> bool:
-    if freeze.environments and action.environment not in freeze.environments:
-        return False
-    if freeze.targets and action.target not in freeze.targets:
-        return False
-    if freeze.agents and agent not in freeze.agents:
-        return False
-    return any(w.contains(at) for w in freeze.window)
+    return in_scope(freeze, agent, action) and any(w.contains(at) for w in freeze.window)
 
 
-def apply_windows(doc: PolicyDocument, agent: str, action: Action, decision: Decision, at: datetime | None) -> Decision:
+#: Whether the change freeze at an index of `guards.freezes` has a window containing a moment (the Guard
+#: answers from its `windows.Steady` caches).
+Timely = Callable[[int, datetime], bool]
+
+
+def apply_windows(doc: PolicyDocument, agent: str, action: Action, decision: Decision, at: datetime | None,
+                  timely: Timely | None = None) -> Decision:
     """The decision with the policy's change-freeze windows applied at `at` (None: none applies).
-    Reads pass; anything else in a window needs the freeze's approvers too, or is denied."""
+    Reads pass; anything else in a window needs the freeze's approvers too, or is denied. `timely`: the
+    time half of the check, when the caller remembers it (else each window is evaluated)."""
     if at is None or not doc.guards.freezes or decision.value is DecisionValue.deny or decision.risk is Risk.read:
         return decision
     for index, freeze in enumerate(doc.guards.freezes):
-        if not window_in_force(freeze, agent, action, at):
+        if not in_scope(freeze, agent, action):
+            continue
+        if not (timely(index, at) if timely is not None else any(w.contains(at) for w in freeze.window)):
             continue
         rule = f"freeze-window:{freeze.name or index}"
         windows = ", ".join(w.describe() for w in freeze.window)

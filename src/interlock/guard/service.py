@@ -35,6 +35,7 @@ from interlock.guard.breakers import AGENT_WIDE, Breaker, State
 from interlock.guard.detectors import Alert, Counting, breaker_settings
 from interlock.guard.freezes import Freeze, FreezeError
 from interlock.guard.rollback_pass import Pass
+from interlock.guard.windows import Steady
 from interlock.model import Action, ApprovalRequirement, Classification, Decision, DecisionValue
 from interlock.policy import Policy
 from interlock.store import Store, StoreError
@@ -84,6 +85,12 @@ class Guard:
         self._alerts: queue.SimpleQueue[list[Alert] | None] = queue.SimpleQueue()
         self._alert_thread: threading.Thread | None = None
         self._unsubscribe = self.events.subscribe(Channel.freezes, self._on_freeze_event)
+        # The time half of the change-freeze windows and working hours, remembered between the moments
+        # their answers can change (windows.Steady): per proposal a tuple comparison, not a zone lookup each.
+        self._freeze_windows = tuple(Steady(f.window) for f in self.guards.freezes)
+        hours = self.guards.anomalies.working_hours
+        self._hours = {agent: (Steady(windows), ", ".join(w.describe() for w in windows))
+                       for agent, windows in (hours.agents.items() if hours is not None else ()) if windows}
         anomalies = self.guards.anomalies
         self.counting: Counting | None = None
         if self.guards.breakers is not None or any(
@@ -166,13 +173,16 @@ class Guard:
                                 f"wait until a human thaws freeze {found.id}"), [{"guard": "freeze", "id": found.id}]
         now = self.clock()
         if not isinstance(passed, dict):
-            decision = freezes.apply_windows(self.policy.doc, agent, action, decision, now)
+            decision = freezes.apply_windows(self.policy.doc, agent, action, decision, now, self._timely)
         if decision.value is DecisionValue.deny:
             return decision, findings
         decision = self._breakers_review(agent, action, decision, now)
         decision = self._working_hours(agent, action, decision, now, findings)
         decision = self._first_action(agent, action, classification, decision, findings)
         return decision, findings
+
+    def _timely(self, index: int, now: datetime) -> bool:
+        return any(self._freeze_windows[index].contains(now))
 
     def _windows_for(self, agent: str, action: Action) -> list[str]:
         now = self.clock()
@@ -220,10 +230,10 @@ class Guard:
     def _working_hours(self, agent: str, action: Action, decision: Decision, now: datetime,
                        findings: list[dict[str, Any]]) -> Decision:
         detector = self.guards.anomalies.working_hours
-        hours = detector.agents.get(agent) if detector is not None else None
-        if detector is None or not hours or any(w.contains(now) for w in hours):
+        hours = self._hours.get(agent)
+        if detector is None or hours is None or any(hours[0].contains(now)):
             return decision
-        detail = f"outside its working hours ({', '.join(w.describe() for w in hours)})"
+        detail = f"outside its working hours ({hours[1]})"
         findings.append({"detector": "working_hours", "enforce": detector.enforce, "trip": True, "detail": detail})
         if not detector.enforce:
             return decision

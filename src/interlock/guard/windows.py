@@ -174,6 +174,38 @@ def _one_off(start: str, end: str, zone_name: str) -> OneOff:
     return OneOff(first.astimezone(UTC), last.astimezone(UTC), str(zone_name))
 
 
+def steady_until(window: Window, moment: datetime) -> datetime:
+    """A moment after `moment` until which `window.contains` keeps its answer at `moment` (not always the
+    next edge, never past it): a recurring window is judged by its zone's wall-clock minute, so its answer
+    holds until that minute ticks over; a one-off's until its next bound."""
+    if isinstance(window, OneOff):
+        return window.start if moment < window.start else window.end if moment < window.end else datetime.max.replace(
+            tzinfo=UTC)
+    local = moment.astimezone(zone(window.zone))
+    return moment + timedelta(seconds=60 - local.second, microseconds=-local.microsecond)
+
+
+class Steady:
+    """Which of some windows contain the current moment, remembered until the earliest moment any of them
+    could change its answer (`steady_until`): per proposal the guards ask about the same few windows, and
+    evaluating each in its zone was most of what a guard review cost. Exact: an answer is reused only for
+    moments inside [when it was computed, when it could first change); a clock that goes back (a test's)
+    recomputes. One immutable tuple swapped whole, so threads share it without a lock."""
+
+    def __init__(self, windows: tuple[Window, ...]) -> None:
+        self.windows = windows
+        self._known: tuple[datetime, datetime, tuple[bool, ...]] | None = None
+
+    def contains(self, moment: datetime) -> tuple[bool, ...]:
+        known = self._known
+        if known is not None and known[0] <= moment < known[1]:
+            return known[2]
+        answer = tuple(w.contains(moment) for w in self.windows)
+        until = min((steady_until(w, moment) for w in self.windows), default=datetime.max.replace(tzinfo=UTC))
+        self._known = (moment, until, answer)
+        return answer
+
+
 def overlap(a: Window, b: Window, *, around: datetime | None = None) -> datetime | None:
     """A moment both windows cover, or None. Two intervals overlap iff one opens inside the other,
     so it is enough to look at the openings: recurring windows repeat weekly, so two weeks of

@@ -24,7 +24,7 @@ import regex
 
 from interlock.classify.registry import TEXT_FIELD
 from interlock.fingerprint import canonical_json
-from interlock.model import Action, ApprovalRequirement, Classification, Decision, DecisionValue, Risk
+from interlock.model import Action, ApprovalRequirement, Classification, Decision, DecisionValue, Risk, built_decision
 from interlock.policy.load import Policy, _predecessor
 from interlock.policy.normalize import input_forms
 from interlock.policy.schema import Approvals, Rule
@@ -43,7 +43,7 @@ class _Compiled:
     patterns: tuple[Any, ...]
 
     def matches(self, risk: Risk, tags: frozenset[str], target: str | None,
-                forms: Callable[[], tuple[str, ...]]) -> bool:
+                forms: Callable[[], tuple[str, ...]], written: Callable[[], str]) -> bool:
         if self.risks is not None and risk not in self.risks:
             return False
         if self.tags and not self.tags <= tags:
@@ -52,9 +52,9 @@ class _Compiled:
             return False
         if self.patterns:
             # A restriction matches the text as written or any normalized form (policy/normalize.py);
-            # a permission only the text as written, so normalizing never widens what is allowed.
-            texts = forms()
-            return self._pattern_matches(texts if self.rule.effect != "allow" else texts[:1])
+            # a permission only the text as written (the first form), so normalizing never widens what is
+            # allowed, and a permission needs no normalizing at all.
+            return self._pattern_matches(forms() if self.rule.effect != "allow" else (written(),))
         return True
 
     def _pattern_matches(self, texts: tuple[str, ...]) -> bool:
@@ -196,7 +196,7 @@ def action_text(action: Action) -> str:
 
 def _deny(classification: Classification, policy: Policy, rules: tuple[str, ...], reason: str,
           remedy: str) -> Decision:
-    return Decision.model_construct(
+    return built_decision(
         value=DecisionValue.deny, risk=classification.risk, tags=classification.tags, summary=classification.summary,
         rules=rules, reasons=(reason,), remedy=(remedy,) if remedy else (), approvals=(), sandbox=None,
         policy_version=policy.version,
@@ -232,16 +232,22 @@ def decide(policy: Policy, agent: str, action: Action, classification: Classific
     tags = frozenset(classification.tags)
     kinds = (action.kind.value, *classification.kinds) if classification.kinds else (action.kind.value,)
     forms_cache: list[tuple[str, ...]] = []
+    text_cache: list[str] = []
+
+    def written() -> str:
+        if not text_cache:
+            text_cache.append(action_text(action))
+        return text_cache[0]
 
     def forms() -> tuple[str, ...]:
         if not forms_cache:
             target = doc.targets.get(action.target) if action.target else None
-            forms_cache.append(input_forms(action_text(action), action.kind, tuple(classification.kinds or ()),
+            forms_cache.append(input_forms(written(), action.kind, tuple(classification.kinds or ()),
                                            target.dialect if target else "postgres"))
         return forms_cache[0]
 
     matched = [c.rule for c in _candidates(policy, agent, env, kinds)
-               if c.matches(risk, tags, action.target, forms)]
+               if c.matches(risk, tags, action.target, forms, written)]
     denies = [r for r in matched if r.effect == "deny"]
     if denies:
         return _deny(classification, policy, tuple(r.id for r in denies),
@@ -300,7 +306,7 @@ def decide(policy: Policy, agent: str, action: Action, classification: Classific
         remedy.append(f"run in {sandbox_env} first, then propose it in {env} again with the evidence")
     if approvals and value is not DecisionValue.allow:
         remedy += [f"needs {req.describe()} ({req.source})" for req in approvals]
-    return Decision.model_construct(
+    return built_decision(
         value=value, risk=risk, tags=classification.tags, summary=classification.summary,
         rules=tuple(rules), reasons=tuple(reasons), remedy=tuple(remedy),
         approvals=approvals if value is not DecisionValue.allow else (), sandbox=sandbox_env,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from interlock.classify.registry import ClassifyContext, classify, payload_from_input
+from interlock.classify.registry import DEFAULT_CONTEXT, ClassifyContext, classify, payload_from_input
 from interlock.guard.freezes import apply_windows
 from interlock.model import Action, Classification, Decision
 from interlock.policy.engine import decide
@@ -33,7 +33,20 @@ class TestResult:
 
 
 def context_for(policy: Policy, target: str | None) -> ClassifyContext:
-    """What the policy says about a target that changes how its actions are classified."""
+    """What the policy says about a target that changes how its actions are classified (built once per
+    policy and target: a frozen model, shared; keyed on names the policy holds, so bounded by it)."""
+    contexts: dict[str | None, ClassifyContext] = policy._compiled.setdefault("contexts", {})
+    if target is not None and target not in policy.doc.targets:
+        target = None  # what an unknown name gets; never a key of its own (the agent picks the name)
+    found = contexts.get(target)
+    if found is None:
+        made = _context(policy, target)
+        # The registry's own default when equal: classifiers that cache only under it see it by identity.
+        found = contexts[target] = DEFAULT_CONTEXT if made == DEFAULT_CONTEXT else made
+    return found
+
+
+def _context(policy: Policy, target: str | None) -> ClassifyContext:
     rules = policy._compiled.get("paths")
     if rules is None:
         rules = policy._compiled["paths"] = policy.doc.paths.rules()
