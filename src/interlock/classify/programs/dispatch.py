@@ -150,7 +150,50 @@ def _judge_program(name: str, args: list[Word], stdin: Stdin, run: Runner, tags:
                                   frozenset({"secrets"}))
     if args and name not in NAMES_ONLY:
         judgement = reading_secrets(judgement, args)
+    if name in SEARCHERS or (name == "git" and git_searches(args)):
+        judgement = hunting_secrets(judgement, name, args)
     return judgement.with_tags(*tags) if tags else judgement
+
+
+#: Programs that print what a pattern, script or path expression selects (`git grep` and `git log -S` are
+#: recognised by `git_searches`).
+SEARCHERS = name_set(
+    """
+    grep egrep fgrep zgrep zegrep zfgrep bzgrep xzgrep rg ag ack ack-grep pt ugrep
+    awk gawk mawk nawk sed gsed jq gojq jaq yq xq dasel
+    """
+)
+
+
+def git_searches(args: list[Word]) -> bool:
+    """`git grep PATTERN`, or history searched for a string (`git log -p -S password`, `git show -G key`):
+    a key committed once and removed later is still printed."""
+    values = [w.value or "" for w in args]
+    sub = next((v for v in values[:3] if v and not v.startswith("-")), "")
+    return sub == "grep" or (sub in ("log", "show", "whatchanged") and any(
+        v.startswith(("-S", "-G", "--pickaxe-regex")) for v in values))
+
+#: Words of a search for credentials (`grep -ri password`, `rg 'api[_-]?key'`, `grep 'BEGIN RSA PRIVATE KEY'`).
+#: Bounded by non-letters so `tokenizer` or `secretary` stay ordinary words; bare `pass` is left out (test
+#: results say PASS). `.{0,6}` lets a regex's own punctuation sit between the halves of `api_key`.
+_HUNTED = re.compile(
+    r"(?i)(?<![a-z])(?:passwd|passwords?|passphrases?|pwd|secrets?|tokens?|credentials?|bearer|"
+    r"private.{0,3}keys?|api.{0,6}keys?|access.{0,3}keys?|auth.{0,3}keys?)(?![a-z])"
+)
+
+
+def hunting_secrets(judgement: Judgement, name: str, args: list[Word]) -> Judgement:
+    """A search whose pattern names credentials prints them wherever they are written down (MITRE ATT&CK
+    T1552.001, credentials in files): at least `write`, tag `secrets`, like reading a secret file. Every word
+    is looked at, not only the pattern: which word is the pattern depends on each program's options, and a
+    path named `secrets/` searched is the same disclosure."""
+    found = next((w.show for w in args if _HUNTED.search(w.value if w.value is not None else w.text)), None)
+    if found is None:
+        return judgement
+    if judgement.risk is R:
+        why = f"{name} searches for {found}: prints any credential it finds"
+        return Judgement(W, why, judgement.tags | {"secrets"}, judgement.paths, judgement.nested)
+    return judgement.with_tags("secrets")
 
 
 #: Words of everyday CLIs that print a credential: `fly auth token`, `x auth print-access-token`,
