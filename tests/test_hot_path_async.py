@@ -181,3 +181,40 @@ def test_propose_async_answers_and_records_as_propose_does(runtime: Runtime, env
 
     assert recorded(awaited) == recorded(threaded)
     assert recorded(awaited)[0][0] == "action.proposed"
+
+
+# --- what a policy remembers of an action body (gateway._Judged) -------------------------------------------
+
+def _body(payload: dict[str, Any], **fields: Any) -> Action:
+    return Action(**{"kind": "shell", "environment": "production", "payload": payload, **fields})
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "shared"),
+    [
+        (("kiro", _body(READ)), ("kiro", _body(READ, rationale={"intent": "again"})), True),  # rationale: not judged
+        (("kiro", _body(READ)), ("reporter", _body(READ)), False),  # another agent, other roles
+        (("kiro", _body(READ)), ("kiro", _body(READ, environment="sandbox")), False),
+        (("kiro", _body({"a": 1, "b": 2}, kind="http")), ("kiro", _body({"b": 2, "a": 1}, kind="http")), False),
+        (("kiro", _body({"replicas": 1}, kind="http")), ("kiro", _body({"replicas": 1.0}, kind="http")), False),
+        (("kiro", _body({"command": "ls " + "x" * 3000})), ("kiro", _body({"command": "ls " + "x" * 3000})), False),
+        (("kiro", _body({"plan": {}}, kind="terraform")), ("kiro", _body({"plan": {}}, kind="terraform")), False),
+    ],
+)
+def test_a_policy_remembers_exactly_one_bodys_judgement(runtime: Runtime, first: tuple[str, Action],
+                                                         second: tuple[str, Action], shared: bool) -> None:
+    gateway = runtime.gateway
+    one, two = gateway._judged(*first), gateway._judged(*second)
+    assert (one is two) is shared
+    if not shared:  # whatever was remembered, each is what judging it afresh gives
+        assert two.classification == gateway.classify(second[1])
+
+
+def test_the_memo_is_bounded(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    import interlock.gateway as gateway_module
+
+    monkeypatch.setattr(gateway_module, "JUDGED_MOST", 3)
+    for n in range(10):
+        runtime.gateway._judged("kiro", _body({"command": f"ls /srv/{n}"}))
+        assert len(runtime.policy._compiled["judged"]) <= 3
+

@@ -149,3 +149,52 @@ def test_decision_without_a_value_or_with_an_unknown_field_is_refused() -> None:
     for data in ({"risk": "read"}, {"outcome": "allow", "risk": "read", "verdict": "allow"}):
         with pytest.raises(ValidationError):
             Decision.model_validate(data)
+
+
+# --- the gateway's shortcuts give what the general functions give --------------------------------------------
+
+PAYLOADS: list[tuple[str, dict[str, Any]]] = [
+    ("command", {"command": "ls -la /srv/app"}),
+    ("nested, unsorted", {"sql": "x", "params": {"b": [1, 2.5, None, True], "a": "é"}}),
+    ("floats ECMAScript writes its own way", {"n": 1.0, "m": 1e21, "k": -0.0}),
+    ("astral and surrogate-free unicode", {"text": "emoji 😀", "😀": "key outside the BMP"}),
+    ("integers at the safe edge", {"a": 2**53 - 1, "b": -(2**53 - 1)}),
+]
+
+
+@pytest.mark.parametrize(("what", "payload"), PAYLOADS, ids=[p[0] for p in PAYLOADS])
+@pytest.mark.parametrize("target", [None, "billing-db"])
+def test_fingerprint_with_canonical_payload_is_the_fingerprint(what: str, payload: dict[str, Any],
+                                                                target: str | None) -> None:
+    from interlock.fingerprint import fingerprint_with
+
+    action = Action.model_validate({**GOOD, "target": target, "payload": payload})
+    made = canonical_json(action.payload)
+    assert fingerprint_with("kiro", action, "v1", made) == fingerprint("kiro", action, "v1")
+
+
+@pytest.mark.parametrize(("value", "plain"), [
+    ({"command": "ls"}, True),
+    ({"a": [1, 2.5, None, True, {"b": "c"}]}, True),
+    ({"a": float("nan")}, False),
+    ({"a": float("inf")}, False),
+    ({"a": (1, 2)}, False),  # a tuple writes as a list: it must not share a list's key
+    ({"a": Risk.read}, False),  # a str subclass
+    ({1: "x"}, False),
+    ({"a": b"bytes"}, False),
+])
+def test_plain_json_is_only_jsons_own_types(value: Any, plain: bool) -> None:
+    from interlock.fingerprint import plain as is_plain
+
+    assert is_plain(value) is plain
+
+
+@pytest.mark.parametrize("rationale", [None, {"intent": "look"}, GOOD["rationale"]])
+@pytest.mark.parametrize(("what", "payload"), PAYLOADS, ids=[p[0] for p in PAYLOADS])
+def test_the_entrys_action_is_its_model_dump(what: str, payload: dict[str, Any],
+                                              rationale: dict[str, str] | None) -> None:
+    from interlock.gateway import _action_json
+
+    action = Action.model_validate({**GOOD, "payload": payload, "rationale": rationale})
+    assert _action_json(action, True) == action.model_dump(mode="json")
+    assert list(_action_json(action, True)) == list(action.model_dump(mode="json"))

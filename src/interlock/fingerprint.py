@@ -9,6 +9,7 @@ and number spelling, so the same action always has the same fingerprint and any 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from typing import Any
 
@@ -84,6 +85,36 @@ def fingerprint(agent: str, action: Action, policy_version: str) -> str:
         "policy_version": policy_version,
     }
     return hashlib.sha256(canonical_json(material)).hexdigest()
+
+
+def fingerprint_with(agent: str, action: Action, policy_version: str, payload: bytes) -> str:
+    """`fingerprint`, given `payload` = canonical_json(action.payload) (the size check made it already).
+    RFC 8785 writes an object as its members sorted by key, joined without whitespace, so the material's
+    bytes are its members' canonical forms in key order (tests/test_model.py checks the two agree)."""
+    material = b"".join((
+        b'{"agent":', canonical_json(agent), b',"environment":', canonical_json(action.environment),
+        b',"kind":', canonical_json(action.kind.value), b',"payload":', payload,
+        b',"policy_version":', canonical_json(policy_version), b',"target":', canonical_json(action.target), b"}"))
+    return hashlib.sha256(material).hexdigest()
+
+
+def plain(value: Any) -> bool:
+    """Only JSON's own types, exactly (no subclasses, tuples or other objects), finite floats; nested no
+    deeper than orjson writes. Such a value's `orjson.dumps` bytes tell it apart from every other such value
+    (keys in their order, 1 from 1.0 and from true), so they can key what is judged of it."""
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    try:
+        if kind is dict:
+            return all(type(key) is str and plain(item) for key, item in value.items())
+        if kind is list:
+            return all(plain(item) for item in value)
+    except RecursionError:
+        return False
+    return False
 
 
 def payload_size(action: Action) -> int:

@@ -27,10 +27,12 @@ from enum import StrEnum
 from functools import partial
 from typing import Any, Protocol
 
+import orjson
+
 from interlock import ids
 from interlock.answers import TERMINAL_STATES
 from interlock.credentials import Missing, missing_for_target
-from interlock.fingerprint import PayloadError, fingerprint, payload_size
+from interlock.fingerprint import PayloadError, canonical_json, fingerprint_with, plain
 from interlock.gate import repo as gate_repo
 from interlock.gate.requests import RequestState
 from interlock.gate.service import Gate, GateError
@@ -152,7 +154,6 @@ class Proposal:
     details: dict[str, Any] = field(default_factory=dict, repr=False)
     #: the freezes a rollout's rollback passed on a human's abort under freeze (guard.rollback_pass)
     passed: frozenset[str] = field(default_factory=frozenset, repr=False)
-
     def to_json(self) -> dict[str, Any]:
         body = {"id": self.id, "state": self.state.value, "mode": self.mode.value,
                 **decision_json(self.decision, self.fingerprint)}
@@ -167,6 +168,58 @@ class Proposal:
             if getattr(self, key) is not None:
                 body[key] = getattr(self, key)
         return body
+
+
+#: How many action bodies a policy remembers what it made of (`_Judged`), and the largest payload it
+#: remembers (its JSON is part of the key): at most ~2,048 × 2 KiB of keys and their judgements.
+JUDGED_MOST = 2048
+JUDGED_PAYLOAD_BYTES = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class _Judged:
+    """What a policy makes of one action body, whatever its rationale, mode or time: the payload's size, its
+    classification, the decision before evidence, credentials and guards (all three are applied to every
+    proposal afterwards), the fingerprint, and the JSON of the classification and decision.
+
+    Remembered per policy (`Policy._compiled`: a reloaded policy starts empty) and keyed on the agent, kind,
+    environment, target and the payload's exact JSON (`_body_key`): exactly what `classify_action` and
+    `decide` read, both pure functions of it (a terraform plan file is read from disk: never remembered).
+    So a hostile agent can only ever get the judgement its own body gets; and agents repeat themselves (a
+    retry, the same `kubectl get` every few seconds). Nothing here is mutated: the entries and answers that
+    use the JSON copy it when they write it (the audit log's `cleaned`, the response's encoder)."""
+
+    size: int
+    classification: Classification
+    decision: Decision
+    fingerprint: str
+    classification_json: dict[str, Any]
+    wire: dict[str, Any]  # decision_json(decision)
+    plain: bool  # the payload is plain JSON (fingerprint.plain): the entry may hold it as it is
+
+
+def _body_key(agent: str, action: Action) -> tuple[Any, ...] | None:
+    """The memo's key for the action's body, or None when it is not remembered: a payload that is not plain
+    JSON (its JSON would not tell it apart), over JUDGED_PAYLOAD_BYTES, or a terraform plan (read from a file)."""
+    if action.kind is Kind.terraform or not plain(action.payload):
+        return None
+    try:
+        text = orjson.dumps(action.payload)
+    except orjson.JSONEncodeError:  # a lone surrogate, an integer over 64 bits, nested too deep
+        return None
+    if len(text) > JUDGED_PAYLOAD_BYTES:
+        return None
+    return (agent, action.kind, action.environment, action.target, text)
+
+
+def _action_json(action: Action, plain_payload: bool) -> dict[str, Any]:
+    """`action.model_dump(mode="json")`, without pydantic's walk when the payload is plain JSON already
+    (tests/test_model.py checks the two agree)."""
+    if not plain_payload:
+        return action.model_dump(mode="json")
+    rationale = action.rationale
+    return {"kind": action.kind.value, "environment": action.environment, "target": action.target,
+            "payload": action.payload, "rationale": None if rationale is None else dict(rationale.__dict__)}
 
 
 @dataclass(frozen=True)
@@ -280,10 +333,10 @@ class Gateway:
         """Everything `propose` does before its first durable entry: check, classify, decide (promote with
         evidence, credentials, guards), fingerprint; and that entry's data."""
         policy = self.policy
-        self._check_input(action)
-        classification = self.classify(action)
+        judged = self._judged(agent, action)
+        classification = judged.classification
         action_id = "act_" + ids.token_hex(10)
-        decision = decide(policy, agent, action, classification)
+        decision = judged.decision
         evidence: dict[str, Any] | None = None
         hint: dict[str, Any] | None = None
         if decision.value is DecisionValue.sandbox_required:
@@ -296,22 +349,54 @@ class Gateway:
                 decision, findings = self.guard.review(agent, action, classification, decision, rollback)
             except GuardUnavailable as exc:
                 raise GatewayUnavailable(str(exc)) from exc
-        fp = fingerprint(agent, action, policy.version)
+        fp = judged.fingerprint
+        # The decision's JSON: the judged one's, unless evidence, credentials or a guard changed it (they
+        # make a new Decision; the judged one is immutable, and its JSON is never mutated: the log copies it).
+        wire = judged.wire if decision is judged.decision else decision_json(decision)
         proposal = Proposal(id=action_id, agent=agent, mode=mode, action=action,
                             fingerprint=fp, decision=decision, state=State.denied, rehearsal=rehearsal,
                             evidence=evidence, rehearse=hint, details=classification.details,
                             passed=frozenset(i for f in findings if f.get("guard") == "freeze_pass"
-                                             for i in f["freezes"]))
-        extra = {k: v for k, v in (("rehearsal", rehearsal), ("evidence", evidence), ("rehearse", hint),
-                                   ("guards", findings)) if v}
-        return Proposed(proposal, classification, {
+                                             for i in f["freezes"]) if findings else frozenset())
+        entry: dict[str, Any] = {
             "action_id": proposal.id, "agent": agent, "mode": mode.value, "fingerprint": fp,
-            "action": action.model_dump(mode="json"),
-            "classification": classification.model_dump(mode="json"),
-            "decision": decision_json(decision),
+            "action": _action_json(action, judged.plain),
+            "classification": judged.classification_json,
+            "decision": wire,
             "policy_version": policy.version,
-            **extra,
-        })
+        }
+        for key, value in (("rehearsal", rehearsal), ("evidence", evidence), ("rehearse", hint), ("guards", findings)):
+            if value:
+                entry[key] = value
+        return Proposed(proposal, classification, entry)
+
+    def _judged(self, agent: str, action: Action) -> _Judged:
+        """What this policy makes of the action's body (checked, classified, decided, fingerprinted), from
+        the policy's memo when the same agent proposed the same body before (`_Judged`)."""
+        policy = self.policy
+        key = _body_key(agent, action)
+        memo: dict[tuple[Any, ...], _Judged] | None = None
+        if key is not None:
+            memo = policy._compiled.get("judged")
+            if memo is None:
+                memo = policy._compiled.setdefault("judged", {})
+            found = memo.get(key)
+            if found is not None:
+                self._check_size(found.size)  # a policy's limit is fixed: this holds; kept as the check
+                return found
+        payload = self._check_input(action)
+        classification = self.classify(action)
+        decision = decide(policy, agent, action, classification)
+        judged = _Judged(
+            size=len(payload), classification=classification, decision=decision,
+            fingerprint=fingerprint_with(agent, action, policy.version, payload),
+            classification_json=classification.model_dump(mode="json"), wire=decision_json(decision),
+            plain=key is not None)
+        if memo is not None and key is not None:
+            if len(memo) >= JUDGED_MOST:
+                memo.clear()  # bounded: a flood of distinct bodies costs re-judging, never memory
+            memo[key] = judged
+        return judged
 
     def settle(self, proposed: Proposed) -> Proposal:
         """What follows the durable `action.proposed` entry: the answer, the gate, or the run."""
@@ -327,12 +412,17 @@ class Gateway:
             return self._gate(proposal, classification)
         return self._go(proposal, grant_id=None)
 
-    def _check_input(self, action: Action) -> None:
-        limit = self.policy.doc.defaults.max_payload_bytes
+    def _check_input(self, action: Action) -> bytes:
+        """The payload's canonical JSON, once it is one and within the policy's size limit."""
         try:
-            size = payload_size(action)
+            payload = canonical_json(action.payload)
         except PayloadError as exc:
             raise GatewayError("invalid_payload", str(exc), "payload") from exc
+        self._check_size(len(payload))
+        return payload
+
+    def _check_size(self, size: int) -> None:
+        limit = self.policy.doc.defaults.max_payload_bytes
         if size > limit:
             raise GatewayError("payload_too_large",
                                f"payload is {size} bytes, over the policy's max_payload_bytes of {limit}", "payload")
