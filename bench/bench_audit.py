@@ -111,7 +111,7 @@ def _build(log: AuditLog, entries: int) -> None:
                 f'{{"data":{{"action_id":"a{i}","agent":"kiro","outcome":"allow","risk":"read"}},'
                 f'"event":"action.proposed","time":"{stamp}"}}'
             )
-            batch.append(_Pending("action.proposed", stamp, text, ("kiro", None, "read", "allow", f"a{i}")))
+            batch.append(_Pending("action.proposed", stamp, text.encode(), ("kiro", None, "read", "allow", f"a{i}")))
         log._write(batch)
         if (start // chunk) % 10 == 9 or start + chunk >= entries:
             log.checkpoint()

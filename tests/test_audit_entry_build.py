@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from interlock.audit import Redactor
-from interlock.audit.log import Unchanged, cleaned, entry_json, jsonable
+from interlock.audit.log import cleaned, entry_json, jsonable, untouched
 from interlock.fingerprint import canonical_json, fast_canonical
 from interlock.model import Action, Rationale
 
@@ -116,39 +116,75 @@ def test_remembered_clean_strings_never_let_a_secret_through() -> None:
     assert [redactor.safe_text(t) for t in texts] == ["ls -la /srv/app", "password=[REDACTED]", "note [REDACTED]"] * 2
 
 
-# (what, the first entry's data, the second's): the second has a top-level object or array that orjson writes
-# exactly as the first's; it must come out as walking it alone would (remembered values are never reused
-# for a different value, nor ever hold what redaction masked).
-SECOND: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+class Plain(str, enum.Enum):  # noqa: UP042 (on purpose: str() of a member is "Plain.agent", yet it equals "agent")
+    agent = "agent"
+
+
+# (what, the first entry's data, the second's): the second is equal to the first, or written alike by orjson,
+# after the first's strings and keys were found clean; it must come out as walking it with no memory would.
+SECOND: list[tuple[str, dict[Any, Any], dict[Any, Any]]] = [
     ("the same value", {"decision": {"rules": ["a"], "sandbox": None}}, {"decision": {"rules": ["a"], "sandbox": None}}),
     ("NaN written as null", {"c": {"x": None}}, {"c": {"x": float("nan")}}),
     ("infinity written as null", {"c": [None]}, {"c": [float("inf")]}),
     ("a UUID written as its string", {"c": {"id": "6f1c2c4e-2b3a-4c1d-9a7e-0d5f3e2b1a00"}},
      {"c": {"id": uuid.UUID("6f1c2c4e-2b3a-4c1d-9a7e-0d5f3e2b1a00")}}),
     ("an enum written as its value", {"c": {"k": "red"}}, {"c": {"k": Color.red}}),
+    ("an enum key equal to a clean key", {"agent": "kiro"}, {Plain.agent: "kiro"}),
+    ("a StrEnum key equal to a clean key", {"red": 1}, {Color.red: 1}),
     ("a tuple written as an array", {"c": [1, 2]}, {"c": (1, 2)}),
     ("a str subclass", {"c": ["bob"]}, {"c": [Name("bob")]}),
+    ("a str subclass key", {"c": {"bob": 1}}, {"c": {Name("bob"): 1}}),
+    ("a bool where an int was", {"c": [1]}, {"c": [True]}),
     ("a secret, masked, then again", {"c": {"password": "hunter2"}}, {"c": {"password": "hunter2"}}),
     ("a secret in text, then again", {"c": ["password=hunter2"]}, {"c": ["password=hunter2"]}),
     ("under a secret key", {"token": {"a": 1}}, {"token": {"a": 1}}),
     ("same value, other key", {"a": {"v": "x"}}, {"b": {"v": "x"}}),
+    ("a secret beside clean values", {"a": {"v": "x"}}, {"a": {"v": "x"}, "b": {"password": "p"}}),
 ]
 
 
 @pytest.mark.parametrize(("what", "first", "second"), SECOND, ids=[s[0] for s in SECOND])
-def test_remembered_top_level_values_build_the_same_entry(what: str, first: dict[str, Any],
-                                                          second: dict[str, Any]) -> None:
-    redactor, unchanged = Redactor(), Unchanged()
-    for data in (first, second, second):  # the data and whether orjson writes it: as without the memory
-        assert cleaned(data, redactor, unchanged) == cleaned(data, redactor)
-    assert all("hunter2" not in repr(v) for v in unchanged._seen.values())
+def test_remembered_strings_and_keys_build_the_same_entry(what: str, first: dict[Any, Any],
+                                                          second: dict[Any, Any]) -> None:
+    redactor = Redactor()
+    for data in (first, second, second):  # the data and whether orjson writes it: as with no memory
+        assert cleaned(data, redactor) == cleaned(data, Redactor())
+    assert "hunter2" not in repr(redactor.remembered)
 
 
-def test_a_remembered_value_is_a_fresh_copy_each_time() -> None:
-    redactor, unchanged = Redactor(), Unchanged()
-    data = {"classification": {"risk": "read", "tags": []}}
-    cleaned(data, redactor, unchanged)
-    one, _ = cleaned(data, redactor, unchanged)
-    one["classification"]["tags"].append("changed by a hook")
-    two, fast = cleaned(data, redactor, unchanged)
-    assert two == data and fast
+# (what, data, whether `cleaned` gives it back as it is): only plain JSON of the exact built-in types that
+# redaction leaves alone and orjson writes as RFC 8785.
+UNTOUCHED: list[tuple[str, Any, bool]] = [
+    ("plain", {"a": [1, "x", None, True, {"b": []}], "c": -(2**53) + 1}, True),
+    ("secret key", {"a": {"token": "t"}}, False),
+    ("secret key, empty", {"token": ""}, False),  # the walk keeps it: checked there, not here
+    ("secret in text", {"a": ["Bearer abcdefghijkl"]}, False),
+    ("float", {"a": 1.0}, False),
+    ("unsafe integer", {"a": [2**53]}, False),
+    ("astral key", {"😀": 1}, False),
+    ("lone surrogate", {"a": "\ud800"}, False),
+    ("non-ASCII text", {"a": "é😀"}, True),
+    ("tuple", {"a": (1,)}, False),
+    ("enum value", {"a": Color.red}, False),
+    ("enum key", {Color.red: 1}, False),
+    ("int key", {1: 1}, False),
+    ("model", {"a": ACTION}, False),
+]
+
+
+@pytest.mark.parametrize(("what", "data", "kept"), UNTOUCHED, ids=[u[0] for u in UNTOUCHED])
+def test_data_that_needs_nothing_is_kept_not_copied(what: str, data: Any, kept: bool) -> None:
+    redactor = Redactor()
+    for _ in range(2):  # the second time with its strings and keys remembered
+        assert untouched(data, redactor) is kept
+        clean, fast = cleaned(data, redactor)
+        assert (clean is data) is kept
+        assert clean == redactor(jsonable(data))
+        assert not kept or fast
+
+
+def test_an_entry_with_one_secret_keeps_its_other_values() -> None:
+    data = {"decision": {"rules": ["a"]}, "action": {"payload": {"password": "hunter2"}}}
+    clean, fast = cleaned(data, Redactor())
+    assert clean == {"decision": {"rules": ["a"]}, "action": {"payload": {"password": "[REDACTED]"}}} and fast
+    assert clean["decision"] is data["decision"] and data["action"]["payload"]["password"] == "hunter2"

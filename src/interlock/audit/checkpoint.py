@@ -14,6 +14,7 @@ import os
 import secrets
 import stat
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -105,8 +106,21 @@ class EntryKey:
 
 
 def now() -> str:
-    """RFC 3339 UTC with microseconds and 'Z': fixed width, so text order is time order."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """RFC 3339 UTC with microseconds and 'Z': fixed width, so text order is time order. Every audit entry
+    takes one: the formatted second is kept and only the microseconds are written per call
+    (`datetime.now().strftime` was a tenth of building a proposal's entry)."""
+    global _second
+    micros = time.time_ns() // 1000
+    second, fraction = divmod(micros, 1_000_000)
+    held = _second  # one read: another thread may replace it, never half of it
+    if held[0] != second:
+        held = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+        _second = held
+    return f"{held[1]}.{fraction:06d}Z"
+
+
+#: (Unix second, its RFC 3339 text) of the latest `now`.
+_second: tuple[int, str] = (-1, "")
 
 
 def public_key_pem(key_dir: Path) -> bytes:

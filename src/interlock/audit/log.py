@@ -104,25 +104,33 @@ class InclusionProof:
 
 
 class _Pending:
-    """One entry waiting for the writer. `done` is a held lock the writer releases once the entry's
-    batch committed or failed: a latch far cheaper than a Future at tens of thousands per second.
-    `wake`: set (before queueing) by a caller awaiting on an event loop (`append_async`): the writer also
-    completes that future, on its loop, once per batch and loop."""
+    """One entry waiting for the writer: its canonical bytes (`raw`, hashed) and their text (the row).
+    `done` is a held lock the writer releases once the entry's batch committed or failed: a latch far
+    cheaper than a Future at tens of thousands per second, made only for a caller that blocks on it
+    (`append`). `wake`: set (before queueing) by a caller awaiting on an event loop (`append_async`): the
+    writer completes that future, on its loop, once per batch and loop."""
 
-    __slots__ = ("columns", "data", "done", "error", "event", "receipt", "text", "time", "wake")
+    __slots__ = ("columns", "data", "done", "error", "event", "raw", "receipt", "text", "time", "wake")
 
-    def __init__(self, event: str, time: str, text: str, columns: tuple[str | None, ...],
+    def __init__(self, event: str, time: str, raw: bytes, columns: tuple[str | None, ...],
                  data: Mapping[str, Any] | None = None) -> None:
-        self.event, self.time, self.text, self.columns, self.data = event, time, text, columns, data
+        self.event, self.time, self.raw, self.columns, self.data = event, time, raw, columns, data
+        self.text = raw.decode("utf-8")
         self.receipt: Receipt | None = None
         self.error: BaseException | None = None
         self.wake: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
+        self.done: threading.Lock | None = None
+
+    def latch(self) -> _Pending:
+        """Make `done` (before queueing): the caller will block on it."""
         self.done = threading.Lock()
         self.done.acquire()
+        return self
 
     def resolve(self, receipt: Receipt | None, error: BaseException | None = None) -> None:
         self.receipt, self.error = receipt, error
-        self.done.release()
+        if self.done is not None:
+            self.done.release()
 
 
 def _wake(batch: list[_Pending]) -> None:
@@ -135,6 +143,11 @@ def _wake(batch: list[_Pending]) -> None:
     for loop, waiting in futures.items():
         with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits on it any more
             loop.call_soon_threadsafe(_settle, waiting)
+
+
+def _expire(future: asyncio.Future[None]) -> None:
+    if not future.done():  # the writer has not answered within the caller's limit
+        future.set_exception(TimeoutError())
 
 
 def _settle(futures: list[asyncio.Future[None]]) -> None:
@@ -174,7 +187,6 @@ class AuditLog:
         the approvals CLI), which then need only the entry key."""
         self.store = store
         self.redactor = Redactor(redact_patterns)
-        self._unchanged = Unchanged()
         self.key_dir = Path(key_dir) if key_dir else default_key_dir(store.url)
         self._signer: Signer | None = None
         self._entry_key: EntryKey | None = None
@@ -310,7 +322,7 @@ class AuditLog:
         """Append one entry; returns once it is durably committed. Raises AuditError for bad
         input and StoreError when the store fails or is not durable within `timeout` (default
         `append_timeout_s`; callers fail closed)."""
-        return self._wait(self._enqueue([self._prepare(event, data)])[0], timeout)
+        return self._wait(self._enqueue([self._prepare(event, data).latch()])[0], timeout)
 
     async def append_async(self, event: str, data: Mapping[str, Any], *, timeout: float | None = None) -> Receipt:
         """`append` for a caller on an event loop: the same entry, checks, errors and durability, awaited
@@ -320,13 +332,17 @@ class AuditLog:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         pending.wake = (loop, future)  # before queueing: the writer cannot resolve it unseen
-        self._enqueue([pending])
+        self._queue.put(pending)
+        self._ensure_writer()
         limit = self.append_timeout_s if timeout is None else timeout
+        # A bare timer rather than asyncio.timeout(): the same deadline at a third of the cost per entry.
+        timer = loop.call_later(limit, _expire, future)
         try:
-            async with asyncio.timeout(limit):
-                await future
+            await future
         except TimeoutError:
             raise self._late(limit) from None
+        finally:
+            timer.cancel()
         return self._outcome(pending)
 
     def append_many(self, items: Iterable[tuple[str, Mapping[str, Any]]], *,
@@ -334,7 +350,7 @@ class AuditLog:
         """Append several entries in order (one transaction when they fit one batch). All are
         checked first: one bad entry refuses the whole call and nothing is written. `timeout` as in
         `append`, for each entry."""
-        pending = [self._prepare(event, data) for event, data in items]
+        pending = [self._prepare(event, data).latch() for event, data in items]
         return [self._wait(p, timeout) for p in self._enqueue(pending)]
 
     def add_hook(self, hook: BatchHook) -> None:
@@ -430,16 +446,16 @@ class AuditLog:
             raise AuditError(f"audit data for {event!r} must be a JSON object, not {type(data).__name__}")
         stamp = now()
         try:
-            clean, fast = cleaned(data, self.redactor, self._unchanged)
-            entry = {"event": str(event), "time": stamp, "data": clean}
-            text = (orjson.dumps(entry, option=orjson.OPT_SORT_KEYS) if fast else canonical_json(entry)).decode("utf-8")
+            clean, fast = cleaned(data, self.redactor)
+            entry = {"data": clean, "event": str(event), "time": stamp}
+            raw = _sorted_json(entry) if fast else canonical_json(entry)
         except (ValueError, TypeError) as exc:
             raise AuditError(f"audit data for {event!r} is not JSON: {exc}") from exc
-        return _Pending(str(event), stamp, text, _columns(clean), clean)
+        return _Pending(str(event), stamp, raw, _columns(clean), clean)
 
     def _wait(self, pending: _Pending, timeout: float | None = None) -> Receipt:
         limit = self.append_timeout_s if timeout is None else timeout
-        if not pending.done.acquire(timeout=limit):
+        if pending.done is None or not pending.done.acquire(timeout=limit):
             raise self._late(limit)
         return self._outcome(pending)
 
@@ -1051,7 +1067,7 @@ def _insert_batch(tx: Transaction, key: EntryKey, batch: list[_Pending], size: i
         return nodes[(level, index)]
 
     for pending in batch:
-        leaf = merkle.leaf_hash(pending.text.encode("utf-8"))
+        leaf = merkle.leaf_hash(pending.raw)
         for level, index, digest in merkle.appended_nodes(size, leaf, get):
             nodes[(level, index)] = digest
             new_nodes.append((merkle.node_id(level, index), digest.hex()))
@@ -1220,57 +1236,81 @@ def _columns(data: Mapping[str, Any]) -> tuple[str | None, ...]:
     )
 
 
+def _sorted_json(entry: dict[str, Any]) -> bytes:
+    """orjson's sorted output of an entry `cleaned` found written alike by both (its RFC 8785 form); one
+    nested deeper than orjson goes (254 levels) goes through the rfc8785 package."""
+    try:
+        return orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        return canonical_json(entry)
+
+
 def entry_json(value: Any) -> bytes:
     """RFC 8785 canonical JSON (`interlock.fingerprint.canonical_json`, orjson for the common values)."""
     return canonical_json(value)
 
 
-class Unchanged:
-    """What `cleaned` found it had nothing to do to: top-level values (objects and arrays) of plain JSON that
-    came out of the walk exactly as they went in (nothing to convert, nothing redacted, written by orjson
-    as RFC 8785), remembered by their key and orjson text. Most of a proposal's entry repeats from one
-    proposal to the next (its classification, decision and guard findings; often its action), and the walk
-    over those was the largest part of building it. Holds nothing the log would not: a value in which
-    redaction masked anything is never remembered. Bounded: when full it is simply emptied."""
-
-    MOST = 512
-    #: orjson's output of a value it is given, refusing (rather than converting) str/int/dict/list
-    #: subclasses, datetimes and dataclasses: those take the walk, which converts them its own way.
-    OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-
-    def __init__(self) -> None:
-        self._seen: dict[tuple[str, bytes], Any] = {}
-
-    def text(self, value: Any) -> bytes | None:
-        try:
-            return orjson.dumps(value, option=self.OPTIONS)
-        except TypeError:  # orjson.JSONEncodeError: not plain JSON
-            return None
-
-    def get(self, key: str, text: bytes, value: Any) -> Any | None:
-        """A fresh copy of `value` when it is remembered unchanged, else None. The stored value must also
-        equal `value`: orjson writes a few different values alike (NaN and None, a UUID and its string), and
-        those must take the walk."""
-        known = self._seen.get((key, text))
-        if known is None or known != value:
-            return None
-        return orjson.loads(text)  # fresh: the entry's data goes to the batch's hooks
-
-    def add(self, key: str, text: bytes, out: Any) -> None:
-        plain = orjson.loads(text)
-        if plain == out:
-            if len(self._seen) >= self.MOST:
-                self._seen.clear()
-            self._seen[(key, text)] = plain
+def untouched(value: Any, redactor: Redactor) -> bool:
+    """True when `cleaned` would give `value` back as it is: plain JSON of the exact built-in types (dict with
+    str keys, list, str, bool, None, safe int), no secret-sounding key, no string redaction changes, and
+    orjson's sorted output of it is its RFC 8785 form. A check, not a copy: most of a proposal's entry is
+    such data (the policy's words, the classification, the decision), and copying it in the walk was most
+    of the cost of building the entry. Strings the redactor already found clean are a set lookup."""
+    return _untouched(value, redactor.remembered, redactor)
 
 
-def cleaned(data: Mapping[str, Any], redactor: Redactor,
-            unchanged: Unchanged | None = None) -> tuple[dict[str, Any], bool]:
-    """An entry's data as the log keeps it, built in one walk: `jsonable` (plain JSON values) and then
-    `redactor` (secrets masked), exactly as applying the two in turn would; plus whether orjson's
-    sorted output of it is its RFC 8785 form (`fingerprint.fast_canonical`). One walk instead of
-    three: building the entry was the largest single cost of a proposal (docs/benchmarks.md).
-    `unchanged`: top-level objects and arrays already found to need nothing are not walked again."""
+def _untouched(value: Any, clean: set[str], redactor: Redactor) -> bool:
+    kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or (key not in _PLAIN_KEYS and not _plain_key(key)):
+                return False
+            if type(item) is str:  # inline: most leaves are strings
+                if not ((item in clean or redactor.safe_text(item) is item) and (item.isascii() or fast_text(item))):
+                    return False
+            elif not _untouched(item, clean, redactor):
+                return False
+        return True
+    if kind is list:
+        for item in value:
+            if type(item) is str:
+                if not ((item in clean or redactor.safe_text(item) is item) and (item.isascii() or fast_text(item))):
+                    return False
+            elif not _untouched(item, clean, redactor):
+                return False
+        return True
+    if kind is str:
+        return (value in clean or redactor.safe_text(value) is value) and (value.isascii() or fast_text(value))
+    if value is None or kind is bool:
+        return True
+    if kind is int:
+        return bool(-MAX_SAFE_INT <= value <= MAX_SAFE_INT)
+    return False  # floats, subclasses, models, …: the walk converts them its own way
+
+
+#: Keys found neither secret-sounding nor astral (`_plain_key`). Bounded: emptied when full, as arbitrary
+#: payload keys must not grow it forever; it holds only key names the log writes anyway.
+_PLAIN_KEYS: set[str] = set()
+_PLAIN_KEYS_MOST = 4096
+
+
+def _plain_key(key: str) -> bool:
+    if secret_key(key) or not fast_key(key):
+        return False
+    if len(_PLAIN_KEYS) >= _PLAIN_KEYS_MOST:
+        _PLAIN_KEYS.clear()
+    _PLAIN_KEYS.add(key)
+    return True
+
+
+def cleaned(data: Mapping[str, Any], redactor: Redactor) -> tuple[dict[str, Any], bool]:
+    """An entry's data as the log keeps it: `jsonable` (plain JSON values) and then `redactor` (secrets
+    masked), exactly as applying the two in turn would; plus whether orjson's sorted output of it is its
+    RFC 8785 form (`fingerprint.fast_canonical`). Data that needs nothing (`untouched`) is returned as it
+    is, not copied; else one walk builds the copy, in which each top-level object or array that needs
+    nothing is again kept as it is. The result may share the caller's objects: the log only reads it."""
+    if type(data) is dict and untouched(data, redactor):
+        return data, True
     fast = True
 
     def walk(value: Any) -> Any:  # value is already jsonable: mask and check
@@ -1302,25 +1342,10 @@ def cleaned(data: Mapping[str, Any], redactor: Redactor,
             if secret_key(key):
                 plain = jsonable(item)
                 yield key, MASK if plain not in (None, "") else walk(plain)
+            elif at_top and (type(item) is dict or type(item) is list) and untouched(item, redactor):
+                yield key, item  # needs nothing: kept, not copied (checked once, never again below)
             else:
-                yield key, top(key, item) if at_top else walk(item)
-
-    def top(key: str, item: Any) -> Any:  # a top-level value: remembered when the walk leaves it alone
-        nonlocal fast
-        if unchanged is None or (type(item) is not dict and type(item) is not list):
-            return walk(item)
-        text = unchanged.text(item)
-        if text is None:
-            return walk(item)
-        known = unchanged.get(key, text, item)
-        if known is not None:
-            return known
-        before, fast = fast, True
-        out = walk(item)
-        if fast:
-            unchanged.add(key, text, out)
-        fast = before and fast
-        return out
+                yield key, walk(item)
 
     def convert(value: Any) -> Any:  # anything else: what jsonable makes of it, then masked
         nonlocal fast
@@ -1334,7 +1359,7 @@ def cleaned(data: Mapping[str, Any], redactor: Redactor,
         fast = False  # a float, or an object jsonable leaves alone: the rfc8785 package decides
         return redactor(plain)
 
-    return dict(pairs(data, at_top=unchanged is not None)), fast
+    return dict(pairs(data, at_top=True)), fast
 
 
 #: What `cleaned` walks directly; anything else is converted by `jsonable` first.
