@@ -1,6 +1,6 @@
 """CPU per proposal of the hot path, without sockets or wrk (the profile behind docs/benchmarks.md, issue 18.5).
 
-Three figures, each the process CPU time (every thread: request threads, the audit writer) divided by the
+Four figures, each the process CPU time (every thread: request threads, the audit writer) divided by the
 proposals served, with the bench's mixes (9 allowed reads : 1 approval-required write, advisory, guards on,
 example policy, SQLite; `--mix fixed`: the same read and write repeated, the mix of every earlier figure;
 `--mix varied`: 300 distinct proposals, bench_hotpath.varied_mix; both by default) and 32 at a time:
@@ -8,7 +8,8 @@ example policy, SQLite; `--mix fixed`: the same read and write repeated, the mix
 - gateway: `Gateway.propose` called from 32 threads in process (what the SDK, hooks and CLI use);
 - gateway on a loop: `Gateway.propose_async` from 32 asyncio tasks (what the HTTP route uses since the
   hot path's third pass: decided on the event loop, the gate on a worker thread);
-- app: the whole ASGI app (middleware, the plain route, the gateway) called directly by 32 asyncio tasks.
+- app: the whole ASGI app (middleware, the plain route, the gateway) called directly by 32 asyncio tasks;
+- HTTP side alone: the same app with the gateway's answers made beforehand (`app_cpu`'s gateway_beforehand).
 
 CPU per request is what the ratio to the floor comes down to on a CPU-bound machine, and it moves less with
 other engineers' load than req/s does. Compare two source trees in one run, interleaved:
@@ -31,9 +32,10 @@ import time
 from pathlib import Path
 
 import anyio
+import orjson
 
 from bench.bench_hotpath import FIXED, varied_mix
-from interlock.gateway import Mode
+from interlock.gateway import Mode, Proposal
 from interlock.identity import create_token
 from interlock.model import Action
 from interlock.server.app import create_app
@@ -90,12 +92,30 @@ def gateway_loop_cpu(settings: Settings, n: int, mix: Mix) -> float:
     return asyncio.run(main())
 
 
-def app_cpu(settings: Settings, n: int, mix: Mix) -> float:
-    """µs of CPU per `POST /v1/actions` through the whole ASGI app, 32 tasks."""
+def app_cpu(settings: Settings, n: int, mix: Mix, gateway_beforehand: bool = False) -> float:
+    """µs of CPU per `POST /v1/actions` through the whole ASGI app, 32 tasks. `gateway_beforehand`: each
+    distinct proposal goes through the gateway once before the clock starts, and the app's calls of
+    `Gateway.propose_async` are then answered with that proposal: what is left is the HTTP side alone
+    (middleware, parsing, validation, metrics, the answer's bytes), with none of the gateway's CPU."""
     app = create_app(settings)
     server = app.state.server
     _, token = create_token(server.store, "agent", "kiro", None, server.audit, policy=server.policy)
     bodies = [json.dumps(b).encode() for b in mix]
+    if gateway_beforehand:
+        gateway = server.gateway
+        made: dict[bytes, Proposal] = {}
+
+        async def beforehand() -> None:
+            for body in mix:
+                action = Action(**{k: v for k, v in body.items() if k != "mode"})  # type: ignore[arg-type]
+                made[orjson.dumps([action.kind, action.payload])] = await gateway.propose_async(
+                    "kiro", action, mode=Mode.advisory, offload=anyio.to_thread.run_sync)
+
+        async def answered(agent: str, action: Action, **_: object) -> Proposal:
+            return made[orjson.dumps([action.kind, action.payload])]
+
+        asyncio.run(beforehand())
+        gateway.propose_async = answered  # type: ignore[method-assign]
 
     async def one(i: int) -> None:
         body = bodies[i % len(bodies)]
@@ -162,8 +182,16 @@ def main() -> None:
                 figures.append(measure(settings, args.n, mix))
                 print(f"  {name:<24} {figures[-1]:7.0f} µs CPU per proposal", flush=True)
         # What the HTTP side adds (middleware, route, metrics): the part issue 18.5 cuts. The route calls the
-        # gateway on its loop, so that is the figure to take away.
+        # gateway on its loop, so that is the figure to take away. A difference of two noisy figures: the
+        # next line measures the same part directly.
         print(f"  {'HTTP side (app - loop)':<24} {figures[2] - figures[1]:7.0f} µs CPU per proposal", flush=True)
+        with tempfile.TemporaryDirectory(prefix="interlock-hotpath-cpu-") as scratch:
+            work = Path(scratch)
+            settings = Settings(policy=ROOT / "examples" / "policy.yaml", db=f"sqlite:///{work / 'i.db'}",
+                                key_dir=work / "keys", allow_missing_secrets=True)
+            alone = app_cpu(settings, args.n * 3, mix, gateway_beforehand=True)
+        print(f"  {'HTTP side alone':<24} {alone:7.0f} µs CPU per proposal (the app, gateway answered beforehand)",
+              flush=True)
 
 
 if __name__ == "__main__":

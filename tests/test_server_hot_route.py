@@ -1,22 +1,29 @@
-"""`POST /v1/actions` is served by a plain ASGI handler (server.middleware.PlainRoute, the hot path), not by
+"""`POST /v1/actions` is served by a plain ASGI handler (server.hot.HotRoute, the hot path), not by
 FastAPI's layers: every error answer is byte-identical to the one FastAPI gave, and audited as before.
 
 The expected bodies below were recorded from the FastAPI route (main at 2026-11-25 22:20 UTC) before the plain
 route existed, except the rows from "empty payload" to "environment not a string" (bare 500s then, 422s since)
-and "truncated UTF-32" (FastAPI's bare `detail`, in the error shape since); a real `interlock serve` on SQLite
-and PostgreSQL must give exactly these bytes."""
+and "truncated UTF-32" (FastAPI's bare `detail`, in the error shape since); the two integer rows were recorded
+from main before the body was read with orjson (2026-11-26). A real `interlock serve` on SQLite and PostgreSQL
+must give exactly these bytes."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from interlock.identity import create_token
 from interlock.model import NAME_RULE
+from interlock.server.app import Settings, create_app
+from interlock.server.hot import HotRoute
 from interlock.testing import LiveServer
+from tests.conftest import EXAMPLE_POLICY
 from tests.test_server_api import rejected_entries
 
 READ = {"kind": "shell", "environment": "production", "payload": {"command": "ls /srv"}, "mode": "advisory"}
@@ -45,6 +52,15 @@ ANSWERS: list[tuple[str, str | None, dict[str, str], bytes, int, bytes]] = [
     ("NaN, which Python's JSON reads", "kiro", JSON_TYPE,
      b'{"kind": "shell", "environment": "production", "payload": {"x": NaN}, "mode": "advisory"}', 422,
      _error("invalid_payload", "payload is not canonical JSON: nan is not representable in JCS", "payload")),
+    # Integers past 64 bits, which orjson would read as floats: read by json.loads (as main did before orjson).
+    ("integer past 64 bits", "kiro", JSON_TYPE,
+     b'{"kind": "shell", "environment": "production", "payload": {"command": "ls", "n": 123456789012345678901234567890}}',
+     422, _error("invalid_payload", "payload is not canonical JSON: 123456789012345678901234567890 exceeds safe integer "
+                 "domain for JSON floats", "payload")),
+    ("integer below -2**63", "kiro", JSON_TYPE,
+     b'{"kind": "shell", "environment": "production", "payload": {"command": "ls", "n": -9223372036854775809}}',
+     422, _error("invalid_payload", "payload is not canonical JSON: -9223372036854775809 exceeds safe integer "
+                 "domain for JSON floats", "payload")),
     ("unknown field", "kiro", JSON_TYPE, _body({**READ, "approved": True}), 422,
      _error("unknown_field", "unknown field 'approved': remove it", "approved")),
     ("two unknown fields: the first is named", "kiro", JSON_TYPE, _body({**READ, "approved": True, "zz": 1}), 422,
@@ -146,3 +162,69 @@ def test_openapi_still_describes_the_hot_route(server: LiveServer) -> None:
         "$ref": "#/components/schemas/ActionRequest"}
     assert set(spec["components"]["schemas"]["ActionRequest"]["required"]) == {"kind", "environment", "payload"}
     assert operation["summary"] == "Propose" and "422" in operation["responses"]
+
+
+STALL = object()
+BODY = _body(READ)
+
+
+def _drive(tmp_path: Path, messages: list[Any]) -> tuple[int | None, bytes, str | None, float | None]:
+    """The in-process app (a 50 ms body deadline, a 10-byte-over-READ bound) sent `messages` as its client's
+    body: (status answered, its body, the exception that went up to the server, the metrics' count of it)."""
+    app = create_app(Settings(policy=EXAMPLE_POLICY, db=f"sqlite:///{tmp_path / 'i.db'}", key_dir=tmp_path / "keys", allow_missing_secrets=True))
+    server = app.state.server
+    app.hot = HotRoute(server, max_bytes=len(BODY) + 10, deadline=0.05)
+    _, token = create_token(server.store, "agent", "kiro", None, server.audit, policy=server.policy)
+    queue = list(messages)
+    answer: list[dict[str, Any]] = []
+
+    async def receive() -> Any:
+        message = queue.pop(0) if queue else STALL
+        if message is STALL:
+            await asyncio.Event().wait()
+        return message
+
+    async def send(message: dict[str, Any]) -> None:
+        answer.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/actions", "raw_path": b"/v1/actions", "query_string": b"",
+             "headers": [(b"authorization", f"Bearer {token}".encode()), (b"content-type", b"application/json"),
+                         (b"transfer-encoding", b"chunked")], "state": {}, "client": ("127.0.0.1", 1)}
+    raised = None
+    try:
+        asyncio.run(app(scope, receive, send))
+    except Exception as exc:
+        raised = type(exc).__name__
+    status = answer[0]["status"] if answer else None
+    counted = server.registry.get_sample_value("interlock_http_requests_total", {
+        "route": "/v1/actions" if status == 200 else "unmatched", "status": str(status or 500)})
+    server.close()
+    return status, b"".join(m.get("body", b"") for m in answer[1:]), raised, counted
+
+
+def _chunk(body: bytes, more: bool) -> dict[str, Any]:
+    return {"type": "http.request", "body": body, "more_body": more}
+
+
+@pytest.mark.parametrize(("case", "messages", "status", "answer", "raised"), [
+    ("one chunk", [_chunk(BODY, False)], 200, None, None),
+    ("three chunks, joined", [_chunk(BODY[:5], True), _chunk(BODY[5:9], True), _chunk(BODY[9:], False)], 200, None,
+     None),
+    ("over the bound in the second chunk", [_chunk(BODY, True), _chunk(b" " * 11, False)], 413,
+     _error("body_too_large", f"request body over {len(BODY) + 10} bytes"), None),
+    ("stalls after a chunk", [_chunk(b"{", True), STALL], 408,
+     _error("request_timeout", "body not received within 0.05 s"), None),
+    ("stalls before any chunk", [STALL], 408, _error("request_timeout", "body not received within 0.05 s"), None),
+    ("disconnects: no answer, counted as a 500", [_chunk(b"{", True), {"type": "http.disconnect"}], None, b"", None),
+    # What starlette's ServerErrorMiddleware did: a bare 500, and the exception goes on up to uvicorn (which logs it).
+    ("a message the app cannot read", [{"body": b"{}"}], 500, b"Internal Server Error", "KeyError"),
+])
+def test_the_body_is_read_against_one_deadline_and_bound(tmp_path: Path, case: str,
+                                                         messages: list[Any], status: int | None,
+                                                         answer: bytes | None, raised: str | None) -> None:
+    got_status, got_answer, got_raised, counted = _drive(tmp_path, messages)
+    assert (got_status, got_raised, counted) == (status, raised, 1.0), case
+    if answer is not None:
+        assert got_answer == answer, case
+    else:
+        assert json.loads(got_answer)["state"] == "allowed", case

@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 import anyio
-from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from interlock.identity import Principal
@@ -200,22 +199,3 @@ async def reject(scope: Scope, send: Send, status: int, code: str, message: str,
 
 async def _empty_receive() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
-
-
-class PlainRoute:
-    """Serves one hot route with a plain ASGI handler ahead of FastAPI's router (docs/design-deviations.md).
-
-    Mounted inside BodyLimit, so the handler gets an authenticated principal and a bounded body like every
-    other route. `route` is FastAPI's own route of the same method and path: /openapi.json describes it,
-    the handler answers exactly as it would, and `scope["route"]` names it for metrics as before."""
-
-    def __init__(self, app: ASGIApp, route: APIRoute, endpoint: ASGIApp) -> None:
-        self.app, self.route, self.endpoint = app, route, endpoint
-        self.path, self.methods = route.path, frozenset(route.methods or ())
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] not in self.methods:
-            await self.app(scope, receive, send)
-            return
-        scope["route"] = self.route
-        await self.endpoint(scope, receive, send)
