@@ -210,53 +210,94 @@ def test_pause_waits_for_a_humans_promote_and_a_timed_pause_for_the_clock(world:
     assert deploys(services) == {"web-1": ["v2"], "web-2": ["v2"]}
 
 
+class RunnerDied(BaseException):
+    """Stands in for the runner's process dying where it is raised."""
+
+
+def dies(*_: Any, **__: Any) -> Any:
+    raise RunnerDied
+
+
+@pytest.mark.parametrize(("dies_in", "web_1_after", "deployed_after"), [
+    # while web-1's action runs (its execution.started, and the target's `started` riding with it, are
+    # durable; no outcome): outcome_unknown, the rollout pauses, nothing runs twice
+    ("executor", "outcome_unknown", {"web-1": [], "web-2": []}),
+    # before web-1's action started (nothing ran, nothing marked): web-1 is untouched and runs next time
+    ("propose", "changed", {"web-1": ["v2"], "web-2": []}),
+])
 def test_a_step_started_without_outcome_is_outcome_unknown_and_never_repeated(
-        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+        world: World, monkeypatch: pytest.MonkeyPatch, dies_in: str, web_1_after: str,
+        deployed_after: dict[str, list[str]]) -> None:
     rollouts, services = world(names=["web-1", "web-2"])
-    rollout = rollouts.submit("deployer", rollout_doc("v2", steps=[{"setTargets": 1}, {"percent": 100}]))
+    rollout = rollouts.submit("deployer", rollout_doc("v2", steps=[{"setTargets": 1}, {"pause": {}}, {"percent": 100}]))
     rollouts.approve(rollout.id, BOB)
-
-    class RunnerDied(BaseException):
-        """Stands in for the runner's process dying between `started` and the outcome."""
-
-    def dies(*_: Any, **__: Any) -> Any:
-        raise RunnerDied
-
-    monkeypatch.setattr(rollouts.gateway, "propose", dies)
+    monkeypatch.setattr(rollouts.gateway, dies_in, dies)
     with pytest.raises(RunnerDied):
         rollouts.tick(rollout.id)
     monkeypatch.undo()
     fresh = Rollouts(rollouts.store, rollouts.policy, rollouts.audit, rollouts.gateway, clock=rollouts.clock)
     fresh.tick(rollout.id)
     paused = fresh.get(rollout.id)
-    assert paused.phase is RolloutPhase.paused and paused.targets["web-1"]["state"] == "outcome_unknown"
-    assert deploys(services) == {"web-1": [], "web-2": []}, "the unknown step is not run again"
-    fresh.resume(rollout.id, BOB)  # the human checked web-1: counted as changed
+    assert paused.phase is RolloutPhase.paused and paused.targets["web-1"]["state"] == web_1_after
+    assert deploys(services) == deployed_after, "a step that started is not run again"
+    if web_1_after == "outcome_unknown":
+        fresh.resume(rollout.id, BOB)  # the human checked web-1: counted as changed
+        fresh.tick(rollout.id)
+    fresh.promote(rollout.id, BOB)
     fresh.tick(rollout.id)
     assert fresh.get(rollout.id).phase is RolloutPhase.succeeded
-    assert deploys(services) == {"web-1": [], "web-2": ["v2"]}
+    assert deploys(services) == {"web-1": deployed_after["web-1"], "web-2": ["v2"]}
 
 
-@pytest.mark.parametrize(("command", "phase", "web_1"), [
-    # a human's command lands while web-1's action runs: the runner's write of the outcome (a compare-and-set
-    # on the version it wrote last) finds the row moved, and records the outcome on top of the command
-    ("pause", RolloutPhase.paused, ["v2"]),  # paused by the human, web-1 counted as changed
-    ("abort", RolloutPhase.rolled_back, ["v2", "v1"]),  # the outcome recorded, then rolled back
+def test_a_target_is_durably_started_in_the_store_while_its_action_runs(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The target's `started` rides with its action's execution.started: whatever the Gateway's path, the
+    row (what a runner after a crash reads) says so before the executor runs, forward and rollback."""
+    rollouts, _services = world(names=["web-1"])
+    rollout = rollouts.submit("deployer", rollout_doc("v2", steps=[{"setTargets": 1}, {"pause": {}}, {"percent": 100}]))
+    rollouts.approve(rollout.id, BOB)
+    execute = rollouts.gateway.executor
+    seen: list[tuple[str, str | None]] = []
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        row = rollouts.get(rollout.id).targets["web-1"]  # read from the store, as another replica would
+        seen.append((row["state"], row.get("action") if row["state"] == "started" else row.get("rollback_action")))
+        return execute(*args, **kwargs)
+
+    monkeypatch.setattr(rollouts.gateway, "executor", watched)
+    rollouts.tick(rollout.id)
+    rollouts.abort(rollout.id, BOB, "take it back")
+    rollouts.tick(rollout.id)
+    done = rollouts.get(rollout.id)
+    assert done.phase is RolloutPhase.rolled_back
+    assert seen == [("started", done.targets["web-1"]["action"]),
+                    ("rollback_started", done.targets["web-1"]["rollback_action"])]
+
+
+@pytest.mark.parametrize(("command", "during", "phase", "web_1"), [
+    # a human's command lands while web-1's step is under way: the runner's write of its state (a
+    # compare-and-set on the version it wrote last, riding in the Gateway's batch) finds the row moved,
+    # and records the state on top of the command, under the row's lock
+    ("pause", "propose", RolloutPhase.paused, ["v2"]),  # before its action started: paused, web-1 changed
+    ("abort", "propose", RolloutPhase.rolled_back, ["v2", "v1"]),  # the outcome recorded, then rolled back
+    ("pause", "executor", RolloutPhase.paused, ["v2"]),  # while its action runs
+    ("abort", "executor", RolloutPhase.rolled_back, ["v2", "v1"]),
 ])
 def test_a_command_while_a_step_runs_is_kept_and_the_outcome_recorded_on_top(
-        world: World, monkeypatch: pytest.MonkeyPatch, command: str, phase: RolloutPhase, web_1: list[str]) -> None:
+        world: World, monkeypatch: pytest.MonkeyPatch, command: str, during: str, phase: RolloutPhase,
+        web_1: list[str]) -> None:
     rollouts, services = world(names=["web-1", "web-2"])
     rollout = rollouts.submit("deployer", rollout_doc("v2", steps=[{"setTargets": 1}, {"percent": 100}]))
     rollouts.approve(rollout.id, BOB)
     human = Rollouts(rollouts.store, rollouts.policy, rollouts.audit, rollouts.gateway, clock=rollouts.clock)
-    propose = rollouts.gateway.propose
+    step = getattr(rollouts.gateway, during)
 
     def with_a_command(*args: Any, **kwargs: Any) -> Any:
         getattr(human, command)(rollout.id, BOB, "looks odd")  # another replica's API call, meanwhile
         monkeypatch.undo()
-        return propose(*args, **kwargs)
+        return step(*args, **kwargs)
 
-    monkeypatch.setattr(rollouts.gateway, "propose", with_a_command)
+    monkeypatch.setattr(rollouts.gateway, during, with_a_command)
     rollouts.tick(rollout.id)
     after = rollouts.get(rollout.id)
     assert after.phase is phase, after.state["reason"]
@@ -279,14 +320,7 @@ def test_a_rollback_step_started_without_outcome_pauses_and_is_never_repeated(
     rollouts.approve(rollout.id, BOB)
     rollouts.tick(rollout.id)
     rollouts.abort(rollout.id, BOB, "v3 is wrong")
-
-    class RunnerDied(BaseException):
-        """Stands in for the runner's process dying between `rollback_started` and the outcome."""
-
-    def dies(*_: Any, **__: Any) -> Any:
-        raise RunnerDied
-
-    monkeypatch.setattr(rollouts.gateway, "propose", dies)
+    monkeypatch.setattr(rollouts.gateway, "executor", dies)  # while web-2's rollback runs
     with pytest.raises(RunnerDied):
         rollouts.tick(rollout.id)
     monkeypatch.undo()

@@ -8,8 +8,10 @@ gated and audited like any action. What the rollout adds:
   that approval issues one single-use grant per (target, payload) fingerprint, forward and rollback,
   valid until the rollout's `progressDeadline` (invariant 5 per target: docs/design-deviations.md);
 - **durable progress**: the `rollouts` row is updated compare-and-set, and a target is marked
-  `started` (durably, audited) before its action is proposed, so a runner that dies mid-step leaves
-  `started` behind, which the next runner turns into `outcome_unknown` and a pause: never a repeat;
+  `started` (durably, audited) before its action runs, so a runner that dies mid-step leaves `started`
+  behind, which the next runner turns into `outcome_unknown` and a pause: never a repeat. The target's
+  `started` and `changed` ride in the Gateway's own durable batches (`execution.started`,
+  `execution.finished`: gateway.riding, `_ride_batch`): a target costs the runner no commit of its own;
 - **rollback** in reverse order of change, without analysis, of changed targets only.
 
 `tick` moves one rollout as far as it can without waiting (a pause, an analysis interval) and is what
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
@@ -41,7 +43,7 @@ from interlock.gate.events import GRANT_CONSUMED, GRANT_ISSUED
 from interlock.gate.quorum import eligible_humans, evaluate, humans_of, possible
 from interlock.gate.requests import ApprovalRequest, Grant, RequestState, RequestStatus
 from interlock.gate.service import Gate, GateError
-from interlock.gateway import Gateway, GatewayError, GatewayUnavailable, State
+from interlock.gateway import Gateway, GatewayError, GatewayUnavailable, Riders, State, riding
 from interlock.guard import freezes
 from interlock.guard.rollback_pass import Pass
 from interlock.identity import AuthError, Principal, require_human
@@ -52,7 +54,7 @@ from interlock.rollout import checks, model, rehearsals
 from interlock.rollout import terraform as tf_rollback
 from interlock.rollout.checks import Measurement, Phase
 from interlock.rollout.model import Plan, RolloutError, RolloutSpec
-from interlock.store import Store, Transaction
+from interlock.store import Store, StoreError, Transaction
 from interlock.store.events import Channel, publish
 
 
@@ -179,12 +181,17 @@ class Rollouts:
         self.store, self.policy, self.audit, self.gateway = store, policy, audit, gateway
         self.clock, self.measure, self.check_prometheus = clock, measure, check_prometheus
         self._plans: dict[str, Plan] = {}
-        #: Targets this runner marked `started` in the same transaction as the previous target's outcome
-        #: (one commit per target instead of two) and has not run yet. Only this process knows them: after
-        #: a crash they are `started` without a claim, hence outcome_unknown, never run twice.
-        self._claimed: dict[str, list[str]] = {}
         self._written: dict[str, Rollout] = {}
         self._written_lock = threading.Lock()
+        #: Rollouts whose targets' states ride in the Gateway's batches right now, each as last written
+        #: (the base `_ride_batch` changes), and the (rollout, target, state) rides committed since.
+        self._riding: dict[str, Rollout] = {}
+        self._rode: set[tuple[str, str, str]] = set()
+        #: Riding needs the batch hook of the log the Gateway records in; without it (another sink) the
+        #: runner marks and records each target in commits of its own, as it did before.
+        self._rides = callable(getattr(audit, "add_hook", None)) and gateway.audit is audit
+        if self._rides:
+            audit.add_hook(self._ride_batch)
         #: The one approval path: a rollout's approval is an ordinary request of the gate (same votes,
         #: quorum, expiry, webhooks), read on this service's clock.
         self.gate = gateway.gate if gateway.gate.clock is clock else Gate(
@@ -355,7 +362,6 @@ class Rollouts:
             with self._changing(known.id, known=known) as (rollout, _tx):
                 change(rollout)
         except _Stale:
-            self._claimed.pop(known.id, None)  # claimed in the rolled back change: never marked
             with self._changing(known.id) as (rollout, _tx):
                 change(rollout)
         return rollout
@@ -365,9 +371,13 @@ class Rollouts:
         """`_change`, with the transaction (the gate's records change in it too). With `known`: a copy of it
         instead of a read, and _Stale (rolled back) when its version is no longer the row's (see `_update`)."""
         with self.store.transaction() as tx:
+            # Every writer of a rollout's row takes the audit lock before the row's: the log's writer holds
+            # it when its batch writes the rows of riding targets (`_ride_batch`). A `known` copy's first
+            # statement on the row is its update, below, in the pipeline after the lock.
             if known is not None:
                 rollout = _copy(known)
             else:
+                tx.lock("audit")
                 # PostgreSQL: the row lock is the rollout's lock (one round trip, not an advisory lock and a
                 # read); SQLite: the transaction already holds the database's only write lock.
                 row = tx.fetchone(f"SELECT {_COLUMNS} FROM rollouts WHERE id = ?"
@@ -392,6 +402,7 @@ class Rollouts:
             # PostgreSQL: the row, the audit lock and head go out in one round trip, the entries and the
             # event in a second (pipeline mode); the row's count is checked once they are all answered.
             with tx.pipelined():
+                tx.lock("audit")
                 written = tx.send("UPDATE rollouts SET state_json = ?, phase = ?, updated_at = ?, "
                                   "version = version + 1 WHERE id = ? AND version = ?",
                                   (_dumps(rollout.state), rollout.phase.value, stamp(now), rollout_id,
@@ -721,10 +732,6 @@ class Rollouts:
 
     def _forward_unit(self, rollout: Rollout) -> bool:
         state, steps = rollout.state, rollout.spec.steps
-        claimed = [t for t in self._claimed.pop(rollout.id, []) if rollout.targets[t]["state"] == STARTED]
-        if claimed:
-            self._run_targets(rollout, claimed, "forward", marked=True)
-            return True
         stuck = [t for t, s in rollout.targets.items() if s["state"] in (STARTED, ROLLBACK_STARTED)]
         if stuck:  # a runner died mid-step: the outcome is unknown, a human decides (never repeated)
             with self._change(rollout.id) as r:
@@ -842,16 +849,12 @@ class Rollouts:
             rollout.state["reason"] = f"{why}; rolling back the changed targets"
 
     def _rollback_unit(self, rollout: Rollout) -> bool:
-        claimed = set(self._claimed.pop(rollout.id, []))
         never_ran = [t for t, s in rollout.targets.items() if s["state"] == STARTED]
-        if never_ran:  # claimed by this runner and not run: untouched; else its runner died: unknown
+        if never_ran:  # its runner died mid-step: the outcome is unknown, and a rollback takes it back
             with self._change(rollout.id) as r:
                 for t in never_ran:
-                    r.targets[t]["state"] = UNTOUCHED if t in claimed else UNKNOWN
-                    if t in claimed:
-                        r.state["order"].remove(t)
-                    r.events.append(_target_event(t, "forward", r.targets[t]["state"], r,
-                                                  "not run: the rollout is rolling back" if t in claimed else
+                    r.targets[t]["state"] = UNKNOWN
+                    r.events.append(_target_event(t, "forward", UNKNOWN, r,
                                                   "its step started and no outcome was recorded"))
             return True
         todo = [t for t in reversed(rollout.state["order"]) if rollout.targets[t]["state"] in TAKEN_BACK]
@@ -1000,29 +1003,125 @@ class Rollouts:
                 r.state["order"].append(t)
             r.events.append(_target_event(t, direction, started, r, ""))
 
-    def _run_targets(self, rollout: Rollout, targets: list[str], direction: str, *, marked: bool = False,
+    def _run_targets(self, rollout: Rollout, targets: list[str], direction: str, *,
                      actions: dict[str, Action] | None = None) -> None:
-        """Mark the targets started (unless the previous outcome's transaction did), propose each through
-        the Gateway, record the outcomes and, when the step goes on, mark the next targets in the same commit."""
-        if not marked:
+        """Propose each target's action through the Gateway and record the outcomes. Riding (the usual
+        case), a target's `started` commits with its `execution.started` and a success with its
+        `execution.finished`; what did not ride (a failure, a refusal, an outcome the log could not
+        record) is recorded here afterwards, with what follows from it, in one commit."""
+        rides = self._rides
+        if not rides:
             rollout = self._update(rollout, partial(self._mark, targets=targets, direction=direction))
         plan = self.plan_of(rollout)
         actions = actions or {t: plan.forward(t, self.policy.doc) if direction == "forward" else
                               plan.backward(t, self.policy.doc) for t in targets}
         ticket = rollout.state.get("freeze_pass")
         passing = Pass(rollout.id, int(ticket)) if direction == "rollback" and ticket is not None else None
-        if len(targets) == 1:
-            outcomes = {targets[0]: self._propose(rollout.agent, actions[targets[0]], passing)}
+        index = rollout.state["step"]
+
+        def run(target: str) -> tuple[str, str | None, str]:
+            if not rides:
+                return self._propose(rollout.agent, actions[target], passing)
+            entry = rollout.targets[target]
+            step, wave = (index, rollout.state["waves"][index]) if direction == "forward" else \
+                (entry.get("step"), entry.get("wave"))
+            with riding(self._rider(rollout.id, target, direction, step, wave)):
+                return self._propose(rollout.agent, actions[target], passing)
+
+        if rides:
+            self._riding[rollout.id] = rollout
+        try:
+            if len(targets) == 1:
+                outcomes = {targets[0]: run(targets[0])}
+            else:
+                with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+                    futures = {t: pool.submit(run, t) for t in targets}
+                    outcomes = {t: f.result() for t, f in futures.items()}
+        finally:
+            if rides:
+                rollout = self._riding.pop(rollout.id, rollout)
+        done = CHANGED if direction == "forward" else ROLLED_BACK
+        left = [t for t in targets if not (outcomes[t][0] == "succeeded" and (rollout.id, t, done) in self._rode)]
+        self._rode.difference_update((rollout.id, t, state) for t in targets
+                                     for state in (STARTED, ROLLBACK_STARTED, done))
+        if left or not rides:
+            self._update(rollout, partial(self._record, targets=left if rides else targets, direction=direction,
+                                          outcomes=outcomes))
         else:
-            with ThreadPoolExecutor(max_workers=len(targets)) as pool:
-                futures = {t: pool.submit(self._propose, rollout.agent, actions[t], passing) for t in targets}
-                outcomes = {t: f.result() for t, f in futures.items()}
-        self._update(rollout, partial(self._record, targets=targets, direction=direction, outcomes=outcomes))
+            self._remember(rollout)
+
+    def _rider(self, rollout_id: str, target: str, direction: str, step: int | None,
+               wave: int | None) -> Riders:
+        """The target's `rollout.target` entries, riding with its action's entries: `started` with
+        `execution.started` (durable before the executor runs, as a mark of our own was), and the
+        success with `execution.finished`. `_ride_batch` writes the row from them in the same batch."""
+        started, done = (STARTED, CHANGED) if direction == "forward" else (ROLLBACK_STARTED, ROLLED_BACK)
+
+        def ride(event: str, data: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+            if event == AuditEvent.EXECUTION_STARTED.value:
+                state, message = started, ""
+            elif event == AuditEvent.EXECUTION_FINISHED.value and data.get("outcome") == "succeeded":
+                result = data.get("result")
+                state, message = done, f"succeeded ({_result_summary(result if isinstance(result, dict) else {})})"
+            else:
+                return []
+            return [(AuditEvent.ROLLOUT_TARGET.value, {
+                "rollout_id": rollout_id, "target": target, "direction": direction, "state": state, "step": step,
+                "wave": wave, "action": data.get("action_id"), "message": message})]
+
+        return ride
+
+    def _ride_batch(self, tx: Transaction, batch: list[tuple[str, Mapping[str, Any]]]) -> None:
+        """The audit writer's batch hook: the `rollout.target` entries that rode in this batch, applied
+        to their rollouts' rows in its transaction (the row and its entries commit together or not at
+        all). Only this process's riding rollouts: no other writer sends `rollout.target` to the writer."""
+        if not self._riding:
+            return
+        rides: dict[str, list[Mapping[str, Any]]] = {}
+        for event, data in batch:
+            if event == AuditEvent.ROLLOUT_TARGET.value and data.get("rollout_id") in self._riding:
+                rides.setdefault(str(data["rollout_id"]), []).append(data)
+        for rollout_id, entries in rides.items():
+            self._write_rides(tx, self._riding[rollout_id], entries)
+
+    def _write_rides(self, tx: Transaction, known: Rollout, entries: list[Mapping[str, Any]]) -> None:
+        """Write `entries` onto the rollout as it was last written (compare-and-set on its version), or,
+        if anyone wrote it since (a human's command), onto its row read under its lock. A failure raises:
+        the batch fails and every caller in it hears so, the Gateway denies the step (fail closed)."""
+        rollout_id = known.id
+        for base in (known, None):
+            if base is not None:
+                rollout = _ride_copy(base, [str(d["target"]) for d in entries])
+            else:
+                row = tx.fetchone(f"SELECT {_COLUMNS} FROM rollouts WHERE id = ?"
+                                  + (" FOR UPDATE" if tx.dialect == "postgresql" else ""), (rollout_id,))
+                if row is None:
+                    raise StoreError(f"rollout {rollout_id} is gone from the store")
+                rollout = _row(row)
+            for data in entries:
+                _apply_ride(rollout, data)
+            now = self.clock()
+            with tx.pipelined():
+                written = tx.send("UPDATE rollouts SET state_json = ?, updated_at = ?, version = version + 1 "
+                                  "WHERE id = ? AND version = ?",
+                                  (_dumps(rollout.state), stamp(now), rollout_id, rollout.version))
+                publish(tx, Channel.rollouts, {"id": rollout_id, "phase": rollout.phase.value})
+                if written() == 1:
+                    break
+        else:  # read under its lock, the row is at the version read
+            raise StoreError(f"rollout {rollout_id} changed under its row lock")
+        rollout.version, rollout.updated_at = rollout.version + 1, now
+        tx.on_commit(partial(self._rode_with, rollout, [(str(d["target"]), str(d["state"])) for d in entries]))
+
+    def _rode_with(self, rollout: Rollout, states: list[tuple[str, str]]) -> None:
+        """After a batch with rides committed: the rollout as written is the base of the next ride."""
+        if rollout.id in self._riding:
+            self._riding[rollout.id] = rollout
+        self._rode.update((rollout.id, target, state) for target, state in states)
 
     def _record(self, r: Rollout, *, targets: list[str], direction: str,
                 outcomes: dict[str, tuple[str, str | None, str]]) -> None:
-        """The targets' outcomes and what follows from them; when the step goes on, the next targets are
-        marked started here too (one commit per target, not two: `_claimed`)."""
+        """The targets' outcomes and what follows from them."""
         problems: list[str] = []
         unknown: list[str] = []
         refused: list[str] = []
@@ -1066,14 +1165,6 @@ class Rollouts:
             r.phase = RolloutPhase.paused
             r.state["resume_to"] = RolloutPhase.progressing.value
             r.state["reason"] = (f"not run: {'; '.join(refused)}; resume retries, abort rolls back")[:2000]
-        elif direction == "forward" and r.phase is RolloutPhase.progressing:
-            index = r.state["step"]
-            count = r.state["counts"][index] if index < len(r.state["counts"]) else None
-            following = [t for t in r.state["members"][:count or 0] if r.targets[t]["state"] == UNTOUCHED]
-            if following:
-                claim = following[: r.spec.max_parallel]
-                self._mark(r, targets=claim, direction="forward")
-                self._claimed[r.id] = claim
 
     def _propose(self, agent: str, action: Action, rollback: Pass | None = None) -> tuple[str, str | None, str]:
         """(succeeded | failed | unknown | refused, action id, message) of one target's step."""
@@ -1104,6 +1195,36 @@ def _result_summary(result: dict[str, Any]) -> str:
     parts = [f"{k} {result[k]}" for k in ("http_status", "exit_code", "rows_affected", "error") if
              result.get(k) not in (None, "")]
     return ", ".join(parts) or str(result.get("status", ""))
+
+
+def _ride_copy(rollout: Rollout, targets: list[str]) -> Rollout:
+    """A copy to apply rides to, new only where a ride writes (the targets' entries, the order): the rest
+    (every member's decisions: most of the state) is shared with `rollout`, which is never changed in
+    place (every change starts from a copy), at a fraction of `_copy`'s cost in the log's writer."""
+    state = dict(rollout.state)
+    entries = state["targets"] = dict(state["targets"])
+    for target in targets:
+        entries[target] = dict(entries[target])
+    state["order"] = list(state["order"])
+    return replace(rollout, state=state, events=[], in_tx=[])
+
+
+def _apply_ride(rollout: Rollout, data: Mapping[str, Any]) -> None:
+    """A `rollout.target` entry that rode in the Gateway's batch, applied to the rollout's state (what
+    `_mark` and `_record` write for the same states when the runner records them itself)."""
+    target, state = str(data["target"]), str(data["state"])
+    entry = rollout.targets[target]
+    entry["state"] = state
+    if state == STARTED:
+        entry.update(step=data.get("step"), wave=data.get("wave"), action=data.get("action"))
+        if target not in rollout.state["order"]:
+            rollout.state["order"].append(target)
+    elif state == CHANGED:
+        entry.update(action=data.get("action"), message=data.get("message", ""))
+    elif state == ROLLBACK_STARTED:
+        entry["rollback_action"] = data.get("action")
+    elif state == ROLLED_BACK:
+        entry.update(rollback_action=data.get("action"), message=data.get("message", ""))
 
 
 def _target_event(target: str, direction: str, state: str, rollout: Rollout, message: str,
