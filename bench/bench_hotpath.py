@@ -36,7 +36,7 @@ import httpx
 
 from interlock.classify.registry import classify, payload_from_input
 from interlock.model import Action, Kind, Risk
-from interlock.policy import load_policy
+from interlock.policy import Policy, load_policy
 from interlock.policy.engine import decide
 from interlock.policy.testing import context_for
 from interlock.testing import free_port, live_server
@@ -57,12 +57,18 @@ FIXED = [READ] * 9 + [WRITE]
 VARIED_READS, VARIED_WRITES = 270, 30
 
 
-def varied_mix(policy: Path = POLICY) -> list[dict[str, object]]:
+def varied_mix(policy: Path = POLICY, *, unique: int = 0) -> list[dict[str, object]]:
     """300 distinct proposal bodies, 9 reads to 1 write in every ten (the order wrk and hotpath_cpu cycle
     through): commands of tests/corpus (shell, kubectl, sql, http) that the policy decides for kiro in
     production as allow (reads) or approval_required with risk write (no destructive ones: the burst and
     blast-radius guards would trip on them and turn the mix into denials). No target: the example policy's
-    targets hold credentials the bench does not have. Deterministic (seeded), so runs compare."""
+    targets hold credentials the bench does not have. Deterministic (seeded), so runs compare.
+
+    `unique=K`: the unique mix, K variants of each of 300 proposals (`numbered`: a shell or SQL comment, an
+    http query parameter, a kubectl request timeout carrying the variant's number), 300·K distinct bodies in
+    the same 9:1 order; only proposals whose every variant is decided as the original are drawn. With K = 40,
+    a body comes back after 12,000 others: a cache of answers per body (bounded far below that) never hits,
+    so this row is what a proposal costs when nothing about it was seen before."""
     loaded = load_policy(policy)
     reads: list[dict[str, object]] = []
     writes: list[dict[str, object]] = []
@@ -78,13 +84,52 @@ def varied_mix(policy: Path = POLICY) -> list[dict[str, object]]:
             decision = decide(loaded, "kiro", action, found).value.value
             body = {"kind": kind.value, "environment": "production", "payload": action.payload,
                     "rationale": {"intent": str(row.get("why") or "bench")}, "mode": "advisory"}
+            variants = [numbered(body, k) for k in (0, unique - 1)] if unique else []
+            if variants and (body in variants or any(_decided(loaded, v) != (decision, found.risk) for v in variants)):
+                continue
             if decision == "allow":
                 reads.append(body)
             elif decision == "approval_required" and found.risk is Risk.write:
                 writes.append(body)
     rng = random.Random(185)
     reads, writes = rng.sample(reads, VARIED_READS), rng.sample(writes, VARIED_WRITES)
-    return [body for i in range(VARIED_WRITES) for body in (*reads[i * 9:i * 9 + 9], writes[i])]
+    mix = [body for i in range(VARIED_WRITES) for body in (*reads[i * 9:i * 9 + 9], writes[i])]
+    return [numbered(body, k) for k in range(unique) for body in mix] if unique else mix
+
+
+#: Variants of each proposal in the unique mix.
+UNIQUE_VARIANTS = 40
+
+
+def numbered(body: dict[str, object], k: int) -> dict[str, object]:
+    """`body` made distinct by the number `k`, in a way its kind reads as no change to what it does (a body of
+    another shape comes back as it is, and `varied_mix(unique=…)` leaves it out: it is not distinct)."""
+    payload = dict(body["payload"])  # type: ignore[call-overload]
+    kind = body["kind"]
+    if kind == "shell" and "command" in payload:
+        payload["command"] = f"{payload['command']} # bench variant {k}"
+    elif kind == "sql" and "sql" in payload:
+        payload["sql"] = f"{payload['sql']} -- bench variant {k}"
+    elif kind == "kubectl" and "args" in payload:
+        payload["args"] = [*payload["args"], f"--request-timeout={k + 1}s"]
+    elif kind == "kubectl" and "command" in payload:
+        payload["command"] = f"{payload['command']} --request-timeout={k + 1}s"
+    elif kind == "http" and "url" in payload:
+        url = str(payload["url"])
+        payload["url"] = f"{url}{'&' if '?' in url else '?'}bench_variant={k}"
+    else:
+        return body
+    return {**body, "payload": payload}
+
+
+def _decided(policy: Policy, body: dict[str, object]) -> tuple[str, Risk] | None:
+    kind = Kind(str(body["kind"]))
+    try:
+        action = Action(kind=kind, environment="production", payload=body["payload"])  # type: ignore[arg-type]
+    except ValueError:
+        return None
+    found = classify(kind, action.payload, context_for(policy, None))
+    return decide(policy, "kiro", action, found).value.value, found.risk
 
 
 def expected_state(index: int) -> str:
@@ -154,17 +199,19 @@ def main() -> None:
                         live_server(POLICY, f"sqlite:///{peer_work / 'interlock.db'}", peer_work,
                                     env={"PYTHONPATH": PEER_SRC}))
                 tokens = {name: server.token("agent", "kiro") for name, server in servers.items()}
-                mixes = {"fixed": FIXED, "varied": varied_mix()}
+                mixes = {"fixed": FIXED, "varied": varied_mix(), "unique": varied_mix(unique=UNIQUE_VARIANTS)}
                 for name, server in servers.items():
                     # Every body of both mixes once: each is answered as the mix says (and the server warmed).
                     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {tokens[name]}"}) as c:
                         for mix in mixes.values():
-                            states = [c.post("/v1/actions", json=b).json()["state"] for b in mix]
+                            # The unique mix: its first 300 (each variant is decided alike: `varied_mix`).
+                            states = [c.post("/v1/actions", json=b).json()["state"] for b in mix[:300]]
                             wrong = [(i, s) for i, s in enumerate(states) if s != expected_state(i)]
                             assert not wrong, (name, wrong[:5])
                 print(f"\nhot path vs its floor: {CONNECTIONS} connections, {DURATION_S} s a run, {ROUNDS} rounds "
                       f"interleaved, loopback, SQLite, one worker; load average {os.getloadavg()[0]:.1f} at the start; "
-                      f"mixes: fixed (1 read, 1 write), varied ({len(mixes['varied'])} distinct proposals)")
+                      f"mixes: fixed (1 read, 1 write), varied ({len(mixes['varied'])} distinct proposals), unique "
+                      f"({len(mixes['unique'])} distinct: none repeats within any cache)")
                 print(f"{'round':>5} {'app':<34} {'req/s':>8} {'p50':>9} {'p99':>9} {'non-2xx':>8} {'CPU/req':>9}")
                 runs = [(f"{name.split(' ')[0]} {mix}", name, mix) for name in servers for mix in mixes]
                 ratios: dict[str, list[float]] = {run: [] for run, _, _ in runs}

@@ -3,7 +3,8 @@
 Four figures, each the process CPU time (every thread: request threads, the audit writer) divided by the
 proposals served, with the bench's mixes (9 allowed reads : 1 approval-required write, advisory, guards on,
 example policy, SQLite; `--mix fixed`: the same read and write repeated, the mix of every earlier figure;
-`--mix varied`: 300 distinct proposals, bench_hotpath.varied_mix; both by default) and 32 at a time:
+`--mix varied`: 300 distinct proposals, bench_hotpath.varied_mix; `--mix unique`: 12,000 distinct
+proposals, none repeated within any cache's reach; all three by default) and 32 at a time:
 
 - gateway: `Gateway.propose` called from 32 threads in process (what the SDK, hooks and CLI use);
 - gateway on a loop: `Gateway.propose_async` from 32 asyncio tasks (what the HTTP route uses since the
@@ -17,7 +18,7 @@ other engineers' load than req/s does. Compare two source trees in one run, inte
     git archive <commit> src | tar -x -C /tmp/before
     for src in /tmp/before/src src; do PYTHONPATH=$src .venv/bin/python -m bench.hotpath_cpu; done
 
-    python -m bench.hotpath_cpu [N=3000] [--mix fixed|varied]
+    python -m bench.hotpath_cpu [N=3000] [--mix fixed|varied|unique]
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from pathlib import Path
 import anyio
 import orjson
 
-from bench.bench_hotpath import FIXED, varied_mix
+from bench.bench_hotpath import FIXED, UNIQUE_VARIANTS, varied_mix
 from interlock.gateway import Mode, Proposal
 from interlock.identity import create_token
 from interlock.model import Action
@@ -162,14 +163,15 @@ def app_cpu(settings: Settings, n: int, mix: Mix, gateway_beforehand: bool = Fal
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("n", nargs="?", type=int, default=3000, help="proposals per figure")
-    parser.add_argument("--mix", choices=("fixed", "varied"), action="append",
-                        help="the proposals sent (default: both, fixed first)")
+    parser.add_argument("--mix", choices=("fixed", "varied", "unique"), action="append",
+                        help="the proposals sent (default: all three, fixed first)")
     args = parser.parse_args()
     logging.getLogger("interlock").disabled = True  # one log line per request would be measured too
     import interlock
 
-    for mix_name in args.mix or ["fixed", "varied"]:
-        mix = FIXED if mix_name == "fixed" else varied_mix()
+    for mix_name in args.mix or ["fixed", "varied", "unique"]:
+        mix = {"fixed": lambda: FIXED, "varied": varied_mix,
+               "unique": lambda: varied_mix(unique=UNIQUE_VARIANTS)}[mix_name]()
         print(f"hot path CPU per proposal ({interlock.__file__}), {args.n} proposals, {AT_ONCE} at a time, SQLite, "
               f"{mix_name} mix ({len({json.dumps(b, sort_keys=True) for b in mix})} distinct proposals)")
         figures: list[float] = []
