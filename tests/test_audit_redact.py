@@ -7,9 +7,12 @@ import hashlib
 from pathlib import Path
 
 import pytest
+import regex
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from interlock.audit import AuditLog, Redactor, summarize_output
-from interlock.audit.redact import redact
+from interlock.audit.redact import _BUILTIN, redact
 from interlock.store import Store
 
 # (text containing a secret, the secret that must disappear, a part that must stay readable)
@@ -135,3 +138,34 @@ def test_a_planted_secret_never_reaches_the_store(store: Store, tmp_path: Path) 
     if store.dialect == "sqlite":
         for path in tmp_path.glob("interlock.db*"):  # the database file, its WAL and shared memory
             assert PLANTED.encode() not in path.read_bytes()
+
+
+# The assignment pattern before its lookbehind (starting a name only where its run of name characters
+# starts): the reference the anchored one must agree with on every string.
+_UNANCHORED_ASSIGNMENT = (
+    r"(?i)((?:[A-Za-z0-9_.-]*?)(?:password|passwd|pwd|passphrase|secret|token|api[_-]?key|access[_-]?key|"
+    r"secret[_-]?access[_-]?key|client[_-]?secret|private[_-]?key|auth[_-]?token)[\"']?"
+    r"(?:\s*[=:]\s*|\s+(?=[\"']))[\"']?)([^\s\"'&;,]+)"
+)
+_PIECES = ["password", "PASSWD", "token", "secret", "api_key", "Api-Key", "access_key", "client_secret", "pwd",
+           "auth_token", "secret_access_key", "a", "B", "1", "_", ".", "-", "=", ":", " ", '"', "'", "&", ";", ","]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=14).map("".join))
+def test_the_anchored_assignment_pattern_masks_what_the_unanchored_one_did(text: str) -> None:
+    (_, anchored, replacement), = [b for b in _BUILTIN if b[1].startswith("(?i)((?<!")]
+    assert regex.sub(anchored, replacement, text) == regex.sub(_UNANCHORED_ASSIGNMENT, replacement, text)
+
+
+def test_the_memory_of_clean_strings_is_bounded_and_keeps_those_in_use() -> None:
+    redactor = Redactor()
+    for n in range(3 * 4096):  # one-off strings (action ids) beside a string every entry repeats
+        assert redactor.safe_text(f"act_{n:020x}") == f"act_{n:020x}"
+        assert redactor.safe_text("role deployer may take read actions alone in production").startswith("role")
+        assert redactor.safe_text("password=hunter2") == "password=[REDACTED]"
+    held = redactor.remembered | redactor._older
+    assert len(redactor.remembered) <= 4096 and len(held) <= 2 * 4096
+    assert "role deployer may take read actions alone in production" in redactor.remembered
+    assert f"act_{0:020x}" not in held and f"act_{3 * 4096 - 1:020x}" in held
+    assert not any("hunter2" in s for s in held)
