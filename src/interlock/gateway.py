@@ -34,7 +34,7 @@ from interlock.answers import TERMINAL_STATES
 from interlock.credentials import Missing, missing_for_target
 from interlock.fingerprint import PayloadError, canonical_json, fingerprint_with, plain
 from interlock.gate import repo as gate_repo
-from interlock.gate.requests import RequestState
+from interlock.gate.requests import RequestState, RequestStatus
 from interlock.gate.service import Gate, GateError
 from interlock.guard.detectors import blast_of
 from interlock.guard.rollback_pass import Pass
@@ -441,17 +441,19 @@ class Gateway:
                                                  "grant_id": grant.id, "request_id": grant.request_id})
                 return self._go(proposal, grant_id=grant.id)
         try:
-            request = self.gate.open_request(proposal.agent, proposal.action, proposal.decision, classification,
-                                             evidence=proposal.evidence if proposal.rehearsal is None else None,
-                                             action_id=proposal.id)
+            status = self.gate.open_request_status(
+                proposal.agent, proposal.action, proposal.decision, classification,
+                evidence=proposal.evidence if proposal.rehearsal is None else None, action_id=proposal.id)
         except GateError as exc:
             proposal.state = State.denied
             proposal.approval = {"error": exc.code, "message": str(exc)}
             return proposal
         self._record("action.pending", {"action_id": proposal.id, "agent": proposal.agent,
-                                        "request_id": request.id})
+                                        "request_id": status.request.id})
         proposal.state = State.pending_approval
-        proposal.approval = self._approval_json(request.id)
+        # The status read with the request (a joined one: in the same read): what the answer shows is the
+        # request as it was a moment before this proposal's pending entry, as any read of it may be.
+        proposal.approval = _approval_json(status)
         return proposal
 
     def _grant_ready(self, agent: str, fp: str) -> bool:
@@ -818,20 +820,7 @@ class Gateway:
         return self.gate.on_policy_change(self.policy, classify=lambda _policy, action: self.classify(action))
 
     def _approval_json(self, request_id: str) -> dict[str, Any]:
-        status = self.gate.status(request_id)
-        req = status.request
-        return {
-            "id": req.id,
-            "state": req.state.value,
-            "required": [r.describe() for r in req.requirements],
-            "from": sorted({g for r in req.requirements for g in r.from_groups}),
-            "eligible": list(req.eligible),
-            "approved_by": list(status.approved_by),
-            "still_needs": status.still_needs,
-            "expires_at": req.expires_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-            "seconds_left": status.seconds_left,
-            "reason": req.state_reason,
-        }
+        return _approval_json(self.gate.status(request_id))
 
     def _record_many(self, items: list[tuple[str, dict[str, Any]]]) -> None:
         """Several entries in one durable batch, or none (GatewayUnavailable), as `_record` for one."""
@@ -855,6 +844,23 @@ class Gateway:
                 self.audit.append(event, data, timeout=limit)
         except Exception as exc:
             raise _unrecorded(event, exc) from exc
+
+
+def _approval_json(status: RequestStatus) -> dict[str, Any]:
+    """A request's status as a proposal's `approval` shows it."""
+    req = status.request
+    return {
+        "id": req.id,
+        "state": req.state.value,
+        "required": [r.describe() for r in req.requirements],
+        "from": sorted({g for r in req.requirements for g in r.from_groups}),
+        "eligible": list(req.eligible),
+        "approved_by": list(status.approved_by),
+        "still_needs": status.still_needs,
+        "expires_at": req.expires_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "seconds_left": status.seconds_left,
+        "reason": req.state_reason,
+    }
 
 
 def _unrecorded(event: str, exc: Exception) -> GatewayUnavailable:

@@ -60,7 +60,29 @@ def insert_request(tx: Transaction, req: ApprovalRequest) -> None:
     publish(tx, Channel.approvals, {"id": req.id, "op": "opened"})
 
 
+#: Requests as parsed from their rows, keyed on every column's value: a request is a pure function of its
+#: row, and the hot path reads the same pending request for every proposal that joins it (validating its
+#: action and classification was most of that read). The request is immutable (its dicts are never
+#: mutated, as a cached classification's). Bounded: emptied when full.
+_PARSED: dict[tuple[Any, ...], ApprovalRequest] = {}
+_PARSED_MOST = 256
+
+
 def _request(row: Row) -> ApprovalRequest:
+    try:
+        key = tuple(row.items())
+        found = _PARSED.get(key)
+    except TypeError:  # a value that does not hash (a driver's JSON type): parse it
+        return _parse_request(row)
+    if found is None:
+        found = _parse_request(row)
+        if len(_PARSED) >= _PARSED_MOST:
+            _PARSED.clear()
+        _PARSED[key] = found
+    return found
+
+
+def _parse_request(row: Row) -> ApprovalRequest:
     return ApprovalRequest(
         id=row["id"],
         agent=row["agent"],

@@ -121,6 +121,13 @@ _ENDED = {
 }
 
 
+@dataclass(frozen=True)
+class _Opened:
+    """The request `Gate._open` opened or found (when its status was not asked for)."""
+
+    request: ApprovalRequest
+
+
 class Gate:
     def __init__(
         self,
@@ -152,6 +159,35 @@ class Gate:
         """Store a pending request for this exact action, or return the pending one for the same
         fingerprint (an agent retrying gets the same request, not a new one). `action_id` names the
         proposal that opened it: its votes and grant are recorded with it."""
+        return self._open(agent, action, decision, classification, evidence, action_id, status=False).request
+
+    def open_request_status(
+        self,
+        agent: str,
+        action: Action,
+        decision: Decision,
+        classification: Classification,
+        evidence: dict[str, Any] | None = None,
+        *,
+        action_id: str | None = None,
+    ) -> RequestStatus:
+        """`open_request`, answered with the request's `status`: a pending request that is joined is read
+        with its votes and grant in the one read that finds it (the hot path's approval-required proposal
+        joins the request its earlier ones opened)."""
+        found = self._open(agent, action, decision, classification, evidence, action_id, status=True)
+        return found if isinstance(found, RequestStatus) else self.status(found.request.id)
+
+    def _open(
+        self,
+        agent: str,
+        action: Action,
+        decision: Decision,
+        classification: Classification,
+        evidence: dict[str, Any] | None,
+        action_id: str | None,
+        *,
+        status: bool,
+    ) -> RequestStatus | _Opened:
         policy = self.policy
         problem = self._open_problem(agent, action, decision, classification, sandboxed=evidence is not None)
         if problem is not None:
@@ -170,14 +206,14 @@ class Gate:
         # for the store's write lock behind the audit writer (SQLite has one writer) just to find it.
         with self.store.transaction(readonly=True) as tx:
             found = repo.pending_for(tx, fp)
-        if found is not None and found.expires_at > now:
-            return found
+            if found is not None and found.expires_at > now:
+                return self._status_in(tx, found, now) if status else _Opened(found)
         with self.store.transaction() as tx:
             tx.lock(f"gate:fingerprint:{fp}")
             existing = repo.pending_for(tx, fp)
             events: list[tuple[str, dict[str, Any]]] = []
             if existing is not None and existing.expires_at > now:
-                return existing
+                return _Opened(existing)
             if existing is not None:
                 repo.set_state(tx, existing.id, RequestState.expired, "expired before anyone decided", stamp(now))
                 events.append((APPROVAL_EXPIRED, {"request_id": existing.id, "fingerprint": fp}))
@@ -201,7 +237,7 @@ class Gate:
             request = self._insert(tx, request)
             self._stage(tx, ((APPROVAL_REQUESTED, request, ""),))
         self._finish(_AfterCommit(events=tuple(events)))
-        return request
+        return _Opened(request)
 
     def _insert(self, tx: Transaction, request: ApprovalRequest) -> ApprovalRequest:
         """Store a new pending request and record its terms in this transaction (issue 10.2): votes are
@@ -578,11 +614,15 @@ class Gate:
             request = repo.get_request(tx, request_id)
             if request is None:
                 raise GateError("unknown_request", f"no approval request {request_id!r}", request_id)
-            votes = self._recorded_votes(tx, request_id, repo.votes(tx, request_id))
-            grant = repo.grant_of(tx, request_id)
-        if request.state is RequestState.pending and request.expires_at <= now:
-            self.expire_due()
-            return self.status(request_id)
+            if not (request.state is RequestState.pending and request.expires_at <= now):
+                return self._status_in(tx, request, now)
+        self.expire_due()
+        return self.status(request_id)
+
+    def _status_in(self, tx: Transaction, request: ApprovalRequest, now: datetime) -> RequestStatus:
+        """`status` of a request read in `tx` (not a pending one past its expiry: `status` expires those)."""
+        votes = self._recorded_votes(tx, request.id, repo.votes(tx, request.id))
+        grant = repo.grant_of(tx, request.id)
         quorum = self._quorum(request, votes)
         left = max(0, int((request.expires_at - now).total_seconds())) if request.state is RequestState.pending else 0
         return RequestStatus(
