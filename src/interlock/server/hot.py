@@ -132,7 +132,7 @@ class HotRoute:
                 await server.audit_rejection(METHOD, PATH, status, code, who)
                 content = orjson.dumps(error_body(code, text, where))  # what JSON renders
             else:
-                status, content = await answered(server, require_agent(who), parsed)
+                status, content = await answered(server, require_agent(who), *parsed)
         except UnreadableBody:
             await self._send(scope, send, seen, await refusal(server, METHOD, PATH,
                                                               ApiError(400, "malformed_json", UNREADABLE_BODY), who))
@@ -152,24 +152,34 @@ class HotRoute:
         chunks: list[bytes] = []
         seen_bytes = 0
         more = True
-        with self.deadlines.watch() as expired:
-            try:
-                while more:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        return None
-                    chunk = message.get("body", b"")
-                    seen_bytes += len(chunk)
-                    if seen_bytes > self.max_bytes:
-                        break
-                    chunks.append(chunk)
-                    more = message.get("more_body", False)
-            except asyncio.CancelledError:
-                if not expired():
-                    raise
-                await self._reject(scope, send, seen, 408, "request_timeout",
-                                   f"body not received within {self.deadline:g} s")
-                return None
+        deadlines = self.deadlines.here()
+        task = asyncio.current_task()
+        assert task is not None
+        cancelling = task.cancelling()
+        deadlines.reading[task] = monotonic() + self.deadline
+        if deadlines.sweep is None:
+            deadlines.arm()
+        try:
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return None
+                chunk = message.get("body", b"")
+                seen_bytes += len(chunk)
+                if seen_bytes > self.max_bytes:
+                    break
+                chunks.append(chunk)
+                more = message.get("more_body", False)
+        except asyncio.CancelledError:
+            # asyncio.timeout's rule: a timeout only if the deadline cancelled the task, and nothing else did too.
+            if task not in deadlines.expired or task.uncancel() > cancelling:
+                raise
+            await self._reject(scope, send, seen, 408, "request_timeout",
+                               f"body not received within {self.deadline:g} s")
+            return None
+        finally:
+            deadlines.reading.pop(task, None)
+            deadlines.expired.discard(task)
         if seen_bytes > self.max_bytes:
             await self._reject(scope, send, seen, 413, "body_too_large", f"request body over {self.max_bytes} bytes")
             return None
@@ -211,16 +221,16 @@ class BodyDeadlines:
         self.every = min(1.0, deadline / 10)
         self._loops: dict[asyncio.AbstractEventLoop, _LoopDeadlines] = {}
 
-    def watch(self) -> _Watch:
-        """`with deadlines.watch() as expired:` the current task is cancelled once the deadline passes
-        (raising CancelledError at its await); `expired()` then says it was this deadline's doing."""
+    def here(self) -> _LoopDeadlines:
+        """This event loop's readers (`reading`: task → when its deadline passes; `expired`: the tasks the
+        sweep cancelled); the reader arms the sweep (`arm`) when none is due."""
         loop = asyncio.get_running_loop()
         here = self._loops.get(loop)
         if here is None:
             for old in [old for old in self._loops if old.is_closed()]:
                 del self._loops[old]
             here = self._loops[loop] = _LoopDeadlines(loop, self.every)
-        return _Watch(here, self.deadline)
+        return here
 
 
 class _LoopDeadlines:
@@ -232,6 +242,9 @@ class _LoopDeadlines:
         self.expired: set[asyncio.Task[Any]] = set()
         self.sweep: asyncio.TimerHandle | None = None
 
+    def arm(self) -> None:
+        self.sweep = self.loop.call_later(self.every, self._sweep)
+
     def _sweep(self) -> None:
         self.sweep = None
         now = monotonic()
@@ -241,34 +254,4 @@ class _LoopDeadlines:
                 self.expired.add(task)
                 task.cancel()
         if self.reading:
-            self.sweep = self.loop.call_later(self.every, self._sweep)
-
-
-class _Watch:
-    __slots__ = ("cancelling", "deadline", "here", "task")
-    task: asyncio.Task[Any]
-
-    def __init__(self, here: _LoopDeadlines, deadline: float) -> None:
-        self.here, self.deadline = here, deadline
-
-    def __enter__(self) -> Any:
-        here = self.here
-        task = asyncio.current_task()
-        assert task is not None
-        self.task = task
-        self.cancelling = task.cancelling()
-        here.reading[task] = monotonic() + self.deadline
-        if here.sweep is None:
-            here.sweep = here.loop.call_later(here.every, here._sweep)
-        return self.expired
-
-    def expired(self) -> bool:
-        """This deadline cancelled the task, and nothing else did too (asyncio.timeout's rule)."""
-        if self.task not in self.here.expired:
-            return False
-        self.here.expired.discard(self.task)
-        return self.task.uncancel() <= self.cancelling
-
-    def __exit__(self, *_: object) -> None:
-        self.here.reading.pop(self.task, None)
-        self.here.expired.discard(self.task)
+            self.arm()

@@ -69,34 +69,35 @@ PROPOSE = next(r for r in router.routes
 
 async def decided(server: Server, who: Principal, body: ActionRequest) -> Response:
     """The FastAPI route's answer: `answered`'s status and bytes."""
-    status, content = await answered(server, who, body)
+    status, content = await answered(server, who, _action(body), body.mode)
     return Response(content, status_code=status, media_type=JSON.media_type)
 
 
-async def answered(server: Server, who: Principal, body: ActionRequest) -> tuple[int, bytes]:
+def _action(body: ActionRequest) -> Action:
+    return Action(kind=body.kind, environment=body.environment, target=body.target, payload=body.payload,
+                  rationale=body.rationale)
+
+
+async def answered(server: Server, who: Principal, action: Action, mode: Mode) -> tuple[int, bytes]:
     """The proposal's answer (status, JSON bytes): decided on the event loop, its durable audit entry awaited
     there, and only a gate or an execution after it on a worker thread (`Gateway.propose_async`: the thread
     hop and its GIL hand-offs were the largest cost left on the hot path, docs/benchmarks.md); a store or
     audit failure answers deny with 503 (fail closed: nothing ran)."""
-    # The body was validated with the Action's own field types (ActionRequest), and the Action has no
-    # validator of its own beyond them: built without validating every field a second time.
-    action = Action.model_construct(kind=body.kind, environment=body.environment, target=body.target,
-                                    payload=body.payload, rationale=body.rationale)
     try:
-        proposal = await server.gateway.propose_async(who.name, action, mode=body.mode,
-                                                      offload=anyio.to_thread.run_sync)
+        proposal = await server.gateway.propose_async(who.name, action, mode=mode, offload=anyio.to_thread.run_sync)
     except GatewayError as exc:
         raise gateway_error(exc) from exc
     except (GatewayUnavailable, StoreError) as exc:
-        server.count_decision("deny", body.kind)
+        server.count_decision("deny", action.kind)
         return 503, orjson.dumps({"decision": "deny", "state": "denied",
                                   "reasons": [f"{exc} (fail closed: nothing ran)"]})
-    server.count_decision(proposal.decision.value, body.kind)  # StrEnums: their label is their value
+    server.count_decision(proposal.decision.value, action.kind)  # StrEnums: their label is their value
     return 200, orjson.dumps(proposal.to_json())  # what JSON renders
 
 
 #: FastAPI validates a body parameter with its type adapter, `from_attributes=True`; so does the plain route.
 _BODY: TypeAdapter[ActionRequest] = TypeAdapter(ActionRequest)
+_ACTION: TypeAdapter[Action] = TypeAdapter(Action)
 
 
 _MISSING = object()
@@ -107,9 +108,10 @@ class UnreadableBody(Exception):
     """json.loads failed other than with a JSONDecodeError (FastAPI raises its 400; errors.http_error words it)."""
 
 
-def parsed_body(raw: bytes) -> tuple[ActionRequest | None, list[dict[str, Any]]]:
-    """What FastAPI makes of a JSON body for an `ActionRequest` parameter, without FastAPI: the model, or
-    the errors FastAPI would raise (`loc` under "body"), so `errors.validation_problem` words them alike."""
+def parsed_body(raw: bytes) -> tuple[tuple[Action, Mode] | None, list[dict[str, Any]]]:
+    """What FastAPI makes of a JSON body for an `ActionRequest` parameter, without FastAPI: the action and
+    its mode, or the errors FastAPI would raise (`loc` under "body"), so `errors.validation_problem` words
+    them alike."""
     if not raw:
         return None, [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
     # orjson (~5x faster) reads a subset of what json.loads reads (RFC 8259 only: no NaN or Infinity, no
@@ -130,10 +132,21 @@ def parsed_body(raw: bytes) -> tuple[ActionRequest | None, list[dict[str, Any]]]
                        "ctx": {"error": exc.msg}}]
     except Exception as exc:
         raise UnreadableBody(str(exc)) from exc
+    if type(value) is dict:
+        # The common body, validated straight into the Action (ActionRequest is the Action's fields with the
+        # same types, and `mode`): one validation, not ActionRequest's and then the Action's. Anything either
+        # refuses is validated again below as FastAPI does, for FastAPI's errors in FastAPI's order.
+        fields = value.copy()
+        mode = fields.pop("mode", Mode.brokered)
+        try:
+            return (_ACTION.validate_python(fields), Mode(mode)), []
+        except (ValidationError, ValueError):
+            pass
     try:
-        return _BODY.validate_python(value, from_attributes=True), []
+        body = _BODY.validate_python(value, from_attributes=True)
     except ValidationError as exc:
         return None, [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+    return (_action(body), body.mode), []
 
 
 @router.get("/v1/actions/{action_id}")
