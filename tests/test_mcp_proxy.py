@@ -251,17 +251,21 @@ def test_default_server_name(command: list[str], name: str) -> None:
 # --- end to end: mcp client ↔ proxy ↔ server-filesystem -----------------------------------------------
 
 REPORTS = [
-    # (tool, the gate's decision, what the outcome report does)
-    ("read_text_file", "allowed", "recorded"),
-    ("move_file", "denied", "not_allowed"),  # the Gateway refuses a report of what it did not allow
-    ("write_file", "pending_approval", "not_allowed"),
+    # (tool, the gate's decision, when the action is read back, what the outcome report does)
+    ("read_text_file", "allowed", "next call", "recorded"),  # queued, not awaited: durable before the next proposal
+    ("read_text_file", "allowed", "collected", "recorded"),  # no next call: durable once the writer gets to it
+    ("read_text_file", "allowed", "closed", "recorded"),  # a proxy that stops writes what it queued first
+    ("move_file", "denied", "next call", "not_allowed"),  # the Gateway refuses a report of what it did not allow
+    ("write_file", "pending_approval", "next call", "not_allowed"),
 ]
 
 
-@pytest.mark.parametrize(("tool", "state", "expected"), REPORTS)
+@pytest.mark.parametrize(("tool", "state", "when", "expected"), REPORTS)
 def test_the_in_process_gate_reports_without_reading_back(store_url: str, tmp_path: Path, tool: str, state: str,
-                                                          expected: str) -> None:
-    """LocalGate.report is Gateway.record_report: the same checks and entry as `report`, no answer."""
+                                                          when: str, expected: str) -> None:
+    """LocalGate.report of its own allowed call is Gateway.own_report's entry, queued without waiting and
+    durable before the next proposal is; any other goes through record_report's checks (and is awaited)."""
+    from interlock.client import LocalClient
     from interlock.integrations.mcp_gate import LocalGate
 
     policy = tmp_path / "policy.yaml"
@@ -278,12 +282,20 @@ def test_the_in_process_gate_reports_without_reading_back(store_url: str, tmp_pa
                                          output_excerpt="1 content block(s)") is None
             except Exception as exc:
                 return str(getattr(exc, "code", exc))
-            after = await anyio.to_thread.run_sync(gate.client.get, str(proposal["id"]))
-            assert after["reported"]["status"] == "succeeded" and after["reported"]["duration_ms"] == 1.5
-            assert "output_excerpt" not in after["reported"]  # the log keeps its size and digest only
-            return "recorded"
+            if when == "next call":
+                await gate.propose("mcp", "workspace", payload, mode="advisory")
+            elif when == "collected":
+                await anyio.to_thread.run_sync(lambda: gate.collect(wait=5.0))
+            if when != "closed":
+                after = await anyio.to_thread.run_sync(gate.client.get, str(proposal["id"]))
         finally:
             await gate.aclose()
+        if when == "closed":
+            with LocalClient(policy, "kiro", db=store_url, key_dir=tmp_path / "keys") as reader:
+                after = reader.get(str(proposal["id"]))
+        assert after["reported"]["status"] == "succeeded" and after["reported"]["duration_ms"] == 1.5
+        assert "output_excerpt" not in after["reported"]  # the log keeps its size and digest only
+        return "recorded"
 
     assert anyio.run(main) == expected
 

@@ -701,9 +701,15 @@ class Gateway:
         and ran it because this gateway allowed it (the in-process MCP proxy): the same entry, without
         reading the action back to check what that caller already knows. A report from a client over the
         API is checked: `record_report`."""
+        self._record(*self.own_report(action_id, agent, target, outcome))
+
+    def own_report(self, action_id: str, agent: str, target: str | None,
+                   outcome: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The audit entry (event, data) `record_own_report` writes, for a caller that queues it itself
+        (the in-process MCP proxy: `AuditLog.append_later`, durable before its next call goes upstream)."""
         found = self.policy.doc.targets.get(target or "")
-        self._record("execution.reported", {"action_id": action_id, "agent": agent,
-                                            "outcome": _audited_report(outcome, _keeps_excerpt(found))})
+        return "execution.reported", {"action_id": action_id, "agent": agent,
+                                      "outcome": _audited_report(outcome, _keeps_excerpt(found))}
 
     def record_started(self, action_id: str, agent: str, started: str) -> None:
         """An advisory caller is about to run the allowed (or approved) action `action_id` itself and

@@ -156,6 +156,25 @@ def _settle(futures: list[asyncio.Future[None]]) -> None:
             future.set_result(None)
 
 
+class Appending:
+    """An entry queued by `AuditLog.append_later`, until the caller collects its outcome (once)."""
+
+    __slots__ = ("_log", "_pending")
+
+    def __init__(self, log: AuditLog, pending: _Pending) -> None:
+        self._log, self._pending = log, pending
+
+    def done(self) -> bool:
+        """Whether the writer has committed its batch, or failed it (then `receipt` raises); asked before
+        `receipt`, which takes the answer."""
+        return not self._pending.done.locked()
+
+    def receipt(self, timeout: float | None = None) -> Receipt:
+        """Its receipt once durable (waiting up to `timeout`, default the log's append timeout); raises as
+        `append` does when it is not. Call it once."""
+        return self._log._wait(self._pending, timeout)
+
+
 _STOP = object()
 _KNOWN = frozenset(AuditEvent)
 
@@ -344,6 +363,13 @@ class AuditLog:
         finally:
             timer.cancel()
         return self._outcome(pending)
+
+    def append_later(self, event: str, data: Mapping[str, Any]) -> Appending:
+        """`append` without the wait: the entry is checked (AuditError at once, as `append`) and queued for
+        the writer's next batch; the caller looks at its outcome later (`Appending`). For an entry that must
+        be durable before a later step, not before this call returns (the in-process MCP proxy's outcome
+        report: durable before its next call goes upstream): it costs no thread and no wake-up of its own."""
+        return Appending(self, self._enqueue([self._prepare(event, data)])[0])
 
     def append_many(self, items: Iterable[tuple[str, Mapping[str, Any]]], *,
                     timeout: float | None = None) -> list[Receipt]:

@@ -3,7 +3,8 @@
 Both answer the API's JSON (`Proposal.to_json()`), so the proxy does not care which it has. The
 remote one is the SDK's `AsyncClient`; the in-process one runs the SDK's `LocalClient` (a
 synchronous Gateway on the store) in worker threads, one short step at a time, so a wait for
-approval stays cancellable when the MCP client gives up.
+approval stays cancellable when the MCP client gives up. The outcome report of an allowed call is queued for the audit writer without waiting (no thread, no
+wake-up): it is durable before the next proposal is, since the writer commits in queue order.
 
 The in-process gate also says when a call goes upstream: it holds a heartbeat lease in the store
 (`mcp-proxy:<host:pid:…>`, renewed while the proxy lives) and writes `execution.started` naming it for
@@ -17,6 +18,7 @@ cannot: the server cannot tell when that process dies (its actions stay `allowed
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -31,12 +33,15 @@ from interlock.client import _outcome_body as outcome_body  # the SDK's own chec
 from interlock.store.lease import DEFAULT_TTL_SECONDS
 
 if TYPE_CHECKING:
+    from interlock.audit.log import Appending
     from interlock.recovery import Heartbeat
 
 log = logging.getLogger("interlock.mcp_proxy")
 
 #: How often the in-process gate looks for a human's decision while an action waits for approval.
 LOCAL_POLL_SECONDS = 0.1
+#: On close, how long each queued outcome report may still take to be durable (the writer drains anyway).
+REPORT_WAIT_SECONDS = 30.0
 
 
 class GatePort(Protocol):
@@ -74,6 +79,8 @@ class LocalGate:
         #: report: what `Gateway.record_own_report` needs instead of reading the action back.
         self.runnable: dict[str, str | None] = {}
         self.awaiting: dict[str, str | None] = {}  # the same, of actions pending approval, until their wait
+        #: Outcome reports queued for the audit writer and not yet checked (`collect`), oldest first.
+        self.reports: deque[tuple[str, Appending]] = deque()
 
     async def open(self) -> None:
         """Take this proxy's heartbeat lease, then run one recovery sweep round (under the sweep's lease):
@@ -105,7 +112,11 @@ class LocalGate:
             return client._call(lambda: client.runtime.gateway.propose(
                 client.agent, Action.model_validate(body), mode=chosen, started=started))
 
-        answer = await anyio.to_thread.run_sync(run)
+        try:
+            answer = await anyio.to_thread.run_sync(run)
+        finally:
+            # Every outcome queued before this proposal was written in its batch or an earlier one.
+            self.collect()
         if answer.get("state") in ("allowed", "approved"):
             self.runnable[str(answer["id"])] = target
         elif answer.get("state") == "pending_approval":
@@ -125,18 +136,33 @@ class LocalGate:
 
     async def report(self, action_id: str, status: str, exit_code: int | None = None,
                      duration_ms: float | None = None, output_excerpt: str = "") -> None:
-        """The outcome's audit entry; nothing is read back (the proxy reports after every call, in the
-        background, and the action's state would be one more read of the log it competes with). An
-        action this gate proposed and saw allowed is reported without a check of its state
-        (`record_own_report`); any other goes through `record_report`'s checks. In a worker thread, as
-        the proposal: on the loop it measured slower under load."""
+        """The outcome's audit entry; nothing is read back (the proxy reports after every call, and the
+        action's state would be one more read of the log it competes with). An action this gate proposed
+        and saw allowed is reported without a check of its state (`Gateway.own_report`), queued for the
+        audit writer's next batch without waiting for it (`AuditLog.append_later`: no thread, no wake-up):
+        it is durable before this proxy's next proposal is (the writer commits in queue order), which
+        `collect` checks; a crash before that leaves the action started without an outcome, which the
+        recovery sweep marks outcome_unknown. Any other report goes through `record_report`'s checks."""
         outcome = outcome_body(status, exit_code, duration_ms, output_excerpt)
         gateway = self.client.runtime.gateway
         if action_id in self.runnable:
-            await anyio.to_thread.run_sync(gateway.record_own_report, action_id, self.client.agent,
-                                           self.runnable.pop(action_id), outcome)
+            entry = gateway.own_report(action_id, self.client.agent, self.runnable.pop(action_id), outcome)
+            self.reports.append((action_id, self.client.runtime.audit.append_later(*entry)))
             return
         await anyio.to_thread.run_sync(gateway.record_report, action_id, self.client.agent, outcome)
+
+    def collect(self, *, wait: float = 0.0) -> None:
+        """Check the outcomes queued by `report` that the writer has finished with (all of them, waiting up
+        to `wait` seconds each, when `wait` is given): a failed one is logged, as a failed report always
+        was. It ran; its proposal and `execution.started` are on record, so the recovery sweep marks it
+        outcome_unknown once this proxy is gone."""
+        reports = self.reports
+        while reports and (wait or reports[0][1].done()):
+            action_id, queued = reports.popleft()
+            try:
+                queued.receipt(timeout=wait or None)
+            except Exception as exc:
+                log.warning("could not report the outcome of %s: %s", action_id, exc)
 
     async def started(self, action_id: str) -> None:
         if self.heartbeat is None:
@@ -152,6 +178,7 @@ class LocalGate:
             return
         while True:
             await anyio.sleep(self.ttl / 3)
+            self.collect()  # a failed outcome report is logged within a beat even if no call follows
             try:
                 if not await anyio.to_thread.run_sync(self.heartbeat.beat):
                     log.warning("could not renew the proxy's heartbeat lease %s", self.heartbeat.job)
@@ -161,6 +188,7 @@ class LocalGate:
     async def aclose(self) -> None:
         def close() -> None:
             try:
+                self.collect(wait=REPORT_WAIT_SECONDS)  # queued outcomes first, then the lease goes
                 if self.heartbeat is not None:  # a clean stop: a call left open is swept at once
                     self.heartbeat.stop()
             finally:
