@@ -486,6 +486,64 @@ def test_two_runners_on_one_store_one_holds_the_lease_and_each_target_changes_on
         assert deploys(services) == {n: ["v2"] for n in NAMES}
 
 
+@pytest.mark.parametrize(("advanced", "renewed"), [
+    # (seconds since the holder took its 30 s lease, whether its next round writes the lease row)
+    (0, False),
+    (14, False),  # an idle holder polling every second writes its row every ttl/2, not every poll
+    (16, True),  # half of it gone: renewed
+])
+def test_an_idle_runner_renews_its_lease_once_half_of_it_is_gone(
+        world: World, clock: ManualClock, advanced: int, renewed: bool) -> None:
+    import threading
+
+    from interlock.rollout.runner import JOB, Runner
+    from interlock.store.lease import Lease
+
+    rollouts, _services = world(names=["web-1"])
+    runner = Runner(rollouts, ttl=30, holder="replica-a")
+    assert runner.round(threading.Event()) == 0  # took the lease; nothing to do
+    before = Lease.current(rollouts.store, JOB)
+    clock.advance(advanced)
+    runner.round(threading.Event())
+    after = Lease.current(rollouts.store, JOB)
+    assert before is not None and after is not None and after.holder == "replica-a"
+    assert (after.expires_at > before.expires_at) is renewed
+
+
+def test_a_runner_keeps_its_lease_through_an_action_longer_than_the_lease(
+        world: World, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a round runs the holder renews its lease (every third of it): another replica's runner
+    cannot take the rollout over beside a long action and find its target `started`."""
+    import threading
+
+    from interlock.rollout.runner import JOB, Runner
+    from interlock.store.lease import Lease
+    from interlock.testing import eventually
+
+    rollouts, services = world(names=["web-1"])
+    rollout = rollouts.submit("deployer", rollout_doc("v2", steps=[{"percent": 100}]))
+    rollouts.approve(rollout.id, BOB)
+    holder = Runner(rollouts, ttl=0.3, holder="replica-a")
+    other = Runner(Rollouts(rollouts.store, rollouts.policy, rollouts.audit, rollouts.gateway, clock=clock),
+                   ttl=0.3, holder="replica-b")
+    execute = rollouts.gateway.executor
+    others_round: list[int] = []
+
+    def long_action(*args: Any, **kwargs: Any) -> Any:
+        clock.advance(1)  # the action outlasts the lease the round started with
+        renewed = eventually(lambda: (found := Lease.current(rollouts.store, JOB)) and found.expires_at > clock(),
+                             what="the holder to renew its lease while its action runs")
+        assert renewed
+        others_round.append(other.round(threading.Event()))
+        return execute(*args, **kwargs)
+
+    monkeypatch.setattr(rollouts.gateway, "executor", long_action)
+    assert holder.round(threading.Event()) > 0
+    assert others_round == [0], "the other runner did nothing beside the long action"
+    assert rollouts.get(rollout.id).phase is RolloutPhase.succeeded
+    assert deploys(services) == {"web-1": ["v2"]}
+
+
 def test_the_one_approval_counts_each_human_once_takes_a_reason_to_deny_and_expires(
         world: World, clock: ManualClock) -> None:
     rollouts, services = world(names=["web-1"])

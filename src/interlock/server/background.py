@@ -26,7 +26,7 @@ import anyio
 from fastapi import FastAPI
 
 from interlock.recovery import Heartbeat, Sweeper, replica_job
-from interlock.rollout.runner import LEASE_SECONDS, Runner
+from interlock.rollout.runner import Runner
 from interlock.server.logs import log_event
 from interlock.server.state import Server
 from interlock.store.events import Channel, subscriber
@@ -127,7 +127,8 @@ async def heartbeat(beat: Heartbeat, every: float, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), every)
 
 
-async def run_rollouts(server: Server, stopping: threading.Event, every: float = ROLLOUT_ROUND_SECONDS) -> None:
+async def run_rollouts(server: Server, stopping: threading.Event, every: float = ROLLOUT_ROUND_SECONDS,
+                       lease: float = DEFAULT_TTL_SECONDS) -> None:
     """The rollout runner (docs/rollouts.md, interlock.rollout.runner): exactly one replica holds the
     lease and moves every rollout that has work; the others wait to take over.
 
@@ -135,8 +136,9 @@ async def run_rollouts(server: Server, stopping: threading.Event, every: float =
     (`server.rollouts_changed`), a change on a `ROLLOUT_WAKE` channel made by any replica, or `every`
     seconds (timed pauses, analysis intervals, a lost notification). The others only poll: every event
     would otherwise cost each of them a lease attempt, and the holder's own writes publish too."""
-    # The lease outlives three polls, so an idle holder renews it in time.
-    runner = Runner(server.rollouts, ttl=max(LEASE_SECONDS, 3 * every))
+    # INTERLOCK_LEASE_SECONDS, as every background job's; at least three polls, so an idle holder renews
+    # it in time (it renews once half of it is gone: interlock.rollout.runner).
+    runner = Runner(server.rollouts, ttl=max(lease, 3 * every))
     events = subscriber(server.store)
 
     def one_round() -> dict[str, int]:
@@ -191,7 +193,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             leased(EXPIRY_JOB, lambda: expire_requests(server), min(timing.sweep, renew)),
             leased(CHECKPOINT_JOB, CheckpointSigner(server, timing.checkpoint), min(timing.checkpoint, renew)),
             leased(RECOVERY_JOB, sweeper.sweep, min(timing.sweep, renew))]
-    runner = asyncio.create_task(run_rollouts(server, stopping, timing.rollouts))
+    runner = asyncio.create_task(run_rollouts(server, stopping, timing.rollouts, timing.lease))
     notifier = server.gate.notifier
     if notifier is not None:  # at once, not at its first delivery: it may have to take over another's
         notifier.start(ttl=timing.lease)
