@@ -103,6 +103,9 @@ class Rollout:
     created_at: datetime
     updated_at: datetime
     version: int = 0
+    #: The members' decisions (state["decisions"], most of the state, fixed at submission) are stored in a
+    #: column of their own and not rewritten with the state; False for a row from before that column.
+    decisions_apart: bool = True
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list, repr=False)
     #: writes a change makes in its own transaction besides the row and its events (a grant exchange)
     in_tx: list[Callable[[Transaction], None]] = field(default_factory=list, repr=False)
@@ -135,7 +138,8 @@ class Rollout:
         }
 
 
-_COLUMNS = "id, agent, fingerprint, policy_version, spec_json, state_json, phase, created_at, updated_at, version"
+_COLUMNS = ("id, agent, fingerprint, policy_version, spec_json, state_json, phase, created_at, updated_at, version, "
+            "decisions_json")
 
 
 def _dumps(value: Any) -> str:
@@ -162,16 +166,32 @@ class _Stale(Exception):
 
 def _copy(rollout: Rollout) -> Rollout:
     """A rollout to change without touching the one kept in memory (a rolled back change leaves it as it was)."""
-    # a JSON round trip: the state is plain JSON, and this is several times faster than copy.deepcopy
-    return replace(rollout, state=orjson.loads(orjson.dumps(rollout.state)), events=[], in_tx=[])
+    # a JSON round trip: the state is plain JSON, and this is several times faster than copy.deepcopy; the
+    # decisions, fixed at submission and never changed in place, are shared
+    state = orjson.loads(orjson.dumps(_without_decisions(rollout.state)))
+    state["decisions"] = rollout.state["decisions"]
+    return replace(rollout, state=state, events=[], in_tx=[])
+
+
+def _without_decisions(state: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in state.items() if k != "decisions"}
+
+
+def _state_json(rollout: Rollout) -> str:
+    """The state as its row's `state_json` holds it: without the decisions once they have a column."""
+    return _dumps(_without_decisions(rollout.state) if rollout.decisions_apart else rollout.state)
 
 
 def _row(row: Any) -> Rollout:
+    state = orjson.loads(row["state_json"])
+    decisions = row["decisions_json"]
+    if decisions is not None:
+        state["decisions"] = orjson.loads(decisions)
     return Rollout(id=row["id"], agent=row["agent"], fingerprint=row["fingerprint"],
                    policy_version=row["policy_version"], spec=_spec(row["spec_json"]),
-                   phase=RolloutPhase(row["phase"]), state=orjson.loads(row["state_json"]),
+                   phase=RolloutPhase(row["phase"]), state=state,
                    created_at=parse_stamp(row["created_at"]), updated_at=parse_stamp(row["updated_at"]),
-                   version=int(row["version"]))
+                   version=int(row["version"]), decisions_apart=decisions is not None)
 
 
 class Rollouts:
@@ -297,9 +317,9 @@ class Rollouts:
         }
         rollout = Rollout(rollout_id, agent, fp, self.policy.version, spec, phase, state, now, now)
         with self.store.transaction() as tx:
-            tx.execute(f"INSERT INTO rollouts({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            tx.execute(f"INSERT INTO rollouts({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (rollout_id, agent, fp, self.policy.version, spec.model_dump_json(by_alias=True),
-                        _dumps(state), phase.value, stamp(now), stamp(now), 0))
+                        _state_json(rollout), phase.value, stamp(now), stamp(now), 0, _dumps(decisions)))
             self.audit.append_in(tx, AuditEvent.ROLLOUT_PROPOSED.value, {
                 "rollout_id": rollout_id, "agent": agent, "fingerprint": fp, "policy_version": self.policy.version,
                 "group": spec.group, "members": list(plan.members),
@@ -312,7 +332,7 @@ class Rollouts:
                     classification=_summed(rollout, seen), rules=tuple(rules), requirements=tuple(requirements),
                     rollout=approver_view(rollout), evidence=evidence)
                 state["approval"]["request_id"] = request.id
-                tx.execute("UPDATE rollouts SET state_json = ? WHERE id = ?", (_dumps(state), rollout_id))
+                tx.execute("UPDATE rollouts SET state_json = ? WHERE id = ?", (_state_json(rollout), rollout_id))
             publish(tx, Channel.rollouts, {"id": rollout_id})
         return rollout
 
@@ -405,7 +425,7 @@ class Rollouts:
                 tx.lock("audit")
                 written = tx.send("UPDATE rollouts SET state_json = ?, phase = ?, updated_at = ?, "
                                   "version = version + 1 WHERE id = ? AND version = ?",
-                                  (_dumps(rollout.state), rollout.phase.value, stamp(now), rollout_id,
+                                  (_state_json(rollout), rollout.phase.value, stamp(now), rollout_id,
                                    rollout.version))
                 self.audit.append_many_in(tx, [(event, {"rollout_id": rollout_id, **data})
                                                for event, data in rollout.events])
@@ -1104,8 +1124,11 @@ class Rollouts:
             with tx.pipelined():
                 written = tx.send("UPDATE rollouts SET state_json = ?, updated_at = ?, version = version + 1 "
                                   "WHERE id = ? AND version = ?",
-                                  (_dumps(rollout.state), stamp(now), rollout_id, rollout.version))
-                publish(tx, Channel.rollouts, {"id": rollout_id, "phase": rollout.phase.value})
+                                  (_state_json(rollout), stamp(now), rollout_id, rollout.version))
+                if any(d["state"] in (STARTED, ROLLBACK_STARTED) for d in entries):
+                    # one event per target, as before: a success is seen with the next target's start, or
+                    # with the runner's own write that ends the step (watchers re-read the whole rollout)
+                    publish(tx, Channel.rollouts, {"id": rollout_id, "phase": rollout.phase.value})
                 if written() == 1:
                     break
         else:  # read under its lock, the row is at the version read
