@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -79,11 +80,11 @@ def entries(settings: Settings, actions: list[Action]) -> list[dict[str, Any]]:
     return [gateway.decided("kiro", action, mode=Mode.advisory).entry for action in actions]
 
 
-def append_cpu(log: AuditLog, data: list[dict[str, Any]]) -> tuple[float, float, float]:
+def append_cpu(log: AuditLog, data: list[dict[str, Any]]) -> tuple[float, float, float, float]:
     """µs of process CPU per entry appended with `append_async`, 32 in flight: (all, of which in the
-    kernel, entries per batch)."""
+    kernel, entries per batch, context switches per entry: the threads' hand-offs)."""
 
-    async def main() -> tuple[float, float, float]:
+    async def main() -> tuple[float, float, float, float]:
         for item in data[:50]:
             await log.append_async("action.proposed", item)
         todo = list(range(len(data)))
@@ -92,14 +93,19 @@ def append_cpu(log: AuditLog, data: list[dict[str, Any]]) -> tuple[float, float,
             while todo:
                 await log.append_async("action.proposed", data[todo.pop()])
 
-        batches, start = log.batches, os.times()
+        batches, start, switched = log.batches, os.times(), _switches()
         await asyncio.gather(*(worker() for _ in range(AT_ONCE)))
         end = os.times()
         cpu = (end.user - start.user) + (end.system - start.system)
         return (cpu / len(data) * 1e6, (end.system - start.system) / len(data) * 1e6,
-                len(data) / max(1, log.batches - batches))
+                len(data) / max(1, log.batches - batches), (_switches() - switched) / len(data))
 
     return asyncio.run(main())
+
+
+def _switches() -> int:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of the process
+    return usage.ru_nvcsw + usage.ru_nivcsw
 
 
 def prepare_cpu(log: AuditLog, data: list[dict[str, Any]]) -> float:
@@ -143,7 +149,8 @@ def main() -> None:
                         appended = append_cpu(log, data[:n])
                         prepared = prepare_cpu(log, data[n:])
                         print(f"  {label:<10} {mix:<11} append {appended[0]:6.1f} µs CPU/entry "
-                              f"({appended[1]:5.1f} system, {appended[2]:4.1f} per batch)   "
+                              f"({appended[1]:5.1f} system, {appended[2]:4.1f} per batch, "
+                              f"{appended[3]:4.2f} context switches)   "
                               f"prepare (loop side) {prepared:6.1f} µs", flush=True)
                 store.close()
         finally:

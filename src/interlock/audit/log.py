@@ -1112,22 +1112,45 @@ def _insert_batch(tx: Transaction, key: EntryKey, batch: list[_Pending], size: i
                 [v for n in new_nodes for v in n] + [v for e in entries for v in e])
         return receipts
     _insert_entries(tx, entries)
-    tx.executemany(_INSERT_NODE, new_nodes)
+    _insert_rows(tx, _INSERT_NODE, new_nodes)
     return receipts
 
 
 def _insert_entries(tx: Transaction, entries: list[tuple[Any, ...]]) -> None:
     """Insert a batch of entries. On PostgreSQL one multi-row statement per chunk: the store's "only at
-    the tree size" trigger runs once per statement there (migration 0023); SQLite checks per row,
-    which costs it next to nothing."""
+    the tree size" trigger runs once per statement there (migration 0023); SQLite checks per row, which
+    costs it next to nothing, and takes them as `_insert_rows` does."""
     if tx.dialect != "postgresql" or len(entries) == 1:
-        tx.executemany(_INSERT_ENTRY, entries)
+        _insert_rows(tx, _INSERT_ENTRY, entries)
         return
     head, _, _ = _INSERT_ENTRY.partition("VALUES")
     row = "(" + ", ".join("?" * len(entries[0])) + ")"
     for start in range(0, len(entries), _ROWS_PER_INSERT):
         chunk = entries[start : start + _ROWS_PER_INSERT]
         tx.execute(head + "VALUES " + ", ".join([row] * len(chunk)), [v for e in chunk for v in e])
+
+
+#: Rows per multi-row INSERT on SQLite: a batch goes in as 64, 32, 16, … rows, a handful of statement texts
+#: (each prepared once, in the connection's statement cache) and a handful of steps per batch.
+_SQLITE_ROWS = (64, 32, 16, 8, 4, 2, 1)
+
+
+def _insert_rows(tx: Transaction, insert: str, rows: list[tuple[Any, ...]]) -> None:
+    """`executemany(insert, rows)`, in a few multi-row statements on SQLite. sqlite3 lets go of the GIL for
+    each row it steps, and the writer thread then waits to get it back from the busy event loop: one hand-off
+    per statement instead of one per row (per entry and per tree node). The rows go in in order, each with
+    its row triggers, exactly as one at a time."""
+    if tx.dialect != "sqlite" or len(rows) < 2:
+        tx.executemany(insert, rows)
+        return
+    head, _, _ = insert.partition("VALUES")
+    row = "(" + ", ".join("?" * len(rows[0])) + ")"
+    start = 0
+    for size in _SQLITE_ROWS:
+        while len(rows) - start >= size:
+            chunk = rows[start : start + size]
+            tx.execute(head + "VALUES " + ", ".join([row] * size), [v for r in chunk for v in r])
+            start += size
 
 
 def recorded_keys(tx: Transaction) -> dict[str, str]:
