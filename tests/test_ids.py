@@ -46,3 +46,10 @@ def test_a_forked_child_never_hands_out_its_parents_bytes() -> None:
     os.close(read)
     os.waitpid(pid, 0)
     assert len(child) == 20 and child != ids.token_hex(10)
+
+
+def test_ordered_ids_sort_by_time_and_keep_every_random_byte() -> None:
+    made = [ids.ordered_hex(10) for _ in range(5000)]
+    assert all(len(i) == 32 and int(i, 16) >= 0 and i == i.lower() for i in made)
+    assert [i[:12] for i in made] == sorted(i[:12] for i in made)  # the millisecond prefix never goes back
+    assert len({i[12:] for i in made}) == len(made)  # 10 random bytes each, as token_hex(10)

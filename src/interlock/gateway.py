@@ -335,7 +335,7 @@ class Gateway:
         policy = self.policy
         judged = self._judged(agent, action)
         classification = judged.classification
-        action_id = "act_" + ids.token_hex(10)
+        action_id = "act_" + ids.ordered_hex(10)  # ordered: the audit index on action ids grows at its end
         decision = judged.decision
         evidence: dict[str, Any] | None = None
         hint: dict[str, Any] | None = None

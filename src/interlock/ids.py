@@ -1,4 +1,5 @@
-"""Random identifiers for the hot path: `secrets.token_hex`, from the OS's CSPRNG read in blocks.
+"""Random identifiers for the hot path: `secrets.token_hex`, from the OS's CSPRNG read in blocks, and the
+same behind a time prefix (`ordered_hex`) for ids that are indexed.
 
 `secrets.token_hex` reads `os.urandom` once per call, a syscall that releases the GIL; on the hot path (an
 action id per proposal, on the event loop) every release lets the audit writer's thread take the GIL, and
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 _BLOCK = 4096
 _lock = threading.Lock()
@@ -25,6 +27,15 @@ def token_hex(nbytes: int) -> str:
         taken = bytes(_pool[-nbytes:])
         del _pool[-nbytes:]
     return taken.hex()
+
+
+def ordered_hex(nbytes: int) -> str:
+    """`token_hex(nbytes)` behind the time in milliseconds (12 hex digits): ids made later sort later, with
+    the same random bytes after the time as `token_hex` gives (never fewer: two ids made in the same
+    millisecond must still never meet). An index on such ids grows at its right edge: a random id lands each
+    insert on another page of the index (audit_entries.action_id), which was ~15 µs of SQLite's work per
+    audit entry at 20,000 entries, and grows with the log. The time is the proposal's, already in its entry."""
+    return f"{time.time_ns() // 1_000_000:012x}{token_hex(nbytes)}"
 
 
 def _forget() -> None:
