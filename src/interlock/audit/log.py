@@ -167,7 +167,8 @@ class Appending:
     def done(self) -> bool:
         """Whether the writer has committed its batch, or failed it (then `receipt` raises); asked before
         `receipt`, which takes the answer."""
-        return not self._pending.done.locked()
+        done = self._pending.done
+        return done is not None and not done.locked()
 
     def receipt(self, timeout: float | None = None) -> Receipt:
         """Its receipt once durable (waiting up to `timeout`, default the log's append timeout); raises as
@@ -369,7 +370,7 @@ class AuditLog:
         the writer's next batch; the caller looks at its outcome later (`Appending`). For an entry that must
         be durable before a later step, not before this call returns (the in-process MCP proxy's outcome
         report: durable before its next call goes upstream): it costs no thread and no wake-up of its own."""
-        return Appending(self, self._enqueue([self._prepare(event, data)])[0])
+        return Appending(self, self._enqueue([self._prepare(event, data).latch()])[0])
 
     def append_many(self, items: Iterable[tuple[str, Mapping[str, Any]]], *,
                     timeout: float | None = None) -> list[Receipt]:

@@ -3,8 +3,9 @@
 Both answer the API's JSON (`Proposal.to_json()`), so the proxy does not care which it has. The
 remote one is the SDK's `AsyncClient`; the in-process one runs the SDK's `LocalClient` (a
 synchronous Gateway on the store) in worker threads, one short step at a time, so a wait for
-approval stays cancellable when the MCP client gives up. The outcome report of an allowed call is queued for the audit writer without waiting (no thread, no
-wake-up): it is durable before the next proposal is, since the writer commits in queue order.
+approval stays cancellable when the MCP client gives up. The outcome report of an allowed call is
+queued for the audit writer without waiting (no thread, no wake-up): it is durable before the next
+proposal is, since the writer commits in queue order.
 
 The in-process gate also says when a call goes upstream: it holds a heartbeat lease in the store
 (`mcp-proxy:<host:pid:…>`, renewed while the proxy lives) and writes `execution.started` naming it for
