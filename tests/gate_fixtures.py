@@ -126,6 +126,11 @@ class Recorded:
         self.events.append((event, data))
         return receipt
 
+    def append_many_in(self, tx: Any, items: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+        receipts = self.log.append_many_in(tx, items)
+        self.events.extend(items)
+        return receipts
+
     def names(self) -> list[str]:
         return [e for e, _ in self.events]
 

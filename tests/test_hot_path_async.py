@@ -218,3 +218,38 @@ def test_the_memo_is_bounded(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) 
         runtime.gateway._judged("kiro", _body({"command": f"ls /srv/{n}"}))
         assert len(runtime.policy._compiled["judged"]) <= 3
 
+
+
+@pytest.mark.parametrize("riding", [False, True])
+def test_a_new_requests_pending_entry_is_recorded_with_it(runtime: Runtime, riding: bool) -> None:
+    """The approval-required proposal that opens a request: `action.pending` commits with the request's own
+    entry (or after it, in a batch of its own, when a caller rides entries on the Gateway's), and the answer
+    shows the request as reading it back does."""
+    from interlock.gateway import riding as ride
+
+    action = _body({"command": "kubectl scale deployment/web --replicas=3 -n billing"})
+    rode: list[str] = []
+
+    def riders(event: str, data: Any) -> list[tuple[str, dict[str, Any]]]:
+        rode.append(event)
+        return []
+
+    if riding:
+        with ride(riders):
+            proposal = runtime.gateway.propose("kiro", action, mode=Mode.advisory)
+    else:
+        proposal = runtime.gateway.propose("kiro", action, mode=Mode.advisory)
+    assert proposal.state.value == "pending_approval" and proposal.approval is not None
+    request_id = proposal.approval["id"]
+    size = runtime.audit.size()
+    with runtime.store.transaction() as tx:
+        events = [runtime.audit.entry_at(tx, i) for i in range(size)]
+    mine = [(e, d) for e, d in (x for x in events if x is not None)
+            if d.get("action_id") == proposal.id or d.get("request_id") == request_id]
+    assert [e for e, _ in mine] == ["action.proposed", "approval.requested", "action.pending"]
+    assert mine[2][1] == {"action_id": proposal.id, "agent": "kiro", "request_id": request_id}
+    assert rode == (["action.proposed", "action.pending"] if riding else [])
+    read = runtime.gateway.status(proposal.id, agent="kiro")
+    assert read.approval is not None
+    assert {k: v for k, v in proposal.approval.items() if k != "seconds_left"} == \
+        {k: v for k, v in read.approval.items() if k != "seconds_left"}

@@ -440,16 +440,23 @@ class Gateway:
                                                  "target": _seen_key(proposal.action),
                                                  "grant_id": grant.id, "request_id": grant.request_id})
                 return self._go(proposal, grant_id=grant.id)
+        def pending(request_id: str) -> list[tuple[str, dict[str, Any]]]:
+            return [("action.pending", {"action_id": proposal.id, "agent": proposal.agent, "request_id": request_id})]
+
+        # A new request records this proposal's `action.pending` in the transaction that stores it (one
+        # commit, not two; the same entries in the same order); unless a caller rides its entries on ours.
+        riders = _RIDERS.get()
         try:
-            status = self.gate.open_request_status(
+            status, recorded = self.gate.open_request_status(
                 proposal.agent, proposal.action, proposal.decision, classification,
-                evidence=proposal.evidence if proposal.rehearsal is None else None, action_id=proposal.id)
+                evidence=proposal.evidence if proposal.rehearsal is None else None, action_id=proposal.id,
+                with_new=pending if riders is None else None)
         except GateError as exc:
             proposal.state = State.denied
             proposal.approval = {"error": exc.code, "message": str(exc)}
             return proposal
-        self._record("action.pending", {"action_id": proposal.id, "agent": proposal.agent,
-                                        "request_id": status.request.id})
+        if not recorded:
+            self._record(*pending(status.request.id)[0])
         proposal.state = State.pending_approval
         # The status read with the request (a joined one: in the same read): what the answer shows is the
         # request as it was a moment before this proposal's pending entry, as any read of it may be.

@@ -123,9 +123,10 @@ _ENDED = {
 
 @dataclass(frozen=True)
 class _Opened:
-    """The request `Gate._open` opened or found (when its status was not asked for)."""
+    """The request `Gate._open` opened (`new`) or found (when its status was not asked for)."""
 
     request: ApprovalRequest
+    new: bool = False
 
 
 class Gate:
@@ -170,12 +171,27 @@ class Gate:
         evidence: dict[str, Any] | None = None,
         *,
         action_id: str | None = None,
-    ) -> RequestStatus:
-        """`open_request`, answered with the request's `status`: a pending request that is joined is read
-        with its votes and grant in the one read that finds it (the hot path's approval-required proposal
-        joins the request its earlier ones opened)."""
-        found = self._open(agent, action, decision, classification, evidence, action_id, status=True)
-        return found if isinstance(found, RequestStatus) else self.status(found.request.id)
+        with_new: Callable[[str], list[tuple[str, dict[str, Any]]]] | None = None,
+    ) -> tuple[RequestStatus, bool]:
+        """`open_request`, answered with the request's `status`, and whether `with_new`'s entries were
+        recorded (a new request, and `with_new` given). A pending
+        request that is joined is read with its votes and grant in the one read that finds it; a new one's
+        status is what was just stored (no votes, no grant). `with_new(request id)`: entries of the caller's
+        recorded after the new request's own entry, in the transaction that stores it (the proposal's
+        `action.pending`: one durable commit, not two); a joined request's are the caller's to record."""
+        found = self._open(agent, action, decision, classification, evidence, action_id, status=True,
+                           with_new=with_new)
+        if isinstance(found, RequestStatus):
+            return found, False
+        if not found.new:  # another caller opened it between our read and our lock: read it as it is now
+            return self.status(found.request.id), False
+        request = found.request
+        now = self.clock()
+        quorum = self._quorum(request, [])
+        return RequestStatus(
+            request=request, votes=(), approved_by=quorum.counted, satisfied=quorum.satisfied,
+            still_needs=quorum.describe(), seconds_left=max(0, int((request.expires_at - now).total_seconds())),
+            grant=None), with_new is not None
 
     def _open(
         self,
@@ -187,6 +203,7 @@ class Gate:
         action_id: str | None,
         *,
         status: bool,
+        with_new: Callable[[str], list[tuple[str, dict[str, Any]]]] | None = None,
     ) -> RequestStatus | _Opened:
         policy = self.policy
         problem = self._open_problem(agent, action, decision, classification, sandboxed=evidence is not None)
@@ -234,16 +251,17 @@ class Gate:
                 evidence=evidence,
                 action_id=action_id,
             )
-            request = self._insert(tx, request)
+            request = self._insert(tx, request, with_new(request.id) if with_new is not None else ())
             self._stage(tx, ((APPROVAL_REQUESTED, request, ""),))
         self._finish(_AfterCommit(events=tuple(events)))
-        return _Opened(request)
+        return _Opened(request, new=True)
 
-    def _insert(self, tx: Transaction, request: ApprovalRequest) -> ApprovalRequest:
+    def _insert(self, tx: Transaction, request: ApprovalRequest,
+                after: Iterable[tuple[str, dict[str, Any]]] = ()) -> ApprovalRequest:
         """Store a new pending request and record its terms in this transaction (issue 10.2): votes are
-        taken only while the row still says what this entry says."""
+        taken only while the row still says what this entry says. `after`: entries recorded after it."""
         repo.insert_request(tx, request)
-        receipt = self.audit.append_in(tx, APPROVAL_REQUESTED, {
+        entries = [(APPROVAL_REQUESTED, {
             "request_id": request.id,
             "action_id": request.action_id,
             "agent": request.agent,
@@ -259,7 +277,9 @@ class Gate:
             "expires_at": stamp(request.expires_at),
             **({"evidence": request.evidence.get("id")} if request.evidence else {}),
             **({"rollout_id": request.rollout_id, "rollout": request.rollout} if request.rollout_id else {}),
-        })
+        }), *after]
+        receipt = self.audit.append_many_in(tx, entries)[0] if len(entries) > 1 else \
+            self.audit.append_in(tx, *entries[0])
         repo.bind_request(tx, request.id, receipt.index)
         return request.model_copy(update={"entry_idx": receipt.index})
 
