@@ -290,6 +290,17 @@ def test_each_command_of_a_shell_line_is_judged_on_the_page(server: LiveServer, 
     assert "Per command" in page and "<code>rm -rf /srv/data</code>" in page and "recursive delete" in page
 
 
+@pytest.mark.parametrize(("forwarded", "secure"), [
+    ({"x-forwarded-proto": "https"}, True),  # a TLS-terminating proxy on the same host (uvicorn's trusted default)
+    ({}, False),
+])
+def test_behind_a_local_tls_proxy_the_cookie_is_secure(server: LiveServer, forwarded: dict[str, str],
+                                                       secure: bool) -> None:
+    """uvicorn's proxy headers, which `interlock serve` applies in the app (for every route but the hot one)."""
+    form = httpx.get(server.url + "/ui/signin", headers=forwarded)
+    assert form.status_code == 200 and ("Secure" in form.headers["set-cookie"]) == secure
+
+
 def test_over_tls_the_cookie_is_secure_and_host_prefixed(tmp_path: Path) -> None:
     from tests.test_server_operability import self_signed
 

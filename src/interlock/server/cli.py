@@ -81,12 +81,13 @@ def serve(
     banner = (f"Interlock listening on {scheme}://{host}:{port} (policy {policy}, store {db.split('@')[-1]}, "
               f"{workers} worker{'s' if workers > 1 else ''}); API docs at /docs, approvers' console at "
               f"{public_url.rstrip('/')}/ui")
+    # uvicorn's proxy headers are applied by the app (InterlockApp.trust_forwarded_headers), to every request
+    # but the hot route's, which reads neither the client's address nor the scheme. With a trusted proxy
+    # header, not at all: the proxy's range is checked against the connection's own peer address, which
+    # must not be replaced with an X-Forwarded-For value any client can send.
     served = {"host": host, "port": port, "log_level": "warning", "access_log": False, "timeout_keep_alive": 5,
-              "limit_concurrency": 1000, "timeout_graceful_shutdown": 10, "http": _http_protocol(), **tls}
-    if trust_proxy_header:
-        # The proxy's range is checked against the connection's own peer address: uvicorn must not
-        # replace it with an X-Forwarded-For value, which any client can send.
-        served["proxy_headers"] = False
+              "limit_concurrency": 1000, "timeout_graceful_shutdown": 10, "http": _http_protocol(),
+              "proxy_headers": False, **tls}
     if workers == 1:
         try:
             app = create_app(settings)  # opens the store, then resolves every credential reference
@@ -99,6 +100,8 @@ def serve(
         except AuditError as exc:  # a key directory that is not this log's: say which key, where
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from exc
+        if not trust_proxy_header:
+            app.trust_forwarded_headers()
         _warn(app.state.server.missing_secrets, policy)
         typer.echo(banner, err=True)
         settle_heap()
