@@ -5,9 +5,9 @@ executor that succeeds at once, and the checks are an instant `Successful`: what
 inside `Gateway.propose` and inside the checks is taken away is the runner's own work (its durable
 state writes, its audit entries, its bookkeeping). Goal (issue 16): ≤ 5 ms per target.
 
-`maxParallel: 10` is measured too, as the whole rollout's wall time only: a wave's targets are then
-marked and recorded 10 per commit and their actions run in 10 threads, so the time inside the actions
-overlaps and cannot be subtracted.
+`maxParallel: 10` is measured too, as the whole rollout's wall time only: a wave's actions then run in
+10 threads (their target states riding in whatever audit batches they share), so the time inside the
+actions overlaps and cannot be subtracted.
 
 Steps: setTargets 1, analysis, percent 10, analysis, percent 50, analysis, percent 100, analysis
 (8 steps, 4 waves). The approval that issues the 200 grants (100 targets × forward and rollback) is
