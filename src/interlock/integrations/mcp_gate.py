@@ -41,6 +41,7 @@ log = logging.getLogger("interlock.mcp_proxy")
 
 #: How often the in-process gate looks for a human's decision while an action waits for approval.
 LOCAL_POLL_SECONDS = 0.1
+_NOT_OWN: Any = object()
 #: On close, how long each queued outcome report may still take to be durable (the writer drains anyway).
 REPORT_WAIT_SECONDS = 30.0
 
@@ -56,6 +57,10 @@ class GatePort(Protocol):
 
     async def report(self, action_id: str, status: str, exit_code: int | None = None,
                      duration_ms: float | None = None, output_excerpt: str = "") -> object: ...
+
+    def report_later(self, action_id: str, status: str, *, duration_ms: float | None = None,
+                     output_excerpt: str = "") -> bool:
+        """`report` without waiting, when this gate can (True: queued); False: `report` it instead."""
 
     async def open(self) -> None:
         """Before serving: the gate's own setup (the in-process one's heartbeat lease)."""
@@ -145,12 +150,24 @@ class LocalGate:
         `collect` checks; a crash before that leaves the action started without an outcome, which the
         recovery sweep marks outcome_unknown. Any other report goes through `record_report`'s checks."""
         outcome = outcome_body(status, exit_code, duration_ms, output_excerpt)
-        gateway = self.client.runtime.gateway
-        if action_id in self.runnable:
-            entry = gateway.own_report(action_id, self.client.agent, self.runnable.pop(action_id), outcome)
-            self.reports.append((action_id, self.client.runtime.audit.append_later(*entry)))
+        if self._queue_own(action_id, outcome):
             return
+        gateway = self.client.runtime.gateway
         await anyio.to_thread.run_sync(gateway.record_report, action_id, self.client.agent, outcome)
+
+    def report_later(self, action_id: str, status: str, *, duration_ms: float | None = None,
+                     output_excerpt: str = "") -> bool:
+        """`report` of this gate's own allowed call, queued at once (True); False for any other."""
+        return action_id in self.runnable and self._queue_own(
+            action_id, outcome_body(status, None, duration_ms, output_excerpt))
+
+    def _queue_own(self, action_id: str, outcome: dict[str, Any]) -> bool:
+        target = self.runnable.pop(action_id, _NOT_OWN)
+        if target is _NOT_OWN:
+            return False
+        entry = self.client.runtime.gateway.own_report(action_id, self.client.agent, target, outcome)
+        self.reports.append((action_id, self.client.runtime.audit.append_later(*entry)))
+        return True
 
     def collect(self, *, wait: float = 0.0) -> None:
         """Check the outcomes queued by `report` that the writer has finished with (all of them, waiting up
@@ -222,6 +239,10 @@ def _sweep_once(runtime: Any, job: str, ttl: float) -> None:
 class RemoteGate(AsyncClient):
     """A remote `interlock serve` (`--gateway URL`), as the agent whose token this is. It records no
     `execution.started` for forwarded calls: the server cannot tell when this process dies."""
+
+    def report_later(self, action_id: str, status: str, *, duration_ms: float | None = None,
+                     output_excerpt: str = "") -> bool:
+        return False  # a report is an HTTP request: awaited, after the answer
 
     async def open(self) -> None:
         return None

@@ -25,17 +25,28 @@ import anyio
 
 #: Read at most this much per wake-up; a longer message simply takes several.
 CHUNK = 1 << 16
+#: Unread bytes at which a PipeLines stops reading until its reader asks for more.
+PAUSE_BYTES = 1 << 20
 
 
 class PipeLines:
     """The lines an agent writes to the proxy's stdin, as text (undecodable bytes replaced, as the SDK
     does), each with its newline; the last one without if the pipe closes mid-line. `next_line` gives
-    them as bytes (the proxy's own relay parses bytes; the upstream's stdout is read the same way)."""
+    them as bytes (the proxy's own relay parses bytes; the upstream's stdout is read the same way).
+
+    The event loop watches the pipe from the first wait until its end (or `close`), reading whatever
+    arrives into the buffer: not registered and unregistered with epoll around every read (two system
+    calls and the selector's bookkeeping each, twice per relayed tool call). Reading pauses while
+    PAUSE_BYTES wait unread, so an agent cannot make the proxy buffer without bound."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self._buffer = bytearray()
         self._searched = 0  # the buffer holds no newline before this offset
+        self._ended = False  # the pipe's end was read (or reading it failed: `_error`)
+        self._error: OSError | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._watching: asyncio.AbstractEventLoop | None = None  # the loop watching `fd`, while it does
 
     def __aiter__(self) -> PipeLines:
         return self
@@ -56,19 +67,52 @@ class PipeLines:
                 self._searched = 0
                 return line
             self._searched = len(self._buffer)
-            await _readable(self.fd)
-            try:
-                chunk = os.read(self.fd, CHUNK)
-            except BlockingIOError:
-                continue  # woken without data after all: wait again
-            if not chunk:
+            if self._ended:
+                if self._error is not None:
+                    raise self._error
                 if not self._buffer:
                     return None
                 rest = bytes(self._buffer)
                 self._buffer.clear()
                 self._searched = 0
                 return rest
+            await self._more()
+
+    async def _more(self) -> None:
+        """Until more bytes (or the end) arrived. A cancellation arrives as at any await."""
+        loop = asyncio.get_running_loop()
+        if self._watching is None:
+            loop.add_reader(self.fd, self._on_readable)
+            self._watching = loop
+        waiter = self._waiter = loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def _on_readable(self) -> None:
+        try:
+            chunk = os.read(self.fd, CHUNK)
+        except BlockingIOError:
+            return  # woken without data after all
+        except OSError as exc:
+            self._error, chunk = exc, b""
+        if chunk:
             self._buffer += chunk
+            if self._waiter is None and len(self._buffer) >= PAUSE_BYTES:
+                self.close()  # nobody reads for now: the next wait watches the pipe again
+        else:
+            self._ended = True
+            self.close()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def close(self) -> None:
+        """Stop watching the pipe (before its descriptor is closed: a number reused must not be watched)."""
+        if self._watching is not None:
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nothing watches any more
+                self._watching.remove_reader(self.fd)
+            self._watching = None
 
 
 class PipeWriter:
@@ -123,24 +167,6 @@ class PipeWriter:
         """Nothing is buffered: every write went to the pipe."""
 
 
-async def _readable(fd: int) -> None:
-    """Until `fd` has data (or its end is closed): `anyio.wait_readable` without anyio's layers, which
-    cost more than the rest of reading a message (this runs twice per relayed tool call). The proxy runs
-    on asyncio (`anyio.run`'s default); a cancellation arrives as at any await."""
-    loop = asyncio.get_running_loop()
-    ready: asyncio.Future[None] = loop.create_future()
-    loop.add_reader(fd, _set_ready, ready)
-    try:
-        await ready
-    finally:
-        loop.remove_reader(fd)
-
-
-def _set_ready(ready: asyncio.Future[None]) -> None:
-    if not ready.done():
-        ready.set_result(None)
-
-
 def _waitable(fd: int) -> bool:
     try:
         mode = os.fstat(fd).st_mode
@@ -163,13 +189,15 @@ def agent_pipes(stdin: int = 0, stdout: int = 1) -> Iterator[tuple[PipeLines, Pi
     null = os.open(os.devnull, os.O_RDONLY)
     # The flag belongs to the pipe's end, shared by every descriptor of it: put back what it was.
     blocking = {fd: os.get_blocking(fd) for fd in (wire_in, wire_out)}
+    lines = PipeLines(wire_in)
     try:
         os.dup2(null, stdin)
         os.dup2(2, stdout)
         for fd in blocking:
             os.set_blocking(fd, False)
-        yield PipeLines(wire_in), PipeWriter(wire_out)
+        yield lines, PipeWriter(wire_out)
     finally:
+        lines.close()
         for fd, was in blocking.items():
             with contextlib.suppress(OSError):
                 os.set_blocking(fd, was)

@@ -20,7 +20,9 @@ Resources and prompts are not proxied: only tools, each through the Gateway (fai
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import gc
 import itertools
 import logging
 import os
@@ -28,10 +30,8 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -90,14 +90,10 @@ CLIENT_INFO = {"name": "interlock-mcp-proxy", "version": "1"}
 UPSTREAM_EXIT_SECONDS = 2.0
 
 
-class _Pending:
-    """One request to the upstream awaiting its answer (or the connection's end)."""
-
-    __slots__ = ("answer", "done")
-
-    def __init__(self) -> None:
-        self.done = anyio.Event()
-        self.answer: wire.Response | None = None  # None once done: the connection ended first
+#: One request to the upstream awaiting its answer: None once the connection ended first. A plain
+#: asyncio future, set by the reader (the proxy runs on asyncio, `anyio.run`'s default): anyio's Event and
+#: fail_after cost more per call than the rest of waiting for an answer (issue 18.6).
+_Pending = asyncio.Future
 
 
 class Upstream:
@@ -119,7 +115,7 @@ class Upstream:
         self.dead: str | None = None  # why the upstream is unusable, once it is
         self.tools: dict[str, types.Tool] = {}
         self.listed: dict[str, dict[str, Any]] = {}  # each tool as the upstream described it on the wire
-        self._pending: dict[int, _Pending] = {}
+        self._pending: dict[int, _Pending[wire.Response | None]] = {}
         self._ids = itertools.count(1)
         self._writer: PipeWriter | None = None
         self._tasks: TaskGroup | None = None
@@ -205,11 +201,12 @@ class Upstream:
         if self.dead is not None:
             raise UpstreamError(f"the upstream server is unusable ({self.dead}); restart the proxy")
         rid = next(self._ids)
-        pending = self._pending[rid] = _Pending()
+        pending: _Pending[wire.Response | None] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = pending
         try:
-            with anyio.fail_after(self.timeout):
+            async with asyncio.timeout(self.timeout):
                 await self._send(wire.request(rid, method, params))
-                await pending.done.wait()
+                answer = await pending
         except TimeoutError as exc:
             await self._cancel(rid, "timed out")
             raise _timed_out(what, self.timeout) from exc
@@ -217,12 +214,12 @@ class Upstream:
             self.dead = f"its connection broke during {what}"
             raise UpstreamError(f"upstream server gone during {what}; restart the proxy") from exc
         except BaseException:
-            if not pending.done.is_set():  # the agent cancelled: tell the upstream, as the SDK does
+            # The agent cancelled (awaiting the future cancels it): tell the upstream, as the SDK does.
+            if not pending.done() or pending.cancelled():
                 await self._cancel(rid, "cancelled by the client")
             raise
         finally:
             del self._pending[rid]
-        answer = pending.answer
         if answer is None:
             self.dead = self.dead or f"it exited or closed its connection during {what}"
             raise UpstreamError(f"upstream server gone during {what}: connection closed; restart the proxy")
@@ -253,9 +250,8 @@ class Upstream:
                 message = wire.parse(line)
                 if isinstance(message, wire.Response):
                     pending = self._pending.get(message.id) if isinstance(message.id, int) else None
-                    if pending is not None and not pending.done.is_set():
-                        pending.answer = message
-                        pending.done.set()
+                    if pending is not None and not pending.done():
+                        pending.set_result(message)
                 elif isinstance(message, wire.Request):
                     answer = wire.result(message.id, {}) if message.method == "ping" else \
                         wire.error(message.id, wire.METHOD_NOT_FOUND, f"Method not found: {message.method[:100]}")
@@ -267,9 +263,11 @@ class Upstream:
         except OSError as exc:
             log.warning("reading upstream %s failed: %s", self.command[0], exc)
         finally:
+            lines.close()  # before its descriptor is closed (left after this task ends)
             self.dead = self.dead or "it exited or closed its connection"
             for pending in self._pending.values():
-                pending.done.set()  # answer None: gone
+                if not pending.done():
+                    pending.set_result(None)  # gone
 
     async def _send_quietly(self, data: bytes) -> None:
         with contextlib.suppress(OSError, UpstreamError):
@@ -357,8 +355,15 @@ def visible_tools(policy: Policy | None, settings: ProxySettings, tools: list[ty
 
 # --- one tools/call -----------------------------------------------------------------------------
 
-#: The outcome report of a forwarded call, to await after the agent has its answer (None: nothing ran).
-Report = Callable[[], Coroutine[Any, Any, None]] | None
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The outcome of a forwarded call, reported once the agent has its answer (`Proxy.report_now`, else
+    `Proxy.report`)."""
+
+    action_id: str
+    status: str
+    duration_ms: float
+    excerpt: str
 
 
 def tool_error(text: str) -> dict[str, Any]:
@@ -418,14 +423,15 @@ class Proxy:
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         """The `tools/call` result for the agent, as on the wire: the upstream's own, or a tool error. Its
         outcome is reported in the background task group, after the answer."""
-        result, report = await self.call_tool_then_report(name, arguments)
-        if report is not None:
-            self.background.start_soon(report)
+        result, outcome = await self.call_tool_then_report(name, arguments)
+        if outcome is not None and not self.report_now(outcome):
+            self.background.start_soon(self.report, outcome)
         return result
 
-    async def call_tool_then_report(self, name: str, arguments: dict[str, Any]) -> tuple[dict[str, Any], Report]:
-        """`call_tool`, with the outcome report left to the caller to await once the agent has its answer
-        (the relay does it in the call's own task: one task fewer per call), or None when there is none."""
+    async def call_tool_then_report(self, name: str, arguments: dict[str, Any]) -> tuple[dict[str, Any],
+                                                                                          Outcome | None]:
+        """`call_tool`, with the outcome left to the caller to report once the agent has its answer (the
+        relay does it in the call's own task: one task fewer per call), or None when nothing ran."""
         settings = self.settings
         annotations = await self.upstream.annotations(name)
         payload = tool_payload(settings.server, name, arguments, annotations)
@@ -450,7 +456,7 @@ class Proxy:
                 return tool_error(f"Interlock could not record that {name} starts, so it was not run: {exc}"), None
         return await self._forward(str(proposal["id"]), name, arguments)
 
-    async def _forward(self, action_id: str, name: str, arguments: dict[str, Any]) -> tuple[dict[str, Any], Report]:
+    async def _forward(self, action_id: str, name: str, arguments: dict[str, Any]) -> tuple[dict[str, Any], Outcome]:
         started = time.perf_counter()
         try:
             result = await self.upstream.call_tool(name, arguments)
@@ -461,24 +467,35 @@ class Proxy:
         except anyio.get_cancelled_exc_class():
             # The agent cancelled (or left) after the call went upstream: say so; it may have run there.
             # Reported in the background: this task is being cancelled.
-            self.background.start_soon(self._outcome(
-                action_id, "error", started,
-                f"the agent cancelled {name} after Interlock forwarded it; whether the upstream ran it is unknown"))
+            cancelled = _outcome(action_id, "error", started, f"the agent cancelled {name} after Interlock "
+                                 "forwarded it; whether the upstream ran it is unknown")
+            if not self.report_now(cancelled):
+                self.background.start_soon(self.report, cancelled)
             raise
-        return result, self._outcome(action_id, status, started, result_excerpt(result))
+        return result, _outcome(action_id, status, started, result_excerpt(result))
 
-    def _outcome(self, action_id: str, status: str, started: float,
-                 excerpt: str) -> Callable[[], Coroutine[Any, Any, None]]:
-        duration_ms = round((time.perf_counter() - started) * 1000, 3)
-        return partial(self._report, action_id, status, duration_ms, excerpt)
+    def report_now(self, outcome: Outcome) -> bool:
+        """Report `outcome` without waiting, if the gate can (the in-process gate queues its own calls'
+        reports for the audit writer): True when done with it, else it is for `report`."""
+        try:
+            return self.gate.report_later(outcome.action_id, outcome.status, duration_ms=outcome.duration_ms,
+                                          output_excerpt=outcome.excerpt)
+        except Exception as exc:
+            log.warning("could not report the outcome of %s: %s", outcome.action_id, exc)
+            return True
 
-    async def _report(self, action_id: str, status: str, duration_ms: float, excerpt: str) -> None:
+    async def report(self, outcome: Outcome) -> None:
         try:
             with anyio.fail_after(REPORT_TIMEOUT):
-                await self.gate.report(action_id, status, duration_ms=duration_ms, output_excerpt=excerpt)
+                await self.gate.report(outcome.action_id, outcome.status, duration_ms=outcome.duration_ms,
+                                       output_excerpt=outcome.excerpt)
         except Exception as exc:
             # It ran: the proposal and its approval are on record; only the outcome is missing.
-            log.warning("could not report the outcome of %s: %s", action_id, exc)
+            log.warning("could not report the outcome of %s: %s", outcome.action_id, exc)
+
+
+def _outcome(action_id: str, status: str, started: float, excerpt: str) -> Outcome:
+    return Outcome(action_id, status, round((time.perf_counter() - started) * 1000, 3), excerpt)
 
 
 def build_server(proxy: Proxy, name: str = "interlock-mcp-proxy") -> Server[Any]:
@@ -566,11 +583,11 @@ class Relay:
         # A response: the proxy sends the agent no requests, so there is nothing to match it to.
 
     async def _call(self, rid: wire.RequestId, name: str, arguments: dict[str, Any], scope: anyio.CancelScope) -> None:
-        report: Report = None
+        outcome: Outcome | None = None
         try:
             with scope:
                 try:
-                    result, report = await self.proxy.call_tool_then_report(name, arguments)
+                    result, outcome = await self.proxy.call_tool_then_report(name, arguments)
                 except Exception as exc:  # a bug, not a refusal: say so, keep serving (the SDK's server did too)
                     log.exception("tools/call %s failed inside the proxy", name[:100])
                     await self._send(wire.error(rid, wire.INTERNAL_ERROR, f"Internal error: {type(exc).__name__}"))
@@ -580,9 +597,10 @@ class Relay:
         finally:
             if self.calls.get(rid) is scope:
                 del self.calls[rid]
-            if report is not None:  # after the answer; it ran upstream, so its outcome is written whatever happens
+            # After the answer; it ran upstream, so its outcome is written whatever happens.
+            if outcome is not None and not self.proxy.report_now(outcome):
                 with anyio.CancelScope(shield=True):
-                    await report()
+                    await self.proxy.report(outcome)
 
     async def _list(self, rid: wire.RequestId) -> None:
         try:
@@ -683,6 +701,11 @@ async def _serve(settings: ProxySettings, gate: GatePort, command: list[str], po
         # upstream is stopped and the gate closed.
         background = await stack.enter_async_context(anyio.create_task_group())
         proxy = Proxy(settings, gate, upstream, policy, background=background)
+        # A serving process: what it built to get here (modules, the policy, the classifiers, the SDK's
+        # models) lives as long as it does, so it is kept out of the cyclic collector's sight, whose every
+        # full collection walked all of it (as `interlock serve` does: server.app.settle_heap).
+        gc.collect()
+        gc.freeze()
         if listen is None:
             with agent_pipes() as pipes:
                 if pipes is not None:
