@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
-from prometheus_client import CollectorRegistry, Counter, Histogram, Metric
+from prometheus_client import CollectorRegistry, Metric
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -22,6 +22,7 @@ from interlock.policy.lint import lint_file
 from interlock.recovery import Sweeper, count_unknown
 from interlock.runtime import Runtime
 from interlock.server.logs import log_event
+from interlock.server.metrics import Counts, Latencies
 from interlock.store import StoreError
 from interlock.vocabulary import DEFAULT_DB, ENV_DB, ENV_KEY_DIR, ENV_POLICY
 
@@ -139,16 +140,15 @@ class Server:
         #: The recovery sweep (set by the lifespan; interlock.recovery).
         self.sweeper: Sweeper | None = None
         self.registry = CollectorRegistry()
-        self.requests = Counter("interlock_http_requests", "HTTP requests", ["route", "status"],
-                                registry=self.registry)
-        self.decisions = Counter("interlock_decisions", "Decisions", ["decision", "kind"], registry=self.registry)
-        self.registry.register(GateCollector(self))
-        self.registry.register(self.runtime.guard.collector())
-        self.latency = Histogram("interlock_http_request_seconds", "Request latency", ["route"],
-                                 registry=self.registry,
+        # prometheus_client's Counter and Histogram, exposed the same without a lock per observation
+        # (server/metrics.py); registered in the order they always were, so /metrics lists them so.
+        self.requests = Counts("interlock_http_requests", "HTTP requests", ["route", "status"])
+        self.decisions = Counts("interlock_decisions", "Decisions", ["decision", "kind"])
+        self.latency = Latencies("interlock_http_request_seconds", "Request latency", ["route"],
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30, 300))
-        self._request_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
-        self._decision_children: dict[tuple[str, str], Counter] = {}
+        for collector in (self.requests, self.decisions, GateCollector(self), self.runtime.guard.collector(),
+                          self.latency):
+            self.registry.register(collector)
         self.audit.append("policy.loaded", {"file": str(settings.policy), "policy_hash": self.policy.version,
                                             "rules": len(self.policy.doc.rules)})
         # Requests left pending under another policy are re-decided now (issue 10.7): re-pinned when the
@@ -162,22 +162,14 @@ class Server:
         self.rollouts_changed = asyncio.Event()
 
     def observe_request(self, route: str, status: int, seconds: float) -> None:
-        """Count one answered request and its latency. The labelled children are kept per (route, status):
-        `labels()` re-validates and hashes its labels under a lock on every call. Route names are
-        templates (or "unmatched"), so the map stays as small as the metric's own."""
-        children = self._request_children.get((route, status))
-        if children is None:
-            children = (self.requests.labels(route, str(status)), self.latency.labels(route))
-            self._request_children[(route, status)] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        """Count one answered request and its latency (on the event loop: server/metrics.py). Route names
+        are templates (or "unmatched"), so the label sets stay few."""
+        self.requests.inc(route, str(status))
+        self.latency.observe(seconds, route)
 
     def count_decision(self, decision: str, kind: str) -> None:
-        """Count one decision, keeping the labelled child (decisions × kinds: a handful)."""
-        child = self._decision_children.get((decision, kind))
-        if child is None:
-            child = self._decision_children[(decision, kind)] = self.decisions.labels(decision, kind)
-        child.inc()
+        """Count one decision (decisions × kinds: a handful of label sets)."""
+        self.decisions.inc(decision, kind)
 
     def close(self) -> None:
         self.runtime.close()
