@@ -241,6 +241,9 @@ def test_a_step_started_without_outcome_is_outcome_unknown_and_never_repeated(
     assert paused.phase is RolloutPhase.paused and paused.targets["web-1"]["state"] == web_1_after
     assert deploys(services) == deployed_after, "a step that started is not run again"
     if web_1_after == "outcome_unknown":
+        started = paused.targets["web-1"]["action"]  # the action whose timeline the human checks
+        assert started.startswith("act_") and f"audit show --action {started}" in paused.targets["web-1"]["message"]
+        assert [e for _, e, _ in rollouts.audit.action_entries(started)][-1] == "execution.started"  # no outcome
         fresh.resume(rollout.id, BOB)  # the human checked web-1: counted as changed
         fresh.tick(rollout.id)
     fresh.promote(rollout.id, BOB)

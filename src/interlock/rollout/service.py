@@ -756,8 +756,8 @@ class Rollouts:
         if stuck:  # a runner died mid-step: the outcome is unknown, a human decides (never repeated)
             with self._change(rollout.id) as r:
                 for t in stuck:
+                    r.targets[t]["message"] = _no_outcome(r.targets[t])
                     r.targets[t]["state"] = UNKNOWN
-                    r.targets[t]["message"] = "its step started and no outcome was recorded (the runner stopped)"
                     r.events.append(_target_event(t, "forward", UNKNOWN, r, r.targets[t]["message"]))
                 r.phase = RolloutPhase.paused
                 r.state["reason"] = (f"outcome unknown on {', '.join(stuck)}: check them, then resume (counts them "
@@ -873,17 +873,17 @@ class Rollouts:
         if never_ran:  # its runner died mid-step: the outcome is unknown, and a rollback takes it back
             with self._change(rollout.id) as r:
                 for t in never_ran:
+                    r.targets[t]["message"] = _no_outcome(r.targets[t])
                     r.targets[t]["state"] = UNKNOWN
-                    r.events.append(_target_event(t, "forward", UNKNOWN, r,
-                                                  "its step started and no outcome was recorded"))
+                    r.events.append(_target_event(t, "forward", UNKNOWN, r, r.targets[t]["message"]))
             return True
         todo = [t for t in reversed(rollout.state["order"]) if rollout.targets[t]["state"] in TAKEN_BACK]
         stuck = [t for t in todo if rollout.targets[t]["state"] == ROLLBACK_STARTED]
         if stuck:
             with self._change(rollout.id) as r:
                 for t in stuck:
+                    r.targets[t]["message"] = _no_outcome(r.targets[t])
                     r.targets[t]["state"] = ROLLBACK_FAILED
-                    r.targets[t]["message"] = "its rollback started and no outcome was recorded (the runner stopped)"
                     r.events.append(_target_event(t, "rollback", UNKNOWN, r, r.targets[t]["message"]))
                 r.phase = RolloutPhase.paused
                 r.state["resume_to"] = RolloutPhase.rolling_back.value
@@ -1230,6 +1230,14 @@ def _ride_copy(rollout: Rollout, targets: list[str]) -> Rollout:
         entries[target] = dict(entries[target])
     state["order"] = list(state["order"])
     return replace(rollout, state=state, events=[], in_tx=[])
+
+
+def _no_outcome(entry: dict[str, Any]) -> str:
+    """Why a target left `started` is outcome_unknown, naming its action (its timeline in the audit log)."""
+    rollback = entry["state"] == ROLLBACK_STARTED
+    action = entry.get("rollback_action" if rollback else "action")
+    seen = f" (action {action}: `interlock audit show --action {action}`)" if action else ""
+    return f"its {'rollback' if rollback else 'step'} started{seen} and no outcome was recorded (the runner stopped)"
 
 
 def _apply_ride(rollout: Rollout, data: Mapping[str, Any]) -> None:
