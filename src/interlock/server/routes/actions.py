@@ -98,6 +98,8 @@ async def answered(server: Server, who: Principal, action: Action, mode: Mode) -
 #: FastAPI validates a body parameter with its type adapter, `from_attributes=True`; so does the plain route.
 _BODY: TypeAdapter[ActionRequest] = TypeAdapter(ActionRequest)
 _ACTION: TypeAdapter[Action] = TypeAdapter(Action)
+#: A mode as JSON spells it (what pydantic accepts for `Mode` from a JSON string: its exact value).
+_MODES = {mode.value: mode for mode in Mode}
 
 
 _MISSING = object()
@@ -137,11 +139,13 @@ def parsed_body(raw: bytes) -> tuple[tuple[Action, Mode] | None, list[dict[str, 
         # same types, and `mode`): one validation, not ActionRequest's and then the Action's. Anything either
         # refuses is validated again below as FastAPI does, for FastAPI's errors in FastAPI's order.
         fields = value.copy()
-        mode = fields.pop("mode", Mode.brokered)
-        try:
-            return (_ACTION.validate_python(fields), Mode(mode)), []
-        except (ValidationError, ValueError):
-            pass
+        spelled = fields.pop("mode", Mode.brokered.value)
+        mode = _MODES.get(spelled) if type(spelled) is str else None  # else validated below, for its error
+        if mode is not None:
+            try:
+                return (_ACTION.validate_python(fields), mode), []
+            except ValidationError:
+                pass
     try:
         body = _BODY.validate_python(value, from_attributes=True)
     except ValidationError as exc:
