@@ -252,8 +252,8 @@ def test_default_server_name(command: list[str], name: str) -> None:
 
 REPORTS = [
     # (tool, the gate's decision, when the action is read back, what the outcome report does)
-    ("read_text_file", "allowed", "next call", "recorded"),  # queued, not awaited: durable before the next proposal
-    ("read_text_file", "allowed", "collected", "recorded"),  # no next call: durable once the writer gets to it
+    ("read_text_file", "allowed", "next call", "recorded"),  # not awaited: durable with (or before) the next proposal
+    ("read_text_file", "allowed", "idle", "recorded"),  # no next call: queued after HOLD_SECONDS anyway
     ("read_text_file", "allowed", "closed", "recorded"),  # a proxy that stops writes what it queued first
     ("move_file", "denied", "next call", "not_allowed"),  # the Gateway refuses a report of what it did not allow
     ("write_file", "pending_approval", "next call", "not_allowed"),
@@ -266,7 +266,7 @@ def test_the_in_process_gate_reports_without_reading_back(store_url: str, tmp_pa
     """LocalGate.report of its own allowed call is Gateway.own_report's entry, queued without waiting and
     durable before the next proposal is; any other goes through record_report's checks (and is awaited)."""
     from interlock.client import LocalClient
-    from interlock.integrations.mcp_gate import LocalGate
+    from interlock.integrations.mcp_gate import HOLD_SECONDS, LocalGate
 
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
@@ -284,7 +284,8 @@ def test_the_in_process_gate_reports_without_reading_back(store_url: str, tmp_pa
                 return str(getattr(exc, "code", exc))
             if when == "next call":
                 await gate.propose("mcp", "workspace", payload, mode="advisory")
-            elif when == "collected":
+            elif when == "idle":
+                await anyio.sleep(HOLD_SECONDS * 2)
                 await anyio.to_thread.run_sync(lambda: gate.collect(wait=5.0))
             if when != "closed":
                 after = await anyio.to_thread.run_sync(gate.client.get, str(proposal["id"]))

@@ -92,6 +92,24 @@ def test_canonical_json_is_rfc8785() -> None:
     assert canonical_json({"b": 1, "a": [1.0, 1e21, "é"]}) == '{"a":[1,1e+21,"é"],"b":1}'.encode()
 
 
+FLOATS = [0.5, -0.5, 1.25, 2.345, 0.001, 0.00123, 123456.789, 1e15 - 0.5, 2.0, 1e-3 * 0.999, 1e15, 1e21, 5e-324,
+          1.7976931348623157e308, 0.1 + 0.2, 1 / 3, -1 / 7, 3.14159e-3, 999999999999999.9]
+
+
+@pytest.mark.parametrize("value", FLOATS)
+def test_floats_are_written_as_rfc8785_writes_them(value: float) -> None:
+    """Floats in fast_float's range are written by orjson (the rest by the rfc8785 package): the bytes must
+    be the package's either way, for the value and 400 random neighbours of its size."""
+    import random
+
+    import rfc8785
+
+    numbers = [value, *(random.Random(value).uniform(-1e6, 1e6) for _ in range(200))]
+    numbers += [round(random.Random(value).uniform(0, 1e5), 3) for _ in range(200)]
+    for number in numbers:
+        assert canonical_json({"f": number, "l": [number]}) == rfc8785.dumps({"f": number, "l": [number]})
+
+
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), 2**70])
 def test_values_json_cannot_carry_are_refused(value: float) -> None:
     with pytest.raises(PayloadError):

@@ -112,11 +112,22 @@ def mcp_proxy(
                         "calls tools as agent %s. Keep it on loopback or behind an authenticating proxy.",
                         listen, agent)
     try:
-        anyio.run(lambda: run_proxy(settings, gate, command, loaded, listen=address, upstream_env=upstream_env))
+        anyio.run(lambda: run_proxy(settings, gate, command, loaded, listen=address, upstream_env=upstream_env),
+                  backend_options=_loop_options())
     except UpstreamError as exc:
         raise _fail(str(exc), 1) from exc
     except KeyboardInterrupt:
         pass
+
+
+def _loop_options() -> dict[str, bool]:
+    """uvloop when it is installed (with uvicorn[standard], as `interlock serve` runs on it): the event loop's
+    own work per relayed message (wake-ups, callbacks, timers) in C instead of asyncio's Python."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return {}
+    return {"use_uvloop": True}
 
 
 def _target_env(policy: object, target: str | None) -> dict[str, str] | None:

@@ -4,7 +4,8 @@ Both answer the API's JSON (`Proposal.to_json()`), so the proxy does not care wh
 remote one is the SDK's `AsyncClient`; the in-process one runs the SDK's `LocalClient` (a
 synchronous Gateway on the store) in worker threads, one short step at a time, so a wait for
 approval stays cancellable when the MCP client gives up. The outcome report of an allowed call is
-queued for the audit writer without waiting (no thread, no wake-up): it is durable before the next
+never waited for: held for the next proposal (at most HOLD_SECONDS) and queued for the audit writer just
+before that proposal's entries, usually in the same durable batch; it is durable before the next
 proposal is, since the writer commits in queue order.
 
 The in-process gate also says when a call goes upstream: it holds a heartbeat lease in the store
@@ -18,6 +19,7 @@ cannot: the server cannot tell when that process dies (its actions stay `allowed
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import deque
 from collections.abc import Mapping
@@ -42,6 +44,8 @@ log = logging.getLogger("interlock.mcp_proxy")
 #: How often the in-process gate looks for a human's decision while an action waits for approval.
 LOCAL_POLL_SECONDS = 0.1
 _NOT_OWN: Any = object()
+#: How long an outcome report is held for the next proposal's durable batch, at most (then queued alone).
+HOLD_SECONDS = 0.05
 #: On close, how long each queued outcome report may still take to be durable (the writer drains anyway).
 REPORT_WAIT_SECONDS = 30.0
 
@@ -87,6 +91,10 @@ class LocalGate:
         self.awaiting: dict[str, str | None] = {}  # the same, of actions pending approval, until their wait
         #: Outcome reports queued for the audit writer and not yet checked (`collect`), oldest first.
         self.reports: deque[tuple[str, Appending]] = deque()
+        #: Outcome reports of its own calls not queued yet (`report_later`): queued just before the next
+        #: proposal's entries (usually one durable batch, one commit, for both), else after HOLD_SECONDS.
+        self.held: deque[tuple[str, tuple[str, dict[str, Any]]]] = deque()
+        self._release: asyncio.TimerHandle | None = None
 
     async def open(self) -> None:
         """Take this proxy's heartbeat lease, then run one recovery sweep round (under the sweep's lease):
@@ -113,6 +121,9 @@ class LocalGate:
             from interlock.gateway import Mode
             from interlock.model import Action
 
+            # Queued while this thread holds the interpreter to decide: the audit writer, woken by them,
+            # usually takes them in the same batch as this proposal's entries, queued right after.
+            self.release()
             body = action_body(kind, environment, payload, target, rationale, mode)
             chosen = Mode(body.pop("mode"))
             return client._call(lambda: client.runtime.gateway.propose(
@@ -144,11 +155,12 @@ class LocalGate:
                      duration_ms: float | None = None, output_excerpt: str = "") -> None:
         """The outcome's audit entry; nothing is read back (the proxy reports after every call, and the
         action's state would be one more read of the log it competes with). An action this gate proposed
-        and saw allowed is reported without a check of its state (`Gateway.own_report`), queued for the
-        audit writer's next batch without waiting for it (`AuditLog.append_later`: no thread, no wake-up):
-        it is durable before this proxy's next proposal is (the writer commits in queue order), which
-        `collect` checks; a crash before that leaves the action started without an outcome, which the
-        recovery sweep marks outcome_unknown. Any other report goes through `record_report`'s checks."""
+        and saw allowed is reported without a check of its state (`Gateway.own_report`) and never waited
+        for: held for the next proposal's batch (at most HOLD_SECONDS), then queued without a wait
+        (`AuditLog.append_later`: no thread, no wake-up). It is durable before this proxy's next proposal
+        is (the writer commits in queue order), which `collect` checks; a crash before that leaves the
+        action started without an outcome, which the recovery sweep marks outcome_unknown. Any other
+        report goes through `record_report`'s checks."""
         outcome = outcome_body(status, exit_code, duration_ms, output_excerpt)
         if self._queue_own(action_id, outcome):
             return
@@ -162,12 +174,34 @@ class LocalGate:
             action_id, outcome_body(status, None, duration_ms, output_excerpt))
 
     def _queue_own(self, action_id: str, outcome: dict[str, Any]) -> bool:
+        """Hold the report of this gate's own allowed call for the next proposal's batch (at most
+        HOLD_SECONDS: then it is queued on its own); False when the call is not its own."""
         target = self.runnable.pop(action_id, _NOT_OWN)
         if target is _NOT_OWN:
             return False
-        entry = self.client.runtime.gateway.own_report(action_id, self.client.agent, target, outcome)
-        self.reports.append((action_id, self.client.runtime.audit.append_later(*entry)))
+        self.held.append((action_id, self.client.runtime.gateway.own_report(action_id, self.client.agent, target,
+                                                                             outcome)))
+        if self._release is None:
+            self._release = asyncio.get_running_loop().call_later(HOLD_SECONDS, self._released)
         return True
+
+    def _released(self) -> None:
+        self._release = None
+        self.release()
+
+    def release(self) -> None:
+        """Queue the held outcome reports for the audit writer (`AuditLog.append_later`), oldest first. Any
+        thread: each report is taken from `held` once (deque pops are atomic)."""
+        audit = self.client.runtime.audit
+        while True:
+            try:
+                action_id, entry = self.held.popleft()
+            except IndexError:
+                return
+            try:
+                self.reports.append((action_id, audit.append_later(*entry)))
+            except Exception as exc:
+                log.warning("could not report the outcome of %s: %s", action_id, exc)
 
     def collect(self, *, wait: float = 0.0) -> None:
         """Check the outcomes queued by `report` that the writer has finished with (all of them, waiting up
@@ -204,8 +238,13 @@ class LocalGate:
                 log.warning("could not renew the proxy's heartbeat lease: %s", exc)
 
     async def aclose(self) -> None:
+        if self._release is not None:
+            self._release.cancel()
+            self._release = None
+
         def close() -> None:
             try:
+                self.release()
                 self.collect(wait=REPORT_WAIT_SECONDS)  # queued outcomes first, then the lease goes
                 if self.heartbeat is not None:  # a clean stop: a call left open is swept at once
                     self.heartbeat.stop()
