@@ -75,6 +75,9 @@ class EntryKey:
         if len(secret) < 32:
             raise SigningKeyError("the audit entry key is shorter than 32 bytes")
         self._secret = secret
+        #: HMAC keyed once: each MAC copies it (its key pads already hashed) instead of keying anew, half the
+        #: cost of `hmac.digest` per entry. Only ever copied, never updated: safe to share between threads.
+        self._keyed = hmac.new(secret, digestmod=hashlib.sha256)
         self.key_id = hashlib.sha256(b"interlock-entry-key/1\x00" + secret).hexdigest()[:16]
 
     @classmethod
@@ -99,7 +102,9 @@ class EntryKey:
         return created
 
     def mac(self, index: int, leaf_hash: str) -> str:
-        return hmac.digest(self._secret, f"{index}:{leaf_hash}".encode("ascii"), "sha256").hex()
+        keyed = self._keyed.copy()
+        keyed.update(f"{index}:{leaf_hash}".encode("ascii"))
+        return keyed.hexdigest()
 
     def check(self, index: int, leaf_hash: str, mac: str | None) -> bool:
         return mac is not None and hmac.compare_digest(self.mac(index, leaf_hash), mac)

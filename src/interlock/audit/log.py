@@ -573,8 +573,10 @@ class AuditLog:
             def get(level: int, index: int) -> bytes:
                 return nodes[(level, index)]
 
-            for hook in self.hooks:
-                hook(tx, [(p.event, p.data or {}) for p in batch])
+            if self.hooks:
+                written = [(p.event, p.data or {}) for p in batch]
+                for hook in self.hooks:
+                    hook(tx, written)
             if (self._signer is not None and self._tainted is None and self._checkpoint_due(tx, size)
                     and self._key_in_force(tx)):
                 self._insert_checkpoint(tx, self._signer.sign(size, merkle.root(size, get)))
