@@ -3,7 +3,8 @@ path's mix (the order flips every pair): the server's CPU per proposal (whole pr
 thread) from /proc. On a machine others load, a pair's ratio moves far less than req/s does.
 
     PYTHONPATH=$PWD/src python -m bench.hotpath_pairs [SECONDS=5] [PAIRS=8] PEER_SRC
-(PEER_SRC e.g. from `git archive main src | tar -x -C /tmp/peer`, then /tmp/peer/src.)
+(PEER_SRC e.g. from `git archive main src | tar -x -C /tmp/peer`, then /tmp/peer/src.) The fixed mix by default;
+INTERLOCK_BENCH_MIX=varied sends bench_hotpath's varied mix (300 distinct proposals).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def _thread_cpu(pid: int) -> float:
 
 def main(seconds: int, pairs: int, peer: str) -> None:
     hot.DURATION_S = seconds
-    mix = [hot.READ] * 9 + [hot.WRITE]
+    mix = hot.varied_mix() if os.environ.get("INTERLOCK_BENCH_MIX") == "varied" else hot.FIXED
     with tempfile.TemporaryDirectory(prefix="interlock-pairs-") as scratch:
         work = Path(scratch)
         (work / "peer").mkdir()
@@ -38,11 +39,12 @@ def main(seconds: int, pairs: int, peer: str) -> None:
             servers = {"this": new, "peer": old}
             tokens = {name: server.token("agent", "kiro") for name, server in servers.items()}
             for name, server in servers.items():
-                for body in (hot.READ, hot.WRITE):
+                for body in mix:
                     httpx.post(f"{server.url}/v1/actions", json=body,
                                headers={"Authorization": f"Bearer {tokens[name]}"}).raise_for_status()
             rows: dict[str, list[dict[str, float]]] = {name: [] for name in servers}
-            print(f"{pairs} pairs of {seconds} s, load average {os.getloadavg()[0]:.1f} at the start")
+            print(f"{pairs} pairs of {seconds} s, {len(mix)} bodies in the mix, "
+                  f"load average {os.getloadavg()[0]:.1f} at the start")
             for i in range(pairs):
                 for name in (("this", "peer") if i % 2 == 0 else ("peer", "this")):
                     pid = servers[name].process.pid
