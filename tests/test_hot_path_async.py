@@ -14,6 +14,7 @@ import pytest
 
 from interlock.audit import AuditError, AuditLog
 from interlock.gateway import Mode, Proposal
+from interlock.identity import Principal
 from interlock.model import Action
 from interlock.runtime import Runtime
 from interlock.store import Store, StoreError, open_store
@@ -147,12 +148,14 @@ def runtime(store_url: str, tmp_path: Path) -> Iterator[Runtime]:
     [
         ("production", READ, "allowed", False),  # the common proposal: answered on the loop
         ("sandbox", DROP, "denied", False),  # a deny rule: answered on the loop
-        ("production", SCALE, "pending_approval", True),  # the gate opens a request: on a worker thread
+        # joins the request the first proposal opened: read on the loop on SQLite, on a worker thread on
+        # PostgreSQL (a read there is a round trip)
+        ("production", SCALE, "pending_approval", "postgresql"),
     ],
 )
 def test_propose_async_answers_and_records_as_propose_does(runtime: Runtime, environment: str,
                                                            payload: dict[str, Any], state: str,
-                                                           offloaded: bool) -> None:
+                                                           offloaded: bool | str) -> None:
     action = Action(kind="shell", environment=environment, payload=payload)
     sent: list[str] = []
 
@@ -164,7 +167,7 @@ def test_propose_async_answers_and_records_as_propose_does(runtime: Runtime, env
     threaded = runtime.gateway.propose("kiro", action, mode=Mode.advisory)
     awaited = asyncio.run(runtime.gateway.propose_async("kiro", action, mode=Mode.advisory, offload=offload))
     assert (threaded.state.value, awaited.state.value) == (state, state)
-    assert bool(sent) is offloaded
+    assert bool(sent) is (offloaded if isinstance(offloaded, bool) else runtime.store.dialect == offloaded)
 
     def answer(p: Proposal) -> dict[str, Any]:
         body = p.to_json()
@@ -253,3 +256,23 @@ def test_a_new_requests_pending_entry_is_recorded_with_it(runtime: Runtime, ridi
     assert read.approval is not None
     assert {k: v for k, v in proposal.approval.items() if k != "seconds_left"} == \
         {k: v for k, v in read.approval.items() if k != "seconds_left"}
+
+
+@pytest.mark.parametrize(("granted", "offloaded"), [(False, "postgresql"), (True, "any store")])
+def test_an_approval_required_proposal_leaves_the_loop_unless_it_simply_joins(runtime: Runtime, granted: bool,
+                                                                               offloaded: str) -> None:
+    """A request to open, or a grant the proposal may use, is the worker thread's (the full `settle`)."""
+    action = Action(kind="shell", environment="production", payload=SCALE)
+    sent: list[str] = []
+
+    async def offload(call: Callable[[], Proposal]) -> Proposal:
+        sent.append(threading.current_thread().name)
+        return await asyncio.to_thread(call)
+
+    first = runtime.gateway.propose("kiro", action, mode=Mode.advisory)
+    assert first.approval is not None
+    if granted:  # one approval from someone other than kiro's owner (alice)
+        runtime.gate.approve(first.approval["id"], Principal("human", "bob", "tok_b"))
+    answer = asyncio.run(runtime.gateway.propose_async("kiro", action, mode=Mode.advisory, offload=offload))
+    assert answer.state.value == ("approved" if granted else "pending_approval")
+    assert bool(sent) is (granted or runtime.store.dialect == offloaded)

@@ -193,6 +193,30 @@ class Gate:
             still_needs=quorum.describe(), seconds_left=max(0, int((request.expires_at - now).total_seconds())),
             grant=None), with_new is not None
 
+    def joined_status(
+        self,
+        agent: str,
+        action: Action,
+        decision: Decision,
+        classification: Classification,
+        evidence: dict[str, Any] | None = None,
+    ) -> RequestStatus | None:
+        """The status of the pending request that `open_request` would return for this decision, when it
+        would simply join it: nothing refused, no unconsumed grant for the fingerprint (its proposal may
+        use that), a pending request not past its expiry. Read-only, in one read; None in every other case,
+        for `open_request_status` (on a worker thread) to decide, audit and open as always."""
+        if self._open_problem(agent, action, decision, classification, sandboxed=evidence is not None) is not None:
+            return None
+        fp = fingerprint(agent, action, self.policy.version)
+        now = self.clock()
+        with self.store.transaction(readonly=True) as tx:
+            if any(g.consumed_at is None for g in repo.grants_for(tx, agent, fp)):
+                return None  # whether it is usable, and what trying says, is the full path's to find
+            found = repo.pending_for(tx, fp)
+            if found is None or found.expires_at <= now:
+                return None
+            return self._status_in(tx, found, now)
+
     def _open(
         self,
         agent: str,
