@@ -7,7 +7,8 @@ round calls direct, through the in-process proxy (`--policy`, SQLite) and throug
 so machine load, and each proxy's outcome report after its answer, hit all routes alike.
 The last rows are the Gateway's own share as the in-process proxy pays it, timed alone: its gate's
 `propose` (classify, decide, and the durable, fsync'd proposal with its `execution.started` before
-anything may run) and the outcome report written after the answer.
+anything may run) and the outcome report after the answer (in-process: held, then queued with the next
+proposal's entries, so its cost shows in the proposal's row; its own row is the holding alone).
 
 The proxies' CPU per call (user + system time of the proxy process alone, its upstream not counted)
 is printed beside: on this shared 2-core machine it moves far less with load than wall time does.
@@ -113,8 +114,8 @@ async def _measure(routes: dict[str, StdioServerParameters], path: str, n: int, 
 
 def _gate_alone(policy: Path, db: str, tmp: Path, path: str, n: int) -> tuple[list[float], list[float]]:
     """The Gateway's share of a call as the in-process proxy pays it: its gate's propose (decide, and the
-    proposal with its `execution.started`, durable; in a worker thread) and the outcome report after the
-    answer, each timed alone."""
+    proposal with its `execution.started` and the previous call's held report, durable; in a worker thread)
+    and the outcome report after the answer, each timed alone."""
     payload = {"server": "mcp-server-filesystem", "tool": "read_text_file", "arguments": {"path": path},
                "annotations": {"readOnlyHint": True}}
 
