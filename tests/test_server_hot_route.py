@@ -228,3 +228,21 @@ def test_the_body_is_read_against_one_deadline_and_bound(tmp_path: Path, case: s
         assert got_answer == answer, case
     else:
         assert json.loads(got_answer)["state"] == "allowed", case
+
+
+def test_a_server_without_a_scope_state_is_answered(tmp_path: Path) -> None:
+    """httpx's ASGI transport gives no `state` in the scope (uvicorn and Starlette's TestClient do)."""
+    app = create_app(Settings(policy=EXAMPLE_POLICY, db=f"sqlite:///{tmp_path / 'i.db'}", key_dir=tmp_path / "keys",
+                              allow_missing_secrets=True))
+    server = app.state.server
+    _, token = create_token(server.store, "agent", "kiro", None, server.audit, policy=server.policy)
+
+    async def propose() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://interlock") as client:
+            return await client.post("/v1/actions", json=READ, headers={"authorization": f"Bearer {token}"})
+
+    try:
+        answer = asyncio.run(propose())
+    finally:
+        server.close()
+    assert (answer.status_code, answer.json()["state"]) == (200, "allowed")

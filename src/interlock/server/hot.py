@@ -107,7 +107,7 @@ class HotRoute:
             except ApiError as exc:
                 await self._reject(scope, send, seen, exc.status, exc.code, str(exc))
                 return
-        scope["state"]["principal"] = seen.who = who
+        scope.setdefault("state", {})["principal"] = seen.who = who  # (not every ASGI server gives a state)
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
             await self._reject(scope, send, seen, 413, "body_too_large", f"request body over {self.max_bytes} bytes",
                                who)
