@@ -115,6 +115,7 @@ class Upstream:
         self.dead: str | None = None  # why the upstream is unusable, once it is
         self.tools: dict[str, types.Tool] = {}
         self.listed: dict[str, dict[str, Any]] = {}  # each tool as the upstream described it on the wire
+        self.hints: dict[str, dict[str, Any]] = {}  # each tool's annotations as on the wire (`annotations`)
         self._pending: dict[int, _Pending[wire.Response | None]] = {}
         self._ids = itertools.count(1)
         self._writer: PipeWriter | None = None
@@ -173,6 +174,9 @@ class Upstream:
                 break
         self.tools = {tool.name: tool for tool in tools}
         self.listed = listed
+        # Each tool's hints as every call's payload carries them: dumped once per listing, not per call.
+        self.hints = {tool.name: tool.annotations.model_dump(by_alias=True, exclude_none=True, mode="json")
+                      for tool in tools if tool.annotations is not None}
         return tools
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -191,10 +195,7 @@ class Upstream:
             # Without hints the call is judged by its name and arguments alone (hints only raise risk).
             with contextlib.suppress(UpstreamError):
                 await self.list_tools()
-        tool = self.tools.get(name)
-        if tool is None or tool.annotations is None:
-            return {}
-        return tool.annotations.model_dump(by_alias=True, exclude_none=True, mode="json")
+        return dict(self.hints.get(name, {}))  # a copy: the payload is the caller's to keep
 
     async def _bounded(self, what: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
         """One request, answered within the timeout, as its result object; UpstreamError otherwise."""
