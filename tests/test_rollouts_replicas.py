@@ -66,3 +66,22 @@ def test_a_rollout_started_and_commanded_on_one_replica_is_moved_by_the_runner_o
                        what=f"replica A's runner to reach {then_phase} after {command} on B (poll is 300 s)")
             assert deploys() == then_deploys
         assert runner_holder(pg_database) == holder, "A held the lease throughout: B never ran a step"
+
+
+def test_the_runners_lease_lasts_interlock_lease_seconds(pg_database: str, tmp_path: Path) -> None:
+    """The runner's lease is INTERLOCK_LEASE_SECONDS like every background job's (it was a fixed 30 s), at least
+    three polls: a dead holder's rollouts move within it."""
+    from datetime import UTC, datetime
+
+    from interlock.store.lease import Lease
+
+    with fleet(["web-1"]) as services:
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(policy_text({n: s.url for n, s in services.items()}))
+        with live_server(policy, pg_database, tmp_path, env={"INTERLOCK_LEASE_SECONDS": "4"}):
+            eventually(lambda: runner_holder(pg_database), what="the server to take the runner's lease")
+            with open_store(pg_database) as store:
+                lease = Lease.current(store, "rollout-runner")
+            assert lease is not None
+            left = (lease.expires_at - datetime.now(UTC)).total_seconds()
+            assert 0 < left <= 4.5, f"the lease runs {left:.1f} s ahead, not INTERLOCK_LEASE_SECONDS (4 s)"
