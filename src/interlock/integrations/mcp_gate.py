@@ -29,11 +29,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.to_thread
+import httpx
 
 from interlock import answers
-from interlock.client import AsyncClient, LocalClient
+from interlock.client import AsyncClient, Call, LocalClient
 from interlock.client import _action_body as action_body  # the SDK's own request body
 from interlock.client import _outcome_body as outcome_body  # the SDK's own check of a report
+from interlock.client import _raise_for as raise_for  # the SDK's own reading of an answer
+from interlock.client import _transport_error as transport_error  # and of no answer
+from interlock.integrations.mcp_http import plain_http
 from interlock.store.lease import DEFAULT_TTL_SECONDS
 
 if TYPE_CHECKING:
@@ -284,7 +288,26 @@ def _sweep_once(runtime: Any, job: str, ttl: float) -> None:
 
 class RemoteGate(AsyncClient):
     """A remote `interlock serve` (`--gateway URL`), as the agent whose token this is. It records no
-    `execution.started` for forwarded calls: the server cannot tell when this process dies."""
+    `execution.started` for forwarded calls: the server cannot tell when this process dies. Over plain
+    `http://` its requests go on the proxy's own kept-alive connections (`mcp_http`), not httpx's."""
+
+    def __init__(self, url: str, token: str, *, timeout: float = 30.0) -> None:
+        super().__init__(url, token, timeout=timeout)
+        self.plain = plain_http(self.url, token)
+
+    async def _send(self, call: Call) -> dict[str, Any]:
+        if self.plain is None:
+            return await super()._send(call)
+        try:
+            response = await self.plain.send(call, self.timeout)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, self.url) from exc
+        return raise_for(response)
+
+    async def aclose(self) -> None:
+        if self.plain is not None:
+            await self.plain.aclose()
+        await super().aclose()
 
     def report_later(self, action_id: str, status: str, *, duration_ms: float | None = None,
                      output_excerpt: str = "") -> bool:
