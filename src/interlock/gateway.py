@@ -349,7 +349,7 @@ class Gateway:
                 or proposal.rehearsal is not None or _RIDERS.get() is not None):
             return None
         return self.gate.joined_status(proposal.agent, proposal.action, proposal.decision, proposed.classification,
-                                       evidence=proposal.evidence)
+                                       evidence=proposal.evidence, known=(self.policy.version, proposal.fingerprint))
 
     def decided(self, agent: str, action: Action, *, mode: Mode = Mode.brokered,
                 rehearsal: dict[str, Any] | None = None, rollback: Pass | None = None) -> Proposed:

@@ -200,22 +200,27 @@ class Gate:
         decision: Decision,
         classification: Classification,
         evidence: dict[str, Any] | None = None,
+        *,
+        known: tuple[str, str] | None = None,
     ) -> RequestStatus | None:
         """The status of the pending request that `open_request` would return for this decision, when it
         would simply join it: nothing refused, no unconsumed grant for the fingerprint (its proposal may
         use that), a pending request not past its expiry. Read-only, in one read; None in every other case,
-        for `open_request_status` (on a worker thread) to decide, audit and open as always."""
-        if self._open_problem(agent, action, decision, classification, sandboxed=evidence is not None) is not None:
-            return None
-        fp = fingerprint(agent, action, self.policy.version)
+        for `open_request_status` (on a worker thread) to decide, audit and open as always. `known`: the
+        (policy version, fingerprint) the caller computed; used when it is this gate's version."""
+        fp = known[1] if known is not None and known[0] == self.policy.version else \
+            fingerprint(agent, action, self.policy.version)
         now = self.clock()
         with self.store.transaction(readonly=True) as tx:
-            if any(g.consumed_at is None for g in repo.grants_for(tx, agent, fp)):
-                return None  # whether it is usable, and what trying says, is the full path's to find
-            found = repo.pending_for(tx, fp)
+            found = repo.pending_for(tx, fp)  # first: a request to open costs this loop one query, no more
             if found is None or found.expires_at <= now:
                 return None
-            return self._status_in(tx, found, now)
+            if any(g.consumed_at is None for g in repo.grants_for(tx, agent, fp)):
+                return None  # whether it is usable, and what trying says, is the full path's to find
+            status = self._status_in(tx, found, now)
+        if self._open_problem(agent, action, decision, classification, sandboxed=evidence is not None) is not None:
+            return None
+        return status
 
     def _open(
         self,
