@@ -113,3 +113,11 @@ def test_a_body_json_cannot_carry_is_refused_before_sending(body: dict[str, Any]
     assert transport is not None
     with pytest.raises(ValueError):
         asyncio.run(transport.send(Call("POST", "/v1/actions", body=body), 1.0))
+
+
+@pytest.mark.parametrize("action_id", ["act_1\r\nX-Injected: 1", "act 1", "act_\u00e9"])
+def test_a_path_that_could_carry_a_header_is_refused_before_sending(action_id: str) -> None:
+    transport = plain_http("http://127.0.0.1:9", "tok")
+    assert transport is not None
+    with pytest.raises(httpx.UnsupportedProtocol):
+        asyncio.run(transport.send(Call("GET", f"/v1/actions/{action_id}"), 1.0))

@@ -41,6 +41,9 @@ class PlainHttp:
     async def send(self, call: Call, timeout: float) -> httpx.Response:
         """The answer to `call`; httpx's errors (`httpx.TransportError`) when there is none."""
         target = self.prefix + call.path + (f"?{urlencode(call.params)}" if call.params else "")
+        if not target.isprintable() or " " in target or not target.isascii():
+            # A path is the SDK's, with ids from the server's answers: never let one carry a header.
+            raise httpx.UnsupportedProtocol(f"not a request target: {target[:100]!r}")
         body = b"" if call.body is None else json.dumps(
             call.body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
         request = (f"{call.method} {target} HTTP/1.1\r\n".encode("latin-1") + self.head +
