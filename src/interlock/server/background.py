@@ -48,6 +48,8 @@ CHECKPOINT_SECONDS = 60.0
 #: come due at this pace. A start, command or vote on any replica wakes the lease holder at once (store
 #: events on `rollouts` and `approvals`: LISTEN/NOTIFY on PostgreSQL, the sidecar file on SQLite).
 ROLLOUT_ROUND_SECONDS = 1.0
+#: How long a stopping server waits for the rollout runner's round to end before it leaves the store open.
+RUNNER_STOP_SECONDS = 30.0
 #: The channels that wake the rollout runner: rollouts started or commanded, approval votes.
 ROLLOUT_WAKE = (Channel.rollouts, Channel.approvals)
 
@@ -128,14 +130,19 @@ async def heartbeat(beat: Heartbeat, every: float, stop: asyncio.Event) -> None:
 
 
 async def run_rollouts(server: Server, stopping: threading.Event, every: float = ROLLOUT_ROUND_SECONDS,
-                       lease: float = DEFAULT_TTL_SECONDS) -> None:
+                       lease: float = DEFAULT_TTL_SECONDS, *, stop: asyncio.Event | None = None) -> None:
     """The rollout runner (docs/rollouts.md, interlock.rollout.runner): exactly one replica holds the
     lease and moves every rollout that has work; the others wait to take over.
 
     Between rounds the holder waits for the first of: a start or command in this process
     (`server.rollouts_changed`), a change on a `ROLLOUT_WAKE` channel made by any replica, or `every`
     seconds (timed pauses, analysis intervals, a lost notification). The others only poll: every event
-    would otherwise cost each of them a lease attempt, and the holder's own writes publish too."""
+    would otherwise cost each of them a lease attempt, and the holder's own writes publish too.
+
+    It ends once `stopping` is set (and `stop`, its loop-side twin, wakes it): a round in progress sees
+    `stopping` between its units of work. It is never cancelled to stop it: a cancelled task stops
+    waiting for its round's worker thread, which goes on using the store the lifespan then closes (a
+    segfault in sqlite3, seen in tests/test_server_api.py's in-process apps)."""
     # INTERLOCK_LEASE_SECONDS, as every background job's; at least three polls, so an idle holder renews
     # it in time (it renews once half of it is gone: interlock.rollout.runner).
     runner = Runner(server.rollouts, ttl=max(lease, 3 * every))
@@ -147,7 +154,7 @@ async def run_rollouts(server: Server, stopping: threading.Event, every: float =
         return seen
 
     try:
-        while True:
+        while not stopping.is_set():
             server.rollouts_changed.clear()
             seen: dict[str, int] | None = None
             try:
@@ -155,6 +162,8 @@ async def run_rollouts(server: Server, stopping: threading.Event, every: float =
             except Exception as exc:
                 log_event("rollout_runner_failed", error=type(exc).__name__, detail=str(exc)[:300])
             waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(server.rollouts_changed.wait())]
+            if stop is not None:
+                waits.append(asyncio.ensure_future(stop.wait()))
             if seen is not None and runner.lease.held:
                 waits.append(asyncio.ensure_future(events.wait_any_async(seen, every)))
             try:
@@ -164,7 +173,7 @@ async def run_rollouts(server: Server, stopping: threading.Event, every: float =
                     waiting.cancel()
     finally:
         with contextlib.suppress(Exception):
-            runner.release()
+            await anyio.to_thread.run_sync(runner.release)  # a store call: off the event loop
 
 
 @contextlib.asynccontextmanager
@@ -193,7 +202,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             leased(EXPIRY_JOB, lambda: expire_requests(server), min(timing.sweep, renew)),
             leased(CHECKPOINT_JOB, CheckpointSigner(server, timing.checkpoint), min(timing.checkpoint, renew)),
             leased(RECOVERY_JOB, sweeper.sweep, min(timing.sweep, renew))]
-    runner = asyncio.create_task(run_rollouts(server, stopping, timing.rollouts, timing.lease))
+    runner = asyncio.create_task(run_rollouts(server, stopping, timing.rollouts, timing.lease, stop=stop))
     notifier = server.gate.notifier
     if notifier is not None:  # at once, not at its first delivery: it may have to take over another's
         notifier.start(ttl=timing.lease)
@@ -202,12 +211,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         stopping.set()
         stop.set()
-        runner.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await runner
+        # The runner ends its round and returns (run_rollouts: never cancelled, its worker thread would go on
+        # using the store closed below). A round in the middle of a long action (a terraform apply) may
+        # outlast the wait: then the store is left open for the process's exit to end, and the action,
+        # started without an outcome, becomes outcome_unknown by the next recovery sweep, as if killed.
+        done, _ = await asyncio.wait([runner], timeout=RUNNER_STOP_SECONDS)
         for job in jobs:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(job, timeout=10)
         with contextlib.suppress(Exception):
             await anyio.to_thread.run_sync(beat.stop)
-        server.close()
+        if done:
+            server.close()
+        else:
+            log_event("rollout_runner_still_running", detail=f"still in a round after {RUNNER_STOP_SECONDS:g} s "
+                      "of shutdown: the store is left to the process's exit")
