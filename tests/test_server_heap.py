@@ -17,7 +17,8 @@ before = len(gc.get_objects())
 if {settle}:
     app.settle_heap()
 print(json.dumps({{"before": before, "tracked": len(gc.get_objects()), "frozen": gc.get_freeze_count(),
-                  "app_tracked": any(o is app.create_app for o in gc.get_objects())}}))
+                  "app_tracked": any(o is app.create_app for o in gc.get_objects()),
+                  "young": gc.get_threshold()[0] == app.GC_YOUNG_THRESHOLD}}))
 """
 
 
@@ -31,3 +32,4 @@ def test_settle_heap_freezes_what_the_process_built(settle: bool, frozen: bool, 
     seen = json.loads(out)
     assert (seen["frozen"] > 0.9 * seen["before"], seen["app_tracked"]) == (frozen, app_tracked)
     assert (seen["tracked"] < 0.1 * seen["before"]) == frozen
+    assert seen["young"] == frozen  # and the youngest generation is collected less often (settle_heap)
