@@ -111,7 +111,7 @@ def settle_heap() -> None:
     with the younger generations ~125 µs of CPU per proposal in the live server; ~38 µs after
     (docs/benchmarks.md). They live as long as the process anyway; reference counting still frees them.
     And the youngest generation is collected every GC_YOUNG_THRESHOLD allocations, not 700: live server,
-    fixed mix, interleaved with the default (2026-11-26 05:33 and 05:41 UTC, load 1.2-1.4, the second run
+    fixed mix, interleaved with the default (2026-11-26 05:31 and 05:34 UTC, load 1.2-1.4, the second run
     in the other order): 286/301 and 289/311 µs of CPU per proposal against 311/315 and 301/330.
     Called by `interlock serve`'s entry points only, never by `create_app` (a test process builds many
     apps and must be able to collect them)."""
