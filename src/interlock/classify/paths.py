@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from interlock.model import Strict
+from interlock.tries import trie_pattern
 
 #: (glob, why it is protected). Defaults of the policy's `paths.protected`.
 DEFAULT_PROTECTED: tuple[tuple[str, str], ...] = (
@@ -257,8 +258,8 @@ def _needles(globs: Iterable[str]) -> re.Pattern[str] | None:
         needle = _needle(glob)
         if not needle:
             return re.compile("")
-        found.append(re.escape(needle))
-    return re.compile("|".join(sorted(set(found), key=len, reverse=True))) if found else None
+        found.append(needle)
+    return re.compile(trie_pattern(found)) if found else None  # a trie: one branch per character (tries.py)
 
 
 def _secret_directories(globs: Iterable[str]) -> list[str]:

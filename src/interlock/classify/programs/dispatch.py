@@ -168,10 +168,9 @@ SEARCHERS = name_set(
 def git_searches(args: list[Word]) -> bool:
     """`git grep PATTERN`, or history searched for a string (`git log -p -S password`, `git show -G key`):
     a key committed once and removed later is still printed."""
-    values = [w.value or "" for w in args]
-    sub = next((v for v in values[:3] if v and not v.startswith("-")), "")
+    sub = next((v for w in args[:3] if (v := w.value) and not v.startswith("-")), "")
     return sub == "grep" or (sub in ("log", "show", "whatchanged") and any(
-        v.startswith(("-S", "-G", "--pickaxe-regex")) for v in values))
+        (w.value or "").startswith(("-S", "-G", "--pickaxe-regex")) for w in args))
 
 #: Words of a search for credentials (`grep -ri password`, `rg 'api[_-]?key'`, `grep 'BEGIN RSA PRIVATE KEY'`).
 #: Bounded by non-letters so `tokenizer` or `secretary` stay ordinary words; bare `pass` is left out (test
