@@ -3,6 +3,7 @@ checkpoints and keys, proofs checked by the standalone verifier, export, CLI, re
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -69,9 +70,13 @@ def test_models_enums_and_tuples_are_recorded_as_json(log: AuditLog) -> None:
         ("webhook.failed", {"x": object()}, "not JSON"),
     ],
 )
-def test_bad_entries_are_refused(log: AuditLog, event: str, data: object, message: str) -> None:
+@pytest.mark.parametrize("door", ["append", "append_async", "append_later"])
+def test_bad_entries_are_refused(log: AuditLog, door: str, event: str, data: object, message: str) -> None:
+    """Through every way in (blocking, awaited on a loop, queued without a wait), before anything is queued."""
+    append = {"append": log.append, "append_later": log.append_later,
+              "append_async": lambda e, d: asyncio.run(log.append_async(e, d))}[door]
     with pytest.raises(AuditError, match=message):
-        log.append(event, data)  # type: ignore[arg-type]
+        append(event, data)
     assert log.size() == 0
 
 

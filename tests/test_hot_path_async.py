@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from interlock.audit import AuditError, AuditLog
+from interlock.audit import AuditLog
 from interlock.gateway import Mode, Proposal
 from interlock.identity import Principal
 from interlock.model import Action
@@ -40,21 +40,6 @@ def test_an_awaited_entry_is_the_entry_append_writes(log: AuditLog, store: Store
     texts = [row["entry"].replace(r.time, "T") for row, r in zip(rows, (threaded, awaited), strict=True)]
     assert texts[0] == texts[1] and '"token":"[REDACTED]"' in texts[1]
     assert log.verify().ok
-
-
-@pytest.mark.parametrize(
-    ("event", "data", "message"),
-    [
-        ("action.decided", {}, "unknown audit event"),
-        ("webhook.failed", ["not", "a", "dict"], "JSON object"),
-        ("webhook.failed", {"x": float("nan")}, "not JSON"),
-    ],
-)
-def test_bad_entries_are_refused_before_anything_is_queued(log: AuditLog, event: str, data: object,
-                                                           message: str) -> None:
-    with pytest.raises(AuditError, match=message):
-        asyncio.run(log.append_async(event, data))  # type: ignore[arg-type]
-    assert log.size() == 0
 
 
 def test_many_tasks_and_threads_build_one_valid_tree(log: AuditLog) -> None:
