@@ -29,6 +29,7 @@ import shlex
 from typing import Any
 
 from interlock.classify import paths, registry
+from interlock.classify.hunting import hunted
 from interlock.classify.registry import DISCLOSES, ClassifyContext, register, unaccepted, unknown
 from interlock.model import Classification, Kind, Risk
 
@@ -358,6 +359,10 @@ def name_disclosure(tool: str, words: tuple[str, ...], nouns: list[str], argumen
     is names."""
     if not REVEALING_VERBS.isdisjoint(words):
         return f"what {tool[:60]} decrypts or reveals"
+    if searches_content(words):
+        looked_for = hunted(str(v) for k, v in arguments.items() if k.lower() in PATTERN_ARGUMENTS)
+        if looked_for is not None:
+            return f"the lines {tool[:60]} finds for {looked_for[:60]!r}"
     verb = next((w for w in words if w in READ_VERBS or w in WRITE_VERBS or w in DESTRUCTIVE_VERBS), "")
     if nouns and verb not in METADATA_VERBS:
         return f"the {nouns[0]} {tool[:60]} returns"
@@ -367,6 +372,20 @@ def name_disclosure(tool: str, words: tuple[str, ...], nouns: list[str], argumen
     if "secrets" in resource_kinds(arguments) and output not in ("name", "wide"):
         return f"Secrets' data ({tool[:60]} prints objects as {output})"
     return None
+
+
+#: A tool that prints the lines of files or code matching a pattern (`grep`, `ripgrep`, `search_code`,
+#: `search_content`); `search_files` matches names (the filesystem server's), not contents.
+GREP_WORDS = frozenset({"grep", "ripgrep", "rg", "ag", "ack", "egrep", "fgrep"})
+CONTENT_WORDS = frozenset({"content", "contents", "code", "text", "lines"})
+#: Arguments that hold what a search looks for.
+PATTERN_ARGUMENTS = frozenset({"pattern", "patterns", "query", "q", "regex", "regexp", "search", "term", "terms",
+                               "keyword", "keywords", "text", "expression"})
+
+
+def searches_content(words: tuple[str, ...]) -> bool:
+    return not GREP_WORDS.isdisjoint(words) or (
+        ("search" in words or "find" in words) and not CONTENT_WORDS.isdisjoint(words))
 
 
 #: Words a tool name may hold besides "runs code" and still say nothing else (`run_shell_command`,

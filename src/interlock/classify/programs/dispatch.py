@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from contextvars import Token
 
+from interlock.classify.hunting import HUNTED
+
 # Importing the family modules registers their judges.
 from interlock.classify.programs import (  # noqa: F401
     data,
@@ -172,21 +174,12 @@ def git_searches(args: list[Word]) -> bool:
     return sub == "grep" or (sub in ("log", "show", "whatchanged") and any(
         (w.value or "").startswith(("-S", "-G", "--pickaxe-regex")) for w in args))
 
-#: Words of a search for credentials (`grep -ri password`, `rg 'api[_-]?key'`, `grep 'BEGIN RSA PRIVATE KEY'`).
-#: Bounded by non-letters so `tokenizer` or `secretary` stay ordinary words; bare `pass` is left out (test
-#: results say PASS). `.{0,6}` lets a regex's own punctuation sit between the halves of `api_key`.
-_HUNTED = re.compile(
-    r"(?i)(?<![a-z])(?:passwd|passwords?|passphrases?|pwd|secrets?|tokens?|credentials?|bearer|"
-    r"private.{0,3}keys?|api.{0,6}keys?|access.{0,3}keys?|auth.{0,3}keys?)(?![a-z])"
-)
-
-
 def hunting_secrets(judgement: Judgement, name: str, args: list[Word]) -> Judgement:
     """A search whose pattern names credentials prints them wherever they are written down (MITRE ATT&CK
     T1552.001, credentials in files): at least `write`, tag `secrets`, like reading a secret file. Every word
     is looked at, not only the pattern: which word is the pattern depends on each program's options, and a
     path named `secrets/` searched is the same disclosure."""
-    found = next((w.show for w in args if _HUNTED.search(w.value if w.value is not None else w.text)), None)
+    found = next((w.show for w in args if HUNTED.search(w.value if w.value is not None else w.text)), None)
     if found is None:
         return judgement
     if judgement.risk is R:
