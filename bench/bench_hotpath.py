@@ -47,6 +47,8 @@ DURATION_S = int(os.environ.get("INTERLOCK_BENCH_SECONDS", "10"))
 CONNECTIONS = 32
 ROUNDS = int(os.environ.get("INTERLOCK_BENCH_ROUNDS", "2"))
 PEER_SRC = os.environ.get("INTERLOCK_BENCH_PEER_SRC")
+#: Which mixes to run, comma-separated (default all three): `fixed` alone for a quick A/B.
+MIXES = os.environ.get("INTERLOCK_BENCH_MIXES", "fixed,varied,unique").split(",")
 READ = {"kind": "shell", "environment": "production", "payload": {"command": "ls -la /srv/app"},
         "rationale": {"intent": "look around"}, "mode": "advisory"}
 WRITE = {"kind": "shell", "environment": "production",
@@ -199,7 +201,9 @@ def main() -> None:
                         live_server(POLICY, f"sqlite:///{peer_work / 'interlock.db'}", peer_work,
                                     env={"PYTHONPATH": PEER_SRC}))
                 tokens = {name: server.token("agent", "kiro") for name, server in servers.items()}
-                mixes = {"fixed": FIXED, "varied": varied_mix(), "unique": varied_mix(unique=UNIQUE_VARIANTS)}
+                every = {"fixed": lambda: FIXED, "varied": varied_mix,
+                         "unique": lambda: varied_mix(unique=UNIQUE_VARIANTS)}
+                mixes = {name: every[name]() for name in MIXES}
                 for name, server in servers.items():
                     # Every body of both mixes once: each is answered as the mix says (and the server warmed).
                     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {tokens[name]}"}) as c:
@@ -210,8 +214,8 @@ def main() -> None:
                             assert not wrong, (name, wrong[:5])
                 print(f"\nhot path vs its floor: {CONNECTIONS} connections, {DURATION_S} s a run, {ROUNDS} rounds "
                       f"interleaved, loopback, SQLite, one worker; load average {os.getloadavg()[0]:.1f} at the start; "
-                      f"mixes: fixed (1 read, 1 write), varied ({len(mixes['varied'])} distinct proposals), unique "
-                      f"({len(mixes['unique'])} distinct: none repeats within any cache)")
+                      "mixes: " + ", ".join(f"{name} ({len({json.dumps(b, sort_keys=True) for b in mix})} distinct)"
+                                            for name, mix in mixes.items()))
                 print(f"{'round':>5} {'app':<34} {'req/s':>8} {'p50':>9} {'p99':>9} {'non-2xx':>8} {'CPU/req':>9}")
                 runs = [(f"{name.split(' ')[0]} {mix}", name, mix) for name in servers for mix in mixes]
                 ratios: dict[str, list[float]] = {run: [] for run, _, _ in runs}
