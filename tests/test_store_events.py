@@ -8,11 +8,12 @@ import subprocess
 import sys
 import textwrap
 import threading
+from pathlib import Path
 
 import psycopg
 import pytest
 
-from interlock.store import Store, StoreError, open_store
+from interlock.store import Store, StoreError, events, open_store
 from interlock.store.events import Channel, Event, Subscriber, channel_name, publish, read_generations, subscriber
 from interlock.testing import eventually
 
@@ -122,6 +123,91 @@ def test_sqlite_sees_every_publish_at_once(tmp_path: object) -> None:
             for expected in range(1, 6):
                 _publish(writer)
                 assert sub.generation(Channel.freezes) == expected
+        finally:
+            sub.close()
+
+
+def test_sqlite_look_makes_no_system_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hot path's look is a read of the mapped mark: a stat() (or any call that releases the GIL) per
+    decision let the audit writer take the GIL and the event loop wait for it back."""
+    url = f"sqlite:///{tmp_path}/events.db"
+    with open_store(url) as writer, open_store(url) as reader:
+        writer.migrate()
+        sub = Subscriber(reader, poll_interval=3600)
+        try:
+            _publish(writer)
+
+            def no_stat(*args: object, **kwargs: object) -> None:
+                raise AssertionError("generation() made a stat() call")
+
+            monkeypatch.setattr(events.os, "stat", no_stat)
+            assert sub.generation(Channel.freezes) == 1
+            assert sub.generation(Channel.freezes) == 1
+        finally:
+            monkeypatch.undo()
+            sub.close()
+
+
+@pytest.mark.parametrize(
+    ("mark", "looks"),
+    [
+        ("a directory", "stats the sidecar"),  # cannot be mapped (as in a read-only folder)
+        ("shorter than 8 bytes", "maps it grown to 8"),  # grown, never shrunk
+    ],
+)
+def test_sqlite_mark_that_cannot_be_mapped_as_is(tmp_path: Path, mark: str, looks: str) -> None:
+    url = f"sqlite:///{tmp_path}/events.db"
+    path = tmp_path / "events.db-events-mark"
+    if mark == "a directory":
+        path.mkdir()
+    else:
+        path.write_bytes(b"abc")
+    with open_store(url) as writer, open_store(url) as reader:
+        writer.migrate()
+        sub = Subscriber(reader, poll_interval=3600)
+        try:
+            assert (sub._mark is None) == (looks == "stats the sidecar")
+            for expected in range(1, 4):
+                _publish(writer)
+                assert sub.generation(Channel.freezes) == expected
+        finally:
+            sub.close()
+    if mark != "a directory":
+        assert path.stat().st_size == 8
+
+
+def test_sqlite_mark_deleted_and_recreated_is_mapped_again(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/events.db"
+    path = tmp_path / "events.db-events-mark"
+    with open_store(url) as writer, open_store(url) as reader:
+        writer.migrate()
+        sub = Subscriber(reader, poll_interval=0.01)
+        try:
+            first = sub._mark
+            assert first is not None
+            path.unlink()
+            _publish(writer)  # recreates it: the old map no longer hears publishers
+            eventually(lambda: sub._mark is not None and sub._mark.inode == path.stat().st_ino, every=0.01)
+            assert sub.generation(Channel.freezes) == 1
+            _publish(writer)
+            assert sub.generation(Channel.freezes) == 2
+        finally:
+            sub.close()
+
+
+def test_sqlite_publisher_without_a_mark_is_heard_by_the_poll(tmp_path: Path) -> None:
+    """A publisher that only appends to the sidecar (Interlock before the mark) still wakes waiters and moves
+    generations, at the poll thread's pace."""
+    url = f"sqlite:///{tmp_path}/events.db"
+    with open_store(url) as writer, open_store(url) as reader:
+        writer.migrate()
+        sub = Subscriber(reader, poll_interval=0.01)
+        try:
+            with writer.transaction() as tx:
+                tx.execute("INSERT INTO event_generations(channel, generation, changed_at) VALUES ('freezes', 3, 'x')")
+            with open(tmp_path / "events.db-events", "ab") as sidecar:
+                sidecar.write(b".")
+            assert sub.wait(Channel.freezes, 0, timeout=0.5) == 3
         finally:
             sub.close()
 

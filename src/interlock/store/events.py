@@ -25,11 +25,15 @@ How the cache learns of changes:
   `poll_interval` seconds the generations are re-read, so a notification missed while disconnected or
   restarting is caught by comparing generations.
 - SQLite has no notifications. After commit the publisher appends one byte to a sidecar file
-  `<db>-events`; `generation()` stats it (about a microsecond; docs/store.md has the measurements
-  against `PRAGMA data_version` and a read) and re-reads the generations only when the file changed.
-  The size grows with every publish, so two publishes within one tick of the file system's coarse
-  clock are still seen. A poll thread does the same to wake waiters, and re-reads unconditionally
-  every second in case a publisher died between its commit and its append.
+  `<db>-events` and writes 8 fresh random bytes over a second one, `<db>-events-mark`. `generation()`
+  compares the mark, mapped into memory (`_Mark`), with what it saw last, and re-reads the generations only
+  when it changed: a memory read, no system call. A `stat()` of the sidecar, as before the mark existed,
+  released the GIL on every decision, and on the hot path the audit writer thread then took it and the
+  event loop waited for it back (docs/benchmarks.md, "Hot path, 2026-11-26 third session"). A poll thread
+  stats the sidecar (its size grows with every publish, so two publishes within one tick of the file
+  system's coarse clock still differ) to wake waiters and to hear publishers that predate the mark, and
+  re-reads unconditionally every second in case a publisher died between its commit and its marks. Where
+  the mark cannot be mapped (a read-only folder), `generation()` stats the sidecar itself.
 - In the publishing process, the cached generation moves and waiters wake before commit returns;
   callbacks run on whichever thread delivers first (on PostgreSQL the listener may hear the NOTIFY
   before the committing thread gets there, and then runs them on its own thread).
@@ -41,6 +45,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import mmap
 import os
 import re
 import threading
@@ -152,10 +157,16 @@ def sidecar_path(store: Store) -> Path | None:
     return Path(f"{path}-events")
 
 
+def mark_path(sidecar: Path) -> Path:
+    """The mapped mark beside a sidecar (`_Mark`)."""
+    return sidecar.with_name(sidecar.name + "-mark")
+
+
 def _committed(store: Store, event: Event) -> None:
     sidecar = sidecar_path(store)
     if sidecar is not None:
         _touch(sidecar)
+        _Mark.move(mark_path(sidecar))
     found = _SUBSCRIBERS.get(store)
     if found is not None:
         found.deliver(event)
@@ -169,6 +180,59 @@ def _touch(sidecar: Path) -> None:
         os.write(fd, b".")
     finally:
         os.close(fd)
+
+
+class _Mark:
+    """`<db>-events-mark`: 8 bytes that every publisher overwrites with fresh random ones after its commit,
+    read through a shared memory map, so a look is a memory read (no system call, no GIL hand-off).
+
+    Random bytes, not a counter: two publishers need no read-modify-write between them, and a reader
+    only asks "changed since I looked?" (a torn read differs too, and the next look sees the whole value:
+    one spare re-read). The file only ever grows to 8 bytes and is never truncated by Interlock; a file
+    shrunk under a running process by hand would fault its map (SIGBUS), which is why the mark is a file of
+    its own rather than a part of the sidecar, which publishers truncate. Deleted and recreated: the map
+    still shows the old inode, so the poll thread remaps when the path's inode changes (`stale`)."""
+
+    SIZE = 8
+    __slots__ = ("inode", "map", "seen")
+
+    def __init__(self, map_: mmap.mmap, inode: int) -> None:
+        self.map, self.inode = map_, inode
+        self.seen = map_[:self.SIZE]
+
+    @classmethod
+    def open(cls, path: Path) -> _Mark | None:
+        """The mark mapped (created when missing), or None where it cannot be (read-only folder, a file
+        someone shrank): the caller then stats the sidecar instead."""
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            return None
+        try:
+            info = os.fstat(fd)
+            if info.st_size < cls.SIZE:
+                os.ftruncate(fd, cls.SIZE)  # only ever grows it; a publisher's bytes already there stay
+            return cls(mmap.mmap(fd, cls.SIZE, mmap.MAP_SHARED, mmap.PROT_READ), info.st_ino)
+        except (OSError, ValueError):
+            return None
+        finally:
+            os.close(fd)
+
+    @classmethod
+    def move(cls, path: Path) -> None:
+        """A publisher's second mark (after the sidecar's: a reader that sees this one finds both)."""
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            os.pwrite(fd, os.urandom(cls.SIZE), 0)
+        finally:
+            os.close(fd)
+
+    def stale(self, path: Path) -> bool:
+        """Whether the path now names another file than the one mapped (deleted and recreated)."""
+        try:
+            return os.stat(path).st_ino != self.inode
+        except OSError:
+            return True
 
 
 _SUBSCRIBERS: weakref.WeakKeyDictionary[Store, Subscriber] = weakref.WeakKeyDictionary()
@@ -199,6 +263,8 @@ class Subscriber:
         self._async: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[int]]]] = {}
         self._closed = threading.Event()
         self._seen: tuple[int, int, int] | None = None
+        #: The mapped mark (SQLite), opened before the first read: a publish after it is seen as a change.
+        self._mark = _Mark.open(mark_path(self.sidecar)) if self.sidecar is not None else None
         #: PostgreSQL: the listening connection is up (notifications arrive). SQLite: always True.
         self.listening = store.dialect == "sqlite"
         self.refresh()
@@ -218,9 +284,19 @@ class Subscriber:
         """The channel's generation (0: never published). PostgreSQL: the cache the listener keeps.
         SQLite: the cache, re-read first if the sidecar file changed (raises StoreError if that read fails).
         `look=False`: the cache as it is, for a caller that looked (for any channel: a look re-reads them
-        all) a moment ago in the same step; each look is a stat(), which releases the GIL."""
+        all) a moment ago in the same step; each look reads the mapped mark (or stats the sidecar where it
+        could not be mapped)."""
         if look and self.sidecar is not None:
-            self._check_sidecar()
+            mark = self._mark
+            if mark is None:
+                self._check_sidecar()
+            else:
+                now = mark.map[:_Mark.SIZE]
+                if now != mark.seen:
+                    # Read before the generations, noted after them: a publish after the read shows at the
+                    # next look, and a look on another thread meanwhile re-reads too rather than trust ours.
+                    self.refresh()
+                    mark.seen = now
         return self._generations.get(channel, 0)
 
     def refresh(self) -> dict[str, int]:
@@ -374,6 +450,12 @@ class Subscriber:
                     last = time.monotonic()
                 else:
                     self._check_sidecar()
+                mark = self._mark
+                if mark is not None and self.sidecar is not None and mark.stale(mark_path(self.sidecar)):
+                    # Deleted and recreated under us: map the new file (the old map is left to the garbage
+                    # collector: a look on another thread may be reading it right now).
+                    self._mark = _Mark.open(mark_path(self.sidecar))
+                    self.refresh()
             except StoreError as exc:
                 _log.warning("event poll on %s failed: %s", self.store.url, exc)
 
