@@ -182,7 +182,7 @@ def repin(
     requirements: tuple[ApprovalRequirement, ...],
     eligible: tuple[str, ...],
 ) -> int:
-    return tx.execute(
+    changed = tx.execute(
         "UPDATE approval_requests SET fingerprint = ?, pending_key = ?, policy_version = ?, "
         "requirements_json = ?, "
         "eligible_json = ? WHERE id = ? AND state = 'pending'",
@@ -195,6 +195,9 @@ def repin(
             request_id,
         ),
     )
+    if changed:  # the request's fingerprint moved: a remembered join answer for the old one no longer holds
+        publish(tx, Channel.approvals, {"id": request_id, "op": "repinned"})
+    return changed
 
 
 def bind_request(tx: Transaction, request_id: str, entry_idx: int) -> None:
@@ -251,6 +254,9 @@ def insert_grant(tx: Transaction, grant: Grant) -> None:
             None,
         ),
     )
+    # A usable grant for a fingerprint ends simple joins of its pending request (Gate.joined_status): every
+    # grant is issued beside an approvals change today, and this keeps that so whoever issues the next.
+    publish(tx, Channel.grants, {"id": grant.id, "request_id": grant.request_id})
 
 
 def _grant(row: Row) -> Grant:

@@ -42,6 +42,7 @@ from interlock.model import Action, ApprovalRequirement, Classification, Decisio
 from interlock.policy import Policy, decide
 from interlock.policy.classifying import classify_action
 from interlock.store import Store, Transaction
+from interlock.store.events import Channel, Subscriber, subscriber
 
 ClassifyFn = Callable[[Policy, Action], Classification]
 
@@ -122,6 +123,26 @@ _ENDED = {
 
 
 @dataclass(frozen=True)
+class _Join:
+    """A join answer `Gate.joined_status` remembers, and what it was computed from: it holds while the
+    approvals and grants channels' generations are these (every write that could change it publishes on
+    one of them: gate/repo.py), under this policy, for this decision. `status.seconds_left` is stale by
+    construction: it is recomputed at use, as is the request's expiry."""
+
+    generations: tuple[int, int]
+    policy: Policy
+    decision: tuple[DecisionValue, tuple[ApprovalRequirement, ...], str]
+    classification: Classification
+    sandboxed: bool
+    status: RequestStatus
+
+
+#: Join answers a gate remembers: one per pending request being joined (the hot path joins few at once);
+#: emptied when full, so a flood of distinct actions costs reads, never memory.
+JOINS_MOST = 256
+
+
+@dataclass(frozen=True)
 class _Opened:
     """The request `Gate._open` opened (`new`) or found (when its status was not asked for)."""
 
@@ -144,6 +165,8 @@ class Gate:
         self.audit = audit
         self.clock = clock
         self.notifier = notifier
+        self._joins: dict[tuple[str, str], _Join] = {}
+        self._events: Subscriber | None = None
 
     # --- the agent's side -------------------------------------------------------------------------
 
@@ -208,9 +231,21 @@ class Gate:
         use that), a pending request not past its expiry. Read-only, in one read; None in every other case,
         for `open_request_status` (on a worker thread) to decide, audit and open as always. `known`: the
         (policy version, fingerprint) the caller computed; used when it is this gate's version."""
-        fp = known[1] if known is not None and known[0] == self.policy.version else \
-            fingerprint(agent, action, self.policy.version)
+        policy = self.policy
+        fp = known[1] if known is not None and known[0] == policy.version else \
+            fingerprint(agent, action, policy.version)
         now = self.clock()
+        sandboxed = evidence is not None
+        terms = (decision.value, decision.approvals, decision.policy_version)
+        # The generations are read before the store: a change committed after this read moves them, so an
+        # answer read after that change is remembered under generations that are already stale (never used).
+        generations = self._join_generations()
+        key = (agent, fp)
+        memo = self._joins.get(key) if generations is not None else None
+        if (memo is not None and memo.generations == generations and memo.policy is policy
+                and memo.decision == terms and memo.sandboxed == sandboxed
+                and (memo.classification is classification or memo.classification == classification)):
+            return self._at(memo.status, now)
         with self.store.transaction(readonly=True) as tx:
             found = repo.pending_for(tx, fp)  # first: a request to open costs this loop one query, no more
             if found is None or found.expires_at <= now:
@@ -218,9 +253,34 @@ class Gate:
             if any(g.consumed_at is None for g in repo.grants_for(tx, agent, fp)):
                 return None  # whether it is usable, and what trying says, is the full path's to find
             status = self._status_in(tx, found, now)
-        if self._open_problem(agent, action, decision, classification, sandboxed=evidence is not None) is not None:
+        if self._open_problem(agent, action, decision, classification, sandboxed=sandboxed) is not None:
             return None
+        if generations is not None:
+            if len(self._joins) >= JOINS_MOST:
+                self._joins.clear()
+            self._joins[key] = _Join(generations, policy, terms, classification, sandboxed, status)
         return status
+
+    def _join_generations(self) -> tuple[int, int] | None:
+        """The approvals and grants channels' generations, exact at this instant; None when they cannot
+        be (PostgreSQL: the listener's cache lags another replica's commit; join answers are not kept).
+        On SQLite each call stats the sidecar file that every process's publish appends to after its commit,
+        so a vote, an open or an expiry committed by another process on the same file is seen too."""
+        if self.store.dialect != "sqlite":
+            return None
+        events = self._events
+        if events is None or events.closed:
+            events = self._events = subscriber(self.store)
+        return events.generation(Channel.approvals), events.generation(Channel.grants, look=False)
+
+    @staticmethod
+    def _at(status: RequestStatus, now: datetime) -> RequestStatus | None:
+        """A remembered join answer as it is at `now`: None once its request is past its expiry (the full
+        path expires it), else with the seconds left counted now."""
+        if status.request.expires_at <= now:
+            return None
+        left = int((status.request.expires_at - now).total_seconds())
+        return status if left == status.seconds_left else status.model_copy(update={"seconds_left": left})
 
     def _open(
         self,
