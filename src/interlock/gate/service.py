@@ -264,8 +264,9 @@ class Gate:
     def _join_generations(self) -> tuple[int, int] | None:
         """The approvals and grants channels' generations, exact at this instant; None when they cannot
         be (PostgreSQL: the listener's cache lags another replica's commit; join answers are not kept).
-        On SQLite each call stats the sidecar file that every process's publish appends to after its commit,
-        so a vote, an open or an expiry committed by another process on the same file is seen too."""
+        On SQLite each call looks at the events mark that every process's publish moves after its commit
+        (store/events.py: a memory read), so a vote, an open or an expiry committed by another process on the
+        same file is seen too."""
         if self.store.dialect != "sqlite":
             return None
         events = self._events
