@@ -99,8 +99,8 @@ def test_a_changed_side_column_is_named_with_its_index(store: Store, tmp_path: P
         report = log.verify()
         assert not report.ok and report.first_bad_index == 2, report.describe()
         assert f"side column {column}" in report.describe()
-        # The tree and its checkpoint still verify: only the column changed, and nothing blames audit_nodes.
-        assert report.verified_checkpoints == 1 and "audit_nodes" not in report.describe()
+        # The tree and its checkpoint still verify: only the column changed, and nothing blames audit_tree.
+        assert report.verified_checkpoints == 1 and "audit_tree" not in report.describe()
 
 
 def test_a_forged_leaf_appended_by_the_database_is_never_signed(store: Store, tmp_path: Path) -> None:
@@ -140,7 +140,7 @@ def test_renumbering_after_a_deletion_is_reported_in_the_middle(store: Store, tm
         report = log.verify()
         assert report.first_bad_index == 4, report.describe()
         assert any(p.exact and p.index == 4 and "moved to another index" in p.what for p in report.problems)
-        assert "audit_nodes" not in report.describe()
+        assert "audit_tree" not in report.describe()
 
 
 def test_altered_nodes_are_blamed_only_when_the_nodes_changed(store: Store, tmp_path: Path) -> None:
@@ -148,7 +148,7 @@ def test_altered_nodes_are_blamed_only_when_the_nodes_changed(store: Store, tmp_
         log.append_many([("webhook.failed", {"k": k}) for k in range(8)])
         log.checkpoint()
         with store.transaction() as tx:
-            tx.execute("UPDATE audit_nodes SET hash = ? WHERE id = (SELECT MAX(id) FROM audit_nodes)", ("ab" * 32,))
+            tx.execute("UPDATE audit_tree SET hash = ? WHERE id = (SELECT MAX(id) FROM audit_tree)", ("ab" * 32,))
         report = log.verify()
         assert [p.where for p in report.problems] == ["stored tree nodes"], report.describe()
 

@@ -131,7 +131,7 @@ def test_a_planted_secret_never_reaches_the_store(store: Store, tmp_path: Path) 
         with export.open("w") as out:
             log.export(out)
     with store.transaction() as tx:
-        for table in ("audit_entries", "audit_nodes", "audit_checkpoints"):
+        for table in ("audit_entries", "audit_tree", "audit_checkpoints"):
             for row in tx.fetchall(f"SELECT * FROM {table}"):
                 assert PLANTED not in repr(row)
     assert PLANTED not in export.read_text()

@@ -56,7 +56,7 @@ def _reset(store: Store) -> None:
     """Empty the log between examples (the attacker has dropped the guards; the grow trigger stays
     on PostgreSQL, where it also enforces the index, so it is dropped only around the tampering)."""
     with store.transaction() as tx:
-        for table in ("audit_entries", "audit_nodes", "audit_checkpoints"):
+        for table in ("audit_entries", "audit_tree", "audit_checkpoints"):
             tx.execute(f"DELETE FROM {table}")
         tx.execute("UPDATE audit_head SET size = 0, mac_from = 0")
         if store.dialect == "postgresql":
@@ -285,7 +285,7 @@ def test_a_forked_history_fails_the_since_check(store: Store, tmp_path: Path) ->
         _attacker(store)
         with store.transaction() as tx:  # rewrite entry 3 and every hash above it, then re-sign
             tx.execute("DELETE FROM audit_checkpoints")
-            tx.execute("DELETE FROM audit_nodes")
+            tx.execute("DELETE FROM audit_tree")
             rows = tx.fetchall("SELECT idx, entry FROM audit_entries ORDER BY idx")
             tx.execute("DELETE FROM audit_entries")
             tx.execute("UPDATE audit_head SET size = 0")

@@ -61,7 +61,7 @@ _INSERT_ENTRY = (
 #: The columns kept beside each entry for queries; `audit verify` checks them against the entry.
 SIDE_COLUMNS = ("event", "time", "agent", "environment", "risk", "outcome", "action_id")
 _ROW_COLUMNS = "idx, " + ", ".join(SIDE_COLUMNS) + ", entry, leaf_hash, mac"
-_INSERT_NODE = "INSERT INTO audit_nodes(id, hash) VALUES (?, ?)"
+_INSERT_NODE = "INSERT INTO audit_tree(id, hash) VALUES (?, ?)"
 _INSERT_CHECKPOINT = (
     "INSERT INTO audit_checkpoints(tree_size, root, time, key_id, body, signature) VALUES (?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (tree_size) DO NOTHING"
@@ -977,7 +977,7 @@ class AuditLog:
         return problems
 
     def _check_nodes(self, report: Report, checkpoints: list[Checkpoint]) -> None:
-        """Blame audit_nodes only when they disagree with what is known good: the root of the largest
+        """Blame audit_tree only when they disagree with what is known good: the root of the largest
         checkpoint the entries verified against, or (no checkpoint) the entries of a log that verified."""
         known: dict[int, str] = {}
         for checkpoint in checkpoints:
@@ -999,7 +999,7 @@ class AuditLog:
                 Problem(
                     "stored tree nodes",
                     f"the stored Merkle nodes give root {stored} at tree size {size}, the verified "
-                    f"entries give {good}: proofs from this store would not verify (audit_nodes was altered)",
+                    f"entries give {good}: proofs from this store would not verify (audit_tree was altered)",
                 )
             )
 
@@ -1148,7 +1148,7 @@ def _insert_batch(tx: Transaction, key: EntryKey, batch: list[_Pending], size: i
         # (the tree-size trigger still runs once, for the entries).
         head, _, _ = _INSERT_ENTRY.partition("VALUES")
         row = "(" + ", ".join("?" * len(entries[0])) + ")"
-        tx.send("WITH nodes AS (INSERT INTO audit_nodes(id, hash) VALUES " + ", ".join(["(?, ?)"] * len(new_nodes))
+        tx.send("WITH nodes AS (INSERT INTO audit_tree(id, hash) VALUES " + ", ".join(["(?, ?)"] * len(new_nodes))
                 + ") " + head + "VALUES " + ", ".join([row] * len(entries)),
                 [v for n in new_nodes for v in n] + [v for e in entries for v in e])
         return receipts
@@ -1282,7 +1282,7 @@ def _fetch_nodes(tx: Transaction, wanted: set[tuple[int, int]]) -> dict[tuple[in
     for start in range(0, len(ids), 500):
         part = ids[start : start + 500]
         marks = ", ".join("?" * len(part))
-        for row in tx.fetchall(f"SELECT id, hash FROM audit_nodes WHERE id IN ({marks})", part):
+        for row in tx.fetchall(f"SELECT id, hash FROM audit_tree WHERE id IN ({marks})", part):
             found[keys[int(row["id"])]] = bytes.fromhex(row["hash"])
     if len(found) != len(keys):
         missing = sorted(set(keys.values()) - set(found))[:3]

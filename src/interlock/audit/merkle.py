@@ -18,8 +18,9 @@ LEAF_PREFIX = b"\x00"
 NODE_PREFIX = b"\x01"
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
-#: Leaf positions fit in 40 bits (10^12 entries); node ids pack (level, index) into one BIGINT.
-INDEX_BITS = 40
+#: Node ids pack (last leaf covered, level) into one BIGINT: the level in the low 6 bits (levels 0..63),
+#: the last leaf above it (leaf positions up to 2^57).
+LEVEL_BITS = 6
 
 NodeGetter = Callable[[int, int], bytes]
 
@@ -49,7 +50,12 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 
 
 def node_id(level: int, index: int) -> int:
-    return (level << INDEX_BITS) | index
+    """The stored id of node (level, index), in the order appends create nodes: appending leaf n creates
+    exactly the nodes whose last leaf is n, level 0 first, so a batch's new nodes take consecutive ids and
+    land on one or two b-tree pages at the table's right edge (by level, each level of a batch sat on its
+    own page: ~log2(size) pages written per batch, issue 18.5; migration 0003)."""
+    last = ((index + 1) << level) - 1
+    return (last << LEVEL_BITS) | level
 
 
 def frontier(size: int) -> list[tuple[int, int]]:
