@@ -12,7 +12,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from interlock.gate.bindings import named_in_log
@@ -20,6 +20,7 @@ from interlock.gate.clock import Clock, parse_stamp, stamp, system_clock
 from interlock.gate.events import TOKEN_CREATED, TOKEN_REFUSED, TOKEN_REVOKED, AuditSink, GateAudit
 from interlock.policy import Policy
 from interlock.store import Store
+from interlock.store.events import Channel, publish
 
 PrincipalKind = Literal["agent", "human"]
 
@@ -131,6 +132,19 @@ def authenticate(
     `log` is required (fail closed, so the check cannot be forgotten): the token row must say what its
     token.created entry says (a row written into the database directly is refused as `unrecorded`),
     and a token the log records as revoked is refused even when the database says otherwise."""
+    return authenticate_until(store, secret, log=log, audit=audit, clock=clock)[0]
+
+
+def authenticate_until(
+    store: Store,
+    secret: str,
+    *,
+    log: GateAudit,
+    audit: AuditSink | None = None,
+    clock: Clock = system_clock,
+) -> tuple[Principal, datetime | None]:
+    """`authenticate`, and when the token expires (None: never), for a cache that must stop believing
+    the answer at that moment (server.state.TokenCache)."""
     try:
         return _authenticate(store, secret, clock, log)
     except AuthError as exc:
@@ -139,7 +153,7 @@ def authenticate(
         raise
 
 
-def _authenticate(store: Store, secret: str, clock: Clock, log: GateAudit) -> Principal:
+def _authenticate(store: Store, secret: str, clock: Clock, log: GateAudit) -> tuple[Principal, datetime | None]:
     match = _SECRET.match(secret) if isinstance(secret, str) else None
     if match is None:
         raise AuthError(
@@ -176,11 +190,12 @@ def _authenticate(store: Store, secret: str, clock: Clock, log: GateAudit) -> Pr
             "not: the table was changed in the database; run `interlock audit verify` and ask for a new token",
             row["id"],
         )
-    if row["expires_at"] is not None and parse_stamp(row["expires_at"]) <= clock():
+    expires = None if row["expires_at"] is None else parse_stamp(row["expires_at"])
+    if expires is not None and expires <= clock():
         raise AuthError(
             "expired", f"token {row['id']} expired at {row['expires_at']}; ask for a new one", row["id"]
         )
-    return Principal(kind=row["kind"], name=row["name"], token_id=row["id"])
+    return Principal(kind=row["kind"], name=row["name"], token_id=row["id"]), expires
 
 
 def token_recorded(log: GateAudit, tx: Any, row: dict[str, Any]) -> bool:
@@ -213,7 +228,8 @@ def require_human(principal: Principal) -> Principal:
 
 
 def revoke(store: Store, token_id: str, audit: GateAudit, *, clock: Clock = system_clock) -> TokenInfo:
-    """Revoke a token at once; revoking twice is an error naming when it was revoked.
+    """Revoke a token at once (servers' token caches hear of it on the `tokens` channel); revoking twice is
+    an error naming when it was revoked.
 
     The token.revoked entry is written in the transaction that sets revoked_at and the row keeps its
     index (migration 0026): authentication finds the revocation in the log even if the column is cleared."""
@@ -234,6 +250,9 @@ def revoke(store: Store, token_id: str, audit: GateAudit, *, clock: Clock = syst
         receipt = audit.append_in(tx, TOKEN_REVOKED, {"token_id": token_id, "kind": row["kind"], "name": row["name"],
                                                       "revoked_at": now})
         tx.execute("UPDATE tokens SET revoked_idx = ? WHERE id = ?", (receipt.index, token_id))
+        # Committed with the revocation or not at all: every server's token cache drops what it holds
+        # (SQLite: at its next request; PostgreSQL: when the NOTIFY arrives, or the 1 s re-read).
+        publish(tx, Channel.tokens, {"token_id": token_id})
         row = dict(row, revoked_at=now)
     return _info(row)
 

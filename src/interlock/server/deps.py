@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import anyio
 from fastapi import Depends, Request
 
-from interlock.identity import AuthError, Principal, authenticate
+from interlock.identity import AuthError, Principal
 from interlock.server.errors import ApiError
 from interlock.server.state import Server
 from interlock.store import StoreError
@@ -32,27 +31,16 @@ def bearer(request: Request) -> str:
     return secret.strip()
 
 
-def identify(request: Request, secret: str) -> Principal:
-    """The token's principal (run it in a worker thread: it may read the store)."""
-    found = principal_of(get_server(request), secret)
-    request.state.principal = found
-    return found
-
-
-def principal_of(server: Server, secret: str) -> Principal:
-    """The principal of a bearer secret, from the cache or the store; 401 or 503 (deny) otherwise.
-    Run it in a worker thread unless `server.tokens` already holds the secret."""
-    cached = server.tokens.get(secret)
-    if cached is not None:
-        return cached
+async def principal_of(server: Server, secret: str) -> Principal:
+    """The principal of a bearer secret, from the cache or one store lookup (in a worker thread, shared by
+    the requests with the same secret that ask meanwhile: state.TokenCache); 401 or 503 (deny) otherwise.
+    A caller on the hot path tries `server.tokens.get(secret)` first: a hit then costs no coroutine."""
     try:
-        found = authenticate(server.store, secret, log=server.audit)
-        server.tokens.put(secret, found)
+        return await server.tokens.principal(secret)
     except AuthError as exc:
         raise ApiError(401, f"token_{exc.reason}", str(exc)) from exc
     except StoreError as exc:
         raise ApiError(503, "store_unavailable", "cannot check the token: the store is unavailable") from exc
-    return found
 
 
 def bearer_secret(authorization: str) -> str | None:
@@ -75,8 +63,10 @@ def require_human(who: Principal) -> Principal:
 
 async def principal(request: Request) -> Principal:
     """Any authenticated principal, agent or human."""
-    secret = bearer(request)
-    return await anyio.to_thread.run_sync(identify, request, secret)
+    server, secret = get_server(request), bearer(request)
+    found = server.tokens.get(secret) or await principal_of(server, secret)
+    request.state.principal = found
+    return found
 
 
 async def agent(who: Annotated[Principal, Depends(principal)]) -> Principal:

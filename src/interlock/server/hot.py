@@ -24,7 +24,6 @@ import asyncio
 from time import monotonic, perf_counter
 from typing import Any
 
-import anyio
 import orjson
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Message, Receive, Scope, Send
@@ -103,7 +102,7 @@ class HotRoute:
         who = server.tokens.get(secret)
         if who is None:
             try:
-                who = await anyio.to_thread.run_sync(principal_of, server, secret)
+                who = await principal_of(server, secret)
             except ApiError as exc:
                 await self._reject(scope, send, seen, exc.status, exc.code, str(exc))
                 return

@@ -11,7 +11,6 @@ import json
 import time
 from typing import Any
 
-import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from interlock.identity import Principal
@@ -174,7 +173,7 @@ async def _authenticate(scope: Scope, send: Send, headers: dict[bytes, bytes]) -
         await reject(scope, send, 401, "unauthenticated", "send your Interlock token as `Authorization: Bearer ilk_…`")
         return None
     try:
-        who = server.tokens.get(secret) or await anyio.to_thread.run_sync(principal_of, server, secret)
+        who = server.tokens.get(secret) or await principal_of(server, secret)
     except ApiError as exc:
         await reject(scope, send, exc.status, exc.code, str(exc))
         return None

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -16,14 +20,17 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from interlock.credentials import Missing, references, unresolved
-from interlock.identity import Principal, secret_hash
+from interlock.gate.clock import Clock, system_clock
+from interlock.gate.events import GateAudit
+from interlock.identity import Principal, authenticate_until, secret_hash
 from interlock.policy import Policy, load_policy, run_tests
 from interlock.policy.lint import lint_file
 from interlock.recovery import Sweeper, count_unknown
 from interlock.runtime import Runtime
 from interlock.server.logs import log_event
 from interlock.server.metrics import Counts, Latencies
-from interlock.store import StoreError
+from interlock.store import Store, StoreError
+from interlock.store.events import Channel, subscriber
 from interlock.vocabulary import DEFAULT_DB, ENV_DB, ENV_KEY_DIR, ENV_POLICY
 
 #: Bodies larger than this are refused before they are read (a payload limit applies after parsing).
@@ -94,30 +101,128 @@ def check_policy_for_serving(path: Path) -> Policy:
     return policy
 
 
+#: How a cache miss is answered: the secret's principal and its token's expiry (None: never), read from the
+#: store at the clock's time; AuthError or StoreError otherwise (identity.authenticate_until).
+Lookup = Callable[[str, Clock], tuple[Principal, datetime | None]]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    principal: Principal
+    generation: int  # the `tokens` channel's generation read before the lookup that made this entry
+    stale_at: float  # `now()` past which the entry is not believed whatever the generation says
+    expires: datetime | None  # the token's own expiry
+
+
 class TokenCache:
-    """Successful token lookups, kept for `ttl` seconds, keyed by the secret's hash.
+    """Successful token lookups, keyed by the secret's hash, believed while nothing could have changed them.
 
     A token read is one more store transaction on every request, and it halved the proposals a worker
-    could take (the reads contend with the audit writer for the GIL and the database). The price: a
-    revocation or expiry made while the server runs takes effect within `ttl` (1 s), not at once.
+    could take (the reads contend with the audit writer for the GIL and the database). An entry is
+    believed while (1) the `tokens` event channel's generation is the one read *before* its lookup (a
+    revocation publishes on it in its own transaction, identity.revoke, so a revocation that raced the
+    lookup drops the entry too), (2) the token's own expiry has not passed, and (3) `ttl` seconds have
+    not passed: a safety net for a change that bypassed Interlock (a row edited in the database).
+    How fast (1) bites: SQLite at the next request (the generation looks at the publishers' sidecar file);
+    PostgreSQL when the NOTIFY arrives (milliseconds), or at the listener's 1 s re-read if it was missed;
+    while the PostgreSQL listener is disconnected nothing is believed (every request reads the store).
     Failures are never cached: a refused token is refused again, from the store, every time.
-    `now` is injectable so tests move time instead of sleeping through the ttl.
+
+    Lookups are single flight: concurrent requests with one secret on one event loop share one store
+    read (when the entries go stale, 32 in-flight requests used to take 32 worker threads to the store).
+    `now` and `clock` are injectable so tests move time instead of sleeping.
     """
 
-    def __init__(self, ttl: float = 1.0, size: int = 10_000, now: Callable[[], float] = time.monotonic) -> None:
-        self.ttl, self.size, self.now = ttl, size, now
-        self._entries: dict[str, tuple[float, Principal]] = {}
+    def __init__(self, lookup: Lookup, generation: Callable[[], int | None], ttl: float = 60.0, size: int = 10_000,
+                 now: Callable[[], float] = time.monotonic, clock: Clock = system_clock) -> None:
+        self.lookup, self.generation = lookup, generation
+        self.ttl, self.size, self.now, self.clock = ttl, size, now, clock
+        #: Store lookups made (misses); a test and the benchmarks read it.
+        self.lookups = 0
+        self._entries: dict[str, _Entry] = {}
+        self._lock = threading.Lock()  # writers only (lookups run on worker threads); readers need none
+        #: In-flight lookups per event loop (a process may run several: tests, `TestClient`s), by secret hash.
+        self._flights: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Flight]] = (
+            weakref.WeakKeyDictionary())
 
     def get(self, secret: str) -> Principal | None:
+        """The cached principal, or None (a miss: ask `principal` or `fetch`)."""
         entry = self._entries.get(secret_hash(secret))
-        if entry is None or entry[0] < self.now():
-            return None
-        return entry[1]
+        return None if entry is None or not self._believed(entry, self.generation()) else entry.principal
 
-    def put(self, secret: str, principal: Principal) -> None:
-        if len(self._entries) >= self.size:
-            self._entries.clear()  # crude bound; a busy server simply re-reads
-        self._entries[secret_hash(secret)] = (self.now() + self.ttl, principal)
+    def _believed(self, entry: _Entry, generation: int | None) -> bool:
+        return (generation is not None and entry.generation == generation and self.now() < entry.stale_at
+                and (entry.expires is None or self.clock() < entry.expires))
+
+    def fetch(self, secret: str) -> Principal:
+        """The principal from the store (a worker thread's call: it blocks), cached when the answer is a
+        principal. AuthError or StoreError otherwise."""
+        generation = self.generation()  # before the read: a revocation committed during it moves it
+        with self._lock:
+            self.lookups += 1
+        principal, expires = self.lookup(secret, self.clock)
+        if generation is not None:
+            self._put(secret_hash(secret), _Entry(principal, generation, self.now() + self.ttl, expires))
+        return principal
+
+    def _put(self, key: str, entry: _Entry) -> None:
+        with self._lock:
+            self._entries.pop(key, None)  # re-inserted last: the oldest entries are the first to go
+            while len(self._entries) >= self.size:
+                del self._entries[next(iter(self._entries))]
+            self._entries[key] = entry
+
+    async def principal(self, secret: str) -> Principal:
+        """The principal, from the cache or from one store lookup in a worker thread shared by every
+        request with this secret on this event loop that asks while it runs (and started after the
+        last revocation this process knows of). AuthError or StoreError as `fetch`."""
+        found = self.get(secret)
+        if found is not None:
+            return found
+        loop = asyncio.get_running_loop()
+        flights = self._flights.get(loop)
+        if flights is None:
+            flights = self._flights.setdefault(loop, {})
+        key, generation = secret_hash(secret), self.generation()
+        flight = flights.get(key)
+        if flight is None or flight.generation != generation:
+            flight = _Flight(generation, loop.create_task(self._fly(secret)))
+            flights[key] = flight
+            flight.task.add_done_callback(partial(_landed, flights, key, flight))
+        # shield: a request that goes away (its client disconnected) does not cancel the others' lookup
+        return await asyncio.shield(flight.task)
+
+    async def _fly(self, secret: str) -> Principal:
+        return await anyio.to_thread.run_sync(self.fetch, secret)
+
+
+@dataclass(frozen=True)
+class _Flight:
+    generation: int | None
+    task: asyncio.Task[Principal]
+
+
+def _landed(flights: dict[str, _Flight], key: str, flight: _Flight, task: asyncio.Task[Principal]) -> None:
+    if flights.get(key) is flight:
+        del flights[key]
+    if not task.cancelled():
+        task.exception()  # retrieved here: a failure nobody else awaited is not logged as "never retrieved"
+
+
+def tokens_generation(store: Store) -> Callable[[], int | None]:
+    """The `tokens` channel's generation as this process knows it, or None when it cannot be trusted (the
+    PostgreSQL listener is down, or SQLite's re-read failed): then no cached lookup is believed."""
+    sub = subscriber(store)
+
+    def current() -> int | None:
+        if sub.closed or not sub.listening:  # closed: the store is closing with it (nothing to believe)
+            return None
+        try:
+            return sub.generation(Channel.tokens)
+        except StoreError:
+            return None
+
+    return current
 
 
 class Server:
@@ -136,7 +241,7 @@ class Server:
         self.gate, self.gateway = self.runtime.gate, self.runtime.gateway
         #: Set when an approval request changes on this process: wakes long polls at once.
         self.changed = asyncio.Event()
-        self.tokens = TokenCache()
+        self.tokens = TokenCache(partial(_lookup, self.store, self.audit), tokens_generation(self.store))
         #: The recovery sweep (set by the lifespan; interlock.recovery).
         self.sweeper: Sweeper | None = None
         self.registry = CollectorRegistry()
@@ -233,3 +338,7 @@ class GateCollector(Collector):
         except StoreError:
             waiting.add_metric([], float("nan"))
         yield waiting
+
+
+def _lookup(store: Store, log: GateAudit, secret: str, clock: Clock) -> tuple[Principal, datetime | None]:
+    return authenticate_until(store, secret, log=log, clock=clock)

@@ -89,6 +89,7 @@ class Channel(StrEnum):
     console = "console"
     actions = "actions"  # an approved action's execution finished, or was marked outcome_unknown
     webhooks = "webhooks"  # a delivery entered the webhook outbox (interlock.gate.webhook): its sender looks
+    tokens = "tokens"  # a token stopped being valid (revoked): servers drop their cached lookups (server.state)
 
 
 @dataclass(frozen=True)
