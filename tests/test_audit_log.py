@@ -70,11 +70,14 @@ def test_models_enums_and_tuples_are_recorded_as_json(log: AuditLog) -> None:
         ("webhook.failed", {"x": object()}, "not JSON"),
     ],
 )
-@pytest.mark.parametrize("door", ["append", "append_async", "append_later"])
+@pytest.mark.parametrize("door", ["append", "append_async", "append_later", "append_many_async"])
 def test_bad_entries_are_refused(log: AuditLog, door: str, event: str, data: object, message: str) -> None:
-    """Through every way in (blocking, awaited on a loop, queued without a wait), before anything is queued."""
+    """Through every way in (blocking, awaited on a loop, queued without a wait), before anything is queued;
+    several awaited at once: a good entry before the bad one is not written either."""
     append = {"append": log.append, "append_later": log.append_later,
-              "append_async": lambda e, d: asyncio.run(log.append_async(e, d))}[door]
+              "append_async": lambda e, d: asyncio.run(log.append_async(e, d)),
+              "append_many_async": lambda e, d: asyncio.run(
+                  log.append_many_async([("webhook.failed", {"fine": True}), (e, d)]))}[door]
     with pytest.raises(AuditError, match=message):
         append(event, data)
     assert log.size() == 0

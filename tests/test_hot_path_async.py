@@ -42,6 +42,27 @@ def test_an_awaited_entry_is_the_entry_append_writes(log: AuditLog, store: Store
     assert log.verify().ok
 
 
+@pytest.mark.parametrize("entries", [0, 1, 2, 5])
+def test_awaited_entries_are_the_entries_append_many_writes(log: AuditLog, store: Store, entries: int) -> None:
+    items = [("action.proposed", {"action_id": f"a{i}", "token": "hunter2"}) for i in range(entries)]
+    threaded = log.append_many(items)
+    awaited = asyncio.run(log.append_many_async(items))
+    assert [r.index for r in awaited] == [r.index + entries for r in threaded]  # in order, after them
+    with store.transaction() as tx:  # durable when the await returned: readable from another connection
+        rows = tx.fetchall("SELECT entry FROM audit_entries ORDER BY idx")
+    texts = [row["entry"].replace(r.time, "T") for row, r in zip(rows, [*threaded, *awaited], strict=True)]
+    assert texts[:entries] == texts[entries:]
+    assert log.verify().ok
+
+
+def test_a_store_failure_reaches_the_caller_awaiting_several(store: Store, tmp_path: Path) -> None:
+    log = AuditLog(store, key_dir=tmp_path / "keys")
+    store.close()
+    with pytest.raises(StoreError):
+        asyncio.run(log.append_many_async([("webhook.failed", {"n": n}) for n in range(2)]))
+    log.close()
+
+
 def test_many_tasks_and_threads_build_one_valid_tree(log: AuditLog) -> None:
     """Awaiting tasks on two loops and blocking threads share the writer's batches; each hears of its own entry."""
 

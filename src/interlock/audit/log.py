@@ -403,6 +403,30 @@ class AuditLog:
             raise self._late(limit) from None
         return self._outcome(pending)
 
+    async def append_many_async(self, items: Iterable[tuple[str, Mapping[str, Any]]], *,
+                                timeout: float | None = None) -> list[Receipt]:
+        """`append_many` for a caller on an event loop: the same entries, checks (one bad entry refuses the
+        whole call, nothing written), order and errors, awaited as `append_async` awaits one. Only the last
+        entry wakes the caller: the writer commits batches in queue order, so every earlier entry's batch
+        has resolved by then; each entry's outcome is then checked (an error raises)."""
+        pending = [self._prepare(event, data) for event, data in items]
+        if not pending:
+            return []
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        pending[-1].wake = (loop, future)  # before queueing: the writer cannot resolve it unseen
+        self._enqueue(pending)
+        limit = self.append_timeout_s if timeout is None else timeout
+        deadlines = self._deadlines.get(loop)
+        if deadlines is None:
+            deadlines = self._deadlines.setdefault(loop, _Deadlines(loop))
+        deadlines.add(limit, future)
+        try:
+            await future
+        except TimeoutError:
+            raise self._late(limit) from None
+        return [self._outcome(p) for p in pending]
+
     def append_later(self, event: str, data: Mapping[str, Any]) -> Appending:
         """`append` without the wait: the entry is checked (AuditError at once, as `append`) and queued for
         the writer's next batch; the caller looks at its outcome later (`Appending`). For an entry that must
