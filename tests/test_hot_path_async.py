@@ -279,6 +279,10 @@ def test_an_approval_required_proposal_leaves_the_loop_unless_it_simply_joins(ru
     assert first.approval is not None
     if granted:  # one approval from someone other than kiro's owner (alice)
         runtime.gate.approve(first.approval["id"], Principal("human", "bob", "tok_b"))
+    batches = runtime.audit.batches
     answer = asyncio.run(runtime.gateway.propose_async("kiro", action, mode=Mode.advisory, offload=offload))
     assert answer.state.value == ("approved" if granted else "pending_approval")
     assert bool(sent) is (granted or runtime.store.dialect == offloaded)
+    if not sent:  # joined on the loop: action.proposed and action.pending in one durable batch
+        assert runtime.audit.batches - batches == 1
+        assert [e for _, e, _ in runtime.audit.action_entries(answer.id)] == ["action.proposed", "action.pending"]

@@ -113,6 +113,9 @@ class AuditSink(Protocol):
 
     def append_many(self, items: list[tuple[str, dict[str, Any]]], *, timeout: float | None = None) -> Any: ...
 
+    async def append_many_async(self, items: list[tuple[str, dict[str, Any]]], *,
+                                timeout: float | None = None) -> Any: ...
+
     def action_entries(self, action_id: str) -> list[tuple[int, str, dict[str, Any]]]: ...
 
     def search(self, *, event: str | None = None, text: str | None = None,
@@ -320,21 +323,24 @@ class Gateway:
         worker thread). The common proposal thus costs no thread hop and no GIL hand-off of its own."""
         proposed = self.decided(agent, action, mode=mode)
         limit = self.guard.decision_timeout if self.guard is not None else None
+        # Joining a pending request is a read, so it is known before the first entry: the proposal's
+        # `action.pending` then goes in `action.proposed`'s batch, in order (one durable commit awaited,
+        # not two). The status is the request as read a moment before both entries, as any read of it is.
+        status = None if proposed.answered else self._joining(proposed)
+        proposal = proposed.proposal
         try:
-            await self.audit.append_async("action.proposed", proposed.entry, timeout=limit)
+            if status is None:
+                await self.audit.append_async("action.proposed", proposed.entry, timeout=limit)
+            else:
+                await self.audit.append_many_async([("action.proposed", proposed.entry),
+                                                    ("action.pending", _pending_entry(proposal, status.request.id))],
+                                                   timeout=limit)
         except Exception as exc:
             raise _unrecorded("action.proposed", exc) from exc
         if proposed.answered:
             return self.settle(proposed)
-        status = self._joining(proposed)
         if status is None:
             return await offload(partial(self.settle, proposed))
-        # Joining a pending request: its `action.pending` awaited here too, as `_gate` records it.
-        proposal = proposed.proposal
-        try:
-            await self.audit.append_async("action.pending", _pending_entry(proposal, status.request.id), timeout=limit)
-        except Exception as exc:
-            raise _unrecorded("action.pending", exc) from exc
         proposal.state = State.pending_approval
         proposal.approval = _approval_json(status)
         return proposal
