@@ -10,9 +10,11 @@ scheduling; the `--batch K` mode fixes them).
 
 - live (default): `Gateway.propose_async` from 32 asyncio tasks (the HTTP route's path, as
   bench.hotpath_cpu's "gateway on a loop"), advisory mode, guards on, example policy; every commit counted,
-  the audit writer's batches and the other transactions (approval requests, …) apart;
+  the audit writer's batches and the other transactions (approval requests, …) apart; and the audit
+  writer thread's CPU (its own clock) per entry and per batch over the run;
 - `--batch K`: the same proposals' entries (`Gateway.decided`) committed K at a time by the audit writer's
-  own `_commit` (its batch hooks included) from this thread: exactly K entries a batch, deterministic.
+  own `_commit` (its batch hooks included) from this thread: exactly K entries a batch, deterministic
+  (the CPU figure is then this thread's, the writer's work alone).
 
 Compare two trees: `for src in /tmp/before/src src; do PYTHONPATH=$src .venv/bin/python -m bench.wal_frames; done`
 
@@ -28,6 +30,8 @@ import logging
 import sqlite3
 import struct
 import tempfile
+import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,7 +105,14 @@ def pin(db: Path) -> sqlite3.Connection:
     return conn
 
 
-Seen = tuple[int, int, tuple[int, list[Commit], dict[int, str]]]
+Seen = tuple[int, int, tuple[int, list[Commit], dict[int, str]], float]
+
+
+def thread_cpu(thread: threading.Thread | None) -> float:
+    """CPU seconds a thread of this process has used (its own clock: user + system)."""
+    if thread is None or thread.ident is None:
+        return 0.0
+    return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
 
 
 def collect(db: Path) -> tuple[int, list[Commit], dict[int, str]]:
@@ -121,6 +132,8 @@ def live(settings: Settings, db: Path, n: int, actions: list[Action]) -> Seen:
             await gateway.propose_async("kiro", action, mode=Mode.advisory, offload=anyio.to_thread.run_sync)
         reader = pin(db)
         batches, entries = server.audit.batches, server.audit.committed
+        writer = server.audit._writer
+        spent = thread_cpu(writer)
         queue = list(range(n))
 
         async def worker() -> None:
@@ -130,7 +143,8 @@ def live(settings: Settings, db: Path, n: int, actions: list[Action]) -> Seen:
                                             offload=anyio.to_thread.run_sync)
 
         await asyncio.gather(*(worker() for _ in range(AT_ONCE)))
-        done = server.audit.batches - batches, server.audit.committed - entries, collect(db)
+        spent = thread_cpu(writer) - spent
+        done = server.audit.batches - batches, server.audit.committed - entries, collect(db), spent
         reader.close()
         return done
 
@@ -150,9 +164,11 @@ def batched(settings: Settings, db: Path, n: int, actions: list[Action], k: int)
         audit._commit([audit._prepare("action.proposed", d) for d in data[:20]])
         reader = pin(db)
         batches, entries = audit.batches, audit.committed
+        spent = time.thread_time()
         for start in range(20, n + 20 - k + 1, k):
             audit._commit([audit._prepare("action.proposed", d) for d in data[start : start + k]])
-        done = audit.batches - batches, audit.committed - entries, collect(db)
+        spent = time.thread_time() - spent
+        done = audit.batches - batches, audit.committed - entries, collect(db), spent
         reader.close()
         return done
     finally:
@@ -177,9 +193,9 @@ def main() -> None:
         settings = Settings(policy=ROOT / "examples" / "policy.yaml", db=f"sqlite:///{db}",
                             key_dir=work / "keys", allow_missing_secrets=True)
         if args.batch:
-            batches, entries, (page_size, commits, names) = batched(settings, db, args.n, actions, args.batch)
+            batches, entries, (page_size, commits, names), cpu = batched(settings, db, args.n, actions, args.batch)
         else:
-            batches, entries, (page_size, commits, names) = live(settings, db, args.n, actions)
+            batches, entries, (page_size, commits, names), cpu = live(settings, db, args.n, actions)
     audit_commits = [c for c in commits if any(describe(p, names).startswith("audit_entries ") for p in c.pages)]
     other = [c for c in commits if c not in audit_commits]
     mode = f"{args.batch} entries a batch" if args.batch else "live, 32 at a time"
@@ -187,6 +203,9 @@ def main() -> None:
           f"({len({json.dumps(b, sort_keys=True) for b in mix})} distinct), {mode}, page size {page_size}")
     print(f"  audit batches {batches} ({entries} entries, {entries / max(1, batches):.1f} a batch); "
           f"commits in the WAL: {len(audit_commits)} with audit entries, {len(other)} others")
+    # CPU, unlike the frames, moves with the machine's load: compare trees interleaved.
+    print(f"  audit writer thread CPU: {cpu / max(1, entries) * 1e6:.1f} µs per entry, "
+          f"{cpu / max(1, batches) * 1e6:.0f} µs per batch")
     # A commit with audit entries: a writer batch, or a transaction that appended in place (the gate's votes).
     for label, group in (("per commit with audit entries", audit_commits), ("per other commit", other)):
         if not group:
