@@ -484,3 +484,62 @@ def test_plain_word_lines_skip_the_parser_with_the_same_answer(program: str, arg
     line = " ".join([program, *args])
     fast, parsed = _both_ways(line)
     assert fast == parsed, line
+
+
+def test_plain_word_lines_with_a_comment_skip_the_parser_with_the_same_answer_on_the_corpus() -> None:
+    from interlock.classify.aws import catalog
+    from interlock.classify.shell import plain_command
+
+    catalog()  # as above: the IAM catalog's first load outside the judging deadline
+    lines = [json.loads(line)["input"] for line in (Path(__file__).parent / "corpus" / "shell.jsonl").read_text().splitlines() if line]
+    commented = [f"{line}{comment}" for line in lines for comment in (" # why", "  #; rm -rf / $(reboot) `id` 'x")]
+    fast_ones = [line for line in commented if plain_command(line) is not None]
+    assert len(fast_ones) > 300  # the commented form of every plain line
+    for line in commented:  # those that take the parser too: the answer must not depend on the path
+        fast, parsed = _both_ways(line)
+        assert fast == parsed, line
+
+
+#: Lines around the commented fast path: (line, whether it skips the parser, risk). A `#` that does not
+#: start a word, one inside quotes, or a comment holding a line break or a control character must not
+#: take it: bash or tree-sitter could read what follows as commands.
+COMMENT_FAST_PATH_CASES = [
+    ("git status # why", True, Risk.read),
+    ("rm -rf /srv/app # only a cleanup", True, Risk.destructive),
+    ("ls #; rm -rf / $(reboot)", True, Risk.read),  # bash runs `ls` alone: the rest is the comment
+    ("ls # x\nrm -rf /", False, Risk.destructive),
+    ("ls # x\rrm -rf /", False, Risk.read),  # bash too reads the carriage return as part of the comment
+    ("ls # x\u2028rm -rf /", False, Risk.read),
+    ("ls a#; rm -rf /", False, Risk.destructive),
+    ("ls '#' ; rm -rf /", False, Risk.destructive),
+    ("ls \\# ; rm -rf /", False, Risk.destructive),
+    ("ls\t# x", False, Risk.read),
+]
+
+
+@pytest.mark.parametrize(("line", "fast", "risk"), COMMENT_FAST_PATH_CASES)
+def test_which_commented_lines_skip_the_parser(line: str, fast: bool, risk: Risk) -> None:
+    from interlock.classify.shell import plain_command
+
+    assert (plain_command(line) is not None) is fast
+    fast_answer, parsed = _both_ways(line)
+    assert fast_answer == parsed
+    assert parsed.risk is risk
+
+
+_COMMENT = st.text(alphabet="abc 0123#;|&<>(){}*?[]$`'\"\\!~^-=./\t\r\n\u2028é", max_size=16)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(["ls", "git", "rm", "cd", "kubectl", "sudo", "env", "x"]),
+    st.lists(st.one_of(_PLAIN, _QUOTED), max_size=4),
+    st.sampled_from([" ", "  ", "", "\t"]),
+    _COMMENT,
+)
+def test_plain_word_lines_with_a_comment_skip_the_parser_with_the_same_answer(
+    program: str, args: list[str], gap: str, comment: str
+) -> None:
+    line = f"{' '.join([program, *args])}{gap}#{comment}"
+    fast, parsed = _both_ways(line)
+    assert fast == parsed, line
