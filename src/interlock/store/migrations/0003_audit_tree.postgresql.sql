@@ -5,6 +5,8 @@
 -- A new table rather than new ids in the old one: a process of an older version still running on this
 -- store (a replica not yet upgraded) then fails its appends and reads (no audit_nodes: it denies, fail
 -- closed) instead of writing nodes under the old numbering into the new one.
+-- Locked first: a writer of an older version committing nodes between the copy and the drop would lose them.
+LOCK TABLE audit_nodes IN ACCESS EXCLUSIVE MODE;
 CREATE TABLE audit_tree (
     id   BIGINT PRIMARY KEY,
     hash TEXT NOT NULL
