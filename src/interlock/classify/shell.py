@@ -47,7 +47,14 @@ from interlock.classify.programs import (
     write_to,
 )
 from interlock.classify.programs.wrappers import environment_shown
-from interlock.classify.registry import DEFAULT_CONTEXT, ClassifyContext, classify, found_kinds, register
+from interlock.classify.registry import (
+    DEFAULT_CONTEXT,
+    ClassifyContext,
+    built_classification,
+    classify,
+    found_kinds,
+    register,
+)
 from interlock.model import Classification, Kind, Risk
 
 #: How many times text may be handed to another shell (`bash -c "eval '…'"`) before we give up.
@@ -1051,26 +1058,6 @@ def _classification(judged: ShellJudgement, command: str) -> Classification:
     return built_classification(
         judged.risk, tuple(sorted(judged.tags)), _one_line(judged.summary, 200), details, found_kinds(Kind.shell)
     )
-
-
-_FIELDS = frozenset({"risk", "tags", "summary", "details", "kinds"})
-_set_attribute = object.__setattr__
-
-
-def built_classification(
-    risk: Risk, tags: tuple[str, ...], summary: str, details: dict[str, Any], kinds: tuple[str, ...]
-) -> Classification:
-    """A `Classification` from checked values (tags already sorted and unique, as the model's
-    validator would make them), built as `Classification.model_construct` builds one: validation
-    is a third of the time of a short command, and model_construct's generic loop over the fields
-    another tenth. tests/test_shell_classifier.py checks the two agree."""
-    made = Classification.__new__(Classification)
-    values = {"risk": risk, "tags": tags, "summary": summary, "details": details, "kinds": kinds}
-    _set_attribute(made, "__dict__", values)
-    _set_attribute(made, "__pydantic_fields_set__", set(_FIELDS))
-    _set_attribute(made, "__pydantic_extra__", None)
-    _set_attribute(made, "__pydantic_private__", None)
-    return made
 
 
 _DEFAULT_CONTEXT = ClassifyContext()
