@@ -134,6 +134,42 @@ def test_32_concurrent_first_requests_make_one_store_lookup(store_url: str, tmp_
                 server.tokens.fetch(secret)
 
 
+def test_a_request_that_goes_away_does_not_cancel_the_shared_lookup(store_url: str, tmp_path: Path) -> None:
+    """The first request starts the lookup; its client disconnects (the request is cancelled) while the
+    lookup runs: the others still get the principal from that one lookup."""
+    with in_process(store_url, tmp_path) as (_http, server):
+        _, auth = agent_token(server)
+        secret = auth["Authorization"].removeprefix("Bearer ")
+
+        async def one_leaves() -> list[str]:
+            first = asyncio.create_task(server.tokens.principal(secret))
+            await asyncio.sleep(0)  # the first has started the lookup
+            others = [asyncio.create_task(server.tokens.principal(secret)) for _ in range(3)]
+            first.cancel()
+            return [p.name for p in await asyncio.gather(*others)]
+
+        assert asyncio.run(one_leaves()) == ["kiro"] * 3
+        assert server.tokens.lookups == 1
+
+
+# (cache size, secrets looked up in this order, secrets still believed afterwards)
+BOUNDS = [
+    (3, "abc", "abc"),
+    (2, "abc", "bc"),  # the oldest goes first
+    (2, "abac", "ac"),  # a lookup again makes an entry young again
+]
+
+
+@pytest.mark.parametrize(("size", "order", "kept"), BOUNDS)
+def test_the_cache_is_bounded_oldest_first(store_url: str, tmp_path: Path, size: int, order: str, kept: str) -> None:
+    with in_process(store_url, tmp_path) as (_http, server):
+        secrets = {name: agent_token(server)[1]["Authorization"].removeprefix("Bearer ") for name in sorted(set(order))}
+        server.tokens.size = size
+        for name in order:
+            server.tokens.fetch(secrets[name])
+        assert "".join(name for name, secret in secrets.items() if server.tokens.get(secret)) == kept
+
+
 # --- replicas: real `interlock serve` processes, the revocation from the CLI in another process -------------
 
 def cli(*args: str) -> Any:
