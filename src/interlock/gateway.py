@@ -354,8 +354,10 @@ class Gateway:
         if (proposal.decision.value is not DecisionValue.approval_required or self.store.dialect != "sqlite"
                 or proposal.rehearsal is not None or _RIDERS.get() is not None):
             return None
+        # The fingerprint was computed under the policy that made the decision (`_judged`): its version.
         return self.gate.joined_status(proposal.agent, proposal.action, proposal.decision, proposed.classification,
-                                       evidence=proposal.evidence, known=(self.policy.version, proposal.fingerprint))
+                                       evidence=proposal.evidence,
+                                       known=(proposal.decision.policy_version, proposal.fingerprint))
 
     def decided(self, agent: str, action: Action, *, mode: Mode = Mode.brokered,
                 rehearsal: dict[str, Any] | None = None, rollback: Pass | None = None) -> Proposed:
@@ -459,7 +461,8 @@ class Gateway:
     def _gate(self, proposal: Proposal, classification: Classification) -> Proposal:
         """Approval required: use an approved grant for this exact fingerprint, else open (or join)
         the request for it."""
-        if self._grant_ready(proposal.agent, proposal.fingerprint):
+        ready, looked = self._grant_ready(proposal.agent, proposal.fingerprint)
+        if ready:
             try:
                 grant = self.gate.consume_grant(proposal.agent, proposal.action, consumer=proposal.id)
             except GateError:
@@ -479,7 +482,8 @@ class Gateway:
             status, recorded = self.gate.open_request_status(
                 proposal.agent, proposal.action, proposal.decision, classification,
                 evidence=proposal.evidence if proposal.rehearsal is None else None, action_id=proposal.id,
-                with_new=pending if riders is None else None)
+                with_new=pending if riders is None else None,
+                known=(proposal.decision.policy_version, proposal.fingerprint), looked=looked)
         except GateError as exc:
             proposal.state = State.denied
             proposal.approval = {"error": exc.code, "message": str(exc)}
@@ -492,11 +496,16 @@ class Gateway:
         proposal.approval = _approval_json(status)
         return proposal
 
-    def _grant_ready(self, agent: str, fp: str) -> bool:
+    def _grant_ready(self, agent: str, fp: str) -> tuple[bool, bool]:
+        """Whether an unused, unexpired grant for the fingerprint is there to use; and, when not, whether
+        no pending request for it was either (the gate then opens one without reading that again), in the
+        one read."""
         now = _now()
         with self.store.transaction(readonly=True) as tx:
             grants = gate_repo.grants_for(tx, agent, fp)
-        return any(g.consumed_at is None and g.expires_at > now for g in grants)
+            if any(g.consumed_at is None and g.expires_at > now for g in grants):
+                return True, False
+            return False, gate_repo.pending_for(tx, fp) is None
 
     def _go(self, proposal: Proposal, grant_id: str | None) -> Proposal:
         if proposal.mode is Mode.advisory:
