@@ -24,12 +24,12 @@ from __future__ import annotations
 import functools
 import json
 import re
-import shlex
 from collections.abc import Callable
 from typing import Any
 
 from interlock.classify import budget, paths, privilege
 from interlock.classify.registry import DISCLOSES, ClassifyContext, register, unaccepted, unknown
+from interlock.classify.words import split_words
 from interlock.model import Classification, Kind, Risk
 
 #: CLI service names that differ from the IAM prefix.
@@ -251,7 +251,7 @@ def classify_aws(payload: dict[str, Any], context: ClassifyContext) -> Classific
 
 def classify_command(command: str) -> Classification:
     try:
-        words = shlex.split(command)
+        words = split_words(command)
     except ValueError:
         return unknown("aws command line we cannot read (unbalanced quotes)")
     if not words or words[0].rsplit("/", 1)[-1] != "aws":
@@ -306,7 +306,7 @@ S3_FETCH = re.compile(r"\bs3api\s.*\bget-object\b|\bs3\s.*\b(?:cp|sync|mv)\b")
 def s3_keys(command: str) -> list[str]:
     """The object keys an S3 fetch reads: `--key K` and the key part of `s3://BUCKET/KEY` sources."""
     try:
-        words = shlex.split(command)
+        words = split_words(command)
     except ValueError:
         return []
     values_of_globals = {i + 1 for i, w in enumerate(words) if w in GLOBAL_VALUE_OPTIONS}

@@ -31,6 +31,7 @@ from typing import Any
 
 from interlock.classify import privilege, registry
 from interlock.classify.registry import DISCLOSES, ClassifyContext, register, unaccepted, unknown
+from interlock.classify.words import split_words
 from interlock.model import Classification, Kind, Risk
 
 #: Flags that take a value in the next word when not written `--flag=value`.
@@ -286,7 +287,7 @@ def command_words(payload: dict[str, Any]) -> list[str] | None:
     if not isinstance(command, str):
         return None
     try:
-        return shlex.split(command)
+        return split_words(command)
     except ValueError:
         return None
 
