@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from interlock.audit import AuditLog
+from interlock.audit import AuditError, AuditLog
 from interlock.gateway import Mode, Proposal
 from interlock.identity import Principal
 from interlock.model import Action
@@ -95,6 +95,42 @@ def test_many_tasks_and_threads_build_one_valid_tree(log: AuditLog) -> None:
     assert log.batches < 180  # grouped: the awaiting tasks joined batches
     report = log.verify()
     assert report.ok and report.entries == 180, report.describe()
+
+
+def test_one_turns_entries_go_to_the_writer_together_in_order(log: AuditLog, store: Store) -> None:
+    """Entries awaited in one turn of the loop are handed over once the turn's callbacks have run, in the
+    order they were made: they share a batch (the writer is not woken by the first and left to miss the
+    rest) and keep their order in the log."""
+    async def turn() -> list[int]:
+        before = log.batches
+        receipts = await asyncio.gather(*(log.append_async("action.proposed", {"action_id": f"t{i}"})
+                                          for i in range(40)))
+        assert log.batches - before <= 2  # one batch, or two if the writer's GIL wait timed out mid-hand-off
+        return [r.index for r in receipts]
+
+    log.append("action.proposed", {"action_id": "warm"})  # the writer thread is up and idle
+    assert asyncio.run(turn()) == list(range(1, 41))
+    with store.transaction(readonly=True) as tx:
+        ids = [r["action_id"] for r in tx.fetchall("SELECT action_id FROM audit_entries ORDER BY idx")]
+    assert ids == ["warm", *(f"t{i}" for i in range(40))]
+
+
+def test_entries_of_a_turn_when_the_log_closed_meanwhile_fail_closed(store: Store, tmp_path: Path) -> None:
+    """The log closed between an entry's making and the end of its turn: nobody writes it, and its caller
+    hears so at once (never waits out the timeout, never takes it as written)."""
+    log = AuditLog(store, key_dir=tmp_path / "keys")
+    log.append("action.proposed", {"action_id": "warm"})
+
+    async def made_then_closed() -> None:
+        waiting = asyncio.ensure_future(log.append_async("action.proposed", {"action_id": "late"}, timeout=30))
+        await asyncio.sleep(0)  # made and waiting for the turn's end
+        log.close()
+        with pytest.raises(AuditError, match="closed"):
+            await asyncio.wait_for(waiting, 5)
+
+    asyncio.run(made_then_closed())
+    with store.transaction(readonly=True) as tx:
+        assert tx.fetchone("SELECT COUNT(*) AS n FROM audit_entries")["n"] == 1
 
 
 def test_a_store_failure_reaches_the_awaiting_caller(store: Store, tmp_path: Path) -> None:

@@ -258,6 +258,9 @@ class AuditLog:
         #: append_async's waiters by event loop (weakly: a closed loop's entry goes with it).
         self._deadlines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = (
             weakref.WeakKeyDictionary())
+        #: append_async's entries of the current turn, by event loop, until `_hand` queues them.
+        self._handing: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[_Pending]] = (
+            weakref.WeakKeyDictionary())
         self._start_lock = threading.Lock()
         self._writer: threading.Thread | None = None
         self._closed = False
@@ -390,7 +393,11 @@ class AuditLog:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         pending.wake = (loop, future)  # before queueing: the writer cannot resolve it unseen
-        self._queue.put(pending)
+        # Handed to the writer with the rest of this loop turn's entries, once the turn's callbacks have
+        # run (`_hand`), not one by one: a put wakes the writer thread, which then wants the GIL while the
+        # loop is still deciding the turn's other requests (a hand-off each way, and a batch that misses
+        # the entries decided after it woke).
+        self._turn(loop).append(pending)
         self._ensure_writer()
         limit = self.append_timeout_s if timeout is None else timeout
         deadlines = self._deadlines.get(loop)
@@ -415,7 +422,8 @@ class AuditLog:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         pending[-1].wake = (loop, future)  # before queueing: the writer cannot resolve it unseen
-        self._enqueue(pending)
+        self._turn(loop).extend(pending)  # with the turn's others, in order (append_async)
+        self._ensure_writer()
         limit = self.append_timeout_s if timeout is None else timeout
         deadlines = self._deadlines.get(loop)
         if deadlines is None:
@@ -426,6 +434,27 @@ class AuditLog:
         except TimeoutError:
             raise self._late(limit) from None
         return [self._outcome(p) for p in pending]
+
+    def _turn(self, loop: asyncio.AbstractEventLoop) -> list[_Pending]:
+        """This loop turn's entries, handed to the writer by `_hand` once the turn's callbacks have run."""
+        handing = self._handing.get(loop)
+        if handing is None:
+            handing = self._handing[loop] = []
+            loop.call_soon(self._hand, loop)
+        return handing
+
+    def _hand(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Queue one event loop's entries of the turn that ended (in the order they were made)."""
+        handing = self._handing.pop(loop, [])
+        if self._closed and (self._writer is None or not self._writer.is_alive()):
+            error = AuditError("the audit log is closed")  # nobody left to write them: fail them now
+            for pending in handing:
+                pending.resolve(None, error)
+            _wake(handing)
+            return
+        put = self._queue.put
+        for pending in handing:
+            put(pending)
 
     def append_later(self, event: str, data: Mapping[str, Any]) -> Appending:
         """`append` without the wait: the entry is checked (AuditError at once, as `append`) and queued for
