@@ -18,6 +18,7 @@ from interlock.identity import Principal
 from interlock.model import Action
 from interlock.runtime import Runtime
 from interlock.store import Store, StoreError, open_store
+from interlock.testing import eventually
 from tests.conftest import audit_lock_held
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -315,6 +316,12 @@ def test_an_approval_required_proposal_leaves_the_loop_unless_it_simply_joins(ru
     assert first.approval is not None
     if granted:  # one approval from someone other than kiro's owner (alice)
         runtime.gate.approve(first.approval["id"], Principal("human", "bob", "tok_b"))
+    # The first proposal's guard alerts are audited by the guard's own thread: wait for them to be in, or
+    # their batch may land inside the count below.
+    guard = runtime.gateway.guard
+    assert guard is not None
+    alerts = sum(n for key, n in guard.counts.items() if key[0] == "alerts")
+    eventually(lambda: len(runtime.audit.search(event="guard.tripped")) == alerts)
     batches = runtime.audit.batches
     answer = asyncio.run(runtime.gateway.propose_async("kiro", action, mode=Mode.advisory, offload=offload))
     assert answer.state.value == ("approved" if granted else "pending_approval")
