@@ -118,13 +118,14 @@ def _run(src: str, *args: str) -> str:
     return done.stdout
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
+    """`argv`: this bench's own arguments (none when `bench.run` calls it: this tree alone, 3 rounds)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--src", action="append", help="a tree's src directory (repeat to compare)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--compare", action="store_true")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv or [])
     if args.worker:
         if args.worker[0] == "time":
             print(json.dumps(_worker_time(Path(args.worker[1]))))
