@@ -329,3 +329,34 @@ def test_an_approval_required_proposal_leaves_the_loop_unless_it_simply_joins(ru
     if not sent:  # joined on the loop: action.proposed and action.pending in one durable batch
         assert runtime.audit.batches - batches == 1
         assert [e for _, e, _ in runtime.audit.action_entries(answer.id)] == ["action.proposed", "action.pending"]
+
+
+def test_proposals_racing_to_open_one_request_share_it(runtime: Runtime) -> None:
+    """Eight threads propose the same new approval-required action at once: each read no pending request
+    before its write (the gate then opens without reading again), yet one request is opened, recorded
+    once, and every proposal's `action.pending` names it."""
+    action = _body({"command": "kubectl scale deployment/race --replicas=4 -n billing"})
+    start = threading.Barrier(8)
+    proposals: list[Proposal] = []
+    lock = threading.Lock()
+
+    def propose() -> None:
+        start.wait(10)
+        proposal = runtime.gateway.propose("kiro", action, mode=Mode.advisory)
+        with lock:
+            proposals.append(proposal)
+
+    threads = [threading.Thread(target=propose) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert {p.state.value for p in proposals} == {"pending_approval"}
+    request_ids = {p.approval["id"] for p in proposals if p.approval is not None}
+    assert len(request_ids) == 1
+    [request_id] = request_ids
+    requested = [e for e in runtime.audit.search(event="approval.requested") if e["data"]["request_id"] == request_id]
+    assert len(requested) == 1
+    for p in proposals:
+        assert [(e, d.get("request_id")) for _, e, d in runtime.audit.action_entries(p.id)][-1] == \
+            ("action.pending", request_id)
