@@ -3,10 +3,18 @@
 Each thread gets its own connection (sqlite3 connections must not be shared mid-transaction);
 `:memory:` databases exist per connection, so there all threads share one connection and
 transactions take turns under a lock.
+
+Write transactions of one process also take turns under a lock of the store's (`_writing`) before SQLite's
+own: SQLite makes a writer that finds the file locked sleep and retry (1, 2, 5, 10 … up to 100 ms at a
+time), so a thread that wanted to write while the audit writer was committing batch after batch (a busy
+server) slept through them, hundreds of ms to seconds (the hot path's unique mix had a p99 of 0.5-1.8 s,
+every request opened for a new approval-required action among them). A thread waiting on the lock is woken
+the moment the holder commits. Other processes on the same file still meet SQLite's busy handler.
 """
 
 from __future__ import annotations
 
+import collections
 import re
 import sqlite3
 import threading
@@ -101,6 +109,42 @@ class SQLiteTransaction(Transaction):
         return None
 
 
+class Turns:
+    """A lock handed to its waiters in the order they asked. `threading.Lock` lets the thread that releases
+    it take it straight back before a woken waiter runs: the audit writer, committing batch after batch,
+    would keep every other writer of the process waiting (a waiter is only woken, never given the lock)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._waiting: collections.deque[threading.Lock] = collections.deque()
+        self._held = False
+
+    def acquire(self, timeout: float) -> bool:
+        """Take the lock, waiting behind those who asked first; False after `timeout` seconds without it."""
+        with self._guard:
+            if not self._held:
+                self._held = True
+                return True
+            mine = threading.Lock()
+            mine.acquire()
+            self._waiting.append(mine)
+        if mine.acquire(timeout=timeout):
+            return True  # `release` handed it over: held since
+        with self._guard:
+            try:
+                self._waiting.remove(mine)
+            except ValueError:
+                return True  # handed over as the wait ran out: held all the same
+        return False
+
+    def release(self) -> None:
+        with self._guard:
+            if self._waiting:
+                self._waiting.popleft().release()  # straight to the first waiter: it stays held
+            else:
+                self._held = False
+
+
 class SQLiteStore(Store):
     dialect = "sqlite"
 
@@ -113,12 +157,8 @@ class SQLiteStore(Store):
         self._connections: list[sqlite3.Connection] = []
         self._guard = threading.Lock()
         self._shared_turn = threading.RLock()
-        #: This process's writers take turns here before SQLite's write lock (BEGIN IMMEDIATE). SQLite's busy
-        #: handler polls with sleeps of up to 100 ms: a writer of this process queued behind another one
-        #: (the gate's open behind the audit writer's back-to-back batches) waited 8 ms at p50 and 0.6 s at
-        #: p99 (docs/benchmarks.md, "the gate on the hot path"). A lock hands over at release. Other processes
-        #: still meet at SQLite's lock. Readers never wait (WAL snapshots).
-        self._write_turn = threading.Lock()
+        #: This process's write transactions, one at a time, in the order they asked (the module's docstring).
+        self._writing = Turns()
         self._closed = False
         if not self._memory:
             parent = Path(path).expanduser().parent
@@ -166,15 +206,10 @@ class SQLiteStore(Store):
     @contextmanager
     def transaction(self, *, readonly: bool = False) -> Iterator[Transaction]:
         self._enter_transaction()
-        held = False
         try:
-            # A memory store's one connection has its own turn (_shared_turn).
-            held = not readonly and not self._memory and self._write_turn.acquire(timeout=BUSY_TIMEOUT_S)
-            if not readonly and not self._memory and not held:
-                raise StoreUnavailable(f"{self.url}: another writer in this process held the database for over "
-                                       f"{BUSY_TIMEOUT_S:.0f} s")
             conn = self._connection()
-            with self._shared_turn if self._memory else nullcontext():
+            # A memory store's one connection has its own turn (_shared_turn); readers never wait (WAL snapshots).
+            with self._shared_turn if self._memory else nullcontext() if readonly else self._write_turn():
                 try:
                     # Readers take a WAL snapshot (deferred BEGIN) and never wait for the write lock;
                     # SQLiteTransaction refuses writes inside one.
@@ -194,10 +229,19 @@ class SQLiteStore(Store):
                     _rollback(conn)
                     raise wrap_sqlite_error(exc, f"committing to {self.url}") from exc
         finally:
-            if held:
-                self._write_turn.release()
             self._leave_transaction()
         tx.run_after_commit()
+
+    @contextmanager
+    def _write_turn(self) -> Iterator[None]:
+        """This process's turn to write (`_writing`), waited for as long as SQLite would wait for the file."""
+        if not self._writing.acquire(BUSY_TIMEOUT_S):
+            raise StoreUnavailable(f"{self.url}: another writer in this process held the database for over "
+                                   f"{BUSY_TIMEOUT_S:.0f} s")
+        try:
+            yield
+        finally:
+            self._writing.release()
 
     def close(self) -> None:
         self._run_close_hooks()
