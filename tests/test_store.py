@@ -346,7 +346,7 @@ def test_readonly_transactions_read_while_a_writer_holds_the_lock(store: Store) 
         tx.execute("INSERT INTO meta(key, value) VALUES ('nope', 'x')")
 
 
-ef test_writers_of_one_process_take_turns_without_polling_the_database(store: Store) -> None:
+def test_writers_of_one_process_take_turns_without_polling_the_database(store: Store) -> None:
     """Writers of one process queue in the store, not in SQLite's busy handler (which polls with sleeps of
     up to 100 ms: a writer behind the audit writer's back-to-back batches waited 0.6 s at p99). Shown
     without a clock: with SQLite's busy timeout at 0, a second writer that met the first one's lock in the
