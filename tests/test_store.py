@@ -489,3 +489,59 @@ def test_turns_hand_the_lock_to_waiters_in_order() -> None:
     assert got == [0, 1, 2, 3, 4]
     assert turns.acquire(0.01)  # free again
     assert not turns.acquire(0.01)  # held: a second asker times out
+
+
+_HOLDER = textwrap.dedent("""
+    import sys, time
+    from interlock.store import open_store
+    with open_store(sys.argv[1]) as store, store.transaction() as tx:
+        tx.execute("INSERT INTO things(name) VALUES ('child')")
+        print("holding", flush=True)
+        time.sleep(float(sys.argv[2]))
+""")
+
+
+@pytest.mark.parametrize(
+    ("child_holds_s", "wait_s", "outcome"),
+    [
+        (0.5, 30.0, "written once the child commits"),
+        (3.0, 0.3, "unavailable, then written"),
+    ],
+)
+def test_sqlite_writers_of_other_processes_take_turns_in_the_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   child_holds_s: float, wait_s: float,
+                                                                   outcome: str) -> None:
+    """A writer of another process (a second worker, the CLI) holds the writers' turn: this one waits for it
+    in the kernel (flock), woken at its release, not in SQLite's busy handler. Shown without a clock: with
+    SQLite's busy timeout at 0, meeting the child's lock in the database would fail at once ("database is
+    locked"). A wait longer than the busy timeout fails closed (StoreUnavailable), and the abandoned wait
+    lets go of the turn when it is answered: the next write goes through."""
+    import interlock.store.sqlite as sqlite_store
+
+    url = f"sqlite:///{tmp_path}/turns.db"
+    with open_store(url) as store:
+        _things(store)
+        store._connection().execute("PRAGMA busy_timeout = 0")  # type: ignore[attr-defined]
+        monkeypatch.setattr(sqlite_store, "BUSY_TIMEOUT_S", wait_s)
+        child = subprocess.Popen([sys.executable, "-c", _HOLDER, url, str(child_holds_s)], stdout=subprocess.PIPE,
+                                 text=True)
+        try:
+            assert child.stdout is not None and child.stdout.readline().strip() == "holding"
+            if outcome == "written once the child commits":
+                with store.transaction() as tx:
+                    tx.execute("INSERT INTO things(name) VALUES ('parent')")
+            else:
+                with pytest.raises(StoreUnavailable, match="another process held the database"), \
+                        store.transaction():
+                    pass
+                assert child.wait(timeout=30) == 0
+                monkeypatch.setattr(sqlite_store, "BUSY_TIMEOUT_S", 30.0)
+                with store.transaction() as tx:
+                    tx.execute("INSERT INTO things(name) VALUES ('parent')")
+            assert child.wait(timeout=30) == 0
+        finally:
+            child.kill()
+            child.wait()
+        with store.transaction(readonly=True) as tx:
+            names = [r["name"] for r in tx.fetchall("SELECT name FROM things ORDER BY id")]
+        assert names == ["child", "parent"]

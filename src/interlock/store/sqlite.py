@@ -9,12 +9,17 @@ own: SQLite makes a writer that finds the file locked sleep and retry (1, 2, 5, 
 time), so a thread that wanted to write while the audit writer was committing batch after batch (a busy
 server) slept through them, hundreds of ms to seconds (the hot path's unique mix had a p99 of 0.5-1.8 s,
 every request opened for a new approval-required action among them). A thread waiting on the lock is woken
-the moment the holder commits. Other processes on the same file still meet SQLite's busy handler.
+the moment the holder commits. Processes on the same file (`serve --workers N`, the CLI) take turns the same
+way on an advisory lock of the file `<db>-writers` (`_Writers`, flock), which the kernel hands on at release;
+SQLite's own lock still decides, the turn only spares its sleeps.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import fcntl
+import os
 import re
 import sqlite3
 import threading
@@ -145,6 +150,90 @@ class Turns:
                 self._held = False
 
 
+class _Writers:
+    """The writers' turn across processes on one SQLite file: an exclusive `flock` of `<db>-writers`, taken
+    after this process's own turn (`Turns`: one thread of the process asks at a time) and let go after the
+    commit. A waiter blocks in the kernel and is woken at release, where SQLite's busy handler sleeps up to
+    100 ms at a time and so kept missing a busy neighbour's gaps: two workers under the bench's unique mix
+    had a p99 of 161-251 ms, 53-57 ms taking turns here (docs/benchmarks.md). Only an aid: a process that
+    cannot open the file (a read-only folder) writes without it, and SQLite's lock still serialises.
+
+    A blocking `flock` cannot time out, so a contended wait runs on a thread of its own with its own
+    descriptor (`_wait`): the caller gives up after `timeout` (as SQLite's busy timeout did), and a wait that
+    is answered after that lets go at once by closing its descriptor."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None  # this process's descriptor for the uncontended turn
+        self._pid = 0  # the process that opened it: a forked child must not share its parent's lock
+        self._held: int | None = None  # the descriptor holding the turn now
+
+    def acquire(self, timeout: float) -> bool:
+        """Take the turn (the caller holds this process's turn); False after `timeout` seconds without it."""
+        fd = self._fd
+        if fd is None or self._pid != os.getpid():
+            try:
+                fd = self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError:
+                return True  # no file to lock: SQLite's lock alone, as before
+            self._pid = os.getpid()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            held = _wait(self.path, timeout)
+            if held is None:
+                return False
+            self._held = held
+            return True
+        except OSError:
+            return True
+        self._held = fd
+        return True
+
+    def release(self) -> None:
+        fd, self._held = self._held, None
+        if fd is None:
+            return
+        if fd == self._fd:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        else:
+            os.close(fd)  # a waiter's own descriptor: closing it lets go
+
+
+def _wait(path: str, timeout: float) -> int | None:
+    """A descriptor of `path` holding its exclusive flock, waited for on a thread for up to `timeout`
+    seconds; None when the wait ran out (the thread then lets go as soon as it is answered)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return None
+    got = threading.Event()
+    guard = threading.Lock()
+    abandoned = False
+
+    def wait() -> None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            os.close(fd)
+            return
+        with guard:
+            if abandoned:
+                os.close(fd)
+                return
+            got.set()
+
+    threading.Thread(target=wait, name="interlock-sqlite-turn", daemon=True).start()
+    if got.wait(timeout):
+        return fd
+    with guard:
+        if got.is_set():
+            return fd  # answered just as the wait ran out: held all the same
+        abandoned = True
+    return None
+
+
 class SQLiteStore(Store):
     dialect = "sqlite"
 
@@ -159,6 +248,7 @@ class SQLiteStore(Store):
         self._shared_turn = threading.RLock()
         #: This process's write transactions, one at a time, in the order they asked (the module's docstring).
         self._writing = Turns()
+        self._writers = _Writers(f"{path}-writers") if path != ":memory:" else None
         self._closed = False
         if not self._memory:
             parent = Path(path).expanduser().parent
@@ -239,7 +329,15 @@ class SQLiteStore(Store):
             raise StoreUnavailable(f"{self.url}: another writer in this process held the database for over "
                                    f"{BUSY_TIMEOUT_S:.0f} s")
         try:
-            yield
+            writers = self._writers
+            if writers is not None and not writers.acquire(BUSY_TIMEOUT_S):
+                raise StoreUnavailable(f"{self.url}: another process held the database for over "
+                                       f"{BUSY_TIMEOUT_S:.0f} s")
+            try:
+                yield
+            finally:
+                if writers is not None:
+                    writers.release()
         finally:
             self._writing.release()
 
