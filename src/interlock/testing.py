@@ -46,13 +46,34 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: What `LiveServer.token` runs in a server's own code when it is another tree's (`code` given).
+_TOKEN = (
+    "import sys\n"
+    "from pathlib import Path\n"
+    "from interlock.audit import AuditLog\n"
+    "from interlock.identity import create_token\n"
+    "from interlock.policy import load_policy\n"
+    "from interlock.store import open_store\n"
+    "store = open_store(sys.argv[1])\n"
+    "with AuditLog(store, key_dir=Path(sys.argv[2])) as audit:\n"
+    "    print(create_token(store, sys.argv[3], sys.argv[4], None, audit, policy=load_policy(Path(sys.argv[5])))[1])\n"
+    "store.close()\n"
+)
+
+
 class LiveServer:
     def __init__(self, url: str, policy: Path, store_url: str, key_dir: Path, process: subprocess.Popen[bytes],
-                 log: Path, verify: ssl.SSLContext | bool = True) -> None:
+                 log: Path, verify: ssl.SSLContext | bool = True, code: str | None = None) -> None:
         self.url, self.policy, self.store_url, self.key_dir = url, policy, store_url, key_dir
         self.process, self.log, self.verify = process, log, verify
+        #: The PYTHONPATH of the server's code when it is not this process's (a benchmark's peer tree).
+        self.code = code
 
     def token(self, kind: str, name: str) -> str:
+        if self.code is not None:  # the server's schema is its code's: let that code write the token
+            return subprocess.run([sys.executable, "-c", _TOKEN, self.store_url, str(self.key_dir), kind, name,
+                                   str(self.policy)], env={**os.environ, "PYTHONPATH": self.code},
+                                  capture_output=True, text=True, check=True).stdout.strip()
         store = open_store(self.store_url)
         try:
             with AuditLog(store, key_dir=self.key_dir) as audit:
@@ -98,9 +119,17 @@ def live_server(policy: Path, store_url: str, tmp_path: Path, env: dict[str, str
     port = free_port()
     key_dir = tmp_path / "keys"
     log = tmp_path / f"serve-{port}.log"
-    store = open_store(store_url)
-    store.migrate()  # so tokens can be created before the server starts
-    store.close()
+    # The code the server runs, when `env` points it at another tree (a benchmark's peer, an older release):
+    # that tree migrates its store and writes its tokens, as its schema may differ from this one's.
+    code = (env or {}).get("PYTHONPATH")
+    if code is not None:
+        subprocess.run([sys.executable, "-c", "import sys; from interlock.store import open_store; "
+                        "s = open_store(sys.argv[1]); s.migrate(); s.close()", store_url],
+                       env={**os.environ, "PYTHONPATH": code}, check=True)
+    else:
+        store = open_store(store_url)
+        store.migrate()  # so tokens can be created before the server starts
+        store.close()
     cmd = [sys.executable, "-m", "interlock.cli", "serve", "--policy", str(policy), "--db", store_url,
            "--port", str(port), "--key-dir", str(key_dir), "--workers", str(workers),
            *(["--allow-missing-secrets"] if allow_missing_secrets else []),
@@ -110,7 +139,7 @@ def live_server(policy: Path, store_url: str, tmp_path: Path, env: dict[str, str
         process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
                                    env={**os.environ, **(env or {})})
     server = LiveServer(f"{'https' if tls else 'http'}://127.0.0.1:{port}", policy, store_url, key_dir, process, log,
-                        verify)
+                        verify, code)
     try:
         deadline = time.monotonic() + 120  # generous: CI machines run the suite on 2 busy cores
         while True:
