@@ -1,7 +1,8 @@
 """When the hot path stalls: one `interlock serve` (this tree, or INTERLOCK_BENCH_PEER_SRC's), one wrk run of
-the fixed mix, then every request the server's log says took over 100 ms, with its time, and the seconds since
-the run started. The p99 of `bench_hotpath` says how often; this says when (docs/benchmarks.md, "The gate on the
-hot path": a stall of all requests in flight about 60 s after a server starts).
+the fixed mix (INTERLOCK_BENCH_MIXES=varied or unique: that mix), then every request the server's log says
+took over 100 ms, with its time, and the seconds since the run started. The p99 of `bench_hotpath` says how
+often; this says when (docs/benchmarks.md, "The gate on the hot path": a stall of all requests in flight
+about 60 s after a server starts, the first audit checkpoint's MAC checks; fixed since).
 
     python -m bench.hotpath_stalls [SECONDS=75]
 """
@@ -36,7 +37,10 @@ def main() -> None:
         with live_server(bench_hotpath.POLICY, f"sqlite:///{work / 'i.db'}", work, env=env) as server:
             token = server.token("agent", "kiro")
             started = time.time()
-            row = bench_hotpath._wrk(f"{server.url}/v1/actions", bench_hotpath.FIXED, token, work)
+            mix = {"fixed": lambda: bench_hotpath.FIXED, "varied": bench_hotpath.varied_mix,
+                   "unique": lambda: bench_hotpath.varied_mix(unique=bench_hotpath.UNIQUE_VARIANTS)}[
+                os.environ.get("INTERLOCK_BENCH_MIXES", "fixed").split(",")[0]]()
+            row = bench_hotpath._wrk(f"{server.url}/v1/actions", mix, token, work)
             slow: list[tuple[float, float]] = []
             for line in server.logs().splitlines():
                 try:
