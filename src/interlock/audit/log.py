@@ -399,15 +399,7 @@ class AuditLog:
         # the entries decided after it woke).
         self._turn(loop).append(pending)
         self._ensure_writer()
-        limit = self.append_timeout_s if timeout is None else timeout
-        deadlines = self._deadlines.get(loop)
-        if deadlines is None:
-            deadlines = self._deadlines.setdefault(loop, _Deadlines(loop))
-        deadlines.add(limit, future)
-        try:
-            await future
-        except TimeoutError:
-            raise self._late(limit) from None
+        await self._awaited(loop, future, timeout)
         return self._outcome(pending)
 
     async def append_many_async(self, items: Iterable[tuple[str, Mapping[str, Any]]], *,
@@ -424,6 +416,13 @@ class AuditLog:
         pending[-1].wake = (loop, future)  # before queueing: the writer cannot resolve it unseen
         self._turn(loop).extend(pending)  # with the turn's others, in order (append_async)
         self._ensure_writer()
+        await self._awaited(loop, future, timeout)
+        return [self._outcome(p) for p in pending]
+
+    async def _awaited(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[None],
+                       timeout: float | None) -> None:
+        """Wait for the writer to complete `future`, up to `timeout` (default the log's append timeout);
+        StoreUnavailable past it (the caller treats its step as not audited)."""
         limit = self.append_timeout_s if timeout is None else timeout
         deadlines = self._deadlines.get(loop)
         if deadlines is None:
@@ -433,7 +432,6 @@ class AuditLog:
             await future
         except TimeoutError:
             raise self._late(limit) from None
-        return [self._outcome(p) for p in pending]
 
     def _turn(self, loop: asyncio.AbstractEventLoop) -> list[_Pending]:
         """This loop turn's entries, handed to the writer by `_hand` once the turn's callbacks have run."""
