@@ -506,6 +506,7 @@ _HOLDER = textwrap.dedent("""
     [
         (0.5, 30.0, "written once the child commits"),
         (3.0, 0.3, "unavailable, then written"),
+        (30.0, 30.0, "written once the child is killed holding it"),  # the kernel lets go of a dead holder's
     ],
 )
 def test_sqlite_writers_of_other_processes_take_turns_in_the_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -527,6 +528,14 @@ def test_sqlite_writers_of_other_processes_take_turns_in_the_kernel(tmp_path: Pa
                                  text=True)
         try:
             assert child.stdout is not None and child.stdout.readline().strip() == "holding"
+            if outcome == "written once the child is killed holding it":
+                child.kill()
+                child.wait(timeout=30)
+                with store.transaction() as tx:
+                    tx.execute("INSERT INTO things(name) VALUES ('parent')")
+                with store.transaction(readonly=True) as tx:
+                    assert [r["name"] for r in tx.fetchall("SELECT name FROM things")] == ["parent"]
+                return
             if outcome == "written once the child commits":
                 with store.transaction() as tx:
                     tx.execute("INSERT INTO things(name) VALUES ('parent')")
